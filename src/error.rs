@@ -1,0 +1,98 @@
+//! Error kinds a caller branches on, and the exit codes they map to (docs/exit-codes.md).
+
+use std::fmt;
+
+/// Exit codes. Stable: provisioning scripts branch on them.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// An unexpected failure (a bug, or an I/O error nobody foresaw).
+    pub const INTERNAL: i32 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The node already runs on the target runtime with the settings the plan would write.
+    pub const NOTHING_TO_DO: i32 = 3;
+    /// A file on the node could not be understood (malformed TOML/JSON/YAML/env). Nothing changed.
+    pub const BAD_INPUT: i32 = 4;
+    /// The node cannot be migrated as it is (no kubelet, target runtime missing, unknown version,
+    /// not root...). Nothing changed.
+    pub const PREFLIGHT: i32 = 5;
+    /// Asked for something this release does not do yet. Nothing changed.
+    pub const NOT_IMPLEMENTED: i32 = 6;
+}
+
+/// A failure with a documented exit code. Its message is one paragraph: what, where, what to do.
+#[derive(Debug)]
+pub enum Failure {
+    NothingToDo(String),
+    BadInput {
+        path: String,
+        problem: String,
+        fix: String,
+    },
+    Preflight {
+        problem: String,
+        fix: String,
+    },
+    NotImplemented(String),
+}
+
+impl Failure {
+    pub fn bad_input(path: impl Into<String>, problem: impl fmt::Display, fix: impl Into<String>) -> Self {
+        Failure::BadInput {
+            path: path.into(),
+            problem: problem.to_string(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn preflight(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Failure::Preflight {
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::NothingToDo(_) => exit::NOTHING_TO_DO,
+            Failure::BadInput { .. } => exit::BAD_INPUT,
+            Failure::Preflight { .. } => exit::PREFLIGHT,
+            Failure::NotImplemented(_) => exit::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// A short stable name for JSON reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::NothingToDo(_) => "nothing-to-do",
+            Failure::BadInput { .. } => "bad-input",
+            Failure::Preflight { .. } => "preflight",
+            Failure::NotImplemented(_) => "not-implemented",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NothingToDo(msg) => write!(f, "nothing to do: {msg}"),
+            Failure::BadInput { path, problem, fix } => {
+                write!(f, "cannot use {path}: {problem}. {fix} Nothing was changed.")
+            }
+            Failure::Preflight { problem, fix } => {
+                write!(f, "{problem}. {fix} Nothing was changed.")
+            }
+            Failure::NotImplemented(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code for any error: a typed [`Failure`] anywhere in the chain decides, else 1.
+pub fn exit_code_of(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Failure>())
+        .map(Failure::exit_code)
+        .unwrap_or(exit::INTERNAL)
+}

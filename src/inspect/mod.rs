@@ -1,0 +1,210 @@
+//! Inspection: read the node (through `--root`) into [`Facts`], plain data that planning uses
+//! without reading the node again.
+
+pub mod cni;
+pub mod docker;
+pub mod kubelet;
+pub mod packages;
+pub mod pods;
+pub mod risks;
+pub mod runtimes;
+
+use crate::error::Failure;
+use crate::node::{Node, Snapshot};
+use crate::system::Commands;
+use crate::version::Version;
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The container runtimes cri-migrate knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    Dockershim,
+    CriDockerd,
+    Containerd,
+    Crio,
+    Unknown,
+}
+
+impl RuntimeKind {
+    pub fn from_endpoint(endpoint: &str) -> RuntimeKind {
+        if endpoint.ends_with("dockershim.sock") {
+            RuntimeKind::Dockershim
+        } else if endpoint.contains("cri-dockerd") {
+            RuntimeKind::CriDockerd
+        } else if endpoint.ends_with("containerd.sock") {
+            RuntimeKind::Containerd
+        } else if endpoint.ends_with("crio.sock") {
+            RuntimeKind::Crio
+        } else {
+            RuntimeKind::Unknown
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Dockershim => "dockershim (Docker Engine)",
+            RuntimeKind::CriDockerd => "cri-dockerd (Docker Engine)",
+            RuntimeKind::Containerd => "containerd",
+            RuntimeKind::Crio => "CRI-O",
+            RuntimeKind::Unknown => "unknown",
+        }
+    }
+
+    /// Runtimes that are Docker Engine underneath.
+    pub fn is_docker(self) -> bool {
+        matches!(self, RuntimeKind::Dockershim | RuntimeKind::CriDockerd)
+    }
+}
+
+/// A piece of software on the node and how we know.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Installed {
+    pub installed: bool,
+    pub version: Option<Version>,
+    /// Where the version came from: a flag, `PROGRAM --version`, or a package.
+    pub version_source: Option<String>,
+    pub binary: Option<String>,
+    pub package: Option<String>,
+    pub units: Vec<String>,
+    pub socket: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentRuntime {
+    pub kind: RuntimeKind,
+    pub endpoint: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtimes {
+    pub docker: Installed,
+    pub cri_dockerd: Installed,
+    pub containerd: Installed,
+    pub crio: Installed,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+}
+
+/// A risk found on the node, or a setting the plan cannot carry over: one line of what, one of
+/// what to do.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Finding {
+    pub fn warning(code: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { code, severity: Severity::Warning, message: message.into(), fix: fix.into() }
+    }
+    pub fn info(code: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { code, severity: Severity::Info, message: message.into(), fix: fix.into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub root: String,
+    pub live: bool,
+    pub os: Option<String>,
+    pub kubelet: kubelet::Kubelet,
+    pub current_runtime: CurrentRuntime,
+    pub runtimes: Runtimes,
+    pub docker: docker::Docker,
+    pub credentials: Vec<docker::Credentials>,
+    pub containerd_config: Option<runtimes::ContainerdConfig>,
+    pub crio: runtimes::CrioConfig,
+    pub cni: cni::Cni,
+    pub static_pods: Vec<pods::StaticPod>,
+    /// Docker containers (live node only) that mount Docker's socket or data.
+    pub docker_containers: Vec<pods::DockerContainer>,
+    pub risks: Vec<Finding>,
+    /// The text of every file the planner may rewrite, as found.
+    #[serde(skip)]
+    pub files: BTreeMap<String, Snapshot>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InspectOptions {
+    pub kubelet_version: Option<Version>,
+}
+
+/// Read the node. Fails only on files that cannot be understood (typed [`Failure::BadInput`]);
+/// everything else that is odd becomes a [`Finding`].
+pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Result<Facts> {
+    let live = node.is_live();
+    let pkgs = packages::Packages::read(node)?;
+    let mut files = BTreeMap::new();
+
+    let mut kubelet_installed = runtimes::detect(node, cmds, &pkgs, &runtimes::KUBELET);
+    if let Some(v) = opts.kubelet_version {
+        kubelet_installed.version = Some(v);
+        kubelet_installed.version_source = Some("--kubelet-version".into());
+    }
+    let kubelet = kubelet::inspect(node, kubelet_installed, &mut files)?;
+    let (kind, reason) = kubelet.current_runtime();
+    let current_runtime = CurrentRuntime { kind, endpoint: kubelet.runtime_endpoint.clone(), reason };
+
+    let runtimes = Runtimes {
+        docker: runtimes::detect(node, cmds, &pkgs, &runtimes::DOCKER),
+        cri_dockerd: runtimes::detect(node, cmds, &pkgs, &runtimes::CRI_DOCKERD),
+        containerd: runtimes::detect(node, cmds, &pkgs, &runtimes::CONTAINERD),
+        crio: runtimes::detect(node, cmds, &pkgs, &runtimes::CRIO),
+    };
+    let docker = docker::inspect(node)?;
+    let credentials = docker::credentials(node)?;
+    let containerd_config = runtimes::containerd_config(node, &mut files)?;
+    let crio = runtimes::crio_config(node, &mut files)?;
+    let cni = cni::inspect(node, &kubelet);
+    let static_pods = pods::static_pods(node, &kubelet);
+    let docker_containers = if live && runtimes.docker.installed { pods::docker_containers(cmds) } else { vec![] };
+    runtimes::snapshot_owned_files(node, &mut files)?;
+
+    let os = node.read("/etc/os-release").ok().flatten().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+    });
+    let mut facts = Facts {
+        root: node.root().display().to_string(),
+        live,
+        os,
+        kubelet,
+        current_runtime,
+        runtimes,
+        docker,
+        credentials,
+        containerd_config,
+        crio,
+        cni,
+        static_pods,
+        docker_containers,
+        risks: vec![],
+        files,
+    };
+    facts.risks = risks::assess(&facts);
+    Ok(facts)
+}
+
+/// Inspection that needs a kubelet: migration does.
+pub fn require_kubelet(facts: &Facts) -> Result<(), Failure> {
+    if !facts.kubelet.installed.installed && facts.kubelet.flag_files.is_empty() {
+        return Err(Failure::preflight(
+            format!("no kubelet found on the node at {} (no binary, unit, package or flags file)", facts.root),
+            "Run cri-migrate on a Kubernetes node, or point --root at a node's root file system.",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Risks of the move, each in one line with what to do (runtime-facts §7).
+
+use super::pods::docker_bound;
+use super::{Facts, Finding, RuntimeKind};
+
+pub fn assess(f: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let k = &f.kubelet;
+    if k.installed.installed && k.installed.version.is_none() {
+        out.push(Finding::warning(
+            "kubelet-version-unknown",
+            "the kubelet's version could not be read (no `kubelet --version`, no package)",
+            "pass --kubelet-version, e.g. --kubelet-version 1.23.17",
+        ));
+    }
+    if f.current_runtime.kind == RuntimeKind::Unknown {
+        out.push(Finding::warning("runtime-unknown", format!("cannot tell which runtime the kubelet uses: {}", f.current_runtime.reason), "check the kubelet's flags and config.yaml"));
+    }
+
+    for pod in &f.static_pods {
+        let name = pod.name.clone().unwrap_or_else(|| pod.file.clone());
+        if let Some(err) = &pod.error {
+            out.push(Finding::warning("static-pod-unreadable", format!("static pod manifest {} is not valid YAML ({err})", pod.file), "fix it; the kubelet skips it too"));
+            continue;
+        }
+        for path in pod.host_paths.iter().filter(|p| docker_bound(p)) {
+            let (code, fix) = if path.trim_end_matches('/').starts_with("/var/lib/docker") {
+                ("docker-logs-mount", "point it at /var/log/pods (CRI log format) before the move")
+            } else {
+                ("docker-socket-mount", "it loses Docker after the move: give it the CRI socket or drop the dependency")
+            };
+            out.push(Finding::warning(code, format!("static pod {name} ({}) mounts {path}", pod.file), fix));
+        }
+    }
+    if f.current_runtime.kind.is_docker() {
+        let names: Vec<String> = f.static_pods.iter().filter_map(|p| p.name.clone()).collect();
+        if !names.is_empty() {
+            out.push(Finding::info(
+                "static-pods-move",
+                format!("static pods {} run in Docker now and will restart on the new runtime", names.join(", ")),
+                "expect a short control-plane outage on this node; migrate control-plane nodes one at a time",
+            ));
+        }
+        out.push(Finding::info(
+            "log-format",
+            "container logs move from Docker's JSON files in /var/lib/docker/containers to CRI-format files in /var/log/pods",
+            "check that DaemonSet log collectors read /var/log/pods and parse the CRI format",
+        ));
+    }
+    for c in &f.docker_containers {
+        out.push(Finding::warning(
+            "docker-container-mount",
+            format!("Docker container {} ({}) mounts {}", c.name, c.image, c.mounts.join(", ")),
+            "the pod it belongs to loses Docker after the move: give it the CRI socket or drop the dependency",
+        ));
+    }
+
+    let d = &f.docker.settings;
+    if let (Some(kd), Some(dd)) = (&k.cgroup_driver, &d.cgroup_driver) {
+        if kd != dd {
+            out.push(Finding::warning(
+                "cgroup-driver-mismatch",
+                format!("the kubelet uses the {kd} cgroup driver but Docker uses {dd}"),
+                format!("cri-migrate sets the runtime to {kd}, the kubelet's; check the node afterwards"),
+            ));
+        }
+    }
+    for key in d.other.keys() {
+        if matches!(key.as_str(), "iptables" | "ip-masq" | "bridge" | "hosts" | "features") {
+            continue; // Docker's own networking and API: nothing for a CRI runtime to keep.
+        }
+        out.push(Finding::warning(
+            "docker-setting-dropped",
+            format!("daemon.json \"{key}\" has no equivalent in a CRI runtime and is not carried over"),
+            "check whether the node relied on it",
+        ));
+    }
+    if d.log_driver.is_some() || !d.log_opts.is_empty() {
+        let opts: Vec<String> = d.log_opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(Finding::info(
+            "docker-logging",
+            format!(
+                "Docker's log settings ({}{}) do not apply to a CRI runtime: the kubelet rotates container logs",
+                d.log_driver.as_deref().unwrap_or("json-file"),
+                if opts.is_empty() { String::new() } else { format!(", {}", opts.join(", ")) }
+            ),
+            "set containerLogMaxSize and containerLogMaxFiles in the kubelet's config.yaml",
+        ));
+    }
+    for r in d.insecure_registries.iter().filter(|r| r.contains('/')) {
+        out.push(Finding::warning(
+            "insecure-cidr",
+            format!("insecure registry range {r} cannot be carried over (the runtimes take host names)"),
+            "list each registry host:port in daemon.json's insecure-registries and run cri-migrate again",
+        ));
+    }
+    if d.containerd_snapshotter {
+        out.push(Finding::info(
+            "docker-containerd-store",
+            "Docker keeps its images in containerd (containerd-snapshotter)",
+            "the images are in containerd's moby namespace already; `docker save | ctr import` is not needed",
+        ));
+    }
+
+    for c in &f.credentials {
+        if !c.kubelet_reads && !c.registries.is_empty() {
+            out.push(Finding::warning(
+                "credentials-not-read",
+                format!("{} holds credentials for {}, but the kubelet does not read that file", c.path, c.registries.join(", ")),
+                "if pods pull from those registries, copy it to /var/lib/kubelet/config.json (mode 0600)",
+            ));
+        }
+        if !c.helpers.is_empty() {
+            out.push(Finding::info(
+                "credential-helpers",
+                format!("{} uses credential helpers ({}), which the kubelet does not run", c.path, c.helpers.join(", ")),
+                "use a kubelet image credential provider for those registries",
+            ));
+        }
+    }
+    if !k.exec_start_flags.is_empty() {
+        out.push(Finding::warning(
+            "exec-start-flags",
+            format!("kubelet flags are written in an ExecStart= line ({}), which cri-migrate does not edit", k.exec_start_flags.join(" ")),
+            "move them to KUBELET_EXTRA_ARGS in /etc/default/kubelet",
+        ));
+    }
+    if let Some(c) = &f.containerd_config {
+        if !c.imports.is_empty() {
+            out.push(Finding::info(
+                "containerd-imports",
+                format!("{} imports {}; cri-migrate edits only the main file", c.path, c.imports.join(", ")),
+                "check that the imported files do not override the CRI settings",
+            ));
+        }
+    }
+    if f.cni.conf_files.is_empty() {
+        out.push(Finding::warning(
+            "cni-no-config",
+            format!("no CNI configuration in {}", f.cni.conf_dir),
+            "pods get no network until a CNI plugin is installed (normally by its DaemonSet)",
+        ));
+    }
+    if f.cni.plugins.is_empty() {
+        out.push(Finding::warning(
+            "cni-no-plugins",
+            format!("no CNI plugins in {}", f.cni.bin_dirs.join(", ")),
+            "install the CNI plugins (kubernetes-cni / containernetworking-plugins)",
+        ));
+    }
+    out
+}

@@ -1,0 +1,214 @@
+//! Which runtimes are installed (binaries, packages, units, sockets) and the configuration
+//! files of containerd and CRI-O as found.
+
+use super::packages::Packages;
+use super::Installed;
+use crate::error::Failure;
+use crate::node::{join, Node, Snapshot};
+use crate::system::Commands;
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How to find one piece of software on a node.
+pub struct Software {
+    pub binaries: &'static [&'static str],
+    pub packages: &'static [&'static str],
+    pub units: &'static [&'static str],
+    pub sockets: &'static [&'static str],
+}
+
+pub const KUBELET: Software = Software { binaries: &["kubelet"], packages: &["kubelet"], units: &["kubelet.service"], sockets: &[] };
+pub const DOCKER: Software = Software {
+    binaries: &["dockerd"],
+    packages: &["docker-ce", "docker.io", "moby-engine", "docker-engine"],
+    units: &["docker.service", "docker.socket"],
+    sockets: &["/var/run/docker.sock", "/run/docker.sock"],
+};
+pub const CRI_DOCKERD: Software = Software {
+    binaries: &["cri-dockerd"],
+    packages: &["cri-dockerd"],
+    units: &["cri-docker.service", "cri-docker.socket"],
+    sockets: &["/run/cri-dockerd.sock", "/var/run/cri-dockerd.sock"],
+};
+pub const CONTAINERD: Software = Software {
+    binaries: &["containerd"],
+    packages: &["containerd.io", "containerd"],
+    units: &["containerd.service"],
+    sockets: &["/run/containerd/containerd.sock"],
+};
+pub const CRIO: Software = Software {
+    binaries: &["crio"],
+    packages: &["cri-o"],
+    units: &["crio.service"],
+    sockets: &["/var/run/crio/crio.sock", "/run/crio/crio.sock"],
+};
+
+const BIN_DIRS: [&str; 6] = ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/bin", "/sbin", "/opt/bin"];
+const UNIT_DIRS: [&str; 4] = ["/etc/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
+pub const CRICTL_YAML: &str = "/etc/crictl.yaml";
+pub const CRIO_CONF: &str = "/etc/crio/crio.conf";
+pub const CRIO_CONF_D: &str = "/etc/crio/crio.conf.d";
+pub const CRIO_DROP_IN: &str = "/etc/crio/crio.conf.d/99-cri-migrate.conf";
+pub const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+pub const REGISTRIES_DROP_IN: &str = "/etc/containers/registries.conf.d/99-cri-migrate.conf";
+
+pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) -> Installed {
+    let binary = sw
+        .binaries
+        .iter()
+        .flat_map(|b| BIN_DIRS.iter().map(move |d| join(d, b)))
+        .find(|p| node.is_executable(p));
+    let units: Vec<String> = sw
+        .units
+        .iter()
+        .filter(|u| UNIT_DIRS.iter().any(|d| node.exists(&join(d, u))))
+        .map(|u| u.to_string())
+        .collect();
+    let socket = sw.sockets.iter().find(|s| node.exists(s)).map(|s| s.to_string());
+    let package = pkgs.find(sw.packages);
+    let mut installed = Installed {
+        installed: binary.is_some() || package.is_some(),
+        version: None,
+        version_source: None,
+        binary: binary.clone(),
+        package: package.as_ref().map(|p| p.0.clone()),
+        units,
+        socket,
+    };
+    // On the live node the binary itself is the truth (it may come from a tarball); under
+    // --root nothing is run and the package database tells.
+    if node.is_live() {
+        if let Some(bin) = &binary {
+            if let Some(v) = cmds.output(bin, &["--version"]).as_deref().and_then(crate::version::Version::find_in) {
+                installed.version = Some(v);
+                installed.version_source = Some(format!("{bin} --version"));
+            }
+        }
+    }
+    if installed.version.is_none() {
+        if let Some((name, Some(v))) = package {
+            installed.version = Some(v);
+            installed.version_source = Some(format!("package {name}"));
+        }
+    }
+    installed
+}
+
+/// `/etc/containerd/config.toml` as found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerdConfig {
+    pub path: String,
+    /// 1 for a file without `version` (Docker's containerd.io ships one), else its version.
+    pub schema: i64,
+    pub disabled_plugins: Vec<String>,
+    pub cri_disabled: bool,
+    pub imports: Vec<String>,
+    /// Deprecated `registry.mirrors` / `registry.configs` tables (they conflict with config_path).
+    pub registry_mirrors: Vec<String>,
+}
+
+pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Option<ContainerdConfig>> {
+    let Some(snap) = node.snapshot(CONTAINERD_CONFIG)? else { return Ok(None) };
+    let doc: toml_edit::DocumentMut = snap.content.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(
+            CONTAINERD_CONFIG,
+            format!("not valid TOML ({})", e.to_string().trim()),
+            "Fix the file (containerd does not start with it either), or move it aside so that cri-migrate writes a new one.",
+        )
+    })?;
+    let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
+    let strings = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let disabled_plugins = strings("disabled_plugins");
+    let cri_disabled = disabled_plugins.iter().any(|p| is_cri_plugin(p));
+    let mut registry_mirrors = Vec::new();
+    for cri in ["cri", "io.containerd.grpc.v1.cri"] {
+        if let Some(mirrors) = doc
+            .get("plugins")
+            .and_then(|p| p.get(cri))
+            .and_then(|c| c.get("registry"))
+            .and_then(|r| r.get("mirrors"))
+            .and_then(|m| m.as_table_like())
+        {
+            registry_mirrors.extend(mirrors.iter().map(|(k, _)| k.to_string()));
+        }
+    }
+    let config = ContainerdConfig {
+        path: CONTAINERD_CONFIG.to_string(),
+        schema,
+        imports: strings("imports"),
+        disabled_plugins,
+        cri_disabled,
+        registry_mirrors,
+    };
+    files.insert(CONTAINERD_CONFIG.to_string(), snap);
+    Ok(Some(config))
+}
+
+/// The CRI plugin's names across schemas.
+pub fn is_cri_plugin(name: &str) -> bool {
+    matches!(name, "cri" | "io.containerd.grpc.v1.cri" | "io.containerd.cri.v1.images" | "io.containerd.cri.v1.runtime")
+}
+
+/// CRI-O's configuration files as found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CrioConfig {
+    pub files: Vec<String>,
+    pub cgroup_manager: Option<String>,
+    /// Files that still set `insecure_registries` (ignored from CRI-O 1.35).
+    pub insecure_registries_in: Vec<String>,
+    pub registries_conf: Option<String>,
+    /// registries.conf in the v1 format, which cannot be mixed with v2 drop-ins.
+    pub registries_conf_v1: bool,
+}
+
+pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<CrioConfig> {
+    let mut out = CrioConfig::default();
+    let paths = std::iter::once(CRIO_CONF.to_string())
+        .chain(node.list(CRIO_CONF_D).into_iter().filter(|n| n.ends_with(".conf")).map(|n| join(CRIO_CONF_D, &n)));
+    for path in paths {
+        let Some(snap) = node.snapshot(&path)? else { continue };
+        let doc = parse_toml(&path, &snap.content, "Fix the file (CRI-O does not start with it either).")?;
+        if let Some(m) = doc.get("crio").and_then(|c| c.get("runtime")).and_then(|r| r.get("cgroup_manager")).and_then(|v| v.as_str()) {
+            out.cgroup_manager = Some(m.to_string());
+        }
+        if doc.get("crio").and_then(|c| c.get("image")).and_then(|i| i.get("insecure_registries")).is_some() {
+            out.insecure_registries_in.push(path.clone());
+        }
+        out.files.push(path.clone());
+        files.insert(path, snap);
+    }
+    if let Some(text) = node.read(REGISTRIES_CONF)? {
+        let doc = parse_toml(REGISTRIES_CONF, &text, "Fix it (see containers-registries.conf(5)).")?;
+        out.registries_conf_v1 = doc.get("registries").is_some_and(|r| r.is_table_like());
+        out.registries_conf = Some(REGISTRIES_CONF.to_string());
+    }
+    Ok(out)
+}
+
+fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMut, Failure> {
+    text.parse()
+        .map_err(|e: toml_edit::TomlError| Failure::bad_input(path, format!("not valid TOML ({})", e.to_string().trim()), fix))
+}
+
+/// Files the plan writes whole (ours) or merges, read now so that planning is pure.
+pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<()> {
+    let mut paths = vec![CRICTL_YAML.to_string(), REGISTRIES_DROP_IN.to_string()];
+    for host in node.list(CONTAINERD_CERTS_D) {
+        paths.push(join(&join(CONTAINERD_CERTS_D, &host), "hosts.toml"));
+    }
+    for path in paths {
+        if let Some(snap) = node.snapshot(&path)? {
+            files.insert(path, snap);
+        }
+    }
+    Ok(())
+}

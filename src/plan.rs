@@ -1,0 +1,553 @@
+//! Planning: a pure function from [`Facts`] and the options to a [`Plan`] — the files to write
+//! (old and new text) and the ordered service actions. The dry run prints it; apply walks it.
+
+use crate::error::Failure;
+use crate::flags::FileKind;
+use crate::inspect::kubelet::{EXTRA_ARGS_FILES, KUBEADM_FLAGS};
+use crate::inspect::runtimes::{CONTAINERD_CONFIG, CRICTL_YAML, CRIO_DROP_IN, REGISTRIES_DROP_IN};
+use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
+use crate::node::join;
+use crate::render::{self, kubelet::Rules};
+use crate::version::Version;
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// The runtime to move to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Containerd,
+    Crio,
+}
+
+impl Target {
+    pub fn kind(self) -> RuntimeKind {
+        match self {
+            Target::Containerd => RuntimeKind::Containerd,
+            Target::Crio => RuntimeKind::Crio,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        self.kind().name()
+    }
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Target::Containerd => "unix:///run/containerd/containerd.sock",
+            Target::Crio => "unix:///var/run/crio/crio.sock",
+        }
+    }
+    pub fn unit(self) -> &'static str {
+        match self {
+            Target::Containerd => "containerd.service",
+            Target::Crio => "crio.service",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub target: Target,
+    pub runtime_version: Option<Version>,
+    pub sandbox_image: Option<String>,
+}
+
+/// A carried-over setting and where its value came from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub from: String,
+}
+
+fn setting<T>(value: T, from: impl Into<String>) -> Setting<T> {
+    Setting { value, from: from.into() }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Carried {
+    pub cgroup_driver: Setting<String>,
+    pub sandbox_image: Option<Setting<String>>,
+    pub cni_conf_dir: Setting<String>,
+    pub cni_bin_dirs: Setting<Vec<String>>,
+    pub registries: Vec<String>,
+    pub runtime_root: Option<Setting<String>>,
+    pub snapshotter: Option<Setting<String>>,
+    pub max_concurrent_downloads: Option<Setting<u64>>,
+}
+
+/// One file the plan writes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    #[serde(skip)]
+    pub old: Option<String>,
+    #[serde(skip)]
+    pub new: String,
+    pub why: String,
+    /// A systemd unit file or drop-in: systemd must reload.
+    pub unit_file: bool,
+}
+
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// One service step, in order.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    Stop { unit: String },
+    Disable { unit: String },
+    DaemonReload,
+    Enable { unit: String },
+    Restart { unit: String },
+    WaitForSocket { endpoint: String, timeout_secs: u64 },
+    VerifyPull { endpoint: String, image: String },
+    Start { unit: String },
+    WaitActive { unit: String, timeout_secs: u64 },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Stop { unit } => write!(f, "stop {unit}"),
+            Action::Disable { unit } => write!(f, "disable {unit} (its packages and data stay, for rollback)"),
+            Action::DaemonReload => write!(f, "systemctl daemon-reload (a unit file changed)"),
+            Action::Enable { unit } => write!(f, "enable {unit}"),
+            Action::Restart { unit } => write!(f, "restart {unit}"),
+            Action::WaitForSocket { endpoint, timeout_secs } => write!(f, "wait up to {timeout_secs}s until CRI answers on {endpoint}"),
+            Action::VerifyPull { endpoint, image } => write!(f, "pull {image} through CRI on {endpoint} (as the kubelet would)"),
+            Action::Start { unit } => write!(f, "start {unit}"),
+            Action::WaitActive { unit, timeout_secs } => write!(f, "wait up to {timeout_secs}s until {unit} is active"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub from: RuntimeKind,
+    pub target: Target,
+    pub runtime_version: Version,
+    pub kubelet_version: Version,
+    /// containerd's config schema written (2 or 3); none for CRI-O.
+    pub config_schema: Option<u8>,
+    pub endpoint: String,
+    pub settings: Carried,
+    pub files: Vec<FileChange>,
+    pub actions: Vec<Action>,
+    pub warnings: Vec<Finding>,
+}
+
+/// The oldest kubelet cri-migrate plans for, and the newest whose flag rules it knows.
+const OLDEST_KUBELET: Version = Version::new(1, 20, 0);
+const NEWEST_KNOWN_KUBELET: (u32, u32) = (1, 35);
+
+pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
+    require_kubelet(facts)?;
+    let target = opts.target;
+    let mut warnings: Vec<Finding> = Vec::new();
+
+    let kv = facts.kubelet.installed.version.ok_or_else(|| {
+        Failure::preflight(
+            "cannot tell the kubelet's version (no `kubelet --version` on this node, no kubelet package in /var/lib/dpkg/status)",
+            "Pass it with --kubelet-version, e.g. --kubelet-version 1.23.17.",
+        )
+    })?;
+    if kv < OLDEST_KUBELET {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} is older than {OLDEST_KUBELET}, the oldest cri-migrate supports"),
+            "Upgrade the node's Kubernetes first (kubeadm upgrade), or pass the right --kubelet-version if it was misread.",
+        ));
+    }
+    if !kv.at_least(NEWEST_KNOWN_KUBELET.0, NEWEST_KNOWN_KUBELET.1 + 1) {
+        // known
+    } else {
+        warnings.push(Finding::warning(
+            "kubelet-newer-than-known",
+            format!("kubelet {kv} is newer than the flag rules cri-migrate knows (up to 1.35); the 1.35 rules are used"),
+            "check the kubelet's changelog for removed flags before applying",
+        ));
+    }
+    let from = facts.current_runtime.kind;
+    if from == RuntimeKind::Unknown {
+        return Err(Failure::preflight(
+            format!("cannot tell which runtime the kubelet uses now: {}", facts.current_runtime.reason),
+            "Check the kubelet's --container-runtime-endpoint flag and config.yaml; pass --kubelet-version if the version is missing.",
+        ));
+    }
+
+    let installed = match target {
+        Target::Containerd => &facts.runtimes.containerd,
+        Target::Crio => &facts.runtimes.crio,
+    };
+    let install_hint = match target {
+        Target::Containerd => "apt-get install containerd (Debian, Ubuntu), dnf install containerd.io (Docker's repository)",
+        Target::Crio => "the cri-o package matching the kubelet's minor version, from the CRI-O repositories",
+    };
+    let rv = match (opts.runtime_version, installed.version, installed.installed) {
+        (Some(v), _, true) => v,
+        (Some(v), _, false) => {
+            warnings.push(Finding::warning(
+                "runtime-not-installed",
+                format!("{} is not installed; the plan assumes version {v}", target.name()),
+                format!("install it before applying: {install_hint}"),
+            ));
+            v
+        }
+        (None, Some(v), true) => v,
+        (None, None, true) => {
+            return Err(Failure::preflight(
+                format!("{} is installed but its version cannot be read", target.name()),
+                "Pass it with --runtime-version, e.g. --runtime-version 1.6.20.",
+            ))
+        }
+        (None, _, false) => {
+            return Err(Failure::preflight(
+                format!("{} is not installed on this node (no binary, no package)", target.name()),
+                format!("Install it first ({install_hint}), or pass --runtime-version to plan for a node where it will be."),
+            ))
+        }
+    };
+    let config_schema = match target {
+        Target::Containerd => Some(containerd_schema(rv, kv)?),
+        Target::Crio => {
+            if (rv.major, rv.minor) != (kv.major, kv.minor) {
+                warnings.push(Finding::warning(
+                    "crio-version-skew",
+                    format!("CRI-O {rv} does not match kubelet {kv}: CRI-O's minor version follows Kubernetes'"),
+                    format!("install cri-o {}.{}", kv.major, kv.minor),
+                ));
+            }
+            None
+        }
+    };
+
+    let settings = carried(facts, opts, target, &mut warnings);
+    let endpoint = target.endpoint().to_string();
+    let mut files = Vec::new();
+    let mut settings = settings;
+
+    match target {
+        Target::Containerd => {
+            let schema = config_schema.unwrap();
+            let cs = render::containerd::Settings {
+                schema,
+                cni_bin_dirs_list: rv.at_least(2, 1),
+                systemd_cgroup: settings.cgroup_driver.value == "systemd",
+                sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
+                cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
+                cni_conf_dir: settings.cni_conf_dir.value.clone(),
+                config_path: render::containerd::CERTS_D.into(),
+                root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
+                snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
+                max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
+            };
+            let old = facts.files.get(CONTAINERD_CONFIG);
+            let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs);
+            if settings.sandbox_image.is_none() {
+                settings.sandbox_image = r.existing_sandbox_image.clone().map(|v| setting(v, "the existing config.toml"));
+            }
+            for note in &r.notes {
+                warnings.push(Finding::info("containerd-config-converted", note.clone(), "review the diff of /etc/containerd/config.toml"));
+            }
+            files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
+            let hosts = render::registries::containerd_hosts(&facts.docker.settings, &facts.docker.certs, &r.moved_mirrors);
+            for h in &hosts {
+                let path = join(&join(render::containerd::CERTS_D, &h.host), "hosts.toml");
+                let rendered = render::registries::hosts_toml(h);
+                let new = match facts.files.get(&path) {
+                    Some(old) => merge_toml(&path, &old.content, &rendered)?,
+                    None => rendered,
+                };
+                files.push(change(facts, &path, new, &format!("registry {} from {}", h.host, h.origin)));
+            }
+            settings.registries = hosts.iter().map(|h| h.host.clone()).collect();
+        }
+        Target::Crio => {
+            let cs = render::crio::Settings {
+                cgroup_manager: settings.cgroup_driver.value.clone(),
+                sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
+                cni_conf_dir: settings.cni_conf_dir.value.clone(),
+                cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
+                root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
+                storage_driver: settings.snapshotter.as_ref().map(|s| s.value.clone()),
+            };
+            files.push(change(facts, CRIO_DROP_IN, render::crio::drop_in(&cs), "CRI-O drop-in: cgroup manager, pause image, CNI directories"));
+            if let Some(text) = render::registries::crio_registries(&facts.docker.settings) {
+                if facts.crio.registries_conf_v1 {
+                    warnings.push(Finding::warning(
+                        "registries-conf-v1",
+                        "/etc/containers/registries.conf uses the v1 format, which cannot be mixed with v2 drop-ins: Docker's mirrors and insecure registries are not carried over",
+                        "convert registries.conf to the v2 format ([[registry]] tables) and run cri-migrate again",
+                    ));
+                } else {
+                    files.push(change(facts, REGISTRIES_DROP_IN, text, "registry mirrors and insecure registries from daemon.json"));
+                    settings.registries = registry_names(&facts.docker.settings);
+                }
+            }
+            if rv.at_least(1, 35) {
+                for f in &facts.crio.insecure_registries_in {
+                    warnings.push(Finding::warning(
+                        "crio-insecure-registries",
+                        format!("{f} sets insecure_registries, which CRI-O {rv} ignores"),
+                        "list them in /etc/containers/registries.conf.d/ with insecure = true",
+                    ));
+                }
+            }
+        }
+    }
+
+    // crictl talks to the new runtime.
+    let crictl = match facts.files.get(CRICTL_YAML) {
+        Some(old) => ["runtime-endpoint", "image-endpoint"]
+            .iter()
+            .try_fold(old.content.clone(), |text, key| render::yaml::set_top_level(&text, key, &endpoint))
+            .map_err(|e| Failure::bad_input(CRICTL_YAML, e, "Fix the YAML, or move the file aside so that cri-migrate writes a new one."))?,
+        None => render::template("crictl.yaml", serde_json::json!({ "endpoint": endpoint })),
+    };
+    files.push(change(facts, CRICTL_YAML, crictl, "crictl talks to the new runtime"));
+
+    files.extend(kubelet_files(facts, kv, &endpoint, &mut warnings)?);
+    files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
+
+    if from == target.kind() && files.is_empty() {
+        return Err(Failure::NothingToDo(format!(
+            "the kubelet already uses {} ({endpoint}) and every file cri-migrate manages is as it would write it",
+            target.name()
+        )));
+    }
+
+    if settings.sandbox_image.is_none() {
+        warnings.push(Finding::info(
+            "sandbox-image-default",
+            format!("no pause image was configured; {} uses its default ({})", target.name(), default_pause(target, rv)),
+            "on a node that cannot reach registry.k8s.io, pass --sandbox-image with the mirror's pause image",
+        ));
+    }
+
+    let actions = actions(facts, target, from, &files, &settings, rv);
+    warnings.extend(facts.risks.iter().cloned());
+    Ok(Plan {
+        from,
+        target,
+        runtime_version: rv,
+        kubelet_version: kv,
+        config_schema,
+        endpoint,
+        settings,
+        files,
+        actions,
+        warnings,
+    })
+}
+
+fn containerd_schema(rv: Version, kv: Version) -> Result<u8, Failure> {
+    if rv.major >= 3 {
+        return Err(Failure::preflight(
+            format!("containerd {rv} is newer than cri-migrate knows (config schema 2 for 1.x, 3 for 2.x)"),
+            "Use a cri-migrate release that knows it, or pass --runtime-version if the version was misread.",
+        ));
+    }
+    if !rv.at_least(1, 5) {
+        return Err(Failure::preflight(
+            format!("containerd {rv} is too old: registry hosts (config_path) need 1.5"),
+            "Upgrade containerd to 1.6 or later first.",
+        ));
+    }
+    if kv.at_least(1, 26) && !rv.at_least(1, 6) {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} needs CRI v1, which containerd {rv} does not serve"),
+            "Upgrade containerd to 1.6 or later first.",
+        ));
+    }
+    Ok(if rv.major >= 2 { 3 } else { 2 })
+}
+
+/// The pause image a runtime uses when none is configured (runtime-facts §1).
+fn default_pause(target: Target, rv: Version) -> String {
+    match target {
+        Target::Containerd if rv.major >= 2 => "registry.k8s.io/pause:3.10".into(),
+        Target::Containerd if rv.at_least(1, 7) => "registry.k8s.io/pause:3.8".into(),
+        Target::Containerd => "registry.k8s.io/pause:3.6".into(),
+        Target::Crio => "its built-in pause image".into(),
+    }
+}
+
+fn registry_names(s: &crate::inspect::docker::DockerSettings) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if !s.registry_mirrors.is_empty() {
+        names.push("docker.io".into());
+    }
+    names.extend(s.insecure_registries.iter().filter(|r| !r.contains('/')).cloned());
+    names
+}
+
+fn carried(facts: &Facts, opts: &PlanOptions, target: Target, warnings: &mut Vec<Finding>) -> Carried {
+    let k = &facts.kubelet;
+    let d = &facts.docker.settings;
+    let cgroup_driver = match (&k.cgroup_driver, &d.cgroup_driver) {
+        (Some(c), _) if k.flag("cgroup-driver").is_some() => setting(c.clone(), "the kubelet's --cgroup-driver"),
+        (Some(c), _) => setting(c.clone(), format!("cgroupDriver in {}", k.config.path)),
+        (None, Some(c)) => setting(c.clone(), "daemon.json exec-opts native.cgroupdriver (the kubelet sets none)"),
+        (None, None) => setting("cgroupfs".to_string(), "the kubelet's default (nothing sets a cgroup driver)"),
+    };
+    let sandbox_image = opts
+        .sandbox_image
+        .clone()
+        .map(|v| setting(v, "--sandbox-image"))
+        .or_else(|| k.pod_infra_container_image.clone().map(|v| setting(v, "the kubelet's --pod-infra-container-image")));
+    let root_parent = d
+        .data_root
+        .as_deref()
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
+        .and_then(|r| std::path::Path::new(r).parent().map(|p| p.display().to_string()));
+    let runtime_root = root_parent.map(|parent| {
+        let dir = match target {
+            Target::Containerd => "containerd",
+            Target::Crio => "containers/storage",
+        };
+        setting(join(&parent, dir), format!("beside Docker's data-root {}", d.data_root.as_deref().unwrap_or_default()))
+    });
+    let snapshotter = d.storage_driver.as_deref().and_then(|sd| {
+        let mapped = match (target, sd) {
+            (_, "overlay2" | "overlay") => return None, // both runtimes default to overlay
+            (Target::Containerd, "btrfs") => "btrfs",
+            (Target::Containerd, "zfs") => "zfs",
+            (Target::Containerd, "vfs") => "native",
+            (Target::Crio, "btrfs" | "zfs" | "vfs") => sd,
+            _ => {
+                warnings.push(Finding::warning(
+                    "storage-driver-dropped",
+                    format!("Docker's storage driver {sd} has no ready equivalent in {}", target.name()),
+                    "the runtime uses overlay; configure its snapshotter by hand if the node needs another",
+                ));
+                return None;
+            }
+        };
+        Some(setting(mapped.to_string(), format!("daemon.json storage-driver {sd}")))
+    });
+    let max_concurrent_downloads = d.max_concurrent_downloads.and_then(|n| match target {
+        Target::Containerd => Some(setting(n, "daemon.json max-concurrent-downloads")),
+        Target::Crio => {
+            warnings.push(Finding::info(
+                "max-downloads-dropped",
+                format!("daemon.json max-concurrent-downloads ({n}) has no CRI-O equivalent"),
+                "nothing to do; CRI-O pulls layers in parallel by default",
+            ));
+            None
+        }
+    });
+    Carried {
+        cgroup_driver,
+        sandbox_image,
+        cni_conf_dir: setting(facts.cni.conf_dir.clone(), facts.cni.conf_dir_source.clone()),
+        cni_bin_dirs: setting(facts.cni.bin_dirs.clone(), facts.cni.bin_dir_source.clone()),
+        registries: vec![],
+        runtime_root,
+        snapshotter,
+        max_concurrent_downloads,
+    }
+}
+
+fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> {
+    let mut doc: toml_edit::DocumentMut = old.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(path, format!("not valid TOML ({})", e.to_string().trim()), "Fix it, or move it aside so that cri-migrate writes a new one.")
+    })?;
+    let tpl: toml_edit::DocumentMut = rendered.parse().expect("hosts.toml template renders valid TOML");
+    render::toml_merge::merge(&mut doc, &tpl);
+    Ok(doc.to_string())
+}
+
+fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
+    let old = facts.files.get(path);
+    FileChange {
+        path: path.to_string(),
+        mode: old.map(|s| s.mode).unwrap_or(0o644),
+        old: old.map(|s| s.content.clone()),
+        new,
+        why: why.to_string(),
+        unit_file: path.contains("/systemd/"),
+    }
+}
+
+/// The kubelet's flags files and config.yaml, rewritten for its version.
+fn kubelet_files(facts: &Facts, kv: Version, endpoint: &str, warnings: &mut Vec<Finding>) -> Result<Vec<FileChange>, Failure> {
+    let k = &facts.kubelet;
+    let rules = Rules::for_version(kv, endpoint, k.config.exists);
+    let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
+    // Where the runtime flags go: kubeadm's file, else the distribution's EXTRA_ARGS file.
+    let owner = k
+        .flag_files
+        .iter()
+        .find(|f| f.path == KUBEADM_FLAGS)
+        .map(|f| (f.path.clone(), "KUBELET_KUBEADM_ARGS".to_string()))
+        .or_else(|| {
+            k.flag_files
+                .iter()
+                .find(|f| EXTRA_ARGS_FILES.contains(&f.path.as_str()))
+                .map(|f| (f.path.clone(), "KUBELET_EXTRA_ARGS".to_string()))
+        });
+    if needs_flag && owner.is_none() {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} takes its runtime endpoint as a flag, but the node has no kubelet flags file ({KUBEADM_FLAGS}, {})", EXTRA_ARGS_FILES.join(", ")),
+            "Create /etc/default/kubelet (or /etc/sysconfig/kubelet) with KUBELET_EXTRA_ARGS=\"\" and make the kubelet unit read it with EnvironmentFile=, then run cri-migrate again.",
+        ));
+    }
+    let mut out = Vec::new();
+    for ff in &k.flag_files {
+        let snap = &facts.files[&ff.path];
+        let owner_var = owner.as_ref().filter(|(p, _)| needs_flag && *p == ff.path).map(|(_, v)| v.as_str());
+        let (new, removed) = render::kubelet::rewrite_flags_file(ff.kind, &snap.content, owner_var, &rules)
+            .map_err(|e| Failure::bad_input(&ff.path, e, "Fix the kubelet's flags."))?;
+        let mut why = String::from("kubelet flags for its version");
+        if !removed.is_empty() {
+            why.push_str(&format!("; removes {}", removed.join(" ")));
+        }
+        if ff.kind == FileKind::DropIn && new != snap.content {
+            warnings.push(Finding::info("kubelet-drop-in-edited", format!("{} sets kubelet flags that go; it is edited", ff.path), "systemd reloads its units"));
+        }
+        out.push(change(facts, &ff.path, new, &why));
+    }
+    if rules.endpoint_in_config {
+        let path = &k.config.path;
+        let old = &facts.files[path].content;
+        let new = render::kubelet::rewrite_config(old, &rules)
+            .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
+        out.push(change(facts, path, new, "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)"));
+    }
+    Ok(out)
+}
+
+fn actions(facts: &Facts, target: Target, from: RuntimeKind, files: &[FileChange], settings: &Carried, rv: Version) -> Vec<Action> {
+    let unit = |u: &str| u.to_string();
+    let mut a = vec![Action::Stop { unit: unit("kubelet.service") }];
+    if from.is_docker() && from != target.kind() {
+        let mut docker_units: Vec<&str> = Vec::new();
+        if from == RuntimeKind::CriDockerd {
+            docker_units.extend(["cri-docker.socket", "cri-docker.service"].iter().filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)));
+        }
+        // The socket first, or socket activation starts Docker again.
+        let present = |u: &str| facts.runtimes.docker.units.iter().any(|x| x == u);
+        if present("docker.socket") {
+            docker_units.push("docker.socket");
+        }
+        if present("docker.service") || facts.runtimes.docker.installed {
+            docker_units.push("docker.service");
+        }
+        a.extend(docker_units.iter().map(|u| Action::Stop { unit: unit(u) }));
+        a.extend(docker_units.iter().map(|u| Action::Disable { unit: unit(u) }));
+    }
+    if files.iter().any(|f| f.unit_file) {
+        a.push(Action::DaemonReload);
+    }
+    a.push(Action::Enable { unit: unit(target.unit()) });
+    a.push(Action::Restart { unit: unit(target.unit()) });
+    a.push(Action::WaitForSocket { endpoint: target.endpoint().into(), timeout_secs: 60 });
+    let image = settings.sandbox_image.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| default_pause(target, rv));
+    a.push(Action::VerifyPull { endpoint: target.endpoint().into(), image });
+    a.push(Action::Start { unit: unit("kubelet.service") });
+    a.push(Action::WaitActive { unit: unit("kubelet.service"), timeout_secs: 120 });
+    a
+}

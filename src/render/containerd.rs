@@ -1,0 +1,297 @@
+//! `/etc/containerd/config.toml`: schema 2 for containerd 1.x, schema 3 for 2.x, merged into the
+//! file that is there (Docker's containerd.io ships a schema 1 file with the CRI plugin off).
+
+use super::toml_merge::{get_table_mut, merge, table_at};
+use crate::inspect::runtimes::is_cri_plugin;
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item, Table, Value};
+
+pub const CERTS_D: &str = "/etc/containerd/certs.d";
+
+/// What the migration owns in containerd's config.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Settings {
+    /// 2 for containerd 1.x, 3 for 2.x.
+    pub schema: u8,
+    /// containerd 2.1+ takes a list of CNI plugin directories (`bin_dirs`).
+    pub cni_bin_dirs_list: bool,
+    pub systemd_cgroup: bool,
+    pub sandbox_image: Option<String>,
+    pub cni_bin_dirs: Vec<String>,
+    pub cni_conf_dir: String,
+    pub config_path: String,
+    pub root: Option<String>,
+    pub snapshotter: Option<String>,
+    pub max_concurrent_downloads: Option<u64>,
+}
+
+/// What rendering found and did on the way, for the plan.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    /// Deprecated `registry.mirrors` taken out of the file (they conflict with config_path):
+    /// (registry, endpoints), to become hosts.toml files.
+    pub moved_mirrors: Vec<(String, Vec<String>)>,
+    /// One line each about what was converted or cannot be kept.
+    pub notes: Vec<String>,
+    /// The sandbox image the existing file sets, when the settings set none.
+    pub existing_sandbox_image: Option<String>,
+}
+
+/// Plugin ids of schema 1's short names (containerd v1.x `services/server/config`).
+const V1_IDS: [(&str, &str); 16] = [
+    ("cri", "io.containerd.grpc.v1.cri"),
+    ("cgroups", "io.containerd.monitor.v1.cgroups"),
+    ("linux", "io.containerd.runtime.v1.linux"),
+    ("scheduler", "io.containerd.gc.v1.scheduler"),
+    ("bolt", "io.containerd.metadata.v1.bolt"),
+    ("task", "io.containerd.runtime.v2.task"),
+    ("opt", "io.containerd.internal.v1.opt"),
+    ("restart", "io.containerd.internal.v1.restart"),
+    ("diff-service", "io.containerd.service.v1.diff-service"),
+    ("tasks-service", "io.containerd.service.v1.tasks-service"),
+    ("aufs", "io.containerd.snapshotter.v1.aufs"),
+    ("btrfs", "io.containerd.snapshotter.v1.btrfs"),
+    ("devmapper", "io.containerd.snapshotter.v1.devmapper"),
+    ("native", "io.containerd.snapshotter.v1.native"),
+    ("overlayfs", "io.containerd.snapshotter.v1.overlayfs"),
+    ("zfs", "io.containerd.snapshotter.v1.zfs"),
+];
+
+const CRI_V2: &str = "io.containerd.grpc.v1.cri";
+const IMAGES_V3: &str = "io.containerd.cri.v1.images";
+const RUNTIME_V3: &str = "io.containerd.cri.v1.runtime";
+
+pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
+    let template = super::template(if s.schema == 3 { "containerd-v3.toml" } else { "containerd-v2.toml" }, s);
+    let mut out = Rendered::default();
+    let Some(existing) = existing.filter(|t| !is_blank(t)) else {
+        out.text = template;
+        return out;
+    };
+    // The caller has parsed this file during inspection.
+    let mut doc: DocumentMut = existing.parse().expect("config.toml was parsed during inspection");
+    let tpl: DocumentMut = template.parse().expect("the containerd template renders valid TOML");
+
+    let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
+    if schema < 2 {
+        to_schema_2(&mut doc);
+        out.notes.push("converted the file from schema 1 (plugin short names) to schema 2".into());
+    }
+    out.moved_mirrors = take_mirrors(&mut doc, &mut out.notes);
+    if s.schema == 3 && schema < 3 {
+        to_schema_3(&mut doc);
+        out.notes.push(
+            "moved the CRI settings from schema 2 to schema 3 tables; `containerd config migrate` shows containerd's own conversion"
+                .into(),
+        );
+    }
+    out.existing_sandbox_image = sandbox_image(&doc, s.schema);
+    enable_cri(&mut doc);
+    merge(&mut doc, &tpl);
+    if s.schema == 3 && s.cni_bin_dirs_list {
+        // bin_dirs replaces bin_dir in 2.1; a leftover bin_dir would add a stale directory.
+        if let Some(cni) = get_table_mut(doc.as_table_mut(), &["plugins", RUNTIME_V3, "cni"]) {
+            if cni.get("bin_dir").and_then(|v| v.as_str()).is_some_and(|d| !d.is_empty()) {
+                cni.remove("bin_dir");
+            }
+        }
+    }
+    // `version` first, as containerd's own files have it.
+    doc.as_table_mut().sort_values_by(|a, _, b, _| (a.get() != "version").cmp(&(b.get() != "version")));
+    out.text = doc.to_string();
+    out
+}
+
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+}
+
+fn sandbox_image(doc: &DocumentMut, schema: u8) -> Option<String> {
+    let plugins = doc.get("plugins")?;
+    let v = if schema == 3 {
+        plugins.get(IMAGES_V3)?.get("pinned_images")?.get("sandbox")?
+    } else {
+        plugins.get(CRI_V2)?.get("sandbox_image")?
+    };
+    v.as_str().map(str::to_string)
+}
+
+/// Remove the CRI plugin from `disabled_plugins` (Docker's packages disable it), converting
+/// short names to full ids: containerd refuses short names in schema 2.
+fn enable_cri(doc: &mut DocumentMut) {
+    let Some(arr) = doc.get_mut("disabled_plugins").and_then(|i| i.as_array_mut()) else { return };
+    arr.retain(|v| !v.as_str().is_some_and(is_cri_plugin));
+    for v in arr.iter_mut() {
+        if let Some(id) = v.as_str().and_then(|n| V1_IDS.iter().find(|(short, _)| *short == n)).map(|(_, id)| *id) {
+            let decor = v.decor().clone();
+            *v = Value::from(id);
+            *v.decor_mut() = decor;
+        }
+    }
+    if arr.is_empty() {
+        arr.set_trailing("");
+    }
+}
+
+fn to_schema_2(doc: &mut DocumentMut) {
+    let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_mut()) else { return };
+    for (short, id) in V1_IDS {
+        if let Some(item) = plugins.remove(short) {
+            plugins.insert(id, item);
+        }
+    }
+}
+
+/// Deprecated `registry.mirrors` conflict with `config_path` ("mirrors cannot be set when
+/// config_path is provided"): take them out so they become hosts.toml files.
+fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else { return out };
+    if let Some(mirrors) = registry.remove("mirrors") {
+        for (host, m) in mirrors.as_table_like().into_iter().flat_map(|t| t.iter()) {
+            let endpoints = m
+                .get("endpoint")
+                .and_then(|e| e.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            out.push((host.to_string(), endpoints));
+        }
+        notes.push(format!(
+            "moved the deprecated registry.mirrors ({}) to hosts.toml files under {CERTS_D}",
+            out.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if registry.get("configs").is_some() {
+        notes.push("kept the deprecated registry.configs (auth still works there); move TLS settings to hosts.toml by hand".into());
+    }
+    out
+}
+
+/// Split schema 2's CRI table into schema 3's images and runtime plugins; the streaming server
+/// stays in `io.containerd.grpc.v1.cri` (containerd v2 `cmd/containerd/server/config/migrate`).
+fn to_schema_3(doc: &mut DocumentMut) {
+    let root = doc.as_table_mut();
+    let Some(Item::Table(mut cri)) = get_table_mut(root, &["plugins"]).and_then(|p| p.remove(CRI_V2)) else { return };
+    const GRPC_KEYS: [&str; 6] = [
+        "disable_tcp_service",
+        "stream_server_address",
+        "stream_server_port",
+        "stream_idle_timeout",
+        "enable_tls_streaming",
+        "x509_key_pair_streaming",
+    ];
+    const IMAGE_KEYS: [&str; 5] = [
+        "max_concurrent_downloads",
+        "image_pull_progress_timeout",
+        "image_pull_with_sync_fs",
+        "registry",
+        "image_decryption",
+    ];
+    let mut grpc = Table::new();
+    let mut images = Table::new();
+    let mut runtime = Table::new();
+    let keys: Vec<String> = cri.iter().map(|(k, _)| k.to_string()).collect();
+    for key in keys {
+        let item = cri.remove(&key).unwrap();
+        if GRPC_KEYS.contains(&key.as_str()) {
+            grpc.insert(&key, item);
+        } else if IMAGE_KEYS.contains(&key.as_str()) {
+            images.insert(&key, item);
+        } else if key == "sandbox_image" {
+            table_at(&mut images, &["pinned_images"]).insert("sandbox", item);
+        } else if key == "containerd" {
+            let mut item = item;
+            if let Some(t) = item.as_table_like_mut() {
+                for k in ["snapshotter", "discard_unpacked_layers"] {
+                    if let Some(v) = t.remove(k) {
+                        images.insert(k, v);
+                    }
+                }
+            }
+            runtime.insert(&key, item);
+        } else {
+            runtime.insert(&key, item);
+        }
+    }
+    let plugins = table_at(root, &["plugins"]);
+    for (id, table) in [(CRI_V2, grpc), (IMAGES_V3, images), (RUNTIME_V3, runtime)] {
+        if !table.is_empty() {
+            let dst = table_at(plugins, &[id]);
+            for (k, v) in table.into_iter() {
+                dst.insert(&k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(schema: u8) -> Settings {
+        Settings {
+            schema,
+            cni_bin_dirs_list: schema == 3,
+            systemd_cgroup: true,
+            sandbox_image: Some("registry.local/pause:3.6".into()),
+            cni_bin_dirs: vec!["/opt/cni/bin".into()],
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            config_path: CERTS_D.into(),
+            root: None,
+            snapshotter: None,
+            max_concurrent_downloads: Some(10),
+        }
+    }
+
+    fn get<'a>(doc: &'a DocumentMut, path: &[&str]) -> &'a Item {
+        path.iter().fold(doc.as_item(), |i, k| i.get(k).unwrap_or_else(|| panic!("no {k} in {doc}")))
+    }
+
+    #[test]
+    fn docker_containerd_io_file_is_converted_and_cri_enabled() {
+        let existing = "#   Copyright 2018-2022 Docker Inc.\n\ndisabled_plugins = [\"cri\"]\n\n#root = \"/var/lib/containerd\"\n";
+        let r = render(Some(existing), &settings(2));
+        let doc: DocumentMut = r.text.parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(2));
+        assert_eq!(doc["disabled_plugins"].as_array().unwrap().len(), 0);
+        assert!(r.text.starts_with("version = 2\n#   Copyright") || r.text.contains("Copyright 2018-2022 Docker Inc."));
+        assert!(r.text.contains("#root = \"/var/lib/containerd\""));
+        let cri = &["plugins", CRI_V2];
+        assert_eq!(get(&doc, &[cri[0], cri[1], "sandbox_image"]).as_str(), Some("registry.local/pause:3.6"));
+        assert_eq!(get(&doc, &["plugins", CRI_V2, "containerd", "runtimes", "runc", "options", "SystemdCgroup"]).as_bool(), Some(true));
+        assert_eq!(get(&doc, &["plugins", CRI_V2, "registry", "config_path"]).as_str(), Some(CERTS_D));
+    }
+
+    #[test]
+    fn schema_3_from_schema_2_moves_cri_keys() {
+        let existing = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"old/pause:3.5\"\n  stream_server_address = \"127.0.0.1\"\n  enable_selinux = true\n  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n";
+        let mut s = settings(3);
+        s.sandbox_image = None;
+        let r = render(Some(existing), &s);
+        let doc: DocumentMut = r.text.parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(3));
+        assert_eq!(get(&doc, &["plugins", IMAGES_V3, "pinned_images", "sandbox"]).as_str(), Some("old/pause:3.5"));
+        assert_eq!(r.existing_sandbox_image.as_deref(), Some("old/pause:3.5"));
+        assert_eq!(get(&doc, &["plugins", CRI_V2, "stream_server_address"]).as_str(), Some("127.0.0.1"));
+        assert_eq!(get(&doc, &["plugins", RUNTIME_V3, "enable_selinux"]).as_bool(), Some(true));
+        assert!(get(&doc, &["plugins", RUNTIME_V3, "cni"]).get("bin_dir").is_none());
+        assert_eq!(get(&doc, &["plugins", RUNTIME_V3, "cni", "bin_dirs"]).as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deprecated_mirrors_are_taken_out() {
+        let existing = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://mirror.local\"]\n";
+        let r = render(Some(existing), &settings(2));
+        assert_eq!(r.moved_mirrors, vec![("docker.io".to_string(), vec!["https://mirror.local".to_string()])]);
+        assert!(!r.text.contains("mirrors"));
+    }
+
+    #[test]
+    fn rendering_twice_changes_nothing() {
+        let once = render(Some("disabled_plugins = [\"cri\"]\n"), &settings(2)).text;
+        assert_eq!(render(Some(&once), &settings(2)).text, once);
+        let fresh = render(None, &settings(3)).text;
+        assert_eq!(render(Some(&fresh), &settings(3)).text, fresh);
+    }
+}

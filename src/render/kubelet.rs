@@ -1,0 +1,156 @@
+//! The kubelet's flags and config.yaml for its version (runtime-facts §4).
+
+use crate::flags::{FileKind, FlagList, VarsFile};
+use crate::inspect::kubelet::is_flags_var;
+use crate::version::Version;
+
+/// Flags that only dockershim took; the kubelet refuses them from 1.24.
+pub const DOCKERSHIM_FLAGS: [&str; 10] = [
+    "network-plugin",
+    "cni-bin-dir",
+    "cni-conf-dir",
+    "cni-cache-dir",
+    "network-plugin-mtu",
+    "docker-endpoint",
+    "image-pull-progress-deadline",
+    "experimental-dockershim-root-directory",
+    "experimental-dockershim",
+    "non-masquerade-cidr",
+];
+
+/// Flags naming the runtime: removed everywhere, then set once where they belong.
+const RUNTIME_FLAGS: [&str; 3] = ["container-runtime", "container-runtime-endpoint", "image-service-endpoint"];
+
+/// How the kubelet of a given version is told its runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub endpoint: String,
+    /// `--container-runtime=remote` (below 1.27; removed in 1.27).
+    pub runtime_remote_flag: bool,
+    /// The endpoint goes to config.yaml (`containerRuntimeEndpoint`, 1.27+) rather than a flag.
+    pub endpoint_in_config: bool,
+    /// `--pod-infra-container-image` is gone (1.35+).
+    pub drop_pod_infra: bool,
+}
+
+impl Rules {
+    pub fn for_version(v: Version, endpoint: &str, has_config_file: bool) -> Rules {
+        Rules {
+            endpoint: endpoint.to_string(),
+            runtime_remote_flag: !v.at_least(1, 27),
+            endpoint_in_config: v.at_least(1, 27) && has_config_file,
+            drop_pod_infra: v.at_least(1, 35),
+        }
+    }
+}
+
+/// Rewrite one flags file. `owner` names the variable that receives the runtime flags, when
+/// this file is where they belong. Returns the new text and the flags removed.
+pub fn rewrite_flags_file(kind: FileKind, text: &str, owner: Option<&str>, rules: &Rules) -> Result<(String, Vec<String>), String> {
+    let mut file = VarsFile::parse(kind, text)?;
+    let mut removed = Vec::new();
+    let mut error = None;
+    let vars: Vec<String> = file.vars().into_iter().map(|(k, _)| k).filter(|k| is_flags_var(k)).collect();
+    for var in &vars {
+        file.edit(var, &mut |value| {
+            let mut list = match FlagList::parse(value) {
+                Ok(l) => l,
+                Err(e) => {
+                    error = Some(format!("{var}: {e}"));
+                    return value.to_string();
+                }
+            };
+            for flag in DOCKERSHIM_FLAGS.iter().chain(&RUNTIME_FLAGS) {
+                if list.remove(flag) && !RUNTIME_FLAGS.contains(flag) {
+                    removed.push(format!("--{flag}"));
+                }
+            }
+            if rules.drop_pod_infra && list.remove("pod-infra-container-image") {
+                removed.push("--pod-infra-container-image".into());
+            }
+            if owner == Some(var.as_str()) {
+                add_runtime_flags(&mut list, rules);
+            }
+            list.render()
+        });
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if let Some(owner) = owner {
+        if !vars.iter().any(|v| v == owner) {
+            let mut list = FlagList::parse("").unwrap();
+            add_runtime_flags(&mut list, rules);
+            if !list.render().is_empty() {
+                file.append(owner, &list.render());
+            }
+        }
+    }
+    Ok((file.render(), removed))
+}
+
+fn add_runtime_flags(list: &mut FlagList, rules: &Rules) {
+    if rules.runtime_remote_flag {
+        list.set("container-runtime", "remote");
+    }
+    if !rules.endpoint_in_config {
+        list.set("container-runtime-endpoint", &rules.endpoint);
+    }
+}
+
+/// config.yaml: from 1.27 the endpoint is a KubeletConfiguration field.
+pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
+    if !rules.endpoint_in_config {
+        return Ok(text.to_string());
+    }
+    let mut out = super::yaml::set_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&out).map_err(|e| e.to_string())?;
+    if v.get("imageServiceEndpoint").is_some() {
+        out = super::yaml::set_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EP: &str = "unix:///run/containerd/containerd.sock";
+
+    #[test]
+    fn kubelet_1_23_gets_remote_and_endpoint_flags() {
+        let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
+        let rules = Rules::for_version(Version::new(1, 23, 17), EP, true);
+        let (out, removed) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &rules).unwrap();
+        assert_eq!(
+            out,
+            format!("KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}\"\n")
+        );
+        assert_eq!(removed, ["--network-plugin"]);
+    }
+
+    #[test]
+    fn kubelet_1_27_has_no_runtime_flags_and_1_35_no_pause_flag() {
+        let text = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
+        let r127 = Rules::for_version(Version::new(1, 27, 0), EP, true);
+        let (out, _) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r127).unwrap();
+        assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n");
+        let r135 = Rules::for_version(Version::new(1, 35, 0), EP, true);
+        let (out, removed) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r135).unwrap();
+        assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"\"\n");
+        assert_eq!(removed, ["--pod-infra-container-image"]);
+        // Without a config file the 1.27 kubelet still takes the (deprecated) flag.
+        let no_config = Rules::for_version(Version::new(1, 27, 0), EP, false);
+        let (out, _) = rewrite_flags_file(FileKind::EnvFile, "", Some("KUBELET_KUBEADM_ARGS"), &no_config).unwrap();
+        assert_eq!(out, format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint={EP}\"\n"));
+    }
+
+    #[test]
+    fn config_yaml_gets_the_endpoint_from_1_27() {
+        let rules = Rules::for_version(Version::new(1, 28, 0), EP, true);
+        let out = rewrite_config("kind: KubeletConfiguration\ncgroupDriver: systemd\n", &rules).unwrap();
+        assert_eq!(out, format!("kind: KubeletConfiguration\ncgroupDriver: systemd\ncontainerRuntimeEndpoint: {EP}\n"));
+        let old = Rules::for_version(Version::new(1, 26, 0), EP, true);
+        assert_eq!(rewrite_config("kind: KubeletConfiguration\n", &old).unwrap(), "kind: KubeletConfiguration\n");
+    }
+}
