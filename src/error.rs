@@ -7,7 +7,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// An unexpected failure (a bug, or an I/O error nobody foresaw).
     pub const INTERNAL: i32 = 1;
-    /// The command line was wrong (clap's own code).
+    /// The command line was wrong (clap exits with it itself).
+    #[allow(dead_code)]
     pub const USAGE: i32 = 2;
     /// The node already runs on the target runtime with the settings the plan would write.
     pub const NOTHING_TO_DO: i32 = 3;
@@ -88,6 +89,20 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// A TOML parse error in one line: `line L, column C: message`.
+pub fn toml_problem(text: &str, e: &toml_edit::TomlError) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("not valid TOML (line {line}, column {col}: {message})")
+        }
+        None => format!("not valid TOML ({message})"),
+    }
+}
 
 /// The exit code for any error: a typed [`Failure`] anywhere in the chain decides, else 1.
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {

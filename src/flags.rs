@@ -145,6 +145,7 @@ impl FlagList {
     }
 
     /// The value of the last occurrence (the one the kubelet uses). `Some(None)` for a bare flag.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<Option<String>> {
         self.spans().into_iter().rev().find(|s| s.name == name).map(|s| s.value)
     }

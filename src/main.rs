@@ -1,9 +1,57 @@
+mod cli;
+mod commands;
 mod error;
 mod flags;
 mod inspect;
 mod node;
 mod plan;
 mod render;
+mod report;
 mod system;
 mod version;
-fn main() {}
+
+use clap::Parser;
+use error::{exit_code_of, Failure};
+use std::io::Write;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let json = match &cli.command {
+        cli::Command::Inspect { output, .. } => *output == cli::Output::Json,
+        cli::Command::Migrate(a) => a.output == cli::Output::Json,
+        cli::Command::Completions { .. } => false,
+    };
+    let command = match &cli.command {
+        cli::Command::Inspect { .. } => "inspect",
+        cli::Command::Migrate(_) => "migrate",
+        cli::Command::Completions { .. } => "completions",
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match commands::run(cli, &mut out) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit_code_of(&err);
+            let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
+            let message = match failure {
+                Some(f) => f.to_string(),
+                None => format!("{err:#}"),
+            };
+            if json {
+                let kind = failure.map(Failure::kind).unwrap_or("error");
+                let _ = writeln!(out, "{}", report::error_json(command, kind, &message, code));
+            }
+            match failure {
+                Some(Failure::NothingToDo(_)) => {
+                    if !json {
+                        let _ = writeln!(out, "{message}");
+                    }
+                }
+                _ => eprintln!("{} {message}", console::style("error:").red().bold().for_stderr()),
+            }
+            code
+        }
+    };
+    let _ = out.flush();
+    std::process::exit(code);
+}

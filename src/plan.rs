@@ -453,7 +453,7 @@ fn carried(facts: &Facts, opts: &PlanOptions, target: Target, warnings: &mut Vec
 
 fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> {
     let mut doc: toml_edit::DocumentMut = old.parse().map_err(|e: toml_edit::TomlError| {
-        Failure::bad_input(path, format!("not valid TOML ({})", e.to_string().trim()), "Fix it, or move it aside so that cri-migrate writes a new one.")
+        Failure::bad_input(path, crate::error::toml_problem(old, &e), "Fix it, or move it aside so that cri-migrate writes a new one.")
     })?;
     let tpl: toml_edit::DocumentMut = rendered.parse().expect("hosts.toml template renders valid TOML");
     render::toml_merge::merge(&mut doc, &tpl);

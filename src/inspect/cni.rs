@@ -2,6 +2,7 @@
 //! no network after the move.
 
 use super::kubelet::Kubelet;
+use super::runtimes::{ContainerdConfig, CrioConfig};
 use crate::node::Node;
 use serde::Serialize;
 
@@ -20,11 +21,21 @@ pub struct Cni {
     pub plugins: Vec<String>,
 }
 
-pub fn inspect(node: &Node, kubelet: &Kubelet) -> Cni {
+/// Where the directories are set: the kubelet's old dockershim flags first, then a runtime's
+/// config (a node that was migrated before), else the defaults.
+pub fn inspect(node: &Node, kubelet: &Kubelet, containerd: Option<&ContainerdConfig>, crio: &CrioConfig) -> Cni {
     let flag = |name: &str| kubelet.flag(name).and_then(|f| f.value.clone()).filter(|v| !v.is_empty());
-    let (conf_dir, conf_dir_source) = match flag("cni-conf-dir") {
-        Some(d) => (d, "the kubelet's --cni-conf-dir".to_string()),
-        None => (DEFAULT_CONF_DIR.to_string(), "the default".to_string()),
+    let runtime_conf = containerd
+        .and_then(|c| c.cni_conf_dir.clone().map(|d| (d, format!("{}", c.path))))
+        .or_else(|| crio.network_dir.clone().map(|d| (d, "CRI-O's network_dir".to_string())));
+    let runtime_bins = containerd
+        .filter(|c| !c.cni_bin_dirs.is_empty())
+        .map(|c| (c.cni_bin_dirs.join(","), c.path.clone()))
+        .or_else(|| (!crio.plugin_dirs.is_empty()).then(|| (crio.plugin_dirs.join(","), "CRI-O's plugin_dirs".to_string())));
+    let (conf_dir, conf_dir_source) = match (flag("cni-conf-dir"), runtime_conf) {
+        (Some(d), _) => (d, "the kubelet's --cni-conf-dir".to_string()),
+        (None, Some((d, from))) => (d, from),
+        (None, None) => (DEFAULT_CONF_DIR.to_string(), "the default".to_string()),
     };
     let conf_files = node
         .list(&conf_dir)
@@ -32,19 +43,22 @@ pub fn inspect(node: &Node, kubelet: &Kubelet) -> Cni {
         .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
         .collect();
     // --cni-bin-dir took a comma-separated list.
-    let (candidates, from_flag): (Vec<String>, bool) = match flag("cni-bin-dir") {
-        Some(d) => (d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(), true),
-        None => (BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(), false),
+    let set = flag("cni-bin-dir")
+        .map(|d| (d, "the kubelet's --cni-bin-dir".to_string()))
+        .or(runtime_bins);
+    let (candidates, set_source): (Vec<String>, Option<String>) = match set {
+        Some((d, from)) => (d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(), Some(from)),
+        None => (BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(), None),
     };
     let holding: Vec<String> = candidates.iter().filter(|d| !node.list(d).is_empty()).cloned().collect();
-    let (bin_dirs, bin_dir_source) = match (from_flag, holding.is_empty()) {
-        (true, _) => {
+    let (bin_dirs, bin_dir_source) = match (set_source, holding.is_empty()) {
+        (Some(from), _) => {
             let mut dirs = holding.clone();
             dirs.extend(candidates.iter().filter(|d| !holding.contains(d)).cloned());
-            (dirs, "the kubelet's --cni-bin-dir".to_string())
+            (dirs, from)
         }
-        (false, false) => (holding.clone(), "where the plugins are".to_string()),
-        (false, true) => (vec![BIN_DIR_CANDIDATES[0].to_string()], "the default (no plugins found)".to_string()),
+        (None, false) => (holding.clone(), "where the plugins are".to_string()),
+        (None, true) => (vec![BIN_DIR_CANDIDATES[0].to_string()], "the default (no plugins found)".to_string()),
     };
     let plugins = node.list(&bin_dirs[0]);
     Cni { conf_dir, conf_dir_source, conf_files, bin_dirs, bin_dir_source, plugins }

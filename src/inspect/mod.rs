@@ -167,7 +167,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     let credentials = docker::credentials(node)?;
     let containerd_config = runtimes::containerd_config(node, &mut files)?;
     let crio = runtimes::crio_config(node, &mut files)?;
-    let cni = cni::inspect(node, &kubelet);
+    let cni = cni::inspect(node, &kubelet, containerd_config.as_ref(), &crio);
     let static_pods = pods::static_pods(node, &kubelet);
     let docker_containers = if live && runtimes.docker.installed { pods::docker_containers(cmds) } else { vec![] };
     runtimes::snapshot_owned_files(node, &mut files)?;

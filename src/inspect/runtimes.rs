@@ -109,6 +109,9 @@ pub struct ContainerdConfig {
     pub imports: Vec<String>,
     /// Deprecated `registry.mirrors` / `registry.configs` tables (they conflict with config_path).
     pub registry_mirrors: Vec<String>,
+    /// The CNI directories the file sets (a node migrated before keeps them).
+    pub cni_conf_dir: Option<String>,
+    pub cni_bin_dirs: Vec<String>,
 }
 
 pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Option<ContainerdConfig>> {
@@ -116,7 +119,7 @@ pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) ->
     let doc: toml_edit::DocumentMut = snap.content.parse().map_err(|e: toml_edit::TomlError| {
         Failure::bad_input(
             CONTAINERD_CONFIG,
-            format!("not valid TOML ({})", e.to_string().trim()),
+            crate::error::toml_problem(&snap.content, &e),
             "Fix the file (containerd does not start with it either), or move it aside so that cri-migrate writes a new one.",
         )
     })?;
@@ -141,7 +144,21 @@ pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) ->
             registry_mirrors.extend(mirrors.iter().map(|(k, _)| k.to_string()));
         }
     }
+    let cni = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"]
+        .iter()
+        .find_map(|p| doc.get("plugins").and_then(|pl| pl.get(p)).and_then(|c| c.get("cni")));
+    let cni_str = |k: &str| cni.and_then(|c| c.get(k)).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+    let mut cni_bin_dirs: Vec<String> = cni
+        .and_then(|c| c.get("bin_dirs"))
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if cni_bin_dirs.is_empty() {
+        cni_bin_dirs.extend(cni_str("bin_dir"));
+    }
     let config = ContainerdConfig {
+        cni_conf_dir: cni_str("conf_dir"),
+        cni_bin_dirs,
         path: CONTAINERD_CONFIG.to_string(),
         schema,
         imports: strings("imports"),
@@ -168,6 +185,9 @@ pub struct CrioConfig {
     pub registries_conf: Option<String>,
     /// registries.conf in the v1 format, which cannot be mixed with v2 drop-ins.
     pub registries_conf_v1: bool,
+    /// The CNI directories the files set (the last one wins, as in CRI-O).
+    pub network_dir: Option<String>,
+    pub plugin_dirs: Vec<String>,
 }
 
 pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<CrioConfig> {
@@ -179,6 +199,13 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
         let doc = parse_toml(&path, &snap.content, "Fix the file (CRI-O does not start with it either).")?;
         if let Some(m) = doc.get("crio").and_then(|c| c.get("runtime")).and_then(|r| r.get("cgroup_manager")).and_then(|v| v.as_str()) {
             out.cgroup_manager = Some(m.to_string());
+        }
+        let network = doc.get("crio").and_then(|c| c.get("network"));
+        if let Some(d) = network.and_then(|n| n.get("network_dir")).and_then(|v| v.as_str()) {
+            out.network_dir = Some(d.to_string());
+        }
+        if let Some(a) = network.and_then(|n| n.get("plugin_dirs")).and_then(|v| v.as_array()) {
+            out.plugin_dirs = a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         }
         if doc.get("crio").and_then(|c| c.get("image")).and_then(|i| i.get("insecure_registries")).is_some() {
             out.insecure_registries_in.push(path.clone());
@@ -196,7 +223,7 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
 
 fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMut, Failure> {
     text.parse()
-        .map_err(|e: toml_edit::TomlError| Failure::bad_input(path, format!("not valid TOML ({})", e.to_string().trim()), fix))
+        .map_err(|e: toml_edit::TomlError| Failure::bad_input(path, crate::error::toml_problem(text, &e), fix))
 }
 
 /// Files the plan writes whole (ours) or merges, read now so that planning is pure.

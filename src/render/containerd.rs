@@ -4,7 +4,7 @@
 use super::toml_merge::{get_table_mut, merge, table_at};
 use crate::inspect::runtimes::is_cri_plugin;
 use serde::Serialize;
-use toml_edit::{DocumentMut, Item, Table, Value};
+use toml_edit::{DocumentMut, Item, Key, Table, Value};
 
 pub const CERTS_D: &str = "/etc/containerd/certs.d";
 
@@ -137,8 +137,8 @@ fn enable_cri(doc: &mut DocumentMut) {
 fn to_schema_2(doc: &mut DocumentMut) {
     let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_mut()) else { return };
     for (short, id) in V1_IDS {
-        if let Some(item) = plugins.remove(short) {
-            plugins.insert(id, item);
+        if let Some((key, item)) = plugins.remove_entry(short) {
+            plugins.insert_formatted(&Key::new(id).with_leaf_decor(key.leaf_decor().clone()), item);
         }
     }
 }
@@ -191,35 +191,39 @@ fn to_schema_3(doc: &mut DocumentMut) {
     let mut grpc = Table::new();
     let mut images = Table::new();
     let mut runtime = Table::new();
-    let keys: Vec<String> = cri.iter().map(|(k, _)| k.to_string()).collect();
-    for key in keys {
-        let item = cri.remove(&key).unwrap();
-        if GRPC_KEYS.contains(&key.as_str()) {
-            grpc.insert(&key, item);
-        } else if IMAGE_KEYS.contains(&key.as_str()) {
-            images.insert(&key, item);
-        } else if key == "sandbox_image" {
-            table_at(&mut images, &["pinned_images"]).insert("sandbox", item);
-        } else if key == "containerd" {
-            let mut item = item;
-            if let Some(t) = item.as_table_like_mut() {
-                for k in ["snapshotter", "discard_unpacked_layers"] {
-                    if let Some(v) = t.remove(k) {
-                        images.insert(k, v);
+    let names: Vec<String> = cri.iter().map(|(k, _)| k.to_string()).collect();
+    // Keys move with their decor, so the operator's comments move with them.
+    for name in names {
+        let (key, mut item) = cri.remove_entry(&name).unwrap();
+        if GRPC_KEYS.contains(&name.as_str()) {
+            grpc.insert_formatted(&key, item);
+        } else if IMAGE_KEYS.contains(&name.as_str()) {
+            images.insert_formatted(&key, item);
+        } else if name == "sandbox_image" {
+            let sandbox = Key::new("sandbox").with_leaf_decor(key.leaf_decor().clone());
+            table_at(&mut images, &["pinned_images"]).insert_formatted(&sandbox, item);
+        } else {
+            if name == "containerd" {
+                if let Some(t) = item.as_table_mut() {
+                    for k in ["snapshotter", "discard_unpacked_layers"] {
+                        if let Some((k, v)) = t.remove_entry(k) {
+                            images.insert_formatted(&k, v);
+                        }
                     }
                 }
             }
-            runtime.insert(&key, item);
-        } else {
-            runtime.insert(&key, item);
+            runtime.insert_formatted(&key, item);
         }
     }
     let plugins = table_at(root, &["plugins"]);
     for (id, table) in [(CRI_V2, grpc), (IMAGES_V3, images), (RUNTIME_V3, runtime)] {
         if !table.is_empty() {
             let dst = table_at(plugins, &[id]);
-            for (k, v) in table.into_iter() {
-                dst.insert(&k, v);
+            let names: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+            let mut table = table;
+            for name in names {
+                let (k, v) = table.remove_entry(&name).unwrap();
+                dst.insert_formatted(&k, v);
             }
         }
     }

@@ -23,6 +23,9 @@ fn key_of(line: &str) -> Option<&str> {
 
 /// Set `key: value` at the top level: replace the line that sets it, else append.
 pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, String> {
+    if check(text, key, Some(value)).is_ok() {
+        return Ok(text.to_string());
+    }
     let line = format!("{key}: {}", scalar(value));
     let mut out = String::with_capacity(text.len() + line.len() + 1);
     let mut found = false;
@@ -46,13 +49,6 @@ pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, Strin
     Ok(out)
 }
 
-/// Remove a top-level `key:` line (scalar values only).
-pub fn remove_top_level(text: &str, key: &str) -> Result<String, String> {
-    let out: String = text.split_inclusive('\n').filter(|l| key_of(l) != Some(key)).collect();
-    check(&out, key, None)?;
-    Ok(out)
-}
-
 fn check(text: &str, key: &str, want: Option<&str>) -> Result<(), String> {
     let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("the edited file is not valid YAML ({e})"))?;
     let got = v.get(key).and_then(|v| v.as_str());
@@ -73,7 +69,8 @@ mod tests {
         assert_eq!(out, text.replace("cri-dockerd.sock", "containerd/containerd.sock"));
         let out = set_top_level("kind: KubeletConfiguration", "containerRuntimeEndpoint", "unix:///x.sock").unwrap();
         assert_eq!(out, "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///x.sock\n");
-        assert_eq!(remove_top_level(&out, "containerRuntimeEndpoint").unwrap(), "kind: KubeletConfiguration\n");
         assert_eq!(scalar("has space"), "\"has space\"");
+        let quoted = "a: \"unix:///x.sock\"\n";
+        assert_eq!(set_top_level(quoted, "a", "unix:///x.sock").unwrap(), quoted, "an equal value is left as written");
     }
 }

@@ -1,0 +1,318 @@
+//! Output: the inspection report, the dry-run (unified diffs, actions, warnings), and their JSON
+//! forms (docs/json.md). No credential is ever printed: see [`redact`].
+
+use crate::inspect::{Facts, Finding, Installed, Severity};
+use crate::plan::Plan;
+use console::style;
+use regex::Regex;
+use serde_json::{json, Value};
+use similar::TextDiff;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+/// Version of the JSON documents' layout; bumped on an incompatible change.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// Hide secrets in any text we print: values of keys such as `password`, `auth`, `token`
+/// in TOML, YAML or JSON lines (a registry `configs.*.auth` table in an old config.toml, say).
+pub fn redact(text: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"(?im)^([ \t+\-]*["']?(?:password|auth|identitytoken|identity_token|registrytoken|token|secret)["']?[ \t]*[=:][ \t]*).+$"#)
+            .unwrap()
+    });
+    re.replace_all(text, "${1}\"<redacted>\"").into_owned()
+}
+
+/// A unified diff of one file, paths as on the node; a new file is shown in full.
+pub fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {
+    let old_text = old.unwrap_or("");
+    let diff = TextDiff::from_lines(old_text, new);
+    let (a, b) = match old {
+        Some(_) => (format!("a{path}"), format!("b{path}")),
+        None => ("/dev/null".to_string(), format!("b{path}")),
+    };
+    let mut out = diff.unified_diff().context_radius(3).header(&a, &b).to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    redact(&out)
+}
+
+fn colour_diff(diff: &str) -> String {
+    let mut out = String::new();
+    for line in diff.lines() {
+        let styled = if line.starts_with("+++") || line.starts_with("---") {
+            style(line).bold().to_string()
+        } else if line.starts_with('+') {
+            style(line).green().to_string()
+        } else if line.starts_with('-') {
+            style(line).red().to_string()
+        } else if line.starts_with("@@") {
+            style(line).cyan().to_string()
+        } else {
+            line.to_string()
+        };
+        out.push_str(&styled);
+        out.push('\n');
+    }
+    out
+}
+
+fn findings(out: &mut String, title: &str, list: &[Finding]) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}", style(title).bold());
+    for f in list {
+        let mark = match f.severity {
+            Severity::Warning => style("warning").yellow().bold().to_string(),
+            Severity::Info => style("note").blue().to_string(),
+        };
+        let _ = writeln!(out, "  {mark} [{}] {}\n      -> {}", f.code, f.message, f.fix);
+    }
+}
+
+fn installed(i: &Installed) -> String {
+    if !i.installed {
+        return "not installed".into();
+    }
+    let mut s = match (&i.version, &i.version_source) {
+        (Some(v), Some(src)) => format!("{v} ({src})"),
+        (Some(v), None) => v.to_string(),
+        _ => "installed, version unknown".into(),
+    };
+    if !i.units.is_empty() {
+        let _ = write!(s, "; units {}", i.units.join(", "));
+    }
+    if let Some(sock) = &i.socket {
+        let _ = write!(s, "; socket {sock}");
+    }
+    s
+}
+
+pub fn inspect_text(f: &Facts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {}{}",
+        style("Node").bold(),
+        f.root,
+        match (&f.os, f.live) {
+            (Some(os), true) => format!(" (live, {os})"),
+            (Some(os), false) => format!(" ({os})"),
+            (None, true) => " (live)".into(),
+            (None, false) => String::new(),
+        }
+    );
+    let k = &f.kubelet;
+    let _ = writeln!(out, "\n{}", style("Kubelet").bold());
+    let _ = writeln!(out, "  version        {}", installed(&k.installed));
+    let _ = writeln!(out, "  runtime now    {} ({})", f.current_runtime.kind.name(), f.current_runtime.reason);
+    let _ = writeln!(out, "  cgroup driver  {}", k.cgroup_driver.as_deref().unwrap_or("not set (cgroupfs)"));
+    let _ = writeln!(out, "  config         {}{}", k.config.path, if k.config.exists { "" } else { " (missing)" });
+    for ff in &k.flag_files {
+        let flags: Vec<String> = k
+            .flags
+            .iter()
+            .filter(|fl| fl.file == ff.path)
+            .map(|fl| match &fl.value {
+                Some(v) => format!("--{}={v}", fl.name),
+                None => format!("--{}", fl.name),
+            })
+            .collect();
+        let _ = writeln!(out, "  flags          {}: {}", ff.path, if flags.is_empty() { "(none)".into() } else { flags.join(" ") });
+    }
+    let _ = writeln!(out, "\n{}", style("Runtimes").bold());
+    let r = &f.runtimes;
+    for (name, i) in [("Docker Engine", &r.docker), ("cri-dockerd", &r.cri_dockerd), ("containerd", &r.containerd), ("CRI-O", &r.crio)] {
+        let _ = writeln!(out, "  {name:<14} {}", installed(i));
+    }
+    let d = &f.docker.settings;
+    if let Some(path) = &f.docker.daemon_json {
+        let _ = writeln!(out, "\n{} ({path})", style("Docker settings").bold());
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let _ = writeln!(out, "  registry mirrors     {}", list(&d.registry_mirrors));
+        let _ = writeln!(out, "  insecure registries  {}", list(&d.insecure_registries));
+        let _ = writeln!(out, "  cgroup driver        {}", d.cgroup_driver.as_deref().unwrap_or("default (cgroupfs)"));
+        let _ = writeln!(out, "  data-root            {}", d.data_root.as_deref().unwrap_or("default (/var/lib/docker)"));
+        if let Some(sd) = &d.storage_driver {
+            let _ = writeln!(out, "  storage driver       {sd}");
+        }
+        if let Some(n) = d.max_concurrent_downloads {
+            let _ = writeln!(out, "  parallel downloads   {n}");
+        }
+        if !d.other.is_empty() {
+            let _ = writeln!(out, "  other keys           {}", d.other.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    for c in &f.docker.certs {
+        let _ = writeln!(out, "  certs.d              {}: {} CA, {} client pair(s)", c.host, c.ca.len(), c.client.len());
+    }
+    if !f.credentials.is_empty() {
+        let _ = writeln!(out, "\n{}", style("Registry credentials (names only)").bold());
+        for c in &f.credentials {
+            let _ = writeln!(
+                out,
+                "  {}: {}{}",
+                c.path,
+                if c.registries.is_empty() { "no registries".into() } else { c.registries.join(", ") },
+                if c.kubelet_reads { "" } else { " (the kubelet does not read this file)" }
+            );
+        }
+    }
+    if let Some(c) = &f.containerd_config {
+        let _ = writeln!(out, "\n{}", style("containerd config").bold());
+        let _ = writeln!(
+            out,
+            "  {} schema {}{}",
+            c.path,
+            c.schema,
+            if c.cri_disabled { ", CRI plugin disabled" } else { "" }
+        );
+    }
+    if !f.crio.files.is_empty() {
+        let _ = writeln!(out, "\n{}", style("CRI-O config").bold());
+        let _ = writeln!(out, "  {}", f.crio.files.join(", "));
+    }
+    let _ = writeln!(out, "\n{}", style("CNI").bold());
+    let _ = writeln!(out, "  config   {} ({}): {}", f.cni.conf_dir, f.cni.conf_dir_source, if f.cni.conf_files.is_empty() { "empty".into() } else { f.cni.conf_files.join(", ") });
+    let _ = writeln!(out, "  plugins  {} ({}): {} plugin(s)", f.cni.bin_dirs.join(", "), f.cni.bin_dir_source, f.cni.plugins.len());
+    if !f.static_pods.is_empty() {
+        let names: Vec<String> = f.static_pods.iter().map(|p| p.name.clone().unwrap_or_else(|| p.file.clone())).collect();
+        let _ = writeln!(out, "\n{}\n  {}", style("Static pods").bold(), names.join(", "));
+    }
+    findings(&mut out, "Risks", &f.risks);
+    if f.risks.is_empty() {
+        let _ = writeln!(out, "\nNo risks found.");
+    }
+    out
+}
+
+pub fn plan_text(p: &Plan, colour: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} move the kubelet {} from {} to {} {}{} at {}",
+        style("Plan:").bold(),
+        p.kubelet_version,
+        p.from.name(),
+        p.target.name(),
+        p.runtime_version,
+        p.config_schema.map(|s| format!(" (config schema {s})")).unwrap_or_default(),
+        p.endpoint
+    );
+    let s = &p.settings;
+    let _ = writeln!(out, "\n{}", style("Carried over").bold());
+    let _ = writeln!(out, "  cgroup driver   {} (from {})", s.cgroup_driver.value, s.cgroup_driver.from);
+    match &s.sandbox_image {
+        Some(i) => {
+            let _ = writeln!(out, "  sandbox image   {} (from {})", i.value, i.from);
+        }
+        None => {
+            let _ = writeln!(out, "  sandbox image   the runtime's default");
+        }
+    }
+    let _ = writeln!(out, "  CNI config      {} (from {})", s.cni_conf_dir.value, s.cni_conf_dir.from);
+    let _ = writeln!(out, "  CNI plugins     {} (from {})", s.cni_bin_dirs.value.join(", "), s.cni_bin_dirs.from);
+    if !s.registries.is_empty() {
+        let _ = writeln!(out, "  registries      {}", s.registries.join(", "));
+    }
+    if let Some(r) = &s.runtime_root {
+        let _ = writeln!(out, "  runtime root    {} ({})", r.value, r.from);
+    }
+    if let Some(r) = &s.snapshotter {
+        let _ = writeln!(out, "  snapshotter     {} (from {})", r.value, r.from);
+    }
+    if let Some(r) = &s.max_concurrent_downloads {
+        let _ = writeln!(out, "  downloads       {} in parallel (from {})", r.value, r.from);
+    }
+    let _ = writeln!(out, "\n{} ({})", style("Files").bold(), p.files.len());
+    for f in &p.files {
+        let verb = if f.old.is_some() { "modify" } else { "create" };
+        let _ = writeln!(out, "\n{} {} (mode {:04o}): {}", style(verb).bold(), f.path, f.mode, f.why);
+        let diff = unified_diff(&f.path, f.old.as_deref(), &f.new);
+        out.push_str(&if colour { colour_diff(&diff) } else { diff });
+    }
+    let _ = writeln!(out, "\n{}", style("Service actions").bold());
+    for (i, a) in p.actions.iter().enumerate() {
+        let _ = writeln!(out, "  {:>2}. {a}", i + 1);
+    }
+    findings(&mut out, "Warnings", &p.warnings);
+    out
+}
+
+pub fn plan_json(p: &Plan, facts: &Facts, dry_run: bool) -> Value {
+    let files: Vec<Value> = p
+        .files
+        .iter()
+        .map(|f| {
+            json!({
+                "path": f.path,
+                "mode": format!("{:04o}", f.mode),
+                "change": if f.old.is_some() { "modify" } else { "create" },
+                "why": f.why,
+                "unit_file": f.unit_file,
+                "diff": unified_diff(&f.path, f.old.as_deref(), &f.new),
+                "content": redact(&f.new),
+            })
+        })
+        .collect();
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": "migrate",
+        "dry_run": dry_run,
+        "result": "planned",
+        "node": facts.root,
+        "from": p.from,
+        "target": p.target,
+        "runtime_version": p.runtime_version,
+        "kubelet_version": p.kubelet_version,
+        "config_schema": p.config_schema,
+        "endpoint": p.endpoint,
+        "settings": p.settings,
+        "files": files,
+        "actions": p.actions,
+        "warnings": p.warnings,
+        "facts": facts,
+    })
+}
+
+pub fn inspect_json(f: &Facts) -> Value {
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": "inspect",
+        "facts": f,
+    })
+}
+
+/// The JSON form of a failure, for scripts that read stdout only.
+pub fn error_json(command: &str, kind: &str, message: &str, exit_code: i32) -> Value {
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": command,
+        "result": kind,
+        "error": { "kind": kind, "message": message, "exit_code": exit_code },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let text = "  [plugins.x.configs.\"r\".auth]\n    password = \"hunter2\"\n    auth = \"dXNlcjpwYXNz\"\n+  \"auth\": \"abc\"\nusername = \"me\"\n";
+        let r = redact(text);
+        assert!(!r.contains("hunter2") && !r.contains("dXNlcjpwYXNz") && !r.contains("abc"), "{r}");
+        assert!(r.contains("username = \"me\""));
+        assert!(r.contains(".auth]"), "table headers stay: {r}");
+    }
+
+    #[test]
+    fn new_files_diff_from_dev_null() {
+        let d = unified_diff("/etc/crictl.yaml", None, "a: 1\n");
+        assert!(d.starts_with("--- /dev/null\n+++ b/etc/crictl.yaml\n"), "{d}");
+        assert!(d.contains("+a: 1"));
+    }
+}

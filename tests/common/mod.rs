@@ -1,0 +1,120 @@
+//! Helpers shared by the black-box tests: fixture nodes, running the built binary, tree hashes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cri-migrate"));
+    c.env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+    c
+}
+
+/// One fixture: `<dir>/node` is the node, `<dir>/case.toml` the command and what it must give.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    pub exit: i32,
+    pub stderr_contains: Option<String>,
+}
+
+impl Case {
+    pub fn node(&self) -> PathBuf {
+        self.dir.join("node")
+    }
+    pub fn run(&self, extra: &[&str]) -> Output {
+        self.run_at(&self.node(), extra)
+    }
+    pub fn run_at(&self, root: &Path, extra: &[&str]) -> Output {
+        bin().arg("--root").arg(root).args(&self.args).args(extra).output().unwrap()
+    }
+}
+
+/// Every fixture node, from tests/fixtures/nodes and examples/nodes (the examples are tested too).
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for base in ["tests/fixtures/nodes", "examples/nodes"] {
+        let Ok(rd) = std::fs::read_dir(repo().join(base)) else { continue };
+        let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("case.toml").exists()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let text = std::fs::read_to_string(dir.join("case.toml")).unwrap();
+            let doc: toml_edit::DocumentMut = text.parse().unwrap();
+            out.push(Case {
+                name: format!("{base}/{}", dir.file_name().unwrap().to_string_lossy()),
+                args: doc["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+                exit: doc["exit"].as_integer().unwrap() as i32,
+                stderr_contains: doc.get("stderr_contains").and_then(|v| v.as_str()).map(str::to_string),
+                dir,
+            });
+        }
+    }
+    assert!(out.len() >= 10, "expected at least 10 fixture nodes, found {}", out.len());
+    out
+}
+
+/// Path -> (mode, content) of every file below `root`: equal maps mean an untouched tree.
+pub fn tree(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if meta.is_dir() {
+                out.insert(rel + "/", (meta.permissions().mode(), vec![]));
+                walk(&p, root, out);
+            } else {
+                out.insert(rel, (meta.permissions().mode(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for (rel, (mode, content)) in tree(from) {
+        let dst = to.join(rel.trim_end_matches('/'));
+        if rel.ends_with('/') {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::write(&dst, content).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+}
+
+/// The JSON plan of a successful dry run.
+pub fn json_plan(case: &Case, root: &Path) -> serde_json::Value {
+    let out = case.run_at(root, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The new content of one planned file.
+pub fn planned<'a>(plan: &'a serde_json::Value, path: &str) -> Option<&'a str> {
+    plan["files"].as_array().unwrap().iter().find(|f| f["path"] == path).map(|f| f["content"].as_str().unwrap())
+}
+
+/// Write a plan's files into a node, as applying will.
+pub fn write_plan(plan: &serde_json::Value, root: &Path) {
+    for f in plan["files"].as_array().unwrap() {
+        let dst = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::write(&dst, f["content"].as_str().unwrap()).unwrap();
+        let mode = u32::from_str_radix(f["mode"].as_str().unwrap(), 8).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
