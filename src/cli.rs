@@ -5,7 +5,9 @@ use crate::version::Version;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-const EXIT_CODES: &str = "\
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0  done (for --dry-run: the plan was printed)
   1  unexpected error (a bug, or an I/O error)
@@ -13,7 +15,15 @@ Exit codes:
   3  nothing to do: the node already runs on the target runtime as cri-migrate would set it up
   4  a file on the node could not be understood; nothing was changed
   5  the node cannot be migrated as it is (no kubelet, runtime missing, version unknown); nothing changed
-  6  not available in this release; nothing was changed";
+  6  not available in this release; nothing was changed"
+    };
+}
+const EXIT_CODES: &str = exit_codes!();
+macro_rules! migrate_examples {
+    () => {
+        "Example:\n  cri-migrate migrate --to containerd --dry-run\n  cri-migrate migrate --to containerd --dry-run --root examples/nodes/kubeadm-1.23-docker"
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +55,9 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report the node's kubelet, runtimes, Docker settings, CNI and the risks of moving it.
-    #[command(after_help = "Example:\n  cri-migrate inspect\n  cri-migrate inspect --root /mnt/node-image --output json")]
+    #[command(
+        after_help = "Example:\n  cri-migrate inspect\n  cri-migrate inspect --root /mnt/node-image --output json"
+    )]
     Inspect {
         /// text for people, json for scripts (docs/json.md).
         #[arg(long, value_enum, default_value_t)]
@@ -57,12 +69,14 @@ pub enum Command {
     /// Plan the move to containerd or CRI-O and show it: every file as a unified diff, then
     /// the service actions, then the warnings.
     #[command(
-        after_help = "Example:\n  cri-migrate migrate --to containerd --dry-run\n  cri-migrate migrate --to containerd --dry-run --root examples/nodes/kubeadm-1.23-docker",
-        after_long_help = EXIT_CODES
+        after_help = migrate_examples!(),
+        after_long_help = concat!(migrate_examples!(), "\n\n", exit_codes!())
     )]
     Migrate(MigrateArgs),
     /// Print a shell completion script.
-    #[command(after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate")]
+    #[command(
+        after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

@@ -22,13 +22,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32> {
         .into());
     }
     // Only the live node's programs may be run.
-    let cmds: &dyn Commands = if node.is_live() { &RealCommands } else { &NoCommands };
+    let cmds: &dyn Commands = if node.is_live() {
+        &RealCommands
+    } else {
+        &NoCommands
+    };
     match cli.command {
-        Command::Inspect { output, kubelet_version } => {
+        Command::Inspect {
+            output,
+            kubelet_version,
+        } => {
             let facts = inspect::inspect(&node, cmds, &InspectOptions { kubelet_version })?;
             match output {
                 Output::Text => write!(out, "{}", report::inspect_text(&facts))?,
-                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report::inspect_json(&facts))?)?,
+                Output::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report::inspect_json(&facts))?
+                )?,
             }
             Ok(exit::OK)
         }
@@ -40,8 +51,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32> {
     }
 }
 
-fn migrate(node: &Node, cmds: &dyn Commands, args: &MigrateArgs, out: &mut dyn Write) -> Result<i32> {
-    let facts = inspect::inspect(node, cmds, &InspectOptions { kubelet_version: args.kubelet_version })?;
+fn migrate(
+    node: &Node,
+    cmds: &dyn Commands,
+    args: &MigrateArgs,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let facts = inspect::inspect(
+        node,
+        cmds,
+        &InspectOptions {
+            kubelet_version: args.kubelet_version,
+        },
+    )?;
     let opts = PlanOptions {
         target: args.to,
         runtime_version: args.runtime_version,
@@ -49,8 +71,16 @@ fn migrate(node: &Node, cmds: &dyn Commands, args: &MigrateArgs, out: &mut dyn W
     };
     let plan = plan::plan(&facts, &opts)?;
     match args.output {
-        Output::Text => write!(out, "{}", report::plan_text(&plan, console::colors_enabled()))?,
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report::plan_json(&plan, &facts, args.dry_run))?)?,
+        Output::Text => write!(
+            out,
+            "{}",
+            report::plan_text(&plan, console::colors_enabled())
+        )?,
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report::plan_json(&plan, &facts, args.dry_run))?
+        )?,
     }
     if args.dry_run {
         return Ok(exit::OK);

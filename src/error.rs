@@ -38,7 +38,11 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn bad_input(path: impl Into<String>, problem: impl fmt::Display, fix: impl Into<String>) -> Self {
+    pub fn bad_input(
+        path: impl Into<String>,
+        problem: impl fmt::Display,
+        fix: impl Into<String>,
+    ) -> Self {
         Failure::BadInput {
             path: path.into(),
             problem: problem.to_string(),
@@ -78,7 +82,10 @@ impl fmt::Display for Failure {
         match self {
             Failure::NothingToDo(msg) => write!(f, "nothing to do: {msg}"),
             Failure::BadInput { path, problem, fix } => {
-                write!(f, "cannot use {path}: {problem}. {fix} Nothing was changed.")
+                write!(
+                    f,
+                    "cannot use {path}: {problem}. {fix} Nothing was changed."
+                )
             }
             Failure::Preflight { problem, fix } => {
                 write!(f, "{problem}. {fix} Nothing was changed.")

@@ -34,7 +34,9 @@ pub fn split_words(s: &str) -> Result<Vec<Word>, String> {
                     match chars.next() {
                         Some((_, '\'')) => break,
                         Some((_, c)) => text.push(c),
-                        None => return Err(format!("unbalanced single quote in `{}`", &s[start..])),
+                        None => {
+                            return Err(format!("unbalanced single quote in `{}`", &s[start..]))
+                        }
                     }
                 },
                 '"' => loop {
@@ -42,10 +44,14 @@ pub fn split_words(s: &str) -> Result<Vec<Word>, String> {
                         Some((_, '"')) => break,
                         Some((_, '\\')) => match chars.next() {
                             Some((_, c)) => text.push(c),
-                            None => return Err(format!("unbalanced double quote in `{}`", &s[start..])),
+                            None => {
+                                return Err(format!("unbalanced double quote in `{}`", &s[start..]))
+                            }
                         },
                         Some((_, c)) => text.push(c),
-                        None => return Err(format!("unbalanced double quote in `{}`", &s[start..])),
+                        None => {
+                            return Err(format!("unbalanced double quote in `{}`", &s[start..]))
+                        }
                     }
                 },
                 '\\' => match chars.next() {
@@ -106,7 +112,9 @@ struct Span {
 
 impl FlagList {
     pub fn parse(s: &str) -> Result<FlagList, String> {
-        Ok(FlagList { words: split_words(s)? })
+        Ok(FlagList {
+            words: split_words(s)?,
+        })
     }
 
     fn spans(&self) -> Vec<Span> {
@@ -116,7 +124,12 @@ impl FlagList {
             let t = &self.words[i].text;
             if let Some(body) = t.strip_prefix("--").or_else(|| t.strip_prefix('-')) {
                 if let Some((name, value)) = body.split_once('=') {
-                    spans.push(Span { at: i, name: name.to_string(), value: Some(value.to_string()), value_word: None });
+                    spans.push(Span {
+                        at: i,
+                        name: name.to_string(),
+                        value: Some(value.to_string()),
+                        value_word: None,
+                    });
                 } else {
                     // `--flag value`: the kubelet takes no positional arguments, so a word after a
                     // flag that is not itself a flag is that flag's value.
@@ -140,14 +153,21 @@ impl FlagList {
     pub fn flags(&self) -> Vec<Flag> {
         self.spans()
             .into_iter()
-            .map(|s| Flag { name: s.name, value: s.value })
+            .map(|s| Flag {
+                name: s.name,
+                value: s.value,
+            })
             .collect()
     }
 
     /// The value of the last occurrence (the one the kubelet uses). `Some(None)` for a bare flag.
     #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<Option<String>> {
-        self.spans().into_iter().rev().find(|s| s.name == name).map(|s| s.value)
+        self.spans()
+            .into_iter()
+            .rev()
+            .find(|s| s.name == name)
+            .map(|s| s.value)
     }
 
     /// Remove every occurrence; true when one was there.
@@ -168,16 +188,29 @@ impl FlagList {
 
     /// Set a flag's value: in place (same form, `=` or space) when present, else appended.
     pub fn set(&mut self, name: &str, value: &str) {
-        let spans: Vec<Span> = self.spans().into_iter().filter(|s| s.name == name).collect();
+        let spans: Vec<Span> = self
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
         if spans.last().and_then(|s| s.value.as_deref()) == Some(value) && spans.len() == 1 {
             return;
         }
         match spans.last() {
             Some(last) => {
                 let at = last.at;
-                let prefix = if self.words[at].text.starts_with("--") { "--" } else { "-" };
+                let prefix = if self.words[at].text.starts_with("--") {
+                    "--"
+                } else {
+                    "-"
+                };
                 match last.value_word {
-                    Some(vw) => self.words[vw] = Word { raw: quote(value), text: value.to_string() },
+                    Some(vw) => {
+                        self.words[vw] = Word {
+                            raw: quote(value),
+                            text: value.to_string(),
+                        }
+                    }
                     None => {
                         self.words[at] = Word {
                             raw: format!("{prefix}{name}={}", quote(value)),
@@ -206,7 +239,11 @@ impl FlagList {
     }
 
     pub fn render(&self) -> String {
-        self.words.iter().map(|w| w.raw.as_str()).collect::<Vec<_>>().join(" ")
+        self.words
+            .iter()
+            .map(|w| w.raw.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -252,16 +289,28 @@ impl VarsFile {
             let body = raw.trim_end_matches(['\n', '\r']).trim_start();
             let lineno = n + 1;
             let line = match kind {
-                _ if body.is_empty() || body.starts_with('#') || body.starts_with(';') => Line::Other(raw.to_string()),
-                FileKind::EnvFile => parse_env_line(raw, body).map_err(|e| format!("line {lineno}: {e}"))?,
+                _ if body.is_empty() || body.starts_with('#') || body.starts_with(';') => {
+                    Line::Other(raw.to_string())
+                }
+                FileKind::EnvFile => {
+                    parse_env_line(raw, body).map_err(|e| format!("line {lineno}: {e}"))?
+                }
                 FileKind::DropIn => match body.strip_prefix("Environment=") {
                     Some(rest) => {
                         let words = split_words(rest).map_err(|e| format!("line {lineno}: {e}"))?;
                         let assigns = words
                             .into_iter()
-                            .filter_map(|w| w.text.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                            .filter_map(|w| {
+                                w.text
+                                    .split_once('=')
+                                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                            })
                             .collect();
-                        Line::Environment { raw: raw.to_string(), assigns, changed: false }
+                        Line::Environment {
+                            raw: raw.to_string(),
+                            assigns,
+                            changed: false,
+                        }
                     }
                     None => Line::Other(raw.to_string()),
                 },
@@ -300,14 +349,21 @@ impl VarsFile {
     pub fn edit(&mut self, key: &str, f: &mut dyn FnMut(&str) -> String) {
         for line in &mut self.lines {
             match line {
-                Line::Env { key: k, value, changed, .. } if k == key => {
+                Line::Env {
+                    key: k,
+                    value,
+                    changed,
+                    ..
+                } if k == key => {
                     let new = f(value);
                     if new != *value {
                         *value = new;
                         *changed = true;
                     }
                 }
-                Line::Environment { assigns, changed, .. } => {
+                Line::Environment {
+                    assigns, changed, ..
+                } => {
                     for (_, value) in assigns.iter_mut().filter(|(k, _)| k == key) {
                         let new = f(value);
                         if new != *value {
@@ -323,8 +379,9 @@ impl VarsFile {
 
     /// Add `KEY="value"` at the end (env files only).
     pub fn append(&mut self, key: &str, value: &str) {
-        if let Some(Line::Other(last)) | Some(Line::Env { raw: last, .. }) | Some(Line::Environment { raw: last, .. }) =
-            self.lines.last_mut()
+        if let Some(Line::Other(last))
+        | Some(Line::Env { raw: last, .. })
+        | Some(Line::Environment { raw: last, .. }) = self.lines.last_mut()
         {
             if !last.ends_with('\n') {
                 last.push('\n');
@@ -345,13 +402,32 @@ impl VarsFile {
         for line in &self.lines {
             match line {
                 Line::Other(raw)
-                | Line::Env { raw, changed: false, .. }
-                | Line::Environment { raw, changed: false, .. } => out.push_str(raw),
-                Line::Env { raw, export, key, value, quote, .. } => {
+                | Line::Env {
+                    raw,
+                    changed: false,
+                    ..
+                }
+                | Line::Environment {
+                    raw,
+                    changed: false,
+                    ..
+                } => out.push_str(raw),
+                Line::Env {
+                    raw,
+                    export,
+                    key,
+                    value,
+                    quote,
+                    ..
+                } => {
                     let export = if *export { "export " } else { "" };
                     let value = match quote {
                         Some('\'') if !value.contains('\'') => format!("'{value}'"),
-                        None if !value.contains(char::is_whitespace) && !value.contains(['"', '\'']) => value.clone(),
+                        None if !value.contains(char::is_whitespace)
+                            && !value.contains(['"', '\'']) =>
+                        {
+                            value.clone()
+                        }
                         _ => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
                     };
                     let _ = write!(out, "{export}{key}={value}");
@@ -361,7 +437,14 @@ impl VarsFile {
                     out.push_str("Environment=");
                     let parts: Vec<String> = assigns
                         .iter()
-                        .map(|(k, v)| format!("\"{}\"", format!("{k}={v}").replace('\\', "\\\\").replace('"', "\\\"")))
+                        .map(|(k, v)| {
+                            format!(
+                                "\"{}\"",
+                                format!("{k}={v}")
+                                    .replace('\\', "\\\\")
+                                    .replace('"', "\\\"")
+                            )
+                        })
                         .collect();
                     out.push_str(&parts.join(" "));
                     out.push_str(line_end(raw));
@@ -418,11 +501,16 @@ fn parse_env_line(raw: &str, body: &str) -> Result<Line, String> {
                 }
             }
             if !closed {
-                return Err(format!("the value of {key} opens a {} quote that is never closed", if q == '"' { "double" } else { "single" }));
+                return Err(format!(
+                    "the value of {key} opens a {} quote that is never closed",
+                    if q == '"' { "double" } else { "single" }
+                ));
             }
             let trailer = chars.as_str().trim();
             if !trailer.is_empty() && !trailer.starts_with('#') {
-                return Err(format!("unexpected text `{trailer}` after the quoted value of {key}"));
+                return Err(format!(
+                    "unexpected text `{trailer}` after the quoted value of {key}"
+                ));
             }
             (out, Some(q))
         }
@@ -446,7 +534,10 @@ mod tests {
     fn splits_with_quotes() {
         let w = split_words(r#"--a=b --node-labels="x=1,y=2" --c 'd e' plain\ word"#).unwrap();
         let texts: Vec<&str> = w.iter().map(|w| w.text.as_str()).collect();
-        assert_eq!(texts, ["--a=b", "--node-labels=x=1,y=2", "--c", "d e", "plain word"]);
+        assert_eq!(
+            texts,
+            ["--a=b", "--node-labels=x=1,y=2", "--c", "d e", "plain word"]
+        );
         assert_eq!(w[1].raw, r#"--node-labels="x=1,y=2""#);
         assert!(split_words(r#"--a="b"#).is_err());
         assert!(split_words("--a='b").is_err());
@@ -455,12 +546,18 @@ mod tests {
     #[test]
     fn flags_in_both_forms() {
         let mut f = FlagList::parse("--network-plugin=cni --pod-infra-container-image k8s.gcr.io/pause:3.6 --v=2 --fail-swap-on").unwrap();
-        assert_eq!(f.get("pod-infra-container-image"), Some(Some("k8s.gcr.io/pause:3.6".into())));
+        assert_eq!(
+            f.get("pod-infra-container-image"),
+            Some(Some("k8s.gcr.io/pause:3.6".into()))
+        );
         assert_eq!(f.get("fail-swap-on"), Some(None));
         assert!(f.remove("network-plugin"));
         assert!(!f.remove("network-plugin"));
         f.set("pod-infra-container-image", "mirror.local/pause:3.6");
-        f.set("container-runtime-endpoint", "unix:///run/containerd/containerd.sock");
+        f.set(
+            "container-runtime-endpoint",
+            "unix:///run/containerd/containerd.sock",
+        );
         assert_eq!(
             f.render(),
             "--pod-infra-container-image mirror.local/pause:3.6 --v=2 --fail-swap-on --container-runtime-endpoint=unix:///run/containerd/containerd.sock"
@@ -486,12 +583,16 @@ mod tests {
             l.remove("network-plugin");
             l.render()
         });
-        assert_eq!(f.render(), "# kubeadm\nKUBELET_KUBEADM_ARGS=\"--v=2\"\nOTHER='x'\n");
+        assert_eq!(
+            f.render(),
+            "# kubeadm\nKUBELET_KUBEADM_ARGS=\"--v=2\"\nOTHER='x'\n"
+        );
     }
 
     #[test]
     fn env_file_errors_name_the_line() {
-        let e = VarsFile::parse(FileKind::EnvFile, "A=1\nKUBELET_KUBEADM_ARGS=\"--v=2\n").unwrap_err();
+        let e =
+            VarsFile::parse(FileKind::EnvFile, "A=1\nKUBELET_KUBEADM_ARGS=\"--v=2\n").unwrap_err();
         assert!(e.starts_with("line 2:"), "{e}");
         assert!(VarsFile::parse(FileKind::EnvFile, "no equals here\n").is_err());
     }
@@ -504,6 +605,8 @@ mod tests {
         assert_eq!(f.directives("EnvironmentFile"), ["-/etc/default/kubelet"]);
         assert_eq!(f.render(), text);
         f.edit("KUBELET_NETWORK_ARGS", &mut |_| String::new());
-        assert!(f.render().contains("Environment=\"KUBELET_NETWORK_ARGS=\"\n"));
+        assert!(f
+            .render()
+            .contains("Environment=\"KUBELET_NETWORK_ARGS=\"\n"));
     }
 }

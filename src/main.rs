@@ -47,7 +47,10 @@ fn main() {
                         let _ = writeln!(out, "{message}");
                     }
                 }
-                _ => eprintln!("{} {message}", console::style("error:").red().bold().for_stderr()),
+                _ => eprintln!(
+                    "{} {message}",
+                    console::style("error:").red().bold().for_stderr()
+                ),
             }
             code
         }

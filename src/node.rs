@@ -66,14 +66,25 @@ impl Node {
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {node_path} ({})", path.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read {node_path} ({})", path.display()))
+            }
         };
         if meta.is_dir() {
-            anyhow::bail!("{node_path} is a directory where a file was expected ({})", path.display());
+            anyhow::bail!(
+                "{node_path} is a directory where a file was expected ({})",
+                path.display()
+            );
         }
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
         let content = String::from_utf8(bytes).map_err(|_| {
-            crate::error::Failure::bad_input(node_path, "the file is not UTF-8 text", "Check the file; it should be a text configuration file.")
+            crate::error::Failure::bad_input(
+                node_path,
+                "the file is not UTF-8 text",
+                "Check the file; it should be a text configuration file.",
+            )
         })?;
         Ok(Some(Snapshot {
             content,
@@ -117,7 +128,8 @@ mod tests {
         let n = Node::new(dir.path());
         assert_eq!(n.read("/nope").unwrap(), None);
         std::fs::write(dir.path().join("f"), "x").unwrap();
-        std::fs::set_permissions(dir.path().join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path().join("f"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         let s = n.snapshot("/f").unwrap().unwrap();
         assert_eq!((s.content.as_str(), s.mode), ("x", 0o600));
         assert!(!n.is_live());

@@ -59,7 +59,10 @@ pub struct Setting<T> {
 }
 
 fn setting<T>(value: T, from: impl Into<String>) -> Setting<T> {
-    Setting { value, from: from.into() }
+    Setting {
+        value,
+        from: from.into(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,14 +115,28 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Stop { unit } => write!(f, "stop {unit}"),
-            Action::Disable { unit } => write!(f, "disable {unit} (its packages and data stay, for rollback)"),
+            Action::Disable { unit } => write!(
+                f,
+                "disable {unit} (its packages and data stay, for rollback)"
+            ),
             Action::DaemonReload => write!(f, "systemctl daemon-reload (a unit file changed)"),
             Action::Enable { unit } => write!(f, "enable {unit}"),
             Action::Restart { unit } => write!(f, "restart {unit}"),
-            Action::WaitForSocket { endpoint, timeout_secs } => write!(f, "wait up to {timeout_secs}s until CRI answers on {endpoint}"),
-            Action::VerifyPull { endpoint, image } => write!(f, "pull {image} through CRI on {endpoint} (as the kubelet would)"),
+            Action::WaitForSocket {
+                endpoint,
+                timeout_secs,
+            } => write!(
+                f,
+                "wait up to {timeout_secs}s until CRI answers on {endpoint}"
+            ),
+            Action::VerifyPull { endpoint, image } => write!(
+                f,
+                "pull {image} through CRI on {endpoint} (as the kubelet would)"
+            ),
             Action::Start { unit } => write!(f, "start {unit}"),
-            Action::WaitActive { unit, timeout_secs } => write!(f, "wait up to {timeout_secs}s until {unit} is active"),
+            Action::WaitActive { unit, timeout_secs } => {
+                write!(f, "wait up to {timeout_secs}s until {unit} is active")
+            }
         }
     }
 }
@@ -241,18 +258,32 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 config_path: render::containerd::CERTS_D.into(),
                 root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
                 snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
-                max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
+                max_concurrent_downloads: settings
+                    .max_concurrent_downloads
+                    .as_ref()
+                    .map(|s| s.value),
             };
             let old = facts.files.get(CONTAINERD_CONFIG);
             let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs);
             if settings.sandbox_image.is_none() {
-                settings.sandbox_image = r.existing_sandbox_image.clone().map(|v| setting(v, "the existing config.toml"));
+                settings.sandbox_image = r
+                    .existing_sandbox_image
+                    .clone()
+                    .map(|v| setting(v, "the existing config.toml"));
             }
             for note in &r.notes {
-                warnings.push(Finding::info("containerd-config-converted", note.clone(), "review the diff of /etc/containerd/config.toml"));
+                warnings.push(Finding::info(
+                    "containerd-config-converted",
+                    note.clone(),
+                    "review the diff of /etc/containerd/config.toml",
+                ));
             }
             files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
-            let hosts = render::registries::containerd_hosts(&facts.docker.settings, &facts.docker.certs, &r.moved_mirrors);
+            let hosts = render::registries::containerd_hosts(
+                &facts.docker.settings,
+                &facts.docker.certs,
+                &r.moved_mirrors,
+            );
             for h in &hosts {
                 let path = join(&join(render::containerd::CERTS_D, &h.host), "hosts.toml");
                 let rendered = render::registries::hosts_toml(h);
@@ -260,7 +291,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                     Some(old) => merge_toml(&path, &old.content, &rendered)?,
                     None => rendered,
                 };
-                files.push(change(facts, &path, new, &format!("registry {} from {}", h.host, h.origin)));
+                files.push(change(
+                    facts,
+                    &path,
+                    new,
+                    &format!("registry {} from {}", h.host, h.origin),
+                ));
             }
             settings.registries = hosts.iter().map(|h| h.host.clone()).collect();
         }
@@ -273,7 +309,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
                 storage_driver: settings.snapshotter.as_ref().map(|s| s.value.clone()),
             };
-            files.push(change(facts, CRIO_DROP_IN, render::crio::drop_in(&cs), "CRI-O drop-in: cgroup manager, pause image, CNI directories"));
+            files.push(change(
+                facts,
+                CRIO_DROP_IN,
+                render::crio::drop_in(&cs),
+                "CRI-O drop-in: cgroup manager, pause image, CNI directories",
+            ));
             if let Some(text) = render::registries::crio_registries(&facts.docker.settings) {
                 if facts.crio.registries_conf_v1 {
                     warnings.push(Finding::warning(
@@ -282,7 +323,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                         "convert registries.conf to the v2 format ([[registry]] tables) and run cri-migrate again",
                     ));
                 } else {
-                    files.push(change(facts, REGISTRIES_DROP_IN, text, "registry mirrors and insecure registries from daemon.json"));
+                    files.push(change(
+                        facts,
+                        REGISTRIES_DROP_IN,
+                        text,
+                        "registry mirrors and insecure registries from daemon.json",
+                    ));
                     settings.registries = registry_names(&facts.docker.settings);
                 }
             }
@@ -302,11 +348,24 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     let crictl = match facts.files.get(CRICTL_YAML) {
         Some(old) => ["runtime-endpoint", "image-endpoint"]
             .iter()
-            .try_fold(old.content.clone(), |text, key| render::yaml::set_top_level(&text, key, &endpoint))
-            .map_err(|e| Failure::bad_input(CRICTL_YAML, e, "Fix the YAML, or move the file aside so that cri-migrate writes a new one."))?,
+            .try_fold(old.content.clone(), |text, key| {
+                render::yaml::set_top_level(&text, key, &endpoint)
+            })
+            .map_err(|e| {
+                Failure::bad_input(
+                    CRICTL_YAML,
+                    e,
+                    "Fix the YAML, or move the file aside so that cri-migrate writes a new one.",
+                )
+            })?,
         None => render::template("crictl.yaml", serde_json::json!({ "endpoint": endpoint })),
     };
-    files.push(change(facts, CRICTL_YAML, crictl, "crictl talks to the new runtime"));
+    files.push(change(
+        facts,
+        CRICTL_YAML,
+        crictl,
+        "crictl talks to the new runtime",
+    ));
 
     files.extend(kubelet_files(facts, kv, &endpoint, &mut warnings)?);
     files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
@@ -379,36 +438,68 @@ fn registry_names(s: &crate::inspect::docker::DockerSettings) -> Vec<String> {
     if !s.registry_mirrors.is_empty() {
         names.push("docker.io".into());
     }
-    names.extend(s.insecure_registries.iter().filter(|r| !r.contains('/')).cloned());
+    names.extend(
+        s.insecure_registries
+            .iter()
+            .filter(|r| !r.contains('/'))
+            .cloned(),
+    );
     names
 }
 
-fn carried(facts: &Facts, opts: &PlanOptions, target: Target, warnings: &mut Vec<Finding>) -> Carried {
+fn carried(
+    facts: &Facts,
+    opts: &PlanOptions,
+    target: Target,
+    warnings: &mut Vec<Finding>,
+) -> Carried {
     let k = &facts.kubelet;
     let d = &facts.docker.settings;
     let cgroup_driver = match (&k.cgroup_driver, &d.cgroup_driver) {
-        (Some(c), _) if k.flag("cgroup-driver").is_some() => setting(c.clone(), "the kubelet's --cgroup-driver"),
+        (Some(c), _) if k.flag("cgroup-driver").is_some() => {
+            setting(c.clone(), "the kubelet's --cgroup-driver")
+        }
         (Some(c), _) => setting(c.clone(), format!("cgroupDriver in {}", k.config.path)),
-        (None, Some(c)) => setting(c.clone(), "daemon.json exec-opts native.cgroupdriver (the kubelet sets none)"),
-        (None, None) => setting("cgroupfs".to_string(), "the kubelet's default (nothing sets a cgroup driver)"),
+        (None, Some(c)) => setting(
+            c.clone(),
+            "daemon.json exec-opts native.cgroupdriver (the kubelet sets none)",
+        ),
+        (None, None) => setting(
+            "cgroupfs".to_string(),
+            "the kubelet's default (nothing sets a cgroup driver)",
+        ),
     };
     let sandbox_image = opts
         .sandbox_image
         .clone()
         .map(|v| setting(v, "--sandbox-image"))
-        .or_else(|| k.pod_infra_container_image.clone().map(|v| setting(v, "the kubelet's --pod-infra-container-image")));
+        .or_else(|| {
+            k.pod_infra_container_image
+                .clone()
+                .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
+        });
     let root_parent = d
         .data_root
         .as_deref()
         .map(|r| r.trim_end_matches('/'))
         .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
-        .and_then(|r| std::path::Path::new(r).parent().map(|p| p.display().to_string()));
+        .and_then(|r| {
+            std::path::Path::new(r)
+                .parent()
+                .map(|p| p.display().to_string())
+        });
     let runtime_root = root_parent.map(|parent| {
         let dir = match target {
             Target::Containerd => "containerd",
             Target::Crio => "containers/storage",
         };
-        setting(join(&parent, dir), format!("beside Docker's data-root {}", d.data_root.as_deref().unwrap_or_default()))
+        setting(
+            join(&parent, dir),
+            format!(
+                "beside Docker's data-root {}",
+                d.data_root.as_deref().unwrap_or_default()
+            ),
+        )
     });
     let snapshotter = d.storage_driver.as_deref().and_then(|sd| {
         let mapped = match (target, sd) {
@@ -442,7 +533,10 @@ fn carried(facts: &Facts, opts: &PlanOptions, target: Target, warnings: &mut Vec
     Carried {
         cgroup_driver,
         sandbox_image,
-        cni_conf_dir: setting(facts.cni.conf_dir.clone(), facts.cni.conf_dir_source.clone()),
+        cni_conf_dir: setting(
+            facts.cni.conf_dir.clone(),
+            facts.cni.conf_dir_source.clone(),
+        ),
         cni_bin_dirs: setting(facts.cni.bin_dirs.clone(), facts.cni.bin_dir_source.clone()),
         registries: vec![],
         runtime_root,
@@ -453,9 +547,15 @@ fn carried(facts: &Facts, opts: &PlanOptions, target: Target, warnings: &mut Vec
 
 fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> {
     let mut doc: toml_edit::DocumentMut = old.parse().map_err(|e: toml_edit::TomlError| {
-        Failure::bad_input(path, crate::error::toml_problem(old, &e), "Fix it, or move it aside so that cri-migrate writes a new one.")
+        Failure::bad_input(
+            path,
+            crate::error::toml_problem(old, &e),
+            "Fix it, or move it aside so that cri-migrate writes a new one.",
+        )
     })?;
-    let tpl: toml_edit::DocumentMut = rendered.parse().expect("hosts.toml template renders valid TOML");
+    let tpl: toml_edit::DocumentMut = rendered
+        .parse()
+        .expect("hosts.toml template renders valid TOML");
     render::toml_merge::merge(&mut doc, &tpl);
     Ok(doc.to_string())
 }
@@ -473,7 +573,12 @@ fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
 }
 
 /// The kubelet's flags files and config.yaml, rewritten for its version.
-fn kubelet_files(facts: &Facts, kv: Version, endpoint: &str, warnings: &mut Vec<Finding>) -> Result<Vec<FileChange>, Failure> {
+fn kubelet_files(
+    facts: &Facts,
+    kv: Version,
+    endpoint: &str,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
     let k = &facts.kubelet;
     let rules = Rules::for_version(kv, endpoint, k.config.exists);
     let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
@@ -498,15 +603,23 @@ fn kubelet_files(facts: &Facts, kv: Version, endpoint: &str, warnings: &mut Vec<
     let mut out = Vec::new();
     for ff in &k.flag_files {
         let snap = &facts.files[&ff.path];
-        let owner_var = owner.as_ref().filter(|(p, _)| needs_flag && *p == ff.path).map(|(_, v)| v.as_str());
-        let (new, removed) = render::kubelet::rewrite_flags_file(ff.kind, &snap.content, owner_var, &rules)
-            .map_err(|e| Failure::bad_input(&ff.path, e, "Fix the kubelet's flags."))?;
+        let owner_var = owner
+            .as_ref()
+            .filter(|(p, _)| needs_flag && *p == ff.path)
+            .map(|(_, v)| v.as_str());
+        let (new, removed) =
+            render::kubelet::rewrite_flags_file(ff.kind, &snap.content, owner_var, &rules)
+                .map_err(|e| Failure::bad_input(&ff.path, e, "Fix the kubelet's flags."))?;
         let mut why = String::from("kubelet flags for its version");
         if !removed.is_empty() {
             why.push_str(&format!("; removes {}", removed.join(" ")));
         }
         if ff.kind == FileKind::DropIn && new != snap.content {
-            warnings.push(Finding::info("kubelet-drop-in-edited", format!("{} sets kubelet flags that go; it is edited", ff.path), "systemd reloads its units"));
+            warnings.push(Finding::info(
+                "kubelet-drop-in-edited",
+                format!("{} sets kubelet flags that go; it is edited", ff.path),
+                "systemd reloads its units",
+            ));
         }
         out.push(change(facts, &ff.path, new, &why));
     }
@@ -515,18 +628,36 @@ fn kubelet_files(facts: &Facts, kv: Version, endpoint: &str, warnings: &mut Vec<
         let old = &facts.files[path].content;
         let new = render::kubelet::rewrite_config(old, &rules)
             .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
-        out.push(change(facts, path, new, "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)"));
+        out.push(change(
+            facts,
+            path,
+            new,
+            "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)",
+        ));
     }
     Ok(out)
 }
 
-fn actions(facts: &Facts, target: Target, from: RuntimeKind, files: &[FileChange], settings: &Carried, rv: Version) -> Vec<Action> {
+fn actions(
+    facts: &Facts,
+    target: Target,
+    from: RuntimeKind,
+    files: &[FileChange],
+    settings: &Carried,
+    rv: Version,
+) -> Vec<Action> {
     let unit = |u: &str| u.to_string();
-    let mut a = vec![Action::Stop { unit: unit("kubelet.service") }];
+    let mut a = vec![Action::Stop {
+        unit: unit("kubelet.service"),
+    }];
     if from.is_docker() && from != target.kind() {
         let mut docker_units: Vec<&str> = Vec::new();
         if from == RuntimeKind::CriDockerd {
-            docker_units.extend(["cri-docker.socket", "cri-docker.service"].iter().filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)));
+            docker_units.extend(
+                ["cri-docker.socket", "cri-docker.service"]
+                    .iter()
+                    .filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)),
+            );
         }
         // The socket first, or socket activation starts Docker again.
         let present = |u: &str| facts.runtimes.docker.units.iter().any(|x| x == u);
@@ -537,17 +668,40 @@ fn actions(facts: &Facts, target: Target, from: RuntimeKind, files: &[FileChange
             docker_units.push("docker.service");
         }
         a.extend(docker_units.iter().map(|u| Action::Stop { unit: unit(u) }));
-        a.extend(docker_units.iter().map(|u| Action::Disable { unit: unit(u) }));
+        a.extend(
+            docker_units
+                .iter()
+                .map(|u| Action::Disable { unit: unit(u) }),
+        );
     }
     if files.iter().any(|f| f.unit_file) {
         a.push(Action::DaemonReload);
     }
-    a.push(Action::Enable { unit: unit(target.unit()) });
-    a.push(Action::Restart { unit: unit(target.unit()) });
-    a.push(Action::WaitForSocket { endpoint: target.endpoint().into(), timeout_secs: 60 });
-    let image = settings.sandbox_image.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| default_pause(target, rv));
-    a.push(Action::VerifyPull { endpoint: target.endpoint().into(), image });
-    a.push(Action::Start { unit: unit("kubelet.service") });
-    a.push(Action::WaitActive { unit: unit("kubelet.service"), timeout_secs: 120 });
+    a.push(Action::Enable {
+        unit: unit(target.unit()),
+    });
+    a.push(Action::Restart {
+        unit: unit(target.unit()),
+    });
+    a.push(Action::WaitForSocket {
+        endpoint: target.endpoint().into(),
+        timeout_secs: 60,
+    });
+    let image = settings
+        .sandbox_image
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| default_pause(target, rv));
+    a.push(Action::VerifyPull {
+        endpoint: target.endpoint().into(),
+        image,
+    });
+    a.push(Action::Start {
+        unit: unit("kubelet.service"),
+    });
+    a.push(Action::WaitActive {
+        unit: unit("kubelet.service"),
+        timeout_secs: 120,
+    });
     a
 }

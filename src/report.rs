@@ -32,7 +32,11 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {
         Some(_) => (format!("a{path}"), format!("b{path}")),
         None => ("/dev/null".to_string(), format!("b{path}")),
     };
-    let mut out = diff.unified_diff().context_radius(3).header(&a, &b).to_string();
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string();
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -69,7 +73,11 @@ fn findings(out: &mut String, title: &str, list: &[Finding]) {
             Severity::Warning => style("warning").yellow().bold().to_string(),
             Severity::Info => style("note").blue().to_string(),
         };
-        let _ = writeln!(out, "  {mark} [{}] {}\n      -> {}", f.code, f.message, f.fix);
+        let _ = writeln!(
+            out,
+            "  {mark} [{}] {}\n      -> {}",
+            f.code, f.message, f.fix
+        );
     }
 }
 
@@ -108,9 +116,23 @@ pub fn inspect_text(f: &Facts) -> String {
     let k = &f.kubelet;
     let _ = writeln!(out, "\n{}", style("Kubelet").bold());
     let _ = writeln!(out, "  version        {}", installed(&k.installed));
-    let _ = writeln!(out, "  runtime now    {} ({})", f.current_runtime.kind.name(), f.current_runtime.reason);
-    let _ = writeln!(out, "  cgroup driver  {}", k.cgroup_driver.as_deref().unwrap_or("not set (cgroupfs)"));
-    let _ = writeln!(out, "  config         {}{}", k.config.path, if k.config.exists { "" } else { " (missing)" });
+    let _ = writeln!(
+        out,
+        "  runtime now    {} ({})",
+        f.current_runtime.kind.name(),
+        f.current_runtime.reason
+    );
+    let _ = writeln!(
+        out,
+        "  cgroup driver  {}",
+        k.cgroup_driver.as_deref().unwrap_or("not set (cgroupfs)")
+    );
+    let _ = writeln!(
+        out,
+        "  config         {}{}",
+        k.config.path,
+        if k.config.exists { "" } else { " (missing)" }
+    );
     for ff in &k.flag_files {
         let flags: Vec<String> = k
             .flags
@@ -121,21 +143,55 @@ pub fn inspect_text(f: &Facts) -> String {
                 None => format!("--{}", fl.name),
             })
             .collect();
-        let _ = writeln!(out, "  flags          {}: {}", ff.path, if flags.is_empty() { "(none)".into() } else { flags.join(" ") });
+        let _ = writeln!(
+            out,
+            "  flags          {}: {}",
+            ff.path,
+            if flags.is_empty() {
+                "(none)".into()
+            } else {
+                flags.join(" ")
+            }
+        );
     }
     let _ = writeln!(out, "\n{}", style("Runtimes").bold());
     let r = &f.runtimes;
-    for (name, i) in [("Docker Engine", &r.docker), ("cri-dockerd", &r.cri_dockerd), ("containerd", &r.containerd), ("CRI-O", &r.crio)] {
+    for (name, i) in [
+        ("Docker Engine", &r.docker),
+        ("cri-dockerd", &r.cri_dockerd),
+        ("containerd", &r.containerd),
+        ("CRI-O", &r.crio),
+    ] {
         let _ = writeln!(out, "  {name:<14} {}", installed(i));
     }
     let d = &f.docker.settings;
     if let Some(path) = &f.docker.daemon_json {
         let _ = writeln!(out, "\n{} ({path})", style("Docker settings").bold());
-        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         let _ = writeln!(out, "  registry mirrors     {}", list(&d.registry_mirrors));
-        let _ = writeln!(out, "  insecure registries  {}", list(&d.insecure_registries));
-        let _ = writeln!(out, "  cgroup driver        {}", d.cgroup_driver.as_deref().unwrap_or("default (cgroupfs)"));
-        let _ = writeln!(out, "  data-root            {}", d.data_root.as_deref().unwrap_or("default (/var/lib/docker)"));
+        let _ = writeln!(
+            out,
+            "  insecure registries  {}",
+            list(&d.insecure_registries)
+        );
+        let _ = writeln!(
+            out,
+            "  cgroup driver        {}",
+            d.cgroup_driver.as_deref().unwrap_or("default (cgroupfs)")
+        );
+        let _ = writeln!(
+            out,
+            "  data-root            {}",
+            d.data_root
+                .as_deref()
+                .unwrap_or("default (/var/lib/docker)")
+        );
         if let Some(sd) = &d.storage_driver {
             let _ = writeln!(out, "  storage driver       {sd}");
         }
@@ -143,21 +199,43 @@ pub fn inspect_text(f: &Facts) -> String {
             let _ = writeln!(out, "  parallel downloads   {n}");
         }
         if !d.other.is_empty() {
-            let _ = writeln!(out, "  other keys           {}", d.other.keys().cloned().collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                out,
+                "  other keys           {}",
+                d.other.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
     for c in &f.docker.certs {
-        let _ = writeln!(out, "  certs.d              {}: {} CA, {} client pair(s)", c.host, c.ca.len(), c.client.len());
+        let _ = writeln!(
+            out,
+            "  certs.d              {}: {} CA, {} client pair(s)",
+            c.host,
+            c.ca.len(),
+            c.client.len()
+        );
     }
     if !f.credentials.is_empty() {
-        let _ = writeln!(out, "\n{}", style("Registry credentials (names only)").bold());
+        let _ = writeln!(
+            out,
+            "\n{}",
+            style("Registry credentials (names only)").bold()
+        );
         for c in &f.credentials {
             let _ = writeln!(
                 out,
                 "  {}: {}{}",
                 c.path,
-                if c.registries.is_empty() { "no registries".into() } else { c.registries.join(", ") },
-                if c.kubelet_reads { "" } else { " (the kubelet does not read this file)" }
+                if c.registries.is_empty() {
+                    "no registries".into()
+                } else {
+                    c.registries.join(", ")
+                },
+                if c.kubelet_reads {
+                    ""
+                } else {
+                    " (the kubelet does not read this file)"
+                }
             );
         }
     }
@@ -168,7 +246,11 @@ pub fn inspect_text(f: &Facts) -> String {
             "  {} schema {}{}",
             c.path,
             c.schema,
-            if c.cri_disabled { ", CRI plugin disabled" } else { "" }
+            if c.cri_disabled {
+                ", CRI plugin disabled"
+            } else {
+                ""
+            }
         );
     }
     if !f.crio.files.is_empty() {
@@ -176,11 +258,36 @@ pub fn inspect_text(f: &Facts) -> String {
         let _ = writeln!(out, "  {}", f.crio.files.join(", "));
     }
     let _ = writeln!(out, "\n{}", style("CNI").bold());
-    let _ = writeln!(out, "  config   {} ({}): {}", f.cni.conf_dir, f.cni.conf_dir_source, if f.cni.conf_files.is_empty() { "empty".into() } else { f.cni.conf_files.join(", ") });
-    let _ = writeln!(out, "  plugins  {} ({}): {} plugin(s)", f.cni.bin_dirs.join(", "), f.cni.bin_dir_source, f.cni.plugins.len());
+    let _ = writeln!(
+        out,
+        "  config   {} ({}): {}",
+        f.cni.conf_dir,
+        f.cni.conf_dir_source,
+        if f.cni.conf_files.is_empty() {
+            "empty".into()
+        } else {
+            f.cni.conf_files.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  plugins  {} ({}): {} plugin(s)",
+        f.cni.bin_dirs.join(", "),
+        f.cni.bin_dir_source,
+        f.cni.plugins.len()
+    );
     if !f.static_pods.is_empty() {
-        let names: Vec<String> = f.static_pods.iter().map(|p| p.name.clone().unwrap_or_else(|| p.file.clone())).collect();
-        let _ = writeln!(out, "\n{}\n  {}", style("Static pods").bold(), names.join(", "));
+        let names: Vec<String> = f
+            .static_pods
+            .iter()
+            .map(|p| p.name.clone().unwrap_or_else(|| p.file.clone()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{}\n  {}",
+            style("Static pods").bold(),
+            names.join(", ")
+        );
     }
     findings(&mut out, "Risks", &f.risks);
     if f.risks.is_empty() {
@@ -199,12 +306,18 @@ pub fn plan_text(p: &Plan, colour: bool) -> String {
         p.from.name(),
         p.target.name(),
         p.runtime_version,
-        p.config_schema.map(|s| format!(" (config schema {s})")).unwrap_or_default(),
+        p.config_schema
+            .map(|s| format!(" (config schema {s})"))
+            .unwrap_or_default(),
         p.endpoint
     );
     let s = &p.settings;
     let _ = writeln!(out, "\n{}", style("Carried over").bold());
-    let _ = writeln!(out, "  cgroup driver   {} (from {})", s.cgroup_driver.value, s.cgroup_driver.from);
+    let _ = writeln!(
+        out,
+        "  cgroup driver   {} (from {})",
+        s.cgroup_driver.value, s.cgroup_driver.from
+    );
     match &s.sandbox_image {
         Some(i) => {
             let _ = writeln!(out, "  sandbox image   {} (from {})", i.value, i.from);
@@ -213,8 +326,17 @@ pub fn plan_text(p: &Plan, colour: bool) -> String {
             let _ = writeln!(out, "  sandbox image   the runtime's default");
         }
     }
-    let _ = writeln!(out, "  CNI config      {} (from {})", s.cni_conf_dir.value, s.cni_conf_dir.from);
-    let _ = writeln!(out, "  CNI plugins     {} (from {})", s.cni_bin_dirs.value.join(", "), s.cni_bin_dirs.from);
+    let _ = writeln!(
+        out,
+        "  CNI config      {} (from {})",
+        s.cni_conf_dir.value, s.cni_conf_dir.from
+    );
+    let _ = writeln!(
+        out,
+        "  CNI plugins     {} (from {})",
+        s.cni_bin_dirs.value.join(", "),
+        s.cni_bin_dirs.from
+    );
     if !s.registries.is_empty() {
         let _ = writeln!(out, "  registries      {}", s.registries.join(", "));
     }
@@ -225,12 +347,23 @@ pub fn plan_text(p: &Plan, colour: bool) -> String {
         let _ = writeln!(out, "  snapshotter     {} (from {})", r.value, r.from);
     }
     if let Some(r) = &s.max_concurrent_downloads {
-        let _ = writeln!(out, "  downloads       {} in parallel (from {})", r.value, r.from);
+        let _ = writeln!(
+            out,
+            "  downloads       {} in parallel (from {})",
+            r.value, r.from
+        );
     }
     let _ = writeln!(out, "\n{} ({})", style("Files").bold(), p.files.len());
     for f in &p.files {
         let verb = if f.old.is_some() { "modify" } else { "create" };
-        let _ = writeln!(out, "\n{} {} (mode {:04o}): {}", style(verb).bold(), f.path, f.mode, f.why);
+        let _ = writeln!(
+            out,
+            "\n{} {} (mode {:04o}): {}",
+            style(verb).bold(),
+            f.path,
+            f.mode,
+            f.why
+        );
         let diff = unified_diff(&f.path, f.old.as_deref(), &f.new);
         out.push_str(&if colour { colour_diff(&diff) } else { diff });
     }
@@ -304,7 +437,10 @@ mod tests {
     fn secrets_are_redacted() {
         let text = "  [plugins.x.configs.\"r\".auth]\n    password = \"hunter2\"\n    auth = \"dXNlcjpwYXNz\"\n+  \"auth\": \"abc\"\nusername = \"me\"\n";
         let r = redact(text);
-        assert!(!r.contains("hunter2") && !r.contains("dXNlcjpwYXNz") && !r.contains("abc"), "{r}");
+        assert!(
+            !r.contains("hunter2") && !r.contains("dXNlcjpwYXNz") && !r.contains("abc"),
+            "{r}"
+        );
         assert!(r.contains("username = \"me\""));
         assert!(r.contains(".auth]"), "table headers stay: {r}");
     }
@@ -312,7 +448,10 @@ mod tests {
     #[test]
     fn new_files_diff_from_dev_null() {
         let d = unified_diff("/etc/crictl.yaml", None, "a: 1\n");
-        assert!(d.starts_with("--- /dev/null\n+++ b/etc/crictl.yaml\n"), "{d}");
+        assert!(
+            d.starts_with("--- /dev/null\n+++ b/etc/crictl.yaml\n"),
+            "{d}"
+        );
         assert!(d.contains("+a: 1"));
     }
 }

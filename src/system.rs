@@ -29,9 +29,13 @@ impl Commands for RealCommands {
             match child.try_wait() {
                 Ok(Some(status)) => {
                     let out = child.wait_with_output().ok()?;
-                    return status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned());
+                    return status
+                        .success()
+                        .then(|| String::from_utf8_lossy(&out.stdout).into_owned());
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();

@@ -13,7 +13,11 @@ pub struct Version {
 
 impl Version {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Version { major, minor, patch }
+        Version {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// Parse the leading `major.minor[.patch]` of a version string, ignoring a Debian epoch,
@@ -32,14 +36,22 @@ impl Version {
         let major = nums.next()??;
         let minor = nums.next()??;
         let patch = nums.next().flatten().unwrap_or(0);
-        Some(Version { major, minor, patch })
+        Some(Version {
+            major,
+            minor,
+            patch,
+        })
     }
 
     /// Find the first version-looking word in a program's `--version` output
     /// (`Kubernetes v1.23.17`, `containerd github.com/containerd/containerd 1.6.20~ds1 ...`).
     pub fn find_in(text: &str) -> Option<Version> {
         text.split_whitespace()
-            .filter(|w| w.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
+            .filter(|w| {
+                w.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+                    && w.contains('.')
+            })
             .find_map(Version::parse)
     }
 
@@ -83,11 +95,19 @@ mod tests {
 
     #[test]
     fn finds_versions_in_program_output() {
-        assert_eq!(Version::find_in("Kubernetes v1.23.17"), Some(Version::new(1, 23, 17)));
         assert_eq!(
-            Version::find_in("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"),
+            Version::find_in("Kubernetes v1.23.17"),
+            Some(Version::new(1, 23, 17))
+        );
+        assert_eq!(
+            Version::find_in(
+                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"
+            ),
             Some(Version::new(1, 6, 20))
         );
-        assert_eq!(Version::find_in("crio version 1.29.1"), Some(Version::new(1, 29, 1)));
+        assert_eq!(
+            Version::find_in("crio version 1.29.1"),
+            Some(Version::new(1, 29, 1))
+        );
     }
 }

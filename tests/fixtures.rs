@@ -14,11 +14,21 @@ fn dry_runs_match_their_golden_output_and_touch_nothing() {
     for case in cases() {
         let before = tree(&case.node());
         let out = case.run(&[]);
-        assert_eq!(tree(&case.node()), before, "{}: the dry run changed the node", case.name);
+        assert_eq!(
+            tree(&case.node()),
+            before,
+            "{}: the dry run changed the node",
+            case.name
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         if out.status.code() != Some(case.exit) {
-            failures.push(format!("{}: exit {:?}, expected {}\n{stderr}", case.name, out.status.code(), case.exit));
+            failures.push(format!(
+                "{}: exit {:?}, expected {}\n{stderr}",
+                case.name,
+                out.status.code(),
+                case.exit
+            ));
             continue;
         }
         if let Some(want) = &case.stderr_contains {
@@ -27,7 +37,10 @@ fn dry_runs_match_their_golden_output_and_touch_nothing() {
             }
             // One paragraph: what, which file, what to do.
             if stderr.trim_end().lines().count() != 1 || !stderr.contains("Nothing was changed.") {
-                failures.push(format!("{}: error is not one paragraph ending in \"Nothing was changed.\":\n{stderr}", case.name));
+                failures.push(format!(
+                    "{}: error is not one paragraph ending in \"Nothing was changed.\":\n{stderr}",
+                    case.name
+                ));
             }
         }
         let golden = case.dir.join("expected/stdout.txt");
@@ -35,9 +48,21 @@ fn dry_runs_match_their_golden_output_and_touch_nothing() {
             std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
             std::fs::write(&golden, &stdout).unwrap();
         } else {
-            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{}: no golden {} (run with UPDATE_GOLDEN=1)", case.name, golden.display()));
+            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!(
+                    "{}: no golden {} (run with UPDATE_GOLDEN=1)",
+                    case.name,
+                    golden.display()
+                )
+            });
             if want != stdout {
-                assert_eq!(want, stdout, "{}: output differs from {}", case.name, golden.display());
+                assert_eq!(
+                    want,
+                    stdout,
+                    "{}: output differs from {}",
+                    case.name,
+                    golden.display()
+                );
             }
         }
     }
@@ -49,7 +74,12 @@ fn the_same_node_always_gives_the_same_plan() {
     for case in cases().into_iter().filter(|c| c.exit == 0) {
         let a = case.run(&["--output", "json"]);
         let b = case.run(&["--output", "json"]);
-        assert_eq!(String::from_utf8(a.stdout).unwrap(), String::from_utf8(b.stdout).unwrap(), "{}", case.name);
+        assert_eq!(
+            String::from_utf8(a.stdout).unwrap(),
+            String::from_utf8(b.stdout).unwrap(),
+            "{}",
+            case.name
+        );
     }
 }
 
@@ -62,13 +92,24 @@ fn a_migrated_node_has_nothing_to_do() {
         write_plan(&plan, tmp.path());
         let again = case.run_at(tmp.path(), &[]);
         let stdout = String::from_utf8_lossy(&again.stdout);
-        assert_eq!(again.status.code(), Some(3), "{}: second plan is not empty:\n{stdout}\n{}", case.name, String::from_utf8_lossy(&again.stderr));
-        assert!(stdout.starts_with("nothing to do:"), "{}: {stdout}", case.name);
+        assert_eq!(
+            again.status.code(),
+            Some(3),
+            "{}: second plan is not empty:\n{stdout}\n{}",
+            case.name,
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert!(
+            stdout.starts_with("nothing to do:"),
+            "{}: {stdout}",
+            case.name
+        );
     }
 }
 
 fn toml(text: &str, what: &str) -> toml_edit::DocumentMut {
-    text.parse().unwrap_or_else(|e| panic!("{what} is not valid TOML: {e}\n{text}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("{what} is not valid TOML: {e}\n{text}"))
 }
 
 fn p(base: &[&'static str], rest: &[&'static str]) -> Vec<&'static str> {
@@ -93,23 +134,47 @@ fn rendered_files_parse_and_hold_the_required_keys() {
                 toml(content, path);
             }
             if path.ends_with(".yaml") {
-                serde_yaml::from_str::<serde_yaml::Value>(content).unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
+                serde_yaml::from_str::<serde_yaml::Value>(content)
+                    .unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
             }
-            assert!(content.is_empty() || content.ends_with('\n'), "{name}: {path} does not end in a newline");
+            assert!(
+                content.is_empty() || content.ends_with('\n'),
+                "{name}: {path} does not end in a newline"
+            );
         }
         match plan["target"].as_str().unwrap() {
             "containerd" => {
-                let doc = toml(planned(&plan, "/etc/containerd/config.toml").expect("config.toml is planned"), "config.toml");
+                let doc = toml(
+                    planned(&plan, "/etc/containerd/config.toml").expect("config.toml is planned"),
+                    "config.toml",
+                );
                 let schema = plan["config_schema"].as_i64().unwrap();
                 assert_eq!(doc["version"].as_integer(), Some(schema), "{name}");
-                let disabled = doc.get("disabled_plugins").and_then(|d| d.as_array()).map(|a| a.len()).unwrap_or(0);
+                let disabled = doc
+                    .get("disabled_plugins")
+                    .and_then(|d| d.as_array())
+                    .map(|a| a.len())
+                    .unwrap_or(0);
                 assert_eq!(disabled, 0, "{name}: the CRI plugin stays disabled");
                 let (rt, img) = if schema == 3 {
-                    (vec!["plugins", "io.containerd.cri.v1.runtime"], vec!["plugins", "io.containerd.cri.v1.images"])
+                    (
+                        vec!["plugins", "io.containerd.cri.v1.runtime"],
+                        vec!["plugins", "io.containerd.cri.v1.images"],
+                    )
                 } else {
-                    (vec!["plugins", "io.containerd.grpc.v1.cri"], vec!["plugins", "io.containerd.grpc.v1.cri"])
+                    (
+                        vec!["plugins", "io.containerd.grpc.v1.cri"],
+                        vec!["plugins", "io.containerd.grpc.v1.cri"],
+                    )
                 };
-                let sc = at(&doc, &p(&rt, &["containerd", "runtimes", "runc", "options", "SystemdCgroup"])).and_then(|v| v.as_bool());
+                let sc = at(
+                    &doc,
+                    &p(
+                        &rt,
+                        &["containerd", "runtimes", "runc", "options", "SystemdCgroup"],
+                    ),
+                )
+                .and_then(|v| v.as_bool());
                 assert_eq!(sc, Some(systemd), "{name}: SystemdCgroup");
                 let cp = at(&doc, &p(&img, &["registry", "config_path"])).and_then(|v| v.as_str());
                 assert_eq!(cp, Some("/etc/containerd/certs.d"), "{name}: config_path");
@@ -118,46 +183,101 @@ fn rendered_files_parse_and_hold_the_required_keys() {
                 } else {
                     at(&doc, &p(&img, &["sandbox_image"]))
                 };
-                assert_eq!(sb.and_then(|v| v.as_str()), sandbox, "{name}: sandbox image");
-                assert!(at(&doc, &p(&rt, &["cni", "conf_dir"])).is_some(), "{name}: CNI conf_dir");
-                assert!(at(&doc, &p(&img, &["registry", "mirrors"])).is_none(), "{name}: mirrors conflict with config_path");
+                assert_eq!(
+                    sb.and_then(|v| v.as_str()),
+                    sandbox,
+                    "{name}: sandbox image"
+                );
+                assert!(
+                    at(&doc, &p(&rt, &["cni", "conf_dir"])).is_some(),
+                    "{name}: CNI conf_dir"
+                );
+                assert!(
+                    at(&doc, &p(&img, &["registry", "mirrors"])).is_none(),
+                    "{name}: mirrors conflict with config_path"
+                );
             }
             "crio" => {
-                let doc = toml(planned(&plan, "/etc/crio/crio.conf.d/99-cri-migrate.conf").expect("drop-in planned"), "drop-in");
+                let doc = toml(
+                    planned(&plan, "/etc/crio/crio.conf.d/99-cri-migrate.conf")
+                        .expect("drop-in planned"),
+                    "drop-in",
+                );
                 let cm = at(&doc, &["crio", "runtime", "cgroup_manager"]).and_then(|v| v.as_str());
-                assert_eq!(cm, Some(if systemd { "systemd" } else { "cgroupfs" }), "{name}");
-                assert_eq!(at(&doc, &["crio", "image", "pause_image"]).and_then(|v| v.as_str()), sandbox, "{name}");
+                assert_eq!(
+                    cm,
+                    Some(if systemd { "systemd" } else { "cgroupfs" }),
+                    "{name}"
+                );
+                assert_eq!(
+                    at(&doc, &["crio", "image", "pause_image"]).and_then(|v| v.as_str()),
+                    sandbox,
+                    "{name}"
+                );
             }
             t => panic!("unknown target {t}"),
         }
         // The kubelet's flags must suit its version.
-        let kv: Vec<u32> = plan["kubelet_version"].as_str().unwrap().split('.').map(|n| n.parse().unwrap()).collect();
+        let kv: Vec<u32> = plan["kubelet_version"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .map(|n| n.parse().unwrap())
+            .collect();
         let kv = (kv[0], kv[1]);
         for f in plan["files"].as_array().unwrap() {
             let path = f["path"].as_str().unwrap();
             let content = f["content"].as_str().unwrap();
-            if !(path.ends_with(".env") || path.starts_with("/etc/default/") || path.contains("kubelet.service.d")) {
+            if !(path.ends_with(".env")
+                || path.starts_with("/etc/default/")
+                || path.contains("kubelet.service.d"))
+            {
                 continue;
             }
-            for gone in ["--network-plugin", "--cni-bin-dir", "--cni-conf-dir", "--docker-endpoint"] {
+            for gone in [
+                "--network-plugin",
+                "--cni-bin-dir",
+                "--cni-conf-dir",
+                "--docker-endpoint",
+            ] {
                 assert!(!content.contains(gone), "{name}: {path} still has {gone}");
             }
             if kv >= (1, 27) {
-                assert!(!content.contains("--container-runtime="), "{name}: {path} has --container-runtime on 1.27+");
+                assert!(
+                    !content.contains("--container-runtime="),
+                    "{name}: {path} has --container-runtime on 1.27+"
+                );
             }
             if kv >= (1, 35) {
-                assert!(!content.contains("--pod-infra-container-image"), "{name}: {path} has --pod-infra-container-image on 1.35+");
+                assert!(
+                    !content.contains("--pod-infra-container-image"),
+                    "{name}: {path} has --pod-infra-container-image on 1.35+"
+                );
             }
         }
         let endpoint = plan["endpoint"].as_str().unwrap();
         let flags = planned(&plan, "/var/lib/kubelet/kubeadm-flags.env").unwrap_or("");
         let config = planned(&plan, "/var/lib/kubelet/config.yaml").unwrap_or("");
         if kv >= (1, 27) {
-            assert!(config.contains(&format!("containerRuntimeEndpoint: {endpoint}")), "{name}: config.yaml endpoint");
+            assert!(
+                config.contains(&format!("containerRuntimeEndpoint: {endpoint}")),
+                "{name}: config.yaml endpoint"
+            );
         } else {
-            assert!(flags.contains(&format!("--container-runtime-endpoint={endpoint}")), "{name}: endpoint flag");
-            assert!(flags.contains("--container-runtime=remote"), "{name}: --container-runtime=remote");
+            assert!(
+                flags.contains(&format!("--container-runtime-endpoint={endpoint}")),
+                "{name}: endpoint flag"
+            );
+            assert!(
+                flags.contains("--container-runtime=remote"),
+                "{name}: --container-runtime=remote"
+            );
         }
-        assert!(planned(&plan, "/etc/crictl.yaml").unwrap().contains(endpoint), "{name}: crictl.yaml");
+        assert!(
+            planned(&plan, "/etc/crictl.yaml")
+                .unwrap()
+                .contains(endpoint),
+            "{name}: crictl.yaml"
+        );
     }
 }

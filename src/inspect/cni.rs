@@ -23,15 +23,36 @@ pub struct Cni {
 
 /// Where the directories are set: the kubelet's old dockershim flags first, then a runtime's
 /// config (a node that was migrated before), else the defaults.
-pub fn inspect(node: &Node, kubelet: &Kubelet, containerd: Option<&ContainerdConfig>, crio: &CrioConfig) -> Cni {
-    let flag = |name: &str| kubelet.flag(name).and_then(|f| f.value.clone()).filter(|v| !v.is_empty());
+pub fn inspect(
+    node: &Node,
+    kubelet: &Kubelet,
+    containerd: Option<&ContainerdConfig>,
+    crio: &CrioConfig,
+) -> Cni {
+    let flag = |name: &str| {
+        kubelet
+            .flag(name)
+            .and_then(|f| f.value.clone())
+            .filter(|v| !v.is_empty())
+    };
     let runtime_conf = containerd
-        .and_then(|c| c.cni_conf_dir.clone().map(|d| (d, format!("{}", c.path))))
-        .or_else(|| crio.network_dir.clone().map(|d| (d, "CRI-O's network_dir".to_string())));
+        .and_then(|c| c.cni_conf_dir.clone().map(|d| (d, c.path.clone())))
+        .or_else(|| {
+            crio.network_dir
+                .clone()
+                .map(|d| (d, "CRI-O's network_dir".to_string()))
+        });
     let runtime_bins = containerd
         .filter(|c| !c.cni_bin_dirs.is_empty())
         .map(|c| (c.cni_bin_dirs.join(","), c.path.clone()))
-        .or_else(|| (!crio.plugin_dirs.is_empty()).then(|| (crio.plugin_dirs.join(","), "CRI-O's plugin_dirs".to_string())));
+        .or_else(|| {
+            (!crio.plugin_dirs.is_empty()).then(|| {
+                (
+                    crio.plugin_dirs.join(","),
+                    "CRI-O's plugin_dirs".to_string(),
+                )
+            })
+        });
     let (conf_dir, conf_dir_source) = match (flag("cni-conf-dir"), runtime_conf) {
         (Some(d), _) => (d, "the kubelet's --cni-conf-dir".to_string()),
         (None, Some((d, from))) => (d, from),
@@ -47,10 +68,23 @@ pub fn inspect(node: &Node, kubelet: &Kubelet, containerd: Option<&ContainerdCon
         .map(|d| (d, "the kubelet's --cni-bin-dir".to_string()))
         .or(runtime_bins);
     let (candidates, set_source): (Vec<String>, Option<String>) = match set {
-        Some((d, from)) => (d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(), Some(from)),
-        None => (BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(), None),
+        Some((d, from)) => (
+            d.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Some(from),
+        ),
+        None => (
+            BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(),
+            None,
+        ),
     };
-    let holding: Vec<String> = candidates.iter().filter(|d| !node.list(d).is_empty()).cloned().collect();
+    let holding: Vec<String> = candidates
+        .iter()
+        .filter(|d| !node.list(d).is_empty())
+        .cloned()
+        .collect();
     let (bin_dirs, bin_dir_source) = match (set_source, holding.is_empty()) {
         (Some(from), _) => {
             let mut dirs = holding.clone();
@@ -58,8 +92,18 @@ pub fn inspect(node: &Node, kubelet: &Kubelet, containerd: Option<&ContainerdCon
             (dirs, from)
         }
         (None, false) => (holding.clone(), "where the plugins are".to_string()),
-        (None, true) => (vec![BIN_DIR_CANDIDATES[0].to_string()], "the default (no plugins found)".to_string()),
+        (None, true) => (
+            vec![BIN_DIR_CANDIDATES[0].to_string()],
+            "the default (no plugins found)".to_string(),
+        ),
     };
     let plugins = node.list(&bin_dirs[0]);
-    Cni { conf_dir, conf_dir_source, conf_files, bin_dirs, bin_dir_source, plugins }
+    Cni {
+        conf_dir,
+        conf_dir_source,
+        conf_files,
+        bin_dirs,
+        bin_dir_source,
+        plugins,
+    }
 }

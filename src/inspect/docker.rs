@@ -78,12 +78,21 @@ pub fn inspect(node: &Node) -> Result<Docker> {
             continue;
         }
         let names = node.list(&dir);
-        let ca = names.iter().filter(|n| n.ends_with(".crt")).map(|n| join(&dir, n)).collect();
+        let ca = names
+            .iter()
+            .filter(|n| n.ends_with(".crt"))
+            .map(|n| join(&dir, n))
+            .collect();
         let client = names
             .iter()
             .filter_map(|n| n.strip_suffix(".cert"))
             .filter(|stem| names.contains(&format!("{stem}.key")))
-            .map(|stem| (join(&dir, &format!("{stem}.cert")), join(&dir, &format!("{stem}.key"))))
+            .map(|stem| {
+                (
+                    join(&dir, &format!("{stem}.cert")),
+                    join(&dir, &format!("{stem}.key")),
+                )
+            })
             .collect();
         docker.certs.push(CertDir { host, ca, client });
     }
@@ -92,19 +101,30 @@ pub fn inspect(node: &Node) -> Result<Docker> {
 
 pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
     let bad = |problem: String| {
-        Failure::bad_input(DAEMON_JSON, problem, "Fix the JSON (dockerd refuses to start with it too), then run cri-migrate again.")
+        Failure::bad_input(
+            DAEMON_JSON,
+            problem,
+            "Fix the JSON (dockerd refuses to start with it too), then run cri-migrate again.",
+        )
     };
     if text.trim().is_empty() {
         return Ok(DockerSettings::default());
     }
-    let json: Value = serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    let obj = json.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    let json: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| bad("not a JSON object".into()))?;
     let strings = |key: &str| -> Result<Vec<String>, Failure> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(vec![]),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(format!("\"{key}\" must be a list of strings"))))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad(format!("\"{key}\" must be a list of strings")))
+                })
                 .collect(),
             Some(_) => Err(bad(format!("\"{key}\" must be a list of strings"))),
         }
@@ -116,7 +136,18 @@ pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
     let log_opts = obj
         .get("log-opts")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let containerd_snapshotter = obj
         .get("features")
@@ -126,7 +157,11 @@ pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
     let other = obj
         .iter()
         .filter(|(k, _)| !HANDLED_KEYS.contains(&k.as_str()))
-        .filter(|(k, v)| !(k.as_str() == "features" && v.as_object().is_some_and(|m| m.keys().all(|k| k == "containerd-snapshotter"))))
+        .filter(|(k, v)| {
+            !(k.as_str() == "features"
+                && v.as_object()
+                    .is_some_and(|m| m.keys().all(|k| k == "containerd-snapshotter")))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(DockerSettings {
@@ -158,13 +193,26 @@ const CREDENTIAL_FILES: [(&str, bool); 5] = [
 pub fn credentials(node: &Node) -> Result<Vec<Credentials>> {
     let mut out = Vec::new();
     for (path, kubelet_reads) in CREDENTIAL_FILES {
-        let Some(text) = node.read(path)? else { continue };
+        let Some(text) = node.read(path)? else {
+            continue;
+        };
         let json: Value = serde_json::from_str(&text).map_err(|e| {
-            Failure::bad_input(path, format!("not valid JSON ({e})"), "Fix it: image pulls that need these credentials fail while it is broken.")
+            Failure::bad_input(
+                path,
+                format!("not valid JSON ({e})"),
+                "Fix it: image pulls that need these credentials fail while it is broken.",
+            )
         })?;
         // `.dockercfg` is the old format: the registries are the top-level keys.
-        let auths = if path.ends_with(".dockercfg") { Some(&json) } else { json.get("auths") };
-        let mut registries: Vec<String> = auths.and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let auths = if path.ends_with(".dockercfg") {
+            Some(&json)
+        } else {
+            json.get("auths")
+        };
+        let mut registries: Vec<String> = auths
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         registries.sort();
         let mut helpers: Vec<String> = json
             .get("credHelpers")
@@ -174,7 +222,12 @@ pub fn credentials(node: &Node) -> Result<Vec<Credentials>> {
         if let Some(store) = json.get("credsStore").and_then(Value::as_str) {
             helpers.push(format!("credsStore: {store}"));
         }
-        out.push(Credentials { path: path.to_string(), registries, helpers, kubelet_reads });
+        out.push(Credentials {
+            path: path.to_string(),
+            registries,
+            helpers,
+            kubelet_reads,
+        });
     }
     Ok(out)
 }

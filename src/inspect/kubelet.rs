@@ -74,7 +74,10 @@ impl Kubelet {
         let below_124 = version.map(|v| !v.at_least(1, 24));
         if let Some(endpoint) = &self.runtime_endpoint {
             if below_124 != Some(true) || runtime_flag.as_deref() == Some("remote") {
-                return (RuntimeKind::from_endpoint(endpoint), format!("the kubelet's runtime endpoint is {endpoint}"));
+                return (
+                    RuntimeKind::from_endpoint(endpoint),
+                    format!("the kubelet's runtime endpoint is {endpoint}"),
+                );
             }
         }
         match (below_124, runtime_flag.as_deref()) {
@@ -91,7 +94,11 @@ impl Kubelet {
 
 /// Read the kubelet's side of the node. `files` collects the text of every file the planner
 /// may rewrite.
-pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, Snapshot>) -> Result<Kubelet> {
+pub fn inspect(
+    node: &Node,
+    installed: Installed,
+    files: &mut BTreeMap<String, Snapshot>,
+) -> Result<Kubelet> {
     let mut flag_files = Vec::new();
     let mut flags = Vec::new();
     let mut exec_start_flags = Vec::new();
@@ -106,9 +113,16 @@ pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, S
     }
     let mut parsed = Vec::new();
     for path in drop_ins.values() {
-        let Some(snap) = node.snapshot(path)? else { continue };
-        let file = VarsFile::parse(FileKind::DropIn, &snap.content)
-            .map_err(|e| Failure::bad_input(path, e, "Fix the quoting of its Environment= line (see systemd.exec(5))."))?;
+        let Some(snap) = node.snapshot(path)? else {
+            continue;
+        };
+        let file = VarsFile::parse(FileKind::DropIn, &snap.content).map_err(|e| {
+            Failure::bad_input(
+                path,
+                e,
+                "Fix the quoting of its Environment= line (see systemd.exec(5)).",
+            )
+        })?;
         for f in file.directives("EnvironmentFile") {
             let f = f.trim_start_matches('-').to_string();
             if !env_files.contains(&f) {
@@ -116,7 +130,11 @@ pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, S
             }
         }
         for exec in file.directives("ExecStart") {
-            exec_start_flags.extend(exec.split_whitespace().filter(|w| w.starts_with('-')).map(str::to_string));
+            exec_start_flags.extend(
+                exec.split_whitespace()
+                    .filter(|w| w.starts_with('-'))
+                    .map(str::to_string),
+            );
         }
         parsed.push((path.clone(), snap, file));
     }
@@ -126,7 +144,9 @@ pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, S
         }
     }
     for path in &env_files {
-        let Some(snap) = node.snapshot(path)? else { continue };
+        let Some(snap) = node.snapshot(path)? else {
+            continue;
+        };
         let file = VarsFile::parse(FileKind::EnvFile, &snap.content).map_err(|e| {
             Failure::bad_input(path, e, "Fix the file: each line must be KEY=\"value\" with balanced quotes (see systemd.exec(5), EnvironmentFile=).")
         })?;
@@ -140,17 +160,30 @@ pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, S
                 continue;
             }
             let list = FlagList::parse(&value).map_err(|e| {
-                Failure::bad_input(&path, format!("{var}: {e}"), "Balance the quotes in the kubelet's flags.")
+                Failure::bad_input(
+                    &path,
+                    format!("{var}: {e}"),
+                    "Balance the quotes in the kubelet's flags.",
+                )
             })?;
             for flag in list.flags() {
-                flags.push(FoundFlag { name: flag.name, value: flag.value, file: path.clone(), var: var.clone() });
+                flags.push(FoundFlag {
+                    name: flag.name,
+                    value: flag.value,
+                    file: path.clone(),
+                    var: var.clone(),
+                });
             }
             vars.push(var);
         }
         // kubeadm-flags.env is where the runtime flags belong, even when it holds none yet.
         if !vars.is_empty() || path == KUBEADM_FLAGS {
             files.insert(path.clone(), snap);
-            flag_files.push(FlagFile { path, kind: file.kind, vars });
+            flag_files.push(FlagFile {
+                path,
+                kind: file.kind,
+                vars,
+            });
         }
     }
 
@@ -162,11 +195,18 @@ pub fn inspect(node: &Node, installed: Installed, files: &mut BTreeMap<String, S
         .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
     let config = read_config(node, &config_path, files)?;
 
-    let last = |name: &str| flags.iter().rev().find(|f| f.name == name).and_then(|f| f.value.clone());
+    let last = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .and_then(|f| f.value.clone())
+    };
     Ok(Kubelet {
         installed,
         cgroup_driver: last("cgroup-driver").or_else(|| config.cgroup_driver.clone()),
-        runtime_endpoint: last("container-runtime-endpoint").or_else(|| config.container_runtime_endpoint.clone()),
+        runtime_endpoint: last("container-runtime-endpoint")
+            .or_else(|| config.container_runtime_endpoint.clone()),
         pod_infra_container_image: last("pod-infra-container-image"),
         flag_files,
         flags,
@@ -181,15 +221,27 @@ pub fn is_flags_var(name: &str) -> bool {
     name.starts_with("KUBELET_") && name.ends_with("ARGS")
 }
 
-fn read_config(node: &Node, path: &str, files: &mut BTreeMap<String, Snapshot>) -> Result<KubeletConfig> {
+fn read_config(
+    node: &Node,
+    path: &str,
+    files: &mut BTreeMap<String, Snapshot>,
+) -> Result<KubeletConfig> {
     let Some(snap) = node.snapshot(path)? else {
-        return Ok(KubeletConfig { path: path.to_string(), ..Default::default() });
+        return Ok(KubeletConfig {
+            path: path.to_string(),
+            ..Default::default()
+        });
     };
     let value: serde_yaml::Value = serde_yaml::from_str(&snap.content).map_err(|e| {
         Failure::bad_input(path, format!("not valid YAML ({e})"), "Fix the KubeletConfiguration file, or restore it from `kubeadm init phase kubelet-start`.")
     })?;
     if !(value.is_mapping() || value.is_null()) {
-        return Err(Failure::bad_input(path, "not a YAML mapping", "It must be a KubeletConfiguration document.").into());
+        return Err(Failure::bad_input(
+            path,
+            "not a YAML mapping",
+            "It must be a KubeletConfiguration document.",
+        )
+        .into());
     }
     let s = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let config = KubeletConfig {
@@ -211,32 +263,68 @@ mod tests {
 
     fn kubelet(version: &str, flags: &[(&str, &str)]) -> Kubelet {
         Kubelet {
-            installed: Installed { installed: true, version: Version::parse(version), ..Default::default() },
+            installed: Installed {
+                installed: true,
+                version: Version::parse(version),
+                ..Default::default()
+            },
             flag_files: vec![],
             flags: flags
                 .iter()
-                .map(|(n, v)| FoundFlag { name: n.to_string(), value: Some(v.to_string()), file: KUBEADM_FLAGS.into(), var: "KUBELET_KUBEADM_ARGS".into() })
+                .map(|(n, v)| FoundFlag {
+                    name: n.to_string(),
+                    value: Some(v.to_string()),
+                    file: KUBEADM_FLAGS.into(),
+                    var: "KUBELET_KUBEADM_ARGS".into(),
+                })
                 .collect(),
             exec_start_flags: vec![],
             config: KubeletConfig::default(),
             cgroup_driver: None,
-            runtime_endpoint: flags.iter().find(|f| f.0 == "container-runtime-endpoint").map(|f| f.1.to_string()),
+            runtime_endpoint: flags
+                .iter()
+                .find(|f| f.0 == "container-runtime-endpoint")
+                .map(|f| f.1.to_string()),
             pod_infra_container_image: None,
         }
     }
 
     #[test]
     fn tells_the_current_runtime() {
-        assert_eq!(kubelet("1.23.1", &[("network-plugin", "cni")]).current_runtime().0, RuntimeKind::Dockershim);
         assert_eq!(
-            kubelet("1.23.1", &[("container-runtime", "remote"), ("container-runtime-endpoint", "unix:///run/containerd/containerd.sock")]).current_runtime().0,
+            kubelet("1.23.1", &[("network-plugin", "cni")])
+                .current_runtime()
+                .0,
+            RuntimeKind::Dockershim
+        );
+        assert_eq!(
+            kubelet(
+                "1.23.1",
+                &[
+                    ("container-runtime", "remote"),
+                    (
+                        "container-runtime-endpoint",
+                        "unix:///run/containerd/containerd.sock"
+                    )
+                ]
+            )
+            .current_runtime()
+            .0,
             RuntimeKind::Containerd
         );
         assert_eq!(
-            kubelet("1.24.3", &[("container-runtime-endpoint", "unix:///run/cri-dockerd.sock")]).current_runtime().0,
+            kubelet(
+                "1.24.3",
+                &[("container-runtime-endpoint", "unix:///run/cri-dockerd.sock")]
+            )
+            .current_runtime()
+            .0,
             RuntimeKind::CriDockerd
         );
-        assert_eq!(kubelet("1.27.3", &[]).current_runtime().0, RuntimeKind::Containerd);
+        assert_eq!(
+            kubelet("1.27.3", &[]).current_runtime().0,
+            RuntimeKind::Containerd
+        );
         assert_eq!(kubelet("", &[]).current_runtime().0, RuntimeKind::Unknown);
     }
 }

@@ -106,11 +106,25 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn warning(code: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { code, severity: Severity::Warning, message: message.into(), fix: fix.into() }
+    pub fn warning(
+        code: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            code,
+            severity: Severity::Warning,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
     pub fn info(code: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { code, severity: Severity::Info, message: message.into(), fix: fix.into() }
+        Finding {
+            code,
+            severity: Severity::Info,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -155,7 +169,11 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     }
     let kubelet = kubelet::inspect(node, kubelet_installed, &mut files)?;
     let (kind, reason) = kubelet.current_runtime();
-    let current_runtime = CurrentRuntime { kind, endpoint: kubelet.runtime_endpoint.clone(), reason };
+    let current_runtime = CurrentRuntime {
+        kind,
+        endpoint: kubelet.runtime_endpoint.clone(),
+        reason,
+    };
 
     let runtimes = Runtimes {
         docker: runtimes::detect(node, cmds, &pkgs, &runtimes::DOCKER),
@@ -169,7 +187,11 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     let crio = runtimes::crio_config(node, &mut files)?;
     let cni = cni::inspect(node, &kubelet, containerd_config.as_ref(), &crio);
     let static_pods = pods::static_pods(node, &kubelet);
-    let docker_containers = if live && runtimes.docker.installed { pods::docker_containers(cmds) } else { vec![] };
+    let docker_containers = if live && runtimes.docker.installed {
+        pods::docker_containers(cmds)
+    } else {
+        vec![]
+    };
     runtimes::snapshot_owned_files(node, &mut files)?;
 
     let os = node.read("/etc/os-release").ok().flatten().and_then(|t| {
@@ -202,7 +224,10 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
 pub fn require_kubelet(facts: &Facts) -> Result<(), Failure> {
     if !facts.kubelet.installed.installed && facts.kubelet.flag_files.is_empty() {
         return Err(Failure::preflight(
-            format!("no kubelet found on the node at {} (no binary, unit, package or flags file)", facts.root),
+            format!(
+                "no kubelet found on the node at {} (no binary, unit, package or flags file)",
+                facts.root
+            ),
             "Run cri-migrate on a Kubernetes node, or point --root at a node's root file system.",
         ));
     }

@@ -28,7 +28,9 @@ impl Packages {
                     .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
                     .map(|v| v.trim().to_string())
             };
-            let (Some(pkg), Some(status), Some(version)) = (field("Package"), field("Status"), field("Version")) else {
+            let (Some(pkg), Some(status), Some(version)) =
+                (field("Package"), field("Status"), field("Version"))
+            else {
                 continue;
             };
             if status.ends_with(" installed") {
@@ -40,9 +42,11 @@ impl Packages {
 
     /// The first of `names` that is installed, with its parsed version.
     pub fn find(&self, names: &[&str]) -> Option<(String, Option<Version>)> {
-        names
-            .iter()
-            .find_map(|n| self.installed.get(*n).map(|v| (n.to_string(), Version::parse(v))))
+        names.iter().find_map(|n| {
+            self.installed
+                .get(*n)
+                .map(|v| (n.to_string(), Version::parse(v)))
+        })
     }
 }
 

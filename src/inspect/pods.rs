@@ -30,7 +30,13 @@ pub fn docker_bound(path: &str) -> bool {
     let p = path.trim_end_matches('/');
     matches!(
         p,
-        "/var/run/docker.sock" | "/run/docker.sock" | "/var/run/dockershim.sock" | "/run/dockershim.sock" | "/var/run" | "/run" | "/var/lib/docker"
+        "/var/run/docker.sock"
+            | "/run/docker.sock"
+            | "/var/run/dockershim.sock"
+            | "/run/dockershim.sock"
+            | "/var/run"
+            | "/run"
+            | "/var/lib/docker"
     ) || p.starts_with("/var/lib/docker/")
 }
 
@@ -50,14 +56,32 @@ pub fn static_pods(node: &Node, kubelet: &Kubelet) -> Vec<StaticPod> {
             Ok(Some(t)) => t,
             _ => continue,
         };
-        let mut pod = StaticPod { file, name: None, host_paths: vec![], error: None };
+        let mut pod = StaticPod {
+            file,
+            name: None,
+            host_paths: vec![],
+            error: None,
+        };
         match serde_yaml::from_str::<serde_yaml::Value>(&text) {
             Ok(v) => {
-                pod.name = v.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).map(str::to_string);
-                if let Some(vols) = v.get("spec").and_then(|s| s.get("volumes")).and_then(|v| v.as_sequence()) {
+                pod.name = v
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string);
+                if let Some(vols) = v
+                    .get("spec")
+                    .and_then(|s| s.get("volumes"))
+                    .and_then(|v| v.as_sequence())
+                {
                     pod.host_paths = vols
                         .iter()
-                        .filter_map(|vol| vol.get("hostPath")?.get("path")?.as_str().map(str::to_string))
+                        .filter_map(|vol| {
+                            vol.get("hostPath")?
+                                .get("path")?
+                                .as_str()
+                                .map(str::to_string)
+                        })
                         .collect();
                 }
             }
@@ -70,21 +94,38 @@ pub fn static_pods(node: &Node, kubelet: &Kubelet) -> Vec<StaticPod> {
 
 /// Running Docker containers that mount Docker-bound paths (live node only).
 pub fn docker_containers(cmds: &dyn Commands) -> Vec<DockerContainer> {
-    let Some(ids) = cmds.output("docker", &["ps", "-q", "--no-trunc"]) else { return vec![] };
+    let Some(ids) = cmds.output("docker", &["ps", "-q", "--no-trunc"]) else {
+        return vec![];
+    };
     let ids: Vec<&str> = ids.split_whitespace().collect();
     if ids.is_empty() {
         return vec![];
     }
-    let mut args = vec!["inspect", "--format", "{{.Name}}\t{{.Config.Image}}\t{{range .Mounts}}{{.Source}},{{end}}"];
+    let mut args = vec![
+        "inspect",
+        "--format",
+        "{{.Name}}\t{{.Config.Image}}\t{{range .Mounts}}{{.Source}},{{end}}",
+    ];
     args.extend(ids);
-    let Some(out) = cmds.output("docker", &args) else { return vec![] };
+    let Some(out) = cmds.output("docker", &args) else {
+        return vec![];
+    };
     out.lines()
         .filter_map(|l| {
             let mut parts = l.split('\t');
             let name = parts.next()?.trim_start_matches('/').to_string();
             let image = parts.next()?.to_string();
-            let mounts: Vec<String> = parts.next()?.split(',').filter(|m| docker_bound(m)).map(str::to_string).collect();
-            (!mounts.is_empty()).then_some(DockerContainer { name, image, mounts })
+            let mounts: Vec<String> = parts
+                .next()?
+                .split(',')
+                .filter(|m| docker_bound(m))
+                .map(str::to_string)
+                .collect();
+            (!mounts.is_empty()).then_some(DockerContainer {
+                name,
+                image,
+                mounts,
+            })
         })
         .collect()
 }
@@ -95,10 +136,19 @@ mod tests {
 
     #[test]
     fn docker_bound_paths() {
-        for p in ["/var/run/docker.sock", "/var/run/", "/var/lib/docker/containers", "/run/dockershim.sock"] {
+        for p in [
+            "/var/run/docker.sock",
+            "/var/run/",
+            "/var/lib/docker/containers",
+            "/run/dockershim.sock",
+        ] {
             assert!(docker_bound(p), "{p}");
         }
-        for p in ["/var/run/secrets", "/var/lib/dockerish", "/etc/kubernetes/pki"] {
+        for p in [
+            "/var/run/secrets",
+            "/var/lib/dockerish",
+            "/etc/kubernetes/pki",
+        ] {
             assert!(!docker_bound(p), "{p}");
         }
     }

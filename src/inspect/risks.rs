@@ -14,26 +14,51 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         ));
     }
     if f.current_runtime.kind == RuntimeKind::Unknown {
-        out.push(Finding::warning("runtime-unknown", format!("cannot tell which runtime the kubelet uses: {}", f.current_runtime.reason), "check the kubelet's flags and config.yaml"));
+        out.push(Finding::warning(
+            "runtime-unknown",
+            format!(
+                "cannot tell which runtime the kubelet uses: {}",
+                f.current_runtime.reason
+            ),
+            "check the kubelet's flags and config.yaml",
+        ));
     }
 
     for pod in &f.static_pods {
         let name = pod.name.clone().unwrap_or_else(|| pod.file.clone());
         if let Some(err) = &pod.error {
-            out.push(Finding::warning("static-pod-unreadable", format!("static pod manifest {} is not valid YAML ({err})", pod.file), "fix it; the kubelet skips it too"));
+            out.push(Finding::warning(
+                "static-pod-unreadable",
+                format!("static pod manifest {} is not valid YAML ({err})", pod.file),
+                "fix it; the kubelet skips it too",
+            ));
             continue;
         }
         for path in pod.host_paths.iter().filter(|p| docker_bound(p)) {
             let (code, fix) = if path.trim_end_matches('/').starts_with("/var/lib/docker") {
-                ("docker-logs-mount", "point it at /var/log/pods (CRI log format) before the move")
+                (
+                    "docker-logs-mount",
+                    "point it at /var/log/pods (CRI log format) before the move",
+                )
             } else {
-                ("docker-socket-mount", "it loses Docker after the move: give it the CRI socket or drop the dependency")
+                (
+                    "docker-socket-mount",
+                    "it loses Docker after the move: give it the CRI socket or drop the dependency",
+                )
             };
-            out.push(Finding::warning(code, format!("static pod {name} ({}) mounts {path}", pod.file), fix));
+            out.push(Finding::warning(
+                code,
+                format!("static pod {name} ({}) mounts {path}", pod.file),
+                fix,
+            ));
         }
     }
     if f.current_runtime.kind.is_docker() {
-        let names: Vec<String> = f.static_pods.iter().filter_map(|p| p.name.clone()).collect();
+        let names: Vec<String> = f
+            .static_pods
+            .iter()
+            .filter_map(|p| p.name.clone())
+            .collect();
         if !names.is_empty() {
             out.push(Finding::info(
                 "static-pods-move",
@@ -66,12 +91,17 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         }
     }
     for key in d.other.keys() {
-        if matches!(key.as_str(), "iptables" | "ip-masq" | "bridge" | "hosts" | "features") {
+        if matches!(
+            key.as_str(),
+            "iptables" | "ip-masq" | "bridge" | "hosts" | "features"
+        ) {
             continue; // Docker's own networking and API: nothing for a CRI runtime to keep.
         }
         out.push(Finding::warning(
             "docker-setting-dropped",
-            format!("daemon.json \"{key}\" has no equivalent in a CRI runtime and is not carried over"),
+            format!(
+                "daemon.json \"{key}\" has no equivalent in a CRI runtime and is not carried over"
+            ),
             "check whether the node relied on it",
         ));
     }
@@ -113,7 +143,11 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         if !c.helpers.is_empty() {
             out.push(Finding::info(
                 "credential-helpers",
-                format!("{} uses credential helpers ({}), which the kubelet does not run", c.path, c.helpers.join(", ")),
+                format!(
+                    "{} uses credential helpers ({}), which the kubelet does not run",
+                    c.path,
+                    c.helpers.join(", ")
+                ),
                 "use a kubelet image credential provider for those registries",
             ));
         }
@@ -129,7 +163,11 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         if !c.imports.is_empty() {
             out.push(Finding::info(
                 "containerd-imports",
-                format!("{} imports {}; cri-migrate edits only the main file", c.path, c.imports.join(", ")),
+                format!(
+                    "{} imports {}; cri-migrate edits only the main file",
+                    c.path,
+                    c.imports.join(", ")
+                ),
                 "check that the imported files do not override the CRI settings",
             ));
         }

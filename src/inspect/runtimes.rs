@@ -18,7 +18,12 @@ pub struct Software {
     pub sockets: &'static [&'static str],
 }
 
-pub const KUBELET: Software = Software { binaries: &["kubelet"], packages: &["kubelet"], units: &["kubelet.service"], sockets: &[] };
+pub const KUBELET: Software = Software {
+    binaries: &["kubelet"],
+    packages: &["kubelet"],
+    units: &["kubelet.service"],
+    sockets: &[],
+};
 pub const DOCKER: Software = Software {
     binaries: &["dockerd"],
     packages: &["docker-ce", "docker.io", "moby-engine", "docker-engine"],
@@ -44,8 +49,20 @@ pub const CRIO: Software = Software {
     sockets: &["/var/run/crio/crio.sock", "/run/crio/crio.sock"],
 };
 
-const BIN_DIRS: [&str; 6] = ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/bin", "/sbin", "/opt/bin"];
-const UNIT_DIRS: [&str; 4] = ["/etc/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+const BIN_DIRS: [&str; 6] = [
+    "/usr/bin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/opt/bin",
+];
+const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
 
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
@@ -68,7 +85,11 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         .filter(|u| UNIT_DIRS.iter().any(|d| node.exists(&join(d, u))))
         .map(|u| u.to_string())
         .collect();
-    let socket = sw.sockets.iter().find(|s| node.exists(s)).map(|s| s.to_string());
+    let socket = sw
+        .sockets
+        .iter()
+        .find(|s| node.exists(s))
+        .map(|s| s.to_string());
     let package = pkgs.find(sw.packages);
     let mut installed = Installed {
         installed: binary.is_some() || package.is_some(),
@@ -83,7 +104,11 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
     // --root nothing is run and the package database tells.
     if node.is_live() {
         if let Some(bin) = &binary {
-            if let Some(v) = cmds.output(bin, &["--version"]).as_deref().and_then(crate::version::Version::find_in) {
+            if let Some(v) = cmds
+                .output(bin, &["--version"])
+                .as_deref()
+                .and_then(crate::version::Version::find_in)
+            {
                 installed.version = Some(v);
                 installed.version_source = Some(format!("{bin} --version"));
             }
@@ -114,8 +139,13 @@ pub struct ContainerdConfig {
     pub cni_bin_dirs: Vec<String>,
 }
 
-pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Option<ContainerdConfig>> {
-    let Some(snap) = node.snapshot(CONTAINERD_CONFIG)? else { return Ok(None) };
+pub fn containerd_config(
+    node: &Node,
+    files: &mut BTreeMap<String, Snapshot>,
+) -> Result<Option<ContainerdConfig>> {
+    let Some(snap) = node.snapshot(CONTAINERD_CONFIG)? else {
+        return Ok(None);
+    };
     let doc: toml_edit::DocumentMut = snap.content.parse().map_err(|e: toml_edit::TomlError| {
         Failure::bad_input(
             CONTAINERD_CONFIG,
@@ -127,7 +157,11 @@ pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) ->
     let strings = |key: &str| -> Vec<String> {
         doc.get(key)
             .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let disabled_plugins = strings("disabled_plugins");
@@ -146,12 +180,25 @@ pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) ->
     }
     let cni = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"]
         .iter()
-        .find_map(|p| doc.get("plugins").and_then(|pl| pl.get(p)).and_then(|c| c.get("cni")));
-    let cni_str = |k: &str| cni.and_then(|c| c.get(k)).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+        .find_map(|p| {
+            doc.get("plugins")
+                .and_then(|pl| pl.get(p))
+                .and_then(|c| c.get("cni"))
+        });
+    let cni_str = |k: &str| {
+        cni.and_then(|c| c.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     let mut cni_bin_dirs: Vec<String> = cni
         .and_then(|c| c.get("bin_dirs"))
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if cni_bin_dirs.is_empty() {
         cni_bin_dirs.extend(cni_str("bin_dir"));
@@ -172,7 +219,13 @@ pub fn containerd_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) ->
 
 /// The CRI plugin's names across schemas.
 pub fn is_cri_plugin(name: &str) -> bool {
-    matches!(name, "cri" | "io.containerd.grpc.v1.cri" | "io.containerd.cri.v1.images" | "io.containerd.cri.v1.runtime")
+    matches!(
+        name,
+        "cri"
+            | "io.containerd.grpc.v1.cri"
+            | "io.containerd.cri.v1.images"
+            | "io.containerd.cri.v1.runtime"
+    )
 }
 
 /// CRI-O's configuration files as found.
@@ -192,29 +245,62 @@ pub struct CrioConfig {
 
 pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<CrioConfig> {
     let mut out = CrioConfig::default();
-    let paths = std::iter::once(CRIO_CONF.to_string())
-        .chain(node.list(CRIO_CONF_D).into_iter().filter(|n| n.ends_with(".conf")).map(|n| join(CRIO_CONF_D, &n)));
+    let paths = std::iter::once(CRIO_CONF.to_string()).chain(
+        node.list(CRIO_CONF_D)
+            .into_iter()
+            .filter(|n| n.ends_with(".conf"))
+            .map(|n| join(CRIO_CONF_D, &n)),
+    );
     for path in paths {
-        let Some(snap) = node.snapshot(&path)? else { continue };
-        let doc = parse_toml(&path, &snap.content, "Fix the file (CRI-O does not start with it either).")?;
-        if let Some(m) = doc.get("crio").and_then(|c| c.get("runtime")).and_then(|r| r.get("cgroup_manager")).and_then(|v| v.as_str()) {
+        let Some(snap) = node.snapshot(&path)? else {
+            continue;
+        };
+        let doc = parse_toml(
+            &path,
+            &snap.content,
+            "Fix the file (CRI-O does not start with it either).",
+        )?;
+        if let Some(m) = doc
+            .get("crio")
+            .and_then(|c| c.get("runtime"))
+            .and_then(|r| r.get("cgroup_manager"))
+            .and_then(|v| v.as_str())
+        {
             out.cgroup_manager = Some(m.to_string());
         }
         let network = doc.get("crio").and_then(|c| c.get("network"));
-        if let Some(d) = network.and_then(|n| n.get("network_dir")).and_then(|v| v.as_str()) {
+        if let Some(d) = network
+            .and_then(|n| n.get("network_dir"))
+            .and_then(|v| v.as_str())
+        {
             out.network_dir = Some(d.to_string());
         }
-        if let Some(a) = network.and_then(|n| n.get("plugin_dirs")).and_then(|v| v.as_array()) {
-            out.plugin_dirs = a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        if let Some(a) = network
+            .and_then(|n| n.get("plugin_dirs"))
+            .and_then(|v| v.as_array())
+        {
+            out.plugin_dirs = a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
         }
-        if doc.get("crio").and_then(|c| c.get("image")).and_then(|i| i.get("insecure_registries")).is_some() {
+        if doc
+            .get("crio")
+            .and_then(|c| c.get("image"))
+            .and_then(|i| i.get("insecure_registries"))
+            .is_some()
+        {
             out.insecure_registries_in.push(path.clone());
         }
         out.files.push(path.clone());
         files.insert(path, snap);
     }
     if let Some(text) = node.read(REGISTRIES_CONF)? {
-        let doc = parse_toml(REGISTRIES_CONF, &text, "Fix it (see containers-registries.conf(5)).")?;
+        let doc = parse_toml(
+            REGISTRIES_CONF,
+            &text,
+            "Fix it (see containers-registries.conf(5)).",
+        )?;
         out.registries_conf_v1 = doc.get("registries").is_some_and(|r| r.is_table_like());
         out.registries_conf = Some(REGISTRIES_CONF.to_string());
     }
@@ -222,8 +308,9 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
 }
 
 fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMut, Failure> {
-    text.parse()
-        .map_err(|e: toml_edit::TomlError| Failure::bad_input(path, crate::error::toml_problem(text, &e), fix))
+    text.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(path, crate::error::toml_problem(text, &e), fix)
+    })
 }
 
 /// Files the plan writes whole (ours) or merges, read now so that planning is pure.

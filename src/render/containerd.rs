@@ -63,20 +63,32 @@ const IMAGES_V3: &str = "io.containerd.cri.v1.images";
 const RUNTIME_V3: &str = "io.containerd.cri.v1.runtime";
 
 pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
-    let template = super::template(if s.schema == 3 { "containerd-v3.toml" } else { "containerd-v2.toml" }, s);
+    let template = super::template(
+        if s.schema == 3 {
+            "containerd-v3.toml"
+        } else {
+            "containerd-v2.toml"
+        },
+        s,
+    );
     let mut out = Rendered::default();
     let Some(existing) = existing.filter(|t| !is_blank(t)) else {
         out.text = template;
         return out;
     };
     // The caller has parsed this file during inspection.
-    let mut doc: DocumentMut = existing.parse().expect("config.toml was parsed during inspection");
-    let tpl: DocumentMut = template.parse().expect("the containerd template renders valid TOML");
+    let mut doc: DocumentMut = existing
+        .parse()
+        .expect("config.toml was parsed during inspection");
+    let tpl: DocumentMut = template
+        .parse()
+        .expect("the containerd template renders valid TOML");
 
     let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
     if schema < 2 {
         to_schema_2(&mut doc);
-        out.notes.push("converted the file from schema 1 (plugin short names) to schema 2".into());
+        out.notes
+            .push("converted the file from schema 1 (plugin short names) to schema 2".into());
     }
     out.moved_mirrors = take_mirrors(&mut doc, &mut out.notes);
     if s.schema == 3 && schema < 3 {
@@ -92,25 +104,34 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
     if s.schema == 3 && s.cni_bin_dirs_list {
         // bin_dirs replaces bin_dir in 2.1; a leftover bin_dir would add a stale directory.
         if let Some(cni) = get_table_mut(doc.as_table_mut(), &["plugins", RUNTIME_V3, "cni"]) {
-            if cni.get("bin_dir").and_then(|v| v.as_str()).is_some_and(|d| !d.is_empty()) {
+            if cni
+                .get("bin_dir")
+                .and_then(|v| v.as_str())
+                .is_some_and(|d| !d.is_empty())
+            {
                 cni.remove("bin_dir");
             }
         }
     }
     // `version` first, as containerd's own files have it.
-    doc.as_table_mut().sort_values_by(|a, _, b, _| (a.get() != "version").cmp(&(b.get() != "version")));
+    doc.as_table_mut()
+        .sort_values_by(|a, _, b, _| (a.get() != "version").cmp(&(b.get() != "version")));
     out.text = doc.to_string();
     out
 }
 
 fn is_blank(text: &str) -> bool {
-    text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    text.lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
 }
 
 fn sandbox_image(doc: &DocumentMut, schema: u8) -> Option<String> {
     let plugins = doc.get("plugins")?;
     let v = if schema == 3 {
-        plugins.get(IMAGES_V3)?.get("pinned_images")?.get("sandbox")?
+        plugins
+            .get(IMAGES_V3)?
+            .get("pinned_images")?
+            .get("sandbox")?
     } else {
         plugins.get(CRI_V2)?.get("sandbox_image")?
     };
@@ -120,10 +141,19 @@ fn sandbox_image(doc: &DocumentMut, schema: u8) -> Option<String> {
 /// Remove the CRI plugin from `disabled_plugins` (Docker's packages disable it), converting
 /// short names to full ids: containerd refuses short names in schema 2.
 fn enable_cri(doc: &mut DocumentMut) {
-    let Some(arr) = doc.get_mut("disabled_plugins").and_then(|i| i.as_array_mut()) else { return };
+    let Some(arr) = doc
+        .get_mut("disabled_plugins")
+        .and_then(|i| i.as_array_mut())
+    else {
+        return;
+    };
     arr.retain(|v| !v.as_str().is_some_and(is_cri_plugin));
     for v in arr.iter_mut() {
-        if let Some(id) = v.as_str().and_then(|n| V1_IDS.iter().find(|(short, _)| *short == n)).map(|(_, id)| *id) {
+        if let Some(id) = v
+            .as_str()
+            .and_then(|n| V1_IDS.iter().find(|(short, _)| *short == n))
+            .map(|(_, id)| *id)
+        {
             let decor = v.decor().clone();
             *v = Value::from(id);
             *v.decor_mut() = decor;
@@ -135,10 +165,15 @@ fn enable_cri(doc: &mut DocumentMut) {
 }
 
 fn to_schema_2(doc: &mut DocumentMut) {
-    let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_mut()) else { return };
+    let Some(plugins) = doc.get_mut("plugins").and_then(|p| p.as_table_mut()) else {
+        return;
+    };
     for (short, id) in V1_IDS {
         if let Some((key, item)) = plugins.remove_entry(short) {
-            plugins.insert_formatted(&Key::new(id).with_leaf_decor(key.leaf_decor().clone()), item);
+            plugins.insert_formatted(
+                &Key::new(id).with_leaf_decor(key.leaf_decor().clone()),
+                item,
+            );
         }
     }
 }
@@ -147,19 +182,28 @@ fn to_schema_2(doc: &mut DocumentMut) {
 /// config_path is provided"): take them out so they become hosts.toml files.
 fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else { return out };
+    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else {
+        return out;
+    };
     if let Some(mirrors) = registry.remove("mirrors") {
         for (host, m) in mirrors.as_table_like().into_iter().flat_map(|t| t.iter()) {
             let endpoints = m
                 .get("endpoint")
                 .and_then(|e| e.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             out.push((host.to_string(), endpoints));
         }
         notes.push(format!(
             "moved the deprecated registry.mirrors ({}) to hosts.toml files under {CERTS_D}",
-            out.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(", ")
+            out.iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if registry.get("configs").is_some() {
@@ -172,7 +216,11 @@ fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, 
 /// stays in `io.containerd.grpc.v1.cri` (containerd v2 `cmd/containerd/server/config/migrate`).
 fn to_schema_3(doc: &mut DocumentMut) {
     let root = doc.as_table_mut();
-    let Some(Item::Table(mut cri)) = get_table_mut(root, &["plugins"]).and_then(|p| p.remove(CRI_V2)) else { return };
+    let Some(Item::Table(mut cri)) =
+        get_table_mut(root, &["plugins"]).and_then(|p| p.remove(CRI_V2))
+    else {
+        return;
+    };
     const GRPC_KEYS: [&str; 6] = [
         "disable_tcp_service",
         "stream_server_address",
@@ -249,7 +297,9 @@ mod tests {
     }
 
     fn get<'a>(doc: &'a DocumentMut, path: &[&str]) -> &'a Item {
-        path.iter().fold(doc.as_item(), |i, k| i.get(k).unwrap_or_else(|| panic!("no {k} in {doc}")))
+        path.iter().fold(doc.as_item(), |i, k| {
+            i.get(k).unwrap_or_else(|| panic!("no {k} in {doc}"))
+        })
     }
 
     #[test]
@@ -259,12 +309,36 @@ mod tests {
         let doc: DocumentMut = r.text.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(2));
         assert_eq!(doc["disabled_plugins"].as_array().unwrap().len(), 0);
-        assert!(r.text.starts_with("version = 2\n#   Copyright") || r.text.contains("Copyright 2018-2022 Docker Inc."));
+        assert!(
+            r.text.starts_with("version = 2\n#   Copyright")
+                || r.text.contains("Copyright 2018-2022 Docker Inc.")
+        );
         assert!(r.text.contains("#root = \"/var/lib/containerd\""));
         let cri = &["plugins", CRI_V2];
-        assert_eq!(get(&doc, &[cri[0], cri[1], "sandbox_image"]).as_str(), Some("registry.local/pause:3.6"));
-        assert_eq!(get(&doc, &["plugins", CRI_V2, "containerd", "runtimes", "runc", "options", "SystemdCgroup"]).as_bool(), Some(true));
-        assert_eq!(get(&doc, &["plugins", CRI_V2, "registry", "config_path"]).as_str(), Some(CERTS_D));
+        assert_eq!(
+            get(&doc, &[cri[0], cri[1], "sandbox_image"]).as_str(),
+            Some("registry.local/pause:3.6")
+        );
+        assert_eq!(
+            get(
+                &doc,
+                &[
+                    "plugins",
+                    CRI_V2,
+                    "containerd",
+                    "runtimes",
+                    "runc",
+                    "options",
+                    "SystemdCgroup"
+                ]
+            )
+            .as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            get(&doc, &["plugins", CRI_V2, "registry", "config_path"]).as_str(),
+            Some(CERTS_D)
+        );
     }
 
     #[test]
@@ -275,19 +349,42 @@ mod tests {
         let r = render(Some(existing), &s);
         let doc: DocumentMut = r.text.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(3));
-        assert_eq!(get(&doc, &["plugins", IMAGES_V3, "pinned_images", "sandbox"]).as_str(), Some("old/pause:3.5"));
+        assert_eq!(
+            get(&doc, &["plugins", IMAGES_V3, "pinned_images", "sandbox"]).as_str(),
+            Some("old/pause:3.5")
+        );
         assert_eq!(r.existing_sandbox_image.as_deref(), Some("old/pause:3.5"));
-        assert_eq!(get(&doc, &["plugins", CRI_V2, "stream_server_address"]).as_str(), Some("127.0.0.1"));
-        assert_eq!(get(&doc, &["plugins", RUNTIME_V3, "enable_selinux"]).as_bool(), Some(true));
-        assert!(get(&doc, &["plugins", RUNTIME_V3, "cni"]).get("bin_dir").is_none());
-        assert_eq!(get(&doc, &["plugins", RUNTIME_V3, "cni", "bin_dirs"]).as_array().unwrap().len(), 1);
+        assert_eq!(
+            get(&doc, &["plugins", CRI_V2, "stream_server_address"]).as_str(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            get(&doc, &["plugins", RUNTIME_V3, "enable_selinux"]).as_bool(),
+            Some(true)
+        );
+        assert!(get(&doc, &["plugins", RUNTIME_V3, "cni"])
+            .get("bin_dir")
+            .is_none());
+        assert_eq!(
+            get(&doc, &["plugins", RUNTIME_V3, "cni", "bin_dirs"])
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn deprecated_mirrors_are_taken_out() {
         let existing = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://mirror.local\"]\n";
         let r = render(Some(existing), &settings(2));
-        assert_eq!(r.moved_mirrors, vec![("docker.io".to_string(), vec!["https://mirror.local".to_string()])]);
+        assert_eq!(
+            r.moved_mirrors,
+            vec![(
+                "docker.io".to_string(),
+                vec!["https://mirror.local".to_string()]
+            )]
+        );
         assert!(!r.text.contains("mirrors"));
     }
 

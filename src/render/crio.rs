@@ -32,9 +32,21 @@ mod tests {
             storage_driver: None,
         });
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
-        assert_eq!(doc["crio"]["runtime"]["cgroup_manager"].as_str(), Some("systemd"));
-        assert_eq!(doc["crio"]["image"]["pause_image"].as_str(), Some("registry.local/pause:3.9"));
-        assert_eq!(doc["crio"]["network"]["plugin_dirs"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            doc["crio"]["runtime"]["cgroup_manager"].as_str(),
+            Some("systemd")
+        );
+        assert_eq!(
+            doc["crio"]["image"]["pause_image"].as_str(),
+            Some("registry.local/pause:3.9")
+        );
+        assert_eq!(
+            doc["crio"]["network"]["plugin_dirs"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(doc["crio"].get("root").is_none());
     }
 }

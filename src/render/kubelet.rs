@@ -19,7 +19,11 @@ pub const DOCKERSHIM_FLAGS: [&str; 10] = [
 ];
 
 /// Flags naming the runtime: removed everywhere, then set once where they belong.
-const RUNTIME_FLAGS: [&str; 3] = ["container-runtime", "container-runtime-endpoint", "image-service-endpoint"];
+const RUNTIME_FLAGS: [&str; 3] = [
+    "container-runtime",
+    "container-runtime-endpoint",
+    "image-service-endpoint",
+];
 
 /// How the kubelet of a given version is told its runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +50,21 @@ impl Rules {
 
 /// Rewrite one flags file. `owner` names the variable that receives the runtime flags, when
 /// this file is where they belong. Returns the new text and the flags removed.
-pub fn rewrite_flags_file(kind: FileKind, text: &str, owner: Option<&str>, rules: &Rules) -> Result<(String, Vec<String>), String> {
+pub fn rewrite_flags_file(
+    kind: FileKind,
+    text: &str,
+    owner: Option<&str>,
+    rules: &Rules,
+) -> Result<(String, Vec<String>), String> {
     let mut file = VarsFile::parse(kind, text)?;
     let mut removed = Vec::new();
     let mut error = None;
-    let vars: Vec<String> = file.vars().into_iter().map(|(k, _)| k).filter(|k| is_flags_var(k)).collect();
+    let vars: Vec<String> = file
+        .vars()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| is_flags_var(k))
+        .collect();
     for var in &vars {
         file.edit(var, &mut |value| {
             let mut list = match FlagList::parse(value) {
@@ -121,7 +135,13 @@ mod tests {
     fn kubelet_1_23_gets_remote_and_endpoint_flags() {
         let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
         let rules = Rules::for_version(Version::new(1, 23, 17), EP, true);
-        let (out, removed) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &rules).unwrap();
+        let (out, removed) = rewrite_flags_file(
+            FileKind::EnvFile,
+            text,
+            Some("KUBELET_KUBEADM_ARGS"),
+            &rules,
+        )
+        .unwrap();
         assert_eq!(
             out,
             format!("KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}\"\n")
@@ -133,24 +153,47 @@ mod tests {
     fn kubelet_1_27_has_no_runtime_flags_and_1_35_no_pause_flag() {
         let text = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
         let r127 = Rules::for_version(Version::new(1, 27, 0), EP, true);
-        let (out, _) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r127).unwrap();
-        assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n");
+        let (out, _) =
+            rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r127)
+                .unwrap();
+        assert_eq!(
+            out,
+            "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n"
+        );
         let r135 = Rules::for_version(Version::new(1, 35, 0), EP, true);
-        let (out, removed) = rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r135).unwrap();
+        let (out, removed) =
+            rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r135)
+                .unwrap();
         assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"\"\n");
         assert_eq!(removed, ["--pod-infra-container-image"]);
         // Without a config file the 1.27 kubelet still takes the (deprecated) flag.
         let no_config = Rules::for_version(Version::new(1, 27, 0), EP, false);
-        let (out, _) = rewrite_flags_file(FileKind::EnvFile, "", Some("KUBELET_KUBEADM_ARGS"), &no_config).unwrap();
-        assert_eq!(out, format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint={EP}\"\n"));
+        let (out, _) = rewrite_flags_file(
+            FileKind::EnvFile,
+            "",
+            Some("KUBELET_KUBEADM_ARGS"),
+            &no_config,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint={EP}\"\n")
+        );
     }
 
     #[test]
     fn config_yaml_gets_the_endpoint_from_1_27() {
         let rules = Rules::for_version(Version::new(1, 28, 0), EP, true);
-        let out = rewrite_config("kind: KubeletConfiguration\ncgroupDriver: systemd\n", &rules).unwrap();
+        let out = rewrite_config(
+            "kind: KubeletConfiguration\ncgroupDriver: systemd\n",
+            &rules,
+        )
+        .unwrap();
         assert_eq!(out, format!("kind: KubeletConfiguration\ncgroupDriver: systemd\ncontainerRuntimeEndpoint: {EP}\n"));
         let old = Rules::for_version(Version::new(1, 26, 0), EP, true);
-        assert_eq!(rewrite_config("kind: KubeletConfiguration\n", &old).unwrap(), "kind: KubeletConfiguration\n");
+        assert_eq!(
+            rewrite_config("kind: KubeletConfiguration\n", &old).unwrap(),
+            "kind: KubeletConfiguration\n"
+        );
     }
 }

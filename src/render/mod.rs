@@ -13,11 +13,23 @@ use serde::Serialize;
 use std::sync::OnceLock;
 
 const TEMPLATES: [(&str, &str); 6] = [
-    ("containerd-v2.toml", include_str!("../../templates/containerd-v2.toml")),
-    ("containerd-v3.toml", include_str!("../../templates/containerd-v3.toml")),
+    (
+        "containerd-v2.toml",
+        include_str!("../../templates/containerd-v2.toml"),
+    ),
+    (
+        "containerd-v3.toml",
+        include_str!("../../templates/containerd-v3.toml"),
+    ),
     ("hosts.toml", include_str!("../../templates/hosts.toml")),
-    ("crio-dropin.conf", include_str!("../../templates/crio-dropin.conf")),
-    ("registries.conf", include_str!("../../templates/registries.conf")),
+    (
+        "crio-dropin.conf",
+        include_str!("../../templates/crio-dropin.conf"),
+    ),
+    (
+        "registries.conf",
+        include_str!("../../templates/registries.conf"),
+    ),
     ("crictl.yaml", include_str!("../../templates/crictl.yaml")),
 ];
 

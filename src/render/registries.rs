@@ -51,7 +51,12 @@ fn certs_for<'a>(certs: &'a [CertDir], host: &str) -> Option<&'a CertDir> {
     certs.iter().find(|c| c.host == host)
 }
 
-fn entry(url: String, capabilities: Vec<&'static str>, skip_verify: bool, certs: Option<&CertDir>) -> HostEntry {
+fn entry(
+    url: String,
+    capabilities: Vec<&'static str>,
+    skip_verify: bool,
+    certs: Option<&CertDir>,
+) -> HostEntry {
     HostEntry {
         url,
         capabilities,
@@ -63,13 +68,26 @@ fn entry(url: String, capabilities: Vec<&'static str>, skip_verify: bool, certs:
 
 /// The hosts.toml files containerd needs for what Docker had: Docker Hub mirrors, insecure
 /// registries, per-registry certificates, and mirrors moved out of an old config.toml.
-pub fn containerd_hosts(settings: &DockerSettings, certs: &[CertDir], moved_mirrors: &[(String, Vec<String>)]) -> Vec<RegistryHost> {
+pub fn containerd_hosts(
+    settings: &DockerSettings,
+    certs: &[CertDir],
+    moved_mirrors: &[(String, Vec<String>)],
+) -> Vec<RegistryHost> {
     let insecure = insecure_hosts(settings);
     let mut out: BTreeMap<String, RegistryHost> = BTreeMap::new();
     let mirror_entry = |m: &str| {
         let (scheme, host, path) = split_url(m);
-        let url = if path.is_empty() { format!("{scheme}://{host}") } else { format!("{scheme}://{host}/{path}") };
-        entry(url, vec!["pull", "resolve"], insecure.iter().any(|h| h == host), certs_for(certs, host))
+        let url = if path.is_empty() {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}/{path}")
+        };
+        entry(
+            url,
+            vec!["pull", "resolve"],
+            insecure.iter().any(|h| h == host),
+            certs_for(certs, host),
+        )
     };
     if !settings.registry_mirrors.is_empty() {
         out.insert(
@@ -77,13 +95,21 @@ pub fn containerd_hosts(settings: &DockerSettings, certs: &[CertDir], moved_mirr
             RegistryHost {
                 host: DOCKER_HUB.into(),
                 server: DOCKER_HUB_SERVER.into(),
-                hosts: settings.registry_mirrors.iter().map(|m| mirror_entry(m)).collect(),
+                hosts: settings
+                    .registry_mirrors
+                    .iter()
+                    .map(|m| mirror_entry(m))
+                    .collect(),
                 origin: "/etc/docker/daemon.json registry-mirrors".into(),
             },
         );
     }
     for (host, endpoints) in moved_mirrors {
-        let server = if host == DOCKER_HUB { DOCKER_HUB_SERVER.to_string() } else { format!("https://{host}") };
+        let server = if host == DOCKER_HUB {
+            DOCKER_HUB_SERVER.to_string()
+        } else {
+            format!("https://{host}")
+        };
         let rh = out.entry(host.clone()).or_insert_with(|| RegistryHost {
             host: host.clone(),
             server,
@@ -110,7 +136,12 @@ pub fn containerd_hosts(settings: &DockerSettings, certs: &[CertDir], moved_mirr
             RegistryHost {
                 host: host.clone(),
                 server: url.clone(),
-                hosts: vec![entry(url, vec!["pull", "resolve", "push"], true, certs_for(certs, host))],
+                hosts: vec![entry(
+                    url,
+                    vec!["pull", "resolve", "push"],
+                    true,
+                    certs_for(certs, host),
+                )],
                 origin: "/etc/docker/daemon.json insecure-registries".into(),
             },
         );
@@ -166,7 +197,11 @@ pub fn crio_registries(settings: &DockerSettings) -> Option<String> {
                 .map(|m| {
                     let (scheme, host, path) = split_url(m);
                     Mirror {
-                        location: if path.is_empty() { host.to_string() } else { format!("{host}/{path}") },
+                        location: if path.is_empty() {
+                            host.to_string()
+                        } else {
+                            format!("{host}/{path}")
+                        },
                         insecure: scheme == "http" || insecure.iter().any(|h| h == host),
                     }
                 })
@@ -174,9 +209,15 @@ pub fn crio_registries(settings: &DockerSettings) -> Option<String> {
         });
     }
     for host in insecure.iter().filter(|h| *h != DOCKER_HUB) {
-        regs.push(Registry { prefix: host.clone(), location: host.clone(), insecure: true, mirrors: vec![] });
+        regs.push(Registry {
+            prefix: host.clone(),
+            location: host.clone(),
+            insecure: true,
+            mirrors: vec![],
+        });
     }
-    (!regs.is_empty()).then(|| super::template("registries.conf", serde_json::json!({ "registries": regs })))
+    (!regs.is_empty())
+        .then(|| super::template("registries.conf", serde_json::json!({ "registries": regs })))
 }
 
 #[cfg(test)]
@@ -185,29 +226,57 @@ mod tests {
 
     fn settings() -> DockerSettings {
         DockerSettings {
-            registry_mirrors: vec!["https://mirror.local:5000/".into(), "http://10.1.2.3:5001".into()],
-            insecure_registries: vec!["10.1.2.3:5001".into(), "reg.local:5000".into(), "10.0.0.0/8".into()],
+            registry_mirrors: vec![
+                "https://mirror.local:5000/".into(),
+                "http://10.1.2.3:5001".into(),
+            ],
+            insecure_registries: vec![
+                "10.1.2.3:5001".into(),
+                "reg.local:5000".into(),
+                "10.0.0.0/8".into(),
+            ],
             ..Default::default()
         }
     }
 
     #[test]
     fn mirrors_and_insecure_registries_become_hosts_files() {
-        let certs = vec![CertDir { host: "secure.local".into(), ca: vec!["/etc/docker/certs.d/secure.local/ca.crt".into()], client: vec![] }];
+        let certs = vec![CertDir {
+            host: "secure.local".into(),
+            ca: vec!["/etc/docker/certs.d/secure.local/ca.crt".into()],
+            client: vec![],
+        }];
         let hosts = containerd_hosts(&settings(), &certs, &[]);
         let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
-        assert_eq!(names, ["10.1.2.3:5001", "docker.io", "reg.local:5000", "secure.local"]);
+        assert_eq!(
+            names,
+            [
+                "10.1.2.3:5001",
+                "docker.io",
+                "reg.local:5000",
+                "secure.local"
+            ]
+        );
         let hub = &hosts[1];
         assert_eq!(hub.server, "https://registry-1.docker.io");
         assert_eq!(hub.hosts[0].url, "https://mirror.local:5000");
         assert!(!hub.hosts[0].skip_verify);
-        assert!(hub.hosts[1].skip_verify, "an insecure mirror skips verification");
+        assert!(
+            hub.hosts[1].skip_verify,
+            "an insecure mirror skips verification"
+        );
         let text = hosts_toml(&hosts[2]);
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
         assert_eq!(doc["server"].as_str(), Some("http://reg.local:5000"));
-        assert_eq!(doc["host"]["http://reg.local:5000"]["skip_verify"].as_bool(), Some(true));
+        assert_eq!(
+            doc["host"]["http://reg.local:5000"]["skip_verify"].as_bool(),
+            Some(true)
+        );
         let secure: toml_edit::DocumentMut = hosts_toml(&hosts[3]).parse().unwrap();
-        assert_eq!(secure["host"]["https://secure.local"]["ca"].as_str(), Some("/etc/docker/certs.d/secure.local/ca.crt"));
+        assert_eq!(
+            secure["host"]["https://secure.local"]["ca"].as_str(),
+            Some("/etc/docker/certs.d/secure.local/ca.crt")
+        );
     }
 
     #[test]
@@ -218,7 +287,10 @@ mod tests {
         assert_eq!(regs.len(), 3);
         let hub = regs.get(0).unwrap();
         let mirrors = hub["mirror"].as_array_of_tables().unwrap();
-        assert_eq!(mirrors.get(0).unwrap()["location"].as_str(), Some("mirror.local:5000"));
+        assert_eq!(
+            mirrors.get(0).unwrap()["location"].as_str(),
+            Some("mirror.local:5000")
+        );
         assert_eq!(mirrors.get(1).unwrap()["insecure"].as_bool(), Some(true));
         assert!(crio_registries(&DockerSettings::default()).is_none());
     }

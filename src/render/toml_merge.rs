@@ -13,7 +13,10 @@ fn merge_table(dst: &mut dyn TableLike, src: &dyn TableLike) {
     for (key, item) in src.iter() {
         match (dst.get_mut(key), item) {
             (Some(existing), src_item) if existing.is_table_like() && src_item.is_table_like() => {
-                merge_table(existing.as_table_like_mut().unwrap(), src_item.as_table_like().unwrap());
+                merge_table(
+                    existing.as_table_like_mut().unwrap(),
+                    src_item.as_table_like().unwrap(),
+                );
             }
             (Some(Item::Value(existing)), Item::Value(new)) => {
                 let decor = existing.decor().clone();
@@ -90,8 +93,13 @@ mod tests {
 
     #[test]
     fn keeps_comments_and_unrelated_keys() {
-        let mut dst: DocumentMut = "# mine\nroot = \"/x\" # keep me\n\n[a]\nold = 1\nset = 2 # note\n".parse().unwrap();
-        let src: DocumentMut = "root = \"/y\"\n[a]\nset = 3\n# new table\n[a.b]\nc = true\n".parse().unwrap();
+        let mut dst: DocumentMut =
+            "# mine\nroot = \"/x\" # keep me\n\n[a]\nold = 1\nset = 2 # note\n"
+                .parse()
+                .unwrap();
+        let src: DocumentMut = "root = \"/y\"\n[a]\nset = 3\n# new table\n[a.b]\nc = true\n"
+            .parse()
+            .unwrap();
         merge(&mut dst, &src);
         assert_eq!(
             dst.to_string(),

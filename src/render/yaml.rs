@@ -4,9 +4,14 @@
 /// A plain YAML scalar when safe, else a double-quoted (JSON) string.
 fn scalar(value: &str) -> String {
     let plain = !value.is_empty()
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "_./:-@".contains(c))
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:-@".contains(c))
         && !value.starts_with(['-', ':', '@'])
-        && !matches!(value, "true" | "false" | "null" | "yes" | "no" | "on" | "off");
+        && !matches!(
+            value,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off"
+        );
     if plain {
         value.to_string()
     } else {
@@ -18,7 +23,8 @@ fn key_of(line: &str) -> Option<&str> {
     if line.starts_with([' ', '\t', '#', '-']) {
         return None;
     }
-    line.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']))
+    line.split_once(':')
+        .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
 }
 
 /// Set `key: value` at the top level: replace the line that sets it, else append.
@@ -50,7 +56,8 @@ pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, Strin
 }
 
 fn check(text: &str, key: &str, want: Option<&str>) -> Result<(), String> {
-    let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("the edited file is not valid YAML ({e})"))?;
+    let v: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| format!("the edited file is not valid YAML ({e})"))?;
     let got = v.get(key).and_then(|v| v.as_str());
     if got != want {
         return Err(format!("could not set `{key}` at the top level of the file (is it a flow-style or multi-document YAML file?)"));
@@ -65,12 +72,32 @@ mod tests {
     #[test]
     fn replaces_or_appends_and_keeps_the_rest() {
         let text = "apiVersion: kubelet.config.k8s.io/v1beta1\n# comment\ncgroupDriver: systemd\ncontainerRuntimeEndpoint: unix:///run/cri-dockerd.sock\n";
-        let out = set_top_level(text, "containerRuntimeEndpoint", "unix:///run/containerd/containerd.sock").unwrap();
-        assert_eq!(out, text.replace("cri-dockerd.sock", "containerd/containerd.sock"));
-        let out = set_top_level("kind: KubeletConfiguration", "containerRuntimeEndpoint", "unix:///x.sock").unwrap();
-        assert_eq!(out, "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///x.sock\n");
+        let out = set_top_level(
+            text,
+            "containerRuntimeEndpoint",
+            "unix:///run/containerd/containerd.sock",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            text.replace("cri-dockerd.sock", "containerd/containerd.sock")
+        );
+        let out = set_top_level(
+            "kind: KubeletConfiguration",
+            "containerRuntimeEndpoint",
+            "unix:///x.sock",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///x.sock\n"
+        );
         assert_eq!(scalar("has space"), "\"has space\"");
         let quoted = "a: \"unix:///x.sock\"\n";
-        assert_eq!(set_top_level(quoted, "a", "unix:///x.sock").unwrap(), quoted, "an equal value is left as written");
+        assert_eq!(
+            set_top_level(quoted, "a", "unix:///x.sock").unwrap(),
+            quoted,
+            "an equal value is left as written"
+        );
     }
 }

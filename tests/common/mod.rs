@@ -34,7 +34,13 @@ impl Case {
         self.run_at(&self.node(), extra)
     }
     pub fn run_at(&self, root: &Path, extra: &[&str]) -> Output {
-        bin().arg("--root").arg(root).args(&self.args).args(extra).output().unwrap()
+        bin()
+            .arg("--root")
+            .arg(root)
+            .args(&self.args)
+            .args(extra)
+            .output()
+            .unwrap()
     }
 }
 
@@ -42,22 +48,40 @@ impl Case {
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     for base in ["tests/fixtures/nodes", "examples/nodes"] {
-        let Ok(rd) = std::fs::read_dir(repo().join(base)) else { continue };
-        let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("case.toml").exists()).collect();
+        let Ok(rd) = std::fs::read_dir(repo().join(base)) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("case.toml").exists())
+            .collect();
         dirs.sort();
         for dir in dirs {
             let text = std::fs::read_to_string(dir.join("case.toml")).unwrap();
             let doc: toml_edit::DocumentMut = text.parse().unwrap();
             out.push(Case {
                 name: format!("{base}/{}", dir.file_name().unwrap().to_string_lossy()),
-                args: doc["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+                args: doc["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect(),
                 exit: doc["exit"].as_integer().unwrap() as i32,
-                stderr_contains: doc.get("stderr_contains").and_then(|v| v.as_str()).map(str::to_string),
+                stderr_contains: doc
+                    .get("stderr_contains")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 dir,
             });
         }
     }
-    assert!(out.len() >= 10, "expected at least 10 fixture nodes, found {}", out.len());
+    assert!(
+        out.len() >= 10,
+        "expected at least 10 fixture nodes, found {}",
+        out.len()
+    );
     out
 }
 
@@ -65,7 +89,10 @@ pub fn cases() -> Vec<Case> {
 pub fn tree(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
         entries.sort_by_key(|e| e.path());
         for e in entries {
             let p = e.path();
@@ -99,13 +126,24 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// The JSON plan of a successful dry run.
 pub fn json_plan(case: &Case, root: &Path) -> serde_json::Value {
     let out = case.run_at(root, &["--output", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        case.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The new content of one planned file.
 pub fn planned<'a>(plan: &'a serde_json::Value, path: &str) -> Option<&'a str> {
-    plan["files"].as_array().unwrap().iter().find(|f| f["path"] == path).map(|f| f["content"].as_str().unwrap())
+    plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .map(|f| f["content"].as_str().unwrap())
 }
 
 /// Write a plan's files into a node, as applying will.

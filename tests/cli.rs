@@ -1,0 +1,395 @@
+//! Black-box tests of the built binary: help, completions, inspect, exit codes, JSON errors, and
+//! that nothing is ever written.
+
+mod common;
+
+use common::*;
+use std::process::Output;
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fixture(name: &str) -> String {
+    repo()
+        .join("tests/fixtures/nodes")
+        .join(name)
+        .join("node")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn help_names_every_command_with_an_example_and_the_exit_codes() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for cmd in ["inspect", "migrate", "completions", "--root"] {
+        assert!(help.contains(cmd), "--help lacks {cmd}:\n{help}");
+    }
+    assert!(
+        help.contains("Exit codes:") && help.contains("3  nothing to do"),
+        "{help}"
+    );
+    for cmd in ["inspect", "migrate", "completions"] {
+        let h = text(&run(&[cmd, "--help"]).stdout);
+        assert!(h.contains("Example:"), "{cmd} --help has no example:\n{h}");
+    }
+    let h = text(&run(&["migrate", "--help"]).stdout);
+    for flag in [
+        "--to",
+        "--dry-run",
+        "--output",
+        "--kubelet-version",
+        "--runtime-version",
+        "--sandbox-image",
+    ] {
+        assert!(h.contains(flag), "migrate --help lacks {flag}");
+    }
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = text(&out.stdout);
+        assert!(
+            script.contains("cri-migrate") && script.contains("migrate"),
+            "{shell}: {script}"
+        );
+    }
+}
+
+#[test]
+fn inspect_reports_the_node_in_text_and_json() {
+    let root = fixture("kubeadm-1.21-registries");
+    let out = run(&["--root", &root, "inspect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for want in [
+        "1.21.14 (package kubelet)",
+        "dockershim (Docker Engine)",
+        "https://mirror.corp.local, http://10.20.0.5:5000",
+        "registry.corp.local: 1 CA, 1 client pair(s)",
+        "[insecure-cidr]",
+        "[docker-setting-dropped] daemon.json \"live-restore\"",
+        "static pods etcd",
+    ] {
+        assert!(report.contains(want), "inspect lacks {want:?}:\n{report}");
+    }
+    // Credentials: the registries are named, the secrets never shown.
+    assert!(
+        report.contains(
+            "/root/.docker/config.json: https://index.docker.io/v1/, registry.corp.local"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains("c2VjcmV0") && !report.contains("aHViOnB3"));
+
+    let out = run(&["--root", &root, "inspect", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    let f = &json["facts"];
+    assert_eq!(f["current_runtime"]["kind"], "dockershim");
+    assert_eq!(f["kubelet"]["version"], "1.21.14");
+    assert_eq!(f["runtimes"]["containerd"]["package"], "containerd.io");
+    assert_eq!(f["docker"]["settings"]["data_root"], "/data/docker");
+    assert_eq!(f["containerd_config"]["schema"], 1);
+    assert_eq!(f["containerd_config"]["cri_disabled"], true);
+    assert!(!text(&out.stdout).contains("c2VjcmV0"));
+}
+
+#[test]
+fn inspect_finds_docker_bound_static_pods() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubeadm-1.20-docker")),
+        tmp.path(),
+    );
+    let manifest = tmp.path().join("etc/kubernetes/manifests/log-agent.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: log-agent\nspec:\n  volumes:\n  - name: sock\n    hostPath:\n      path: /var/run/docker.sock\n  - name: logs\n    hostPath:\n      path: /var/lib/docker/containers\n",
+    )
+    .unwrap();
+    let report = text(&run(&["--root", tmp.path().to_str().unwrap(), "inspect"]).stdout);
+    assert!(
+        report.contains("[docker-socket-mount] static pod log-agent"),
+        "{report}"
+    );
+    assert!(
+        report.contains("[docker-logs-mount] static pod log-agent"),
+        "{report}"
+    );
+}
+
+#[test]
+fn migrate_without_dry_run_changes_nothing_and_says_why() {
+    let root = fixture("kubeadm-1.20-docker");
+    let before = tree(std::path::Path::new(&root));
+    let out = run(&["--root", &root, "migrate", "--to", "containerd"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        text(&out.stdout).contains("Plan: move the kubelet"),
+        "the plan is still shown"
+    );
+    assert!(
+        text(&out.stderr).contains("does not apply it yet; nothing was changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(tree(std::path::Path::new(&root)), before);
+}
+
+#[test]
+fn errors_in_json_mode_are_json_on_stdout_too() {
+    let out = run(&[
+        "--root",
+        &fixture("bad-daemon-json"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["result"], "bad-input");
+    assert_eq!(json["error"]["exit_code"], 4);
+    assert!(json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/etc/docker/daemon.json"));
+    assert!(text(&out.stderr).starts_with("error: cannot use /etc/docker/daemon.json"));
+
+    let out = run(&[
+        "--root",
+        &fixture("already-migrated"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["result"], "nothing-to-do");
+    assert!(
+        out.stderr.is_empty(),
+        "nothing to do is not an error: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_and_missing_roots() {
+    let out = run(&["--root", "/nonexistent/node", "inspect"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("--root /nonexistent/node is not a directory"));
+    let out = run(&["migrate", "--to", "docker", "--dry-run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown target is a usage error"
+    );
+    let out = run(&[
+        "--root",
+        &fixture("kubeadm-1.20-docker"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--kubelet-version",
+        "banana",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`banana` is not a version"));
+}
+
+#[test]
+fn version_flags_fill_in_what_the_node_cannot_tell() {
+    // No kubelet package and no way to run the binary under --root: the flag tells.
+    let out = run(&[
+        "--root",
+        &fixture("unknown-kubelet-version"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--kubelet-version",
+        "1.23.17",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("move the kubelet 1.23.17 from dockershim"));
+    // A runtime that is not installed can be planned for, with a warning.
+    let out = run(&[
+        "--root",
+        &fixture("target-not-installed"),
+        "migrate",
+        "--to",
+        "crio",
+        "--dry-run",
+        "--runtime-version",
+        "1.23.5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(
+        "[runtime-not-installed] CRI-O is not installed; the plan assumes version 1.23.5"
+    ));
+    // An old containerd is refused with what to do.
+    let out = run(&[
+        "--root",
+        &fixture("kubeadm-1.20-docker"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--runtime-version",
+        "1.4.13",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("containerd 1.4.13 is too old"));
+}
+
+#[test]
+fn sandbox_image_flag_wins_and_reaches_the_runtime_config() {
+    let out = run(&[
+        "--root",
+        &fixture("kubeadm-1.20-docker"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--sandbox-image",
+        "mirror.local/pause:3.9",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("+  sandbox_image = \"mirror.local/pause:3.9\""),
+        "{s}"
+    );
+    assert!(s.contains("sandbox image   mirror.local/pause:3.9 (from --sandbox-image)"));
+}
+
+#[test]
+fn secrets_in_an_old_containerd_config_never_reach_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubeadm-1.20-docker")),
+        tmp.path(),
+    );
+    std::fs::write(
+        tmp.path().join("etc/containerd/config.toml"),
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"reg.local\".auth]\n  username = \"robot\"\n  password = \"s3cr3t-pass\"\n  auth = \"cm9ib3Q6czNjcjN0\"\n",
+    )
+    .unwrap();
+    let root = tmp.path().to_str().unwrap();
+    for output in ["text", "json"] {
+        let out = run(&[
+            "--root",
+            root,
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--output",
+            output,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let s = text(&out.stdout);
+        assert!(
+            !s.contains("s3cr3t-pass") && !s.contains("cm9ib3Q6czNjcjN0"),
+            "{output} leaks a secret:\n{s}"
+        );
+        assert!(s.contains("<redacted>"));
+    }
+}
+
+#[test]
+fn json_plan_has_the_documented_fields() {
+    let out = run(&[
+        "--root",
+        &fixture("kubelet-1.24-cri-dockerd"),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "schema_version",
+        "command",
+        "dry_run",
+        "result",
+        "node",
+        "from",
+        "target",
+        "runtime_version",
+        "kubelet_version",
+        "config_schema",
+        "endpoint",
+        "settings",
+        "files",
+        "actions",
+        "warnings",
+        "facts",
+    ] {
+        assert!(json.get(key).is_some(), "no {key}");
+    }
+    assert_eq!(json["from"], "cri-dockerd");
+    let f = &json["files"][0];
+    for key in [
+        "path",
+        "mode",
+        "change",
+        "why",
+        "unit_file",
+        "diff",
+        "content",
+    ] {
+        assert!(f.get(key).is_some(), "file lacks {key}");
+    }
+    let actions: Vec<String> = json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["action"].as_str().unwrap(),
+                a["unit"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "stop kubelet.service",
+            "stop cri-docker.socket",
+            "stop cri-docker.service",
+            "stop docker.socket",
+            "stop docker.service",
+            "disable cri-docker.socket",
+            "disable cri-docker.service",
+            "disable docker.socket",
+            "disable docker.service",
+            "enable containerd.service",
+            "restart containerd.service",
+            "wait-for-socket ",
+            "verify-pull ",
+            "start kubelet.service",
+            "wait-active kubelet.service",
+        ]
+    );
+}

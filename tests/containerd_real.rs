@@ -1,0 +1,321 @@
+//! Every containerd config that cri-migrate renders for a fixture node must load in a real
+//! containerd with the CRI plugin enabled: schema 2 in Debian 12's containerd 1.6, schema 3 in
+//! containerd 2.1 (from Debian unstable, fetched by tests/tools/fetch-containerd2.sh).
+//!
+//! Each containerd runs as a child process with a private root, state dir and socket. The test
+//! needs root. Outside CI a missing binary or root skips it loudly; under CI=true it fails.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(
+        !required(),
+        "CI=true and the real-containerd test cannot run: {why}"
+    );
+    eprintln!("\n*** SKIPPED real-containerd test: {why} ***\n");
+}
+
+fn containerd_1() -> Option<PathBuf> {
+    which::which("containerd").ok()
+}
+
+fn containerd_2() -> Option<PathBuf> {
+    let p = std::env::var_os("CRI_MIGRATE_CONTAINERD2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from("/var/cache/cri-migrate/containerd2/root/usr/bin/containerd")
+        });
+    p.exists().then_some(p)
+}
+
+fn version_of(bin: &Path) -> String {
+    let out = Command::new(bin).arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A containerd on private paths; killed on drop.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Point the config at private paths, keeping everything cri-migrate wrote.
+fn private_config(config: &str, dir: &Path) -> String {
+    let mut doc: toml_edit::DocumentMut = config.parse().unwrap();
+    doc["root"] = toml_edit::value(dir.join("root").display().to_string());
+    doc["state"] = toml_edit::value(dir.join("state").display().to_string());
+    let grpc = doc.entry("grpc").or_insert(toml_edit::table());
+    grpc["address"] = toml_edit::value(dir.join("containerd.sock").display().to_string());
+    // No ttrpc, debug or metrics listeners on the host's default paths.
+    doc.entry("ttrpc").or_insert(toml_edit::table())["address"] =
+        toml_edit::value(dir.join("ttrpc.sock").display().to_string());
+    doc.to_string()
+}
+
+fn start(bin: &Path, config: &str) -> Daemon {
+    // /var/tmp: on the machine's disk, where overlayfs works (not on a tmpfs or overlay).
+    let dir = tempfile::Builder::new()
+        .prefix("cri-migrate-ctd")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, private_config(config, dir.path())).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.socket().exists() {
+        assert!(
+            Instant::now() < deadline,
+            "containerd did not open its socket in 30s:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}
+
+/// `ctr plugins ls` beside the daemon binary: (type, id) -> status.
+fn plugins(bin: &Path, d: &Daemon) -> Vec<(String, String, String)> {
+    let ctr = bin.with_file_name("ctr");
+    let ctr = if ctr.exists() {
+        ctr
+    } else {
+        which::which("ctr").unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(&ctr)
+            .arg("--address")
+            .arg(d.socket())
+            .args(["plugins", "ls"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    (w.len() >= 4).then(|| {
+                        (
+                            w[0].to_string(),
+                            w[1].to_string(),
+                            w[w.len() - 1].to_string(),
+                        )
+                    })
+                })
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ctr plugins ls failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The CRI plugins a schema needs, all "ok".
+fn assert_cri_ok(bin: &Path, d: &Daemon, schema: i64, what: &str) {
+    let list = plugins(bin, d);
+    let need: &[(&str, &str)] = if schema == 3 {
+        &[
+            ("io.containerd.cri.v1", "images"),
+            ("io.containerd.cri.v1", "runtime"),
+            ("io.containerd.grpc.v1", "cri"),
+        ]
+    } else {
+        &[("io.containerd.grpc.v1", "cri")]
+    };
+    for (ty, id) in need {
+        let status = list
+            .iter()
+            .find(|(t, i, _)| t == ty && i == id)
+            .map(|p| p.2.as_str());
+        assert_eq!(
+            status,
+            Some("ok"),
+            "{what}: plugin {ty}.{id} is {status:?}\n{}",
+            d.log()
+        );
+    }
+}
+
+/// `containerd config dump`: the configuration as containerd understood it.
+fn dump(bin: &Path, config: &str) -> toml_edit::DocumentMut {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, private_config(config, dir.path())).unwrap();
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .args(["config", "dump"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "config dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+fn get<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a toml_edit::Item> {
+    path.iter().try_fold(doc.as_item(), |i, k| i.get(k))
+}
+
+#[test]
+fn rendered_configs_load_in_real_containerd_with_cri() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip("not root");
+    }
+    let (Some(c1), Some(c2)) = (containerd_1(), containerd_2()) else {
+        return skip("containerd 1.x (apt-get install containerd) or 2.x (tests/tools/fetch-containerd2.sh) is missing");
+    };
+    eprintln!(
+        "schema 2 against {}\nschema 3 against {}",
+        version_of(&c1),
+        version_of(&c2)
+    );
+    let mut tested = [0, 0];
+    for case in cases()
+        .into_iter()
+        .filter(|c| c.exit == 0 && c.args.contains(&"containerd".to_string()))
+    {
+        let plan = json_plan(&case, &case.node());
+        let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
+        let schema = plan["config_schema"].as_i64().unwrap();
+        let bin = if schema == 3 { &c2 } else { &c1 };
+        let d = start(bin, config);
+        assert_cri_ok(bin, &d, schema, &case.name);
+        drop(d);
+
+        // What containerd made of it: the settings cri-migrate carried over.
+        let doc = dump(bin, config);
+        let systemd = plan["settings"]["cgroup_driver"]["value"] == "systemd";
+        let sandbox = plan["settings"]["sandbox_image"]["value"].as_str();
+        let (rt, img, sb): (Vec<&str>, Vec<&str>, Vec<&str>) = if schema == 3 {
+            (
+                vec!["plugins", "io.containerd.cri.v1.runtime"],
+                vec!["plugins", "io.containerd.cri.v1.images"],
+                vec![
+                    "plugins",
+                    "io.containerd.cri.v1.images",
+                    "pinned_images",
+                    "sandbox",
+                ],
+            )
+        } else {
+            (
+                vec!["plugins", "io.containerd.grpc.v1.cri"],
+                vec!["plugins", "io.containerd.grpc.v1.cri"],
+                vec!["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"],
+            )
+        };
+        let sc = get(
+            &doc,
+            &[
+                &rt[..],
+                &["containerd", "runtimes", "runc", "options", "SystemdCgroup"],
+            ]
+            .concat(),
+        )
+        .and_then(|v| v.as_bool());
+        assert_eq!(
+            sc,
+            Some(systemd),
+            "{}: SystemdCgroup as containerd reads it",
+            case.name
+        );
+        let cp =
+            get(&doc, &[&img[..], &["registry", "config_path"]].concat()).and_then(|v| v.as_str());
+        assert_eq!(
+            cp,
+            Some("/etc/containerd/certs.d"),
+            "{}: config_path as containerd reads it",
+            case.name
+        );
+        if let Some(s) = sandbox {
+            assert_eq!(
+                get(&doc, &sb).and_then(|v| v.as_str()),
+                Some(s),
+                "{}: sandbox image as containerd reads it",
+                case.name
+            );
+        }
+        tested[(schema - 2) as usize] += 1;
+    }
+    assert!(
+        tested[0] >= 3 && tested[1] >= 2,
+        "too few configs tested: {tested:?}"
+    );
+}
+
+/// The control: Docker's containerd.io file as found has no CRI, so the check above can fail.
+#[test]
+fn dockers_own_config_has_no_cri() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip("not root");
+    }
+    let Some(c1) = containerd_1() else {
+        return skip("containerd 1.x is missing");
+    };
+    let found = std::fs::read_to_string(
+        repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node/etc/containerd/config.toml"),
+    )
+    .unwrap();
+    let d = start(&c1, &found);
+    let list = plugins(&c1, &d);
+    let cri = list
+        .iter()
+        .find(|(t, i, _)| t == "io.containerd.grpc.v1" && i == "cri");
+    assert!(
+        cri.is_none_or(|p| p.2 != "ok"),
+        "CRI should be disabled in Docker's file: {cri:?}"
+    );
+}
