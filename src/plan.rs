@@ -332,6 +332,18 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                     settings.registries = registry_names(&facts.docker.settings);
                 }
             }
+            for c in facts
+                .docker
+                .certs
+                .iter()
+                .filter(|c| !c.ca.is_empty() || !c.client.is_empty())
+            {
+                warnings.push(Finding::warning(
+                    "certs-not-carried",
+                    format!("certificates for {} in /etc/docker/certs.d are not carried over to CRI-O", c.host),
+                    format!("copy /etc/docker/certs.d/{}/ to /etc/containers/certs.d/{}/ (same file names)", c.host, c.host),
+                ));
+            }
             if rv.at_least(1, 35) {
                 for f in &facts.crio.insecure_registries_in {
                     warnings.push(Finding::warning(

@@ -8,8 +8,17 @@ use std::process::{Command, Stdio};
 
 fn sh(args: &[&str]) -> std::process::Output {
     // dash is Debian's /bin/sh: it rejects bashisms that bash would let through.
-    let shell = if std::path::Path::new("/bin/dash").exists() { "/bin/dash" } else { "/bin/sh" };
-    Command::new(shell).arg(repo().join("install.sh")).args(args).stdin(Stdio::null()).output().unwrap()
+    let shell = if std::path::Path::new("/bin/dash").exists() {
+        "/bin/dash"
+    } else {
+        "/bin/sh"
+    };
+    Command::new(shell)
+        .arg(repo().join("install.sh"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -17,7 +26,10 @@ fn help_and_bad_options() {
     let out = sh(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--prefix DIR") && help.contains("-y, --yes"), "{help}");
+    assert!(
+        help.contains("--prefix DIR") && help.contains("-y, --yes"),
+        "{help}"
+    );
 
     let out = sh(&["--bogus"]);
     assert_eq!(out.status.code(), Some(1));
@@ -40,5 +52,8 @@ fn never_waits_for_an_answer_without_a_terminal() {
 #[test]
 fn a_truncated_script_runs_nothing() {
     let text = std::fs::read_to_string(repo().join("install.sh")).unwrap();
-    assert_eq!(text.trim_end().lines().last(), Some("main \"$@\" || exit 1"));
+    assert_eq!(
+        text.trim_end().lines().last(),
+        Some("main \"$@\" || exit 1")
+    );
 }

@@ -16,11 +16,13 @@ pub fn bin() -> Command {
     c
 }
 
-/// One fixture: `<dir>/node` is the node, `<dir>/case.toml` the command and what it must give.
+/// One fixture: `<dir>/case.toml` is the command and what it must give, `<dir>/node` the node
+/// (or, for the README's examples, the repository path that `node =` names).
 #[derive(Debug, Clone)]
 pub struct Case {
     pub name: String,
     pub dir: PathBuf,
+    pub node: PathBuf,
     pub args: Vec<String>,
     pub exit: i32,
     pub stderr_contains: Option<String>,
@@ -28,7 +30,7 @@ pub struct Case {
 
 impl Case {
     pub fn node(&self) -> PathBuf {
-        self.dir.join("node")
+        self.node.clone()
     }
     pub fn run(&self, extra: &[&str]) -> Output {
         self.run_at(&self.node(), extra)
@@ -44,24 +46,27 @@ impl Case {
     }
 }
 
-/// Every fixture node, from tests/fixtures/nodes and examples/nodes (the examples are tested too).
+/// Every fixture node. The README's examples are among them, with `node = "examples/nodes/..."`.
 pub fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for base in ["tests/fixtures/nodes", "examples/nodes"] {
-        let Ok(rd) = std::fs::read_dir(repo().join(base)) else {
-            continue;
-        };
-        let mut dirs: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("case.toml").exists())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
+    let base = "tests/fixtures/nodes";
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join(base))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("case.toml").exists())
+        .collect();
+    dirs.sort();
+    let out: Vec<Case> = dirs
+        .into_iter()
+        .map(|dir| {
             let text = std::fs::read_to_string(dir.join("case.toml")).unwrap();
             let doc: toml_edit::DocumentMut = text.parse().unwrap();
-            out.push(Case {
+            Case {
                 name: format!("{base}/{}", dir.file_name().unwrap().to_string_lossy()),
+                node: match doc.get("node").and_then(|v| v.as_str()) {
+                    Some(p) => repo().join(p),
+                    None => dir.join("node"),
+                },
                 args: doc["args"]
                     .as_array()
                     .unwrap()
@@ -74,9 +79,9 @@ pub fn cases() -> Vec<Case> {
                     .and_then(|v| v.as_str())
                     .map(str::to_string),
                 dir,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     assert!(
         out.len() >= 10,
         "expected at least 10 fixture nodes, found {}",
