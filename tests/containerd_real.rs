@@ -280,6 +280,46 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
             "{}: config_path as containerd reads it",
             case.name
         );
+        // CNI directories: ours, not the runtime's default (Debian's 2.1 defaults bin_dirs to
+        // ['/usr/lib/cni', '/opt/cni/bin'], 1.6 to bin_dir '/opt/cni/bin').
+        let want_bins: Vec<&str> = plan["settings"]["cni_bin_dirs"]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let cni = get(&doc, &[&rt[..], &["cni"]].concat()).unwrap();
+        let strings = |v: Option<&toml_edit::Item>| -> Vec<String> {
+            v.and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if schema == 3 {
+            // Every schema-3 fixture targets 2.1, which takes a list.
+            assert_eq!(
+                strings(cni.get("bin_dirs")),
+                want_bins,
+                "{}: CNI plugin dirs as containerd reads them",
+                case.name
+            );
+        } else {
+            assert_eq!(
+                cni.get("bin_dir").and_then(|v| v.as_str()),
+                Some(want_bins[0]),
+                "{}: CNI plugin dir as containerd reads it",
+                case.name
+            );
+        }
+        assert_eq!(
+            cni.get("conf_dir").and_then(|v| v.as_str()),
+            plan["settings"]["cni_conf_dir"]["value"].as_str(),
+            "{}: CNI conf dir",
+            case.name
+        );
         if let Some(s) = sandbox {
             assert_eq!(
                 get(&doc, &sb).and_then(|v| v.as_str()),
