@@ -11,17 +11,24 @@ macro_rules! exit_codes {
 Exit codes:
   0  done (for --dry-run: the plan was printed)
   1  unexpected error (a bug, or an I/O error)
-  2  command-line usage error
+  2  usage error (bad options; no terminal and no --yes)
   3  nothing to do: the node already runs on the target runtime as cri-migrate would set it up
   4  a file on the node could not be understood; nothing was changed
-  5  the node cannot be migrated as it is (no kubelet, runtime missing, version unknown); nothing changed
-  6  not available in this release; nothing was changed"
+  5  preflight failed: the node cannot be migrated as it is; nothing was changed
+  7  the migration failed and the node was rolled back to what it was
+  8  the migration failed and the rollback did not complete: a person must look (the message
+     names the backup to restore from)
+  9  cancelled at a prompt; nothing was changed
+ 10  verify: the runtime did not pass the check"
     };
 }
-const EXIT_CODES: &str = exit_codes!();
 macro_rules! migrate_examples {
     () => {
-        "Example:\n  cri-migrate migrate --to containerd --dry-run\n  cri-migrate migrate --to containerd --dry-run --root examples/nodes/kubeadm-1.23-docker"
+        "Examples:
+  cri-migrate migrate --to containerd --dry-run
+  cri-migrate migrate --to containerd --dry-run --root examples/nodes/kubeadm-1.23-docker
+  sudo cri-migrate migrate                     # guided: asks, shows the diff, confirms
+  sudo cri-migrate migrate --to containerd --yes --output json    # unattended"
     };
 }
 
@@ -32,14 +39,20 @@ macro_rules! migrate_examples {
     about = "Move a Kubernetes node off Docker Engine (dockershim) onto containerd or CRI-O",
     long_about = "Move a Kubernetes node off Docker Engine (dockershim) onto containerd or CRI-O, keeping its \
 settings: cgroup driver, pause image, CNI directories, registry mirrors, insecure registries and \
-certificates. Inspect the node, show the plan as a diff, then apply it.",
-    after_long_help = EXIT_CODES
+certificates. Inspect the node, show the plan as a diff, apply it with backups, verify it through CRI, \
+and roll back on failure.",
+    after_long_help = exit_codes!()
 )]
 pub struct Cli {
-    /// Treat DIR as the node's root file system: every node path is read under it. Use it to
-    /// check a mounted node image, or a copy of a node's /etc and /var/lib/kubelet.
+    /// Treat DIR as the node's root file system: every node path is read (and written) under it.
+    /// Use it for a mounted node image: files are written and units enabled or disabled with
+    /// `systemctl --root`, but nothing is started or stopped.
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+
+    /// Treat --root as the running system: start and stop services and talk CRI (a test hook).
+    #[arg(long, global = true, hide = true)]
+    pub live: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -56,7 +69,7 @@ pub enum Output {
 pub enum Command {
     /// Report the node's kubelet, runtimes, Docker settings, CNI and the risks of moving it.
     #[command(
-        after_help = "Example:\n  cri-migrate inspect\n  cri-migrate inspect --root /mnt/node-image --output json"
+        after_help = "Examples:\n  cri-migrate inspect\n  cri-migrate inspect --root /mnt/node-image --output json"
     )]
     Inspect {
         /// text for people, json for scripts (docs/json.md).
@@ -66,13 +79,23 @@ pub enum Command {
         #[arg(long, value_name = "V", value_parser = parse_version)]
         kubelet_version: Option<Version>,
     },
-    /// Plan the move to containerd or CRI-O and show it: every file as a unified diff, then
-    /// the service actions, then the warnings.
-    #[command(
-        after_help = migrate_examples!(),
-        after_long_help = concat!(migrate_examples!(), "\n\n", exit_codes!())
-    )]
+    /// Plan the move to containerd or CRI-O, show it (every file as a diff, the service actions,
+    /// the warnings), then apply it: backups, atomic writes, systemd, a pull through CRI, and a
+    /// rollback if anything fails.
+    #[command(after_help = migrate_examples!(), after_long_help = concat!(migrate_examples!(), "\n\n", exit_codes!()))]
     Migrate(MigrateArgs),
+    /// Talk CRI to the runtime as the kubelet does: Version, Status, and a test pull with the
+    /// kubelet's registry credentials.
+    #[command(
+        after_help = "Examples:\n  cri-migrate verify\n  cri-migrate verify --endpoint unix:///run/containerd/containerd.sock --image registry.k8s.io/pause:3.9"
+    )]
+    Verify(VerifyArgs),
+    /// Put the node back as it was before a migration: every file byte for byte, the units'
+    /// enabled and active states. Running it twice is harmless.
+    #[command(
+        after_help = "Examples:\n  sudo cri-migrate rollback\n  sudo cri-migrate rollback --backup /var/lib/cri-migrate/backups/20261126T101500.123Z --yes"
+    )]
+    Rollback(RollbackArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate"
@@ -85,12 +108,15 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The runtime to move to.
+    /// The runtime to move to (asked in the guided mode when not given).
     #[arg(long, value_enum)]
-    pub to: Target,
+    pub to: Option<Target>,
     /// Show what would change and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Unattended: never prompt, never read stdin; every choice comes from a flag.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// text for people, json for scripts (docs/json.md).
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
@@ -105,6 +131,55 @@ pub struct MigrateArgs {
     /// else what the runtime's config already sets, else the runtime's default).
     #[arg(long, value_name = "IMAGE")]
     pub sandbox_image: Option<String>,
+    /// The image to pull through CRI after the switch (default: the sandbox image).
+    #[arg(long, value_name = "IMAGE")]
+    pub test_image: Option<String>,
+    /// Install the target runtime with the node's package manager when it is missing.
+    #[arg(long)]
+    pub install_runtime: bool,
+    /// Cordon and drain the node first (kubectl), uncordon it at the end.
+    #[arg(long)]
+    pub drain: bool,
+    /// The kubeconfig for --drain and the kubeadm CRI socket record (default:
+    /// /etc/kubernetes/kubelet.conf, else /etc/kubernetes/admin.conf).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Leave a failed migration as it is instead of rolling it back.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// How long to wait for the runtime's CRI socket, and twice that for the kubelet (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Reach the runtime here for the checks (a test hook).
+    #[arg(long, value_name = "URL", hide = true)]
+    pub cri_endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The CRI endpoint (default: the kubelet's).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The image to pull (default: the node's pause image).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Seconds to wait for the runtime to answer.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The backup to restore (default: the latest, in /var/lib/cri-migrate/backups).
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {

@@ -8,7 +8,6 @@ pub mod exit {
     /// An unexpected failure (a bug, or an I/O error nobody foresaw).
     pub const INTERNAL: i32 = 1;
     /// The command line was wrong (clap exits with it itself).
-    #[allow(dead_code)]
     pub const USAGE: i32 = 2;
     /// The node already runs on the target runtime with the settings the plan would write.
     pub const NOTHING_TO_DO: i32 = 3;
@@ -17,8 +16,15 @@ pub mod exit {
     /// The node cannot be migrated as it is (no kubelet, target runtime missing, unknown version,
     /// not root...). Nothing changed.
     pub const PREFLIGHT: i32 = 5;
-    /// Asked for something this release does not do yet. Nothing changed.
-    pub const NOT_IMPLEMENTED: i32 = 6;
+    // 6 was "not implemented" in 0.1, before `migrate` could apply a plan; it stays unused.
+    /// The migration failed and the node was rolled back to what it was.
+    pub const ROLLED_BACK: i32 = 7;
+    /// The migration failed and so did the rollback (or it was not allowed): a person must look.
+    pub const ROLLBACK_FAILED: i32 = 8;
+    /// The operator said no at a prompt. Nothing changed.
+    pub const CANCELLED: i32 = 9;
+    /// `verify`: the runtime did not answer, was not ready, or the test pull failed.
+    pub const VERIFY_FAILED: i32 = 10;
 }
 
 /// A failure with a documented exit code. Its message is one paragraph: what, where, what to do.
@@ -34,7 +40,19 @@ pub enum Failure {
         problem: String,
         fix: String,
     },
-    NotImplemented(String),
+    /// The command line asks for something that cannot be done as asked (no terminal, no --yes).
+    Usage(String),
+    Cancelled(String),
+    VerifyFailed(String),
+    RolledBack {
+        reason: String,
+        backup: String,
+    },
+    RollbackFailed {
+        reason: String,
+        rollback: String,
+        backup: String,
+    },
 }
 
 impl Failure {
@@ -62,7 +80,11 @@ impl Failure {
             Failure::NothingToDo(_) => exit::NOTHING_TO_DO,
             Failure::BadInput { .. } => exit::BAD_INPUT,
             Failure::Preflight { .. } => exit::PREFLIGHT,
-            Failure::NotImplemented(_) => exit::NOT_IMPLEMENTED,
+            Failure::Usage(_) => exit::USAGE,
+            Failure::Cancelled(_) => exit::CANCELLED,
+            Failure::VerifyFailed(_) => exit::VERIFY_FAILED,
+            Failure::RolledBack { .. } => exit::ROLLED_BACK,
+            Failure::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
         }
     }
 
@@ -72,7 +94,11 @@ impl Failure {
             Failure::NothingToDo(_) => "nothing-to-do",
             Failure::BadInput { .. } => "bad-input",
             Failure::Preflight { .. } => "preflight",
-            Failure::NotImplemented(_) => "not-implemented",
+            Failure::Usage(_) => "usage",
+            Failure::Cancelled(_) => "cancelled",
+            Failure::VerifyFailed(_) => "verify-failed",
+            Failure::RolledBack { .. } => "rolled-back",
+            Failure::RollbackFailed { .. } => "rollback-failed",
         }
     }
 }
@@ -90,7 +116,16 @@ impl fmt::Display for Failure {
             Failure::Preflight { problem, fix } => {
                 write!(f, "{problem}. {fix} Nothing was changed.")
             }
-            Failure::NotImplemented(msg) => write!(f, "{msg}"),
+            Failure::Usage(msg) | Failure::VerifyFailed(msg) => write!(f, "{msg}"),
+            Failure::Cancelled(msg) => write!(f, "cancelled: {msg}. Nothing was changed."),
+            Failure::RolledBack { reason, backup } => write!(
+                f,
+                "the migration failed and the node was rolled back: {reason}. Every file is as it was and the services are back as they were; the backup stays in {backup}."
+            ),
+            Failure::RollbackFailed { reason, rollback, backup } => write!(
+                f,
+                "the migration failed ({reason}) and the rollback did not complete ({rollback}). A person must look: the original files are in {backup}/files and {backup}/manifest.json lists them and the units' states; `cri-migrate rollback --backup {backup}` tries again."
+            ),
         }
     }
 }

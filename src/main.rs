@@ -1,12 +1,17 @@
+mod apply;
 mod cli;
 mod commands;
+mod cri;
 mod error;
 mod flags;
+mod guided;
 mod inspect;
 mod node;
 mod plan;
+mod progress;
 mod render;
 mod report;
+mod rollback;
 mod system;
 mod version;
 
@@ -19,16 +24,20 @@ fn main() {
     let json = match &cli.command {
         cli::Command::Inspect { output, .. } => *output == cli::Output::Json,
         cli::Command::Migrate(a) => a.output == cli::Output::Json,
+        cli::Command::Verify(a) => a.output == cli::Output::Json,
+        cli::Command::Rollback(a) => a.output == cli::Output::Json,
         cli::Command::Completions { .. } => false,
     };
     let command = match &cli.command {
         cli::Command::Inspect { .. } => "inspect",
         cli::Command::Migrate(_) => "migrate",
+        cli::Command::Verify(_) => "verify",
+        cli::Command::Rollback(_) => "rollback",
         cli::Command::Completions { .. } => "completions",
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let code = match commands::run(cli, &mut out) {
+    let code = match commands::run(cli, commands::Console::detect(), &mut out) {
         Ok(code) => code,
         Err(err) => {
             let code = exit_code_of(&err);

@@ -106,6 +106,83 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Replace a file atomically: a temp file in the same directory, written and fsynced, then
+    /// renamed over the target, then the directory fsynced. A reader (or a crash) sees the old
+    /// file or the new one, never half of one. Missing parent directories are created and
+    /// returned (node paths, outermost first) so that a rollback can remove them.
+    pub fn write_atomic(
+        &self,
+        node_path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Vec<String>> {
+        use std::io::Write;
+        let target = self.path(node_path);
+        let dir = target.parent().context("a file path has a parent")?;
+        let mut created = Vec::new();
+        let mut missing = Vec::new();
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            if p.exists() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            d = p.parent();
+        }
+        for p in missing.iter().rev() {
+            std::fs::create_dir(p)
+                .with_context(|| format!("cannot create directory {}", p.display()))?;
+            if let Ok(rel) = p.strip_prefix(&self.root) {
+                created.push(format!("/{}", rel.display()));
+            }
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cri-migrate.")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        tmp.write_all(content)
+            .with_context(|| format!("cannot write {node_path}"))?;
+        let f = tmp.as_file();
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            // Only root may give a file away; keep what we can otherwise.
+            if nix::unistd::Uid::effective().is_root() {
+                std::os::unix::fs::fchown(f, Some(uid), Some(gid))
+                    .with_context(|| format!("cannot set the owner of {node_path}"))?;
+            }
+        }
+        f.sync_all()
+            .with_context(|| format!("cannot flush {node_path} to disk"))?;
+        tmp.persist(&target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot move the new {node_path} into place"))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush directory {}", dir.display()))?;
+        Ok(created)
+    }
+
+    /// Owner of a file, if it exists.
+    pub fn owner(&self, node_path: &str) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path(node_path))
+            .ok()
+            .map(|m| (m.uid(), m.gid()))
+    }
+
+    /// Remove a file (a rollback of one that did not exist); a missing one is fine.
+    pub fn remove(&self, node_path: &str) -> Result<()> {
+        match std::fs::remove_file(self.path(node_path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {node_path}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Join a node directory and a name into a node path.
 pub fn join(dir: &str, name: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)
@@ -133,5 +210,47 @@ mod tests {
         let s = n.snapshot("/f").unwrap().unwrap();
         assert_eq!((s.content.as_str(), s.mode), ("x", 0o600));
         assert!(!n.is_live());
+    }
+
+    #[test]
+    fn atomic_write_creates_dirs_keeps_mode_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Node::new(dir.path());
+        let created = n
+            .write_atomic(
+                "/etc/containerd/certs.d/docker.io/hosts.toml",
+                b"a",
+                0o640,
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            created,
+            [
+                "/etc",
+                "/etc/containerd",
+                "/etc/containerd/certs.d",
+                "/etc/containerd/certs.d/docker.io"
+            ]
+        );
+        let s = n
+            .snapshot("/etc/containerd/certs.d/docker.io/hosts.toml")
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.content.as_str(), s.mode), ("a", 0o640));
+        assert!(n
+            .write_atomic(
+                "/etc/containerd/certs.d/docker.io/hosts.toml",
+                b"b",
+                0o644,
+                None
+            )
+            .unwrap()
+            .is_empty());
+        assert_eq!(n.list("/etc/containerd/certs.d/docker.io"), ["hosts.toml"]);
+        n.remove("/etc/containerd/certs.d/docker.io/hosts.toml")
+            .unwrap();
+        n.remove("/etc/containerd/certs.d/docker.io/hosts.toml")
+            .unwrap();
     }
 }

@@ -4,7 +4,9 @@
 use crate::error::Failure;
 use crate::flags::FileKind;
 use crate::inspect::kubelet::{EXTRA_ARGS_FILES, KUBEADM_FLAGS};
-use crate::inspect::runtimes::{CONTAINERD_CONFIG, CRICTL_YAML, CRIO_DROP_IN, REGISTRIES_DROP_IN};
+use crate::inspect::runtimes::{
+    CONTAINERD_CONFIG, CRICTL_YAML, CRIO_DROP_IN, INSTANCE_CONFIG, REGISTRIES_DROP_IN,
+};
 use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
 use crate::node::join;
 use crate::render::{self, kubelet::Rules};
@@ -13,7 +15,7 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 
 /// The runtime to move to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Containerd,
@@ -97,7 +99,7 @@ fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// One service step, in order.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     Stop { unit: String },
@@ -380,6 +382,23 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     ));
 
     files.extend(kubelet_files(facts, kv, &endpoint, &mut warnings)?);
+    // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
+    if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
+        let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", &endpoint)
+            .map_err(|e| {
+                Failure::bad_input(
+                    INSTANCE_CONFIG,
+                    e,
+                    "Fix the file, or restore it with `kubeadm upgrade node`.",
+                )
+            })?;
+        files.push(change(
+            facts,
+            INSTANCE_CONFIG,
+            new,
+            "kubeadm's record of the node's CRI socket",
+        ));
+    }
     files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
 
     if from == target.kind() && files.is_empty() {

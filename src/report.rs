@@ -296,7 +296,8 @@ pub fn inspect_text(f: &Facts) -> String {
     out
 }
 
-pub fn plan_text(p: &Plan, colour: bool) -> String {
+/// The plan's first line and the carried-over settings.
+pub fn settings_text(p: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -353,6 +354,12 @@ pub fn plan_text(p: &Plan, colour: bool) -> String {
             r.value, r.from
         );
     }
+    out
+}
+
+/// The files as diffs, the numbered service actions, the warnings.
+pub fn changes_text(p: &Plan, colour: bool) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "\n{} ({})", style("Files").bold(), p.files.len());
     for f in &p.files {
         let verb = if f.old.is_some() { "modify" } else { "create" };
@@ -373,6 +380,10 @@ pub fn plan_text(p: &Plan, colour: bool) -> String {
     }
     findings(&mut out, "Warnings", &p.warnings);
     out
+}
+
+pub fn plan_text(p: &Plan, colour: bool) -> String {
+    settings_text(p) + &changes_text(p, colour)
 }
 
 pub fn plan_json(p: &Plan, facts: &Facts, dry_run: bool) -> Value {

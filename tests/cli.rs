@@ -28,16 +28,23 @@ fn help_names_every_command_with_an_example_and_the_exit_codes() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for cmd in ["inspect", "migrate", "completions", "--root"] {
+    for cmd in [
+        "inspect",
+        "migrate",
+        "verify",
+        "rollback",
+        "completions",
+        "--root",
+    ] {
         assert!(help.contains(cmd), "--help lacks {cmd}:\n{help}");
     }
     assert!(
         help.contains("Exit codes:") && help.contains("3  nothing to do"),
         "{help}"
     );
-    for cmd in ["inspect", "migrate", "completions"] {
+    for cmd in ["inspect", "migrate", "verify", "rollback", "completions"] {
         let h = text(&run(&[cmd, "--help"]).stdout);
-        assert!(h.contains("Example:"), "{cmd} --help has no example:\n{h}");
+        assert!(h.contains("Example"), "{cmd} --help has no example:\n{h}");
     }
     let h = text(&run(&["migrate", "--help"]).stdout);
     for flag in [
@@ -130,21 +137,27 @@ fn inspect_finds_docker_bound_static_pods() {
 }
 
 #[test]
-fn migrate_without_dry_run_changes_nothing_and_says_why() {
+fn without_a_terminal_or_yes_nothing_happens() {
     let root = fixture("kubeadm-1.20-docker");
     let before = tree(std::path::Path::new(&root));
     let out = run(&["--root", &root, "migrate", "--to", "containerd"]);
-    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stdout).contains("Plan: move the kubelet"),
-        "the plan is still shown"
-    );
-    assert!(
-        text(&out.stderr).contains("does not apply it yet; nothing was changed"),
+        text(&out.stderr).contains("run with --yes"),
         "{}",
         text(&out.stderr)
     );
+    let out = run(&["--root", &root, "rollback"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "no backup on this node: {}",
+        text(&out.stderr)
+    );
     assert_eq!(tree(std::path::Path::new(&root)), before);
+    let out = run(&["--root", &root, "migrate", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--to containerd or --to crio"));
 }
 
 #[test]

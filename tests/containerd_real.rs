@@ -7,119 +7,19 @@
 
 mod common;
 
+use common::services::{containerd_1, containerd_2, is_root, skip_unless, Containerd};
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(
-        !required(),
-        "CI=true and the real-containerd test cannot run: {why}"
-    );
-    eprintln!("\n*** SKIPPED real-containerd test: {why} ***\n");
-}
-
-fn containerd_1() -> Option<PathBuf> {
-    which::which("containerd").ok()
-}
-
-fn containerd_2() -> Option<PathBuf> {
-    let p = std::env::var_os("CRI_MIGRATE_CONTAINERD2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/var/cache/cri-migrate/containerd2/root/usr/bin/containerd")
-        });
-    p.exists().then_some(p)
-}
 
 fn version_of(bin: &Path) -> String {
     let out = Command::new(bin).arg("--version").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A containerd on private paths; killed on drop.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Point the config at private paths, keeping everything cri-migrate wrote.
-fn private_config(config: &str, dir: &Path) -> String {
-    let mut doc: toml_edit::DocumentMut = config.parse().unwrap();
-    doc["root"] = toml_edit::value(dir.join("root").display().to_string());
-    doc["state"] = toml_edit::value(dir.join("state").display().to_string());
-    let grpc = doc.entry("grpc").or_insert(toml_edit::table());
-    grpc["address"] = toml_edit::value(dir.join("containerd.sock").display().to_string());
-    // No ttrpc, debug or metrics listeners on the host's default paths.
-    doc.entry("ttrpc").or_insert(toml_edit::table())["address"] =
-        toml_edit::value(dir.join("ttrpc.sock").display().to_string());
-    doc.to_string()
-}
-
-fn start(bin: &Path, config: &str) -> Daemon {
-    // /var/tmp: on the machine's disk, where overlayfs works (not on a tmpfs or overlay).
-    let dir = tempfile::Builder::new()
-        .prefix("cri-migrate-ctd")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, private_config(config, dir.path())).unwrap();
-    let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d.socket().exists() {
-        assert!(
-            Instant::now() < deadline,
-            "containerd did not open its socket in 30s:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    d
-}
-
 /// `ctr plugins ls` beside the daemon binary: (type, id) -> status.
-fn plugins(bin: &Path, d: &Daemon) -> Vec<(String, String, String)> {
+fn plugins(bin: &Path, d: &Containerd) -> Vec<(String, String, String)> {
     let ctr = bin.with_file_name("ctr");
     let ctr = if ctr.exists() {
         ctr
@@ -161,7 +61,7 @@ fn plugins(bin: &Path, d: &Daemon) -> Vec<(String, String, String)> {
 }
 
 /// The CRI plugins a schema needs, all "ok".
-fn assert_cri_ok(bin: &Path, d: &Daemon, schema: i64, what: &str) {
+fn assert_cri_ok(bin: &Path, d: &Containerd, schema: i64, what: &str) {
     let list = plugins(bin, d);
     let need: &[(&str, &str)] = if schema == 3 {
         &[
@@ -190,7 +90,11 @@ fn assert_cri_ok(bin: &Path, d: &Daemon, schema: i64, what: &str) {
 fn dump(bin: &Path, config: &str) -> toml_edit::DocumentMut {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, private_config(config, dir.path())).unwrap();
+    std::fs::write(
+        &path,
+        common::services::private_config(config, dir.path(), None),
+    )
+    .unwrap();
     let out = Command::new(bin)
         .arg("--config")
         .arg(&path)
@@ -211,12 +115,13 @@ fn get<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a toml_ed
 
 #[test]
 fn rendered_configs_load_in_real_containerd_with_cri() {
-    if !nix::unistd::Uid::effective().is_root() {
-        return skip("not root");
+    let (c1, c2) = (containerd_1(), containerd_2());
+    if skip_unless(is_root(), "not root")
+        || skip_unless(c1.is_some() && c2.is_some(), "containerd 1.x (apt-get install containerd) or 2.x (tests/tools/fetch-containerd2.sh) is missing")
+    {
+        return;
     }
-    let (Some(c1), Some(c2)) = (containerd_1(), containerd_2()) else {
-        return skip("containerd 1.x (apt-get install containerd) or 2.x (tests/tools/fetch-containerd2.sh) is missing");
-    };
+    let (c1, c2) = (c1.unwrap(), c2.unwrap());
     eprintln!(
         "schema 2 against {}\nschema 3 against {}",
         version_of(&c1),
@@ -231,7 +136,7 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
         let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
         let schema = plan["config_schema"].as_i64().unwrap();
         let bin = if schema == 3 { &c2 } else { &c1 };
-        let d = start(bin, config);
+        let d = Containerd::start(bin, config, None);
         assert_cri_ok(bin, &d, schema, &case.name);
         drop(d);
 
@@ -339,17 +244,17 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
 /// The control: Docker's containerd.io file as found has no CRI, so the check above can fail.
 #[test]
 fn dockers_own_config_has_no_cri() {
-    if !nix::unistd::Uid::effective().is_root() {
-        return skip("not root");
+    let c1 = containerd_1();
+    if skip_unless(is_root(), "not root") || skip_unless(c1.is_some(), "containerd 1.x is missing")
+    {
+        return;
     }
-    let Some(c1) = containerd_1() else {
-        return skip("containerd 1.x is missing");
-    };
+    let c1 = c1.unwrap();
     let found = std::fs::read_to_string(
         repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node/etc/containerd/config.toml"),
     )
     .unwrap();
-    let d = start(&c1, &found);
+    let d = Containerd::start(&c1, &found, None);
     let list = plugins(&c1, &d);
     let cri = list
         .iter()

@@ -71,6 +71,8 @@ pub const CRIO_CONF: &str = "/etc/crio/crio.conf";
 pub const CRIO_CONF_D: &str = "/etc/crio/crio.conf.d";
 pub const CRIO_DROP_IN: &str = "/etc/crio/crio.conf.d/99-cri-migrate.conf";
 pub const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+/// kubeadm 1.34+ (NodeLocalCRISocket) keeps the node's CRI socket here instead of an annotation.
+pub const INSTANCE_CONFIG: &str = "/var/lib/kubelet/instance-config.yaml";
 pub const REGISTRIES_DROP_IN: &str = "/etc/containers/registries.conf.d/99-cri-migrate.conf";
 
 pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) -> Installed {
@@ -134,6 +136,8 @@ pub struct ContainerdConfig {
     pub imports: Vec<String>,
     /// Deprecated `registry.mirrors` / `registry.configs` tables (they conflict with config_path).
     pub registry_mirrors: Vec<String>,
+    /// The pause image the file sets.
+    pub sandbox_image: Option<String>,
     /// The CNI directories the file sets (a node migrated before keeps them).
     pub cni_conf_dir: Option<String>,
     pub cni_bin_dirs: Vec<String>,
@@ -203,7 +207,24 @@ pub fn containerd_config(
     if cni_bin_dirs.is_empty() {
         cni_bin_dirs.extend(cni_str("bin_dir"));
     }
+    let plugins = doc.get("plugins");
+    let sandbox_image = plugins
+        .and_then(|p| {
+            p.get("io.containerd.grpc.v1.cri")
+                .and_then(|c| c.get("sandbox_image"))
+        })
+        .or_else(|| plugins.and_then(|p| p.get("cri").and_then(|c| c.get("sandbox_image"))))
+        .or_else(|| {
+            plugins.and_then(|p| {
+                p.get("io.containerd.cri.v1.images")?
+                    .get("pinned_images")?
+                    .get("sandbox")
+            })
+        })
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let config = ContainerdConfig {
+        sandbox_image,
         cni_conf_dir: cni_str("conf_dir"),
         cni_bin_dirs,
         path: CONTAINERD_CONFIG.to_string(),
@@ -238,7 +259,9 @@ pub struct CrioConfig {
     pub registries_conf: Option<String>,
     /// registries.conf in the v1 format, which cannot be mixed with v2 drop-ins.
     pub registries_conf_v1: bool,
-    /// The CNI directories the files set (the last one wins, as in CRI-O).
+    /// The pause image the files set (the last one wins, as in CRI-O).
+    pub pause_image: Option<String>,
+    /// The CNI directories the files set.
     pub network_dir: Option<String>,
     pub plugin_dirs: Vec<String>,
 }
@@ -267,6 +290,14 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
             .and_then(|v| v.as_str())
         {
             out.cgroup_manager = Some(m.to_string());
+        }
+        if let Some(p) = doc
+            .get("crio")
+            .and_then(|c| c.get("image"))
+            .and_then(|i| i.get("pause_image"))
+            .and_then(|v| v.as_str())
+        {
+            out.pause_image = Some(p.to_string());
         }
         let network = doc.get("crio").and_then(|c| c.get("network"));
         if let Some(d) = network
@@ -315,7 +346,11 @@ fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMu
 
 /// Files the plan writes whole (ours) or merges, read now so that planning is pure.
 pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<()> {
-    let mut paths = vec![CRICTL_YAML.to_string(), REGISTRIES_DROP_IN.to_string()];
+    let mut paths = vec![
+        CRICTL_YAML.to_string(),
+        REGISTRIES_DROP_IN.to_string(),
+        INSTANCE_CONFIG.to_string(),
+    ];
     for host in node.list(CONTAINERD_CERTS_D) {
         paths.push(join(&join(CONTAINERD_CERTS_D, &host), "hosts.toml"));
     }

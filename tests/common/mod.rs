@@ -1,6 +1,8 @@
 //! Helpers shared by the black-box tests: fixture nodes, running the built binary, tree hashes.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,436 @@
+//! `cri-migrate migrate`: dry run, guided or unattended; resume of an interrupted run.
+
+use super::{connect_cri, kubectl_ref, report_failure, Console, Target as Node_};
+use crate::apply::backup::{Backup, State, StoredPlan, UNITS};
+use crate::apply::{self, ApplyOptions, Effects, Outcome, Progress, Quiet};
+use crate::cli::{MigrateArgs, Output};
+use crate::error::{exit, Failure};
+use crate::guided;
+use crate::inspect::{self, Facts, InspectOptions};
+use crate::plan::{self, Plan, PlanOptions, Target};
+use crate::progress::{Bars, Lines};
+use crate::report;
+use crate::system::packages::{runtime_package, Packages, RealPackages};
+use crate::system::systemd::Systemd;
+use anyhow::Result;
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    DryRun,
+    Guided,
+    Unattended,
+}
+
+pub fn run(t: &Node_, args: &MigrateArgs, console: Console, out: &mut dyn Write) -> Result<i32> {
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else if args.yes {
+        Mode::Unattended
+    } else if console.interactive() {
+        Mode::Guided
+    } else {
+        return Err(Failure::Usage(
+            "there is no terminal to ask on: run with --yes to migrate unattended (every choice from flags), or --dry-run to see the plan. Nothing was changed."
+                .into(),
+        )
+        .into());
+    };
+    let colour = console.stdout_tty && console::colors_enabled();
+
+    // An interrupted run is finished (or undone with `rollback`) before anything new starts.
+    if mode != Mode::DryRun {
+        if let Some(b) = Backup::latest(t.node)? {
+            if b.manifest.state == State::InProgress {
+                return resume(t, b, args, mode, out);
+            }
+        }
+    }
+
+    let inspect_opts = InspectOptions {
+        kubelet_version: args.kubelet_version,
+    };
+    let mut facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
+    if mode == Mode::Guided {
+        eprint!("{}", report::inspect_text(&facts));
+        eprintln!();
+    }
+    let target = match (args.to, mode) {
+        (Some(to), _) => to,
+        (None, Mode::Guided) => guided::choose_target(&facts)?,
+        (None, _) => {
+            return Err(Failure::Usage(
+                "say which runtime to move to: --to containerd or --to crio".into(),
+            )
+            .into())
+        }
+    };
+
+    if mode != Mode::DryRun && !runtime_installed(&facts, target) {
+        let consent = args.install_runtime
+            || (mode == Mode::Guided
+                && guided::confirm(
+                    &format!(
+                        "{} is not installed. Install it with the node's package manager?",
+                        target.name()
+                    ),
+                    false,
+                )?);
+        if consent {
+            install_runtime(t, &facts, target, out)?;
+            facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
+        }
+    }
+
+    let plan = plan::plan(
+        &facts,
+        &PlanOptions {
+            target,
+            runtime_version: args.runtime_version,
+            sandbox_image: args.sandbox_image.clone(),
+        },
+    )?;
+
+    match (mode, args.output) {
+        (Mode::DryRun, Output::Text) => {
+            write!(out, "{}", report::plan_text(&plan, colour))?;
+            return Ok(exit::OK);
+        }
+        (Mode::DryRun, Output::Json) => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&report::plan_json(&plan, &facts, true))?
+            )?;
+            return Ok(exit::OK);
+        }
+        (Mode::Guided, _) => {
+            eprint!("{}", report::settings_text(&plan));
+            guided::confirm_or_cancel("Carry these settings over?", "the settings were not confirmed; pass --sandbox-image or fix the node, then run again")?;
+            eprint!("{}", report::changes_text(&plan, console::colors_enabled()));
+            guided::confirm_or_cancel(
+                "Apply these changes now? A backup is made first",
+                "nothing was applied",
+            )?;
+        }
+        (Mode::Unattended, Output::Text) => write!(out, "{}", report::plan_text(&plan, colour))?,
+        (Mode::Unattended, Output::Json) => {}
+    }
+
+    let _lock = apply::preflight::lock(t.node)?;
+    let test_image = args.test_image.clone().unwrap_or_default();
+    let stored = StoredPlan::from_plan(&plan, &test_image);
+    apply::preflight::check(t.node, &facts, target, &stored, t.live)?;
+    let systemd = t.systemd();
+    let units = UNITS.iter().map(|u| systemd.state(u)).collect();
+    let mut backup = Backup::create(t.node, stored, units, t.live)?;
+    let node_name = node_name(t, &facts);
+    let kubectl = t.kubectl(args.kubeconfig.as_ref());
+    if args.drain && kubectl.is_none() {
+        return Err(Failure::preflight(
+            "--drain needs kubectl and a kubeconfig",
+            "Install kubectl, or pass --kubeconfig, or migrate without --drain.",
+        )
+        .into());
+    }
+    let started = Instant::now();
+    let outcome = walk(
+        t,
+        &mut backup,
+        args,
+        mode,
+        &systemd,
+        kubectl_ref(&kubectl),
+        node_name.clone(),
+    );
+    finish(
+        t,
+        &plan,
+        &facts,
+        outcome,
+        started,
+        args,
+        kubectl_ref(&kubectl),
+        &node_name,
+        out,
+    )
+}
+
+fn runtime_installed(facts: &Facts, target: Target) -> bool {
+    match target {
+        Target::Containerd => facts.runtimes.containerd.installed,
+        Target::Crio => facts.runtimes.crio.installed,
+    }
+}
+
+fn install_runtime(t: &Node_, facts: &Facts, target: Target, out: &mut dyn Write) -> Result<()> {
+    if !t.live {
+        return Err(Failure::preflight(
+            "--install-runtime needs the live node",
+            "Install the runtime into the image with its own tools.",
+        )
+        .into());
+    }
+    let pm = RealPackages;
+    let manager = pm.manager().ok_or_else(|| {
+        Failure::preflight(
+            "no package manager found (apt-get, dnf, yum, zypper)",
+            "Install the runtime by hand.",
+        )
+    })?;
+    let docker_repo = facts.runtimes.docker.package.as_deref() == Some("docker-ce");
+    let minor = facts.kubelet.installed.version.map(|v| (v.major, v.minor));
+    let spec = runtime_package(manager, target, docker_repo, minor);
+    eprintln!("installing {} with {manager}", spec.join(" "));
+    pm.install(manager, &spec).map_err(|e| {
+        Failure::preflight(
+            format!("installing {} with {manager} failed: {e:#}", spec.join(" ")),
+            "Install it by hand, then run cri-migrate again.",
+        )
+    })?;
+    let _ = writeln!(out, "installed {} with {manager}", spec.join(" "));
+    Ok(())
+}
+
+fn node_name(t: &Node_, facts: &Facts) -> String {
+    facts
+        .kubelet
+        .flag("hostname-override")
+        .and_then(|f| f.value.clone())
+        .or_else(|| {
+            t.node
+                .read("/etc/hostname")
+                .ok()
+                .flatten()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+        })
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+fn progress_for(mode: Mode, output: Output) -> Box<dyn Progress> {
+    match (mode, output) {
+        (_, Output::Json) => Box::new(Quiet),
+        (Mode::Guided, _) => Box::new(Bars::new()),
+        _ => Box::new(Lines),
+    }
+}
+
+fn walk(
+    t: &Node_,
+    b: &mut Backup,
+    args: &MigrateArgs,
+    mode: Mode,
+    systemd: &dyn Systemd,
+    kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
+    node_name: String,
+) -> Outcome {
+    let fx = Effects {
+        systemd,
+        kubectl,
+        cri: &connect_cri,
+    };
+    let opts = ApplyOptions {
+        live: t.live,
+        socket_timeout: Duration::from_secs(args.timeout),
+        kubelet_timeout: Duration::from_secs(args.timeout * 2),
+        no_rollback: args.no_rollback,
+        cri_endpoint: args.cri_endpoint.clone(),
+        drain: args.drain.then_some(node_name),
+    };
+    let mut progress = progress_for(mode, args.output);
+    apply::run(t.node, b, &fx, &opts, progress.as_mut())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    t: &Node_,
+    plan: &Plan,
+    facts: &Facts,
+    o: Outcome,
+    started: Instant,
+    args: &MigrateArgs,
+    kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
+    node_name: &str,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let kubeadm = facts
+        .kubelet
+        .flag_files
+        .iter()
+        .any(|f| f.path == inspect::kubelet::KUBEADM_FLAGS);
+    let record = (o.error.is_none() && t.live && kubeadm)
+        .then(|| apply::update_cri_socket_record(kubectl, node_name, &plan.endpoint));
+    let result = match &o.error {
+        None => "migrated",
+        Some(f) => f.kind(),
+    };
+    match args.output {
+        Output::Json => {
+            let doc = json!({
+                "schema_version": report::JSON_SCHEMA_VERSION,
+                "command": "migrate",
+                "dry_run": false,
+                "result": result,
+                "node": facts.root,
+                "from": plan.from,
+                "target": plan.target,
+                "runtime_version": plan.runtime_version,
+                "endpoint": plan.endpoint,
+                "backup": o.backup,
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "steps": o.steps,
+                "verification": o.verification,
+                "rollback_steps": o.rollback,
+                "kubeadm_cri_socket": record,
+                "warnings": plan.warnings,
+                "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        Output::Text => {
+            if o.error.is_none() {
+                writeln!(
+                    out,
+                    "\nMigrated to {} {} in {:.1} s.",
+                    plan.target.name(),
+                    plan.runtime_version,
+                    started.elapsed().as_secs_f64()
+                )?;
+                if let Some(v) = &o.verification {
+                    let conds: Vec<String> = v
+                        .conditions
+                        .iter()
+                        .map(|c| format!("{}={}", c.kind, c.status))
+                        .collect();
+                    writeln!(
+                        out,
+                        "  runtime       {} {} ({})",
+                        v.version.runtime_name,
+                        v.version.runtime_version,
+                        conds.join(", ")
+                    )?;
+                    writeln!(
+                        out,
+                        "  test pull     {} -> {}",
+                        v.pull.image,
+                        v.digest.as_deref().unwrap_or(&v.pull.image_ref)
+                    )?;
+                }
+                if !t.live {
+                    writeln!(out, "  offline       files written, units enabled/disabled under {}; nothing started", facts.root)?;
+                }
+                if let Some(r) = &record {
+                    writeln!(out, "  kubeadm       {r}")?;
+                }
+                writeln!(out, "  backup        {}", o.backup)?;
+                writeln!(
+                    out,
+                    "To go back: sudo cri-migrate rollback --backup {}",
+                    o.backup
+                )?;
+            }
+        }
+    }
+    Ok(match &o.error {
+        None => exit::OK,
+        Some(f) => report_failure(f),
+    })
+}
+
+/// Finish an interrupted migration from its stored plan (planning again would see a
+/// half-migrated node).
+fn resume(
+    t: &Node_,
+    mut b: Backup,
+    args: &MigrateArgs,
+    mode: Mode,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let target = b.manifest.plan.target;
+    if args.to.is_some_and(|to| to != target) {
+        return Err(Failure::preflight(
+            format!("an interrupted migration to {} is pending (backup {})", target.name(), b.node_dir),
+            format!("Finish it with `cri-migrate migrate --to {}`, or undo it with `cri-migrate rollback`.", serde_json::to_value(target)?.as_str().unwrap_or("")),
+        )
+        .into());
+    }
+    let msg = format!(
+        "An interrupted migration to {} was found ({}): finishing it.",
+        target.name(),
+        b.node_dir
+    );
+    if mode == Mode::Guided {
+        guided::confirm_or_cancel(
+            &format!(
+                "An interrupted migration to {} was found ({}). Finish it?",
+                target.name(),
+                b.node_dir
+            ),
+            "the interrupted migration was left as it is; `cri-migrate rollback` undoes it",
+        )?;
+    } else {
+        eprintln!("{msg}");
+    }
+    let _lock = apply::preflight::lock(t.node)?;
+    let systemd = t.systemd();
+    let kubectl = t.kubectl(args.kubeconfig.as_ref());
+    let started = Instant::now();
+    let cordoned = b.manifest.cordoned.clone();
+    let o = walk(
+        t,
+        &mut b,
+        args,
+        mode,
+        &systemd,
+        kubectl_ref(&kubectl),
+        cordoned.unwrap_or_default(),
+    );
+    let steps_failed = o.error.is_some();
+    match args.output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "schema_version": report::JSON_SCHEMA_VERSION,
+                "command": "migrate",
+                "dry_run": false,
+                "resumed": true,
+                "result": o.error.as_ref().map(|f| f.kind()).unwrap_or("migrated"),
+                "target": target,
+                "backup": o.backup,
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "steps": o.steps,
+                "verification": o.verification,
+                "rollback_steps": o.rollback,
+                "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+            }))?
+        )?,
+        Output::Text if !steps_failed => {
+            writeln!(
+                out,
+                "\nFinished the interrupted migration to {} in {:.1} s.",
+                target.name(),
+                started.elapsed().as_secs_f64()
+            )?;
+            writeln!(
+                out,
+                "To go back: sudo cri-migrate rollback --backup {}",
+                o.backup
+            )?;
+        }
+        Output::Text => {}
+    }
+    Ok(match &o.error {
+        None => exit::OK,
+        Some(f) => report_failure(f),
+    })
+}

@@ -1,0 +1,135 @@
+//! One module per verb. Each reads the node, computes, prints to the writer it is given, and
+//! returns the exit code; the process environment (terminals) comes in as [`Console`].
+
+mod migrate;
+mod rollback;
+mod verify;
+
+use crate::cli::{Cli, Command, Output};
+use crate::cri::{self, Cri};
+use crate::error::{exit, Failure};
+use crate::inspect::{self, InspectOptions};
+use crate::node::Node;
+use crate::report;
+use crate::system::kubectl::{Kubectl, RealKubectl};
+use crate::system::systemd::RealSystemd;
+use crate::system::{Commands, NoCommands, RealCommands};
+use anyhow::Result;
+use clap::CommandFactory;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Whether the standard streams are terminals: decides between guided, unattended and refusing.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    pub stdin_tty: bool,
+    pub stderr_tty: bool,
+    pub stdout_tty: bool,
+}
+
+impl Console {
+    pub fn detect() -> Console {
+        use std::io::IsTerminal;
+        Console {
+            stdin_tty: std::io::stdin().is_terminal(),
+            stderr_tty: std::io::stderr().is_terminal(),
+            stdout_tty: std::io::stdout().is_terminal(),
+        }
+    }
+    pub fn interactive(&self) -> bool {
+        self.stdin_tty && self.stderr_tty
+    }
+}
+
+/// The node and how far we may touch it.
+pub struct Target<'a> {
+    pub node: &'a Node,
+    /// Start and stop services, talk CRI: the node is this machine (or `--live`, a test hook).
+    pub live: bool,
+}
+
+impl Target<'_> {
+    pub fn commands(&self) -> &'static dyn Commands {
+        if self.live {
+            &RealCommands
+        } else {
+            &NoCommands
+        }
+    }
+
+    pub fn systemd(&self) -> RealSystemd {
+        RealSystemd {
+            root: (!self.node.is_live() && !self.live).then(|| self.node.root().to_path_buf()),
+        }
+    }
+
+    /// kubectl with the first kubeconfig that exists: the flag, admin.conf (draining needs more
+    /// than the kubelet's own rights), kubelet.conf.
+    pub fn kubectl(&self, flag: Option<&PathBuf>) -> Option<RealKubectl> {
+        which::which("kubectl").ok()?;
+        let candidates = ["/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"];
+        let kubeconfig = match flag {
+            Some(p) => Some(p.clone()),
+            None => candidates
+                .iter()
+                .map(|c| self.node.path(c))
+                .find(|p| p.exists()),
+        }?;
+        Some(RealKubectl { kubeconfig })
+    }
+}
+
+pub fn connect_cri(endpoint: &str, timeout: Duration) -> Result<Box<dyn Cri>> {
+    Ok(Box::new(cri::wait_ready(endpoint, timeout)?))
+}
+
+pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
+    let node = Node::new(&cli.root);
+    if !node.root().is_dir() {
+        return Err(Failure::preflight(
+            format!("--root {} is not a directory", node.root().display()),
+            "Point --root at a node's root file system.",
+        )
+        .into());
+    }
+    let t = Target {
+        node: &node,
+        live: node.is_live() || cli.live,
+    };
+    match cli.command {
+        Command::Inspect {
+            output,
+            kubelet_version,
+        } => {
+            let facts = inspect::inspect(&node, t.commands(), &InspectOptions { kubelet_version })?;
+            match output {
+                Output::Text => write!(out, "{}", report::inspect_text(&facts))?,
+                Output::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report::inspect_json(&facts))?
+                )?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Migrate(args) => migrate::run(&t, &args, console, out),
+        Command::Verify(args) => verify::run(&t, &args, out),
+        Command::Rollback(args) => rollback::run(&t, &args, console, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cri-migrate", out);
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Print a failure that comes after a report (the report already went to stdout), and return
+/// its exit code.
+pub fn report_failure(f: &Failure) -> i32 {
+    eprintln!("{} {f}", console::style("error:").red().bold().for_stderr());
+    f.exit_code()
+}
+
+pub fn kubectl_ref(k: &Option<RealKubectl>) -> Option<&dyn Kubectl> {
+    k.as_ref().map(|k| k as &dyn Kubectl)
+}

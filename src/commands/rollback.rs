@@ -1,0 +1,93 @@
+//! `cri-migrate rollback`: restore the latest (or the named) backup.
+
+use super::{connect_cri, kubectl_ref, report_failure, Console, Target};
+use crate::apply::backup::{Backup, State};
+use crate::apply::{Effects, Progress, Quiet};
+use crate::cli::{Output, RollbackArgs};
+use crate::error::{exit, Failure};
+use crate::guided;
+use crate::progress::{Bars, Lines};
+use anyhow::Result;
+use serde_json::json;
+use std::io::Write;
+
+pub fn run(t: &Target, args: &RollbackArgs, console: Console, out: &mut dyn Write) -> Result<i32> {
+    let mut b = match &args.backup {
+        // Accept the directory as on the node or as a host path under --root.
+        Some(dir) => {
+            let rel = std::path::Path::new(dir).strip_prefix(t.node.root()).map(|p| format!("/{}", p.display())).unwrap_or_else(|_| dir.clone());
+            Backup::open(t.node, &rel).map_err(|e| Failure::preflight(format!("{e:#}"), "Name a directory under /var/lib/cri-migrate/backups."))?
+        }
+        None => Backup::latest(t.node)?.ok_or_else(|| Failure::preflight("there is no cri-migrate backup on this node (/var/lib/cri-migrate/backups is empty)", "Nothing to roll back."))?,
+    };
+    if !args.yes {
+        if !console.interactive() {
+            return Err(Failure::Usage("there is no terminal to ask on: run with --yes to roll back unattended. Nothing was changed.".into()).into());
+        }
+        let state = serde_json::to_value(b.manifest.state)?;
+        guided::confirm_or_cancel(
+            &format!(
+                "Restore the node from {} (taken {}, state {})?",
+                b.node_dir,
+                b.manifest.created,
+                state.as_str().unwrap_or("")
+            ),
+            "the node was left as it is",
+        )?;
+    }
+    if b.manifest.live && !t.live {
+        return Err(Failure::preflight(
+            format!("{} was taken on the live node; restoring it under --root would not restore the services", b.node_dir),
+            "Run the rollback on the node itself.",
+        )
+        .into());
+    }
+    let _lock = crate::apply::preflight::lock(t.node)?;
+    let was = b.manifest.state;
+    let systemd = t.systemd();
+    let kubectl = t.kubectl(None);
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: kubectl_ref(&kubectl),
+        cri: &connect_cri,
+    };
+    let mut progress: Box<dyn Progress> = match args.output {
+        Output::Json => Box::new(Quiet),
+        Output::Text if console.stderr_tty => Box::new(Bars::new()),
+        Output::Text => Box::new(Lines),
+    };
+    let (steps, r) = crate::rollback::undo(t.node, &mut b, &fx, progress.as_mut());
+    let failure = r.err().map(|e| Failure::RollbackFailed {
+        reason: "rollback requested".into(),
+        rollback: format!("{e:#}"),
+        backup: b.node_dir.clone(),
+    });
+    match args.output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "schema_version": crate::report::JSON_SCHEMA_VERSION,
+                "command": "rollback",
+                "result": failure.as_ref().map(|f| f.kind()).unwrap_or("rolled-back"),
+                "backup": b.node_dir,
+                "state_before": was,
+                "steps": steps,
+                "error": failure.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+            }))?
+        )?,
+        Output::Text if failure.is_none() => {
+            let again = if was == State::RolledBack {
+                " (it had been rolled back before; restored again)"
+            } else {
+                ""
+            };
+            writeln!(out, "Restored the node from {}{again}.", b.node_dir)?;
+        }
+        Output::Text => {}
+    }
+    Ok(match &failure {
+        None => exit::OK,
+        Some(f) => report_failure(f),
+    })
+}

@@ -1,0 +1,96 @@
+//! `cri-migrate verify`: CRI Version, Status and a test pull, as the kubelet would.
+
+use super::Target;
+use crate::cli::{Output, VerifyArgs};
+use crate::cri::{self, credentials};
+use crate::error::{exit, Failure};
+use crate::inspect::{self, InspectOptions};
+use anyhow::Result;
+use std::io::Write;
+use std::time::Duration;
+
+pub fn run(t: &Target, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32> {
+    let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| facts.kubelet.runtime_endpoint.clone())
+        .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".to_string());
+    // The node's pause image: the kubelet's flag, else what the runtime is configured with.
+    let image = args
+        .image
+        .clone()
+        .or_else(|| facts.kubelet.pod_infra_container_image.clone())
+        .or_else(|| {
+            facts
+                .containerd_config
+                .as_ref()
+                .and_then(|c| c.sandbox_image.clone())
+        })
+        .or_else(|| facts.crio.pause_image.clone())
+        .unwrap_or_else(|| "registry.k8s.io/pause:3.10".to_string());
+    let cred = credentials::lookup(t.node, &image);
+    let result = cri::wait_ready(&endpoint, Duration::from_secs(args.timeout))
+        .and_then(|c| cri::verify(&c, &endpoint, &image, cred.as_ref()));
+    match (result, args.output) {
+        (Ok(v), Output::Json) => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"schema_version": 1, "command": "verify", "result": "ok", "verification": v})
+                )?
+            )?;
+            Ok(exit::OK)
+        }
+        (Ok(v), Output::Text) => {
+            writeln!(
+                out,
+                "{} {} answers CRI {} on {}",
+                v.version.runtime_name,
+                v.version.runtime_version,
+                v.version.runtime_api_version,
+                v.endpoint
+            )?;
+            for c in &v.conditions {
+                writeln!(
+                    out,
+                    "  {:<13} {}{}",
+                    c.kind,
+                    c.status,
+                    if c.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", c.message)
+                    }
+                )?;
+            }
+            writeln!(
+                out,
+                "pulled {} in {} ms: {}{}",
+                v.pull.image,
+                v.pull.duration_ms,
+                v.digest.as_deref().unwrap_or(&v.pull.image_ref),
+                v.pull
+                    .credential
+                    .as_deref()
+                    .map(|c| format!(" (with the kubelet's credentials for {c})"))
+                    .unwrap_or_default()
+            )?;
+            Ok(exit::OK)
+        }
+        (Err(e), output) => {
+            let f = Failure::VerifyFailed(format!(
+                "verification of {endpoint} with {image} failed: {e:#}"
+            ));
+            if output == Output::Json {
+                writeln!(
+                    out,
+                    "{}",
+                    crate::report::error_json("verify", f.kind(), &f.to_string(), f.exit_code())
+                )?;
+            }
+            Ok(super::report_failure(&f))
+        }
+    }
+}

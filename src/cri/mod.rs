@@ -1,0 +1,287 @@
+//! CRI over gRPC on the runtime's unix socket, the way the kubelet talks to it: Version,
+//! Status, PullImage (with the credentials the kubelet would send), ImageStatus.
+
+pub mod credentials;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    AuthConfig, ImageSpec, ImageStatusRequest, PullImageRequest, StatusRequest, VersionRequest,
+};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// One runtime condition from CRI `Status` (RuntimeReady, NetworkReady).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub runtime_name: String,
+    pub runtime_version: String,
+    pub runtime_api_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PulledImage {
+    pub image: String,
+    /// What PullImage returned (the image id).
+    pub image_ref: String,
+    pub repo_digests: Vec<String>,
+    pub size: u64,
+    /// The registry key of the credential sent, if any (never the secret).
+    pub credential: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What the migration needs from a CRI runtime; a trait so tests can stand in for it.
+pub trait Cri {
+    fn version(&self) -> Result<RuntimeVersion>;
+    fn status(&self) -> Result<Vec<Condition>>;
+    fn pull(&self, image: &str, auth: Option<&credentials::Credential>) -> Result<PulledImage>;
+}
+
+/// The real client: a tonic channel over the unix socket, driven by a small tokio runtime.
+pub struct GrpcCri {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+    timeout: Duration,
+}
+
+/// `unix:///run/containerd/containerd.sock` -> `/run/containerd/containerd.sock`.
+pub fn socket_path(endpoint: &str) -> Result<String> {
+    match endpoint.strip_prefix("unix://") {
+        Some(p) => Ok(p.to_string()),
+        None if endpoint.starts_with('/') => Ok(endpoint.to_string()),
+        None => bail!("CRI endpoint {endpoint} is not a unix socket (unix:///path)"),
+    }
+}
+
+impl GrpcCri {
+    /// Connect, with `timeout` for the connection and for each call.
+    pub fn connect(endpoint: &str, timeout: Duration) -> Result<GrpcCri> {
+        let path = socket_path(endpoint)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let channel = rt.block_on(async {
+            let p = path.clone();
+            tokio::time::timeout(
+                timeout,
+                Endpoint::try_from("http://[::]:50051")?
+                    .connect_timeout(timeout)
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let p = p.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(p).await?,
+                            ))
+                        }
+                    })),
+            )
+            .await
+            .map_err(|_| anyhow!("no answer on {path} within {timeout:?}"))?
+            .with_context(|| format!("cannot connect to the CRI socket {path}"))
+        })?;
+        Ok(GrpcCri {
+            rt,
+            channel,
+            timeout,
+        })
+    }
+
+    fn call<T, F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T> {
+        self.rt.block_on(async {
+            match tokio::time::timeout(timeout, f).await {
+                Err(_) => bail!("CRI {what} did not answer within {timeout:?}"),
+                Ok(Err(status)) => bail!(
+                    "CRI {what} failed: {} ({:?})",
+                    status.message(),
+                    status.code()
+                ),
+                Ok(Ok(r)) => Ok(r.into_inner()),
+            }
+        })
+    }
+}
+
+/// Pulls take longer than other calls: a large image over a slow mirror.
+const PULL_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Cri for GrpcCri {
+    fn version(&self) -> Result<RuntimeVersion> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let v = self.call(
+            "Version",
+            self.timeout,
+            c.version(VersionRequest {
+                version: "v1".into(),
+            }),
+        )?;
+        Ok(RuntimeVersion {
+            runtime_name: v.runtime_name,
+            runtime_version: v.runtime_version,
+            runtime_api_version: v.runtime_api_version,
+        })
+    }
+
+    fn status(&self) -> Result<Vec<Condition>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let s = self.call(
+            "Status",
+            self.timeout,
+            c.status(StatusRequest { verbose: false }),
+        )?;
+        Ok(s.status
+            .map(|st| {
+                st.conditions
+                    .into_iter()
+                    .map(|c| Condition {
+                        kind: c.r#type,
+                        status: c.status,
+                        reason: c.reason,
+                        message: c.message,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn pull(&self, image: &str, auth: Option<&credentials::Credential>) -> Result<PulledImage> {
+        let start = Instant::now();
+        let mut c = ImageServiceClient::new(self.channel.clone());
+        let spec = ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        };
+        let auth_config = auth.map(|a| AuthConfig {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            // Empty, as the kubelet sends it: containerd parses a non-empty one as a URL, and a
+            // config.json key such as `127.0.0.1:5000` is not one ("parse server address").
+            server_address: String::new(),
+            identity_token: a.identity_token.clone(),
+            registry_token: a.registry_token.clone(),
+            ..Default::default()
+        });
+        let pulled = self.call(
+            &format!("PullImage of {image}"),
+            PULL_TIMEOUT,
+            c.pull_image(PullImageRequest {
+                image: Some(spec.clone()),
+                auth: auth_config,
+                sandbox_config: None,
+            }),
+        )?;
+        let status = self.call(
+            "ImageStatus",
+            self.timeout,
+            c.image_status(ImageStatusRequest {
+                image: Some(spec),
+                verbose: false,
+            }),
+        )?;
+        let img = status.image.ok_or_else(|| {
+            anyhow!("the runtime reports no image {image} right after pulling it")
+        })?;
+        Ok(PulledImage {
+            image: image.to_string(),
+            image_ref: pulled.image_ref,
+            repo_digests: img.repo_digests,
+            size: img.size,
+            credential: auth.map(|a| a.registry.clone()),
+            duration_ms: start.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// The result of `verify`: what the runtime said, and the test pull.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub endpoint: String,
+    pub version: RuntimeVersion,
+    pub conditions: Vec<Condition>,
+    pub pull: PulledImage,
+    /// The digest the image resolved to (`sha256:...`), when the runtime reports one.
+    pub digest: Option<String>,
+}
+
+/// Version, Status, then a pull of `image` with the kubelet's credentials. A runtime that is not
+/// ready, a failed pull, or a digest that does not match a pinned image is an error.
+pub fn verify(
+    cri: &dyn Cri,
+    endpoint: &str,
+    image: &str,
+    cred: Option<&credentials::Credential>,
+) -> Result<Verification> {
+    let version = cri.version()?;
+    let conditions = cri.status()?;
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| c.kind == "RuntimeReady" && !c.status)
+    {
+        bail!(
+            "the runtime at {endpoint} is not ready: {} {}",
+            c.reason,
+            c.message
+        );
+    }
+    let pull = cri.pull(image, cred)?;
+    let digest = pull
+        .repo_digests
+        .iter()
+        .find_map(|d| d.split_once('@').map(|(_, d)| d.to_string()));
+    if let Some((_, pinned)) = image.split_once('@') {
+        if !pull
+            .repo_digests
+            .iter()
+            .any(|d| d.ends_with(&format!("@{pinned}")))
+        {
+            bail!(
+                "{image} is pinned to {pinned} but the runtime resolved it to {}",
+                pull.repo_digests.join(", ")
+            );
+        }
+    }
+    Ok(Verification {
+        endpoint: endpoint.to_string(),
+        version,
+        conditions,
+        pull,
+        digest,
+    })
+}
+
+/// Wait until the runtime answers CRI Version, up to `timeout`.
+pub fn wait_ready(endpoint: &str, timeout: Duration) -> Result<GrpcCri> {
+    let deadline = Instant::now() + timeout;
+    let mut last = anyhow!("not tried");
+    while Instant::now() < deadline {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(5))
+            .max(Duration::from_millis(200));
+        match GrpcCri::connect(endpoint, left).and_then(|c| c.version().map(|_| c)) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(last.context(format!(
+        "CRI did not answer on {endpoint} within {}s",
+        timeout.as_secs()
+    )))
+}

@@ -1,0 +1,62 @@
+//! The guided mode's questions (dialoguer). Only asked when stdin and stderr are terminals.
+
+use crate::error::Failure;
+use crate::inspect::Facts;
+use crate::plan::Target;
+use anyhow::Result;
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Confirm, Select};
+
+fn theme() -> ColorfulTheme {
+    ColorfulTheme::default()
+}
+
+/// The runtime to move to; the default is the one installed (containerd when both or neither).
+pub fn choose_target(facts: &Facts) -> Result<Target> {
+    let items = [
+        format!(
+            "containerd ({})",
+            installed_word(&facts.runtimes.containerd)
+        ),
+        format!("CRI-O ({})", installed_word(&facts.runtimes.crio)),
+    ];
+    let default = if facts.runtimes.crio.installed && !facts.runtimes.containerd.installed {
+        1
+    } else {
+        0
+    };
+    let i = Select::with_theme(&theme())
+        .with_prompt("Move the kubelet to which runtime?")
+        .items(&items)
+        .default(default)
+        .interact()?;
+    Ok(if i == 0 {
+        Target::Containerd
+    } else {
+        Target::Crio
+    })
+}
+
+fn installed_word(i: &crate::inspect::Installed) -> String {
+    match (i.installed, i.version) {
+        (true, Some(v)) => format!("installed, {v}"),
+        (true, None) => "installed".into(),
+        (false, _) => "not installed".into(),
+    }
+}
+
+pub fn confirm(prompt: &str, default: bool) -> Result<bool> {
+    Ok(Confirm::with_theme(&theme())
+        .with_prompt(prompt)
+        .default(default)
+        .interact()?)
+}
+
+/// Ask, and turn a "no" into a cancellation that changes nothing.
+pub fn confirm_or_cancel(prompt: &str, cancelled: &str) -> Result<()> {
+    if confirm(prompt, true)? {
+        Ok(())
+    } else {
+        Err(Failure::Cancelled(cancelled.to_string()).into())
+    }
+}

@@ -1,0 +1,59 @@
+//! How steps are shown while they run: a spinner line per step on a terminal (indicatif), one
+//! log line per step otherwise, nothing for JSON.
+
+use crate::apply::{Progress, StepReport, StepStatus};
+use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+pub struct Bars {
+    current: Option<ProgressBar>,
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        Bars { current: None }
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&mut self, step: &str) {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap());
+        pb.set_message(step.to_string());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        self.current = Some(pb);
+    }
+
+    fn end(&mut self, r: &StepReport) {
+        let line = line(r);
+        match self.current.take() {
+            Some(pb) => pb.finish_with_message(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// One line a step, on stderr.
+pub struct Lines;
+
+impl Progress for Lines {
+    fn begin(&mut self, _: &str) {}
+    fn end(&mut self, r: &StepReport) {
+        eprintln!("{}", line(r));
+    }
+}
+
+fn line(r: &StepReport) -> String {
+    let mark = match r.status {
+        StepStatus::Done => style("ok  ").green().to_string(),
+        StepStatus::Skipped => style("skip").dim().to_string(),
+        StepStatus::Failed => style("FAIL").red().bold().to_string(),
+    };
+    let detail = r
+        .detail
+        .as_deref()
+        .map(|d| format!(": {}", d.lines().next().unwrap_or("")))
+        .unwrap_or_default();
+    format!("[{mark}] {} ({} ms){detail}", r.step, r.duration_ms)
+}

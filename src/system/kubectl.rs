@@ -1,0 +1,24 @@
+//! kubectl, for draining the node and the kubeadm CRI socket annotation.
+
+use super::run_ok;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub trait Kubectl {
+    fn run(&self, args: &[&str]) -> Result<String>;
+}
+
+pub struct RealKubectl {
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl for RealKubectl {
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let kc = self.kubeconfig.display().to_string();
+        let mut a = vec!["--kubeconfig", kc.as_str()];
+        a.extend(args);
+        // A drain waits for pods to leave: bounded by its own --timeout, plus a margin.
+        run_ok("kubectl", &a, &[], Duration::from_secs(900))
+    }
+}

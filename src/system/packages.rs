@@ -1,0 +1,65 @@
+//! The node's package manager, for `--install-runtime`.
+
+use super::run_ok;
+use anyhow::{bail, Result};
+use std::time::Duration;
+
+pub trait Packages {
+    /// apt-get, dnf, yum or zypper, whichever the node has.
+    fn manager(&self) -> Option<&'static str>;
+    fn install(&self, manager: &str, spec: &[String]) -> Result<()>;
+}
+
+pub struct RealPackages;
+
+pub const MANAGERS: [&str; 4] = ["apt-get", "dnf", "yum", "zypper"];
+
+impl Packages for RealPackages {
+    fn manager(&self) -> Option<&'static str> {
+        MANAGERS.into_iter().find(|m| which::which(m).is_ok())
+    }
+
+    fn install(&self, manager: &str, spec: &[String]) -> Result<()> {
+        let spec: Vec<&str> = spec.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = match manager {
+            "apt-get" => vec!["install", "-y", "--no-install-recommends"],
+            "dnf" | "yum" => vec!["install", "-y"],
+            "zypper" => vec!["--non-interactive", "install"],
+            other => bail!("unknown package manager {other}"),
+        };
+        args.extend(spec);
+        run_ok(
+            manager,
+            &args,
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+            Duration::from_secs(1200),
+        )
+        .map(|_| ())
+    }
+}
+
+/// The package (with a version pattern where the repository can match one) for a runtime.
+pub fn runtime_package(
+    manager: &str,
+    target: crate::plan::Target,
+    docker_repo: bool,
+    kubelet_minor: Option<(u32, u32)>,
+) -> Vec<String> {
+    use crate::plan::Target;
+    match target {
+        // Docker's repository calls it containerd.io; the distributions call it containerd.
+        Target::Containerd => vec![if docker_repo {
+            "containerd.io"
+        } else {
+            "containerd"
+        }
+        .to_string()],
+        // CRI-O's minor version follows Kubernetes'.
+        Target::Crio => vec![match (manager, kubelet_minor) {
+            ("apt-get", Some((ma, mi))) => format!("cri-o={ma}.{mi}.*"),
+            ("dnf" | "yum", Some((ma, mi))) => format!("cri-o-{ma}.{mi}.*"),
+            ("zypper", Some((ma, mi))) => format!("cri-o<{ma}.{}", mi + 1),
+            _ => "cri-o".to_string(),
+        }],
+    }
+}

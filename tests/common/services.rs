@@ -1,0 +1,378 @@
+//! Real services for the tests, each on private paths and 127.0.0.1: containerd (Debian's 1.6,
+//! or 2.1 from Debian unstable) and Debian's docker-registry with test images pushed by skopeo.
+//! Each is stopped when dropped.
+
+use super::repo;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// CI must run the tests that need root and real services; elsewhere they skip loudly.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns true (and says why) when a test must be skipped.
+pub fn skip_unless(ok: bool, why: &str) -> bool {
+    if ok {
+        return false;
+    }
+    assert!(!required(), "CI=true and this test cannot run: {why}");
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+    true
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+pub fn have(program: &str) -> bool {
+    which::which(program).is_ok()
+}
+
+pub fn containerd_1() -> Option<PathBuf> {
+    which::which("containerd").ok()
+}
+
+pub fn containerd_2() -> Option<PathBuf> {
+    let p = std::env::var_os("CRI_MIGRATE_CONTAINERD2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from("/var/cache/cri-migrate/containerd2/root/usr/bin/containerd")
+        });
+    p.exists().then_some(p)
+}
+
+fn stop(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A containerd on private paths.
+pub struct Containerd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Containerd {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Start on `config` with private root, state and sockets; `certs_d` replaces config_path.
+    pub fn start(bin: &Path, config: &str, certs_d: Option<&Path>) -> Containerd {
+        // /var/tmp: on the machine's disk, where overlayfs works (not on a tmpfs or overlay).
+        let dir = tempfile::Builder::new()
+            .prefix("cri-migrate-ctd")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, private_config(config, dir.path(), certs_d)).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Containerd {
+            child,
+            dir,
+            bin: bin.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.socket().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not open its socket in 30s:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Point a config at private paths, keeping everything cri-migrate wrote.
+pub fn private_config(config: &str, dir: &Path, certs_d: Option<&Path>) -> String {
+    let mut doc: toml_edit::DocumentMut = config.parse().unwrap();
+    doc["root"] = toml_edit::value(dir.join("root").display().to_string());
+    doc["state"] = toml_edit::value(dir.join("state").display().to_string());
+    doc.entry("grpc").or_insert(toml_edit::table())["address"] =
+        toml_edit::value(dir.join("containerd.sock").display().to_string());
+    doc.entry("ttrpc").or_insert(toml_edit::table())["address"] =
+        toml_edit::value(dir.join("ttrpc.sock").display().to_string());
+    if let Some(certs) = certs_d {
+        let v3 = doc.get("version").and_then(|v| v.as_integer()) == Some(3);
+        let plugin = if v3 {
+            "io.containerd.cri.v1.images"
+        } else {
+            "io.containerd.grpc.v1.cri"
+        };
+        doc["plugins"][plugin]["registry"]["config_path"] =
+            toml_edit::value(certs.display().to_string());
+    }
+    doc.to_string()
+}
+
+/// Debian's docker-registry on 127.0.0.1, optionally behind htpasswd.
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub addr: String,
+    pub auth: Option<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    pub fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "htpasswd failed");
+            std::fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Registry {
+            child,
+            dir,
+            addr,
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&r.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen in 20s:\n{}",
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Build an image (busybox plus one layer per label) and push it as `addr/repo:tag`.
+    /// Returns the reference and its manifest digest.
+    pub fn push(&self, repo: &str, tag: &str, labels: &[&str]) -> (String, String) {
+        let layout = tempfile::tempdir().unwrap();
+        let out = Command::new(super::repo().join("tests/tools/make-test-image.sh"))
+            .arg(layout.path())
+            .arg(tag)
+            .args(labels)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make-test-image.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reference = format!("{}/{repo}:{tag}", self.addr);
+        let digest_file = layout.path().join("digest");
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--dest-tls-verify=false", "--digestfile"])
+            .arg(&digest_file);
+        if let Some((u, p)) = &self.auth {
+            cmd.arg(format!("--dest-creds={u}:{p}"));
+        }
+        cmd.arg(format!("oci:{}:{tag}", layout.path().display()))
+            .arg(format!("docker://{reference}"));
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        (
+            reference,
+            std::fs::read_to_string(digest_file)
+                .unwrap()
+                .trim()
+                .to_string(),
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// The fakes directory (systemctl, journalctl, kubectl, package managers) to put first on PATH.
+pub fn fakes_path() -> String {
+    format!(
+        "{}:{}",
+        repo().join("tests/fakes").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A node (a copy of a fixture) whose Docker used two local registries, one behind a password;
+/// a real containerd started on the config cri-migrate renders for it, with the hosts.toml
+/// files it renders; and the images the tests pull.
+pub struct World {
+    pub node: tempfile::TempDir,
+    pub registry: Registry,
+    pub private: Registry,
+    pub containerd: Containerd,
+    pub image: String,
+    pub digest: String,
+    pub pause: String,
+    pub private_image: String,
+    _certs: tempfile::TempDir,
+}
+
+impl World {
+    /// None (after a loud skip) where root or a real part is missing outside CI.
+    pub fn new() -> Option<World> {
+        let c1 = containerd_1();
+        if skip_unless(is_root(), "not root")
+            || skip_unless(c1.is_some(), "containerd is not installed (apt-get install containerd)")
+            || skip_unless(
+                have("docker-registry") && have("skopeo") && have("busybox") && have("htpasswd"),
+                "docker-registry, skopeo, busybox-static or apache2-utils (htpasswd) is not installed",
+            )
+        {
+            return None;
+        }
+        let registry = Registry::start(None);
+        let private = Registry::start(Some(("robot", "s3cret")));
+        let (image, digest) = registry.push("test/busybox", "1", &["plain"]);
+        let (pause, _) = registry.push("pause/pause", "3.9", &["pause"]);
+        let (private_image, _) = private.push("private/busybox", "1", &["private"]);
+
+        let node = tempfile::tempdir().unwrap();
+        super::copy_tree(
+            &repo().join("tests/fixtures/nodes/kubeadm-1.22-private-pause/node"),
+            node.path(),
+        );
+        let w = |p: &str, s: String| {
+            let path = node.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, s).unwrap();
+        };
+        w(
+            "etc/docker/daemon.json",
+            format!(
+                "{{\"exec-opts\": [\"native.cgroupdriver=systemd\"], \"insecure-registries\": [\"{}\", \"{}\"]}}\n",
+                registry.addr, private.addr
+            ),
+        );
+        w("var/lib/kubelet/kubeadm-flags.env", format!("KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image={pause}\"\n"));
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret");
+        w(
+            "var/lib/kubelet/config.json",
+            format!(
+                "{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}\n",
+                private.addr
+            ),
+        );
+        std::fs::create_dir_all(node.path().join("run/systemd/system")).unwrap();
+
+        // What cri-migrate renders for this node, for real.
+        let out = super::bin()
+            .arg("--root")
+            .arg(node.path())
+            .args([
+                "migrate",
+                "--to",
+                "containerd",
+                "--dry-run",
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let certs = tempfile::tempdir().unwrap();
+        for f in plan["files"].as_array().unwrap() {
+            let path = f["path"].as_str().unwrap();
+            if let Some(rest) = path.strip_prefix("/etc/containerd/certs.d/") {
+                let dst = certs.path().join(rest);
+                std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+                std::fs::write(dst, f["content"].as_str().unwrap()).unwrap();
+            }
+        }
+        let config = super::planned(&plan, "/etc/containerd/config.toml").unwrap();
+        let containerd = Containerd::start(&c1.unwrap(), config, Some(certs.path()));
+        Some(World {
+            node,
+            registry,
+            private,
+            containerd,
+            image,
+            digest,
+            pause,
+            private_image,
+            _certs: certs,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Build a small OCI image layout from Debian's busybox-static, with no network and no Docker:
+#   make-test-image.sh OUT_DIR TAG [LABEL...]
+# Layer 1 holds /bin/busybox and /bin/sh; each LABEL adds a layer with /labels/LABEL, so images
+# with different labels have different digests and share the busybox layer.
+set -eu
+
+main() {
+    [ $# -ge 2 ] || { echo "usage: make-test-image.sh OUT_DIR TAG [LABEL...]" >&2; return 2; }
+    out=$1
+    tag=$2
+    shift 2
+    busybox=$(command -v busybox) || { echo "make-test-image.sh: busybox-static is not installed" >&2; return 1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    mkdir -p "$out/blobs/sha256"
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
+
+    layers=""
+    diff_ids=""
+    mkdir -p "$work/l0/bin"
+    cp "$busybox" "$work/l0/bin/busybox"
+    ln -s busybox "$work/l0/bin/sh"
+    add_layer "$work/l0"
+    for label in "$@"; do
+        mkdir -p "$work/l-$label/labels"
+        printf '%s\n' "$label" >"$work/l-$label/labels/$label"
+        add_layer "$work/l-$label"
+    done
+
+    config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"/bin/sh\"],\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]}}"
+    printf '%s' "$config" >"$work/config"
+    cdigest=$(blob "$work/config")
+    csize=$(wc -c <"$work/config")
+    manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$cdigest\",\"size\":$csize},\"layers\":[${layers}]}"
+    printf '%s' "$manifest" >"$work/manifest"
+    mdigest=$(blob "$work/manifest")
+    msize=$(wc -c <"$work/manifest")
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+        "$mdigest" "$msize" "$tag" >"$out/index.json"
+}
+
+# Store a file as a blob; print its digest.
+blob() {
+    d=$(sha256sum "$1" | cut -d' ' -f1)
+    cp "$1" "$out/blobs/sha256/$d"
+    echo "$d"
+}
+
+add_layer() {
+    # Reproducible: sorted names, fixed times and owners, gzip without a timestamp.
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf "$work/layer.tar" .
+    diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+    gzip -n -c "$work/layer.tar" >"$work/layer.tar.gz"
+    ldigest=$(blob "$work/layer.tar.gz")
+    lsize=$(wc -c <"$work/layer.tar.gz")
+    sep=""
+    [ -n "$layers" ] && sep=","
+    layers="$layers$sep{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$ldigest\",\"size\":$lsize}"
+    diff_ids="$diff_ids$sep\"sha256:$diff\""
+}
+
+main "$@"
