@@ -110,8 +110,16 @@ pub fn run(
         steps.push(Step::Cordon(n.clone()));
         steps.push(Step::Drain(n.clone()));
     }
+    // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting on
+    // its own in between never starts on half a migration.
+    let stops = plan
+        .actions
+        .iter()
+        .take_while(|a| matches!(a, Action::Stop { .. }))
+        .count();
+    steps.extend(plan.actions[..stops].iter().map(Step::Act));
     steps.extend(plan.files.iter().map(Step::Write));
-    steps.extend(plan.actions.iter().map(Step::Act));
+    steps.extend(plan.actions[stops..].iter().map(Step::Act));
     if let Some(n) = &opts.drain {
         steps.push(Step::Uncordon(n.clone()));
     }

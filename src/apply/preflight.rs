@@ -68,7 +68,9 @@ pub fn check(
         Target::Containerd => ("containerd", &facts.runtimes.containerd),
         Target::Crio => ("crio", &facts.runtimes.crio),
     };
-    let found = installed.binary.is_some() || (live && which::which(bin).is_ok());
+    // On the node: its binary, or its package (a node image under --root may be checked
+    // without its binaries having been looked at); live, also whatever PATH finds.
+    let found = installed.installed || (live && which::which(bin).is_ok());
     if !found {
         problems.push(format!(
             "{} is not installed ({bin} not found)",
@@ -92,6 +94,8 @@ pub fn check(
     }
     match nix::sys::statvfs::statvfs(&probe) {
         Ok(st) => {
+            // fsblkcnt_t and c_ulong are not u64 on every platform.
+            #[allow(clippy::unnecessary_cast)]
             let free = st.blocks_available() as u64 * st.fragment_size() as u64;
             if free < need {
                 problems.push(format!("not enough room for the backups under {BACKUPS}: {free} bytes free, {need} needed"));

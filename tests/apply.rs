@@ -1,0 +1,700 @@
+//! Applying a migration, with fake `systemctl`, `journalctl`, `kubectl` and `apt-get` first on
+//! PATH (tests/fakes) and a real containerd and registry for the CRI checks: the happy path,
+//! a failure at every systemctl step (each ends with the node as it was), failed checks,
+//! --no-rollback, offline mode, preflight, the lock, an interrupted run, --drain,
+//! --install-runtime, and the guided mode driven through a pseudo-terminal.
+
+mod common;
+
+use common::services::{fakes_path, World};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The units as Docker's node has them before the move.
+const INITIAL: [(&str, &str, &str); 4] = [
+    ("kubelet.service", "enabled", "active"),
+    ("docker.socket", "enabled", "active"),
+    ("docker.service", "enabled", "active"),
+    ("containerd.service", "enabled", "active"),
+];
+
+fn reset_fakes(state: &Path) {
+    let _ = std::fs::remove_dir_all(state);
+    std::fs::create_dir_all(state.join("units")).unwrap();
+    for (u, e, a) in INITIAL {
+        std::fs::write(state.join(format!("units/{u}.enabled")), format!("{e}\n")).unwrap();
+        std::fs::write(state.join(format!("units/{u}.active")), format!("{a}\n")).unwrap();
+    }
+}
+
+fn units(state: &Path) -> BTreeMap<String, (String, String)> {
+    INITIAL
+        .iter()
+        .map(|(u, _, _)| {
+            let r = |k: &str| {
+                std::fs::read_to_string(state.join(format!("units/{u}.{k}")))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (u.to_string(), (r("enabled"), r("active")))
+        })
+        .collect()
+}
+
+fn initial_units() -> BTreeMap<String, (String, String)> {
+    INITIAL
+        .iter()
+        .map(|(u, e, a)| (u.to_string(), (e.to_string(), a.to_string())))
+        .collect()
+}
+
+fn log(state: &Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(state.join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The node's files, without cri-migrate's own backups and lock.
+fn node_files(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut t = tree(root);
+    t.retain(|k, _| {
+        !k.starts_with("var/lib/cri-migrate") && !k.starts_with("run/cri-migrate.lock")
+    });
+    t
+}
+
+fn cmd(w: &World, state: &Path) -> Command {
+    let mut c = bin();
+    c.env("PATH", fakes_path())
+        .env("FAKE_STATE", state)
+        .env("FAKE_NODE", w.node.path())
+        .arg("--root")
+        .arg(w.node.path());
+    c
+}
+
+fn migrate(w: &World, state: &Path, env: &[(&str, &str)], extra: &[&str]) -> Output {
+    cmd(w, state)
+        .envs(env.iter().copied())
+        .args([
+            "--live",
+            "migrate",
+            "--to",
+            "containerd",
+            "--yes",
+            "--timeout",
+            "4",
+        ])
+        .args([
+            "--cri-endpoint",
+            &w.containerd.endpoint(),
+            "--test-image",
+            &w.image,
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn rollback(w: &World, state: &Path) -> Output {
+    cmd(w, state)
+        .args(["--live", "rollback", "--yes"])
+        .output()
+        .unwrap()
+}
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HAPPY: [&str; 8] = [
+    "stop kubelet.service",
+    "stop docker.socket",
+    "stop docker.service",
+    "disable docker.socket",
+    "disable docker.service",
+    "enable containerd.service",
+    "restart containerd.service",
+    "start kubelet.service",
+];
+
+#[test]
+fn migrate_then_rollback_then_rollback_again() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = node_files(w.node.path());
+
+    let out = migrate(&w, state.path(), &[], &["--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        s(&out.stdout),
+        s(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "migrated");
+    assert_eq!(log(state.path(), "systemctl.log"), HAPPY);
+    assert_eq!(report["verification"]["pull"]["image"], w.image.as_str());
+    assert_eq!(report["verification"]["digest"], w.digest.as_str());
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "done" && s["duration_ms"].is_u64()));
+    let backup = report["backup"].as_str().unwrap();
+    assert!(w
+        .node
+        .path()
+        .join(backup.trim_start_matches('/'))
+        .join("manifest.json")
+        .exists());
+    let flags =
+        std::fs::read_to_string(w.node.path().join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+    assert!(
+        flags.contains("--container-runtime-endpoint=unix:///run/containerd/containerd.sock"),
+        "{flags}"
+    );
+    assert_eq!(
+        units(state.path())["docker.service"],
+        ("disabled".into(), "inactive".into())
+    );
+
+    // Nothing left to do: exit 3 and no service touched.
+    let n = log(state.path(), "systemctl.log").len();
+    assert_eq!(migrate(&w, state.path(), &[], &[]).status.code(), Some(3));
+    assert_eq!(log(state.path(), "systemctl.log").len(), n);
+
+    let out = rollback(&w, state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(
+        node_files(w.node.path()),
+        before,
+        "every file byte-identical after the rollback"
+    );
+    assert_eq!(units(state.path()), initial_units());
+    let out = rollback(&w, state.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a second rollback is harmless: {}",
+        s(&out.stderr)
+    );
+    assert!(s(&out.stdout).contains("restored again"));
+    assert_eq!(node_files(w.node.path()), before);
+}
+
+#[test]
+fn a_failure_at_any_systemctl_step_leaves_the_node_as_it_was() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = node_files(w.node.path());
+    for n in 1..=HAPPY.len() {
+        reset_fakes(state.path());
+        let at = n.to_string();
+        let out = migrate(&w, state.path(), &[("FAKE_FAIL_AT", &at)], &[]);
+        let err = s(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "failing `{}`: {err}",
+            HAPPY[n - 1]
+        );
+        assert!(
+            err.contains("rolled back") && err.contains(HAPPY[n - 1].split(' ').nth(1).unwrap()),
+            "{err}"
+        );
+        assert_eq!(
+            node_files(w.node.path()),
+            before,
+            "failing `{}`: files differ after the rollback",
+            HAPPY[n - 1]
+        );
+        assert_eq!(
+            units(state.path()),
+            initial_units(),
+            "failing `{}`: units differ after the rollback",
+            HAPPY[n - 1]
+        );
+        let calls = log(state.path(), "systemctl.log");
+        assert_eq!(
+            calls[..n],
+            HAPPY[..n],
+            "the steps up to the failure ran in order"
+        );
+        assert!(
+            calls[n..].contains(&"enable docker.service".to_string()),
+            "the rollback re-enables Docker: {calls:?}"
+        );
+    }
+}
+
+#[test]
+fn failed_checks_roll_back_with_the_reason() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = node_files(w.node.path());
+
+    // The runtime never answers CRI: the message carries the unit's journal.
+    reset_fakes(state.path());
+    let out = cmd(&w, state.path())
+        .env(
+            "FAKE_JOURNAL",
+            "level=error msg=\"invalid disabled plugin URI \\\"cri\\\" expect io.containerd.x.vx\"",
+        )
+        .args([
+            "--live",
+            "migrate",
+            "--to",
+            "containerd",
+            "--yes",
+            "--timeout",
+            "1",
+            "--cri-endpoint",
+            "unix:///nonexistent/containerd.sock",
+        ])
+        .output()
+        .unwrap();
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(
+        err.contains("/nonexistent/containerd.sock")
+            && err.contains("journalctl -u containerd.service"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "this usually means: containerd's disabled_plugins holds a schema-1 short name"
+        ),
+        "{err}"
+    );
+    assert_eq!(node_files(w.node.path()), before);
+    assert_eq!(units(state.path()), initial_units());
+
+    // The test pull fails.
+    reset_fakes(state.path());
+    let missing = format!("{}/test/missing:1", w.registry.addr);
+    let out = cmd(&w, state.path())
+        .args([
+            "--live",
+            "migrate",
+            "--to",
+            "containerd",
+            "--yes",
+            "--timeout",
+            "4",
+            "--cri-endpoint",
+            &w.containerd.endpoint(),
+            "--test-image",
+            &missing,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert!(s(&out.stderr).contains(&missing));
+    assert_eq!(node_files(w.node.path()), before);
+
+    // The kubelet does not stay up.
+    reset_fakes(state.path());
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_KUBELET", "crash")],
+        &["--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "rolled-back");
+    assert!(report["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("kubelet.service is not active"));
+    assert!(!report["rollback_steps"].as_array().unwrap().is_empty());
+    assert_eq!(node_files(w.node.path()), before);
+}
+
+#[test]
+fn no_rollback_leaves_it_for_a_person_and_rollback_restores() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = node_files(w.node.path());
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_KUBELET", "crash")],
+        &["--no-rollback"],
+    );
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(
+        err.contains("not attempted, as --no-rollback asked")
+            && err.contains("cri-migrate rollback --backup"),
+        "{err}"
+    );
+    assert_ne!(node_files(w.node.path()), before);
+    // An interrupted (in-progress) migration blocks a new one to another runtime.
+    let out = cmd(&w, state.path())
+        .args(["--live", "migrate", "--to", "crio", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(s(&out.stderr).contains("an interrupted migration to containerd is pending"));
+    let out = rollback(&w, state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(node_files(w.node.path()), before);
+}
+
+#[test]
+fn an_interrupted_run_is_finished_by_migrate_and_undone_by_rollback() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = node_files(w.node.path());
+    for hang_at in [1, 3, 7] {
+        reset_fakes(state.path());
+        let at = hang_at.to_string();
+        let mut c = cmd(&w, state.path());
+        c.env("FAKE_HANG_AT", &at)
+            .args([
+                "--live",
+                "migrate",
+                "--to",
+                "containerd",
+                "--yes",
+                "--timeout",
+                "4",
+                "--cri-endpoint",
+                &w.containerd.endpoint(),
+                "--test-image",
+                &w.image,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let mut child = c.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while log(state.path(), "systemctl.log").len() < hang_at {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never reached call {hang_at}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // kill -9 the tool and the hanging fake with it.
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+
+        // Run migrate again: it finishes the job from the stored plan.
+        let out = migrate(&w, state.path(), &[], &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "resume after call {hang_at}: {}",
+            s(&out.stderr)
+        );
+        assert!(s(&out.stderr).contains("An interrupted migration to containerd was found"));
+        assert_eq!(units(state.path())["kubelet.service"].1, "active");
+        assert_eq!(
+            units(state.path())["docker.service"],
+            ("disabled".into(), "inactive".into())
+        );
+        let out = rollback(&w, state.path());
+        assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+        assert_eq!(
+            node_files(w.node.path()),
+            before,
+            "rollback after an interruption at call {hang_at}"
+        );
+        assert_eq!(units(state.path()), initial_units());
+    }
+}
+
+#[test]
+fn offline_migration_writes_files_and_only_enables_and_disables() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.21-registries/node"),
+        tmp.path(),
+    );
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let out = bin()
+        .env("PATH", fakes_path())
+        .env("FAKE_STATE", state.path())
+        .arg("--root")
+        .arg(tmp.path())
+        .args(["migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert!(s(&out.stdout).contains("offline"));
+    let calls = log(state.path(), "systemctl.log");
+    assert_eq!(
+        calls,
+        [
+            "--root disable docker.socket",
+            "--root disable docker.service",
+            "--root enable containerd.service"
+        ]
+    );
+    assert!(
+        s(&out.stderr).contains("[skip] stop kubelet.service"),
+        "{}",
+        s(&out.stderr)
+    );
+    let hosts = std::fs::read_to_string(
+        tmp.path()
+            .join("etc/containerd/certs.d/docker.io/hosts.toml"),
+    )
+    .unwrap();
+    assert!(hosts.contains("https://mirror.corp.local"));
+    // Offline, a second run has nothing to do either.
+    let again = bin()
+        .env("PATH", fakes_path())
+        .env("FAKE_STATE", state.path())
+        .arg("--root")
+        .arg(tmp.path())
+        .args(["migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(3));
+}
+
+#[test]
+fn preflight_and_lock_failures_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        tmp.path(),
+    );
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = tree(tmp.path());
+    // --live without a booted systemd on the node.
+    let out = bin()
+        .env("PATH", fakes_path())
+        .env("FAKE_STATE", state.path())
+        .arg("--root")
+        .arg(tmp.path())
+        .args(["--live", "migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        s(&out.stderr).contains("systemd is not running on this node"),
+        "{}",
+        s(&out.stderr)
+    );
+    assert!(
+        !tmp.path().join("var/lib/cri-migrate").exists(),
+        "no backup was made"
+    );
+    let mut after = tree(tmp.path());
+    after.retain(|k, _| !k.starts_with("run/"));
+    assert_eq!(after, before);
+    assert!(log(state.path(), "systemctl.log").is_empty());
+
+    // Another run holds the lock.
+    std::fs::create_dir_all(tmp.path().join("run")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(tmp.path().join("run/cri-migrate.lock"))
+        .unwrap();
+    let _held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let out = bin()
+        .env("PATH", fakes_path())
+        .env("FAKE_STATE", state.path())
+        .arg("--root")
+        .arg(tmp.path())
+        .args(["migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(s(&out.stderr).contains("another cri-migrate is running"));
+}
+
+#[test]
+fn drain_and_the_kubeadm_cri_socket_record() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    std::fs::write(w.node.path().join("etc/hostname"), "Worker-1\n").unwrap();
+    std::fs::create_dir_all(w.node.path().join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        w.node.path().join("etc/kubernetes/admin.conf"),
+        "apiVersion: v1\nkind: Config\n",
+    )
+    .unwrap();
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_CRI_SOCKET", "/var/run/dockershim.sock")],
+        &["--drain"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let calls = log(state.path(), "kubectl.log");
+    assert_eq!(calls[0], "cordon worker-1");
+    assert!(calls[1].starts_with("drain worker-1 --ignore-daemonsets"));
+    assert_eq!(calls[2], "uncordon worker-1");
+    assert!(calls[3].starts_with("get node worker-1"));
+    assert_eq!(calls[4], "annotate node worker-1 kubeadm.alpha.kubernetes.io/cri-socket=unix:///run/containerd/containerd.sock --overwrite");
+    assert!(s(&out.stdout)
+        .contains("kubeadm CRI socket annotation updated from /var/run/dockershim.sock"));
+    rollback(&w, state.path());
+
+    // The API is not reachable: the exact command is printed instead.
+    reset_fakes(state.path());
+    let out = migrate(&w, state.path(), &[("FAKE_KUBECTL_FAIL", "get")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert!(s(&out.stdout).contains("run: kubectl annotate node worker-1 kubeadm.alpha.kubernetes.io/cri-socket=unix:///run/containerd/containerd.sock --overwrite"), "{}", s(&out.stdout));
+    rollback(&w, state.path());
+
+    // A failed drain rolls back and uncordons.
+    reset_fakes(state.path());
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_KUBECTL_FAIL", "drain")],
+        &["--drain"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", s(&out.stderr));
+    assert_eq!(
+        log(state.path(), "kubectl.log").last().unwrap(),
+        "uncordon worker-1"
+    );
+}
+
+#[test]
+fn install_runtime_only_with_consent() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    // Take containerd off the node.
+    let status = w.node.path().join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&status).unwrap();
+    let kept: Vec<&str> = text
+        .split("\n\n")
+        .filter(|p| !p.contains("Package: containerd"))
+        .collect();
+    std::fs::write(&status, kept.join("\n\n")).unwrap();
+    let before = node_files(w.node.path());
+
+    let out = migrate(&w, state.path(), &[], &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", s(&out.stderr));
+    assert!(s(&out.stderr).contains("containerd is not installed"));
+    assert!(
+        log(state.path(), "packages.log").is_empty(),
+        "nothing installed without consent"
+    );
+    assert_eq!(node_files(w.node.path()), before);
+
+    let out = migrate(&w, state.path(), &[], &["--install-runtime"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(
+        log(state.path(), "packages.log"),
+        ["apt-get install -y --no-install-recommends containerd"]
+    );
+}
+
+/// A prompt switches the terminal to raw mode after drawing itself, which drops keys typed
+/// before: answer a moment after the prompt shows, as a person would.
+fn answer_after_render(p: &mut rexpect::session::PtySession, answer: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    p.send(answer).unwrap();
+    p.flush().unwrap();
+}
+
+#[test]
+fn guided_mode_through_a_terminal() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = node_files(w.node.path());
+    let guided = |answers: &[(&str, &str)]| -> rexpect::session::PtySession {
+        let mut c = cmd(&w, state.path());
+        c.args([
+            "--live",
+            "migrate",
+            "--timeout",
+            "4",
+            "--cri-endpoint",
+            &w.containerd.endpoint(),
+            "--test-image",
+            &w.image,
+        ]);
+        let mut p = rexpect::session::spawn_command(c, Some(60_000)).unwrap();
+        for (prompt, answer) in answers {
+            p.exp_string(prompt).unwrap();
+            answer_after_render(&mut p, answer);
+        }
+        p
+    };
+
+    // Say no at the last question: nothing changes, exit 9.
+    reset_fakes(state.path());
+    let mut p = guided(&[
+        ("Move the kubelet to which runtime?", "\r"),
+        ("Carry these settings over?", "y"),
+        ("Apply these changes now?", "n"),
+    ]);
+    p.exp_string("cancelled").unwrap();
+    let status = p.process.wait().unwrap();
+    assert!(
+        matches!(status, rexpect::process::wait::WaitStatus::Exited(_, 9)),
+        "{status:?}"
+    );
+    assert_eq!(node_files(w.node.path()), before);
+
+    // Yes all the way: what inspection found, the risks, the settings, the diff, the steps.
+    reset_fakes(state.path());
+    let mut p = rexpect::session::spawn_command(
+        {
+            let mut c = cmd(&w, state.path());
+            c.args([
+                "--live",
+                "migrate",
+                "--timeout",
+                "4",
+                "--cri-endpoint",
+                &w.containerd.endpoint(),
+                "--test-image",
+                &w.image,
+            ]);
+            c
+        },
+        Some(60_000),
+    )
+    .unwrap();
+    p.exp_string("dockershim (Docker Engine)").unwrap();
+    p.exp_string("Risks").unwrap();
+    p.exp_string("Move the kubelet to which runtime?").unwrap();
+    answer_after_render(&mut p, "\r");
+    p.exp_string("Carried over").unwrap();
+    p.exp_string("Carry these settings over?").unwrap();
+    answer_after_render(&mut p, "y");
+    p.exp_string("+++ b/etc/containerd/config.toml").unwrap();
+    p.exp_string("Apply these changes now?").unwrap();
+    answer_after_render(&mut p, "y");
+    p.exp_string("restart containerd.service").unwrap();
+    p.exp_string("Migrated to containerd").unwrap();
+    p.exp_string("To go back: sudo cri-migrate rollback --backup")
+        .unwrap();
+    let status = p.process.wait().unwrap();
+    assert!(
+        matches!(status, rexpect::process::wait::WaitStatus::Exited(_, 0)),
+        "{status:?}"
+    );
+    assert_eq!(log(state.path(), "systemctl.log"), HAPPY);
+}
