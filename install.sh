@@ -16,7 +16,8 @@ OPTIONS:
         --prefix DIR    Install into DIR/bin (default: /usr/local as root, else ~/.local)
     -h, --help          Print this help
 
-Needs cargo (https://rustup.rs or the distribution's cargo) and a C linker.
+Needs cargo (https://rustup.rs or the distribution's cargo), a C linker and protoc; as root on
+Debian or Ubuntu, install.sh installs protoc (protobuf-compiler) when it is missing.
 USAGE
 }
 
@@ -39,6 +40,32 @@ ensure() {
     if ! "$@"; then
         err "command failed: $*"
     fi
+}
+
+# The CRI bindings are generated from the CRI protobuf files at build time: protoc is needed.
+ensure_protoc() {
+    if command -v protoc >/dev/null 2>&1; then
+        return 0
+    fi
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        if [ "$1" = no ]; then
+            [ -t 0 ] || err "protoc is missing: run with -y to install protobuf-compiler, or install it yourself"
+            printf 'protoc is needed to build cri-migrate. Install protobuf-compiler with apt-get? [y/N] '
+            read -r _answer || _answer=""
+            case "$_answer" in
+                y | Y | yes | YES) ;;
+                *) err "protoc is missing (apt-get install protobuf-compiler)" ;;
+            esac
+        fi
+        say "installing protobuf-compiler (protoc)"
+        if ! env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null 2>&1; then
+            # A fresh machine may have no package lists yet.
+            ensure apt-get update -qq
+            ensure env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler
+        fi
+        return 0
+    fi
+    err "protoc is missing: install it (apt-get install protobuf-compiler, dnf install protobuf-compiler)"
 }
 
 main() {
@@ -68,6 +95,7 @@ main() {
     need_cmd cargo
     need_cmd install
     need_cmd dirname
+    ensure_protoc "$_yes"
     _src=$(cd "$(dirname "$0")" && pwd) || err "cannot find the source directory"
     [ -f "$_src/Cargo.toml" ] || err "run install.sh from a cri-migrate checkout ($_src has no Cargo.toml)"
 
