@@ -1,21 +1,6 @@
-mod apply;
-mod cli;
-mod commands;
-mod cri;
-mod error;
-mod flags;
-mod guided;
-mod inspect;
-mod node;
-mod plan;
-mod progress;
-mod render;
-mod report;
-mod rollback;
-mod system;
-mod version;
-
+//! The cri-migrate command: parse, dispatch, print the error paragraph, exit with its code.
 use clap::Parser;
+use cri_migrate::{cli, commands, error, report};
 use error::{exit_code_of, Failure};
 use std::io::Write;
 

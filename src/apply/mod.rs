@@ -131,6 +131,7 @@ pub fn run(
         rollback: None,
         error: None,
     };
+    pause_point(b, "backup");
     for step in &steps {
         let name = step.name();
         progress.begin(&name);
@@ -157,6 +158,7 @@ pub fn run(
             serde_json::to_value(status).unwrap().as_str().unwrap()
         ));
         out.steps.push(report);
+        pause_point(b, &name);
         if let Some(e) = err {
             let reason = format!("{name}: {e:#}");
             if opts.no_rollback {
@@ -191,6 +193,20 @@ pub fn run(
         });
     }
     out
+}
+
+/// A test hook for the end-to-end test's `kill -9` scenarios: with CRI_MIGRATE_PAUSE_AFTER set,
+/// the run stops for good after the first step whose name contains it, so that it can be killed
+/// at a known point.
+fn pause_point(b: &Backup, step: &str) {
+    if let Ok(at) = std::env::var("CRI_MIGRATE_PAUSE_AFTER") {
+        if !at.is_empty() && step.contains(&at) {
+            let _ = b.journal(&format!("paused after {step} (CRI_MIGRATE_PAUSE_AFTER)"));
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
 }
 
 fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {

@@ -118,6 +118,21 @@ impl GrpcCri {
     }
 }
 
+impl GrpcCri {
+    /// CRI `Status` with `verbose`: the runtime's own view of its configuration (containerd puts
+    /// its CRI config, sandbox image and runtimes included, under `config`).
+    pub fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        Ok(self
+            .call(
+                "Status",
+                self.timeout,
+                c.status(StatusRequest { verbose: true }),
+            )?
+            .info)
+    }
+}
+
 /// Pulls take longer than other calls: a large image over a slow mirror.
 const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 

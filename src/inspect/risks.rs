@@ -93,7 +93,7 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
     for key in d.other.keys() {
         if matches!(
             key.as_str(),
-            "iptables" | "ip-masq" | "bridge" | "hosts" | "features"
+            "iptables" | "ip6tables" | "ip-forward" | "ip-masq" | "bridge" | "hosts" | "features"
         ) {
             continue; // Docker's own networking and API: nothing for a CRI runtime to keep.
         }

@@ -1,0 +1,21 @@
+//! cri-migrate: move a Kubernetes node off Docker Engine onto containerd or CRI-O.
+//!
+//! The binary (`src/main.rs`) is a thin shell over these modules; the end-to-end test's kubelet
+//! stand-in (`src/bin/kubelet-standin.rs`) reuses the flag parser and the CRI client.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod cri;
+pub mod error;
+pub mod flags;
+pub mod guided;
+pub mod inspect;
+pub mod node;
+pub mod plan;
+pub mod progress;
+pub mod render;
+pub mod report;
+pub mod rollback;
+pub mod system;
+pub mod version;

@@ -1,0 +1,267 @@
+# Shared by tests/e2e/run.sh and bench/cutover.sh: a Debian 12 node in a box (debootstrap +
+# systemd-nspawn) running Docker and a kubelet stand-in, and registries on 127.0.0.1.
+# Sourced by bash; every wait is bounded.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${CRI_MIGRATE_E2E_CACHE:-/var/cache/cri-migrate-e2e}
+PACKAGES=systemd,systemd-sysv,dbus,docker.io,containerd,runc,ca-certificates,iproute2,procps
+NODES=()
+REGISTRY_PIDS=()
+
+log() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
+
+# Skip loudly where the test cannot run, fail under CI.
+require_tools() {
+    local missing=()
+    [ "$(id -u)" = 0 ] || missing+=("root")
+    for t in debootstrap systemd-nspawn nsenter docker-registry skopeo busybox sha256sum; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "${CI:-}" = true ]; then
+            die "CI=true and the end-to-end test cannot run: missing ${missing[*]}"
+        fi
+        printf '\n*** SKIPPED end-to-end test: missing %s ***\n' "${missing[*]}" >&2
+        exit 0
+    fi
+}
+
+# The Debian 12 root file system, built once and cached outside the repository.
+build_rootfs() {
+    local stamp="$CACHE/rootfs/.cri-migrate-e2e-$PACKAGES"
+    if [ -e "$stamp" ]; then
+        return 0
+    fi
+    log "debootstrap Debian 12 into $CACHE/rootfs (cached for later runs)"
+    mkdir -p "$CACHE"
+    rm -rf "$CACHE/rootfs.tmp" "$CACHE/rootfs"
+    local mirror
+    mirror=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 | awk '{print $2}')
+    [ -n "$mirror" ] || mirror=$(grep -hs '^deb ' /etc/apt/sources.list 2>/dev/null | head -n 1 | awk '{print $2}')
+    [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list*"
+    timeout 1200 debootstrap --variant=minbase --include="$PACKAGES" bookworm "$CACHE/rootfs.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
+        { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+    mv "$CACHE/rootfs.tmp" "$CACHE/rootfs"
+    touch "$stamp"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_registry DIR PORT: Debian's docker-registry on 127.0.0.1:PORT.
+start_registry() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/data"
+    cat >"$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+YML
+    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    REGISTRY_PIDS+=($!)
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$dir/log" >&2
+    die "docker-registry on 127.0.0.1:$port did not start"
+}
+
+# push_image ADDR REPO TAG LABEL...: build a small image (tests/tools/make-test-image.sh), push it.
+push_image() {
+    local addr=$1 repo=$2 tag=$3
+    shift 3
+    local layout
+    layout=$(mktemp -d)
+    "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
+    timeout 120 skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/$repo:$tag"
+    rm -rf "$layout"
+}
+
+# Docker's containerd.io ships this config.toml: the CRI plugin disabled.
+DOCKER_CONTAINERD_TOML='#   Copyright 2018-2022 Docker Inc.
+
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+
+disabled_plugins = ["cri"]
+
+#root = "/var/lib/containerd"
+#state = "/run/containerd"
+'
+
+# make_node NAME KUBELET_VERSION KUBEADM_ARGS: a copy of the root file system, set up as a kubeadm
+# node on Docker with the kubelet stand-in.
+make_node() {
+    local name=$1 version=$2 args=$3
+    local root="$WORK/$name"
+    log "node $name: kubelet $version on Docker"
+    cp -a "$CACHE/rootfs" "$root"
+    echo "$name" >"$root/etc/hostname"
+    mkdir -p "$root/etc/docker" "$root/etc/containerd" "$root/var/lib/kubelet" "$root/etc/kubelet-standin" \
+        "$root/etc/systemd/system/kubelet.service.d" "$root/etc/cni/net.d" "$root/opt/cni/bin" "$root/usr/local/bin"
+    cat >"$root/etc/docker/daemon.json" <<JSON
+{
+  "iptables": false,
+  "ip-forward": false,
+  "bridge": "none",
+  "exec-opts": ["native.cgroupdriver=systemd"],
+  "registry-mirrors": ["http://$MIRROR"],
+  "insecure-registries": ["$REGISTRY"],
+  "log-driver": "json-file",
+  "log-opts": {"max-size": "10m"}
+}
+JSON
+    printf '%s' "$DOCKER_CONTAINERD_TOML" >"$root/etc/containerd/config.toml"
+    # kubeadm's kubelet unit and drop-in, as the kubelet and kubeadm packages install them.
+    cat >"$root/lib/systemd/system/kubelet.service" <<'UNIT'
+[Unit]
+Description=kubelet: The Kubernetes Node Agent (cri-migrate e2e stand-in)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    cat >"$root/etc/systemd/system/kubelet.service.d/10-kubeadm.conf" <<'DROPIN'
+# Note: This dropin only works with kubeadm and kubelet v1.11+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+DROPIN
+    ln -sf /lib/systemd/system/kubelet.service "$root/etc/systemd/system/multi-user.target.wants/kubelet.service"
+    printf 'KUBELET_KUBEADM_ARGS="%s"\n' "$args" >"$root/var/lib/kubelet/kubeadm-flags.env"
+    cat >"$root/var/lib/kubelet/config.yaml" <<'YAML'
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+clusterDNS:
+- 10.96.0.10
+clusterDomain: cluster.local
+staticPodPath: /etc/kubernetes/manifests
+YAML
+    echo "$version" >"$root/etc/kubelet-standin/version"
+    echo "$PAUSE" >"$root/etc/kubelet-standin/sandbox-image"
+    printf '\nPackage: kubelet\nStatus: install ok installed\nPriority: optional\nVersion: %s-00\n' "$version" >>"$root/var/lib/dpkg/status"
+    install -m 0755 "$REPO/target/debug/kubelet-standin" "$root/usr/bin/kubelet"
+    install -m 0755 "$REPO/target/debug/cri-migrate" "$root/usr/local/bin/cri-migrate"
+    touch "$root/opt/cni/bin/loopback"
+    echo '{"cniVersion":"0.4.0","name":"lo","plugins":[{"type":"loopback"}]}' >"$root/etc/cni/net.d/99-loopback.conflist"
+}
+
+# boot_node NAME: systemd as PID 1 in the node; sets NODE_PID (PID 1 seen from the host).
+boot_node() {
+    local name=$1 root="$WORK/$1"
+    systemd-nspawn --boot --register=no --keep-unit --quiet -D "$root" --machine="$name" >"$WORK/$name.console" 2>&1 &
+    local nspawn=$!
+    echo "$nspawn" >"$WORK/$name.nspawn"
+    NODES+=("$name")
+    local i
+    NODE_PID=""
+    for i in $(seq 100); do
+        NODE_PID=$(ps --ppid "$nspawn" -o pid= | head -n 1 | tr -d ' ')
+        [ -n "$NODE_PID" ] && break
+        sleep 0.1
+    done
+    [ -n "$NODE_PID" ] || die "node $name did not start (see $WORK/$name.console)"
+    echo "$NODE_PID" >"$WORK/$name.pid"
+    local state
+    state=$(timeout 120 nsenter -t "$NODE_PID" -a systemctl is-system-running --wait 2>/dev/null || true)
+    log "node $name booted (PID 1 is $NODE_PID on the host): $state"
+}
+
+in_node() { nsenter -t "$NODE_PID" -a -- env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+# Wait until a unit is active (bounded).
+wait_active() {
+    local unit=$1 i
+    for i in $(seq "${2:-60}"); do
+        [ "$(in_node systemctl is-active "$unit" 2>/dev/null)" = active ] && return 0
+        sleep 1
+    done
+    return 1
+}
+
+stop_node() {
+    local name=$1
+    local nspawn pid
+    nspawn=$(cat "$WORK/$name.nspawn" 2>/dev/null) || return 0
+    pid=$(cat "$WORK/$name.pid" 2>/dev/null) || true
+    if kill -0 "$nspawn" 2>/dev/null; then
+        # SIGTERM to systemd-nspawn does not stop it here: ask systemd inside.
+        [ -n "$pid" ] && nsenter -t "$pid" -a systemctl poweroff >/dev/null 2>&1 || true
+        local i
+        for i in $(seq 60); do
+            kill -0 "$nspawn" 2>/dev/null || break
+            sleep 1
+        done
+        kill -9 "$nspawn" 2>/dev/null || true
+        sleep 1
+    fi
+    rm -f "$WORK/$name.nspawn"
+}
+
+cleanup() {
+    local n
+    for n in "${NODES[@]}"; do stop_node "$n"; done
+    for n in "${REGISTRY_PIDS[@]}"; do kill "$n" 2>/dev/null || true; done
+    # Never delete a node's root while it runs: only after its nspawn is gone.
+    if [ -n "${WORK:-}" ] && [ -z "${KEEP_WORK:-}" ]; then
+        local busy=0
+        for n in "${NODES[@]}"; do [ -e "$WORK/$n.nspawn" ] && busy=1; done
+        [ "$busy" = 0 ] && rm -rf "$WORK"
+    fi
+}
+
+# The node's /etc and /var/lib/kubelet: paths, modes, owners and contents, one line each.
+node_state() {
+    local root="$WORK/$1"
+    (cd "$root" && find etc var/lib/kubelet \( -type f -o -type l \) ! -path 'etc/machine-id' -print0 | sort -z |
+        xargs -0 stat -c '%n %a %u:%g %s' && find etc var/lib/kubelet -type f ! -path 'etc/machine-id' -print0 | sort -z | xargs -0 sha256sum)
+}
+
+# Registries on the host's loopback (the node shares the host's network): one insecure registry
+# with the test images and the pause image, and a Docker Hub mirror holding an image found
+# nowhere else.
+setup_registries() {
+    local rp mp
+    rp=$(free_port)
+    mp=$(free_port)
+    REGISTRY=127.0.0.1:$rp
+    MIRROR=127.0.0.1:$mp
+    start_registry "$WORK/registry" "$rp"
+    start_registry "$WORK/mirror" "$mp"
+    push_image "$REGISTRY" test/busybox 1 plain
+    push_image "$REGISTRY" pause/pause 3.9 pause
+    push_image "$MIRROR" library/mirroronly 1 mirror
+    PAUSE=$REGISTRY/pause/pause:3.9
+    TEST_IMAGE=$REGISTRY/test/busybox:1
+    log "registries: $REGISTRY (insecure), $MIRROR (Docker Hub mirror)"
+}
+
+# Docker holds the images before the migration, one of them pulled through the mirror.
+docker_pull_images() {
+    in_node timeout 120 docker pull -q "$TEST_IMAGE" >/dev/null
+    in_node timeout 120 docker pull -q "$PAUSE" >/dev/null
+    in_node timeout 120 docker pull -q mirroronly:1 >/dev/null
+}
+
+journal() {
+    in_node journalctl --no-pager -n "${2:-40}" -u "$1" 2>/dev/null || true
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# End to end: migrate a real systemd node running Docker, roll it back, break it, interrupt it.
+# The node is Debian 12 from debootstrap (cached in /var/cache/cri-migrate-e2e), booted with
+# systemd-nspawn; the kubelet is a stand-in (src/bin/kubelet-standin.rs, see its header: no
+# kubelet binary can be installed here). Registries run on the host's 127.0.0.1, which the node
+# shares. Needs root; skipped loudly without it (failing under CI=true).
+#   tests/e2e/run.sh            all scenarios
+#   KEEP_WORK=1 tests/e2e/run.sh   keep the nodes' files for a look afterwards
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PASSED=0
+FAILED=0
+FAILURES=()
+
+# expect DESCRIPTION COMMAND...: one check; on failure the node's journal is printed.
+expect() {
+    local desc=$1
+    shift
+    if "$@"; then
+        printf '    ok   %s\n' "$desc" >&2
+        return 0
+    fi
+    printf '    FAIL %s\n' "$desc" >&2
+    printf -- '--- journal: kubelet ---\n%s\n--- containerd ---\n%s\n--- docker ---\n%s\n' \
+        "$(journal kubelet.service 25)" "$(journal containerd.service 25)" "$(journal docker.service 15)" >&2
+    return 1
+}
+
+scenario() {
+    local name=$1
+    shift
+    log "scenario: $name"
+    if "$@"; then
+        PASSED=$((PASSED + 1))
+        printf 'PASS %s\n' "$name" >&2
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$name")
+        printf 'FAIL %s\n' "$name" >&2
+    fi
+}
+
+exits() { # exits CODE COMMAND...
+    local want=$1 got
+    shift
+    "$@" >"$WORK/last.out" 2>"$WORK/last.err"
+    got=$?
+    if [ "$got" != "$want" ]; then
+        printf '      exit %s, wanted %s\n' "$got" "$want" >&2
+        tail -n 20 "$WORK/last.err" >&2
+        return 1
+    fi
+}
+
+is_state() { [ "$(in_node systemctl "$1" "$2" 2>/dev/null)" = "$3" ]; }
+same_state() {
+    node_state "$NODE" >"$WORK/state.now"
+    diff -u "$WORK/state.$1" "$WORK/state.now" >&2
+}
+docker_and_kubelet_back() {
+    expect "docker.service enabled and active" is_state is-active docker.service active &&
+        expect "docker.service enabled" is_state is-enabled docker.service enabled &&
+        expect "the kubelet is active again (on dockershim)" wait_active kubelet.service 30 &&
+        expect "the kubelet stand-in says dockershim" bash -c "journalctl_tail | grep -q dockershim"
+}
+journalctl_tail() { in_node journalctl --no-pager -u kubelet.service -n 5 -o cat; }
+export -f journalctl_tail in_node
+export NODE_PID
+
+# --- scenarios -----------------------------------------------------------------------------
+
+dry_run_changes_nothing() {
+    node_state "$NODE" >"$WORK/state.before-dry"
+    expect "dry run exits 0" exits 0 in_node cri-migrate migrate --to containerd --dry-run &&
+        expect "the plan shows containerd's config" grep -q '+++ b/etc/containerd/config.toml' "$WORK/last.out" &&
+        expect "/etc and /var/lib/kubelet unchanged" same_state before-dry
+}
+
+migrate_to_containerd() {
+    local flags
+    expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json || return 1
+    cp "$WORK/last.out" "$WORK/report-$NODE.json"
+    expect "the report says migrated" grep -q '"result": "migrated"' "$WORK/last.out" &&
+        expect "docker.service stopped" is_state is-active docker.service inactive &&
+        expect "docker.service disabled" is_state is-enabled docker.service disabled &&
+        expect "docker.socket disabled" is_state is-enabled docker.socket disabled &&
+        expect "containerd active" is_state is-active containerd.service active &&
+        expect "containerd runs runc with the systemd cgroup driver" bash -c "in_node containerd config dump | grep -q 'SystemdCgroup = true'" &&
+        expect "containerd's sandbox image is the node's pause image" bash -c "in_node containerd config dump | grep -q 'sandbox_image = \"$PAUSE\"'" &&
+        expect "the kubelet stand-in is active" wait_active kubelet.service 30 &&
+        expect "the kubelet stand-in talks CRI to containerd" bash -c "journalctl_tail | grep -q 'containerd .* ready on unix:///run/containerd/containerd.sock'" &&
+        expect "an image only the mirror has pulls through CRI" exits 0 in_node cri-migrate verify --image docker.io/library/mirroronly:1 &&
+        expect "/etc/crictl.yaml points at containerd" grep -q 'containerd.sock' "$WORK/$NODE/etc/crictl.yaml" || return 1
+    flags=$(cat "$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env")
+    case "$KUBELET" in
+        1.23*) expect "flags for 1.23: remote runtime, no --network-plugin" bash -c "[[ '$flags' == *--container-runtime=remote* && '$flags' != *--network-plugin* ]]" ;;
+        *) expect "flags for 1.27: no --container-runtime" bash -c "[[ '$flags' != *--container-runtime=* ]]" &&
+            expect "config.yaml has containerRuntimeEndpoint" grep -q '^containerRuntimeEndpoint: unix:///run/containerd/containerd.sock' "$WORK/$NODE/var/lib/kubelet/config.yaml" ;;
+    esac
+}
+
+second_migrate_has_nothing_to_do() {
+    node_state "$NODE" >"$WORK/state.migrated"
+    expect "a second migrate exits 3" exits 3 in_node cri-migrate migrate --to containerd --yes &&
+        expect "it says nothing to do" grep -q 'nothing to do' "$WORK/last.out" &&
+        expect "nothing changed" same_state migrated
+}
+
+rollback_restores_everything() {
+    expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back
+}
+
+failed_verification_rolls_back() {
+    expect "a migration whose test pull fails exits 7" exits 7 in_node cri-migrate migrate --to containerd --yes --test-image "$REGISTRY/test/missing:1" &&
+        expect "the error says rolled back" grep -q 'rolled back' "$WORK/last.err" &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back
+}
+
+killed_runs_resume_or_roll_back() {
+    local point backup
+    for point in "backup" "write /var/lib/kubelet/kubeadm-flags.env" "stop docker.service" "restart containerd.service"; do
+        printf '  kill -9 after: %s\n' "$point" >&2
+        local before
+        before=$(ls -d "$WORK/$NODE"/var/lib/cri-migrate/backups/*/ 2>/dev/null | tail -n 1)
+        in_node env CRI_MIGRATE_PAUSE_AFTER="$point" cri-migrate migrate --to containerd --yes >"$WORK/killed.out" 2>&1 &
+        local i paused=""
+        for i in $(seq 120); do
+            backup=$(ls -d "$WORK/$NODE"/var/lib/cri-migrate/backups/*/ 2>/dev/null | tail -n 1)
+            # This run's backup: a newer one than before it started.
+            if [ -n "$backup" ] && [ "$backup" != "$before" ] && grep -q "paused after" "$backup/journal.log" 2>/dev/null; then
+                paused=1
+                break
+            fi
+            sleep 0.5
+        done
+        expect "the run reached '$point'" test -n "$paused" || return 1
+        pkill -9 -f "cri-migrate migrate --to containerd --yes" || true
+        sleep 1
+        expect "migrate again finishes the job" exits 0 in_node cri-migrate migrate --to containerd --yes &&
+            expect "it resumed" grep -q 'interrupted migration' "$WORK/last.err" &&
+            expect "the kubelet is active on containerd" wait_active kubelet.service 30 &&
+            expect "docker is stopped" is_state is-active docker.service inactive &&
+            expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+            expect "every file byte-identical to before" same_state original &&
+            docker_and_kubelet_back || return 1
+    done
+}
+
+# --- run ------------------------------------------------------------------------------------
+
+require_tools
+WORK=$(mktemp -d /var/tmp/cri-migrate-e2e.XXXXXX)
+trap cleanup EXIT
+log "building cri-migrate and the kubelet stand-in"
+(cd "$REPO" && cargo build --bins --quiet) || die "cargo build failed"
+build_rootfs
+setup_registries
+
+NODE=n123
+KUBELET=1.23.17
+make_node "$NODE" "$KUBELET" "--network-plugin=cni --pod-infra-container-image=$PAUSE"
+boot_node "$NODE"
+if ! wait_active docker.service 60 || ! wait_active kubelet.service 60; then
+    journal docker.service 30 >&2
+    journal kubelet.service 30 >&2
+    die "node $NODE did not come up with Docker and the kubelet"
+fi
+docker_pull_images || die "Docker could not pull the test images"
+node_state "$NODE" >"$WORK/state.original"
+
+scenario "6. a dry run on the live node changes nothing" dry_run_changes_nothing
+scenario "1. migrate to containerd (kubelet 1.23)" migrate_to_containerd
+scenario "5. a second migrate has nothing to do" second_migrate_has_nothing_to_do
+scenario "2. rollback restores every file and Docker" rollback_restores_everything
+scenario "3. a failed verification rolls back" failed_verification_rolls_back
+scenario "4. kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
+stop_node "$NODE"
+
+# kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the
+# move its kubelet cannot start here; the scenario checks that after it, it runs with 1.27's rules.
+NODE=n127
+KUBELET=1.27.16
+make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
+boot_node "$NODE"
+wait_active docker.service 60 || die "node $NODE did not come up with Docker"
+docker_pull_images || die "Docker could not pull the test images"
+scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
+stop_node "$NODE"
+
+echo
+for f in "${FAILURES[@]}"; do echo "failed: $f"; done
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
