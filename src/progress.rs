@@ -6,14 +6,9 @@ use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
+#[derive(Default)]
 pub struct Bars {
     current: Option<ProgressBar>,
-}
-
-impl Bars {
-    pub fn new() -> Bars {
-        Bars { current: None }
-    }
 }
 
 impl Progress for Bars {

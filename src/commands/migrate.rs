@@ -219,7 +219,7 @@ fn node_name(t: &Node_, facts: &Facts) -> String {
 fn progress_for(mode: Mode, output: Output) -> Box<dyn Progress> {
     match (mode, output) {
         (_, Output::Json) => Box::new(Quiet),
-        (Mode::Guided, _) => Box::new(Bars::new()),
+        (Mode::Guided, _) => Box::new(Bars::default()),
         _ => Box::new(Lines),
     }
 }

@@ -53,7 +53,7 @@ pub fn run(t: &Target, args: &RollbackArgs, console: Console, out: &mut dyn Writ
     };
     let mut progress: Box<dyn Progress> = match args.output {
         Output::Json => Box::new(Quiet),
-        Output::Text if console.stderr_tty => Box::new(Bars::new()),
+        Output::Text if console.stderr_tty => Box::new(Bars::default()),
         Output::Text => Box::new(Lines),
     };
     let (steps, r) = crate::rollback::undo(t.node, &mut b, &fx, progress.as_mut());
