@@ -678,9 +678,12 @@ fn actions(
     rv: Version,
 ) -> Vec<Action> {
     let unit = |u: &str| u.to_string();
+    // Only what the cutover needs runs while the kubelet is down; enabling and disabling units
+    // (what the next boot will start) comes once the kubelet is back.
     let mut a = vec![Action::Stop {
         unit: unit("kubelet.service"),
     }];
+    let mut after: Vec<Action> = Vec::new();
     if from.is_docker() && from != target.kind() {
         let mut docker_units: Vec<&str> = Vec::new();
         if from == RuntimeKind::CriDockerd {
@@ -699,7 +702,7 @@ fn actions(
             docker_units.push("docker.service");
         }
         a.extend(docker_units.iter().map(|u| Action::Stop { unit: unit(u) }));
-        a.extend(
+        after.extend(
             docker_units
                 .iter()
                 .map(|u| Action::Disable { unit: unit(u) }),
@@ -708,7 +711,7 @@ fn actions(
     if files.iter().any(|f| f.unit_file) {
         a.push(Action::DaemonReload);
     }
-    a.push(Action::Enable {
+    after.push(Action::Enable {
         unit: unit(target.unit()),
     });
     a.push(Action::Restart {
@@ -734,5 +737,6 @@ fn actions(
         unit: unit("kubelet.service"),
         timeout_secs: 120,
     });
+    a.extend(after);
     a
 }

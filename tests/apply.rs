@@ -116,11 +116,11 @@ const HAPPY: [&str; 8] = [
     "stop kubelet.service",
     "stop docker.socket",
     "stop docker.service",
+    "restart containerd.service",
+    "start kubelet.service",
     "disable docker.socket",
     "disable docker.service",
     "enable containerd.service",
-    "restart containerd.service",
-    "start kubelet.service",
 ];
 
 #[test]

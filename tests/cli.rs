@@ -393,16 +393,16 @@ fn json_plan_has_the_documented_fields() {
             "stop cri-docker.service",
             "stop docker.socket",
             "stop docker.service",
-            "disable cri-docker.socket",
-            "disable cri-docker.service",
-            "disable docker.socket",
-            "disable docker.service",
-            "enable containerd.service",
             "restart containerd.service",
             "wait-for-socket ",
             "verify-pull ",
             "start kubelet.service",
             "wait-active kubelet.service",
+            "disable cri-docker.socket",
+            "disable cri-docker.service",
+            "disable docker.socket",
+            "disable docker.service",
+            "enable containerd.service",
         ]
     );
 }

@@ -285,15 +285,17 @@ pub fn wait_ready(endpoint: &str, timeout: Duration) -> Result<GrpcCri> {
     let deadline = Instant::now() + timeout;
     let mut last = anyhow!("not tried");
     while Instant::now() < deadline {
+        // Short tries: a restarting runtime answers within milliseconds of its socket appearing,
+        // and every one of them is downtime.
         let left = deadline
             .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(5))
-            .max(Duration::from_millis(200));
+            .min(Duration::from_secs(2))
+            .max(Duration::from_millis(100));
         match GrpcCri::connect(endpoint, left).and_then(|c| c.version().map(|_| c)) {
             Ok(c) => return Ok(c),
             Err(e) => last = e,
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(50));
     }
     Err(last.context(format!(
         "CRI did not answer on {endpoint} within {}s",
