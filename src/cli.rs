@@ -19,7 +19,8 @@ Exit codes:
   8  the migration failed and the rollback did not complete: a person must look (the message
      names the backup to restore from)
   9  cancelled at a prompt; nothing was changed
- 10  verify: the runtime did not pass the check"
+ 10  verify: the runtime did not pass the check
+ 11  images: some image could not be carried over (the others were)"
     };
 }
 macro_rules! migrate_examples {
@@ -96,6 +97,11 @@ pub enum Command {
         after_help = "Examples:\n  sudo cri-migrate rollback\n  sudo cri-migrate rollback --backup /var/lib/cri-migrate/backups/20261126T101500.123Z --yes"
     )]
     Rollback(RollbackArgs),
+    /// Carry Docker's images over to the runtime (what `migrate` does before the cutover), alone.
+    #[command(
+        after_help = "Examples:\n  sudo cri-migrate images --to containerd\n  sudo cri-migrate images --to containerd --images all --output json"
+    )]
+    Images(ImagesArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate"
@@ -150,9 +156,31 @@ pub struct MigrateArgs {
     /// How long to wait for the runtime's CRI socket, and twice that for the kubelet (seconds).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// Carry Docker's images over before the cutover: in-use (the node's containers', the pause
+    /// image, the static pods'), all, or none.
+    #[arg(long, value_enum, default_value_t)]
+    pub images: crate::images::Selection,
+    /// Go ahead even when an in-use image could not be carried over.
+    #[arg(long)]
+    pub force: bool,
     /// Reach the runtime here for the checks (a test hook).
     #[arg(long, value_name = "URL", hide = true)]
     pub cri_endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The runtime to carry the images to.
+    #[arg(long, value_enum)]
+    pub to: Target,
+    /// Which images: in-use (the node's containers', the pause image, the static pods'), all.
+    #[arg(long, value_enum, default_value_t)]
+    pub images: crate::images::Selection,
+    /// How many images to carry at once.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

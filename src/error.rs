@@ -25,6 +25,8 @@ pub mod exit {
     pub const CANCELLED: i32 = 9;
     /// `verify`: the runtime did not answer, was not ready, or the test pull failed.
     pub const VERIFY_FAILED: i32 = 10;
+    /// `images`: at least one image could not be carried over (the others were).
+    pub const IMAGES_FAILED: i32 = 11;
 }
 
 /// A failure with a documented exit code. Its message is one paragraph: what, where, what to do.

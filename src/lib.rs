@@ -10,6 +10,7 @@ pub mod cri;
 pub mod error;
 pub mod flags;
 pub mod guided;
+pub mod images;
 pub mod inspect;
 pub mod node;
 pub mod plan;

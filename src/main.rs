@@ -11,6 +11,7 @@ fn main() {
         cli::Command::Migrate(a) => a.output == cli::Output::Json,
         cli::Command::Verify(a) => a.output == cli::Output::Json,
         cli::Command::Rollback(a) => a.output == cli::Output::Json,
+        cli::Command::Images(a) => a.output == cli::Output::Json,
         cli::Command::Completions { .. } => false,
     };
     let command = match &cli.command {
@@ -18,6 +19,7 @@ fn main() {
         cli::Command::Migrate(_) => "migrate",
         cli::Command::Verify(_) => "verify",
         cli::Command::Rollback(_) => "rollback",
+        cli::Command::Images(_) => "images",
         cli::Command::Completions { .. } => "completions",
     };
     let stdout = std::io::stdout();

@@ -60,6 +60,9 @@ pub struct StoredPlan {
     pub test_image: String,
     pub files: Vec<StoredFile>,
     pub actions: Vec<Action>,
+    /// Images carried over from Docker: checked through CRI once the runtime serves it.
+    #[serde(default)]
+    pub check_images: Vec<String>,
 }
 
 impl StoredPlan {
@@ -78,6 +81,7 @@ impl StoredPlan {
                 })
                 .collect(),
             actions: plan.actions.clone(),
+            check_images: vec![],
         }
     }
 }
@@ -304,6 +308,7 @@ mod tests {
                 },
             ],
             actions: vec![],
+            check_images: vec![],
         };
         let mut b = Backup::create(&node, plan.clone(), vec![], false).unwrap();
         for f in &plan.files {

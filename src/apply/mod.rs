@@ -80,6 +80,7 @@ enum Step<'p> {
     Drain(String),
     Write(&'p backup::StoredFile),
     Act(&'p Action),
+    CheckImages(&'p [String]),
     Uncordon(String),
 }
 
@@ -90,6 +91,9 @@ impl Step<'_> {
             Step::Drain(n) => format!("drain node {n}"),
             Step::Write(f) => format!("write {}", f.path),
             Step::Act(a) => a.to_string(),
+            Step::CheckImages(names) => {
+                format!("find the {} carried image name(s) through CRI", names.len())
+            }
             Step::Uncordon(n) => format!("uncordon node {n}"),
         }
     }
@@ -119,7 +123,13 @@ pub fn run(
         .count();
     steps.extend(plan.actions[..stops].iter().map(Step::Act));
     steps.extend(plan.files.iter().map(Step::Write));
-    steps.extend(plan.actions[stops..].iter().map(Step::Act));
+    for a in &plan.actions[stops..] {
+        steps.push(Step::Act(a));
+        // The carried images are checked where the kubelet will look for them, before it starts.
+        if matches!(a, Action::VerifyPull { .. }) && !plan.check_images.is_empty() {
+            steps.push(Step::CheckImages(&plan.check_images));
+        }
+    }
     if let Some(n) = &opts.drain {
         steps.push(Step::Uncordon(n.clone()));
     }
@@ -274,6 +284,29 @@ fn exec(
             b.record_created_dirs(created)?;
             Ok(None)
         }
+        Step::CheckImages(names) => {
+            if !opts.live {
+                return Ok(Some("skipped".into()));
+            }
+            let endpoint = opts
+                .cri_endpoint
+                .clone()
+                .unwrap_or_else(|| plan.endpoint.clone());
+            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+            let mut missing = Vec::new();
+            for n in names.iter() {
+                if !cri.image_present(n)? {
+                    missing.push(n.as_str());
+                }
+            }
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "the runtime does not find carried image(s) {} through CRI",
+                    missing.join(", ")
+                );
+            }
+            Ok(Some(format!("{} name(s) found", names.len())))
+        }
         Step::Act(a) => {
             let endpoint = opts
                 .cri_endpoint
@@ -323,7 +356,22 @@ fn exec(
                     };
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
                     let cred = cri::credentials::lookup(node, &image);
-                    let v = cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref())?;
+                    let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
+                        Ok(v) => v,
+                        // An air-gapped node cannot pull, and needs not: the image was carried
+                        // over from Docker, and the runtime has it where the kubelet looks.
+                        Err(e)
+                            if plan
+                                .check_images
+                                .contains(&crate::images::normalize(&image))
+                                && cri.image_present(&image).unwrap_or(false) =>
+                        {
+                            return Ok(Some(format!(
+                                "{image} could not be pulled ({e:#}), but the runtime has it, carried over from Docker"
+                            )));
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let detail = format!(
                         "pulled {image}{} in {} ms{}",
                         v.digest

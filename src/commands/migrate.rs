@@ -6,6 +6,7 @@ use crate::apply::{self, ApplyOptions, Effects, Outcome, Progress, Quiet};
 use crate::cli::{MigrateArgs, Output};
 use crate::error::{exit, Failure};
 use crate::guided;
+use crate::images;
 use crate::inspect::{self, Facts, InspectOptions};
 use crate::plan::{self, Plan, PlanOptions, Target};
 use crate::progress::{Bars, Lines};
@@ -121,8 +122,61 @@ pub fn run(t: &Node_, args: &MigrateArgs, console: Console, out: &mut dyn Write)
 
     let _lock = apply::preflight::lock(t.node)?;
     let test_image = args.test_image.clone().unwrap_or_default();
-    let stored = StoredPlan::from_plan(&plan, &test_image);
+    let mut stored = StoredPlan::from_plan(&plan, &test_image);
     apply::preflight::check(t.node, &facts, target, &stored, t.live)?;
+
+    // Docker's images, while Docker still serves and before anything changes.
+    let show = match (args.output, mode) {
+        (Output::Json, _) => images::Show::Quiet,
+        (_, Mode::Guided) => images::Show::Bar,
+        _ => images::Show::Lines,
+    };
+    let pause = plan
+        .settings
+        .sandbox_image
+        .as_ref()
+        .map(|s| s.value.clone());
+    let request = super::images::Request {
+        target,
+        pause,
+        root_changes: plan.settings.runtime_root.is_some(),
+        selection: args.images,
+        parallel: 2,
+        show,
+    };
+    let carried = match super::images::carry(t, &facts, request)? {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("images: {why}");
+            vec![]
+        }
+    };
+    if !carried.is_empty() && args.output == Output::Text {
+        eprintln!("images: {}", super::images::summary(&carried));
+    }
+    let missing = images::missing_in_use(&carried);
+    if !missing.is_empty() && !args.force {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} ({})",
+                    c.names.join(" "),
+                    c.error.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        return Err(Failure::preflight(
+            format!("in-use image(s) could not be carried over to containerd: {}", names.join("; ")),
+            "The node's configuration was not changed (the images carried so far stay in containerd). Fix the cause, or run with --images none to let the runtime pull them, or --force to go ahead without them.",
+        )
+        .into());
+    }
+    stored.check_images = carried
+        .iter()
+        .filter(|c| c.result != images::Outcome::Failed)
+        .flat_map(|c| c.names.clone())
+        .collect();
     let systemd = t.systemd();
     let units = UNITS.iter().map(|u| systemd.state(u)).collect();
     let mut backup = Backup::create(t.node, stored, units, t.live)?;
@@ -154,6 +208,7 @@ pub fn run(t: &Node_, args: &MigrateArgs, console: Console, out: &mut dyn Write)
         args,
         kubectl_ref(&kubectl),
         &node_name,
+        &carried,
         out,
     )
 }
@@ -260,6 +315,7 @@ fn finish(
     args: &MigrateArgs,
     kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
     node_name: &str,
+    carried: &[images::Carried],
     out: &mut dyn Write,
 ) -> Result<i32> {
     let kubeadm = facts
@@ -291,6 +347,7 @@ fn finish(
                 "verification": o.verification,
                 "rollback_steps": o.rollback,
                 "kubeadm_cri_socket": record,
+                "images": carried,
                 "warnings": plan.warnings,
                 "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
             });
@@ -330,6 +387,9 @@ fn finish(
                 }
                 if let Some(r) = &record {
                     writeln!(out, "  kubeadm       {r}")?;
+                }
+                if !carried.is_empty() {
+                    writeln!(out, "  images        {}", super::images::summary(carried))?;
                 }
                 writeln!(out, "  backup        {}", o.backup)?;
                 writeln!(

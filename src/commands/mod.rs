@@ -1,6 +1,7 @@
 //! One module per verb. Each reads the node, computes, prints to the writer it is given, and
 //! returns the exit code; the process environment (terminals) comes in as [`Console`].
 
+mod images;
 mod migrate;
 mod rollback;
 mod verify;
@@ -116,6 +117,7 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         Command::Migrate(args) => migrate::run(&t, &args, console, out),
         Command::Verify(args) => verify::run(&t, &args, out),
         Command::Rollback(args) => rollback::run(&t, &args, console, out),
+        Command::Images(args) => images::run(&t, &args, console, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cri-migrate", out);
             Ok(exit::OK)

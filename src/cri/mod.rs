@@ -47,6 +47,8 @@ pub trait Cri {
     fn version(&self) -> Result<RuntimeVersion>;
     fn status(&self) -> Result<Vec<Condition>>;
     fn pull(&self, image: &str, auth: Option<&credentials::Credential>) -> Result<PulledImage>;
+    /// CRI `ImageStatus`: whether the runtime has an image under this name.
+    fn image_present(&self, image: &str) -> Result<bool>;
 }
 
 /// The real client: a tonic channel over the unix socket, driven by a small tokio runtime.
@@ -137,6 +139,23 @@ impl GrpcCri {
 const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Cri for GrpcCri {
+    fn image_present(&self, image: &str) -> Result<bool> {
+        let mut c = ImageServiceClient::new(self.channel.clone());
+        let spec = ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        };
+        let s = self.call(
+            "ImageStatus",
+            self.timeout,
+            c.image_status(ImageStatusRequest {
+                image: Some(spec),
+                verbose: false,
+            }),
+        )?;
+        Ok(s.image.is_some())
+    }
+
     fn version(&self) -> Result<RuntimeVersion> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
         let v = self.call(

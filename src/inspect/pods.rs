@@ -13,6 +13,8 @@ pub struct StaticPod {
     pub file: String,
     pub name: Option<String>,
     pub host_paths: Vec<String>,
+    /// The images its containers and init containers run.
+    pub images: Vec<String>,
     /// Set when the manifest could not be read as YAML (the kubelet skips it too).
     pub error: Option<String>,
 }
@@ -60,6 +62,7 @@ pub fn static_pods(node: &Node, kubelet: &Kubelet) -> Vec<StaticPod> {
             file,
             name: None,
             host_paths: vec![],
+            images: vec![],
             error: None,
         };
         match serde_yaml::from_str::<serde_yaml::Value>(&text) {
@@ -69,6 +72,18 @@ pub fn static_pods(node: &Node, kubelet: &Kubelet) -> Vec<StaticPod> {
                     .and_then(|m| m.get("name"))
                     .and_then(|n| n.as_str())
                     .map(str::to_string);
+                for key in ["containers", "initContainers"] {
+                    if let Some(cs) = v
+                        .get("spec")
+                        .and_then(|s| s.get(key))
+                        .and_then(|c| c.as_sequence())
+                    {
+                        pod.images.extend(
+                            cs.iter()
+                                .filter_map(|c| c.get("image")?.as_str().map(str::to_string)),
+                        );
+                    }
+                }
                 if let Some(vols) = v
                     .get("spec")
                     .and_then(|s| s.get("volumes"))

@@ -73,14 +73,16 @@ YML
     die "docker-registry on 127.0.0.1:$port did not start"
 }
 
-# push_image ADDR REPO TAG LABEL...: build a small image (tests/tools/make-test-image.sh), push it.
+# push_image ADDR REPO TAG LABEL...: build a small image (tests/tools/make-test-image.sh), push
+# it, print its manifest digest.
 push_image() {
     local addr=$1 repo=$2 tag=$3
     shift 3
     local layout
     layout=$(mktemp -d)
     "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
-    timeout 120 skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/$repo:$tag"
+    timeout 120 skopeo copy --quiet --dest-tls-verify=false --digestfile "$layout/digest" "oci:$layout:$tag" "docker://$addr/$repo:$tag"
+    cat "$layout/digest"
     rm -rf "$layout"
 }
 
@@ -247,12 +249,29 @@ setup_registries() {
     MIRROR=127.0.0.1:$mp
     start_registry "$WORK/registry" "$rp"
     start_registry "$WORK/mirror" "$mp"
-    push_image "$REGISTRY" test/busybox 1 plain
-    push_image "$REGISTRY" pause/pause 3.9 pause
-    push_image "$MIRROR" library/mirroronly 1 mirror
+    push_image "$REGISTRY" test/busybox 1 plain >/dev/null
+    push_image "$REGISTRY" pause/pause 3.9 pause >/dev/null
+    push_image "$MIRROR" library/mirroronly 1 mirror >/dev/null
+    # An image pods pin by digest: Docker holds it with no tag at all.
+    PINNED=$REGISTRY/test/pinned@$(push_image "$REGISTRY" test/pinned 1 pinned extra-layer)
     PAUSE=$REGISTRY/pause/pause:3.9
     TEST_IMAGE=$REGISTRY/test/busybox:1
     log "registries: $REGISTRY (insecure), $MIRROR (Docker Hub mirror)"
+}
+
+# Cut the node off: no registry answers until restart_registries.
+stop_registries() {
+    local p
+    for p in "${REGISTRY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${REGISTRY_PIDS[@]}"; do
+        while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+    done
+    REGISTRY_PIDS=()
+}
+
+restart_registries() {
+    start_registry "$WORK/registry" "${REGISTRY##*:}"
+    start_registry "$WORK/mirror" "${MIRROR##*:}"
 }
 
 # Docker holds the images before the migration, one of them pulled through the mirror.

@@ -150,6 +150,40 @@ killed_runs_resume_or_roll_back() {
     done
 }
 
+# Docker holds the test image under two tags (a container made from it), an image pinned by
+# digest with no tag (a static pod runs it), the pause image and the mirror-only image. The
+# registries are stopped: the node is air-gapped. In-use images must reach containerd before the
+# cutover, under every name, and be found through CRI; the rest must not.
+images_carried_to_an_air_gapped_node() {
+    local names
+    in_node docker pull -q "$PINNED" >/dev/null &&
+        in_node docker tag "$TEST_IMAGE" "$REGISTRY/test/busybox:extra" &&
+        in_node docker create --name user-app "$TEST_IMAGE" >/dev/null || return 1
+    mkdir -p "$WORK/$NODE/etc/kubernetes/manifests"
+    printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: pinned\nspec:\n  containers:\n  - name: app\n    image: %s\n' "$PINNED" \
+        >"$WORK/$NODE/etc/kubernetes/manifests/pinned.yaml"
+    node_state "$NODE" >"$WORK/state.with-images"
+    stop_registries
+    expect "migrate with the registries down exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json || return 1
+    cp "$WORK/last.out" "$WORK/report-images.json"
+    names=$(in_node ctr -n k8s.io images ls -q)
+    expect "the report lists the carried images" grep -q '"result": "imported"' "$WORK/last.out" &&
+        expect "they were found through CRI" grep -q 'carried image name(s) through CRI' "$WORK/last.out" &&
+        expect "the pause image is in containerd" grep -qx "$PAUSE" <<<"$names" &&
+        expect "the container's image is there under both tags" bash -c "grep -qx '$TEST_IMAGE' <<<'$names' && grep -qx '$REGISTRY/test/busybox:extra' <<<'$names'" &&
+        expect "the static pod's image is there under its digest" grep -qx "$PINNED" <<<"$names" &&
+        expect "an image nothing uses was not carried (--images in-use)" bash -c "! grep -q mirroronly '$WORK/report-images.json'" &&
+        expect "the kubelet is active on containerd" wait_active kubelet.service 30 &&
+        expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state with-images &&
+        docker_and_kubelet_back || return 1
+    restart_registries
+    # `images` alone, --images all: the rest comes over; what containerd has is skipped.
+    expect "cri-migrate images --images all exits 0" exits 0 in_node cri-migrate images --to containerd --images all --output json &&
+        expect "--images all takes the image nothing uses too" grep -q 'docker.io/library/mirroronly:1' "$WORK/last.out" &&
+        expect "images containerd had were skipped" grep -q '"result": "present"' "$WORK/last.out"
+}
+
 # --- run ------------------------------------------------------------------------------------
 
 require_tools
@@ -178,6 +212,8 @@ scenario "5. a second migrate has nothing to do" second_migrate_has_nothing_to_d
 scenario "2. rollback restores every file and Docker" rollback_restores_everything
 scenario "3. a failed verification rolls back" failed_verification_rolls_back
 scenario "4. kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
+scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
+[ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 stop_node "$NODE"
 
 # kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the

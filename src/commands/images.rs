@@ -1,0 +1,158 @@
+//! `cri-migrate images`, and the carry-over `migrate` runs before the cutover.
+
+use super::Target as Node_;
+use crate::cli::{ImagesArgs, Output};
+use crate::error::{exit, Failure};
+use crate::images::{self, Carried, CarryOptions, Ctr, Selection, Show};
+use crate::inspect::{self, Facts, InspectOptions};
+use crate::plan::Target;
+use anyhow::Result;
+use serde_json::json;
+use std::io::Write;
+
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// What to carry where.
+pub struct Request {
+    pub target: Target,
+    /// The node's pause image: always in use.
+    pub pause: Option<String>,
+    /// The migration moves containerd's root: images imported now would be left behind.
+    pub root_changes: bool,
+    pub selection: Selection,
+    pub parallel: usize,
+    pub show: Show,
+}
+
+/// Carry the selected images; a reason instead when it cannot be done here.
+pub fn carry(t: &Node_, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
+    let Request {
+        target,
+        pause,
+        root_changes,
+        selection,
+        parallel,
+        show,
+    } = r;
+    if selection == Selection::None {
+        return Ok(Ok(vec![]));
+    }
+    if !t.live {
+        return Ok(Err(
+            "offline (--root): images are not carried; the runtime pulls them".into(),
+        ));
+    }
+    if target == Target::Crio {
+        return Ok(Err(
+            "carrying images to CRI-O is not in this release; CRI-O pulls them again".into(),
+        ));
+    }
+    if root_changes {
+        return Ok(Err("containerd's root directory changes with this migration, so images imported now would be left behind; containerd pulls them again".into()));
+    }
+    let docker = t.node.path(DOCKER_SOCKET);
+    if !docker.exists() {
+        return Ok(Err(format!(
+            "Docker is not running ({DOCKER_SOCKET} is missing): nothing to carry"
+        )));
+    }
+    let mut refs: Vec<String> = pause.into_iter().collect();
+    refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
+    let opts = CarryOptions {
+        docker_socket: docker,
+        ctr: Ctr {
+            address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
+        },
+        selection,
+        in_use_refs: refs,
+        parallel,
+        show,
+    };
+    Ok(Ok(images::carry(&opts)?))
+}
+
+pub fn summary(carried: &[Carried]) -> String {
+    let count = |o: images::Outcome| carried.iter().filter(|c| c.result == o).count();
+    let bytes: u64 = carried
+        .iter()
+        .filter(|c| c.result == images::Outcome::Imported)
+        .map(|c| c.size)
+        .sum();
+    format!(
+        "{} image(s) carried over ({} MB), {} already there, {} failed",
+        count(images::Outcome::Imported),
+        bytes / 1_000_000,
+        count(images::Outcome::Present),
+        count(images::Outcome::Failed)
+    )
+}
+
+pub fn run(
+    t: &Node_,
+    args: &ImagesArgs,
+    console: super::Console,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
+    let pause = facts.kubelet.pod_infra_container_image.clone().or_else(|| {
+        facts
+            .containerd_config
+            .as_ref()
+            .and_then(|c| c.sandbox_image.clone())
+    });
+    let show = match (args.output, console.stderr_tty) {
+        (Output::Json, _) => Show::Quiet,
+        (_, true) => Show::Bar,
+        _ => Show::Lines,
+    };
+    let request = Request {
+        target: args.to,
+        pause,
+        root_changes: false,
+        selection: args.images,
+        parallel: args.parallel,
+        show,
+    };
+    let carried = match carry(t, &facts, request)? {
+        Ok(c) => c,
+        Err(why) => {
+            return Err(Failure::preflight(
+                format!("images cannot be carried: {why}"),
+                "Nothing to do here.",
+            )
+            .into())
+        }
+    };
+    let failed = carried.iter().any(|c| c.result == images::Outcome::Failed);
+    match args.output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"schema_version": 1, "command": "images", "result": if failed { "partial" } else { "ok" }, "images": carried})
+            )?
+        )?,
+        Output::Text => {
+            for c in &carried {
+                writeln!(
+                    out,
+                    "{:<9} {} ({} MB){}",
+                    format!("{:?}", c.result).to_lowercase(),
+                    c.names.join(" "),
+                    c.size / 1_000_000,
+                    c.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            writeln!(out, "{}", summary(&carried))?;
+        }
+    }
+    Ok(if failed {
+        exit::IMAGES_FAILED
+    } else {
+        exit::OK
+    })
+}

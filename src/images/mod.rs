@@ -1,0 +1,442 @@
+//! Carry Docker's images over to containerd before the cutover: export each from Docker's API
+//! (streamed, never a tarball on disk) straight into `ctr -n k8s.io images import -`, keep every
+//! tag and repo digest as an image name in the `k8s.io` namespace (where the kubelet looks), in
+//! parallel, skipping what containerd already has. On an air-gapped node these are the only
+//! copies the node has.
+
+pub mod docker;
+
+use crate::cri::credentials::repository;
+use crate::system::run;
+use anyhow::{anyhow, bail, Context, Result};
+use docker::{Docker, Image};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::{BTreeSet, VecDeque};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which images to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    All,
+    /// The images of the node's containers, the pause image, and those static pods name.
+    #[default]
+    InUse,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Imported,
+    /// containerd had every name already.
+    Present,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Carried {
+    pub id: String,
+    /// Every name the image has in containerd's k8s.io namespace (tags and repo digests).
+    pub names: Vec<String>,
+    pub size: u64,
+    pub in_use: bool,
+    pub result: Outcome,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `busybox:1` -> `docker.io/library/busybox:1`; `x@sha256:..` keeps its digest; no tag -> latest.
+pub fn normalize(reference: &str) -> String {
+    let repo = repository(reference);
+    if let Some((_, digest)) = reference.split_once('@') {
+        return format!("{repo}@{digest}");
+    }
+    let name = reference.rsplit('/').next().unwrap_or(reference);
+    match name.split_once(':') {
+        Some((_, tag)) => format!("{repo}:{tag}"),
+        None => format!("{repo}:latest"),
+    }
+}
+
+/// The names an image must have in containerd: its tags and repo digests, normalized.
+pub fn names_of(image: &Image) -> Vec<String> {
+    let mut names: Vec<String> = image
+        .tags()
+        .iter()
+        .chain(image.digests().iter())
+        .map(|r| normalize(r))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What the node uses: image ids and normalized references.
+#[derive(Debug, Default, Clone)]
+pub struct InUse {
+    pub ids: BTreeSet<String>,
+    pub refs: BTreeSet<String>,
+}
+
+impl InUse {
+    pub fn gather(docker: &Docker, extra_refs: &[String]) -> Result<InUse> {
+        let mut u = InUse::default();
+        for c in docker.containers()? {
+            u.ids.insert(c.image_id);
+            if !c.image.starts_with("sha256:") {
+                u.refs.insert(normalize(&c.image));
+            }
+        }
+        u.refs.extend(extra_refs.iter().map(|r| normalize(r)));
+        Ok(u)
+    }
+
+    pub fn contains(&self, image: &Image) -> bool {
+        self.ids.contains(&image.id) || names_of(image).iter().any(|n| self.refs.contains(n))
+    }
+}
+
+/// containerd through `ctr` on its socket (the content API, which works while CRI is off).
+#[derive(Clone)]
+pub struct Ctr {
+    pub address: String,
+}
+
+impl Ctr {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.args(["--address", &self.address, "--namespace", "k8s.io"]);
+        c
+    }
+
+    pub fn names(&self) -> Result<BTreeSet<String>> {
+        let out = run(
+            "ctr",
+            &[
+                "--address",
+                &self.address,
+                "--namespace",
+                "k8s.io",
+                "images",
+                "ls",
+                "-q",
+            ],
+            &[],
+            Duration::from_secs(60),
+        )?;
+        if !out.success {
+            bail!(
+                "containerd does not answer on {}: {}",
+                self.address,
+                out.stderr.trim()
+            );
+        }
+        Ok(out.stdout.lines().map(str::to_string).collect())
+    }
+
+    fn tag(&self, src: &str, dst: &str) -> Result<()> {
+        let out = run(
+            "ctr",
+            &[
+                "--address",
+                &self.address,
+                "--namespace",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                src,
+                dst,
+            ],
+            &[],
+            Duration::from_secs(60),
+        )?;
+        if !out.success {
+            bail!("ctr images tag {src} {dst}: {}", out.stderr.trim());
+        }
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        run(
+            "ctr",
+            &[
+                "--address",
+                &self.address,
+                "--namespace",
+                "k8s.io",
+                "images",
+                "rm",
+                name,
+            ],
+            &[],
+            Duration::from_secs(60),
+        )
+        .map(|_| ())
+    }
+}
+
+pub struct CarryOptions {
+    pub docker_socket: PathBuf,
+    pub ctr: Ctr,
+    pub selection: Selection,
+    pub in_use_refs: Vec<String>,
+    pub parallel: usize,
+    /// A progress bar (terminal) or a log line per image (stderr), or nothing (JSON).
+    pub show: Show,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    Bar,
+    Lines,
+    Quiet,
+}
+
+/// Carry the selected images; one that fails does not stop the others.
+pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
+    if opts.selection == Selection::None {
+        return Ok(vec![]);
+    }
+    let docker = Docker::new(opts.docker_socket.clone())?;
+    let in_use = InUse::gather(&docker, &opts.in_use_refs)?;
+    let present = opts.ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
+    let images: Vec<(Image, bool)> = docker
+        .images()?
+        .into_iter()
+        .map(|i| {
+            let u = in_use.contains(&i);
+            (i, u)
+        })
+        .filter(|(i, u)| {
+            opts.selection == Selection::All && (!i.tags().is_empty() || !i.digests().is_empty())
+                || *u
+        })
+        .collect();
+    let total: u64 = images.iter().map(|(i, _)| i.size).sum();
+    let bar = (opts.show == Show::Bar).then(|| {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} images {pos_img}/{len_img} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let count = images.len();
+    let queue = Arc::new(Mutex::new(images.into_iter().collect::<VecDeque<_>>()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(Mutex::new(0usize));
+    std::thread::scope(|s| {
+        for _ in 0..opts.parallel.max(1) {
+            let queue = queue.clone();
+            let results = results.clone();
+            let present = &present;
+            let bar = bar.clone();
+            let done = done.clone();
+            s.spawn(move || loop {
+                let Some((image, in_use)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let r = carry_one(opts, &image, in_use, present, bar.as_ref());
+                let n = {
+                    let mut d = done.lock().unwrap();
+                    *d += 1;
+                    *d
+                };
+                if let Some(b) = &bar {
+                    b.set_message(format!(
+                        "{n}/{count} {}",
+                        r.names.first().cloned().unwrap_or_default()
+                    ));
+                } else if opts.show == Show::Lines {
+                    eprintln!(
+                        "[{n}/{count}] {:?} {} ({} MB, {} ms){}",
+                        r.result,
+                        r.names.join(" "),
+                        r.size / 1_000_000,
+                        r.duration_ms,
+                        r.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+                results.lock().unwrap().push(r);
+            });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_with_message("done");
+    }
+    let mut out = Arc::try_unwrap(results)
+        .map_err(|_| anyhow!("image workers still running"))?
+        .into_inner()
+        .unwrap();
+    out.sort_by(|a, b| a.names.cmp(&b.names));
+    Ok(out)
+}
+
+fn carry_one(
+    opts: &CarryOptions,
+    image: &Image,
+    in_use: bool,
+    present: &BTreeSet<String>,
+    bar: Option<&ProgressBar>,
+) -> Carried {
+    let t0 = Instant::now();
+    let names = names_of(image);
+    let mut c = Carried {
+        id: image.id.clone(),
+        names: names.clone(),
+        size: image.size,
+        in_use,
+        result: Outcome::Imported,
+        duration_ms: 0,
+        error: None,
+    };
+    if !names.is_empty() && names.iter().all(|n| present.contains(n)) {
+        c.result = Outcome::Present;
+        if let Some(b) = bar {
+            b.inc(image.size);
+        }
+        return c;
+    }
+    if let Err(e) = import(opts, image, &names, bar) {
+        c.result = Outcome::Failed;
+        c.error = Some(format!("{e:#}"));
+    }
+    c.duration_ms = t0.elapsed().as_millis() as u64;
+    c
+}
+
+fn import(
+    opts: &CarryOptions,
+    image: &Image,
+    names: &[String],
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
+    let docker = Docker::new(opts.docker_socket.clone())?;
+    // An image known only by digest has no tag to export it under: give it one for the export.
+    let short = image
+        .id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect::<String>();
+    let temp = image
+        .tags()
+        .is_empty()
+        .then(|| ("cri-migrate.invalid/carry".to_string(), short.clone()));
+    let export_names = match &temp {
+        Some((repo, tag)) => {
+            docker.tag(&image.id, repo, tag)?;
+            vec![format!("{repo}:{tag}")]
+        }
+        None => image.tags(),
+    };
+    let result = (|| -> Result<()> {
+        let mut child = opts
+            .ctr
+            .cmd()
+            .args(["images", "import", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run ctr (containerd's client)")?;
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let errs = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let exported = docker.export(&export_names, &mut stdin, &mut |n| {
+            if let Some(b) = bar {
+                b.inc(n);
+            }
+        });
+        drop(stdin);
+        let status = child.wait()?;
+        let err = errs.join().unwrap_or_default();
+        exported?;
+        if !status.success() {
+            bail!("ctr images import failed: {}", err.trim());
+        }
+        // Every repo digest becomes a name too, pointing at the imported image: a pod that pins
+        // `image@sha256:...` finds it.
+        let source = normalize(&export_names[0]);
+        for name in names.iter().filter(|n| n.contains('@')) {
+            opts.ctr.tag(&source, name)?;
+        }
+        Ok(())
+    })();
+    if let Some((repo, tag)) = &temp {
+        let _ = docker.untag(&format!("{repo}:{tag}"));
+        let _ = opts.ctr.remove(&normalize(&format!("{repo}:{tag}")));
+    }
+    result?;
+    let now = opts.ctr.names()?;
+    let missing: Vec<&String> = names.iter().filter(|n| !now.contains(*n)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "after the import containerd lacks {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// In-use images that did not make it: the cutover must not go ahead without them.
+pub fn missing_in_use(carried: &[Carried]) -> Vec<&Carried> {
+    carried
+        .iter()
+        .filter(|c| c.in_use && c.result == Outcome::Failed)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalized_as_containerd_stores_them() {
+        assert_eq!(normalize("busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            normalize("127.0.0.1:5000/test/x:2"),
+            "127.0.0.1:5000/test/x:2"
+        );
+        assert_eq!(
+            normalize("127.0.0.1:5000/test/x"),
+            "127.0.0.1:5000/test/x:latest"
+        );
+        assert_eq!(normalize("reg.local/x@sha256:ab"), "reg.local/x@sha256:ab");
+        let img = Image {
+            id: "sha256:1".into(),
+            repo_tags: Some(vec!["busybox:1".into(), "<none>:<none>".into()]),
+            repo_digests: Some(vec!["busybox@sha256:ab".into()]),
+            size: 1,
+        };
+        assert_eq!(
+            names_of(&img),
+            [
+                "docker.io/library/busybox:1",
+                "docker.io/library/busybox@sha256:ab"
+            ]
+        );
+    }
+}
