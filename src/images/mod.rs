@@ -183,6 +183,9 @@ impl Ctr {
     }
 }
 
+/// An image chosen for the carry-over, and whether the node uses it.
+type Selected = (Image, bool);
+
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
     pub ctr: Ctr,
@@ -231,60 +234,102 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
         );
         b
     });
-    let count = images.len();
-    let queue = Arc::new(Mutex::new(images.into_iter().collect::<VecDeque<_>>()));
-    let results = Arc::new(Mutex::new(Vec::new()));
-    let done = Arc::new(Mutex::new(0usize));
+    // containerd has these under every name already.
+    let (have, need): (Vec<Selected>, Vec<Selected>) = images.into_iter().partition(|(i, _)| {
+        let n = names_of(i);
+        !n.is_empty() && n.iter().all(|n| present.contains(n))
+    });
+    let mut out: Vec<Carried> = have
+        .iter()
+        .map(|(i, u)| {
+            if let Some(b) = &bar {
+                b.inc(i.size);
+            }
+            Carried {
+                id: i.id.clone(),
+                names: names_of(i),
+                size: i.size,
+                in_use: *u,
+                result: Outcome::Present,
+                duration_ms: 0,
+                error: None,
+            }
+        })
+        .collect();
+    // One stream for all of them first: Docker writes a layer that several images share once,
+    // where one export per image would send it again for each.
+    let t0 = Instant::now();
+    let refs: Vec<&Image> = need.iter().map(|(i, _)| i).collect();
+    let batch = if refs.is_empty() {
+        Ok(())
+    } else {
+        import(opts, &refs, bar.as_ref())
+    };
+    let now = opts.ctr.names().unwrap_or_default();
+    let ms = t0.elapsed().as_millis() as u64;
+    let mut retry: VecDeque<(Image, bool)> = VecDeque::new();
+    for (image, in_use) in need {
+        let names = names_of(&image);
+        if batch.is_ok() && names.iter().all(|n| now.contains(n)) {
+            out.push(Carried {
+                id: image.id.clone(),
+                names,
+                size: image.size,
+                in_use,
+                result: Outcome::Imported,
+                duration_ms: ms,
+                error: None,
+            });
+        } else {
+            retry.push_back((image, in_use));
+        }
+    }
+    // What the batch did not bring (one broken image fails its whole stream): one image at a
+    // time, in parallel, so that one failure does not stop the others.
+    let queue = Arc::new(Mutex::new(retry));
+    let retried = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|s| {
         for _ in 0..opts.parallel.max(1) {
             let queue = queue.clone();
-            let results = results.clone();
+            let retried = retried.clone();
             let present = &present;
-            let bar = bar.clone();
-            let done = done.clone();
             s.spawn(move || loop {
                 let Some((image, in_use)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let r = carry_one(opts, &image, in_use, present, bar.as_ref());
-                let n = {
-                    let mut d = done.lock().unwrap();
-                    *d += 1;
-                    *d
-                };
-                if let Some(b) = &bar {
-                    b.set_message(format!(
-                        "{n}/{count} {}",
-                        r.names.first().cloned().unwrap_or_default()
-                    ));
-                } else if opts.show == Show::Lines {
-                    eprintln!(
-                        "[{n}/{count}] {:?} {} ({} MB, {} ms){}",
-                        r.result,
-                        r.names.join(" "),
-                        r.size / 1_000_000,
-                        r.duration_ms,
-                        r.error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    );
-                }
-                results.lock().unwrap().push(r);
+                let r = carry_one(opts, &image, in_use, present, None);
+                retried.lock().unwrap().push(r);
             });
         }
     });
+    out.extend(
+        Arc::try_unwrap(retried)
+            .map_err(|_| anyhow!("image workers still running"))?
+            .into_inner()
+            .unwrap(),
+    );
     if let Some(b) = bar {
         b.finish_with_message("done");
     }
-    let mut out = Arc::try_unwrap(results)
-        .map_err(|_| anyhow!("image workers still running"))?
-        .into_inner()
-        .unwrap();
+    if opts.show == Show::Lines {
+        for r in &out {
+            eprintln!(
+                "image {:?} {} ({} MB){}",
+                r.result,
+                r.names.join(" "),
+                r.size / 1_000_000,
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     out.sort_by(|a, b| a.names.cmp(&b.names));
     Ok(out)
 }
 
+/// One image alone (the retry after a failed batch).
 fn carry_one(
     opts: &CarryOptions,
     image: &Image,
@@ -305,12 +350,9 @@ fn carry_one(
     };
     if !names.is_empty() && names.iter().all(|n| present.contains(n)) {
         c.result = Outcome::Present;
-        if let Some(b) = bar {
-            b.inc(image.size);
-        }
         return c;
     }
-    if let Err(e) = import(opts, image, &names, bar) {
+    if let Err(e) = import(opts, &[image], bar) {
         c.result = Outcome::Failed;
         c.error = Some(format!("{e:#}"));
     }
@@ -318,32 +360,40 @@ fn carry_one(
     c
 }
 
-fn import(
-    opts: &CarryOptions,
-    image: &Image,
-    names: &[String],
-    bar: Option<&ProgressBar>,
-) -> Result<()> {
+/// Stream `docker save` of these images into one `ctr images import`, then give each image its
+/// repo digests as names too; check that containerd has every name.
+fn import(opts: &CarryOptions, images: &[&Image], bar: Option<&ProgressBar>) -> Result<()> {
     let docker = Docker::new(opts.docker_socket.clone())?;
     // An image known only by digest has no tag to export it under: give it one for the export.
-    let short = image
-        .id
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect::<String>();
-    let temp = image
-        .tags()
-        .is_empty()
-        .then(|| ("cri-migrate.invalid/carry".to_string(), short.clone()));
-    let export_names = match &temp {
-        Some((repo, tag)) => {
-            docker.tag(&image.id, repo, tag)?;
-            vec![format!("{repo}:{tag}")]
+    let mut temps: Vec<String> = Vec::new();
+    let mut export_names: Vec<String> = Vec::new();
+    // The name each image arrives under in containerd, to hang its digests on.
+    let mut sources: Vec<String> = Vec::new();
+    let mut tagging = Ok(());
+    for image in images {
+        let tags = image.tags();
+        if tags.is_empty() {
+            let short: String = image
+                .id
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+            let repo = "cri-migrate.invalid/carry";
+            if let Err(e) = docker.tag(&image.id, repo, &short) {
+                tagging = Err(e);
+                break;
+            }
+            let temp = format!("{repo}:{short}");
+            temps.push(temp.clone());
+            sources.push(normalize(&temp));
+            export_names.push(temp);
+        } else {
+            sources.push(normalize(&tags[0]));
+            export_names.extend(tags);
         }
-        None => image.tags(),
-    };
-    let result = (|| -> Result<()> {
+    }
+    let result = tagging.and_then(|_| {
         let mut child = opts
             .ctr
             .cmd()
@@ -374,28 +424,26 @@ fn import(
         }
         // Every repo digest becomes a name too, pointing at the imported image: a pod that pins
         // `image@sha256:...` finds it.
-        let source = normalize(&export_names[0]);
-        for name in names.iter().filter(|n| n.contains('@')) {
-            opts.ctr.tag(&source, name)?;
+        for (image, source) in images.iter().zip(&sources) {
+            for name in names_of(image).iter().filter(|n| n.contains('@')) {
+                opts.ctr.tag(source, name)?;
+            }
         }
         Ok(())
-    })();
-    if let Some((repo, tag)) = &temp {
-        let _ = docker.untag(&format!("{repo}:{tag}"));
-        let _ = opts.ctr.remove(&normalize(&format!("{repo}:{tag}")));
+    });
+    for temp in &temps {
+        let _ = docker.untag(temp);
+        let _ = opts.ctr.remove(&normalize(temp));
     }
     result?;
     let now = opts.ctr.names()?;
-    let missing: Vec<&String> = names.iter().filter(|n| !now.contains(*n)).collect();
+    let missing: Vec<String> = images
+        .iter()
+        .flat_map(|i| names_of(i))
+        .filter(|n| !now.contains(n))
+        .collect();
     if !missing.is_empty() {
-        bail!(
-            "after the import containerd lacks {}",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        bail!("after the import containerd lacks {}", missing.join(", "));
     }
     Ok(())
 }

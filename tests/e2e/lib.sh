@@ -176,12 +176,18 @@ boot_node() {
     NODES+=("$name")
     local i
     NODE_PID=""
-    for i in $(seq 100); do
-        NODE_PID=$(ps --ppid "$nspawn" -o pid= | head -n 1 | tr -d ' ')
+    # The container's systemd, not a helper nspawn forks on the way.
+    for i in $(seq 200); do
+        local p
+        for p in $(ps --ppid "$nspawn" -o pid=); do
+            if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ]; then
+                NODE_PID=$p
+            fi
+        done
         [ -n "$NODE_PID" ] && break
         sleep 0.1
     done
-    [ -n "$NODE_PID" ] || die "node $name did not start (see $WORK/$name.console)"
+    [ -n "$NODE_PID" ] || { cat "$WORK/$name.console" >&2; die "node $name did not start"; }
     echo "$NODE_PID" >"$WORK/$name.pid"
     local state
     state=$(timeout 120 nsenter -t "$NODE_PID" -a systemctl is-system-running --wait 2>/dev/null || true)

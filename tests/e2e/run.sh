@@ -222,7 +222,7 @@ NODE=n127
 KUBELET=1.27.16
 make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
 boot_node "$NODE"
-wait_active docker.service 60 || die "node $NODE did not come up with Docker"
+wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up with Docker"; }
 docker_pull_images || die "Docker could not pull the test images"
 scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
 stop_node "$NODE"
