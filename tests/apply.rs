@@ -78,24 +78,31 @@ fn cmd(w: &World, state: &Path) -> Command {
     c
 }
 
+/// `cri-migrate --live migrate --to containerd --yes` on the World's node, its checks against the
+/// World's containerd.
+fn migrate_cmd(w: &World, state: &Path, test_image: &str) -> Command {
+    let mut c = cmd(w, state);
+    c.args([
+        "--live",
+        "migrate",
+        "--to",
+        "containerd",
+        "--yes",
+        "--timeout",
+        "4",
+    ])
+    .args([
+        "--cri-endpoint",
+        &w.containerd.endpoint(),
+        "--test-image",
+        test_image,
+    ]);
+    c
+}
+
 fn migrate(w: &World, state: &Path, env: &[(&str, &str)], extra: &[&str]) -> Output {
-    cmd(w, state)
+    migrate_cmd(w, state, &w.image)
         .envs(env.iter().copied())
-        .args([
-            "--live",
-            "migrate",
-            "--to",
-            "containerd",
-            "--yes",
-            "--timeout",
-            "4",
-        ])
-        .args([
-            "--cri-endpoint",
-            &w.containerd.endpoint(),
-            "--test-image",
-            &w.image,
-        ])
         .args(extra)
         .output()
         .unwrap()
@@ -280,22 +287,7 @@ fn failed_checks_roll_back_with_the_reason() {
     // The test pull fails.
     reset_fakes(state.path());
     let missing = format!("{}/test/missing:1", w.registry.addr);
-    let out = cmd(&w, state.path())
-        .args([
-            "--live",
-            "migrate",
-            "--to",
-            "containerd",
-            "--yes",
-            "--timeout",
-            "4",
-            "--cri-endpoint",
-            &w.containerd.endpoint(),
-            "--test-image",
-            &missing,
-        ])
-        .output()
-        .unwrap();
+    let out = migrate_cmd(&w, state.path(), &missing).output().unwrap();
     assert_eq!(out.status.code(), Some(7));
     assert!(s(&out.stderr).contains(&missing));
     assert_eq!(node_files(w.node.path()), before);
@@ -359,21 +351,8 @@ fn an_interrupted_run_is_finished_by_migrate_and_undone_by_rollback() {
     for hang_at in [1, 3, 7] {
         reset_fakes(state.path());
         let at = hang_at.to_string();
-        let mut c = cmd(&w, state.path());
+        let mut c = migrate_cmd(&w, state.path(), &w.image);
         c.env("FAKE_HANG_AT", &at)
-            .args([
-                "--live",
-                "migrate",
-                "--to",
-                "containerd",
-                "--yes",
-                "--timeout",
-                "4",
-                "--cri-endpoint",
-                &w.containerd.endpoint(),
-                "--test-image",
-                &w.image,
-            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut c, 0);

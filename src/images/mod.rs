@@ -116,70 +116,37 @@ impl Ctr {
         c
     }
 
-    pub fn names(&self) -> Result<BTreeSet<String>> {
-        let out = run(
-            "ctr",
-            &[
-                "--address",
-                &self.address,
-                "--namespace",
-                "k8s.io",
-                "images",
-                "ls",
-                "-q",
-            ],
-            &[],
-            Duration::from_secs(60),
-        )?;
+    /// `ctr ARGS` in the k8s.io namespace; its stdout, or its stderr as the error.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["--address", self.address.as_str(), "--namespace", "k8s.io"];
+        all.extend(args);
+        let out = run("ctr", &all, &[], Duration::from_secs(60))?;
         if !out.success {
             bail!(
-                "containerd does not answer on {}: {}",
+                "`ctr {}` on {}: {}",
+                args.join(" "),
                 self.address,
                 out.stderr.trim()
             );
         }
-        Ok(out.stdout.lines().map(str::to_string).collect())
+        Ok(out.stdout)
+    }
+
+    pub fn names(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .run(&["images", "ls", "-q"])?
+            .lines()
+            .map(str::to_string)
+            .collect())
     }
 
     fn tag(&self, src: &str, dst: &str) -> Result<()> {
-        let out = run(
-            "ctr",
-            &[
-                "--address",
-                &self.address,
-                "--namespace",
-                "k8s.io",
-                "images",
-                "tag",
-                "--force",
-                src,
-                dst,
-            ],
-            &[],
-            Duration::from_secs(60),
-        )?;
-        if !out.success {
-            bail!("ctr images tag {src} {dst}: {}", out.stderr.trim());
-        }
-        Ok(())
+        self.run(&["images", "tag", "--force", src, dst])
+            .map(|_| ())
     }
 
     fn remove(&self, name: &str) -> Result<()> {
-        run(
-            "ctr",
-            &[
-                "--address",
-                &self.address,
-                "--namespace",
-                "k8s.io",
-                "images",
-                "rm",
-                name,
-            ],
-            &[],
-            Duration::from_secs(60),
-        )
-        .map(|_| ())
+        self.run(&["images", "rm", name]).map(|_| ())
     }
 }
 

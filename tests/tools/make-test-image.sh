@@ -2,7 +2,9 @@
 # Build a small OCI image layout from Debian's busybox-static, with no network and no Docker:
 #   make-test-image.sh OUT_DIR TAG [LABEL...]
 # Layer 1 holds /bin/busybox and /bin/sh; each LABEL adds a layer with /labels/LABEL, so images
-# with different labels have different digests and share the busybox layer.
+# with different labels have different digests and share the busybox layer. A LABEL written
+# NAME=MB also holds MB megabytes of incompressible data derived from NAME: the same NAME gives
+# the same layer, so images can share big layers (the benchmarks use it).
 set -eu
 
 main() {
@@ -23,9 +25,17 @@ main() {
     ln -s busybox "$work/l0/bin/sh"
     add_layer "$work/l0"
     for label in "$@"; do
-        mkdir -p "$work/l-$label/labels"
-        printf '%s\n' "$label" >"$work/l-$label/labels/$label"
-        add_layer "$work/l-$label"
+        name=${label%%=*}
+        mkdir -p "$work/l-$name/labels"
+        printf '%s\n' "$name" >"$work/l-$name/labels/$name"
+        case "$label" in
+            *=*)
+                # AES-CTR over zeros with a fixed key: deterministic, and gzip cannot shrink it.
+                openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass "pass:$name" </dev/zero 2>/dev/null |
+                    head -c "$((${label#*=} * 1048576))" >"$work/l-$name/labels/$name.data"
+                ;;
+        esac
+        add_layer "$work/l-$name"
     done
 
     config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"/bin/sh\"],\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]}}"
