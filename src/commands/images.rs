@@ -1,6 +1,6 @@
 //! `cri-migrate images`, and the carry-over `migrate` runs before the cutover.
 
-use super::Target as Node_;
+use super::NodeAccess;
 use crate::cli::{ImagesArgs, Output};
 use crate::error::{exit, Failure};
 use crate::images::{self, Carried, CarryOptions, Ctr, Selection, Show};
@@ -26,7 +26,7 @@ pub struct Request {
 }
 
 /// Carry the selected images; a reason instead when it cannot be done here.
-pub fn carry(t: &Node_, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
+pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
     let Request {
         target,
         pause,
@@ -89,7 +89,7 @@ pub fn summary(carried: &[Carried]) -> String {
 }
 
 pub fn run(
-    t: &Node_,
+    t: &NodeAccess,
     args: &ImagesArgs,
     console: super::Console,
     out: &mut dyn Write,

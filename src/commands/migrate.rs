@@ -1,6 +1,6 @@
 //! `cri-migrate migrate`: dry run, guided or unattended; resume of an interrupted run.
 
-use super::{connect_cri, kubectl_ref, report_failure, Console, Target as Node_};
+use super::{connect_cri, kubectl_ref, report_failure, Console, NodeAccess};
 use crate::apply::backup::{Backup, State, StoredPlan, UNITS};
 use crate::apply::{self, ApplyOptions, Effects, Outcome, Progress, Quiet};
 use crate::cli::{MigrateArgs, Output};
@@ -25,7 +25,12 @@ enum Mode {
     Unattended,
 }
 
-pub fn run(t: &Node_, args: &MigrateArgs, console: Console, out: &mut dyn Write) -> Result<i32> {
+pub fn run(
+    t: &NodeAccess,
+    args: &MigrateArgs,
+    console: Console,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let mode = if args.dry_run {
         Mode::DryRun
     } else if args.yes {
@@ -220,7 +225,12 @@ fn runtime_installed(facts: &Facts, target: Target) -> bool {
     }
 }
 
-fn install_runtime(t: &Node_, facts: &Facts, target: Target, out: &mut dyn Write) -> Result<()> {
+fn install_runtime(
+    t: &NodeAccess,
+    facts: &Facts,
+    target: Target,
+    out: &mut dyn Write,
+) -> Result<()> {
     if !t.live {
         return Err(Failure::preflight(
             "--install-runtime needs the live node",
@@ -249,7 +259,7 @@ fn install_runtime(t: &Node_, facts: &Facts, target: Target, out: &mut dyn Write
     Ok(())
 }
 
-fn node_name(t: &Node_, facts: &Facts) -> String {
+fn node_name(t: &NodeAccess, facts: &Facts) -> String {
     facts
         .kubelet
         .flag("hostname-override")
@@ -280,7 +290,7 @@ fn progress_for(mode: Mode, output: Output) -> Box<dyn Progress> {
 }
 
 fn walk(
-    t: &Node_,
+    t: &NodeAccess,
     b: &mut Backup,
     args: &MigrateArgs,
     mode: Mode,
@@ -307,7 +317,7 @@ fn walk(
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    t: &Node_,
+    t: &NodeAccess,
     plan: &Plan,
     facts: &Facts,
     o: Outcome,
@@ -409,7 +419,7 @@ fn finish(
 /// Finish an interrupted migration from its stored plan (planning again would see a
 /// half-migrated node).
 fn resume(
-    t: &Node_,
+    t: &NodeAccess,
     mut b: Backup,
     args: &MigrateArgs,
     mode: Mode,
@@ -444,16 +454,22 @@ fn resume(
     let systemd = t.systemd();
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let started = Instant::now();
-    let cordoned = b.manifest.cordoned.clone();
-    let o = walk(
-        t,
-        &mut b,
-        args,
-        mode,
-        &systemd,
-        kubectl_ref(&kubectl),
-        cordoned.unwrap_or_default(),
-    );
+    // The node the interrupted run cordoned, else (for --drain) the node's name as inspected.
+    let name = match b.manifest.cordoned.clone() {
+        Some(n) => n,
+        None if args.drain => node_name(
+            t,
+            &inspect::inspect(
+                t.node,
+                t.commands(),
+                &InspectOptions {
+                    kubelet_version: args.kubelet_version,
+                },
+            )?,
+        ),
+        None => String::new(),
+    };
+    let o = walk(t, &mut b, args, mode, &systemd, kubectl_ref(&kubectl), name);
     let steps_failed = o.error.is_some();
     match args.output {
         Output::Json => writeln!(

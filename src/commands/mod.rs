@@ -44,13 +44,13 @@ impl Console {
 }
 
 /// The node and how far we may touch it.
-pub struct Target<'a> {
+pub struct NodeAccess<'a> {
     pub node: &'a Node,
     /// Start and stop services, talk CRI: the node is this machine (or `--live`, a test hook).
     pub live: bool,
 }
 
-impl Target<'_> {
+impl NodeAccess<'_> {
     pub fn commands(&self) -> &'static dyn Commands {
         if self.live {
             &RealCommands
@@ -94,7 +94,7 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         )
         .into());
     }
-    let t = Target {
+    let t = NodeAccess {
         node: &node,
         live: node.is_live() || cli.live,
     };

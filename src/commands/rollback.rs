@@ -1,6 +1,6 @@
 //! `cri-migrate rollback`: restore the latest (or the named) backup.
 
-use super::{connect_cri, kubectl_ref, report_failure, Console, Target};
+use super::{connect_cri, kubectl_ref, report_failure, Console, NodeAccess};
 use crate::apply::backup::{Backup, State};
 use crate::apply::{Effects, Progress, Quiet};
 use crate::cli::{Output, RollbackArgs};
@@ -11,7 +11,12 @@ use anyhow::Result;
 use serde_json::json;
 use std::io::Write;
 
-pub fn run(t: &Target, args: &RollbackArgs, console: Console, out: &mut dyn Write) -> Result<i32> {
+pub fn run(
+    t: &NodeAccess,
+    args: &RollbackArgs,
+    console: Console,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let mut b = match &args.backup {
         // Accept the directory as on the node or as a host path under --root.
         Some(dir) => {

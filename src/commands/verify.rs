@@ -1,6 +1,6 @@
 //! `cri-migrate verify`: CRI Version, Status and a test pull, as the kubelet would.
 
-use super::Target;
+use super::NodeAccess;
 use crate::cli::{Output, VerifyArgs};
 use crate::cri::{self, credentials};
 use crate::error::{exit, Failure};
@@ -9,7 +9,7 @@ use anyhow::Result;
 use std::io::Write;
 use std::time::Duration;
 
-pub fn run(t: &Target, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32> {
+pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32> {
     let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
     let endpoint = args
         .endpoint
