@@ -406,3 +406,38 @@ fn json_plan_has_the_documented_fields() {
         ]
     );
 }
+
+#[test]
+fn kubeadm_instance_config_gets_the_new_socket() {
+    // kubeadm 1.34+ (NodeLocalCRISocket) keeps the node's CRI socket in a file.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubelet-1.35-containerd2")),
+        tmp.path(),
+    );
+    std::fs::write(
+        tmp.path().join("var/lib/kubelet/instance-config.yaml"),
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/cri-dockerd.sock\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "--root",
+        tmp.path().to_str().unwrap(),
+        "migrate",
+        "--to",
+        "containerd",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let content = planned(&plan, "/var/lib/kubelet/instance-config.yaml")
+        .expect("instance-config.yaml is planned");
+    assert!(
+        content.contains("containerRuntimeEndpoint: unix:///run/containerd/containerd.sock"),
+        "{content}"
+    );
+    assert!(content
+        .starts_with("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"));
+}
