@@ -638,24 +638,7 @@ fn guided_mode_through_a_terminal() {
 
     // Yes all the way: what inspection found, the risks, the settings, the diff, the steps.
     reset_fakes(state.path());
-    let mut p = rexpect::session::spawn_command(
-        {
-            let mut c = cmd(&w, state.path());
-            c.args([
-                "--live",
-                "migrate",
-                "--timeout",
-                "4",
-                "--cri-endpoint",
-                &w.containerd.endpoint(),
-                "--test-image",
-                &w.image,
-            ]);
-            c
-        },
-        Some(60_000),
-    )
-    .unwrap();
+    let mut p = guided(&[]);
     p.exp_string("dockershim (Docker Engine)").unwrap();
     p.exp_string("Risks").unwrap();
     p.exp_string("Move the kubelet to which runtime?").unwrap();

@@ -14,6 +14,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `cri-migrate --root NODE migrate --to containerd --dry-run EXTRA...`
+fn dry_run(node: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--root", node, "migrate", "--to", "containerd", "--dry-run"];
+    args.extend(extra);
+    run(&args)
+}
+
 fn fixture(name: &str) -> String {
     repo()
         .join("tests/fixtures/nodes")
@@ -162,16 +169,7 @@ fn without_a_terminal_or_yes_nothing_happens() {
 
 #[test]
 fn errors_in_json_mode_are_json_on_stdout_too() {
-    let out = run(&[
-        "--root",
-        &fixture("bad-daemon-json"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let out = dry_run(&fixture("bad-daemon-json"), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(4));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["result"], "bad-input");
@@ -182,16 +180,7 @@ fn errors_in_json_mode_are_json_on_stdout_too() {
         .contains("/etc/docker/daemon.json"));
     assert!(text(&out.stderr).starts_with("error: cannot use /etc/docker/daemon.json"));
 
-    let out = run(&[
-        "--root",
-        &fixture("already-migrated"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let out = dry_run(&fixture("already-migrated"), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(3));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["result"], "nothing-to-do");
@@ -213,16 +202,10 @@ fn usage_errors_and_missing_roots() {
         Some(2),
         "an unknown target is a usage error"
     );
-    let out = run(&[
-        "--root",
+    let out = dry_run(
         &fixture("kubeadm-1.20-docker"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--kubelet-version",
-        "banana",
-    ]);
+        &["--kubelet-version", "banana"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`banana` is not a version"));
 }
@@ -230,16 +213,10 @@ fn usage_errors_and_missing_roots() {
 #[test]
 fn version_flags_fill_in_what_the_node_cannot_tell() {
     // No kubelet package and no way to run the binary under --root: the flag tells.
-    let out = run(&[
-        "--root",
+    let out = dry_run(
         &fixture("unknown-kubelet-version"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--kubelet-version",
-        "1.23.17",
-    ]);
+        &["--kubelet-version", "1.23.17"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("move the kubelet 1.23.17 from dockershim"));
     // A runtime that is not installed can be planned for, with a warning.
@@ -258,32 +235,20 @@ fn version_flags_fill_in_what_the_node_cannot_tell() {
         "[runtime-not-installed] CRI-O is not installed; the plan assumes version 1.23.5"
     ));
     // An old containerd is refused with what to do.
-    let out = run(&[
-        "--root",
+    let out = dry_run(
         &fixture("kubeadm-1.20-docker"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--runtime-version",
-        "1.4.13",
-    ]);
+        &["--runtime-version", "1.4.13"],
+    );
     assert_eq!(out.status.code(), Some(5));
     assert!(text(&out.stderr).contains("containerd 1.4.13 is too old"));
 }
 
 #[test]
 fn sandbox_image_flag_wins_and_reaches_the_runtime_config() {
-    let out = run(&[
-        "--root",
+    let out = dry_run(
         &fixture("kubeadm-1.20-docker"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--sandbox-image",
-        "mirror.local/pause:3.9",
-    ]);
+        &["--sandbox-image", "mirror.local/pause:3.9"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let s = text(&out.stdout);
     assert!(
@@ -307,16 +272,7 @@ fn secrets_in_an_old_containerd_config_never_reach_the_output() {
     .unwrap();
     let root = tmp.path().to_str().unwrap();
     for output in ["text", "json"] {
-        let out = run(&[
-            "--root",
-            root,
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            output,
-        ]);
+        let out = dry_run(root, &["--output", output]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let s = text(&out.stdout);
         assert!(
@@ -329,16 +285,7 @@ fn secrets_in_an_old_containerd_config_never_reach_the_output() {
 
 #[test]
 fn json_plan_has_the_documented_fields() {
-    let out = run(&[
-        "--root",
-        &fixture("kubelet-1.24-cri-dockerd"),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let out = dry_run(&fixture("kubelet-1.24-cri-dockerd"), &["--output", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "schema_version",
@@ -420,16 +367,7 @@ fn kubeadm_instance_config_gets_the_new_socket() {
         "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/cri-dockerd.sock\n",
     )
     .unwrap();
-    let out = run(&[
-        "--root",
-        tmp.path().to_str().unwrap(),
-        "migrate",
-        "--to",
-        "containerd",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
+    let out = dry_run(tmp.path().to_str().unwrap(), &["--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let content = planned(&plan, "/var/lib/kubelet/instance-config.yaml")
