@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::services::{fakes_path, World};
+use common::services::{self, fakes_path, World};
 use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -659,4 +659,62 @@ fn guided_mode_through_a_terminal() {
         "{status:?}"
     );
     assert_eq!(log(state.path(), "systemctl.log"), HAPPY);
+}
+
+#[test]
+fn images_that_cannot_be_carried_stop_the_cutover_unless_forced() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    // Docker says a container uses one image, and fails to export it.
+    let images =
+        r#"[{"Id":"sha256:aaa","RepoTags":["127.0.0.1:1/app:1"],"RepoDigests":[],"Size":10}]"#;
+    let containers = r#"[{"Image":"127.0.0.1:1/app:1","ImageID":"sha256:aaa"}]"#;
+    let _docker = services::FakeDocker::start(
+        &w.node.path().join("var/run/docker.sock"),
+        images,
+        containers,
+    );
+    let before = node_files(w.node.path());
+
+    // No containerd to take them: refused before anything changes.
+    let out = migrate(&w, state.path(), &[], &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", s(&out.stderr));
+    assert!(
+        s(&out.stderr).contains("Start containerd"),
+        "{}",
+        s(&out.stderr)
+    );
+    assert_eq!(node_files(w.node.path()), before);
+
+    // containerd answers, the export fails: the in-use image is missing, the cutover refused.
+    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
+    std::os::unix::fs::symlink(
+        w.containerd.socket(),
+        w.node.path().join("run/containerd/containerd.sock"),
+    )
+    .unwrap();
+    let before = node_files(w.node.path());
+    let out = migrate(&w, state.path(), &[], &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", s(&out.stderr));
+    let err = s(&out.stderr);
+    assert!(
+        err.contains("in-use image(s) could not be carried over")
+            && err.contains("export failed (fake Docker)"),
+        "{err}"
+    );
+    assert!(
+        log(state.path(), "systemctl.log").is_empty(),
+        "no service touched"
+    );
+    assert_eq!(node_files(w.node.path()), before);
+
+    // --force goes ahead without it.
+    let out = migrate(&w, state.path(), &[], &["--force", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"][0]["result"], "failed");
+    assert_eq!(report["images"][0]["in_use"], true);
+    rollback(&w, state.path());
+    std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
 }

@@ -69,7 +69,13 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         parallel,
         show,
     };
-    Ok(Ok(images::carry(&opts)?))
+    images::carry(&opts).map(Ok).map_err(|e| {
+        Failure::preflight(
+            format!("Docker's images could not be carried over to containerd: {e:#}"),
+            "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
+        )
+        .into()
+    })
 }
 
 pub fn summary(carried: &[Carried]) -> String {

@@ -108,9 +108,13 @@ pub fn tree(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
             if meta.is_dir() {
                 out.insert(rel + "/", (meta.permissions().mode(), vec![]));
                 walk(&p, root, out);
-            } else {
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, (0, target.display().to_string().into_bytes()));
+            } else if meta.is_file() {
                 out.insert(rel, (meta.permissions().mode(), std::fs::read(&p).unwrap()));
             }
+            // Sockets (a fake Docker's) are not node files.
         }
     }
     walk(root, root, &mut out);
@@ -124,6 +128,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::create_dir_all(&dst).unwrap();
         } else {
             std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            let src = from.join(&rel);
+            if std::fs::symlink_metadata(&src)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+            {
+                std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+                continue;
+            }
             std::fs::write(&dst, content).unwrap();
             std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
         }

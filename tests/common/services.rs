@@ -376,3 +376,58 @@ impl World {
         })
     }
 }
+
+/// A stand-in for Docker's API on a unix socket: canned answers for the image and container
+/// lists, and an export that fails (500), to drive the carry-over's failure paths.
+pub struct FakeDocker {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeDocker {
+    pub fn start(path: &Path, images: &str, containers: &str) -> FakeDocker {
+        use std::io::{Read, Write};
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (images, containers, flag) = (images.to_string(), containers.to_string(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (status, body) = if req.starts_with("GET /images/json") {
+                    ("200 OK", images.clone())
+                } else if req.starts_with("GET /containers/json") {
+                    ("200 OK", containers.clone())
+                } else if req.starts_with("GET /images/get") {
+                    (
+                        "500 Internal Server Error",
+                        "{\"message\":\"export failed (fake Docker)\"}".to_string(),
+                    )
+                } else {
+                    ("404 Not Found", "{\"message\":\"not faked\"}".to_string())
+                };
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        FakeDocker {
+            path: path.to_path_buf(),
+            stop,
+        }
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
