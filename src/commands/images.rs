@@ -3,7 +3,7 @@
 use super::NodeAccess;
 use crate::cli::{ImagesArgs, Output};
 use crate::error::{exit, Failure};
-use crate::images::{self, Carried, CarryOptions, Ctr, Selection, Show};
+use crate::images::{self, Carried, CarryOptions, Ctr, Dest, Selection, Show};
 use crate::inspect::{self, Facts, InspectOptions};
 use crate::plan::Target;
 use anyhow::Result;
@@ -43,13 +43,13 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
             "offline (--root): images are not carried; the runtime pulls them".into(),
         ));
     }
-    if target == Target::Crio {
+    if target == Target::Crio && which::which("skopeo").is_err() {
         return Ok(Err(
-            "carrying images to CRI-O is not in this release; CRI-O pulls them again".into(),
+            "skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into(),
         ));
     }
     if root_changes {
-        return Ok(Err("containerd's root directory changes with this migration, so images imported now would be left behind; containerd pulls them again".into()));
+        return Ok(Err("the runtime's root directory changes with this migration, so images carried now would be left behind; the runtime pulls them again".into()));
     }
     let docker = t.node.path(DOCKER_SOCKET);
     if !docker.exists() {
@@ -61,8 +61,11 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
     let opts = CarryOptions {
         docker_socket: docker,
-        ctr: Ctr {
-            address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
+        dest: match target {
+            Target::Containerd => Dest::Containerd(Ctr {
+                address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
+            }),
+            Target::Crio => Dest::ContainersStorage,
         },
         selection,
         in_use_refs: refs,
@@ -71,8 +74,11 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     };
     images::carry(&opts).map(Ok).map_err(|e| {
         Failure::preflight(
-            format!("Docker's images could not be carried over to containerd: {e:#}"),
-            "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
+            format!("Docker's images could not be carried over to {}: {e:#}", target.name()),
+            match target {
+                Target::Containerd => "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
+                Target::Crio => "Check skopeo and /etc/containers/storage.conf, or run with --images none to let CRI-O pull them afterwards.",
+            },
         )
         .into()
     })

@@ -8,7 +8,7 @@ pub mod docker;
 
 use crate::cri::credentials::repository;
 use crate::system::run;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use docker::{Docker, Image};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Which images to carry.
@@ -150,12 +150,21 @@ impl Ctr {
     }
 }
 
+/// Where the images go.
+#[derive(Clone)]
+pub enum Dest {
+    /// containerd's k8s.io namespace, through `ctr` on its socket.
+    Containerd(Ctr),
+    /// CRI-O's containers-storage, through skopeo (`docker-daemon:` to `containers-storage:`).
+    ContainersStorage,
+}
+
 /// An image chosen for the carry-over, and whether the node uses it.
 type Selected = (Image, bool);
 
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
-    pub ctr: Ctr,
+    pub dest: Dest,
     pub selection: Selection,
     pub in_use_refs: Vec<String>,
     pub parallel: usize,
@@ -176,31 +185,91 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
         return Ok(vec![]);
     }
     let docker = Docker::new(opts.docker_socket.clone())?;
-    let in_use = InUse::gather(&docker, &opts.in_use_refs)?;
-    let present = opts.ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
-    let images: Vec<(Image, bool)> = docker
+    let images = select(&docker, opts)?;
+    let bar = bar_for(opts, images.iter().map(|(i, _)| i.size).sum());
+    let mut out = match &opts.dest {
+        Dest::Containerd(ctr) => to_containerd(opts, ctr, images, bar.as_ref())?,
+        Dest::ContainersStorage => in_parallel(images.into(), opts.parallel, &|image, in_use| {
+            to_storage(image, in_use, bar.as_ref())
+        }),
+    };
+    if let Some(b) = bar {
+        b.finish_with_message("done");
+    }
+    if opts.show == Show::Lines {
+        for r in &out {
+            eprintln!(
+                "image {:?} {} ({} MB){}",
+                r.result,
+                r.names.join(" "),
+                r.size / 1_000_000,
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out.sort_by(|a, b| a.names.cmp(&b.names));
+    Ok(out)
+}
+
+/// The images to carry: those the node uses, or all that have a name.
+fn select(docker: &Docker, opts: &CarryOptions) -> Result<Vec<Selected>> {
+    let in_use = InUse::gather(docker, &opts.in_use_refs)?;
+    Ok(docker
         .images()?
         .into_iter()
         .map(|i| {
             let u = in_use.contains(&i);
             (i, u)
         })
-        .filter(|(i, u)| {
-            opts.selection == Selection::All && (!i.tags().is_empty() || !i.digests().is_empty())
-                || *u
-        })
-        .collect();
-    let total: u64 = images.iter().map(|(i, _)| i.size).sum();
-    let bar = (opts.show == Show::Bar).then(|| {
+        .filter(|(i, u)| *u || opts.selection == Selection::All && !names_of(i).is_empty())
+        .collect())
+}
+
+fn bar_for(opts: &CarryOptions, total: u64) -> Option<ProgressBar> {
+    (opts.show == Show::Bar).then(|| {
         let b = ProgressBar::new(total);
         b.set_style(
             ProgressStyle::with_template(
-                "{spinner} images {pos_img}/{len_img} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                "{spinner} images {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
+    })
+}
+
+/// Run `f` over the images, `n` at a time.
+fn in_parallel(
+    queue: VecDeque<Selected>,
+    n: usize,
+    f: &(dyn Fn(&Image, bool) -> Carried + Sync),
+) -> Vec<Carried> {
+    let queue = Mutex::new(queue);
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..n.max(1) {
+            s.spawn(|| loop {
+                let Some((image, in_use)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let r = f(&image, in_use);
+                done.lock().unwrap().push(r);
+            });
+        }
     });
+    done.into_inner().unwrap()
+}
+
+fn to_containerd(
+    opts: &CarryOptions,
+    ctr: &Ctr,
+    images: Vec<Selected>,
+    bar: Option<&ProgressBar>,
+) -> Result<Vec<Carried>> {
+    let present = ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
     // containerd has these under every name already.
     let (have, need): (Vec<Selected>, Vec<Selected>) = images.into_iter().partition(|(i, _)| {
         let n = names_of(i);
@@ -230,9 +299,9 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     let batch = if refs.is_empty() {
         Ok(())
     } else {
-        import(opts, &refs, bar.as_ref())
+        import(opts, ctr, &refs, bar)
     };
-    let now = opts.ctr.names().unwrap_or_default();
+    let now = ctr.names().unwrap_or_default();
     let ms = t0.elapsed().as_millis() as u64;
     let mut retry: VecDeque<(Image, bool)> = VecDeque::new();
     for (image, in_use) in need {
@@ -253,56 +322,86 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     }
     // What the batch did not bring (one broken image fails its whole stream): one image at a
     // time, in parallel, so that one failure does not stop the others.
-    let queue = Arc::new(Mutex::new(retry));
-    let retried = Arc::new(Mutex::new(Vec::new()));
-    std::thread::scope(|s| {
-        for _ in 0..opts.parallel.max(1) {
-            let queue = queue.clone();
-            let retried = retried.clone();
-            let present = &present;
-            s.spawn(move || loop {
-                let Some((image, in_use)) = queue.lock().unwrap().pop_front() else {
-                    break;
-                };
-                let r = carry_one(opts, &image, in_use, present, None);
-                retried.lock().unwrap().push(r);
-            });
-        }
-    });
-    out.extend(
-        Arc::try_unwrap(retried)
-            .map_err(|_| anyhow!("image workers still running"))?
-            .into_inner()
-            .unwrap(),
-    );
-    if let Some(b) = bar {
-        b.finish_with_message("done");
-    }
-    if opts.show == Show::Lines {
-        for r in &out {
-            eprintln!(
-                "image {:?} {} ({} MB){}",
-                r.result,
-                r.names.join(" "),
-                r.size / 1_000_000,
-                r.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    out.sort_by(|a, b| a.names.cmp(&b.names));
+    out.extend(in_parallel(retry, opts.parallel, &|image, in_use| {
+        carry_one(opts, ctr, image, in_use, &present)
+    }));
     Ok(out)
+}
+
+/// CRI-O: `skopeo copy docker-daemon:TAG containers-storage:NAME` for each tag. containers-storage
+/// keeps a registry digest only from a pull, so a digest name cannot be given to a copy: an
+/// image known to pods only by digest is pulled again by CRI-O.
+fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried {
+    let t0 = Instant::now();
+    let tags: Vec<String> = image.tags().iter().map(|t| normalize(t)).collect();
+    let mut c = Carried {
+        id: image.id.clone(),
+        names: tags.clone(),
+        size: image.size,
+        in_use,
+        result: Outcome::Imported,
+        duration_ms: 0,
+        error: None,
+    };
+    let inspect = |name: &str| {
+        run(
+            "skopeo",
+            &["inspect", "--raw", &format!("containers-storage:{name}")],
+            &[],
+            Duration::from_secs(60),
+        )
+        .map(|r| r.success)
+        .unwrap_or(false)
+    };
+    let result = (|| -> Result<Outcome> {
+        let Some(source) = image.tags().first().cloned() else {
+            bail!("it is known only by digest, and containers-storage takes a registry digest only from a pull: CRI-O pulls it again");
+        };
+        if tags.iter().all(|t| inspect(t)) {
+            return Ok(Outcome::Present);
+        }
+        for name in &tags {
+            let out = run(
+                "skopeo",
+                &[
+                    "copy",
+                    "--quiet",
+                    &format!("docker-daemon:{source}"),
+                    &format!("containers-storage:{name}"),
+                ],
+                &[],
+                Duration::from_secs(1800),
+            )?;
+            if !out.success {
+                bail!(
+                    "skopeo copy to containers-storage:{name}: {}",
+                    out.stderr.trim()
+                );
+            }
+        }
+        Ok(Outcome::Imported)
+    })();
+    match result {
+        Ok(o) => c.result = o,
+        Err(e) => {
+            c.result = Outcome::Failed;
+            c.error = Some(format!("{e:#}"));
+        }
+    }
+    if let Some(b) = bar {
+        b.inc(image.size);
+    }
+    c.duration_ms = t0.elapsed().as_millis() as u64;
+    c
 }
 
 /// One image alone (the retry after a failed batch).
 fn carry_one(
     opts: &CarryOptions,
+    ctr: &Ctr,
     image: &Image,
     in_use: bool,
     present: &BTreeSet<String>,
-    bar: Option<&ProgressBar>,
 ) -> Carried {
     let t0 = Instant::now();
     let names = names_of(image);
@@ -319,7 +418,7 @@ fn carry_one(
         c.result = Outcome::Present;
         return c;
     }
-    if let Err(e) = import(opts, &[image], bar) {
+    if let Err(e) = import(opts, ctr, &[image], None) {
         c.result = Outcome::Failed;
         c.error = Some(format!("{e:#}"));
     }
@@ -329,7 +428,12 @@ fn carry_one(
 
 /// Stream `docker save` of these images into one `ctr images import`, then give each image its
 /// repo digests as names too; check that containerd has every name.
-fn import(opts: &CarryOptions, images: &[&Image], bar: Option<&ProgressBar>) -> Result<()> {
+fn import(
+    opts: &CarryOptions,
+    ctr: &Ctr,
+    images: &[&Image],
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
     let docker = Docker::new(opts.docker_socket.clone())?;
     // An image known only by digest has no tag to export it under: give it one for the export.
     let mut temps: Vec<String> = Vec::new();
@@ -361,8 +465,7 @@ fn import(opts: &CarryOptions, images: &[&Image], bar: Option<&ProgressBar>) -> 
         }
     }
     let result = tagging.and_then(|_| {
-        let mut child = opts
-            .ctr
+        let mut child = ctr
             .cmd()
             .args(["images", "import", "-"])
             .stdin(Stdio::piped())
@@ -393,17 +496,17 @@ fn import(opts: &CarryOptions, images: &[&Image], bar: Option<&ProgressBar>) -> 
         // `image@sha256:...` finds it.
         for (image, source) in images.iter().zip(&sources) {
             for name in names_of(image).iter().filter(|n| n.contains('@')) {
-                opts.ctr.tag(source, name)?;
+                ctr.tag(source, name)?;
             }
         }
         Ok(())
     });
     for temp in &temps {
         let _ = docker.untag(temp);
-        let _ = opts.ctr.remove(&normalize(temp));
+        let _ = ctr.remove(&normalize(temp));
     }
     result?;
-    let now = opts.ctr.names()?;
+    let now = ctr.names()?;
     let missing: Vec<String> = images
         .iter()
         .flat_map(|i| names_of(i))

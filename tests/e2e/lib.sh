@@ -5,6 +5,9 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${CRI_MIGRATE_E2E_CACHE:-/var/cache/cri-migrate-e2e}
 PACKAGES=systemd,systemd-sysv,dbus,docker.io,containerd,runc,ca-certificates,iproute2,procps
+# Installed after debootstrap (its postinst fails inside debootstrap's minbase): skopeo, for
+# carrying images into CRI-O's containers-storage (there is no CRI-O package here).
+EXTRA_PACKAGES=skopeo
 NODES=()
 REGISTRY_PIDS=()
 
@@ -29,7 +32,7 @@ require_tools() {
 
 # The Debian 12 root file system, built once and cached outside the repository.
 build_rootfs() {
-    local stamp="$CACHE/rootfs/.cri-migrate-e2e-$PACKAGES"
+    local stamp="$CACHE/rootfs/.cri-migrate-e2e-$PACKAGES,$EXTRA_PACKAGES"
     if [ -e "$stamp" ]; then
         return 0
     fi
@@ -42,6 +45,9 @@ build_rootfs() {
     [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list*"
     timeout 1200 debootstrap --variant=minbase --include="$PACKAGES" bookworm "$CACHE/rootfs.tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
         { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+    timeout 900 systemd-nspawn --quiet --register=no --keep-unit -D "$CACHE/rootfs.tmp" --pipe sh -c \
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $EXTRA_PACKAGES" \
+        >>"$CACHE/debootstrap.log" 2>&1 || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "installing $EXTRA_PACKAGES into the node failed"; }
     mv "$CACHE/rootfs.tmp" "$CACHE/rootfs"
     touch "$stamp"
 }

@@ -184,6 +184,18 @@ images_carried_to_an_air_gapped_node() {
         expect "images containerd had were skipped" grep -q '"result": "present"' "$WORK/last.out"
 }
 
+# The same images into CRI-O's containers-storage with skopeo (no CRI-O package exists here, so
+# the store is checked with skopeo): tags arrive; the image pods pin by digest cannot (a store
+# keeps a registry digest only from a pull), which is reported, and `images` exits 11.
+images_carried_to_containers_storage() {
+    expect "cri-migrate images --to crio exits 11" exits 11 in_node cri-migrate images --to crio --output json || return 1
+    cp "$WORK/last.out" "$WORK/report-crio.json"
+    expect "the container's image is in containers-storage" exits 0 in_node skopeo inspect --raw "containers-storage:$TEST_IMAGE" &&
+        expect "under its second tag too" exits 0 in_node skopeo inspect --raw "containers-storage:$REGISTRY/test/busybox:extra" &&
+        expect "the pause image is there" exits 0 in_node skopeo inspect --raw "containers-storage:$PAUSE" &&
+        expect "the digest-only image is reported, not faked" grep -q 'known only by digest' "$WORK/report-crio.json"
+}
+
 # --- run ------------------------------------------------------------------------------------
 
 require_tools
@@ -214,6 +226,7 @@ scenario "3. a failed verification rolls back" failed_verification_rolls_back
 scenario "4. kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
+scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
 stop_node "$NODE"
 
 # kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the
