@@ -68,14 +68,19 @@ fn node_files(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     t
 }
 
-fn cmd(w: &World, state: &Path) -> Command {
+/// The binary with the fakes first on PATH, on the node at `root`.
+fn with_fakes(root: &Path, state: &Path) -> Command {
     let mut c = bin();
     c.env("PATH", fakes_path())
         .env("FAKE_STATE", state)
-        .env("FAKE_NODE", w.node.path())
+        .env("FAKE_NODE", root)
         .arg("--root")
-        .arg(w.node.path());
+        .arg(root);
     c
+}
+
+fn cmd(w: &World, state: &Path) -> Command {
+    with_fakes(w.node.path(), state)
 }
 
 /// `cri-migrate --live migrate --to containerd --yes` on the World's node, its checks against the
@@ -408,11 +413,7 @@ fn offline_migration_writes_files_and_only_enables_and_disables() {
     );
     let state = tempfile::tempdir().unwrap();
     reset_fakes(state.path());
-    let out = bin()
-        .env("PATH", fakes_path())
-        .env("FAKE_STATE", state.path())
-        .arg("--root")
-        .arg(tmp.path())
+    let out = with_fakes(tmp.path(), state.path())
         .args(["migrate", "--to", "containerd", "--yes"])
         .output()
         .unwrap();
@@ -439,11 +440,7 @@ fn offline_migration_writes_files_and_only_enables_and_disables() {
     .unwrap();
     assert!(hosts.contains("https://mirror.corp.local"));
     // Offline, a second run has nothing to do either.
-    let again = bin()
-        .env("PATH", fakes_path())
-        .env("FAKE_STATE", state.path())
-        .arg("--root")
-        .arg(tmp.path())
+    let again = with_fakes(tmp.path(), state.path())
         .args(["migrate", "--to", "containerd", "--yes"])
         .output()
         .unwrap();
@@ -461,11 +458,7 @@ fn preflight_and_lock_failures_change_nothing() {
     reset_fakes(state.path());
     let before = tree(tmp.path());
     // --live without a booted systemd on the node.
-    let out = bin()
-        .env("PATH", fakes_path())
-        .env("FAKE_STATE", state.path())
-        .arg("--root")
-        .arg(tmp.path())
+    let out = with_fakes(tmp.path(), state.path())
         .args(["--live", "migrate", "--to", "containerd", "--yes"])
         .output()
         .unwrap();
@@ -493,11 +486,7 @@ fn preflight_and_lock_failures_change_nothing() {
         .open(tmp.path().join("run/cri-migrate.lock"))
         .unwrap();
     let _held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
-    let out = bin()
-        .env("PATH", fakes_path())
-        .env("FAKE_STATE", state.path())
-        .arg("--root")
-        .arg(tmp.path())
+    let out = with_fakes(tmp.path(), state.path())
         .args(["migrate", "--to", "containerd", "--yes"])
         .output()
         .unwrap();
