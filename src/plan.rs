@@ -51,6 +51,8 @@ pub struct PlanOptions {
     pub target: Target,
     pub runtime_version: Option<Version>,
     pub sandbox_image: Option<String>,
+    /// How long to wait for the runtime's CRI socket; the kubelet gets twice that.
+    pub timeout_secs: u64,
 }
 
 /// A carried-over setting and where its value came from.
@@ -416,7 +418,15 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         ));
     }
 
-    let actions = actions(facts, target, from, &files, &settings, rv);
+    let actions = actions(
+        facts,
+        target,
+        from,
+        &files,
+        &settings,
+        rv,
+        opts.timeout_secs,
+    );
     warnings.extend(facts.risks.iter().cloned());
     Ok(Plan {
         from,
@@ -676,6 +686,7 @@ fn actions(
     files: &[FileChange],
     settings: &Carried,
     rv: Version,
+    timeout: u64,
 ) -> Vec<Action> {
     let unit = |u: &str| u.to_string();
     // Only what the cutover needs runs while the kubelet is down; enabling and disabling units
@@ -719,7 +730,7 @@ fn actions(
     });
     a.push(Action::WaitForSocket {
         endpoint: target.endpoint().into(),
-        timeout_secs: 60,
+        timeout_secs: timeout,
     });
     let image = settings
         .sandbox_image
@@ -735,7 +746,7 @@ fn actions(
     });
     a.push(Action::WaitActive {
         unit: unit("kubelet.service"),
-        timeout_secs: 120,
+        timeout_secs: timeout * 2,
     });
     a.extend(after);
     a

@@ -28,8 +28,8 @@ pub struct Effects<'a> {
 pub struct ApplyOptions {
     /// Start and stop services and pull through CRI (false for an offline `--root` node).
     pub live: bool,
+    /// For reaching the runtime in the checks after it answered (the waits are in the plan).
     pub socket_timeout: Duration,
-    pub kubelet_timeout: Duration,
     pub no_rollback: bool,
     /// Where to reach the runtime for the checks, when not at the plan's endpoint.
     pub cri_endpoint: Option<String>,
@@ -337,11 +337,12 @@ fn exec(
                         })
                         .map(|_| None)
                 }
-                Action::WaitForSocket { .. } => {
-                    let cri = (fx.cri)(&endpoint, opts.socket_timeout).map_err(|e| {
-                        let unit = plan.target.unit();
-                        unit_failure(fx, unit, format!("{e:#}"))
-                    })?;
+                Action::WaitForSocket { timeout_secs, .. } => {
+                    let cri =
+                        (fx.cri)(&endpoint, Duration::from_secs(*timeout_secs)).map_err(|e| {
+                            let unit = plan.target.unit();
+                            unit_failure(fx, unit, format!("{e:#}"))
+                        })?;
                     let v = cri.version()?;
                     Ok(Some(format!(
                         "{} {} answers on {endpoint}",
@@ -388,8 +389,8 @@ fn exec(
                     *verification = Some(v);
                     Ok(Some(detail))
                 }
-                Action::WaitActive { unit, .. } => {
-                    wait_active(fx, unit, opts.kubelet_timeout).map(|_| None)
+                Action::WaitActive { unit, timeout_secs } => {
+                    wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
                 }
             }
         }

@@ -96,6 +96,7 @@ pub fn run(
             target,
             runtime_version: args.runtime_version,
             sandbox_image: args.sandbox_image.clone(),
+            timeout_secs: args.timeout,
         },
     )?;
 
@@ -306,7 +307,6 @@ fn walk(
     let opts = ApplyOptions {
         live: t.live,
         socket_timeout: Duration::from_secs(args.timeout),
-        kubelet_timeout: Duration::from_secs(args.timeout * 2),
         no_rollback: args.no_rollback,
         cri_endpoint: args.cri_endpoint.clone(),
         drain: args.drain.then_some(node_name),
