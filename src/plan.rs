@@ -181,12 +181,11 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
             "Upgrade the node's Kubernetes first (kubeadm upgrade), or pass the right --kubelet-version if it was misread.",
         ));
     }
-    if !kv.at_least(NEWEST_KNOWN_KUBELET.0, NEWEST_KNOWN_KUBELET.1 + 1) {
-        // known
-    } else {
+    let (major, minor) = NEWEST_KNOWN_KUBELET;
+    if kv.at_least(major, minor + 1) {
         warnings.push(Finding::warning(
             "kubelet-newer-than-known",
-            format!("kubelet {kv} is newer than the flag rules cri-migrate knows (up to 1.35); the 1.35 rules are used"),
+            format!("kubelet {kv} is newer than the flag rules cri-migrate knows (up to {major}.{minor}); the {major}.{minor} rules are used"),
             "check the kubelet's changelog for removed flags before applying",
         ));
     }

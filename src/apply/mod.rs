@@ -85,6 +85,16 @@ enum Step<'p> {
 }
 
 impl Step<'_> {
+    /// Offline (`--root`), only what changes files and unit links runs: nothing is started,
+    /// stopped or asked over CRI.
+    fn runs_offline(&self) -> bool {
+        match self {
+            Step::Cordon(_) | Step::Drain(_) | Step::Uncordon(_) | Step::Write(_) => true,
+            Step::Act(a) => matches!(a, Action::Enable { .. } | Action::Disable { .. }),
+            Step::CheckImages(_) => false,
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Step::Cordon(n) => format!("cordon node {n}"),
@@ -146,15 +156,17 @@ pub fn run(
         let name = step.name();
         progress.begin(&name);
         let t0 = Instant::now();
-        let r = exec(node, b, fx, opts, step, &plan, &mut out.verification);
-        let (status, detail, err) = match r {
-            Ok(Some(detail)) if detail == "skipped" => (
+        let (status, detail, err) = if !opts.live && !step.runs_offline() {
+            (
                 StepStatus::Skipped,
                 Some("offline: --root".to_string()),
                 None,
-            ),
-            Ok(detail) => (StepStatus::Done, detail, None),
-            Err(e) => (StepStatus::Failed, Some(format!("{e:#}")), Some(e)),
+            )
+        } else {
+            match exec(node, b, fx, opts, step, &plan, &mut out.verification) {
+                Ok(detail) => (StepStatus::Done, detail, None),
+                Err(e) => (StepStatus::Failed, Some(format!("{e:#}")), Some(e)),
+            }
         };
         let report = StepReport {
             step: name.clone(),
@@ -243,7 +255,6 @@ fn exec(
     plan: &backup::StoredPlan,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
-    let skipped = Ok(Some("skipped".to_string()));
     let kubectl = || {
         fx.kubectl
             .ok_or_else(|| anyhow!("--drain needs kubectl and a kubeconfig"))
@@ -285,9 +296,6 @@ fn exec(
             Ok(None)
         }
         Step::CheckImages(names) => {
-            if !opts.live {
-                return Ok(Some("skipped".into()));
-            }
             let endpoint = opts
                 .cri_endpoint
                 .clone()
@@ -321,7 +329,6 @@ fn exec(
                     };
                     fx.systemd.act(verb, Some(unit)).map(|_| None)
                 }
-                _ if !opts.live => skipped,
                 Action::Stop { unit } => fx.systemd.act("stop", Some(unit)).map(|_| None),
                 Action::DaemonReload => fx.systemd.act("daemon-reload", None).map(|_| None),
                 Action::Restart { unit } | Action::Start { unit } => {

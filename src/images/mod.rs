@@ -323,7 +323,7 @@ fn to_containerd(
     // What the batch did not bring (one broken image fails its whole stream): one image at a
     // time, in parallel, so that one failure does not stop the others.
     out.extend(in_parallel(retry, opts.parallel, &|image, in_use| {
-        carry_one(opts, ctr, image, in_use, &present)
+        carry_one(opts, ctr, image, in_use)
     }));
     Ok(out)
 }
@@ -396,13 +396,7 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
 }
 
 /// One image alone (the retry after a failed batch).
-fn carry_one(
-    opts: &CarryOptions,
-    ctr: &Ctr,
-    image: &Image,
-    in_use: bool,
-    present: &BTreeSet<String>,
-) -> Carried {
+fn carry_one(opts: &CarryOptions, ctr: &Ctr, image: &Image, in_use: bool) -> Carried {
     let t0 = Instant::now();
     let names = names_of(image);
     let mut c = Carried {
@@ -414,10 +408,6 @@ fn carry_one(
         duration_ms: 0,
         error: None,
     };
-    if !names.is_empty() && names.iter().all(|n| present.contains(n)) {
-        c.result = Outcome::Present;
-        return c;
-    }
     if let Err(e) = import(opts, ctr, &[image], None) {
         c.result = Outcome::Failed;
         c.error = Some(format!("{e:#}"));
