@@ -1,6 +1,6 @@
 //! Every containerd config that cri-migrate renders for a fixture node must load in a real
 //! containerd with the CRI plugin enabled: schema 2 in Debian 12's containerd 1.6, schema 3 in
-//! containerd 2.1 (from Debian unstable, fetched by tests/tools/fetch-containerd2.sh).
+//! containerd 2.1 (from Debian unstable, fetched by tests/tools/fetch-sid.sh).
 //!
 //! Each containerd runs as a child process with a private root, state dir and socket. The test
 //! needs root. Outside CI a missing binary or root skips it loudly; under CI=true it fails.
@@ -117,7 +117,7 @@ fn get<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a toml_ed
 fn rendered_configs_load_in_real_containerd_with_cri() {
     let (c1, c2) = (containerd_1(), containerd_2());
     if skip_unless(is_root(), "not root")
-        || skip_unless(c1.is_some() && c2.is_some(), "containerd 1.x (apt-get install containerd) or 2.x (tests/tools/fetch-containerd2.sh) is missing")
+        || skip_unless(c1.is_some() && c2.is_some(), "containerd 1.x (apt-get install containerd) or 2.x (tests/tools/fetch-sid.sh) is missing")
     {
         return;
     }

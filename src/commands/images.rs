@@ -64,6 +64,11 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         dest: match target {
             Target::Containerd => Dest::Containerd(Ctr {
                 address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
+                snapshotter: facts
+                    .containerd_config
+                    .as_ref()
+                    .and_then(|c| c.snapshotter.clone())
+                    .unwrap_or_else(|| "overlayfs".into()),
             }),
             Target::Crio => Dest::ContainersStorage,
         },

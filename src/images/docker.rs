@@ -20,25 +20,84 @@ pub struct Image {
     pub repo_digests: Option<Vec<String>>,
     #[serde(rename = "Size", default)]
     pub size: u64,
+    /// Where the image points in containerd, when Docker keeps it there (API 1.46+).
+    #[serde(rename = "Descriptor", default, skip_serializing)]
+    pub descriptor: Option<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+/// The parts of `GET /info` that say where Docker keeps its images.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Info {
+    #[serde(rename = "DriverStatus", default)]
+    pub driver_status: Option<Vec<Vec<String>>>,
+    #[serde(rename = "Containerd", default)]
+    pub containerd: Option<ContainerdInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ContainerdInfo {
+    #[serde(rename = "Address", default)]
+    pub address: String,
+    #[serde(rename = "Namespaces", default)]
+    pub namespaces: ContainerdNamespaces,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ContainerdNamespaces {
+    #[serde(rename = "Containers", default)]
+    pub containers: String,
+}
+
+impl Info {
+    /// Docker on containerd's image store: (containerd's socket, the namespace of the images).
+    pub fn containerd_store(&self) -> Option<(String, String)> {
+        let snapshotter = self.driver_status.iter().flatten().any(|kv| {
+            kv.first().is_some_and(|k| k == "driver-type")
+                && kv
+                    .get(1)
+                    .is_some_and(|v| v == "io.containerd.snapshotter.v1")
+        });
+        let c = self.containerd.as_ref()?;
+        let ns = if c.namespaces.containers.is_empty() {
+            "moby".to_string()
+        } else {
+            c.namespaces.containers.clone()
+        };
+        (snapshotter && !c.address.is_empty()).then(|| (c.address.clone(), ns))
+    }
 }
 
 impl Image {
-    /// Tags, without Docker's `<none>:<none>` placeholder.
+    /// Tags, without Docker's `<none>:<none>` placeholder. On containerd's image store an image
+    /// pulled by digest lists `repo@sha256:..` among its tags: that is a digest, not a tag.
     pub fn tags(&self) -> Vec<String> {
         self.repo_tags
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .filter(|t| !t.starts_with("<none>"))
+            .filter(|t| !t.starts_with("<none>") && !t.contains('@'))
             .collect()
     }
     pub fn digests(&self) -> Vec<String> {
-        self.repo_digests
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| !t.starts_with("<none>"))
-            .collect()
+        let mut d: Vec<String> = self
+            .repo_digests
+            .iter()
+            .chain(self.repo_tags.iter())
+            .flatten()
+            .filter(|t| !t.starts_with("<none>") && t.contains('@'))
+            .cloned()
+            .collect();
+        d.sort();
+        d.dedup();
+        d
     }
 }
 
@@ -123,6 +182,10 @@ impl Docker {
             .with_context(|| format!("Docker's answer to GET {path} is not what was expected"))
     }
 
+    pub fn info(&self) -> Result<Info> {
+        self.get_json("/info")
+    }
+
     pub fn images(&self) -> Result<Vec<Image>> {
         self.get_json("/images/json")
     }
@@ -185,5 +248,33 @@ impl Docker {
             );
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_containerd_store_is_told_by_the_driver_type() {
+        // Docker 28.5 with features.containerd-snapshotter, as its /info answers.
+        let info: Info = serde_json::from_str(r#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],"Containerd":{"Address":"/run/containerd/containerd.sock","Namespaces":{"Containers":"moby","Plugins":"plugins.moby"}}}"#).unwrap();
+        assert_eq!(
+            info.containerd_store(),
+            Some(("/run/containerd/containerd.sock".into(), "moby".into()))
+        );
+        // The classic overlay2 store (Docker 20.10 has no Containerd field at all).
+        let info: Info = serde_json::from_str(r#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"],["Supports d_type","true"]]}"#).unwrap();
+        assert_eq!(info.containerd_store(), None);
+        let info: Info = serde_json::from_str(r#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"]],"Containerd":{"Address":"/run/containerd/containerd.sock","Namespaces":{"Containers":"moby"}}}"#).unwrap();
+        assert_eq!(info.containerd_store(), None);
+    }
+
+    #[test]
+    fn a_digest_among_the_tags_is_a_digest() {
+        // Docker 28 on containerd's store, for an image pulled by digest only.
+        let image: Image = serde_json::from_str(r#"{"Id":"sha256:26","RepoTags":["127.0.0.1:5000/test/pinned@sha256:26"],"RepoDigests":["127.0.0.1:5000/test/pinned@sha256:26"],"Size":3}"#).unwrap();
+        assert!(image.tags().is_empty());
+        assert_eq!(image.digests(), ["127.0.0.1:5000/test/pinned@sha256:26"]);
     }
 }

@@ -4,6 +4,7 @@
 //! parallel, skipping what containerd already has. On an air-gapped node these are the only
 //! copies the node has.
 
+pub mod containerd;
 pub mod docker;
 
 use crate::cri::credentials::repository;
@@ -14,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -48,8 +49,32 @@ pub struct Carried {
     pub in_use: bool,
     pub result: Outcome,
     pub duration_ms: u64,
+    /// How it went over: `docker-save` (an export streamed into `ctr import`),
+    /// `containerd-share` (Docker keeps it in the same containerd: shared by digest), `skopeo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl Carried {
+    fn new(image: &Image, names: Vec<String>, in_use: bool, via: Option<&'static str>) -> Carried {
+        Carried {
+            id: image.id.clone(),
+            names,
+            size: image.size,
+            in_use,
+            result: Outcome::Imported,
+            duration_ms: 0,
+            via,
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, e: anyhow::Error) {
+        self.result = Outcome::Failed;
+        self.error = Some(format!("{e:#}"));
+    }
 }
 
 /// `busybox:1` -> `docker.io/library/busybox:1`; `x@sha256:..` keeps its digest; no tag -> latest.
@@ -107,6 +132,8 @@ impl InUse {
 #[derive(Clone)]
 pub struct Ctr {
     pub address: String,
+    /// The snapshotter CRI will use: images shared from Docker's namespace are unpacked into it.
+    pub snapshotter: String,
 }
 
 impl Ctr {
@@ -271,27 +298,52 @@ fn to_containerd(
 ) -> Result<Vec<Carried>> {
     let present = ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
     // containerd has these under every name already.
-    let (have, need): (Vec<Selected>, Vec<Selected>) = images.into_iter().partition(|(i, _)| {
-        let n = names_of(i);
-        !n.is_empty() && n.iter().all(|n| present.contains(n))
-    });
+    let (have, mut need): (Vec<Selected>, Vec<Selected>) =
+        images.into_iter().partition(|(i, _)| {
+            let n = names_of(i);
+            !n.is_empty() && n.iter().all(|n| present.contains(n))
+        });
     let mut out: Vec<Carried> = have
         .iter()
         .map(|(i, u)| {
             if let Some(b) = &bar {
                 b.inc(i.size);
             }
-            Carried {
-                id: i.id.clone(),
-                names: names_of(i),
-                size: i.size,
-                in_use: *u,
-                result: Outcome::Present,
-                duration_ms: 0,
-                error: None,
-            }
+            let mut c = Carried::new(i, names_of(i), *u, None);
+            c.result = Outcome::Present;
+            c
         })
         .collect();
+    // Docker on the same containerd's image store: share by digest, no export. What cannot be
+    // shared goes the export way below, and keeps the reason if that fails too.
+    let mut share_errors: std::collections::HashMap<String, String> = Default::default();
+    if let Some(namespace) = shared_store(opts, ctr) {
+        let client = containerd::Containerd::connect(Path::new(&ctr.address))?;
+        let shared = in_parallel(
+            need.iter().cloned().collect(),
+            opts.parallel,
+            &|image, in_use| {
+                let t0 = Instant::now();
+                let mut c = Carried::new(image, names_of(image), in_use, Some("containerd-share"));
+                if let Err(e) = share(&client, &namespace, ctr, image) {
+                    c.fail(e);
+                }
+                c.duration_ms = t0.elapsed().as_millis() as u64;
+                if let (Some(b), Outcome::Imported) = (bar, &c.result) {
+                    b.inc(image.size);
+                }
+                c
+            },
+        );
+        for c in shared {
+            if c.result == Outcome::Failed {
+                share_errors.insert(c.id, c.error.unwrap_or_default());
+            } else {
+                out.push(c);
+            }
+        }
+        need.retain(|(i, _)| share_errors.contains_key(&i.id));
+    }
     // One stream for all of them first: Docker writes a layer that several images share once,
     // where one export per image would send it again for each.
     let t0 = Instant::now();
@@ -307,25 +359,69 @@ fn to_containerd(
     for (image, in_use) in need {
         let names = names_of(&image);
         if batch.is_ok() && names.iter().all(|n| now.contains(n)) {
-            out.push(Carried {
-                id: image.id.clone(),
-                names,
-                size: image.size,
-                in_use,
-                result: Outcome::Imported,
-                duration_ms: ms,
-                error: None,
-            });
+            let mut c = Carried::new(&image, names, in_use, Some("docker-save"));
+            c.duration_ms = ms;
+            out.push(c);
         } else {
             retry.push_back((image, in_use));
         }
     }
     // What the batch did not bring (one broken image fails its whole stream): one image at a
     // time, in parallel, so that one failure does not stop the others.
-    out.extend(in_parallel(retry, opts.parallel, &|image, in_use| {
-        carry_one(opts, ctr, image, in_use)
-    }));
+    out.extend(
+        in_parallel(retry, opts.parallel, &|image, in_use| {
+            carry_one(opts, ctr, image, in_use)
+        })
+        .into_iter()
+        .map(|mut c| {
+            if let (Some(why), Some(e)) = (share_errors.get(&c.id), c.error.as_mut()) {
+                *e = format!("sharing from Docker's containerd namespace: {why}; export: {e}");
+            }
+            c
+        }),
+    );
     Ok(out)
+}
+
+/// The namespace Docker keeps its images in, when that is in the containerd we carry to.
+fn shared_store(opts: &CarryOptions, ctr: &Ctr) -> Option<String> {
+    let info = Docker::new(opts.docker_socket.clone()).ok()?.info().ok()?;
+    let (address, namespace) = info.containerd_store()?;
+    same_file(Path::new(&address), Path::new(&ctr.address)).then_some(namespace)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// One image from Docker's namespace into k8s.io, by digest.
+fn share(client: &containerd::Containerd, namespace: &str, ctr: &Ctr, image: &Image) -> Result<()> {
+    let names = names_of(image);
+    if names.is_empty() {
+        bail!("it has no name to give it in containerd");
+    }
+    let target = match &image.descriptor {
+        Some(d) => containerd::Target {
+            media_type: d.media_type.clone(),
+            digest: d.digest.clone(),
+            size: d.size,
+        },
+        // Older APIs do not give the descriptor: Docker's own record in its namespace has it.
+        None => names
+            .iter()
+            .find_map(|n| client.image(namespace, n).ok().flatten())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "Docker's namespace {namespace} has no image record for {}",
+                    image.id
+                )
+            })?,
+    };
+    client.share_image(namespace, "k8s.io", &target, &names, &ctr.snapshotter)
 }
 
 /// CRI-O: `skopeo copy docker-daemon:TAG containers-storage:NAME` for each tag. containers-storage
@@ -334,15 +430,7 @@ fn to_containerd(
 fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried {
     let t0 = Instant::now();
     let tags: Vec<String> = image.tags().iter().map(|t| normalize(t)).collect();
-    let mut c = Carried {
-        id: image.id.clone(),
-        names: tags.clone(),
-        size: image.size,
-        in_use,
-        result: Outcome::Imported,
-        duration_ms: 0,
-        error: None,
-    };
+    let mut c = Carried::new(image, tags.clone(), in_use, Some("skopeo"));
     let inspect = |name: &str| {
         run(
             "skopeo",
@@ -383,10 +471,7 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
     })();
     match result {
         Ok(o) => c.result = o,
-        Err(e) => {
-            c.result = Outcome::Failed;
-            c.error = Some(format!("{e:#}"));
-        }
+        Err(e) => c.fail(e),
     }
     if let Some(b) = bar {
         b.inc(image.size);
@@ -398,19 +483,9 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
 /// One image alone (the retry after a failed batch).
 fn carry_one(opts: &CarryOptions, ctr: &Ctr, image: &Image, in_use: bool) -> Carried {
     let t0 = Instant::now();
-    let names = names_of(image);
-    let mut c = Carried {
-        id: image.id.clone(),
-        names: names.clone(),
-        size: image.size,
-        in_use,
-        result: Outcome::Imported,
-        duration_ms: 0,
-        error: None,
-    };
+    let mut c = Carried::new(image, names_of(image), in_use, Some("docker-save"));
     if let Err(e) = import(opts, ctr, &[image], None) {
-        c.result = Outcome::Failed;
-        c.error = Some(format!("{e:#}"));
+        c.fail(e);
     }
     c.duration_ms = t0.elapsed().as_millis() as u64;
     c
@@ -538,6 +613,7 @@ mod tests {
             repo_tags: Some(vec!["busybox:1".into(), "<none>:<none>".into()]),
             repo_digests: Some(vec!["busybox@sha256:ab".into()]),
             size: 1,
+            descriptor: None,
         };
         assert_eq!(
             names_of(&img),

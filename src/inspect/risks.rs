@@ -128,7 +128,7 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         out.push(Finding::info(
             "docker-containerd-store",
             "Docker keeps its images in containerd (containerd-snapshotter)",
-            "the images are in containerd's moby namespace already; `docker save | ctr import` is not needed",
+            "the images are in containerd's moby namespace already: when that containerd is the target, cri-migrate shares them into k8s.io by digest instead of exporting them",
         ));
     }
 

@@ -141,6 +141,9 @@ pub struct ContainerdConfig {
     /// The CNI directories the file sets (a node migrated before keeps them).
     pub cni_conf_dir: Option<String>,
     pub cni_bin_dirs: Vec<String>,
+    /// The snapshotter CRI unpacks images into, when the file names one (else overlayfs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshotter: Option<String>,
 }
 
 pub fn containerd_config(
@@ -223,8 +226,22 @@ pub fn containerd_config(
         })
         .and_then(|v| v.as_str())
         .map(str::to_string);
+    let snapshotter = [
+        &["io.containerd.grpc.v1.cri", "containerd", "snapshotter"][..],
+        &["cri", "containerd", "snapshotter"],
+        &["io.containerd.cri.v1.images", "snapshotter"],
+    ]
+    .iter()
+    .find_map(|path| {
+        path.iter()
+            .try_fold(plugins?, |item, key| item.get(key))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    });
     let config = ContainerdConfig {
         sandbox_image,
+        snapshotter,
         cni_conf_dir: cni_str("conf_dir"),
         cni_bin_dirs,
         path: CONTAINERD_CONFIG.to_string(),
@@ -360,4 +377,43 @@ pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>)
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshotter_of(config: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
+        std::fs::write(dir.path().join("etc/containerd/config.toml"), config).unwrap();
+        let node = Node::new(dir.path());
+        containerd_config(&node, &mut BTreeMap::new())
+            .unwrap()
+            .unwrap()
+            .snapshotter
+    }
+
+    #[test]
+    fn the_cri_snapshotter_is_read_in_every_schema() {
+        assert_eq!(
+            snapshotter_of("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"native\"\n"),
+            Some("native".into())
+        );
+        assert_eq!(
+            snapshotter_of("[plugins.cri.containerd]\nsnapshotter = \"zfs\"\n"),
+            Some("zfs".into())
+        );
+        assert_eq!(
+            snapshotter_of(
+                "version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\nsnapshotter = \"btrfs\"\n"
+            ),
+            Some("btrfs".into())
+        );
+        assert_eq!(snapshotter_of("version = 2\n"), None);
+        assert_eq!(
+            snapshotter_of("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"\"\n"),
+            None
+        );
+    }
 }

@@ -431,3 +431,106 @@ impl Drop for FakeDocker {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+/// Docker 28 from Debian unstable (tests/tools/fetch-sid.sh), which can keep its images in
+/// containerd (`features.containerd-snapshotter`); Debian 12's docker.io 20.10 cannot.
+pub fn dockerd_28() -> Option<PathBuf> {
+    let p = std::env::var_os("CRI_MIGRATE_DOCKERD28")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/cri-migrate/docker28/root/usr/sbin/dockerd"));
+    p.exists().then_some(p)
+}
+
+/// A dockerd on private paths, on a given containerd, answering on `socket`; no networking
+/// (no iptables, no bridge), so it leaves the machine as it was.
+pub struct Dockerd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub cli: PathBuf,
+}
+
+impl Dockerd {
+    pub fn start(bin: &Path, containerd: &Path, socket: &Path, containerd_store: bool) -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("cri-migrate-dockerd")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+        let config = serde_json::json!({
+            "features": {"containerd-snapshotter": containerd_store},
+            "iptables": false,
+            "ip6tables": false,
+            "ip-forward": false,
+            "bridge": "none",
+            "userland-proxy": false,
+            "containerd": containerd,
+            "data-root": dir.path().join("root"),
+            "exec-root": dir.path().join("exec"),
+            "pidfile": dir.path().join("docker.pid"),
+            "hosts": [format!("unix://{}", socket.display())],
+        });
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config-file")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut d = Dockerd {
+            child,
+            dir,
+            socket: socket.to_path_buf(),
+            cli: bin.parent().unwrap().join("../bin/docker"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["version"]).status.success() {
+            let exited = d.child.try_wait().ok().flatten();
+            assert!(
+                Instant::now() < deadline && exited.is_none(),
+                "dockerd did not answer in 60s ({exited:?}):\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// The docker CLI on this daemon.
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.cli)
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The docker CLI; panics with its stderr and the daemon's log when it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}

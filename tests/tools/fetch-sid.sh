@@ -1,13 +1,19 @@
 #!/bin/sh
-# Fetch containerd 2.x from Debian's unstable (sid) suite without touching the system's apt state:
+# Fetch packages from Debian's unstable (sid) suite without touching the system's apt state:
 # a private sources list and private list/cache dirs, `apt-get download`, then `dpkg -x`.
-# The extracted tree is cached outside the repo; prints the path of the containerd binary.
+#   fetch-sid.sh NAME BINARY PACKAGE...
+# extracts PACKAGE... into $CRI_MIGRATE_CACHE/NAME/root (default /var/cache/cri-migrate) and
+# prints the path of BINARY in it. The tests use it for containerd 2.x (schema 3):
+#   fetch-sid.sh containerd2 usr/bin/containerd containerd
+# and Docker 28 (containerd image store):
+#   fetch-sid.sh docker28 usr/sbin/dockerd docker.io docker-cli
 set -eu
 
-CACHE="${CRI_MIGRATE_CACHE:-/var/cache/cri-migrate}/containerd2"
-BIN="$CACHE/root/usr/bin/containerd"
-
 main() {
+    [ $# -ge 3 ] || { echo "usage: fetch-sid.sh NAME BINARY PACKAGE..." >&2; return 2; }
+    CACHE="${CRI_MIGRATE_CACHE:-/var/cache/cri-migrate}/$1"
+    BIN="$CACHE/root/$2"
+    shift 2
     if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
         echo "$BIN"
         return 0
@@ -18,17 +24,20 @@ main() {
     if [ -z "$uri" ]; then
         uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n 1 | awk '{print $2}')
     fi
-    [ -n "$uri" ] || { echo "fetch-containerd2: no Debian mirror found in /etc/apt/sources.list*" >&2; return 1; }
+    [ -n "$uri" ] || { echo "fetch-sid: no Debian mirror found in /etc/apt/sources.list*" >&2; return 1; }
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri sid main" >"$CACHE/sid.list"
     opts="-o Dir::Etc::SourceList=$CACHE/sid.list -o Dir::Etc::SourceParts=/dev/null \
           -o Dir::State::Lists=$CACHE/lists -o Dir::Cache::Archives=$CACHE/archives \
           -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root"
     # shellcheck disable=SC2086
     timeout 600 apt-get $opts update >&2
+    rm -f "$CACHE"/deb/*.deb
     # shellcheck disable=SC2086
-    (cd "$CACHE/deb" && timeout 600 apt-get $opts download containerd >&2)
+    (cd "$CACHE/deb" && timeout 600 apt-get $opts download "$@" >&2)
     rm -rf "$CACHE/root"
-    dpkg -x "$(ls "$CACHE"/deb/containerd_*.deb | tail -n 1)" "$CACHE/root"
+    for deb in "$CACHE"/deb/*.deb; do
+        dpkg -x "$deb" "$CACHE/root"
+    done
     "$BIN" --version >&2
     echo "$BIN"
 }

@@ -1,0 +1,241 @@
+//! Docker on containerd's image store (Docker 28 from Debian unstable with
+//! `features.containerd-snapshotter`, on Debian's containerd 1.6 with CRI): `cri-migrate images`
+//! shares each image from the `moby` namespace into `k8s.io` by digest and unpacks it, and the
+//! kubelet's path (CRI `ImageStatus`) finds it under every name, with the registry gone. With
+//! containerd's content sharing turned off ("isolated"), the same images go the export way.
+//! Needs root; skips loudly without Docker 28 (tests/tools/fetch-sid.sh) outside CI.
+
+mod common;
+
+use common::services::{self, skip_unless, Containerd, Dockerd, Registry};
+use cri_migrate::cri::{Cri, GrpcCri};
+use std::process::Command;
+use std::time::Duration;
+
+/// Fields drop in order: Docker before the containerd it runs on.
+struct Node {
+    _docker: Dockerd,
+    containerd: Containerd,
+    root: tempfile::TempDir,
+    /// Every name each image must have in k8s.io, and its layers' diff IDs.
+    images: Vec<(Vec<String>, Vec<String>)>,
+}
+
+fn parts_missing() -> bool {
+    skip_unless(services::is_root(), "not root")
+        || skip_unless(
+            services::containerd_1().is_some(),
+            "containerd is not installed (apt-get install containerd)",
+        )
+        || skip_unless(
+            services::dockerd_28().is_some(),
+            "Docker 28 is not fetched (tests/tools/fetch-sid.sh docker28 usr/sbin/dockerd docker.io docker-cli)",
+        )
+        || skip_unless(
+            services::have("docker-registry") && services::have("skopeo") && services::have("busybox"),
+            "docker-registry, skopeo or busybox-static is not installed",
+        )
+}
+
+/// A live node in a folder: containerd (CRI on) at run/containerd/containerd.sock, Docker 28
+/// on it at var/run/docker.sock keeping its images in containerd, and images Docker pulled from
+/// a registry that is stopped before the carry-over.
+fn node(containerd_config: &str) -> Node {
+    let root = tempfile::tempdir().unwrap();
+    let containerd = Containerd::start(&services::containerd_1().unwrap(), containerd_config, None);
+    std::fs::create_dir_all(root.path().join("run/containerd")).unwrap();
+    std::os::unix::fs::symlink(
+        containerd.socket(),
+        root.path().join("run/containerd/containerd.sock"),
+    )
+    .unwrap();
+    let docker = Dockerd::start(
+        &services::dockerd_28().unwrap(),
+        &containerd.socket(),
+        &root.path().join("var/run/docker.sock"),
+        true,
+    );
+    let info = docker.ok(&["info", "--format", "{{json .DriverStatus}}"]);
+    assert!(info.contains("io.containerd.snapshotter.v1"), "{info}");
+
+    let registry = Registry::start(None);
+    // Several layers, a layer two images share, two tags on one, one known only by digest.
+    let (app, _) = registry.push("test/app", "1", &["base", "app"]);
+    let (tool, _) = registry.push("test/tool", "2", &["base", "tool"]);
+    let (pinned, digest) = registry.push("test/pinned", "3", &["pinned"]);
+    let pinned = format!("{}@{digest}", pinned.rsplit_once(':').unwrap().0);
+    for r in [&app, &tool, &pinned] {
+        docker.ok(&["pull", "--quiet", r]);
+    }
+    let app_too = format!("{}/test/app:also", registry.addr);
+    docker.ok(&["tag", &app, &app_too]);
+    // A container keeps `app` in use.
+    docker.ok(&["create", "--name", "app", &app]);
+    drop(registry);
+
+    let diff_ids = |r: &str| -> Vec<String> {
+        serde_json::from_str(&docker.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            r,
+        ]))
+        .unwrap()
+    };
+    let digest_name = |r: &str| -> String {
+        let repo = r.rsplit_once(':').unwrap().0;
+        let id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", r]);
+        format!("{repo}@{id}")
+    };
+    let images = vec![
+        (
+            vec![app.clone(), app_too, digest_name(&app)],
+            diff_ids(&app),
+        ),
+        (vec![tool.clone(), digest_name(&tool)], diff_ids(&tool)),
+        (vec![pinned.clone()], diff_ids(&pinned)),
+    ];
+    Node {
+        root,
+        containerd,
+        _docker: docker,
+        images,
+    }
+}
+
+fn carry(node: &Node) -> serde_json::Value {
+    let out = common::bin()
+        .arg("--root")
+        .arg(node.root.path())
+        .args([
+            "--live",
+            "images",
+            "--to",
+            "containerd",
+            "--images",
+            "all",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}\ncontainerd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        node.containerd.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ctr(node: &Node, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(node.containerd.socket())
+        .args(["--namespace", "k8s.io"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctr {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Every name answers CRI ImageStatus, and every layer stack is unpacked in k8s.io.
+fn check_carried(node: &Node) {
+    let cri = GrpcCri::connect(&node.containerd.endpoint(), Duration::from_secs(10)).unwrap();
+    let snapshots = ctr(node, &["snapshots", "ls"]);
+    for (names, diff_ids) in &node.images {
+        for name in names {
+            assert!(cri.image_present(name).unwrap(), "CRI does not find {name}");
+        }
+        let top = cri_migrate::images::containerd::chain_ids(diff_ids);
+        assert!(
+            snapshots.contains(top.last().unwrap().as_str()),
+            "{names:?} is not unpacked in k8s.io:\n{snapshots}"
+        );
+    }
+}
+
+fn results(report: &serde_json::Value) -> Vec<(String, String, bool)> {
+    report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["result"].as_str().unwrap().to_string(),
+                i["via"].as_str().unwrap_or("").to_string(),
+                i["in_use"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn docker_on_the_containerd_store_shares_its_images_into_k8s_io() {
+    if parts_missing() {
+        return;
+    }
+    let node = node("version = 2\n");
+    let report = carry(&node);
+    let mut r = results(&report);
+    r.sort();
+    assert_eq!(
+        r,
+        [
+            ("imported".into(), "containerd-share".into(), false),
+            ("imported".into(), "containerd-share".into(), false),
+            ("imported".into(), "containerd-share".into(), true),
+        ],
+        "{report:#}"
+    );
+    check_carried(&node);
+    // Shared, not copied: each blob is on disk once, however many namespaces hold it.
+    let blobs = node
+        .containerd
+        .dir
+        .path()
+        .join("root/io.containerd.content.v1.content/blobs/sha256");
+    let moby = Command::new("ctr")
+        .arg("--address")
+        .arg(node.containerd.socket())
+        .args(["--namespace", "moby", "content", "ls", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(&blobs).unwrap().count(),
+        String::from_utf8_lossy(&moby.stdout).lines().count(),
+        "blobs on disk vs blobs in moby"
+    );
+
+    // Again: everything is there already.
+    let again = results(&carry(&node));
+    assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+}
+
+#[test]
+fn without_content_sharing_the_images_go_the_export_way() {
+    if parts_missing() {
+        return;
+    }
+    let node = node(
+        "version = 2\n[plugins.\"io.containerd.metadata.v1.bolt\"]\ncontent_sharing_policy = \"isolated\"\n",
+    );
+    let report = carry(&node);
+    for (result, via, _) in results(&report) {
+        assert_eq!(
+            (result.as_str(), via.as_str()),
+            ("imported", "docker-save"),
+            "{report:#}"
+        );
+    }
+    check_carried(&node);
+}
