@@ -40,7 +40,7 @@ fn parts_missing() -> bool {
 /// A live node in a folder: containerd (CRI on) at run/containerd/containerd.sock, Docker 28
 /// on it at var/run/docker.sock keeping its images in containerd, and images Docker pulled from
 /// a registry that is stopped before the carry-over.
-fn node(containerd_config: &str) -> Node {
+fn node(containerd_config: &str, containerd_store: bool) -> Node {
     let root = tempfile::tempdir().unwrap();
     let containerd = Containerd::start(&services::containerd_1().unwrap(), containerd_config, None);
     std::fs::create_dir_all(root.path().join("run/containerd")).unwrap();
@@ -53,10 +53,14 @@ fn node(containerd_config: &str) -> Node {
         &services::dockerd_28().unwrap(),
         &containerd.socket(),
         &root.path().join("var/run/docker.sock"),
-        true,
+        containerd_store,
     );
     let info = docker.ok(&["info", "--format", "{{json .DriverStatus}}"]);
-    assert!(info.contains("io.containerd.snapshotter.v1"), "{info}");
+    assert_eq!(
+        info.contains("io.containerd.snapshotter.v1"),
+        containerd_store,
+        "{info}"
+    );
 
     let registry = Registry::start(None);
     // Several layers, a layer two images share, two tags on one, one known only by digest.
@@ -84,9 +88,13 @@ fn node(containerd_config: &str) -> Node {
         .unwrap()
     };
     let digest_name = |r: &str| -> String {
-        let repo = r.rsplit_once(':').unwrap().0;
-        let id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", r]);
-        format!("{repo}@{id}")
+        docker.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .RepoDigests 0}}",
+            r,
+        ])
     };
     let images = vec![
         (
@@ -184,7 +192,7 @@ fn docker_on_the_containerd_store_shares_its_images_into_k8s_io() {
     if parts_missing() {
         return;
     }
-    let node = node("version = 2\n");
+    let node = node("version = 2\n", true);
     let report = carry(&node);
     let mut r = results(&report);
     r.sort();
@@ -228,6 +236,7 @@ fn without_content_sharing_the_images_go_the_export_way() {
     }
     let node = node(
         "version = 2\n[plugins.\"io.containerd.metadata.v1.bolt\"]\ncontent_sharing_policy = \"isolated\"\n",
+        true,
     );
     let report = carry(&node);
     for (result, via, _) in results(&report) {
@@ -238,4 +247,25 @@ fn without_content_sharing_the_images_go_the_export_way() {
         );
     }
     check_carried(&node);
+}
+
+/// Docker's own store (overlay2): the export is read into containerd as it streams, each
+/// uncompressed layer unpacked on the way.
+#[test]
+fn dockers_own_store_is_streamed_into_k8s_io() {
+    if parts_missing() {
+        return;
+    }
+    let node = node("version = 2\n", false);
+    let report = carry(&node);
+    for (result, via, _) in results(&report) {
+        assert_eq!(
+            (result.as_str(), via.as_str()),
+            ("imported", "docker-save"),
+            "{report:#}"
+        );
+    }
+    check_carried(&node);
+    let again = results(&carry(&node));
+    assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
 }

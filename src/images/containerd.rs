@@ -330,10 +330,15 @@ impl Containerd {
             .flatten()
             .filter_map(|d| d.as_str().map(str::to_string))
             .collect();
-        let layers: Vec<&serde_json::Value> = manifest["layers"]
+        let layers: Vec<Layer> = manifest["layers"]
             .as_array()
             .into_iter()
             .flatten()
+            .map(|l| Layer {
+                media_type: l["mediaType"].as_str().unwrap_or_default().into(),
+                digest: l["digest"].as_str().unwrap_or_default().into(),
+                size: l["size"].as_i64().unwrap_or_default(),
+            })
             .collect();
         if layers.len() != diff_ids.len() {
             bail!(
@@ -343,128 +348,195 @@ impl Containerd {
             );
         }
         let chains = chain_ids(&diff_ids);
-        let mut snaps = SnapshotsClient::new(self.channel.clone());
-        let mut diff = DiffClient::new(self.channel.clone());
         for (i, layer) in layers.iter().enumerate() {
-            let chain = &chains[i];
-            let stat = self.rt.block_on(snaps.stat(request(
-                StatSnapshotRequest {
-                    snapshotter: snapshotter.into(),
-                    key: chain.clone(),
-                },
-                namespace,
-                Some(lease),
-            )));
-            match stat {
-                Ok(_) => continue,
-                Err(s) if s.code() == Code::NotFound => {}
-                Err(s) => bail!("containerd: snapshot {chain}: {}", s.message()),
-            }
-            let parent = if i == 0 {
-                String::new()
-            } else {
-                chains[i - 1].clone()
-            };
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            let key = format!("extract-{nanos}-cri-migrate {chain}");
-            let mounts = self
-                .rt
-                .block_on(snaps.prepare(request(
-                    PrepareSnapshotRequest {
-                        snapshotter: snapshotter.into(),
-                        key: key.clone(),
-                        parent,
-                        labels: HashMap::from([(
-                            "containerd.io/snapshot.ref".to_string(),
-                            chain.clone(),
-                        )]),
-                    },
-                    namespace,
-                    Some(lease),
-                )))
-                .map_err(|s| anyhow!("containerd: prepare snapshot {chain}: {}", s.message()))?
-                .into_inner()
-                .mounts;
-            let applied = self
-                .rt
-                .block_on(diff.apply(request(
-                    ApplyRequest {
-                        diff: Some(Descriptor {
-                            media_type: layer["mediaType"].as_str().unwrap_or_default().into(),
-                            digest: layer["digest"].as_str().unwrap_or_default().into(),
-                            size: layer["size"].as_i64().unwrap_or_default(),
-                            annotations: HashMap::new(),
-                        }),
-                        mounts,
-                        payloads: HashMap::new(),
-                        sync_fs: false,
-                    },
-                    namespace,
-                    Some(lease),
-                )))
-                .map(|r| r.into_inner().applied.map(|d| d.digest).unwrap_or_default());
-            let remove = |snaps: &mut SnapshotsClient<Channel>| {
-                let _ = self.rt.block_on(snaps.remove(request(
-                    RemoveSnapshotRequest {
-                        snapshotter: snapshotter.into(),
-                        key: key.clone(),
-                    },
-                    namespace,
-                    Some(lease),
-                )));
-            };
-            match applied {
-                Ok(d) if d == diff_ids[i] => {}
-                Ok(d) => {
-                    remove(&mut snaps);
-                    bail!(
-                        "layer {} unpacked to {d}, its image says {}",
-                        layer["digest"],
-                        diff_ids[i]
-                    );
-                }
-                Err(s) => {
-                    remove(&mut snaps);
-                    bail!(
-                        "containerd: unpack layer {}: {}",
-                        layer["digest"],
-                        s.message()
-                    );
-                }
-            }
-            let commit = self.rt.block_on(snaps.commit(request(
-                CommitSnapshotRequest {
-                    snapshotter: snapshotter.into(),
-                    name: chain.clone(),
-                    key: key.clone(),
-                    ..Default::default()
-                },
-                namespace,
-                Some(lease),
-            )));
-            match commit {
-                Ok(_) => {}
-                // Another image with the same base unpacked it meanwhile.
-                Err(s) if s.code() == Code::AlreadyExists => remove(&mut snaps),
-                Err(s) => {
-                    remove(&mut snaps);
-                    bail!("containerd: commit snapshot {chain}: {}", s.message());
-                }
-            }
+            self.unpack_layer(namespace, lease, snapshotter, &chains, &diff_ids, i, layer)?;
         }
         if let Some(top) = chains.last() {
-            // What keeps the snapshots from garbage collection while the image exists.
-            self.set_label(
-                namespace,
-                config_digest,
-                &format!("containerd.io/gc.ref.snapshot.{snapshotter}"),
-                top,
-            )?;
+            self.hold_snapshot(namespace, snapshotter, config_digest, top)?;
         }
         Ok(())
+    }
+
+    /// What keeps an image's snapshots from garbage collection while the image exists: a label
+    /// on its config naming the top one.
+    pub fn hold_snapshot(
+        &self,
+        namespace: &str,
+        snapshotter: &str,
+        config: &str,
+        top: &str,
+    ) -> Result<()> {
+        self.set_label(
+            namespace,
+            config,
+            &format!("containerd.io/gc.ref.snapshot.{snapshotter}"),
+            top,
+        )
+    }
+
+    /// Layer `i` of a stack whose layers below it are unpacked: one snapshot, named by its chain
+    /// ID. Nothing to do when that snapshot exists (another image has the same base).
+    #[allow(clippy::too_many_arguments)]
+    pub fn unpack_layer(
+        &self,
+        namespace: &str,
+        lease: &str,
+        snapshotter: &str,
+        chains: &[String],
+        diff_ids: &[String],
+        i: usize,
+        layer: &Layer,
+    ) -> Result<()> {
+        let chain = &chains[i];
+        let mut snaps = SnapshotsClient::new(self.channel.clone());
+        let stat = self.rt.block_on(snaps.stat(request(
+            StatSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                key: chain.clone(),
+            },
+            namespace,
+            Some(lease),
+        )));
+        match stat {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => bail!("containerd: snapshot {chain}: {}", s.message()),
+        }
+        let parent = if i == 0 {
+            String::new()
+        } else {
+            chains[i - 1].clone()
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let key = format!("extract-{nanos}-cri-migrate {chain}");
+        let mounts = self
+            .rt
+            .block_on(snaps.prepare(request(
+                PrepareSnapshotRequest {
+                    snapshotter: snapshotter.into(),
+                    key: key.clone(),
+                    parent,
+                    labels: HashMap::from([(
+                        "containerd.io/snapshot.ref".to_string(),
+                        chain.clone(),
+                    )]),
+                },
+                namespace,
+                Some(lease),
+            )))
+            .map_err(|s| anyhow!("containerd: prepare snapshot {chain}: {}", s.message()))?
+            .into_inner()
+            .mounts;
+        let mut diff = DiffClient::new(self.channel.clone());
+        let applied = self
+            .rt
+            .block_on(diff.apply(request(
+                ApplyRequest {
+                    diff: Some(Descriptor {
+                        media_type: layer.media_type.clone(),
+                        digest: layer.digest.clone(),
+                        size: layer.size,
+                        annotations: HashMap::new(),
+                    }),
+                    mounts,
+                    payloads: HashMap::new(),
+                    sync_fs: false,
+                },
+                namespace,
+                Some(lease),
+            )))
+            .map(|r| r.into_inner().applied.map(|d| d.digest).unwrap_or_default());
+        let remove = |snaps: &mut SnapshotsClient<Channel>| {
+            let _ = self.rt.block_on(snaps.remove(request(
+                RemoveSnapshotRequest {
+                    snapshotter: snapshotter.into(),
+                    key: key.clone(),
+                },
+                namespace,
+                Some(lease),
+            )));
+        };
+        match applied {
+            Ok(d) if d == diff_ids[i] => {}
+            Ok(d) => {
+                remove(&mut snaps);
+                bail!(
+                    "layer {} unpacked to {d}, its image says {}",
+                    layer.digest,
+                    diff_ids[i]
+                );
+            }
+            Err(s) => {
+                remove(&mut snaps);
+                bail!("containerd: unpack layer {}: {}", layer.digest, s.message());
+            }
+        }
+        let commit = self.rt.block_on(snaps.commit(request(
+            CommitSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                name: chain.clone(),
+                key: key.clone(),
+                ..Default::default()
+            },
+            namespace,
+            Some(lease),
+        )));
+        match commit {
+            Ok(_) => Ok(()),
+            // Another image with the same base unpacked it meanwhile.
+            Err(s) if s.code() == Code::AlreadyExists => {
+                remove(&mut snaps);
+                Ok(())
+            }
+            Err(s) => {
+                remove(&mut snaps);
+                bail!("containerd: commit snapshot {chain}: {}", s.message());
+            }
+        }
+    }
+
+    /// A lease in `namespace` (expiring in an hour, should this process die): what is written
+    /// under it stays until it is dropped, however garbage collection runs meanwhile.
+    pub fn lease(&self, namespace: &str) -> Result<String> {
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Ok(self
+            .rt
+            .block_on(leases.create(request(
+                CreateRequest {
+                    id: format!("cri-migrate-{}-{nanos}", std::process::id()),
+                    labels: HashMap::from([(
+                        "containerd.io/gc.expire".to_string(),
+                        expire.to_string(),
+                    )]),
+                },
+                namespace,
+                None,
+            )))
+            .map_err(|s| anyhow!("containerd: create a lease: {}", s.message()))?
+            .into_inner()
+            .lease
+            .map(|l| l.id)
+            .unwrap_or_default())
+    }
+
+    pub fn drop_lease(&self, namespace: &str, lease: &str) {
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let _ = self.rt.block_on(leases.delete(request(
+            DeleteRequest {
+                id: lease.to_string(),
+                sync: false,
+            },
+            namespace,
+            None,
+        )));
     }
 
     /// Give `to` the image `from` holds at `target`, unpacked for this host, under `names`.
@@ -476,39 +548,9 @@ impl Containerd {
         names: &[String],
         snapshotter: &str,
     ) -> Result<()> {
-        let mut leases = LeasesClient::new(self.channel.clone());
-        let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
-        let lease = self
-            .rt
-            .block_on(leases.create(request(
-                CreateRequest {
-                    id: format!(
-                        "cri-migrate-{}-{}",
-                        std::process::id(),
-                        target.digest.trim_start_matches("sha256:")
-                    ),
-                    labels: HashMap::from([(
-                        "containerd.io/gc.expire".to_string(),
-                        expire.to_string(),
-                    )]),
-                },
-                to,
-                None,
-            )))
-            .map_err(|s| anyhow!("containerd: create a lease: {}", s.message()))?
-            .into_inner()
-            .lease
-            .map(|l| l.id)
-            .unwrap_or_default();
+        let lease = self.lease(to)?;
         let result = self.share_image_leased(from, to, &lease, target, names, snapshotter);
-        let _ = self.rt.block_on(leases.delete(request(
-            DeleteRequest {
-                id: lease,
-                sync: false,
-            },
-            to,
-            None,
-        )));
+        self.drop_lease(to, &lease);
         result
     }
 
@@ -552,50 +594,171 @@ impl Containerd {
                 )
             })?;
         self.unpack(to, lease, snapshotter, manifest)?;
-        let mut images = ImagesClient::new(self.channel.clone());
         for name in names {
-            let image = Image {
-                name: name.clone(),
-                labels: HashMap::new(),
-                target: Some(Descriptor {
-                    media_type: target.media_type.clone(),
-                    digest: target.digest.clone(),
-                    size: target.size,
-                    annotations: HashMap::new(),
-                }),
-                created_at: None,
-                updated_at: None,
-            };
-            let created = self.rt.block_on(images.create(request(
-                CreateImageRequest {
-                    image: Some(image.clone()),
-                    source_date_epoch: None,
-                },
-                to,
-                Some(lease),
-            )));
-            match created {
-                Ok(_) => {}
-                Err(s) if s.code() == Code::AlreadyExists => {
-                    self.rt
-                        .block_on(images.update(request(
-                            UpdateImageRequest {
-                                image: Some(image),
-                                update_mask: Some(prost_types::FieldMask {
-                                    paths: vec!["target".into()],
-                                }),
-                                source_date_epoch: None,
-                            },
-                            to,
-                            Some(lease),
-                        )))
-                        .map_err(|s| anyhow!("containerd: update image {name}: {}", s.message()))?;
-                }
-                Err(s) => bail!("containerd: create image {name}: {}", s.message()),
-            }
+            self.name_image(to, lease, name, target)?;
         }
         Ok(())
     }
+
+    /// Create (or repoint) the image `name` at `target`.
+    pub fn name_image(
+        &self,
+        namespace: &str,
+        lease: &str,
+        name: &str,
+        target: &Target,
+    ) -> Result<()> {
+        let mut images = ImagesClient::new(self.channel.clone());
+        let image = Image {
+            name: name.to_string(),
+            labels: HashMap::new(),
+            target: Some(Descriptor {
+                media_type: target.media_type.clone(),
+                digest: target.digest.clone(),
+                size: target.size,
+                annotations: HashMap::new(),
+            }),
+            created_at: None,
+            updated_at: None,
+        };
+        let created = self.rt.block_on(images.create(request(
+            CreateImageRequest {
+                image: Some(image.clone()),
+                source_date_epoch: None,
+            },
+            namespace,
+            Some(lease),
+        )));
+        match created {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::AlreadyExists => {
+                self.rt
+                    .block_on(images.update(request(
+                        UpdateImageRequest {
+                            image: Some(image),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["target".into()],
+                            }),
+                            source_date_epoch: None,
+                        },
+                        namespace,
+                        Some(lease),
+                    )))
+                    .map_err(|s| anyhow!("containerd: update image {name}: {}", s.message()))?;
+                Ok(())
+            }
+            Err(s) => bail!("containerd: create image {name}: {}", s.message()),
+        }
+    }
+
+    /// Whether `namespace` holds a blob.
+    pub fn has_blob(&self, namespace: &str, digest: &str) -> Result<bool> {
+        Ok(self.info(namespace, digest)?.is_some())
+    }
+
+    /// Write `size` bytes from `data` as a blob in `namespace`, in chunks; returns its digest.
+    /// Hashed here too (SHA-NI where the CPU has it), so a blob the namespace has already is
+    /// known by its digest when containerd refuses it.
+    pub fn ingest(
+        &self,
+        namespace: &str,
+        lease: &str,
+        data: &mut dyn std::io::Read,
+        size: u64,
+        labels: HashMap<String, String>,
+    ) -> Result<String> {
+        const CHUNK: usize = 1 << 20;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let r#ref = format!("cri-migrate-import-{}-{nanos}", std::process::id());
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
+        let mut c = ContentClient::new(self.channel.clone());
+        let req = request(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            namespace,
+            Some(lease),
+        );
+        // The call runs on the runtime's workers while this thread reads and feeds it.
+        let call = self.rt.spawn(async move {
+            let mut s = c.write(req).await?.into_inner();
+            let mut digest = String::new();
+            while let Some(m) = s.message().await? {
+                if !m.digest.is_empty() {
+                    digest = m.digest;
+                }
+            }
+            Ok::<String, tonic::Status>(digest)
+        });
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        let mut hash = Sha256::new();
+        let fed = (|| -> Result<()> {
+            loop {
+                let want = CHUNK.min((size - offset) as usize);
+                let mut got = 0;
+                while got < want {
+                    let n = data.read(&mut buf[got..want])?;
+                    if n == 0 {
+                        bail!(
+                            "the stream ended {} bytes short",
+                            size - offset - got as u64
+                        );
+                    }
+                    got += n;
+                }
+                let last = offset + got as u64 == size;
+                hash.update(&buf[..got]);
+                let msg = WriteContentRequest {
+                    action: if last {
+                        WriteAction::Commit
+                    } else {
+                        WriteAction::Write
+                    } as i32,
+                    r#ref: r#ref.clone(),
+                    total: size as i64,
+                    expected: if last {
+                        format!("sha256:{:x}", hash.clone().finalize())
+                    } else {
+                        String::new()
+                    },
+                    offset: offset as i64,
+                    data: buf[..got].to_vec(),
+                    labels: if last { labels.clone() } else { HashMap::new() },
+                };
+                offset += got as u64;
+                if tx.blocking_send(msg).is_err() {
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let result = self
+            .rt
+            .block_on(call)
+            .map_err(|e| anyhow!("containerd write: {e}"))?;
+        fed?;
+        let digest = format!("sha256:{:x}", hash.finalize());
+        match result {
+            Ok(d) if d == digest => Ok(d),
+            Ok(d) => bail!("containerd stored {d} for a blob that hashes to {digest}"),
+            Err(s) if s.code() == Code::AlreadyExists => Ok(digest),
+            Err(s) => bail!("containerd: write blob {digest}: {}", s.message()),
+        }
+    }
+}
+
+/// One layer as a manifest lists it.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
 }
 
 #[cfg(test)]

@@ -190,6 +190,17 @@ impl Docker {
         self.get_json("/images/json")
     }
 
+    /// The diff IDs of an image's layers, bottom first (`RootFS.Layers`).
+    pub fn diff_ids(&self, id: &str) -> Result<Vec<String>> {
+        let v: serde_json::Value = self.get_json(&format!("/images/{id}/json"))?;
+        Ok(v["RootFS"]["Layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect())
+    }
+
     pub fn containers(&self) -> Result<Vec<Container>> {
         self.get_json("/containers/json?all=1")
     }

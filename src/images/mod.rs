@@ -6,6 +6,7 @@
 
 pub mod containerd;
 pub mod docker;
+pub mod import;
 
 use crate::cri::credentials::repository;
 use crate::system::run;
@@ -349,7 +350,7 @@ fn to_containerd(
     let t0 = Instant::now();
     let refs: Vec<&Image> = need.iter().map(|(i, _)| i).collect();
     let batch = if refs.is_empty() {
-        Ok(())
+        Ok("docker-save")
     } else {
         import(opts, ctr, &refs, bar)
     };
@@ -358,8 +359,8 @@ fn to_containerd(
     let mut retry: VecDeque<(Image, bool)> = VecDeque::new();
     for (image, in_use) in need {
         let names = names_of(&image);
-        if batch.is_ok() && names.iter().all(|n| now.contains(n)) {
-            let mut c = Carried::new(&image, names, in_use, Some("docker-save"));
+        if let (Ok(via), true) = (&batch, names.iter().all(|n| now.contains(n))) {
+            let mut c = Carried::new(&image, names, in_use, Some(via));
             c.duration_ms = ms;
             out.push(c);
         } else {
@@ -484,25 +485,28 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
 fn carry_one(opts: &CarryOptions, ctr: &Ctr, image: &Image, in_use: bool) -> Carried {
     let t0 = Instant::now();
     let mut c = Carried::new(image, names_of(image), in_use, Some("docker-save"));
-    if let Err(e) = import(opts, ctr, &[image], None) {
-        c.fail(e);
+    match import(opts, ctr, &[image], None) {
+        Ok(via) => c.via = Some(via),
+        Err(e) => c.fail(e),
     }
     c.duration_ms = t0.elapsed().as_millis() as u64;
     c
 }
 
-/// Stream `docker save` of these images into one `ctr images import`, then give each image its
-/// repo digests as names too; check that containerd has every name.
+/// Stream `docker save` of these images into containerd (this crate's importer, or
+/// `ctr images import` where that fails), every tag and repo digest a name; check that
+/// containerd has every name. Says which way it went.
 fn import(
     opts: &CarryOptions,
     ctr: &Ctr,
     images: &[&Image],
     bar: Option<&ProgressBar>,
-) -> Result<()> {
+) -> Result<&'static str> {
     let docker = Docker::new(opts.docker_socket.clone())?;
     // An image known only by digest has no tag to export it under: give it one for the export.
     let mut temps: Vec<String> = Vec::new();
-    let mut export_names: Vec<String> = Vec::new();
+    // The names each image is exported under.
+    let mut export_names: Vec<Vec<String>> = Vec::new();
     // The name each image arrives under in containerd, to hang its digests on.
     let mut sources: Vec<String> = Vec::new();
     let mut tagging = Ok(());
@@ -523,54 +527,31 @@ fn import(
             let temp = format!("{repo}:{short}");
             temps.push(temp.clone());
             sources.push(normalize(&temp));
-            export_names.push(temp);
+            export_names.push(vec![temp]);
         } else {
             sources.push(normalize(&tags[0]));
-            export_names.extend(tags);
+            export_names.push(tags);
         }
     }
     let result = tagging.and_then(|_| {
-        let mut child = ctr
-            .cmd()
-            .args(["images", "import", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run ctr (containerd's client)")?;
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let errs = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let exported = docker.export(&export_names, &mut stdin, &mut |n| {
-            if let Some(b) = bar {
-                b.inc(n);
-            }
-        });
-        drop(stdin);
-        let status = child.wait()?;
-        let err = errs.join().unwrap_or_default();
-        exported?;
-        if !status.success() {
-            bail!("ctr images import failed: {}", err.trim());
-        }
-        // Every repo digest becomes a name too, pointing at the imported image: a pod that pins
-        // `image@sha256:...` finds it.
-        for (image, source) in images.iter().zip(&sources) {
-            for name in names_of(image).iter().filter(|n| n.contains('@')) {
-                ctr.tag(source, name)?;
-            }
-        }
-        Ok(())
+        stream_import(opts, ctr, &docker, &export_names, images, bar)
+            .map(|_| "docker-save")
+            .or_else(|e| {
+                if opts.show != Show::Quiet {
+                    eprintln!("images: streaming into containerd failed ({e:#}); trying ctr images import");
+                }
+                // `ctr images import` takes what this importer could not (a layout it does
+                // not know, an API it cannot use).
+                ctr_import(ctr, &docker, &export_names.concat(), images, &sources, bar)
+                    .map(|_| "ctr-import")
+                    .map_err(|e2| anyhow::anyhow!("{e:#}; with ctr images import: {e2:#}"))
+            })
     });
     for temp in &temps {
         let _ = docker.untag(temp);
         let _ = ctr.remove(&normalize(temp));
     }
-    result?;
+    let via = result?;
     let now = ctr.names()?;
     let missing: Vec<String> = images
         .iter()
@@ -579,6 +560,86 @@ fn import(
         .collect();
     if !missing.is_empty() {
         bail!("after the import containerd lacks {}", missing.join(", "));
+    }
+    Ok(via)
+}
+
+/// Docker's export read straight into containerd, each layer unpacked as it arrives
+/// (import.rs): every name, tags and repo digests, given on the way.
+fn stream_import(
+    opts: &CarryOptions,
+    ctr: &Ctr,
+    docker: &Docker,
+    export_names: &[Vec<String>],
+    images: &[&Image],
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
+    let client = containerd::Containerd::connect(Path::new(&ctr.address))?;
+    let mut wanted = Vec::new();
+    for (image, exported_as) in images.iter().zip(export_names) {
+        wanted.push(import::Wanted {
+            image,
+            names: names_of(image),
+            exported_as: exported_as.clone(),
+            diff_ids: docker.diff_ids(&image.id)?,
+        });
+    }
+    import::import(
+        &client,
+        &opts.docker_socket,
+        &export_names.concat(),
+        &wanted,
+        &ctr.snapshotter,
+        &|n| {
+            if let Some(b) = bar {
+                b.inc(n);
+            }
+        },
+    )
+}
+
+/// `docker save | ctr images import -`, then the repo digests as names with `ctr images tag`.
+fn ctr_import(
+    ctr: &Ctr,
+    docker: &Docker,
+    export_names: &[String],
+    images: &[&Image],
+    sources: &[String],
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
+    let mut child = ctr
+        .cmd()
+        .args(["images", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ctr (containerd's client)")?;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let exported = docker.export(export_names, &mut stdin, &mut |n| {
+        if let Some(b) = bar {
+            b.inc(n);
+        }
+    });
+    drop(stdin);
+    let status = child.wait()?;
+    let err = errs.join().unwrap_or_default();
+    exported?;
+    if !status.success() {
+        bail!("ctr images import failed: {}", err.trim());
+    }
+    // Every repo digest becomes a name too, pointing at the imported image: a pod that pins
+    // `image@sha256:...` finds it.
+    for (image, source) in images.iter().zip(sources) {
+        for name in names_of(image).iter().filter(|n| n.contains('@')) {
+            ctr.tag(source, name)?;
+        }
     }
     Ok(())
 }
