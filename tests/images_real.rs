@@ -2,7 +2,8 @@
 //! `features.containerd-snapshotter`, on Debian's containerd 1.6 with CRI): `cri-migrate images`
 //! shares each image from the `moby` namespace into `k8s.io` by digest and unpacks it, and the
 //! kubelet's path (CRI `ImageStatus`) finds it under every name, with the registry gone. With
-//! containerd's content sharing turned off ("isolated"), the same images go the export way.
+//! containerd's content sharing turned off ("isolated"), the same images go the export way; on
+//! Docker's own store (overlay2) the export is streamed in; and CRI-O gets them with skopeo.
 //! Needs root; skips loudly without Docker 28 (tests/tools/fetch-sid.sh) outside CI.
 
 mod common;
@@ -268,4 +269,73 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
     check_carried(&node);
     let again = results(&carry(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+}
+
+/// CRI-O: each image into containers-storage (a private one here) by skopeo, from Docker's
+/// export in a file: Docker 28 refuses the API version skopeo's own `docker-daemon:` speaks
+/// (1.22). The image known only by digest is reported, not faked.
+#[test]
+fn crio_gets_them_through_skopeo_from_any_docker() {
+    if parts_missing() {
+        return;
+    }
+    let node = node("version = 2\n", false);
+    let store = tempfile::tempdir().unwrap();
+    let conf = store.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/graph\"\n",
+            store.path().display()
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .arg("--root")
+        .arg(node.root.path())
+        .args([
+            "--live", "images", "--to", "crio", "--images", "all", "--output", "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut r = results(&report);
+    r.sort();
+    assert_eq!(
+        r,
+        [
+            ("failed".into(), "skopeo".into(), false),
+            ("imported".into(), "skopeo".into(), false),
+            ("imported".into(), "skopeo".into(), true),
+        ],
+        "{report:#}"
+    );
+    assert!(
+        report.to_string().contains("known only by digest"),
+        "{report:#}"
+    );
+    for name in node
+        .images
+        .iter()
+        .flat_map(|(n, _)| n)
+        .filter(|n| !n.contains('@'))
+    {
+        let out = Command::new("skopeo")
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args(["inspect", "--raw", &format!("containers-storage:{name}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} is not in containers-storage: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -1,8 +1,10 @@
-//! Carry Docker's images over to containerd before the cutover: export each from Docker's API
-//! (streamed, never a tarball on disk) straight into `ctr -n k8s.io images import -`, keep every
-//! tag and repo digest as an image name in the `k8s.io` namespace (where the kubelet looks), in
-//! parallel, skipping what containerd already has. On an air-gapped node these are the only
-//! copies the node has.
+//! Carry Docker's images over to the new runtime before the cutover. To containerd: one export
+//! from Docker's API (streamed, never a tarball on disk) read straight into containerd's content
+//! store and unpacked on the way (import.rs; `ctr images import` as the fallback), or, when
+//! Docker keeps its images in that same containerd, shared from its namespace by digest
+//! (containerd.rs). Every tag and repo digest becomes an image name in `k8s.io` (where the
+//! kubelet looks); what containerd has is skipped. To CRI-O: skopeo. On an air-gapped node these
+//! are the only copies the node has.
 
 pub mod containerd;
 pub mod docker;
@@ -50,8 +52,9 @@ pub struct Carried {
     pub in_use: bool,
     pub result: Outcome,
     pub duration_ms: u64,
-    /// How it went over: `docker-save` (an export streamed into `ctr import`),
-    /// `containerd-share` (Docker keeps it in the same containerd: shared by digest), `skopeo`.
+    /// How it went over: `docker-save` (Docker's export read into containerd), `ctr-import` (the
+    /// same export through `ctr images import`, the fallback), `containerd-share` (Docker keeps
+    /// it in the same containerd: shared by digest), `skopeo` (CRI-O).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,7 +186,7 @@ impl Ctr {
 pub enum Dest {
     /// containerd's k8s.io namespace, through `ctr` on its socket.
     Containerd(Ctr),
-    /// CRI-O's containers-storage, through skopeo (`docker-daemon:` to `containers-storage:`).
+    /// CRI-O's containers-storage, through skopeo (`docker-archive:` to `containers-storage:`).
     ContainersStorage,
 }
 
@@ -218,7 +221,7 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     let mut out = match &opts.dest {
         Dest::Containerd(ctr) => to_containerd(opts, ctr, images, bar.as_ref())?,
         Dest::ContainersStorage => in_parallel(images.into(), opts.parallel, &|image, in_use| {
-            to_storage(image, in_use, bar.as_ref())
+            to_storage(&opts.docker_socket, image, in_use, bar.as_ref())
         }),
     };
     if let Some(b) = bar {
@@ -425,10 +428,18 @@ fn share(client: &containerd::Containerd, namespace: &str, ctr: &Ctr, image: &Im
     client.share_image(namespace, "k8s.io", &target, &names, &ctr.snapshotter)
 }
 
-/// CRI-O: `skopeo copy docker-daemon:TAG containers-storage:NAME` for each tag. containers-storage
-/// keeps a registry digest only from a pull, so a digest name cannot be given to a copy: an
-/// image known to pods only by digest is pulled again by CRI-O.
-fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried {
+/// CRI-O: Docker's export (this crate's client, so any Docker API version) into
+/// `skopeo copy docker-archive:FILE containers-storage:TAG`, then the other tags from the store
+/// itself. skopeo's own `docker-daemon:` would do, but its Docker client speaks API 1.22, which
+/// Docker 25 and later refuse. containers-storage keeps a registry digest only from a pull, so a
+/// digest name cannot be given to a copy: an image known to pods only by digest is pulled again
+/// by CRI-O.
+fn to_storage(
+    docker_socket: &Path,
+    image: &Image,
+    in_use: bool,
+    bar: Option<&ProgressBar>,
+) -> Carried {
     let t0 = Instant::now();
     let tags: Vec<String> = image.tags().iter().map(|t| normalize(t)).collect();
     let mut c = Carried::new(image, tags.clone(), in_use, Some("skopeo"));
@@ -449,17 +460,19 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
         if tags.iter().all(|t| inspect(t)) {
             return Ok(Outcome::Present);
         }
-        for name in &tags {
+        let first = &tags[0];
+        archive_into_storage(docker_socket, &source, first, bar)?;
+        for name in &tags[1..] {
             let out = run(
                 "skopeo",
                 &[
                     "copy",
                     "--quiet",
-                    &format!("docker-daemon:{source}"),
+                    &format!("containers-storage:{first}"),
                     &format!("containers-storage:{name}"),
                 ],
                 &[],
-                Duration::from_secs(1800),
+                Duration::from_secs(600),
             )?;
             if !out.success {
                 bail!(
@@ -474,11 +487,54 @@ fn to_storage(image: &Image, in_use: bool, bar: Option<&ProgressBar>) -> Carried
         Ok(o) => c.result = o,
         Err(e) => c.fail(e),
     }
-    if let Some(b) = bar {
-        b.inc(image.size);
-    }
     c.duration_ms = t0.elapsed().as_millis() as u64;
     c
+}
+
+/// `docker save SOURCE` into a file that `skopeo copy docker-archive:` reads. Not a stream:
+/// skopeo's docker-archive reader takes only a regular file (a FIFO fails with "invalid tar
+/// header"), and its `docker-daemon:` source spools to a temp file the same way.
+fn archive_into_storage(
+    docker_socket: &Path,
+    source: &str,
+    dest: &str,
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("cri-migrate-export")
+        .tempdir_in("/var/tmp")
+        .or_else(|_| tempfile::tempdir())?;
+    let path = dir.path().join("image.tar");
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    Docker::new(docker_socket.to_path_buf())?.export(
+        &[source.to_string()],
+        &mut file,
+        &mut |n| {
+            if let Some(b) = bar {
+                b.inc(n);
+            }
+        },
+    )?;
+    drop(file);
+    let out = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("docker-archive:{}", path.display()),
+            &format!("containers-storage:{dest}"),
+        ],
+        &[],
+        Duration::from_secs(1800),
+    )?;
+    if !out.success {
+        bail!(
+            "skopeo copy to containers-storage:{dest}: {}",
+            out.stderr.trim()
+        );
+    }
+    Ok(())
 }
 
 /// One image alone (the retry after a failed batch).

@@ -168,6 +168,7 @@ images_carried_to_an_air_gapped_node() {
     cp "$WORK/last.out" "$WORK/report-images.json"
     names=$(in_node ctr -n k8s.io images ls -q)
     expect "the report lists the carried images" grep -q '"result": "imported"' "$WORK/last.out" &&
+        expect "they came over by the streaming importer (not the ctr fallback)" bash -c "grep -q '\"via\": \"docker-save\"' '$WORK/last.out' && ! grep -q ctr-import '$WORK/last.out'" &&
         expect "they were found through CRI" grep -q 'carried image name(s) through CRI' "$WORK/last.out" &&
         expect "the pause image is in containerd" grep -qx "$PAUSE" <<<"$names" &&
         expect "the container's image is there under both tags" bash -c "grep -qx '$TEST_IMAGE' <<<'$names' && grep -qx '$REGISTRY/test/busybox:extra' <<<'$names'" &&
