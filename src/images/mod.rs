@@ -184,7 +184,7 @@ impl Ctr {
 /// Where the images go.
 #[derive(Clone)]
 pub enum Dest {
-    /// containerd's k8s.io namespace, through `ctr` on its socket.
+    /// containerd's k8s.io namespace, through its API on the socket (`ctr` as the fallback).
     Containerd(Ctr),
     /// CRI-O's containers-storage, through skopeo (`docker-archive:` to `containers-storage:`).
     ContainersStorage,
