@@ -114,7 +114,12 @@ fn node(containerd_config: &str, containerd_store: bool) -> Node {
 }
 
 fn carry(node: &Node) -> serde_json::Value {
+    carry_with(node, &[])
+}
+
+fn carry_with(node: &Node, env: &[(&str, &str)]) -> serde_json::Value {
     let out = common::bin()
+        .envs(env.iter().copied())
         .arg("--root")
         .arg(node.root.path())
         .args([
@@ -269,6 +274,25 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
     check_carried(&node);
     let again = results(&carry(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+}
+
+/// The fallback (and escape hatch): the same export through `ctr images import`, the digests
+/// named with `ctr images tag`.
+#[test]
+fn ctr_images_import_remains_the_fallback() {
+    if parts_missing() {
+        return;
+    }
+    let node = node("version = 2\n", false);
+    let report = carry_with(&node, &[("CRI_MIGRATE_IMPORTER", "ctr")]);
+    for (result, via, _) in results(&report) {
+        assert_eq!(
+            (result.as_str(), via.as_str()),
+            ("imported", "ctr-import"),
+            "{report:#}"
+        );
+    }
+    check_carried(&node);
 }
 
 /// CRI-O: each image into containers-storage (a private one here) by skopeo, from Docker's

@@ -589,19 +589,27 @@ fn import(
             export_names.push(tags);
         }
     }
+    // CRI_MIGRATE_IMPORTER=ctr: straight to `ctr images import` (an escape hatch, and how the
+    // tests reach that path).
+    let ctr_only = std::env::var("CRI_MIGRATE_IMPORTER").is_ok_and(|v| v == "ctr");
     let result = tagging.and_then(|_| {
-        stream_import(opts, ctr, &docker, &export_names, images, bar)
-            .map(|_| "docker-save")
-            .or_else(|e| {
-                if opts.show != Show::Quiet {
-                    eprintln!("images: streaming into containerd failed ({e:#}); trying ctr images import");
-                }
-                // `ctr images import` takes what this importer could not (a layout it does
-                // not know, an API it cannot use).
-                ctr_import(ctr, &docker, &export_names.concat(), images, &sources, bar)
-                    .map(|_| "ctr-import")
-                    .map_err(|e2| anyhow::anyhow!("{e:#}; with ctr images import: {e2:#}"))
-            })
+        let streamed = if ctr_only {
+            Err(anyhow::anyhow!("CRI_MIGRATE_IMPORTER=ctr"))
+        } else {
+            stream_import(opts, ctr, &docker, &export_names, images, bar)
+        };
+        streamed.map(|_| "docker-save").or_else(|e| {
+            if opts.show != Show::Quiet && !ctr_only {
+                eprintln!(
+                    "images: streaming into containerd failed ({e:#}); trying ctr images import"
+                );
+            }
+            // `ctr images import` takes what this importer could not (a layout it does
+            // not know, an API it cannot use).
+            ctr_import(ctr, &docker, &export_names.concat(), images, &sources, bar)
+                .map(|_| "ctr-import")
+                .map_err(|e2| anyhow::anyhow!("{e:#}; with ctr images import: {e2:#}"))
+        })
     });
     for temp in &temps {
         let _ = docker.untag(temp);
