@@ -36,8 +36,16 @@ for img in "${IMAGES[@]}"; do in_node timeout 300 docker pull -q "$img" >/dev/nu
 # The data to carry: each layer once (Docker's per-image sizes count the shared layer each time).
 BYTES=$(((SHARED_MB + COUNT * UNIQUE_MB) * 1048576))
 
+# Images, content and snapshots: an unpacked layer left from the run before would be skipped.
 empty_k8s_io() {
-    in_node sh -c 'ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm >/dev/null; ctr -n k8s.io content ls -q | xargs -r ctr -n k8s.io content rm >/dev/null' 2>/dev/null
+    in_node sh -c 'ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm --sync >/dev/null
+        ctr -n k8s.io content ls -q | xargs -r ctr -n k8s.io content rm >/dev/null
+        for pass in 1 2 3 4 5 6 7 8 9 10; do
+            keys=$(ctr -n k8s.io snapshots ls | awk "NR > 1 { print \$1 }")
+            [ -n "$keys" ] || break
+            for k in $keys; do ctr -n k8s.io snapshots rm "$k" 2>/dev/null; done
+        done' 2>/dev/null
+    [ "$(in_node ctr -n k8s.io snapshots ls | wc -l)" -le 1 ] || die "k8s.io still has snapshots"
     in_node sync
 }
 

@@ -274,6 +274,42 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
     check_carried(&node);
     let again = results(&carry(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+
+    // A name containerd has for another image (a tag moved since): carried again, repointed.
+    let (app, tool) = (&node.images[0].0, &node.images[1].0);
+    ctr(&node, &["images", "tag", "--force", &tool[0], &app[0]]);
+    let report = carry(&node);
+    let moved: Vec<_> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["names"][0].as_str().unwrap().to_string(),
+                i["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(_, r)| r != "present")
+        .collect();
+    assert_eq!(
+        moved,
+        [(app[0].clone(), "imported".to_string())],
+        "{report:#}"
+    );
+    let digest_of = |name: &str| {
+        ctr(&node, &["images", "ls", &format!("name=={name}")])
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .unwrap()
+    };
+    assert_eq!(
+        digest_of(&app[0]),
+        digest_of(&app[1]),
+        "{} was not repointed",
+        app[0]
+    );
+    assert_ne!(digest_of(&app[0]), digest_of(&tool[0]));
 }
 
 /// The fallback (and escape hatch): the same export through `ctr images import`, the digests

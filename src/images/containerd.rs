@@ -162,6 +162,33 @@ impl Containerd {
         }
     }
 
+    /// What an image name stands for in a namespace: its target's digest and its config's (this
+    /// host's manifest, under an index). None when the name is not there.
+    pub fn identity(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let Some(target) = self.image(namespace, name)? else {
+            return Ok(None);
+        };
+        let json = |digest: &str| -> Option<serde_json::Value> {
+            serde_json::from_slice(&self.read(namespace, digest).ok()?).ok()
+        };
+        let mut manifest = json(&target.digest);
+        if INDEX_TYPES.contains(&target.media_type.as_str()) {
+            let arch = host_architecture();
+            manifest = manifest.and_then(|index| {
+                let m = index["manifests"].as_array()?.iter().find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch
+                })?;
+                json(m["digest"].as_str()?)
+            });
+        }
+        let config = manifest.and_then(|m| m["config"]["digest"].as_str().map(str::to_string));
+        Ok(Some((target.digest, config)))
+    }
+
     fn info(&self, namespace: &str, digest: &str) -> Result<Option<Info>> {
         let mut c = ContentClient::new(self.channel.clone());
         match self.rt.block_on(c.info(request(

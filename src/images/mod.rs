@@ -301,11 +301,24 @@ fn to_containerd(
     bar: Option<&ProgressBar>,
 ) -> Result<Vec<Carried>> {
     let present = ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
-    // containerd has these under every name already.
+    let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
+    // containerd has these under every name already, each name for this very image: Docker's
+    // id is its config's digest (its own store) or its manifest's (containerd's store). A name
+    // that stands for another image (a tag moved since) is carried again.
+    let same = |image: &Image, name: &str| match &client {
+        Some(c) => c
+            .identity("k8s.io", name)
+            .ok()
+            .flatten()
+            .is_some_and(|(target, config)| {
+                target == image.id || config.is_some_and(|c| c == image.id)
+            }),
+        None => true,
+    };
     let (have, mut need): (Vec<Selected>, Vec<Selected>) =
         images.into_iter().partition(|(i, _)| {
             let n = names_of(i);
-            !n.is_empty() && n.iter().all(|n| present.contains(n))
+            !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
         });
     let mut out: Vec<Carried> = have
         .iter()
@@ -322,7 +335,10 @@ fn to_containerd(
     // shared goes the export way below, and keeps the reason if that fails too.
     let mut share_errors: std::collections::HashMap<String, String> = Default::default();
     if let Some(namespace) = shared_store(opts, ctr) {
-        let client = containerd::Containerd::connect(Path::new(&ctr.address))?;
+        let client = match client {
+            Some(c) => c,
+            None => containerd::Containerd::connect(Path::new(&ctr.address))?,
+        };
         let shared = in_parallel(
             need.iter().cloned().collect(),
             opts.parallel,
