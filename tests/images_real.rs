@@ -398,4 +398,18 @@ fn crio_gets_them_through_skopeo_from_any_docker() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Again: the store has them, each name for this very image.
+    let out = common::bin()
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .arg("--root")
+        .arg(node.root.path())
+        .args([
+            "--live", "images", "--to", "crio", "--images", "all", "--output", "json",
+        ])
+        .output()
+        .unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut r: Vec<String> = results(&again).into_iter().map(|(r, _, _)| r).collect();
+    r.sort();
+    assert_eq!(r, ["failed", "present", "present"], "{again:#}");
 }

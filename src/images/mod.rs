@@ -459,6 +459,9 @@ fn to_storage(
     let t0 = Instant::now();
     let tags: Vec<String> = image.tags().iter().map(|t| normalize(t)).collect();
     let mut c = Carried::new(image, tags.clone(), in_use, Some("skopeo"));
+    // The store has this very image under the name: its manifest names Docker's config digest
+    // (Docker's id on its own store; on containerd's store the id is the manifest's, which a
+    // copy does not keep, so such an image is copied again).
     let inspect = |name: &str| {
         run(
             "skopeo",
@@ -466,8 +469,10 @@ fn to_storage(
             &[],
             Duration::from_secs(60),
         )
-        .map(|r| r.success)
-        .unwrap_or(false)
+        .ok()
+        .filter(|r| r.success)
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.stdout).ok())
+        .is_some_and(|m| m["config"]["digest"] == image.id.as_str())
     };
     let result = (|| -> Result<Outcome> {
         let Some(source) = image.tags().first().cloned() else {
