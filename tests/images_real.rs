@@ -10,6 +10,7 @@ mod common;
 
 use common::services::{self, skip_unless, Containerd, Dockerd, Registry};
 use cri_migrate::cri::{Cri, GrpcCri};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,8 +43,16 @@ fn parts_missing() -> bool {
 /// on it at var/run/docker.sock keeping its images in containerd, and images Docker pulled from
 /// a registry that is stopped before the carry-over.
 fn node(containerd_config: &str, containerd_store: bool) -> Node {
+    node_on(
+        &services::containerd_1().unwrap(),
+        containerd_config,
+        containerd_store,
+    )
+}
+
+fn node_on(containerd: &Path, containerd_config: &str, containerd_store: bool) -> Node {
     let root = tempfile::tempdir().unwrap();
-    let containerd = Containerd::start(&services::containerd_1().unwrap(), containerd_config, None);
+    let containerd = Containerd::start(containerd, containerd_config, None);
     std::fs::create_dir_all(root.path().join("run/containerd")).unwrap();
     std::os::unix::fs::symlink(
         containerd.socket(),
@@ -233,6 +242,31 @@ fn docker_on_the_containerd_store_shares_its_images_into_k8s_io() {
     // Again: everything is there already.
     let again = results(&carry(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+}
+
+/// Both ways on containerd 2.1 (Docker 28's usual partner), whose content service differs.
+#[test]
+fn both_ways_work_on_containerd_2_too() {
+    if parts_missing()
+        || skip_unless(
+            services::containerd_2().is_some(),
+            "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
+        )
+    {
+        return;
+    }
+    for (store, way) in [(true, "containerd-share"), (false, "docker-save")] {
+        let node = node_on(&services::containerd_2().unwrap(), "version = 3\n", store);
+        let report = carry(&node);
+        for (result, via, _) in results(&report) {
+            assert_eq!(
+                (result.as_str(), via.as_str()),
+                ("imported", way),
+                "{report:#}"
+            );
+        }
+        check_carried(&node);
+    }
 }
 
 #[test]
