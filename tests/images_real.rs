@@ -127,25 +127,23 @@ fn carry(node: &Node) -> serde_json::Value {
 }
 
 fn carry_with(node: &Node, env: &[(&str, &str)]) -> serde_json::Value {
+    images(node, "containerd", env, 0)
+}
+
+/// `cri-migrate images --to TO --images all --output json` on the node; it must exit `code`.
+fn images(node: &Node, to: &str, env: &[(&str, &str)], code: i32) -> serde_json::Value {
     let out = common::bin()
         .envs(env.iter().copied())
         .arg("--root")
         .arg(node.root.path())
         .args([
-            "--live",
-            "images",
-            "--to",
-            "containerd",
-            "--images",
-            "all",
-            "--output",
-            "json",
+            "--live", "images", "--to", to, "--images", "all", "--output", "json",
         ])
         .output()
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}\n{}\ncontainerd:\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout),
@@ -183,6 +181,17 @@ fn check_carried(node: &Node) {
         assert!(
             snapshots.contains(top.last().unwrap().as_str()),
             "{names:?} is not unpacked in k8s.io:\n{snapshots}"
+        );
+    }
+}
+
+/// Every image imported, each the given way.
+fn all_came(report: &serde_json::Value, way: &str) {
+    for (result, via, _) in results(report) {
+        assert_eq!(
+            (result.as_str(), via.as_str()),
+            ("imported", way),
+            "{report:#}"
         );
     }
 }
@@ -258,13 +267,7 @@ fn both_ways_work_on_containerd_2_too() {
     for (store, way) in [(true, "containerd-share"), (false, "docker-save")] {
         let node = node_on(&services::containerd_2().unwrap(), "version = 3\n", store);
         let report = carry(&node);
-        for (result, via, _) in results(&report) {
-            assert_eq!(
-                (result.as_str(), via.as_str()),
-                ("imported", way),
-                "{report:#}"
-            );
-        }
+        all_came(&report, way);
         check_carried(&node);
     }
 }
@@ -279,13 +282,7 @@ fn without_content_sharing_the_images_go_the_export_way() {
         true,
     );
     let report = carry(&node);
-    for (result, via, _) in results(&report) {
-        assert_eq!(
-            (result.as_str(), via.as_str()),
-            ("imported", "docker-save"),
-            "{report:#}"
-        );
-    }
+    all_came(&report, "docker-save");
     check_carried(&node);
 }
 
@@ -298,13 +295,7 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
     }
     let node = node("version = 2\n", false);
     let report = carry(&node);
-    for (result, via, _) in results(&report) {
-        assert_eq!(
-            (result.as_str(), via.as_str()),
-            ("imported", "docker-save"),
-            "{report:#}"
-        );
-    }
+    all_came(&report, "docker-save");
     check_carried(&node);
     let again = results(&carry(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
@@ -355,13 +346,7 @@ fn ctr_images_import_remains_the_fallback() {
     }
     let node = node("version = 2\n", false);
     let report = carry_with(&node, &[("CRI_MIGRATE_IMPORTER", "ctr")]);
-    for (result, via, _) in results(&report) {
-        assert_eq!(
-            (result.as_str(), via.as_str()),
-            ("imported", "ctr-import"),
-            "{report:#}"
-        );
-    }
+    all_came(&report, "ctr-import");
     check_carried(&node);
 }
 
@@ -384,22 +369,8 @@ fn crio_gets_them_through_skopeo_from_any_docker() {
         ),
     )
     .unwrap();
-    let out = common::bin()
-        .env("CONTAINERS_STORAGE_CONF", &conf)
-        .arg("--root")
-        .arg(node.root.path())
-        .args([
-            "--live", "images", "--to", "crio", "--images", "all", "--output", "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(11),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = [("CONTAINERS_STORAGE_CONF", conf.to_str().unwrap())];
+    let report = images(&node, "crio", &env, 11);
     let mut r = results(&report);
     r.sort();
     assert_eq!(
@@ -433,16 +404,7 @@ fn crio_gets_them_through_skopeo_from_any_docker() {
         );
     }
     // Again: the store has them, each name for this very image.
-    let out = common::bin()
-        .env("CONTAINERS_STORAGE_CONF", &conf)
-        .arg("--root")
-        .arg(node.root.path())
-        .args([
-            "--live", "images", "--to", "crio", "--images", "all", "--output", "json",
-        ])
-        .output()
-        .unwrap();
-    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = images(&node, "crio", &env, 11);
     let mut r: Vec<String> = results(&again).into_iter().map(|(r, _, _)| r).collect();
     r.sort();
     assert_eq!(r, ["failed", "present", "present"], "{again:#}");

@@ -527,7 +527,7 @@ impl Containerd {
 
     /// A lease in `namespace` (expiring in an hour, should this process die): what is written
     /// under it stays until it is dropped, however garbage collection runs meanwhile.
-    pub fn lease(&self, namespace: &str) -> Result<String> {
+    fn lease(&self, namespace: &str) -> Result<String> {
         let mut leases = LeasesClient::new(self.channel.clone());
         let expire = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
         let nanos = std::time::SystemTime::now()
@@ -554,7 +554,7 @@ impl Containerd {
             .unwrap_or_default())
     }
 
-    pub fn drop_lease(&self, namespace: &str, lease: &str) {
+    fn drop_lease(&self, namespace: &str, lease: &str) {
         let mut leases = LeasesClient::new(self.channel.clone());
         let _ = self.rt.block_on(leases.delete(request(
             DeleteRequest {
@@ -566,6 +566,14 @@ impl Containerd {
         )));
     }
 
+    /// Run `f` under a lease in `namespace`, dropped after, whatever `f` returns.
+    pub fn leased<T>(&self, namespace: &str, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        let lease = self.lease(namespace)?;
+        let result = f(&lease);
+        self.drop_lease(namespace, &lease);
+        result
+    }
+
     /// Give `to` the image `from` holds at `target`, unpacked for this host, under `names`.
     pub fn share_image(
         &self,
@@ -575,10 +583,9 @@ impl Containerd {
         names: &[String],
         snapshotter: &str,
     ) -> Result<()> {
-        let lease = self.lease(to)?;
-        let result = self.share_image_leased(from, to, &lease, target, names, snapshotter);
-        self.drop_lease(to, &lease);
-        result
+        self.leased(to, |lease| {
+            self.share_image_leased(from, to, lease, target, names, snapshotter)
+        })
     }
 
     fn share_image_leased(

@@ -95,7 +95,8 @@ fn clean(path: &Path) -> String {
 }
 
 /// Stream `docker save EXPORT_NAMES` into containerd's k8s.io namespace and give each wanted
-/// image its names there, unpacked into `snapshotter`.
+/// image its names there, unpacked into `snapshotter`; all under one lease, so that nothing
+/// written is collected before the image that holds it exists.
 pub fn import(
     client: &Containerd,
     docker_socket: &Path,
@@ -104,18 +105,17 @@ pub fn import(
     snapshotter: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    let lease = client.lease(NAMESPACE)?;
-    let result = import_leased(
-        client,
-        &lease,
-        docker_socket,
-        export_names,
-        wanted,
-        snapshotter,
-        progress,
-    );
-    client.drop_lease(NAMESPACE, &lease);
-    result
+    client.leased(NAMESPACE, |lease| {
+        import_leased(
+            client,
+            lease,
+            docker_socket,
+            export_names,
+            wanted,
+            snapshotter,
+            progress,
+        )
+    })
 }
 
 fn import_leased(

@@ -44,6 +44,16 @@ pub fn containerd_2() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Start a daemon with its output in `dir`/log (what the failure messages show).
+fn spawn_logged(cmd: &mut Command, dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 fn stop(child: &mut Child) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -87,15 +97,7 @@ impl Containerd {
             .unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, private_config(config, dir.path(), certs_d)).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(Command::new(bin).arg("--config").arg(&path), dir.path());
         let d = Containerd {
             child,
             dir,
@@ -180,15 +182,12 @@ impl Registry {
             ));
         }
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(dir.path().join("config.yml")),
+            dir.path(),
+        );
         let r = Registry {
             child,
             dir,
@@ -472,15 +471,10 @@ impl Dockerd {
         });
         let path = dir.path().join("daemon.json");
         std::fs::write(&path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = Command::new(bin)
-            .arg("--config-file")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(
+            Command::new(bin).arg("--config-file").arg(&path),
+            dir.path(),
+        );
         let mut d = Dockerd {
             child,
             dir,
