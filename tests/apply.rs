@@ -707,3 +707,64 @@ fn images_that_cannot_be_carried_stop_the_cutover_unless_forced() {
     rollback(&w, state.path());
     std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
 }
+
+/// Docker 28 on containerd's image store, on the node's containerd: `migrate` shares the image a
+/// container uses into k8s.io before the cutover (no export), and finds it through CRI after.
+#[test]
+fn docker_on_containerds_store_shares_the_images_before_the_cutover() {
+    let Some(w) = World::new() else { return };
+    let Some(dockerd) = services::dockerd_28() else {
+        services::skip_unless(false, "Docker 28 is not fetched (tests/tools/fetch-sid.sh docker28 usr/sbin/dockerd docker.io docker-cli)");
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
+    std::os::unix::fs::symlink(
+        w.containerd.socket(),
+        w.node.path().join("run/containerd/containerd.sock"),
+    )
+    .unwrap();
+    let docker = services::Dockerd::start(
+        &dockerd,
+        &w.containerd.socket(),
+        &w.node.path().join("var/run/docker.sock"),
+        true,
+    );
+    docker.ok(&["pull", "--quiet", &w.image]);
+    docker.ok(&["create", "--name", "app", &w.image]);
+
+    let out = migrate(&w, state.path(), &[], &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == w.image.as_str())
+        })
+        .unwrap_or_else(|| panic!("{} not carried: {report:#}", w.image));
+    assert_eq!(
+        (&image["result"], &image["via"], &image["in_use"]),
+        (
+            &serde_json::json!("imported"),
+            &serde_json::json!("containerd-share"),
+            &serde_json::json!(true)
+        ),
+        "{report:#}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("carried image name(s) through CRI"),
+        "{report:#}"
+    );
+    assert_eq!(rollback(&w, state.path()).status.code(), Some(0));
+    drop(docker);
+    std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
+}
