@@ -77,7 +77,8 @@ pub struct Containerd {
 
 fn request<T>(msg: T, namespace: &str, lease: Option<&str>) -> Request<T> {
     let mut r = Request::new(msg);
-    r.set_timeout(Duration::from_secs(600));
+    // A bound, not a liveness check: one call may write or unpack a layer of many gigabytes.
+    r.set_timeout(Duration::from_secs(3600));
     if let Ok(ns) = namespace.parse() {
         r.metadata_mut().insert(NAMESPACE_HEADER, ns);
     }
