@@ -272,6 +272,13 @@ fn bar_for(opts: &CarryOptions, total: u64) -> Option<ProgressBar> {
     })
 }
 
+/// Move the progress bar, if there is one, by `n` bytes.
+fn advance(bar: Option<&ProgressBar>, n: u64) {
+    if let Some(b) = bar {
+        b.inc(n);
+    }
+}
+
 /// Run `f` over the images, `n` at a time.
 fn in_parallel(
     queue: VecDeque<Selected>,
@@ -484,23 +491,7 @@ fn to_storage(
         let first = &tags[0];
         archive_into_storage(docker_socket, &source, first, bar)?;
         for name in &tags[1..] {
-            let out = run(
-                "skopeo",
-                &[
-                    "copy",
-                    "--quiet",
-                    &format!("containers-storage:{first}"),
-                    &format!("containers-storage:{name}"),
-                ],
-                &[],
-                Duration::from_secs(600),
-            )?;
-            if !out.success {
-                bail!(
-                    "skopeo copy to containers-storage:{name}: {}",
-                    out.stderr.trim()
-                );
-            }
+            skopeo_copy(&format!("containers-storage:{first}"), name, 600)?;
         }
         Ok(Outcome::Imported)
     })();
@@ -531,23 +522,24 @@ fn archive_into_storage(
     Docker::new(docker_socket.to_path_buf())?.export(
         &[source.to_string()],
         &mut file,
-        &mut |n| {
-            if let Some(b) = bar {
-                b.inc(n);
-            }
-        },
+        &mut |n| advance(bar, n),
     )?;
     drop(file);
+    skopeo_copy(&format!("docker-archive:{}", path.display()), dest, 1800)
+}
+
+/// `skopeo copy SOURCE containers-storage:DEST`; skopeo's stderr as the error.
+fn skopeo_copy(source: &str, dest: &str, timeout_secs: u64) -> Result<()> {
     let out = run(
         "skopeo",
         &[
             "copy",
             "--quiet",
-            &format!("docker-archive:{}", path.display()),
+            source,
             &format!("containers-storage:{dest}"),
         ],
         &[],
-        Duration::from_secs(1800),
+        Duration::from_secs(timeout_secs),
     )?;
     if !out.success {
         bail!(
@@ -675,11 +667,7 @@ fn stream_import(
         &export_names.concat(),
         &wanted,
         &ctr.snapshotter,
-        &|n| {
-            if let Some(b) = bar {
-                b.inc(n);
-            }
-        },
+        &|n| advance(bar, n),
     )
 }
 
@@ -707,11 +695,7 @@ fn ctr_import(
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let exported = docker.export(export_names, &mut stdin, &mut |n| {
-        if let Some(b) = bar {
-            b.inc(n);
-        }
-    });
+    let exported = docker.export(export_names, &mut stdin, &mut |n| advance(bar, n));
     drop(stdin);
     let status = child.wait()?;
     let err = errs.join().unwrap_or_default();
