@@ -14,7 +14,7 @@ RUNS=${1:-5}
 require_tools
 WORK=$(mktemp -d /var/tmp/cri-migrate-bench.XXXXXX)
 trap cleanup EXIT
-(cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build --release failed"
+(cd "$REPO" && cargo build --release --workspace --bins --quiet) || die "cargo build --release failed"
 build_rootfs
 setup_registries
 

@@ -16,7 +16,7 @@ require_tools
 command -v openssl >/dev/null || die "openssl is needed to make the image data"
 WORK=$(mktemp -d /var/tmp/cri-migrate-bench.XXXXXX)
 trap cleanup EXIT
-(cd "$REPO" && cargo build --release --bins --quiet) || die "cargo build --release failed"
+(cd "$REPO" && cargo build --release --workspace --bins --quiet) || die "cargo build --release failed"
 build_rootfs
 setup_registries
 log "pushing $COUNT images ($SHARED_MB MB shared, $UNIQUE_MB MB each)"

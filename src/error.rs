@@ -27,6 +27,14 @@ pub mod exit {
     pub const VERIFY_FAILED: i32 = 10;
     /// `images`: at least one image could not be carried over (the others were).
     pub const IMAGES_FAILED: i32 = 11;
+    /// A signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) arrived before any change. Nothing changed.
+    pub const INTERRUPTED: i32 = 12;
+    /// A signal arrived during the cutover; the step in flight finished and the node was rolled
+    /// back to what it was. (A signal once the kubelet runs verified on the new runtime lets the
+    /// migration finish: exit 0.)
+    pub const INTERRUPTED_ROLLED_BACK: i32 = 13;
+    /// Another cri-migrate holds the node's lock. Nothing changed; try again once it ends.
+    pub const LOCKED: i32 = 14;
 }
 
 /// A failure with a documented exit code. Its message is one paragraph: what, where, what to do.
@@ -54,6 +62,19 @@ pub enum Failure {
         reason: String,
         rollback: String,
         backup: String,
+    },
+    /// A signal before any change.
+    Interrupted {
+        signal: String,
+    },
+    /// A signal during the cutover, and the node rolled back.
+    InterruptedRolledBack {
+        signal: String,
+        backup: String,
+    },
+    /// Another run holds the lock: who, since when.
+    Locked {
+        holder: String,
     },
 }
 
@@ -87,6 +108,9 @@ impl Failure {
             Failure::VerifyFailed(_) => exit::VERIFY_FAILED,
             Failure::RolledBack { .. } => exit::ROLLED_BACK,
             Failure::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
+            Failure::Interrupted { .. } => exit::INTERRUPTED,
+            Failure::InterruptedRolledBack { .. } => exit::INTERRUPTED_ROLLED_BACK,
+            Failure::Locked { .. } => exit::LOCKED,
         }
     }
 
@@ -101,6 +125,9 @@ impl Failure {
             Failure::VerifyFailed(_) => "verify-failed",
             Failure::RolledBack { .. } => "rolled-back",
             Failure::RollbackFailed { .. } => "rollback-failed",
+            Failure::Interrupted { .. } => "interrupted",
+            Failure::InterruptedRolledBack { .. } => "interrupted-rolled-back",
+            Failure::Locked { .. } => "locked",
         }
     }
 }
@@ -127,6 +154,18 @@ impl fmt::Display for Failure {
             Failure::RollbackFailed { reason, rollback, backup } => write!(
                 f,
                 "the migration failed ({reason}) and the rollback did not complete ({rollback}). A person must look: the original files are in {backup}/files and {backup}/manifest.json lists them and the units' states; `cri-migrate rollback --backup {backup}` tries again."
+            ),
+            Failure::Interrupted { signal } => write!(
+                f,
+                "interrupted by {signal} before any change. Nothing was changed."
+            ),
+            Failure::InterruptedRolledBack { signal, backup } => write!(
+                f,
+                "interrupted by {signal} during the cutover: the step in flight finished and the node was rolled back. Every file is as it was and the services are back as they were; the backup and this run's journal stay in {backup}."
+            ),
+            Failure::Locked { holder } => write!(
+                f,
+                "another cri-migrate is working on this node: {holder}. Wait for it to end, then run again; if that process is gone, the lock went with it. Nothing was changed."
             ),
         }
     }

@@ -52,9 +52,11 @@ pub fn confirm(prompt: &str, default: bool) -> Result<bool> {
         .interact()?)
 }
 
-/// Ask, and turn a "no" into a cancellation that changes nothing.
-pub fn confirm_or_cancel(prompt: &str, cancelled: &str) -> Result<()> {
-    if confirm(prompt, true)? {
+/// Ask, and turn a "no" into a cancellation that changes nothing. A question whose yes changes
+/// the node passes `default: false` (as `kubeadm reset` does): Enter alone never migrates. The
+/// theme echoes the answer on the prompt's line.
+pub fn confirm_or_cancel(prompt: &str, cancelled: &str, default: bool) -> Result<()> {
+    if confirm(prompt, default)? {
         Ok(())
     } else {
         Err(Failure::Cancelled(cancelled.to_string()).into())

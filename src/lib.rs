@@ -17,6 +17,6 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod report;
-pub mod rollback;
+pub mod signals;
 pub mod system;
 pub mod version;

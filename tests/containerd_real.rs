@@ -114,6 +114,7 @@ fn get<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a toml_ed
 }
 
 #[test]
+#[ignore = "needs root, containerd 1.x and 2.x (cargo test -- --include-ignored)"]
 fn rendered_configs_load_in_real_containerd_with_cri() {
     let (c1, c2) = (containerd_1(), containerd_2());
     if skip_unless(is_root(), "not root")
@@ -243,6 +244,7 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
 
 /// The control: Docker's containerd.io file as found has no CRI, so the check above can fail.
 #[test]
+#[ignore = "needs root and containerd (cargo test -- --include-ignored)"]
 fn dockers_own_config_has_no_cri() {
     let c1 = containerd_1();
     if skip_unless(is_root(), "not root") || skip_unless(c1.is_some(), "containerd 1.x is missing")

@@ -23,6 +23,7 @@ fn verify(w: &World, root: &std::path::Path, image: &str, json: bool) -> std::pr
 }
 
 #[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn verify_pulls_through_cri_as_the_kubelet_would() {
     let Some(w) = World::new() else { return };
 
@@ -64,6 +65,7 @@ fn verify_pulls_through_cri_as_the_kubelet_would() {
 }
 
 #[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn verify_sends_the_kubelets_credentials() {
     let Some(w) = World::new() else { return };
     let out = verify(&w, w.node.path(), &w.private_image, false);
@@ -95,6 +97,7 @@ fn verify_sends_the_kubelets_credentials() {
 }
 
 #[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn failed_pulls_are_reported_clearly() {
     let Some(w) = World::new() else { return };
     let missing = format!("{}/test/no-such-image:1", w.registry.addr);

@@ -1,7 +1,8 @@
 //! The backup of a migration, kept on the node in `/var/lib/cri-migrate/backups/<timestamp>/`
 //! so that an operator can recover by hand after a crash: a copy of every file the plan touches
 //! (and a record of those that did not exist), the units' states, the plan itself (to resume),
-//! and a journal of the steps done.
+//! and a journal of the steps done: in `journal.log` for people, and as the manifest's list of
+//! effects (each marked begun, then done or failed, on disk before the next step) for the undo.
 
 use crate::node::Node;
 use crate::plan::{Action, Plan, Target};
@@ -33,6 +34,47 @@ pub enum State {
     Done,
     RolledBack,
     RollbackFailed,
+    /// The run ended before its first change (refused, or interrupted): nothing to finish or
+    /// undo.
+    Abandoned,
+}
+
+/// One change the walk makes, recorded before it is made and marked when it has been: the
+/// undo reverses exactly these.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "effect", rename_all = "kebab-case")]
+pub enum Effect {
+    Cordon {
+        node: String,
+    },
+    Write {
+        path: String,
+    },
+    /// `systemctl VERB UNIT`: stop, start, restart, enable, disable.
+    Unit {
+        verb: String,
+        unit: String,
+    },
+    DaemonReload,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mark {
+    /// Recorded before the change; still so if the process died during it.
+    Begun,
+    Done,
+    /// The change was refused (a unit that did not stop, a file that could not be written).
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EffectRecord {
+    /// The walk's step that made it.
+    pub step: String,
+    #[serde(flatten)]
+    pub effect: Effect,
+    pub mark: Mark,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +91,19 @@ pub struct StoredFile {
     pub path: String,
     pub mode: u32,
     pub content: String,
+    /// What the plan was computed from: `sha256:HEX` of the file's content then, or `absent`.
+    /// A file that holds something else by the time it is written is not overwritten.
+    #[serde(default)]
+    pub planned_from: Option<String>,
+}
+
+/// The digest a [`StoredFile::planned_from`] holds for a content (None: no file).
+pub fn content_digest(content: Option<&str>) -> String {
+    use sha2::Digest;
+    match content {
+        None => "absent".into(),
+        Some(c) => format!("sha256:{:x}", sha2::Sha256::digest(c.as_bytes())),
+    }
 }
 
 /// What `migrate` needs to resume an interrupted run without planning again (a half-migrated
@@ -78,6 +133,7 @@ impl StoredPlan {
                     path: f.path.clone(),
                     mode: f.mode,
                     content: f.new.clone(),
+                    planned_from: Some(content_digest(f.old.as_deref())),
                 })
                 .collect(),
             actions: plan.actions.clone(),
@@ -101,7 +157,13 @@ pub struct Manifest {
     #[serde(default)]
     pub cordoned: Option<String>,
     pub plan: StoredPlan,
+    /// Every change made, in order (manifest version 2; version 1 had none and is undone whole).
+    #[serde(default)]
+    pub effects: Vec<EffectRecord>,
 }
+
+/// The manifest version this build writes.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// An open backup directory.
 pub struct Backup {
@@ -109,6 +171,8 @@ pub struct Backup {
     pub node_dir: String,
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// Journal writes that failed once the cutover had begun (it goes on; they are reported).
+    pub journal_errors: Vec<String>,
 }
 
 fn backup_name(path: &str) -> String {
@@ -124,6 +188,16 @@ impl Backup {
         units: Vec<UnitState>,
         live: bool,
     ) -> Result<Backup> {
+        // The plan was shown from what the files held then; refuse before any change if one
+        // moved since (configuration management, a second operator).
+        for f in &plan.files {
+            if let Some(from) = &f.planned_from {
+                let now = content_digest(node.read(&f.path)?.as_deref());
+                if &now != from {
+                    return Err(changed_since_planned(&f.path).into());
+                }
+            }
+        }
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
         let node_dir = format!("{BACKUPS}/{stamp}");
@@ -150,7 +224,7 @@ impl Backup {
             });
         }
         let manifest = Manifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             created: now.to_string(),
             state: State::InProgress,
             live,
@@ -159,11 +233,13 @@ impl Backup {
             units,
             cordoned: None,
             plan,
+            effects: vec![],
         };
         let b = Backup {
             node_dir,
             dir,
             manifest,
+            journal_errors: vec![],
         };
         b.save()?;
         b.journal("backup complete")?;
@@ -181,6 +257,7 @@ impl Backup {
             node_dir: node_dir.to_string(),
             dir,
             manifest,
+            journal_errors: vec![],
         })
     }
 
@@ -237,6 +314,62 @@ impl Backup {
             .with_context(|| format!("the backup copy of {path} is missing ({})", p.display()))
     }
 
+    /// Record a change about to be made; returns its index for [`Backup::mark`]. Kept in memory
+    /// even when the manifest cannot be saved (the error is returned: the caller decides).
+    pub fn begin(&mut self, step: &str, effect: Effect) -> (usize, Result<()>) {
+        self.manifest.effects.push(EffectRecord {
+            step: step.to_string(),
+            effect,
+            mark: Mark::Begun,
+        });
+        (self.manifest.effects.len() - 1, self.save())
+    }
+
+    pub fn mark(&mut self, index: usize, mark: Mark) -> Result<()> {
+        if let Some(r) = self.manifest.effects.get_mut(index) {
+            r.mark = mark;
+        }
+        self.save()
+    }
+
+    /// Whether this run began changing the node (a backup without effects changed nothing).
+    pub fn began_changes(&self) -> bool {
+        self.manifest.version < 2 || !self.manifest.effects.is_empty()
+    }
+
+    /// The effects to undo, in the order they were made: those done, those begun (the process
+    /// died during them) and those failed (a failed stop may have stopped; a failed write is
+    /// checked against the backup before anything is restored). A version 1 manifest recorded
+    /// none: every file and every unit then.
+    pub fn records_to_undo(&self) -> Vec<EffectRecord> {
+        if self.manifest.version >= 2 {
+            return self.manifest.effects.clone();
+        }
+        let mut all: Vec<Effect> = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| Effect::Write {
+                path: f.path.clone(),
+            })
+            .collect();
+        for u in self.manifest.units.iter().filter(|u| u.exists()) {
+            for verb in ["stop", "disable"] {
+                all.push(Effect::Unit {
+                    verb: verb.into(),
+                    unit: u.unit.clone(),
+                });
+            }
+        }
+        all.into_iter()
+            .map(|effect| EffectRecord {
+                step: "recorded by a version 1 manifest".into(),
+                effect,
+                mark: Mark::Begun,
+            })
+            .collect()
+    }
+
     pub fn record_created_dirs(&mut self, dirs: Vec<String>) -> Result<()> {
         if dirs.is_empty() {
             return Ok(());
@@ -254,31 +387,49 @@ fn write_synced(path: &std::path::Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Restore every file byte for byte (mode and owner too), remove those that did not exist and
-/// the directories the migration created. Every file is tried; the errors are reported together.
-pub fn restore_files(node: &Node, b: &Backup) -> Result<()> {
-    let mut errors = Vec::new();
-    for f in &b.manifest.files {
-        let r = if f.existed {
-            b.original(&f.path).and_then(|content| {
-                node.write_atomic(&f.path, &content, f.mode, Some((f.uid, f.gid)))
-                    .map(|_| ())
-            })
-        } else {
-            node.remove(&f.path)
-        };
-        if let Err(e) = r {
-            errors.push(format!("{}: {e:#}", f.path));
+/// A file that holds something else than what the plan was computed from.
+pub fn changed_since_planned(path: &str) -> crate::error::Failure {
+    crate::error::Failure::preflight(
+        format!("{path} changed since the plan was made (something else wrote it in between)"),
+        "Run cri-migrate again to plan from what it holds now, and find what else manages it (configuration management?) so that the two do not fight.",
+    )
+}
+
+/// Put one file back as it was, byte for byte (mode and owner too), or remove it if it did not
+/// exist. A file already as it was is left alone: `Ok(false)`.
+pub fn restore_file(node: &Node, b: &Backup, path: &str) -> Result<bool> {
+    let Some(f) = b.manifest.files.iter().find(|f| f.path == path) else {
+        bail!("{path} is not in the backup's manifest");
+    };
+    let now = std::fs::symlink_metadata(node.path(path)).ok();
+    if !f.existed {
+        if now.is_none() {
+            return Ok(false);
+        }
+        node.remove(path)?;
+        return Ok(true);
+    }
+    let content = b.original(path)?;
+    if let Some(m) = &now {
+        use std::os::unix::fs::MetadataExt;
+        let same = m.is_file()
+            && m.mode() & 0o7777 == f.mode
+            && (m.uid(), m.gid()) == (f.uid, f.gid)
+            && std::fs::read(node.path(path)).is_ok_and(|c| c == content);
+        if same {
+            return Ok(false);
         }
     }
+    node.write_atomic(path, &content, f.mode, Some((f.uid, f.gid)))?;
+    Ok(true)
+}
+
+/// Remove the directories the migration created, innermost first, when empty (something else
+/// may have been put there since).
+pub fn remove_created_dirs(node: &Node, b: &Backup) {
     for d in b.manifest.created_dirs.iter().rev() {
-        // Only when empty: something else may have been put there since.
         let _ = std::fs::remove_dir(node.path(d));
     }
-    if !errors.is_empty() {
-        bail!("could not restore {}", errors.join("; "));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -300,11 +451,13 @@ mod tests {
                     path: "/etc/a.toml".into(),
                     mode: 0o600,
                     content: "new a\n".into(),
+                    planned_from: Some(content_digest(Some("old a\n"))),
                 },
                 StoredFile {
                     path: "/etc/new/b.toml".into(),
                     mode: 0o644,
                     content: "b\n".into(),
+                    planned_from: Some(content_digest(None)),
                 },
             ],
             actions: vec![],
@@ -320,7 +473,14 @@ mod tests {
         let b = Backup::open(&node, &b.node_dir).unwrap();
         assert_eq!(b.manifest.state, State::InProgress);
         assert_eq!(b.manifest.created_dirs, ["/etc/new"]);
-        restore_files(&node, &b).unwrap();
+        for f in &plan.files {
+            assert!(restore_file(&node, &b, &f.path).unwrap());
+            assert!(
+                !restore_file(&node, &b, &f.path).unwrap(),
+                "already as it was"
+            );
+        }
+        remove_created_dirs(&node, &b);
         assert_eq!(node.snapshot("/etc/a.toml").unwrap().unwrap().mode, 0o600);
         assert_eq!(node.read("/etc/a.toml").unwrap().unwrap(), "old a\n");
         assert!(!node.exists("/etc/new"));

@@ -1,17 +1,22 @@
-//! Applying a plan: preflight, backup, then a walk over the plan's files and actions, each step
-//! journalled; on failure, an automatic rollback (src/rollback.rs).
+//! A migration as one transaction: preflight (`preflight.rs`), the backup and its journal of
+//! effects (`backup.rs`, `Backup` is "a migration in progress"), the walk over the plan's files
+//! and actions (here: each change recorded before it is made and marked when made), and its
+//! undo, the reverse walk over what was recorded (`undo.rs`). A failed step or a signal before
+//! the kubelet runs verified on the new runtime rolls back by itself.
 
 pub mod backup;
 pub mod preflight;
+pub mod undo;
 
 use crate::cri::{self, Cri, Verification};
 use crate::error::Failure;
 use crate::node::Node;
 use crate::plan::Action;
+use crate::signals::{self, Phase};
 use crate::system::kubectl::Kubectl;
 use crate::system::systemd::{diagnose, Systemd};
 use anyhow::{anyhow, Result};
-use backup::{Backup, State};
+use backup::{content_digest, Backup, Effect, Mark, State};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,8 @@ pub struct Effects<'a> {
     pub systemd: &'a dyn Systemd,
     pub kubectl: Option<&'a dyn Kubectl>,
     pub cri: CriConnect<'a>,
+    /// The first signal caught since changes began (`signals::caught` in production).
+    pub interrupted: &'a dyn Fn() -> Option<i32>,
 }
 
 pub struct ApplyOptions {
@@ -73,6 +80,11 @@ pub struct Outcome {
     pub backup: String,
     pub rollback: Option<Vec<StepReport>>,
     pub error: Option<Failure>,
+    /// A signal that arrived once the kubelet ran verified on the new runtime: the migration
+    /// finished anyway. (One that arrived before is in `error`.)
+    pub finished_despite: Option<String>,
+    /// Journal writes that failed after the cutover began (it went on without them).
+    pub journal_errors: Vec<String>,
 }
 
 enum Step<'p> {
@@ -107,22 +119,43 @@ impl Step<'_> {
             Step::Uncordon(n) => format!("uncordon node {n}"),
         }
     }
+
+    /// The change this step makes, recorded before it is made. Checks make none.
+    fn effect(&self) -> Option<Effect> {
+        let unit = |verb: &str, unit: &str| {
+            Some(Effect::Unit {
+                verb: verb.into(),
+                unit: unit.into(),
+            })
+        };
+        match self {
+            Step::Cordon(n) => Some(Effect::Cordon { node: n.clone() }),
+            Step::Write(f) => Some(Effect::Write {
+                path: f.path.clone(),
+            }),
+            Step::Act(Action::Stop { unit: u }) => unit("stop", u),
+            Step::Act(Action::Start { unit: u }) => unit("start", u),
+            Step::Act(Action::Restart { unit: u }) => unit("restart", u),
+            Step::Act(Action::Enable { unit: u }) => unit("enable", u),
+            Step::Act(Action::Disable { unit: u }) => unit("disable", u),
+            Step::Act(Action::DaemonReload) => Some(Effect::DaemonReload),
+            _ => None,
+        }
+    }
+
+    /// Once this check passes, the kubelet runs verified on the new runtime: from here a signal
+    /// lets the migration finish instead of undoing it.
+    fn commits(&self) -> bool {
+        matches!(self, Step::Act(Action::WaitActive { unit, .. }) if unit == "kubelet.service")
+    }
 }
 
-/// Walk the backup's stored plan. Files already as planned are left alone, so an interrupted
-/// run can be walked again (every service action is idempotent).
-pub fn run(
-    node: &Node,
-    b: &mut Backup,
-    fx: &Effects,
-    opts: &ApplyOptions,
-    progress: &mut dyn Progress,
-) -> Outcome {
-    let plan = b.manifest.plan.clone();
+/// The steps of a stored plan, in order.
+fn steps_of<'p>(plan: &'p backup::StoredPlan, drain: Option<&str>) -> Vec<Step<'p>> {
     let mut steps: Vec<Step> = Vec::new();
-    if let Some(n) = &opts.drain {
-        steps.push(Step::Cordon(n.clone()));
-        steps.push(Step::Drain(n.clone()));
+    if let Some(n) = drain {
+        steps.push(Step::Cordon(n.to_string()));
+        steps.push(Step::Drain(n.to_string()));
     }
     // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting on
     // its own in between never starts on half a migration.
@@ -140,20 +173,58 @@ pub fn run(
             steps.push(Step::CheckImages(&plan.check_images));
         }
     }
-    if let Some(n) = &opts.drain {
-        steps.push(Step::Uncordon(n.clone()));
+    if let Some(n) = drain {
+        steps.push(Step::Uncordon(n.to_string()));
     }
+    steps
+}
 
+/// Walk the backup's stored plan. Files already as planned are left alone, so an interrupted
+/// run can be walked again (every service action is idempotent, and is run again: a reboot in
+/// between may have started what the first run stopped). A run resumed from the journal does
+/// not cordon and drain a second time.
+pub fn run(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    opts: &ApplyOptions,
+    progress: &mut dyn Progress,
+) -> Outcome {
+    let plan = b.manifest.plan.clone();
+    let steps = steps_of(&plan, opts.drain.as_deref());
     let mut out = Outcome {
         steps: vec![],
         verification: None,
         backup: b.node_dir.clone(),
         rollback: None,
         error: None,
+        finished_despite: None,
+        journal_errors: vec![],
     };
-    pause_point(b, "backup");
+    signals::set_log(b.dir.join("output.log"));
+    pause_point(b, fx, "backup");
+    let mut committed = false;
     for step in &steps {
         let name = step.name();
+        if let Some(sig) = (fx.interrupted)() {
+            if !committed {
+                stop_on_signal(node, b, fx, opts, progress, &mut out, sig);
+                return out;
+            }
+            out.finished_despite
+                .get_or_insert_with(|| signals::name(sig));
+        }
+        if matches!(step, Step::Cordon(_) | Step::Drain(_)) && done_before(b, step) {
+            let report = StepReport {
+                step: name.clone(),
+                status: StepStatus::Skipped,
+                duration_ms: 0,
+                detail: Some("done by the interrupted run".into()),
+            };
+            progress.end(&report);
+            out.steps.push(report);
+            continue;
+        }
         progress.begin(&name);
         let t0 = Instant::now();
         let (status, detail, err) = if !opts.live && !step.runs_offline() {
@@ -163,7 +234,7 @@ pub fn run(
                 None,
             )
         } else {
-            match exec(node, b, fx, opts, step, &plan, &mut out.verification) {
+            match exec_recorded(node, b, fx, opts, step, &plan, &mut out.verification) {
                 Ok(detail) => (StepStatus::Done, detail, None),
                 Err(e) => (StepStatus::Failed, Some(format!("{e:#}")), Some(e)),
             }
@@ -175,61 +246,203 @@ pub fn run(
             detail,
         };
         progress.end(&report);
-        let _ = b.journal(&format!(
-            "{} {name}",
-            serde_json::to_value(status).unwrap().as_str().unwrap()
-        ));
+        let word = match status {
+            StepStatus::Done => "done",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+        };
+        journal(b, &format!("{word} {name}"));
         out.steps.push(report);
-        pause_point(b, &name);
+        if err.is_none() && step.commits() {
+            committed = true;
+            signals::set_phase(Phase::Finishing);
+        }
+        pause_point(b, fx, &name);
         if let Some(e) = err {
             let reason = format!("{name}: {e:#}");
-            if opts.no_rollback {
-                out.error = Some(Failure::RollbackFailed {
-                    reason,
-                    rollback: "not attempted, as --no-rollback asked".into(),
-                    backup: b.node_dir.clone(),
-                });
-                return out;
-            }
-            let (reports, undo) = crate::rollback::undo(node, b, fx, progress);
-            out.rollback = Some(reports);
-            out.error = Some(match undo {
-                Ok(()) => Failure::RolledBack {
-                    reason,
-                    backup: b.node_dir.clone(),
-                },
-                Err(re) => Failure::RollbackFailed {
-                    reason,
-                    rollback: format!("{re:#}"),
-                    backup: b.node_dir.clone(),
-                },
-            });
+            roll_back(node, b, fx, opts, progress, &mut out, reason, None);
             return out;
         }
     }
     if let Err(e) = b.set_state(State::Done) {
-        out.error = Some(Failure::RollbackFailed {
-            reason: format!("the migration finished but its record could not be saved: {e:#}"),
-            rollback: "not attempted: the node is migrated".into(),
-            backup: b.node_dir.clone(),
-        });
+        b.journal_errors.push(format!(
+            "the migration finished but its record could not be saved: {e:#}"
+        ));
     }
+    out.journal_errors = std::mem::take(&mut b.journal_errors);
     out
 }
 
-/// A test hook for the end-to-end test's `kill -9` scenarios: with CRI_MIGRATE_PAUSE_AFTER set,
-/// the run stops for good after the first step whose name contains it, so that it can be killed
-/// at a known point.
-fn pause_point(b: &Backup, step: &str) {
+/// Whether an earlier (interrupted) run of this backup did this step.
+fn done_before(b: &Backup, step: &Step) -> bool {
+    let name = step.name();
+    b.manifest
+        .effects
+        .iter()
+        .any(|r| r.step == name && r.mark == Mark::Done)
+        || (matches!(step, Step::Drain(_))
+            && b.manifest
+                .effects
+                .iter()
+                .any(|r| matches!(r.effect, Effect::Cordon { .. }) && r.mark == Mark::Done)
+            && b.manifest.cordoned.is_some()
+            && journal_says(b, &format!("done {name}")))
+}
+
+fn journal_says(b: &Backup, line_end: &str) -> bool {
+    std::fs::read_to_string(b.dir.join("journal.log"))
+        .is_ok_and(|t| t.lines().any(|l| l.ends_with(line_end)))
+}
+
+/// A journal line; a failed write is kept for the report (the run goes on: stopping in the
+/// middle of the cutover would be worse than a missing line).
+fn journal(b: &mut Backup, line: &str) {
+    if let Err(e) = b.journal(line) {
+        b.journal_errors
+            .push(format!("journal line \"{line}\" not written: {e:#}"));
+    }
+}
+
+/// Record the step's change before making it, make it, mark it. Before the first change, a
+/// journal that cannot be written stops the run (nothing changed); after, the error is kept for
+/// the report and the run goes on (the record is still in memory for an undo in this process).
+fn exec_recorded(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    opts: &ApplyOptions,
+    step: &Step,
+    plan: &backup::StoredPlan,
+    verification: &mut Option<Verification>,
+) -> Result<Option<String>> {
+    let Some(effect) = step.effect() else {
+        return exec(node, b, fx, opts, step, plan, verification);
+    };
+    if let Step::Write(f) = step {
+        // Nothing to record for a file that needs no change (or must not be changed).
+        if let Some(detail) = check_write(node, f)? {
+            return Ok(Some(detail));
+        }
+    }
+    let first = b.manifest.effects.is_empty();
+    let (i, saved) = b.begin(&step.name(), effect);
+    if let Err(e) = saved {
+        if first {
+            b.manifest.effects.pop();
+            return Err(e.context(format!(
+                "cannot record the first change in {}/manifest.json: stopping before it",
+                b.node_dir
+            )));
+        }
+        b.journal_errors
+            .push(format!("recording \"{}\": {e:#}", step.name()));
+    }
+    let r = exec(node, b, fx, opts, step, plan, verification);
+    let mark = if r.is_ok() { Mark::Done } else { Mark::Failed };
+    if let Err(e) = b.mark(i, mark) {
+        b.journal_errors
+            .push(format!("marking \"{}\" {mark:?}: {e:#}", step.name()));
+    }
+    r
+}
+
+/// Before a file is written: `Some(detail)` when it needs no write (already as planned); an
+/// error when it holds something else than what the plan was computed from.
+fn check_write(node: &Node, f: &backup::StoredFile) -> Result<Option<String>> {
+    let now = node.read(&f.path)?;
+    if now.as_deref() == Some(f.content.as_str()) {
+        return Ok(Some("already as planned".into()));
+    }
+    if let Some(from) = &f.planned_from {
+        if content_digest(now.as_deref()) != *from {
+            return Err(backup::changed_since_planned(&f.path).into());
+        }
+    }
+    Ok(None)
+}
+
+/// A signal before the kubelet ran verified on the new runtime: undo what was done.
+fn stop_on_signal(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    opts: &ApplyOptions,
+    progress: &mut dyn Progress,
+    out: &mut Outcome,
+    sig: i32,
+) {
+    let signal = signals::name(sig);
+    journal(b, &format!("interrupted by {signal}"));
+    if !b.began_changes() {
+        // Nothing was changed: nothing to undo, nothing to resume.
+        let _ = b.set_state(State::Abandoned);
+        out.error = Some(Failure::Interrupted { signal });
+        out.journal_errors = std::mem::take(&mut b.journal_errors);
+        return;
+    }
+    let reason = format!("interrupted by {signal}");
+    roll_back(node, b, fx, opts, progress, out, reason, Some(signal));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn roll_back(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    opts: &ApplyOptions,
+    progress: &mut dyn Progress,
+    out: &mut Outcome,
+    reason: String,
+    signal: Option<String>,
+) {
+    if opts.no_rollback {
+        out.error = Some(Failure::RollbackFailed {
+            reason,
+            rollback: "not attempted, as --no-rollback asked".into(),
+            backup: b.node_dir.clone(),
+        });
+        out.journal_errors = std::mem::take(&mut b.journal_errors);
+        return;
+    }
+    signals::set_phase(Phase::RollingBack);
+    let (reports, undone) = undo::undo(node, b, fx, progress);
+    out.rollback = Some(reports);
+    out.error = Some(match (undone, signal) {
+        (Ok(()), Some(signal)) => Failure::InterruptedRolledBack {
+            signal,
+            backup: b.node_dir.clone(),
+        },
+        (Ok(()), None) => Failure::RolledBack {
+            reason,
+            backup: b.node_dir.clone(),
+        },
+        (Err(re), _) => Failure::RollbackFailed {
+            reason,
+            rollback: format!("{re:#}"),
+            backup: b.node_dir.clone(),
+        },
+    });
+    out.journal_errors = std::mem::take(&mut b.journal_errors);
+}
+
+/// A test hook for the end-to-end test's interruptions (builds with the test-hooks feature
+/// only): with CRI_MIGRATE_PAUSE_AFTER set, the run waits after the first step whose name
+/// contains it, until a signal arrives (or a `kill -9`), so that it can be interrupted at a
+/// known point.
+#[cfg(feature = "test-hooks")]
+fn pause_point(b: &Backup, fx: &Effects, step: &str) {
     if let Ok(at) = std::env::var("CRI_MIGRATE_PAUSE_AFTER") {
         if !at.is_empty() && step.contains(&at) {
             let _ = b.journal(&format!("paused after {step} (CRI_MIGRATE_PAUSE_AFTER)"));
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
+            while (fx.interrupted)().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+fn pause_point(_: &Backup, _: &Effects, _: &str) {}
 
 fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {
     let journal = fx.systemd.journal(unit, 20);
@@ -282,9 +495,6 @@ fn exec(
             Ok(None)
         }
         Step::Write(f) => {
-            if node.read(&f.path)?.as_deref() == Some(f.content.as_str()) {
-                return Ok(Some("already as planned".into()));
-            }
             let record = b.manifest.files.iter().find(|r| r.path == f.path);
             // Mode and owner of the file it replaces; a new file is root's.
             let (mode, owner) = match record {
@@ -412,7 +622,12 @@ fn wait_active(fx: &Effects, unit: &str, timeout: Duration) -> Result<()> {
     let mut active_since: Option<Instant> = None;
     let mut last = String::new();
     while Instant::now() < deadline {
-        last = fx.systemd.state(unit).active;
+        // A state systemctl could not tell in time is not "active": wait on.
+        last = fx
+            .systemd
+            .state(unit)
+            .map(|s| s.active)
+            .unwrap_or_else(|e| format!("unknown ({e:#})"));
         if last == "active" {
             let since = *active_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= settle {

@@ -10,8 +10,18 @@ use std::fs::File;
 
 pub const LOCK: &str = "/run/cri-migrate.lock";
 
-/// Hold the lock for the whole run, so that two runs cannot interleave.
+/// Who holds the lock, written into the lock file by the holder.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub command: String,
+    pub since: String,
+}
+
+/// Hold the lock for the whole run, so that two runs cannot interleave: taken before anything
+/// is read, planned or asked. Refused at once (exit 14) with who holds it.
 pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
+    use std::io::{Read, Seek, Write};
     let path = node.path(LOCK);
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -19,6 +29,7 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| {
@@ -27,15 +38,83 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
                 "Run as root.",
             )
         })?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        Failure::preflight(
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((mut file, _)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match serde_json::from_str::<Holder>(text.trim()) {
+                Ok(h) => format!(
+                    "pid {} (`{}`) holds {} since {}",
+                    h.pid,
+                    h.command,
+                    path.display(),
+                    h.since
+                ),
+                Err(_) => format!("a process holds {}", path.display()),
+            };
+            return Err(Failure::Locked { holder });
+        }
+    };
+    let me = Holder {
+        pid: std::process::id(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        since: jiff::Timestamp::now().to_string(),
+    };
+    // Best effort: the flock is what excludes; the text only names the holder.
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = writeln!(lock, "{}", serde_json::to_string(&me).unwrap_or_default());
+    let _ = lock.sync_all();
+    Ok(lock)
+}
+
+/// The units' states before the change. A state systemctl cannot tell is a refusal: the undo
+/// would not know what to bring back.
+pub fn unit_states(
+    systemd: &dyn crate::system::systemd::Systemd,
+    units: &[&str],
+) -> Result<Vec<crate::system::systemd::UnitState>, Failure> {
+    let mut states = Vec::new();
+    let mut problems = Vec::new();
+    for u in units {
+        match systemd.state(u) {
+            Ok(s) => states.push(s),
+            Err(e) => problems.push(format!("{u}: {e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::preflight(
             format!(
-                "another cri-migrate is running on this node (it holds {})",
-                path.display()
+                "preflight failed: the state of some units cannot be read ({}), and a rollback would not know what to bring back",
+                problems.join("; ")
             ),
-            "Wait for it to finish.",
-        )
-    })
+            "Check that systemd answers (`systemctl is-enabled UNIT`, `systemctl is-active UNIT`) and run again.",
+        ));
+    }
+    Ok(states)
+}
+
+/// `--drain`: kubectl, a kubeconfig and an API server that knows the node, all before the
+/// backup exists.
+pub fn drain(
+    kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
+    node: &str,
+) -> Result<(), Failure> {
+    let Some(k) = kubectl else {
+        return Err(Failure::preflight(
+            "--drain needs kubectl and a kubeconfig (the flag, /etc/kubernetes/admin.conf or kubelet.conf)",
+            "Install kubectl, or pass --kubeconfig, or migrate without --drain (drain it from elsewhere first).",
+        ));
+    };
+    k.run(&["get", "node", node, "-o", "name", "--request-timeout=20s"])
+        .map(|_| ())
+        .map_err(|e| {
+            Failure::preflight(
+                format!("--drain: the API server cannot be asked about node {node} ({e:#})"),
+                "Check the kubeconfig and that the API server is reachable, or migrate without --drain.",
+            )
+        })
 }
 
 /// Root, systemd, the target's binary, room for the backups.

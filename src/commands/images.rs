@@ -111,6 +111,8 @@ pub fn run(
     console: super::Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
+    // The lock first: a carry while a migration restarts the runtime would fail half-way.
+    let _lock = crate::apply::preflight::lock(t.node)?;
     let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
     let pause = facts.kubelet.pod_infra_container_image.clone().or_else(|| {
         facts

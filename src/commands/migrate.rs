@@ -11,6 +11,7 @@ use crate::inspect::{self, Facts, InspectOptions};
 use crate::plan::{self, Plan, PlanOptions, Target};
 use crate::progress::{Bars, Lines};
 use crate::report;
+use crate::signals::{self, Phase};
 use crate::system::packages::{runtime_package, Packages, RealPackages};
 use crate::system::systemd::Systemd;
 use anyhow::Result;
@@ -31,7 +32,46 @@ pub fn run(
     console: Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let mode = if args.dry_run {
+    let mode = decide_mode(args, console)?;
+    if mode == Mode::DryRun {
+        let (facts, plan) = make_plan(t, args, mode)?;
+        return dry_run(&facts, &plan, args, console, out);
+    }
+    // The lock first: a second run is refused before it reads, plans or asks anything.
+    let _lock = apply::preflight::lock(t.node)?;
+    // An interrupted run that began its changes is finished (or undone with `rollback`) before
+    // anything new starts; one that changed nothing is set aside, and this run plans afresh.
+    if let Some(mut b) = Backup::latest(t.node)? {
+        if b.manifest.state == State::InProgress {
+            if b.began_changes() {
+                return resume(t, b, args, mode, out);
+            }
+            let _ = b.journal("set aside: this run changed nothing; a new run plans afresh");
+            b.set_state(State::Abandoned)?;
+        }
+    }
+    let (facts, plan) = make_plan(t, args, mode)?;
+    present(&plan, args, mode, console, out)?;
+    let (outcome, carried, started) = execute(t, &facts, &plan, args, mode)?;
+    let node_name = node_name(t, &facts);
+    let kubectl = t.kubectl(args.kubeconfig.as_ref());
+    finish(
+        t,
+        &plan,
+        &facts,
+        outcome,
+        started,
+        args,
+        kubectl_ref(&kubectl),
+        &node_name,
+        &carried,
+        out,
+    )
+}
+
+/// Dry run, guided (a terminal to ask on) or unattended (`--yes`).
+fn decide_mode(args: &MigrateArgs, console: Console) -> Result<Mode> {
+    Ok(if args.dry_run {
         Mode::DryRun
     } else if args.yes {
         Mode::Unattended
@@ -43,18 +83,12 @@ pub fn run(
                 .into(),
         )
         .into());
-    };
-    let colour = console.stdout_tty && console::colors_enabled();
+    })
+}
 
-    // An interrupted run is finished (or undone with `rollback`) before anything new starts.
-    if mode != Mode::DryRun {
-        if let Some(b) = Backup::latest(t.node)? {
-            if b.manifest.state == State::InProgress {
-                return resume(t, b, args, mode, out);
-            }
-        }
-    }
-
+/// Inspect, choose the target (asking in the guided mode), install the runtime when agreed,
+/// and plan.
+fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, Plan)> {
     let inspect_opts = InspectOptions {
         kubelet_version: args.kubelet_version,
     };
@@ -73,7 +107,6 @@ pub fn run(
             .into())
         }
     };
-
     if mode != Mode::DryRun && !runtime_installed(&facts, target) {
         let consent = args.install_runtime
             || (mode == Mode::Guided
@@ -85,11 +118,10 @@ pub fn run(
                     false,
                 )?);
         if consent {
-            install_runtime(t, &facts, target, out)?;
+            install_runtime(t, &facts, target)?;
             facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
         }
     }
-
     let plan = plan::plan(
         &facts,
         &PlanOptions {
@@ -99,37 +131,79 @@ pub fn run(
             timeout_secs: args.timeout,
         },
     )?;
+    Ok((facts, plan))
+}
 
+fn dry_run(
+    facts: &Facts,
+    plan: &Plan,
+    args: &MigrateArgs,
+    console: Console,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    match args.output {
+        Output::Text => write!(
+            out,
+            "{}",
+            report::plan_text(plan, console.stdout_tty && console::colors_enabled())
+        )?,
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report::plan_json(plan, facts, true))?
+        )?,
+    }
+    Ok(exit::OK)
+}
+
+/// Show the plan; in the guided mode, ask (a yes that changes the node is never the default).
+fn present(
+    plan: &Plan,
+    args: &MigrateArgs,
+    mode: Mode,
+    console: Console,
+    out: &mut dyn Write,
+) -> Result<()> {
     match (mode, args.output) {
-        (Mode::DryRun, Output::Text) => {
-            write!(out, "{}", report::plan_text(&plan, colour))?;
-            return Ok(exit::OK);
-        }
-        (Mode::DryRun, Output::Json) => {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&report::plan_json(&plan, &facts, true))?
-            )?;
-            return Ok(exit::OK);
-        }
         (Mode::Guided, _) => {
-            eprint!("{}", report::settings_text(&plan));
-            guided::confirm_or_cancel("Carry these settings over?", "the settings were not confirmed; pass --sandbox-image or fix the node, then run again")?;
-            eprint!("{}", report::changes_text(&plan, console::colors_enabled()));
+            eprint!("{}", report::settings_text(plan));
+            guided::confirm_or_cancel("Carry these settings over?", "the settings were not confirmed; pass --sandbox-image or fix the node, then run again", true)?;
+            eprint!("{}", report::changes_text(plan, console::colors_enabled()));
             guided::confirm_or_cancel(
                 "Apply these changes now? A backup is made first",
                 "nothing was applied",
+                false,
             )?;
         }
-        (Mode::Unattended, Output::Text) => write!(out, "{}", report::plan_text(&plan, colour))?,
-        (Mode::Unattended, Output::Json) => {}
+        (Mode::Unattended, Output::Text) => write!(
+            out,
+            "{}",
+            report::plan_text(plan, console.stdout_tty && console::colors_enabled())
+        )?,
+        _ => {}
     }
+    Ok(())
+}
 
-    let _lock = apply::preflight::lock(t.node)?;
+/// Every check that can refuse, then the images, then the backup and the walk.
+fn execute(
+    t: &NodeAccess,
+    facts: &Facts,
+    plan: &Plan,
+    args: &MigrateArgs,
+    mode: Mode,
+) -> Result<(Outcome, Vec<images::Carried>, Instant)> {
+    let target = plan.target;
     let test_image = args.test_image.clone().unwrap_or_default();
-    let mut stored = StoredPlan::from_plan(&plan, &test_image);
-    apply::preflight::check(t.node, &facts, target, &stored, t.live)?;
+    let mut stored = StoredPlan::from_plan(plan, &test_image);
+    apply::preflight::check(t.node, facts, target, &stored, t.live)?;
+    let systemd = t.systemd();
+    let units = apply::preflight::unit_states(&systemd, &UNITS)?;
+    let node_name = node_name(t, facts);
+    let kubectl = t.kubectl(args.kubeconfig.as_ref());
+    if args.drain && t.live {
+        apply::preflight::drain(kubectl_ref(&kubectl), &node_name)?;
+    }
 
     // Docker's images, while Docker still serves and before anything changes.
     let show = match (args.output, mode) {
@@ -137,20 +211,19 @@ pub fn run(
         (_, Mode::Guided) => images::Show::Bar,
         _ => images::Show::Lines,
     };
-    let pause = plan
-        .settings
-        .sandbox_image
-        .as_ref()
-        .map(|s| s.value.clone());
     let request = super::images::Request {
         target,
-        pause,
+        pause: plan
+            .settings
+            .sandbox_image
+            .as_ref()
+            .map(|s| s.value.clone()),
         root_changes: plan.settings.runtime_root.is_some(),
         selection: args.images,
         parallel: 2,
         show,
     };
-    let carried = match super::images::carry(t, &facts, request)? {
+    let carried = match super::images::carry(t, facts, request)? {
         Ok(c) => c,
         Err(why) => {
             eprintln!("images: {why}");
@@ -183,18 +256,10 @@ pub fn run(
         .filter(|c| c.result != images::Outcome::Failed)
         .flat_map(|c| c.names.clone())
         .collect();
-    let systemd = t.systemd();
-    let units = UNITS.iter().map(|u| systemd.state(u)).collect();
+
+    // From here a signal no longer ends the process: the walk decides.
+    signals::set_phase(Phase::Changing);
     let mut backup = Backup::create(t.node, stored, units, t.live)?;
-    let node_name = node_name(t, &facts);
-    let kubectl = t.kubectl(args.kubeconfig.as_ref());
-    if args.drain && kubectl.is_none() {
-        return Err(Failure::preflight(
-            "--drain needs kubectl and a kubeconfig",
-            "Install kubectl, or pass --kubeconfig, or migrate without --drain.",
-        )
-        .into());
-    }
     let started = Instant::now();
     let outcome = walk(
         t,
@@ -203,20 +268,9 @@ pub fn run(
         mode,
         &systemd,
         kubectl_ref(&kubectl),
-        node_name.clone(),
+        node_name,
     );
-    finish(
-        t,
-        &plan,
-        &facts,
-        outcome,
-        started,
-        args,
-        kubectl_ref(&kubectl),
-        &node_name,
-        &carried,
-        out,
-    )
+    Ok((outcome, carried, started))
 }
 
 fn runtime_installed(facts: &Facts, target: Target) -> bool {
@@ -226,12 +280,7 @@ fn runtime_installed(facts: &Facts, target: Target) -> bool {
     }
 }
 
-fn install_runtime(
-    t: &NodeAccess,
-    facts: &Facts,
-    target: Target,
-    out: &mut dyn Write,
-) -> Result<()> {
+fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> {
     if !t.live {
         return Err(Failure::preflight(
             "--install-runtime needs the live node",
@@ -256,7 +305,7 @@ fn install_runtime(
             "Install it by hand, then run cri-migrate again.",
         )
     })?;
-    let _ = writeln!(out, "installed {} with {manager}", spec.join(" "));
+    eprintln!("installed {} with {manager}", spec.join(" "));
     Ok(())
 }
 
@@ -303,6 +352,7 @@ fn walk(
         systemd,
         kubectl,
         cri: &connect_cri,
+        interrupted: &signals::caught,
     };
     let opts = ApplyOptions {
         live: t.live,
@@ -358,6 +408,8 @@ fn finish(
                 "rollback_steps": o.rollback,
                 "kubeadm_cri_socket": record,
                 "images": carried,
+                "interrupted_after_verification": o.finished_despite,
+                "journal_errors": o.journal_errors,
                 "warnings": plan.warnings,
                 "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
             });
@@ -392,6 +444,9 @@ fn finish(
                         v.digest.as_deref().unwrap_or(&v.pull.image_ref)
                     )?;
                 }
+                if let Some(sig) = &o.finished_despite {
+                    writeln!(out, "  interrupted   by {sig} once the kubelet ran verified on the new runtime: the migration finished")?;
+                }
                 if !t.live {
                     writeln!(out, "  offline       files written, units enabled/disabled under {}; nothing started", facts.root)?;
                 }
@@ -410,10 +465,21 @@ fn finish(
             }
         }
     }
+    warn_journal_errors(&o.journal_errors);
     Ok(match &o.error {
         None => exit::OK,
         Some(f) => report_failure(f),
     })
+}
+
+/// Journal writes that failed after the cutover began: the run went on; the record is short.
+fn warn_journal_errors(errors: &[String]) {
+    for e in errors {
+        eprintln!(
+            "{} the journal could not be written: {e}. The node's state is as reported above; the backup's record of it is incomplete.",
+            console::style("warning:").yellow().bold().for_stderr()
+        );
+    }
 }
 
 /// Finish an interrupted migration from its stored plan (planning again would see a
@@ -446,14 +512,15 @@ fn resume(
                 b.node_dir
             ),
             "the interrupted migration was left as it is; `cri-migrate rollback` undoes it",
+            false,
         )?;
     } else {
         eprintln!("{msg}");
     }
-    let _lock = apply::preflight::lock(t.node)?;
     let systemd = t.systemd();
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let started = Instant::now();
+    signals::set_phase(Phase::Changing);
     // The node the interrupted run cordoned, else (for --drain) the node's name as inspected.
     let name = match b.manifest.cordoned.clone() {
         Some(n) => n,
@@ -487,6 +554,8 @@ fn resume(
                 "steps": o.steps,
                 "verification": o.verification,
                 "rollback_steps": o.rollback,
+                "interrupted_after_verification": o.finished_despite,
+                "journal_errors": o.journal_errors,
                 "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
             }))?
         )?,
@@ -505,6 +574,7 @@ fn resume(
         }
         Output::Text => {}
     }
+    warn_journal_errors(&o.journal_errors);
     Ok(match &o.error {
         None => exit::OK,
         Some(f) => report_failure(f),

@@ -98,6 +98,19 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         node: &node,
         live: node.is_live() || cli.live,
     };
+    // The commands that change the node decide what a signal does (src/signals.rs).
+    let changes = match &cli.command {
+        Command::Migrate(a) => (!a.dry_run).then_some(("migrate", a.output)),
+        Command::Rollback(a) => Some(("rollback", a.output)),
+        Command::Images(a) => Some(("images", a.output)),
+        _ => None,
+    };
+    if let Some((command, output)) = changes {
+        crate::signals::install()?;
+        if output == Output::Json {
+            crate::signals::set_json(command);
+        }
+    }
     match cli.command {
         Command::Inspect {
             output,

@@ -17,6 +17,8 @@ pub fn run(
     console: Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
+    // The lock first: nothing is read or asked while another run works.
+    let _lock = crate::apply::preflight::lock(t.node)?;
     let mut b = match &args.backup {
         // Accept the directory as on the node or as a host path under --root.
         Some(dir) => {
@@ -38,6 +40,7 @@ pub fn run(
                 state.as_str().unwrap_or("")
             ),
             "the node was left as it is",
+            false,
         )?;
     }
     if b.manifest.live && !t.live {
@@ -47,21 +50,22 @@ pub fn run(
         )
         .into());
     }
-    let _lock = crate::apply::preflight::lock(t.node)?;
     let was = b.manifest.state;
+    crate::signals::set_phase(crate::signals::Phase::RollingBack);
     let systemd = t.systemd();
     let kubectl = t.kubectl(None);
     let fx = Effects {
         systemd: &systemd,
         kubectl: kubectl_ref(&kubectl),
         cri: &connect_cri,
+        interrupted: &crate::signals::caught,
     };
     let mut progress: Box<dyn Progress> = match args.output {
         Output::Json => Box::new(Quiet),
         Output::Text if console.stderr_tty => Box::new(Bars::default()),
         Output::Text => Box::new(Lines),
     };
-    let (steps, r) = crate::rollback::undo(t.node, &mut b, &fx, progress.as_mut());
+    let (steps, r) = crate::apply::undo::undo(t.node, &mut b, &fx, progress.as_mut());
     let failure = r.err().map(|e| Failure::RollbackFailed {
         reason: "rollback requested".into(),
         rollback: format!("{e:#}"),

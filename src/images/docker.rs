@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Image {
@@ -109,6 +110,12 @@ pub struct Container {
     pub image_id: String,
 }
 
+/// The longest Docker may take over a metadata call (list, inspect, tag).
+const API_BOUND: Duration = Duration::from_secs(60);
+/// The longest an export may go without a byte: Docker 20.10 writes the whole export under its
+/// data root before sending the first one.
+const EXPORT_IDLE_BOUND: Duration = Duration::from_secs(30 * 60);
+
 pub struct Docker {
     socket: PathBuf,
     rt: tokio::runtime::Runtime,
@@ -132,32 +139,49 @@ impl Docker {
         })
     }
 
-    /// Send a request; stream the body's chunks to `each`. Returns the status.
+    /// Send a request; stream the body's chunks to `each`. Returns the status. Bounded: the
+    /// connection and the answer's head within `idle`, and no more than `idle` between two chunks
+    /// of the body (an export starts late: Docker 20.10 writes it under its data root first).
     fn call(
         &self,
         method: Method,
         path: &str,
+        idle: Duration,
         each: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<u16> {
+        let late = || {
+            anyhow!(
+                "Docker did not answer {method} {path} within {}s",
+                idle.as_secs()
+            )
+        };
         self.rt.block_on(async {
-            let stream = tokio::net::UnixStream::connect(&self.socket)
+            let head = async {
+                let stream = tokio::net::UnixStream::connect(&self.socket)
+                    .await
+                    .with_context(|| {
+                        format!("cannot connect to Docker at {}", self.socket.display())
+                    })?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .header("Host", "docker")
+                    .body(Empty::<Bytes>::new())?;
+                anyhow::Ok(sender.send_request(req).await?)
+            };
+            let mut res = tokio::time::timeout(idle, head)
                 .await
-                .with_context(|| {
-                    format!("cannot connect to Docker at {}", self.socket.display())
-                })?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let req = Request::builder()
-                .method(method)
-                .uri(path)
-                .header("Host", "docker")
-                .body(Empty::<Bytes>::new())?;
-            let mut res = sender.send_request(req).await?;
+                .map_err(|_| late())??;
             let status = res.status().as_u16();
-            while let Some(frame) = res.body_mut().frame().await {
+            while let Some(frame) = tokio::time::timeout(idle, res.body_mut().frame())
+                .await
+                .map_err(|_| late())?
+            {
                 if let Some(chunk) = frame?.data_ref() {
                     each(chunk)?;
                 }
@@ -168,7 +192,7 @@ impl Docker {
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T> {
         let mut body = Vec::new();
-        let status = self.call(Method::GET, path, &mut |c| {
+        let status = self.call(Method::GET, path, API_BOUND, &mut |c| {
             body.extend_from_slice(c);
             Ok(())
         })?;
@@ -211,7 +235,7 @@ impl Docker {
             "/images/{id}/tag?{}",
             query(&[("repo", repo), ("tag", tag)])
         );
-        let status = self.call(Method::POST, &path, &mut |_| Ok(()))?;
+        let status = self.call(Method::POST, &path, API_BOUND, &mut |_| Ok(()))?;
         if status != 201 {
             bail!("Docker could not tag {id} as {repo}:{tag} ({status})");
         }
@@ -223,7 +247,7 @@ impl Docker {
             "/images/{}?noprune=1",
             form_urlencoded::byte_serialize(reference.as_bytes()).collect::<String>()
         );
-        let status = self.call(Method::DELETE, &path, &mut |_| Ok(()))?;
+        let status = self.call(Method::DELETE, &path, API_BOUND, &mut |_| Ok(()))?;
         if status != 200 {
             bail!("Docker could not remove the temporary tag {reference} ({status})");
         }
@@ -241,7 +265,7 @@ impl Docker {
         let path = format!("/images/get?{}", query(&pairs));
         let mut written = 0u64;
         let mut first = Vec::new();
-        let status = self.call(Method::GET, &path, &mut |c| {
+        let status = self.call(Method::GET, &path, EXPORT_IDLE_BOUND, &mut |c| {
             if first.len() < 512 {
                 first.extend_from_slice(&c[..c.len().min(512)]);
             }

@@ -516,7 +516,22 @@ fn archive_into_storage(
         .prefix("cri-migrate-export")
         .tempdir_in("/var/tmp")
         .or_else(|_| tempfile::tempdir())?;
-    let path = dir.path().join("image.tar");
+    // Removed by the TempDir on every return, and by the signal handler if a signal ends the
+    // process before any change.
+    crate::signals::register_temp(dir.path().to_path_buf());
+    let result = export_and_copy(docker_socket, dir.path(), source, dest, bar);
+    crate::signals::forget_temp(dir.path());
+    result
+}
+
+fn export_and_copy(
+    docker_socket: &Path,
+    dir: &Path,
+    source: &str,
+    dest: &str,
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
+    let path = dir.join("image.tar");
     let mut file =
         std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     Docker::new(docker_socket.to_path_buf())?.export(
@@ -602,9 +617,10 @@ fn import(
             export_names.push(tags);
         }
     }
-    // CRI_MIGRATE_IMPORTER=ctr: straight to `ctr images import` (an escape hatch, and how the
-    // tests reach that path).
-    let ctr_only = std::env::var("CRI_MIGRATE_IMPORTER").is_ok_and(|v| v == "ctr");
+    // CRI_MIGRATE_IMPORTER=ctr: straight to `ctr images import` (how the tests reach that path;
+    // only in a build with the test-hooks feature).
+    let ctr_only = cfg!(feature = "test-hooks")
+        && std::env::var("CRI_MIGRATE_IMPORTER").is_ok_and(|v| v == "ctr");
     let result = tagging.and_then(|_| {
         let streamed = if ctr_only {
             Err(anyhow::anyhow!("CRI_MIGRATE_IMPORTER=ctr"))
@@ -671,6 +687,9 @@ fn stream_import(
     )
 }
 
+/// How long `ctr images import` may take after Docker's export ended.
+const CTR_IMPORT_BOUND: Duration = Duration::from_secs(30 * 60);
+
 /// `docker save | ctr images import -`, then the repo digests as names with `ctr images tag`.
 fn ctr_import(
     ctr: &Ctr,
@@ -680,14 +699,15 @@ fn ctr_import(
     sources: &[String],
     bar: Option<&ProgressBar>,
 ) -> Result<()> {
-    let mut child = ctr
-        .cmd()
-        .args(["images", "import", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ctr (containerd's client)")?;
+    let mut child = crate::signals::spawn(
+        ctr.cmd()
+            .args(["images", "import", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .context("cannot run ctr (containerd's client)")?;
+    let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let errs = std::thread::spawn(move || {
@@ -697,7 +717,11 @@ fn ctr_import(
     });
     let exported = docker.export(export_names, &mut stdin, &mut |n| advance(bar, n));
     drop(stdin);
-    let status = child.wait()?;
+    // ctr unpacks what it read: bounded, so that a containerd that stops answering cannot hold
+    // the migration forever.
+    let status = crate::system::wait_bounded(&mut child, CTR_IMPORT_BOUND);
+    crate::signals::forget_child(pid);
+    let status = status.with_context(|| "ctr images import")?;
     let err = errs.join().unwrap_or_default();
     exported?;
     if !status.success() {

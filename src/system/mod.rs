@@ -47,14 +47,16 @@ pub struct Ran {
 pub fn run(program: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Result<Ran> {
     let path = which::which(program)
         .map_err(|_| anyhow!("`{program}` is not installed (not found on PATH)"))?;
-    let mut child = Command::new(&path)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow!("cannot run {}: {e}", path.display()))?;
+    let mut child = crate::signals::spawn(
+        Command::new(&path)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| anyhow!("cannot run {}: {e}", path.display()))?;
+    let pid = child.id();
     // Read the pipes on threads so a chatty program cannot block on a full pipe.
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -71,11 +73,17 @@ pub fn run(program: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
+            crate::signals::forget_child(pid);
             break status;
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            // The whole group: a child's own children would keep the pipes open.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.wait();
+            crate::signals::forget_child(pid);
             bail!(
                 "`{program} {}` did not finish within {}s and was stopped",
                 args.join(" "),
@@ -120,4 +128,29 @@ pub fn run_ok(
         );
     }
     Ok(r.stdout)
+}
+
+/// Wait for a child up to `timeout`; past it, its process group is killed and that is an error.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            bail!(
+                "did not finish within {}s and was stopped",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -12,7 +12,7 @@ pub struct UnitState {
     pub unit: String,
     /// `is-enabled`: enabled, disabled, static, masked, not-found...
     pub enabled: String,
-    /// `is-active`: active, inactive, failed...; `unknown` offline.
+    /// `is-active`: active, inactive, failed...; `offline` under --root.
     pub active: String,
 }
 
@@ -28,7 +28,9 @@ impl UnitState {
 pub trait Systemd {
     /// `systemctl VERB [UNIT]`: stop, start, restart, enable, disable, daemon-reload.
     fn act(&self, verb: &str, unit: Option<&str>) -> Result<()>;
-    fn state(&self, unit: &str) -> UnitState;
+    /// `is-enabled` and `is-active`; an error when systemctl could not tell (it did not answer
+    /// in time, or said nothing): a state that cannot be read is never guessed.
+    fn state(&self, unit: &str) -> Result<UnitState>;
     /// The unit's last journal lines, for an error message.
     fn journal(&self, unit: &str, lines: usize) -> String;
 }
@@ -69,40 +71,43 @@ impl Systemd for RealSystemd {
         .map(|_| ())
     }
 
-    fn state(&self, unit: &str) -> UnitState {
+    fn state(&self, unit: &str) -> Result<UnitState> {
         let root = self
             .root
             .as_ref()
             .map(|r| r.display().to_string())
             .unwrap_or_default();
-        let word = |verb: &str| {
-            run(
+        let word = |verb: &str| -> Result<String> {
+            let r = run(
                 "systemctl",
                 &self.args(&root, &[verb, unit]),
                 &[],
                 Duration::from_secs(20),
-            )
-            .map(|r| {
-                let w = r.stdout.trim().lines().next().unwrap_or("").to_string();
-                if w.is_empty() && r.stderr.contains("No such file") {
-                    "not-found".to_string()
-                } else {
-                    w
-                }
-            })
-            .unwrap_or_else(|_| "unknown".into())
+            )?;
+            let w = r.stdout.trim().lines().next().unwrap_or("").to_string();
+            if !w.is_empty() {
+                Ok(w)
+            } else if r.stderr.contains("No such file") || r.stderr.contains("not found") {
+                Ok("not-found".to_string())
+            } else {
+                anyhow::bail!(
+                    "`systemctl {verb} {unit}` gave no state ({})",
+                    r.stderr.trim()
+                )
+            }
         };
-        let enabled = word("is-enabled");
+        let enabled = word("is-enabled")?;
+        // Offline (--root) nothing runs: there is no active state to read.
         let active = if self.root.is_some() {
-            "unknown".to_string()
+            "offline".to_string()
         } else {
-            word("is-active")
+            word("is-active")?
         };
-        UnitState {
+        Ok(UnitState {
             unit: unit.to_string(),
             enabled,
             active,
-        }
+        })
     }
 
     fn journal(&self, unit: &str, lines: usize) -> String {

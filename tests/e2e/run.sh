@@ -203,7 +203,7 @@ require_tools
 WORK=$(mktemp -d /var/tmp/cri-migrate-e2e.XXXXXX)
 trap cleanup EXIT
 log "building cri-migrate and the kubelet stand-in"
-(cd "$REPO" && cargo build --bins --quiet) || die "cargo build failed"
+(cd "$REPO" && cargo build --workspace --bins --features cri-migrate/test-hooks --quiet) || die "cargo build failed"
 build_rootfs
 setup_registries
 

@@ -1,0 +1,345 @@
+//! Undo a migration from its journal: exactly the changes it recorded, in reverse — the files it
+//! wrote (each checked against the backup first: one already as it was is left alone), the unit
+//! links it changed, the units it stopped, started or restarted, the cordon. A unit the run never
+//! touched is never restarted. Each step is tried even when one before it failed; the failures
+//! are reported together. Running it twice is harmless: every step is idempotent.
+
+use super::backup::{remove_created_dirs, restore_file, Backup, Effect, EffectRecord, Mark, State};
+use super::{Effects, Progress, StepReport, StepStatus};
+use crate::node::Node;
+use anyhow::{anyhow, Result};
+use std::time::Instant;
+
+/// The order to bring services back in: the runtimes first (Docker needs containerd), the
+/// kubelet last.
+const RESTORE_ORDER: [&str; 7] = [
+    "containerd.service",
+    "crio.service",
+    "docker.socket",
+    "docker.service",
+    "cri-docker.socket",
+    "cri-docker.service",
+    "kubelet.service",
+];
+
+/// What the recorded effects ask of the undo.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UndoPlan {
+    /// The kubelet was started or restarted on the new runtime: stop it before the files go back.
+    pub stop_kubelet_first: bool,
+    /// Files written (or maybe written), newest first, each once.
+    pub files: Vec<String>,
+    pub daemon_reload: bool,
+    /// Unit links changed, newest first, each unit once.
+    pub links: Vec<String>,
+    /// Units stopped, started or restarted, in the order to bring them back.
+    pub units: Vec<String>,
+    /// Of those, the units whose only change was a stop that failed: brought back only if they
+    /// are not running as they were (a unit that was never stopped is not restarted).
+    pub failed_stops: Vec<String>,
+    pub uncordon: bool,
+}
+
+impl UndoPlan {
+    pub fn from_records(records: &[EffectRecord], cordoned: bool) -> UndoPlan {
+        let mut p = UndoPlan {
+            uncordon: cordoned,
+            ..UndoPlan::default()
+        };
+        let mut touched = Vec::new();
+        let mut surely_touched = Vec::new();
+        for r in records.iter().rev() {
+            if let Effect::Unit { verb, unit } = &r.effect {
+                if !(verb == "stop" && r.mark == Mark::Failed) {
+                    surely_touched.push(unit.clone());
+                }
+            }
+            match &r.effect {
+                Effect::Cordon { .. } => p.uncordon = true,
+                Effect::Write { path } => {
+                    if !p.files.contains(path) {
+                        p.files.push(path.clone());
+                    }
+                    if path.contains("/systemd/") {
+                        p.daemon_reload = true;
+                    }
+                }
+                Effect::DaemonReload => p.daemon_reload = true,
+                Effect::Unit { verb, unit } => match verb.as_str() {
+                    "enable" | "disable" => {
+                        if !p.links.contains(unit) {
+                            p.links.push(unit.clone());
+                        }
+                    }
+                    _ => {
+                        if unit == "kubelet.service" && verb != "stop" {
+                            p.stop_kubelet_first = true;
+                        }
+                        touched.push(unit.clone());
+                    }
+                },
+            }
+        }
+        p.failed_stops = touched
+            .iter()
+            .filter(|u| !surely_touched.contains(u))
+            .cloned()
+            .collect();
+        p.failed_stops.dedup();
+        p.units = RESTORE_ORDER
+            .iter()
+            .filter(|u| touched.iter().any(|t| t == *u))
+            .map(|u| u.to_string())
+            .collect();
+        // Units this build does not know of go last but one, before the kubelet.
+        for t in touched {
+            if !p.units.contains(&t) {
+                let at = p
+                    .units
+                    .iter()
+                    .position(|u| u == "kubelet.service")
+                    .unwrap_or(p.units.len());
+                p.units.insert(at, t);
+            }
+        }
+        p
+    }
+}
+
+pub fn undo(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    progress: &mut dyn Progress,
+) -> (Vec<StepReport>, Result<()>) {
+    let live = b.manifest.live;
+    let plan = UndoPlan::from_records(&b.records_to_undo(), b.manifest.cordoned.is_some());
+    let mut reports = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut step = |name: String, f: &mut dyn FnMut() -> Result<Option<String>>, b: &Backup| {
+        progress.begin(&name);
+        let t0 = Instant::now();
+        let r = f();
+        let report = StepReport {
+            step: name.clone(),
+            status: if r.is_ok() {
+                StepStatus::Done
+            } else {
+                StepStatus::Failed
+            },
+            duration_ms: t0.elapsed().as_millis() as u64,
+            detail: match &r {
+                Ok(d) => d.clone(),
+                Err(e) => Some(format!("{e:#}")),
+            },
+        };
+        progress.end(&report);
+        let _ = b.journal(&format!(
+            "rollback {} {name}",
+            if r.is_ok() { "done" } else { "failed" }
+        ));
+        if let Err(e) = r {
+            errors.push(format!("{name}: {e:#}"));
+        }
+        reports.push(report);
+    };
+    let act = |verb: &str, unit: Option<&str>| fx.systemd.act(verb, unit).map(|_| None);
+
+    if live && plan.stop_kubelet_first {
+        step(
+            "rollback: stop kubelet.service".into(),
+            &mut || act("stop", Some("kubelet.service")),
+            b,
+        );
+    }
+    for path in &plan.files {
+        step(
+            format!("rollback: restore {path}"),
+            &mut || {
+                restore_file(node, b, path)
+                    .map(|changed| (!changed).then(|| "already as it was".to_string()))
+            },
+            b,
+        );
+    }
+    remove_created_dirs(node, b);
+    if live && plan.daemon_reload {
+        step(
+            "rollback: systemctl daemon-reload".into(),
+            &mut || act("daemon-reload", None),
+            b,
+        );
+    }
+    let units = b.manifest.units.clone();
+    for unit in &plan.links {
+        let Some(u) = units.iter().find(|u| &u.unit == unit && u.exists()) else {
+            continue;
+        };
+        let verb = match u.enabled.as_str() {
+            "enabled" | "enabled-runtime" => "enable",
+            "disabled" => "disable",
+            _ => continue, // static, masked, indirect: never changed by a migration
+        };
+        step(
+            format!("rollback: {verb} {unit}"),
+            &mut || act(verb, Some(unit)),
+            b,
+        );
+    }
+    if live {
+        for name in &plan.units {
+            let Some(u) = units.iter().find(|u| &u.unit == name && u.exists()) else {
+                continue;
+            };
+            let now_active = || fx.systemd.state(name).is_ok_and(|s| s.active == "active");
+            if plan.failed_stops.contains(name) && u.was_active() == now_active() {
+                continue;
+            }
+            if u.was_active() {
+                // restart: a runtime reloads its restored config; a stopped unit starts.
+                step(
+                    format!("rollback: restart {name}"),
+                    &mut || act("restart", Some(name)),
+                    b,
+                );
+            } else if now_active() {
+                step(
+                    format!("rollback: stop {name}"),
+                    &mut || act("stop", Some(name)),
+                    b,
+                );
+            }
+        }
+    }
+    if plan.uncordon {
+        let n = b.manifest.cordoned.clone().or_else(|| {
+            b.manifest.effects.iter().find_map(|r| match &r.effect {
+                Effect::Cordon { node } => Some(node.clone()),
+                _ => None,
+            })
+        });
+        if let Some(n) = n {
+            step(
+                format!("rollback: uncordon node {n}"),
+                &mut || {
+                    fx.kubectl
+                        .ok_or_else(|| anyhow!("no kubectl to uncordon with"))?
+                        .run(&["uncordon", &n])
+                        .map(|_| None)
+                },
+                b,
+            );
+            if errors.is_empty() {
+                b.manifest.cordoned = None;
+            }
+        }
+    }
+    let result = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(errors.join("; ")))
+    };
+    let _ = b.set_state(if result.is_ok() {
+        State::RolledBack
+    } else {
+        State::RollbackFailed
+    });
+    (reports, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(verb: &str, unit: &str) -> Effect {
+        Effect::Unit {
+            verb: verb.into(),
+            unit: unit.into(),
+        }
+    }
+
+    fn done(effects: &[Effect]) -> Vec<EffectRecord> {
+        effects
+            .iter()
+            .map(|e| EffectRecord {
+                step: String::new(),
+                effect: e.clone(),
+                mark: Mark::Done,
+            })
+            .collect()
+    }
+
+    impl UndoPlan {
+        fn from_effects(effects: &[Effect], cordoned: bool) -> UndoPlan {
+            UndoPlan::from_records(&done(effects), cordoned)
+        }
+    }
+
+    #[test]
+    fn only_what_was_done_is_undone() {
+        // A failed drain: nothing but the cordon.
+        let p = UndoPlan::from_effects(&[Effect::Cordon { node: "n".into() }], false);
+        assert_eq!(
+            p,
+            UndoPlan {
+                uncordon: true,
+                ..UndoPlan::default()
+            }
+        );
+        // Stopped the kubelet and Docker, then the first write failed.
+        let p = UndoPlan::from_effects(
+            &[
+                unit("stop", "kubelet.service"),
+                unit("stop", "docker.socket"),
+                unit("stop", "docker.service"),
+                Effect::Write {
+                    path: "/var/lib/kubelet/kubeadm-flags.env".into(),
+                },
+            ],
+            false,
+        );
+        assert!(!p.stop_kubelet_first, "the kubelet was never started again");
+        assert_eq!(p.files, ["/var/lib/kubelet/kubeadm-flags.env"]);
+        assert_eq!(
+            p.units,
+            ["docker.socket", "docker.service", "kubelet.service"],
+            "containerd was never touched: not restarted"
+        );
+        assert!(p.links.is_empty());
+        // The whole way: the kubelet started on containerd first, files newest first.
+        let p = UndoPlan::from_effects(
+            &[
+                unit("stop", "kubelet.service"),
+                unit("stop", "docker.service"),
+                Effect::Write { path: "/a".into() },
+                Effect::Write {
+                    path: "/etc/systemd/system/x.conf".into(),
+                },
+                Effect::DaemonReload,
+                unit("restart", "containerd.service"),
+                unit("start", "kubelet.service"),
+                unit("disable", "docker.service"),
+                unit("enable", "containerd.service"),
+            ],
+            false,
+        );
+        assert!(p.stop_kubelet_first);
+        assert_eq!(p.files, ["/etc/systemd/system/x.conf", "/a"]);
+        assert!(p.daemon_reload);
+        assert_eq!(p.links, ["containerd.service", "docker.service"]);
+        assert_eq!(
+            p.units,
+            ["containerd.service", "docker.service", "kubelet.service"]
+        );
+        assert!(p.failed_stops.is_empty());
+        // A stop that failed: the unit may still run as it did.
+        let mut r = done(&[
+            unit("stop", "kubelet.service"),
+            unit("stop", "docker.socket"),
+        ]);
+        r[1].mark = Mark::Failed;
+        let p = UndoPlan::from_records(&r, false);
+        assert_eq!(p.units, ["docker.socket", "kubelet.service"]);
+        assert_eq!(p.failed_stops, ["docker.socket"]);
+    }
+}
