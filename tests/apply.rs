@@ -419,6 +419,13 @@ fn an_interrupted_run_is_finished_by_migrate_and_undone_by_rollback() {
         )
         .unwrap();
         let _ = child.wait();
+        // The fake runs in a process group of its own (as every child of cri-migrate does).
+        if let Ok(pid) = std::fs::read_to_string(state.path().join("hang.pid")) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
 
         // Run migrate again: it finishes the job from the stored plan.
         let out = migrate(&w, state.path(), &[], &[]);
@@ -696,13 +703,16 @@ fn guided_mode_through_a_terminal() {
         p
     };
 
-    // Say no at the last question: nothing changes, exit 9.
+    // Enter at every question: the question that changes the node defaults to no (as
+    // `kubeadm reset` does), and the answer is echoed. Nothing changes, exit 9.
     reset_fakes(state.path());
     let mut p = guided(&[
         ("Move the kubelet to which runtime?", "\r"),
-        ("Carry these settings over?", "y"),
-        ("Apply these changes now?", "n"),
+        ("Carry these settings over?", "\r"),
+        ("Apply these changes now?", "\r"),
     ]);
+    p.exp_regex("Apply these changes now\\? A backup is made first.*no")
+        .unwrap();
     p.exp_string("cancelled").unwrap();
     let status = p.process.wait().unwrap();
     assert!(
@@ -855,4 +865,236 @@ fn docker_on_containerds_store_shares_the_images_before_the_cutover() {
     assert_eq!(rollback(&w, state.path()).status.code(), Some(0));
     drop(docker);
     std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
+}
+
+/// The newest backup directory of the World's node.
+fn newest_backup(w: &World) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(w.node.path().join("var/lib/cri-migrate/backups"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn count_backups(w: &World) -> usize {
+    std::fs::read_dir(w.node.path().join("var/lib/cri-migrate/backups"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT delivered to the running binary (by the fake systemctl,
+/// right after a unit call): during the cutover the run finishes the step, rolls back by itself
+/// and exits 13; once the kubelet runs verified on containerd it finishes and exits 0; before
+/// any change it stops at once with exit 12 and nothing made.
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn signals_roll_back_finish_or_stop_cleanly() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let before = node_files(w.node.path());
+    // After the kubelet stopped (call 1) and after Docker stopped (call 3).
+    for (at, sig) in [(1, "INT"), (1, "TERM"), (3, "HUP"), (3, "QUIT"), (3, "INT")] {
+        reset_fakes(state.path());
+        let spec = format!("{at}:{sig}");
+        let out = migrate(&w, state.path(), &[("FAKE_SIGNAL_AT", &spec)], &[]);
+        let backup = newest_backup(&w).unwrap();
+        // After SIGHUP the terminal is gone: the rest of the output is in the backup.
+        let said = if sig == "HUP" {
+            std::fs::read_to_string(backup.join("output.log")).unwrap()
+        } else {
+            s(&out.stderr)
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(13),
+            "SIG{sig} after call {at}: {said}"
+        );
+        assert!(said.contains(&format!("interrupted by SIG{sig}")), "{said}");
+        assert!(said.contains("rolled back"), "{said}");
+        assert_eq!(
+            node_files(w.node.path()),
+            before,
+            "SIG{sig} after call {at}"
+        );
+        assert_eq!(
+            units(state.path()),
+            initial_units(),
+            "SIG{sig} after call {at}"
+        );
+        let calls = log(state.path(), "systemctl.log");
+        assert_eq!(
+            calls[..at],
+            HAPPY[..at],
+            "SIG{sig}: the walk stopped after the step"
+        );
+        assert!(
+            !calls.contains(&"restart containerd.service".to_string()),
+            "containerd was never touched: {calls:?}"
+        );
+        let manifest = std::fs::read_to_string(backup.join("manifest.json")).unwrap();
+        assert!(
+            manifest.contains("\"state\": \"rolled-back\""),
+            "{manifest}"
+        );
+    }
+    // A second migrate after an interrupted and rolled-back one plans afresh.
+    reset_fakes(state.path());
+    let out = migrate(&w, state.path(), &[("FAKE_SIGNAL_AT", "6:TERM")], &[]);
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("An interrupted migration"), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(
+        s(&out.stdout).contains("the migration finished"),
+        "{}",
+        s(&out.stdout)
+    );
+    assert_eq!(log(state.path(), "systemctl.log"), HAPPY);
+    let out = rollback(&w, state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(node_files(w.node.path()), before);
+
+    // Before any change (while the units' states are read): exit 12, no backup, no call.
+    let backups = count_backups(&w);
+    reset_fakes(state.path());
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_SIGNAL_QUERY", "INT")],
+        &["--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", s(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "interrupted", "{doc}");
+    assert_eq!(count_backups(&w), backups);
+    assert!(log(state.path(), "systemctl.log").is_empty());
+    assert_eq!(node_files(w.node.path()), before);
+}
+
+/// A unit state systemctl cannot tell is a refusal before the backup, not "unknown".
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn unreadable_unit_states_are_refused_before_the_backup() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let backups = count_backups(&w);
+    let out = migrate(
+        &w,
+        state.path(),
+        &[("FAKE_QUERY_HANG", "docker.service")],
+        &[],
+    );
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("the state of some units cannot be read") && err.contains("docker.service"),
+        "{err}"
+    );
+    assert_eq!(count_backups(&w), backups);
+    assert!(log(state.path(), "systemctl.log").is_empty());
+}
+
+/// Two runs at once: the second is refused at once, naming the first; the first, interrupted
+/// before its first change, stops with exit 12 and leaves nothing to resume.
+#[cfg(feature = "test-hooks")]
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = node_files(w.node.path());
+    let mut first = migrate_cmd(&w, state.path(), &w.image);
+    first
+        .env("CRI_MIGRATE_PAUSE_AFTER", "backup")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let first = first.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let paused = newest_backup(&w)
+            .and_then(|b| std::fs::read_to_string(b.join("journal.log")).ok())
+            .is_some_and(|j| j.contains("paused after backup"));
+        if paused {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never paused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for args in [
+        &["--live", "migrate", "--to", "containerd", "--yes"][..],
+        &["--live", "rollback", "--yes"],
+        &["--live", "images", "--to", "containerd"],
+    ] {
+        let t0 = std::time::Instant::now();
+        let out = cmd(&w, state.path()).args(args).output().unwrap();
+        let err = s(&out.stderr);
+        assert_eq!(out.status.code(), Some(14), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("pid {}", first.id())) && err.contains("migrate --to containerd"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "refused at once"
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", s(&out.stderr));
+    assert!(log(state.path(), "systemctl.log").is_empty());
+    assert_eq!(node_files(w.node.path()), before);
+    let manifest =
+        std::fs::read_to_string(newest_backup(&w).unwrap().join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"state\": \"abandoned\""), "{manifest}");
+    // Nothing to resume: the next run plans afresh and migrates.
+    let out = migrate(&w, state.path(), &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert!(!s(&out.stderr).contains("An interrupted migration"));
+    rollback(&w, state.path());
+}
+
+/// kubeadm-flags.env made immutable (`chattr +i`): its write fails; the rollback restarts what
+/// was stopped, does not try to restore the file it never wrote, and reports the node as rolled
+/// back (7), not "a person must look" (8).
+#[test]
+#[ignore = "needs root, chattr on the test's file system, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn a_file_that_cannot_be_written_is_rolled_back_not_left_for_a_person() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = node_files(w.node.path());
+    let flags = w.node.path().join("var/lib/kubelet/kubeadm-flags.env");
+    let chattr = |flag: &str| {
+        let st = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&flags)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "chattr {flag} failed: the test's file system must take it"
+        );
+    };
+    chattr("+i");
+    let out = migrate(&w, state.path(), &[], &[]);
+    chattr("-i");
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("kubeadm-flags.env"), "{err}");
+    assert_eq!(node_files(w.node.path()), before);
+    assert_eq!(units(state.path()), initial_units());
+    assert!(
+        !log(state.path(), "systemctl.log").contains(&"restart containerd.service".to_string()),
+        "containerd was never touched"
+    );
 }

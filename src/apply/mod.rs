@@ -686,3 +686,6 @@ pub fn update_cri_socket_record(
         },
     }
 }
+
+#[cfg(test)]
+mod walk_tests;

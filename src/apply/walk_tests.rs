@@ -1,0 +1,558 @@
+//! The walk and its undo in-process, with recording fakes: at every step boundary a signal
+//! (SIGINT, SIGTERM, SIGHUP), and at every unit call a failure. Afterwards the node's files are
+//! byte-identical to before or fully migrated, the unit calls are the ones expected (none for
+//! steps never reached), and the outcome carries the documented exit code.
+
+use super::backup::{content_digest, Backup, Effect, Mark, State, StoredFile, StoredPlan};
+use super::*;
+use crate::cri::{Condition, PulledImage, RuntimeVersion};
+use crate::error::exit;
+use crate::plan::Target;
+use crate::system::systemd::UnitState;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+const SIGHUP: i32 = 1;
+
+/// Unit states as a Docker node has them.
+const UNITS: [(&str, &str, &str); 4] = [
+    ("kubelet.service", "enabled", "active"),
+    ("docker.socket", "enabled", "active"),
+    ("docker.service", "enabled", "active"),
+    ("containerd.service", "enabled", "active"),
+];
+
+/// The unit calls of a whole migration, in order.
+const HAPPY: [&str; 8] = [
+    "stop kubelet.service",
+    "stop docker.socket",
+    "stop docker.service",
+    "restart containerd.service",
+    "start kubelet.service",
+    "disable docker.socket",
+    "disable docker.service",
+    "enable containerd.service",
+];
+
+struct FakeSystemd {
+    units: RefCell<BTreeMap<String, (String, String)>>,
+    calls: RefCell<Vec<String>>,
+    /// The n-th changing call fails (1-based).
+    fail_at: Option<usize>,
+}
+
+impl FakeSystemd {
+    fn new(fail_at: Option<usize>) -> FakeSystemd {
+        FakeSystemd {
+            units: RefCell::new(
+                UNITS
+                    .iter()
+                    .map(|(u, e, a)| (u.to_string(), (e.to_string(), a.to_string())))
+                    .collect(),
+            ),
+            calls: RefCell::new(vec![]),
+            fail_at,
+        }
+    }
+    fn initial() -> BTreeMap<String, (String, String)> {
+        FakeSystemd::new(None).units.into_inner()
+    }
+}
+
+impl crate::system::systemd::Systemd for FakeSystemd {
+    fn act(&self, verb: &str, unit: Option<&str>) -> Result<()> {
+        let mut calls = self.calls.borrow_mut();
+        calls.push(format!(
+            "{verb}{}",
+            unit.map(|u| format!(" {u}")).unwrap_or_default()
+        ));
+        if self.fail_at == Some(calls.len()) {
+            anyhow::bail!("Job for {} failed.", unit.unwrap_or(""));
+        }
+        if let Some(u) = unit {
+            let mut units = self.units.borrow_mut();
+            let s = units.entry(u.to_string()).or_default();
+            match verb {
+                "stop" => s.1 = "inactive".into(),
+                "start" | "restart" => s.1 = "active".into(),
+                "enable" => s.0 = "enabled".into(),
+                "disable" => s.0 = "disabled".into(),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    fn state(&self, unit: &str) -> Result<UnitState> {
+        let (enabled, active) = self
+            .units
+            .borrow()
+            .get(unit)
+            .cloned()
+            .unwrap_or(("not-found".into(), "inactive".into()));
+        Ok(UnitState {
+            unit: unit.into(),
+            enabled,
+            active,
+        })
+    }
+    fn journal(&self, _: &str, _: usize) -> String {
+        String::new()
+    }
+}
+
+struct FakeCri;
+impl Cri for FakeCri {
+    fn version(&self) -> Result<RuntimeVersion> {
+        Ok(RuntimeVersion {
+            runtime_name: "containerd".into(),
+            runtime_version: "1.6.20".into(),
+            runtime_api_version: "v1".into(),
+        })
+    }
+    fn status(&self) -> Result<Vec<Condition>> {
+        Ok(vec![])
+    }
+    fn pull(&self, image: &str, _: Option<&cri::credentials::Credential>) -> Result<PulledImage> {
+        Ok(PulledImage {
+            image: image.into(),
+            image_ref: "sha256:1".into(),
+            repo_digests: vec![],
+            size: 1,
+            credential: None,
+            duration_ms: 1,
+        })
+    }
+    fn image_present(&self, _: &str) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+const FLAGS: &str = "/var/lib/kubelet/kubeadm-flags.env";
+const CONFIG: &str = "/etc/containerd/config.toml";
+const CRICTL: &str = "/etc/crictl.d/crictl.yaml";
+
+/// A node folder with Docker-era files, and the plan that moves it.
+fn node() -> (tempfile::TempDir, Node, StoredPlan) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path());
+    node.write_atomic(
+        FLAGS,
+        b"KUBELET_KUBEADM_ARGS=\"--network-plugin=cni\"\n",
+        0o644,
+        None,
+    )
+    .unwrap();
+    node.write_atomic(CONFIG, b"disabled_plugins = [\"cri\"]\n", 0o644, None)
+        .unwrap();
+    let file = |path: &str, content: &str| StoredFile {
+        path: path.into(),
+        mode: 0o644,
+        content: content.into(),
+        planned_from: Some(content_digest(node.read(path).unwrap().as_deref())),
+    };
+    let unit = |u: &str| u.to_string();
+    let plan = StoredPlan {
+        target: Target::Containerd,
+        endpoint: "unix:///run/containerd/containerd.sock".into(),
+        test_image: "registry.k8s.io/pause:3.9".into(),
+        files: vec![
+            file(
+                FLAGS,
+                "KUBELET_KUBEADM_ARGS=\"--container-runtime=remote\"\n",
+            ),
+            file(CONFIG, "version = 2\n"),
+            file(
+                CRICTL,
+                "runtime-endpoint: unix:///run/containerd/containerd.sock\n",
+            ),
+        ],
+        actions: vec![
+            Action::Stop {
+                unit: unit("kubelet.service"),
+            },
+            Action::Stop {
+                unit: unit("docker.socket"),
+            },
+            Action::Stop {
+                unit: unit("docker.service"),
+            },
+            Action::Restart {
+                unit: unit("containerd.service"),
+            },
+            Action::WaitForSocket {
+                endpoint: "unix:///run/containerd/containerd.sock".into(),
+                timeout_secs: 1,
+            },
+            Action::VerifyPull {
+                endpoint: "unix:///run/containerd/containerd.sock".into(),
+                image: "registry.k8s.io/pause:3.9".into(),
+            },
+            Action::Start {
+                unit: unit("kubelet.service"),
+            },
+            Action::WaitActive {
+                unit: unit("kubelet.service"),
+                timeout_secs: 1,
+            },
+            Action::Disable {
+                unit: unit("docker.socket"),
+            },
+            Action::Disable {
+                unit: unit("docker.service"),
+            },
+            Action::Enable {
+                unit: unit("containerd.service"),
+            },
+        ],
+        check_images: vec![],
+    };
+    (dir, node, plan)
+}
+
+/// The node's files (not cri-migrate's own), with their modes.
+fn files(node: &Node) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    for path in [FLAGS, CONFIG, CRICTL] {
+        if let Ok(m) = std::fs::metadata(node.path(path)) {
+            use std::os::unix::fs::MetadataExt;
+            out.insert(
+                path.to_string(),
+                (m.mode() & 0o7777, std::fs::read(node.path(path)).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+fn migrated(plan: &StoredPlan) -> BTreeMap<String, (u32, Vec<u8>)> {
+    plan.files
+        .iter()
+        .map(|f| (f.path.clone(), (f.mode, f.content.clone().into_bytes())))
+        .collect()
+}
+
+struct Run {
+    outcome: Outcome,
+    calls: Vec<String>,
+    units: BTreeMap<String, (String, String)>,
+    files: BTreeMap<String, (u32, Vec<u8>)>,
+    state: State,
+}
+
+/// Walk the plan with a signal from the `signal_at`-th boundary on (the walk asks once before
+/// each step), or the `fail_at`-th unit call failing.
+fn walk(
+    signal_at: Option<(usize, i32)>,
+    fail_at: Option<usize>,
+) -> (Run, StoredPlan, BTreeMap<String, (u32, Vec<u8>)>) {
+    let (_dir, node, plan) = node();
+    let before = files(&node);
+    let systemd = FakeSystemd::new(fail_at);
+    let asked = Cell::new(0usize);
+    let interrupted = || {
+        asked.set(asked.get() + 1);
+        signal_at.and_then(|(at, sig)| (asked.get() >= at).then_some(sig))
+    };
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &interrupted,
+    };
+    let units = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    let mut b = Backup::create(&node, plan.clone(), units, true).unwrap();
+    let opts = ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    };
+    let outcome = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let state = Backup::open(&node, &b.node_dir).unwrap().manifest.state;
+    let r = Run {
+        outcome,
+        calls: systemd.calls.borrow().clone(),
+        units: systemd.units.borrow().clone(),
+        files: files(&node),
+        state,
+    };
+    (r, plan, before)
+}
+
+fn code(o: &Outcome) -> i32 {
+    o.error.as_ref().map(Failure::exit_code).unwrap_or(exit::OK)
+}
+
+/// The names of the walk's steps, in order (the boundaries a signal can land on).
+fn step_names(plan: &StoredPlan) -> Vec<String> {
+    steps_of(plan, None).iter().map(Step::name).collect()
+}
+
+#[test]
+fn the_whole_way_without_a_signal() {
+    let (r, plan, _) = walk(None, None);
+    assert!(r.outcome.error.is_none(), "{:?}", r.outcome.error);
+    assert_eq!(r.calls, HAPPY);
+    assert_eq!(r.files, migrated(&plan));
+    assert_eq!(r.state, State::Done);
+}
+
+#[test]
+fn a_signal_at_every_boundary_rolls_back_or_finishes() {
+    let (_dir, _node, plan) = node();
+    let names = step_names(&plan);
+    // The step after which the kubelet runs verified on the new runtime.
+    let commit = names
+        .iter()
+        .position(|n| n.contains("until kubelet.service is active"))
+        .unwrap();
+    for (k, sig) in (1..=names.len()).flat_map(|k| [(k, SIGINT), (k, SIGTERM), (k, SIGHUP)]) {
+        let (r, plan, before) = walk(Some((k, sig)), None);
+        let ran = k - 1; // steps done before the signal was seen
+        let at = format!("signal {sig} before step {k} ({})", names[k - 1]);
+        if ran == 0 {
+            // Before the first change: nothing to undo, nothing to resume.
+            assert_eq!(code(&r.outcome), exit::INTERRUPTED, "{at}");
+            assert!(r.calls.is_empty(), "{at}: {:?}", r.calls);
+            assert_eq!(r.files, before, "{at}");
+            assert_eq!(r.state, State::Abandoned, "{at}");
+        } else if ran > commit {
+            // The kubelet runs verified on containerd: the migration finishes.
+            assert_eq!(code(&r.outcome), exit::OK, "{at}");
+            assert_eq!(r.calls, HAPPY, "{at}");
+            assert_eq!(r.files, migrated(&plan), "{at}");
+            assert!(r.outcome.finished_despite.is_some(), "{at}");
+            assert_eq!(r.state, State::Done, "{at}");
+        } else {
+            assert_eq!(
+                code(&r.outcome),
+                exit::INTERRUPTED_ROLLED_BACK,
+                "{at}: {:?}",
+                r.outcome.error
+            );
+            assert_eq!(r.files, before, "{at}: files byte-identical to before");
+            assert_eq!(r.units, FakeSystemd::initial(), "{at}: units as they were");
+            assert_eq!(r.state, State::RolledBack, "{at}");
+            // The walk's calls are the migration's first ones; the undo's touch only units the
+            // walk touched.
+            let walked = HAPPY
+                .iter()
+                .take_while(|c| r.calls.contains(&c.to_string()))
+                .count();
+            assert_eq!(r.calls[..walked], HAPPY[..walked], "{at}");
+            for undo in &r.calls[walked..] {
+                let unit = undo.split(' ').nth(1).unwrap();
+                assert!(
+                    HAPPY[..walked].iter().any(|c| c.ends_with(unit)),
+                    "{at}: the undo touched {unit}, which the walk never touched: {:?}",
+                    r.calls
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_signal_right_after_the_kubelet_stops_restarts_only_the_kubelet() {
+    let (r, _, before) = walk(Some((2, SIGTERM)), None);
+    assert_eq!(code(&r.outcome), exit::INTERRUPTED_ROLLED_BACK);
+    assert_eq!(r.calls, ["stop kubelet.service", "restart kubelet.service"]);
+    assert_eq!(r.files, before);
+}
+
+#[test]
+fn a_failure_at_every_unit_call_leaves_the_node_as_it_was() {
+    for n in 1..=HAPPY.len() {
+        let (r, _, before) = walk(None, Some(n));
+        let at = format!("failing `{}`", HAPPY[n - 1]);
+        assert_eq!(
+            code(&r.outcome),
+            exit::ROLLED_BACK,
+            "{at}: {:?}",
+            r.outcome.error
+        );
+        assert_eq!(r.files, before, "{at}");
+        assert_eq!(r.calls[..n], HAPPY[..n], "{at}");
+        // The fake's failed call changed nothing; every unit is back as it was.
+        assert_eq!(r.units, FakeSystemd::initial(), "{at}: {:?}", r.calls);
+        assert_eq!(r.state, State::RolledBack, "{at}");
+    }
+    // The first unit call failed: the kubelet still runs as it did; nothing else to do.
+    let (r, _, _) = walk(None, Some(1));
+    assert_eq!(r.calls, ["stop kubelet.service"]);
+}
+
+#[test]
+fn a_file_that_cannot_be_written_is_not_restored() {
+    let (_dir, node, plan) = node();
+    let systemd = FakeSystemd::new(None);
+    let never = || None;
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &never,
+    };
+    let units = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    // The first file the walk writes is a directory by then: its write fails.
+    std::fs::remove_file(node.path(FLAGS)).unwrap();
+    std::fs::create_dir(node.path(FLAGS)).unwrap();
+    let opts = ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    };
+    let o = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    assert_eq!(code(&o), exit::ROLLED_BACK, "{:?}", o.error);
+    assert!(node.path(FLAGS).is_dir(), "left as found");
+    assert_eq!(
+        *systemd.calls.borrow(),
+        [
+            "stop kubelet.service",
+            "stop docker.socket",
+            "stop docker.service",
+            "restart docker.socket",
+            "restart docker.service",
+            "restart kubelet.service"
+        ]
+    );
+    assert!(o
+        .rollback
+        .unwrap()
+        .iter()
+        .all(|s| !s.step.contains("restore")));
+}
+
+#[test]
+fn a_file_changed_since_the_plan_is_not_overwritten() {
+    let (_dir, node, plan) = node();
+    let systemd = FakeSystemd::new(None);
+    let never = || None;
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &never,
+    };
+    let units: Vec<UnitState> = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    // Changed before the backup: refused, nothing made.
+    node.write_atomic(CONFIG, b"# managed by puppet\n", 0o644, None)
+        .unwrap();
+    let err = Backup::create(&node, plan.clone(), units.clone(), true)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("/etc/containerd/config.toml changed since the plan was made")
+    );
+    assert!(!node.exists(super::backup::BACKUPS));
+    // Changed after the backup, while the kubelet and Docker were stopping: the walk stops
+    // there and rolls back; the new content stays.
+    node.write_atomic(CONFIG, b"disabled_plugins = [\"cri\"]\n", 0o644, None)
+        .unwrap();
+    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    node.write_atomic(CONFIG, b"# managed by puppet\n", 0o644, None)
+        .unwrap();
+    let opts = ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    };
+    let o = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    assert_eq!(code(&o), exit::ROLLED_BACK);
+    assert!(o
+        .error
+        .unwrap()
+        .to_string()
+        .contains("changed since the plan was made"));
+    assert_eq!(node.read(CONFIG).unwrap().unwrap(), "# managed by puppet\n");
+    assert_eq!(
+        node.read(FLAGS).unwrap().unwrap(),
+        "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni\"\n",
+        "the file written before it is restored"
+    );
+    assert_eq!(*systemd.units.borrow(), FakeSystemd::initial());
+}
+
+#[test]
+fn effects_are_recorded_begun_then_marked() {
+    let (_dir, node, plan) = node();
+    let systemd = FakeSystemd::new(Some(4));
+    let never = || None;
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &never,
+    };
+    let units = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    let opts = ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    };
+    run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let m = Backup::open(&node, &b.node_dir).unwrap().manifest;
+    let marks: Vec<(Effect, Mark)> = m
+        .effects
+        .iter()
+        .map(|r| (r.effect.clone(), r.mark))
+        .collect();
+    let unit = |verb: &str, u: &str| Effect::Unit {
+        verb: verb.into(),
+        unit: u.into(),
+    };
+    assert_eq!(
+        marks,
+        [
+            (unit("stop", "kubelet.service"), Mark::Done),
+            (unit("stop", "docker.socket"), Mark::Done),
+            (unit("stop", "docker.service"), Mark::Done),
+            (Effect::Write { path: FLAGS.into() }, Mark::Done),
+            (
+                Effect::Write {
+                    path: CONFIG.into()
+                },
+                Mark::Done
+            ),
+            (
+                Effect::Write {
+                    path: CRICTL.into()
+                },
+                Mark::Done
+            ),
+            (unit("restart", "containerd.service"), Mark::Failed),
+        ]
+    );
+    assert_eq!(m.state, State::RolledBack);
+    assert!(
+        !node.exists("/etc/crictl.d"),
+        "the directory the run created is gone"
+    );
+}
