@@ -129,6 +129,9 @@ impl Cri for FakeCri {
     }
 }
 
+/// A node's files: path -> (mode, content).
+type Files = BTreeMap<String, (u32, Vec<u8>)>;
+
 const FLAGS: &str = "/var/lib/kubelet/kubeadm-flags.env";
 const CONFIG: &str = "/etc/containerd/config.toml";
 const CRICTL: &str = "/etc/crictl.d/crictl.yaml";
@@ -212,7 +215,7 @@ fn node() -> (tempfile::TempDir, Node, StoredPlan) {
 }
 
 /// The node's files (not cri-migrate's own), with their modes.
-fn files(node: &Node) -> BTreeMap<String, (u32, Vec<u8>)> {
+fn files(node: &Node) -> Files {
     let mut out = BTreeMap::new();
     for path in [FLAGS, CONFIG, CRICTL] {
         if let Ok(m) = std::fs::metadata(node.path(path)) {
@@ -226,7 +229,7 @@ fn files(node: &Node) -> BTreeMap<String, (u32, Vec<u8>)> {
     out
 }
 
-fn migrated(plan: &StoredPlan) -> BTreeMap<String, (u32, Vec<u8>)> {
+fn migrated(plan: &StoredPlan) -> Files {
     plan.files
         .iter()
         .map(|f| (f.path.clone(), (f.mode, f.content.clone().into_bytes())))
@@ -237,16 +240,13 @@ struct Run {
     outcome: Outcome,
     calls: Vec<String>,
     units: BTreeMap<String, (String, String)>,
-    files: BTreeMap<String, (u32, Vec<u8>)>,
+    files: Files,
     state: State,
 }
 
 /// Walk the plan with a signal from the `signal_at`-th boundary on (the walk asks once before
 /// each step), or the `fail_at`-th unit call failing.
-fn walk(
-    signal_at: Option<(usize, i32)>,
-    fail_at: Option<usize>,
-) -> (Run, StoredPlan, BTreeMap<String, (u32, Vec<u8>)>) {
+fn walk(signal_at: Option<(usize, i32)>, fail_at: Option<usize>) -> (Run, StoredPlan, Files) {
     let (_dir, node, plan) = node();
     let before = files(&node);
     let systemd = FakeSystemd::new(fail_at);
