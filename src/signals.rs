@@ -104,7 +104,10 @@ fn on_signal(sig: i32) {
                 // Straight to the descriptor: the main thread may hold stdout's lock.
                 let _ = nix::unistd::write(std::io::stdout(), format!("{doc}\n").as_bytes());
             }
-            let _ = console::Term::stderr().show_cursor();
+            // A prompt may have hidden the cursor.
+            if console::Term::stderr().is_term() {
+                let _ = console::Term::stderr().show_cursor();
+            }
             std::process::exit(crate::error::exit::INTERRUPTED);
         }
         _ if n == 1 => {

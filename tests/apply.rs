@@ -805,6 +805,49 @@ fn images_that_cannot_be_carried_stop_the_cutover_unless_forced() {
     std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
 }
 
+/// Images that would not fit under containerd's store (leaving the kubelet's 15 % reserve) are
+/// refused before the carry starts and before any backup; the migration goes on only with
+/// `--force`.
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn images_that_would_fill_the_disk_are_refused_before_anything() {
+    let Some(w) = World::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    // An in-use image of a petabyte.
+    let images = r#"[{"Id":"sha256:bbb","RepoTags":["127.0.0.1:1/big:1"],"RepoDigests":[],"Size":1000000000000000}]"#;
+    let containers = r#"[{"Image":"127.0.0.1:1/big:1","ImageID":"sha256:bbb"}]"#;
+    let _docker = services::FakeDocker::start(
+        &w.node.path().join("var/run/docker.sock"),
+        images,
+        containers,
+    );
+    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
+    std::os::unix::fs::symlink(
+        w.containerd.socket(),
+        w.node.path().join("run/containerd/containerd.sock"),
+    )
+    .unwrap();
+    let before = node_files(w.node.path());
+    let backups = count_backups(&w);
+    let out = migrate(&w, state.path(), &[], &[]);
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("not enough room for the images under")
+            && err.contains("var/lib/containerd")
+            && err.contains("docker image prune"),
+        "{err}"
+    );
+    assert_eq!(count_backups(&w), backups, "no backup");
+    assert!(log(state.path(), "systemctl.log").is_empty());
+    assert_eq!(node_files(w.node.path()), before);
+    let out = migrate(&w, state.path(), &[], &["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    rollback(&w, state.path());
+    std::fs::remove_file(w.node.path().join("run/containerd/containerd.sock")).unwrap();
+}
+
 /// Docker 28 on containerd's image store, on the node's containerd: `migrate` shares the image a
 /// container uses into k8s.io before the cutover (no export), and finds it through CRI after.
 #[test]

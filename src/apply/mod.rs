@@ -427,14 +427,15 @@ fn roll_back(
 
 /// A test hook for the end-to-end test's interruptions (builds with the test-hooks feature
 /// only): with CRI_MIGRATE_PAUSE_AFTER set, the run waits after the first step whose name
-/// contains it, until a signal arrives (or a `kill -9`), so that it can be interrupted at a
-/// known point.
+/// contains it, until a signal arrives (or a `kill -9`), or until a file named `continue`
+/// appears in the backup directory (to change a file under a paused run), so that it can be
+/// interrupted at a known point.
 #[cfg(feature = "test-hooks")]
 fn pause_point(b: &Backup, fx: &Effects, step: &str) {
     if let Ok(at) = std::env::var("CRI_MIGRATE_PAUSE_AFTER") {
         if !at.is_empty() && step.contains(&at) {
             let _ = b.journal(&format!("paused after {step} (CRI_MIGRATE_PAUSE_AFTER)"));
-            while (fx.interrupted)().is_none() {
+            while (fx.interrupted)().is_none() && !b.dir.join("continue").exists() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

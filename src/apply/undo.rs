@@ -144,6 +144,21 @@ pub fn undo(
         reports.push(report);
     };
     let act = |verb: &str, unit: Option<&str>| fx.systemd.act(verb, unit).map(|_| None);
+    // Bringing a unit back must not fail on systemd's start limit (a unit started several times
+    // in a short while, as Docker's unit allows 3 starts a minute): clear it and try once more.
+    let bring_back = |verb: &str, unit: &str| -> Result<Option<String>> {
+        match fx.systemd.act(verb, Some(unit)) {
+            Ok(()) => Ok(None),
+            Err(first) => {
+                let _ = fx.systemd.act("reset-failed", Some(unit));
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                fx.systemd
+                    .act(verb, Some(unit))
+                    .map(|_| Some(format!("after `systemctl reset-failed {unit}`: the first try failed ({first:#})")))
+                    .map_err(|e| e.context(format!("also before `systemctl reset-failed {unit}`: {first:#}")))
+            }
+        }
+    };
 
     if live && plan.stop_kubelet_first {
         step(
@@ -199,7 +214,7 @@ pub fn undo(
                 // restart: a runtime reloads its restored config; a stopped unit starts.
                 step(
                     format!("rollback: restart {name}"),
-                    &mut || act("restart", Some(name)),
+                    &mut || bring_back("restart", name),
                     b,
                 );
             } else if now_active() {

@@ -61,6 +61,11 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
     let opts = CarryOptions {
         docker_socket: docker,
+        store: t.node.path(match target {
+            Target::Containerd => "/var/lib/containerd",
+            Target::Crio => "/var/lib/containers/storage",
+        }),
+        spool: t.node.path("/var/tmp"),
         dest: match target {
             Target::Containerd => Dest::Containerd(Ctr {
                 address: t.node.path(CONTAINERD_SOCKET).display().to_string(),

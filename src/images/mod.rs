@@ -9,6 +9,7 @@
 pub mod containerd;
 pub mod docker;
 pub mod import;
+pub mod room;
 
 use crate::cri::credentials::repository;
 use crate::system::run;
@@ -195,6 +196,10 @@ type Selected = (Image, bool);
 
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
+    /// Where the runtime keeps what is carried (a host path): its free space is checked first.
+    pub store: PathBuf,
+    /// Where an export is spooled on the way (CRI-O: a file per image under /var/tmp).
+    pub spool: PathBuf,
     pub dest: Dest,
     pub selection: Selection,
     pub in_use_refs: Vec<String>,
@@ -220,9 +225,31 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     let bar = bar_for(opts, images.iter().map(|(i, _)| i.size).sum());
     let mut out = match &opts.dest {
         Dest::Containerd(ctr) => to_containerd(opts, ctr, images, bar.as_ref())?,
-        Dest::ContainersStorage => in_parallel(images.into(), opts.parallel, &|image, in_use| {
-            to_storage(&opts.docker_socket, image, in_use, bar.as_ref())
-        }),
+        Dest::ContainersStorage => {
+            // Each image in the store, and the largest export at a time (or `parallel` of them)
+            // under the spool directory. Images already in the store count too: a conservative
+            // bound, since telling which are there takes a skopeo call per image.
+            let store: u64 = images.iter().map(|(i, _)| i.size).sum();
+            let mut sizes: Vec<u64> = images.iter().map(|(i, _)| i.size).collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            let spool: u64 = sizes.iter().take(opts.parallel.max(1)).sum();
+            if let Err(why) =
+                room::check(&[(opts.store.clone(), store), (opts.spool.clone(), spool)])
+            {
+                images
+                    .iter()
+                    .map(|(i, u)| {
+                        let mut c = Carried::new(i, names_of(i), *u, Some("skopeo"));
+                        c.fail(anyhow::anyhow!("{why}"));
+                        c
+                    })
+                    .collect()
+            } else {
+                in_parallel(images.into(), opts.parallel, &|image, in_use| {
+                    to_storage(&opts.docker_socket, image, in_use, bar.as_ref())
+                })
+            }
+        }
     };
     if let Some(b) = bar {
         b.finish_with_message("done");
@@ -327,6 +354,24 @@ fn to_containerd(
             let n = names_of(i);
             !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
         });
+    // Room first: the content and the unpacked snapshots of what is not there yet (sharing
+    // writes only the snapshots). A carry that does not fit is refused before it starts.
+    let shared = shared_store(opts, ctr);
+    let factor = if shared.is_some() { 1 } else { 2 };
+    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() * factor;
+    if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
+        let mut out = Vec::new();
+        for (i, u) in have.iter().chain(need.iter()) {
+            let mut c = Carried::new(i, names_of(i), *u, None);
+            if need.iter().any(|(n, _)| n.id == i.id) {
+                c.fail(anyhow::anyhow!("{why}"));
+            } else {
+                c.result = Outcome::Present;
+            }
+            out.push(c);
+        }
+        return Ok(out);
+    }
     let mut out: Vec<Carried> = have
         .iter()
         .map(|(i, u)| {
@@ -341,7 +386,7 @@ fn to_containerd(
     // Docker on the same containerd's image store: share by digest, no export. What cannot be
     // shared goes the export way below, and keeps the reason if that fails too.
     let mut share_errors: std::collections::HashMap<String, String> = Default::default();
-    if let Some(namespace) = shared_store(opts, ctr) {
+    if let Some(namespace) = shared {
         let client = match client {
             Some(c) => c,
             None => containerd::Containerd::connect(Path::new(&ctr.address))?,

@@ -30,6 +30,10 @@ expect() {
 scenario() {
     local name=$1
     shift
+    # E2E_ONLY="9 11": run only the scenarios with these numbers (while working on them).
+    if [ -n "${E2E_ONLY:-}" ] && [[ " $E2E_ONLY " != *" ${name%%.*} "* ]]; then
+        return 0
+    fi
     log "scenario: $name"
     if "$@"; then
         PASSED=$((PASSED + 1))
@@ -138,16 +142,143 @@ killed_runs_resume_or_roll_back() {
             sleep 0.5
         done
         expect "the run reached '$point'" test -n "$paused" || return 1
-        pkill -9 -f "cri-migrate migrate --to containerd --yes" || true
+        signal_run 9 || true
         sleep 1
+        local resumed=(grep -q 'interrupted migration' "$WORK/last.err")
+        # Killed before its first change, a run leaves nothing to resume: the next plans afresh.
+        [ "$point" = backup ] && resumed=(bash -c "! grep -q 'interrupted migration' '$WORK/last.err' && grep -q '\"abandoned\"' '$backup/manifest.json'")
         expect "migrate again finishes the job" exits 0 in_node cri-migrate migrate --to containerd --yes &&
-            expect "it resumed" grep -q 'interrupted migration' "$WORK/last.err" &&
+            expect "it resumed (or, killed before any change, planned afresh)" "${resumed[@]}" &&
             expect "the kubelet is active on containerd" wait_active kubelet.service 30 &&
             expect "docker is stopped" is_state is-active docker.service inactive &&
             expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
             expect "every file byte-identical to before" same_state original &&
             docker_and_kubelet_back || return 1
     done
+}
+
+newest_backup() { ls -d "$WORK/$NODE"/var/lib/cri-migrate/backups/*/ 2>/dev/null | tail -n 1; }
+count_backups() { ls -d "$WORK/$NODE"/var/lib/cri-migrate/backups/*/ 2>/dev/null | wc -l; }
+since() { in_node systemctl show -p ActiveEnterTimestampMonotonic --value "$1"; }
+
+# start_paused STEP: `migrate --yes` in the background, paused after STEP by the test hook;
+# sets RUN_PID (to wait for its exit code) and PAUSED_BACKUP (its backup, a host path).
+start_paused() {
+    local before i b
+    before=$(newest_backup)
+    in_node env CRI_MIGRATE_PAUSE_AFTER="$1" cri-migrate migrate --to containerd --yes >"$WORK/paused.out" 2>"$WORK/paused.err" &
+    RUN_PID=$!
+    for i in $(seq 120); do
+        b=$(newest_backup)
+        if [ -n "$b" ] && [ "$b" != "$before" ] && grep -q "paused after" "$b/journal.log" 2>/dev/null; then
+            PAUSED_BACKUP=$b
+            return 0
+        fi
+        sleep 0.5
+    done
+    printf '      the run never reached %s\n' "$1" >&2
+    cat "$WORK/paused.err" >&2
+    return 1
+}
+
+# signal_run SIG: send SIG to the cri-migrate running in the node (only there: pkill matches
+# in the node's PID namespace).
+signal_run() { pkill -"$1" --ns "$NODE_PID" --nslist pid -x cri-migrate; }
+
+# end_paused: the paused run's exit code, in RUN_RC (bounded: a run that does not end fails).
+end_paused() {
+    local i
+    RUN_RC=""
+    for i in $(seq 240); do
+        if ! kill -0 "$RUN_PID" 2>/dev/null; then
+            wait "$RUN_PID"
+            RUN_RC=$?
+            return 0
+        fi
+        sleep 0.5
+    done
+    printf '      the run did not end within 120 s\n' >&2
+    signal_run 9
+    return 1
+}
+
+# A signal of each kind right after the kubelet stops and right after Docker stops: the run
+# finishes that step, rolls back by itself and exits 13 — checked with no rerun of anything.
+signals_roll_back_by_themselves() {
+    local point sig
+    for point in "stop kubelet.service" "stop docker.service"; do
+        for sig in INT TERM HUP QUIT; do
+            printf '  SIG%s after: %s\n' "$sig" "$point" >&2
+            start_paused "$point" || return 1
+            signal_run "$sig"
+            end_paused || return 1
+            expect "SIG$sig: exit 13 (rolled back)" [ "$RUN_RC" = 13 ] || {
+                printf '      exit %s; its output:\n' "$RUN_RC" >&2
+                cat "$WORK/paused.err" "$PAUSED_BACKUP/output.log" >&2
+                return 1
+            }
+            if [ "$sig" = HUP ]; then
+                expect "after SIGHUP the output went to the backup's output.log" grep -q "rolled back" "$PAUSED_BACKUP/output.log" || return 1
+            else
+                expect "it says it was interrupted and rolled back" grep -q "interrupted by SIG$sig during the cutover" "$WORK/paused.err" || return 1
+            fi
+            expect "every file byte-identical to before" same_state original &&
+                expect "containerd was never restarted" bash -c "! grep -q 'rollback done rollback: restart containerd' '$PAUSED_BACKUP/journal.log'" &&
+                docker_and_kubelet_back || return 1
+        done
+    done
+}
+
+# --drain on a node without kubectl: refused before the backup; nothing restarted; nothing
+# left for the next run to resume.
+refused_drain_touches_nothing() {
+    local k d n
+    k=$(since kubelet.service)
+    d=$(since docker.service)
+    n=$(count_backups)
+    expect "migrate --drain without kubectl exits 5" exits 5 in_node cri-migrate migrate --to containerd --yes --drain &&
+        expect "it says --drain needs kubectl" grep -q -- "--drain needs kubectl" "$WORK/last.err" &&
+        expect "no backup was made" [ "$(count_backups)" = "$n" ] &&
+        expect "the kubelet was never restarted" [ "$(since kubelet.service)" = "$k" ] &&
+        expect "Docker was never restarted" [ "$(since docker.service)" = "$d" ] &&
+        expect "no run is left to resume" bash -c "! grep -qs '\"in-progress\"' '$WORK/$NODE'/var/lib/cri-migrate/backups/*/manifest.json" &&
+        expect "every file byte-identical to before" same_state original
+}
+
+# Two runs at once: the second is refused at once, naming the first; the first, stopped by
+# SIGINT before its first change, exits 12.
+two_runs_at_once() {
+    start_paused "backup" || return 1
+    expect "a second migrate exits 14" exits 14 in_node cri-migrate migrate --to containerd --yes &&
+        expect "it names the first run" grep -q 'pid [0-9]* (`cri-migrate migrate --to containerd --yes`)' "$WORK/last.err" &&
+        expect "rollback is refused too" exits 14 in_node cri-migrate rollback --yes &&
+        expect "images too" exits 14 in_node cri-migrate images --to containerd || { signal_run 9; return 1; }
+    signal_run INT
+    end_paused || return 1
+    expect "the first run, interrupted before any change, exits 12" [ "$RUN_RC" = 12 ] &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back
+}
+
+# Configuration management writes containerd's config while the run has stopped Docker: the
+# run does not overwrite it, rolls back, and names the file; the new content stays.
+file_changed_between_plan_and_apply() {
+    local config="$WORK/$NODE/etc/containerd/config.toml" saved
+    saved=$(mktemp)
+    cp -a "$config" "$saved"
+    start_paused "stop docker.service" || return 1
+    echo '# managed by configuration management' >>"$config"
+    node_state "$NODE" >"$WORK/state.changed"
+    touch "$PAUSED_BACKUP/continue"
+    end_paused || return 1
+    expect "exit 7 (rolled back)" [ "$RUN_RC" = 7 ] &&
+        expect "it names the file" grep -q "/etc/containerd/config.toml changed since the plan was made" "$WORK/paused.err" &&
+        expect "the new content stays, every other file as before" same_state changed &&
+        docker_and_kubelet_back
+    local ok=$?
+    cp -a "$saved" "$config"
+    rm -f "$saved"
+    return $ok
 }
 
 # Docker holds the test image under two tags (a container made from it), an image pinned by
@@ -225,6 +356,10 @@ scenario "5. a second migrate has nothing to do" second_migrate_has_nothing_to_d
 scenario "2. rollback restores every file and Docker" rollback_restores_everything
 scenario "3. a failed verification rolls back" failed_verification_rolls_back
 scenario "4. kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
+scenario "9. SIGINT/TERM/HUP/QUIT after the kubelet stops and after Docker stops: rolled back by itself" signals_roll_back_by_themselves
+scenario "10. a refused --drain restarts nothing and leaves nothing to resume" refused_drain_touches_nothing
+scenario "11. two runs at once: the second is refused, naming the first" two_runs_at_once
+scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
