@@ -940,7 +940,14 @@ fn signals_roll_back_finish_or_stop_cleanly() {
     for (at, sig) in [(1, "INT"), (1, "TERM"), (3, "HUP"), (3, "QUIT"), (3, "INT")] {
         reset_fakes(state.path());
         let spec = format!("{at}:{sig}");
-        let out = migrate(&w, state.path(), &[("FAKE_SIGNAL_AT", &spec)], &[]);
+        // The last one twice: a second Ctrl-C says what is going on and abandons nothing.
+        let twice = if (at, sig) == (3, "INT") { "1" } else { "" };
+        let out = migrate(
+            &w,
+            state.path(),
+            &[("FAKE_SIGNAL_AT", &spec), ("FAKE_SIGNAL_TWICE", twice)],
+            &[],
+        );
         let backup = newest_backup(&w).unwrap();
         // After SIGHUP the terminal is gone: the rest of the output is in the backup.
         let said = if sig == "HUP" {
@@ -954,6 +961,13 @@ fn signals_roll_back_finish_or_stop_cleanly() {
             "SIG{sig} after call {at}: {said}"
         );
         assert!(said.contains(&format!("interrupted by SIG{sig}")), "{said}");
+        if !twice.is_empty() {
+            assert!(
+                said.contains("SIGINT received again: still finishing the step in flight")
+                    && said.contains("exits by itself once the node is consistent"),
+                "{said}"
+            );
+        }
         assert!(said.contains("rolled back"), "{said}");
         assert_eq!(
             node_files(w.node.path()),

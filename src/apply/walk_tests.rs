@@ -41,6 +41,9 @@ struct FakeSystemd {
     calls: RefCell<Vec<String>>,
     /// The n-th changing call fails (1-based).
     fail_at: Option<usize>,
+    /// At the n-th changing call, this path becomes a directory (the journal can no longer be
+    /// saved: a directory where `manifest.json.tmp` must be written).
+    break_at: RefCell<Option<(usize, std::path::PathBuf)>>,
 }
 
 impl FakeSystemd {
@@ -54,6 +57,7 @@ impl FakeSystemd {
             ),
             calls: RefCell::new(vec![]),
             fail_at,
+            break_at: RefCell::new(None),
         }
     }
     fn initial() -> BTreeMap<String, (String, String)> {
@@ -70,6 +74,11 @@ impl crate::system::systemd::Systemd for FakeSystemd {
         ));
         if self.fail_at == Some(calls.len()) {
             anyhow::bail!("Job for {} failed.", unit.unwrap_or(""));
+        }
+        if let Some((n, path)) = self.break_at.borrow().as_ref() {
+            if *n == calls.len() {
+                std::fs::create_dir_all(path).unwrap();
+            }
         }
         if let Some(u) = unit {
             let mut units = self.units.borrow_mut();
@@ -554,5 +563,68 @@ fn effects_are_recorded_begun_then_marked() {
     assert!(
         !node.exists("/etc/crictl.d"),
         "the directory the run created is gone"
+    );
+}
+
+fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
+    let never = || None;
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let fx = Effects {
+        systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &never,
+    };
+    let opts = ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    };
+    run(node, b, &fx, &opts, &mut Quiet)
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_after() {
+    // Before the first change: the run stops there, nothing done.
+    let (_dir, node, plan) = node();
+    let before = files(&node);
+    let systemd = FakeSystemd::new(None);
+    let units = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    std::fs::create_dir(b.dir.join("manifest.json.tmp")).unwrap();
+    let o = quick_walk(&systemd, &node, &mut b);
+    let e = o.error.expect("the run stops");
+    assert!(
+        e.to_string().contains("cannot record the first change"),
+        "{e}"
+    );
+    assert!(systemd.calls.borrow().is_empty(), "nothing was changed");
+    assert_eq!(files(&node), before);
+
+    // Once the cutover began (at the restart of containerd): the run goes on, and says so.
+    let (_dir2, node, plan) = self::node();
+    let systemd = FakeSystemd::new(None);
+    let units = UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect();
+    let mut b = Backup::create(&node, plan.clone(), units, true).unwrap();
+    *systemd.break_at.borrow_mut() = Some((4, b.dir.join("manifest.json.tmp")));
+    let o = quick_walk(&systemd, &node, &mut b);
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(*systemd.calls.borrow(), HAPPY);
+    assert_eq!(files(&node), migrated(&plan));
+    assert!(!o.journal_errors.is_empty());
+    assert!(
+        o.journal_errors
+            .iter()
+            .any(|e| e.contains("restart containerd.service")),
+        "{:?}",
+        o.journal_errors
     );
 }
