@@ -5,6 +5,31 @@ use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Where [`Node::path`] points a node path that cannot be resolved: a name under the root that
+/// nothing creates, so that every operation on it finds nothing.
+const UNRESOLVABLE: &str = ".cri-migrate-unresolvable-path";
+
+/// The most a configuration file may hold: more is not a configuration (a link to /dev/zero, a
+/// log mistaken for one) and is refused before it fills the memory.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// A node path made plain, as the kernel would read it under a chroot at `/`: `.` and empty
+/// components dropped, `..` taken back but never above the root. Lexical only (no links): for
+/// naming, such as a file's copy in a backup.
+pub fn clean(node_path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in node_path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Node {
     root: PathBuf,
@@ -35,9 +60,73 @@ impl Node {
             .unwrap_or(false)
     }
 
-    /// The host path of a node path such as `/etc/containerd/config.toml`.
+    /// The host path of a node path such as `/etc/containerd/config.toml`, resolved as inside a
+    /// chroot at the root: `..` stops at the root, and every symbolic link — absolute or
+    /// relative, the last component included — is followed relative to the root. So a node
+    /// image's `/etc/containerd -> /etc/containerd` or `daemon.json -> /dev/zero` never reaches
+    /// the host, and a write to a symlinked config goes to its target, the link kept. A path
+    /// that cannot be resolved (a link loop) maps to a name under the root that does not exist;
+    /// [`Node::resolve`] says why.
     pub fn path(&self, node_path: &str) -> PathBuf {
-        self.root.join(node_path.trim_start_matches('/'))
+        self.resolve(node_path).unwrap_or_else(|_| {
+            self.root
+                .join(UNRESOLVABLE)
+                .join(clean(node_path).trim_start_matches('/'))
+        })
+    }
+
+    /// [`Node::path`], with an error for a path whose links loop (or nest deeper than the
+    /// kernel allows, 40).
+    pub fn resolve(&self, node_path: &str) -> Result<PathBuf> {
+        use std::collections::VecDeque;
+        use std::ffi::OsString;
+        use std::path::Component;
+        let mut todo: VecDeque<OsString> = Path::new(node_path)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        let mut done: Vec<OsString> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            let mut here = self.root.clone();
+            here.extend(&done);
+            here.push(&c);
+            match std::fs::symlink_metadata(&here) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > 40 {
+                        anyhow::bail!(
+                            "{node_path}: too many levels of symbolic links under {}",
+                            self.root.display()
+                        );
+                    }
+                    let target = std::fs::read_link(&here)
+                        .with_context(|| format!("cannot read the link {}", here.display()))?;
+                    if target.is_absolute() {
+                        done.clear();
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(n) => todo.push_front(n.to_os_string()),
+                            Component::ParentDir => todo.push_front("..".into()),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => done.push(c),
+            }
+        }
+        let mut out = self.root.clone();
+        out.extend(&done);
+        Ok(out)
     }
 
     pub fn exists(&self, node_path: &str) -> bool {
@@ -62,8 +151,14 @@ impl Node {
     }
 
     pub fn snapshot(&self, node_path: &str) -> Result<Option<Snapshot>> {
-        let path = self.path(node_path);
-        let meta = match std::fs::metadata(&path) {
+        let path = self.resolve(node_path).map_err(|e| {
+            crate::error::Failure::bad_input(
+                node_path,
+                format!("{e:#}"),
+                "Fix the symbolic links on the node so that the path leads to a file.",
+            )
+        })?;
+        let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -77,8 +172,32 @@ impl Node {
                 path.display()
             );
         }
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
+        if !meta.is_file() {
+            return Err(crate::error::Failure::bad_input(
+                node_path,
+                format!(
+                    "it is not a regular file ({})",
+                    describe(&meta.file_type())
+                ),
+                "Only regular files are read as configuration; replace it with the file it stands for.",
+            )
+            .into());
+        }
+        let mut bytes = Vec::new();
+        {
+            use std::io::Read;
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+                .with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
+        }
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(crate::error::Failure::bad_input(
+                node_path,
+                format!("it holds more than {} MiB", MAX_CONFIG_BYTES >> 20),
+                "A configuration file is never that large: check what the file is.",
+            )
+            .into());
+        }
         let content = String::from_utf8(bytes).map_err(|_| {
             crate::error::Failure::bad_input(
                 node_path,
@@ -183,6 +302,24 @@ impl Node {
     }
 }
 
+/// What a file that is not a regular file is, for a message.
+fn describe(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link that leads nowhere"
+    } else {
+        "not a file"
+    }
+}
+
 /// Join a node directory and a name into a node path.
 pub fn join(dir: &str, name: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)
@@ -191,6 +328,119 @@ pub fn join(dir: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(target: &str, at: &Path) {
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, at).unwrap();
+    }
+
+    #[test]
+    fn links_and_dotdot_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let n = Node::new(root);
+        // An absolute link to a directory: followed inside the root, not on the host.
+        std::fs::create_dir_all(root.join("real/containerd")).unwrap();
+        std::fs::write(root.join("real/containerd/config.toml"), "version = 2\n").unwrap();
+        link("/real/containerd", &root.join("etc/containerd"));
+        assert_eq!(
+            n.path("/etc/containerd/config.toml"),
+            root.join("real/containerd/config.toml")
+        );
+        assert_eq!(
+            n.read("/etc/containerd/config.toml").unwrap().as_deref(),
+            Some("version = 2\n")
+        );
+        // `..` stops at the root, however many.
+        assert_eq!(
+            n.path("/var/lib/kubelet/../../../../../etc/passwd"),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            n.read("/var/lib/kubelet/../../../../../etc/passwd")
+                .unwrap(),
+            None
+        );
+        // A relative link climbing out of the root stops at it too.
+        link(
+            "../../../../../../../../etc/os-release",
+            &root.join("etc/hostname"),
+        );
+        assert_eq!(n.path("/etc/hostname"), root.join("etc/os-release"));
+        // A link to itself: an error, and `path` leads nowhere on the host.
+        link("/etc/loop", &root.join("etc/loop"));
+        assert!(format!("{:#}", n.resolve("/etc/loop/x").unwrap_err()).contains("too many levels"));
+        assert!(n.path("/etc/loop/x").starts_with(root.join(UNRESOLVABLE)));
+        let err = n.read("/etc/loop/x").unwrap_err();
+        assert_eq!(
+            crate::error::exit_code_of(&err),
+            crate::error::exit::BAD_INPUT
+        );
+    }
+
+    #[test]
+    fn only_regular_files_of_a_sane_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let n = Node::new(root);
+        std::fs::create_dir_all(root.join("etc/docker")).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("etc/docker/daemon.json"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let err = format!("{:#}", n.read("/etc/docker/daemon.json").unwrap_err());
+        assert!(err.contains("not a regular file (a FIFO)"), "{err}");
+        // `daemon.json -> /dev/zero` looks for the node's /dev/zero, which an image has not.
+        std::fs::remove_file(root.join("etc/docker/daemon.json")).unwrap();
+        link("/dev/zero", &root.join("etc/docker/daemon.json"));
+        assert_eq!(n.read("/etc/docker/daemon.json").unwrap(), None);
+        let big = std::fs::File::create(root.join("etc/big.toml")).unwrap();
+        big.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let err = n.read("/etc/big.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("more than 16 MiB"), "{err:#}");
+    }
+
+    #[test]
+    fn writes_go_through_a_link_to_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let n = Node::new(root);
+        std::fs::create_dir_all(root.join("opt/cfg")).unwrap();
+        std::fs::write(root.join("opt/cfg/config.toml"), "old\n").unwrap();
+        link(
+            "../../opt/cfg/config.toml",
+            &root.join("etc/containerd/config.toml"),
+        );
+        n.write_atomic("/etc/containerd/config.toml", b"new\n", 0o644, None)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(root.join("etc/containerd/config.toml"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("opt/cfg/config.toml")).unwrap(),
+            "new\n"
+        );
+        // A dangling link: the write creates its target; removing "the file" removes the target
+        // and leaves the link as it was.
+        link("/opt/cfg/crictl.yaml", &root.join("etc/crictl.yaml"));
+        n.write_atomic("/etc/crictl.yaml", b"x\n", 0o644, None)
+            .unwrap();
+        assert!(root.join("opt/cfg/crictl.yaml").is_file());
+        n.remove("/etc/crictl.yaml").unwrap();
+        assert!(!root.join("opt/cfg/crictl.yaml").exists());
+        assert!(std::fs::symlink_metadata(root.join("etc/crictl.yaml")).is_ok());
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean("/var/lib/kubelet/../../../../etc/x"), "/etc/x");
+        assert_eq!(clean("a//./b/"), "/a/b");
+        assert_eq!(clean(".."), "/");
+    }
 
     #[test]
     fn paths_are_under_the_root() {

@@ -175,8 +175,10 @@ pub struct Backup {
     pub journal_errors: Vec<String>,
 }
 
+/// Where a file's original goes in the backup: `files/` and the path made plain, so that no
+/// `..` in a path read from the node's own files leads out of the backup directory.
 fn backup_name(path: &str) -> String {
-    format!("files{path}")
+    format!("files{}", crate::node::clean(path))
 }
 
 impl Backup {

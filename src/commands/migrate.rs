@@ -69,8 +69,15 @@ pub fn run(
     )
 }
 
-/// Dry run, guided (a terminal to ask on) or unattended (`--yes`).
+/// Dry run, guided (a terminal to ask on) or unattended (`--yes`). Usage errors come out here,
+/// before the lock.
 fn decide_mode(args: &MigrateArgs, console: Console) -> Result<Mode> {
+    if args.to.is_none() && (args.dry_run || args.yes) {
+        return Err(Failure::Usage(
+            "say which runtime to move to: --to containerd or --to crio".into(),
+        )
+        .into());
+    }
     Ok(if args.dry_run {
         Mode::DryRun
     } else if args.yes {

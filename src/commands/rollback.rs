@@ -17,7 +17,15 @@ pub fn run(
     console: Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    // The lock first: nothing is read or asked while another run works.
+    // A node with no backup at all has nothing to roll back (and gets no lock file).
+    if args.backup.is_none() && t.node.list(crate::apply::backup::BACKUPS).is_empty() {
+        return Err(Failure::preflight(
+            "there is no cri-migrate backup on this node (/var/lib/cri-migrate/backups is empty)",
+            "Nothing to roll back.",
+        )
+        .into());
+    }
+    // Then the lock: nothing is read or asked while another run works.
     let _lock = crate::apply::preflight::lock(t.node)?;
     let mut b = match &args.backup {
         // Accept the directory as on the node or as a host path under --root.
