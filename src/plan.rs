@@ -401,6 +401,9 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         ));
     }
     files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
+    for f in &files {
+        parse_back(f)?;
+    }
 
     if from == target.kind() && files.is_empty() {
         return Err(Failure::NothingToDo(format!(
@@ -439,6 +442,32 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         actions,
         warnings,
     })
+}
+
+/// Every rendered file is read back the way its program reads it before it joins the plan: a
+/// value from the node that the format cannot hold is a refusal naming the file, never a file
+/// the runtime or systemd would misread.
+fn parse_back(f: &FileChange) -> Result<(), Failure> {
+    let refuse = |problem: String| {
+        Failure::bad_input(
+            &f.path,
+            format!("the file cri-migrate would write does not read back ({problem})"),
+            "A value carried from the node cannot be written in this format: check the values the plan names for it (a control character in a path or a registry name?) and fix them on the node, or pass them as flags.",
+        )
+    };
+    let path = f.path.as_str();
+    if path.contains("/systemd/") {
+        crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new).map_err(refuse)?;
+    } else if path.ends_with(".toml") || path.ends_with(".conf") {
+        f.new
+            .parse::<toml_edit::DocumentMut>()
+            .map_err(|e| refuse(crate::error::toml_problem(&f.new, &e)))?;
+    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+        serde_yaml::from_str::<serde_yaml::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+    } else {
+        crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new).map_err(refuse)?;
+    }
+    Ok(())
 }
 
 fn containerd_schema(rv: Version, kv: Version) -> Result<u8, Failure> {

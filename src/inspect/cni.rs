@@ -42,8 +42,12 @@ pub fn inspect(
                 .clone()
                 .map(|d| (d, "CRI-O's network_dir".to_string()))
         });
+    // A containerd config that never served CRI (Docker's containerd, CRI disabled) holds
+    // defaults, not the operator's choices: its plugin directory is taken only where it holds
+    // the plugins the CNI config names.
     let runtime_bins = containerd
         .filter(|c| !c.cni_bin_dirs.is_empty())
+        .filter(|c| !c.cri_disabled)
         .map(|c| (c.cni_bin_dirs.join(","), c.path.clone()))
         .or_else(|| {
             (!crio.plugin_dirs.is_empty()).then(|| {
@@ -58,15 +62,28 @@ pub fn inspect(
         (None, Some((d, from))) => (d, from),
         (None, None) => (DEFAULT_CONF_DIR.to_string(), "the default".to_string()),
     };
-    let conf_files = node
+    let conf_files: Vec<String> = node
         .list(&conf_dir)
         .into_iter()
         .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
         .collect();
-    // --cni-bin-dir took a comma-separated list.
+    let wanted = plugin_types(node, &conf_dir, &conf_files);
+    let unserved = containerd
+        .filter(|c| c.cri_disabled && !c.cni_bin_dirs.is_empty())
+        .map(|c| (c.cni_bin_dirs.clone(), c.path.clone()))
+        .filter(|(dirs, _)| dirs.iter().any(|d| holds(node, d, &wanted)))
+        .map(|(dirs, path)| {
+            (
+                dirs.join(","),
+                format!("{path}, which never served CRI: checked, its directory holds the plugins"),
+            )
+        });
+    // --cni-bin-dir took a comma-separated list; one that names no directory (`,`) is no setting.
     let set = flag("cni-bin-dir")
+        .filter(|d| d.split(',').any(|s| !s.trim().is_empty()))
         .map(|d| (d, "the kubelet's --cni-bin-dir".to_string()))
-        .or(runtime_bins);
+        .or(runtime_bins)
+        .or(unserved);
     let (candidates, set_source): (Vec<String>, Option<String>) = match set {
         Some((d, from)) => (
             d.split(',')
@@ -97,7 +114,7 @@ pub fn inspect(
             "the default (no plugins found)".to_string(),
         ),
     };
-    let plugins = node.list(&bin_dirs[0]);
+    let plugins = bin_dirs.first().map(|d| node.list(d)).unwrap_or_default();
     Cni {
         conf_dir,
         conf_dir_source,
@@ -106,4 +123,39 @@ pub fn inspect(
         bin_dir_source,
         plugins,
     }
+}
+
+/// The plugin types the CNI config files name (`type`, or each of a list's `plugins`).
+fn plugin_types(node: &Node, dir: &str, files: &[String]) -> Vec<String> {
+    let mut types = Vec::new();
+    for f in files {
+        let Ok(Some(text)) = node.read(&crate::node::join(dir, f)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+        else {
+            continue;
+        };
+        let mut add = |p: &serde_json::Value| {
+            if let Some(t) = p["type"].as_str() {
+                if !types.iter().any(|x| x == t) {
+                    types.push(t.to_string());
+                }
+            }
+        };
+        match v["plugins"].as_array() {
+            Some(list) => list.iter().for_each(&mut add),
+            None => add(&v),
+        }
+    }
+    types
+}
+
+/// Whether a directory holds the plugins (with none named: any plugin at all).
+fn holds(node: &Node, dir: &str, wanted: &[String]) -> bool {
+    let have = node.list(dir);
+    if wanted.is_empty() {
+        return !have.is_empty();
+    }
+    wanted.iter().all(|w| have.contains(w))
 }
