@@ -23,16 +23,17 @@ fn main() {
         cli::Command::Completions { .. } => "completions",
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Every byte of stdout goes through the redaction of credentials (src/secrets.rs).
+    let mut out = cri_migrate::secrets::Redacting::new(stdout.lock());
     let code = match commands::run(cli, commands::Console::detect(), &mut out) {
         Ok(code) => code,
         Err(err) => {
             let code = exit_code_of(&err);
             let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
-            let message = match failure {
+            let message = cri_migrate::secrets::redact(&match failure {
                 Some(f) => f.to_string(),
                 None => format!("{err:#}"),
-            };
+            });
             if json {
                 let kind = failure.map(Failure::kind).unwrap_or("error");
                 let _ = writeln!(out, "{}", report::error_json(command, kind, &message, code));

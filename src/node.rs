@@ -205,6 +205,8 @@ impl Node {
                 "Check the file; it should be a text configuration file.",
             )
         })?;
+        // A URL with a password, in any file (a proxy in a drop-in, a mirror): never printed.
+        crate::secrets::register_urls(&content);
         Ok(Some(Snapshot {
             content,
             mode: meta.permissions().mode() & 0o7777,

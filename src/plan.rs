@@ -282,13 +282,18 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 ));
             }
             files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
-            let hosts = render::registries::containerd_hosts(
+            let carried_hosts = render::registries::containerd_hosts(
                 &facts.docker.settings,
                 &facts.docker.certs,
                 &r.moved_mirrors,
             );
+            skipped_registries(&carried_hosts.skipped, &mut warnings);
+            let hosts = carried_hosts.value;
             for h in &hosts {
-                let path = join(&join(render::containerd::CERTS_D, &h.host), "hosts.toml");
+                let path = join(
+                    &join(render::containerd::CERTS_D, h.host.as_str()),
+                    "hosts.toml",
+                );
                 let rendered = render::registries::hosts_toml(h);
                 let new = match facts.files.get(&path) {
                     Some(old) => merge_toml(&path, &old.content, &rendered)?,
@@ -301,7 +306,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                     &format!("registry {} from {}", h.host, h.origin),
                 ));
             }
-            settings.registries = hosts.iter().map(|h| h.host.clone()).collect();
+            settings.registries = hosts.iter().map(|h| h.host.to_string()).collect();
         }
         Target::Crio => {
             let cs = render::crio::Settings {
@@ -318,7 +323,9 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 render::crio::drop_in(&cs),
                 "CRI-O drop-in: cgroup manager, pause image, CNI directories",
             ));
-            if let Some(text) = render::registries::crio_registries(&facts.docker.settings) {
+            let carried_regs = render::registries::crio_registries(&facts.docker.settings);
+            skipped_registries(&carried_regs.skipped, &mut warnings);
+            if let Some(text) = carried_regs.value {
                 if facts.crio.registries_conf_v1 {
                     warnings.push(Finding::warning(
                         "registries-conf-v1",
@@ -332,7 +339,8 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                         text,
                         "registry mirrors and insecure registries from daemon.json",
                     ));
-                    settings.registries = registry_names(&facts.docker.settings);
+                    settings.registries =
+                        render::registries::registry_names(&facts.docker.settings);
                 }
             }
             for c in facts
@@ -502,18 +510,16 @@ fn default_pause(target: Target, rv: Version) -> String {
     }
 }
 
-fn registry_names(s: &crate::inspect::docker::DockerSettings) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    if !s.registry_mirrors.is_empty() {
-        names.push("docker.io".into());
+/// Registry settings that could not be carried: one warning each, naming the value (never a
+/// credential) and why.
+fn skipped_registries(skipped: &[String], warnings: &mut Vec<Finding>) {
+    for why in skipped {
+        warnings.push(Finding::warning(
+            "registry-not-carried",
+            why.clone(),
+            "fix the value on the node (or leave it: the rest is carried), then run cri-migrate again",
+        ));
     }
-    names.extend(
-        s.insecure_registries
-            .iter()
-            .filter(|r| !r.contains('/'))
-            .cloned(),
-    );
-    names
 }
 
 fn carried(

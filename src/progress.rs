@@ -40,6 +40,10 @@ impl Progress for Lines {
 }
 
 fn line(r: &StepReport) -> String {
+    crate::secrets::redact(&line_raw(r))
+}
+
+fn line_raw(r: &StepReport) -> String {
     let mark = match r.status {
         StepStatus::Done => style("ok  ").green().to_string(),
         StepStatus::Skipped => style("skip").dim().to_string(),

@@ -13,9 +13,11 @@ use std::sync::OnceLock;
 /// Version of the JSON documents' layout; bumped on an incompatible change.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-/// Hide secrets in any text we print: values of keys such as `password`, `auth`, `token`
-/// in TOML, YAML or JSON lines (a registry `configs.*.auth` table in an old config.toml, say).
+/// Hide secrets in any text we print: every credential the node's parsed files hold and every
+/// URL's userinfo (src/secrets.rs), then, as a last net, values of keys such as `password`,
+/// `auth`, `token` at the start of TOML, YAML or JSON lines.
 pub fn redact(text: &str) -> String {
+    let text = &crate::secrets::redact(text);
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
         Regex::new(r#"(?im)^([ \t+\-]*["']?(?:password|auth|identitytoken|identity_token|registrytoken|token|secret)["']?[ \t]*[=:][ \t]*).+$"#)
@@ -100,6 +102,10 @@ fn installed(i: &Installed) -> String {
 }
 
 pub fn inspect_text(f: &Facts) -> String {
+    redact(&inspect_text_raw(f))
+}
+
+fn inspect_text_raw(f: &Facts) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -298,6 +304,10 @@ pub fn inspect_text(f: &Facts) -> String {
 
 /// The plan's first line and the carried-over settings.
 pub fn settings_text(p: &Plan) -> String {
+    redact(&settings_text_raw(p))
+}
+
+fn settings_text_raw(p: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -359,6 +369,10 @@ pub fn settings_text(p: &Plan) -> String {
 
 /// The files as diffs, the numbered service actions, the warnings.
 pub fn changes_text(p: &Plan, colour: bool) -> String {
+    redact(&changes_text_raw(p, colour))
+}
+
+fn changes_text_raw(p: &Plan, colour: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n{} ({})", style("Files").bold(), p.files.len());
     for f in &p.files {
@@ -383,6 +397,10 @@ pub fn changes_text(p: &Plan, colour: bool) -> String {
 }
 
 pub fn plan_text(p: &Plan, colour: bool) -> String {
+    redact(&plan_text_raw(p, colour))
+}
+
+fn plan_text_raw(p: &Plan, colour: bool) -> String {
     settings_text(p) + &changes_text(p, colour)
 }
 

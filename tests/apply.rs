@@ -774,12 +774,7 @@ fn images_that_cannot_be_carried_stop_the_cutover_unless_forced() {
     assert_eq!(node_files(w.node.path()), before);
 
     // containerd answers, the export fails: the in-use image is missing, the cutover refused.
-    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
-    std::os::unix::fs::symlink(
-        w.containerd.socket(),
-        w.node.path().join("run/containerd/containerd.sock"),
-    )
-    .unwrap();
+    w.containerd.serve_node(w.node.path());
     let before = node_files(w.node.path());
     let out = migrate(&w, state.path(), &[], &["--output", "json"]);
     assert_eq!(out.status.code(), Some(5), "{}", s(&out.stderr));
@@ -822,12 +817,7 @@ fn images_that_would_fill_the_disk_are_refused_before_anything() {
         images,
         containers,
     );
-    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
-    std::os::unix::fs::symlink(
-        w.containerd.socket(),
-        w.node.path().join("run/containerd/containerd.sock"),
-    )
-    .unwrap();
+    w.containerd.serve_node(w.node.path());
     let before = node_files(w.node.path());
     let backups = count_backups(&w);
     let out = migrate(&w, state.path(), &[], &[]);
@@ -860,12 +850,7 @@ fn docker_on_containerds_store_shares_the_images_before_the_cutover() {
     };
     let state = tempfile::tempdir().unwrap();
     reset_fakes(state.path());
-    std::fs::create_dir_all(w.node.path().join("run/containerd")).unwrap();
-    std::os::unix::fs::symlink(
-        w.containerd.socket(),
-        w.node.path().join("run/containerd/containerd.sock"),
-    )
-    .unwrap();
+    w.containerd.serve_node(w.node.path());
     let docker = services::Dockerd::start(
         &dockerd,
         &w.containerd.socket(),

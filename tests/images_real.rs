@@ -53,12 +53,7 @@ fn node(containerd_config: &str, containerd_store: bool) -> Node {
 fn node_on(containerd: &Path, containerd_config: &str, containerd_store: bool) -> Node {
     let root = tempfile::tempdir().unwrap();
     let containerd = Containerd::start(containerd, containerd_config, None);
-    std::fs::create_dir_all(root.path().join("run/containerd")).unwrap();
-    std::os::unix::fs::symlink(
-        containerd.socket(),
-        root.path().join("run/containerd/containerd.sock"),
-    )
-    .unwrap();
+    containerd.serve_node(root.path());
     let docker = Dockerd::start(
         &services::dockerd_28().unwrap(),
         &containerd.socket(),

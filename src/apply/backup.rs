@@ -297,7 +297,12 @@ impl Backup {
             .create(true)
             .append(true)
             .open(self.dir.join("journal.log"))?;
-        writeln!(f, "{} {line}", jiff::Timestamp::now())?;
+        writeln!(
+            f,
+            "{} {}",
+            jiff::Timestamp::now(),
+            crate::secrets::redact(line)
+        )?;
         f.sync_all()?;
         Ok(())
     }

@@ -141,7 +141,11 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
 /// Print a failure that comes after a report (the report already went to stdout), and return
 /// its exit code.
 pub fn report_failure(f: &Failure) -> i32 {
-    eprintln!("{} {f}", console::style("error:").red().bold().for_stderr());
+    eprintln!(
+        "{} {}",
+        console::style("error:").red().bold().for_stderr(),
+        crate::secrets::redact(&f.to_string())
+    );
     f.exit_code()
 }
 

@@ -112,6 +112,7 @@ pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
     }
     let json: Value =
         serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    crate::secrets::from_json(&json);
     let obj = json
         .as_object()
         .ok_or_else(|| bad("not a JSON object".into()))?;
@@ -203,6 +204,7 @@ pub fn credentials(node: &Node) -> Result<Vec<Credentials>> {
                 "Fix it: image pulls that need these credentials fail while it is broken.",
             )
         })?;
+        crate::secrets::from_json(&json);
         // `.dockercfg` is the old format: the registries are the top-level keys.
         let auths = if path.ends_with(".dockercfg") {
             Some(&json)

@@ -160,6 +160,7 @@ pub fn containerd_config(
             "Fix the file (containerd does not start with it either), or move it aside so that cri-migrate writes a new one.",
         )
     })?;
+    crate::secrets::from_toml(doc.as_item());
     let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
     let strings = |key: &str| -> Vec<String> {
         doc.get(key)
@@ -356,9 +357,11 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
 }
 
 fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMut, Failure> {
-    text.parse().map_err(|e: toml_edit::TomlError| {
+    let doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         Failure::bad_input(path, crate::error::toml_problem(text, &e), fix)
-    })
+    })?;
+    crate::secrets::from_toml(doc.as_item());
+    Ok(doc)
 }
 
 /// Files the plan writes whole (ours) or merges, read now so that planning is pure.

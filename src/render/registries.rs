@@ -2,6 +2,7 @@
 //! drop-in for CRI-O (runtime-facts §2, §5).
 
 use crate::inspect::docker::{CertDir, DockerSettings};
+use crate::names::{RegistryName, RegistryUrl};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -21,34 +22,54 @@ pub struct HostEntry {
 /// One `certs.d/<host>/hosts.toml`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RegistryHost {
-    pub host: String,
+    pub host: RegistryName,
     pub server: String,
     pub hosts: Vec<HostEntry>,
     pub origin: String,
 }
 
-/// `https://mirror.local:5000/` -> (`https`, `mirror.local:5000`, path)
-fn split_url(url: &str) -> (&str, &str, &str) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let rest = rest.trim_end_matches('/');
-    match rest.split_once('/') {
-        Some((host, path)) => (scheme, host, path),
-        None => (scheme, rest, ""),
+/// What the registry settings become, and what could not be carried (each a warning that names
+/// the value and why).
+#[derive(Debug, Default)]
+pub struct Carried<T> {
+    pub value: T,
+    pub skipped: Vec<String>,
+}
+
+/// The registries Docker treats as insecure, by name: each entry of daemon.json's
+/// insecure-registries that is a host (with or without a scheme); CIDR ranges cannot be carried
+/// (containerd and CRI-O name hosts), names that are not names are skipped with a warning.
+fn insecure_hosts(settings: &DockerSettings, skipped: &mut Vec<String>) -> Vec<RegistryName> {
+    let mut out = Vec::new();
+    for r in &settings.insecure_registries {
+        if r.contains('/') && !r.contains("://") && is_cidr(r) {
+            continue;
+        }
+        let parsed = if r.contains("://") {
+            RegistryUrl::parse(r).map(|u| u.host)
+        } else {
+            RegistryName::parse(r)
+        };
+        match parsed {
+            Ok(h) if !out.contains(&h) => out.push(h),
+            Ok(_) => {}
+            Err(e) => skipped.push(format!(
+                "insecure-registries in /etc/docker/daemon.json: {e}; skipped"
+            )),
+        }
     }
+    out
 }
 
-/// Registry host names from daemon.json's insecure-registries (CIDR ranges cannot be carried).
-fn insecure_hosts(settings: &DockerSettings) -> Vec<String> {
-    settings
-        .insecure_registries
-        .iter()
-        .filter(|r| !r.contains('/') || r.contains("://"))
-        .map(|r| split_url(r).1.to_string())
-        .collect()
+/// `10.0.0.0/8`, `fd00::/8`: a range, which no runtime takes.
+fn is_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, bits)| {
+        ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+    })
 }
 
-fn certs_for<'a>(certs: &'a [CertDir], host: &str) -> Option<&'a CertDir> {
-    certs.iter().find(|c| c.host == host)
+fn certs_for<'a>(certs: &'a [CertDir], host: &RegistryName) -> Option<&'a CertDir> {
+    certs.iter().find(|c| c.host == host.as_str())
 }
 
 fn entry(
@@ -66,57 +87,85 @@ fn entry(
     }
 }
 
+/// A mirror URL checked, its credentials (never carried) said.
+fn mirror_url(m: &str, origin: &str, skipped: &mut Vec<String>) -> Option<RegistryUrl> {
+    match RegistryUrl::parse(m) {
+        Ok(u) => {
+            if u.had_credentials {
+                skipped.push(format!(
+                    "the mirror {} in {origin} has credentials in its URL; they are not carried (a hosts.toml takes no credentials): give them to the kubelet (a config.json, or a credential provider) instead",
+                    u.url()
+                ));
+            }
+            Some(u)
+        }
+        Err(e) => {
+            skipped.push(format!("a mirror in {origin}: {e}; skipped"));
+            None
+        }
+    }
+}
+
 /// The hosts.toml files containerd needs for what Docker had: Docker Hub mirrors, insecure
 /// registries, per-registry certificates, and mirrors moved out of an old config.toml.
 pub fn containerd_hosts(
     settings: &DockerSettings,
     certs: &[CertDir],
     moved_mirrors: &[(String, Vec<String>)],
-) -> Vec<RegistryHost> {
-    let insecure = insecure_hosts(settings);
-    let mut out: BTreeMap<String, RegistryHost> = BTreeMap::new();
-    let mirror_entry = |m: &str| {
-        let (scheme, host, path) = split_url(m);
-        let url = if path.is_empty() {
-            format!("{scheme}://{host}")
-        } else {
-            format!("{scheme}://{host}/{path}")
-        };
+) -> Carried<Vec<RegistryHost>> {
+    let mut skipped = Vec::new();
+    let insecure = insecure_hosts(settings, &mut skipped);
+    let mut out: BTreeMap<RegistryName, RegistryHost> = BTreeMap::new();
+    let mirror_entry = |u: &RegistryUrl| {
         entry(
-            url,
+            u.url(),
             vec!["pull", "resolve"],
-            insecure.iter().any(|h| h == host),
-            certs_for(certs, host),
+            insecure.contains(&u.host),
+            certs_for(certs, &u.host),
         )
     };
-    if !settings.registry_mirrors.is_empty() {
+    let hub = RegistryName::parse(DOCKER_HUB).expect("docker.io is a host name");
+    let mirrors: Vec<RegistryUrl> = settings
+        .registry_mirrors
+        .iter()
+        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", &mut skipped))
+        .collect();
+    if !mirrors.is_empty() {
         out.insert(
-            DOCKER_HUB.into(),
+            hub.clone(),
             RegistryHost {
-                host: DOCKER_HUB.into(),
+                host: hub.clone(),
                 server: DOCKER_HUB_SERVER.into(),
-                hosts: settings
-                    .registry_mirrors
-                    .iter()
-                    .map(|m| mirror_entry(m))
-                    .collect(),
+                hosts: mirrors.iter().map(&mirror_entry).collect(),
                 origin: "/etc/docker/daemon.json registry-mirrors".into(),
             },
         );
     }
+    let moved_origin = "registry.mirrors in /etc/containerd/config.toml";
     for (host, endpoints) in moved_mirrors {
-        let server = if host == DOCKER_HUB {
+        let host = match RegistryName::parse(host) {
+            Ok(h) => h,
+            Err(e) => {
+                skipped.push(format!("{moved_origin}: {e}; skipped"));
+                continue;
+            }
+        };
+        let server = if host == hub {
             DOCKER_HUB_SERVER.to_string()
         } else {
             format!("https://{host}")
         };
+        let endpoints: Vec<RegistryUrl> = endpoints
+            .iter()
+            .filter_map(|e| mirror_url(e, moved_origin, &mut skipped))
+            .collect();
         let rh = out.entry(host.clone()).or_insert_with(|| RegistryHost {
             host: host.clone(),
             server,
             hosts: vec![],
-            origin: "registry.mirrors in /etc/containerd/config.toml".into(),
+            origin: moved_origin.into(),
         });
-        for e in endpoints {
+        for e in &endpoints {
             let e = mirror_entry(e);
             // The upstream itself listed as a mirror is the server, not a host entry.
             if e.url != rh.server && !rh.hosts.iter().any(|h| h.url == e.url) {
@@ -147,21 +196,31 @@ pub fn containerd_hosts(
         );
     }
     for c in certs {
-        if out.contains_key(&c.host) || (c.ca.is_empty() && c.client.is_empty()) {
+        let host = match RegistryName::parse(&c.host) {
+            Ok(h) => h,
+            Err(e) => {
+                skipped.push(format!("a directory in /etc/docker/certs.d: {e}; skipped"));
+                continue;
+            }
+        };
+        if out.contains_key(&host) || (c.ca.is_empty() && c.client.is_empty()) {
             continue;
         }
-        let url = format!("https://{}", c.host);
+        let url = format!("https://{host}");
         out.insert(
-            c.host.clone(),
+            host.clone(),
             RegistryHost {
-                host: c.host.clone(),
+                origin: format!("/etc/docker/certs.d/{host}"),
+                host,
                 server: url.clone(),
                 hosts: vec![entry(url, vec!["pull", "resolve", "push"], false, Some(c))],
-                origin: format!("/etc/docker/certs.d/{}", c.host),
             },
         );
     }
-    out.into_values().collect()
+    Carried {
+        value: out.into_values().collect(),
+        skipped,
+    }
 }
 
 pub fn hosts_toml(h: &RegistryHost) -> String {
@@ -183,46 +242,101 @@ struct Registry {
 }
 
 /// A registries.conf.d drop-in for CRI-O, or None when Docker had nothing to carry.
-pub fn crio_registries(settings: &DockerSettings) -> Option<String> {
-    let insecure = insecure_hosts(settings);
+pub fn crio_registries(settings: &DockerSettings) -> Carried<Option<String>> {
+    let mut skipped = Vec::new();
+    let insecure = insecure_hosts(settings, &mut skipped);
     let mut regs = Vec::new();
-    if !settings.registry_mirrors.is_empty() {
+    let mirrors: Vec<RegistryUrl> = settings
+        .registry_mirrors
+        .iter()
+        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", &mut skipped))
+        .collect();
+    if !mirrors.is_empty() {
         regs.push(Registry {
             prefix: DOCKER_HUB.into(),
             location: DOCKER_HUB.into(),
             insecure: false,
-            mirrors: settings
-                .registry_mirrors
+            mirrors: mirrors
                 .iter()
-                .map(|m| {
-                    let (scheme, host, path) = split_url(m);
-                    Mirror {
-                        location: if path.is_empty() {
-                            host.to_string()
-                        } else {
-                            format!("{host}/{path}")
-                        },
-                        insecure: scheme == "http" || insecure.iter().any(|h| h == host),
-                    }
+                .map(|u| Mirror {
+                    location: u.location(),
+                    insecure: u.scheme == "http" || insecure.contains(&u.host),
                 })
                 .collect(),
         });
     }
-    for host in insecure.iter().filter(|h| *h != DOCKER_HUB) {
+    for host in insecure.iter().filter(|h| h.as_str() != DOCKER_HUB) {
         regs.push(Registry {
-            prefix: host.clone(),
-            location: host.clone(),
+            prefix: host.to_string(),
+            location: host.to_string(),
             insecure: true,
             mirrors: vec![],
         });
     }
-    (!regs.is_empty())
-        .then(|| super::template("registries.conf", serde_json::json!({ "registries": regs })))
+    Carried {
+        value: (!regs.is_empty())
+            .then(|| super::template("registries.conf", serde_json::json!({ "registries": regs }))),
+        skipped,
+    }
+}
+
+/// The registry names Docker's settings carry (for the plan's summary).
+pub fn registry_names(settings: &DockerSettings) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    if !settings.registry_mirrors.is_empty() {
+        names.push(DOCKER_HUB.into());
+    }
+    names.extend(
+        insecure_hosts(settings, &mut skipped)
+            .iter()
+            .map(|h| h.to_string()),
+    );
+    names
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_names_are_skipped_and_said() {
+        let s = DockerSettings {
+            registry_mirrors: vec![
+                "https://robot:s3cret@mirror.local".into(),
+                "https://bad\"mirror".into(),
+            ],
+            insecure_registries: vec![
+                "..".into(),
+                "reg\"\n[x]".into(),
+                "ok.local:5000".into(),
+                "10.0.0.0/8".into(),
+            ],
+            ..Default::default()
+        };
+        let certs = vec![CertDir {
+            host: "a b".into(),
+            ca: vec!["/etc/docker/certs.d/a b/ca.crt".into()],
+            client: vec![],
+        }];
+        let r = containerd_hosts(&s, &certs, &[("x/../y".into(), vec!["https://m".into()])]);
+        let names: Vec<&str> = r.value.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["docker.io", "ok.local:5000"]);
+        assert_eq!(r.value[0].hosts[0].url, "https://mirror.local");
+        for h in &r.value {
+            hosts_toml(h).parse::<toml_edit::DocumentMut>().unwrap();
+        }
+        let all = r.skipped.join("\n");
+        assert_eq!(r.skipped.len(), 6, "{all}");
+        assert!(!all.contains("s3cret"), "{all}");
+        assert!(all.contains("credentials in its URL"), "{all}");
+        let crio = crio_registries(&s);
+        crio.value
+            .unwrap()
+            .parse::<toml_edit::DocumentMut>()
+            .unwrap();
+        assert!(!crio.skipped.join(" ").contains("s3cret"));
+    }
 
     fn settings() -> DockerSettings {
         DockerSettings {
@@ -246,7 +360,7 @@ mod tests {
             ca: vec!["/etc/docker/certs.d/secure.local/ca.crt".into()],
             client: vec![],
         }];
-        let hosts = containerd_hosts(&settings(), &certs, &[]);
+        let hosts = containerd_hosts(&settings(), &certs, &[]).value;
         let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(
             names,
@@ -281,7 +395,7 @@ mod tests {
 
     #[test]
     fn crio_drop_in_lists_mirrors_without_schemes() {
-        let text = crio_registries(&settings()).unwrap();
+        let text = crio_registries(&settings()).value.unwrap();
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
         let regs = doc["registry"].as_array_of_tables().unwrap();
         assert_eq!(regs.len(), 3);
@@ -292,6 +406,6 @@ mod tests {
             Some("mirror.local:5000")
         );
         assert_eq!(mirrors.get(1).unwrap()["insecure"].as_bool(), Some(true));
-        assert!(crio_registries(&DockerSettings::default()).is_none());
+        assert!(crio_registries(&DockerSettings::default()).value.is_none());
     }
 }

@@ -80,6 +80,29 @@ impl Containerd {
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket().display())
     }
+
+    /// Make this containerd the node's `/run/containerd/containerd.sock`. Not a symlink to the
+    /// host path: cri-migrate resolves a node's links inside its root, as a chroot would. A hard
+    /// link to the socket (one file system), else a bind mount.
+    pub fn serve_node(&self, root: &Path) {
+        let dst = root.join("run/containerd/containerd.sock");
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&dst);
+        if std::fs::hard_link(self.socket(), &dst).is_ok() {
+            return;
+        }
+        std::fs::write(&dst, b"").unwrap();
+        let st = Command::new("mount")
+            .arg("--bind")
+            .arg(self.socket())
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot bind-mount the containerd socket into the node"
+        );
+    }
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }

@@ -1,0 +1,262 @@
+//! Names read from the node that become paths and keys in files cri-migrate writes: checked
+//! once, here, and carried as types, so that an unchecked string cannot become
+//! `certs.d/../hosts.toml` or a TOML key that breaks the file.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::net::Ipv6Addr;
+
+/// A registry host as Docker and containerd name it: `host`, `host:port`, `[v6]` or
+/// `[v6]:port`. No `/`, no `..`, no whitespace, quotes or control characters: it is used as a
+/// directory name (`certs.d/<host>/`) and inside TOML.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RegistryName(String);
+
+impl RegistryName {
+    pub fn parse(s: &str) -> Result<RegistryName, String> {
+        let bad = |why: &str| Err(format!("{:?} is not a registry host name ({why})", s));
+        if s.is_empty() {
+            return bad("empty");
+        }
+        if s.len() > 255 {
+            return bad("longer than 255 characters");
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let Some((v6, after)) = rest.split_once(']') else {
+                return bad("an IPv6 address without its closing ]");
+            };
+            if v6.parse::<Ipv6Addr>().is_err() {
+                return bad("not an IPv6 address between [ ]");
+            }
+            match after {
+                "" => (None, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (None, Some(p)),
+                    None => return bad("something after the IPv6 address"),
+                },
+            }
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) => (Some(h), Some(p)),
+                None => (Some(s), None),
+            }
+        };
+        if let Some(p) = port {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 5 {
+                return bad("its port is not a number");
+            }
+            match p.parse::<u32>() {
+                Ok(1..=65535) => {}
+                _ => return bad("its port is not between 1 and 65535"),
+            }
+        }
+        if let Some(h) = host {
+            if h.is_empty() {
+                return bad("no host before the port");
+            }
+            for label in h.split('.') {
+                if label.is_empty() {
+                    return bad("an empty label (`..`, or a dot at an end)");
+                }
+                if label.len() > 63 {
+                    return bad("a label longer than 63 characters");
+                }
+                if !label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return bad("only letters, digits, `-`, `_` and `.` make a host name");
+                }
+                if label.starts_with('-') || label.ends_with('-') {
+                    return bad("a label starts or ends with `-`");
+                }
+            }
+        }
+        Ok(RegistryName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RegistryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for RegistryName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for RegistryName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+/// A registry endpoint URL as Docker's `registry-mirrors` or containerd's old `mirrors` list it:
+/// scheme (https when none), a [`RegistryName`], an optional path. Credentials in it
+/// (`https://user:pass@mirror`) are taken out: never written, never printed; `had_credentials`
+/// says they were there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryUrl {
+    pub scheme: String,
+    pub host: RegistryName,
+    pub path: String,
+    pub had_credentials: bool,
+}
+
+impl RegistryUrl {
+    pub fn parse(s: &str) -> Result<RegistryUrl, String> {
+        let (scheme, rest) = match s.split_once("://") {
+            Some((sc, rest)) => (sc.to_ascii_lowercase(), rest),
+            None => ("https".to_string(), s),
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("{} is not an http(s) registry URL", redact_url(s)));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (rest, ""),
+        };
+        let (had_credentials, hostport) = match authority.rsplit_once('@') {
+            Some((_, h)) => (true, h),
+            None => (false, authority),
+        };
+        let host = RegistryName::parse(hostport).map_err(|e| format!("{}: {e}", redact_url(s)))?;
+        if path
+            .split('/')
+            .any(|seg| seg == ".." || seg == "." || seg.is_empty())
+            && !path.is_empty()
+        {
+            return Err(format!(
+                "{}: its path has empty, `.` or `..` parts",
+                redact_url(s)
+            ));
+        }
+        if !path.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b'%')
+        }) {
+            return Err(format!(
+                "{}: its path holds characters a registry path does not",
+                redact_url(s)
+            ));
+        }
+        Ok(RegistryUrl {
+            scheme,
+            host,
+            path: path.to_string(),
+            had_credentials,
+        })
+    }
+
+    /// The URL without credentials.
+    pub fn url(&self) -> String {
+        if self.path.is_empty() {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}/{}", self.scheme, self.host, self.path)
+        }
+    }
+
+    /// `host[/path]`, as CRI-O's registries.conf wants a location.
+    pub fn location(&self) -> String {
+        if self.path.is_empty() {
+            self.host.to_string()
+        } else {
+            format!("{}/{}", self.host, self.path)
+        }
+    }
+}
+
+/// A URL with any `user:password@` replaced by `***@`, for messages. Works on any text that
+/// may hold URLs (a proxy variable's value, a line of a config).
+pub fn redact_url(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                out.push_str(&authority[at + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names() {
+        for ok in [
+            "docker.io",
+            "registry.corp.local:5000",
+            "127.0.0.1:5000",
+            "localhost",
+            "[::1]:5000",
+            "[fd00::1]",
+            "my_registry.internal",
+        ] {
+            assert!(RegistryName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "a..b",
+            "reg/../x",
+            "reg.local/path",
+            "reg\"x",
+            "reg\nx",
+            "re g",
+            "reg:0",
+            "reg:99999",
+            "reg:",
+            ":5000",
+            "-reg",
+            "[::1",
+            "[zz]:1",
+            "reg.local:5000:1",
+        ] {
+            assert!(RegistryName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let u = RegistryUrl::parse("https://robot:s3cret@mirror.local:5000/v2/").unwrap();
+        assert!(u.had_credentials);
+        assert_eq!(u.url(), "https://mirror.local:5000/v2");
+        let u = RegistryUrl::parse("mirror.local").unwrap();
+        assert_eq!(u.url(), "https://mirror.local");
+        assert!(RegistryUrl::parse("ftp://x").is_err());
+        assert!(RegistryUrl::parse("https://x/../y").is_err());
+        let e = RegistryUrl::parse("https://u:p@bad host").unwrap_err();
+        assert!(!e.contains(":p@"), "{e}");
+    }
+
+    #[test]
+    fn redaction_keeps_the_rest() {
+        assert_eq!(
+            redact_url("HTTPS_PROXY=http://user:pa55@proxy:3128 NO_PROXY=x"),
+            "HTTPS_PROXY=http://***@proxy:3128 NO_PROXY=x"
+        );
+        assert_eq!(redact_url("https://a/b"), "https://a/b");
+    }
+}

@@ -1,0 +1,256 @@
+//! Credentials found on the node, kept out of every output. Each parser that reads a file which
+//! may hold one registers the secret values it finds *by the file's structure* (a `password`,
+//! `auth` or token key at any depth of a JSON or TOML document, inline tables included; the
+//! password in a URL's userinfo, wherever a URL is a value), and every output — text, JSON,
+//! diffs, errors, the journal — goes through [`redact`], which hides those values, and any URL
+//! userinfo, wherever they appear.
+
+use std::sync::Mutex;
+
+/// Keys whose values are secrets, in Docker's config.json, containerd's registry `auths` and
+/// `configs.*.auth`, and CRI-O's and the kubelet's credential files.
+const SECRET_KEYS: [&str; 8] = [
+    "password",
+    "auth",
+    "identitytoken",
+    "identity_token",
+    "registrytoken",
+    "registry_token",
+    "token",
+    "secret",
+];
+
+/// Shorter values are not registered: replacing every `ab` in the output would hide more than
+/// it protects (the key patterns and URL redaction still cover them where they stand).
+const MIN_LEN: usize = 4;
+
+static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub const REDACTED: &str = "<redacted>";
+
+/// Remember a secret value (and its JSON-escaped form, as it would appear in JSON output).
+pub fn register(value: &str) {
+    let value = value.trim();
+    if value.chars().count() < MIN_LEN {
+        return;
+    }
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut add = |v: String| {
+        if !known.contains(&v) {
+            known.push(v);
+        }
+    };
+    add(value.to_string());
+    if let Ok(j) = serde_json::to_string(value) {
+        add(j.trim_matches('"').to_string());
+    }
+    // Docker's `auth` is base64 of `user:password`: the password alone is a secret too.
+    use base64::Engine;
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) {
+        if let Ok(text) = String::from_utf8(bytes) {
+            if let Some((_, pass)) = text.split_once(':') {
+                if pass.chars().count() >= MIN_LEN {
+                    add(pass.to_string());
+                }
+            }
+        }
+    }
+    // Longest first, so that a secret containing another is hidden whole.
+    known.sort_by_key(|b| std::cmp::Reverse(b.len()));
+}
+
+/// The password of each URL's userinfo in a text (`scheme://user:password@host`).
+pub fn register_urls(text: &str) {
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let tail = &rest[i + 3..];
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((_, pass)) => register(pass),
+                None => register(userinfo),
+            }
+        }
+        rest = &tail[end..];
+    }
+}
+
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    SECRET_KEYS.contains(&k.as_str())
+}
+
+/// Every secret in a JSON document: values of secret keys at any depth, and URL userinfo.
+pub fn from_json(v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match x {
+                    serde_json::Value::String(s) if is_secret_key(k) => register(s),
+                    _ => from_json(x),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(from_json),
+        serde_json::Value::String(s) => register_urls(s),
+        _ => {}
+    }
+}
+
+/// Every secret in a TOML document, tables, inline tables and arrays alike.
+pub fn from_toml(item: &toml_edit::Item) {
+    match item {
+        toml_edit::Item::Table(t) => {
+            for (k, x) in t.iter() {
+                secret_or_descend(k, x);
+            }
+        }
+        toml_edit::Item::ArrayOfTables(a) => {
+            for t in a.iter() {
+                for (k, x) in t.iter() {
+                    secret_or_descend(k, x);
+                }
+            }
+        }
+        toml_edit::Item::Value(v) => from_toml_value(None, v),
+        toml_edit::Item::None => {}
+    }
+}
+
+fn secret_or_descend(k: &str, x: &toml_edit::Item) {
+    match x.as_value() {
+        Some(v) => from_toml_value(Some(k), v),
+        None => from_toml(x),
+    }
+}
+
+fn from_toml_value(key: Option<&str>, v: &toml_edit::Value) {
+    match v {
+        toml_edit::Value::String(s) => {
+            if key.is_some_and(is_secret_key) {
+                register(s.value());
+            } else {
+                register_urls(s.value());
+            }
+        }
+        toml_edit::Value::InlineTable(t) => {
+            for (k, x) in t.iter() {
+                from_toml_value(Some(k), x);
+            }
+        }
+        toml_edit::Value::Array(a) => a.iter().for_each(|x| from_toml_value(None, x)),
+        _ => {}
+    }
+}
+
+/// Hide every registered secret and any URL userinfo in a text.
+pub fn redact(text: &str) -> String {
+    let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for s in known.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    drop(known);
+    crate::names::redact_url(&out)
+}
+
+/// A writer that redacts what goes through it, a line at a time (no secret spans lines).
+pub struct Redacting<W: std::io::Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> Redacting<W> {
+    pub fn new(inner: W) -> Self {
+        Redacting {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, upto: usize) -> std::io::Result<()> {
+        let chunk: Vec<u8> = self.line.drain(..upto).collect();
+        let text = String::from_utf8_lossy(&chunk);
+        self.inner.write_all(redact(&text).as_bytes())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        while let Some(i) = self.line.iter().position(|b| *b == b'\n') {
+            self.emit(i + 1)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            let n = self.line.len();
+            self.emit(n)?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for Redacting<W> {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_by_structure_and_hidden_everywhere() {
+        let doc: toml_edit::DocumentMut = r#"
+version = 2
+[plugins."io.containerd.grpc.v1.cri".registry.configs."reg.local".auth]
+  username = "robot"
+  password = "pw-in-a-table"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."other".tls]
+  insecure_skip_verify = true
+[plugins."io.containerd.grpc.v1.cri".registry]
+  configs2 = { "x" = { auth = { password = "pw-inline" } } }
+  mirror = "https://u:pw-in-url@m.local"
+"#
+        .parse()
+        .unwrap();
+        from_toml(doc.as_item());
+        from_json(
+            &serde_json::json!({"auths": {"r": {"auth": "cm9ib3Q6cHctYmFzZTY0"}}, "proxies": {"http-proxy": "http://p:proxy-pw@proxy:3128"}}),
+        );
+        let text = "a pw-in-a-table b pw-inline c pw-in-url d pw-base64 e proxy-pw f cm9ib3Q6cHctYmFzZTY0 g robot";
+        let r = redact(text);
+        for s in [
+            "pw-in-a-table",
+            "pw-inline",
+            "pw-in-url",
+            "pw-base64",
+            "proxy-pw",
+            "cm9ib3Q6",
+        ] {
+            assert!(!r.contains(s), "{s} in {r}");
+        }
+        assert!(r.contains("robot"), "a user name is not a secret: {r}");
+        // Through the writer, across writes.
+        let mut buf = Vec::new();
+        {
+            use std::io::Write;
+            let mut w = Redacting::new(&mut buf);
+            write!(w, "x pw-in").unwrap();
+            writeln!(w, "line y").unwrap();
+            write!(w, "tail https://a:pw-inline@h").unwrap();
+        }
+        let out = String::from_utf8(buf).unwrap();
+        assert!(!out.contains("pw-inline"), "{out}");
+    }
+}
