@@ -280,11 +280,23 @@ enum Line {
 pub struct VarsFile {
     pub kind: FileKind,
     lines: Vec<Line>,
+    /// Lines systemd does not read as assignments (`export KEY=...`, no `=`, a name that is not
+    /// a variable name): kept as they are, never edited; each described for a warning.
+    pub ignored: Vec<String>,
 }
 
 impl VarsFile {
     pub fn parse(kind: FileKind, text: &str) -> Result<VarsFile, String> {
         let mut lines = Vec::new();
+        let mut ignored = Vec::new();
+        // A UTF-8 byte order mark is not part of the first line (systemd skips it too).
+        let (bom, text) = match text.strip_prefix('\u{feff}') {
+            Some(rest) => ("\u{feff}", rest),
+            None => ("", text),
+        };
+        if !bom.is_empty() {
+            lines.push(Line::Other(bom.to_string()));
+        }
         for (n, raw) in text.split_inclusive('\n').enumerate() {
             let body = raw.trim_end_matches(['\n', '\r']).trim_start();
             let lineno = n + 1;
@@ -292,9 +304,13 @@ impl VarsFile {
                 _ if body.is_empty() || body.starts_with('#') || body.starts_with(';') => {
                     Line::Other(raw.to_string())
                 }
-                FileKind::EnvFile => {
-                    parse_env_line(raw, body).map_err(|e| format!("line {lineno}: {e}"))?
-                }
+                FileKind::EnvFile => match systemd_ignores(body) {
+                    Some(why) => {
+                        ignored.push(format!("line {lineno} ({why})"));
+                        Line::Other(raw.to_string())
+                    }
+                    None => parse_env_line(raw, body).map_err(|e| format!("line {lineno}: {e}"))?,
+                },
                 FileKind::DropIn => match body.strip_prefix("Environment=") {
                     Some(rest) => {
                         let words = split_words(rest).map_err(|e| format!("line {lineno}: {e}"))?;
@@ -317,7 +333,11 @@ impl VarsFile {
             };
             lines.push(line);
         }
-        Ok(VarsFile { kind, lines })
+        Ok(VarsFile {
+            kind,
+            lines,
+            ignored,
+        })
     }
 
     /// Every assignment, in file order.
@@ -465,6 +485,31 @@ fn line_end(raw: &str) -> &'static str {
     }
 }
 
+/// Why systemd's EnvironmentFile= parser skips a line, if it does: no `=`, or a name before it
+/// that is not a variable name — `export KEY=value` among them (systemd logs "invalid variable
+/// name" and ignores it; it is not a shell).
+fn systemd_ignores(body: &str) -> Option<String> {
+    let Some((key, _)) = body.split_once('=') else {
+        return Some("no `=`: not an assignment".into());
+    };
+    let key = key.trim();
+    if key.starts_with("export ") || key.starts_with("export\t") {
+        return Some(format!(
+            "`{}=…` starts with `export`, which systemd does not read as an assignment",
+            key.chars().take(60).collect::<String>()
+        ));
+    }
+    let valid = !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (!valid).then(|| {
+        format!(
+            "`{}` is not a variable name",
+            key.chars().take(60).collect::<String>()
+        )
+    })
+}
+
 fn parse_env_line(raw: &str, body: &str) -> Result<Line, String> {
     let (export, rest) = match body.strip_prefix("export ") {
         Some(r) => (true, r.trim_start()),
@@ -594,7 +639,20 @@ mod tests {
         let e =
             VarsFile::parse(FileKind::EnvFile, "A=1\nKUBELET_KUBEADM_ARGS=\"--v=2\n").unwrap_err();
         assert!(e.starts_with("line 2:"), "{e}");
-        assert!(VarsFile::parse(FileKind::EnvFile, "no equals here\n").is_err());
+        // systemd skips what is not an assignment; so do we, and say so.
+        let f = VarsFile::parse(
+            FileKind::EnvFile,
+            "\u{feff}no equals here\r\nexport KUBELET_KUBEADM_ARGS=\"--v=2\"\r\n2X=1\nA=1\r\n",
+        )
+        .unwrap();
+        assert_eq!(f.vars(), [("A".to_string(), "1".to_string())]);
+        assert_eq!(f.ignored.len(), 3, "{:?}", f.ignored);
+        assert!(f.ignored[1].contains("starts with `export`"));
+        assert_eq!(
+            f.render(),
+            "\u{feff}no equals here\r\nexport KUBELET_KUBEADM_ARGS=\"--v=2\"\r\n2X=1\nA=1\r\n",
+            "kept byte for byte"
+        );
     }
 
     #[test]

@@ -4,8 +4,50 @@ use cri_migrate::{cli, commands, error, report};
 use error::{exit_code_of, Failure};
 use std::io::Write;
 
+/// Whether the command line asks for JSON, read without clap (which refused it).
+fn wants_json(args: &[String]) -> bool {
+    args.windows(2)
+        .any(|w| w[0] == "--output" && w[1] == "json")
+        || args.iter().any(|a| a == "--output=json")
+}
+
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let args: Vec<String> = std::env::args().collect();
+            if !matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) && wants_json(&args)
+            {
+                // With --output json every outcome is one JSON document on stdout, a usage error
+                // too; the message also goes to stderr as clap writes it.
+                let command = ["inspect", "migrate", "verify", "rollback", "images"]
+                    .into_iter()
+                    .find(|c| args.iter().any(|a| a == c))
+                    .unwrap_or("cri-migrate");
+                let message = e.kind().as_str().map(str::to_string).unwrap_or_default();
+                let detail = e.to_string();
+                let first = detail
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or(&message)
+                    .trim_start_matches("error: ")
+                    .to_string();
+                println!(
+                    "{}",
+                    report::error_json(command, "usage", &first, error::exit::USAGE)
+                );
+                let _ = e.print();
+                std::process::exit(error::exit::USAGE);
+            }
+            e.exit()
+        }
+    };
     let json = match &cli.command {
         cli::Command::Inspect { output, .. } => *output == cli::Output::Json,
         cli::Command::Migrate(a) => a.output == cli::Output::Json,

@@ -230,7 +230,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         }
     };
     let config_schema = match target {
-        Target::Containerd => Some(containerd_schema(rv, kv)?),
+        Target::Containerd => Some(containerd_schema(rv, kv, facts.containerd_config.as_ref())?),
         Target::Crio => {
             if (rv.major, rv.minor) != (kv.major, kv.minor) {
                 warnings.push(Finding::warning(
@@ -478,7 +478,33 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
     Ok(())
 }
 
-fn containerd_schema(rv: Version, kv: Version) -> Result<u8, Failure> {
+fn containerd_schema(
+    rv: Version,
+    kv: Version,
+    existing: Option<&crate::inspect::runtimes::ContainerdConfig>,
+) -> Result<u8, Failure> {
+    // A file written for a newer containerd than the one installed: the installed one cannot
+    // read it (1.x reads versions 1 and 2; 2.0 to 2.2 up to 3), and rewriting it down would
+    // leave the newer tables in, misread.
+    if let Some(c) = existing {
+        let readable = if rv.major >= 2 && rv.at_least(2, 3) {
+            4
+        } else if rv.major >= 2 {
+            3
+        } else {
+            2
+        };
+        if c.schema > readable {
+            return Err(Failure::bad_input(
+                &c.path,
+                format!(
+                    "it is written as config version {}, which containerd {rv} cannot read (it reads up to version {readable})",
+                    c.schema
+                ),
+                "Install the containerd the file was written for (or pass --runtime-version if the version was misread), or move the file aside so that cri-migrate writes one for this containerd.",
+            ));
+        }
+    }
     if rv.major >= 3 {
         return Err(Failure::preflight(
             format!("containerd {rv} is newer than cri-migrate knows (config schema 2 for 1.x, 3 for 2.x)"),

@@ -100,6 +100,8 @@ pub fn inspect(node: &Node) -> Result<Docker> {
 }
 
 pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
+    // dockerd ignores a UTF-8 byte order mark in daemon.json (Docker 23 and later: moby#44770).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let bad = |problem: String| {
         Failure::bad_input(
             DAEMON_JSON,

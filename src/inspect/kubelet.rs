@@ -59,6 +59,10 @@ pub struct Kubelet {
     pub cgroup_driver: Option<String>,
     pub runtime_endpoint: Option<String>,
     pub pod_infra_container_image: Option<String>,
+    /// Lines of the env files that systemd does not read as assignments (`export KEY=...`):
+    /// `FILE: line N (why)`. Their flags were never the kubelet's.
+    #[serde(default)]
+    pub ignored_lines: Vec<String>,
 }
 
 impl Kubelet {
@@ -103,6 +107,7 @@ pub fn inspect(
     let mut flags = Vec::new();
     let mut exec_start_flags = Vec::new();
     let mut env_files: Vec<String> = Vec::new();
+    let mut ignored_lines: Vec<String> = Vec::new();
 
     // Drop-ins: one name in /etc hides the same name in /usr/lib (systemd's rule).
     let mut drop_ins: BTreeMap<String, String> = BTreeMap::new();
@@ -150,6 +155,7 @@ pub fn inspect(
         let file = VarsFile::parse(FileKind::EnvFile, &snap.content).map_err(|e| {
             Failure::bad_input(path, e, "Fix the file: each line must be KEY=\"value\" with balanced quotes (see systemd.exec(5), EnvironmentFile=).")
         })?;
+        ignored_lines.extend(file.ignored.iter().map(|w| format!("{path}: {w}")));
         parsed.push((path.clone(), snap, file));
     }
 
@@ -212,6 +218,7 @@ pub fn inspect(
         flags,
         exec_start_flags,
         config,
+        ignored_lines,
     })
 }
 
@@ -232,7 +239,12 @@ fn read_config(
             ..Default::default()
         });
     };
-    let value: serde_yaml::Value = serde_yaml::from_str(&snap.content).map_err(|e| {
+    // The kubelet's YAML reader skips a byte order mark; so do we.
+    let text = snap
+        .content
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&snap.content);
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         Failure::bad_input(path, format!("not valid YAML ({e})"), "Fix the KubeletConfiguration file, or restore it from `kubeadm init phase kubelet-start`.")
     })?;
     if !(value.is_mapping() || value.is_null()) {
@@ -279,6 +291,7 @@ mod tests {
                 })
                 .collect(),
             exec_start_flags: vec![],
+            ignored_lines: vec![],
             config: KubeletConfig::default(),
             cgroup_driver: None,
             runtime_endpoint: flags

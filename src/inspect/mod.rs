@@ -70,6 +70,9 @@ pub struct Installed {
     pub package: Option<String>,
     pub units: Vec<String>,
     pub socket: Option<String>,
+    /// The package database's records disagree or are several (see `packages::Found`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,6 +13,31 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             "pass --kubelet-version, e.g. --kubelet-version 1.23.17",
         ));
     }
+    for (what, i) in [
+        ("kubelet", &k.installed),
+        ("containerd", &f.runtimes.containerd),
+        ("CRI-O", &f.runtimes.crio),
+        ("Docker", &f.runtimes.docker),
+    ] {
+        if let Some(note) = &i.package_note {
+            out.push(Finding::warning(
+                "package-records",
+                format!("{what}: {note}"),
+                if i.version.is_none() {
+                    format!("pass the version that runs (e.g. --{}-version)", if what == "kubelet" { "kubelet" } else { "runtime" })
+                } else {
+                    "check the package database (dpkg --audit) when the version shown is not the one that runs".to_string()
+                },
+            ));
+        }
+    }
+    for line in &k.ignored_lines {
+        out.push(Finding::warning(
+            "env-line-ignored",
+            format!("{line}: systemd skips it, so the kubelet never had what it sets"),
+            "cri-migrate writes the kubelet's runtime flags as a plain KEY=\"value\" assignment, which systemd reads; remove the skipped line (or drop its `export`) once you have checked what it meant to set",
+        ));
+    }
     if f.current_runtime.kind == RuntimeKind::Unknown {
         out.push(Finding::warning(
             "runtime-unknown",

@@ -98,9 +98,10 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         version: None,
         version_source: None,
         binary: binary.clone(),
-        package: package.as_ref().map(|p| p.0.clone()),
+        package: package.as_ref().map(|p| p.name.clone()),
         units,
         socket,
+        package_note: package.as_ref().and_then(|p| p.note.clone()),
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.
@@ -117,7 +118,12 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         }
     }
     if installed.version.is_none() {
-        if let Some((name, Some(v))) = package {
+        if let Some(crate::inspect::packages::Found {
+            name,
+            version: Some(v),
+            ..
+        }) = package
+        {
             installed.version = Some(v);
             installed.version_source = Some(format!("package {name}"));
         }
@@ -161,7 +167,7 @@ pub fn containerd_config(
         )
     })?;
     crate::secrets::from_toml(doc.as_item());
-    let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
+    let schema = check_containerd_meaning(node, &doc)?;
     let strings = |key: &str| -> Vec<String> {
         doc.get(key)
             .and_then(|v| v.as_array())
@@ -254,6 +260,96 @@ pub fn containerd_config(
     };
     files.insert(CONTAINERD_CONFIG.to_string(), snap);
     Ok(Some(config))
+}
+
+/// What containerd would refuse or misread in its config, by meaning, not syntax: refused here
+/// (exit 4) with the file and the fix, before anything is planned from it. Returns the schema.
+fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result<i64, Failure> {
+    let refuse = |problem: String, fix: &str| Failure::bad_input(CONTAINERD_CONFIG, problem, fix);
+    let schema = match doc.get("version") {
+        None => 1,
+        Some(v) => match v.as_integer() {
+            Some(n @ 1..=4) => n,
+            Some(n) => {
+                return Err(refuse(
+                    format!("`version = {n}` is a config version containerd does not know (1 and 2 for containerd 1.x, 3 for 2.0 to 2.2, 4 from 2.3)"),
+                    "Set the version the file is written for, or move the file aside so that cri-migrate writes a new one.",
+                ))
+            }
+            None => {
+                return Err(refuse(
+                    format!("`version` must be a number, not {}", v.type_name()),
+                    "Write it as `version = 2` (or 3), without quotes.",
+                ))
+            }
+        },
+    };
+    if let Some(v) = doc.get("disabled_plugins") {
+        match v.as_array() {
+            Some(a) if a.iter().all(|x| x.as_str().is_some()) => {}
+            _ => {
+                return Err(refuse(
+                    format!("`disabled_plugins` must be a list of plugin names, not {}", v.type_name()),
+                    "Write it as a list, e.g. `disabled_plugins = [\"io.containerd.grpc.v1.cri\"]` (containerd refuses a plain string), or remove it.",
+                ))
+            }
+        }
+    }
+    if let Some(v) = doc.get("plugins") {
+        if !v.is_table_like() {
+            return Err(refuse(
+                format!("`plugins` must be a table, not {}", v.type_name()),
+                "Write the plugins' settings as [plugins.\"...\"] tables, or move the file aside so that cri-migrate writes a new one.",
+            ));
+        }
+    }
+    if let Some(v) = doc.get("imports") {
+        let Some(list) = v
+            .as_array()
+            .filter(|a| a.iter().all(|x| x.as_str().is_some()))
+        else {
+            return Err(refuse(
+                format!(
+                    "`imports` must be a list of file paths, not {}",
+                    v.type_name()
+                ),
+                "Write it as a list of paths, or remove it.",
+            ));
+        };
+        // An imported file is merged over the main one: one that disables CRI again would undo
+        // the migration's config behind its back.
+        for path in list.iter().filter_map(|x| x.as_str()) {
+            if path.contains(['*', '?', '[']) {
+                continue; // a glob: reported as a risk (cri-migrate edits only the main file)
+            }
+            let Some(text) = node.read(path).map_err(|e| {
+                Failure::bad_input(path, format!("{e:#}"), "Fix the file that /etc/containerd/config.toml imports, or remove it from `imports`.")
+            })?
+            else {
+                continue;
+            };
+            let imported: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+                Failure::bad_input(
+                    path,
+                    crate::error::toml_problem(&text, &e),
+                    "containerd does not start with a broken import either: fix it, or remove it from `imports` in /etc/containerd/config.toml.",
+                )
+            })?;
+            crate::secrets::from_toml(imported.as_item());
+            let disables = imported
+                .get("disabled_plugins")
+                .and_then(|d| d.as_array())
+                .is_some_and(|a| a.iter().filter_map(|x| x.as_str()).any(is_cri_plugin));
+            if disables {
+                return Err(Failure::bad_input(
+                    path,
+                    "it is imported by /etc/containerd/config.toml and disables the CRI plugin again, which would undo the migration's config",
+                    "Remove the CRI plugin from its `disabled_plugins` (or the file from `imports`), then run cri-migrate again.",
+                ));
+            }
+        }
+    }
+    Ok(schema)
 }
 
 /// The CRI plugin's names across schemas.
