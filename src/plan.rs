@@ -663,9 +663,17 @@ fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> 
 
 fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
     let old = facts.files.get(path);
+    // A file that holds a credential (an old config.toml's registry auth, kept by the merge)
+    // is readable by root only.
+    let mode = old.map(|s| s.mode).unwrap_or(0o644);
+    let mode = if crate::secrets::holds(&new) {
+        mode & 0o600
+    } else {
+        mode
+    };
     FileChange {
         path: path.to_string(),
-        mode: old.map(|s| s.mode).unwrap_or(0o644),
+        mode,
         old: old.map(|s| s.content.clone()),
         new,
         why: why.to_string(),

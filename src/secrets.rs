@@ -147,6 +147,15 @@ fn from_toml_value(key: Option<&str>, v: &toml_edit::Value) {
     }
 }
 
+/// Whether a text holds a credential found on the node (a file that does is written 0600).
+pub fn holds(text: &str) -> bool {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|s| text.contains(s.as_str()))
+}
+
 /// Hide every registered secret and any URL userinfo in a text.
 pub fn redact(text: &str) -> String {
     let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());

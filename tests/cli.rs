@@ -379,3 +379,103 @@ fn kubeadm_instance_config_gets_the_new_socket() {
     assert!(content
         .starts_with("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"));
 }
+
+/// Credentials wherever a node holds them — Docker's and the kubelet's config.json, an old
+/// containerd config's registry auth (a table and an inline table), a mirror URL and a proxy
+/// variable with a password — appear in no output: inspect and dry run, text and JSON. A file
+/// that keeps one is planned 0600.
+#[test]
+fn no_secret_reaches_any_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        tmp.path(),
+    );
+    let w = |p: &str, s: &str| {
+        let path = tmp.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, s).unwrap();
+    };
+    w(
+        "etc/docker/daemon.json",
+        r#"{"exec-opts": ["native.cgroupdriver=systemd"], "registry-mirrors": ["https://mirroruser:Mirr0rPass1@mirror.local"], "proxies": {"http-proxy": "http://p:Pr0xyPass1@proxy:3128"}}"#,
+    );
+    w(
+        "etc/containerd/config.toml",
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"reg.local\".auth]\n  username = \"robot\"\n  password = \"T4blePass1\"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"other.local\"]\n  auth = { password = \"Inl1nePass1\", username = \"x\" }\n",
+    );
+    w(
+        "var/lib/kubelet/config.json",
+        // base64 of robot:Kub3letPass1
+        r#"{"auths": {"reg.local": {"auth": "cm9ib3Q6S3ViM2xldFBhc3Mx"}}}"#,
+    );
+    w(
+        "etc/systemd/system/kubelet.service.d/20-proxy.conf",
+        "[Service]\nEnvironment=\"HTTPS_PROXY=http://u:Dr0pInPass1@proxy:3128\"\n",
+    );
+    let root = tmp.path().display().to_string();
+    let secrets = [
+        "Mirr0rPass1",
+        "Pr0xyPass1",
+        "T4blePass1",
+        "Inl1nePass1",
+        "cm9ib3Q6S3ViM2xldFBhc3Mx",
+        "Kub3letPass1",
+        "Dr0pInPass1",
+    ];
+    for args in [
+        &["--root", &root, "inspect"][..],
+        &["--root", &root, "inspect", "--output", "json"],
+        &[
+            "--root",
+            &root,
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+        ],
+        &[
+            "--root",
+            &root,
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+        &[
+            "--root",
+            &root,
+            "migrate",
+            "--to",
+            "crio",
+            "--runtime-version",
+            "1.28.0",
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+    ] {
+        let out = run(args);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.code() == Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        for s in secrets {
+            assert!(!all.contains(s), "{args:?} printed {s}:\n{all}");
+        }
+    }
+    let out = dry_run(&root, &["--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/containerd/config.toml")
+        .unwrap();
+    assert_eq!(config["mode"], "0600", "{config}");
+    assert!(config["content"].as_str().unwrap().contains("<redacted>"));
+}

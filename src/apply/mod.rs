@@ -498,8 +498,9 @@ fn exec(
         Step::Write(f) => {
             let record = b.manifest.files.iter().find(|r| r.path == f.path);
             // Mode and owner of the file it replaces; a new file is root's.
+            // The mode it had, narrowed by the plan's (0600 for a file that holds a credential).
             let (mode, owner) = match record {
-                Some(r) if r.existed => (r.mode, (r.uid, r.gid)),
+                Some(r) if r.existed => (r.mode & (f.mode | !0o777), (r.uid, r.gid)),
                 _ => (f.mode, (0, 0)),
             };
             let created = node.write_atomic(&f.path, f.content.as_bytes(), mode, Some(owner))?;

@@ -1,0 +1,185 @@
+//! Property tests (proptest): no parser panics on any input — daemon.json, env files and
+//! drop-ins, the kubelet's config.yaml, containerd's and CRI-O's TOML, the dpkg database — and
+//! for any node built from hostile values, inspection and planning never panic, every rendered
+//! file reads back, and no secret reaches the plan's output. The number of cases is bounded
+//! (PROPTEST_CASES overrides it) so that CI stays quick.
+
+mod common;
+
+use common::*;
+use cri_migrate::flags::{FileKind, VarsFile};
+use cri_migrate::inspect::{self, InspectOptions};
+use cri_migrate::node::Node;
+use cri_migrate::plan::{self, PlanOptions, Target};
+use cri_migrate::system::NoCommands;
+use proptest::prelude::*;
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128)
+}
+
+/// Text with the characters that break parsers: quotes, backslashes, controls, BOM, CR,
+/// non-ASCII, `=`, `#`, brackets.
+fn nasty() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just('"'),
+            Just('\''),
+            Just('\\'),
+            Just('\n'),
+            Just('\r'),
+            Just('\t'),
+            Just('\u{0}'),
+            Just('\u{7f}'),
+            Just('\u{85}'),
+            Just('\u{feff}'),
+            Just('='),
+            Just('#'),
+            Just('['),
+            Just(']'),
+            Just('{'),
+            Just('$'),
+            Just('/'),
+            Just('.'),
+            Just(':'),
+            Just(','),
+            Just('é'),
+            any::<char>(),
+            "[a-z0-9 _-]".prop_map(|s: String| s.chars().next().unwrap_or('a')),
+        ],
+        0..60,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn env_files_and_drop_ins_never_panic_and_round_trip(text in nasty()) {
+        for kind in [FileKind::EnvFile, FileKind::DropIn] {
+            if let Ok(f) = VarsFile::parse(kind, &text) {
+                // Unchanged lines are written back byte for byte.
+                prop_assert_eq!(f.render(), text.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn daemon_json_never_panics(text in nasty(), mirror in nasty(), root in nasty()) {
+        let _ = inspect::docker::parse_daemon_json(&text);
+        let doc = serde_json::json!({
+            "registry-mirrors": [mirror],
+            "insecure-registries": [mirror],
+            "data-root": root,
+            "exec-opts": [format!("native.cgroupdriver={root}")],
+        });
+        let _ = inspect::docker::parse_daemon_json(&doc.to_string());
+    }
+
+    #[test]
+    fn runtime_configs_never_panic(text in nasty()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = Node::new(tmp.path());
+        node.write_atomic("/etc/containerd/config.toml", text.as_bytes(), 0o644, None).unwrap();
+        node.write_atomic("/etc/crio/crio.conf.d/10-x.conf", text.as_bytes(), 0o644, None).unwrap();
+        node.write_atomic("/var/lib/kubelet/config.yaml", text.as_bytes(), 0o644, None).unwrap();
+        node.write_atomic("/var/lib/kubelet/kubeadm-flags.env", text.as_bytes(), 0o644, None).unwrap();
+        let _ = inspect::inspect(&node, &NoCommands, &InspectOptions::default());
+    }
+
+    #[test]
+    fn dpkg_database_never_panics(text in nasty(), version in nasty()) {
+        let _ = inspect::packages::Packages::parse(&text).find(&["kubelet"]);
+        let db = format!("Package: kubelet\nStatus: install ok installed\nVersion: {version}\n");
+        let _ = inspect::packages::Packages::parse(&db).find(&["kubelet"]);
+    }
+
+    /// Any node built from hostile values — in daemon.json, the kubelet's flags and config,
+    /// containerd's and CRI-O's configs — inspects and plans without a panic; every file the
+    /// plan writes reads back in its format; a secret the node holds is never in the output.
+    #[test]
+    fn any_node_plans_without_panic_and_every_file_parses(
+        mirror in nasty(),
+        insecure in nasty(),
+        data_root in nasty(),
+        cni in nasty(),
+        flag in nasty(),
+        containerd in nasty(),
+        crio in nasty(),
+        yaml in nasty(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_tree(&repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"), tmp.path());
+        let w = |p: &str, s: &str| {
+            let path = tmp.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, s).unwrap();
+        };
+        w("etc/docker/daemon.json", &serde_json::json!({
+            "exec-opts": ["native.cgroupdriver=systemd"],
+            "registry-mirrors": [format!("https://user:S3cretPassw0rd@{mirror}"), mirror],
+            "insecure-registries": [insecure],
+            "data-root": data_root,
+        }).to_string());
+        w("var/lib/kubelet/kubeadm-flags.env", &format!(
+            "KUBELET_KUBEADM_ARGS={}\n",
+            serde_json::to_string(&format!("--network-plugin=cni --cni-bin-dir={cni} --node-labels={flag}")).unwrap()
+        ));
+        // The hostile values inside valid documents, so that inspection gets past the syntax.
+        let mut ctd = toml_edit::DocumentMut::new();
+        ctd["version"] = toml_edit::value(2);
+        ctd["disabled_plugins"] = toml_edit::value(toml_edit::Array::new());
+        let cri = &mut ctd["plugins"]["io.containerd.grpc.v1.cri"];
+        cri["sandbox_image"] = toml_edit::value(containerd.as_str());
+        cri["cni"]["bin_dir"] = toml_edit::value(cni.as_str());
+        cri["cni"]["conf_dir"] = toml_edit::value(containerd.as_str());
+        cri["registry"]["configs"]["reg.local"]["auth"]["password"] = toml_edit::value("S3cretPassw0rd");
+        w("etc/containerd/config.toml", &ctd.to_string());
+        let mut cr = toml_edit::DocumentMut::new();
+        cr["crio"]["runtime"]["cgroup_manager"] = toml_edit::value(crio.as_str());
+        cr["crio"]["image"]["pause_image"] = toml_edit::value(crio.as_str());
+        w("etc/crio/crio.conf.d/10-x.conf", &cr.to_string());
+        let config = serde_yaml::to_string(&serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "cgroupDriver": "systemd",
+            "staticPodPath": yaml,
+            "containerRuntimeEndpoint": yaml,
+        })).unwrap();
+        w("var/lib/kubelet/config.yaml", &config);
+        let node = Node::new(tmp.path());
+        let facts = match inspect::inspect(&node, &NoCommands, &InspectOptions::default()) {
+            Ok(f) => f,
+            // A refusal is an answer (exit 4 or 5), not a panic.
+            Err(e) => {
+                prop_assert!(cri_migrate::error::exit_code_of(&e) != 1 || format!("{e:#}").contains("directory"), "an unexpected error: {e:#}");
+                return Ok(());
+            }
+        };
+        for target in [Target::Containerd, Target::Crio] {
+            let opts = PlanOptions {
+                target,
+                runtime_version: cri_migrate::version::Version::parse(if target == Target::Crio { "1.28.0" } else { "1.6.20" }),
+                sandbox_image: None,
+                timeout_secs: 60,
+            };
+            let Ok(plan) = plan::plan(&facts, &opts) else { continue };
+            for f in &plan.files {
+                if f.path.ends_with(".toml") || (f.path.ends_with(".conf") && !f.path.contains("/systemd/")) {
+                    prop_assert!(f.new.parse::<toml_edit::DocumentMut>().is_ok(), "{} does not parse:\n{}", f.path, f.new);
+                }
+                if f.path.ends_with(".yaml") {
+                    prop_assert!(serde_yaml::from_str::<serde_yaml::Value>(&f.new).is_ok(), "{}", f.path);
+                }
+            }
+            let text = cri_migrate::report::plan_text(&plan, false);
+            prop_assert!(!text.contains("S3cretPassw0rd"), "the secret reached the plan:\n{}", text);
+            let json = serde_json::to_string(&cri_migrate::report::plan_json(&plan, &facts, true)).unwrap();
+            prop_assert!(!cri_migrate::secrets::redact(&json).contains("S3cretPassw0rd"));
+        }
+    }
+}
