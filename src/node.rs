@@ -167,10 +167,12 @@ impl Node {
             }
         };
         if meta.is_dir() {
-            anyhow::bail!(
-                "{node_path} is a directory where a file was expected ({})",
-                path.display()
-            );
+            return Err(crate::error::Failure::bad_input(
+                node_path,
+                "it is a directory where a file was expected",
+                "Move the directory aside (the program that reads this file would fail on it too).",
+            )
+            .into());
         }
         if !meta.is_file() {
             return Err(crate::error::Failure::bad_input(

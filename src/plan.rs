@@ -171,7 +171,10 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
 
     let kv = facts.kubelet.installed.version.ok_or_else(|| {
         Failure::preflight(
-            "cannot tell the kubelet's version (no `kubelet --version` on this node, no kubelet package in /var/lib/dpkg/status)",
+            match &facts.kubelet.installed.package_note {
+                Some(note) => format!("cannot tell the kubelet's version: {note}"),
+                None => "cannot tell the kubelet's version (no `kubelet --version` on this node, no kubelet package in /var/lib/dpkg/status)".to_string(),
+            },
             "Pass it with --kubelet-version, e.g. --kubelet-version 1.23.17.",
         )
     })?;
@@ -638,7 +641,12 @@ fn carried(
             facts.cni.conf_dir.clone(),
             facts.cni.conf_dir_source.clone(),
         ),
-        cni_bin_dirs: setting(facts.cni.bin_dirs.clone(), facts.cni.bin_dir_source.clone()),
+        // Never empty: the renderers name the first.
+        cni_bin_dirs: if facts.cni.bin_dirs.is_empty() {
+            setting(vec!["/opt/cni/bin".to_string()], "the default".to_string())
+        } else {
+            setting(facts.cni.bin_dirs.clone(), facts.cni.bin_dir_source.clone())
+        },
         registries: vec![],
         runtime_root,
         snapshotter,

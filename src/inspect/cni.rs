@@ -78,20 +78,22 @@ pub fn inspect(
                 format!("{path}, which never served CRI: checked, its directory holds the plugins"),
             )
         });
+    let listed = |d: &str| -> Vec<String> {
+        d.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
     // --cni-bin-dir took a comma-separated list; one that names no directory (`,`) is no setting.
     let set = flag("cni-bin-dir")
         .filter(|d| d.split(',').any(|s| !s.trim().is_empty()))
         .map(|d| (d, "the kubelet's --cni-bin-dir".to_string()))
         .or(runtime_bins)
         .or(unserved);
+    // A setting that names no directory (`,`, blanks) is no setting.
+    let set = set.filter(|(d, _)| !listed(d).is_empty());
     let (candidates, set_source): (Vec<String>, Option<String>) = match set {
-        Some((d, from)) => (
-            d.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Some(from),
-        ),
+        Some((d, from)) => (listed(&d), Some(from)),
         None => (
             BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(),
             None,
