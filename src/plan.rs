@@ -270,7 +270,15 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                     .map(|s| s.value),
             };
             let old = facts.files.get(CONTAINERD_CONFIG);
-            let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs);
+            let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
+                |problem| {
+                    Failure::bad_input(
+                        CONTAINERD_CONFIG,
+                        format!("the merged config cannot be made: {problem}"),
+                        "Fix the file (or the value carried into it), or move it aside so that cri-migrate writes a new one.",
+                    )
+                },
+            )?;
             if settings.sandbox_image.is_none() {
                 settings.sandbox_image = r
                     .existing_sandbox_image
@@ -662,9 +670,16 @@ fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> 
             "Fix it, or move it aside so that cri-migrate writes a new one.",
         )
     })?;
-    let tpl: toml_edit::DocumentMut = rendered
-        .parse()
-        .expect("hosts.toml template renders valid TOML");
+    let tpl: toml_edit::DocumentMut = rendered.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(
+            path,
+            format!(
+                "the registry settings do not render as TOML ({})",
+                crate::error::toml_problem(rendered, &e)
+            ),
+            "Check the registry names and URLs carried into it.",
+        )
+    })?;
     render::toml_merge::merge(&mut doc, &tpl);
     Ok(doc.to_string())
 }

@@ -393,3 +393,60 @@ fn the_hostile_corpus() {
         failures.join("\n\n")
     );
 }
+
+/// A symlinked managed file (and a dangling one): the migration writes through to the targets,
+/// the links kept; the rollback puts back the links and the targets byte for byte (the dangling
+/// link dangles again: the target it gave is removed).
+#[test]
+fn symlinked_files_are_restored_link_and_target() {
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(state.path().join("units")).unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        root.path(),
+    );
+    let r = root.path();
+    let text = read(r, CONTAINERD);
+    write(r, "/opt/cfg/config.toml", text.as_bytes());
+    link(r, CONTAINERD, "../../opt/cfg/config.toml");
+    link(r, "/etc/crictl.yaml", "/opt/cfg/crictl.yaml");
+    let before = tree(r);
+    let with_fakes = |args: &[&str]| {
+        bin()
+            .env("PATH", fakes_path())
+            .env("FAKE_STATE", state.path())
+            .env("FAKE_NODE", r)
+            .arg("--root")
+            .arg(r)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = with_fakes(&["migrate", "--to", "containerd", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r.join("etc/containerd/config.toml").is_symlink());
+    assert!(r.join("etc/crictl.yaml").is_symlink());
+    assert!(read(r, "/opt/cfg/config.toml").contains("SystemdCgroup = true"));
+    assert!(read(r, "/opt/cfg/crictl.yaml").contains("containerd.sock"));
+    let out = with_fakes(&["rollback", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut after = tree(r);
+    after.retain(|k, _| !k.starts_with("run/") && !k.starts_with("var/lib/cri-migrate"));
+    assert_eq!(after, before, "links and targets as they were");
+    assert!(r.join("etc/containerd/config.toml").is_symlink());
+    assert!(
+        !r.join("opt/cfg/crictl.yaml").exists(),
+        "the dangling link dangles again"
+    );
+}

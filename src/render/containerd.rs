@@ -62,7 +62,9 @@ const CRI_V2: &str = "io.containerd.grpc.v1.cri";
 const IMAGES_V3: &str = "io.containerd.cri.v1.images";
 const RUNTIME_V3: &str = "io.containerd.cri.v1.runtime";
 
-pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
+/// The merged config, or why it cannot be made (a text that does not parse: the caller names
+/// the file).
+pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> {
     let template = super::template(
         if s.schema == 3 {
             "containerd-v3.toml"
@@ -72,17 +74,16 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
         s,
     );
     let mut out = Rendered::default();
-    let Some(existing) = existing.filter(|t| !is_blank(t)) else {
-        out.text = template;
-        return out;
-    };
-    // The caller has parsed this file during inspection.
-    let mut doc: DocumentMut = existing
-        .parse()
-        .expect("config.toml was parsed during inspection");
     let tpl: DocumentMut = template
         .parse()
-        .expect("the containerd template renders valid TOML");
+        .map_err(|e: toml_edit::TomlError| crate::error::toml_problem(&template, &e))?;
+    let Some(existing) = existing.filter(|t| !is_blank(t)) else {
+        out.text = template;
+        return Ok(out);
+    };
+    let mut doc: DocumentMut = existing
+        .parse()
+        .map_err(|e: toml_edit::TomlError| crate::error::toml_problem(existing, &e))?;
 
     let schema = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
     if schema < 2 {
@@ -117,7 +118,7 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Rendered {
     doc.as_table_mut()
         .sort_values_by(|a, _, b, _| (a.get() != "version").cmp(&(b.get() != "version")));
     out.text = doc.to_string();
-    out
+    Ok(out)
 }
 
 fn is_blank(text: &str) -> bool {
@@ -305,7 +306,7 @@ mod tests {
     #[test]
     fn docker_containerd_io_file_is_converted_and_cri_enabled() {
         let existing = "#   Copyright 2018-2022 Docker Inc.\n\ndisabled_plugins = [\"cri\"]\n\n#root = \"/var/lib/containerd\"\n";
-        let r = render(Some(existing), &settings(2));
+        let r = render(Some(existing), &settings(2)).unwrap();
         let doc: DocumentMut = r.text.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(2));
         assert_eq!(doc["disabled_plugins"].as_array().unwrap().len(), 0);
@@ -346,7 +347,7 @@ mod tests {
         let existing = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"old/pause:3.5\"\n  stream_server_address = \"127.0.0.1\"\n  enable_selinux = true\n  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n";
         let mut s = settings(3);
         s.sandbox_image = None;
-        let r = render(Some(existing), &s);
+        let r = render(Some(existing), &s).unwrap();
         let doc: DocumentMut = r.text.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(3));
         assert_eq!(
@@ -377,7 +378,7 @@ mod tests {
     #[test]
     fn deprecated_mirrors_are_taken_out() {
         let existing = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://mirror.local\"]\n";
-        let r = render(Some(existing), &settings(2));
+        let r = render(Some(existing), &settings(2)).unwrap();
         assert_eq!(
             r.moved_mirrors,
             vec![(
@@ -390,9 +391,11 @@ mod tests {
 
     #[test]
     fn rendering_twice_changes_nothing() {
-        let once = render(Some("disabled_plugins = [\"cri\"]\n"), &settings(2)).text;
-        assert_eq!(render(Some(&once), &settings(2)).text, once);
-        let fresh = render(None, &settings(3)).text;
-        assert_eq!(render(Some(&fresh), &settings(3)).text, fresh);
+        let once = render(Some("disabled_plugins = [\"cri\"]\n"), &settings(2))
+            .unwrap()
+            .text;
+        assert_eq!(render(Some(&once), &settings(2)).unwrap().text, once);
+        let fresh = render(None, &settings(3)).unwrap().text;
+        assert_eq!(render(Some(&fresh), &settings(3)).unwrap().text, fresh);
     }
 }
