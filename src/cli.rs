@@ -102,6 +102,15 @@ pub enum Command {
         after_help = "Examples:\n  sudo cri-migrate images --to containerd\n  sudo cri-migrate images --to containerd --images all --output json"
     )]
     Images(ImagesArgs),
+    /// The state of the last or current migration on this node, from its journal: none, in
+    /// progress (step, since, pid), interrupted, migrated, rolled back (why), or needs a person
+    /// (what to restore). Read-only; it answers while a migration runs.
+    #[command(after_help = "Examples:
+  cri-migrate status
+  cri-migrate status --output json
+
+Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or interrupted, 16 no migration.")]
+    Status(StatusArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate"
@@ -194,6 +203,13 @@ pub struct VerifyArgs {
     /// Seconds to wait for the runtime to answer.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// text for people, json for scripts (docs/json.md).
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -35,6 +35,10 @@ pub mod exit {
     pub const INTERRUPTED_ROLLED_BACK: i32 = 13;
     /// Another cri-migrate holds the node's lock. Nothing changed; try again once it ends.
     pub const LOCKED: i32 = 14;
+    /// `status`: a migration is running, or was interrupted after it began its changes.
+    pub const STATUS_IN_PROGRESS: i32 = 15;
+    /// `status`: no migration has changed this node.
+    pub const STATUS_NONE: i32 = 16;
 }
 
 /// A failure with a documented exit code. Its message is one paragraph: what, where, what to do.

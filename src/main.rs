@@ -26,10 +26,12 @@ fn main() {
             {
                 // With --output json every outcome is one JSON document on stdout, a usage error
                 // too; the message also goes to stderr as clap writes it.
-                let command = ["inspect", "migrate", "verify", "rollback", "images"]
-                    .into_iter()
-                    .find(|c| args.iter().any(|a| a == c))
-                    .unwrap_or("cri-migrate");
+                let command = [
+                    "inspect", "migrate", "verify", "rollback", "images", "status",
+                ]
+                .into_iter()
+                .find(|c| args.iter().any(|a| a == c))
+                .unwrap_or("cri-migrate");
                 let message = e.kind().as_str().map(str::to_string).unwrap_or_default();
                 let detail = e.to_string();
                 let first = detail
@@ -54,6 +56,7 @@ fn main() {
         cli::Command::Verify(a) => a.output == cli::Output::Json,
         cli::Command::Rollback(a) => a.output == cli::Output::Json,
         cli::Command::Images(a) => a.output == cli::Output::Json,
+        cli::Command::Status(a) => a.output == cli::Output::Json,
         cli::Command::Completions { .. } => false,
     };
     let command = match &cli.command {
@@ -62,6 +65,7 @@ fn main() {
         cli::Command::Verify(_) => "verify",
         cli::Command::Rollback(_) => "rollback",
         cli::Command::Images(_) => "images",
+        cli::Command::Status(_) => "status",
         cli::Command::Completions { .. } => "completions",
     };
     let stdout = std::io::stdout();

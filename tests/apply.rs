@@ -1140,3 +1140,159 @@ fn a_file_that_cannot_be_written_is_rolled_back_not_left_for_a_person() {
         "containerd was never touched"
     );
 }
+
+/// `status` through a node's life, offline with the fake systemctl: nothing yet (16), migrated
+/// (0), rolled back and why (7), a failure left by --no-rollback with what to restore (8), an
+/// interrupted run (15), a run holding the lock (15, with its pid and command line).
+#[test]
+fn status_tells_the_state_of_the_last_migration() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        tmp.path(),
+    );
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let status = || {
+        let out = with_fakes(tmp.path(), state.path())
+            .args(["status", "--output", "json"])
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", s(&out.stdout), s(&out.stderr)));
+        (out.status.code(), doc)
+    };
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(16), Some("none")),
+        "{doc}"
+    );
+
+    let out = with_fakes(tmp.path(), state.path())
+        .args(["migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(0), Some("migrated")),
+        "{doc}"
+    );
+    assert_eq!(doc["target"], "containerd");
+    assert!(
+        doc["finished"].is_string() && doc["backup"].is_string(),
+        "{doc}"
+    );
+
+    let out = with_fakes(tmp.path(), state.path())
+        .args(["rollback", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(7), Some("rolled-back")),
+        "{doc}"
+    );
+    assert!(
+        doc["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cri-migrate rollback"),
+        "{doc}"
+    );
+
+    // The first unit call fails and --no-rollback leaves it: a person must look.
+    reset_fakes(state.path());
+    let out = with_fakes(tmp.path(), state.path())
+        .env("FAKE_FAIL_AT", "1")
+        .args(["migrate", "--to", "containerd", "--yes", "--no-rollback"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", s(&out.stderr));
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(8), Some("needs-a-person")),
+        "{doc}"
+    );
+    let restore = doc["restore"].to_string();
+    assert!(
+        restore.contains("file /etc/containerd/config.toml: copy back")
+            && restore.contains("unit docker.socket"),
+        "{doc}"
+    );
+    let text = with_fakes(tmp.path(), state.path())
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert!(
+        s(&text.stdout).contains("state      needs-a-person"),
+        "{}",
+        s(&text.stdout)
+    );
+    let out = with_fakes(tmp.path(), state.path())
+        .args(["rollback", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+
+    // A run that began its changes and was killed: interrupted.
+    reset_fakes(state.path());
+    let out = with_fakes(tmp.path(), state.path())
+        .args(["migrate", "--to", "containerd", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let backups = tmp.path().join("var/lib/cri-migrate/backups");
+    let mut dirs: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let manifest = dirs.last().unwrap().join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("\"state\": \"done\"", "\"state\": \"in-progress\""),
+    )
+    .unwrap();
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(15), Some("interrupted")),
+        "{doc}"
+    );
+    assert!(doc["step"].as_str().unwrap().contains("(done)"), "{doc}");
+
+    // A run holding the lock: in progress, with who.
+    std::fs::create_dir_all(tmp.path().join("run")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(tmp.path().join("run/cri-migrate.lock"))
+        .unwrap();
+    let mut held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    use std::io::Write;
+    writeln!(
+        held,
+        r#"{{"pid": 4242, "command": "cri-migrate migrate --to containerd --yes", "since": "2026-11-26T12:00:00Z"}}"#
+    )
+    .unwrap();
+    let (code, doc) = status();
+    assert_eq!(
+        (code, doc["state"].as_str()),
+        (Some(15), Some("in-progress")),
+        "{doc}"
+    );
+    assert_eq!(doc["pid"], 4242);
+    assert_eq!(
+        doc["command_line"],
+        "cri-migrate migrate --to containerd --yes"
+    );
+}

@@ -160,6 +160,9 @@ pub struct Manifest {
     /// Every change made, in order (manifest version 2; version 1 had none and is undone whole).
     #[serde(default)]
     pub effects: Vec<EffectRecord>,
+    /// Why the migration was rolled back (a failed step, a signal, a request), for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The manifest version this build writes.
@@ -236,6 +239,7 @@ impl Backup {
             cordoned: None,
             plan,
             effects: vec![],
+            reason: None,
         };
         let b = Backup {
             node_dir,
@@ -261,6 +265,17 @@ impl Backup {
             manifest,
             journal_errors: vec![],
         })
+    }
+
+    /// Every complete backup, newest first.
+    pub fn all(node: &Node) -> Vec<String> {
+        let mut names = node.list(BACKUPS);
+        names.retain(|n| node.exists(&format!("{BACKUPS}/{n}/manifest.json")));
+        names.reverse();
+        names
+            .into_iter()
+            .map(|n| format!("{BACKUPS}/{n}"))
+            .collect()
     }
 
     /// The newest complete backup, if any.

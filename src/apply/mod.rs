@@ -264,6 +264,7 @@ pub fn run(
             return out;
         }
     }
+    b.manifest.reason = None;
     if let Err(e) = b.set_state(State::Done) {
         b.journal_errors.push(format!(
             "the migration finished but its record could not be saved: {e:#}"
@@ -396,6 +397,11 @@ fn roll_back(
     signal: Option<String>,
 ) {
     if opts.no_rollback {
+        b.manifest.reason = Some(format!("{reason}; not rolled back, as --no-rollback asked"));
+        if let Err(e) = b.save() {
+            b.journal_errors
+                .push(format!("recording the failure: {e:#}"));
+        }
         out.error = Some(Failure::RollbackFailed {
             reason,
             rollback: "not attempted, as --no-rollback asked".into(),
@@ -405,6 +411,7 @@ fn roll_back(
         return;
     }
     signals::set_phase(Phase::RollingBack);
+    b.manifest.reason = Some(reason.clone());
     let (reports, undone) = undo::undo(node, b, fx, progress);
     out.rollback = Some(reports);
     out.error = Some(match (undone, signal) {

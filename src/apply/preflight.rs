@@ -69,6 +69,23 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
     Ok(lock)
 }
 
+/// Who holds the lock now, without taking it (for `status`): None when nobody does.
+pub fn holder(node: &Node) -> Option<Holder> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(node.path(LOCK)).ok()?;
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // Free: whatever the file says is from a run that has ended.
+        Ok(_) => None,
+        Err(_) => Some(serde_json::from_str(text.trim()).unwrap_or(Holder {
+            pid: 0,
+            command: "unknown".into(),
+            since: "unknown".into(),
+        })),
+    }
+}
+
 /// The units' states before the change. A state systemctl cannot tell is a refusal: the undo
 /// would not know what to bring back.
 pub fn unit_states(

@@ -4,6 +4,7 @@
 mod images;
 mod migrate;
 mod rollback;
+mod status;
 mod verify;
 
 use crate::cli::{Cli, Command, Output};
@@ -131,6 +132,7 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         Command::Verify(args) => verify::run(&t, &args, out),
         Command::Rollback(args) => rollback::run(&t, &args, console, out),
         Command::Images(args) => images::run(&t, &args, console, out),
+        Command::Status(args) => status::run(&t, &args, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cri-migrate", out);
             Ok(exit::OK)

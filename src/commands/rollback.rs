@@ -73,6 +73,9 @@ pub fn run(
         Output::Text if console.stderr_tty => Box::new(Bars::default()),
         Output::Text => Box::new(Lines),
     };
+    b.manifest
+        .reason
+        .get_or_insert_with(|| "rolled back by `cri-migrate rollback`".to_string());
     let (steps, r) = crate::apply::undo::undo(t.node, &mut b, &fx, progress.as_mut());
     let failure = r.err().map(|e| Failure::RollbackFailed {
         reason: "rollback requested".into(),
