@@ -505,6 +505,13 @@ fn containerd_schema(
         } else {
             2
         };
+        if c.schema == 4 && readable >= 4 {
+            return Err(Failure::bad_input(
+                &c.path,
+                "it is written as config version 4 (containerd 2.3), which this cri-migrate does not write yet: merging schema 3 settings into it would leave a file containerd misreads",
+                "Move the file aside so that cri-migrate writes a schema 3 file (containerd 2.3 migrates it at load), or migrate this node by hand.",
+            ));
+        }
         if c.schema > readable {
             return Err(Failure::bad_input(
                 &c.path,
