@@ -228,6 +228,15 @@ fn corpus() -> Vec<Case> {
         refused("version is a string", |r, _| write(r, CONTAINERD, b"version = \"2\"\n"), 4, &["/etc/containerd/config.toml", "must be a number"]),
         refused("plugins is not a table", |r, _| write(r, CONTAINERD, b"version = 2\nplugins = \"cri\"\n"), 4, &["/etc/containerd/config.toml", "`plugins` must be a table"]),
         refused("a schema 3 file on containerd 1.x", |r, _| write(r, CONTAINERD, b"version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"overlayfs\"\n"), 4, &["/etc/containerd/config.toml", "cannot read"]),
+        Case {
+            name: "a version 4 file on containerd 2.3",
+            setup: |r, _| write(r, CONTAINERD, b"version = 4\n"),
+            run: How::DryRun,
+            extra: &["--runtime-version", "2.3.0"],
+            exit: 4,
+            says: &["/etc/containerd/config.toml", "version 4"],
+            after: None,
+        },
         refused("an import that disables CRI again", |r, _| {
             write(r, CONTAINERD, b"version = 2\nimports = [\"/etc/containerd/conf.d/90-site.toml\"]\n");
             write(r, "/etc/containerd/conf.d/90-site.toml", b"disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
