@@ -172,6 +172,15 @@ pub struct MigrateArgs {
     /// Go ahead even when an in-use image could not be carried over.
     #[arg(long)]
     pub force: bool,
+    /// Run the migration as a transient systemd unit on the host (`cri-migrate.service`) and
+    /// return at once (exit 15, "in progress"); run the same command again to wait for it and
+    /// get its result. From a privileged pod, give the host's root as --root (e.g. /host): the
+    /// host's systemd is reached through its PID 1. Needs --yes.
+    #[arg(long, requires = "yes")]
+    pub detach: bool,
+    /// With --detach under --root: the PID (in this PID namespace) of the host's systemd.
+    #[arg(long, value_name = "PID", default_value_t = 1, hide = true)]
+    pub host_pid: i32,
     /// Reach the runtime here for the checks (a test hook).
     #[arg(long, value_name = "URL", hide = true)]
     pub cri_endpoint: Option<String>,

@@ -37,6 +37,9 @@ pub fn run(
         let (facts, plan) = make_plan(t, args, mode)?;
         return dry_run(&facts, &plan, args, console, out);
     }
+    if args.detach {
+        return super::detach::run_detached(t, args, out);
+    }
     // The lock first: a second run is refused before it reads, plans or asks anything.
     let _lock = apply::preflight::lock(t.node)?;
     // An interrupted run that began its changes is finished (or undone with `rollback`) before

@@ -1,6 +1,7 @@
 //! One module per verb. Each reads the node, computes, prints to the writer it is given, and
 //! returns the exit code; the process environment (terminals) comes in as [`Console`].
 
+mod detach;
 mod images;
 mod migrate;
 mod rollback;

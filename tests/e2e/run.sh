@@ -281,6 +281,50 @@ file_changed_between_plan_and_apply() {
     return $ok
 }
 
+# migrate --detach: the migration runs as cri-migrate.service on the node's systemd; the caller
+# returns at once (15); a second caller waits and is killed -9 mid-wait (the migration goes on);
+# `status` follows it; the same command again exits with the result (0). Then the same from
+# outside the node, as from a privileged pod with the host's root at --root: the binary is put on
+# the host and systemd is reached through the host's PID 1 (here, the node's).
+detach_and_reenter() {
+    local i
+    expect "migrate --detach exits 15 at once (started)" exits 15 in_node timeout 30 cri-migrate migrate --to containerd --yes --detach &&
+        expect "it names the unit" grep -q "Started cri-migrate.service" "$WORK/last.out" || return 1
+    in_node cri-migrate migrate --to containerd --yes --detach >"$WORK/waiter.out" 2>&1 &
+    local waiter=$!
+    sleep 1
+    pkill -9 --ns "$NODE_PID" --nslist pid -f "migrate --to containerd --yes --detach" || true
+    wait "$waiter" 2>/dev/null
+    local st=""
+    for i in $(seq 90); do
+        st=$(in_node cri-migrate status --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null)
+        [ "$st" = migrated ] && break
+        sleep 1
+    done
+    expect "status follows the unit to migrated (the killed caller did not stop it)" [ "$st" = migrated ] &&
+        expect "the same command again exits 0 with the result" exits 0 in_node cri-migrate migrate --to containerd --yes --detach &&
+        expect "it says the unit ended migrated" grep -q "cri-migrate.service ended: migrated" "$WORK/last.out" &&
+        expect "the kubelet is active" wait_active kubelet.service 30 &&
+        expect "the kubelet stand-in talks CRI to containerd" bash -c "journalctl_tail | grep -q 'containerd .* ready'" &&
+        expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back || return 1
+    # From outside the node, with its root at --root and its systemd as the host's PID 1.
+    local bin="$REPO/target/debug/cri-migrate"
+    expect "from outside: --detach under --root exits 15" exits 15 timeout 60 "$bin" --root "$WORK/$NODE" migrate --to containerd --yes --detach --host-pid "$NODE_PID" &&
+        expect "the binary was put on the host" test -x "$WORK/$NODE/var/lib/cri-migrate/bin/cri-migrate" || return 1
+    for i in $(seq 90); do
+        "$bin" --root "$WORK/$NODE" migrate --to containerd --yes --detach --host-pid "$NODE_PID" >"$WORK/last.out" 2>"$WORK/last.err"
+        [ $? = 0 ] && break
+        sleep 1
+    done
+    expect "from outside: the re-run exits 0 once migrated" grep -q "ended: migrated" "$WORK/last.out" &&
+        expect "status from outside says migrated" exits 0 "$bin" --root "$WORK/$NODE" status &&
+        expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back
+}
+
 # Docker holds the test image under two tags (a container made from it), an image pinned by
 # digest with no tag (a static pod runs it), the pause image and the mirror-only image. The
 # registries are stopped: the node is air-gapped. In-use images must reach containerd before the
@@ -360,6 +404,7 @@ scenario "9. SIGINT/TERM/HUP/QUIT after the kubelet stops and after Docker stops
 scenario "10. a refused --drain restarts nothing and leaves nothing to resume" refused_drain_touches_nothing
 scenario "11. two runs at once: the second is refused, naming the first" two_runs_at_once
 scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
+scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and gives the result" detach_and_reenter
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
