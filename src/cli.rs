@@ -119,6 +119,13 @@ Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or inter
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (cri-migrate.1 and one per command) into DIR: what the packages
+    /// install (deploy/packages/build.sh).
+    #[command(hide = true)]
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -57,7 +57,7 @@ fn main() {
         cli::Command::Rollback(a) => a.output == cli::Output::Json,
         cli::Command::Images(a) => a.output == cli::Output::Json,
         cli::Command::Status(a) => a.output == cli::Output::Json,
-        cli::Command::Completions { .. } => false,
+        cli::Command::Completions { .. } | cli::Command::Manpages { .. } => false,
     };
     let command = match &cli.command {
         cli::Command::Inspect { .. } => "inspect",
@@ -67,6 +67,7 @@ fn main() {
         cli::Command::Images(_) => "images",
         cli::Command::Status(_) => "status",
         cli::Command::Completions { .. } => "completions",
+        cli::Command::Manpages { .. } => "manpages",
     };
     let stdout = std::io::stdout();
     // Every byte of stdout goes through the redaction of credentials (src/secrets.rs).

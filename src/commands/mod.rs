@@ -134,6 +134,23 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         Command::Rollback(args) => rollback::run(&t, &args, console, out),
         Command::Images(args) => images::run(&t, &args, console, out),
         Command::Status(args) => status::run(&t, &args, out),
+        Command::Manpages { dir } => {
+            let cmd = Cli::command();
+            std::fs::create_dir_all(&dir)?;
+            let mut pages = vec![("cri-migrate".to_string(), cmd.clone())];
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("cri-migrate-{}", sub.get_name());
+                let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+                pages.push((name, sub.clone().name(leaked)));
+            }
+            for (name, page) in pages {
+                let mut buf = Vec::new();
+                clap_mangen::Man::new(page).render(&mut buf)?;
+                std::fs::write(dir.join(format!("{name}.1")), buf)?;
+            }
+            writeln!(out, "man pages written to {}", dir.display())?;
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cri-migrate", out);
             Ok(exit::OK)

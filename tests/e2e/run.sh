@@ -421,6 +421,42 @@ docker_pull_images || die "Docker could not pull the test images"
 scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
 stop_node "$NODE"
 
+# The .deb (deploy/packages/build.sh) into a fresh Debian node: dpkg -i, then the binary, its
+# man page, its completion and a dry run, all from the package.
+package_installs_into_a_fresh_node() {
+    expect "the package's cri-migrate is the one on PATH" bash -c "[ \"\$(in_node sh -c 'command -v cri-migrate')\" = /usr/bin/cri-migrate ]" &&
+        expect "cri-migrate --version" exits 0 in_node cri-migrate --version &&
+        expect "it says its version" grep -q "^cri-migrate $VERSION" "$WORK/last.out" &&
+        expect "man cri-migrate" exits 0 in_node env MANPAGER=cat MANWIDTH=80 man cri-migrate &&
+        expect "the man page is cri-migrate's" grep -q "onto containerd" "$WORK/last.out" &&
+        expect "man cri-migrate-migrate" exits 0 in_node env MANPAGER=cat man cri-migrate-migrate &&
+        expect "the bash completion is installed" test -s "$WORK/$NODE/usr/share/bash-completion/completions/cri-migrate" &&
+        expect "a dry run from the package exits 0" exits 0 in_node cri-migrate migrate --to containerd --dry-run &&
+        expect "it shows containerd's config" grep -q '+++ b/etc/containerd/config.toml' "$WORK/last.out" &&
+        expect "the .rpm holds the binary, the man pages and the completions (no RPM node here: listed, not installed)" \
+            bash -c "rpm -qlp '$WORK'/packages/cri-migrate-*.rpm 2>/dev/null | grep -qx /usr/bin/cri-migrate && rpm -qlp '$WORK'/packages/cri-migrate-*.rpm 2>/dev/null | grep -q 'man1/cri-migrate.1.gz' && rpm -qlp '$WORK'/packages/cri-migrate-*.rpm 2>/dev/null | grep -q 'completions/cri-migrate'"
+}
+
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 14 "* ]]; then
+    log "building the packages (deploy/packages/build.sh)"
+    "$REPO/deploy/packages/build.sh" "$WORK/packages" >"$WORK/packages.log" 2>&1 || { cat "$WORK/packages.log" >&2; die "building the packages failed"; }
+    VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n 1)
+    NODE=npkg
+    KUBELET=1.23.17
+    make_node "$NODE" "$KUBELET" "--network-plugin=cni --pod-infra-container-image=$PAUSE"
+    rm -f "$WORK/$NODE/usr/local/bin/cri-migrate"
+    cp "$WORK"/packages/cri-migrate_*.deb "$WORK/$NODE/root/"
+    boot_node "$NODE"
+    if in_node sh -c 'dpkg -i /root/cri-migrate_*.deb' >"$WORK/dpkg.log" 2>&1; then
+        scenario "14. the .deb installs into a fresh Debian node: binary, man pages, completions, a dry run" package_installs_into_a_fresh_node
+    else
+        cat "$WORK/dpkg.log" >&2
+        FAILED=$((FAILED + 1))
+        FAILURES+=("14. dpkg -i of the .deb failed")
+    fi
+    stop_node "$NODE"
+fi
+
 echo
 for f in "${FAILURES[@]}"; do echo "failed: $f"; done
 echo "$PASSED passed, $FAILED failed"
