@@ -276,14 +276,7 @@ fn walk(signal_at: Option<(usize, i32)>, fail_at: Option<usize>) -> (Run, Stored
         .map(|(u, _, _)| systemd.state(u).unwrap())
         .collect();
     let mut b = Backup::create(&node, plan.clone(), units, true).unwrap();
-    let opts = ApplyOptions {
-        live: true,
-        socket_timeout: Duration::from_secs(1),
-        no_rollback: false,
-        cri_endpoint: None,
-        drain: None,
-    };
-    let outcome = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
     let state = Backup::open(&node, &b.node_dir).unwrap().manifest.state;
     let r = Run {
         outcome,
@@ -402,30 +395,11 @@ fn a_failure_at_every_unit_call_leaves_the_node_as_it_was() {
 fn a_file_that_cannot_be_written_is_not_restored() {
     let (_dir, node, plan) = node();
     let systemd = FakeSystemd::new(None);
-    let never = || None;
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
-    let fx = Effects {
-        systemd: &systemd,
-        kubectl: None,
-        cri: &connect,
-        interrupted: &never,
-    };
-    let units = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
-    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    let mut b = Backup::create(&node, plan, states(&systemd), true).unwrap();
     // The first file the walk writes is a directory by then: its write fails.
     std::fs::remove_file(node.path(FLAGS)).unwrap();
     std::fs::create_dir(node.path(FLAGS)).unwrap();
-    let opts = ApplyOptions {
-        live: true,
-        socket_timeout: Duration::from_secs(1),
-        no_rollback: false,
-        cri_endpoint: None,
-        drain: None,
-    };
-    let o = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let o = quick_walk(&systemd, &node, &mut b);
     assert_eq!(code(&o), exit::ROLLED_BACK, "{:?}", o.error);
     assert!(node.path(FLAGS).is_dir(), "left as found");
     assert_eq!(
@@ -450,18 +424,7 @@ fn a_file_that_cannot_be_written_is_not_restored() {
 fn a_file_changed_since_the_plan_is_not_overwritten() {
     let (_dir, node, plan) = node();
     let systemd = FakeSystemd::new(None);
-    let never = || None;
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
-    let fx = Effects {
-        systemd: &systemd,
-        kubectl: None,
-        cri: &connect,
-        interrupted: &never,
-    };
-    let units: Vec<UnitState> = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
+    let units = states(&systemd);
     // Changed before the backup: refused, nothing made.
     node.write_atomic(CONFIG, b"# managed by puppet\n", 0o644, None)
         .unwrap();
@@ -479,14 +442,7 @@ fn a_file_changed_since_the_plan_is_not_overwritten() {
     let mut b = Backup::create(&node, plan, units, true).unwrap();
     node.write_atomic(CONFIG, b"# managed by puppet\n", 0o644, None)
         .unwrap();
-    let opts = ApplyOptions {
-        live: true,
-        socket_timeout: Duration::from_secs(1),
-        no_rollback: false,
-        cri_endpoint: None,
-        drain: None,
-    };
-    let o = run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let o = quick_walk(&systemd, &node, &mut b);
     assert_eq!(code(&o), exit::ROLLED_BACK);
     assert!(o
         .error
@@ -506,27 +462,8 @@ fn a_file_changed_since_the_plan_is_not_overwritten() {
 fn effects_are_recorded_begun_then_marked() {
     let (_dir, node, plan) = node();
     let systemd = FakeSystemd::new(Some(4));
-    let never = || None;
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
-    let fx = Effects {
-        systemd: &systemd,
-        kubectl: None,
-        cri: &connect,
-        interrupted: &never,
-    };
-    let units = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
-    let mut b = Backup::create(&node, plan, units, true).unwrap();
-    let opts = ApplyOptions {
-        live: true,
-        socket_timeout: Duration::from_secs(1),
-        no_rollback: false,
-        cri_endpoint: None,
-        drain: None,
-    };
-    run(&node, &mut b, &fx, &opts, &mut Quiet);
+    let mut b = Backup::create(&node, plan, states(&systemd), true).unwrap();
+    quick_walk(&systemd, &node, &mut b);
     let m = Backup::open(&node, &b.node_dir).unwrap().manifest;
     let marks: Vec<(Effect, Mark)> = m
         .effects
@@ -566,6 +503,25 @@ fn effects_are_recorded_begun_then_marked() {
     );
 }
 
+/// A live walk with a 1 s bound on the checks.
+fn opts() -> ApplyOptions {
+    ApplyOptions {
+        live: true,
+        socket_timeout: Duration::from_secs(1),
+        no_rollback: false,
+        cri_endpoint: None,
+        drain: None,
+    }
+}
+
+/// The units' states as the fake has them (what a migration records before it starts).
+fn states(systemd: &FakeSystemd) -> Vec<UnitState> {
+    UNITS
+        .iter()
+        .map(|(u, _, _)| systemd.state(u).unwrap())
+        .collect()
+}
+
 fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
     let never = || None;
     let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
@@ -575,14 +531,7 @@ fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
         cri: &connect,
         interrupted: &never,
     };
-    let opts = ApplyOptions {
-        live: true,
-        socket_timeout: Duration::from_secs(1),
-        no_rollback: false,
-        cri_endpoint: None,
-        drain: None,
-    };
-    run(node, b, &fx, &opts, &mut Quiet)
+    run(node, b, &fx, &opts(), &mut Quiet)
 }
 
 #[test]
@@ -591,11 +540,7 @@ fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_aft
     let (_dir, node, plan) = node();
     let before = files(&node);
     let systemd = FakeSystemd::new(None);
-    let units = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
-    let mut b = Backup::create(&node, plan, units, true).unwrap();
+    let mut b = Backup::create(&node, plan, states(&systemd), true).unwrap();
     std::fs::create_dir(b.dir.join("manifest.json.tmp")).unwrap();
     let o = quick_walk(&systemd, &node, &mut b);
     let e = o.error.expect("the run stops");

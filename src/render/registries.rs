@@ -106,6 +106,15 @@ fn mirror_url(m: &str, origin: &str, skipped: &mut Vec<String>) -> Option<Regist
     }
 }
 
+/// Docker Hub's mirrors from daemon.json, checked.
+fn daemon_mirrors(settings: &DockerSettings, skipped: &mut Vec<String>) -> Vec<RegistryUrl> {
+    settings
+        .registry_mirrors
+        .iter()
+        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", skipped))
+        .collect()
+}
+
 /// The hosts.toml files containerd needs for what Docker had: Docker Hub mirrors, insecure
 /// registries, per-registry certificates, and mirrors moved out of an old config.toml.
 pub fn containerd_hosts(
@@ -125,11 +134,7 @@ pub fn containerd_hosts(
         )
     };
     let hub = RegistryName::parse(DOCKER_HUB).expect("docker.io is a host name");
-    let mirrors: Vec<RegistryUrl> = settings
-        .registry_mirrors
-        .iter()
-        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", &mut skipped))
-        .collect();
+    let mirrors = daemon_mirrors(settings, &mut skipped);
     if !mirrors.is_empty() {
         out.insert(
             hub.clone(),
@@ -246,11 +251,7 @@ pub fn crio_registries(settings: &DockerSettings) -> Carried<Option<String>> {
     let mut skipped = Vec::new();
     let insecure = insecure_hosts(settings, &mut skipped);
     let mut regs = Vec::new();
-    let mirrors: Vec<RegistryUrl> = settings
-        .registry_mirrors
-        .iter()
-        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", &mut skipped))
-        .collect();
+    let mirrors = daemon_mirrors(settings, &mut skipped);
     if !mirrors.is_empty() {
         regs.push(Registry {
             prefix: DOCKER_HUB.into(),
