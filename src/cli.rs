@@ -111,6 +111,13 @@ pub enum Command {
 
 Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or interrupted, 16 no migration.")]
     Status(StatusArgs),
+    /// One table for many nodes from their saved JSON reports (each file named after its node):
+    /// dry runs before a rollout (runtime, target, risks, images carried), `status` after it.
+    /// Runs nothing on any node.
+    #[command(
+        after_help = "Examples:\n  cri-migrate fleet reports/plan/*.json\n  cri-migrate fleet reports/plan/*.json reports/status/*.json --output json"
+    )]
+    Fleet(FleetArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  cri-migrate completions bash > /etc/bash_completion.d/cri-migrate"
@@ -219,6 +226,16 @@ pub struct VerifyArgs {
     /// Seconds to wait for the runtime to answer.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The nodes' JSON reports: `migrate --dry-run --output json` and `status --output json`,
+    /// each saved as NODE.json.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -57,6 +57,7 @@ fn main() {
         cli::Command::Rollback(a) => a.output == cli::Output::Json,
         cli::Command::Images(a) => a.output == cli::Output::Json,
         cli::Command::Status(a) => a.output == cli::Output::Json,
+        cli::Command::Fleet(a) => a.output == cli::Output::Json,
         cli::Command::Completions { .. } | cli::Command::Manpages { .. } => false,
     };
     let command = match &cli.command {
@@ -66,6 +67,7 @@ fn main() {
         cli::Command::Rollback(_) => "rollback",
         cli::Command::Images(_) => "images",
         cli::Command::Status(_) => "status",
+        cli::Command::Fleet(_) => "fleet",
         cli::Command::Completions { .. } => "completions",
         cli::Command::Manpages { .. } => "manpages",
     };

@@ -479,3 +479,40 @@ fn no_secret_reaches_any_output() {
     assert_eq!(config["mode"], "0600", "{config}");
     assert!(config["content"].as_str().unwrap().contains("<redacted>"));
 }
+
+/// The command lines in the Kubernetes manifests (deploy/) are ones this cri-migrate accepts:
+/// a flag renamed here fails this test, not a rollout.
+#[test]
+fn the_manifests_command_lines_parse() {
+    use clap::Parser;
+    for (file, pointer) in [
+        (
+            "deploy/system-upgrade-controller/plan.yaml",
+            "/spec/upgrade/args",
+        ),
+        (
+            "deploy/kubernetes/job.yaml",
+            "/spec/template/spec/containers/0/args",
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let args: Vec<String> = doc
+            .pointer(pointer)
+            .and_then(|a| a.as_array())
+            .unwrap_or_else(|| panic!("{file}: no {pointer}"))
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let cli = cri_migrate::cli::Cli::try_parse_from(
+            std::iter::once("cri-migrate".to_string()).chain(args.iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("{file}: {args:?} does not parse: {e}"));
+        match cli.command {
+            cri_migrate::cli::Command::Migrate(m) => {
+                assert!(m.detach && m.yes, "{file}: the Job must run --yes --detach");
+            }
+            _ => panic!("{file}: not a migrate command"),
+        }
+    }
+}

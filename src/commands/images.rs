@@ -25,6 +25,34 @@ pub struct Request {
     pub show: Show,
 }
 
+/// Whether a migration would carry Docker's images here, and if not why (the dry run says it;
+/// the carry checks the same).
+pub fn would_carry(
+    t: &NodeAccess,
+    target: Target,
+    selection: Selection,
+    root_changes: bool,
+) -> Result<(), String> {
+    if selection == Selection::None {
+        return Err("--images none: the runtime pulls them".into());
+    }
+    if !t.live {
+        return Err("offline (--root): images are not carried; the runtime pulls them".into());
+    }
+    if target == Target::Crio && which::which("skopeo").is_err() {
+        return Err("skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into());
+    }
+    if root_changes {
+        return Err("the runtime's root directory changes with this migration, so images carried now would be left behind; the runtime pulls them again".into());
+    }
+    if !t.node.path(DOCKER_SOCKET).exists() {
+        return Err(format!(
+            "Docker is not running ({DOCKER_SOCKET} is missing): nothing to carry"
+        ));
+    }
+    Ok(())
+}
+
 /// Carry the selected images; a reason instead when it cannot be done here.
 pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
     let Request {
@@ -38,25 +66,10 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     if selection == Selection::None {
         return Ok(Ok(vec![]));
     }
-    if !t.live {
-        return Ok(Err(
-            "offline (--root): images are not carried; the runtime pulls them".into(),
-        ));
-    }
-    if target == Target::Crio && which::which("skopeo").is_err() {
-        return Ok(Err(
-            "skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into(),
-        ));
-    }
-    if root_changes {
-        return Ok(Err("the runtime's root directory changes with this migration, so images carried now would be left behind; the runtime pulls them again".into()));
+    if let Err(why) = would_carry(t, target, selection, root_changes) {
+        return Ok(Err(why));
     }
     let docker = t.node.path(DOCKER_SOCKET);
-    if !docker.exists() {
-        return Ok(Err(format!(
-            "Docker is not running ({DOCKER_SOCKET} is missing): nothing to carry"
-        )));
-    }
     let mut refs: Vec<String> = pause.into_iter().collect();
     refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
     let opts = CarryOptions {

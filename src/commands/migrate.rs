@@ -35,7 +35,7 @@ pub fn run(
     let mode = decide_mode(args, console)?;
     if mode == Mode::DryRun {
         let (facts, plan) = make_plan(t, args, mode)?;
-        return dry_run(&facts, &plan, args, console, out);
+        return dry_run(t, &facts, &plan, args, console, out);
     }
     if args.detach {
         return super::detach::run_detached(t, args, out);
@@ -145,23 +145,34 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
 }
 
 fn dry_run(
+    t: &NodeAccess,
     facts: &Facts,
     plan: &Plan,
     args: &MigrateArgs,
     console: Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
+    let images = super::images::would_carry(
+        t,
+        plan.target,
+        args.images,
+        plan.settings.runtime_root.is_some(),
+    );
     match args.output {
         Output::Text => write!(
             out,
             "{}",
             report::plan_text(plan, console.stdout_tty && console::colors_enabled())
         )?,
-        Output::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report::plan_json(plan, facts, true))?
-        )?,
+        Output::Json => {
+            let mut doc = report::plan_json(plan, facts, true);
+            // What the fleet view shows: whether Docker's images would be carried, else why not.
+            doc["images"] = match images {
+                Ok(()) => json!({"carried": args.images, "why": null}),
+                Err(why) => json!({"carried": "none", "why": why}),
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?
+        }
     }
     Ok(exit::OK)
 }

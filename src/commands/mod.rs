@@ -2,6 +2,7 @@
 //! returns the exit code; the process environment (terminals) comes in as [`Console`].
 
 mod detach;
+mod fleet;
 mod images;
 mod migrate;
 mod rollback;
@@ -134,6 +135,7 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
         Command::Rollback(args) => rollback::run(&t, &args, console, out),
         Command::Images(args) => images::run(&t, &args, console, out),
         Command::Status(args) => status::run(&t, &args, out),
+        Command::Fleet(args) => fleet::run(&args, out),
         Command::Manpages { dir } => {
             let cmd = Cli::command();
             std::fs::create_dir_all(&dir)?;

@@ -68,7 +68,7 @@ INV="$WORK/inventory"
     done
 } >"$INV"
 export ANSIBLE_CONFIG="$REPO/deploy/ansible/ansible.cfg"
-play() { ansible-playbook -i "$INV" "$REPO/deploy/ansible/playbook.yml" -e "cri_migrate_binary=$REPO/target/debug/cri-migrate" "$@"; }
+play() { ansible-playbook -i "$INV" "$REPO/deploy/ansible/playbook.yml" -e "cri_migrate_binary=$REPO/target/debug/cri-migrate" -e "cri_migrate_report_dir=$WORK/reports" "$@"; }
 same() { node_state "$1" | diff -u "$WORK/state.$1" - >&2; }
 migrated() { [ "$(nsenter -t "${PIDS[$1]}" -a systemctl is-active docker.service)" = inactive ] && grep -q containerd.sock "$WORK/$1/var/lib/kubelet/kubeadm-flags.env"; }
 on_docker() { [ "$(nsenter -t "${PIDS[$1]}" -a systemctl is-active docker.service)" = active ] && same "$1"; }
@@ -80,7 +80,10 @@ check_mode_changes_nothing() {
     check "ansible-playbook --check --diff exits 0" [ "$rc" = 0 ] || { tail -n 40 "$WORK/check.log" >&2; return 1; }
     check "it shows each node's plan" bash -c "[ \$(grep -c '+++ b/etc/containerd/config.toml' '$WORK/check.log') = 3 ]" &&
         check "a1 unchanged" same a1 && check "a2 unchanged" same a2 && check "a3 unchanged" same a3 &&
-        check "no binary left on a node" bash -c "! ls '$WORK'/a1/usr/local/bin/cri-migrate 2>/dev/null"
+        check "no binary left on a node" bash -c "! ls '$WORK'/a1/usr/local/bin/cri-migrate 2>/dev/null" &&
+        check "each node's plan saved for the fleet view" bash -c "[ \$(ls '$WORK'/reports/plan/*.json | wc -l) = 3 ]" &&
+        check "the fleet view: one row per node, dockershim to containerd, images carried" \
+            bash -c "[ \$(grep -cE 'a[123] +dockershim +containerd +[^ ]+ +in-use' '$WORK/check.log') = 3 ]"
 }
 
 second_node_fails_and_stops_the_rollout() {
@@ -103,7 +106,9 @@ all_three_one_after_another() {
     check "the playbook exits 0" [ "$rc" = 0 ] || { tail -n 40 "$WORK/all.log" >&2; return 1; }
     check "a1 migrated" migrated a1 && check "a2 migrated" migrated a2 && check "a3 migrated" migrated a3 &&
         check "one host at a time (three plays of one host)" bash -c "[ \$(grep -c '^PLAY \\[' '$WORK/all.log') = 3 ]" &&
-        check "each node's JSON report printed" bash -c "[ \$(grep -c '\"result\": \"migrated\"' '$WORK/all.log') = 3 ]"
+        check "each node's JSON report printed" bash -c "[ \$(grep -c '\"result\": \"migrated\"' '$WORK/all.log') = 3 ]" &&
+        check "the fleet view after the rollout: every node migrated" \
+            bash -c "[ \$(grep -cE 'a[123] +dockershim +containerd .* migrated' '$WORK/all.log') = 3 ]"
 }
 
 # a2's verification fails: its test image does not exist.
