@@ -78,7 +78,7 @@ check_mode_changes_nothing() {
     play --check --diff >"$WORK/check.log" 2>&1
     local rc=$?
     check "ansible-playbook --check --diff exits 0" [ "$rc" = 0 ] || { tail -n 40 "$WORK/check.log" >&2; return 1; }
-    check "it shows each node's plan" bash -c "[ \$(grep -c '+++ b/etc/containerd/config.toml' '$WORK/check.log') = 3 ]" &&
+    check "it shows each node's plan" bash -c "[ \$(grep -c '\"+++ b/etc/containerd/config.toml\",' '$WORK/check.log') = 3 ]" &&
         check "a1 unchanged" same a1 && check "a2 unchanged" same a2 && check "a3 unchanged" same a3 &&
         check "no binary left on a node" bash -c "! ls '$WORK'/a1/usr/local/bin/cri-migrate 2>/dev/null" &&
         check "each node's plan saved for the fleet view" bash -c "[ \$(ls '$WORK'/reports/plan/*.json | wc -l) = 3 ]" &&
@@ -105,7 +105,7 @@ all_three_one_after_another() {
     local rc=$?
     check "the playbook exits 0" [ "$rc" = 0 ] || { tail -n 40 "$WORK/all.log" >&2; return 1; }
     check "a1 migrated" migrated a1 && check "a2 migrated" migrated a2 && check "a3 migrated" migrated a3 &&
-        check "one host at a time (three plays of one host)" bash -c "[ \$(grep -c '^PLAY \\[' '$WORK/all.log') = 3 ]" &&
+        check "one host at a time (three plays of one host)" bash -c "[ \$(grep -c '^PLAY \\[Move nodes' '$WORK/all.log') = 3 ]" &&
         check "each node's JSON report printed" bash -c "[ \$(grep -c '\"result\": \"migrated\"' '$WORK/all.log') = 3 ]" &&
         check "the fleet view after the rollout: every node migrated" \
             bash -c "[ \$(grep -cE 'a[123] +dockershim +containerd .* migrated' '$WORK/all.log') = 3 ]"
