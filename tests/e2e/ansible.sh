@@ -101,12 +101,18 @@ second_node_fails_and_stops_the_rollout() {
 all_three_one_after_another() {
     rollback a1
     check "a1 back on Docker" on_docker a1 || return 1
-    play >"$WORK/all.log" 2>&1
+    # With --drain through a kubectl on the control host (the fake of tests/fakes: no cluster
+    # runs here): drain before, uncordon after, node by node.
+    mkdir -p "$WORK/kubectl"
+    FAKE_STATE="$WORK/kubectl" play -e cri_migrate_drain=true -e "cri_migrate_kubectl=$REPO/tests/fakes/kubectl" >"$WORK/all.log" 2>&1
     local rc=$?
     check "the playbook exits 0" [ "$rc" = 0 ] || { tail -n 40 "$WORK/all.log" >&2; return 1; }
     check "a1 migrated" migrated a1 && check "a2 migrated" migrated a2 && check "a3 migrated" migrated a3 &&
         check "one host at a time (three plays of one host)" bash -c "[ \$(grep -c '^PLAY \\[Move nodes' '$WORK/all.log') = 3 ]" &&
         check "each node's JSON report printed" bash -c "[ \$(grep -c '\"result\": \"migrated\"' '$WORK/all.log') = 3 ]" &&
+        check "drained before and uncordoned after, one node after another" \
+            diff -u <(printf '%s\n' "drain a1" "uncordon a1" "drain a2" "uncordon a2" "drain a3" "uncordon a3") \
+            <(awk '{print $1, $2}' "$WORK/kubectl/kubectl.log") &&
         check "the fleet view after the rollout: every node migrated" \
             bash -c "[ \$(grep -cE 'a[123] +dockershim +containerd .* migrated' '$WORK/all.log') = 3 ]"
 }
