@@ -178,25 +178,33 @@ impl RegistryUrl {
 /// may hold URLs (a proxy variable's value, a line of a config).
 pub fn redact_url(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
+    let mut from = 0;
+    for span in userinfo_spans(s) {
+        out.push_str(&s[from..span.start]);
+        out.push_str("***");
+        from = span.end;
+    }
+    out.push_str(&s[from..]);
+    out
+}
+
+/// Where the userinfo (`user:password`, before the `@`) of each URL in a text is: the one
+/// reading of URLs that both the redaction and the secrets' registry use.
+pub fn userinfo_spans(s: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut pos = 0;
+    while let Some(i) = s[pos..].find("://") {
+        let start = pos + i + 3;
+        let tail = &s[start..];
         let end = tail
             .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
             .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***@");
-                out.push_str(&authority[at + 1..]);
-            }
-            None => out.push_str(authority),
+        if let Some(at) = tail[..end].rfind('@') {
+            spans.push(start..start + at);
         }
-        rest = &tail[end..];
+        pos = start + end;
     }
-    out.push_str(rest);
-    out
+    spans
 }
 
 #[cfg(test)]

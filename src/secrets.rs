@@ -34,7 +34,7 @@ pub fn register(value: &str) {
     if value.chars().count() < MIN_LEN {
         return;
     }
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut known = crate::signals::locked(&KNOWN);
     let mut add = |v: String| {
         if !known.contains(&v) {
             known.push(v);
@@ -61,21 +61,12 @@ pub fn register(value: &str) {
 
 /// The password of each URL's userinfo in a text (`scheme://user:password@host`).
 pub fn register_urls(text: &str) {
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let tail = &rest[i + 3..];
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((_, pass)) => register(pass),
-                None => register(userinfo),
-            }
+    for span in crate::names::userinfo_spans(text) {
+        let userinfo = &text[span];
+        match userinfo.split_once(':') {
+            Some((_, pass)) => register(pass),
+            None => register(userinfo),
         }
-        rest = &tail[end..];
     }
 }
 
@@ -149,16 +140,14 @@ fn from_toml_value(key: Option<&str>, v: &toml_edit::Value) {
 
 /// Whether a text holds a credential found on the node (a file that does is written 0600).
 pub fn holds(text: &str) -> bool {
-    KNOWN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    crate::signals::locked(&KNOWN)
         .iter()
         .any(|s| text.contains(s.as_str()))
 }
 
 /// Hide every registered secret and any URL userinfo in a text.
 pub fn redact(text: &str) -> String {
-    let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let known = crate::signals::locked(&KNOWN);
     let mut out = text.to_string();
     for s in known.iter() {
         if out.contains(s.as_str()) {

@@ -44,6 +44,11 @@ static CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// With `--output json`: the command whose JSON error document an early exit prints.
 static JSON: Mutex<Option<String>> = Mutex::new(None);
 
+/// A lock that a panic elsewhere never makes unusable: the handler must answer regardless.
+pub(crate) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub const HANDLED: [i32; 4] = [
     signal_hook::consts::SIGINT,
     signal_hook::consts::SIGTERM,
@@ -79,7 +84,7 @@ fn say(msg: &str) {
 fn on_signal(sig: i32) {
     let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
     // Held while deciding, so that the main thread cannot begin changes in between.
-    let phase = PHASE.lock().unwrap_or_else(|e| e.into_inner());
+    let phase = locked(&PHASE);
     if sig == signal_hook::consts::SIGHUP && *phase != Phase::Safe {
         redirect_output();
     }
@@ -91,7 +96,7 @@ fn on_signal(sig: i32) {
             ));
             stop_children();
             remove_temp_files();
-            if let Some(command) = JSON.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
+            if let Some(command) = locked(&JSON).as_deref() {
                 let doc = crate::report::error_json(
                     command,
                     "interrupted",
@@ -144,27 +149,25 @@ pub fn caught() -> Option<i32> {
 }
 
 pub fn set_phase(p: Phase) {
-    *PHASE.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    *locked(&PHASE) = p;
 }
 
 pub fn phase() -> Phase {
-    *PHASE.lock().unwrap_or_else(|e| e.into_inner())
+    *locked(&PHASE)
 }
 
 /// With `--output json`, an early exit prints the command's error document on stdout.
 pub fn set_json(command: &str) {
-    *JSON.lock().unwrap_or_else(|e| e.into_inner()) = Some(command.to_string());
+    *locked(&JSON) = Some(command.to_string());
 }
 
 /// Where output goes if the terminal hangs up.
 pub fn set_log(path: PathBuf) {
-    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    *locked(&LOG) = Some(path);
 }
 
 fn redirect_output() {
-    let path = LOG
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let path = locked(&LOG)
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/cri-migrate/output.log"));
     if let Some(dir) = path.parent() {
@@ -188,15 +191,15 @@ fn redirect_output() {
 
 /// A temporary file or directory to remove if a signal ends the process early.
 pub fn register_temp(path: PathBuf) {
-    TEMP.lock().unwrap_or_else(|e| e.into_inner()).insert(path);
+    locked(&TEMP).insert(path);
 }
 
 pub fn forget_temp(path: &std::path::Path) {
-    TEMP.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+    locked(&TEMP).remove(path);
 }
 
 fn remove_temp_files() {
-    for p in TEMP.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for p in locked(&TEMP).iter() {
         if p.is_dir() {
             let _ = std::fs::remove_dir_all(p);
         } else {
@@ -207,21 +210,15 @@ fn remove_temp_files() {
 
 /// A running child, in a process group of its own, to stop if a signal ends the process early.
 pub fn register_child(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid as i32);
+    locked(&CHILDREN).insert(pid as i32);
 }
 
 pub fn forget_child(pid: u32) {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(pid as i32));
+    locked(&CHILDREN).remove(&(pid as i32));
 }
 
 fn stop_children() {
-    for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for pid in locked(&CHILDREN).iter() {
         // The child leads its own group: stop it and whatever it started.
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(*pid),

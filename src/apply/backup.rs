@@ -280,12 +280,10 @@ impl Backup {
 
     /// The newest complete backup, if any.
     pub fn latest(node: &Node) -> Result<Option<Backup>> {
-        let mut names = node.list(BACKUPS);
-        names.retain(|n| node.exists(&format!("{BACKUPS}/{n}/manifest.json")));
-        match names.last() {
-            Some(n) => Ok(Some(Backup::open(node, &format!("{BACKUPS}/{n}"))?)),
-            None => Ok(None),
-        }
+        Backup::all(node)
+            .first()
+            .map(|dir| Backup::open(node, dir))
+            .transpose()
     }
 
     pub fn save(&self) -> Result<()> {
@@ -320,6 +318,15 @@ impl Backup {
         )?;
         f.sync_all()?;
         Ok(())
+    }
+
+    /// The journal's last line that ends with `suffix`.
+    pub fn journal_line(&self, suffix: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.join("journal.log")).ok()?;
+        text.lines()
+            .rev()
+            .find(|l| l.ends_with(suffix))
+            .map(str::to_string)
     }
 
     #[cfg(test)]

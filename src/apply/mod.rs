@@ -274,25 +274,15 @@ pub fn run(
     out
 }
 
-/// Whether an earlier (interrupted) run of this backup did this step.
+/// Whether an earlier (interrupted) run of this backup did this step: its effect is marked done
+/// (the cordon), or the journal says so (the drain, which makes no effect of its own).
 fn done_before(b: &Backup, step: &Step) -> bool {
     let name = step.name();
     b.manifest
         .effects
         .iter()
         .any(|r| r.step == name && r.mark == Mark::Done)
-        || (matches!(step, Step::Drain(_))
-            && b.manifest
-                .effects
-                .iter()
-                .any(|r| matches!(r.effect, Effect::Cordon { .. }) && r.mark == Mark::Done)
-            && b.manifest.cordoned.is_some()
-            && journal_says(b, &format!("done {name}")))
-}
-
-fn journal_says(b: &Backup, line_end: &str) -> bool {
-    std::fs::read_to_string(b.dir.join("journal.log"))
-        .is_ok_and(|t| t.lines().any(|l| l.ends_with(line_end)))
+        || b.journal_line(&format!("done {name}")).is_some()
 }
 
 /// A journal line; a failed write is kept for the report (the run goes on: stopping in the
@@ -504,8 +494,8 @@ fn exec(
         }
         Step::Write(f) => {
             let record = b.manifest.files.iter().find(|r| r.path == f.path);
-            // Mode and owner of the file it replaces; a new file is root's.
-            // The mode it had, narrowed by the plan's (0600 for a file that holds a credential).
+            // Mode and owner of the file it replaces, the mode narrowed by the plan's (0600 for
+            // a file that holds a credential); a new file is root's.
             let (mode, owner) = match record {
                 Some(r) if r.existed => (r.mode & (f.mode | !0o777), (r.uid, r.gid)),
                 _ => (f.mode, (0, 0)),

@@ -18,10 +18,20 @@ pub struct Holder {
     pub since: String,
 }
 
+impl Holder {
+    /// What a lock file says of its holder, if it says it.
+    fn read(file: &mut File) -> Option<Holder> {
+        use std::io::Read;
+        let mut text = String::new();
+        file.read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.trim()).ok()
+    }
+}
+
 /// Hold the lock for the whole run, so that two runs cannot interleave: taken before anything
 /// is read, planned or asked. Refused at once (exit 14) with who holds it.
 pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
-    use std::io::{Read, Seek, Write};
+    use std::io::{Seek, Write};
     let path = node.path(LOCK);
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -41,17 +51,15 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((mut file, _)) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = match serde_json::from_str::<Holder>(text.trim()) {
-                Ok(h) => format!(
+            let holder = match Holder::read(&mut file) {
+                Some(h) => format!(
                     "pid {} (`{}`) holds {} since {}",
                     h.pid,
                     h.command,
                     path.display(),
                     h.since
                 ),
-                Err(_) => format!("a process holds {}", path.display()),
+                None => format!("a process holds {}", path.display()),
             };
             return Err(Failure::Locked { holder });
         }
@@ -71,14 +79,12 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
 
 /// Who holds the lock now, without taking it (for `status`): None when nobody does.
 pub fn holder(node: &Node) -> Option<Holder> {
-    use std::io::Read;
     let mut file = std::fs::File::open(node.path(LOCK)).ok()?;
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
+    let said = Holder::read(&mut file);
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Free: whatever the file says is from a run that has ended.
         Ok(_) => None,
-        Err(_) => Some(serde_json::from_str(text.trim()).unwrap_or(Holder {
+        Err(_) => Some(said.unwrap_or(Holder {
             pid: 0,
             command: "unknown".into(),
             since: "unknown".into(),
@@ -182,29 +188,18 @@ pub fn check(
         .map(|m| m.len())
         .sum::<u64>()
         + (1 << 20);
-    let mut probe = node.path(BACKUPS);
-    while !probe.exists() {
-        if !probe.pop() {
-            break;
-        }
-    }
-    match nix::sys::statvfs::statvfs(&probe) {
-        Ok(st) => {
-            // fsblkcnt_t and c_ulong are not u64 on every platform.
-            #[allow(clippy::unnecessary_cast)]
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    match crate::images::room::space(&node.path(BACKUPS)) {
+        Ok(s) => {
+            let free = s.available;
             if free < need {
                 problems.push(format!("not enough room for the backups under {BACKUPS}: {free} bytes free, {need} needed"));
                 fixes.push(format!(
                     "Free some space on the file system of {}.",
-                    probe.display()
+                    s.at.display()
                 ));
             }
         }
-        Err(e) => problems.push(format!(
-            "cannot tell the free space under {} ({e})",
-            probe.display()
-        )),
+        Err(e) => problems.push(e),
     }
     if !live {
         let probe_file = node.path("/.cri-migrate-write-test");

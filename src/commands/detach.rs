@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(3 * 3600);
 /// on the host, whose root is `/`).
 fn unit_args() -> Vec<String> {
     let mut out = Vec::new();
-    let mut args = std::env::args().skip(1).peekable();
+    let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--detach" | "--live" => {}
@@ -41,7 +41,8 @@ fn unit_args() -> Vec<String> {
     out
 }
 
-/// `systemctl` on the host: directly, or through the host's namespaces from a pod.
+/// A program on the host (systemctl, systemd-run): directly, or through the host's namespaces
+/// from a pod.
 fn host(t: &NodeAccess, pid: i32, program: &str, args: &[&str]) -> Result<crate::system::Ran> {
     if t.node.is_live() {
         return run(program, args, &[], Duration::from_secs(60));

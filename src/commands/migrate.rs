@@ -56,20 +56,7 @@ pub fn run(
     let (facts, plan) = make_plan(t, args, mode)?;
     present(&plan, args, mode, console, out)?;
     let (outcome, carried, started) = execute(t, &facts, &plan, args, mode)?;
-    let node_name = node_name(t, &facts);
-    let kubectl = t.kubectl(args.kubeconfig.as_ref());
-    finish(
-        t,
-        &plan,
-        &facts,
-        outcome,
-        started,
-        args,
-        kubectl_ref(&kubectl),
-        &node_name,
-        &carried,
-        out,
-    )
+    finish(t, &plan, &facts, outcome, started, args, &carried, out)
 }
 
 /// Dry run, guided (a terminal to ask on) or unattended (`--yes`). Usage errors come out here,
@@ -394,18 +381,18 @@ fn finish(
     o: Outcome,
     started: Instant,
     args: &MigrateArgs,
-    kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
-    node_name: &str,
     carried: &[images::Carried],
     out: &mut dyn Write,
 ) -> Result<i32> {
+    let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let kubeadm = facts
         .kubelet
         .flag_files
         .iter()
         .any(|f| f.path == inspect::kubelet::KUBEADM_FLAGS);
-    let record = (o.error.is_none() && t.live && kubeadm)
-        .then(|| apply::update_cri_socket_record(kubectl, node_name, &plan.endpoint));
+    let record = (o.error.is_none() && t.live && kubeadm).then(|| {
+        apply::update_cri_socket_record(kubectl_ref(&kubectl), &node_name(t, facts), &plan.endpoint)
+    });
     let result = match &o.error {
         None => "migrated",
         Some(f) => f.kind(),

@@ -70,11 +70,9 @@ pub struct Status {
 
 /// The time of the journal's last line that ends with `suffix`.
 fn journal_time(b: &Backup, suffix: &str) -> Option<String> {
-    let text = std::fs::read_to_string(b.dir.join("journal.log")).ok()?;
-    text.lines()
-        .rev()
-        .find(|l| l.ends_with(suffix))
-        .and_then(|l| l.split_whitespace().next())
+    b.journal_line(suffix)?
+        .split_whitespace()
+        .next()
         .map(str::to_string)
 }
 

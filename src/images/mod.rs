@@ -236,14 +236,7 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
             if let Err(why) =
                 room::check(&[(opts.store.clone(), store), (opts.spool.clone(), spool)])
             {
-                images
-                    .iter()
-                    .map(|(i, u)| {
-                        let mut c = Carried::new(i, names_of(i), *u, Some("skopeo"));
-                        c.fail(anyhow::anyhow!("{why}"));
-                        c
-                    })
-                    .collect()
+                refused(&images, Some("skopeo"), &why)
             } else {
                 in_parallel(images.into(), opts.parallel, &|image, in_use| {
                     to_storage(&opts.docker_socket, image, in_use, bar.as_ref())
@@ -270,6 +263,18 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     }
     out.sort_by(|a, b| a.names.cmp(&b.names));
     Ok(out)
+}
+
+/// Every image failed for one reason (a carry refused before it starts).
+fn refused(images: &[Selected], via: Option<&'static str>, why: &str) -> Vec<Carried> {
+    images
+        .iter()
+        .map(|(i, u)| {
+            let mut c = Carried::new(i, names_of(i), *u, via);
+            c.fail(anyhow::anyhow!("{why}"));
+            c
+        })
+        .collect()
 }
 
 /// The images to carry: those the node uses, or all that have a name.
@@ -354,24 +359,6 @@ fn to_containerd(
             let n = names_of(i);
             !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
         });
-    // Room first: the content and the unpacked snapshots of what is not there yet (sharing
-    // writes only the snapshots). A carry that does not fit is refused before it starts.
-    let shared = shared_store(opts, ctr);
-    let factor = if shared.is_some() { 1 } else { 2 };
-    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() * factor;
-    if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
-        let mut out = Vec::new();
-        for (i, u) in have.iter().chain(need.iter()) {
-            let mut c = Carried::new(i, names_of(i), *u, None);
-            if need.iter().any(|(n, _)| n.id == i.id) {
-                c.fail(anyhow::anyhow!("{why}"));
-            } else {
-                c.result = Outcome::Present;
-            }
-            out.push(c);
-        }
-        return Ok(out);
-    }
     let mut out: Vec<Carried> = have
         .iter()
         .map(|(i, u)| {
@@ -383,6 +370,15 @@ fn to_containerd(
             c
         })
         .collect();
+    // Room first: the content and the unpacked snapshots of what is not there yet (sharing
+    // writes only the snapshots). A carry that does not fit is refused before it starts.
+    let shared = shared_store(opts, ctr);
+    let factor = if shared.is_some() { 1 } else { 2 };
+    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() * factor;
+    if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
+        out.extend(refused(&need, None, &why));
+        return Ok(out);
+    }
     // Docker on the same containerd's image store: share by digest, no export. What cannot be
     // shared goes the export way below, and keeps the reason if that fails too.
     let mut share_errors: std::collections::HashMap<String, String> = Default::default();

@@ -28,6 +28,28 @@ fn existing(path: &Path) -> PathBuf {
     p
 }
 
+/// The space of the file system that holds `dir` (or will: the nearest existing directory
+/// above it is asked).
+pub struct Space {
+    pub available: u64,
+    pub total: u64,
+    /// The directory asked.
+    pub at: PathBuf,
+}
+
+pub fn space(dir: &Path) -> Result<Space, String> {
+    let at = existing(dir);
+    let st = nix::sys::statvfs::statvfs(&at)
+        .map_err(|e| format!("cannot tell the free space under {} ({e})", at.display()))?;
+    // fsblkcnt_t and c_ulong are not u64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(Space {
+        available: st.blocks_available() as u64 * st.fragment_size() as u64,
+        total: st.blocks() as u64 * st.fragment_size() as u64,
+        at,
+    })
+}
+
 /// Check every (directory, bytes) need; needs on one file system add up. The reason when the
 /// carry does not fit, naming where and how much to free.
 pub fn check(needs: &[(PathBuf, u64)]) -> Result<(), String> {
@@ -43,22 +65,15 @@ pub fn check(needs: &[(PathBuf, u64)]) -> Result<(), String> {
     }
     let mut problems = Vec::new();
     for (_, (dirs, need, probe)) in by_fs {
-        let st = match nix::sys::statvfs::statvfs(&probe) {
-            Ok(st) => st,
+        let Space {
+            available, total, ..
+        } = match space(&probe) {
+            Ok(s) => s,
             Err(e) => {
-                problems.push(format!(
-                    "cannot tell the free space under {} ({e})",
-                    probe.display()
-                ));
+                problems.push(e);
                 continue;
             }
         };
-        // fsblkcnt_t and c_ulong are not u64 on every platform.
-        #[allow(clippy::unnecessary_cast)]
-        let (available, total) = (
-            st.blocks_available() as u64 * st.fragment_size() as u64,
-            st.blocks() as u64 * st.fragment_size() as u64,
-        );
         if let Some(missing) = shortfall(need, available, total) {
             let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             problems.push(format!(
