@@ -7,33 +7,6 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PASSED=0
-FAILED=0
-FAILURES=()
-check() {
-    local desc=$1
-    shift
-    if "$@"; then
-        printf '    ok   %s\n' "$desc" >&2
-        return 0
-    fi
-    printf '    FAIL %s\n' "$desc" >&2
-    return 1
-}
-scenario() {
-    local name=$1
-    shift
-    log "scenario: $name"
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        printf 'PASS %s\n' "$name" >&2
-    else
-        FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        printf 'FAIL %s\n' "$name" >&2
-    fi
-}
-
 require_tools
 command -v ansible-playbook >/dev/null 2>&1 || {
     [ "${CI:-}" = true ] && die "CI=true and ansible-playbook is missing (pip install ansible-core)"
@@ -127,7 +100,4 @@ sed -i 's| cri_migrate_extra_args=.*||' "$INV"
 scenario "A3. one run migrates all three, one after another" all_three_one_after_another
 
 for n in a1 a2 a3; do stop_node "$n"; done
-echo
-for f in "${FAILURES[@]}"; do echo "failed: $f"; done
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+summary

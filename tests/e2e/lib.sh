@@ -13,6 +13,51 @@ NODES=()
 REGISTRY_PIDS=()
 
 log() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Scenarios and checks, shared by run.sh and ansible.sh; `summary` ends a script with
+# `N passed, M failed` (what .ci/run counts) and its status.
+PASSED=0
+FAILED=0
+FAILURES=()
+
+# check DESCRIPTION COMMAND...: one check, said as ok or FAIL.
+check() {
+    local desc=$1
+    shift
+    if "$@"; then
+        printf '    ok   %s\n' "$desc" >&2
+        return 0
+    fi
+    printf '    FAIL %s\n' "$desc" >&2
+    return 1
+}
+
+# scenario NAME FUNCTION: one scenario, counted. E2E_ONLY="9 11" runs only the scenarios whose
+# names start with these numbers (while working on them).
+scenario() {
+    local name=$1
+    shift
+    if [ -n "${E2E_ONLY:-}" ] && [[ " $E2E_ONLY " != *" ${name%%.*} "* ]]; then
+        return 0
+    fi
+    log "scenario: $name"
+    if "$@"; then
+        PASSED=$((PASSED + 1))
+        printf 'PASS %s\n' "$name" >&2
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$name")
+        printf 'FAIL %s\n' "$name" >&2
+    fi
+}
+
+summary() {
+    echo
+    local f
+    for f in "${FAILURES[@]}"; do echo "failed: $f"; done
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+}
 die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
 
 # Skip loudly where the test cannot run, fail under CI.

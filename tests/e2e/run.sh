@@ -9,40 +9,12 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PASSED=0
-FAILED=0
-FAILURES=()
-
 # expect DESCRIPTION COMMAND...: one check; on failure the node's journal is printed.
 expect() {
-    local desc=$1
-    shift
-    if "$@"; then
-        printf '    ok   %s\n' "$desc" >&2
-        return 0
-    fi
-    printf '    FAIL %s\n' "$desc" >&2
+    check "$@" && return 0
     printf -- '--- journal: kubelet ---\n%s\n--- containerd ---\n%s\n--- docker ---\n%s\n' \
         "$(journal kubelet.service 25)" "$(journal containerd.service 25)" "$(journal docker.service 15)" >&2
     return 1
-}
-
-scenario() {
-    local name=$1
-    shift
-    # E2E_ONLY="9 11": run only the scenarios with these numbers (while working on them).
-    if [ -n "${E2E_ONLY:-}" ] && [[ " $E2E_ONLY " != *" ${name%%.*} "* ]]; then
-        return 0
-    fi
-    log "scenario: $name"
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        printf 'PASS %s\n' "$name" >&2
-    else
-        FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        printf 'FAIL %s\n' "$name" >&2
-    fi
 }
 
 exits() { # exits CODE COMMAND...
@@ -457,7 +429,4 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 14 "* ]]; then
     stop_node "$NODE"
 fi
 
-echo
-for f in "${FAILURES[@]}"; do echo "failed: $f"; done
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+summary
