@@ -112,6 +112,51 @@ impl crate::system::systemd::Systemd for FakeSystemd {
 }
 
 struct FakeCri;
+impl cri::sandbox::PodRuntime for FakeCri {
+    fn cgroup_driver(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    fn run_pod_sandbox(&self, _: &k8s_cri::v1::PodSandboxConfig) -> Result<String> {
+        Ok("pod".into())
+    }
+    fn pod_sandbox_info(&self, _: &str) -> Result<std::collections::HashMap<String, String>> {
+        Ok(Default::default())
+    }
+    fn create_container(
+        &self,
+        _: &str,
+        _: &k8s_cri::v1::ContainerConfig,
+        _: &k8s_cri::v1::PodSandboxConfig,
+    ) -> Result<String> {
+        Ok("ctr".into())
+    }
+    fn start_container(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn container_state(&self, _: &str) -> Result<cri::sandbox::ContainerState> {
+        Ok(cri::sandbox::ContainerState {
+            state: "CONTAINER_RUNNING".into(),
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+        })
+    }
+    fn stop_container(&self, _: &str, _: i64) -> Result<()> {
+        Ok(())
+    }
+    fn remove_container(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn stop_pod_sandbox(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn remove_pod_sandbox(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn pod_sandboxes_labelled(&self, _: &str, _: &str) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+}
 impl Cri for FakeCri {
     fn version(&self) -> Result<RuntimeVersion> {
         Ok(RuntimeVersion {

@@ -2,13 +2,18 @@
 //! Status, PullImage (with the credentials the kubelet would send), ImageStatus.
 
 pub mod credentials;
+pub mod sandbox;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    AuthConfig, ImageSpec, ImageStatusRequest, PullImageRequest, StatusRequest, VersionRequest,
+    AuthConfig, ContainerConfig, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    ImageStatusRequest, ListPodSandboxRequest, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, RuntimeConfigRequest, StartContainerRequest, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -43,7 +48,7 @@ pub struct PulledImage {
 }
 
 /// What the migration needs from a CRI runtime; a trait so tests can stand in for it.
-pub trait Cri {
+pub trait Cri: sandbox::PodRuntime {
     fn version(&self) -> Result<RuntimeVersion>;
     fn status(&self) -> Result<Vec<Condition>>;
     fn pull(&self, image: &str, auth: Option<&credentials::Credential>) -> Result<PulledImage>;
@@ -137,6 +142,168 @@ impl GrpcCri {
 
 /// Pulls take longer than other calls: a large image over a slow mirror.
 const PULL_TIMEOUT: Duration = Duration::from_secs(300);
+/// A sandbox start pulls the pause image when it is missing and sets up the network; a stop
+/// waits for the container's grace period.
+const POD_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl sandbox::PodRuntime for GrpcCri {
+    fn cgroup_driver(&self) -> Result<Option<String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let r = self.rt.block_on(async {
+            tokio::time::timeout(self.timeout, c.runtime_config(RuntimeConfigRequest {})).await
+        });
+        match r {
+            Err(_) => bail!("CRI RuntimeConfig did not answer within {:?}", self.timeout),
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => Ok(None),
+            Ok(Err(s)) => bail!("CRI RuntimeConfig failed: {} ({:?})", s.message(), s.code()),
+            Ok(Ok(r)) => Ok(r.into_inner().linux.map(|l| {
+                match k8s_cri::v1::CgroupDriver::try_from(l.cgroup_driver) {
+                    Ok(k8s_cri::v1::CgroupDriver::Systemd) => "systemd".to_string(),
+                    _ => "cgroupfs".to_string(),
+                }
+            })),
+        }
+    }
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        Ok(self
+            .call(
+                "RunPodSandbox",
+                POD_TIMEOUT,
+                c.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                }),
+            )?
+            .pod_sandbox_id)
+    }
+    fn pod_sandbox_info(&self, id: &str) -> Result<std::collections::HashMap<String, String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        Ok(self
+            .call(
+                "PodSandboxStatus",
+                self.timeout,
+                c.pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: id.into(),
+                    verbose: true,
+                }),
+            )?
+            .info)
+    }
+    fn create_container(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Result<String> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        Ok(self
+            .call(
+                "CreateContainer",
+                POD_TIMEOUT,
+                c.create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.into(),
+                    config: Some(config.clone()),
+                    sandbox_config: Some(sandbox.clone()),
+                }),
+            )?
+            .container_id)
+    }
+    fn start_container(&self, id: &str) -> Result<()> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        self.call(
+            "StartContainer",
+            POD_TIMEOUT,
+            c.start_container(StartContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .map(|_| ())
+    }
+    fn container_state(&self, id: &str) -> Result<sandbox::ContainerState> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let s = self
+            .call(
+                "ContainerStatus",
+                self.timeout,
+                c.container_status(ContainerStatusRequest {
+                    container_id: id.into(),
+                    verbose: false,
+                }),
+            )?
+            .status
+            .ok_or_else(|| anyhow!("the runtime reports no status for container {id}"))?;
+        Ok(sandbox::ContainerState {
+            state: k8s_cri::v1::ContainerState::try_from(s.state)
+                .map(|x| x.as_str_name().to_string())
+                .unwrap_or_else(|_| format!("state {}", s.state)),
+            exit_code: s.exit_code,
+            reason: s.reason,
+            message: s.message,
+        })
+    }
+    fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        self.call(
+            "StopContainer",
+            POD_TIMEOUT,
+            c.stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: timeout_secs,
+            }),
+        )
+        .map(|_| ())
+    }
+    fn remove_container(&self, id: &str) -> Result<()> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        self.call(
+            "RemoveContainer",
+            POD_TIMEOUT,
+            c.remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .map(|_| ())
+    }
+    fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        self.call(
+            "StopPodSandbox",
+            POD_TIMEOUT,
+            c.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .map(|_| ())
+    }
+    fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        self.call(
+            "RemovePodSandbox",
+            POD_TIMEOUT,
+            c.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .map(|_| ())
+    }
+    fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let r = self.call(
+            "ListPodSandbox",
+            self.timeout,
+            c.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    label_selector: [(label.to_string(), value.to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+            }),
+        )?;
+        Ok(r.items.into_iter().map(|p| p.id).collect())
+    }
+}
 
 impl Cri for GrpcCri {
     fn image_present(&self, image: &str) -> Result<bool> {

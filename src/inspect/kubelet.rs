@@ -43,6 +43,10 @@ pub struct KubeletConfig {
     pub container_runtime_endpoint: Option<String>,
     pub image_service_endpoint: Option<String>,
     pub static_pod_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +63,12 @@ pub struct Kubelet {
     pub cgroup_driver: Option<String>,
     pub runtime_endpoint: Option<String>,
     pub pod_infra_container_image: Option<String>,
+    /// The cluster's DNS as pods get it (`--cluster-dns`/`clusterDNS`, `--cluster-domain`/
+    /// `clusterDomain`): the test pod's DNS settings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_dns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_domain: Option<String>,
     /// Lines of the env files that systemd does not read as assignments (`export KEY=...`):
     /// `FILE: line N (why)`. Their flags were never the kubelet's.
     #[serde(default)]
@@ -214,6 +224,15 @@ pub fn inspect(
         runtime_endpoint: last("container-runtime-endpoint")
             .or_else(|| config.container_runtime_endpoint.clone()),
         pod_infra_container_image: last("pod-infra-container-image"),
+        cluster_dns: last("cluster-dns")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| config.cluster_dns.clone()),
+        cluster_domain: last("cluster-domain").or_else(|| config.cluster_domain.clone()),
         flag_files,
         flags,
         exec_start_flags,
@@ -263,6 +282,16 @@ fn read_config(
         container_runtime_endpoint: s("containerRuntimeEndpoint"),
         image_service_endpoint: s("imageServiceEndpoint"),
         static_pod_path: s("staticPodPath"),
+        cluster_dns: value
+            .get("clusterDNS")
+            .and_then(|v| v.as_sequence())
+            .map(|seq| {
+                seq.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        cluster_domain: s("clusterDomain"),
     };
     files.insert(path.to_string(), snap);
     Ok(config)
@@ -293,6 +322,8 @@ mod tests {
             exec_start_flags: vec![],
             ignored_lines: vec![],
             config: KubeletConfig::default(),
+            cluster_dns: vec![],
+            cluster_domain: None,
             cgroup_driver: None,
             runtime_endpoint: flags
                 .iter()

@@ -73,6 +73,10 @@ pub struct Installed {
     /// The package database's records disagree or are several (see `packages::Found`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package_note: Option<String>,
+    /// `KillMode=` of its service unit (unit file and drop-ins), where set: `process` lets the
+    /// containers' shims outlive a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -102,6 +102,11 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         units,
         socket,
         package_note: package.as_ref().and_then(|p| p.note.clone()),
+        kill_mode: sw
+            .units
+            .iter()
+            .find(|u| u.ends_with(".service"))
+            .and_then(|u| unit_setting(node, u, "KillMode")),
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.
@@ -129,6 +134,46 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         }
     }
     installed
+}
+
+/// A `[Service]` setting of a unit as systemd reads it: the unit file that wins (/etc before
+/// /lib), then its drop-ins in file-name order; the last assignment wins.
+pub fn unit_setting(node: &Node, unit: &str, key: &str) -> Option<String> {
+    let main = UNIT_DIRS
+        .iter()
+        .map(|d| join(d, unit))
+        .find(|p| node.exists(p));
+    let mut dropins: Vec<(String, String)> = Vec::new();
+    for d in ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"] {
+        let dir = format!("{d}/{unit}.d");
+        for name in node.list(&dir) {
+            // The first directory's file of a name hides the others'.
+            if name.ends_with(".conf") && !dropins.iter().any(|(n, _)| *n == name) {
+                dropins.push((name.clone(), format!("{dir}/{name}")));
+            }
+        }
+    }
+    dropins.sort();
+    let mut value = None;
+    for path in main.into_iter().chain(dropins.into_iter().map(|(_, p)| p)) {
+        let Ok(Some(text)) = node.read(&path) else {
+            continue;
+        };
+        let mut section = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line.to_string();
+            } else if section == "[Service]" {
+                if let Some((k, v)) = line.split_once('=') {
+                    if k.trim() == key {
+                        value = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+                    }
+                }
+            }
+        }
+    }
+    value
 }
 
 /// `/etc/containerd/config.toml` as found.

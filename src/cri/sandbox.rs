@@ -1,0 +1,947 @@
+//! A test pod the way the kubelet runs one: `RunPodSandbox` with the kubelet's cgroup parent,
+//! DNS and network mode, a container of the test image started and stopped in it, then
+//! everything removed (the CNI address released by `StopPodSandbox`). It proves what a pull
+//! cannot: the cgroup driver, the CNI plugin directory and config, the sandbox image.
+
+use anyhow::{anyhow, Result};
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, LinuxContainerConfig,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata,
+};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The label every object of the check carries, so a leftover can always be found and removed.
+pub const CHECK_LABEL: &str = "io.cri-migrate.check";
+pub const POD_NAME: &str = "cri-migrate-check";
+pub const POD_NAMESPACE: &str = "cri-migrate";
+const CONTAINER_NAME: &str = "check";
+
+/// The low-level CRI calls the check makes; the real client and the tests' fakes implement it.
+pub trait PodRuntime {
+    /// CRI `RuntimeConfig`: the runtime's cgroup driver ("systemd"/"cgroupfs"); `None` where the
+    /// runtime does not implement the call (containerd 1.6, older CRI-O).
+    fn cgroup_driver(&self) -> Result<Option<String>>;
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String>;
+    /// `PodSandboxStatus` with verbose: the runtime's `info` map.
+    fn pod_sandbox_info(&self, id: &str) -> Result<HashMap<String, String>>;
+    fn create_container(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Result<String>;
+    fn start_container(&self, id: &str) -> Result<()>;
+    fn container_state(&self, id: &str) -> Result<ContainerState>;
+    fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()>;
+    fn remove_container(&self, id: &str) -> Result<()>;
+    fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
+    fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
+    /// Sandboxes carrying `label=value`.
+    fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerState {
+    /// CONTAINER_CREATED, CONTAINER_RUNNING, CONTAINER_EXITED, CONTAINER_UNKNOWN
+    pub state: String,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Systemd,
+    Cgroupfs,
+}
+
+impl CgroupDriver {
+    /// The kubelet's driver: its flag or config, else its default (cgroupfs).
+    pub fn of_kubelet(value: Option<&str>) -> CgroupDriver {
+        match value.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("systemd") => CgroupDriver::Systemd,
+            _ => CgroupDriver::Cgroupfs,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupDriver::Systemd => "systemd",
+            CgroupDriver::Cgroupfs => "cgroupfs",
+        }
+    }
+}
+
+/// What the test pod looks like; built from the node's facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxSpec {
+    pub uid: String,
+    pub cgroup_driver: CgroupDriver,
+    /// Attach the pod network through CNI; false: a host-network sandbox.
+    pub pod_network: bool,
+    /// The kubelet's clusterDNS and clusterDomain (ClusterFirst), when it has them.
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: Option<String>,
+    /// The image of the test container (the sandbox image is the runtime's own setting).
+    pub image: String,
+    /// The node's name, the hostname of a host-network pod.
+    pub node_name: String,
+}
+
+impl SandboxSpec {
+    /// `kubepods-besteffort-pod<uid>.slice` (systemd) or `/kubepods/besteffort/pod<uid>`
+    /// (cgroupfs): where the kubelet puts a BestEffort pod.
+    pub fn cgroup_parent(&self) -> String {
+        match self.cgroup_driver {
+            CgroupDriver::Systemd => {
+                format!("kubepods-besteffort-pod{}.slice", self.uid.replace('-', "_"))
+            }
+            CgroupDriver::Cgroupfs => format!("/kubepods/besteffort/pod{}", self.uid),
+        }
+    }
+
+    pub fn log_directory(&self) -> String {
+        format!("/var/log/pods/{POD_NAMESPACE}_{POD_NAME}_{}", self.uid)
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        [
+            ("io.kubernetes.pod.name", POD_NAME),
+            ("io.kubernetes.pod.namespace", POD_NAMESPACE),
+            ("io.kubernetes.pod.uid", self.uid.as_str()),
+            (CHECK_LABEL, self.uid.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// DNS as the kubelet sets it for `dnsPolicy: ClusterFirst`; none for a host-network pod
+    /// (the runtime gives it the node's resolv.conf, as the kubelet's `Default` policy does).
+    fn dns(&self) -> Option<DnsConfig> {
+        if !self.pod_network || self.cluster_dns.is_empty() {
+            return None;
+        }
+        let searches = match &self.cluster_domain {
+            Some(d) => vec![
+                format!("{POD_NAMESPACE}.svc.{d}"),
+                format!("svc.{d}"),
+                d.clone(),
+            ],
+            None => vec![],
+        };
+        Some(DnsConfig {
+            servers: self.cluster_dns.clone(),
+            searches,
+            options: vec!["ndots:5".into()],
+        })
+    }
+
+    pub fn sandbox_config(&self) -> PodSandboxConfig {
+        let network = if self.pod_network {
+            NamespaceMode::Pod
+        } else {
+            NamespaceMode::Node
+        };
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: POD_NAME.into(),
+                uid: self.uid.clone(),
+                namespace: POD_NAMESPACE.into(),
+                attempt: 0,
+            }),
+            // The kubelet names a pod-network pod's host after the pod; a host-network pod keeps
+            // the node's name.
+            hostname: if self.pod_network {
+                POD_NAME.into()
+            } else {
+                self.node_name.clone()
+            },
+            log_directory: self.log_directory(),
+            dns_config: self.dns(),
+            labels: self.labels(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: network as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn container_config(&self) -> ContainerConfig {
+        let mut labels = self.labels();
+        labels.insert("io.kubernetes.container.name".into(), CONTAINER_NAME.into());
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: CONTAINER_NAME.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            log_path: format!("{CONTAINER_NAME}/0.log"),
+            labels,
+            linux: Some(LinuxContainerConfig::default()),
+            ..Default::default()
+        }
+    }
+}
+
+/// What went wrong, by what an operator must look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    CgroupDriver,
+    CniPlugin,
+    CniConfig,
+    SandboxImage,
+    TestImage,
+    Runtime,
+}
+
+impl Cause {
+    /// What it usually means, and the fix.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Cause::CgroupDriver => "the runtime's cgroup driver does not match the kubelet's: pods would restart forever. Set containerd's SystemdCgroup (runc options) or CRI-O's cgroup_manager to the kubelet's cgroupDriver, or change the kubelet's",
+            Cause::CniPlugin => "a CNI plugin named in the CNI config is not in the runtime's CNI plugin directory: every pod would fail to start. Point the runtime's CNI bin dir (containerd: cni bin_dir/bin_dirs; CRI-O: plugin_dirs) at the directory that holds the plugins, usually /opt/cni/bin",
+            Cause::CniConfig => "the runtime cannot use the CNI configuration: check the config directory it reads (containerd: cni conf_dir; CRI-O: network_dir) and the files in it",
+            Cause::SandboxImage => "the sandbox (pause) image cannot be pulled or cannot run: check the runtime's sandbox image setting (containerd: sandbox_image / pinned_images.sandbox; CRI-O: pause_image), that the node can pull it, and the runtime's log",
+            Cause::TestImage => "the test container did not run: check the test image",
+            Cause::Runtime => "the runtime could not run a pod: see its log (journalctl -u the runtime's unit)",
+        }
+    }
+}
+
+/// Read a CRI error as a cause. The texts are containerd's, CRI-O's, runc's and libcni's own.
+pub fn classify(stage: Stage, message: &str) -> Cause {
+    let m = message.to_ascii_lowercase();
+    if m.contains("failed to find plugin")
+        || (m.contains("executable file not found") && m.contains("cni"))
+    {
+        Cause::CniPlugin
+    } else if m.contains("cgroupspath")
+        || (m.contains("cgroup") && (m.contains("systemd") || m.contains(".slice")))
+    {
+        Cause::CgroupDriver
+    } else if m.contains("cni") || m.contains("network for sandbox") || m.contains("plugin type")
+    {
+        Cause::CniConfig
+    } else if stage == Stage::RunPodSandbox {
+        // What RunPodSandbox starts is the sandbox image; the rest was ruled out above.
+        Cause::SandboxImage
+    } else if matches!(
+        stage,
+        Stage::CreateContainer | Stage::StartContainer | Stage::ContainerExited
+    ) {
+        Cause::TestImage
+    } else {
+        Cause::Runtime
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    RuntimeConfig,
+    RunPodSandbox,
+    Placement,
+    CreateContainer,
+    StartContainer,
+    ContainerExited,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::RuntimeConfig => "RuntimeConfig",
+            Stage::RunPodSandbox => "RunPodSandbox",
+            Stage::Placement => "the sandbox's cgroup",
+            Stage::CreateContainer => "CreateContainer",
+            Stage::StartContainer => "StartContainer",
+            Stage::ContainerExited => "the test container",
+        }
+    }
+}
+
+/// A failed check, typed so the migration can say what it means.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxFailure {
+    pub stage: Stage,
+    pub cause: Cause,
+    pub message: String,
+    /// Objects the cleanup could not remove (named, so a person can).
+    pub leftovers: Vec<String>,
+}
+
+impl std::fmt::Display for SandboxFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the test pod failed at {}: {} — likely cause: {}",
+            self.stage.name(),
+            self.message,
+            self.cause.hint()
+        )?;
+        if !self.leftovers.is_empty() {
+            write!(
+                f,
+                " (could not remove {}: remove with `crictl rmp -f` / `crictl rm -f`)",
+                self.leftovers.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SandboxFailure {}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    pub cgroup_driver: CgroupDriver,
+    pub cgroup_parent: String,
+    /// How the cgroup driver was checked: "RuntimeConfig", "runtime spec", or "not checked".
+    pub driver_checked_by: String,
+    pub network: String,
+    /// Why the sandbox ran on the host network, when it did.
+    pub network_note: Option<String>,
+    pub image: String,
+    pub container_state: String,
+    pub duration_ms: u64,
+}
+
+/// Whether a runtime spec's `linux.cgroupsPath` is shaped for `driver`: runc's systemd driver
+/// takes `slice:prefix:name`, its cgroupfs driver a path.
+pub fn cgroups_path_driver(path: &str) -> CgroupDriver {
+    if path.split(':').count() == 3 && !path.contains('/') {
+        CgroupDriver::Systemd
+    } else {
+        CgroupDriver::Cgroupfs
+    }
+}
+
+/// The driver a sandbox actually got, read from its verbose info (containerd puts the OCI spec
+/// under `info.runtimeSpec`). None where the runtime does not say.
+pub fn driver_from_info(info: &HashMap<String, String>) -> Option<(CgroupDriver, String)> {
+    let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+    let path = v
+        .pointer("/runtimeSpec/linux/cgroupsPath")
+        .and_then(|p| p.as_str())?;
+    Some((cgroups_path_driver(path), path.to_string()))
+}
+
+/// Run the check; whatever happens, remove what it created.
+pub fn check(rt: &dyn PodRuntime, spec: &SandboxSpec) -> Result<SandboxReport, SandboxFailure> {
+    let start = Instant::now();
+    let mut pod: Option<String> = None;
+    let mut container: Option<String> = None;
+    let result = run(rt, spec, &mut pod, &mut container);
+    let leftovers = clean_up(rt, spec, pod.as_deref(), container.as_deref());
+    match result {
+        Ok(mut r) => {
+            if !leftovers.is_empty() {
+                return Err(SandboxFailure {
+                    stage: Stage::ContainerExited,
+                    cause: Cause::Runtime,
+                    message: "the test pod ran, but could not be removed".into(),
+                    leftovers,
+                });
+            }
+            r.duration_ms = start.elapsed().as_millis() as u64;
+            Ok(r)
+        }
+        Err(mut f) => {
+            f.leftovers = leftovers;
+            Err(f)
+        }
+    }
+}
+
+fn fail(stage: Stage, e: impl std::fmt::Display) -> SandboxFailure {
+    let message = format!("{e:#}");
+    SandboxFailure {
+        stage,
+        cause: classify(stage, &message),
+        message,
+        leftovers: vec![],
+    }
+}
+
+fn mismatch(spec: &SandboxSpec, runtime: CgroupDriver, how: &str) -> SandboxFailure {
+    SandboxFailure {
+        stage: Stage::Placement,
+        cause: Cause::CgroupDriver,
+        message: format!(
+            "the kubelet uses the {} cgroup driver, the runtime {} ({how})",
+            spec.cgroup_driver.name(),
+            runtime.name()
+        ),
+        leftovers: vec![],
+    }
+}
+
+fn run(
+    rt: &dyn PodRuntime,
+    spec: &SandboxSpec,
+    pod: &mut Option<String>,
+    container: &mut Option<String>,
+) -> Result<SandboxReport, SandboxFailure> {
+    let mut checked_by = "not checked (the runtime does not say)".to_string();
+    match rt.cgroup_driver() {
+        Ok(Some(d)) => {
+            let runtime = CgroupDriver::of_kubelet(Some(&d));
+            if runtime != spec.cgroup_driver {
+                return Err(mismatch(spec, runtime, "CRI RuntimeConfig"));
+            }
+            checked_by = "CRI RuntimeConfig".into();
+        }
+        Ok(None) => {}
+        Err(e) => return Err(fail(Stage::RuntimeConfig, e)),
+    }
+    let sandbox = spec.sandbox_config();
+    let id = rt
+        .run_pod_sandbox(&sandbox)
+        .map_err(|e| fail(Stage::RunPodSandbox, e))?;
+    *pod = Some(id.clone());
+    if checked_by.starts_with("not") {
+        if let Some((runtime, path)) = rt
+            .pod_sandbox_info(&id)
+            .ok()
+            .as_ref()
+            .and_then(driver_from_info)
+        {
+            if runtime != spec.cgroup_driver {
+                return Err(mismatch(
+                    spec,
+                    runtime,
+                    &format!("its sandbox got the cgroup path {path}"),
+                ));
+            }
+            checked_by = format!("runtime spec (cgroupsPath {path})");
+        }
+    }
+    let cid = rt
+        .create_container(&id, &spec.container_config(), &sandbox)
+        .map_err(|e| fail(Stage::CreateContainer, e))?;
+    *container = Some(cid.clone());
+    rt.start_container(&cid)
+        .map_err(|e| fail(Stage::StartContainer, e))?;
+    let state = rt
+        .container_state(&cid)
+        .map_err(|e| fail(Stage::ContainerExited, e))?;
+    // Running (a pause-like image) or done with 0 (a shell with nothing to do) both prove it ran.
+    if state.state == "CONTAINER_EXITED" && state.exit_code != 0 {
+        return Err(fail(
+            Stage::ContainerExited,
+            format!(
+                "exited with code {} ({} {})",
+                state.exit_code, state.reason, state.message
+            ),
+        ));
+    }
+    Ok(SandboxReport {
+        cgroup_driver: spec.cgroup_driver,
+        cgroup_parent: spec.cgroup_parent(),
+        driver_checked_by: checked_by,
+        network: if spec.pod_network {
+            "pod network (CNI)".into()
+        } else {
+            "host network".into()
+        },
+        network_note: None,
+        image: spec.image.clone(),
+        container_state: state.state,
+        duration_ms: 0,
+    })
+}
+
+/// Stop and remove the container and the sandbox (the sandbox's stop releases its CNI address),
+/// then any sandbox left with this check's label. Returns what could not be removed.
+fn clean_up(
+    rt: &dyn PodRuntime,
+    spec: &SandboxSpec,
+    pod: Option<&str>,
+    container: Option<&str>,
+) -> Vec<String> {
+    let mut left = Vec::new();
+    if let Some(c) = container {
+        let _ = rt.stop_container(c, 10);
+        if let Err(e) = rt.remove_container(c) {
+            left.push(format!("container {c} ({e:#})"));
+        }
+    }
+    let mut pods: Vec<String> = pod.map(|p| vec![p.to_string()]).unwrap_or_default();
+    if let Ok(found) = rt.pod_sandboxes_labelled(CHECK_LABEL, &spec.uid) {
+        for p in found {
+            if !pods.contains(&p) {
+                pods.push(p);
+            }
+        }
+    }
+    for p in pods {
+        let stopped = rt.stop_pod_sandbox(&p);
+        if let Err(e) = rt.remove_pod_sandbox(&p) {
+            let why = match stopped {
+                Err(s) => format!("{s:#}; {e:#}"),
+                Ok(()) => format!("{e:#}"),
+            };
+            left.push(format!("pod sandbox {p} ({why})"));
+        }
+    }
+    left
+}
+
+/// A fresh pod UID (random, as the API server gives them).
+pub fn new_uid() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| anyhow!("cannot read /dev/urandom: {e}"))
+}
+
+/// A sandbox on the pod network needs CNI config the runtime has found; the runtime's
+/// `NetworkReady` condition says whether it has. The note says why the host network was used.
+pub fn network_mode(conditions: &[super::Condition]) -> (bool, Option<String>) {
+    match conditions.iter().find(|c| c.kind == "NetworkReady") {
+        Some(c) if c.status => (true, None),
+        Some(c) => (
+            false,
+            Some(format!(
+                "the runtime reports no usable CNI config yet (NetworkReady false: {} {}); the test pod ran on the host network, so the CNI plugins were not exercised",
+                c.reason, c.message
+            )),
+        ),
+        None => (
+            false,
+            Some("the runtime does not report NetworkReady; the test pod ran on the host network".into()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn spec(driver: CgroupDriver, pod_network: bool) -> SandboxSpec {
+        SandboxSpec {
+            uid: "0b5e7a52-1c3d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+            cgroup_driver: driver,
+            pod_network,
+            cluster_dns: vec!["10.96.0.10".into()],
+            cluster_domain: Some("cluster.local".into()),
+            image: "registry.k8s.io/pause:3.10".into(),
+            node_name: "node-1".into(),
+        }
+    }
+
+    #[test]
+    fn cgroup_parent_is_shaped_as_the_kubelet_makes_it() {
+        assert_eq!(
+            spec(CgroupDriver::Systemd, true).cgroup_parent(),
+            "kubepods-besteffort-pod0b5e7a52_1c3d_4e5f_8a9b_0c1d2e3f4a5b.slice"
+        );
+        assert_eq!(
+            spec(CgroupDriver::Cgroupfs, true).cgroup_parent(),
+            "/kubepods/besteffort/pod0b5e7a52-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(CgroupDriver::of_kubelet(None), CgroupDriver::Cgroupfs);
+        assert_eq!(CgroupDriver::of_kubelet(Some("systemd")), CgroupDriver::Systemd);
+        assert_eq!(CgroupDriver::of_kubelet(Some(" Systemd ")), CgroupDriver::Systemd);
+    }
+
+    #[test]
+    fn sandbox_request_has_kubelet_labels_dns_and_namespaces() {
+        let s = spec(CgroupDriver::Systemd, true);
+        let c = s.sandbox_config();
+        let m = c.metadata.as_ref().unwrap();
+        assert_eq!((m.name.as_str(), m.namespace.as_str()), (POD_NAME, POD_NAMESPACE));
+        assert_eq!(m.uid, s.uid);
+        assert_eq!(c.labels["io.kubernetes.pod.uid"], s.uid);
+        assert_eq!(c.labels["io.kubernetes.pod.name"], POD_NAME);
+        assert_eq!(c.labels[CHECK_LABEL], s.uid);
+        assert_eq!(c.hostname, POD_NAME);
+        assert_eq!(
+            c.log_directory,
+            format!("/var/log/pods/cri-migrate_cri-migrate-check_{}", s.uid)
+        );
+        let dns = c.dns_config.unwrap();
+        assert_eq!(dns.servers, vec!["10.96.0.10"]);
+        assert_eq!(
+            dns.searches,
+            vec![
+                "cri-migrate.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
+        assert_eq!(dns.options, vec!["ndots:5"]);
+        let linux = c.linux.unwrap();
+        assert_eq!(linux.cgroup_parent, s.cgroup_parent());
+        let ns = linux.security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(ns.network, NamespaceMode::Pod as i32);
+        assert_eq!(ns.pid, NamespaceMode::Container as i32);
+
+        let cc = s.container_config();
+        assert_eq!(cc.image.unwrap().image, s.image);
+        assert_eq!(cc.log_path, "check/0.log");
+        assert_eq!(cc.labels["io.kubernetes.container.name"], "check");
+        assert_eq!(cc.labels[CHECK_LABEL], s.uid);
+    }
+
+    #[test]
+    fn host_network_sandbox_keeps_the_node_name_and_resolv_conf() {
+        let c = spec(CgroupDriver::Cgroupfs, false).sandbox_config();
+        assert_eq!(c.hostname, "node-1");
+        assert!(c.dns_config.is_none());
+        let ns = c
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(ns.network, NamespaceMode::Node as i32);
+        // No cluster DNS known: no DNS config even on the pod network.
+        let mut s = spec(CgroupDriver::Cgroupfs, true);
+        s.cluster_dns.clear();
+        assert!(s.sandbox_config().dns_config.is_none());
+    }
+
+    #[test]
+    fn errors_are_read_as_their_cause() {
+        let cases = [
+            (Stage::RunPodSandbox, "failed to setup network for sandbox \"abc\": plugin type=\"bridge\" failed (add): failed to find plugin \"bridge\" in path [/opt/cni/bin]", Cause::CniPlugin),
+            (Stage::RunPodSandbox, "failed to create containerd task: OCI runtime create failed: expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got \"/kubepods/besteffort/pod1/abc\" instead", Cause::CgroupDriver),
+            (Stage::RunPodSandbox, "failed to setup network for sandbox \"abc\": invalid CNI config: plugin type \"x\"", Cause::CniConfig),
+            (Stage::RunPodSandbox, "failed to get sandbox image \"registry.k8s.io/pause:3.10\": failed to pull image", Cause::SandboxImage),
+            (Stage::RunPodSandbox, "failed to create containerd task: exec: \"/pause\": stat /pause: no such file or directory", Cause::SandboxImage),
+            (Stage::StartContainer, "exec: \"/bin/true\": no such file", Cause::TestImage),
+            (Stage::RuntimeConfig, "deadline", Cause::Runtime),
+        ];
+        for (stage, msg, cause) in cases {
+            assert_eq!(classify(stage, msg), cause, "{msg}");
+        }
+    }
+
+    #[test]
+    fn cgroups_path_shapes() {
+        assert_eq!(
+            cgroups_path_driver("kubepods-besteffort-pod1.slice:cri-containerd:abc"),
+            CgroupDriver::Systemd
+        );
+        assert_eq!(
+            cgroups_path_driver("kubepods-besteffort-pod1.slice/abc"),
+            CgroupDriver::Cgroupfs
+        );
+        assert_eq!(
+            cgroups_path_driver("/kubepods/besteffort/pod1/abc"),
+            CgroupDriver::Cgroupfs
+        );
+        let info: HashMap<String, String> = [(
+            "info".to_string(),
+            r#"{"pid":12,"runtimeSpec":{"linux":{"cgroupsPath":"kubepods-besteffort-pod1.slice/abc"}}}"#
+                .to_string(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            driver_from_info(&info).unwrap().0,
+            CgroupDriver::Cgroupfs
+        );
+        assert!(driver_from_info(&HashMap::new()).is_none());
+    }
+
+    /// A runtime that records every call and fails the one named in `fail_at`.
+    #[derive(Default)]
+    struct Fake {
+        calls: RefCell<Vec<String>>,
+        fail_at: Option<&'static str>,
+        driver: Option<&'static str>,
+        info_path: Option<&'static str>,
+        exit: Option<i32>,
+        /// A sandbox a previous attempt left behind, found by label.
+        stray: bool,
+    }
+    impl Fake {
+        fn step(&self, name: &str) -> Result<()> {
+            self.calls.borrow_mut().push(name.to_string());
+            if self.fail_at == Some(name) {
+                anyhow::bail!("{name} failed: boom");
+            }
+            Ok(())
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.borrow().clone()
+        }
+    }
+    impl PodRuntime for Fake {
+        fn cgroup_driver(&self) -> Result<Option<String>> {
+            self.step("RuntimeConfig")?;
+            Ok(self.driver.map(str::to_string))
+        }
+        fn run_pod_sandbox(&self, _: &PodSandboxConfig) -> Result<String> {
+            self.step("RunPodSandbox")?;
+            Ok("pod1".into())
+        }
+        fn pod_sandbox_info(&self, _: &str) -> Result<HashMap<String, String>> {
+            self.step("PodSandboxStatus")?;
+            Ok(self
+                .info_path
+                .map(|p| {
+                    [(
+                        "info".to_string(),
+                        format!(r#"{{"runtimeSpec":{{"linux":{{"cgroupsPath":"{p}"}}}}}}"#),
+                    )]
+                    .into_iter()
+                    .collect()
+                })
+                .unwrap_or_default())
+        }
+        fn create_container(
+            &self,
+            _: &str,
+            _: &ContainerConfig,
+            _: &PodSandboxConfig,
+        ) -> Result<String> {
+            self.step("CreateContainer")?;
+            Ok("ctr1".into())
+        }
+        fn start_container(&self, _: &str) -> Result<()> {
+            self.step("StartContainer")
+        }
+        fn container_state(&self, _: &str) -> Result<ContainerState> {
+            self.step("ContainerStatus")?;
+            Ok(ContainerState {
+                state: if self.exit.is_some() {
+                    "CONTAINER_EXITED"
+                } else {
+                    "CONTAINER_RUNNING"
+                }
+                .into(),
+                exit_code: self.exit.unwrap_or(0),
+                reason: String::new(),
+                message: String::new(),
+            })
+        }
+        fn stop_container(&self, _: &str, _: i64) -> Result<()> {
+            self.step("StopContainer")
+        }
+        fn remove_container(&self, _: &str) -> Result<()> {
+            self.step("RemoveContainer")
+        }
+        fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+            self.step(&format!("StopPodSandbox {id}"))
+        }
+        fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+            self.step(&format!("RemovePodSandbox {id}"))
+        }
+        fn pod_sandboxes_labelled(&self, _: &str, _: &str) -> Result<Vec<String>> {
+            self.step("ListPodSandbox")?;
+            Ok(if self.stray {
+                vec!["pod1".into(), "stray".into()]
+            } else {
+                vec![]
+            })
+        }
+    }
+
+    #[test]
+    fn a_passing_check_removes_everything_in_order() {
+        let f = Fake::default();
+        let r = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
+        assert_eq!(r.container_state, "CONTAINER_RUNNING");
+        assert!(r.driver_checked_by.starts_with("not checked"));
+        assert_eq!(
+            f.calls(),
+            vec![
+                "RuntimeConfig",
+                "RunPodSandbox",
+                "PodSandboxStatus",
+                "CreateContainer",
+                "StartContainer",
+                "ContainerStatus",
+                "StopContainer",
+                "RemoveContainer",
+                "ListPodSandbox",
+                "StopPodSandbox pod1",
+                "RemovePodSandbox pod1"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_failing_call_still_removes_what_was_created() {
+        let stages = [
+            "RuntimeConfig",
+            "RunPodSandbox",
+            "CreateContainer",
+            "StartContainer",
+            "ContainerStatus",
+        ];
+        for at in stages {
+            let f = Fake {
+                fail_at: Some(at),
+                ..Default::default()
+            };
+            let e = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap_err();
+            assert!(e.message.contains("boom"), "{at}: {e}");
+            let calls = f.calls();
+            let ran = |name: &str| calls.iter().position(|c| c == name);
+            // Option's order: None (never called) sorts before Some.
+            let created_pod = ran("RunPodSandbox").is_some() && ran("RunPodSandbox") < ran(at);
+            let created_ctr = ran("CreateContainer").is_some() && ran("CreateContainer") < ran(at);
+            // A container that was created is removed; a sandbox that was run is stopped and
+            // removed; the label sweep always runs.
+            assert_eq!(
+                calls.contains(&"RemoveContainer".to_string()),
+                created_ctr,
+                "{at}: {calls:?}"
+            );
+            assert_eq!(
+                calls.contains(&"RemovePodSandbox pod1".to_string()),
+                created_pod,
+                "{at}: {calls:?}"
+            );
+            assert!(calls.contains(&"ListPodSandbox".to_string()), "{at}");
+            assert!(e.leftovers.is_empty(), "{at}: {:?}", e.leftovers);
+        }
+    }
+
+    #[test]
+    fn a_failing_removal_is_named() {
+        let f = Fake {
+            fail_at: Some("RemovePodSandbox pod1"),
+            ..Default::default()
+        };
+        let e = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap_err();
+        assert_eq!(e.leftovers.len(), 1);
+        assert!(e.to_string().contains("pod sandbox pod1"), "{e}");
+        // A failed container stop still tries the removal.
+        let f = Fake {
+            fail_at: Some("StopContainer"),
+            ..Default::default()
+        };
+        assert!(check(&f, &spec(CgroupDriver::Systemd, true)).is_ok());
+        assert!(f.calls().contains(&"RemoveContainer".to_string()));
+    }
+
+    #[test]
+    fn a_stray_sandbox_of_the_check_is_swept() {
+        let f = Fake {
+            stray: true,
+            ..Default::default()
+        };
+        check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
+        assert!(f.calls().contains(&"RemovePodSandbox stray".to_string()));
+        assert_eq!(
+            f.calls()
+                .iter()
+                .filter(|c| *c == "RemovePodSandbox pod1")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_cgroup_driver_mismatch_is_caught() {
+        // Through RuntimeConfig, before any sandbox runs.
+        let f = Fake {
+            driver: Some("cgroupfs"),
+            ..Default::default()
+        };
+        let e = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap_err();
+        assert_eq!(e.cause, Cause::CgroupDriver);
+        assert!(!f.calls().contains(&"RunPodSandbox".to_string()));
+        // Through the sandbox's runtime spec where RuntimeConfig is not implemented.
+        let f = Fake {
+            info_path: Some("kubepods-besteffort-pod1.slice/abc"),
+            ..Default::default()
+        };
+        let e = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap_err();
+        assert_eq!(e.cause, Cause::CgroupDriver);
+        assert!(e.message.contains("kubepods-besteffort-pod1.slice/abc"));
+        assert!(f.calls().contains(&"RemovePodSandbox pod1".to_string()));
+        // Matching: said how it was checked.
+        let f = Fake {
+            info_path: Some("kubepods-besteffort-pod1.slice:cri-containerd:abc"),
+            ..Default::default()
+        };
+        let r = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
+        assert!(r.driver_checked_by.starts_with("runtime spec"));
+        let f = Fake {
+            driver: Some("systemd"),
+            ..Default::default()
+        };
+        let r = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
+        assert_eq!(r.driver_checked_by, "CRI RuntimeConfig");
+    }
+
+    #[test]
+    fn a_container_that_fails_is_a_failure_one_that_finished_is_not() {
+        let f = Fake {
+            exit: Some(0),
+            ..Default::default()
+        };
+        assert!(check(&f, &spec(CgroupDriver::Cgroupfs, false)).is_ok());
+        let f = Fake {
+            exit: Some(127),
+            ..Default::default()
+        };
+        let e = check(&f, &spec(CgroupDriver::Cgroupfs, false)).unwrap_err();
+        assert_eq!(e.cause, Cause::TestImage);
+        assert!(e.message.contains("127"));
+    }
+
+    #[test]
+    fn network_mode_follows_network_ready() {
+        let c = |status: bool| super::super::Condition {
+            kind: "NetworkReady".into(),
+            status,
+            reason: "NetworkPluginNotReady".into(),
+            message: "cni config uninitialized".into(),
+        };
+        assert_eq!(network_mode(&[c(true)]), (true, None));
+        let (pod, note) = network_mode(&[c(false)]);
+        assert!(!pod);
+        assert!(note.unwrap().contains("cni config uninitialized"));
+        assert!(!network_mode(&[]).0);
+    }
+
+    #[test]
+    fn uids_are_uuids() {
+        let a = new_uid().unwrap();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, new_uid().unwrap());
+    }
+}
