@@ -88,7 +88,7 @@ pub enum Command {
     /// Talk CRI to the runtime as the kubelet does: Version, Status, and a test pull with the
     /// kubelet's registry credentials.
     #[command(
-        after_help = "Examples:\n  cri-migrate verify\n  cri-migrate verify --endpoint unix:///run/containerd/containerd.sock --image registry.k8s.io/pause:3.9"
+        after_help = "Examples:\n  cri-migrate verify\n  cri-migrate verify --endpoint unix:///run/containerd/containerd.sock --image registry.k8s.io/pause:3.9\n  cri-migrate verify --no-sandbox"
     )]
     Verify(VerifyArgs),
     /// Put the node back as it was before a migration: every file byte for byte, the units'
@@ -226,6 +226,10 @@ pub struct VerifyArgs {
     /// Seconds to wait for the runtime to answer.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+    /// Skip the test pod (RunPodSandbox, a container in it, removed): only Version, Status and
+    /// the pull.
+    #[arg(long)]
+    pub no_sandbox: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -104,15 +104,86 @@ fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    Stop { unit: String },
-    Disable { unit: String },
+    Stop {
+        unit: String,
+    },
+    Disable {
+        unit: String,
+    },
     DaemonReload,
-    Enable { unit: String },
-    Restart { unit: String },
-    WaitForSocket { endpoint: String, timeout_secs: u64 },
-    VerifyPull { endpoint: String, image: String },
-    Start { unit: String },
-    WaitActive { unit: String, timeout_secs: u64 },
+    Enable {
+        unit: String,
+    },
+    Restart {
+        unit: String,
+    },
+    WaitForSocket {
+        endpoint: String,
+        timeout_secs: u64,
+    },
+    VerifyPull {
+        endpoint: String,
+        image: String,
+    },
+    /// A test pod through CRI as the kubelet would run it (`cri::sandbox`).
+    CheckSandbox {
+        endpoint: String,
+        /// The test container's image (the sandbox image is the runtime's own setting).
+        image: String,
+        /// The kubelet's cgroup driver, which the pod's cgroup parent is shaped for.
+        cgroup_driver: String,
+        #[serde(default)]
+        cluster_dns: Vec<String>,
+        #[serde(default)]
+        cluster_domain: Option<String>,
+    },
+    /// The runtime still answers and is ready (after the cutover, with the kubelet on it).
+    CheckRuntime {
+        endpoint: String,
+    },
+    /// Write the plan's files of a group; a plan without these markers writes every file right
+    /// after its leading stops (plans stored by earlier versions).
+    WriteFiles {
+        group: FileGroup,
+    },
+    Start {
+        unit: String,
+    },
+    WaitActive {
+        unit: String,
+        timeout_secs: u64,
+    },
+}
+
+/// Which files go when: the runtime's before the cutover (where the runtime is checked beside
+/// Docker), the kubelet's during it.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileGroup {
+    Runtime,
+    Kubelet,
+    All,
+}
+
+impl FileGroup {
+    /// The kubelet's files (flags, config, its unit's drop-ins) and crictl.yaml, which the
+    /// operator's tools follow at the cutover; everything else is the runtime's.
+    pub fn holds(self, path: &str) -> bool {
+        let kubelet = path.contains("kubelet") || path == crate::inspect::runtimes::CRICTL_YAML;
+        match self {
+            FileGroup::All => true,
+            FileGroup::Kubelet => kubelet,
+            FileGroup::Runtime => !kubelet,
+        }
+    }
+}
+
+/// Whether the target runtime is brought up and checked while the kubelet still runs on
+/// Docker, and why (or why not).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Order {
+    pub check_before_cutover: bool,
+    pub why: String,
 }
 
 impl fmt::Display for Action {
@@ -137,6 +208,23 @@ impl fmt::Display for Action {
                 f,
                 "pull {image} through CRI on {endpoint} (as the kubelet would)"
             ),
+            Action::CheckSandbox {
+                endpoint,
+                image,
+                cgroup_driver,
+                ..
+            } => write!(
+                f,
+                "run a test pod through CRI on {endpoint} ({cgroup_driver} cgroup parent, the node's CNI and sandbox image, a container of {image}), then remove it"
+            ),
+            Action::CheckRuntime { endpoint } => {
+                write!(f, "check that the runtime on {endpoint} is still ready")
+            }
+            Action::WriteFiles { group } => match group {
+                FileGroup::Runtime => write!(f, "write the runtime's files"),
+                FileGroup::Kubelet => write!(f, "write the kubelet's files"),
+                FileGroup::All => write!(f, "write the files"),
+            },
             Action::Start { unit } => write!(f, "start {unit}"),
             Action::WaitActive { unit, timeout_secs } => {
                 write!(f, "wait up to {timeout_secs}s until {unit} is active")
@@ -157,6 +245,7 @@ pub struct Plan {
     pub settings: Carried,
     pub files: Vec<FileChange>,
     pub actions: Vec<Action>,
+    pub order: Order,
     pub warnings: Vec<Finding>,
 }
 
@@ -439,6 +528,18 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         ));
     }
 
+    let order = order(facts, target, from);
+    if !order.check_before_cutover && from.is_docker() {
+        warnings.push(Finding::info(
+            "checked-after-cutover",
+            format!(
+                "{} is checked after the kubelet and Docker stop: {}",
+                target.name(),
+                order.why
+            ),
+            "a failed check then rolls back to Docker; the kubelet is down meanwhile",
+        ));
+    }
     let actions = actions(
         facts,
         target,
@@ -447,6 +548,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         &settings,
         rv,
         opts.timeout_secs,
+        &order,
     );
     warnings.extend(facts.risks.iter().cloned());
     Ok(Plan {
@@ -459,8 +561,46 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         settings,
         files,
         actions,
+        order,
         warnings,
     })
+}
+
+/// Can the target runtime come up with its new config while the kubelet still runs on Docker?
+pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
+    let no = |why: String| Order {
+        check_before_cutover: false,
+        why,
+    };
+    if !from.is_docker() {
+        return no(format!(
+            "the kubelet runs on {}, not Docker: the runtimes cannot be told apart before the cutover",
+            from.name()
+        ));
+    }
+    let installed = match target {
+        Target::Containerd => &facts.runtimes.containerd,
+        Target::Crio => &facts.runtimes.crio,
+    };
+    if !installed.units.iter().any(|u| u == target.unit()) {
+        return no(format!("{} has no unit on this node yet", target.unit()));
+    }
+    match target {
+        Target::Containerd => match installed.kill_mode.as_deref() {
+            Some("process") => Order {
+                check_before_cutover: true,
+                why: "containerd.service has KillMode=process: Docker's containers (their shims) outlive its restart, so containerd is restarted with the new config and checked while the kubelet still runs on Docker".into(),
+            },
+            other => no(format!(
+                "containerd.service has KillMode={}: restarting it beside Docker would stop Docker's containers",
+                other.unwrap_or("control-group (systemd's default)")
+            )),
+        },
+        Target::Crio => Order {
+            check_before_cutover: true,
+            why: "CRI-O runs beside Docker on its own socket: it is started with the new config and checked while the kubelet still runs on Docker".into(),
+        },
+    }
 }
 
 /// Every rendered file is read back the way its program reads it before it joins the plan: a
@@ -777,6 +917,7 @@ fn kubelet_files(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn actions(
     facts: &Facts,
     target: Target,
@@ -785,16 +926,11 @@ fn actions(
     settings: &Carried,
     rv: Version,
     timeout: u64,
+    order: &Order,
 ) -> Vec<Action> {
     let unit = |u: &str| u.to_string();
-    // Only what the cutover needs runs while the kubelet is down; enabling and disabling units
-    // (what the next boot will start) comes once the kubelet is back.
-    let mut a = vec![Action::Stop {
-        unit: unit("kubelet.service"),
-    }];
-    let mut after: Vec<Action> = Vec::new();
+    let mut docker_units: Vec<&str> = Vec::new();
     if from.is_docker() && from != target.kind() {
-        let mut docker_units: Vec<&str> = Vec::new();
         if from == RuntimeKind::CriDockerd {
             docker_units.extend(
                 ["cri-docker.socket", "cri-docker.service"]
@@ -810,42 +946,93 @@ fn actions(
         if present("docker.service") || facts.runtimes.docker.installed {
             docker_units.push("docker.service");
         }
-        a.extend(docker_units.iter().map(|u| Action::Stop { unit: unit(u) }));
-        after.extend(
-            docker_units
-                .iter()
-                .map(|u| Action::Disable { unit: unit(u) }),
-        );
     }
-    if files.iter().any(|f| f.unit_file) {
-        a.push(Action::DaemonReload);
-    }
-    after.push(Action::Enable {
-        unit: unit(target.unit()),
-    });
-    a.push(Action::Restart {
-        unit: unit(target.unit()),
-    });
-    a.push(Action::WaitForSocket {
-        endpoint: target.endpoint().into(),
-        timeout_secs: timeout,
-    });
+    let stops: Vec<Action> = std::iter::once("kubelet.service")
+        .chain(docker_units.iter().copied())
+        .map(|u| Action::Stop { unit: unit(u) })
+        .collect();
+    let reload = |group: FileGroup| {
+        files
+            .iter()
+            .any(|f| f.unit_file && group.holds(&f.path))
+            .then_some(Action::DaemonReload)
+    };
     let image = settings
         .sandbox_image
         .as_ref()
         .map(|s| s.value.clone())
         .unwrap_or_else(|| default_pause(target, rv));
-    a.push(Action::VerifyPull {
-        endpoint: target.endpoint().into(),
-        image,
-    });
-    a.push(Action::Start {
+    // Version, pull, test pod: everything the kubelet will ask of the runtime.
+    let checks = vec![
+        Action::Restart {
+            unit: unit(target.unit()),
+        },
+        Action::WaitForSocket {
+            endpoint: target.endpoint().into(),
+            timeout_secs: timeout,
+        },
+        Action::VerifyPull {
+            endpoint: target.endpoint().into(),
+            image: image.clone(),
+        },
+        Action::CheckSandbox {
+            endpoint: target.endpoint().into(),
+            image,
+            cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
+                facts.kubelet.cgroup_driver.as_deref(),
+            )
+            .name()
+            .into(),
+            cluster_dns: facts.kubelet.cluster_dns.clone(),
+            cluster_domain: facts.kubelet.cluster_domain.clone(),
+        },
+    ];
+    let start_kubelet = Action::Start {
         unit: unit("kubelet.service"),
-    });
-    a.push(Action::WaitActive {
+    };
+    let wait_kubelet = Action::WaitActive {
         unit: unit("kubelet.service"),
         timeout_secs: timeout * 2,
+    };
+    let mut a = Vec::new();
+    if order.check_before_cutover {
+        // The runtime first, checked while the kubelet still runs on Docker; only then the
+        // cutover, which then holds no more than the kubelet's restart on the new socket.
+        a.push(Action::WriteFiles {
+            group: FileGroup::Runtime,
+        });
+        a.extend(reload(FileGroup::Runtime));
+        a.extend(checks);
+        a.extend(stops);
+        a.push(Action::WriteFiles {
+            group: FileGroup::Kubelet,
+        });
+        a.extend(reload(FileGroup::Kubelet));
+        a.push(start_kubelet);
+        a.push(Action::CheckRuntime {
+            endpoint: target.endpoint().into(),
+        });
+        a.push(wait_kubelet);
+    } else {
+        // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting
+        // on its own in between never starts on half a migration.
+        a.extend(stops);
+        a.push(Action::WriteFiles {
+            group: FileGroup::All,
+        });
+        a.extend(reload(FileGroup::All));
+        a.extend(checks);
+        a.push(start_kubelet);
+        a.push(wait_kubelet);
+    }
+    // What the next boot starts changes once the kubelet is back.
+    a.extend(
+        docker_units
+            .iter()
+            .map(|u| Action::Disable { unit: unit(u) }),
+    );
+    a.push(Action::Enable {
+        unit: unit(target.unit()),
     });
-    a.extend(after);
     a
 }

@@ -389,6 +389,13 @@ fn changes_text_raw(p: &Plan, colour: bool) -> String {
         out.push_str(&if colour { colour_diff(&diff) } else { diff });
     }
     let _ = writeln!(out, "\n{}", style("Service actions").bold());
+    if p.order.check_before_cutover {
+        let _ = writeln!(
+            out,
+            "  The runtime is checked before the cutover: {}.",
+            p.order.why
+        );
+    }
     for (i, a) in p.actions.iter().enumerate() {
         let _ = writeln!(out, "  {:>2}. {a}", i + 1);
     }
@@ -435,6 +442,7 @@ pub fn plan_json(p: &Plan, facts: &Facts, dry_run: bool) -> Value {
         "settings": p.settings,
         "files": files,
         "actions": p.actions,
+        "order": p.order,
         "warnings": p.warnings,
         "facts": facts,
     })

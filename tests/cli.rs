@@ -298,6 +298,7 @@ fn json_plan_has_the_documented_fields() {
         "runtime_version",
         "kubelet_version",
         "config_schema",
+        "order",
         "endpoint",
         "settings",
         "files",
@@ -334,16 +335,22 @@ fn json_plan_has_the_documented_fields() {
         .collect();
     assert_eq!(
         actions,
+        // containerd's unit keeps Docker's containers through a restart (KillMode=process): the
+        // runtime is checked while the kubelet still runs on Docker, then the cutover.
         [
+            "write-files ",
+            "restart containerd.service",
+            "wait-for-socket ",
+            "verify-pull ",
+            "check-sandbox ",
             "stop kubelet.service",
             "stop cri-docker.socket",
             "stop cri-docker.service",
             "stop docker.socket",
             "stop docker.service",
-            "restart containerd.service",
-            "wait-for-socket ",
-            "verify-pull ",
+            "write-files ",
             "start kubelet.service",
+            "check-runtime ",
             "wait-active kubelet.service",
             "disable cri-docker.socket",
             "disable cri-docker.service",

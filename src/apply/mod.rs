@@ -157,20 +157,45 @@ fn steps_of<'p>(plan: &'p backup::StoredPlan, drain: Option<&str>) -> Vec<Step<'
         steps.push(Step::Cordon(n.to_string()));
         steps.push(Step::Drain(n.to_string()));
     }
-    // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting on
-    // its own in between never starts on half a migration.
-    let stops = plan
+    let carried_check = |a: &Action| {
+        // The carried images are checked where the kubelet will look for them, before it starts.
+        matches!(a, Action::VerifyPull { .. }) && !plan.check_images.is_empty()
+    };
+    if plan
         .actions
         .iter()
-        .take_while(|a| matches!(a, Action::Stop { .. }))
-        .count();
-    steps.extend(plan.actions[..stops].iter().map(Step::Act));
-    steps.extend(plan.files.iter().map(Step::Write));
-    for a in &plan.actions[stops..] {
-        steps.push(Step::Act(a));
-        // The carried images are checked where the kubelet will look for them, before it starts.
-        if matches!(a, Action::VerifyPull { .. }) && !plan.check_images.is_empty() {
-            steps.push(Step::CheckImages(&plan.check_images));
+        .any(|a| matches!(a, Action::WriteFiles { .. }))
+    {
+        for a in &plan.actions {
+            match a {
+                Action::WriteFiles { group } => steps.extend(
+                    plan.files
+                        .iter()
+                        .filter(|f| group.holds(&f.path))
+                        .map(Step::Write),
+                ),
+                a => {
+                    steps.push(Step::Act(a));
+                    if carried_check(a) {
+                        steps.push(Step::CheckImages(&plan.check_images));
+                    }
+                }
+            }
+        }
+    } else {
+        // A plan stored by an earlier version: the files right after the leading stops.
+        let stops = plan
+            .actions
+            .iter()
+            .take_while(|a| matches!(a, Action::Stop { .. }))
+            .count();
+        steps.extend(plan.actions[..stops].iter().map(Step::Act));
+        steps.extend(plan.files.iter().map(Step::Write));
+        for a in &plan.actions[stops..] {
+            steps.push(Step::Act(a));
+            if carried_check(a) {
+                steps.push(Step::CheckImages(&plan.check_images));
+            }
         }
     }
     if let Some(n) = drain {
@@ -386,6 +411,16 @@ fn roll_back(
     reason: String,
     signal: Option<String>,
 ) {
+    let kubelet_touched = b
+        .manifest
+        .effects
+        .iter()
+        .any(|r| matches!(&r.effect, Effect::Unit { unit, .. } if unit == "kubelet.service"));
+    let reason = if kubelet_touched || !b.manifest.live {
+        reason
+    } else {
+        format!("{reason} — caught before the cutover: the kubelet was never stopped and the node stays on Docker")
+    };
     if opts.no_rollback {
         b.manifest.reason = Some(format!("{reason}; not rolled back, as --no-rollback asked"));
         if let Err(e) = b.save() {
@@ -605,6 +640,63 @@ fn exec(
                     *verification = Some(v);
                     Ok(Some(detail))
                 }
+                Action::CheckSandbox {
+                    image,
+                    cgroup_driver,
+                    cluster_dns,
+                    cluster_domain,
+                    ..
+                } => {
+                    let image = if plan.test_image.is_empty() {
+                        image.clone()
+                    } else {
+                        plan.test_image.clone()
+                    };
+                    let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+                    let (pod_network, note) = cri::sandbox::network_mode(&cri.status()?);
+                    let spec = cri::sandbox::SandboxSpec {
+                        uid: cri::sandbox::new_uid()?,
+                        cgroup_driver: cri::sandbox::CgroupDriver::of_kubelet(Some(cgroup_driver)),
+                        pod_network,
+                        cluster_dns: cluster_dns.clone(),
+                        cluster_domain: cluster_domain.clone(),
+                        image,
+                    };
+                    let mut r = cri::sandbox::check(cri.as_ref(), &spec)?;
+                    r.network_note = note;
+                    let detail = format!(
+                        "test pod ran and was removed in {} ms: {} under {} (cgroup driver {}), {}{}",
+                        r.duration_ms,
+                        r.network,
+                        r.cgroup_parent,
+                        r.driver_checked_by,
+                        r.container_state,
+                        r.network_note
+                            .as_deref()
+                            .map(|n| format!("; {n}"))
+                            .unwrap_or_default()
+                    );
+                    if let Some(v) = verification.as_mut() {
+                        v.sandbox = Some(r);
+                    }
+                    Ok(Some(detail))
+                }
+                Action::CheckRuntime { .. } => {
+                    let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+                    let conditions = cri.status()?;
+                    if let Some(c) = conditions
+                        .iter()
+                        .find(|c| c.kind == "RuntimeReady" && !c.status)
+                    {
+                        anyhow::bail!(
+                            "the runtime at {endpoint} is no longer ready: {} {}",
+                            c.reason,
+                            c.message
+                        );
+                    }
+                    Ok(Some("ready".into()))
+                }
+                Action::WriteFiles { .. } => Ok(None),
                 Action::WaitActive { unit, timeout_secs } => {
                     wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
                 }

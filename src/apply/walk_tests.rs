@@ -111,12 +111,17 @@ impl crate::system::systemd::Systemd for FakeSystemd {
     }
 }
 
-struct FakeCri;
+struct FakeCri {
+    sandbox_fails: bool,
+}
 impl cri::sandbox::PodRuntime for FakeCri {
     fn cgroup_driver(&self) -> Result<Option<String>> {
         Ok(None)
     }
     fn run_pod_sandbox(&self, _: &k8s_cri::v1::PodSandboxConfig) -> Result<String> {
+        if self.sandbox_fails {
+            anyhow::bail!("failed to setup network for sandbox \"pod\": plugin type=\"bridge\" failed (add): failed to find plugin \"bridge\" in path [/opt/cni/bin]");
+        }
         Ok("pod".into())
     }
     fn pod_sandbox_info(&self, _: &str) -> Result<std::collections::HashMap<String, String>> {
@@ -301,7 +306,90 @@ struct Run {
 /// Walk the plan with a signal from the `signal_at`-th boundary on (the walk asks once before
 /// each step), or the `fail_at`-th unit call failing.
 fn walk(signal_at: Option<(usize, i32)>, fail_at: Option<usize>) -> (Run, StoredPlan, Files) {
+    walk_with(false, signal_at, fail_at, false)
+}
+
+/// The same node, in the order that checks the runtime beside Docker before the cutover.
+fn beside(mut plan: StoredPlan) -> StoredPlan {
+    let a = |s: &str| -> Action {
+        plan.actions
+            .iter()
+            .find(|a| a.to_string().starts_with(s))
+            .unwrap()
+            .clone()
+    };
+    let sandbox = Action::CheckSandbox {
+        endpoint: "unix:///run/containerd/containerd.sock".into(),
+        image: "registry.k8s.io/pause:3.9".into(),
+        cgroup_driver: "systemd".into(),
+        cluster_dns: vec!["10.96.0.10".into()],
+        cluster_domain: Some("cluster.local".into()),
+    };
+    plan.actions = vec![
+        Action::WriteFiles {
+            group: crate::plan::FileGroup::Runtime,
+        },
+        a("restart containerd"),
+        a("wait up to 1s until CRI"),
+        a("pull"),
+        sandbox,
+        a("stop kubelet"),
+        a("stop docker.socket"),
+        a("stop docker.service"),
+        Action::WriteFiles {
+            group: crate::plan::FileGroup::Kubelet,
+        },
+        a("start kubelet"),
+        Action::CheckRuntime {
+            endpoint: "unix:///run/containerd/containerd.sock".into(),
+        },
+        a("wait up to 1s until kubelet"),
+        a("disable docker.socket"),
+        a("disable docker.service"),
+        a("enable containerd"),
+    ];
+    plan
+}
+
+/// The unit calls of a whole migration in the beside order.
+const HAPPY_BESIDE: [&str; 8] = [
+    "restart containerd.service",
+    "stop kubelet.service",
+    "stop docker.socket",
+    "stop docker.service",
+    "start kubelet.service",
+    "disable docker.socket",
+    "disable docker.service",
+    "enable containerd.service",
+];
+
+fn walk_with(
+    check_beside: bool,
+    signal_at: Option<(usize, i32)>,
+    fail_at: Option<usize>,
+    sandbox_fails: bool,
+) -> (Run, StoredPlan, Files) {
     let (_dir, node, plan) = node();
+    let plan = if check_beside {
+        beside(plan)
+    } else if sandbox_fails {
+        // The cutover-first order with its test pod after the pull.
+        let mut plan = plan;
+        let at = plan
+            .actions
+            .iter()
+            .position(|a| matches!(a, Action::VerifyPull { .. }))
+            .unwrap();
+        let sandbox = beside(plan.clone())
+            .actions
+            .into_iter()
+            .find(|a| matches!(a, Action::CheckSandbox { .. }))
+            .unwrap();
+        plan.actions.insert(at + 1, sandbox);
+        plan
+    } else {
+        plan
+    };
     let before = files(&node);
     let systemd = FakeSystemd::new(fail_at);
     let asked = Cell::new(0usize);
@@ -309,7 +397,8 @@ fn walk(signal_at: Option<(usize, i32)>, fail_at: Option<usize>) -> (Run, Stored
         asked.set(asked.get() + 1);
         signal_at.and_then(|(at, sig)| (asked.get() >= at).then_some(sig))
     };
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let connect =
+        |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri { sandbox_fails })) };
     let fx = Effects {
         systemd: &systemd,
         kubectl: None,
@@ -569,7 +658,11 @@ fn states(systemd: &FakeSystemd) -> Vec<UnitState> {
 
 fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
     let never = || None;
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> { Ok(Box::new(FakeCri)) };
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: false,
+        }))
+    };
     let fx = Effects {
         systemd,
         kubectl: None,
@@ -617,4 +710,88 @@ fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_aft
         "{:?}",
         o.journal_errors
     );
+}
+
+#[test]
+fn beside_docker_the_runtime_files_go_first_and_the_kubelet_files_at_the_cutover() {
+    let (_dir, _node, plan) = node();
+    let names = step_names(&beside(plan));
+    let at = |s: &str| names.iter().position(|n| n.contains(s)).unwrap();
+    assert!(at(&format!("write {CONFIG}")) < at("restart containerd"));
+    assert!(at("test pod") < at("stop kubelet"));
+    assert!(at(&format!("write {FLAGS}")) > at("stop docker.service"));
+    assert!(at("still ready") < at("until kubelet.service is active"));
+
+    let (r, plan, _) = walk_with(true, None, None, false);
+    assert!(r.outcome.error.is_none(), "{:?}", r.outcome.error);
+    assert_eq!(r.calls, HAPPY_BESIDE);
+    assert_eq!(r.files, migrated(&plan));
+    assert_eq!(r.state, State::Done);
+}
+
+#[test]
+fn a_failed_test_pod_before_the_cutover_leaves_the_kubelet_and_docker_alone() {
+    let (r, _, before) = walk_with(true, None, None, true);
+    assert_eq!(code(&r.outcome), exit::ROLLED_BACK, "{:?}", r.outcome.steps);
+    // containerd restarted with the new config, then with the old one; nothing else.
+    assert_eq!(
+        r.calls,
+        ["restart containerd.service", "restart containerd.service"]
+    );
+    assert_eq!(r.files, before);
+    assert_eq!(r.units, FakeSystemd::initial());
+    let msg = r.outcome.error.as_ref().unwrap().to_string();
+    assert!(msg.contains("never stopped"), "{msg}");
+    assert!(msg.contains("CNI plugin"), "{msg}");
+    // The same test pod failing in the other order costs the whole round trip.
+    let (r, _, before) = walk_with(false, None, None, true);
+    assert_eq!(code(&r.outcome), exit::ROLLED_BACK);
+    assert!(r.calls.contains(&"stop kubelet.service".to_string()));
+    assert_eq!(r.files, before);
+    assert_eq!(r.units, FakeSystemd::initial());
+}
+
+#[test]
+fn beside_docker_a_signal_at_every_boundary_or_a_failure_at_every_call_leaves_a_whole_node() {
+    let (_dir, _node, plan) = node();
+    let names = step_names(&beside(plan));
+    let commit = names
+        .iter()
+        .position(|n| n.contains("until kubelet.service is active"))
+        .unwrap();
+    let kubelet_stop = names
+        .iter()
+        .position(|n| n.contains("stop kubelet"))
+        .unwrap();
+    for k in 1..=names.len() {
+        let (r, plan, before) = walk_with(true, Some((k, SIGTERM)), None, false);
+        let ran = k - 1;
+        let at = format!("signal before step {k} ({})", names[k - 1]);
+        if ran == 0 {
+            assert_eq!(code(&r.outcome), exit::INTERRUPTED, "{at}");
+            assert_eq!(r.files, before, "{at}");
+        } else if ran > commit {
+            assert_eq!(code(&r.outcome), exit::OK, "{at}");
+            assert_eq!(r.files, migrated(&plan), "{at}");
+        } else {
+            assert_eq!(code(&r.outcome), exit::INTERRUPTED_ROLLED_BACK, "{at}");
+            assert_eq!(r.files, before, "{at}");
+            assert_eq!(r.units, FakeSystemd::initial(), "{at}");
+            if ran <= kubelet_stop {
+                assert!(
+                    !r.calls.iter().any(|c| c.contains("kubelet")),
+                    "{at}: {:?}",
+                    r.calls
+                );
+            }
+        }
+    }
+    for n in 1..=HAPPY_BESIDE.len() {
+        let (r, plan, before) = walk_with(true, None, Some(n), false);
+        let at = format!("failure at call {n} ({})", HAPPY_BESIDE[n - 1]);
+        let _ = plan;
+        assert_eq!(code(&r.outcome), exit::ROLLED_BACK, "{at}");
+        assert_eq!(r.files, before, "{at}");
+        assert_eq!(r.units, FakeSystemd::initial(), "{at}");
+    }
 }

@@ -1,8 +1,8 @@
-//! `cri-migrate verify`: CRI Version, Status and a test pull, as the kubelet would.
+//! `cri-migrate verify`: CRI Version, Status, a test pull and a test pod, as the kubelet would.
 
 use super::NodeAccess;
 use crate::cli::{Output, VerifyArgs};
-use crate::cri::{self, credentials};
+use crate::cri::{self, credentials, sandbox};
 use crate::error::{exit, Failure};
 use crate::inspect::{self, InspectOptions};
 use anyhow::Result;
@@ -30,8 +30,26 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
         .or_else(|| facts.crio.pause_image.clone())
         .unwrap_or_else(|| "registry.k8s.io/pause:3.10".to_string());
     let cred = credentials::lookup(t.node, &image);
-    let result = cri::wait_ready(&endpoint, Duration::from_secs(args.timeout))
-        .and_then(|c| cri::verify(&c, &endpoint, &image, cred.as_ref()));
+    let result = cri::wait_ready(&endpoint, Duration::from_secs(args.timeout)).and_then(|c| {
+        let mut v = cri::verify(&c, &endpoint, &image, cred.as_ref())?;
+        if !args.no_sandbox {
+            let (pod_network, note) = sandbox::network_mode(&v.conditions);
+            let spec = sandbox::SandboxSpec {
+                uid: sandbox::new_uid()?,
+                cgroup_driver: sandbox::CgroupDriver::of_kubelet(
+                    facts.kubelet.cgroup_driver.as_deref(),
+                ),
+                pod_network,
+                cluster_dns: facts.kubelet.cluster_dns.clone(),
+                cluster_domain: facts.kubelet.cluster_domain.clone(),
+                image: image.clone(),
+            };
+            let mut r = sandbox::check(&c, &spec)?;
+            r.network_note = note;
+            v.sandbox = Some(r);
+        }
+        Ok(v)
+    });
     match (result, args.output) {
         (Ok(v), Output::Json) => {
             writeln!(
@@ -77,6 +95,24 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
                     .map(|c| format!(" (with the kubelet's credentials for {c})"))
                     .unwrap_or_default()
             )?;
+            match &v.sandbox {
+                Some(r) => {
+                    writeln!(
+                        out,
+                        "test pod: {} under {} ({} cgroup driver, {}), container {} ran; removed ({} ms)",
+                        r.network,
+                        r.cgroup_parent,
+                        r.cgroup_driver.name(),
+                        r.driver_checked_by,
+                        r.image,
+                        r.duration_ms
+                    )?;
+                    if let Some(n) = &r.network_note {
+                        writeln!(out, "  note: {n}")?;
+                    }
+                }
+                None => writeln!(out, "test pod: skipped (--no-sandbox)")?,
+            }
             Ok(exit::OK)
         }
         (Err(e), output) => {

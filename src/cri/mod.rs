@@ -156,12 +156,14 @@ impl sandbox::PodRuntime for GrpcCri {
             Err(_) => bail!("CRI RuntimeConfig did not answer within {:?}", self.timeout),
             Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => Ok(None),
             Ok(Err(s)) => bail!("CRI RuntimeConfig failed: {} ({:?})", s.message(), s.code()),
-            Ok(Ok(r)) => Ok(r.into_inner().linux.map(|l| {
-                match k8s_cri::v1::CgroupDriver::try_from(l.cgroup_driver) {
-                    Ok(k8s_cri::v1::CgroupDriver::Systemd) => "systemd".to_string(),
-                    _ => "cgroupfs".to_string(),
-                }
-            })),
+            Ok(Ok(r)) => {
+                Ok(r.into_inner().linux.map(|l| {
+                    match k8s_cri::v1::CgroupDriver::try_from(l.cgroup_driver) {
+                        Ok(k8s_cri::v1::CgroupDriver::Systemd) => "systemd".to_string(),
+                        _ => "cgroupfs".to_string(),
+                    }
+                }))
+            }
         }
     }
     fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String> {
@@ -418,6 +420,9 @@ pub struct Verification {
     pub pull: PulledImage,
     /// The digest the image resolved to (`sha256:...`), when the runtime reports one.
     pub digest: Option<String>,
+    /// The test pod, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<sandbox::SandboxReport>,
 }
 
 /// Version, Status, then a pull of `image` with the kubelet's credentials. A runtime that is not
@@ -463,6 +468,7 @@ pub fn verify(
         conditions,
         pull,
         digest,
+        sandbox: None,
     })
 }
 

@@ -144,7 +144,12 @@ pub fn unit_setting(node: &Node, unit: &str, key: &str) -> Option<String> {
         .map(|d| join(d, unit))
         .find(|p| node.exists(p));
     let mut dropins: Vec<(String, String)> = Vec::new();
-    for d in ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"] {
+    for d in [
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/usr/lib/systemd/system",
+        "/lib/systemd/system",
+    ] {
         let dir = format!("{d}/{unit}.d");
         for name in node.list(&dir) {
             // The first directory's file of a name hides the others'.
