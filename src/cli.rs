@@ -176,6 +176,10 @@ pub struct MigrateArgs {
     /// Leave a failed migration as it is instead of rolling it back.
     #[arg(long)]
     pub no_rollback: bool,
+    /// Skip the test pod through CRI (RunPodSandbox, a container, removed): the runtime is then
+    /// checked by Version, Status and a pull only. For nodes where no test pod may run.
+    #[arg(long)]
+    pub no_sandbox: bool,
     /// How long to wait for the runtime's CRI socket, and twice that for the kubelet (seconds).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,

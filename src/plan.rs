@@ -53,6 +53,8 @@ pub struct PlanOptions {
     pub sandbox_image: Option<String>,
     /// How long to wait for the runtime's CRI socket; the kubelet gets twice that.
     pub timeout_secs: u64,
+    /// No test pod in the checks (`--no-sandbox`).
+    pub no_sandbox: bool,
 }
 
 /// A carried-over setting and where its value came from.
@@ -550,6 +552,19 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         opts.timeout_secs,
         &order,
     );
+    let actions: Vec<Action> = if opts.no_sandbox {
+        warnings.push(Finding::info(
+            "sandbox-check-skipped",
+            "no test pod runs (--no-sandbox): the runtime is checked by Version, Status and a pull, which prove neither the cgroup driver nor CNI nor the sandbox image",
+            "run `cri-migrate verify` once the kubelet is back",
+        ));
+        actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::CheckSandbox { .. }))
+            .collect()
+    } else {
+        actions
+    };
     warnings.extend(facts.risks.iter().cloned());
     Ok(Plan {
         from,

@@ -90,6 +90,7 @@ fn migrate_cmd(w: &World, state: &Path, test_image: &str) -> Command {
     c.args([
         "--live",
         "migrate",
+        "--no-sandbox",
         "--to",
         "containerd",
         "--yes",
@@ -302,6 +303,7 @@ fn failed_checks_roll_back_with_the_reason() {
         .args([
             "--live",
             "migrate",
+            "--no-sandbox",
             "--to",
             "containerd",
             "--yes",
@@ -378,7 +380,7 @@ fn no_rollback_leaves_it_for_a_person_and_rollback_restores() {
     assert_ne!(node_files(w.node.path()), before);
     // An interrupted (in-progress) migration blocks a new one to another runtime.
     let out = cmd(&w, state.path())
-        .args(["--live", "migrate", "--to", "crio", "--yes"])
+        .args(["--live", "migrate", "--no-sandbox", "--to", "crio", "--yes"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5));
@@ -507,7 +509,14 @@ fn preflight_and_lock_failures_change_nothing() {
     let before = tree(tmp.path());
     // --live without a booted systemd on the node.
     let out = with_fakes(tmp.path(), state.path())
-        .args(["--live", "migrate", "--to", "containerd", "--yes"])
+        .args([
+            "--live",
+            "migrate",
+            "--no-sandbox",
+            "--to",
+            "containerd",
+            "--yes",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5));
@@ -688,6 +697,7 @@ fn guided_mode_through_a_terminal() {
         c.args([
             "--live",
             "migrate",
+            "--no-sandbox",
             "--timeout",
             "4",
             "--cri-endpoint",
@@ -1069,7 +1079,14 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     for args in [
-        &["--live", "migrate", "--to", "containerd", "--yes"][..],
+        &[
+            "--live",
+            "migrate",
+            "--no-sandbox",
+            "--to",
+            "containerd",
+            "--yes",
+        ][..],
         &["--live", "rollback", "--yes"],
         &["--live", "images", "--to", "containerd"],
     ] {
@@ -1078,7 +1095,8 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock() {
         let err = s(&out.stderr);
         assert_eq!(out.status.code(), Some(14), "{args:?}: {err}");
         assert!(
-            err.contains(&format!("pid {}", first.id())) && err.contains("migrate --to containerd"),
+            err.contains(&format!("pid {}", first.id()))
+                && err.contains("migrate --no-sandbox --to containerd"),
             "{args:?}: {err}"
         );
         assert!(
@@ -1295,4 +1313,75 @@ fn status_tells_the_state_of_the_last_migration() {
         doc["command_line"],
         "cri-migrate migrate --to containerd --yes"
     );
+}
+
+/// The unit calls of a whole migration where containerd keeps Docker's containers through a
+/// restart (KillMode=process): the runtime first, the cutover after.
+const HAPPY_BESIDE: [&str; 8] = [
+    "restart containerd.service",
+    "stop kubelet.service",
+    "stop docker.socket",
+    "stop docker.service",
+    "start kubelet.service",
+    "disable docker.socket",
+    "disable docker.service",
+    "enable containerd.service",
+];
+
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn beside_docker_a_failed_check_never_stops_the_kubelet() {
+    let Some(w) = World::new() else { return };
+    std::fs::write(
+        w.node.path().join("lib/systemd/system/containerd.service"),
+        "[Service]\nExecStart=/usr/bin/containerd\nKillMode=process\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    reset_fakes(state.path());
+    let before = node_files(w.node.path());
+
+    // An image the registry does not have: the pull fails before the cutover.
+    let missing = format!("{}/no/such:1", w.registry.addr);
+    let out = migrate_cmd(&w, state.path(), &missing)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(7), "{report}");
+    let msg = report["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+        + report["error"].to_string().as_str();
+    assert!(msg.contains("never stopped"), "{msg}");
+    // containerd got the new config and the old one back; the kubelet and Docker were never
+    // touched.
+    assert_eq!(
+        log(state.path(), "systemctl.log"),
+        ["restart containerd.service", "restart containerd.service"]
+    );
+    assert_eq!(node_files(w.node.path()), before);
+    assert_eq!(units(state.path()), initial_units());
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !steps.iter().any(|s| s.contains("kubeadm-flags.env")),
+        "the kubelet's files are written at the cutover only: {steps:?}"
+    );
+
+    // With a good image: the runtime's check, then the cutover.
+    reset_fakes(state.path());
+    let out = migrate(&w, state.path(), &[], &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(log(state.path(), "systemctl.log"), HAPPY_BESIDE);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["order"]["check_before_cutover"], true, "{report}");
+    let out = rollback(&w, state.path());
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert_eq!(node_files(w.node.path()), before);
 }

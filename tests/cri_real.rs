@@ -7,10 +7,13 @@ mod common;
 use common::services::World;
 use common::*;
 
+/// The pulls only: the World's containerd uses the systemd cgroup driver, and this machine has
+/// no systemd as PID 1 (the test pod is tested in tests/sandbox_real.rs and on the e2e node).
 fn verify(w: &World, root: &std::path::Path, image: &str, json: bool) -> std::process::Output {
     let mut c = bin();
     c.arg("--root").arg(root).args([
         "verify",
+        "--no-sandbox",
         "--endpoint",
         &w.containerd.endpoint(),
         "--image",

@@ -166,6 +166,7 @@ proptest! {
                 runtime_version: cri_migrate::version::Version::parse(if target == Target::Crio { "1.28.0" } else { "1.6.20" }),
                 sandbox_image: None,
                 timeout_secs: 60,
+                no_sandbox: false,
             };
             let Ok(plan) = plan::plan(&facts, &opts) else { continue };
             for f in &plan.files {

@@ -126,6 +126,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             runtime_version: args.runtime_version,
             sandbox_image: args.sandbox_image.clone(),
             timeout_secs: args.timeout,
+            no_sandbox: args.no_sandbox,
         },
     )?;
     Ok((facts, plan))
@@ -409,6 +410,7 @@ fn finish(
                 "target": plan.target,
                 "runtime_version": plan.runtime_version,
                 "endpoint": plan.endpoint,
+                "order": plan.order,
                 "backup": o.backup,
                 "duration_ms": started.elapsed().as_millis() as u64,
                 "steps": o.steps,

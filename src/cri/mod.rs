@@ -305,6 +305,9 @@ impl sandbox::PodRuntime for GrpcCri {
         )?;
         Ok(r.items.into_iter().map(|p| p.id).collect())
     }
+    fn remove_pod_cgroup(&self, parent: &str) {
+        sandbox::remove_pod_cgroup_dirs(std::path::Path::new("/sys/fs/cgroup"), parent);
+    }
 }
 
 impl Cri for GrpcCri {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// The label every object of the check carries, so a leftover can always be found and removed.
+/// A label every object of the check carries (its pod UID), beside the kubelet's own labels.
 pub const CHECK_LABEL: &str = "io.cri-migrate.check";
 pub const POD_NAME: &str = "cri-migrate-check";
 pub const POD_NAMESPACE: &str = "cri-migrate";
@@ -41,6 +41,26 @@ pub trait PodRuntime {
     fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
     /// Sandboxes carrying `label=value`.
     fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>>;
+    /// Remove the pod-level cgroup a cgroupfs runtime made for the test pod (the kubelet removes
+    /// its pods' cgroups itself; the runtime removes only the containers'). Best effort.
+    fn remove_pod_cgroup(&self, _parent: &str) {}
+}
+
+/// `rmdir` the pod's cgroup in every hierarchy mounted under /sys/fs/cgroup (cgroup v1
+/// controllers, the hybrid `unified` one, or cgroup v2 itself). rmdir only takes an empty
+/// cgroup, so nothing still running is touched.
+pub fn remove_pod_cgroup_dirs(sys_fs_cgroup: &std::path::Path, parent: &str) {
+    let rel = parent.trim_start_matches('/');
+    if rel.is_empty() || rel.contains("..") || !rel.starts_with("kubepods/") {
+        return;
+    }
+    let mut roots = vec![sys_fs_cgroup.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(sys_fs_cgroup) {
+        roots.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    for r in roots {
+        let _ = std::fs::remove_dir(r.join(rel));
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -299,7 +319,7 @@ impl std::fmt::Display for SandboxFailure {
         if !self.leftovers.is_empty() {
             write!(
                 f,
-                " (could not remove {}: remove with `crictl rmp -f` / `crictl rm -f`)",
+                " (left in the runtime: {}. A runtime that cannot tear down a pod's network keeps it; the next check removes it once the cause is fixed, or `crictl rmp -f ID`)",
                 self.leftovers.join(", ")
             )?;
         }
@@ -333,14 +353,35 @@ pub fn cgroups_path_driver(path: &str) -> CgroupDriver {
     }
 }
 
-/// The driver a sandbox actually got, read from its verbose info (containerd puts the OCI spec
-/// under `info.runtimeSpec`). None where the runtime does not say.
+/// The driver a sandbox actually got, from its verbose info. containerd says which runc options
+/// ran it (`runtimeOptions.systemd_cgroup`, absent when false): its OCI spec's cgroupsPath alone
+/// does not tell, as containerd shapes that path by the parent's name (`.slice` or not) whatever
+/// runc's driver. CRI-O shapes the path by its own `cgroup_manager`, so there the path tells.
+/// None where the runtime does not say.
 pub fn driver_from_info(info: &HashMap<String, String>) -> Option<(CgroupDriver, String)> {
     let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+    let runtime_type = v.get("runtimeType").and_then(|t| t.as_str());
+    if let Some(rt) = runtime_type {
+        if !rt.starts_with("io.containerd.runc.") {
+            return None; // another OCI runtime (kata, gVisor...): its options are its own
+        }
+        let opts = v.get("runtimeOptions").filter(|o| o.is_object())?;
+        let systemd = opts
+            .get("systemd_cgroup")
+            .or_else(|| opts.get("SystemdCgroup"))
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+        let d = if systemd {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        };
+        return Some((d, format!("runc options of {rt}: SystemdCgroup={systemd}")));
+    }
     let path = v
         .pointer("/runtimeSpec/linux/cgroupsPath")
         .and_then(|p| p.as_str())?;
-    Some((cgroups_path_driver(path), path.to_string()))
+    Some((cgroups_path_driver(path), format!("cgroupsPath {path}")))
 }
 
 /// Run the check; whatever happens, remove what it created.
@@ -427,10 +468,10 @@ fn run(
                 return Err(mismatch(
                     spec,
                     runtime,
-                    &format!("its sandbox got the cgroup path {path}"),
+                    &format!("the sandbox ran with {path}"),
                 ));
             }
-            checked_by = format!("runtime spec (cgroupsPath {path})");
+            checked_by = format!("the sandbox's status ({path})");
         }
     }
     let cid = rt
@@ -476,6 +517,18 @@ fn clean_up(
     pod: Option<&str>,
     container: Option<&str>,
 ) -> Vec<String> {
+    let left = clean_up_objects(rt, pod, container);
+    if spec.cgroup_driver == CgroupDriver::Cgroupfs && pod.is_some() {
+        rt.remove_pod_cgroup(&spec.cgroup_parent());
+    }
+    left
+}
+
+fn clean_up_objects(
+    rt: &dyn PodRuntime,
+    pod: Option<&str>,
+    container: Option<&str>,
+) -> Vec<String> {
     let mut left = Vec::new();
     if let Some(c) = container {
         // No grace: the test container has nothing to save, and an image whose PID 1 has no
@@ -486,7 +539,9 @@ fn clean_up(
         }
     }
     let mut pods: Vec<String> = pod.map(|p| vec![p.to_string()]).unwrap_or_default();
-    if let Ok(found) = rt.pod_sandboxes_labelled(CHECK_LABEL, &spec.uid) {
+    // Every sandbox of the namespace is a check's: one an earlier check could not remove (its
+    // network could not be torn down) goes now, once the cause is fixed.
+    if let Ok(found) = rt.pod_sandboxes_labelled("io.kubernetes.pod.namespace", POD_NAMESPACE) {
         for p in found {
             if !pods.contains(&p) {
                 pods.push(p);
@@ -904,7 +959,7 @@ mod tests {
             ..Default::default()
         };
         let r = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
-        assert!(r.driver_checked_by.starts_with("runtime spec"));
+        assert!(r.driver_checked_by.starts_with("the sandbox's status"));
         let f = Fake {
             driver: Some("systemd"),
             ..Default::default()
@@ -942,6 +997,26 @@ mod tests {
         assert!(!pod);
         assert!(note.unwrap().contains("cni config uninitialized"));
         assert!(!network_mode(&[]).0);
+    }
+
+    #[test]
+    fn pod_cgroups_are_removed_only_when_empty_and_only_under_kubepods() {
+        let d = tempfile::tempdir().unwrap();
+        let parent = "/kubepods/besteffort/pod1";
+        for h in ["cpu", "memory", "unified"] {
+            std::fs::create_dir_all(d.path().join(h).join("kubepods/besteffort/pod1")).unwrap();
+        }
+        // A cgroup with something in it stays (here: a file, as rmdir of a non-empty dir fails).
+        std::fs::write(d.path().join("memory/kubepods/besteffort/pod1/x"), "").unwrap();
+        remove_pod_cgroup_dirs(d.path(), parent);
+        assert!(!d.path().join("cpu/kubepods/besteffort/pod1").exists());
+        assert!(!d.path().join("unified/kubepods/besteffort/pod1").exists());
+        assert!(d.path().join("memory/kubepods/besteffort/pod1").exists());
+        assert!(d.path().join("cpu/kubepods/besteffort").exists());
+        std::fs::create_dir_all(d.path().join("cpu/other")).unwrap();
+        remove_pod_cgroup_dirs(d.path(), "/other");
+        remove_pod_cgroup_dirs(d.path(), "/kubepods/../other");
+        assert!(d.path().join("cpu/other").exists());
     }
 
     #[test]

@@ -232,8 +232,23 @@ impl Registry {
     /// Build an image (busybox plus one layer per label) and push it as `addr/repo:tag`.
     /// Returns the reference and its manifest digest.
     pub fn push(&self, repo: &str, tag: &str, labels: &[&str]) -> (String, String) {
+        self.push_cmd(repo, tag, labels, None)
+    }
+
+    /// As `push`, with the image's command set (a JSON array), e.g. a pause-like image.
+    pub fn push_cmd(
+        &self,
+        repo: &str,
+        tag: &str,
+        labels: &[&str],
+        image_cmd: Option<&str>,
+    ) -> (String, String) {
         let layout = tempfile::tempdir().unwrap();
-        let out = Command::new(super::repo().join("tests/tools/make-test-image.sh"))
+        let mut make = Command::new(super::repo().join("tests/tools/make-test-image.sh"));
+        if let Some(c) = image_cmd {
+            make.env("IMAGE_CMD", c);
+        }
+        let out = make
             .arg(layout.path())
             .arg(tag)
             .args(labels)
@@ -348,6 +363,13 @@ impl World {
             ),
         );
         std::fs::create_dir_all(node.path().join("run/systemd/system")).unwrap();
+        // A containerd unit whose restart would stop Docker's containers: these tests walk the
+        // cutover-first order (the beside-Docker order has its own tests in apply.rs and the
+        // in-process walk tests).
+        w(
+            "lib/systemd/system/containerd.service",
+            "[Unit]\nDescription=containerd\n[Service]\nExecStart=/usr/bin/containerd\nKillMode=control-group\n".into(),
+        );
 
         // What cri-migrate renders for this node, for real.
         let out = super::bin()

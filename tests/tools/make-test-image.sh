@@ -5,6 +5,8 @@
 # with different labels have different digests and share the busybox layer. A LABEL written
 # NAME=MB also holds MB megabytes of incompressible data derived from NAME: the same NAME gives
 # the same layer, so images can share big layers (the benchmarks use it).
+# IMAGE_CMD (a JSON array) replaces the image's command, /bin/sh by default: e.g.
+# '["/bin/busybox","sleep","2147483647"]' makes a pause-like image that keeps a sandbox up.
 set -eu
 
 main() {
@@ -38,7 +40,7 @@ main() {
         add_layer "$work/l-$name"
     done
 
-    config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"/bin/sh\"],\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]}}"
+    config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":${IMAGE_CMD:-[\"/bin/sh\"]},\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]}}"
     printf '%s' "$config" >"$work/config"
     cdigest=$(blob "$work/config")
     csize=$(wc -c <"$work/config")
