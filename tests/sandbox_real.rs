@@ -17,7 +17,8 @@ use std::path::Path;
 
 struct Pods {
     containerd: Containerd,
-    registry: Registry,
+    // Kept for its lifetime: the pause image is pulled from it.
+    _registry: Registry,
     node: tempfile::TempDir,
     cni: tempfile::TempDir,
     pause: String,
@@ -109,7 +110,7 @@ SystemdCgroup = {systemd_cgroup}
         .unwrap();
         let p = Pods {
             containerd,
-            registry,
+            _registry: registry,
             node,
             cni,
             pause,
