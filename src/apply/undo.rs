@@ -106,6 +106,34 @@ impl UndoPlan {
     }
 }
 
+/// Stop and remove every sandbox the runtime made since the migration began. A runtime that no
+/// longer answers ran no pods worth removing (its failure is why the rollback runs).
+fn remove_new_pods(fx: &Effects, endpoint: &str, since: i64) -> Result<Option<String>> {
+    let cri = match (fx.cri)(endpoint, std::time::Duration::from_secs(5)) {
+        Ok(c) => c,
+        Err(e) => return Ok(Some(format!("the runtime does not answer ({e:#}): no pods to remove"))),
+    };
+    let pods = match cri.pod_sandboxes_since(since) {
+        Ok(p) => p,
+        Err(e) => return Ok(Some(format!("cannot list its pods ({e:#}): none removed"))),
+    };
+    let mut failed = Vec::new();
+    for p in &pods {
+        let _ = cri.stop_pod_sandbox(p);
+        if let Err(e) = cri.remove_pod_sandbox(p) {
+            failed.push(format!("{p}: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} pod(s) could not be removed (remove with `crictl rmp -f ID`): {}",
+            failed.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(Some(format!("{} pod(s) removed", pods.len())))
+}
+
 pub fn undo(
     node: &Node,
     b: &mut Backup,
@@ -164,6 +192,20 @@ pub fn undo(
         step(
             "rollback: stop kubelet.service".into(),
             &mut || act("stop", Some("kubelet.service")),
+            b,
+        );
+        // The pods the kubelet ran on the new runtime keep running once it stops (their shims
+        // outlive it); back on Docker the kubelet runs them again, so these would be twins.
+        let endpoint = b.manifest.plan.endpoint.clone();
+        let since = b
+            .manifest
+            .created
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_nanosecond() as i64)
+            .unwrap_or(i64::MAX);
+        step(
+            format!("rollback: remove the pods the kubelet ran on {endpoint}"),
+            &mut || remove_new_pods(fx, &endpoint, since),
             b,
         );
     }

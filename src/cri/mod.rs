@@ -4,6 +4,9 @@
 pub mod credentials;
 pub mod sandbox;
 
+/// The CRI types, for the kubelet stand-in's pods.
+pub use k8s_cri;
+
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -304,6 +307,19 @@ impl sandbox::PodRuntime for GrpcCri {
             }),
         )?;
         Ok(r.items.into_iter().map(|p| p.id).collect())
+    }
+    fn pod_sandboxes_since(&self, since_unix_nanos: i64) -> Result<Vec<String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let r = self.call(
+            "ListPodSandbox",
+            self.timeout,
+            c.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )?;
+        Ok(r.items
+            .into_iter()
+            .filter(|p| p.created_at >= since_unix_nanos)
+            .map(|p| p.id)
+            .collect())
     }
     fn remove_pod_cgroup(&self, parent: &str) {
         sandbox::remove_pod_cgroup_dirs(std::path::Path::new("/sys/fs/cgroup"), parent);

@@ -41,6 +41,11 @@ pub trait PodRuntime {
     fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
     /// Sandboxes carrying `label=value`.
     fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>>;
+    /// Sandboxes created at or after `since` (Unix nanoseconds): the pods a kubelet ran on this
+    /// runtime during a migration, which a rollback removes.
+    fn pod_sandboxes_since(&self, _since_unix_nanos: i64) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
     /// Remove the pod-level cgroup a cgroupfs runtime made for the test pod (the kubelet removes
     /// its pods' cgroups itself; the runtime removes only the containers'). Best effort.
     fn remove_pod_cgroup(&self, _parent: &str) {}

@@ -138,7 +138,10 @@ push_image() {
     rm -rf "$layout"
 }
 
-# Docker's containerd.io ships this config.toml: the CRI plugin disabled.
+# Docker's containerd.io ships this config.toml: the CRI plugin disabled. One line is this
+# machine's: its root lacks CAP_SYS_RESOURCE, so runc cannot lower a sandbox's oom_score_adj
+# below containerd's own; `restrict_oom_score_adj` (what rootless setups use) keeps it there.
+# The migration must keep it (an unrelated key in the CRI plugin's table).
 DOCKER_CONTAINERD_TOML='#   Copyright 2018-2022 Docker Inc.
 
 #   Licensed under the Apache License, Version 2.0 (the "License");
@@ -148,6 +151,33 @@ disabled_plugins = ["cri"]
 
 #root = "/var/lib/containerd"
 #state = "/run/containerd"
+
+[plugins.cri]
+  restrict_oom_score_adj = true
+'
+
+# A pod's process: PID 1 of its container, ending on SIGTERM as a real workload does (a process
+# without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period).
+POD_CMD='["/bin/sh","-c","trap '"'"'exit 0'"'"' TERM INT; while :; do sleep 1; done"]'
+# Nodes made so far: each gets its own CNI bridge and address range (nodes share the host's
+# network namespace).
+NODE_COUNT=0
+
+# The test nodes run real containers (runtime-facts §11): systemd-nspawn mounts the cgroup v1
+# controllers read-only inside, so this unit remounts them writable before any runtime starts.
+CGROUP_RW_UNIT='[Unit]
+Description=Writable cgroup controllers for containers (cri-migrate e2e test node)
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service docker.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c '"'"'for c in /sys/fs/cgroup/*/; do mountpoint -q "$c" && mount -o remount,bind,rw "$c"; done; true'"'"'
+
+[Install]
+WantedBy=sysinit.target
 '
 
 # make_node NAME KUBELET_VERSION KUBEADM_ARGS: a copy of the root file system, set up as a kubeadm
@@ -215,14 +245,26 @@ YAML
     printf '\nPackage: kubelet\nStatus: install ok installed\nPriority: optional\nVersion: %s-00\n' "$version" >>"$root/var/lib/dpkg/status"
     install -m 0755 "$REPO/target/debug/kubelet-standin" "$root/usr/bin/kubelet"
     install -m 0755 "$REPO/target/debug/cri-migrate" "$root/usr/local/bin/cri-migrate"
-    touch "$root/opt/cni/bin/loopback"
-    echo '{"cniVersion":"0.4.0","name":"lo","plugins":[{"type":"loopback"}]}' >"$root/etc/cni/net.d/99-loopback.conflist"
+    # Real CNI plugins (Debian's containernetworking-plugins) and a bridge network of the node's
+    # own: test pods and the stand-in's pods attach to it.
+    NODE_COUNT=$((NODE_COUNT + 1))
+    cp /usr/lib/cni/* "$root/opt/cni/bin/"
+    cat >"$root/etc/cni/net.d/10-pods.conflist" <<JSON
+{"cniVersion":"0.4.0","name":"pods","plugins":[{"type":"bridge","bridge":"crm-$name","isGateway":true,"ipMasq":false,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.$((200 + NODE_COUNT % 50)).0.0/24"}]]}},{"type":"portmap","capabilities":{"portMappings":true}}]}
+JSON
+    echo "crm-$name" >"$WORK/$name.bridge"
+    printf '%s' "$CGROUP_RW_UNIT" >"$root/etc/systemd/system/cgroup-rw.service"
+    mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+    ln -sf /etc/systemd/system/cgroup-rw.service "$root/etc/systemd/system/sysinit.target.wants/cgroup-rw.service"
 }
 
 # boot_node NAME: systemd as PID 1 in the node; sets NODE_PID (PID 1 seen from the host).
 boot_node() {
     local name=$1 root="$WORK/$1"
-    systemd-nspawn --boot --register=no --keep-unit --quiet -D "$root" --machine="$name" >"$WORK/$name.console" 2>&1 &
+    # All capabilities and the key and bpf system calls: Docker and containerd run containers
+    # in the node (runtime-facts §11).
+    systemd-nspawn --boot --register=no --keep-unit --quiet -D "$root" --machine="$name" \
+        --capability=all --system-call-filter='add_key keyctl request_key bpf' >"$WORK/$name.console" 2>&1 &
     local nspawn=$!
     echo "$nspawn" >"$WORK/$name.nspawn"
     NODES+=("$name")
@@ -275,6 +317,10 @@ stop_node() {
         sleep 1
     fi
     rm -f "$WORK/$name.nspawn"
+    # The node's CNI bridge lives in the host's network namespace.
+    [ -e "$WORK/$name.bridge" ] && ip link delete "$(cat "$WORK/$name.bridge")" >/dev/null 2>&1
+    rm -f "$WORK/$name.bridge"
+    return 0
 }
 
 cleanup() {
@@ -308,7 +354,9 @@ setup_registries() {
     start_registry "$WORK/registry" "$rp"
     start_registry "$WORK/mirror" "$mp"
     push_image "$REGISTRY" test/busybox 1 plain >/dev/null
-    push_image "$REGISTRY" pause/pause 3.9 pause >/dev/null
+    IMAGE_CMD=$POD_CMD push_image "$REGISTRY" pause/pause 3.9 pause >/dev/null
+    # A sandbox image that pulls but cannot run (its command does not exist).
+    IMAGE_CMD='["/no/such/pause"]' push_image "$REGISTRY" pause/broken 1 broken >/dev/null
     push_image "$MIRROR" library/mirroronly 1 mirror >/dev/null
     # An image pods pin by digest: Docker holds it with no tag at all.
     PINNED=$REGISTRY/test/pinned@$(push_image "$REGISTRY" test/pinned 1 pinned extra-layer)

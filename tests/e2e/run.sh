@@ -40,7 +40,7 @@ docker_and_kubelet_back() {
         expect "the kubelet is active again (on dockershim)" wait_active kubelet.service 30 &&
         expect "the kubelet stand-in says dockershim" bash -c "journalctl_tail | grep -q dockershim"
 }
-journalctl_tail() { in_node journalctl --no-pager -u kubelet.service -n 5 -o cat; }
+journalctl_tail() { in_node journalctl --no-pager -u kubelet.service -n 30 -o cat; }
 export -f journalctl_tail in_node
 export NODE_PID
 
@@ -195,7 +195,7 @@ signals_roll_back_by_themselves() {
                 expect "it says it was interrupted and rolled back" grep -q "interrupted by SIG$sig during the cutover" "$WORK/paused.err" || return 1
             fi
             expect "every file byte-identical to before" same_state original &&
-                expect "containerd was never restarted" bash -c "! grep -q 'rollback done rollback: restart containerd' '$PAUSED_BACKUP/journal.log'" &&
+                expect "containerd, restarted with its new config before the kubelet stopped, got its old one back" bash -c "grep -q 'rollback done rollback: restart containerd' '$PAUSED_BACKUP/journal.log'" &&
                 docker_and_kubelet_back || return 1
         done
     done
@@ -232,10 +232,11 @@ two_runs_at_once() {
         docker_and_kubelet_back
 }
 
-# Configuration management writes containerd's config while the run has stopped Docker: the
-# run does not overwrite it, rolls back, and names the file; the new content stays.
+# Configuration management writes the kubelet's flags file while the run has stopped Docker
+# (the kubelet's files are written at the cutover): the run does not overwrite it, rolls back,
+# and names the file; the new content stays.
 file_changed_between_plan_and_apply() {
-    local config="$WORK/$NODE/etc/containerd/config.toml" saved
+    local config="$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" saved
     saved=$(mktemp)
     cp -a "$config" "$saved"
     start_paused "stop docker.service" || return 1
@@ -244,7 +245,7 @@ file_changed_between_plan_and_apply() {
     touch "$PAUSED_BACKUP/continue"
     end_paused || return 1
     expect "exit 7 (rolled back)" [ "$RUN_RC" = 7 ] &&
-        expect "it names the file" grep -q "/etc/containerd/config.toml changed since the plan was made" "$WORK/paused.err" &&
+        expect "it names the file" grep -q "/var/lib/kubelet/kubeadm-flags.env changed since the plan was made" "$WORK/paused.err" &&
         expect "the new content stays, every other file as before" same_state changed &&
         docker_and_kubelet_back
     local ok=$?
@@ -344,6 +345,148 @@ images_carried_to_containers_storage() {
         expect "the digest-only image is reported, not faked" grep -q 'known only by digest' "$WORK/report-crio.json"
 }
 
+# The kubelet's main PID: unchanged means it never stopped.
+kubelet_pid() { in_node systemctl show -p MainPID --value kubelet.service; }
+# Each Docker container's name, start time and state: unchanged means none stopped.
+docker_started() {
+    local ids
+    ids=$(in_node docker ps -aq) || return 1
+    [ -z "$ids" ] && return 0
+    # shellcheck disable=SC2086
+    in_node docker inspect -f '{{.Name}} {{.State.StartedAt}} {{.State.Running}}' $ids | sort
+}
+# Three pods as dockershim ran them (restart policy always: Docker brings them back), and the
+# same pods as static pods, which the kubelet stand-in runs through CRI on the new runtime.
+start_pods() {
+    local i
+    mkdir -p "$WORK/$NODE/etc/kubernetes/manifests"
+    for i in 1 2 3; do
+        in_node docker run -d --restart always --network none --name "k8s_app_pod-$i" "$TEST_IMAGE" \
+            /bin/sh -c "trap 'exit 0' TERM INT; while :; do sleep 1; done" >/dev/null || return 1
+        cat >"$WORK/$NODE/etc/kubernetes/manifests/pod-$i.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-$i
+  namespace: default
+spec:
+  containers:
+  - name: app
+    image: $TEST_IMAGE
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
+YAML
+    done
+}
+stop_pods() {
+    rm -f "$WORK/$NODE"/etc/kubernetes/manifests/pod-*.yaml
+    in_node docker rm -f k8s_app_pod-1 k8s_app_pod-2 k8s_app_pod-3 >/dev/null 2>&1
+    return 0
+}
+# Running tasks of the kubelet's pods in containerd's CRI namespace.
+cri_tasks_running() { in_node ctr -n k8s.io tasks ls 2>/dev/null | grep -c RUNNING; }
+docker_pods_running() { [ "$(in_node docker ps -q --filter name=k8s_app_pod | wc -l)" = 3 ]; }
+wait_for() { # wait_for SECONDS COMMAND...
+    local n=$1 i
+    shift
+    for i in $(seq "$((n * 2))"); do
+        "$@" && return 0
+        sleep 0.5
+    done
+    return 1
+}
+stand_in_ran_pods() { [ "$(in_node journalctl --no-pager -u kubelet.service --since "@$1" -o cat | grep -c 'pod default/pod-[123] running')" -ge 3 ]; }
+
+# caught_before_the_cutover WHAT SAYS [MIGRATE ARGS...]: with the node broken in one way
+# (by the caller), the migration stops at the runtime's check, before the kubelet stops: exit 7,
+# the cause named, the kubelet's PID and Docker's containers unchanged, every file as it was.
+caught_before_the_cutover() {
+    local what=$1 says=$2 pid0 docker0
+    shift 2
+    node_state "$NODE" >"$WORK/state.broken"
+    pid0=$(kubelet_pid)
+    docker0=$(docker_started)
+    expect "$what: migrate exits 7" exits 7 in_node cri-migrate migrate --to containerd --yes "$@" &&
+        expect "$what: the cause is named ($says)" grep -q "$says" "$WORK/last.err" &&
+        expect "$what: said to be caught before the cutover" grep -q "the kubelet was never stopped" "$WORK/last.err" &&
+        expect "$what: the kubelet never stopped (same PID $pid0)" test "$(kubelet_pid)" = "$pid0" &&
+        expect "$what: Docker still serves" exits 0 in_node docker ps &&
+        expect "$what: Docker's pods ran on through containerd's two restarts" test "$(docker_started)" = "$docker0" &&
+        expect "$what: every file as it was" same_state broken
+}
+
+checks_before_the_cutover_catch_a_broken_node() {
+    local toml="$WORK/$NODE/etc/containerd/config.toml" rc=0
+    start_pods || return 1
+    # A leftover drop-in that turns runc's systemd cgroup driver off (cri-migrate edits only the
+    # main file, and says so).
+    cp "$toml" "$WORK/config.toml.orig"
+    mkdir -p "$WORK/$NODE/etc/containerd/conf.d"
+    printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n' \
+        >"$WORK/$NODE/etc/containerd/conf.d/10-legacy.toml"
+    sed -i '1i imports = ["/etc/containerd/conf.d/*.toml"]' "$toml"
+    caught_before_the_cutover "cgroup driver mismatch" "the kubelet uses the systemd cgroup driver, the runtime cgroupfs" || rc=1
+    cp "$WORK/config.toml.orig" "$toml"
+    rm -rf "$WORK/$NODE/etc/containerd/conf.d"
+    # A CNI config, first in the directory, naming a plugin the plugin directory does not have.
+    echo '{"cniVersion":"0.4.0","name":"cbr0","plugins":[{"type":"flannel","delegate":{"isDefaultGateway":true}}]}' \
+        >"$WORK/$NODE/etc/cni/net.d/05-flannel.conflist"
+    caught_before_the_cutover "CNI plugin missing" 'failed to find plugin \"flannel\"' || rc=1
+    rm -f "$WORK/$NODE/etc/cni/net.d/05-flannel.conflist"
+    # A sandbox image that pulls but cannot run.
+    caught_before_the_cutover "sandbox image that cannot run" "sandbox (pause) image" --sandbox-image "$REGISTRY/pause/broken:1" || rc=1
+    stop_pods
+    expect "the kubelet is still active on Docker" wait_active kubelet.service 10 && return $rc
+}
+
+running_pods_move_and_come_back() {
+    local pid0 docker0 backup paused="" i rc since
+    start_pods || return 1
+    node_state "$NODE" >"$WORK/state.with-pods"
+    pid0=$(kubelet_pid)
+    docker0=$(docker_started)
+    since=$(date +%s)
+    # Paused right after the test pod: the runtime is proven, the kubelet and Docker untouched.
+    in_node env CRI_MIGRATE_PAUSE_AFTER="test pod" cri-migrate migrate --to containerd --yes --output json \
+        >"$WORK/pods.out" 2>"$WORK/pods.err" &
+    local run=$!
+    for i in $(seq 120); do
+        backup=$(newest_backup)
+        if [ -n "$backup" ] && grep -q "paused after run a test pod" "$backup/journal.log" 2>/dev/null; then
+            paused=1
+            break
+        fi
+        sleep 0.5
+    done
+    expect "the run reached its test pod" test -n "$paused" || { kill "$run"; return 1; }
+    expect "after the test pod the kubelet had not stopped (same PID)" test "$(kubelet_pid)" = "$pid0" &&
+        expect "containerd restarted with CRI while Docker's pods ran on" test "$(docker_started)" = "$docker0"
+    rc=$?
+    touch "$backup/continue"
+    wait "$run"
+    expect "migrate exits 0" test $? = 0 || { cat "$WORK/pods.err" >&2; return 1; }
+    [ $rc = 0 ] &&
+        expect "the report says the runtime was checked before the cutover" grep -q '"check_before_cutover": true' "$WORK/pods.out" &&
+        expect "the test pod ran before the kubelet stopped" python3 -c '
+import json, sys
+steps = [s["step"] for s in json.load(open(sys.argv[1]))["steps"]]
+pod = next(i for i, s in enumerate(steps) if "test pod" in s)
+stop = steps.index("stop kubelet.service")
+sys.exit(0 if pod < stop else 1)' "$WORK/pods.out" &&
+        expect "Docker's pods stopped with Docker" is_state is-active docker.service inactive &&
+        expect "the kubelet ran the three pods on containerd" wait_for 60 stand_in_ran_pods "$since" &&
+        expect "their sandboxes and containers run in containerd" bash -c "[ \$(cri_tasks_running) -ge 6 ]" &&
+        expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "the rollback removed the pods the kubelet ran on containerd" grep -q "3 pod(s) removed" "$WORK/last.out" "$WORK/last.err" &&
+        expect "no pod runs in containerd any more" bash -c "[ \$(cri_tasks_running) = 0 ]" &&
+        expect "Docker's three pods run again" wait_for 60 docker_pods_running &&
+        expect "every file byte-identical to before" same_state with-pods &&
+        docker_and_kubelet_back
+    rc=$?
+    stop_pods
+    return $rc
+}
+export -f cri_tasks_running
+
 # --- run ------------------------------------------------------------------------------------
 
 require_tools
@@ -376,6 +519,8 @@ scenario "9. SIGINT/TERM/HUP/QUIT after the kubelet stops and after Docker stops
 scenario "10. a refused --drain restarts nothing and leaves nothing to resume" refused_drain_touches_nothing
 scenario "11. two runs at once: the second is refused, naming the first" two_runs_at_once
 scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
+scenario "15. a cgroup driver mismatch, a missing CNI plugin, a sandbox image that cannot run: caught before the kubelet stops" checks_before_the_cutover_catch_a_broken_node
+scenario "16. running pods: checked beside Docker, back on containerd, back on Docker after rollback" running_pods_move_and_come_back
 scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and gives the result" detach_and_reenter
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries

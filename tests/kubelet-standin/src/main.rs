@@ -13,8 +13,15 @@
 //!   verbose status — the runtime's sandbox image must be the one the node expects and its cgroup
 //!   driver must match `cgroupDriver`.
 //!
-//! Then it stays running, checking the runtime every few seconds, so that systemd reports it
-//! active; when a check fails it exits 1 and systemd marks it failed. It runs no pods.
+//! Then, on a CRI runtime, it runs the static pods of its manifest directory (`staticPodPath` or
+//! `--pod-manifest-path`) as the kubelet would: per pod `RunPodSandbox` (the kubelet's cgroup
+//! parent, the pod network where the runtime has CNI config), then per container the image
+//! (pulled if missing), `CreateContainer`, `StartContainer`; each pod logged as `pod NS/NAME
+//! running` (what the downtime bench times). A pod whose sandbox already exists (the stand-in
+//! restarted) is left as it is; a pod that fails is logged and retried at the next round.
+//!
+//! It stays running, checking the runtime every few seconds, so that systemd reports it
+//! active; when a check fails it exits 1 and systemd marks it failed.
 
 use cri_migrate::cri::{self, Cri};
 use cri_migrate::version::Version;
@@ -244,9 +251,24 @@ fn main() {
         "kubelet-standin {v}: {} {} ready on {endpoint}, cgroup driver {cgroup_driver}",
         rv.runtime_name, rv.runtime_version
     );
+    let manifests = flag("pod-manifest-path").or_else(|| cfg("staticPodPath"));
+    let dns: Vec<String> = config
+        .get("clusterDNS")
+        .and_then(|d| d.as_sequence())
+        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let pods = Pods {
+        dir: manifests,
+        systemd: cgroup_driver == "systemd",
+        dns,
+        domain: cfg("clusterDomain"),
+    };
+    let mut running: Vec<String> = Vec::new();
+    pods.run(&client, &mut running);
     let mut misses = 0;
     loop {
         std::thread::sleep(Duration::from_secs(5));
+        pods.run(&client, &mut running);
         match client.version() {
             Ok(_) => misses = 0,
             Err(e) => {
@@ -256,5 +278,186 @@ fn main() {
                 }
             }
         }
+    }
+}
+
+/// The static pods of the manifest directory.
+struct Pods {
+    dir: Option<String>,
+    systemd: bool,
+    dns: Vec<String>,
+    domain: Option<String>,
+}
+
+struct Container {
+    name: String,
+    image: String,
+    command: Vec<String>,
+}
+
+impl Pods {
+    /// Start every pod not running yet; `running` holds the ones this process started or found.
+    fn run(&self, client: &cri::GrpcCri, running: &mut Vec<String>) {
+        let Some(dir) = &self.dir else { return };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(&f) else { continue };
+            let Ok(pod) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { continue };
+            let s = |p: &[&str]| {
+                let mut v = &pod;
+                for k in p {
+                    v = v.get(*k)?;
+                }
+                v.as_str().map(str::to_string)
+            };
+            let Some(name) = s(&["metadata", "name"]) else { continue };
+            let ns = s(&["metadata", "namespace"]).unwrap_or_else(|| "default".into());
+            let key = format!("{ns}/{name}");
+            if running.contains(&key) {
+                continue;
+            }
+            let containers: Vec<Container> = pod
+                .get("spec")
+                .and_then(|sp| sp.get("containers"))
+                .and_then(|c| c.as_sequence())
+                .map(|seq| {
+                    seq.iter()
+                        .filter_map(|c| {
+                            let list = |k: &str| -> Vec<String> {
+                                c.get(k)
+                                    .and_then(|v| v.as_sequence())
+                                    .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                                    .unwrap_or_default()
+                            };
+                            Some(Container {
+                                name: c.get("name")?.as_str()?.to_string(),
+                                image: c.get("image")?.as_str()?.to_string(),
+                                command: [list("command"), list("args")].concat(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match self.start(client, &ns, &name, &containers) {
+                Ok(Some(id)) => {
+                    println!("pod {key} running: sandbox {id}, {} container(s)", containers.len());
+                    running.push(key);
+                }
+                Ok(None) => {
+                    println!("pod {key} already running");
+                    running.push(key);
+                }
+                Err(e) => println!("pod {key} failed: {e:#}"),
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        client: &cri::GrpcCri,
+        ns: &str,
+        name: &str,
+        containers: &[Container],
+    ) -> anyhow::Result<Option<String>> {
+        use cri::k8s_cri::v1 as k;
+        use cri::sandbox::PodRuntime;
+        // A static pod's UID is derived from its name here (the kubelet hashes the manifest).
+        let uid = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (ns, name).hash(&mut h);
+            let x = h.finish();
+            format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", x >> 32, (x >> 16) & 0xffff, x & 0xfff, (x >> 20) & 0xfff, x & 0xffff_ffff_ffff)
+        };
+        if !client.pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?.is_empty() {
+            return Ok(None);
+        }
+        let pod_network = client
+            .status()?
+            .iter()
+            .any(|c| c.kind == "NetworkReady" && c.status);
+        let labels = |extra: Option<&str>| {
+            let mut l: std::collections::HashMap<String, String> = [
+                ("io.kubernetes.pod.name", name),
+                ("io.kubernetes.pod.namespace", ns),
+                ("io.kubernetes.pod.uid", uid.as_str()),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+            if let Some(c) = extra {
+                l.insert("io.kubernetes.container.name".into(), c.into());
+            }
+            l
+        };
+        let sandbox = k::PodSandboxConfig {
+            metadata: Some(k::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: ns.into(),
+                attempt: 0,
+            }),
+            hostname: if pod_network { name.into() } else { String::new() },
+            log_directory: format!("/var/log/pods/{ns}_{name}_{uid}"),
+            dns_config: (pod_network && !self.dns.is_empty()).then(|| k::DnsConfig {
+                servers: self.dns.clone(),
+                searches: self
+                    .domain
+                    .iter()
+                    .flat_map(|d| [format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()])
+                    .collect(),
+                options: vec!["ndots:5".into()],
+            }),
+            labels: labels(None),
+            linux: Some(k::LinuxPodSandboxConfig {
+                cgroup_parent: if self.systemd {
+                    format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"))
+                } else {
+                    format!("/kubepods/besteffort/pod{uid}")
+                },
+                security_context: Some(k::LinuxSandboxSecurityContext {
+                    namespace_options: Some(k::NamespaceOption {
+                        network: if pod_network {
+                            k::NamespaceMode::Pod
+                        } else {
+                            k::NamespaceMode::Node
+                        } as i32,
+                        pid: k::NamespaceMode::Container as i32,
+                        ipc: k::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = client.run_pod_sandbox(&sandbox)?;
+        for c in containers {
+            if !client.image_present(&c.image)? {
+                client.pull(&c.image, None)?;
+            }
+            let config = k::ContainerConfig {
+                metadata: Some(k::ContainerMetadata {
+                    name: c.name.clone(),
+                    attempt: 0,
+                }),
+                image: Some(k::ImageSpec {
+                    image: c.image.clone(),
+                    ..Default::default()
+                }),
+                command: c.command.clone(),
+                log_path: format!("{}/0.log", c.name),
+                labels: labels(Some(&c.name)),
+                linux: Some(k::LinuxContainerConfig::default()),
+                ..Default::default()
+            };
+            let cid = client.create_container(&id, &config, &sandbox)?;
+            client.start_container(&cid)?;
+        }
+        Ok(Some(id))
     }
 }
