@@ -581,12 +581,30 @@ fn exec(
                     } else {
                         "start"
                     };
-                    fx.systemd
-                        .act(verb, Some(unit))
-                        .map_err(|e| {
-                            unit_failure(fx, unit, format!("{unit} did not {verb}: {e:#}"))
-                        })
-                        .map(|_| None)
+                    match fx.systemd.act(verb, Some(unit)) {
+                        Ok(()) => Ok(None),
+                        // systemd's start limit (5 starts in 10 s by default): hit by a
+                        // migration right after another one, or its rollback. Not the unit's
+                        // fault: clear it and try once more.
+                        Err(e) if format!("{e:#}").contains("attempted too often") => {
+                            let _ = fx.systemd.act("reset-failed", Some(unit));
+                            fx.systemd
+                                .act(verb, Some(unit))
+                                .map(|_| {
+                                    Some(format!(
+                                        "after `systemctl reset-failed {unit}` (start limit hit)"
+                                    ))
+                                })
+                                .map_err(|e| {
+                                    unit_failure(fx, unit, format!("{unit} did not {verb}: {e:#}"))
+                                })
+                        }
+                        Err(e) => Err(unit_failure(
+                            fx,
+                            unit,
+                            format!("{unit} did not {verb}: {e:#}"),
+                        )),
+                    }
                 }
                 Action::WaitForSocket { timeout_secs, .. } => {
                     let cri =

@@ -111,7 +111,11 @@ impl UndoPlan {
 fn remove_new_pods(fx: &Effects, endpoint: &str, since: i64) -> Result<Option<String>> {
     let cri = match (fx.cri)(endpoint, std::time::Duration::from_secs(5)) {
         Ok(c) => c,
-        Err(e) => return Ok(Some(format!("the runtime does not answer ({e:#}): no pods to remove"))),
+        Err(e) => {
+            return Ok(Some(format!(
+                "the runtime does not answer ({e:#}): no pods to remove"
+            )))
+        }
     };
     let pods = match cri.pod_sandboxes_since(since) {
         Ok(p) => p,

@@ -44,6 +44,8 @@ struct FakeSystemd {
     /// At the n-th changing call, this path becomes a directory (the journal can no longer be
     /// saved: a directory where `manifest.json.tmp` must be written).
     break_at: RefCell<Option<(usize, std::path::PathBuf)>>,
+    /// The n-th changing call hits systemd's start limit (a retry after reset-failed works).
+    limit_at: Cell<Option<usize>>,
 }
 
 impl FakeSystemd {
@@ -58,6 +60,7 @@ impl FakeSystemd {
             calls: RefCell::new(vec![]),
             fail_at,
             break_at: RefCell::new(None),
+            limit_at: Cell::new(None),
         }
     }
     fn initial() -> BTreeMap<String, (String, String)> {
@@ -74,6 +77,12 @@ impl crate::system::systemd::Systemd for FakeSystemd {
         ));
         if self.fail_at == Some(calls.len()) {
             anyhow::bail!("Job for {} failed.", unit.unwrap_or(""));
+        }
+        if self.limit_at.get() == Some(calls.len()) {
+            anyhow::bail!(
+                "Job for {} failed because start of the service was attempted too often.",
+                unit.unwrap_or("")
+            );
         }
         if let Some((n, path)) = self.break_at.borrow().as_ref() {
             if *n == calls.len() {
@@ -794,4 +803,24 @@ fn beside_docker_a_signal_at_every_boundary_or_a_failure_at_every_call_leaves_a_
         assert_eq!(r.files, before, "{at}");
         assert_eq!(r.units, FakeSystemd::initial(), "{at}");
     }
+}
+
+#[test]
+fn a_start_limit_is_cleared_and_the_restart_tried_again() {
+    let (_dir, node, plan) = node();
+    let systemd = FakeSystemd::new(None);
+    systemd.limit_at.set(Some(4)); // restart containerd.service
+    let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
+    let o = quick_walk(&systemd, &node, &mut b);
+    assert!(o.error.is_none(), "{:?}", o.error);
+    let calls = systemd.calls.borrow().clone();
+    assert_eq!(
+        calls[3..6],
+        [
+            "restart containerd.service",
+            "reset-failed containerd.service",
+            "restart containerd.service"
+        ]
+    );
+    assert_eq!(files(&node), migrated(&plan));
 }

@@ -241,17 +241,17 @@ file_changed_between_plan_and_apply() {
     cp -a "$config" "$saved"
     start_paused "stop docker.service" || return 1
     echo '# managed by configuration management' >>"$config"
-    node_state "$NODE" >"$WORK/state.changed"
     touch "$PAUSED_BACKUP/continue"
     end_paused || return 1
     expect "exit 7 (rolled back)" [ "$RUN_RC" = 7 ] &&
         expect "it names the file" grep -q "/var/lib/kubelet/kubeadm-flags.env changed since the plan was made" "$WORK/paused.err" &&
-        expect "the new content stays, every other file as before" same_state changed &&
-        docker_and_kubelet_back
+        expect "the new content stays" grep -q '^# managed by configuration management' "$config"
     local ok=$?
     cp -a "$saved" "$config"
     rm -f "$saved"
-    return $ok
+    [ $ok = 0 ] &&
+        expect "every other file as before" same_state original &&
+        docker_and_kubelet_back
 }
 
 # migrate --detach: the migration runs as cri-migrate.service on the node's systemd; the caller
@@ -417,16 +417,29 @@ caught_before_the_cutover() {
 checks_before_the_cutover_catch_a_broken_node() {
     local toml="$WORK/$NODE/etc/containerd/config.toml" rc=0
     start_pods || return 1
-    # A leftover drop-in that turns runc's systemd cgroup driver off (cri-migrate edits only the
-    # main file, and says so).
+    # A leftover drop-in from an earlier setup that carries a whole CRI section with runc's
+    # systemd cgroup driver off: containerd replaces a plugin's whole table with an imported
+    # one, and cri-migrate edits only the main file (and says so in its warnings).
     cp "$toml" "$WORK/config.toml.orig"
     mkdir -p "$WORK/$NODE/etc/containerd/conf.d"
-    printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n' \
-        >"$WORK/$NODE/etc/containerd/conf.d/10-legacy.toml"
-    sed -i '1i imports = ["/etc/containerd/conf.d/*.toml"]' "$toml"
+    printf 'version = 2\nimports = ["/etc/containerd/conf.d/*.toml"]\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n' >"$toml"
+    cat >"$WORK/$NODE/etc/containerd/conf.d/10-legacy.toml" <<TOML
+version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d"
+TOML
+    in_node systemctl reset-failed containerd; in_node systemctl restart containerd
     caught_before_the_cutover "cgroup driver mismatch" "the kubelet uses the systemd cgroup driver, the runtime cgroupfs" || rc=1
     cp "$WORK/config.toml.orig" "$toml"
     rm -rf "$WORK/$NODE/etc/containerd/conf.d"
+    in_node systemctl reset-failed containerd; in_node systemctl restart containerd
     # A CNI config, first in the directory, naming a plugin the plugin directory does not have.
     echo '{"cniVersion":"0.4.0","name":"cbr0","plugins":[{"type":"flannel","delegate":{"isDefaultGateway":true}}]}' \
         >"$WORK/$NODE/etc/cni/net.d/05-flannel.conflist"

@@ -255,7 +255,11 @@ fn main() {
     let dns: Vec<String> = config
         .get("clusterDNS")
         .and_then(|d| d.as_sequence())
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let pods = Pods {
         dir: manifests,
@@ -304,8 +308,12 @@ impl Pods {
             .unwrap_or_default();
         files.sort();
         for f in files {
-            let Ok(text) = std::fs::read_to_string(&f) else { continue };
-            let Ok(pod) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let Ok(pod) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+                continue;
+            };
             let s = |p: &[&str]| {
                 let mut v = &pod;
                 for k in p {
@@ -313,7 +321,9 @@ impl Pods {
                 }
                 v.as_str().map(str::to_string)
             };
-            let Some(name) = s(&["metadata", "name"]) else { continue };
+            let Some(name) = s(&["metadata", "name"]) else {
+                continue;
+            };
             let ns = s(&["metadata", "namespace"]).unwrap_or_else(|| "default".into());
             let key = format!("{ns}/{name}");
             if running.contains(&key) {
@@ -329,7 +339,11 @@ impl Pods {
                             let list = |k: &str| -> Vec<String> {
                                 c.get(k)
                                     .and_then(|v| v.as_sequence())
-                                    .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                                    .map(|s| {
+                                        s.iter()
+                                            .filter_map(|x| x.as_str().map(str::to_string))
+                                            .collect()
+                                    })
                                     .unwrap_or_default()
                             };
                             Some(Container {
@@ -343,7 +357,10 @@ impl Pods {
                 .unwrap_or_default();
             match self.start(client, &ns, &name, &containers) {
                 Ok(Some(id)) => {
-                    println!("pod {key} running: sandbox {id}, {} container(s)", containers.len());
+                    println!(
+                        "pod {key} running: sandbox {id}, {} container(s)",
+                        containers.len()
+                    );
                     running.push(key);
                 }
                 Ok(None) => {
@@ -370,9 +387,19 @@ impl Pods {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (ns, name).hash(&mut h);
             let x = h.finish();
-            format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", x >> 32, (x >> 16) & 0xffff, x & 0xfff, (x >> 20) & 0xfff, x & 0xffff_ffff_ffff)
+            format!(
+                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                x >> 32,
+                (x >> 16) & 0xffff,
+                x & 0xfff,
+                (x >> 20) & 0xfff,
+                x & 0xffff_ffff_ffff
+            )
         };
-        if !client.pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?.is_empty() {
+        if !client
+            .pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?
+            .is_empty()
+        {
             return Ok(None);
         }
         let pod_network = client
@@ -400,7 +427,11 @@ impl Pods {
                 namespace: ns.into(),
                 attempt: 0,
             }),
-            hostname: if pod_network { name.into() } else { String::new() },
+            hostname: if pod_network {
+                name.into()
+            } else {
+                String::new()
+            },
             log_directory: format!("/var/log/pods/{ns}_{name}_{uid}"),
             dns_config: (pod_network && !self.dns.is_empty()).then(|| k::DnsConfig {
                 servers: self.dns.clone(),
