@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Cutover downtime, from the kubelet stopping until it is up on containerd with a test image
-# pulled through CRI: cri-migrate against the Kubernetes documentation's manual procedure
-# (bench/manual-procedure.sh), on the same node in a box, in the same run, RUNS runs each.
-# Both are timed the same way, from the node's journal: "Stopping kubelet" to the kubelet
-# stand-in's "ready" line (and, for the manual procedure, to the end of its check pull, which
-# comes after; cri-migrate pulls before it starts the kubelet). Needs root.
-#   bench/cutover.sh [RUNS]       default 5; prints a table (record it in docs/performance.md)
+# Cutover downtime with running pods: cri-migrate against the Kubernetes documentation's manual
+# procedure (bench/manual-procedure.sh), on the same node in a box, in the same run, RUNS runs
+# each. PODS pods run in Docker before each run (as dockershim ran them) and as static pods that
+# the kubelet stand-in runs through CRI once it is on containerd.
+# What users feel: from the first pod container Docker stops until every pod runs again on
+# containerd (the stand-in's "pod ... running" lines), split into phases (bench/timeline.py).
+# Also the kubelet-only figure: "Stopping kubelet" to the stand-in's "ready" line (and, for the
+# manual procedure, to the end of its check pull, which comes after). Needs root.
+#   bench/cutover.sh [RUNS] [PODS]   default 5 runs, 3 pods; prints tables for docs/performance.md
 #   BENCH_DEBUG=1 bench/cutover.sh   also prints the kubelet's and containerd's journal per run
 set -uo pipefail
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 RUNS=${1:-5}
+PODS=${2:-3}
 
 require_tools
 WORK=$(mktemp -d /var/tmp/cri-migrate-bench.XXXXXX)
@@ -19,16 +22,61 @@ build_rootfs
 setup_registries
 
 NODE=bench
-# No private pause image here: the manual procedure writes containerd's default sandbox image,
-# and the stand-in would (rightly) refuse it. Both runs pull $TEST_IMAGE as their check.
+# Both set the node's pause image from the local registry (the manual procedure with sed, as an
+# operator of a node that cannot reach registry.k8s.io would); both pull $TEST_IMAGE as a check.
 make_node "$NODE" 1.23.17 "--network-plugin=cni"
 rm -f "$WORK/$NODE/etc/kubelet-standin/sandbox-image"
+mkdir -p "$WORK/$NODE/etc/kubernetes/manifests"
+for p in $(seq "$PODS"); do
+    cat >"$WORK/$NODE/etc/kubernetes/manifests/pod-$p.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-$p
+  namespace: default
+spec:
+  containers:
+  - name: app
+    image: $TEST_IMAGE
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
+YAML
+done
 install -m 0755 "$REPO/target/release/cri-migrate" "$WORK/$NODE/usr/local/bin/cri-migrate"
 install -m 0755 "$REPO/target/release/kubelet-standin" "$WORK/$NODE/usr/bin/kubelet"
 install -m 0755 "$REPO/bench/manual-procedure.sh" "$WORK/$NODE/usr/local/bin/manual-procedure"
 boot_node "$NODE"
 wait_active docker.service 60 && wait_active kubelet.service 60 || die "the node did not come up"
 docker_pull_images || die "Docker could not pull the test images"
+# The pods as dockershim ran them; restart policy always: Docker brings them back after each run.
+for p in $(seq "$PODS"); do
+    in_node docker run -d --restart always --network none --name "k8s_app_pod-$p" "$TEST_IMAGE" \
+        /bin/sh -c "trap 'exit 0' TERM INT; while :; do sleep 1; done" >/dev/null || die "docker run failed"
+done
+pods_back_on_docker() {
+    local i
+    for i in $(seq 120); do
+        [ "$(in_node docker ps -q --filter name=k8s_app_pod | wc -l)" = "$PODS" ] && return 0
+        sleep 0.5
+    done
+    die "the pods did not come back on Docker"
+}
+# The pods the kubelet ran on containerd, removed after the manual procedure (cri-migrate's
+# rollback removes them itself): by their task and container in containerd's CRI namespace.
+remove_cri_pods() {
+    local c
+    for c in $(in_node ctr -n k8s.io containers ls -q); do
+        in_node ctr -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1
+    done
+    sleep 1
+    for c in $(in_node ctr -n k8s.io containers ls -q); do
+        in_node ctr -n k8s.io tasks delete -f "$c" >/dev/null 2>&1
+        in_node ctr -n k8s.io containers delete "$c" >/dev/null 2>&1
+    done
+}
+timeline() {
+    in_node journalctl --no-pager -u kubelet.service -u docker.service -u containerd.service --since "@$1" -o json >"$WORK/journal.json"
+    python3 "$REPO/bench/timeline.py" "$WORK/journal.json" "$WORK/$NODE/var/lib/docker/containers" "$PODS" "$1"
+}
 
 # A point in time for the journal, after everything before it: journalctl takes whole seconds.
 mark() {
@@ -43,44 +91,87 @@ journal_downtime() {
         t0 && /ready on unix:\/\/\/run\/containerd/ { print t0 " " $1; exit }'
 }
 
+# Every pod runs on containerd (the stand-in logs each), bounded.
+wait_pods_on_containerd() {
+    local i
+    for i in $(seq 120); do
+        [ "$(in_node journalctl --no-pager -u kubelet.service --since "@$since" -o cat | grep -c 'pod default/pod-[0-9]* running')" -ge "$PODS" ] && return 0
+        sleep 0.5
+    done
+    die "the pods did not come up on containerd"
+}
+
 back_to_docker() {
     wait_active kubelet.service 60 || die "the kubelet did not come back on Docker"
 }
 
-declare -a TOOL MANUAL
+declare -a TOOL MANUAL TOOL_PODS MANUAL_PODS
 for i in $(seq "$RUNS"); do
     # cri-migrate
+    pods_back_on_docker
     mark
-    in_node cri-migrate migrate --to containerd --yes --test-image "$TEST_IMAGE" --output json >"$WORK/run.json" ||
+    in_node cri-migrate migrate --to containerd --yes --test-image "$TEST_IMAGE" --sandbox-image "$PAUSE" --output json >"$WORK/run.json" ||
         die "cri-migrate failed in run $i: $(cat "$WORK/run.json")"
+    wait_pods_on_containerd
     read -r t0 t1 <<<"$(journal_downtime "$since")"
     TOOL+=("$(echo "$t1 - $t0" | bc -l)")
+    TOOL_PODS+=("$(timeline "$since")") || die "no timeline for cri-migrate's run $i"
     [ -n "${BENCH_DEBUG:-}" ] && in_node journalctl --no-pager -u kubelet.service -u containerd.service --since "@$since" -o short-precise | grep -v 'level=info' | tail -25 >&2
     # Where cri-migrate's time went, for the slow runs.
     python3 -c 'import json,sys; [print("   ", s["duration_ms"], "ms", s["step"], file=sys.stderr) for s in json.load(open(sys.argv[1]))["steps"] if s["duration_ms"] >= 100]' "$WORK/run.json"
     in_node cri-migrate rollback --yes >/dev/null 2>&1 || die "rollback failed in run $i"
     back_to_docker
+    pods_back_on_docker
 
     # the manual procedure, from a snapshot it is restored from afterwards
     tar -C "$WORK/$NODE" -cf "$WORK/snap.tar" etc/containerd var/lib/kubelet
     mark
-    pulled=$(in_node manual-procedure "$TEST_IMAGE") || die "the manual procedure failed in run $i"
+    pulled=$(in_node manual-procedure "$TEST_IMAGE" "$PAUSE") || die "the manual procedure failed in run $i"
+    wait_pods_on_containerd
     read -r t0 t1 <<<"$(journal_downtime "$since")"
     end=$(echo "if ($pulled > $t1) $pulled else $t1" | bc -l)
     MANUAL+=("$(echo "$end - $t0" | bc -l)")
+    MANUAL_PODS+=("$(timeline "$since")") || die "no timeline for the manual run $i"
     in_node systemctl stop kubelet
+    remove_cri_pods
     tar -C "$WORK/$NODE" -xf "$WORK/snap.tar"
     in_node systemctl restart containerd
     in_node systemctl enable --now docker.socket docker.service >/dev/null 2>&1
     in_node systemctl start kubelet
     back_to_docker
-    printf 'run %s: cri-migrate %.2f s, manual %.2f s\n' "$i" "${TOOL[-1]}" "${MANUAL[-1]}" >&2
+    printf 'run %s: kubelet down: cri-migrate %.2f s, manual %.2f s; pods down: cri-migrate %s s, manual %s s\n' \
+        "$i" "${TOOL[-1]}" "${MANUAL[-1]}" "${TOOL_PODS[-1]%% *}" "${MANUAL_PODS[-1]%% *}" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# column N of the timelines (1-based), median
+col() {
+    local n=$1
+    shift
+    median $(printf '%s\n' "$@" | awk -v n="$n" '{ print $n }')
+}
 mt=$(median "${TOOL[@]}")
 mm=$(median "${MANUAL[@]}")
+pt=$(col 1 "${TOOL_PODS[@]}")
+pm=$(col 1 "${MANUAL_PODS[@]}")
 {
+    echo "Pods down ($PODS pods): from the first pod container Docker stops to every pod running on containerd"
+    echo
+    echo "| | runs | median (s) | all runs (s) |"
+    echo "|---|---|---|---|"
+    printf '| cri-migrate | %s | %.2f | %s |\n' "$RUNS" "$pt" "$(printf '%s\n' "${TOOL_PODS[@]}" | awk '{ printf "%.2f ", $1 }')"
+    printf '| manual procedure | %s | %.2f | %s |\n' "$RUNS" "$pm" "$(printf '%s\n' "${MANUAL_PODS[@]}" | awk '{ printf "%.2f ", $1 }')"
+    printf '\nratio (manual / cri-migrate): %.2f\n' "$(echo "$pm / $pt" | bc -l)"
+    echo
+    echo "Phases (medians, s)"
+    echo
+    echo "| | Docker stopping its containers | Docker stopped to kubelet start | kubelet start to runtime ready | sandboxes and containers | containerd restart inside the window |"
+    echo "|---|---|---|---|---|---|"
+    printf '| cri-migrate | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${TOOL_PODS[@]}")" "$(col 3 "${TOOL_PODS[@]}")" "$(col 4 "${TOOL_PODS[@]}")" "$(col 5 "${TOOL_PODS[@]}")" "$(col 7 "${TOOL_PODS[@]}")"
+    printf '| manual procedure | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${MANUAL_PODS[@]}")" "$(col 3 "${MANUAL_PODS[@]}")" "$(col 4 "${MANUAL_PODS[@]}")" "$(col 5 "${MANUAL_PODS[@]}")" "$(col 7 "${MANUAL_PODS[@]}")"
+    echo
+    echo "Kubelet down: \"Stopping kubelet\" to the kubelet ready on containerd (manual: to its check pull)"
+    echo
     echo "| | runs | median downtime (s) | all runs (s) |"
     echo "|---|---|---|---|"
     printf '| cri-migrate | %s | %.2f | %s |\n' "$RUNS" "$mt" "$(printf '%.2f ' "${TOOL[@]}")"
