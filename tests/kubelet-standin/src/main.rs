@@ -262,17 +262,18 @@ fn main() {
         })
         .unwrap_or_default();
     let pods = Pods {
+        endpoint: endpoint.clone(),
         dir: manifests,
         systemd: cgroup_driver == "systemd",
         dns,
         domain: cfg("clusterDomain"),
     };
     let mut running: Vec<String> = Vec::new();
-    pods.run(&client, &mut running);
+    pods.run(&mut running);
     let mut misses = 0;
     loop {
         std::thread::sleep(Duration::from_secs(5));
-        pods.run(&client, &mut running);
+        pods.run(&mut running);
         match client.version() {
             Ok(_) => misses = 0,
             Err(e) => {
@@ -287,6 +288,7 @@ fn main() {
 
 /// The static pods of the manifest directory.
 struct Pods {
+    endpoint: String,
     dir: Option<String>,
     systemd: bool,
     dns: Vec<String>,
@@ -300,8 +302,10 @@ struct Container {
 }
 
 impl Pods {
-    /// Start every pod not running yet; `running` holds the ones this process started or found.
-    fn run(&self, client: &cri::GrpcCri, running: &mut Vec<String>) {
+    /// Start every pod not running yet, all at once as the kubelet's pod workers do (each on a
+    /// connection of its own); `running` holds the ones this process started or found.
+    fn run(&self, running: &mut Vec<String>) {
+        let mut todo: Vec<(String, String, String, Vec<Container>)> = Vec::new();
         let Some(dir) = &self.dir else { return };
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
@@ -355,21 +359,41 @@ impl Pods {
                         .collect()
                 })
                 .unwrap_or_default();
-            match self.start(client, &ns, &name, &containers) {
-                Ok(Some(id)) => {
-                    println!(
-                        "pod {key} running: sandbox {id}, {} container(s)",
-                        containers.len()
-                    );
-                    running.push(key);
-                }
-                Ok(None) => {
-                    println!("pod {key} already running");
-                    running.push(key);
-                }
-                Err(e) => println!("pod {key} failed: {e:#}"),
-            }
+            todo.push((key, ns, name, containers));
         }
+        let done: Vec<Option<String>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = todo
+                .iter()
+                .map(|(key, ns, name, containers)| {
+                    scope.spawn(move || {
+                        let r = cri::GrpcCri::connect(&self.endpoint, Duration::from_secs(10))
+                            .and_then(|client| self.start(&client, ns, name, containers));
+                        match r {
+                            Ok(Some(id)) => {
+                                println!(
+                                    "pod {key} running: sandbox {id}, {} container(s)",
+                                    containers.len()
+                                );
+                                Some(key.clone())
+                            }
+                            Ok(None) => {
+                                println!("pod {key} already running");
+                                Some(key.clone())
+                            }
+                            Err(e) => {
+                                println!("pod {key} failed: {e:#}");
+                                None
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or(None))
+                .collect()
+        });
+        running.extend(done.into_iter().flatten());
     }
 
     fn start(
