@@ -600,11 +600,24 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
     if !installed.units.iter().any(|u| u == target.unit()) {
         return no(format!("{} has no unit on this node yet", target.unit()));
     }
+    // Docker on the system's containerd passes `--containerd=` (its unit, or daemon.json's
+    // `containerd`); without it, dockerd runs a containerd of its own under /run/docker.
+    let docker_own_containerd = facts
+        .runtimes
+        .docker
+        .exec_start
+        .as_deref()
+        .is_some_and(|e| !e.contains("--containerd"))
+        && !facts.docker.settings.other.contains_key("containerd");
     match target {
         Target::Containerd => match installed.kill_mode.as_deref() {
             Some("process") => Order {
                 check_before_cutover: true,
                 why: "containerd.service has KillMode=process: Docker's containers (their shims) outlive its restart, so containerd is restarted with the new config and checked while the kubelet still runs on Docker".into(),
+            },
+            _ if docker_own_containerd => Order {
+                check_before_cutover: true,
+                why: "Docker runs a containerd of its own (no --containerd in its unit or daemon.json): containerd.service is a separate daemon on its own socket, so it is restarted with the new config and checked while the kubelet still runs on Docker".into(),
             },
             other => no(format!(
                 "containerd.service has KillMode={}: restarting it beside Docker would stop Docker's containers",

@@ -523,3 +523,80 @@ fn the_manifests_command_lines_parse() {
         }
     }
 }
+
+/// Whether the runtime is checked beside Docker before the cutover, and why, from the units.
+#[test]
+fn the_order_follows_containerds_kill_mode_and_dockers_containerd() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubeadm-1.20-docker")),
+        tmp.path(),
+    );
+    let order = |root: &std::path::Path| -> (bool, String) {
+        let out = bin()
+            .arg("--root")
+            .arg(root)
+            .args([
+                "migrate",
+                "--to",
+                "containerd",
+                "--dry-run",
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["order"]["check_before_cutover"].as_bool().unwrap(),
+            v["order"]["why"].as_str().unwrap().to_string(),
+        )
+    };
+    let w = |path: &str, text: &str| {
+        let p = tmp.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    // containerd's unit has no KillMode: a restart stops every shim in its cgroup.
+    let (beside, why) = order(tmp.path());
+    assert!(!beside, "{why}");
+    assert!(why.contains("KillMode=control-group"), "{why}");
+    // Docker on the system's containerd: still not beside.
+    w(
+        "lib/systemd/system/docker.service",
+        "[Service]\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n",
+    );
+    assert!(!order(tmp.path()).0);
+    // Docker with a containerd of its own: the system's containerd is a separate daemon.
+    w(
+        "lib/systemd/system/docker.service",
+        "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
+    );
+    let (beside, why) = order(tmp.path());
+    assert!(beside, "{why}");
+    assert!(why.contains("a containerd of its own"), "{why}");
+    // ... unless daemon.json points it at the system's.
+    let daemon = tmp.path().join("etc/docker/daemon.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap_or_else(|_| "{}".into()))
+            .unwrap();
+    json["containerd"] = "/run/containerd/containerd.sock".into();
+    w("etc/docker/daemon.json", &json.to_string());
+    assert!(!order(tmp.path()).0);
+    // A drop-in that sets KillMode=process wins over the unit file.
+    w(
+        "etc/systemd/system/containerd.service.d/10-kill-mode.conf",
+        "[Service]\nKillMode=process\n",
+    );
+    let (beside, why) = order(tmp.path());
+    assert!(beside, "{why}");
+    assert!(why.contains("KillMode=process"), "{why}");
+    // A later drop-in takes it back.
+    w(
+        "etc/systemd/system/containerd.service.d/20-mixed.conf",
+        "[Service]\nKillMode=mixed\n",
+    );
+    let (beside, why) = order(tmp.path());
+    assert!(!beside, "{why}");
+    assert!(why.contains("KillMode=mixed"), "{why}");
+}

@@ -77,6 +77,10 @@ pub struct Installed {
     /// containers' shims outlive a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kill_mode: Option<String>,
+    /// `ExecStart=` of its service unit, where found (Docker's tells whether it runs on the
+    /// system's containerd: `--containerd=...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_start: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
