@@ -388,6 +388,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 &facts.docker.settings,
                 &facts.docker.certs,
                 &r.moved_mirrors,
+                &r.moved_tls,
             );
             skipped_registries(&carried_hosts.skipped, &mut warnings);
             let hosts = carried_hosts.value;
@@ -409,6 +410,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 ));
             }
             settings.registries = hosts.iter().map(|h| h.host.to_string()).collect();
+            limits_drop_in(facts, rv, &mut files, &mut warnings);
         }
         Target::Crio => {
             let cs = render::crio::Settings {
@@ -703,6 +705,13 @@ fn containerd_schema(
             "Upgrade containerd to 1.6 or later first.",
         ));
     }
+    // containerd 2.0 removed CRI v1alpha2; the kubelet speaks CRI v1 from 1.23 (CRI stable).
+    if rv.major >= 2 && !kv.at_least(1, 23) {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} speaks CRI v1alpha2 only, which containerd {rv} no longer serves (removed in containerd 2.0)"),
+            "Upgrade the kubelet first (1.23 or later speaks CRI v1; containerd lists 2.x for Kubernetes 1.30 and later), or target containerd 1.7 (install it, or pass --runtime-version 1.7.x for a node where it will be).",
+        ));
+    }
     if kv.at_least(1, 26) && !rv.at_least(1, 6) {
         return Err(Failure::preflight(
             format!("kubelet {kv} needs CRI v1, which containerd {rv} does not serve"),
@@ -710,6 +719,50 @@ fn containerd_schema(
         ));
     }
     Ok(if rv.major >= 2 { 3 } else { 2 })
+}
+
+/// containerd 2.x's unit sets no `LimitNOFILE` (containerd#8924): the containers it starts get a
+/// soft limit of 1024 open files. Where Docker's unit gave its containers a limit, a drop-in keeps
+/// it; where neither sets one, nothing changes for the workloads, and that is said.
+fn limits_drop_in(
+    facts: &Facts,
+    rv: Version,
+    files: &mut Vec<FileChange>,
+    warnings: &mut Vec<Finding>,
+) {
+    let containerd = &facts.runtimes.containerd;
+    if rv.major < 2 || !containerd.units.iter().any(|u| u == "containerd.service") {
+        return;
+    }
+    // Set already (its unit, a drop-in of the operator's, or ours from an earlier run).
+    if containerd.limit_nofile.is_some() {
+        return;
+    }
+    match facts.runtimes.docker.limit_nofile.as_deref() {
+        Some(limit) if render::containerd::valid_limit(limit) => {
+            warnings.push(Finding::info(
+                "containerd-limit-nofile",
+                format!("containerd {rv}'s unit sets no LimitNOFILE, so its containers would get a soft limit of 1024 open files; Docker's unit gave them LimitNOFILE={limit}"),
+                format!("the plan adds {} keeping Docker's limit", render::containerd::LIMITS_DROP_IN),
+            ));
+            files.push(change(
+                facts,
+                render::containerd::LIMITS_DROP_IN,
+                render::containerd::limits_drop_in(limit, "Docker's unit (docker.service)"),
+                "containerd 2.x's unit sets no LimitNOFILE: keep Docker's open-files limit for the containers",
+            ));
+        }
+        Some(limit) => warnings.push(Finding::warning(
+            "containerd-limit-nofile",
+            format!("containerd {rv}'s unit sets no LimitNOFILE (containers get a soft limit of 1024 open files), and Docker's LimitNOFILE={limit:?} is not a value cri-migrate can carry"),
+            "set LimitNOFILE in a drop-in under /etc/systemd/system/containerd.service.d/",
+        )),
+        None => warnings.push(Finding::info(
+            "containerd-limit-nofile",
+            format!("containerd {rv}'s unit sets no LimitNOFILE, nor does Docker's: containers get systemd's default soft limit of 1024 open files, as they did"),
+            "workloads that need more open files: a LimitNOFILE drop-in under /etc/systemd/system/containerd.service.d/",
+        )),
+    }
 }
 
 /// The pause image a runtime uses when none is configured (runtime-facts §1).

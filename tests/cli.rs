@@ -600,3 +600,124 @@ fn the_order_follows_containerds_kill_mode_and_dockers_containerd() {
     assert!(!beside, "{why}");
     assert!(why.contains("KillMode=mixed"), "{why}");
 }
+
+/// containerd 2.x removed CRI v1alpha2: a kubelet that speaks only it is refused, with the fix.
+#[test]
+fn a_kubelet_too_old_for_containerd_2_is_refused() {
+    let out = bin()
+        .arg("--root")
+        .arg(fixture("kubeadm-1.20-docker"))
+        .args([
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--runtime-version",
+            "2.1.4",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("speaks CRI v1alpha2 only"), "{err}");
+    assert!(err.contains("Upgrade the kubelet first"), "{err}");
+    assert!(err.contains("target containerd 1.7"), "{err}");
+    // The same node onto containerd 1.6 plans.
+    let out = bin()
+        .arg("--root")
+        .arg(fixture("kubeadm-1.20-docker"))
+        .args(["migrate", "--to", "containerd", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// containerd 2.x's unit sets no LimitNOFILE: Docker's limit is kept by a drop-in, which a second
+/// plan (the drop-in in place) does not write again.
+#[test]
+fn containerd_2_gets_dockers_open_files_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubelet-1.30-containerd2-schema2")),
+        tmp.path(),
+    );
+    let plan = |root: &std::path::Path| -> serde_json::Value {
+        let out = bin()
+            .arg("--root")
+            .arg(root)
+            .args([
+                "migrate",
+                "--to",
+                "containerd",
+                "--dry-run",
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    const DROP_IN: &str = "/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf";
+    let p = plan(tmp.path());
+    let content = planned(&p, DROP_IN).expect("the drop-in is planned");
+    assert!(content.contains("\nLimitNOFILE=1048576\n"), "{content}");
+    assert!(p["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["code"] == "containerd-limit-nofile"));
+    // A unit file changed: systemd reloads before containerd restarts.
+    let actions: Vec<&str> = p["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    let reload = actions.iter().position(|a| *a == "daemon-reload").unwrap();
+    let restart = actions.iter().position(|a| *a == "restart").unwrap();
+    assert!(reload < restart, "{actions:?}");
+    // With the drop-in in place: not planned again.
+    let path = tmp.path().join(DROP_IN.trim_start_matches('/'));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    assert!(planned(&plan(tmp.path()), DROP_IN).is_none());
+    // Docker's unit without a limit (Docker 25 and later): nothing to keep, said as a note.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(
+        tmp.path().join("lib/systemd/system/docker.service"),
+        "[Service]\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n",
+    )
+    .unwrap();
+    let p = plan(tmp.path());
+    assert!(planned(&p, DROP_IN).is_none());
+    assert!(p["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["code"] == "containerd-limit-nofile"
+            && w["message"].as_str().unwrap().contains("nor does Docker's")));
+    // containerd 1.x: its unit sets the limit; nothing planned.
+    let out = bin()
+        .arg("--root")
+        .arg(tmp.path())
+        .args([
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--output",
+            "json",
+            "--runtime-version",
+            "1.7.20",
+        ])
+        .output()
+        .unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(planned(&p, DROP_IN).is_none());
+}

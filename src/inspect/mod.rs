@@ -81,6 +81,9 @@ pub struct Installed {
     /// system's containerd: `--containerd=...`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exec_start: Option<String>,
+    /// `LimitNOFILE=` of its service unit, where set (containerd 2.x's unit has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_nofile: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -112,6 +112,11 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
             .iter()
             .find(|u| u.ends_with(".service"))
             .and_then(|u| unit_setting(node, u, "ExecStart")),
+        limit_nofile: sw
+            .units
+            .iter()
+            .find(|u| u.ends_with(".service"))
+            .and_then(|u| unit_setting(node, u, "LimitNOFILE")),
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.

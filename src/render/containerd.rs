@@ -25,6 +25,16 @@ pub struct Settings {
     pub max_concurrent_downloads: Option<u64>,
 }
 
+/// One registry's TLS settings from `registry.configs.<host>.tls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MovedTls {
+    pub host: String,
+    pub ca: Option<String>,
+    /// (certificate, key)
+    pub client: Option<(String, String)>,
+    pub skip_verify: bool,
+}
+
 /// What rendering found and did on the way, for the plan.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rendered {
@@ -32,6 +42,9 @@ pub struct Rendered {
     /// Deprecated `registry.mirrors` taken out of the file (they conflict with config_path):
     /// (registry, endpoints), to become hosts.toml files.
     pub moved_mirrors: Vec<(String, Vec<String>)>,
+    /// Deprecated `registry.configs.<host>.tls` taken out of the file (containerd 2.x ignores
+    /// it; hosts.toml is where TLS lives), to become hosts.toml settings.
+    pub moved_tls: Vec<MovedTls>,
     /// One line each about what was converted or cannot be kept.
     pub notes: Vec<String>,
     /// The sandbox image the existing file sets, when the settings set none.
@@ -92,6 +105,7 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> 
             .push("converted the file from schema 1 (plugin short names) to schema 2".into());
     }
     out.moved_mirrors = take_mirrors(&mut doc, &mut out.notes);
+    out.moved_tls = take_tls(&mut doc, &mut out.notes);
     if s.schema == 3 && schema < 3 {
         to_schema_3(&mut doc);
         out.notes.push(
@@ -207,8 +221,73 @@ fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, 
                 .join(", ")
         ));
     }
-    if registry.get("configs").is_some() {
-        notes.push("kept the deprecated registry.configs (auth still works there); move TLS settings to hosts.toml by hand".into());
+    out
+}
+
+/// `registry.configs.<host>.tls` is deprecated, and containerd 2.x ignores it: TLS settings move
+/// to the host's hosts.toml (`ca`, `client`, `skip_verify`). Credentials (`auth`) stay, said.
+fn take_tls(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<MovedTls> {
+    let mut out = Vec::new();
+    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else {
+        return out;
+    };
+    let mut kept_auth = Vec::new();
+    if let Some(configs) = registry
+        .get_mut("configs")
+        .and_then(|c| c.as_table_like_mut())
+    {
+        let hosts: Vec<String> = configs.iter().map(|(k, _)| k.to_string()).collect();
+        for h in hosts {
+            let Some(c) = configs.get_mut(&h).and_then(|c| c.as_table_like_mut()) else {
+                continue;
+            };
+            if let Some(tls) = c.remove("tls") {
+                let s = |k: &str| {
+                    tls.get(k)
+                        .and_then(|v| v.as_str())
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string)
+                };
+                let client = match (s("cert_file"), s("key_file")) {
+                    (Some(cert), Some(key)) => Some((cert, key)),
+                    (None, None) => None,
+                    _ => {
+                        notes.push(format!("registry.configs.\"{h}\".tls has a client certificate without its key (or a key without its certificate): not carried; containerd could not use it either"));
+                        None
+                    }
+                };
+                out.push(MovedTls {
+                    host: h.clone(),
+                    ca: s("ca_file"),
+                    client,
+                    skip_verify: tls
+                        .get("insecure_skip_verify")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
+                });
+            }
+            if c.get("auth").is_some() {
+                kept_auth.push(h.clone());
+            }
+            if c.is_empty() {
+                configs.remove(&h);
+            }
+        }
+        if configs.is_empty() {
+            registry.remove("configs");
+        }
+    }
+    if !out.is_empty() {
+        notes.push(format!(
+            "moved the TLS settings of registry.configs ({}) to hosts.toml files under {CERTS_D}: containerd 2.x ignores them there",
+            out.iter().map(|t| t.host.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !kept_auth.is_empty() {
+        notes.push(format!(
+            "kept the credentials in registry.configs ({}): deprecated, their removal is targeted for containerd 2.4; the kubelet's config.json (/var/lib/kubelet/config.json) is their lasting place",
+            kept_auth.join(", ")
+        ));
     }
     out
 }
@@ -278,8 +357,53 @@ fn to_schema_3(doc: &mut DocumentMut) {
     }
 }
 
+/// The drop-in that gives containerd 2.x's containers the open-files limit Docker's unit gave
+/// them (containerd 2.0 removed `LimitNOFILE` from its unit: containerd#8924).
+pub const LIMITS_DROP_IN: &str =
+    "/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf";
+
+/// `LimitNOFILE=` values systemd takes: a number, `infinity`, or `SOFT:HARD` of those.
+pub fn valid_limit(v: &str) -> bool {
+    let one = |x: &str| x == "infinity" || (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()));
+    match v.split_once(':') {
+        Some((soft, hard)) => one(soft) && one(hard),
+        None => one(v),
+    }
+}
+
+pub fn limits_drop_in(limit: &str, origin: &str) -> String {
+    crate::render::template(
+        "containerd-limits.conf",
+        serde_json::json!({ "limit": limit, "origin": origin }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn limits_are_what_systemd_takes() {
+        for ok in ["1048576", "infinity", "1024:524288", "infinity:infinity"] {
+            assert!(valid_limit(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "lots",
+            "1024:",
+            "-1",
+            "1e6",
+            "1024 ; rm",
+            "10\nExecStart=x",
+        ] {
+            assert!(!valid_limit(bad), "{bad:?}");
+        }
+        let d = limits_drop_in("1048576", "Docker's unit (docker.service)");
+        assert!(d.contains("\n[Service]\nLimitNOFILE=1048576\n"), "{d}");
+        assert!(d.lines().all(|l| l.is_empty()
+            || l.starts_with('#')
+            || l == "[Service]"
+            || l.starts_with("LimitNOFILE=")));
+    }
+
     use super::*;
 
     fn settings(schema: u8) -> Settings {
@@ -387,6 +511,63 @@ mod tests {
             )]
         );
         assert!(!r.text.contains("mirrors"));
+    }
+
+    #[test]
+    fn tls_of_registry_configs_moves_out_and_credentials_stay() {
+        let existing = r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".registry.configs."reg.corp:5000".tls]
+  ca_file = "/etc/certs/corp-ca.pem"
+  cert_file = "/etc/certs/client.pem"
+  key_file = "/etc/certs/client.key"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."reg.corp:5000".auth]
+  username = "robot"
+  password = "s3cret"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."lab.local".tls]
+  insecure_skip_verify = true
+[plugins."io.containerd.grpc.v1.cri".registry.configs."half.local".tls]
+  cert_file = "/etc/certs/only-cert.pem"
+"#;
+        for schema in [2, 3] {
+            let r = render(Some(existing), &settings(schema)).unwrap();
+            assert_eq!(
+                r.moved_tls,
+                vec![
+                    MovedTls {
+                        host: "reg.corp:5000".into(),
+                        ca: Some("/etc/certs/corp-ca.pem".into()),
+                        client: Some((
+                            "/etc/certs/client.pem".into(),
+                            "/etc/certs/client.key".into()
+                        )),
+                        skip_verify: false,
+                    },
+                    MovedTls {
+                        host: "lab.local".into(),
+                        skip_verify: true,
+                        ..Default::default()
+                    },
+                    MovedTls {
+                        host: "half.local".into(),
+                        ..Default::default()
+                    },
+                ],
+                "schema {schema}"
+            );
+            assert!(!r.text.contains("tls"), "schema {schema}: {}", r.text);
+            assert!(
+                !r.text.contains("lab.local"),
+                "an emptied host goes: {}",
+                r.text
+            );
+            assert!(
+                r.text.contains("s3cret"),
+                "credentials stay where containerd reads them"
+            );
+            assert!(r.notes.iter().any(|n| n.contains("moved the TLS settings")));
+            assert!(r.notes.iter().any(|n| n.contains("kept the credentials")));
+            assert!(r.notes.iter().any(|n| n.contains("without its key")));
+        }
     }
 
     #[test]

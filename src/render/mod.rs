@@ -12,7 +12,7 @@ use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     (
         "containerd-v2.toml",
         include_str!("../../templates/containerd-v2.toml"),
@@ -31,6 +31,10 @@ const TEMPLATES: [(&str, &str); 6] = [
         include_str!("../../templates/registries.conf"),
     ),
     ("crictl.yaml", include_str!("../../templates/crictl.yaml")),
+    (
+        "containerd-limits.conf",
+        include_str!("../../templates/containerd-limits.conf"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {

@@ -121,6 +121,7 @@ pub fn containerd_hosts(
     settings: &DockerSettings,
     certs: &[CertDir],
     moved_mirrors: &[(String, Vec<String>)],
+    moved_tls: &[crate::render::containerd::MovedTls],
 ) -> Carried<Vec<RegistryHost>> {
     let mut skipped = Vec::new();
     let insecure = insecure_hosts(settings, &mut skipped);
@@ -222,6 +223,52 @@ pub fn containerd_hosts(
             },
         );
     }
+    // TLS from an old config.toml's registry.configs: onto every entry that talks to that host,
+    // or a hosts.toml of its own when none does.
+    let tls_origin = "registry.configs TLS in /etc/containerd/config.toml";
+    for t in moved_tls {
+        let host = match RegistryName::parse(&t.host) {
+            Ok(h) => h,
+            Err(e) => {
+                skipped.push(format!("{tls_origin}: {e}; skipped"));
+                continue;
+            }
+        };
+        let apply = |e: &mut HostEntry| {
+            if let Some(ca) = &t.ca {
+                if !e.ca.contains(ca) {
+                    e.ca.push(ca.clone());
+                }
+            }
+            if let Some(c) = &t.client {
+                if !e.client.contains(c) {
+                    e.client.push(c.clone());
+                }
+            }
+            e.skip_verify |= t.skip_verify;
+        };
+        let mut matched = false;
+        for rh in out.values_mut() {
+            for e in rh.hosts.iter_mut() {
+                if RegistryUrl::parse(&e.url).is_ok_and(|u| u.host == host) {
+                    apply(e);
+                    matched = true;
+                }
+            }
+        }
+        if !matched {
+            let url = format!("https://{host}");
+            let mut e = entry(url.clone(), vec!["pull", "resolve", "push"], false, None);
+            apply(&mut e);
+            let rh = out.entry(host.clone()).or_insert_with(|| RegistryHost {
+                host: host.clone(),
+                server: url.clone(),
+                hosts: vec![],
+                origin: tls_origin.into(),
+            });
+            rh.hosts.push(e);
+        }
+    }
     Carried {
         value: out.into_values().collect(),
         skipped,
@@ -320,7 +367,12 @@ mod tests {
             ca: vec!["/etc/docker/certs.d/a b/ca.crt".into()],
             client: vec![],
         }];
-        let r = containerd_hosts(&s, &certs, &[("x/../y".into(), vec!["https://m".into()])]);
+        let r = containerd_hosts(
+            &s,
+            &certs,
+            &[("x/../y".into(), vec!["https://m".into()])],
+            &[],
+        );
         let names: Vec<&str> = r.value.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(names, ["docker.io", "ok.local:5000"]);
         assert_eq!(r.value[0].hosts[0].url, "https://mirror.local");
@@ -361,7 +413,7 @@ mod tests {
             ca: vec!["/etc/docker/certs.d/secure.local/ca.crt".into()],
             client: vec![],
         }];
-        let hosts = containerd_hosts(&settings(), &certs, &[]).value;
+        let hosts = containerd_hosts(&settings(), &certs, &[], &[]).value;
         let names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(
             names,
@@ -408,5 +460,53 @@ mod tests {
         );
         assert_eq!(mirrors.get(1).unwrap()["insecure"].as_bool(), Some(true));
         assert!(crio_registries(&DockerSettings::default()).value.is_none());
+    }
+
+    #[test]
+    fn tls_from_registry_configs_lands_on_the_hosts_that_talk_to_that_host() {
+        use crate::render::containerd::MovedTls;
+        let s = DockerSettings {
+            registry_mirrors: vec!["https://mirror.corp:5000".into()],
+            ..Default::default()
+        };
+        let tls = [
+            // The mirror's CA: onto docker.io's mirror entry.
+            MovedTls {
+                host: "mirror.corp:5000".into(),
+                ca: Some("/etc/certs/mirror-ca.pem".into()),
+                ..Default::default()
+            },
+            // A registry nothing else names: a hosts.toml of its own.
+            MovedTls {
+                host: "reg.corp".into(),
+                client: Some(("/c.pem".into(), "/c.key".into())),
+                skip_verify: true,
+                ..Default::default()
+            },
+        ];
+        let hosts = containerd_hosts(&s, &[], &[], &tls).value;
+        let hub = hosts
+            .iter()
+            .find(|h| h.host.as_str() == "docker.io")
+            .unwrap();
+        assert_eq!(hub.hosts[0].ca, vec!["/etc/certs/mirror-ca.pem"]);
+        let corp = hosts
+            .iter()
+            .find(|h| h.host.as_str() == "reg.corp")
+            .unwrap();
+        assert_eq!(corp.server, "https://reg.corp");
+        assert_eq!(corp.hosts.len(), 1);
+        assert!(corp.hosts[0].skip_verify);
+        assert_eq!(
+            corp.hosts[0].client,
+            vec![("/c.pem".into(), "/c.key".into())]
+        );
+        let text = hosts_toml(corp);
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(
+            doc["host"]["https://reg.corp"]["skip_verify"].as_bool(),
+            Some(true),
+            "{text}"
+        );
     }
 }
