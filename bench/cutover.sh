@@ -9,6 +9,7 @@
 # manual procedure, to the end of its check pull, which comes after). Needs root.
 #   bench/cutover.sh [RUNS] [PODS]   default 5 runs, 3 pods; prints tables for docs/performance.md
 #   BENCH_DEBUG=1 bench/cutover.sh   also prints the kubelet's and containerd's journal per run
+#   BENCH_CONTAINERD2=1 bench/cutover.sh   the node's containerd is 2.x (Debian unstable's)
 set -uo pipefail
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 RUNS=${1:-5}
@@ -41,6 +42,10 @@ spec:
     command: ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
 YAML
 done
+if [ -n "${BENCH_CONTAINERD2:-}" ]; then
+    have_containerd2 || die "containerd 2.x is missing: tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd"
+    install_containerd2 "$NODE"
+fi
 install -m 0755 "$REPO/target/release/cri-migrate" "$WORK/$NODE/usr/local/bin/cri-migrate"
 install -m 0755 "$REPO/target/release/kubelet-standin" "$WORK/$NODE/usr/bin/kubelet"
 install -m 0755 "$REPO/bench/manual-procedure.sh" "$WORK/$NODE/usr/local/bin/manual-procedure"

@@ -258,6 +258,22 @@ JSON
     ln -sf /etc/systemd/system/cgroup-rw.service "$root/etc/systemd/system/sysinit.target.wants/cgroup-rw.service"
 }
 
+# containerd 2.x from Debian unstable (tests/tools/fetch-sid.sh, which .ci/run runs first), for
+# nodes that move onto it.
+CONTAINERD2_ROOT=${CRI_MIGRATE_CONTAINERD2_ROOT:-/var/cache/cri-migrate/containerd2/root}
+have_containerd2() { [ -x "$CONTAINERD2_ROOT/usr/bin/containerd" ]; }
+
+# install_containerd2 NAME: the node's containerd becomes 2.x, as its package would install it:
+# binaries, its unit (which sets no LimitNOFILE), and the package database's version. Docker
+# 20.10 runs on it (the node's Docker keeps --containerd=/run/containerd/containerd.sock).
+install_containerd2() {
+    local root="$WORK/$1" v
+    cp "$CONTAINERD2_ROOT"/usr/bin/containerd "$CONTAINERD2_ROOT"/usr/bin/containerd-shim-runc-v2 "$CONTAINERD2_ROOT"/usr/bin/ctr "$root/usr/bin/"
+    cp "$CONTAINERD2_ROOT"/usr/lib/systemd/system/containerd.service "$root/lib/systemd/system/containerd.service"
+    v=$("$CONTAINERD2_ROOT/usr/bin/containerd" --version | awk '{print $3}')
+    sed -i "/^Package: containerd\$/,/^\$/ s/^Version: .*/Version: $v/" "$root/var/lib/dpkg/status"
+}
+
 # boot_node NAME: systemd as PID 1 in the node; sets NODE_PID (PID 1 seen from the host).
 boot_node() {
     local name=$1 root="$WORK/$1"

@@ -53,6 +53,10 @@ dry_run_changes_nothing() {
         expect "/etc and /var/lib/kubelet unchanged" same_state before-dry
 }
 
+# containerd's own view of its sandbox image: `sandbox_image` (1.x) or `pinned_images.sandbox`
+# (2.x, which dumps single-quoted strings).
+dump_has_sandbox() { in_node containerd config dump | grep -Eq "(sandbox_image|sandbox) = [\"']$PAUSE[\"']"; }
+
 migrate_to_containerd() {
     local flags
     expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json || return 1
@@ -63,7 +67,7 @@ migrate_to_containerd() {
         expect "docker.socket disabled" is_state is-enabled docker.socket disabled &&
         expect "containerd active" is_state is-active containerd.service active &&
         expect "containerd runs runc with the systemd cgroup driver" bash -c "in_node containerd config dump | grep -q 'SystemdCgroup = true'" &&
-        expect "containerd's sandbox image is the node's pause image" bash -c "in_node containerd config dump | grep -q 'sandbox_image = \"$PAUSE\"'" &&
+        expect "containerd's sandbox image is the node's pause image" dump_has_sandbox &&
         expect "the kubelet stand-in is active" wait_active kubelet.service 30 &&
         expect "the kubelet stand-in talks CRI to containerd" bash -c "journalctl_tail | grep -q 'containerd .* ready on unix:///run/containerd/containerd.sock'" &&
         expect "an image only the mirror has pulls through CRI" exits 0 in_node cri-migrate verify --image docker.io/library/mirroronly:1 &&
@@ -550,6 +554,49 @@ wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NOD
 docker_pull_images || die "Docker could not pull the test images"
 scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
 stop_node "$NODE"
+
+# The same node on containerd 2.x (Debian unstable's, installed into the node as its containerd;
+# Docker 20.10 runs on it): the scenarios that can run with a kubelet that works before the move
+# (1.23 on dockershim: a 1.31 kubelet would need cri-dockerd, which has no Debian package — as
+# for the 1.27 node, its move is checked after it). Config schema 3, the open-files drop-in
+# (containerd 2.x's unit sets no LimitNOFILE), the test pod, carried images, rollback.
+containerd2_extras() {
+    expect "containerd 2.x runs the node" bash -c "in_node containerd --version | grep -q ' 2\.'" &&
+        expect "the config was written as version 3" grep -q '^version = 3' "$WORK/$NODE/etc/containerd/config.toml" &&
+        expect "the open-files drop-in keeps Docker's limit" grep -q '^LimitNOFILE=1048576' "$WORK/$NODE/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf" &&
+        expect "containerd runs with it" bash -c "[ \"\$(in_node systemctl show -p LimitNOFILE --value containerd.service)\" = 1048576 ]"
+}
+migrate_to_containerd2() {
+    migrate_to_containerd && containerd2_extras
+}
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 17 "* ]]; then
+    if ! have_containerd2; then
+        [ "${CI:-}" = true ] && die "CI=true and containerd 2.x is missing: run tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd"
+        printf '\n*** SKIPPED the containerd 2.x node: %s is missing (tests/tools/fetch-sid.sh) ***\n' "$CONTAINERD2_ROOT" >&2
+    else
+        NODE=n123c2
+        KUBELET=1.23.17
+        make_node "$NODE" "$KUBELET" "--network-plugin=cni --pod-infra-container-image=$PAUSE"
+        install_containerd2 "$NODE"
+        boot_node "$NODE"
+        if ! wait_active docker.service 60 || ! wait_active kubelet.service 60; then
+            journal docker.service 30 >&2
+            die "node $NODE did not come up with Docker on containerd 2.x and the kubelet"
+        fi
+        docker_pull_images || die "Docker could not pull the test images"
+        node_state "$NODE" >"$WORK/state.original"
+        scenario "17. containerd 2.x: a dry run changes nothing" dry_run_changes_nothing
+        scenario "17. containerd 2.x: migrate (schema 3, the open-files drop-in, the test pod)" migrate_to_containerd2
+        scenario "17. containerd 2.x: a second migrate has nothing to do" second_migrate_has_nothing_to_do
+        scenario "17. containerd 2.x: rollback restores every file and Docker" rollback_restores_everything
+        scenario "17. containerd 2.x: a failed verification rolls back" failed_verification_rolls_back
+        scenario "17. containerd 2.x: kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
+        scenario "17. containerd 2.x: running pods checked beside Docker, back on containerd, back on Docker" running_pods_move_and_come_back
+        scenario "17. containerd 2.x: in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
+        [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
+        stop_node "$NODE"
+    fi
+fi
 
 # The .deb (deploy/packages/build.sh) into a fresh Debian node: dpkg -i, then the binary, its
 # man page, its completion and a dry run, all from the package.
