@@ -241,7 +241,7 @@ pub struct Plan {
     pub target: Target,
     pub runtime_version: Version,
     pub kubelet_version: Version,
-    /// containerd's config schema written (2 or 3); none for CRI-O.
+    /// containerd's config schema written (2, 3 or 4); none for CRI-O.
     pub config_schema: Option<u8>,
     pub endpoint: String,
     pub settings: Carried,
@@ -324,7 +324,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         }
     };
     let config_schema = match target {
-        Target::Containerd => Some(containerd_schema(rv, kv, facts.containerd_config.as_ref())?),
+        Target::Containerd => Some(containerd_schema(
+            rv,
+            kv,
+            facts.containerd_config.as_ref(),
+            &mut warnings,
+        )?),
         Target::Crio => {
             if (rv.major, rv.minor) != (kv.major, kv.minor) {
                 warnings.push(Finding::warning(
@@ -663,26 +668,21 @@ fn containerd_schema(
     rv: Version,
     kv: Version,
     existing: Option<&crate::inspect::runtimes::ContainerdConfig>,
+    warnings: &mut Vec<Finding>,
 ) -> Result<u8, Failure> {
-    // A file written for a newer containerd than the one installed: the installed one cannot
-    // read it (1.x reads versions 1 and 2; 2.0 to 2.2 up to 3), and rewriting it down would
-    // leave the newer tables in, misread.
+    // The newest config version the installed containerd reads: 2 for 1.x, 3 for 2.0 to 2.2,
+    // 4 from 2.3 (containerd RELEASES.md; version 1 is gone from 2.0: containerd#8275).
+    let readable: u8 = if rv.at_least(2, 3) {
+        4
+    } else if rv.major >= 2 {
+        3
+    } else {
+        2
+    };
     if let Some(c) = existing {
-        let readable = if rv.major >= 2 && rv.at_least(2, 3) {
-            4
-        } else if rv.major >= 2 {
-            3
-        } else {
-            2
-        };
-        if c.schema == 4 && readable >= 4 {
-            return Err(Failure::bad_input(
-                &c.path,
-                "it is written as config version 4 (containerd 2.3), which this cri-migrate does not write yet: merging schema 3 settings into it would leave a file containerd misreads",
-                "Move the file aside so that cri-migrate writes a schema 3 file (containerd 2.3 migrates it at load), or migrate this node by hand.",
-            ));
-        }
-        if c.schema > readable {
+        // A file written for a newer containerd than the one installed: the installed one cannot
+        // read it, and rewriting it down would leave the newer tables in, misread.
+        if c.schema > i64::from(readable) {
             return Err(Failure::bad_input(
                 &c.path,
                 format!(
@@ -695,7 +695,7 @@ fn containerd_schema(
     }
     if rv.major >= 3 {
         return Err(Failure::preflight(
-            format!("containerd {rv} is newer than cri-migrate knows (config schema 2 for 1.x, 3 for 2.x)"),
+            format!("containerd {rv} is newer than cri-migrate knows (config version 2 for 1.x, 3 for 2.0 to 2.2, 4 for 2.3 and later)"),
             "Use a cri-migrate release that knows it, or pass --runtime-version if the version was misread.",
         ));
     }
@@ -718,7 +718,36 @@ fn containerd_schema(
             "Upgrade containerd to 1.6 or later first.",
         ));
     }
-    Ok(if rv.major >= 2 { 3 } else { 2 })
+    // An existing file keeps its version where the installed containerd reads it (containerd
+    // migrates older versions in memory at load); only a version it cannot read, or no file,
+    // gets the newest. A file moved to a newer version cannot go back to an older containerd.
+    let schema = match existing.map(|c| c.schema) {
+        Some(v) if (2..=i64::from(readable)).contains(&v) => v as u8,
+        _ => readable,
+    };
+    // (1.x's version 1 to 2 needs no word: every containerd cri-migrate plans for reads 2.)
+    if let Some(c) = existing.filter(|c| c.schema < i64::from(schema) && schema >= 3) {
+        let older = if schema == 4 {
+            "containerd before 2.3"
+        } else {
+            "containerd 1.x"
+        };
+        warnings.push(Finding::info(
+            "containerd-config-version",
+            format!(
+                "{} goes from config version {} to {schema}{}; {older} cannot read version {schema}",
+                c.path,
+                c.schema.max(1),
+                if c.schema < 2 && rv.major >= 2 {
+                    format!(" (containerd {rv} no longer reads version 1)")
+                } else {
+                    String::new()
+                }
+            ),
+            "to put an older containerd back later (a package downgrade), put the file back too: the backup keeps it, and `cri-migrate rollback` restores it",
+        ));
+    }
+    Ok(schema)
 }
 
 /// containerd 2.x's unit sets no `LimitNOFILE` (containerd#8924): the containers it starts get a

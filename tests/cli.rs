@@ -721,3 +721,77 @@ fn containerd_2_gets_dockers_open_files_limit() {
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(planned(&p, DROP_IN).is_none());
 }
+
+/// The config version follows the installed containerd: a file it reads keeps its version; one
+/// it cannot read (version 1 on 2.x), or none, gets the newest it reads, said with what that
+/// means for going back to an older containerd.
+#[test]
+fn the_config_version_is_kept_where_containerd_reads_it() {
+    let plan = |fixture_name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = bin()
+            .arg("--root")
+            .arg(fixture(fixture_name))
+            .args([
+                "migrate",
+                "--to",
+                "containerd",
+                "--dry-run",
+                "--output",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let note = |p: &serde_json::Value| -> Option<String> {
+        p["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["code"] == "containerd-config-version")
+            .map(|w| w["message"].as_str().unwrap().to_string())
+    };
+    let version_line = |p: &serde_json::Value| -> String {
+        planned(p, "/etc/containerd/config.toml")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("version = "))
+            .unwrap()
+            .to_string()
+    };
+    // A version 2 file on containerd 2.1 and on 2.3: kept (containerd migrates it at load).
+    for rv in [&[][..], &["--runtime-version", "2.3.1"]] {
+        let p = plan("kubelet-1.30-containerd2-schema2", rv);
+        assert_eq!(p["config_schema"], 2, "{rv:?}");
+        assert_eq!(version_line(&p), "version = 2");
+        assert!(note(&p).is_none(), "{rv:?}: {:?}", note(&p));
+    }
+    // Docker's version 1 file on containerd 2.1: 2.x no longer reads version 1.
+    let p = plan("kubelet-1.35-containerd2", &[]);
+    assert_eq!(p["config_schema"], 3);
+    let n = note(&p).unwrap();
+    assert!(
+        n.contains("from config version 1 to 3")
+            && n.contains("no longer reads version 1")
+            && n.contains("containerd 1.x cannot read version 3"),
+        "{n}"
+    );
+    // ... on 2.3: version 4.
+    let p = plan("kubelet-1.35-containerd2", &["--runtime-version", "2.3.1"]);
+    assert_eq!(p["config_schema"], 4);
+    assert_eq!(version_line(&p), "version = 4");
+    assert!(note(&p)
+        .unwrap()
+        .contains("containerd before 2.3 cannot read version 4"));
+    // containerd 1.x: version 2, no word (every containerd cri-migrate plans for reads it).
+    let p = plan("kubeadm-1.20-docker", &[]);
+    assert_eq!(p["config_schema"], 2);
+    assert!(note(&p).is_none());
+}

@@ -129,14 +129,19 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
         version_of(&c2)
     );
     let mut tested = [0, 0];
+    let mut kept_v2 = 0;
     for case in cases()
         .into_iter()
         .filter(|c| c.exit == 0 && c.args.contains(&"containerd".to_string()))
     {
         let plan = json_plan(&case, &case.node());
         let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
-        let schema = plan["config_schema"].as_i64().unwrap();
-        let bin = if schema == 3 { &c2 } else { &c1 };
+        // The layout containerd reads it into: 2.x migrates a version 2 file to 3 at load.
+        let two = plan["runtime_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("2."));
+        let schema = if two { 3 } else { 2 };
+        let bin = if two { &c2 } else { &c1 };
         let d = Containerd::start(bin, config, None);
         assert_cri_ok(bin, &d, schema, &case.name);
         drop(d);
@@ -205,7 +210,8 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
                 .unwrap_or_default()
         };
         if schema == 3 {
-            // Every schema-3 fixture targets 2.1, which takes a list.
+            // Every 2.x fixture targets 2.1, which takes a list (bin_dirs), also in a version 2
+            // file kept as it was.
             assert_eq!(
                 strings(cni.get("bin_dirs")),
                 want_bins,
@@ -235,7 +241,14 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
             );
         }
         tested[(schema - 2) as usize] += 1;
+        if plan["config_schema"] == 2 && two {
+            kept_v2 += 1;
+        }
     }
+    assert!(
+        kept_v2 >= 1,
+        "no version 2 file kept for containerd 2.x was loaded"
+    );
     assert!(
         tested[0] >= 3 && tested[1] >= 2,
         "too few configs tested: {tested:?}"

@@ -78,8 +78,10 @@ const RUNTIME_V3: &str = "io.containerd.cri.v1.runtime";
 /// The merged config, or why it cannot be made (a text that does not parse: the caller names
 /// the file).
 pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> {
+    // Schema 4 (containerd 2.3) keeps schema 3's CRI tables; it moved the daemon's own server
+    // sections into plugins, which cri-migrate does not write.
     let template = super::template(
-        if s.schema == 3 {
+        if s.schema >= 3 {
             "containerd-v3.toml"
         } else {
             "containerd-v2.toml"
@@ -106,19 +108,26 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> 
     }
     out.moved_mirrors = take_mirrors(&mut doc, &mut out.notes);
     out.moved_tls = take_tls(&mut doc, &mut out.notes);
-    if s.schema == 3 && schema < 3 {
+    if s.schema >= 3 && schema < 3 {
         to_schema_3(&mut doc);
         out.notes.push(
             "moved the CRI settings from schema 2 to schema 3 tables; `containerd config migrate` shows containerd's own conversion"
                 .into(),
         );
     }
+    if s.schema >= 4 && schema < 4 && to_schema_4(&mut doc) {
+        out.notes.push(
+            "moved the daemon's server settings ([grpc], [ttrpc], [debug] address, [metrics]) into their io.containerd.server.v1 plugins, as config version 4 has them"
+                .into(),
+        );
+    }
     out.existing_sandbox_image = sandbox_image(&doc, s.schema);
     enable_cri(&mut doc);
     merge(&mut doc, &tpl);
-    if s.schema == 3 && s.cni_bin_dirs_list {
+    if s.cni_bin_dirs_list {
         // bin_dirs replaces bin_dir in 2.1; a leftover bin_dir would add a stale directory.
-        if let Some(cni) = get_table_mut(doc.as_table_mut(), &["plugins", RUNTIME_V3, "cni"]) {
+        let plugin = if s.schema >= 3 { RUNTIME_V3 } else { CRI_V2 };
+        if let Some(cni) = get_table_mut(doc.as_table_mut(), &["plugins", plugin, "cni"]) {
             if cni
                 .get("bin_dir")
                 .and_then(|v| v.as_str())
@@ -135,6 +144,118 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> 
     Ok(out)
 }
 
+/// Config version 4 (containerd 2.3) takes the server settings out of the top-level `[grpc]`,
+/// `[ttrpc]`, `[debug]` and `[metrics]` tables into plugins, as containerd's own migration
+/// (`serviceMigrate`, cmd/containerd/server/config) does: grpc address, uid, gid and message sizes
+/// to `io.containerd.server.v1.grpc`; the TCP listener to `io.containerd.server.v1.grpc-tcp`;
+/// ttrpc to `io.containerd.server.v1.ttrpc` (derived from grpc's address when not set, as
+/// before version 4); the debug socket to `io.containerd.server.v1.debug` (its level and format
+/// stay); the metrics address to `io.containerd.server.v1.metrics`, `grpc_histogram` to
+/// `io.containerd.metrics.v1.grpc-prometheus`. Returns whether anything moved.
+fn to_schema_4(doc: &mut DocumentMut) -> bool {
+    let root = doc.as_table_mut();
+    let mut take = |table: &str, key: &str| -> Option<Item> {
+        let t = root.get_mut(table)?.as_table_like_mut()?;
+        let v = t.remove(key);
+        if t.is_empty() {
+            root.remove(table);
+        }
+        v
+    };
+    let mut moved: Vec<(&str, Vec<(&str, Item)>)> = Vec::new();
+    let mut grpc = Vec::new();
+    for k in [
+        "address",
+        "uid",
+        "gid",
+        "max_recv_message_size",
+        "max_send_message_size",
+    ] {
+        if let Some(v) = take("grpc", k) {
+            grpc.push((k, v));
+        }
+    }
+    let grpc_address = grpc
+        .iter()
+        .find(|(k, _)| *k == "address")
+        .and_then(|(_, v)| v.as_str().map(str::to_string));
+    let sizes: Vec<(&str, Item)> = grpc
+        .iter()
+        .filter(|(k, _)| k.starts_with("max_"))
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let mut tcp = Vec::new();
+    for (old, new) in [
+        ("tcp_address", "address"),
+        ("tcp_tls_ca", "tls_ca"),
+        ("tcp_tls_cert", "tls_cert"),
+        ("tcp_tls_key", "tls_key"),
+        ("tcp_tls_common_name", "tls_common_name"),
+    ] {
+        if let Some(v) = take("grpc", old) {
+            tcp.push((new, v));
+        }
+    }
+    if !tcp.is_empty() {
+        tcp.extend(sizes);
+        moved.push(("io.containerd.server.v1.grpc-tcp", tcp));
+    }
+    let mut ttrpc = Vec::new();
+    for k in ["address", "uid", "gid"] {
+        if let Some(v) = take("ttrpc", k) {
+            ttrpc.push((k, v));
+        }
+    }
+    if !ttrpc.iter().any(|(k, _)| *k == "address") {
+        if let Some(a) = &grpc_address {
+            // Before version 4 ttrpc listened beside grpc's socket, with its owner.
+            ttrpc.push(("address", toml_edit::value(format!("{a}.ttrpc"))));
+            for k in ["uid", "gid"] {
+                if !ttrpc.iter().any(|(x, _)| *x == k) {
+                    if let Some((_, v)) = grpc.iter().find(|(x, _)| *x == k) {
+                        ttrpc.push((k, v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    if !grpc.is_empty() {
+        moved.push(("io.containerd.server.v1.grpc", grpc));
+    }
+    if !ttrpc.is_empty() {
+        moved.push(("io.containerd.server.v1.ttrpc", ttrpc));
+    }
+    let mut debug = Vec::new();
+    for k in ["address", "uid", "gid"] {
+        if let Some(v) = take("debug", k) {
+            debug.push((k, v));
+        }
+    }
+    if !debug.is_empty() {
+        moved.push(("io.containerd.server.v1.debug", debug));
+    }
+    if let Some(v) = take("metrics", "address") {
+        moved.push(("io.containerd.server.v1.metrics", vec![("address", v)]));
+    }
+    if let Some(v) = take("metrics", "grpc_histogram") {
+        moved.push((
+            "io.containerd.metrics.v1.grpc-prometheus",
+            vec![("grpc_histogram", v)],
+        ));
+    }
+    let any = !moved.is_empty();
+    for (plugin, keys) in moved {
+        let t = table_at(root, &["plugins", plugin]);
+        for (k, v) in keys {
+            // A plugin table the file already has wins, as in containerd's migration.
+            if t.get(k).is_none() {
+                t.insert(k, v);
+            }
+        }
+    }
+    any
+}
+
 fn is_blank(text: &str) -> bool {
     text.lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -142,7 +263,7 @@ fn is_blank(text: &str) -> bool {
 
 fn sandbox_image(doc: &DocumentMut, schema: u8) -> Option<String> {
     let plugins = doc.get("plugins")?;
-    let v = if schema == 3 {
+    let v = if schema >= 3 {
         plugins
             .get(IMAGES_V3)?
             .get("pinned_images")?
@@ -568,6 +689,131 @@ mod tests {
             assert!(r.notes.iter().any(|n| n.contains("kept the credentials")));
             assert!(r.notes.iter().any(|n| n.contains("without its key")));
         }
+    }
+
+    #[test]
+    fn version_4_is_schema_3_tables_with_the_server_settings_in_plugins() {
+        // A fresh file: schema 3's CRI tables under `version = 4`.
+        let fresh = render(None, &settings(4)).unwrap().text;
+        let doc: DocumentMut = fresh.parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(4));
+        assert_eq!(
+            get(
+                &doc,
+                &[
+                    "plugins",
+                    RUNTIME_V3,
+                    "containerd",
+                    "runtimes",
+                    "runc",
+                    "options",
+                    "SystemdCgroup"
+                ]
+            )
+            .as_bool(),
+            Some(true)
+        );
+        // Docker's version 1 file with server settings: moved as containerd's serviceMigrate does.
+        let existing = r#"disabled_plugins = ["cri"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+  uid = 0
+  gid = 1000
+  max_recv_message_size = 16777216
+  tcp_address = "127.0.0.1:7000"
+  tcp_tls_cert = "/etc/c.pem"
+[debug]
+  address = "/run/containerd/debug.sock"
+  level = "info"
+[metrics]
+  address = "127.0.0.1:1338"
+  grpc_histogram = true
+[plugins.cri]
+  enable_selinux = true
+"#;
+        let r = render(Some(existing), &settings(4)).unwrap();
+        let doc: DocumentMut = r.text.parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(4));
+        let p = |id: &str, k: &str| get(&doc, &["plugins", id, k]).clone();
+        assert_eq!(
+            p("io.containerd.server.v1.grpc", "address").as_str(),
+            Some("/run/containerd/containerd.sock")
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.grpc", "gid").as_integer(),
+            Some(1000)
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.grpc", "max_recv_message_size").as_integer(),
+            Some(16777216)
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.grpc-tcp", "address").as_str(),
+            Some("127.0.0.1:7000")
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.grpc-tcp", "tls_cert").as_str(),
+            Some("/etc/c.pem")
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.grpc-tcp", "max_recv_message_size").as_integer(),
+            Some(16777216)
+        );
+        // ttrpc listened beside grpc's socket before version 4, with its owner.
+        assert_eq!(
+            p("io.containerd.server.v1.ttrpc", "address").as_str(),
+            Some("/run/containerd/containerd.sock.ttrpc")
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.ttrpc", "gid").as_integer(),
+            Some(1000)
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.debug", "address").as_str(),
+            Some("/run/containerd/debug.sock")
+        );
+        assert_eq!(
+            p("io.containerd.server.v1.metrics", "address").as_str(),
+            Some("127.0.0.1:1338")
+        );
+        assert_eq!(
+            p("io.containerd.metrics.v1.grpc-prometheus", "grpc_histogram").as_bool(),
+            Some(true)
+        );
+        assert!(doc.get("grpc").is_none() && doc.get("metrics").is_none());
+        assert_eq!(
+            get(&doc, &["debug", "level"]).as_str(),
+            Some("info"),
+            "the log level stays"
+        );
+        assert_eq!(
+            get(&doc, &["plugins", RUNTIME_V3, "enable_selinux"]).as_bool(),
+            Some(true)
+        );
+        assert!(r
+            .notes
+            .iter()
+            .any(|n| n.contains("io.containerd.server.v1")));
+        // Rendering a version 4 file again changes nothing.
+        assert_eq!(render(Some(&r.text), &settings(4)).unwrap().text, r.text);
+    }
+
+    #[test]
+    fn a_version_2_file_kept_for_containerd_2_1_takes_a_cni_list() {
+        let mut s = settings(2);
+        s.cni_bin_dirs_list = true;
+        let r = render(
+            Some(
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/old\"\n",
+            ),
+            &s,
+        )
+        .unwrap();
+        let doc: DocumentMut = r.text.parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(2));
+        let cni = get(&doc, &["plugins", CRI_V2, "cni"]);
+        assert!(cni.get("bin_dir").is_none(), "{}", r.text);
+        assert!(cni.get("bin_dirs").and_then(|v| v.as_array()).is_some());
     }
 
     #[test]
