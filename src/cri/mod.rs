@@ -308,6 +308,25 @@ impl sandbox::PodRuntime for GrpcCri {
         )?;
         Ok(r.items.into_iter().map(|p| p.id).collect())
     }
+    fn ready_pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        let r = self.call(
+            "ListPodSandbox",
+            self.timeout,
+            c.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    label_selector: [(label.to_string(), value.to_string())]
+                        .into_iter()
+                        .collect(),
+                    state: Some(k8s_cri::v1::PodSandboxStateValue {
+                        state: k8s_cri::v1::PodSandboxState::SandboxReady as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+        )?;
+        Ok(r.items.into_iter().map(|p| p.id).collect())
+    }
     fn pod_sandboxes_since(&self, since_unix_nanos: i64) -> Result<Vec<String>> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
         let r = self.call(

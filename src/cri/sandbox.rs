@@ -41,6 +41,10 @@ pub trait PodRuntime {
     fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
     /// Sandboxes carrying `label=value`.
     fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>>;
+    /// Of those, the ready ones (the kubelet starts a pod again when its sandbox is not ready).
+    fn ready_pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        self.pod_sandboxes_labelled(label, value)
+    }
     /// Sandboxes created at or after `since` (Unix nanoseconds): the pods a kubelet ran on this
     /// runtime during a migration, which a rollback removes.
     fn pod_sandboxes_since(&self, _since_unix_nanos: i64) -> Result<Vec<String>> {

@@ -420,11 +420,16 @@ impl Pods {
             )
         };
         if !client
-            .pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?
+            .ready_pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?
             .is_empty()
         {
             return Ok(None);
         }
+        // A sandbox of this pod that is not ready (stopped, its containers gone): the kubelet
+        // starts the pod again with the next attempt number (the runtime reserves the name).
+        let attempt = client
+            .pod_sandboxes_labelled("io.kubernetes.pod.uid", &uid)?
+            .len() as u32;
         let pod_network = client
             .status()?
             .iter()
@@ -448,7 +453,7 @@ impl Pods {
                 name: name.into(),
                 uid: uid.clone(),
                 namespace: ns.into(),
-                attempt: 0,
+                attempt,
             }),
             hostname: if pod_network {
                 name.into()
