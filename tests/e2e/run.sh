@@ -595,6 +595,18 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 17 "* ]]; then
         scenario "17. containerd 2.x: in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
         [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
         stop_node "$NODE"
+
+        # Today's usual node: a recent kubelet on cri-dockerd (which has no Debian package, so
+        # the stand-in cannot run before the move), moved to containerd 2.x.
+        NODE=n131c2
+        KUBELET=1.31.4
+        make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
+        install_containerd2 "$NODE"
+        boot_node "$NODE"
+        wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up with Docker"; }
+        docker_pull_images || die "Docker could not pull the test images"
+        scenario "17. containerd 2.x: a kubelet 1.31 from cri-dockerd" migrate_to_containerd2
+        stop_node "$NODE"
     fi
 fi
 
