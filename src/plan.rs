@@ -171,7 +171,10 @@ impl FileGroup {
     /// The kubelet's files (flags, config, its unit's drop-ins) and crictl.yaml, which the
     /// operator's tools follow at the cutover; everything else is the runtime's.
     pub fn holds(self, path: &str) -> bool {
-        let kubelet = path.contains("kubelet") || path == crate::inspect::runtimes::CRICTL_YAML;
+        // The kubelet's credentials go with the runtime's files: the check before the cutover
+        // pulls with them.
+        let kubelet = (path.contains("kubelet") || path == crate::inspect::runtimes::CRICTL_YAML)
+            && path != crate::cri::credentials::KUBELET_CONFIG_JSON;
         match self {
             FileGroup::All => true,
             FileGroup::Kubelet => kubelet,
@@ -353,6 +356,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
             let cs = render::containerd::Settings {
                 schema,
                 cni_bin_dirs_list: rv.at_least(2, 1),
+                move_credentials: rv.major >= 2,
                 systemd_cgroup: settings.cgroup_driver.value == "systemd",
                 sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
                 cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
@@ -415,6 +419,9 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
                 ));
             }
             settings.registries = hosts.iter().map(|h| h.host.to_string()).collect();
+            if !r.moved_auths.is_empty() {
+                files.push(kubelet_credentials(facts, &r.moved_auths, &mut warnings)?);
+            }
             limits_drop_in(facts, rv, &mut files, &mut warnings);
         }
         Target::Crio => {
@@ -656,6 +663,8 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
         f.new
             .parse::<toml_edit::DocumentMut>()
             .map_err(|e| refuse(crate::error::toml_problem(&f.new, &e)))?;
+    } else if path.ends_with(".json") {
+        serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else if path.ends_with(".yaml") || path.ends_with(".yml") {
         serde_yaml::from_str::<serde_yaml::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else {
@@ -748,6 +757,62 @@ fn containerd_schema(
         ));
     }
     Ok(schema)
+}
+
+/// The kubelet's config.json with the credentials taken out of containerd's config added: the
+/// kubelet sends them with each pull. An entry the file already has for a registry is kept (it
+/// is what the kubelet sent so far), said.
+fn kubelet_credentials(
+    facts: &Facts,
+    moved: &[(String, serde_json::Value)],
+    warnings: &mut Vec<Finding>,
+) -> Result<FileChange, Failure> {
+    use crate::cri::credentials::KUBELET_CONFIG_JSON as PATH;
+    let mut doc: serde_json::Value = match facts.files.get(PATH) {
+        Some(snap) => serde_json::from_str(&snap.content).map_err(|e| {
+            Failure::bad_input(
+                PATH,
+                format!("not valid JSON ({e})"),
+                "Fix it (image pulls that need its credentials fail while it is broken), then run cri-migrate again.",
+            )
+        })?,
+        None => serde_json::json!({}),
+    };
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(Failure::bad_input(
+            PATH,
+            "not a JSON object",
+            "It must be a docker config.json: {\"auths\": {...}}.",
+        ));
+    };
+    let auths = obj.entry("auths").or_insert_with(|| serde_json::json!({}));
+    let Some(auths) = auths.as_object_mut() else {
+        return Err(Failure::bad_input(
+            PATH,
+            "its `auths` is not an object",
+            "Fix it: `auths` maps registry hosts to credentials.",
+        ));
+    };
+    for (host, entry) in moved {
+        if auths.contains_key(host) {
+            warnings.push(Finding::warning(
+                "credentials-kept",
+                format!("{PATH} already has credentials for {host}; those stay (the kubelet sent them so far), the ones from containerd's registry.configs are dropped"),
+                format!("check that the credentials for {host} in {PATH} are the current ones"),
+            ));
+        } else {
+            auths.insert(host.clone(), entry.clone());
+        }
+    }
+    let mut c = change(
+        facts,
+        PATH,
+        format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON")),
+        "registry credentials taken out of containerd's config (registry.configs, deprecated in 2.x): the kubelet sends them with each pull",
+    );
+    // Credentials: root only, whatever the file's mode was.
+    c.mode &= 0o600;
+    Ok(c)
 }
 
 /// containerd 2.x's unit sets no `LimitNOFILE` (containerd#8924): the containers it starts get a

@@ -795,3 +795,92 @@ fn the_config_version_is_kept_where_containerd_reads_it() {
     assert_eq!(p["config_schema"], 2);
     assert!(note(&p).is_none());
 }
+
+/// On containerd 2.x, registry.configs credentials leave containerd's config for the kubelet's
+/// config.json (0600), merged with what it has; nothing secret is printed.
+#[test]
+fn registry_credentials_move_to_the_kubelet_on_containerd_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubelet-1.30-containerd2-schema2")),
+        tmp.path(),
+    );
+    let toml = tmp.path().join("etc/containerd/config.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(
+        "\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"reg.corp:5000\".auth]\n  username = \"robot\"\n  password = \"Sup3rS3cret\"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"old.corp\".auth]\n  username = \"x\"\n  password = \"Other5ecret\"\n",
+    );
+    std::fs::write(&toml, text).unwrap();
+    let kc = tmp.path().join("var/lib/kubelet/config.json");
+    std::fs::write(&kc, r#"{"auths": {"old.corp": {"auth": "a2VlcDprZWVw"}}}"#).unwrap();
+    let run = |json: bool| {
+        let mut c = bin();
+        c.arg("--root")
+            .arg(tmp.path())
+            .args(["migrate", "--to", "containerd", "--dry-run"]);
+        if json {
+            c.args(["--output", "json"]);
+        }
+        c.output().unwrap()
+    };
+    let text = run(false);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&text.stdout),
+        String::from_utf8_lossy(&text.stderr)
+    );
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode("robot:Sup3rS3cret");
+    for secret in [
+        "Sup3rS3cret",
+        "Other5ecret",
+        encoded.as_str(),
+        "a2VlcDprZWVw",
+    ] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+    let out = run(true);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/var/lib/kubelet/config.json")
+        .expect("the kubelet's config.json is planned");
+    assert_eq!(f["mode"], "0600");
+    // Both registries there (the values show redacted: the report is printed).
+    let merged: serde_json::Value = serde_json::from_str(f["content"].as_str().unwrap()).unwrap();
+    assert!(
+        merged["auths"]["reg.corp:5000"]["auth"].is_string(),
+        "{merged}"
+    );
+    assert!(merged["auths"]["old.corp"]["auth"].is_string(), "{merged}");
+    let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
+    assert!(
+        !config.contains("registry.configs.\"reg.corp:5000\".auth"),
+        "{config}"
+    );
+    let warnings = plan["warnings"].as_array().unwrap();
+    assert!(warnings
+        .iter()
+        .any(|w| w["code"] == "credentials-kept"
+            && w["message"].as_str().unwrap().contains("old.corp")));
+    // On containerd 1.x the credentials stay where they are.
+    let out = bin()
+        .arg("--root")
+        .arg(tmp.path())
+        .args([
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--output",
+            "json",
+            "--runtime-version",
+            "1.7.20",
+        ])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(planned(&plan, "/var/lib/kubelet/config.json").is_none());
+}

@@ -6,9 +6,12 @@ use crate::node::Node;
 use base64::Engine;
 use serde_json::Value;
 
+/// The kubelet's own credentials file (in its root directory).
+pub const KUBELET_CONFIG_JSON: &str = "/var/lib/kubelet/config.json";
+
 /// Where the kubelet looks, in order (`.dockercfg` is the older format).
 pub const SEARCH: [&str; 6] = [
-    "/var/lib/kubelet/config.json",
+    KUBELET_CONFIG_JSON,
     "/config.json",
     "/.docker/config.json",
     "/var/lib/kubelet/.dockercfg",

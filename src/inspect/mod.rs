@@ -197,6 +197,13 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     };
     let docker = docker::inspect(node)?;
     let credentials = docker::credentials(node)?;
+    // The kubelet's credentials file, which a migration onto containerd 2.x may add to.
+    if let Some(snap) = node.snapshot(crate::cri::credentials::KUBELET_CONFIG_JSON)? {
+        files.insert(
+            crate::cri::credentials::KUBELET_CONFIG_JSON.to_string(),
+            snap,
+        );
+    }
     let containerd_config = runtimes::containerd_config(node, &mut files)?;
     let crio = runtimes::crio_config(node, &mut files)?;
     let cni = cni::inspect(node, &kubelet, containerd_config.as_ref(), &crio);

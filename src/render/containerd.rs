@@ -11,8 +11,11 @@ pub const CERTS_D: &str = "/etc/containerd/certs.d";
 /// What the migration owns in containerd's config.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Settings {
-    /// 2 for containerd 1.x, 3 for 2.x.
+    /// The config version to write: 2, 3 or 4.
     pub schema: u8,
+    /// Take `registry.configs.<host>.auth` out of the file (containerd 2.x, where they are
+    /// deprecated), for the kubelet's config.json.
+    pub move_credentials: bool,
     /// containerd 2.1+ takes a list of CNI plugin directories (`bin_dirs`).
     pub cni_bin_dirs_list: bool,
     pub systemd_cgroup: bool,
@@ -45,6 +48,9 @@ pub struct Rendered {
     /// Deprecated `registry.configs.<host>.tls` taken out of the file (containerd 2.x ignores
     /// it; hosts.toml is where TLS lives), to become hosts.toml settings.
     pub moved_tls: Vec<MovedTls>,
+    /// Credentials taken out of `registry.configs.<host>.auth` (with `move_credentials`): a
+    /// docker config.json `auths` entry each.
+    pub moved_auths: Vec<(String, serde_json::Value)>,
     /// One line each about what was converted or cannot be kept.
     pub notes: Vec<String>,
     /// The sandbox image the existing file sets, when the settings set none.
@@ -107,7 +113,12 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> 
             .push("converted the file from schema 1 (plugin short names) to schema 2".into());
     }
     out.moved_mirrors = take_mirrors(&mut doc, &mut out.notes);
-    out.moved_tls = take_tls(&mut doc, &mut out.notes);
+    out.moved_tls = take_tls(
+        &mut doc,
+        &mut out.notes,
+        s.move_credentials,
+        &mut out.moved_auths,
+    );
     if s.schema >= 3 && schema < 3 {
         to_schema_3(&mut doc);
         out.notes.push(
@@ -347,7 +358,12 @@ fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, 
 
 /// `registry.configs.<host>.tls` is deprecated, and containerd 2.x ignores it: TLS settings move
 /// to the host's hosts.toml (`ca`, `client`, `skip_verify`). Credentials (`auth`) stay, said.
-fn take_tls(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<MovedTls> {
+fn take_tls(
+    doc: &mut DocumentMut,
+    notes: &mut Vec<String>,
+    move_credentials: bool,
+    auths: &mut Vec<(String, serde_json::Value)>,
+) -> Vec<MovedTls> {
     let mut out = Vec::new();
     let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else {
         return out;
@@ -387,8 +403,14 @@ fn take_tls(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<MovedTls> {
                         .unwrap_or(false),
                 });
             }
-            if c.get("auth").is_some() {
-                kept_auth.push(h.clone());
+            if let Some(a) = c.get("auth") {
+                match auth_entry(a).filter(|_| move_credentials) {
+                    Some(entry) => {
+                        c.remove("auth");
+                        auths.push((h.clone(), entry));
+                    }
+                    None => kept_auth.push(h.clone()),
+                }
             }
             if c.is_empty() {
                 configs.remove(&h);
@@ -404,6 +426,12 @@ fn take_tls(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<MovedTls> {
             out.iter().map(|t| t.host.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
+    if !auths.is_empty() {
+        notes.push(format!(
+            "took the credentials of registry.configs ({}) out of the file (deprecated in containerd 2.x, removal targeted for 2.4) into the kubelet's /var/lib/kubelet/config.json (mode 0600), which the kubelet sends with each pull",
+            auths.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     if !kept_auth.is_empty() {
         notes.push(format!(
             "kept the credentials in registry.configs ({}): deprecated, their removal is targeted for containerd 2.4; the kubelet's config.json (/var/lib/kubelet/config.json) is their lasting place",
@@ -411,6 +439,37 @@ fn take_tls(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<MovedTls> {
         ));
     }
     out
+}
+
+/// `registry.configs.<host>.auth` as a docker config.json `auths` entry: `auth` (base64 of
+/// user:password) as it is, username and password encoded, or an identity token. None for a
+/// table with none of these.
+fn auth_entry(a: &Item) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let s = |k: &str| {
+        a.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let mut entry = serde_json::Map::new();
+    if let Some(auth) = s("auth") {
+        entry.insert("auth".into(), auth.into());
+    } else if let (Some(u), Some(p)) = (s("username"), s("password")) {
+        entry.insert(
+            "auth".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{u}:{p}"))
+                .into(),
+        );
+    }
+    if let Some(t) = s("identitytoken") {
+        entry.insert("identitytoken".into(), t.into());
+    }
+    let entry = serde_json::Value::Object(entry);
+    // The encoded form is a secret of its own: never printed.
+    crate::secrets::from_json(&entry);
+    (!entry.as_object().is_some_and(|m| m.is_empty())).then_some(entry)
 }
 
 /// Split schema 2's CRI table into schema 3's images and runtime plugins; the streaming server
@@ -530,6 +589,7 @@ mod tests {
     fn settings(schema: u8) -> Settings {
         Settings {
             schema,
+            move_credentials: false,
             cni_bin_dirs_list: schema == 3,
             systemd_cgroup: true,
             sandbox_image: Some("registry.local/pause:3.6".into()),
@@ -689,6 +749,45 @@ mod tests {
             assert!(r.notes.iter().any(|n| n.contains("kept the credentials")));
             assert!(r.notes.iter().any(|n| n.contains("without its key")));
         }
+    }
+
+    #[test]
+    fn credentials_of_registry_configs_go_to_the_kubelet_on_containerd_2() {
+        let existing = r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".registry.configs."a.corp".auth]
+  username = "robot"
+  password = "s3cret"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."b.corp".auth]
+  auth = "cm9ib3Q6czNjcmV0"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."c.corp".auth]
+  identitytoken = "tok"
+[plugins."io.containerd.grpc.v1.cri".registry.configs."d.corp".auth]
+  username = "only-a-name"
+"#;
+        let mut s = settings(3);
+        s.move_credentials = true;
+        let r = render(Some(existing), &s).unwrap();
+        let hosts: Vec<&str> = r.moved_auths.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["a.corp", "b.corp", "c.corp"]);
+        assert_eq!(r.moved_auths[0].1["auth"], "cm9ib3Q6czNjcmV0");
+        assert_eq!(r.moved_auths[1].1["auth"], "cm9ib3Q6czNjcmV0");
+        assert_eq!(r.moved_auths[2].1["identitytoken"], "tok");
+        assert!(
+            !r.text.contains("s3cret") && !r.text.contains("tok\""),
+            "{}",
+            r.text
+        );
+        // An entry with no usable credential stays where it was, said.
+        assert!(r.text.contains("only-a-name"));
+        assert!(r
+            .notes
+            .iter()
+            .any(|n| n.contains("kept the credentials") && n.contains("d.corp")));
+        assert!(crate::secrets::redact("x cm9ib3Q6czNjcmV0 y").contains("<redacted>"));
+        // On containerd 1.x (no move asked): all stay.
+        let r = render(Some(existing), &settings(2)).unwrap();
+        assert!(r.moved_auths.is_empty());
+        assert!(r.text.contains("s3cret"));
     }
 
     #[test]
