@@ -143,6 +143,12 @@ pub enum Action {
     CheckRuntime {
         endpoint: String,
     },
+    /// Release host-local's address reservations of the pods Docker ran (they cannot release
+    /// them once stopped): each file moved into the backup, if it still names that container.
+    ReleaseAddresses {
+        /// (reservation file, the container it must still name)
+        reservations: Vec<(String, String)>,
+    },
     /// Write the plan's files of a group; a plan without these markers writes every file right
     /// after its leading stops (plans stored by earlier versions).
     WriteFiles {
@@ -225,6 +231,11 @@ impl fmt::Display for Action {
             Action::CheckRuntime { endpoint } => {
                 write!(f, "check that the runtime on {endpoint} is still ready")
             }
+            Action::ReleaseAddresses { reservations } => write!(
+                f,
+                "release the {} host-local address(es) of the pods Docker ran (kept in the backup)",
+                reservations.len()
+            ),
             Action::WriteFiles { group } => match group {
                 FileGroup::Runtime => write!(f, "write the runtime's files"),
                 FileGroup::Kubelet => write!(f, "write the kubelet's files"),
@@ -1122,10 +1133,21 @@ fn actions(
             docker_units.push("docker.service");
         }
     }
-    let stops: Vec<Action> = std::iter::once("kubelet.service")
+    let mut stops: Vec<Action> = std::iter::once("kubelet.service")
         .chain(docker_units.iter().copied())
         .map(|u| Action::Stop { unit: unit(u) })
         .collect();
+    // Once Docker is down its pods are gone, and nothing else frees their addresses.
+    if !docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty() {
+        stops.push(Action::ReleaseAddresses {
+            reservations: facts
+                .leftovers
+                .ipam_reservations
+                .iter()
+                .map(|r| (r.path.clone(), r.container.clone()))
+                .collect(),
+        });
+    }
     let reload = |group: FileGroup| {
         files
             .iter()

@@ -884,3 +884,106 @@ fn registry_credentials_move_to_the_kubelet_on_containerd_2() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(planned(&plan, "/var/lib/kubelet/config.json").is_none());
 }
+
+/// Docker's leftovers said in the plan: addresses its pods hold in host-local, live-restore.
+#[test]
+fn dockers_leftovers_are_said_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        std::path::Path::new(&fixture("kubeadm-1.22-private-pause")),
+        tmp.path(),
+    );
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let w = |p: &str, s: &str| {
+        let p = tmp.path().join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    };
+    w(
+        &format!("var/lib/docker/containers/{id}/config.v2.json"),
+        "{}",
+    );
+    w(
+        "var/lib/cni/networks/cbr0/10.244.3.7",
+        &format!("{id}\neth0\n"),
+    );
+    w("var/lib/cni/networks/cbr0/10.244.3.8", "not-docker\neth0\n");
+    let daemon = tmp.path().join("etc/docker/daemon.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap_or_else(|_| "{}".into()))
+            .unwrap();
+    json["live-restore"] = true.into();
+    std::fs::write(&daemon, json.to_string()).unwrap();
+    let out = bin()
+        .arg("--root")
+        .arg(tmp.path())
+        .args([
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = |code: &str| -> Option<String> {
+        p["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["code"] == code)
+            .map(|w| format!("{} -> {}", w["message"], w["fix"]))
+    };
+    let ipam = w("cni-addresses-held").expect("the held address is said");
+    assert!(
+        ipam.contains("1 address(es)") && ipam.contains("/var/lib/cni/networks/cbr0/10.244.3.7"),
+        "{ipam}"
+    );
+    assert!(!ipam.contains("10.244.3.8"), "{ipam}");
+    // ... and released once Docker has stopped, before the kubelet starts.
+    let actions: Vec<String> = p["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["action"].as_str().unwrap(),
+                a["unit"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let release = actions
+        .iter()
+        .position(|a| a.starts_with("release-addresses"))
+        .expect("released");
+    let docker_stop = actions
+        .iter()
+        .position(|a| a == "stop docker.service")
+        .unwrap();
+    let kubelet_start = actions
+        .iter()
+        .position(|a| a == "start kubelet.service")
+        .unwrap();
+    assert!(
+        docker_stop < release && release < kubelet_start,
+        "{actions:?}"
+    );
+    let lr = w("docker-live-restore").expect("live-restore is said");
+    assert!(lr.contains("systemctl reload docker"), "{lr}");
+    assert_eq!(
+        p["facts"]["leftovers"]["ipam_reservations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -56,6 +56,10 @@ pub enum Effect {
         unit: String,
     },
     DaemonReload,
+    /// host-local address reservations moved into the backup (`released/` under it).
+    Release {
+        paths: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

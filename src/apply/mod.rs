@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod preflight;
+pub mod release;
 pub mod undo;
 
 use crate::cri::{self, Cri, Verification};
@@ -102,7 +103,11 @@ impl Step<'_> {
     fn runs_offline(&self) -> bool {
         match self {
             Step::Cordon(_) | Step::Drain(_) | Step::Uncordon(_) | Step::Write(_) => true,
-            Step::Act(a) => matches!(a, Action::Enable { .. } | Action::Disable { .. }),
+            // Files under the root, like the writes: an offline node's reservations go too.
+            Step::Act(a) => matches!(
+                a,
+                Action::Enable { .. } | Action::Disable { .. } | Action::ReleaseAddresses { .. }
+            ),
             Step::CheckImages(_) => false,
         }
     }
@@ -139,6 +144,9 @@ impl Step<'_> {
             Step::Act(Action::Enable { unit: u }) => unit("enable", u),
             Step::Act(Action::Disable { unit: u }) => unit("disable", u),
             Step::Act(Action::DaemonReload) => Some(Effect::DaemonReload),
+            Step::Act(Action::ReleaseAddresses { reservations }) => Some(Effect::Release {
+                paths: reservations.iter().map(|(p, _)| p.clone()).collect(),
+            }),
             _ => None,
         }
     }
@@ -715,6 +723,9 @@ fn exec(
                     Ok(Some("ready".into()))
                 }
                 Action::WriteFiles { .. } => Ok(None),
+                Action::ReleaseAddresses { reservations } => {
+                    release::release(node, &b.node_dir, reservations).map(Some)
+                }
                 Action::WaitActive { unit, timeout_secs } => {
                     wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
                 }

@@ -38,6 +38,8 @@ pub struct UndoPlan {
     /// are not running as they were (a unit that was never stopped is not restarted).
     pub failed_stops: Vec<String>,
     pub uncordon: bool,
+    /// Address reservations moved into the backup, to move back.
+    pub released: Vec<String>,
 }
 
 impl UndoPlan {
@@ -65,6 +67,13 @@ impl UndoPlan {
                     }
                 }
                 Effect::DaemonReload => p.daemon_reload = true,
+                Effect::Release { paths } => {
+                    for path in paths {
+                        if !p.released.contains(path) {
+                            p.released.push(path.clone());
+                        }
+                    }
+                }
                 Effect::Unit { verb, unit } => match verb.as_str() {
                     "enable" | "disable" => {
                         if !p.links.contains(unit) {
@@ -224,6 +233,16 @@ pub fn undo(
         );
     }
     remove_created_dirs(node, b);
+    if !plan.released.is_empty() {
+        step(
+            format!(
+                "rollback: put back {} host-local address reservation(s)",
+                plan.released.len()
+            ),
+            &mut || super::release::put_back(node, &b.node_dir, &plan.released),
+            b,
+        );
+    }
     if live && plan.daemon_reload {
         step(
             "rollback: systemctl daemon-reload".into(),

@@ -824,3 +824,53 @@ fn a_start_limit_is_cleared_and_the_restart_tried_again() {
     );
     assert_eq!(files(&node), migrated(&plan));
 }
+
+#[test]
+fn released_addresses_come_back_with_a_rollback() {
+    let (_dir2, node2, mut plan2) = node();
+    let (_dir, node, mut plan) = node();
+    let path = "/var/lib/cni/networks/pods/10.88.0.9";
+    node.write_atomic(path, b"dockerid\neth0\n", 0o644, None)
+        .unwrap();
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Stop { unit } if unit == "docker.service"))
+        .unwrap();
+    plan.actions.insert(
+        at + 1,
+        Action::ReleaseAddresses {
+            reservations: vec![(path.into(), "dockerid".into())],
+        },
+    );
+    // The kubelet fails to start: everything goes back, the reservation too.
+    let systemd = FakeSystemd::new(Some(5)); // start kubelet.service
+    let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
+    let o = quick_walk(&systemd, &node, &mut b);
+    assert_eq!(code(&o), exit::ROLLED_BACK, "{:?}", o.error);
+    assert!(o
+        .steps
+        .iter()
+        .any(|s| s.step.starts_with("release the 1 host-local")
+            && s.detail.as_deref() == Some("1 released")));
+    assert_eq!(
+        node.read(path).unwrap().as_deref(),
+        Some("dockerid\neth0\n")
+    );
+    // A whole migration: released, kept in the backup.
+    node2
+        .write_atomic(path, b"dockerid\neth0\n", 0o644, None)
+        .unwrap();
+    plan2.actions.insert(
+        at + 1,
+        Action::ReleaseAddresses {
+            reservations: vec![(path.into(), "dockerid".into())],
+        },
+    );
+    let systemd = FakeSystemd::new(None);
+    let mut b = Backup::create(&node2, plan2, states(&systemd), true).unwrap();
+    let o = quick_walk(&systemd, &node2, &mut b);
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert!(!node2.exists(path));
+    assert!(node2.exists(&format!("{}/released{path}", b.node_dir)));
+}

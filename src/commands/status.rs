@@ -169,6 +169,11 @@ fn restore_list(b: &Backup) -> Vec<String> {
     let mut out = Vec::new();
     for r in b.records_to_undo() {
         let line = match &r.effect {
+            Effect::Release { paths } => format!(
+                "address reservations {}: move back from {}/released",
+                paths.join(", "),
+                b.node_dir
+            ),
             Effect::Write { path } => {
                 let f = b.manifest.files.iter().find(|f| &f.path == path);
                 match f {

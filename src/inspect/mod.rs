@@ -4,6 +4,7 @@
 pub mod cni;
 pub mod docker;
 pub mod kubelet;
+pub mod leftovers;
 pub mod packages;
 pub mod pods;
 pub mod risks;
@@ -158,6 +159,8 @@ pub struct Facts {
     pub static_pods: Vec<pods::StaticPod>,
     /// Docker containers (live node only) that mount Docker's socket or data.
     pub docker_containers: Vec<pods::DockerContainer>,
+    /// What Docker leaves behind (IPAM reservations, live-restore, iptables chains).
+    pub leftovers: leftovers::Leftovers,
     pub risks: Vec<Finding>,
     /// The text of every file the planner may rewrite, as found.
     #[serde(skip)]
@@ -220,6 +223,16 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
             .find_map(|l| l.strip_prefix("PRETTY_NAME="))
             .map(|v| v.trim_matches('"').to_string())
     });
+    let leftovers = if runtimes.docker.installed {
+        leftovers::inspect(
+            node,
+            cmds,
+            docker.settings.data_root.as_deref(),
+            &docker.settings.other,
+        )
+    } else {
+        leftovers::Leftovers::default()
+    };
     let mut facts = Facts {
         root: node.root().display().to_string(),
         live,
@@ -234,6 +247,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         cni,
         static_pods,
         docker_containers,
+        leftovers,
         risks: vec![],
         files,
     };

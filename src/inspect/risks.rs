@@ -5,6 +5,7 @@ use super::{Facts, Finding, RuntimeKind};
 
 pub fn assess(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
+    leftovers(f, &mut out);
     let k = &f.kubelet;
     if k.installed.installed && k.installed.version.is_none() {
         out.push(Finding::warning(
@@ -212,4 +213,51 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// What Docker leaves behind, each with what to do.
+fn leftovers(f: &Facts, out: &mut Vec<Finding>) {
+    let l = &f.leftovers;
+    if l.live_restore {
+        out.push(Finding::warning(
+            "docker-live-restore",
+            "Docker's daemon.json sets live-restore: stopping Docker leaves its containers running (their shims keep mounts under Docker's data root), beside the pods the kubelet starts again on the new runtime",
+            "set \"live-restore\": false in /etc/docker/daemon.json and `systemctl reload docker` before migrating (it takes effect without a restart), so that stopping Docker stops its containers",
+        ));
+    }
+    if !l.ipam_reservations.is_empty() {
+        let mut nets: Vec<&str> = l
+            .ipam_reservations
+            .iter()
+            .map(|r| r.network.as_str())
+            .collect();
+        nets.dedup();
+        out.push(Finding::info(
+            "cni-addresses-held",
+            format!(
+                "host-local holds {} address(es) in {} for pods Docker ran ({}): {}; those pods will not exist on the new runtime, and nothing frees the addresses (the kubelet stops before Docker, so no CNI DEL runs)",
+                l.ipam_reservations.len(),
+                super::leftovers::CNI_NETWORKS,
+                nets.join(", "),
+                l.ipam_reservations
+                    .iter()
+                    .take(3)
+                    .map(|r| r.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    + if l.ipam_reservations.len() > 3 { " ..." } else { "" }
+            ),
+            "the migration releases them once Docker has stopped (each moved into the backup; a rollback puts them back)",
+        ));
+    }
+    if !l.iptables_chains.is_empty() {
+        out.push(Finding::info(
+            "docker-iptables",
+            format!(
+                "Docker's iptables chains stay once it stops: {}",
+                l.iptables_chains.join(", ")
+            ),
+            "pods on the new runtime do not use them; keep DOCKER-USER if your own rules live there, remove the rest once Docker is gone for good (iptables -t TABLE -F CHAIN; iptables -t TABLE -X CHAIN, after deleting the jumps to them)",
+        ));
+    }
 }

@@ -1,0 +1,130 @@
+//! host-local's address reservations of the pods Docker ran: released once Docker has stopped
+//! (nothing else frees them: the kubelet stops first, so no CNI DEL runs), by moving each file
+//! into the backup, so that a rollback puts back exactly what was there.
+
+use crate::node::{join, Node};
+use anyhow::{Context, Result};
+
+/// Where a released file goes: `<backup>/released/<its path>`.
+fn kept_at(backup_dir: &str, path: &str) -> String {
+    join(&join(backup_dir, "released"), path.trim_start_matches('/'))
+}
+
+/// Move each reservation that still names its container into the backup. A file gone, or
+/// naming another container now (the address was given out again), is left alone.
+pub fn release(node: &Node, backup_dir: &str, reservations: &[(String, String)]) -> Result<String> {
+    let (mut moved, mut left) = (0, 0);
+    for (path, container) in reservations {
+        let still = node
+            .read(path)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.lines().next().map(str::trim) == Some(container.as_str()));
+        if !still {
+            left += 1;
+            continue;
+        }
+        let to = kept_at(backup_dir, path);
+        let (from, to) = (node.path(path), node.path(&to));
+        std::fs::create_dir_all(to.parent().expect("a path under the backup"))
+            .with_context(|| format!("cannot make {}", to.display()))?;
+        move_file(&from, &to).with_context(|| format!("cannot release {path}"))?;
+        moved += 1;
+    }
+    Ok(if left > 0 {
+        format!("{moved} released; {left} already gone or given out again, left alone")
+    } else {
+        format!("{moved} released")
+    })
+}
+
+/// Put back every released file that is not at its place (a new reservation there wins).
+pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> Result<Option<String>> {
+    let mut back = 0;
+    for path in paths {
+        let kept = node.path(&kept_at(backup_dir, path));
+        let at = node.path(path);
+        if !kept.exists() || at.exists() {
+            continue;
+        }
+        if let Some(dir) = at.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        move_file(&kept, &at).with_context(|| format!("cannot put back {path}"))?;
+        back += 1;
+    }
+    Ok(Some(format!("{back} put back")))
+}
+
+/// rename, or copy and remove across file systems (the backup may live on another one).
+fn move_file(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+            std::fs::copy(from, to)?;
+            std::fs::remove_file(from)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_then_put_back_exactly() {
+        let d = tempfile::tempdir().unwrap();
+        let node = Node::new(d.path());
+        let w = |p: &str, s: &str| {
+            let p = d.path().join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        w("/var/lib/cni/networks/cbr0/10.0.0.5", "aaa\neth0\n");
+        w(
+            "/var/lib/cni/networks/cbr0/10.0.0.6",
+            "now-someone-else\neth0\n",
+        );
+        let backup = "/var/lib/cri-migrate/backups/b1";
+        let r = release(
+            &node,
+            backup,
+            &[
+                ("/var/lib/cni/networks/cbr0/10.0.0.5".into(), "aaa".into()),
+                ("/var/lib/cni/networks/cbr0/10.0.0.6".into(), "bbb".into()),
+                ("/var/lib/cni/networks/cbr0/10.0.0.7".into(), "ccc".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            "1 released; 2 already gone or given out again, left alone"
+        );
+        assert!(!node.exists("/var/lib/cni/networks/cbr0/10.0.0.5"));
+        assert!(node.exists("/var/lib/cni/networks/cbr0/10.0.0.6"));
+        assert!(node.exists(&format!(
+            "{backup}/released/var/lib/cni/networks/cbr0/10.0.0.5"
+        )));
+        let paths = vec![
+            "/var/lib/cni/networks/cbr0/10.0.0.5".to_string(),
+            "/var/lib/cni/networks/cbr0/10.0.0.6".to_string(),
+        ];
+        put_back(&node, backup, &paths).unwrap();
+        assert_eq!(
+            node.read("/var/lib/cni/networks/cbr0/10.0.0.5")
+                .unwrap()
+                .as_deref(),
+            Some("aaa\neth0\n")
+        );
+        // Twice is harmless.
+        put_back(&node, backup, &paths).unwrap();
+        assert_eq!(
+            node.read("/var/lib/cni/networks/cbr0/10.0.0.6")
+                .unwrap()
+                .as_deref(),
+            Some("now-someone-else\neth0\n")
+        );
+    }
+}
