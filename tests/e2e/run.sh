@@ -382,7 +382,7 @@ YAML
     done
 }
 stop_pods() {
-    rm -f "$WORK/$NODE"/etc/kubernetes/manifests/pod-*.yaml
+    rm -f "$WORK/$NODE"/etc/kubernetes/manifests/pod-*.yaml "$WORK/$NODE"/var/lib/cni/networks/pods/10.250.0.*
     in_node docker rm -f k8s_app_pod-1 k8s_app_pod-2 k8s_app_pod-3 >/dev/null 2>&1
     return 0
 }
@@ -455,9 +455,22 @@ TOML
     expect "the kubelet is still active on Docker" wait_active kubelet.service 10 && return $rc
 }
 
+# The addresses dockershim would have taken for the pods in host-local (its pods here run without
+# a network; the reservations are what it leaves): one file per pod, naming its container.
+reserve_pod_addresses() {
+    local i id dir="$WORK/$NODE/var/lib/cni/networks/pods"
+    mkdir -p "$dir"
+    for i in 1 2 3; do
+        id=$(in_node docker inspect -f '{{.Id}}' "k8s_app_pod-$i") || return 1
+        printf '%s\neth0\n' "$id" >"$dir/10.250.0.$((10 + i))"
+    done
+}
+reservations_held() { [ "$(ls "$WORK/$NODE"/var/lib/cni/networks/pods/10.250.0.* 2>/dev/null | wc -l)" = 3 ]; }
+reservations_released() { [ "$(ls "$WORK/$NODE"/var/lib/cni/networks/pods/10.250.0.* 2>/dev/null | wc -l)" = 0 ]; }
+
 running_pods_move_and_come_back() {
     local pid0 docker0 backup paused="" i rc since
-    start_pods || return 1
+    start_pods && reserve_pod_addresses || return 1
     node_state "$NODE" >"$WORK/state.with-pods"
     pid0=$(kubelet_pid)
     docker0=$(docker_started)
@@ -490,12 +503,14 @@ pod = next(i for i, s in enumerate(steps) if "test pod" in s)
 stop = steps.index("stop kubelet.service")
 sys.exit(0 if pod < stop else 1)' "$WORK/pods.out" &&
         expect "Docker's pods stopped with Docker" is_state is-active docker.service inactive &&
+        expect "their host-local addresses were released" reservations_released &&
         expect "the kubelet ran the three pods on containerd" wait_for 60 stand_in_ran_pods "$since" &&
         expect "their sandboxes and containers run in containerd" bash -c "[ \$(cri_tasks_running) -ge 6 ]" &&
         expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
         expect "the rollback removed the pods the kubelet ran on containerd" grep -q "3 pod(s) removed" "$WORK/last.out" "$WORK/last.err" &&
         expect "no pod runs in containerd any more" bash -c "[ \$(cri_tasks_running) = 0 ]" &&
         expect "Docker's three pods run again" wait_for 60 docker_pods_running &&
+        expect "the rollback put their address reservations back" reservations_held &&
         expect "every file byte-identical to before" same_state with-pods &&
         docker_and_kubelet_back
     rc=$?
