@@ -28,6 +28,9 @@ pub struct Leftovers {
     pub live_restore: bool,
     /// Docker's iptables chains, `table/chain` (live node, where `iptables-save` runs).
     pub iptables_chains: Vec<String>,
+    /// Pod slices systemd has loaded (`kubepods-*pod*.slice`, live node): made for the pods
+    /// Docker runs, they outlive its containers.
+    pub pod_slices: Vec<String>,
 }
 
 /// Docker's container IDs: the directories of its data root.
@@ -76,7 +79,26 @@ pub fn inspect(
     } else {
         vec![]
     };
+    let pod_slices = if node.is_live() {
+        cmds.output(
+            "systemctl",
+            &[
+                "list-units",
+                "--type=slice",
+                "--all",
+                "--no-legend",
+                "--plain",
+                "kubepods-*pod*.slice",
+                "kubepods-pod*.slice",
+            ],
+        )
+        .map(|out| pod_slices(&out))
+        .unwrap_or_default()
+    } else {
+        vec![]
+    };
     Leftovers {
+        pod_slices,
         ipam_reservations: ipam,
         live_restore: daemon_other
             .get("live-restore")
@@ -84,6 +106,16 @@ pub fn inspect(
             .unwrap_or(false),
         iptables_chains,
     }
+}
+
+/// The slice names from `systemctl list-units --plain --no-legend` output.
+pub fn pod_slices(list: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|u| u.starts_with("kubepods") && u.contains("pod") && u.ends_with(".slice"))
+        .filter(|u| u.matches("pod").count() >= 2) // kubepods-...-pod<uid>, not the QoS slices
+        .map(str::to_string)
+        .collect()
 }
 
 /// `table/chain` for each chain Docker made, from `iptables-save` output.
@@ -158,6 +190,18 @@ mod tests {
             .into_iter()
             .collect();
         assert!(inspect(&node, &NoCommands, None, &other).live_restore);
+    }
+
+    #[test]
+    fn pod_slices_from_systemctl() {
+        let out = "kubepods-besteffort-pod0b5e7a52_1c3d.slice loaded active active libcontainer container kubepods-besteffort-pod0b5e7a52_1c3d.slice\nkubepods-burstable.slice loaded active active slice\nkubepods-pod1_2.slice loaded inactive dead x\n";
+        assert_eq!(
+            pod_slices(out),
+            [
+                "kubepods-besteffort-pod0b5e7a52_1c3d.slice",
+                "kubepods-pod1_2.slice"
+            ]
+        );
     }
 
     #[test]

@@ -250,6 +250,18 @@ fn leftovers(f: &Facts, out: &mut Vec<Finding>) {
             "the migration releases them once Docker has stopped (each moved into the backup; a rollback puts them back)",
         ));
     }
+    if !l.pod_slices.is_empty() {
+        out.push(Finding::info(
+            "pod-slices",
+            format!(
+                "{} pod slice(s) are loaded for the pods Docker runs ({}{}); they outlive Docker's containers",
+                l.pod_slices.len(),
+                l.pod_slices.iter().take(2).cloned().collect::<Vec<_>>().join(", "),
+                if l.pod_slices.len() > 2 { ", ..." } else { "" }
+            ),
+            "the kubelet on the new runtime reuses the slice of each pod that comes back (same UID) and removes the others with their pods; one that stays after the pods are back is stopped with `systemctl stop SLICE`",
+        ));
+    }
     if !l.iptables_chains.is_empty() {
         out.push(Finding::info(
             "docker-iptables",
