@@ -241,7 +241,11 @@ pub fn containerd_config(
     let disabled_plugins = strings("disabled_plugins");
     let cri_disabled = disabled_plugins.iter().any(|p| is_cri_plugin(p));
     let mut registry_mirrors = Vec::new();
-    for cri in ["cri", "io.containerd.grpc.v1.cri"] {
+    for cri in [
+        "cri",
+        "io.containerd.grpc.v1.cri",
+        "io.containerd.cri.v1.images",
+    ] {
         if let Some(mirrors) = doc
             .get("plugins")
             .and_then(|p| p.get(cri))

@@ -329,10 +329,15 @@ fn to_schema_2(doc: &mut DocumentMut) {
 /// config_path is provided"): take them out so they become hosts.toml files.
 fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else {
-        return out;
-    };
-    if let Some(mirrors) = registry.remove("mirrors") {
+    // Schema 2's CRI table, or schema 3's images plugin (a file already written for 2.x).
+    for plugin in [CRI_V2, IMAGES_V3] {
+        let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", plugin, "registry"])
+        else {
+            continue;
+        };
+        let Some(mirrors) = registry.remove("mirrors") else {
+            continue;
+        };
         for (host, m) in mirrors.as_table_like().into_iter().flat_map(|t| t.iter()) {
             let endpoints = m
                 .get("endpoint")
@@ -345,6 +350,8 @@ fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, 
                 .unwrap_or_default();
             out.push((host.to_string(), endpoints));
         }
+    }
+    if !out.is_empty() {
         notes.push(format!(
             "moved the deprecated registry.mirrors ({}) to hosts.toml files under {CERTS_D}",
             out.iter()
@@ -365,14 +372,18 @@ fn take_tls(
     auths: &mut Vec<(String, serde_json::Value)>,
 ) -> Vec<MovedTls> {
     let mut out = Vec::new();
-    let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", CRI_V2, "registry"]) else {
-        return out;
-    };
     let mut kept_auth = Vec::new();
-    if let Some(configs) = registry
-        .get_mut("configs")
-        .and_then(|c| c.as_table_like_mut())
-    {
+    for plugin in [CRI_V2, IMAGES_V3] {
+        let Some(registry) = get_table_mut(doc.as_table_mut(), &["plugins", plugin, "registry"])
+        else {
+            continue;
+        };
+        let Some(configs) = registry
+            .get_mut("configs")
+            .and_then(|c| c.as_table_like_mut())
+        else {
+            continue;
+        };
         let hosts: Vec<String> = configs.iter().map(|(k, _)| k.to_string()).collect();
         for h in hosts {
             let Some(c) = configs.get_mut(&h).and_then(|c| c.as_table_like_mut()) else {
@@ -913,6 +924,38 @@ mod tests {
         let cni = get(&doc, &["plugins", CRI_V2, "cni"]);
         assert!(cni.get("bin_dir").is_none(), "{}", r.text);
         assert!(cni.get("bin_dirs").and_then(|v| v.as_array()).is_some());
+    }
+
+    #[test]
+    fn a_schema_3_file_loses_its_deprecated_registry_tables_too() {
+        // A file already written for containerd 2.x, with what 2.2.0-2.2.1 refuse beside
+        // config_path (mirrors) and what 2.x ignores (configs TLS).
+        let existing = r#"version = 3
+[plugins."io.containerd.cri.v1.images".registry.mirrors."docker.io"]
+  endpoint = ["https://mirror.corp"]
+[plugins."io.containerd.cri.v1.images".registry.configs."mirror.corp".tls]
+  ca_file = "/etc/certs/ca.pem"
+"#;
+        let r = render(Some(existing), &settings(3)).unwrap();
+        assert_eq!(
+            r.moved_mirrors,
+            vec![(
+                "docker.io".to_string(),
+                vec!["https://mirror.corp".to_string()]
+            )]
+        );
+        assert_eq!(r.moved_tls[0].ca.as_deref(), Some("/etc/certs/ca.pem"));
+        let doc: DocumentMut = r.text.parse().unwrap();
+        let registry = get(&doc, &["plugins", IMAGES_V3, "registry"]);
+        assert!(
+            registry.get("mirrors").is_none() && registry.get("configs").is_none(),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            registry.get("config_path").and_then(|v| v.as_str()),
+            Some(CERTS_D)
+        );
     }
 
     #[test]
