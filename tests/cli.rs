@@ -21,6 +21,52 @@ fn dry_run(node: &str, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// A dry run's JSON plan of the node under `root`, which must plan (exit 0).
+fn dry_run_json(root: impl AsRef<std::path::Path>, extra: &[&str]) -> serde_json::Value {
+    let root = root.as_ref().to_str().unwrap().to_string();
+    let out = dry_run(&root, &[&["--output", "json"][..], extra].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Write `text` at the node path `path` under `root`, making its directories.
+fn write_under(root: &std::path::Path, path: &str, text: &str) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// Set one key of the node's /etc/docker/daemon.json (created when missing).
+fn set_daemon_json(root: &std::path::Path, key: &str, value: serde_json::Value) {
+    let path = root.join("etc/docker/daemon.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| "{}".into()))
+            .unwrap();
+    json[key] = value;
+    write_under(root, "etc/docker/daemon.json", &json.to_string());
+}
+
+/// The plan's warning of this code, as "message -> fix".
+fn warning(plan: &serde_json::Value, code: &str) -> Option<String> {
+    plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == code)
+        .map(|w| {
+            format!(
+                "{} -> {}",
+                w["message"].as_str().unwrap(),
+                w["fix"].as_str().unwrap()
+            )
+        })
+}
+
 fn fixture(name: &str) -> String {
     repo()
         .join("tests/fixtures/nodes")
@@ -398,11 +444,7 @@ fn no_secret_reaches_any_output() {
         &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
         tmp.path(),
     );
-    let w = |p: &str, s: &str| {
-        let path = tmp.path().join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, s).unwrap();
-    };
+    let w = |p: &str, s: &str| write_under(tmp.path(), p, s);
     w(
         "etc/docker/daemon.json",
         r#"{"exec-opts": ["native.cgroupdriver=systemd"], "registry-mirrors": ["https://mirroruser:Mirr0rPass1@mirror.local"], "proxies": {"http-proxy": "http://p:Pr0xyPass1@proxy:3128"}}"#,
@@ -533,30 +575,13 @@ fn the_order_follows_containerds_kill_mode_and_dockers_containerd() {
         tmp.path(),
     );
     let order = |root: &std::path::Path| -> (bool, String) {
-        let out = bin()
-            .arg("--root")
-            .arg(root)
-            .args([
-                "migrate",
-                "--to",
-                "containerd",
-                "--dry-run",
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = dry_run_json(root, &[]);
         (
             v["order"]["check_before_cutover"].as_bool().unwrap(),
             v["order"]["why"].as_str().unwrap().to_string(),
         )
     };
-    let w = |path: &str, text: &str| {
-        let p = tmp.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    };
+    let w = |path: &str, text: &str| write_under(tmp.path(), path, text);
     // containerd's unit has no KillMode: a restart stops every shim in its cgroup.
     let (beside, why) = order(tmp.path());
     assert!(!beside, "{why}");
@@ -576,12 +601,11 @@ fn the_order_follows_containerds_kill_mode_and_dockers_containerd() {
     assert!(beside, "{why}");
     assert!(why.contains("a containerd of its own"), "{why}");
     // ... unless daemon.json points it at the system's.
-    let daemon = tmp.path().join("etc/docker/daemon.json");
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap_or_else(|_| "{}".into()))
-            .unwrap();
-    json["containerd"] = "/run/containerd/containerd.sock".into();
-    w("etc/docker/daemon.json", &json.to_string());
+    set_daemon_json(
+        tmp.path(),
+        "containerd",
+        "/run/containerd/containerd.sock".into(),
+    );
     assert!(!order(tmp.path()).0);
     // A drop-in that sets KillMode=process wins over the unit file.
     w(
@@ -604,32 +628,17 @@ fn the_order_follows_containerds_kill_mode_and_dockers_containerd() {
 /// containerd 2.x removed CRI v1alpha2: a kubelet that speaks only it is refused, with the fix.
 #[test]
 fn a_kubelet_too_old_for_containerd_2_is_refused() {
-    let out = bin()
-        .arg("--root")
-        .arg(fixture("kubeadm-1.20-docker"))
-        .args([
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--runtime-version",
-            "2.1.4",
-        ])
-        .output()
-        .unwrap();
+    let out = dry_run(
+        &fixture("kubeadm-1.20-docker"),
+        &["--runtime-version", "2.1.4"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("speaks CRI v1alpha2 only"), "{err}");
     assert!(err.contains("Upgrade the kubelet first"), "{err}");
     assert!(err.contains("target containerd 1.7"), "{err}");
     // The same node onto containerd 1.6 plans.
-    let out = bin()
-        .arg("--root")
-        .arg(fixture("kubeadm-1.20-docker"))
-        .args(["migrate", "--to", "containerd", "--dry-run"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    dry_run_json(fixture("kubeadm-1.20-docker"), &[]);
 }
 
 /// containerd 2.x's unit sets no LimitNOFILE: Docker's limit is kept by a drop-in, which a second
@@ -641,37 +650,12 @@ fn containerd_2_gets_dockers_open_files_limit() {
         std::path::Path::new(&fixture("kubelet-1.30-containerd2-schema2")),
         tmp.path(),
     );
-    let plan = |root: &std::path::Path| -> serde_json::Value {
-        let out = bin()
-            .arg("--root")
-            .arg(root)
-            .args([
-                "migrate",
-                "--to",
-                "containerd",
-                "--dry-run",
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let plan = |root: &std::path::Path| dry_run_json(root, &[]);
     const DROP_IN: &str = "/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf";
     let p = plan(tmp.path());
     let content = planned(&p, DROP_IN).expect("the drop-in is planned");
     assert!(content.contains("\nLimitNOFILE=1048576\n"), "{content}");
-    assert!(p["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|w| w["code"] == "containerd-limit-nofile"));
+    assert!(warning(&p, "containerd-limit-nofile").is_some());
     // A unit file changed: systemd reloads before containerd restarts.
     let actions: Vec<&str> = p["actions"]
         .as_array()
@@ -696,29 +680,11 @@ fn containerd_2_gets_dockers_open_files_limit() {
     .unwrap();
     let p = plan(tmp.path());
     assert!(planned(&p, DROP_IN).is_none());
-    assert!(p["warnings"]
-        .as_array()
+    assert!(warning(&p, "containerd-limit-nofile")
         .unwrap()
-        .iter()
-        .any(|w| w["code"] == "containerd-limit-nofile"
-            && w["message"].as_str().unwrap().contains("nor does Docker's")));
+        .contains("nor does Docker's"));
     // containerd 1.x: its unit sets the limit; nothing planned.
-    let out = bin()
-        .arg("--root")
-        .arg(tmp.path())
-        .args([
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            "json",
-            "--runtime-version",
-            "1.7.20",
-        ])
-        .output()
-        .unwrap();
-    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = dry_run_json(tmp.path(), &["--runtime-version", "1.7.20"]);
     assert!(planned(&p, DROP_IN).is_none());
 }
 
@@ -727,37 +693,8 @@ fn containerd_2_gets_dockers_open_files_limit() {
 /// means for going back to an older containerd.
 #[test]
 fn the_config_version_is_kept_where_containerd_reads_it() {
-    let plan = |fixture_name: &str, extra: &[&str]| -> serde_json::Value {
-        let out = bin()
-            .arg("--root")
-            .arg(fixture(fixture_name))
-            .args([
-                "migrate",
-                "--to",
-                "containerd",
-                "--dry-run",
-                "--output",
-                "json",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let note = |p: &serde_json::Value| -> Option<String> {
-        p["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["code"] == "containerd-config-version")
-            .map(|w| w["message"].as_str().unwrap().to_string())
-    };
+    let plan = |fixture_name: &str, extra: &[&str]| dry_run_json(fixture(fixture_name), extra);
+    let note = |p: &serde_json::Value| warning(p, "containerd-config-version");
     let version_line = |p: &serde_json::Value| -> String {
         planned(p, "/etc/containerd/config.toml")
             .unwrap()
@@ -811,19 +748,12 @@ fn registry_credentials_move_to_the_kubelet_on_containerd_2() {
         "\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"reg.corp:5000\".auth]\n  username = \"robot\"\n  password = \"Sup3rS3cret\"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"old.corp\".auth]\n  username = \"x\"\n  password = \"Other5ecret\"\n",
     );
     std::fs::write(&toml, text).unwrap();
-    let kc = tmp.path().join("var/lib/kubelet/config.json");
-    std::fs::write(&kc, r#"{"auths": {"old.corp": {"auth": "a2VlcDprZWVw"}}}"#).unwrap();
-    let run = |json: bool| {
-        let mut c = bin();
-        c.arg("--root")
-            .arg(tmp.path())
-            .args(["migrate", "--to", "containerd", "--dry-run"]);
-        if json {
-            c.args(["--output", "json"]);
-        }
-        c.output().unwrap()
-    };
-    let text = run(false);
+    write_under(
+        tmp.path(),
+        "var/lib/kubelet/config.json",
+        r#"{"auths": {"old.corp": {"auth": "a2VlcDprZWVw"}}}"#,
+    );
+    let text = dry_run(tmp.path().to_str().unwrap(), &[]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&text.stdout),
@@ -839,8 +769,7 @@ fn registry_credentials_move_to_the_kubelet_on_containerd_2() {
     ] {
         assert!(!all.contains(secret), "{secret} printed:\n{all}");
     }
-    let out = run(true);
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = dry_run_json(tmp.path(), &[]);
     let f = plan["files"]
         .as_array()
         .unwrap()
@@ -860,28 +789,11 @@ fn registry_credentials_move_to_the_kubelet_on_containerd_2() {
         !config.contains("registry.configs.\"reg.corp:5000\".auth"),
         "{config}"
     );
-    let warnings = plan["warnings"].as_array().unwrap();
-    assert!(warnings
-        .iter()
-        .any(|w| w["code"] == "credentials-kept"
-            && w["message"].as_str().unwrap().contains("old.corp")));
+    assert!(warning(&plan, "credentials-kept")
+        .unwrap()
+        .contains("old.corp"));
     // On containerd 1.x the credentials stay where they are.
-    let out = bin()
-        .arg("--root")
-        .arg(tmp.path())
-        .args([
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            "json",
-            "--runtime-version",
-            "1.7.20",
-        ])
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = dry_run_json(tmp.path(), &["--runtime-version", "1.7.20"]);
     assert!(planned(&plan, "/var/lib/kubelet/config.json").is_none());
 }
 
@@ -894,11 +806,7 @@ fn dockers_leftovers_are_said_with_the_fix() {
         tmp.path(),
     );
     let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let w = |p: &str, s: &str| {
-        let p = tmp.path().join(p);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, s).unwrap();
-    };
+    let w = |p: &str, s: &str| write_under(tmp.path(), p, s);
     w(
         &format!("var/lib/docker/containers/{id}/config.v2.json"),
         "{}",
@@ -908,40 +816,9 @@ fn dockers_leftovers_are_said_with_the_fix() {
         &format!("{id}\neth0\n"),
     );
     w("var/lib/cni/networks/cbr0/10.244.3.8", "not-docker\neth0\n");
-    let daemon = tmp.path().join("etc/docker/daemon.json");
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap_or_else(|_| "{}".into()))
-            .unwrap();
-    json["live-restore"] = true.into();
-    std::fs::write(&daemon, json.to_string()).unwrap();
-    let out = bin()
-        .arg("--root")
-        .arg(tmp.path())
-        .args([
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let w = |code: &str| -> Option<String> {
-        p["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["code"] == code)
-            .map(|w| format!("{} -> {}", w["message"], w["fix"]))
-    };
+    set_daemon_json(tmp.path(), "live-restore", true.into());
+    let p = dry_run_json(tmp.path(), &[]);
+    let w = |code: &str| warning(&p, code);
     let ipam = w("cni-addresses-held").expect("the held address is said");
     assert!(
         ipam.contains("1 address(es)") && ipam.contains("/var/lib/cni/networks/cbr0/10.244.3.7"),
