@@ -627,11 +627,7 @@ fn exec(
                     )))
                 }
                 Action::VerifyPull { image, .. } => {
-                    let image = if plan.test_image.is_empty() {
-                        image.clone()
-                    } else {
-                        plan.test_image.clone()
-                    };
+                    let image = test_image(plan, image);
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
                     let cred = cri::credentials::lookup(node, &image);
                     let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
@@ -673,23 +669,15 @@ fn exec(
                     cluster_domain,
                     ..
                 } => {
-                    let image = if plan.test_image.is_empty() {
-                        image.clone()
-                    } else {
-                        plan.test_image.clone()
-                    };
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    let (pod_network, note) = cri::sandbox::network_mode(&cri.status()?);
-                    let spec = cri::sandbox::SandboxSpec {
-                        uid: cri::sandbox::new_uid()?,
-                        cgroup_driver: cri::sandbox::CgroupDriver::of_kubelet(Some(cgroup_driver)),
-                        pod_network,
-                        cluster_dns: cluster_dns.clone(),
-                        cluster_domain: cluster_domain.clone(),
-                        image,
-                    };
-                    let mut r = cri::sandbox::check(cri.as_ref(), &spec)?;
-                    r.network_note = note;
+                    let r = cri::sandbox::check_as_kubelet(
+                        cri.as_ref(),
+                        &cri.status()?,
+                        Some(cgroup_driver),
+                        cluster_dns,
+                        cluster_domain.as_deref(),
+                        &test_image(plan, image),
+                    )?;
                     let detail = format!(
                         "test pod ran and was removed in {} ms: {} under {} (cgroup driver {}), {}{}",
                         r.duration_ms,
@@ -709,17 +697,7 @@ fn exec(
                 }
                 Action::CheckRuntime { .. } => {
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    let conditions = cri.status()?;
-                    if let Some(c) = conditions
-                        .iter()
-                        .find(|c| c.kind == "RuntimeReady" && !c.status)
-                    {
-                        anyhow::bail!(
-                            "the runtime at {endpoint} is no longer ready: {} {}",
-                            c.reason,
-                            c.message
-                        );
-                    }
+                    cri::require_ready(&cri.status()?, &endpoint)?;
                     Ok(Some("ready".into()))
                 }
                 Action::WriteFiles { .. } => Ok(None),
@@ -731,6 +709,15 @@ fn exec(
                 }
             }
         }
+    }
+}
+
+/// The image a check pulls and runs: `--test-image` when given, else the plan's (the pause image).
+fn test_image(plan: &backup::StoredPlan, planned: &str) -> String {
+    if plan.test_image.is_empty() {
+        planned.to_string()
+    } else {
+        plan.test_image.clone()
     }
 }
 

@@ -33,20 +33,14 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
     let result = cri::wait_ready(&endpoint, Duration::from_secs(args.timeout)).and_then(|c| {
         let mut v = cri::verify(&c, &endpoint, &image, cred.as_ref())?;
         if !args.no_sandbox {
-            let (pod_network, note) = sandbox::network_mode(&v.conditions);
-            let spec = sandbox::SandboxSpec {
-                uid: sandbox::new_uid()?,
-                cgroup_driver: sandbox::CgroupDriver::of_kubelet(
-                    facts.kubelet.cgroup_driver.as_deref(),
-                ),
-                pod_network,
-                cluster_dns: facts.kubelet.cluster_dns.clone(),
-                cluster_domain: facts.kubelet.cluster_domain.clone(),
-                image: image.clone(),
-            };
-            let mut r = sandbox::check(&c, &spec)?;
-            r.network_note = note;
-            v.sandbox = Some(r);
+            v.sandbox = Some(sandbox::check_as_kubelet(
+                &c,
+                &v.conditions,
+                facts.kubelet.cgroup_driver.as_deref(),
+                &facts.kubelet.cluster_dns,
+                facts.kubelet.cluster_domain.as_deref(),
+                &image,
+            )?);
         }
         Ok(v)
     });

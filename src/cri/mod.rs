@@ -128,7 +128,36 @@ impl GrpcCri {
     }
 }
 
+/// A sandbox filter on one label, ready sandboxes only when asked.
+fn labelled(label: &str, value: &str, ready: bool) -> PodSandboxFilter {
+    PodSandboxFilter {
+        label_selector: [(label.to_string(), value.to_string())]
+            .into_iter()
+            .collect(),
+        state: ready.then_some(k8s_cri::v1::PodSandboxStateValue {
+            state: k8s_cri::v1::PodSandboxState::SandboxReady as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+fn ids(sandboxes: Vec<k8s_cri::v1::PodSandbox>) -> Vec<String> {
+    sandboxes.into_iter().map(|p| p.id).collect()
+}
+
 impl GrpcCri {
+    /// CRI `ListPodSandbox`.
+    fn sandboxes(&self, filter: Option<PodSandboxFilter>) -> Result<Vec<k8s_cri::v1::PodSandbox>> {
+        let mut c = RuntimeServiceClient::new(self.channel.clone());
+        Ok(self
+            .call(
+                "ListPodSandbox",
+                self.timeout,
+                c.list_pod_sandbox(ListPodSandboxRequest { filter }),
+            )?
+            .items)
+    }
+
     /// CRI `Status` with `verbose`: the runtime's own view of its configuration (containerd puts
     /// its CRI config, sandbox image and runtimes included, under `config`).
     pub fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
@@ -293,52 +322,17 @@ impl sandbox::PodRuntime for GrpcCri {
         .map(|_| ())
     }
     fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        let r = self.call(
-            "ListPodSandbox",
-            self.timeout,
-            c.list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    label_selector: [(label.to_string(), value.to_string())]
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                }),
-            }),
-        )?;
-        Ok(r.items.into_iter().map(|p| p.id).collect())
+        Ok(ids(self.sandboxes(Some(labelled(label, value, false)))?))
     }
     fn ready_pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        let r = self.call(
-            "ListPodSandbox",
-            self.timeout,
-            c.list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    label_selector: [(label.to_string(), value.to_string())]
-                        .into_iter()
-                        .collect(),
-                    state: Some(k8s_cri::v1::PodSandboxStateValue {
-                        state: k8s_cri::v1::PodSandboxState::SandboxReady as i32,
-                    }),
-                    ..Default::default()
-                }),
-            }),
-        )?;
-        Ok(r.items.into_iter().map(|p| p.id).collect())
+        Ok(ids(self.sandboxes(Some(labelled(label, value, true)))?))
     }
     fn pod_sandboxes_since(&self, since_unix_nanos: i64) -> Result<Vec<String>> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        let r = self.call(
-            "ListPodSandbox",
-            self.timeout,
-            c.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
-        )?;
-        Ok(r.items
+        let all = self.sandboxes(None)?;
+        Ok(ids(all
             .into_iter()
             .filter(|p| p.created_at >= since_unix_nanos)
-            .map(|p| p.id)
-            .collect())
+            .collect()))
     }
     fn remove_pod_cgroup(&self, parent: &str) {
         sandbox::remove_pod_cgroup_dirs(std::path::Path::new("/sys/fs/cgroup"), parent);
@@ -473,16 +467,7 @@ pub fn verify(
 ) -> Result<Verification> {
     let version = cri.version()?;
     let conditions = cri.status()?;
-    if let Some(c) = conditions
-        .iter()
-        .find(|c| c.kind == "RuntimeReady" && !c.status)
-    {
-        bail!(
-            "the runtime at {endpoint} is not ready: {} {}",
-            c.reason,
-            c.message
-        );
-    }
+    require_ready(&conditions, endpoint)?;
     let pull = cri.pull(image, cred)?;
     let digest = pull
         .repo_digests
@@ -508,6 +493,21 @@ pub fn verify(
         digest,
         sandbox: None,
     })
+}
+
+/// An error naming the runtime's reason when its `RuntimeReady` condition is false.
+pub fn require_ready(conditions: &[Condition], endpoint: &str) -> Result<()> {
+    match conditions
+        .iter()
+        .find(|c| c.kind == "RuntimeReady" && !c.status)
+    {
+        Some(c) => bail!(
+            "the runtime at {endpoint} is not ready: {} {}",
+            c.reason,
+            c.message
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Wait until the runtime answers CRI Version, up to `timeout`.

@@ -104,6 +104,40 @@ impl CgroupDriver {
     }
 }
 
+/// Where the kubelet puts a BestEffort pod: `kubepods-besteffort-pod<uid>.slice` (systemd) or
+/// `/kubepods/besteffort/pod<uid>` (cgroupfs).
+pub fn cgroup_parent(driver: CgroupDriver, uid: &str) -> String {
+    match driver {
+        CgroupDriver::Systemd => format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_")),
+        CgroupDriver::Cgroupfs => format!("/kubepods/besteffort/pod{uid}"),
+    }
+}
+
+/// DNS as the kubelet sets it for a pod-network pod of `namespace` with `dnsPolicy:
+/// ClusterFirst`; none without cluster DNS servers.
+pub fn cluster_first_dns(
+    servers: &[String],
+    domain: Option<&str>,
+    namespace: &str,
+) -> Option<DnsConfig> {
+    if servers.is_empty() {
+        return None;
+    }
+    Some(DnsConfig {
+        servers: servers.to_vec(),
+        searches: domain
+            .map(|d| {
+                vec![
+                    format!("{namespace}.svc.{d}"),
+                    format!("svc.{d}"),
+                    d.to_string(),
+                ]
+            })
+            .unwrap_or_default(),
+        options: vec!["ndots:5".into()],
+    })
+}
+
 /// What the test pod looks like; built from the node's facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxSpec {
@@ -122,15 +156,7 @@ impl SandboxSpec {
     /// `kubepods-besteffort-pod<uid>.slice` (systemd) or `/kubepods/besteffort/pod<uid>`
     /// (cgroupfs): where the kubelet puts a BestEffort pod.
     pub fn cgroup_parent(&self) -> String {
-        match self.cgroup_driver {
-            CgroupDriver::Systemd => {
-                format!(
-                    "kubepods-besteffort-pod{}.slice",
-                    self.uid.replace('-', "_")
-                )
-            }
-            CgroupDriver::Cgroupfs => format!("/kubepods/besteffort/pod{}", self.uid),
-        }
+        cgroup_parent(self.cgroup_driver, &self.uid)
     }
 
     pub fn log_directory(&self) -> String {
@@ -152,22 +178,15 @@ impl SandboxSpec {
     /// DNS as the kubelet sets it for `dnsPolicy: ClusterFirst`; none for a host-network pod
     /// (the runtime gives it the node's resolv.conf, as the kubelet's `Default` policy does).
     fn dns(&self) -> Option<DnsConfig> {
-        if !self.pod_network || self.cluster_dns.is_empty() {
-            return None;
-        }
-        let searches = match &self.cluster_domain {
-            Some(d) => vec![
-                format!("{POD_NAMESPACE}.svc.{d}"),
-                format!("svc.{d}"),
-                d.clone(),
-            ],
-            None => vec![],
-        };
-        Some(DnsConfig {
-            servers: self.cluster_dns.clone(),
-            searches,
-            options: vec!["ndots:5".into()],
-        })
+        self.pod_network
+            .then(|| {
+                cluster_first_dns(
+                    &self.cluster_dns,
+                    self.cluster_domain.as_deref(),
+                    POD_NAMESPACE,
+                )
+            })
+            .flatten()
     }
 
     pub fn sandbox_config(&self) -> PodSandboxConfig {
@@ -391,6 +410,31 @@ pub fn driver_from_info(info: &HashMap<String, String>) -> Option<(CgroupDriver,
         .pointer("/runtimeSpec/linux/cgroupsPath")
         .and_then(|p| p.as_str())?;
     Some((cgroups_path_driver(path), format!("cgroupsPath {path}")))
+}
+
+/// The check as the kubelet would give the pod: its cgroup driver (the kubelet's flag or
+/// config, else its default), its cluster DNS, and the pod network where the runtime reports
+/// CNI config ready in `conditions` (CRI Status); else the host network, said in the report.
+pub fn check_as_kubelet(
+    rt: &dyn PodRuntime,
+    conditions: &[super::Condition],
+    kubelet_driver: Option<&str>,
+    cluster_dns: &[String],
+    cluster_domain: Option<&str>,
+    image: &str,
+) -> Result<SandboxReport> {
+    let (pod_network, note) = network_mode(conditions);
+    let spec = SandboxSpec {
+        uid: new_uid()?,
+        cgroup_driver: CgroupDriver::of_kubelet(kubelet_driver),
+        pod_network,
+        cluster_dns: cluster_dns.to_vec(),
+        cluster_domain: cluster_domain.map(str::to_string),
+        image: image.to_string(),
+    };
+    let mut r = check(rt, &spec)?;
+    r.network_note = note;
+    Ok(r)
 }
 
 /// Run the check; whatever happens, remove what it created.

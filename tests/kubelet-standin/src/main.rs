@@ -263,7 +263,7 @@ fn main() {
     let pods = Pods {
         endpoint: endpoint.clone(),
         dir: manifests,
-        systemd: cgroup_driver == "systemd",
+        driver: cri::sandbox::CgroupDriver::of_kubelet(Some(&cgroup_driver)),
         dns,
         domain: cfg("clusterDomain"),
     };
@@ -289,7 +289,7 @@ fn main() {
 struct Pods {
     endpoint: String,
     dir: Option<String>,
-    systemd: bool,
+    driver: cri::sandbox::CgroupDriver,
     dns: Vec<String>,
     domain: Option<String>,
 }
@@ -461,22 +461,12 @@ impl Pods {
                 String::new()
             },
             log_directory: format!("/var/log/pods/{ns}_{name}_{uid}"),
-            dns_config: (pod_network && !self.dns.is_empty()).then(|| k::DnsConfig {
-                servers: self.dns.clone(),
-                searches: self
-                    .domain
-                    .iter()
-                    .flat_map(|d| [format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()])
-                    .collect(),
-                options: vec!["ndots:5".into()],
-            }),
+            dns_config: pod_network
+                .then(|| cri::sandbox::cluster_first_dns(&self.dns, self.domain.as_deref(), ns))
+                .flatten(),
             labels: labels(None),
             linux: Some(k::LinuxPodSandboxConfig {
-                cgroup_parent: if self.systemd {
-                    format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"))
-                } else {
-                    format!("/kubepods/besteffort/pod{uid}")
-                },
+                cgroup_parent: cri::sandbox::cgroup_parent(self.driver, &uid),
                 security_context: Some(k::LinuxSandboxSecurityContext {
                     namespace_options: Some(k::NamespaceOption {
                         network: if pod_network {
