@@ -93,6 +93,13 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         .find(|s| node.exists(s))
         .map(|s| s.to_string());
     let package = pkgs.find(sw.packages);
+    // The service unit's settings that the plan needs, its files read once.
+    let [kill_mode, exec_start, limit_nofile] = sw
+        .units
+        .iter()
+        .find(|u| u.ends_with(".service"))
+        .map(|u| unit_settings(node, u, ["KillMode", "ExecStart", "LimitNOFILE"]))
+        .unwrap_or_default();
     let mut installed = Installed {
         installed: binary.is_some() || package.is_some(),
         version: None,
@@ -102,21 +109,9 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         units,
         socket,
         package_note: package.as_ref().and_then(|p| p.note.clone()),
-        kill_mode: sw
-            .units
-            .iter()
-            .find(|u| u.ends_with(".service"))
-            .and_then(|u| unit_setting(node, u, "KillMode")),
-        exec_start: sw
-            .units
-            .iter()
-            .find(|u| u.ends_with(".service"))
-            .and_then(|u| unit_setting(node, u, "ExecStart")),
-        limit_nofile: sw
-            .units
-            .iter()
-            .find(|u| u.ends_with(".service"))
-            .and_then(|u| unit_setting(node, u, "LimitNOFILE")),
+        kill_mode,
+        exec_start,
+        limit_nofile,
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.
@@ -146,9 +141,14 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
     installed
 }
 
-/// A `[Service]` setting of a unit as systemd reads it: the unit file that wins (/etc before
-/// /lib), then its drop-ins in file-name order; the last assignment wins.
-pub fn unit_setting(node: &Node, unit: &str, key: &str) -> Option<String> {
+/// `[Service]` settings of a unit as systemd reads them: the unit file that wins (/etc before
+/// /lib), then its drop-ins in file-name order; for each key the last assignment wins (an empty
+/// one resets it).
+pub fn unit_settings<const N: usize>(
+    node: &Node,
+    unit: &str,
+    keys: [&str; N],
+) -> [Option<String>; N] {
     let main = UNIT_DIRS
         .iter()
         .map(|d| join(d, unit))
@@ -169,7 +169,7 @@ pub fn unit_setting(node: &Node, unit: &str, key: &str) -> Option<String> {
         }
     }
     dropins.sort();
-    let mut value = None;
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
     for path in main.into_iter().chain(dropins.into_iter().map(|(_, p)| p)) {
         let Ok(Some(text)) = node.read(&path) else {
             continue;
@@ -181,14 +181,14 @@ pub fn unit_setting(node: &Node, unit: &str, key: &str) -> Option<String> {
                 section = line.to_string();
             } else if section == "[Service]" {
                 if let Some((k, v)) = line.split_once('=') {
-                    if k.trim() == key {
-                        value = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+                    if let Some(i) = keys.iter().position(|key| *key == k.trim()) {
+                        values[i] = Some(v.trim().to_string()).filter(|v| !v.is_empty());
                     }
                 }
             }
         }
     }
-    value
+    values
 }
 
 /// `/etc/containerd/config.toml` as found.
