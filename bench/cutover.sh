@@ -27,20 +27,8 @@ NODE=bench
 # operator of a node that cannot reach registry.k8s.io would); both pull $TEST_IMAGE as a check.
 make_node "$NODE" 1.23.17 "--network-plugin=cni"
 rm -f "$WORK/$NODE/etc/kubelet-standin/sandbox-image"
-mkdir -p "$WORK/$NODE/etc/kubernetes/manifests"
 for p in $(seq "$PODS"); do
-    cat >"$WORK/$NODE/etc/kubernetes/manifests/pod-$p.yaml" <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: pod-$p
-  namespace: default
-spec:
-  containers:
-  - name: app
-    image: $TEST_IMAGE
-    command: ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
-YAML
+    write_static_pod "$NODE" "$p"
 done
 if [ -n "${BENCH_CONTAINERD2:-}" ]; then
     have_containerd2 || die "containerd 2.x is missing: tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd"
@@ -54,8 +42,7 @@ wait_active docker.service 60 && wait_active kubelet.service 60 || die "the node
 docker_pull_images || die "Docker could not pull the test images"
 # The pods as dockershim ran them; restart policy always: Docker brings them back after each run.
 for p in $(seq "$PODS"); do
-    in_node docker run -d --restart always --network none --name "k8s_app_pod-$p" "$TEST_IMAGE" \
-        /bin/sh -c "trap 'exit 0' TERM INT; while :; do sleep 1; done" >/dev/null || die "docker run failed"
+    run_docker_pod "$p" || die "docker run failed"
 done
 pods_back_on_docker() {
     local i

@@ -157,8 +157,36 @@ disabled_plugins = ["cri"]
 '
 
 # A pod's process: PID 1 of its container, ending on SIGTERM as a real workload does (a process
-# without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period).
-POD_CMD='["/bin/sh","-c","trap '"'"'exit 0'"'"' TERM INT; while :; do sleep 1; done"]'
+# without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period). As a
+# shell line, and as an image command (JSON).
+POD_SH="trap 'exit 0' TERM INT; while :; do sleep 1; done"
+POD_CMD='["/bin/sh","-c","'"$POD_SH"'"]'
+
+# write_static_pod NAME I: pod-I, a static pod of the node's kubelet running $TEST_IMAGE (the
+# stand-in runs it through CRI once it is on a CRI runtime).
+write_static_pod() {
+    local dir="$WORK/$1/etc/kubernetes/manifests"
+    mkdir -p "$dir"
+    cat >"$dir/pod-$2.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-$2
+  namespace: default
+spec:
+  containers:
+  - name: app
+    image: $TEST_IMAGE
+    command: ["/bin/sh", "-c", "$POD_SH"]
+YAML
+}
+
+# run_docker_pod I: pod-I's container in the booted node's Docker, as dockershim ran it (restart
+# policy always: Docker brings it back whenever it starts again).
+run_docker_pod() {
+    in_node docker run -d --restart always --network none --name "k8s_app_pod-$1" "$TEST_IMAGE" \
+        /bin/sh -c "$POD_SH" >/dev/null
+}
 # Nodes made so far: each gets its own CNI bridge and address range (nodes share the host's
 # network namespace).
 NODE_COUNT=0

@@ -363,22 +363,9 @@ docker_started() {
 # same pods as static pods, which the kubelet stand-in runs through CRI on the new runtime.
 start_pods() {
     local i
-    mkdir -p "$WORK/$NODE/etc/kubernetes/manifests"
     for i in 1 2 3; do
-        in_node docker run -d --restart always --network none --name "k8s_app_pod-$i" "$TEST_IMAGE" \
-            /bin/sh -c "trap 'exit 0' TERM INT; while :; do sleep 1; done" >/dev/null || return 1
-        cat >"$WORK/$NODE/etc/kubernetes/manifests/pod-$i.yaml" <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: pod-$i
-  namespace: default
-spec:
-  containers:
-  - name: app
-    image: $TEST_IMAGE
-    command: ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
-YAML
+        run_docker_pod "$i" || return 1
+        write_static_pod "$NODE" "$i"
     done
 }
 stop_pods() {
