@@ -147,9 +147,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let node = Node::new(d.path());
         let w = |p: &str, s: &str| {
-            let p = d.path().join(p.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, s).unwrap();
+            node.write_atomic(p, s.as_bytes(), 0o644, None).unwrap();
         };
         w(
             &format!("/var/lib/docker/containers/{ID}/config.v2.json"),
