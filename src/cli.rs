@@ -187,6 +187,11 @@ pub struct MigrateArgs {
     /// image, the static pods'), all, or none.
     #[arg(long, value_enum, default_value_t)]
     pub images: crate::images::Selection,
+    /// Copy Docker's images into containerd (stream its export) even where its overlay2 layers
+    /// could be hard-linked into containerd's overlayfs snapshots (the default there: no second
+    /// copy on disk, see docs/operations.md).
+    #[arg(long)]
+    pub copy_images: bool,
     /// Go ahead even when an in-use image could not be carried over.
     #[arg(long)]
     pub force: bool,
@@ -215,6 +220,12 @@ pub struct ImagesArgs {
     /// How many images to carry at once.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
+    /// Copy Docker's images into containerd (stream its export) even where its overlay2 layers
+    /// could be hard-linked into containerd's overlayfs snapshots (the default there: no second
+    /// copy on disk, see docs/operations.md).
+    #[arg(long)]
+    pub copy_images: bool,
+
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

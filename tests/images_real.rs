@@ -125,8 +125,24 @@ fn carry_with(node: &Node, env: &[(&str, &str)]) -> serde_json::Value {
     images(node, "containerd", env, 0)
 }
 
+/// The copying way (`--copy-images`), where the default would link.
+fn copy(node: &Node) -> serde_json::Value {
+    images_with(node, "containerd", &["--copy-images"], &[], 0)
+}
+
 /// `cri-migrate images --to TO --images all --output json` on the node; it must exit `code`.
 fn images(node: &Node, to: &str, env: &[(&str, &str)], code: i32) -> serde_json::Value {
+    images_with(node, to, &[], env, code)
+}
+
+/// The same with more arguments.
+fn images_with(
+    node: &Node,
+    to: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: i32,
+) -> serde_json::Value {
     let out = common::bin()
         .envs(env.iter().copied())
         .arg("--root")
@@ -134,6 +150,7 @@ fn images(node: &Node, to: &str, env: &[(&str, &str)], code: i32) -> serde_json:
         .args([
             "--live", "images", "--to", to, "--images", "all", "--output", "json",
         ])
+        .args(args)
         .output()
         .unwrap();
     assert_eq!(
@@ -261,9 +278,17 @@ fn both_ways_work_on_containerd_2_too() {
     {
         return;
     }
-    for (store, way) in [(true, "containerd-share"), (false, "docker-save")] {
+    for (store, way) in [
+        (true, "containerd-share"),
+        (false, "linked"),
+        (false, "docker-save"),
+    ] {
         let node = node_on(&services::containerd_2().unwrap(), "version = 3\n", store);
-        let report = carry(&node);
+        let report = if way == "docker-save" {
+            copy(&node)
+        } else {
+            carry(&node)
+        };
         all_came(&report, way);
         check_carried(&node);
     }
@@ -293,16 +318,16 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
         return;
     }
     let node = node("version = 2\n", false);
-    let report = carry(&node);
+    let report = copy(&node);
     all_came(&report, "docker-save");
     check_carried(&node);
-    let again = results(&carry(&node));
+    let again = results(&copy(&node));
     assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
 
     // A name containerd has for another image (a tag moved since): carried again, repointed.
     let (app, tool) = (&node.images[0].0, &node.images[1].0);
     ctr(&node, &["images", "tag", "--force", &tool[0], &app[0]]);
-    let report = carry(&node);
+    let report = copy(&node);
     let moved: Vec<_> = report["images"]
         .as_array()
         .unwrap()
@@ -336,6 +361,25 @@ fn dockers_own_store_is_streamed_into_k8s_io() {
     assert_ne!(digest_of(&app[0]), digest_of(&tool[0]));
 }
 
+/// Docker's own store (overlay2) beside containerd's overlayfs on one file system: the layers
+/// are hard-linked into snapshots, nothing copied; a second run finds them there.
+#[test]
+#[ignore = "needs root, containerd, Docker 28, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn dockers_own_store_is_linked_into_k8s_io() {
+    if parts_missing() {
+        return;
+    }
+    let node = node("version = 2\n", false);
+    let report = carry(&node);
+    all_came(&report, "linked");
+    check_carried(&node);
+    let again = results(&carry(&node));
+    assert!(again.iter().all(|(r, _, _)| r == "present"), "{again:?}");
+    // No layer blob was written: the content store holds the configs and manifests only.
+    let content = ctr(&node, &["content", "ls", "-q"]);
+    assert_eq!(content.lines().count(), 6, "{content}");
+}
+
 /// The fallback (and escape hatch): the same export through `ctr images import`, the digests
 /// named with `ctr images tag`.
 /// It reaches the fallback through a test hook: it exists in builds with `--features test-hooks`.
@@ -347,7 +391,13 @@ fn ctr_images_import_remains_the_fallback() {
         return;
     }
     let node = node("version = 2\n", false);
-    let report = carry_with(&node, &[("CRI_MIGRATE_IMPORTER", "ctr")]);
+    let report = images_with(
+        &node,
+        "containerd",
+        &["--copy-images"],
+        &[("CRI_MIGRATE_IMPORTER", "ctr")],
+        0,
+    );
     all_came(&report, "ctr-import");
     check_carried(&node);
 }

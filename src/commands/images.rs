@@ -23,6 +23,8 @@ pub struct Request {
     pub selection: Selection,
     pub parallel: usize,
     pub show: Show,
+    /// `--copy-images`: never link Docker's layers.
+    pub copy_images: bool,
 }
 
 /// Whether a migration would carry Docker's images here, and if not why (the dry run says it;
@@ -62,6 +64,7 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         selection,
         parallel,
         show,
+        copy_images,
     } = r;
     if selection == Selection::None {
         return Ok(Ok(vec![]));
@@ -94,6 +97,15 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         in_use_refs: refs,
         parallel,
         show,
+        no_link: if copy_images {
+            Some("--copy-images".into())
+        } else {
+            facts
+                .containerd_config
+                .as_ref()
+                .and_then(|c| c.chowns_snapshots.clone())
+                .map(|setting| format!("containerd is set to chown snapshots ({setting}): a chown must never reach Docker's files"))
+        },
     };
     images::carry(&opts).map(Ok).map_err(|e| {
         Failure::preflight(
@@ -150,6 +162,7 @@ pub fn run(
         selection: args.images,
         parallel: args.parallel,
         show,
+        copy_images: args.copy_images,
     };
     let carried = match carry(t, &facts, request)? {
         Ok(c) => c,

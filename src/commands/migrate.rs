@@ -231,6 +231,7 @@ fn execute(
         selection: args.images,
         parallel: 2,
         show,
+        copy_images: args.copy_images,
     };
     let carried = match super::images::carry(t, facts, request)? {
         Ok(c) => c,

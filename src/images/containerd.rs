@@ -19,7 +19,7 @@ use containerd_client::services::v1::{
     InfoRequest, ListImagesRequest, ReadContentRequest, UpdateImageRequest, UpdateRequest,
     WriteAction, WriteContentRequest,
 };
-use containerd_client::types::Descriptor;
+use containerd_client::types::{Descriptor, Mount};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -58,6 +58,14 @@ pub struct Target {
     pub media_type: String,
     pub digest: String,
     pub size: i64,
+}
+
+/// Where snapshots are made: a namespace, the lease that holds them, the snapshotter.
+#[derive(Clone, Copy)]
+pub struct Snapshot<'a> {
+    pub namespace: &'a str,
+    pub lease: &'a str,
+    pub snapshotter: &'a str,
 }
 
 /// From which namespace to which, under which lease.
@@ -415,6 +423,63 @@ impl Containerd {
         i: usize,
         layer: &Layer,
     ) -> Result<()> {
+        let at = Snapshot {
+            namespace,
+            lease,
+            snapshotter,
+        };
+        self.new_snapshot(&at, chains, i, &mut |mounts| {
+            let mut diff = DiffClient::new(self.channel.clone());
+            let applied = self
+                .rt
+                .block_on(diff.apply(request(
+                    ApplyRequest {
+                        diff: Some(Descriptor {
+                            media_type: layer.media_type.clone(),
+                            digest: layer.digest.clone(),
+                            size: layer.size,
+                            annotations: HashMap::new(),
+                        }),
+                        mounts,
+                        payloads: HashMap::new(),
+                        sync_fs: false,
+                    },
+                    namespace,
+                    Some(lease),
+                )))
+                .map_err(|s| anyhow!("containerd: unpack layer {}: {}", layer.digest, s.message()))?
+                .into_inner()
+                .applied
+                .map(|d| d.digest)
+                .unwrap_or_default();
+            if applied != diff_ids[i] {
+                bail!(
+                    "layer {} unpacked to {applied}, its image says {}",
+                    layer.digest,
+                    diff_ids[i]
+                );
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// The snapshot of layer `i` of a stack whose lower layers are there, named by its chain ID
+    /// and filled by `fill` through the mounts of its active snapshot, as containerd's own unpack
+    /// does (the same key shape and `containerd.io/snapshot.ref` label). False when it was there
+    /// already (another image has the same base). On any failure the active snapshot is removed.
+    pub fn new_snapshot(
+        &self,
+        at: &Snapshot,
+        chains: &[String],
+        i: usize,
+        fill: &mut dyn FnMut(Vec<Mount>) -> Result<()>,
+    ) -> Result<bool> {
+        let Snapshot {
+            namespace,
+            lease,
+            snapshotter,
+        } = *at;
         let chain = &chains[i];
         let mut snaps = SnapshotsClient::new(self.channel.clone());
         let stat = self.rt.block_on(snaps.stat(request(
@@ -426,7 +491,7 @@ impl Containerd {
             Some(lease),
         )));
         match stat {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(false),
             Err(s) if s.code() == Code::NotFound => {}
             Err(s) => bail!("containerd: snapshot {chain}: {}", s.message()),
         }
@@ -458,25 +523,6 @@ impl Containerd {
             .map_err(|s| anyhow!("containerd: prepare snapshot {chain}: {}", s.message()))?
             .into_inner()
             .mounts;
-        let mut diff = DiffClient::new(self.channel.clone());
-        let applied = self
-            .rt
-            .block_on(diff.apply(request(
-                ApplyRequest {
-                    diff: Some(Descriptor {
-                        media_type: layer.media_type.clone(),
-                        digest: layer.digest.clone(),
-                        size: layer.size,
-                        annotations: HashMap::new(),
-                    }),
-                    mounts,
-                    payloads: HashMap::new(),
-                    sync_fs: false,
-                },
-                namespace,
-                Some(lease),
-            )))
-            .map(|r| r.into_inner().applied.map(|d| d.digest).unwrap_or_default());
         let remove = |snaps: &mut SnapshotsClient<Channel>| {
             let _ = self.rt.block_on(snaps.remove(request(
                 RemoveSnapshotRequest {
@@ -487,20 +533,9 @@ impl Containerd {
                 Some(lease),
             )));
         };
-        match applied {
-            Ok(d) if d == diff_ids[i] => {}
-            Ok(d) => {
-                remove(&mut snaps);
-                bail!(
-                    "layer {} unpacked to {d}, its image says {}",
-                    layer.digest,
-                    diff_ids[i]
-                );
-            }
-            Err(s) => {
-                remove(&mut snaps);
-                bail!("containerd: unpack layer {}: {}", layer.digest, s.message());
-            }
+        if let Err(e) = fill(mounts) {
+            remove(&mut snaps);
+            return Err(e);
         }
         let commit = self.rt.block_on(snaps.commit(request(
             CommitSnapshotRequest {
@@ -513,16 +548,33 @@ impl Containerd {
             Some(lease),
         )));
         match commit {
-            Ok(_) => Ok(()),
-            // Another image with the same base unpacked it meanwhile.
+            Ok(_) => Ok(true),
+            // Another image with the same base made it meanwhile.
             Err(s) if s.code() == Code::AlreadyExists => {
                 remove(&mut snaps);
-                Ok(())
+                Ok(false)
             }
             Err(s) => {
                 remove(&mut snaps);
                 bail!("containerd: commit snapshot {chain}: {}", s.message());
             }
+        }
+    }
+
+    /// Whether a snapshot (committed or active) of this name exists.
+    pub fn has_snapshot(&self, namespace: &str, snapshotter: &str, key: &str) -> Result<bool> {
+        let mut snaps = SnapshotsClient::new(self.channel.clone());
+        match self.rt.block_on(snaps.stat(request(
+            StatSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                key: key.to_string(),
+            },
+            namespace,
+            None,
+        ))) {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Err(s) => bail!("containerd: snapshot {key}: {}", s.message()),
         }
     }
 

@@ -37,6 +37,16 @@ pub struct Descriptor {
 /// The parts of `GET /info` that say where Docker keeps its images.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Info {
+    /// The graph driver (`overlay2`, ...), or `overlayfs` on containerd's image store.
+    #[serde(rename = "Driver", default)]
+    pub driver: String,
+    /// Where Docker keeps its data (`/var/lib/docker`, or `/var/lib/docker/<uid>.<gid>` with
+    /// userns-remap).
+    #[serde(rename = "DockerRootDir", default)]
+    pub root_dir: String,
+    /// `name=userns` among them: Docker's files are owned by remapped ids.
+    #[serde(rename = "SecurityOptions", default)]
+    pub security_options: Option<Vec<String>>,
     #[serde(rename = "DriverStatus", default)]
     pub driver_status: Option<Vec<Vec<String>>>,
     #[serde(rename = "Containerd", default)]
@@ -58,6 +68,14 @@ pub struct ContainerdNamespaces {
 }
 
 impl Info {
+    /// Docker runs with userns-remap: its layers hold remapped owners, not the image's.
+    pub fn userns_remap(&self) -> bool {
+        self.security_options
+            .iter()
+            .flatten()
+            .any(|o| o.split(',').any(|kv| kv == "name=userns"))
+    }
+
     /// Docker on containerd's image store: (containerd's socket, the namespace of the images).
     pub fn containerd_store(&self) -> Option<(String, String)> {
         let snapshotter = self.driver_status.iter().flatten().any(|kv| {

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-const NAMESPACE: &str = "k8s.io";
+pub(super) const NAMESPACE: &str = "k8s.io";
 /// `docker save` writes layers uncompressed from Docker's own store; from containerd's image
 /// store as they were pulled (gzip, zstd), which the first bytes tell.
-const LAYER_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub(super) const LAYER_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
@@ -227,37 +227,16 @@ fn import_leased(
                 &layer,
             )?;
         }
-        let digests: Vec<String> = layers.iter().map(|(d, _, _)| d.clone()).collect();
-        let doc = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": CONFIG_TYPE, "digest": config, "size": config_size},
-            "layers": layers.iter().map(|(d, size, t)| serde_json::json!({
-                "mediaType": t, "digest": d, "size": size,
-            })).collect::<Vec<_>>(),
-        });
-        let bytes = serde_json::to_vec(&doc)?;
-        // What keeps the config and layers while the manifest exists.
-        let mut labels = HashMap::from([(
-            "containerd.io/gc.ref.content.config".to_string(),
-            config.clone(),
-        )]);
-        for (i, d) in digests.iter().enumerate() {
-            labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), d.clone());
-        }
-        let size = bytes.len();
-        let digest = client.ingest(NAMESPACE, lease, &mut bytes.as_slice(), size as u64, labels)?;
-        if let Some(top) = unpacker.stacks[k].1.last() {
-            client.hold_snapshot(NAMESPACE, snapshotter, &config, top)?;
-        }
-        let target = Target {
-            media_type: MANIFEST_TYPE.into(),
-            digest,
-            size: size as i64,
-        };
-        for name in &w.names {
-            client.name_image(NAMESPACE, lease, name, &target)?;
-        }
+        record(
+            client,
+            lease,
+            snapshotter,
+            (&config, config_size),
+            &layers,
+            true,
+            unpacker.stacks[k].1.last(),
+            &w.names,
+        )?;
     }
     if !missing.is_empty() {
         bail!("Docker's export does not hold {}", missing.join(", "));
@@ -266,7 +245,56 @@ fn import_leased(
 }
 
 /// A blob of the stream in containerd: digest, size, media type (for a layer).
-type Blob = (String, i64, &'static str);
+pub(super) type Blob = (String, i64, &'static str);
+
+/// The image record in k8s.io for a config already there and its layers' snapshots: a manifest
+/// for them (`layers_held`: its layers are in the content store too, so garbage-collection
+/// references keep them), the config's reference to the top snapshot, and every name.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn record(
+    client: &Containerd,
+    lease: &str,
+    snapshotter: &str,
+    (config, config_size): (&str, i64),
+    layers: &[Blob],
+    layers_held: bool,
+    top: Option<&String>,
+    names: &[String],
+) -> Result<()> {
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": config, "size": config_size},
+        "layers": layers.iter().map(|(d, size, t)| serde_json::json!({
+            "mediaType": t, "digest": d, "size": size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&doc)?;
+    // What keeps the config (and the layers, where they are there) while the manifest exists.
+    let mut labels = HashMap::from([(
+        "containerd.io/gc.ref.content.config".to_string(),
+        config.to_string(),
+    )]);
+    if layers_held {
+        for (i, (d, _, _)) in layers.iter().enumerate() {
+            labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), d.clone());
+        }
+    }
+    let size = bytes.len();
+    let digest = client.ingest(NAMESPACE, lease, &mut bytes.as_slice(), size as u64, labels)?;
+    if let Some(top) = top {
+        client.hold_snapshot(NAMESPACE, snapshotter, config, top)?;
+    }
+    let target = Target {
+        media_type: MANIFEST_TYPE.into(),
+        digest,
+        size: size as i64,
+    };
+    for name in names {
+        client.name_image(NAMESPACE, lease, name, &target)?;
+    }
+    Ok(())
+}
 type Read = (HashMap<String, Blob>, Option<Vec<u8>>);
 
 /// Every file of the stream into containerd (but Docker's v1 leftovers); the blobs by path, and

@@ -9,6 +9,7 @@
 pub mod containerd;
 pub mod docker;
 pub mod import;
+pub mod link;
 pub mod room;
 
 use crate::cri::credentials::repository;
@@ -53,11 +54,16 @@ pub struct Carried {
     pub in_use: bool,
     pub result: Outcome,
     pub duration_ms: u64,
-    /// How it went over: `docker-save` (Docker's export read into containerd), `ctr-import` (the
-    /// same export through `ctr images import`, the fallback), `containerd-share` (Docker keeps
-    /// it in the same containerd: shared by digest), `skopeo` (CRI-O).
+    /// How it went over: `linked` (Docker's overlay2 layers hard-linked into containerd's
+    /// overlayfs snapshots, link.rs), `docker-save` (Docker's export read into containerd),
+    /// `ctr-import` (the same export through `ctr images import`, the fallback),
+    /// `containerd-share` (Docker keeps it in the same containerd: shared by digest), `skopeo`
+    /// (CRI-O).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
+    /// Why it was copied (streamed) rather than linked from Docker's layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -72,6 +78,7 @@ impl Carried {
             result: Outcome::Imported,
             duration_ms: 0,
             via,
+            fallback: None,
             error: None,
         }
     }
@@ -206,6 +213,9 @@ pub struct CarryOptions {
     pub parallel: usize,
     /// A progress bar (terminal) or a log line per image (stderr), or nothing (JSON).
     pub show: Show,
+    /// Why Docker's layers must not be linked into containerd here (the operator's `--copy-images`,
+    /// a containerd setting that chowns snapshots): they are copied instead.
+    pub no_link: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,6 +364,7 @@ fn to_containerd(
             }),
         None => true,
     };
+    let mut fallbacks: std::collections::HashMap<String, String> = Default::default();
     let (have, mut need): (Vec<Selected>, Vec<Selected>) =
         images.into_iter().partition(|(i, _)| {
             let n = names_of(i);
@@ -370,19 +381,17 @@ fn to_containerd(
             c
         })
         .collect();
-    // Room first: the content and the unpacked snapshots of what is not there yet (sharing
-    // writes only the snapshots). A carry that does not fit is refused before it starts.
-    let shared = shared_store(opts, ctr);
-    let factor = if shared.is_some() { 1 } else { 2 };
-    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() * factor;
-    if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
-        out.extend(refused(&need, None, &why));
-        return Ok(out);
-    }
     // Docker on the same containerd's image store: share by digest, no export. What cannot be
     // shared goes the export way below, and keeps the reason if that fails too.
     let mut share_errors: std::collections::HashMap<String, String> = Default::default();
-    if let Some(namespace) = shared {
+    let info = Docker::new(opts.docker_socket.clone())?.info().ok();
+    if let Some(namespace) = shared_store(info.as_ref(), ctr) {
+        // Room first: sharing writes only the unpacked snapshots.
+        let bytes: u64 = need.iter().map(|(i, _)| i.size).sum();
+        if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
+            out.extend(refused(&need, None, &why));
+            return Ok(out);
+        }
         let client = match client {
             Some(c) => c,
             None => containerd::Containerd::connect(Path::new(&ctr.address))?,
@@ -411,6 +420,31 @@ fn to_containerd(
             }
         }
         need.retain(|(i, _)| share_errors.contains_key(&i.id));
+    } else if !need.is_empty() {
+        // Docker's own overlay2 store beside containerd's overlayfs snapshots: link, image by
+        // image; what cannot be linked is copied below, with the reason.
+        let linked = link_all(opts, ctr, info.as_ref(), &need, bar)?;
+        for c in linked {
+            match c {
+                Ok(c) => out.push(c),
+                Err((id, why)) => {
+                    fallbacks.insert(id, why);
+                }
+            }
+        }
+        need.retain(|(i, _)| fallbacks.contains_key(&i.id));
+    }
+    // Room for what is copied: the content and the unpacked snapshots of the layers containerd
+    // does not have yet, each once. A copy that does not fit is refused before it starts.
+    if !need.is_empty() {
+        let bytes = copy_need(ctr, info.as_ref(), &need);
+        if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
+            out.extend(refused(&need, None, &why).into_iter().map(|mut c| {
+                c.fallback = fallbacks.get(&c.id).cloned();
+                c
+            }));
+            return Ok(out);
+        }
     }
     // One stream for all of them first: Docker writes a layer that several images share once,
     // where one export per image would send it again for each.
@@ -429,6 +463,7 @@ fn to_containerd(
         if let (Ok(via), true) = (&batch, names.iter().all(|n| now.contains(n))) {
             let mut c = Carried::new(&image, names, in_use, Some(via));
             c.duration_ms = ms;
+            c.fallback = fallbacks.get(&c.id).cloned();
             out.push(c);
         } else {
             retry.push_back((image, in_use));
@@ -445,16 +480,110 @@ fn to_containerd(
             if let (Some(why), Some(e)) = (share_errors.get(&c.id), c.error.as_mut()) {
                 *e = format!("sharing from Docker's containerd namespace: {why}; export: {e}");
             }
+            c.fallback = fallbacks.get(&c.id).cloned();
             c
         }),
     );
     Ok(out)
 }
 
+/// Link each image from Docker's overlay2 layers (link.rs), one after the other (a layer two
+/// images share is linked once); each one that cannot be, with the reason, for the copy.
+fn link_all(
+    opts: &CarryOptions,
+    ctr: &Ctr,
+    info: Option<&docker::Info>,
+    need: &[Selected],
+    bar: Option<&ProgressBar>,
+) -> Result<Vec<Result<Carried, (String, String)>>> {
+    let store = match (&opts.no_link, info) {
+        (Some(why), _) => Err(why.clone()),
+        (None, None) => Err("Docker's /info did not answer".to_string()),
+        (None, Some(info)) => link::probe(info, &ctr.snapshotter),
+    };
+    let (store, client) = match store {
+        Ok(s) => match containerd::Containerd::connect(Path::new(&ctr.address)) {
+            Ok(c) => (s, c),
+            Err(e) => return Ok(every_one(need, &format!("{e:#}"))),
+        },
+        Err(why) => return Ok(every_one(need, &why)),
+    };
+    // Linking writes only directories and records: a small margin on the store's disk.
+    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() / 100;
+    if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
+        return Ok(every_one(need, &why));
+    }
+    let docker = Docker::new(opts.docker_socket.clone())?;
+    // A thread of its own: linking may take away Docker's bind mount of its overlay2 directory
+    // in a private mount namespace (link.rs), which must not be this thread's.
+    let link = || -> Vec<Result<Carried, (String, String)>> {
+        need.iter()
+            .map(|(image, in_use)| {
+                let t0 = Instant::now();
+                let mut c = Carried::new(image, names_of(image), *in_use, Some("linked"));
+                docker
+                    .diff_ids(&image.id)
+                    .and_then(|d| {
+                        link::carry_image(&client, &store, &ctr.snapshotter, image, &d, &c.names)
+                    })
+                    .map(|_| {
+                        c.duration_ms = t0.elapsed().as_millis() as u64;
+                        advance(bar, image.size);
+                        c
+                    })
+                    .map_err(|e| (image.id.clone(), format!("linking: {e:#}")))
+            })
+            .collect()
+    };
+    std::thread::scope(|s| s.spawn(link).join())
+        .map_err(|_| anyhow::anyhow!("the linking thread panicked"))
+}
+
+/// The same reason for every image.
+fn every_one(need: &[Selected], why: &str) -> Vec<Result<Carried, (String, String)>> {
+    need.iter()
+        .map(|(i, _)| Err((i.id.clone(), why.to_string())))
+        .collect()
+}
+
+/// The bytes a copy of these images writes: for each layer containerd does not have yet (by
+/// chain ID, once however many images share it), its tar in the content store and its unpacked
+/// snapshot. Where Docker's layer sizes cannot be read, the images' sizes, twice.
+fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
+    let store = info.and_then(|i| link::Store::open(i).ok());
+    let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
+    let mut seen = BTreeSet::new();
+    let mut total = 0u64;
+    for (image, _) in need {
+        let layers = (|| {
+            let store = store.as_ref()?;
+            let chains = containerd::chain_ids(&store.diff_ids(&image.id).ok()?);
+            chains
+                .into_iter()
+                .map(|c| store.tar_size(&c).ok().map(|s| (c, s)))
+                .collect::<Option<Vec<_>>>()
+        })();
+        match layers {
+            Some(layers) => {
+                for (chain, size) in layers {
+                    let there = client.as_ref().is_some_and(|c| {
+                        c.has_snapshot("k8s.io", &ctr.snapshotter, &chain)
+                            .unwrap_or(false)
+                    });
+                    if seen.insert(chain) && !there {
+                        total += size.max(0) as u64;
+                    }
+                }
+            }
+            None => total += image.size,
+        }
+    }
+    total * 2
+}
+
 /// The namespace Docker keeps its images in, when that is in the containerd we carry to.
-fn shared_store(opts: &CarryOptions, ctr: &Ctr) -> Option<String> {
-    let info = Docker::new(opts.docker_socket.clone()).ok()?.info().ok()?;
-    let (address, namespace) = info.containerd_store()?;
+fn shared_store(info: Option<&docker::Info>, ctr: &Ctr) -> Option<String> {
+    let (address, namespace) = info?.containerd_store()?;
     same_file(Path::new(&address), Path::new(&ctr.address)).then_some(namespace)
 }
 

@@ -210,6 +210,11 @@ pub struct ContainerdConfig {
     /// The snapshotter CRI unpacks images into, when the file names one (else overlayfs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshotter: Option<String>,
+    /// The overlayfs snapshotter's setting that chowns snapshots' files (`slow_chown`, for pods
+    /// in user namespaces without idmapped mounts), when set: Docker's layers are then copied,
+    /// never linked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chowns_snapshots: Option<String>,
 }
 
 pub fn containerd_config(
@@ -310,9 +315,20 @@ pub fn containerd_config(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     });
+    let chowns_snapshots = ["io.containerd.snapshotter.v1.overlayfs", "overlayfs"]
+        .iter()
+        .find_map(|t| {
+            plugins?
+                .get(t)?
+                .get("slow_chown")?
+                .as_bool()
+                .filter(|on| *on)
+                .map(|_| format!("[plugins.\"{t}\"] slow_chown = true"))
+        });
     let config = ContainerdConfig {
         sandbox_image,
         snapshotter,
+        chowns_snapshots,
         cni_conf_dir: cni_str("conf_dir"),
         cni_bin_dirs,
         path: CONTAINERD_CONFIG.to_string(),
@@ -574,6 +590,21 @@ mod tests {
             Some("btrfs".into())
         );
         assert_eq!(snapshotter_of("version = 2\n"), None);
+        let chown = |config: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
+            std::fs::write(dir.path().join("etc/containerd/config.toml"), config).unwrap();
+            containerd_config(&Node::new(dir.path()), &mut BTreeMap::new())
+                .unwrap()
+                .unwrap()
+                .chowns_snapshots
+        };
+        assert_eq!(
+            chown("version = 3\n[plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\nslow_chown = true\n")
+                .as_deref(),
+            Some("[plugins.\"io.containerd.snapshotter.v1.overlayfs\"] slow_chown = true")
+        );
+        assert_eq!(chown("version = 2\n[plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\nslow_chown = false\n"), None);
         assert_eq!(
             snapshotter_of("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"\"\n"),
             None
