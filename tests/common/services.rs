@@ -481,6 +481,15 @@ pub fn dockerd_28() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Debian 12's Docker 20.10 (overlay2), fetched without installing it
+/// (`SUITE=bookworm tests/tools/fetch-sid.sh docker20 usr/sbin/dockerd docker.io`).
+pub fn dockerd_20() -> Option<PathBuf> {
+    let p = std::env::var_os("CRI_MIGRATE_DOCKERD20")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/cri-migrate/docker20/root/usr/sbin/dockerd"));
+    p.exists().then_some(p)
+}
+
 /// A dockerd on private paths, on a given containerd, answering on `socket`; no networking
 /// (no iptables, no bridge), so it leaves the machine as it was.
 pub struct Dockerd {

@@ -7,6 +7,9 @@
 #   fetch-sid.sh containerd2 usr/bin/containerd containerd
 # and Docker 28 (containerd image store):
 #   fetch-sid.sh docker28 usr/sbin/dockerd docker.io docker-cli
+# SUITE picks another suite of the same mirror: Debian 12's Docker 20.10 (overlay2, the linked
+# carry-over's proof) is
+#   SUITE=bookworm fetch-sid.sh docker20 usr/sbin/dockerd docker.io
 set -eu
 
 main() {
@@ -25,7 +28,7 @@ main() {
         uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n 1 | awk '{print $2}')
     fi
     [ -n "$uri" ] || { echo "fetch-sid: no Debian mirror found in /etc/apt/sources.list*" >&2; return 1; }
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri sid main" >"$CACHE/sid.list"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri ${SUITE:-sid} main" >"$CACHE/sid.list"
     opts="-o Dir::Etc::SourceList=$CACHE/sid.list -o Dir::Etc::SourceParts=/dev/null \
           -o Dir::State::Lists=$CACHE/lists -o Dir::Cache::Archives=$CACHE/archives \
           -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root"
