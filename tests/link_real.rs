@@ -459,7 +459,6 @@ fn odd_image() -> Vec<u8> {
     let manifest =
         serde_json::json!([{"Config": config_name, "RepoTags": [IMAGE], "Layers": names}]);
     add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
-    drop(add);
     b.into_inner().unwrap()
 }
 
