@@ -51,8 +51,22 @@ fn node(containerd_config: &str, containerd_store: bool) -> Node {
 }
 
 fn node_on(containerd: &Path, containerd_config: &str, containerd_store: bool) -> Node {
+    node_with(
+        Containerd::start(containerd, containerd_config, None),
+        containerd_config,
+        containerd_store,
+    )
+}
+
+/// The node on a given containerd; its config is the node's /etc/containerd/config.toml too.
+fn node_with(containerd: Containerd, containerd_config: &str, containerd_store: bool) -> Node {
     let root = tempfile::tempdir().unwrap();
-    let containerd = Containerd::start(containerd, containerd_config, None);
+    std::fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
+    std::fs::write(
+        root.path().join("etc/containerd/config.toml"),
+        containerd_config,
+    )
+    .unwrap();
     containerd.serve_node(root.path());
     let docker = Dockerd::start(
         &services::dockerd_28().unwrap(),
@@ -378,6 +392,61 @@ fn dockers_own_store_is_linked_into_k8s_io() {
     // No layer blob was written: the content store holds the configs and manifests only.
     let content = ctr(&node, &["content", "ls", "-q"]);
     assert_eq!(content.lines().count(), 6, "{content}");
+}
+
+/// Where linking cannot apply, each image is copied and the report says why: containerd's CRI
+/// snapshotter is not overlayfs; containerd's root is another file system than Docker's; the
+/// overlayfs snapshotter is set to chown snapshots.
+#[test]
+#[ignore = "needs root, containerd, Docker 28, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn where_links_cannot_apply_the_images_are_copied_and_the_report_says_why() {
+    if parts_missing() {
+        return;
+    }
+    let fallbacks = |report: &serde_json::Value| -> Vec<String> {
+        report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["fallback"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let native =
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"native\"\n";
+    let other = node(native, false);
+    let report = carry(&other);
+    all_came(&report, "docker-save");
+    assert!(
+        fallbacks(&report)
+            .iter()
+            .all(|f| f.contains("snapshotter is native, not overlayfs")),
+        "{report:#}"
+    );
+
+    let config = "version = 2\n";
+    let containerd = Containerd::start_on_tmpfs(&services::containerd_1().unwrap(), config);
+    let apart = node_with(containerd, config, false);
+    let report = carry(&apart);
+    all_came(&report, "docker-save");
+    assert!(
+        fallbacks(&report)
+            .iter()
+            .all(|f| f.starts_with("linking: ") && f.contains("different file systems")),
+        "{report:#}"
+    );
+    check_carried(&apart);
+    drop(apart);
+
+    let chown =
+        "version = 2\n[plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\nslow_chown = true\n";
+    // containerd 1.6 does not know the setting (it warns and goes on); the node's file says it.
+    let chowning = node(chown, false);
+    let report = carry(&chowning);
+    all_came(&report, "docker-save");
+    assert!(
+        fallbacks(&report).iter().all(|f| f.contains("slow_chown")),
+        "{report:#}"
+    );
 }
 
 /// The fallback (and escape hatch): the same export through `ctr images import`, the digests

@@ -552,30 +552,46 @@ fn every_one(need: &[Selected], why: &str) -> Vec<Result<Carried, (String, Strin
 fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
     let store = info.and_then(|i| link::Store::open(i).ok());
     let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
+    let stacks: Vec<(u64, Option<Vec<(String, u64)>>)> = need
+        .iter()
+        .map(|(image, _)| {
+            let layers = (|| {
+                let store = store.as_ref()?;
+                let chains = containerd::chain_ids(&store.diff_ids(&image.id).ok()?);
+                chains
+                    .into_iter()
+                    .map(|c| store.tar_size(&c).ok().map(|s| (c, s.max(0) as u64)))
+                    .collect::<Option<Vec<_>>>()
+            })();
+            (image.size, layers)
+        })
+        .collect();
+    unique_need(&stacks, &|chain| {
+        client.as_ref().is_some_and(|c| {
+            c.has_snapshot("k8s.io", &ctr.snapshotter, chain)
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// Twice (content and snapshot) the size of each layer not `present` yet, once however many
+/// images have it; an image whose layers are not known counts its whole size, twice.
+fn unique_need(
+    stacks: &[(u64, Option<Vec<(String, u64)>>)],
+    present: &dyn Fn(&str) -> bool,
+) -> u64 {
     let mut seen = BTreeSet::new();
     let mut total = 0u64;
-    for (image, _) in need {
-        let layers = (|| {
-            let store = store.as_ref()?;
-            let chains = containerd::chain_ids(&store.diff_ids(&image.id).ok()?);
-            chains
-                .into_iter()
-                .map(|c| store.tar_size(&c).ok().map(|s| (c, s)))
-                .collect::<Option<Vec<_>>>()
-        })();
+    for (size, layers) in stacks {
         match layers {
             Some(layers) => {
-                for (chain, size) in layers {
-                    let there = client.as_ref().is_some_and(|c| {
-                        c.has_snapshot("k8s.io", &ctr.snapshotter, &chain)
-                            .unwrap_or(false)
-                    });
-                    if seen.insert(chain) && !there {
-                        total += size.max(0) as u64;
+                for (chain, bytes) in layers {
+                    if seen.insert(chain.clone()) && !present(chain) {
+                        total += bytes;
                     }
                 }
             }
-            None => total += image.size,
+            None => total += size,
         }
     }
     total * 2
@@ -918,6 +934,22 @@ pub fn missing_in_use(carried: &[Carried]) -> Vec<&Carried> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_needs_room_for_each_missing_layer_once() {
+        let l = |c: &str, n: u64| (c.to_string(), n);
+        let stacks = vec![
+            // Two images on one base: the base counts once.
+            (100, Some(vec![l("base", 50), l("app", 30)])),
+            (90, Some(vec![l("base", 50), l("tool", 20)])),
+            // containerd has this one's layers already.
+            (70, Some(vec![l("there", 70)])),
+            // Docker's layer sizes unknown: the image's size.
+            (40, None),
+        ];
+        let need = unique_need(&stacks, &|c| c == "there");
+        assert_eq!(need, 2 * (50 + 30 + 20 + 40));
+    }
 
     #[test]
     fn names_are_normalized_as_containerd_stores_them() {

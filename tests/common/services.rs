@@ -71,6 +71,8 @@ pub struct Containerd {
     child: Child,
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
+    /// Its root is a tmpfs of its own (another file system than Docker's), unmounted on drop.
+    tmpfs_root: bool,
 }
 
 impl Containerd {
@@ -109,11 +111,35 @@ impl Containerd {
 
     /// Start on `config` with private root, state and sockets; `certs_d` replaces config_path.
     pub fn start(bin: &Path, config: &str, certs_d: Option<&Path>) -> Containerd {
+        Containerd::start_with(bin, config, certs_d, false)
+    }
+
+    /// The same with its root on a tmpfs of its own: another file system than the machine's.
+    pub fn start_on_tmpfs(bin: &Path, config: &str) -> Containerd {
+        Containerd::start_with(bin, config, None, true)
+    }
+
+    fn start_with(
+        bin: &Path,
+        config: &str,
+        certs_d: Option<&Path>,
+        tmpfs_root: bool,
+    ) -> Containerd {
         // /var/tmp: on the machine's disk, where overlayfs works (not on a tmpfs or overlay).
         let dir = tempfile::Builder::new()
             .prefix("cri-migrate-ctd")
             .tempdir_in("/var/tmp")
             .unwrap();
+        if tmpfs_root {
+            let root = dir.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            let st = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=512m", "cri-migrate-test"])
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(st.success(), "cannot mount a tmpfs for containerd's root");
+        }
         let path = dir.path().join("config.toml");
         std::fs::write(&path, private_config(config, dir.path(), certs_d)).unwrap();
         let child = spawn_logged(Command::new(bin).arg("--config").arg(&path), dir.path());
@@ -121,6 +147,7 @@ impl Containerd {
             child,
             dir,
             bin: bin.to_path_buf(),
+            tmpfs_root,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !d.socket().exists() {
@@ -138,6 +165,12 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         stop(&mut self.child);
+        if self.tmpfs_root {
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(self.dir.path().join("root"))
+                .status();
+        }
     }
 }
 
