@@ -552,7 +552,7 @@ fn every_one(need: &[Selected], why: &str) -> Vec<Result<Carried, (String, Strin
 fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
     let store = info.and_then(|i| link::Store::open(i).ok());
     let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
-    let stacks: Vec<(u64, Option<Vec<(String, u64)>>)> = need
+    let stacks: Vec<Stack> = need
         .iter()
         .map(|(image, _)| {
             let layers = (|| {
@@ -574,10 +574,13 @@ fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
     })
 }
 
+/// An image's size, and its layers (chain ID, tar size) where Docker's layer store tells them.
+type Stack = (u64, Option<Vec<(String, u64)>>);
+
 /// Twice (content and snapshot) the size of each layer not `present` yet, once however many
 /// images have it; an image whose layers are not known counts its whole size, twice.
 fn unique_need(
-    stacks: &[(u64, Option<Vec<(String, u64)>>)],
+    stacks: &[Stack],
     present: &dyn Fn(&str) -> bool,
 ) -> u64 {
     let mut seen = BTreeSet::new();
