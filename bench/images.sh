@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Carrying Docker's images over to containerd: `cri-migrate images --to containerd --images all`
-# against `docker save IMAGES | ctr -n k8s.io images import -`, on the same node in a box, in the
-# same run, RUNS runs each, after emptying containerd's k8s.io namespace each time; and the disk's
-# raw write speed (dd, direct I/O) for scale. The images: COUNT images, each with the busybox
-# layer, a SHARED_MB layer they all share and a UNIQUE_MB layer of its own (incompressible).
-#   bench/images.sh [RUNS] [COUNT] [SHARED_MB] [UNIQUE_MB]     defaults 5 20 200 40 (~1 GB)
+# Carrying Docker's images over to containerd, three ways on the same node in a box, in the same
+# run, RUNS runs each after emptying containerd's k8s.io namespace: `cri-migrate images` as it
+# goes by default (Docker's overlay2 layers hard-linked into containerd's snapshots), the same
+# with --copy-images (Docker's export streamed in), and `docker save IMAGES | ctr -n k8s.io
+# images import -`; the time of each and the disk space it took (df before and after). Two
+# cases: COUNT images each with the busybox layer, a SHARED_MB layer they all share and a
+# UNIQUE_MB layer of its own (incompressible); then FCOUNT images each with FILES small files
+# (1 KB). The disk's raw write speed (dd, direct I/O) for scale.
+#   bench/images.sh [RUNS] [COUNT] [SHARED_MB] [UNIQUE_MB] [FCOUNT] [FILES]
+#                                   defaults 3 20 200 40 4 10000 (~1 GB; 40000 files)
 set -uo pipefail
 source "$(dirname "$0")/../tests/e2e/lib.sh"
-RUNS=${1:-5}
+RUNS=${1:-3}
 COUNT=${2:-20}
 SHARED_MB=${3:-200}
 UNIQUE_MB=${4:-40}
+FCOUNT=${5:-4}
+FILES=${6:-10000}
 
 require_tools
 command -v openssl >/dev/null || die "openssl is needed to make the image data"
@@ -19,11 +25,16 @@ trap cleanup EXIT
 (cd "$REPO" && cargo build --release --workspace --bins --quiet) || die "cargo build --release failed"
 build_rootfs
 setup_registries
-log "pushing $COUNT images ($SHARED_MB MB shared, $UNIQUE_MB MB each)"
-IMAGES=()
+log "pushing $COUNT images ($SHARED_MB MB shared, $UNIQUE_MB MB each) and $FCOUNT images of $FILES files"
+BIG=()
 for i in $(seq "$COUNT"); do
     push_image "$REGISTRY" "bench/img$i" 1 "shared=$SHARED_MB" "unique$i=$UNIQUE_MB" >/dev/null || die "push failed"
-    IMAGES+=("$REGISTRY/bench/img$i:1")
+    BIG+=("$REGISTRY/bench/img$i:1")
+done
+MANY=()
+for i in $(seq "$FCOUNT"); do
+    push_image "$REGISTRY" "bench/files$i" 1 "files$i#$FILES" >/dev/null || die "push failed"
+    MANY+=("$REGISTRY/bench/files$i:1")
 done
 
 NODE=bench
@@ -31,10 +42,6 @@ make_node "$NODE" 1.23.17 "--network-plugin=cni"
 install -m 0755 "$REPO/target/release/cri-migrate" "$WORK/$NODE/usr/local/bin/cri-migrate"
 boot_node "$NODE"
 wait_active docker.service 60 || die "Docker did not start"
-log "docker pull of the images"
-for img in "${IMAGES[@]}"; do in_node timeout 300 docker pull -q "$img" >/dev/null || die "docker pull $img failed"; done
-# The data to carry: each layer once (Docker's per-image sizes count the shared layer each time).
-BYTES=$(((SHARED_MB + COUNT * UNIQUE_MB) * 1048576))
 
 # Images, content and snapshots: an unpacked layer left from the run before would be skipped.
 empty_k8s_io() {
@@ -49,31 +56,65 @@ empty_k8s_io() {
     in_node sync
 }
 
-seconds() { # seconds COMMAND...: wall time of a command run in the node
-    local t0 t1
+used() { in_node sh -c 'sync; df -B1 --output=used /var/lib/containerd | tail -n 1'; }
+
+# measure COMMAND...: "SECONDS BYTES", the wall time of a command run in the node and the disk
+# space it took.
+measure() {
+    local t0 t1 u0 u1
+    u0=$(used)
     t0=$(date +%s.%N)
-    in_node "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; die "failed: $*"; }
+    in_node "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; die "failed: $*"; }
     t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
+    u1=$(used)
+    echo "$(echo "$t1 - $t0" | bc -l) $((u1 - u0))"
 }
 
-declare -a TOOL PIPE
-for i in $(seq "$RUNS"); do
-    empty_k8s_io
-    TOOL+=("$(seconds cri-migrate images --to containerd --images all --output json)")
-    empty_k8s_io
-    PIPE+=("$(seconds sh -c "docker save ${IMAGES[*]} | ctr -n k8s.io images import - ")")
-    printf 'run %s: cri-migrate %.1f s, docker save | ctr import %.1f s\n' "$i" "${TOOL[-1]}" "${PIPE[-1]}" >&2
-done
-DD=$(in_node sh -c 'dd if=/dev/zero of=/var/lib/containerd/dd.test bs=1M count=1024 oflag=direct 2>&1; rm -f /var/lib/containerd/dd.test' | awk '/copied/ { print $(NF-1), $NF }')
-
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-mt=$(median "${TOOL[@]}")
-mp=$(median "${PIPE[@]}")
-mb=$(echo "$BYTES / 1000000" | bc)
-echo "| | runs | median (s) | MB/s | all runs (s) |"
-echo "|---|---|---|---|---|"
-printf '| cri-migrate images | %s | %.1f | %.0f | %s |\n' "$RUNS" "$mt" "$(echo "$mb / $mt" | bc -l)" "$(printf '%.1f ' "${TOOL[@]}")"
-printf '| docker save \\| ctr import | %s | %.1f | %.0f | %s |\n' "$RUNS" "$mp" "$(echo "$mb / $mp" | bc -l)" "$(printf '%.1f ' "${PIPE[@]}")"
-printf '\n%s images, %s MB of image data; ratio (pipeline / cri-migrate): %.2f; dd to the same disk: %s\n' "$COUNT" "$mb" "$(echo "$mp / $mt" | bc -l)" "$DD"
+
+# bench_case NAME BYTES FILES IMAGE...: pull, measure the three ways, print a table, remove.
+bench_case() {
+    local name=$1 bytes=$2 nfiles=$3
+    shift 3
+    local images=("$@") i
+    log "$name: docker pull of ${#images[@]} images"
+    for img in "${images[@]}"; do in_node timeout 600 docker pull -q "$img" >/dev/null || die "docker pull $img failed"; done
+    # The default way must be the linked one here, for every image.
+    empty_k8s_io
+    in_node cri-migrate images --to containerd --images all --output json >"$WORK/check.json" || die "cri-migrate images failed"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); bad=[i["names"] for i in r["images"] if i.get("via")!="linked"]; sys.exit("not linked: %s" % bad if bad else 0)' "$WORK/check.json" || die "the images were not linked"
+    local -a LT LD CT CD PT PD
+    for i in $(seq "$RUNS"); do
+        empty_k8s_io
+        read -r t d <<<"$(measure cri-migrate images --to containerd --images all --output json)"
+        LT+=("$t"); LD+=("$d")
+        empty_k8s_io
+        read -r t d <<<"$(measure cri-migrate images --to containerd --images all --copy-images --output json)"
+        CT+=("$t"); CD+=("$d")
+        empty_k8s_io
+        read -r t d <<<"$(measure sh -c "docker save ${images[*]} | ctr -n k8s.io images import - ")"
+        PT+=("$t"); PD+=("$d")
+        printf '%s run %s: linked %.2f s, copied %.2f s, docker save | ctr import %.2f s\n' "$name" "$i" "${LT[-1]}" "${CT[-1]}" "${PT[-1]}" >&2
+    done
+    local mb lt ct pt
+    mb=$(echo "$bytes / 1000000" | bc)
+    lt=$(median "${LT[@]}"); ct=$(median "${CT[@]}"); pt=$(median "${PT[@]}")
+    echo
+    echo "$name: ${#images[@]} images, $mb MB of image data, $nfiles files"
+    echo
+    echo "| | runs | median (s) | MB/s | disk taken (MB, median) | all runs (s) |"
+    echo "|---|---|---|---|---|---|"
+    printf '| cri-migrate images (linked) | %s | %.2f | %.0f | %.1f | %s |\n' "$RUNS" "$lt" "$(echo "$mb / $lt" | bc -l)" "$(echo "$(median "${LD[@]}") / 1000000" | bc -l)" "$(printf '%.2f ' "${LT[@]}")"
+    printf '| cri-migrate images --copy-images | %s | %.2f | %.0f | %.1f | %s |\n' "$RUNS" "$ct" "$(echo "$mb / $ct" | bc -l)" "$(echo "$(median "${CD[@]}") / 1000000" | bc -l)" "$(printf '%.2f ' "${CT[@]}")"
+    printf '| docker save \\| ctr import | %s | %.2f | %.0f | %.1f | %s |\n' "$RUNS" "$pt" "$(echo "$mb / $pt" | bc -l)" "$(echo "$(median "${PD[@]}") / 1000000" | bc -l)" "$(printf '%.2f ' "${PT[@]}")"
+    printf '\nratio pipeline / linked: %.1f; copied / linked: %.1f; linked disk / data: %.2f %%\n' "$(echo "$pt / $lt" | bc -l)" "$(echo "$ct / $lt" | bc -l)" "$(echo "100 * $(median "${LD[@]}") / $bytes" | bc -l)"
+    empty_k8s_io
+    for img in "${images[@]}"; do in_node docker rmi -f "$img" >/dev/null; done
+}
+
+# The data to carry: each layer once (Docker's per-image sizes count the shared layer each time).
+bench_case "1 GB case" $(((SHARED_MB + COUNT * UNIQUE_MB) * 1048576)) "$((COUNT * 2 + 2))" "${BIG[@]}"
+bench_case "many-files case" $((FCOUNT * FILES * 1024)) "$((FCOUNT * FILES))" "${MANY[@]}"
+DD=$(in_node sh -c 'dd if=/dev/zero of=/var/lib/containerd/dd.test bs=1M count=1024 oflag=direct 2>&1; rm -f /var/lib/containerd/dd.test' | awk '/copied/ { print $(NF-1), $NF }')
+printf '\ndd to the same disk: %s\n' "$DD"
 printf 'machine: %s cores, %s, kernel %s; %s\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(uname -r)" "$(date -u +%Y-%m-%d)"

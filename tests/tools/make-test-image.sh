@@ -4,7 +4,9 @@
 # Layer 1 holds /bin/busybox and /bin/sh; each LABEL adds a layer with /labels/LABEL, so images
 # with different labels have different digests and share the busybox layer. A LABEL written
 # NAME=MB also holds MB megabytes of incompressible data derived from NAME: the same NAME gives
-# the same layer, so images can share big layers (the benchmarks use it).
+# the same layer, so images can share big layers (the benchmarks use it). A LABEL written
+# NAME#N holds N small files (1 KB each, derived from NAME and their number) under
+# /labels/NAME.d/: the many-files case of the benchmarks.
 # IMAGE_CMD (a JSON array) replaces the image's command, /bin/sh by default: e.g.
 # '["/bin/busybox","sleep","2147483647"]' makes a pause-like image that keeps a sandbox up.
 set -eu
@@ -28,9 +30,22 @@ main() {
     add_layer "$work/l0"
     for label in "$@"; do
         name=${label%%=*}
+        name=${name%%#*}
         mkdir -p "$work/l-$name/labels"
         printf '%s\n' "$name" >"$work/l-$name/labels/$name"
         case "$label" in
+            *'#'*)
+                python3 - "$work/l-$name/labels/$name.d" "$name" "${label#*#}" <<'PY'
+import hashlib, os, sys
+d, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    sub = os.path.join(d, "%03d" % (i // 1000))
+    os.makedirs(sub, exist_ok=True)
+    seed = hashlib.sha256(("%s/%d" % (name, i)).encode()).digest()
+    with open(os.path.join(sub, "f%05d" % i), "wb") as f:
+        f.write(seed * 32)
+PY
+                ;;
             *=*)
                 # AES-CTR over zeros with a fixed key: deterministic, and gzip cannot shrink it.
                 openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass "pass:$name" </dev/zero 2>/dev/null |
