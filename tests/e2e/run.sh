@@ -320,7 +320,7 @@ images_carried_to_an_air_gapped_node() {
     cp "$WORK/last.out" "$WORK/report-images.json"
     names=$(in_node ctr -n k8s.io images ls -q)
     expect "the report lists the carried images" grep -q '"result": "imported"' "$WORK/last.out" &&
-        expect "they came over by the streaming importer (not the ctr fallback)" bash -c "grep -q '\"via\": \"docker-save\"' '$WORK/last.out' && ! grep -q ctr-import '$WORK/last.out'" &&
+        expect "they came over linked from Docker's overlay2 layers (no copy, no fallback)" bash -c "grep -q '\"via\": \"linked\"' '$WORK/last.out' && ! grep -q '\"fallback\"' '$WORK/last.out'" &&
         expect "they were found through CRI" grep -q 'carried image name(s) through CRI' "$WORK/last.out" &&
         expect "the pause image is in containerd" grep -qx "$PAUSE" <<<"$names" &&
         expect "the container's image is there under both tags" bash -c "grep -qx '$TEST_IMAGE' <<<'$names' && grep -qx '$REGISTRY/test/busybox:extra' <<<'$names'" &&
@@ -332,8 +332,9 @@ images_carried_to_an_air_gapped_node() {
         docker_and_kubelet_back || return 1
     restart_registries
     # `images` alone, --images all: the rest comes over; what containerd has is skipped.
-    expect "cri-migrate images --images all exits 0" exits 0 in_node cri-migrate images --to containerd --images all --output json &&
+    expect "cri-migrate images --images all --copy-images exits 0" exits 0 in_node cri-migrate images --to containerd --images all --copy-images --output json &&
         expect "--images all takes the image nothing uses too" grep -q 'docker.io/library/mirroronly:1' "$WORK/last.out" &&
+        expect "--copy-images streams it and says why" bash -c "grep -q '\"via\": \"docker-save\"' '$WORK/last.out' && grep -q '\"fallback\": \"--copy-images\"' '$WORK/last.out'" &&
         expect "images containerd had were skipped" grep -q '"result": "present"' "$WORK/last.out"
 }
 
