@@ -126,8 +126,24 @@ pub fn summary(carried: &[Carried]) -> String {
         .filter(|c| c.result == images::Outcome::Imported)
         .map(|c| c.size)
         .sum();
+    let linked = carried
+        .iter()
+        .filter(|c| c.result == images::Outcome::Imported && c.via == Some("linked"))
+        .count();
+    let copied = carried
+        .iter()
+        .filter(|c| c.result == images::Outcome::Imported && c.fallback.is_some())
+        .count();
+    let how = match (linked, copied) {
+        (0, 0) => String::new(),
+        (l, 0) => format!("; {l} linked from Docker's layers, no copy"),
+        (0, c) => format!("; {c} copied, not linked (see each image's fallback)"),
+        (l, c) => {
+            format!("; {l} linked from Docker's layers, {c} copied (see each image's fallback)")
+        }
+    };
     format!(
-        "{} image(s) carried over ({} MB), {} already there, {} failed",
+        "{} image(s) carried over ({} MB{how}), {} already there, {} failed",
         count(images::Outcome::Imported),
         bytes / 1_000_000,
         count(images::Outcome::Present),
@@ -187,10 +203,15 @@ pub fn run(
             for c in &carried {
                 writeln!(
                     out,
-                    "{:<9} {} ({} MB){}",
+                    "{:<9} {} ({} MB{}){}",
                     format!("{:?}", c.result).to_lowercase(),
                     c.names.join(" "),
                     c.size / 1_000_000,
+                    match (c.via, &c.fallback) {
+                        (Some(via), None) => format!(", {via}"),
+                        (Some(via), Some(why)) => format!(", {via}: not linked: {why}"),
+                        _ => String::new(),
+                    },
                     c.error
                         .as_deref()
                         .map(|e| format!(": {e}"))
@@ -205,4 +226,41 @@ pub fn run(
     } else {
         exit::OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use images::Outcome;
+
+    fn carried(via: &'static str, fallback: Option<&str>, result: Outcome) -> Carried {
+        Carried {
+            id: "sha256:1".into(),
+            names: vec!["x:1".into()],
+            size: 2_000_000,
+            in_use: true,
+            result,
+            duration_ms: 1,
+            via: Some(via),
+            fallback: fallback.map(str::to_string),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_how_many_were_linked_and_copied() {
+        let all = [
+            carried("linked", None, Outcome::Imported),
+            carried("docker-save", Some("--copy-images"), Outcome::Imported),
+            carried("linked", None, Outcome::Present),
+        ];
+        assert_eq!(
+            summary(&all),
+            "2 image(s) carried over (4 MB; 1 linked from Docker's layers, 1 copied (see each image's fallback)), 1 already there, 0 failed"
+        );
+        assert_eq!(
+            summary(&all[..1]),
+            "1 image(s) carried over (2 MB; 1 linked from Docker's layers, no copy), 0 already there, 0 failed"
+        );
+    }
 }

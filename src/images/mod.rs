@@ -579,10 +579,7 @@ type Stack = (u64, Option<Vec<(String, u64)>>);
 
 /// Twice (content and snapshot) the size of each layer not `present` yet, once however many
 /// images have it; an image whose layers are not known counts its whole size, twice.
-fn unique_need(
-    stacks: &[Stack],
-    present: &dyn Fn(&str) -> bool,
-) -> u64 {
+fn unique_need(stacks: &[Stack], present: &dyn Fn(&str) -> bool) -> u64 {
     let mut seen = BTreeSet::new();
     let mut total = 0u64;
     for (size, layers) in stacks {
