@@ -505,24 +505,23 @@ impl Containerd {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let key = format!("extract-{nanos}-cri-migrate {chain}");
-        let mounts = self
-            .rt
-            .block_on(snaps.prepare(request(
-                PrepareSnapshotRequest {
-                    snapshotter: snapshotter.into(),
-                    key: key.clone(),
-                    parent,
-                    labels: HashMap::from([(
-                        "containerd.io/snapshot.ref".to_string(),
-                        chain.clone(),
-                    )]),
-                },
-                namespace,
-                Some(lease),
-            )))
-            .map_err(|s| anyhow!("containerd: prepare snapshot {chain}: {}", s.message()))?
-            .into_inner()
-            .mounts;
+        let prepared = self.rt.block_on(snaps.prepare(request(
+            PrepareSnapshotRequest {
+                snapshotter: snapshotter.into(),
+                key: key.clone(),
+                parent,
+                labels: HashMap::from([("containerd.io/snapshot.ref".to_string(), chain.clone())]),
+            },
+            namespace,
+            Some(lease),
+        )));
+        let mounts = match prepared {
+            Ok(r) => r.into_inner().mounts,
+            // With the `snapshot.ref` label containerd answers so when the target exists: another
+            // image with the same base made it since the Stat above.
+            Err(s) if s.code() == Code::AlreadyExists => return Ok(false),
+            Err(s) => bail!("containerd: prepare snapshot {chain}: {}", s.message()),
+        };
         let remove = |snaps: &mut SnapshotsClient<Channel>| {
             let _ = self.rt.block_on(snaps.remove(request(
                 RemoveSnapshotRequest {

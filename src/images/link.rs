@@ -249,7 +249,11 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<Linked> {
     join_mounts(src, dst)?;
     let mut counts = Linked::default();
     walk(src, dst, &mut counts)?;
-    copy_attributes(src, dst)?;
+    let (s, d) = (
+        open_dir(None, src).map_err(|e| anyhow!("opening {}: {e}", src.display()))?,
+        open_dir(None, dst).map_err(|e| anyhow!("opening {}: {e}", dst.display()))?,
+    );
+    copy_attributes(&s, &d, dst)?;
     Ok(counts)
 }
 
@@ -360,33 +364,91 @@ fn join_mounts(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A directory opened to work under it (the `*at` calls: no path resolved again per file).
+fn open_dir(at: Option<&std::fs::File>, name: &Path) -> nix::Result<std::fs::File> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = nix::fcntl::openat(
+        at.map(|f| f.as_raw_fd()),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 fn walk(src: &Path, dst: &Path, counts: &mut Linked) -> Result<()> {
-    for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
-        let entry = entry?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir(&to).with_context(|| format!("making {}", to.display()))?;
-            walk(&from, &to, counts)?;
+    let (s, d) = (
+        open_dir(None, src).map_err(|e| anyhow!("opening {}: {e}", src.display()))?,
+        open_dir(None, dst).map_err(|e| anyhow!("opening {}: {e}", dst.display()))?,
+    );
+    walk_at(&s, &d, dst, counts)
+}
+
+/// `src`'s entries into `dst` (both open directories; `dst_path` names it in errors).
+fn walk_at(
+    src: &std::fs::File,
+    dst: &std::fs::File,
+    dst_path: &Path,
+    counts: &mut Linked,
+) -> Result<()> {
+    use nix::dir::Type;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let entries: Vec<(std::ffi::OsString, Option<Type>)> = {
+        let fd = nix::unistd::dup(src.as_raw_fd())?;
+        let mut dir = nix::dir::Dir::from_fd(fd)?;
+        dir.iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
+            .map(|e| {
+                (
+                    std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string(),
+                    e.file_type(),
+                )
+            })
+            .collect()
+    };
+    for (name, kind) in entries {
+        let name = Path::new(&name);
+        let is_dir = match kind {
+            Some(t) => t == Type::Directory,
+            // A file system without d_type: ask.
+            None => nix::sys::stat::fstatat(
+                Some(src.as_raw_fd()),
+                name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
+            .unwrap_or(false),
+        };
+        if is_dir {
+            let to = dst_path.join(name);
+            nix::sys::stat::mkdirat(
+                Some(dst.as_raw_fd()),
+                name,
+                nix::sys::stat::Mode::from_bits_truncate(0o700),
+            )
+            .map_err(|e| anyhow!("making {}: {e}", to.display()))?;
+            let from_dir = open_dir(Some(src), name)
+                .map_err(|e| anyhow!("opening Docker's {}: {e}", name.display()))?;
+            let to_dir =
+                open_dir(Some(dst), name).map_err(|e| anyhow!("opening {}: {e}", to.display()))?;
+            walk_at(&from_dir, &to_dir, &to, counts)?;
             // After its entries: they change its times.
-            copy_attributes(&from, &to)?;
+            copy_attributes(&from_dir, &to_dir, &to)?;
             counts.dirs += 1;
         } else {
             // linkat without AT_SYMLINK_FOLLOW: a symlink is linked itself, not its target.
             nix::unistd::linkat(
-                None,
-                &from,
-                None,
-                &to,
-                // linkat without AT_SYMLINK_FOLLOW
+                Some(src.as_raw_fd()),
+                name,
+                Some(dst.as_raw_fd()),
+                name,
                 nix::fcntl::AtFlags::empty(),
             )
-            .map_err(|e| {
-                anyhow!(
-                    "cannot hard-link {} to {}: {e}",
-                    from.display(),
-                    to.display()
-                )
-            })?;
+            .map_err(|e| anyhow!("cannot hard-link {}: {e}", dst_path.join(name).display()))?;
             counts.links += 1;
         }
     }
@@ -394,40 +456,40 @@ fn walk(src: &Path, dst: &Path, counts: &mut Linked) -> Result<()> {
 }
 
 /// A directory's owner, mode (setuid/setgid/sticky too), extended attributes and times, from
-/// `from` to `to`.
-fn copy_attributes(from: &Path, to: &Path) -> Result<()> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
+/// `from` to `to` (open directories; `path` names `to` in errors).
+fn copy_attributes(from: &std::fs::File, to: &std::fs::File, path: &Path) -> Result<()> {
     use nix::sys::time::TimeSpec;
-    use nix::unistd::{fchownat, Gid, Uid};
-    let m = std::fs::symlink_metadata(from)?;
-    let err = |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} {}: {e}", to.display());
-    fchownat(
-        None,
-        to,
+    use nix::unistd::{Gid, Uid};
+    use std::os::fd::AsRawFd;
+    use xattr::FileExt;
+    let m = from.metadata()?;
+    let err = |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} {}: {e}", path.display());
+    nix::unistd::fchown(
+        to.as_raw_fd(),
         Some(Uid::from_raw(m.uid())),
         Some(Gid::from_raw(m.gid())),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .map_err(|e| err("chown", &e))?;
-    std::fs::set_permissions(
-        to,
-        std::os::unix::fs::PermissionsExt::from_mode(m.mode() & 0o7777),
-    )
+    to.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+        m.mode() & 0o7777,
+    ))
     .map_err(|e| err("chmod", &e))?;
-    for name in xattr::list(from).map_err(|e| err("list the extended attributes of", &e))? {
-        if let Some(value) =
-            xattr::get(from, &name).map_err(|e| err("read an extended attribute of", &e))?
+    for name in from
+        .list_xattr()
+        .map_err(|e| err("list the extended attributes of", &e))?
+    {
+        if let Some(value) = from
+            .get_xattr(&name)
+            .map_err(|e| err("read an extended attribute of", &e))?
         {
-            xattr::set(to, &name, &value)
+            to.set_xattr(&name, &value)
                 .map_err(|e| err(&format!("set {} on", name.to_string_lossy()), &e))?;
         }
     }
-    utimensat(
-        None,
-        to,
+    nix::sys::stat::futimens(
+        to.as_raw_fd(),
         &TimeSpec::new(m.atime(), m.atime_nsec()),
         &TimeSpec::new(m.mtime(), m.mtime_nsec()),
-        UtimensatFlags::NoFollowSymlink,
     )
     .map_err(|e| err("set the times of", &e))?;
     Ok(())

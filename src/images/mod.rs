@@ -455,7 +455,11 @@ fn to_containerd(
     } else {
         import(opts, ctr, &refs, bar)
     };
-    let now = ctr.names().unwrap_or_default();
+    let now = if refs.is_empty() {
+        BTreeSet::new()
+    } else {
+        ctr.names().unwrap_or_default()
+    };
     let ms = t0.elapsed().as_millis() as u64;
     let mut retry: VecDeque<(Image, bool)> = VecDeque::new();
     for (image, in_use) in need {
@@ -513,30 +517,34 @@ fn link_all(
     if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
         return Ok(every_one(need, &why));
     }
-    let docker = Docker::new(opts.docker_socket.clone())?;
-    // A thread of its own: linking may take away Docker's bind mount of its overlay2 directory
-    // in a private mount namespace (link.rs), which must not be this thread's.
-    let link = || -> Vec<Result<Carried, (String, String)>> {
-        need.iter()
-            .map(|(image, in_use)| {
-                let t0 = Instant::now();
-                let mut c = Carried::new(image, names_of(image), *in_use, Some("linked"));
-                docker
-                    .diff_ids(&image.id)
-                    .and_then(|d| {
-                        link::carry_image(&client, &store, &ctr.snapshotter, image, &d, &c.names)
-                    })
-                    .map(|_| {
-                        c.duration_ms = t0.elapsed().as_millis() as u64;
-                        advance(bar, image.size);
-                        c
-                    })
-                    .map_err(|e| (image.id.clone(), format!("linking: {e:#}")))
-            })
-            .collect()
-    };
-    std::thread::scope(|s| s.spawn(link).join())
-        .map_err(|_| anyhow::anyhow!("the linking thread panicked"))
+    // `parallel` images at a time, each thread its own: linking may take away Docker's bind
+    // mount of its overlay2 directory in a private mount namespace (link.rs), which must be
+    // that thread's alone. Two images with a layer in common may both link it; containerd keeps
+    // the first commit and the other is dropped.
+    let done = in_parallel(
+        need.iter().cloned().collect(),
+        opts.parallel,
+        &|image, in_use| {
+            let t0 = Instant::now();
+            let mut c = Carried::new(image, names_of(image), in_use, Some("linked"));
+            let linked = store.diff_ids(&image.id).and_then(|d| {
+                link::carry_image(&client, &store, &ctr.snapshotter, image, &d, &c.names)
+            });
+            c.duration_ms = t0.elapsed().as_millis() as u64;
+            match linked {
+                Ok(_) => advance(bar, image.size),
+                Err(e) => c.fail(e),
+            }
+            c
+        },
+    );
+    Ok(done
+        .into_iter()
+        .map(|c| match c.result {
+            Outcome::Failed => Err((c.id, format!("linking: {}", c.error.unwrap_or_default()))),
+            _ => Ok(c),
+        })
+        .collect())
 }
 
 /// The same reason for every image.
