@@ -55,6 +55,52 @@ pub fn would_carry(
     Ok(())
 }
 
+/// How a carry to containerd would go here: linked from Docker's overlay2 layers, or copied and
+/// why (the dry run says it; the carry decides per image and may still copy one that fails to
+/// link).
+pub fn carry_way(t: &NodeAccess, facts: &Facts, copy_images: bool) -> Result<(), String> {
+    if copy_images {
+        return Err("--copy-images".into());
+    }
+    if let Some(setting) = facts
+        .containerd_config
+        .as_ref()
+        .and_then(|c| c.chowns_snapshots.clone())
+    {
+        return Err(format!("containerd is set to chown snapshots ({setting})"));
+    }
+    let info = images::docker::Docker::new(t.node.path(DOCKER_SOCKET))
+        .and_then(|d| d.info())
+        .map_err(|e| format!("Docker's /info did not answer: {e:#}"))?;
+    if info.containerd_store().is_some() {
+        return Err("Docker keeps its images in containerd's image store: they are shared from its namespace by digest instead".into());
+    }
+    let snapshotter = facts
+        .containerd_config
+        .as_ref()
+        .and_then(|c| c.snapshotter.clone())
+        .unwrap_or_else(|| "overlayfs".into());
+    images::link::probe(&info, &snapshotter)?;
+    let dev = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        p.ancestors()
+            .find_map(|a| std::fs::metadata(a).ok())
+            .map(|m| m.dev())
+    };
+    let (docker, containerd) = (
+        std::path::PathBuf::from(&info.root_dir),
+        t.node.path("/var/lib/containerd"),
+    );
+    if dev(&docker) != dev(&containerd) {
+        return Err(format!(
+            "Docker's data root ({}) and containerd's ({}) are on different file systems",
+            docker.display(),
+            containerd.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Carry the selected images; a reason instead when it cannot be done here.
 pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
     let Request {

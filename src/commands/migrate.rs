@@ -156,8 +156,20 @@ fn dry_run(
             let mut doc = report::plan_json(plan, facts, true);
             // What the fleet view shows: whether Docker's images would be carried, else why not.
             doc["images"] = match images {
-                Ok(()) => json!({"carried": args.images, "why": null}),
-                Err(why) => json!({"carried": "none", "why": why}),
+                Ok(()) if plan.target == Target::Containerd => {
+                    match super::images::carry_way(t, facts, args.copy_images) {
+                        Ok(()) => {
+                            json!({"carried": args.images, "why": null, "way": "linked", "copy_why": null})
+                        }
+                        Err(why) => {
+                            json!({"carried": args.images, "why": null, "way": "copied", "copy_why": why})
+                        }
+                    }
+                }
+                Ok(()) => {
+                    json!({"carried": args.images, "why": null, "way": "copied", "copy_why": "CRI-O's images go through skopeo"})
+                }
+                Err(why) => json!({"carried": "none", "why": why, "way": null, "copy_why": null}),
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?
         }
