@@ -262,6 +262,8 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<Linked> {
 pub struct MountEntry {
     pub id: u64,
     pub device: String,
+    /// The directory of its file system it shows (a bind mount's source).
+    pub root: PathBuf,
     pub point: PathBuf,
 }
 
@@ -291,6 +293,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 id: f.first()?.parse().ok()?,
                 device: f.get(2)?.to_string(),
+                root: PathBuf::from(unescape(f.get(3)?)),
                 point: PathBuf::from(unescape(f.get(4)?)),
             })
         })
@@ -308,8 +311,9 @@ pub fn mount_of<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a MountEn
 
 /// The bind mounts to take away so that `src` and `dst`, on one file system, are reached through
 /// one mount (a hard link cannot cross mounts, even of the same file system): Docker's overlay2
-/// driver bind-mounts its directory onto itself (`MakePrivate`). None when they are on different
-/// devices or would stay apart.
+/// driver bind-mounts its directory onto itself (`MakePrivate`). Only such a mount goes: one of
+/// the same file system that shows the very directory it covers, so that the same files are
+/// reached without it. None when they are on different devices or would stay apart.
 pub fn mounts_between(mounts: &[MountEntry], src: &Path, dst: &Path) -> Option<Vec<PathBuf>> {
     let mut mounts = mounts.to_vec();
     let mut away = Vec::new();
@@ -321,13 +325,21 @@ pub fn mounts_between(mounts: &[MountEntry], src: &Path, dst: &Path) -> Option<V
         if s.id == d.id {
             return Some(away);
         }
-        // Only a mount of the same file system that holds `src` but not `dst` may go; what is
-        // under it is then reached through the mount beneath.
+        // Only a mount that holds `src` but not `dst` may go.
         if s.device != d.device || dst.starts_with(&s.point) {
             return None;
         }
+        let rest: Vec<MountEntry> = mounts.iter().filter(|m| m.id != s.id).cloned().collect();
+        let beneath = mount_of(&rest, &s.point)?;
+        let shown_beneath = beneath
+            .root
+            .join(s.point.strip_prefix(&beneath.point).ok()?);
+        if beneath.device != s.device || shown_beneath != s.root {
+            // A bind of another directory: what lies beneath it is not the same files.
+            return None;
+        }
         away.push(s.point.clone());
-        mounts.retain(|m| m.id != s.id);
+        mounts = rest;
     }
 }
 
@@ -336,7 +348,17 @@ pub fn mounts_between(mounts: &[MountEntry], src: &Path, dst: &Path) -> Option<V
 /// sees it; the thread must do its linking and end.
 fn join_mounts(src: &Path, dst: &Path) -> Result<()> {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+    thread_local! {
+        /// This thread has its own mount namespace already, with the mounts taken away.
+        static JOINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if JOINED.get() {
+        return Ok(());
+    }
+    // The thread's own view (it may have unshared before); a kernel before 3.17 has no
+    // thread-self, and then the process's view is the thread's.
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))?;
     let Some(away) = mounts_between(&parse_mountinfo(&info), src, dst) else {
         bail!(
             "{} and {} are on different file systems: a hard link cannot cross them",
@@ -361,6 +383,7 @@ fn join_mounts(src: &Path, dst: &Path) -> Result<()> {
         umount2(&point, MntFlags::MNT_DETACH)
             .map_err(|e| anyhow!("unmounting {} in the linking thread: {e}", point.display()))?;
     }
+    JOINED.set(true);
     Ok(())
 }
 
@@ -679,7 +702,8 @@ mod tests {
         let info = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
                     90 27 254:0 /var/lib/docker/overlay2 /var/lib/docker/overlay2 rw,relatime - ext4 /dev/vda rw\n\
                     91 27 254:1 / /srv rw - ext4 /dev/vdb rw\n\
-                    92 27 254:0 /x /with\\040space rw - ext4 /dev/vda rw\n";
+                    92 27 254:0 /x /with\\040space rw - ext4 /dev/vda rw\n\
+                    93 27 254:0 /data/docker /var/lib/moved rw - ext4 /dev/vda rw\n";
         let mounts = parse_mountinfo(info);
         assert_eq!(mounts[3].point, Path::new("/with space"));
         let docker = Path::new("/var/lib/docker/overlay2/abc/diff");
@@ -699,7 +723,18 @@ mod tests {
             mounts_between(&mounts, Path::new("/srv/docker"), containerd),
             None
         );
-        // containerd's store under Docker's mount would lose its own way there: no.
+        // A bind of another directory (Docker's data moved to /data and bind-mounted back):
+        // beneath it lie other files, so it stays, and no link is made.
+        assert_eq!(
+            mounts_between(
+                &mounts,
+                Path::new("/var/lib/moved/overlay2/abc/diff"),
+                containerd
+            ),
+            None
+        );
+        assert_eq!(mounts[4].root, Path::new("/data/docker"));
+        // Both under Docker's mount: one mount already.
         assert_eq!(
             mounts_between(
                 &mounts,
