@@ -434,11 +434,18 @@ fn odd_image() -> Vec<u8> {
         .iter()
         .map(|l| format!("sha256:{}", sha256(l)))
         .collect();
+    let history: Vec<serde_json::Value> = ["busybox", "files", "changes"]
+        .iter()
+        .map(|l| serde_json::json!({"created": "2020-09-13T12:26:40Z", "created_by": l}))
+        .collect();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {"Cmd": ["/bin/sleep", "100000"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "created": "2020-09-13T12:26:40Z",
+        // One entry per layer: a schema 1 manifest is made from them.
+        "history": history,
     }))
     .unwrap();
     let config_name = format!("{}.json", sha256(&config));
@@ -507,7 +514,21 @@ impl Drop for Node {
     }
 }
 
+/// Where Docker gets the image from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `docker load` of the archive.
+    Load,
+    /// A pull of it as a schema 1 manifest from a registry that still serves them (then the
+    /// registry is stopped): Docker keeps a config it made up from the manifest.
+    Schema1,
+}
+
 fn node(containerd: &Path, config: &str) -> Node {
+    node_from(containerd, config, Source::Load)
+}
+
+fn node_from(containerd: &Path, config: &str, source: Source) -> Node {
     let root = tempfile::tempdir().unwrap();
     let containerd = Containerd::start(containerd, config, None);
     containerd.serve_node(root.path());
@@ -601,7 +622,11 @@ const WRITES: &str =
     "echo more >> /keep/a && chmod 0777 /setuid && rm /data/f2 && echo x > /opq/made && chmod 0700 /odd";
 
 fn carried_and_identical(containerd: &Path, config: &str) {
-    let node = node(containerd, config);
+    carried_and_identical_from(containerd, config, Source::Load)
+}
+
+fn carried_and_identical_from(containerd: &Path, config: &str, source: Source) {
+    let node = node_from(containerd, config, source);
     // Docker's views: a running container, and its export.
     let pid = run_on_docker(&node, "view");
     let docker_view = walk_root(pid);
@@ -656,7 +681,9 @@ fn carried_and_identical(containerd: &Path, config: &str) {
         "{}\n{report:#}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report["images"][0]["via"], "linked", "{report:#}");
+    for image in report["images"].as_array().unwrap() {
+        assert_eq!(image["via"], "linked", "{report:#}");
+    }
 
     // containerd's view: identical.
     let pid = run_on_containerd(&node, &node.id("first"));
@@ -700,7 +727,12 @@ fn carried_and_identical(containerd: &Path, config: &str) {
 
     // Docker forgets the image entirely: containerd's stays whole.
     node.docker.ok(&["rm", "-f", "after-containerd"]);
-    node.docker.ok(&["rmi", IMAGE]);
+    let names = node
+        .docker
+        .ok(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    for name in names.lines() {
+        node.docker.ok(&["rmi", name]);
+    }
     node.docker.ok(&["system", "prune", "--all", "--force"]);
     let overlay2 = node.docker.dir.path().join("root/overlay2");
     let left: Vec<_> = std::fs::read_dir(&overlay2)
@@ -739,4 +771,30 @@ fn linked_images_are_identical_and_independent_on_containerd_2() {
         return;
     }
     carried_and_identical(&services::containerd_2().unwrap(), "version = 3\n");
+}
+
+/// containerd 2.1 can no longer pull schema 1 images (removed in 2.1), but Docker 20.10 still
+/// has them: the linked carry-over brings one over as it is on disk (its made-up config and a
+/// schema 2 manifest), and containerd 2.1 runs it, identical to Docker's view, with the registry
+/// gone.
+#[test]
+#[ignore = "needs root, containerd 2.x, Docker 20.10, docker-registry, skopeo, runc and busybox-static (cargo test -- --include-ignored)"]
+fn schema_1_images_in_docker_are_linked_onto_containerd_2_and_run_there() {
+    if parts_missing()
+        || skip_unless(
+            services::containerd_2().is_some(),
+            "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
+        )
+        || skip_unless(
+            services::have("docker-registry") && services::have("skopeo"),
+            "docker-registry or skopeo is not installed",
+        )
+    {
+        return;
+    }
+    carried_and_identical_from(
+        &services::containerd_2().unwrap(),
+        "version = 3\n",
+        Source::Schema1,
+    );
 }

@@ -214,6 +214,16 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(auth, "")
+    }
+
+    /// A registry that takes schema 1 manifests (`compatibility.schema1.enabled`), as old
+    /// registries served them.
+    pub fn start_schema1() -> Registry {
+        Registry::start_with(None, "compatibility:\n  schema1:\n    enabled: true\n")
+    }
+
+    fn start_with(auth: Option<(&str, &str)>, extra: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -233,6 +243,7 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             ));
         }
+        config.push_str(extra);
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let child = spawn_logged(
             Command::new("docker-registry")
