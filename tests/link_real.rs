@@ -524,10 +524,6 @@ enum Source {
     Schema1,
 }
 
-fn node(containerd: &Path, config: &str) -> Node {
-    node_from(containerd, config, Source::Load)
-}
-
 fn node_from(containerd: &Path, config: &str, source: Source) -> Node {
     let root = tempfile::tempdir().unwrap();
     let containerd = Containerd::start(containerd, config, None);
@@ -540,12 +536,44 @@ fn node_from(containerd: &Path, config: &str, source: Source) -> Node {
     );
     let archive = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(archive.path(), odd_image()).unwrap();
-    docker.ok(&[
-        "load",
-        "--quiet",
-        "--input",
-        archive.path().to_str().unwrap(),
-    ]);
+    let archive = archive.path().to_str().unwrap();
+    match source {
+        Source::Load => {
+            docker.ok(&["load", "--quiet", "--input", archive]);
+        }
+        Source::Schema1 => {
+            let registry = services::Registry::start_schema1();
+            let remote = format!("{}/odd/schema1:1", registry.addr);
+            let out = Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--quiet",
+                    "--format",
+                    "v2s1",
+                    "--dest-tls-verify=false",
+                ])
+                .arg(format!("docker-archive:{archive}"))
+                .arg(format!("docker://{remote}"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skopeo: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                registry.log()
+            );
+            let raw = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{remote}"))
+                .output()
+                .unwrap();
+            let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+            assert_eq!(manifest["schemaVersion"], 1, "{manifest}");
+            docker.ok(&["pull", "--quiet", &remote]);
+            docker.ok(&["tag", &remote, IMAGE]);
+            drop(registry);
+        }
+    }
     Node {
         docker,
         containerd,
