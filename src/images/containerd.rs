@@ -96,6 +96,16 @@ fn request<T>(msg: T, namespace: &str, lease: Option<&str>) -> Request<T> {
     r
 }
 
+/// An image config's layers' diff IDs, bottom first (`rootfs.diff_ids`).
+pub fn config_diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
+}
+
 /// chain ID of a stack of layers (OCI image spec): the snapshot's name for it.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
@@ -360,12 +370,7 @@ impl Containerd {
         let config: serde_json::Value =
             serde_json::from_slice(&self.read(namespace, config_digest)?)
                 .with_context(|| format!("image config {config_digest} is not JSON"))?;
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d.as_str().map(str::to_string))
-            .collect();
+        let diff_ids = config_diff_ids(&config);
         let layers: Vec<Layer> = manifest["layers"]
             .as_array()
             .into_iter()
@@ -481,20 +486,10 @@ impl Containerd {
             snapshotter,
         } = *at;
         let chain = &chains[i];
-        let mut snaps = SnapshotsClient::new(self.channel.clone());
-        let stat = self.rt.block_on(snaps.stat(request(
-            StatSnapshotRequest {
-                snapshotter: snapshotter.into(),
-                key: chain.clone(),
-            },
-            namespace,
-            Some(lease),
-        )));
-        match stat {
-            Ok(_) => return Ok(false),
-            Err(s) if s.code() == Code::NotFound => {}
-            Err(s) => bail!("containerd: snapshot {chain}: {}", s.message()),
+        if self.has_snapshot(namespace, snapshotter, chain)? {
+            return Ok(false);
         }
+        let mut snaps = SnapshotsClient::new(self.channel.clone());
         let parent = if i == 0 {
             String::new()
         } else {

@@ -15,7 +15,7 @@
 //! to the container's own upper directory, copied up); removing an image on either side only
 //! unlinks its names for the files.
 
-use super::containerd::{chain_ids, Containerd, Snapshot};
+use super::containerd::{chain_ids, config_diff_ids, Containerd, Snapshot};
 use super::docker::{Image, Info};
 use super::import::{record, Blob, LAYER_TYPE, NAMESPACE};
 use anyhow::{anyhow, bail, Context, Result};
@@ -131,13 +131,7 @@ impl Store {
 
     /// An image's layers' diff IDs, bottom first, from its config.
     pub fn diff_ids(&self, id: &str) -> Result<Vec<String>> {
-        let config: serde_json::Value = serde_json::from_slice(&self.config(id)?)?;
-        Ok(config["rootfs"]["diff_ids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d.as_str().map(str::to_string))
-            .collect())
+        Ok(config_diff_ids(&serde_json::from_slice(&self.config(id)?)?))
     }
 
     /// Docker's image config, as it is (its digest is the image's ID).
@@ -247,12 +241,12 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<Linked> {
         bail!("{} is not empty", dst.display());
     }
     join_mounts(src, dst)?;
-    let mut counts = Linked::default();
-    walk(src, dst, &mut counts)?;
     let (s, d) = (
         open_dir(None, src).map_err(|e| anyhow!("opening {}: {e}", src.display()))?,
         open_dir(None, dst).map_err(|e| anyhow!("opening {}: {e}", dst.display()))?,
     );
+    let mut counts = Linked::default();
+    walk_at(&s, &d, dst, &mut counts)?;
     copy_attributes(&s, &d, dst)?;
     Ok(counts)
 }
@@ -401,14 +395,6 @@ fn open_dir(at: Option<&std::fs::File>, name: &Path) -> nix::Result<std::fs::Fil
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-fn walk(src: &Path, dst: &Path, counts: &mut Linked) -> Result<()> {
-    let (s, d) = (
-        open_dir(None, src).map_err(|e| anyhow!("opening {}: {e}", src.display()))?,
-        open_dir(None, dst).map_err(|e| anyhow!("opening {}: {e}", dst.display()))?,
-    );
-    walk_at(&s, &d, dst, counts)
-}
-
 /// `src`'s entries into `dst` (both open directories; `dst_path` names it in errors).
 fn walk_at(
     src: &std::fs::File,
@@ -525,19 +511,22 @@ pub fn carry_image(
     store: &Store,
     snapshotter: &str,
     image: &Image,
-    diff_ids: &[String],
     names: &[String],
 ) -> Result<Linked> {
     if names.is_empty() {
         bail!("it has no name to give it in containerd");
     }
-    let chains = chain_ids(diff_ids);
     // Everything read from Docker first: a missing layer is found before anything is made.
+    let config = store.config(&image.id)?;
+    let diff_ids = config_diff_ids(
+        &serde_json::from_slice(&config)
+            .with_context(|| format!("Docker's image config {} is not JSON", image.id))?,
+    );
+    let chains = chain_ids(&diff_ids);
     let mut sources = Vec::with_capacity(chains.len());
     for chain in &chains {
         sources.push((store.diff_dir(chain)?, store.tar_size(chain)?));
     }
-    let config = store.config(&image.id)?;
     client.leased(NAMESPACE, |lease| {
         let at = Snapshot {
             namespace: NAMESPACE,

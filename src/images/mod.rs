@@ -392,9 +392,13 @@ fn to_containerd(
             out.extend(refused(&need, None, &why));
             return Ok(out);
         }
-        let client = match client {
+        let connected;
+        let client = match &client {
             Some(c) => c,
-            None => containerd::Containerd::connect(Path::new(&ctr.address))?,
+            None => {
+                connected = containerd::Containerd::connect(Path::new(&ctr.address))?;
+                &connected
+            }
         };
         let shared = in_parallel(
             need.iter().cloned().collect(),
@@ -402,7 +406,7 @@ fn to_containerd(
             &|image, in_use| {
                 let t0 = Instant::now();
                 let mut c = Carried::new(image, names_of(image), in_use, Some("containerd-share"));
-                if let Err(e) = share(&client, &namespace, ctr, image) {
+                if let Err(e) = share(client, &namespace, ctr, image) {
                     c.fail(e);
                 }
                 c.duration_ms = t0.elapsed().as_millis() as u64;
@@ -423,7 +427,7 @@ fn to_containerd(
     } else if !need.is_empty() {
         // Docker's own overlay2 store beside containerd's overlayfs snapshots: link, image by
         // image; what cannot be linked is copied below, with the reason.
-        let linked = link_all(opts, ctr, info.as_ref(), &need, bar)?;
+        let linked = link_all(opts, ctr, client.as_ref(), info.as_ref(), &need, bar);
         for c in linked {
             match c {
                 Ok(c) => out.push(c),
@@ -437,7 +441,7 @@ fn to_containerd(
     // Room for what is copied: the content and the unpacked snapshots of the layers containerd
     // does not have yet, each once. A copy that does not fit is refused before it starts.
     if !need.is_empty() {
-        let bytes = copy_need(ctr, info.as_ref(), &need);
+        let bytes = copy_need(ctr, client.as_ref(), info.as_ref(), &need);
         if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
             out.extend(refused(&need, None, &why).into_iter().map(|mut c| {
                 c.fallback = fallbacks.get(&c.id).cloned();
@@ -491,31 +495,35 @@ fn to_containerd(
     Ok(out)
 }
 
-/// Link each image from Docker's overlay2 layers (link.rs), one after the other (a layer two
-/// images share is linked once); each one that cannot be, with the reason, for the copy.
+/// Link each image from Docker's overlay2 layers (link.rs), `parallel` at a time; each one that
+/// cannot be, with the reason, for the copy. `client`: containerd's API, when it answered.
 fn link_all(
     opts: &CarryOptions,
     ctr: &Ctr,
+    client: Option<&containerd::Containerd>,
     info: Option<&docker::Info>,
     need: &[Selected],
     bar: Option<&ProgressBar>,
-) -> Result<Vec<Result<Carried, (String, String)>>> {
+) -> Vec<Result<Carried, (String, String)>> {
     let store = match (&opts.no_link, info) {
         (Some(why), _) => Err(why.clone()),
         (None, None) => Err("Docker's /info did not answer".to_string()),
         (None, Some(info)) => link::probe(info, &ctr.snapshotter),
     };
-    let (store, client) = match store {
-        Ok(s) => match containerd::Containerd::connect(Path::new(&ctr.address)) {
-            Ok(c) => (s, c),
-            Err(e) => return Ok(every_one(need, &format!("{e:#}"))),
-        },
-        Err(why) => return Ok(every_one(need, &why)),
+    let (store, client) = match (store, client) {
+        (Ok(s), Some(c)) => (s, c),
+        (Err(why), _) => return every_one(need, &why),
+        (Ok(_), None) => {
+            return every_one(
+                need,
+                &format!("containerd's API did not answer on {}", ctr.address),
+            )
+        }
     };
     // Linking writes only directories and records: a small margin on the store's disk.
     let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() / 100;
     if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
-        return Ok(every_one(need, &why));
+        return every_one(need, &why);
     }
     // `parallel` images at a time, each thread its own: linking may take away Docker's bind
     // mount of its overlay2 directory in a private mount namespace (link.rs), which must be
@@ -527,9 +535,7 @@ fn link_all(
         &|image, in_use| {
             let t0 = Instant::now();
             let mut c = Carried::new(image, names_of(image), in_use, Some("linked"));
-            let linked = store.diff_ids(&image.id).and_then(|d| {
-                link::carry_image(&client, &store, &ctr.snapshotter, image, &d, &c.names)
-            });
+            let linked = link::carry_image(client, &store, &ctr.snapshotter, image, &c.names);
             c.duration_ms = t0.elapsed().as_millis() as u64;
             match linked {
                 Ok(_) => advance(bar, image.size),
@@ -538,13 +544,12 @@ fn link_all(
             c
         },
     );
-    Ok(done
-        .into_iter()
+    done.into_iter()
         .map(|c| match c.result {
             Outcome::Failed => Err((c.id, format!("linking: {}", c.error.unwrap_or_default()))),
             _ => Ok(c),
         })
-        .collect())
+        .collect()
 }
 
 /// The same reason for every image.
@@ -557,9 +562,13 @@ fn every_one(need: &[Selected], why: &str) -> Vec<Result<Carried, (String, Strin
 /// The bytes a copy of these images writes: for each layer containerd does not have yet (by
 /// chain ID, once however many images share it), its tar in the content store and its unpacked
 /// snapshot. Where Docker's layer sizes cannot be read, the images' sizes, twice.
-fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
+fn copy_need(
+    ctr: &Ctr,
+    client: Option<&containerd::Containerd>,
+    info: Option<&docker::Info>,
+    need: &[Selected],
+) -> u64 {
     let store = info.and_then(|i| link::Store::open(i).ok());
-    let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
     let stacks: Vec<Stack> = need
         .iter()
         .map(|(image, _)| {
@@ -575,7 +584,7 @@ fn copy_need(ctr: &Ctr, info: Option<&docker::Info>, need: &[Selected]) -> u64 {
         })
         .collect();
     unique_need(&stacks, &|chain| {
-        client.as_ref().is_some_and(|c| {
+        client.is_some_and(|c| {
             c.has_snapshot("k8s.io", &ctr.snapshotter, chain)
                 .unwrap_or(false)
         })
