@@ -12,6 +12,8 @@ use std::io::Write;
 
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// Where containerd keeps its images (its default `root`).
+const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 
 /// What to carry where.
 pub struct Request {
@@ -59,15 +61,8 @@ pub fn would_carry(
 /// why (the dry run says it; the carry decides per image and may still copy one that fails to
 /// link).
 pub fn carry_way(t: &NodeAccess, facts: &Facts, copy_images: bool) -> Result<(), String> {
-    if copy_images {
-        return Err("--copy-images".into());
-    }
-    if let Some(setting) = facts
-        .containerd_config
-        .as_ref()
-        .and_then(|c| c.chowns_snapshots.clone())
-    {
-        return Err(format!("containerd is set to chown snapshots ({setting})"));
+    if let Some(why) = no_link(facts, copy_images) {
+        return Err(why);
     }
     let info = images::docker::Docker::new(t.node.path(DOCKER_SOCKET))
         .and_then(|d| d.info())
@@ -75,21 +70,16 @@ pub fn carry_way(t: &NodeAccess, facts: &Facts, copy_images: bool) -> Result<(),
     if info.containerd_store().is_some() {
         return Err("Docker keeps its images in containerd's image store: they are shared from its namespace by digest instead".into());
     }
-    let snapshotter = facts
-        .containerd_config
-        .as_ref()
-        .and_then(|c| c.snapshotter.clone())
-        .unwrap_or_else(|| "overlayfs".into());
-    images::link::probe(&info, &snapshotter)?;
+    images::link::probe(&info, &cri_snapshotter(facts))?;
     let dev = |p: &std::path::Path| {
         use std::os::unix::fs::MetadataExt;
-        p.ancestors()
-            .find_map(|a| std::fs::metadata(a).ok())
+        std::fs::metadata(images::room::existing(p))
+            .ok()
             .map(|m| m.dev())
     };
     let (docker, containerd) = (
         std::path::PathBuf::from(&info.root_dir),
-        t.node.path("/var/lib/containerd"),
+        t.node.path(CONTAINERD_ROOT),
     );
     if dev(&docker) != dev(&containerd) {
         return Err(format!(
@@ -99,6 +89,28 @@ pub fn carry_way(t: &NodeAccess, facts: &Facts, copy_images: bool) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// Why Docker's layers must not be linked here whatever the node holds: the operator's
+/// `--copy-images`, or a containerd setting that chowns snapshots.
+fn no_link(facts: &Facts, copy_images: bool) -> Option<String> {
+    if copy_images {
+        return Some("--copy-images".into());
+    }
+    facts
+        .containerd_config
+        .as_ref()
+        .and_then(|c| c.chowns_snapshots.clone())
+        .map(|setting| format!("containerd is set to chown snapshots ({setting}): a chown must never reach Docker's files"))
+}
+
+/// The snapshotter CRI unpacks images into: the node's config's, else containerd's default.
+fn cri_snapshotter(facts: &Facts) -> String {
+    facts
+        .containerd_config
+        .as_ref()
+        .and_then(|c| c.snapshotter.clone())
+        .unwrap_or_else(|| "overlayfs".into())
 }
 
 /// Carry the selected images; a reason instead when it cannot be done here.
@@ -124,18 +136,14 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     let opts = CarryOptions {
         docker_socket: docker,
         store: t.node.path(match target {
-            Target::Containerd => "/var/lib/containerd",
+            Target::Containerd => CONTAINERD_ROOT,
             Target::Crio => "/var/lib/containers/storage",
         }),
         spool: t.node.path("/var/tmp"),
         dest: match target {
             Target::Containerd => Dest::Containerd(Ctr {
                 address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
-                snapshotter: facts
-                    .containerd_config
-                    .as_ref()
-                    .and_then(|c| c.snapshotter.clone())
-                    .unwrap_or_else(|| "overlayfs".into()),
+                snapshotter: cri_snapshotter(facts),
             }),
             Target::Crio => Dest::ContainersStorage,
         },
@@ -143,15 +151,7 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         in_use_refs: refs,
         parallel,
         show,
-        no_link: if copy_images {
-            Some("--copy-images".into())
-        } else {
-            facts
-                .containerd_config
-                .as_ref()
-                .and_then(|c| c.chowns_snapshots.clone())
-                .map(|setting| format!("containerd is set to chown snapshots ({setting}): a chown must never reach Docker's files"))
-        },
+        no_link: no_link(facts, copy_images),
     };
     images::carry(&opts).map(Ok).map_err(|e| {
         Failure::preflight(

@@ -18,7 +18,7 @@ pub fn shortfall(need: u64, available: u64, total: u64) -> Option<u64> {
 }
 
 /// The nearest existing directory at or above `path` (the store may not exist yet).
-fn existing(path: &Path) -> PathBuf {
+pub fn existing(path: &Path) -> PathBuf {
     let mut p = path.to_path_buf();
     while !p.exists() {
         if !p.pop() {
