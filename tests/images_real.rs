@@ -179,20 +179,7 @@ fn images_with(
 }
 
 fn ctr(node: &Node, args: &[&str]) -> String {
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(node.containerd.socket())
-        .args(["--namespace", "k8s.io"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ctr {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.containerd.ctr(args)
 }
 
 /// Every name answers CRI ImageStatus, and every layer stack is unpacked in k8s.io.
@@ -263,11 +250,9 @@ fn docker_on_the_containerd_store_shares_its_images_into_k8s_io() {
         .dir
         .path()
         .join("root/io.containerd.content.v1.content/blobs/sha256");
-    let moby = Command::new("ctr")
-        .arg("--address")
-        .arg(node.containerd.socket())
-        .args(["--namespace", "moby", "content", "ls", "-q"])
-        .output()
+    let moby = node
+        .containerd
+        .ctr_in("moby", &["content", "ls", "-q"])
         .unwrap();
     assert_eq!(
         std::fs::read_dir(&blobs).unwrap().count(),

@@ -503,12 +503,7 @@ impl Drop for Node {
                 &["tasks", "delete", "--force", id],
                 &["containers", "delete", id],
             ] {
-                let _ = Command::new("ctr")
-                    .arg("--address")
-                    .arg(self.containerd.socket())
-                    .args(["--namespace", "k8s.io"])
-                    .args(args)
-                    .output();
+                let _ = self.containerd.ctr_in("k8s.io", args);
             }
         }
     }
@@ -582,21 +577,7 @@ fn node_from(containerd: &Path, config: &str, source: Source) -> Node {
 }
 
 fn ctr(node: &Node, args: &[&str]) -> String {
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(node.containerd.socket())
-        .args(["--namespace", "k8s.io"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ctr {}: {}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr),
-        node.containerd.log()
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.containerd.ctr(args)
 }
 
 /// A container of the image on containerd (`ctr run`), its PID once it runs.

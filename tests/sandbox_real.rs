@@ -162,11 +162,9 @@ SystemdCgroup = {systemd_cgroup}
     }
 
     fn sandboxes(&self) -> String {
-        let out = std::process::Command::new("ctr")
-            .args(["-a"])
-            .arg(self.containerd.socket())
-            .args(["-n", "k8s.io", "containers", "ls", "-q"])
-            .output()
+        let out = self
+            .containerd
+            .ctr_in("k8s.io", &["containers", "ls", "-q"])
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }

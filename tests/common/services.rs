@@ -109,6 +109,31 @@ impl Containerd {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
+    /// `ctr ARGS` on this containerd in `namespace`, as it ended (an error when ctr cannot
+    /// run: a drop must not panic over it).
+    pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", namespace])
+            .args(args)
+            .output()
+    }
+
+    /// `ctr ARGS` in `k8s.io` (CRI's namespace); its stdout. Panics with ctr's stderr and
+    /// containerd's log when it fails.
+    pub fn ctr(&self, args: &[&str]) -> String {
+        let out = self.ctr_in("k8s.io", args).unwrap();
+        assert!(
+            out.status.success(),
+            "ctr {}: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// Start on `config` with private root, state and sockets; `certs_d` replaces config_path.
     pub fn start(bin: &Path, config: &str, certs_d: Option<&Path>) -> Containerd {
         Containerd::start_with(bin, config, certs_d, false)
