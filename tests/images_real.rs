@@ -269,12 +269,7 @@ fn docker_on_the_containerd_store_shares_its_images_into_k8s_io() {
 #[test]
 #[ignore = "needs root, containerd, Docker 28, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn both_ways_work_on_containerd_2_too() {
-    if parts_missing()
-        || skip_unless(
-            services::containerd_2().is_some(),
-            "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
-        )
-    {
+    if parts_missing() || services::containerd_2_missing() {
         return;
     }
     for (store, way) in [

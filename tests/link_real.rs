@@ -771,12 +771,7 @@ fn linked_images_are_identical_and_independent_on_containerd_1() {
 #[test]
 #[ignore = "needs root, containerd 2.x, Docker 20.10, runc and busybox-static (cargo test -- --include-ignored)"]
 fn linked_images_are_identical_and_independent_on_containerd_2() {
-    if parts_missing()
-        || skip_unless(
-            services::containerd_2().is_some(),
-            "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
-        )
-    {
+    if parts_missing() || services::containerd_2_missing() {
         return;
     }
     carried_and_identical(&services::containerd_2().unwrap(), "version = 3\n");
@@ -790,10 +785,7 @@ fn linked_images_are_identical_and_independent_on_containerd_2() {
 #[ignore = "needs root, containerd 2.x, Docker 20.10, docker-registry, skopeo, runc and busybox-static (cargo test -- --include-ignored)"]
 fn schema_1_images_in_docker_are_linked_onto_containerd_2_and_run_there() {
     if parts_missing()
-        || skip_unless(
-            services::containerd_2().is_some(),
-            "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
-        )
+        || services::containerd_2_missing()
         || skip_unless(
             services::have("docker-registry") && services::have("skopeo"),
             "docker-registry or skopeo is not installed",

@@ -40,6 +40,14 @@ pub fn containerd_2() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// containerd 2.x is missing (the test then fails with what to fetch, as `skip_unless`).
+pub fn containerd_2_missing() -> bool {
+    skip_unless(
+        containerd_2().is_some(),
+        "containerd 2.x is not fetched (tests/tools/fetch-sid.sh containerd2 usr/bin/containerd containerd)",
+    )
+}
+
 /// Start a daemon with its output in `dir`/log (what the failure messages show).
 fn spawn_logged(cmd: &mut Command, dir: &Path) -> Child {
     let log = std::fs::File::create(dir.join("log")).unwrap();
