@@ -590,7 +590,20 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     } else {
         actions
     };
-    warnings.extend(facts.risks.iter().cloned());
+    // Schema 1 matters by the target: said again here for it, in place of inspection's words.
+    let by_target = crate::inspect::manifests::findings(
+        &facts.docker_manifests,
+        (target == Target::Containerd).then_some(rv),
+        true,
+    );
+    warnings.extend(
+        facts
+            .risks
+            .iter()
+            .filter(|r| !crate::inspect::manifests::CODES.contains(&r.code))
+            .cloned(),
+    );
+    warnings.extend(by_target);
     Ok(Plan {
         from,
         target,

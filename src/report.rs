@@ -221,6 +221,19 @@ fn inspect_text_raw(f: &Facts) -> String {
             c.client.len()
         );
     }
+    let m = &f.docker_manifests;
+    if !m.pulled.is_empty() {
+        use crate::inspect::manifests::Schema;
+        let count = |s: Schema| m.of(s).len();
+        let _ = writeln!(
+            out,
+            "  pulled images        {} repo digest(s): {} schema 2 or OCI, {} schema 1, {} unknown",
+            m.pulled.len(),
+            count(Schema::Schema2) + count(Schema::Oci) + count(Schema::List),
+            count(Schema::Schema1),
+            count(Schema::Unknown)
+        );
+    }
     if !f.credentials.is_empty() {
         let _ = writeln!(
             out,

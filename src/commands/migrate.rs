@@ -88,6 +88,7 @@ fn decide_mode(args: &MigrateArgs, console: Console) -> Result<Mode> {
 fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, Plan)> {
     let inspect_opts = InspectOptions {
         kubelet_version: args.kubelet_version,
+        talk: t.live,
     };
     let mut facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
     if mode == Mode::Guided {
@@ -554,6 +555,7 @@ fn resume(
                 t.commands(),
                 &InspectOptions {
                     kubelet_version: args.kubelet_version,
+                    talk: false, // only the node's name is wanted
                 },
             )?,
         ),

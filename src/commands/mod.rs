@@ -119,7 +119,14 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
             output,
             kubelet_version,
         } => {
-            let facts = inspect::inspect(&node, t.commands(), &InspectOptions { kubelet_version })?;
+            let facts = inspect::inspect(
+                &node,
+                t.commands(),
+                &InspectOptions {
+                    kubelet_version,
+                    talk: t.live,
+                },
+            )?;
             match output {
                 Output::Text => write!(out, "{}", report::inspect_text(&facts))?,
                 Output::Json => writeln!(

@@ -16,12 +16,12 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::{
     ApplyRequest, CreateImageRequest, CreateRequest, DeleteRequest, GetImageRequest, Image, Info,
-    InfoRequest, ListImagesRequest, ReadContentRequest, UpdateImageRequest, UpdateRequest,
-    WriteAction, WriteContentRequest,
+    InfoRequest, ListImagesRequest, ListRequest, ListResourcesRequest, ReadContentRequest,
+    UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::types::{Descriptor, Mount};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -221,6 +221,14 @@ impl Containerd {
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(anyhow!("containerd: content {digest}: {}", s.message())),
         }
+    }
+
+    /// A small blob (a manifest, an index, a config) the namespace holds, or None.
+    pub fn blob(&self, namespace: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        if self.info(namespace, digest)?.is_none() {
+            return Ok(None);
+        }
+        self.read(namespace, digest).map(Some)
     }
 
     /// A small blob (a manifest, an index, a config).
@@ -599,6 +607,51 @@ impl Containerd {
             .lease
             .map(|l| l.id)
             .unwrap_or_default())
+    }
+
+    /// The leases in `namespace` whose ID starts with `prefix`, each with the content it holds
+    /// (digests; snapshots and other resources left out).
+    pub fn leased_content(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let what = |s: tonic::Status| {
+            anyhow!(
+                "containerd at {}: leases of {namespace}: {}",
+                self.address,
+                s.message()
+            )
+        };
+        let list = self
+            .rt
+            .block_on(leases.list(request(ListRequest { filters: vec![] }, namespace, None)))
+            .map_err(what)?
+            .into_inner()
+            .leases;
+        let mut out = BTreeMap::new();
+        for lease in list.into_iter().filter(|l| l.id.starts_with(prefix)) {
+            let resources = self
+                .rt
+                .block_on(leases.list_resources(request(
+                    ListResourcesRequest {
+                        id: lease.id.clone(),
+                    },
+                    namespace,
+                    None,
+                )))
+                .map_err(what)?
+                .into_inner()
+                .resources;
+            let content = resources
+                .into_iter()
+                .filter(|r| r.r#type == "content")
+                .map(|r| r.id)
+                .collect();
+            out.insert(lease.id, content);
+        }
+        Ok(out)
     }
 
     fn drop_lease(&self, namespace: &str, lease: &str) {

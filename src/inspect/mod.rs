@@ -5,6 +5,7 @@ pub mod cni;
 pub mod docker;
 pub mod kubelet;
 pub mod leftovers;
+pub mod manifests;
 pub mod packages;
 pub mod pods;
 pub mod risks;
@@ -161,6 +162,8 @@ pub struct Facts {
     pub docker_containers: Vec<pods::DockerContainer>,
     /// What Docker leaves behind (IPAM reservations, live-restore, iptables chains).
     pub leftovers: leftovers::Leftovers,
+    /// The manifests Docker's repo digests name (schema 1 cannot be pulled by containerd 2.1+).
+    pub docker_manifests: manifests::Manifests,
     pub risks: Vec<Finding>,
     /// The text of every file the planner may rewrite, as found.
     #[serde(skip)]
@@ -170,6 +173,8 @@ pub struct Facts {
 #[derive(Debug, Clone, Default)]
 pub struct InspectOptions {
     pub kubelet_version: Option<Version>,
+    /// Ask the node's services what its files cannot tell (containerd's leases): a live node.
+    pub talk: bool,
 }
 
 /// Read the node. Fails only on files that cannot be understood (typed [`Failure::BadInput`]);
@@ -233,6 +238,27 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     } else {
         leftovers::Leftovers::default()
     };
+    // Docker on containerd's image store keeps no repositories.json of its own (one left from
+    // before is stale), and containerd converted any schema 1 it pulled.
+    let docker_manifests = if runtimes.docker.installed && !docker.settings.containerd_snapshotter {
+        let d = &docker.settings;
+        let other = |k: &str| d.other.get(k).and_then(|v| v.as_str());
+        manifests::inspect(
+            node,
+            &manifests::DockerPlaces {
+                data_root: d.data_root.as_deref(),
+                storage_driver: d.storage_driver.as_deref(),
+                exec_root: other("exec-root"),
+                containerd: other("containerd"),
+                namespace: other("containerd-namespace"),
+                exec_start: runtimes.docker.exec_start.as_deref(),
+                containerd_root: containerd_config.as_ref().and_then(|c| c.root.as_deref()),
+            },
+            opts.talk,
+        )
+    } else {
+        manifests::Manifests::default()
+    };
     let mut facts = Facts {
         root: node.root().display().to_string(),
         live,
@@ -248,6 +274,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         static_pods,
         docker_containers,
         leftovers,
+        docker_manifests,
         risks: vec![],
         files,
     };

@@ -215,6 +215,9 @@ pub struct ContainerdConfig {
     /// never linked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chowns_snapshots: Option<String>,
+    /// containerd's `root`, when the file moves it from /var/lib/containerd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 pub fn containerd_config(
@@ -325,7 +328,13 @@ pub fn containerd_config(
                 .filter(|on| *on)
                 .map(|_| format!("[plugins.\"{t}\"] slow_chown = true"))
         });
+    let root = doc
+        .get("root")
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
     let config = ContainerdConfig {
+        root,
         sandbox_image,
         snapshotter,
         chowns_snapshots,

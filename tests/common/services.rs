@@ -578,6 +578,17 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start(bin: &Path, containerd: &Path, socket: &Path, containerd_store: bool) -> Dockerd {
+        Dockerd::start_in(bin, containerd, socket, containerd_store, None)
+    }
+
+    /// The same with its data root where given (a node's /var/lib/docker), else its own.
+    pub fn start_in(
+        bin: &Path,
+        containerd: &Path,
+        socket: &Path,
+        containerd_store: bool,
+        data_root: Option<&Path>,
+    ) -> Dockerd {
         let dir = tempfile::Builder::new()
             .prefix("cri-migrate-dockerd")
             .tempdir_in("/var/tmp")
@@ -591,7 +602,7 @@ impl Dockerd {
             "bridge": "none",
             "userland-proxy": false,
             "containerd": containerd,
-            "data-root": dir.path().join("root"),
+            "data-root": data_root.map_or_else(|| dir.path().join("root"), Path::to_path_buf),
             "exec-root": dir.path().join("exec"),
             "pidfile": dir.path().join("docker.pid"),
             "hosts": [format!("unix://{}", socket.display())],

@@ -1,0 +1,573 @@
+//! Which kind of manifest each image Docker pulled came from: schema 2, OCI, a list, or schema 1,
+//! which containerd 2.0 no longer pulls by default and 2.1 cannot pull at all (containerd's
+//! RELEASES.md). Docker's own store records no schema. Since 20.10 Docker keeps each manifest it
+//! pulls in its containerd's content store (namespace `moby`), under one lease per image
+//! (`moby-image-<id>`) that gathers the manifests each pull of the image wrote. A schema 1
+//! manifest cannot be kept there (its digest is not its bytes': Docker logs "Error persisting
+//! manifest"), so an image whose lease holds no content came from schema 1 pulls only. An image
+//! pulled before Docker kept manifests has no lease: it is said as unknown, with how to tell.
+
+use super::Finding;
+use crate::node::{join, Node};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What kind of manifest a repo digest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schema {
+    Schema1,
+    Schema2,
+    Oci,
+    /// A manifest list or an OCI index.
+    List,
+    Unknown,
+}
+
+/// One `repo@sha256:..` Docker holds, and what it names.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Pulled {
+    pub reference: String,
+    /// Docker's image ID.
+    pub image: String,
+    /// The image's tags in the same repository.
+    pub tags: Vec<String>,
+    pub schema: Schema,
+    /// How that was told, or why it could not be.
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Manifests {
+    /// Docker's `repositories.json`, where it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<String>,
+    /// Where the leases were read (containerd's socket and namespace), or why they were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<String>,
+    pub pulled: Vec<Pulled>,
+    /// Why `repositories.json` could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Manifests {
+    pub fn of(&self, schema: Schema) -> Vec<&Pulled> {
+        self.pulled.iter().filter(|p| p.schema == schema).collect()
+    }
+}
+
+/// Where Docker keeps things, as its daemon.json and unit say.
+pub struct DockerPlaces<'a> {
+    pub data_root: Option<&'a str>,
+    pub storage_driver: Option<&'a str>,
+    pub exec_root: Option<&'a str>,
+    /// daemon.json `containerd` (the socket).
+    pub containerd: Option<&'a str>,
+    /// daemon.json `containerd-namespace`.
+    pub namespace: Option<&'a str>,
+    /// dockerd's `ExecStart=` (it may name `--containerd`).
+    pub exec_start: Option<&'a str>,
+    /// The system containerd's `root` in its config.toml.
+    pub containerd_root: Option<&'a str>,
+}
+
+const DRIVERS: [&str; 8] = [
+    "overlay2",
+    "fuse-overlayfs",
+    "btrfs",
+    "zfs",
+    "aufs",
+    "overlay",
+    "devicemapper",
+    "vfs",
+];
+const LEASE_PREFIX: &str = "moby-image-";
+const CONTENT: &str = "io.containerd.content.v1.content/blobs";
+
+/// Read what Docker pulled and tell each repo digest's schema. `talk`: containerd's API may be
+/// asked for the leases (a live node); otherwise schema 1 cannot be told from an old pull.
+pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
+    let data_root = places.data_root.unwrap_or("/var/lib/docker");
+    let Some(path) = repositories_path(node, data_root, places.storage_driver) else {
+        return Manifests::default();
+    };
+    let mut out = Manifests {
+        repositories: Some(path.clone()),
+        ..Manifests::default()
+    };
+    let repos = match node.read(&path) {
+        Ok(Some(text)) => match parse_repositories(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                out.error = Some(format!("{path} is not Docker's repositories JSON: {e}"));
+                return out;
+            }
+        },
+        Ok(None) => return Manifests::default(),
+        Err(e) => {
+            out.error = Some(format!("{path}: {e:#}"));
+            return out;
+        }
+    };
+    if repos.digests.is_empty() {
+        return out;
+    }
+    let roots: Vec<String> = [
+        places
+            .containerd_root
+            .unwrap_or("/var/lib/containerd")
+            .to_string(),
+        join(data_root, "containerd/daemon"),
+    ]
+    .into();
+    let namespace = places.namespace.unwrap_or("moby");
+    let client = if talk {
+        connect(node, places)
+    } else {
+        Err("offline (--root): containerd's leases are read through its socket on a live node".to_string())
+    };
+    let leases = client.as_ref().map_err(Clone::clone).and_then(|(socket, c)| {
+        c.leased_content(namespace, LEASE_PREFIX)
+            .map_err(|e| format!("{e:#}"))
+            .map(|l| (socket.clone(), l))
+    });
+    // Docker's containerd, else its content store on disk (an offline node).
+    let manifest = |digest: &str| -> Option<Vec<u8>> {
+        if let Ok((_, c)) = &client {
+            if let Ok(Some(b)) = c.blob(namespace, digest) {
+                return Some(b);
+            }
+        }
+        let (algo, hex) = digest.split_once(':')?;
+        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        roots.iter().find_map(|root| {
+            let p = join(root, &format!("{CONTENT}/{algo}/{hex}"));
+            node.read(&p).ok().flatten().map(String::into_bytes)
+        })
+    };
+    out.leases = Some(match &leases {
+        Ok((socket, _)) => format!("containerd at {socket}, namespace {namespace}"),
+        Err(why) => why.clone(),
+    });
+    let leases = leases.map(|(_, l)| l);
+    out.pulled = classify(&repos, &manifest, &leases);
+    out
+}
+
+/// `<data-root>/image/<driver>/repositories.json`: the configured driver's, else the one there
+/// (Docker refuses to start with several and none configured).
+fn repositories_path(node: &Node, data_root: &str, driver: Option<&str>) -> Option<String> {
+    let image = join(data_root, "image");
+    let file = |d: &str| join(&image, &format!("{d}/repositories.json"));
+    match driver {
+        Some(d) => Some(file(d)).filter(|p| node.exists(p)),
+        None => DRIVERS.iter().map(|d| file(d)).find(|p| node.exists(p)),
+    }
+}
+
+/// Docker's repositories.json: repo digests and tags, each with its image ID.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Repositories {
+    /// (`repo@sha256:..`, image ID)
+    pub digests: Vec<(String, String)>,
+    /// (repository, image ID) -> tags
+    pub tags: BTreeMap<(String, String), Vec<String>>,
+}
+
+pub fn parse_repositories(text: &str) -> Result<Repositories, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(rename = "Repositories", default)]
+        repositories: BTreeMap<String, BTreeMap<String, String>>,
+    }
+    let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = Repositories::default();
+    for (repo, refs) in file.repositories {
+        for (reference, id) in refs {
+            if reference.contains('@') {
+                out.digests.push((reference, id));
+            } else {
+                out.tags
+                    .entry((repo.clone(), id))
+                    .or_default()
+                    .push(reference);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The leases of Docker's containerd: lease ID -> content digests.
+type Leases = BTreeMap<String, Vec<String>>;
+
+/// Docker's containerd: its socket and a client.
+fn connect(
+    node: &Node,
+    places: &DockerPlaces,
+) -> Result<(String, crate::images::containerd::Containerd), String> {
+    let exec_root = places.exec_root.unwrap_or("/var/run/docker");
+    let flag = places.exec_start.and_then(containerd_flag);
+    // dockerd uses the system containerd when it runs, else starts its own under exec-root.
+    let candidates: Vec<String> = places
+        .containerd
+        .map(str::to_string)
+        .or(flag)
+        .map(|s| vec![s])
+        .unwrap_or_else(|| {
+            vec![
+                "/run/containerd/containerd.sock".to_string(),
+                join(exec_root, "containerd/containerd.sock"),
+            ]
+        });
+    let socket = candidates
+        .iter()
+        .find(|s| node.path(s).exists())
+        .ok_or_else(|| {
+            format!(
+                "Docker's containerd is not running (no {}): its leases tell schema 1 pulls",
+                candidates.join(", no ")
+            )
+        })?;
+    let client = crate::images::containerd::Containerd::connect(&node.path(socket))
+        .map_err(|e| format!("Docker's containerd at {socket} did not answer: {e:#}"))?;
+    Ok((socket.clone(), client))
+}
+
+/// `--containerd=PATH` or `--containerd PATH` in dockerd's command line.
+fn containerd_flag(exec_start: &str) -> Option<String> {
+    let mut words = exec_start.split_whitespace();
+    while let Some(w) = words.next() {
+        if let Some(v) = w.strip_prefix("--containerd=") {
+            return Some(v.to_string());
+        }
+        if w == "--containerd" {
+            return words.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// What a stored manifest is.
+fn kind(bytes: &[u8]) -> Option<Schema> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v["schemaVersion"] == 1 {
+        return Some(Schema::Schema1);
+    }
+    let media = v["mediaType"].as_str().unwrap_or_default();
+    Some(
+        if v.get("manifests").is_some() || media.contains("list") || media.contains("index") {
+            Schema::List
+        } else if media == "application/vnd.docker.distribution.manifest.v2+json" {
+            Schema::Schema2
+        } else if v.get("config").is_some() {
+            Schema::Oci
+        } else {
+            return None;
+        },
+    )
+}
+
+/// Each repo digest's schema: from its manifest where one is kept, else from the image's lease.
+pub fn classify(
+    repos: &Repositories,
+    manifest: &dyn Fn(&str) -> Option<Vec<u8>>,
+    leases: &Result<Leases, String>,
+) -> Vec<Pulled> {
+    let mut out: Vec<Pulled> = repos
+        .digests
+        .iter()
+        .map(|(reference, image)| {
+            let (repo, digest) = reference.split_once('@').unwrap_or((reference, ""));
+            let (schema, evidence) = match manifest(digest).map(|b| kind(&b)) {
+                Some(Some(s)) => (s, "its manifest, kept in containerd's content store".to_string()),
+                Some(None) => (Schema::Unknown, "the blob of its digest in containerd's content store is not a manifest".to_string()),
+                None => match leases {
+                    Err(why) => (Schema::Unknown, format!("no manifest kept for it, and {why}")),
+                    Ok(l) => match l.get(&format!("{LEASE_PREFIX}{image}")) {
+                        None => (Schema::Unknown, "no manifest kept for it and no lease on its image: pulled before Docker kept manifests (20.10)".to_string()),
+                        Some(content) if content.is_empty() => (Schema::Schema1, "Docker (20.10 or later) pulled its image and kept no manifest for it, as it does for schema 1 only".to_string()),
+                        Some(_) => (Schema::Unknown, "no manifest kept for it while other pulls of its image kept theirs: pulled before Docker kept manifests (20.10), or schema 1".to_string()),
+                    },
+                },
+            };
+            Pulled {
+                reference: reference.clone(),
+                image: image.clone(),
+                tags: repos
+                    .tags
+                    .get(&(repo.to_string(), image.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+                schema,
+                evidence,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.reference.cmp(&b.reference));
+    out
+}
+
+/// A few references, then how many more.
+fn some(pulled: &[&Pulled]) -> String {
+    let mut names: Vec<String> = pulled
+        .iter()
+        .take(5)
+        .map(|p| {
+            if p.tags.is_empty() {
+                p.reference.clone()
+            } else {
+                format!("{} ({})", p.reference, p.tags.join(", "))
+            }
+        })
+        .collect();
+    if pulled.len() > 5 {
+        names.push(format!("and {} more", pulled.len() - 5));
+    }
+    names.join("; ")
+}
+
+/// The target's stance on schema 1, when it is containerd: 2.0 pulls it only with an environment
+/// variable, 2.1 and later not at all. None for a target that pulls it (containerd 1.x, CRI-O).
+pub fn refuses_schema1(containerd: Option<crate::version::Version>) -> Option<&'static str> {
+    let v = containerd?;
+    if v.at_least(2, 1) {
+        Some("cannot be pulled by containerd 2.1 and later")
+    } else if v.major >= 2 {
+        Some("are not pulled by containerd 2.0 unless its service sets CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1")
+    } else {
+        None
+    }
+}
+
+pub const SCHEMA1: &str = "schema1-images";
+pub const UNKNOWN: &str = "image-schema-unknown";
+const UNREADABLE: &str = "docker-repositories-unreadable";
+/// Every code [`findings`] gives.
+pub const CODES: [&str; 3] = [SCHEMA1, UNKNOWN, UNREADABLE];
+
+/// What to say of the schemas. `target`: containerd's version when the move goes to containerd
+/// (None: inspection alone, or CRI-O). Schema 1 is a warning where the target refuses it.
+pub fn findings(
+    m: &Manifests,
+    target: Option<crate::version::Version>,
+    planned: bool,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(e) = &m.error {
+        out.push(Finding::warning(
+            UNREADABLE,
+            format!("{e}; the images Docker pulled from schema 1 manifests cannot be listed"),
+            "check the file (Docker reads it at start), then run cri-migrate again",
+        ));
+    }
+    let refused = refuses_schema1(target);
+    if planned && target.is_some_and(|_| refused.is_none()) {
+        return out; // containerd 1.x still pulls schema 1
+    }
+    let schema1 = m.of(Schema::Schema1);
+    if !schema1.is_empty() {
+        let stance = refused.unwrap_or("cannot be pulled by containerd 2.1 and later (2.0: only with CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE=1)");
+        let message = format!(
+            "{} image reference(s) Docker pulled from schema 1 manifests {stance}: {}",
+            schema1.len(),
+            some(&schema1)
+        );
+        let fix = "keep them on the node: the carry-over brings them into containerd as Docker holds them (`--images all`, or `in-use` when pods use them); then publish them again as schema 2 or OCI before the node must pull them again (`skopeo copy --format v2s2 docker://OLD docker://NEW`, or `docker push` of a new tag from Docker 20.10 or later, which pushes schema 2) and point the pods at the new reference; or move this node to CRI-O or containerd 1.7, which still pull schema 1";
+        out.push(if refused.is_some() {
+            Finding::warning(SCHEMA1, message, fix)
+        } else {
+            Finding::info(SCHEMA1, message, fix)
+        });
+    }
+    let unknown = m.of(Schema::Unknown);
+    if !unknown.is_empty() {
+        out.push(Finding::info(
+            UNKNOWN,
+            format!(
+                "cannot tell whether {} image reference(s) Docker pulled are schema 1 ({}): {}",
+                unknown.len(),
+                unknown[0].evidence,
+                some(&unknown)
+            ),
+            "on the live node, `docker pull REF` each once (Docker 20.10 or later then keeps a schema 2 manifest, and keeps none of schema 1) and run cri-migrate again; or `skopeo inspect --raw docker://REF` and look for \"schemaVersion\": 1",
+        ));
+    }
+    out
+}
+
+/// A digest's path in a content store, for tests that build one.
+pub fn blob_path(root: &Path, digest: &str) -> std::path::PathBuf {
+    let (algo, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    root.join(CONTENT).join(algo).join(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPOS: &str = r#"{"Repositories":{
+        "reg.example/app":{"reg.example/app:1":"sha256:aaa","reg.example/app@sha256:d1":"sha256:aaa"},
+        "reg.example/old":{"reg.example/old:v1":"sha256:bbb","reg.example/old@sha256:d2":"sha256:bbb"},
+        "reg.example/mixed":{"reg.example/mixed@sha256:d3":"sha256:ccc","reg.example/mixed@sha256:d4":"sha256:ccc"},
+        "reg.example/ancient":{"reg.example/ancient@sha256:d5":"sha256:ddd"},
+        "local/built":{"local/built:dev":"sha256:eee"}
+    }}"#;
+
+    fn manifests(digest: &str) -> Option<Vec<u8>> {
+        match digest {
+            "sha256:d1" => Some(br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#.to_vec()),
+            "sha256:d3" => Some(br#"{"schemaVersion":2,"config":{},"layers":[]}"#.to_vec()),
+            _ => None,
+        }
+    }
+
+    fn leases() -> Leases {
+        BTreeMap::from([
+            (
+                "moby-image-sha256:aaa".to_string(),
+                vec!["sha256:d1".to_string()],
+            ),
+            ("moby-image-sha256:bbb".to_string(), vec![]),
+            (
+                "moby-image-sha256:ccc".to_string(),
+                vec!["sha256:d3".to_string()],
+            ),
+        ])
+    }
+
+    fn schemas(pulled: &[Pulled]) -> Vec<(&str, Schema)> {
+        pulled
+            .iter()
+            .map(|p| (p.reference.as_str(), p.schema))
+            .collect()
+    }
+
+    #[test]
+    fn a_lease_without_content_is_schema_1_and_an_image_without_lease_is_unknown() {
+        let repos = parse_repositories(REPOS).unwrap();
+        let pulled = classify(&repos, &manifests, &Ok(leases()));
+        assert_eq!(
+            schemas(&pulled),
+            [
+                ("reg.example/ancient@sha256:d5", Schema::Unknown),
+                ("reg.example/app@sha256:d1", Schema::Schema2),
+                ("reg.example/mixed@sha256:d3", Schema::Oci),
+                // Another pull of the image kept its manifest: this one may be older.
+                ("reg.example/mixed@sha256:d4", Schema::Unknown),
+                ("reg.example/old@sha256:d2", Schema::Schema1),
+            ]
+        );
+        let old = pulled.iter().find(|p| p.schema == Schema::Schema1).unwrap();
+        assert_eq!(old.tags, ["reg.example/old:v1"]);
+        assert_eq!(old.image, "sha256:bbb");
+    }
+
+    #[test]
+    fn without_leases_nothing_is_called_schema_1() {
+        let repos = parse_repositories(REPOS).unwrap();
+        let pulled = classify(&repos, &manifests, &Err("offline".into()));
+        assert!(pulled.iter().all(|p| p.schema != Schema::Schema1));
+        assert_eq!(
+            pulled
+                .iter()
+                .filter(|p| p.schema == Schema::Unknown)
+                .count(),
+            3
+        );
+        assert!(
+            pulled[0].evidence.contains("offline"),
+            "{}",
+            pulled[0].evidence
+        );
+    }
+
+    #[test]
+    fn stored_manifests_say_their_kind() {
+        assert_eq!(
+            kind(br#"{"schemaVersion":1,"fsLayers":[]}"#),
+            Some(Schema::Schema1)
+        );
+        assert_eq!(
+            kind(br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#),
+            Some(Schema::List)
+        );
+        assert_eq!(
+            kind(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#),
+            Some(Schema::List)
+        );
+        assert_eq!(
+            kind(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#),
+            Some(Schema::Oci)
+        );
+        assert_eq!(kind(b"not json"), None);
+        assert_eq!(kind(br#"{"schemaVersion":2}"#), None);
+    }
+
+    #[test]
+    fn dockerd_names_its_containerd() {
+        assert_eq!(
+            containerd_flag(
+                "/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
+            )
+            .as_deref(),
+            Some("/run/containerd/containerd.sock")
+        );
+        assert_eq!(
+            containerd_flag("/usr/bin/dockerd --containerd /x.sock -H fd://").as_deref(),
+            Some("/x.sock")
+        );
+        assert_eq!(containerd_flag("/usr/bin/dockerd -H fd://"), None);
+    }
+
+    fn with(schema: &[(&str, Schema)]) -> Manifests {
+        Manifests {
+            pulled: schema
+                .iter()
+                .map(|(r, s)| Pulled {
+                    reference: r.to_string(),
+                    image: "sha256:x".into(),
+                    tags: vec![],
+                    schema: *s,
+                    evidence: "because".into(),
+                })
+                .collect(),
+            ..Manifests::default()
+        }
+    }
+
+    #[test]
+    fn schema_1_is_a_warning_only_where_the_target_refuses_it() {
+        use crate::version::Version;
+        let m = with(&[
+            ("r@sha256:1", Schema::Schema1),
+            ("r@sha256:2", Schema::Schema2),
+        ]);
+        let code = |f: &[Finding]| f.iter().map(|f| (f.code, f.severity)).collect::<Vec<_>>();
+        use super::super::Severity::*;
+        assert_eq!(code(&findings(&m, None, false)), [(SCHEMA1, Info)]);
+        let v21 = findings(&m, Some(Version::new(2, 1, 0)), true);
+        assert_eq!(code(&v21), [(SCHEMA1, Warning)]);
+        assert!(v21[0].message.contains("r@sha256:1") && !v21[0].message.contains("r@sha256:2"));
+        assert!(findings(&m, Some(Version::new(2, 0, 3)), true)[0]
+            .message
+            .contains("CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE"));
+        assert!(findings(&m, Some(Version::new(1, 7, 20)), true).is_empty());
+        // CRI-O pulls schema 1: said, not warned.
+        assert_eq!(code(&findings(&m, None, true)), [(SCHEMA1, Info)]);
+        let many: Vec<(String, Schema)> = (0..8)
+            .map(|i| (format!("r@sha256:{i}"), Schema::Unknown))
+            .collect();
+        let many: Vec<(&str, Schema)> = many.iter().map(|(r, s)| (r.as_str(), *s)).collect();
+        let f = findings(&with(&many), Some(Version::new(2, 1, 0)), true);
+        assert_eq!(code(&f), [(UNKNOWN, Info)]);
+        assert!(
+            f[0].message.contains("8 image reference(s)") && f[0].message.contains("and 3 more"),
+            "{}",
+            f[0].message
+        );
+    }
+}
