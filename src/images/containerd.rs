@@ -31,6 +31,8 @@ use tonic::{Code, Request};
 /// until the lease goes.
 const LEASE_HEADER: &str = "containerd-lease";
 const NAMESPACE_HEADER: &str = "containerd-namespace";
+/// The longest one metadata call of an inspection may take.
+const INSPECT_BOUND: Duration = Duration::from_secs(30);
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
@@ -120,6 +122,31 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
         out.push(next);
     }
     out
+}
+
+/// A blob's bytes, as one.
+async fn read_all(
+    c: &mut ContentClient<Channel>,
+    namespace: &str,
+    digest: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = c
+        .read(request(
+            ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            },
+            namespace,
+            None,
+        ))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
 }
 
 impl Containerd {
@@ -224,40 +251,50 @@ impl Containerd {
     }
 
     /// A small blob (a manifest, an index, a config) the namespace holds, or None.
+    /// Bounded, as inspection asks it.
     pub fn blob(&self, namespace: &str, digest: &str) -> Result<Option<Vec<u8>>> {
-        if self.info(namespace, digest)?.is_none() {
-            return Ok(None);
+        let mut c = ContentClient::new(self.channel.clone());
+        let info = c.info(request(
+            InfoRequest {
+                digest: digest.to_string(),
+            },
+            namespace,
+            None,
+        ));
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(INSPECT_BOUND, info).await })
+        {
+            Ok(Err(s)) if s.code() == Code::NotFound => return Ok(None),
+            Ok(Err(s)) => bail!("containerd: content {digest}: {}", s.message()),
+            Err(_) => bail!(
+                "containerd at {}: content {digest}: no answer in {}s",
+                self.address,
+                INSPECT_BOUND.as_secs()
+            ),
+            Ok(Ok(_)) => {}
         }
-        self.read(namespace, digest).map(Some)
+        let read = read_all(&mut c, namespace, digest);
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(INSPECT_BOUND, read).await })
+        {
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(s)) => bail!("containerd: read {digest}: {}", s.message()),
+            Err(_) => bail!(
+                "containerd at {}: read {digest}: no answer in {}s",
+                self.address,
+                INSPECT_BOUND.as_secs()
+            ),
+        }
     }
 
     /// A small blob (a manifest, an index, a config).
     fn read(&self, namespace: &str, digest: &str) -> Result<Vec<u8>> {
         let mut c = ContentClient::new(self.channel.clone());
-        self.rt.block_on(async {
-            let mut stream = c
-                .read(request(
-                    ReadContentRequest {
-                        digest: digest.to_string(),
-                        offset: 0,
-                        size: 0,
-                    },
-                    namespace,
-                    None,
-                ))
-                .await
-                .map_err(|s| anyhow!("containerd: read {digest}: {}", s.message()))?
-                .into_inner();
-            let mut out = Vec::new();
-            while let Some(chunk) = stream
-                .message()
-                .await
-                .map_err(|s| anyhow!("containerd: read {digest}: {}", s.message()))?
-            {
-                out.extend_from_slice(&chunk.data);
-            }
-            Ok(out)
-        })
+        self.rt
+            .block_on(read_all(&mut c, namespace, digest))
+            .map_err(|s| anyhow!("containerd: read {digest}: {}", s.message()))
     }
 
     /// Give `to` the blob `from` holds, by digest alone: with the "shared" content policy
@@ -617,32 +654,25 @@ impl Containerd {
         prefix: &str,
     ) -> Result<BTreeMap<String, Vec<String>>> {
         let mut leases = LeasesClient::new(self.channel.clone());
-        let what = |s: tonic::Status| {
-            anyhow!(
-                "containerd at {}: leases of {namespace}: {}",
-                self.address,
-                s.message()
-            )
-        };
         let list = self
-            .rt
-            .block_on(leases.list(request(ListRequest { filters: vec![] }, namespace, None)))
-            .map_err(what)?
-            .into_inner()
+            .bounded(
+                &format!("leases of {namespace}"),
+                leases.list(request(ListRequest { filters: vec![] }, namespace, None)),
+            )?
             .leases;
         let mut out = BTreeMap::new();
         for lease in list.into_iter().filter(|l| l.id.starts_with(prefix)) {
             let resources = self
-                .rt
-                .block_on(leases.list_resources(request(
-                    ListResourcesRequest {
-                        id: lease.id.clone(),
-                    },
-                    namespace,
-                    None,
-                )))
-                .map_err(what)?
-                .into_inner()
+                .bounded(
+                    &format!("resources of lease {}", lease.id),
+                    leases.list_resources(request(
+                        ListResourcesRequest {
+                            id: lease.id.clone(),
+                        },
+                        namespace,
+                        None,
+                    )),
+                )?
                 .resources;
             let content = resources
                 .into_iter()
@@ -652,6 +682,27 @@ impl Containerd {
             out.insert(lease.id, content);
         }
         Ok(out)
+    }
+
+    /// One metadata call, bounded: inspection asks these, and a containerd that hangs must not
+    /// hang it.
+    fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(INSPECT_BOUND, call).await })
+        {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => bail!("containerd at {}: {what}: {}", self.address, s.message()),
+            Err(_) => bail!(
+                "containerd at {}: {what}: no answer in {}s",
+                self.address,
+                INSPECT_BOUND.as_secs()
+            ),
+        }
     }
 
     fn drop_lease(&self, namespace: &str, lease: &str) {

@@ -126,16 +126,23 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
     let client = if talk {
         connect(node, places)
     } else {
-        Err("offline (--root): containerd's leases are read through its socket on a live node".to_string())
+        Err(
+            "offline (--root): containerd's leases are read through its socket on a live node"
+                .to_string(),
+        )
     };
-    let leases = client.as_ref().map_err(Clone::clone).and_then(|(socket, c)| {
-        c.leased_content(namespace, LEASE_PREFIX)
-            .map_err(|e| format!("{e:#}"))
-            .map(|l| (socket.clone(), l))
-    });
-    // Docker's containerd, else its content store on disk (an offline node).
+    let leases = client
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|(socket, c)| {
+            c.leased_content(namespace, LEASE_PREFIX)
+                .map_err(|e| format!("{e:#}"))
+                .map(|l| (socket.clone(), l))
+        });
+    // Docker's containerd where it answered, else its content store on disk (an offline node).
+    let answered = client.as_ref().ok().filter(|_| leases.is_ok());
     let manifest = |digest: &str| -> Option<Vec<u8>> {
-        if let Ok((_, c)) = &client {
+        if let Some((_, c)) = answered {
             if let Ok(Some(b)) = c.blob(namespace, digest) {
                 return Some(b);
             }
