@@ -30,15 +30,7 @@ const RUNTIME_PATHS: [&str; 6] = ["dev", "proc", "sys", "run", "etc", ".dockeren
 const MTIME: u64 = 1_600_000_000;
 
 fn parts_missing() -> bool {
-    skip_unless(services::is_root(), "not root")
-        || skip_unless(
-            services::containerd_1().is_some(),
-            "containerd is not installed (apt-get install containerd)",
-        )
-        || skip_unless(
-            services::dockerd_20().is_some(),
-            "Docker 20.10 is not fetched (SUITE=bookworm tests/tools/fetch-sid.sh docker20 usr/sbin/dockerd docker.io)",
-        )
+    services::docker_20_on_containerd_missing()
         || skip_unless(
             services::have("busybox") && services::have("runc") && services::have("ctr"),
             "busybox-static, runc or ctr is not installed",
@@ -538,32 +530,8 @@ fn node_from(containerd: &Path, config: &str, source: Source) -> Node {
         }
         Source::Schema1 => {
             let registry = services::Registry::start_schema1();
-            let remote = format!("{}/odd/schema1:1", registry.addr);
-            let out = Command::new("skopeo")
-                .args([
-                    "copy",
-                    "--quiet",
-                    "--format",
-                    "v2s1",
-                    "--dest-tls-verify=false",
-                ])
-                .arg(format!("docker-archive:{archive}"))
-                .arg(format!("docker://{remote}"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "skopeo: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                registry.log()
-            );
-            let raw = Command::new("skopeo")
-                .args(["inspect", "--raw", "--tls-verify=false"])
-                .arg(format!("docker://{remote}"))
-                .output()
-                .unwrap();
-            let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-            assert_eq!(manifest["schemaVersion"], 1, "{manifest}");
+            let remote =
+                registry.put_schema1(&format!("docker-archive:{archive}"), "odd/schema1:1");
             docker.ok(&["pull", "--quiet", &remote]);
             docker.ok(&["tag", &remote, IMAGE]);
             drop(registry);

@@ -17,17 +17,12 @@ use std::path::Path;
 use std::process::Command;
 
 fn parts_missing() -> bool {
-    skip_unless(services::is_root(), "not root")
+    services::docker_20_on_containerd_missing()
         || skip_unless(
-            services::containerd_1().is_some(),
-            "containerd is not installed (apt-get install containerd)",
-        )
-        || skip_unless(
-            services::dockerd_20().is_some(),
-            "Docker 20.10 is not fetched (SUITE=bookworm tests/tools/fetch-sid.sh docker20 usr/sbin/dockerd docker.io)",
-        )
-        || skip_unless(
-            services::have("docker-registry") && services::have("skopeo") && services::have("busybox") && services::have("ctr"),
+            services::have("docker-registry")
+                && services::have("skopeo")
+                && services::have("busybox")
+                && services::have("ctr"),
             "docker-registry, skopeo, busybox-static or ctr is not installed",
         )
 }
@@ -63,27 +58,6 @@ fn push_base(docker: &Dockerd, registry: &Registry, name: &str) -> String {
     base
 }
 
-fn skopeo(format: &str, from: &str, to: &str) {
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--format",
-            format,
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("docker://{from}"))
-        .arg(format!("docker://{to}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn cli(root: &Path, args: &[&str]) -> Value {
     let out = common::bin()
         .arg("--root")
@@ -100,33 +74,30 @@ fn cli(root: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// reference -> schema, from an inspection's JSON.
-fn schemas(facts: &Value) -> BTreeMap<String, String> {
-    facts["docker_manifests"]["pulled"]
+/// (a, b) of each object in a JSON array: (reference, schema) of the pulled images, (code,
+/// message) of findings.
+fn pairs(array: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    array
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
+        .map(|o| {
             (
-                p["reference"].as_str().unwrap().to_string(),
-                p["schema"].as_str().unwrap().to_string(),
+                o[a].as_str().unwrap().to_string(),
+                o[b].as_str().unwrap().to_string(),
             )
         })
         .collect()
 }
 
-fn codes(findings: &Value) -> Vec<(String, String)> {
-    findings
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["message"].as_str().unwrap().to_string(),
-            )
-        })
+fn schemas(facts: &Value) -> BTreeMap<String, String> {
+    pairs(&facts["docker_manifests"]["pulled"], "reference", "schema")
+        .into_iter()
         .collect()
+}
+
+fn codes(findings: &Value) -> Vec<(String, String)> {
+    pairs(findings, "code", "message")
 }
 
 #[test]
@@ -154,20 +125,11 @@ fn schema_1_pulls_are_told_from_docker_and_its_containerd() {
         Some(&root.join("var/lib/docker")),
     );
     let registry = Registry::start_schema1();
-    let reg = registry.addr.clone();
 
     let old = push_base(&docker, &registry, "old");
     let new = push_base(&docker, &registry, "new");
     let pre = push_base(&docker, &registry, "pre");
-    let old1 = format!("{reg}/s1/old:1");
-    skopeo("v2s1", &old, &old1);
-    let raw = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{old1}"))
-        .output()
-        .unwrap();
-    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
-    assert_eq!(manifest["schemaVersion"], 1, "{manifest}");
+    let old1 = registry.put_schema1(&format!("docker://{old}"), "s1/old:1");
     for r in [&old1, &new, &pre] {
         docker.ok(&["pull", "--quiet", r]);
     }

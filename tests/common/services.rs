@@ -48,6 +48,20 @@ pub fn containerd_2_missing() -> bool {
     )
 }
 
+/// Root, containerd 1.x or Docker 20.10 is missing (the test then fails with what to get, as
+/// `skip_unless`): what every test of Docker 20.10 on containerd needs.
+pub fn docker_20_on_containerd_missing() -> bool {
+    skip_unless(is_root(), "not root")
+        || skip_unless(
+            containerd_1().is_some(),
+            "containerd is not installed (apt-get install containerd)",
+        )
+        || skip_unless(
+            dockerd_20().is_some(),
+            "Docker 20.10 is not fetched (SUITE=bookworm tests/tools/fetch-sid.sh docker20 usr/sbin/dockerd docker.io)",
+        )
+}
+
 /// Start a daemon with its output in `dir`/log (what the failure messages show).
 fn spawn_logged(cmd: &mut Command, dir: &Path) -> Child {
     let log = std::fs::File::create(dir.join("log")).unwrap();
@@ -304,6 +318,34 @@ impl Registry {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Copy an image (a skopeo source: `docker-archive:PATH`, `docker://REF`) here as `name` in
+    /// a schema 1 manifest (a registry from `start_schema1`), checked to be one. Returns
+    /// `addr/name`.
+    pub fn put_schema1(&self, source: &str, name: &str) -> String {
+        let remote = format!("{}/{name}", self.addr);
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--format", "v2s1"])
+            .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(source)
+            .arg(format!("docker://{remote}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        let raw = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{remote}"))
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        assert_eq!(manifest["schemaVersion"], 1, "{manifest}");
+        remote
     }
 
     /// Build an image (busybox plus one layer per label) and push it as `addr/repo:tag`.
