@@ -113,6 +113,9 @@ storage:
     rootdirectory: $dir/data
 http:
   addr: 127.0.0.1:$port
+compatibility:
+  schema1:
+    enabled: true
 YML
     docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
     REGISTRY_PIDS+=($!)
@@ -135,6 +138,18 @@ push_image() {
     "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
     timeout 120 skopeo copy --quiet --dest-tls-verify=false --digestfile "$layout/digest" "oci:$layout:$tag" "docker://$addr/$repo:$tag"
     cat "$layout/digest"
+    rm -rf "$layout"
+}
+
+# push_schema1 ADDR REPO TAG LABEL...: the same image as a schema 1 manifest (as old registries
+# served them; the registries here accept them).
+push_schema1() {
+    local addr=$1 repo=$2 tag=$3
+    shift 3
+    local layout
+    layout=$(mktemp -d)
+    "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
+    timeout 120 skopeo copy --quiet --format v2s1 --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/$repo:$tag"
     rm -rf "$layout"
 }
 
@@ -404,6 +419,9 @@ setup_registries() {
     push_image "$MIRROR" library/mirroronly 1 mirror >/dev/null
     # An image pods pin by digest: Docker holds it with no tag at all.
     PINNED=$REGISTRY/test/pinned@$(push_image "$REGISTRY" test/pinned 1 pinned extra-layer)
+    # An image only a schema 1 manifest brings (containerd 2.1 cannot pull it).
+    push_schema1 "$REGISTRY" test/schema1 1 schema1
+    SCHEMA1_IMAGE=$REGISTRY/test/schema1:1
     PAUSE=$REGISTRY/pause/pause:3.9
     TEST_IMAGE=$REGISTRY/test/busybox:1
     log "registries: $REGISTRY (insecure), $MIRROR (Docker Hub mirror)"

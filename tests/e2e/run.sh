@@ -574,6 +574,29 @@ containerd2_extras() {
         expect "the open-files drop-in keeps Docker's limit" grep -q '^LimitNOFILE=1048576' "$WORK/$NODE/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf" &&
         expect "containerd runs with it" bash -c "[ \"\$(in_node systemctl show -p LimitNOFILE --value containerd.service)\" = 1048576 ]"
 }
+# Docker pulls an image from a schema 1 manifest: inspection lists it through containerd 2.x's
+# leases (Docker keeps no schema 1 manifest), the dry run warns of it; the other images are
+# known from the manifests Docker kept. The image is removed after: the node is as it was.
+schema1_image_listed() {
+    local ok=0
+    in_node timeout 120 docker pull -q "$SCHEMA1_IMAGE" >/dev/null || { echo "      Docker could not pull $SCHEMA1_IMAGE" >&2; return 1; }
+    expect "inspect exits 0" exits 0 in_node cri-migrate inspect --output json &&
+        expect "it calls the schema 1 pull schema1" python3 -c '
+import json, sys
+pulled = json.load(open(sys.argv[1]))["facts"]["docker_manifests"]["pulled"]
+s1 = [p for p in pulled if p["schema"] == "schema1"]
+assert [p["tags"] for p in s1] == [[sys.argv[2]]], pulled
+assert any(p["schema"] == "oci" for p in pulled), pulled
+' "$WORK/last.out" "$SCHEMA1_IMAGE" &&
+        expect "the dry run exits 0" exits 0 in_node cri-migrate migrate --to containerd --dry-run --output json &&
+        expect "it warns that containerd 2.1 cannot pull it" python3 -c '
+import json, sys
+w = [w for w in json.load(open(sys.argv[1]))["warnings"] if w["code"] == "schema1-images"]
+assert len(w) == 1 and w[0]["severity"] == "warning" and "test/schema1@" in w[0]["message"], w
+' "$WORK/last.out" || ok=1
+    in_node docker rmi -f "$SCHEMA1_IMAGE" >/dev/null
+    return $ok
+}
 migrate_to_containerd2() {
     migrate_to_containerd && containerd2_extras
 }
@@ -594,6 +617,7 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 17 "* ]]; then
         docker_pull_images || die "Docker could not pull the test images"
         node_state "$NODE" >"$WORK/state.original"
         scenario "17. containerd 2.x: a dry run changes nothing" dry_run_changes_nothing
+        scenario "17. containerd 2.x: a schema 1 image in Docker is listed and warned of" schema1_image_listed
         scenario "17. containerd 2.x: migrate (schema 3, the open-files drop-in, the test pod)" migrate_to_containerd2
         scenario "17. containerd 2.x: a second migrate has nothing to do" second_migrate_has_nothing_to_do
         scenario "17. containerd 2.x: rollback restores every file and Docker" rollback_restores_everything

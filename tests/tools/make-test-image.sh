@@ -24,6 +24,8 @@ main() {
 
     layers=""
     diff_ids=""
+    # One history entry a layer: skopeo can then write the image as a schema 1 manifest too.
+    history=""
     mkdir -p "$work/l0/bin"
     cp "$busybox" "$work/l0/bin/busybox"
     ln -s busybox "$work/l0/bin/sh"
@@ -55,7 +57,7 @@ PY
         add_layer "$work/l-$name"
     done
 
-    config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":${IMAGE_CMD:-[\"/bin/sh\"]},\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]}}"
+    config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":${IMAGE_CMD:-[\"/bin/sh\"]},\"Labels\":{\"cri-migrate.test\":\"$tag\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[${diff_ids}]},\"history\":[${history}]}"
     printf '%s' "$config" >"$work/config"
     cdigest=$(blob "$work/config")
     csize=$(wc -c <"$work/config")
@@ -85,6 +87,7 @@ add_layer() {
     [ -n "$layers" ] && sep=","
     layers="$layers$sep{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$ldigest\",\"size\":$lsize}"
     diff_ids="$diff_ids$sep\"sha256:$diff\""
+    history="$history$sep{\"created\":\"1970-01-01T00:00:00Z\",\"created_by\":\"make-test-image.sh\"}"
 }
 
 main "$@"
