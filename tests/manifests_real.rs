@@ -1,11 +1,13 @@
 //! Schema 1 images held by Docker, told on real parts: Debian 12's Docker 20.10 on a real
-//! containerd 1.6 (its `moby` namespace), a docker-registry that still serves schema 1 manifests
-//! (skopeo `--format v2s1` puts one there), then the registry gone, as on an air-gapped node.
-//! Three pulls: one from a schema 1 manifest, one from schema 2, and one whose lease and kept
-//! manifest are taken away, as a pull by Docker before 20.10 left it. `inspect --live` must call
-//! them schema 1, schema 2 and unknown; the dry run onto containerd 2.1 warns of the first only;
-//! an offline inspection of a copy of the node calls nothing schema 1 and still knows schema 2
-//! from the kept manifest.
+//! containerd (1.6, and 2.1 from Debian unstable; its `moby` namespace), a docker-registry that
+//! still serves schema 1 manifests (skopeo `--format v2s1` puts one there), then the registry
+//! gone, as on an air-gapped node. Three pulls: one from a schema 1 manifest, one from schema
+//! 2, and one whose lease and kept manifest are taken away, as a pull by Docker before 20.10
+//! left it. `inspect --live` must call them schema 1, schema 2 and unknown; the dry run onto
+//! containerd 2.1 warns of the first only, onto 1.7 not at all. An offline inspection of a copy
+//! of the node with containerd's content store only calls nothing schema 1 and still knows
+//! schema 2 from the kept manifest; with containerd's `meta.db` too, its leases read from the
+//! file tell as the API did.
 //! Needs root; fails loudly without its parts under `--include-ignored`.
 
 mod common;
@@ -102,10 +104,24 @@ fn codes(findings: &Value) -> Vec<(String, String)> {
 
 #[test]
 #[ignore = "needs root, containerd, Docker 20.10, docker-registry, skopeo and busybox-static (cargo test -- --include-ignored)"]
-fn schema_1_pulls_are_told_from_docker_and_its_containerd() {
+fn schema_1_pulls_are_told_on_containerd_1() {
     if parts_missing() {
         return;
     }
+    told(&services::containerd_1().unwrap(), "version = 2\n");
+}
+
+#[test]
+#[ignore = "needs root, containerd 2.x, Docker 20.10, docker-registry, skopeo and busybox-static (cargo test -- --include-ignored)"]
+fn schema_1_pulls_are_told_on_containerd_2() {
+    if parts_missing() || services::containerd_2_missing() {
+        return;
+    }
+    told(&services::containerd_2().unwrap(), "version = 3\n");
+}
+
+/// Docker 20.10 on this containerd pulls the three images; each is told live, then offline.
+fn told(containerd: &Path, config: &str) {
     let node = tempfile::Builder::new()
         .prefix("cri-migrate-node")
         .tempdir_in("/var/tmp")
@@ -115,7 +131,7 @@ fn schema_1_pulls_are_told_from_docker_and_its_containerd() {
         &common::repo().join("examples/nodes/kubelet-1.28-cri-dockerd"),
         root,
     );
-    let containerd = Containerd::start(&services::containerd_1().unwrap(), "version = 2\n", None);
+    let containerd = Containerd::start(containerd, config, None);
     containerd.serve_node(root);
     let docker = Dockerd::start_in(
         &services::dockerd_20().unwrap(),
@@ -253,9 +269,9 @@ fn schema_1_pulls_are_told_from_docker_and_its_containerd() {
         "{on_17:?}"
     );
 
-    // Offline, a copy of the node: no leases, so nothing is called schema 1; the kept manifest
-    // (containerd's content store copied into the node's /var/lib/containerd) still tells
-    // schema 2.
+    // Offline, a copy of the node. First with containerd's content store only (copied into
+    // the node's /var/lib/containerd): no leases, so nothing is called schema 1, and the kept
+    // manifest still tells schema 2.
     let copy = tempfile::Builder::new()
         .prefix("cri-migrate-node")
         .tempdir_in("/var/tmp")
@@ -272,39 +288,55 @@ fn schema_1_pulls_are_told_from_docker_and_its_containerd() {
             common::copy_tree(&root.join(dir), &copy.path().join(dir));
         }
     }
-    let image = copy.path().join("var/lib/docker/image");
-    std::fs::create_dir_all(&image).unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(root.join("var/lib/docker/image/overlay2"))
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::create_dir_all(copy.path().join("var/lib/containerd")).unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(
-            containerd
-                .dir
-                .path()
-                .join("root/io.containerd.content.v1.content"),
-        )
-        .arg(copy.path().join("var/lib/containerd"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let cp = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cp {} {}", from.display(), to.display());
+    };
+    cp(
+        &root.join("var/lib/docker/image/overlay2"),
+        &copy.path().join("var/lib/docker/image"),
+    );
+    let ctd_root = containerd.dir.path().join("root");
+    let node_ctd = copy.path().join("var/lib/containerd");
+    cp(
+        &ctd_root.join("io.containerd.content.v1.content"),
+        &node_ctd,
+    );
     let facts = &cli(copy.path(), &["inspect", "--output", "json"])["facts"];
     assert_eq!(
         schemas(facts),
         BTreeMap::from([
-            (old_ref, "unknown".to_string()),
-            (new_ref, "schema2".to_string()),
-            (pre_ref, "unknown".to_string()),
+            (old_ref.clone(), "unknown".to_string()),
+            (new_ref.clone(), "schema2".to_string()),
+            (pre_ref.clone(), "unknown".to_string()),
         ])
     );
-    assert!(facts["docker_manifests"]["leases"]
-        .as_str()
-        .unwrap()
-        .contains("offline"));
+    let leases = facts["docker_manifests"]["leases"].as_str().unwrap();
+    assert!(
+        leases.contains("offline") && leases.contains("meta.db"),
+        "{leases}"
+    );
+
+    // Then with containerd's metadata (meta.db, copied as containerd left it after the pulls):
+    // its leases, read from the file, tell as the live node's API did.
+    cp(&ctd_root.join("io.containerd.metadata.v1.bolt"), &node_ctd);
+    let facts = &cli(copy.path(), &["inspect", "--output", "json"])["facts"];
+    assert_eq!(
+        schemas(facts),
+        BTreeMap::from([
+            (old_ref, "schema1".to_string()),
+            (new_ref, "schema2".to_string()),
+            (pre_ref, "unknown".to_string()),
+        ]),
+        "{:#}",
+        facts["docker_manifests"]
+    );
+    let leases = facts["docker_manifests"]["leases"].as_str().unwrap();
+    assert!(leases.contains("on disk"), "{leases}");
 }

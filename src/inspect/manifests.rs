@@ -85,6 +85,7 @@ const DRIVERS: [&str; 8] = [
 ];
 const LEASE_PREFIX: &str = "moby-image-";
 const CONTENT: &str = "io.containerd.content.v1.content/blobs";
+const META_DB: &str = "io.containerd.metadata.v1.bolt/meta.db";
 
 /// Read what Docker pulled and tell each repo digest's schema. `talk`: containerd's API may be
 /// asked for the leases (a live node); otherwise schema 1 cannot be told from an old pull.
@@ -131,16 +132,27 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
                 .to_string(),
         )
     };
-    let leases = client
+    let api_leases = client
         .as_ref()
         .map_err(Clone::clone)
         .and_then(|(socket, c)| {
             c.leased_content(namespace, LEASE_PREFIX)
                 .map_err(|e| format!("{e:#}"))
-                .map(|l| (socket.clone(), l))
+                .map(|l| (format!("containerd at {socket}, namespace {namespace}"), l))
         });
     // Docker's containerd where it answered, else its content store on disk (an offline node).
-    let answered = client.as_ref().ok().filter(|_| leases.is_ok());
+    let answered = client.as_ref().ok().filter(|_| api_leases.is_ok());
+    // Where containerd does not answer (an offline node, a containerd that is stopped), its
+    // metadata on disk holds the same leases.
+    let leases =
+        api_leases.or_else(|why| {
+            on_disk_leases(node, &roots, namespace).ok_or_else(|| {
+                format!(
+                "{why}; and no containerd metadata with namespace {namespace} could be read ({})",
+                roots.iter().map(|r| join(r, META_DB)).collect::<Vec<_>>().join(", ")
+            )
+            })
+        });
     let manifest = |digest: &str| -> Option<Vec<u8>> {
         if let Some((_, c)) = answered {
             if let Ok(Some(b)) = c.blob(namespace, digest) {
@@ -157,7 +169,7 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
         })
     };
     out.leases = Some(match &leases {
-        Ok((socket, _)) => format!("containerd at {socket}, namespace {namespace}"),
+        Ok((source, _)) => source.clone(),
         Err(why) => why.clone(),
     });
     let leases = leases.map(|(_, l)| l);
@@ -242,6 +254,21 @@ fn connect(
     let client = crate::images::containerd::Containerd::connect(&node.path(socket))
         .map_err(|e| format!("Docker's containerd at {socket} did not answer: {e:#}"))?;
     Ok((socket.clone(), client))
+}
+
+/// The leases in containerd's metadata file (`meta.db`) under the first root that has the
+/// namespace: (where, leases).
+fn on_disk_leases(node: &Node, roots: &[String], namespace: &str) -> Option<(String, Leases)> {
+    roots.iter().find_map(|root| {
+        let path = join(root, META_DB);
+        let bytes = std::fs::read(node.resolve(&path).ok()?).ok()?;
+        let db = super::bolt::Db::parse(bytes).ok()?;
+        let leases = super::bolt::containerd_leases(&db, namespace, LEASE_PREFIX).ok()??;
+        Some((
+            format!("{path} (containerd's metadata on disk), namespace {namespace}"),
+            leases,
+        ))
+    })
 }
 
 /// `--containerd=PATH` or `--containerd PATH` in dockerd's command line.

@@ -1,6 +1,7 @@
 //! Inspection: read the node (through `--root`) into [`Facts`], plain data that planning uses
 //! without reading the node again.
 
+pub mod bolt;
 pub mod cni;
 pub mod docker;
 pub mod kubelet;
