@@ -178,14 +178,29 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
 }
 
 /// `<data-root>/image/<driver>/repositories.json`: the configured driver's, else the one there
-/// (Docker refuses to start with several and none configured).
+/// (Docker refuses to start with several and none configured). With userns-remap Docker keeps
+/// its data in `<data-root>/<uid>.<gid>`.
 fn repositories_path(node: &Node, data_root: &str, driver: Option<&str>) -> Option<String> {
-    let image = join(data_root, "image");
-    let file = |d: &str| join(&image, &format!("{d}/repositories.json"));
-    match driver {
-        Some(d) => Some(file(d)).filter(|p| node.exists(p)),
-        None => DRIVERS.iter().map(|d| file(d)).find(|p| node.exists(p)),
-    }
+    let remapped = node
+        .list(data_root)
+        .into_iter()
+        .filter(|n| {
+            n.split_once('.').is_some_and(|(u, g)| {
+                !u.is_empty()
+                    && !g.is_empty()
+                    && (u.to_owned() + g).bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+        .map(|n| join(data_root, &n));
+    std::iter::once(data_root.to_string())
+        .chain(remapped)
+        .find_map(|root| {
+            let file = |d: &str| join(&root, &format!("image/{d}/repositories.json"));
+            match driver {
+                Some(d) => Some(file(d)).filter(|p| node.exists(p)),
+                None => DRIVERS.iter().map(|d| file(d)).find(|p| node.exists(p)),
+            }
+        })
 }
 
 /// Docker's repositories.json: repo digests and tags, each with its image ID.
@@ -555,6 +570,76 @@ mod tests {
             Some("/x.sock")
         );
         assert_eq!(containerd_flag("/usr/bin/dockerd -H fd://"), None);
+    }
+
+    #[test]
+    fn an_offline_node_folder_is_read_through_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| {
+            let p = dir.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // userns-remap: Docker's data under <data-root>/<uid>.<gid>; containerd's root moved.
+        put(
+            "/data/docker/165536.165536/image/overlay2/repositories.json",
+            r#"{"Repositories":{"r/a":{"r/a:1":"sha256:aaa","r/a@sha256:d1":"sha256:aaa"},"r/b":{"r/b@sha256:d2":"sha256:bbb"}}}"#,
+        );
+        put(
+            "/data/containerd/io.containerd.content.v1.content/blobs/sha256/d1",
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#,
+        );
+        let node = Node::new(dir.path());
+        let places = DockerPlaces {
+            data_root: Some("/data/docker"),
+            storage_driver: None,
+            exec_root: None,
+            containerd: None,
+            namespace: None,
+            exec_start: None,
+            containerd_root: Some("/data/containerd"),
+        };
+        let m = inspect(&node, &places, false);
+        assert_eq!(
+            m.repositories.as_deref(),
+            Some("/data/docker/165536.165536/image/overlay2/repositories.json")
+        );
+        assert_eq!(
+            schemas(&m.pulled),
+            [
+                ("r/a@sha256:d1", Schema::Schema2),
+                ("r/b@sha256:d2", Schema::Unknown)
+            ]
+        );
+        assert_eq!(m.pulled[0].tags, ["r/a:1"]);
+        assert!(
+            m.leases
+                .as_deref()
+                .unwrap()
+                .contains("/data/containerd/io.containerd.metadata.v1.bolt/meta.db"),
+            "{:?}",
+            m.leases
+        );
+        // A broken file is said, not a failure.
+        put(
+            "/data/docker/165536.165536/image/overlay2/repositories.json",
+            "{not json",
+        );
+        let m = inspect(&node, &places, false);
+        assert!(m.pulled.is_empty());
+        let f = findings(&m, None, false);
+        assert_eq!(f[0].code, UNREADABLE);
+        assert!(
+            f[0].message.contains("repositories.json"),
+            "{}",
+            f[0].message
+        );
+        // No Docker data at all: nothing to say.
+        let empty = tempfile::tempdir().unwrap();
+        let m = inspect(&Node::new(empty.path()), &places, false);
+        assert!(
+            m.repositories.is_none() && m.pulled.is_empty() && findings(&m, None, false).is_empty()
+        );
     }
 
     fn with(schema: &[(&str, Schema)]) -> Manifests {
