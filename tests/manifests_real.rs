@@ -159,15 +159,34 @@ fn told(containerd: &Path, config: &str) {
         &pre,
     ]);
     let pre_digest = pre_digest.split_once('@').unwrap().1.to_string();
-    containerd
-        .ctr_in(
-            "moby",
-            &["leases", "delete", &format!("moby-image-{pre_id}")],
-        )
-        .unwrap();
-    containerd
-        .ctr_in("moby", &["content", "rm", &pre_digest])
-        .unwrap();
+    // The manifest's record first, then the lease with a synchronous garbage collection: the
+    // blob leaves the disk too (else it would still tell its kind, rightly).
+    for args in [
+        vec!["content", "rm", pre_digest.as_str()],
+        vec![
+            "leases",
+            "delete",
+            "--sync",
+            &format!("moby-image-{pre_id}"),
+        ],
+    ] {
+        let out = containerd.ctr_in("moby", &args).unwrap();
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let blob = containerd
+        .dir
+        .path()
+        .join("root/io.containerd.content.v1.content/blobs/sha256")
+        .join(pre_digest.trim_start_matches("sha256:"));
+    assert!(
+        !blob.exists(),
+        "{} outlived the garbage collection",
+        blob.display()
+    );
     drop(registry); // air-gapped from here
 
     let digest_of = |r: &str| {

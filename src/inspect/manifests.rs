@@ -124,48 +124,51 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
     ]
     .into();
     let namespace = places.namespace.unwrap_or("moby");
-    let client = if talk {
-        connect(node, places)
+    let api = if talk {
+        api_leases(node, places, namespace)
     } else {
         Err(
             "offline (--root): containerd's leases are read through its socket on a live node"
                 .to_string(),
         )
     };
-    let api_leases = client
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|(socket, c)| {
-            c.leased_content(namespace, LEASE_PREFIX)
-                .map_err(|e| format!("{e:#}"))
-                .map(|l| (format!("containerd at {socket}, namespace {namespace}"), l))
-        });
     // Docker's containerd where it answered, else its content store on disk (an offline node).
-    let answered = client.as_ref().ok().filter(|_| api_leases.is_ok());
+    let (answered, api) = match api {
+        Ok((source, client, leases)) => (Some(client), Ok((source, leases))),
+        Err(why) => (None, Err(why)),
+    };
     // Where containerd does not answer (an offline node, a containerd that is stopped), its
     // metadata on disk holds the same leases.
-    let leases =
-        api_leases.or_else(|why| {
-            on_disk_leases(node, &roots, namespace).ok_or_else(|| {
-                format!(
+    let leases = api.or_else(|why| {
+        on_disk_leases(node, &roots, namespace).ok_or_else(|| {
+            let files: Vec<String> = roots.iter().map(|r| join(r, META_DB)).collect();
+            format!(
                 "{why}; and no containerd metadata with namespace {namespace} could be read ({})",
-                roots.iter().map(|r| join(r, META_DB)).collect::<Vec<_>>().join(", ")
+                files.join(", ")
             )
-            })
-        });
+        })
+    });
+    // Bytes count only when they hash to the digest (a file on disk may be half written).
     let manifest = |digest: &str| -> Option<Vec<u8>> {
-        if let Some((_, c)) = answered {
+        let hex = digest.strip_prefix("sha256:")?;
+        let whole = |b: &Vec<u8>| {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(b)) == hex
+        };
+        if let Some(c) = &answered {
             if let Ok(Some(b)) = c.blob(namespace, digest) {
-                return Some(b);
+                if whole(&b) {
+                    return Some(b);
+                }
             }
         }
-        let (algo, hex) = digest.split_once(':')?;
-        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             return None;
         }
         roots.iter().find_map(|root| {
-            let p = join(root, &format!("{CONTENT}/{algo}/{hex}"));
-            node.read(&p).ok().flatten().map(String::into_bytes)
+            let p = join(root, &format!("{CONTENT}/sha256/{hex}"));
+            let b = std::fs::read(node.resolve(&p).ok()?).ok()?;
+            whole(&b).then_some(b)
         })
     };
     out.leases = Some(match &leases {
@@ -238,14 +241,18 @@ pub fn parse_repositories(text: &str) -> Result<Repositories, String> {
 /// The leases of Docker's containerd: lease ID -> content digests.
 type Leases = BTreeMap<String, Vec<String>>;
 
-/// Docker's containerd: its socket and a client.
-fn connect(
+/// Docker's containerd, asked for its leases: (where, a client, the leases). Of the sockets
+/// Docker may use, the first whose namespace holds Docker's leases (a containerd installed
+/// since Docker started may hold none), else the first that answered.
+fn api_leases(
     node: &Node,
     places: &DockerPlaces,
-) -> Result<(String, crate::images::containerd::Containerd), String> {
+    namespace: &str,
+) -> Result<(String, crate::images::containerd::Containerd, Leases), String> {
     let exec_root = places.exec_root.unwrap_or("/var/run/docker");
     let flag = places.exec_start.and_then(containerd_flag);
-    // dockerd uses the system containerd when it runs, else starts its own under exec-root.
+    // dockerd uses the system containerd when its socket is there, else starts its own under
+    // exec-root.
     let candidates: Vec<String> = places
         .containerd
         .map(str::to_string)
@@ -257,18 +264,39 @@ fn connect(
                 join(exec_root, "containerd/containerd.sock"),
             ]
         });
-    let socket = candidates
-        .iter()
-        .find(|s| node.path(s).exists())
-        .ok_or_else(|| {
+    let mut why = Vec::new();
+    let mut answered = None;
+    for socket in candidates.iter().filter(|s| node.path(s).exists()) {
+        let client = match crate::images::containerd::Containerd::connect(&node.path(socket)) {
+            Ok(c) => c,
+            Err(e) => {
+                why.push(format!(
+                    "Docker's containerd at {socket} did not answer: {e:#}"
+                ));
+                continue;
+            }
+        };
+        match client.leased_content(namespace, LEASE_PREFIX) {
+            Err(e) => why.push(format!("{e:#}")),
+            Ok(leases) => {
+                let source = format!("containerd at {socket}, namespace {namespace}");
+                if !leases.is_empty() {
+                    return Ok((source, client, leases));
+                }
+                answered.get_or_insert((source, client, leases));
+            }
+        }
+    }
+    answered.ok_or_else(|| {
+        if why.is_empty() {
             format!(
                 "Docker's containerd is not running (no {}): its leases tell schema 1 pulls",
                 candidates.join(", no ")
             )
-        })?;
-    let client = crate::images::containerd::Containerd::connect(&node.path(socket))
-        .map_err(|e| format!("Docker's containerd at {socket} did not answer: {e:#}"))?;
-    Ok((socket.clone(), client))
+        } else {
+            why.join("; ")
+        }
+    })
 }
 
 /// The leases in containerd's metadata file (`meta.db`) under the first root that has the
@@ -581,14 +609,20 @@ mod tests {
             std::fs::write(p, text).unwrap();
         };
         // userns-remap: Docker's data under <data-root>/<uid>.<gid>; containerd's root moved.
+        use sha2::Digest;
+        let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#;
+        let d1 = format!("{:x}", sha2::Sha256::digest(manifest));
+        // A blob whose bytes are not its digest's (half written): it tells nothing.
+        let d2 = format!("{:x}", sha2::Sha256::digest("another"));
         put(
             "/data/docker/165536.165536/image/overlay2/repositories.json",
-            r#"{"Repositories":{"r/a":{"r/a:1":"sha256:aaa","r/a@sha256:d1":"sha256:aaa"},"r/b":{"r/b@sha256:d2":"sha256:bbb"}}}"#,
+            &format!(
+                r#"{{"Repositories":{{"r/a":{{"r/a:1":"sha256:aaa","r/a@sha256:{d1}":"sha256:aaa"}},"r/b":{{"r/b@sha256:{d2}":"sha256:bbb"}}}}}}"#
+            ),
         );
-        put(
-            "/data/containerd/io.containerd.content.v1.content/blobs/sha256/d1",
-            r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#,
-        );
+        let blobs = "/data/containerd/io.containerd.content.v1.content/blobs/sha256";
+        put(&format!("{blobs}/{d1}"), manifest);
+        put(&format!("{blobs}/{d2}"), &manifest[..20]);
         let node = Node::new(dir.path());
         let places = DockerPlaces {
             data_root: Some("/data/docker"),
@@ -607,8 +641,8 @@ mod tests {
         assert_eq!(
             schemas(&m.pulled),
             [
-                ("r/a@sha256:d1", Schema::Schema2),
-                ("r/b@sha256:d2", Schema::Unknown)
+                (format!("r/a@sha256:{d1}").as_str(), Schema::Schema2),
+                (format!("r/b@sha256:{d2}").as_str(), Schema::Unknown)
             ]
         );
         assert_eq!(m.pulled[0].tags, ["r/a:1"]);
