@@ -6,12 +6,14 @@
 //! manifest cannot be kept there (its digest is not its bytes': Docker logs "Error persisting
 //! manifest"), so an image whose lease holds no content came from schema 1 pulls only. An image
 //! pulled before Docker kept manifests has no lease: it is said as unknown, with how to tell.
+//! The leases come from Docker's containerd's API on a live node, else from its `meta.db` on disk
+//! (bolt.rs: an offline `--root`, a containerd that does not answer); the manifests from the API,
+//! else its content store on disk.
 
 use super::Finding;
 use crate::node::{join, Node};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// What kind of manifest a repo digest names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
@@ -474,12 +476,6 @@ pub fn findings(
         ));
     }
     out
-}
-
-/// A digest's path in a content store, for tests that build one.
-pub fn blob_path(root: &Path, digest: &str) -> std::path::PathBuf {
-    let (algo, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
-    root.join(CONTENT).join(algo).join(hex)
 }
 
 #[cfg(test)]
