@@ -129,27 +129,16 @@ YML
 }
 
 # push_image ADDR REPO TAG LABEL...: build a small image (tests/tools/make-test-image.sh), push
-# it, print its manifest digest.
+# it, print its manifest digest. PUSH_FORMAT=v2s1 pushes it as a schema 1 manifest (as old
+# registries served them; the registries here accept them).
 push_image() {
     local addr=$1 repo=$2 tag=$3
     shift 3
     local layout
     layout=$(mktemp -d)
     "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
-    timeout 120 skopeo copy --quiet --dest-tls-verify=false --digestfile "$layout/digest" "oci:$layout:$tag" "docker://$addr/$repo:$tag"
+    timeout 120 skopeo copy --quiet ${PUSH_FORMAT:+--format "$PUSH_FORMAT"} --dest-tls-verify=false --digestfile "$layout/digest" "oci:$layout:$tag" "docker://$addr/$repo:$tag"
     cat "$layout/digest"
-    rm -rf "$layout"
-}
-
-# push_schema1 ADDR REPO TAG LABEL...: the same image as a schema 1 manifest (as old registries
-# served them; the registries here accept them).
-push_schema1() {
-    local addr=$1 repo=$2 tag=$3
-    shift 3
-    local layout
-    layout=$(mktemp -d)
-    "$REPO/tests/tools/make-test-image.sh" "$layout" "$tag" "$@"
-    timeout 120 skopeo copy --quiet --format v2s1 --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/$repo:$tag"
     rm -rf "$layout"
 }
 
@@ -420,7 +409,7 @@ setup_registries() {
     # An image pods pin by digest: Docker holds it with no tag at all.
     PINNED=$REGISTRY/test/pinned@$(push_image "$REGISTRY" test/pinned 1 pinned extra-layer)
     # An image only a schema 1 manifest brings (containerd 2.1 cannot pull it).
-    push_schema1 "$REGISTRY" test/schema1 1 schema1
+    PUSH_FORMAT=v2s1 push_image "$REGISTRY" test/schema1 1 schema1 >/dev/null
     SCHEMA1_IMAGE=$REGISTRY/test/schema1:1
     PAUSE=$REGISTRY/pause/pause:3.9
     TEST_IMAGE=$REGISTRY/test/busybox:1
