@@ -129,10 +129,7 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
     let api = if talk {
         api_leases(node, places, namespace)
     } else {
-        Err(
-            "offline (--root): containerd's leases are read through its socket on a live node"
-                .to_string(),
-        )
+        Err("offline (--root)".to_string())
     };
     // Docker's containerd where it answered, else its content store on disk (an offline node).
     let (answered, api) = match api {
@@ -143,10 +140,9 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
     // metadata on disk holds the same leases.
     let leases = api.or_else(|why| {
         on_disk_leases(node, &roots, namespace).ok_or_else(|| {
-            let files: Vec<String> = roots.iter().map(|r| join(r, META_DB)).collect();
             format!(
-                "{why}; and no containerd metadata with namespace {namespace} could be read ({})",
-                files.join(", ")
+                "{why}, and no containerd metadata (meta.db) with namespace {namespace} under {}",
+                roots.join(", ")
             )
         })
     });
@@ -365,7 +361,7 @@ pub fn classify(
                 Some(Some(s)) => (s, "its manifest, kept in containerd's content store".to_string()),
                 Some(None) => (Schema::Unknown, "the blob of its digest in containerd's content store is not a manifest".to_string()),
                 None => match leases {
-                    Err(why) => (Schema::Unknown, format!("no manifest kept for it, and {why}")),
+                    Err(why) => (Schema::Unknown, format!("no manifest kept for it, and its image's lease cannot be read: {why}")),
                     Ok(l) => match l.get(&format!("{LEASE_PREFIX}{image}")) {
                         None => (Schema::Unknown, "no manifest kept for it and no lease on its image: pulled before Docker kept manifests (20.10)".to_string()),
                         Some(content) if content.is_empty() => (Schema::Schema1, "Docker (20.10 or later) pulled its image and kept no manifest for it, as it does for schema 1 only".to_string()),
@@ -643,10 +639,9 @@ mod tests {
         );
         assert_eq!(m.pulled[0].tags, ["r/a:1"]);
         assert!(
-            m.leases
-                .as_deref()
-                .unwrap()
-                .contains("/data/containerd/io.containerd.metadata.v1.bolt/meta.db"),
+            m.leases.as_deref().unwrap().contains(
+                "no containerd metadata (meta.db) with namespace moby under /data/containerd, "
+            ),
             "{:?}",
             m.leases
         );
