@@ -254,38 +254,13 @@ impl Containerd {
     /// Bounded, as inspection asks it.
     pub fn blob(&self, namespace: &str, digest: &str) -> Result<Option<Vec<u8>>> {
         let mut c = ContentClient::new(self.channel.clone());
-        let info = c.info(request(
-            InfoRequest {
-                digest: digest.to_string(),
-            },
-            namespace,
-            None,
-        ));
-        match self
-            .rt
-            .block_on(async { tokio::time::timeout(INSPECT_BOUND, info).await })
-        {
-            Ok(Err(s)) if s.code() == Code::NotFound => return Ok(None),
-            Ok(Err(s)) => bail!("containerd: content {digest}: {}", s.message()),
-            Err(_) => bail!(
-                "containerd at {}: content {digest}: no answer in {}s",
-                self.address,
-                INSPECT_BOUND.as_secs()
-            ),
-            Ok(Ok(_)) => {}
-        }
-        let read = read_all(&mut c, namespace, digest);
-        match self
-            .rt
-            .block_on(async { tokio::time::timeout(INSPECT_BOUND, read).await })
-        {
-            Ok(Ok(b)) => Ok(Some(b)),
-            Ok(Err(s)) => bail!("containerd: read {digest}: {}", s.message()),
-            Err(_) => bail!(
-                "containerd at {}: read {digest}: no answer in {}s",
-                self.address,
-                INSPECT_BOUND.as_secs()
-            ),
+        match self.within(
+            &format!("read {digest}"),
+            read_all(&mut c, namespace, digest),
+        )? {
+            Ok(b) => Ok(Some(b)),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => bail!("containerd: read {digest}: {}", s.message()),
         }
     }
 
@@ -691,18 +666,27 @@ impl Containerd {
         what: &str,
         call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
-        match self
-            .rt
+        self.within(what, call)?
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow!("containerd at {}: {what}: {}", self.address, s.message()))
+    }
+
+    /// A call within [`INSPECT_BOUND`]: an error when containerd does not answer in time, else
+    /// its own result.
+    fn within<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<Result<T, tonic::Status>> {
+        self.rt
             .block_on(async { tokio::time::timeout(INSPECT_BOUND, call).await })
-        {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => bail!("containerd at {}: {what}: {}", self.address, s.message()),
-            Err(_) => bail!(
-                "containerd at {}: {what}: no answer in {}s",
-                self.address,
-                INSPECT_BOUND.as_secs()
-            ),
-        }
+            .map_err(|_| {
+                anyhow!(
+                    "containerd at {}: {what}: no answer in {}s",
+                    self.address,
+                    INSPECT_BOUND.as_secs()
+                )
+            })
     }
 
     fn drop_lease(&self, namespace: &str, lease: &str) {
