@@ -594,7 +594,6 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     let by_target = crate::inspect::manifests::findings(
         &facts.docker_manifests,
         (target == Target::Containerd).then_some(rv),
-        true,
     );
     warnings.extend(
         facts

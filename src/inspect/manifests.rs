@@ -426,11 +426,7 @@ pub const CODES: [&str; 3] = [SCHEMA1, UNKNOWN, UNREADABLE];
 
 /// What to say of the schemas. `target`: containerd's version when the move goes to containerd
 /// (None: inspection alone, or CRI-O). Schema 1 is a warning where the target refuses it.
-pub fn findings(
-    m: &Manifests,
-    target: Option<crate::version::Version>,
-    planned: bool,
-) -> Vec<Finding> {
+pub fn findings(m: &Manifests, target: Option<crate::version::Version>) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(e) = &m.error {
         out.push(Finding::warning(
@@ -440,7 +436,7 @@ pub fn findings(
         ));
     }
     let refused = refuses_schema1(target);
-    if planned && target.is_some_and(|_| refused.is_none()) {
+    if target.is_some() && refused.is_none() {
         return out; // containerd 1.x still pulls schema 1
     }
     let schema1 = m.of(Schema::Schema1);
@@ -652,7 +648,7 @@ mod tests {
         );
         let m = inspect(&node, &places, false);
         assert!(m.pulled.is_empty());
-        let f = findings(&m, None, false);
+        let f = findings(&m, None);
         assert_eq!(f[0].code, UNREADABLE);
         assert!(
             f[0].message.contains("repositories.json"),
@@ -662,9 +658,7 @@ mod tests {
         // No Docker data at all: nothing to say.
         let empty = tempfile::tempdir().unwrap();
         let m = inspect(&Node::new(empty.path()), &places, false);
-        assert!(
-            m.repositories.is_none() && m.pulled.is_empty() && findings(&m, None, false).is_empty()
-        );
+        assert!(m.repositories.is_none() && m.pulled.is_empty() && findings(&m, None).is_empty());
     }
 
     fn with(schema: &[(&str, Schema)]) -> Manifests {
@@ -692,21 +686,21 @@ mod tests {
         ]);
         let code = |f: &[Finding]| f.iter().map(|f| (f.code, f.severity)).collect::<Vec<_>>();
         use super::super::Severity::*;
-        assert_eq!(code(&findings(&m, None, false)), [(SCHEMA1, Info)]);
-        let v21 = findings(&m, Some(Version::new(2, 1, 0)), true);
+        assert_eq!(code(&findings(&m, None)), [(SCHEMA1, Info)]);
+        let v21 = findings(&m, Some(Version::new(2, 1, 0)));
         assert_eq!(code(&v21), [(SCHEMA1, Warning)]);
         assert!(v21[0].message.contains("r@sha256:1") && !v21[0].message.contains("r@sha256:2"));
-        assert!(findings(&m, Some(Version::new(2, 0, 3)), true)[0]
+        assert!(findings(&m, Some(Version::new(2, 0, 3)))[0]
             .message
             .contains("CONTAINERD_ENABLE_DEPRECATED_PULL_SCHEMA_1_IMAGE"));
-        assert!(findings(&m, Some(Version::new(1, 7, 20)), true).is_empty());
+        assert!(findings(&m, Some(Version::new(1, 7, 20))).is_empty());
         // CRI-O pulls schema 1: said, not warned.
-        assert_eq!(code(&findings(&m, None, true)), [(SCHEMA1, Info)]);
+        assert_eq!(code(&findings(&m, None)), [(SCHEMA1, Info)]);
         let many: Vec<(String, Schema)> = (0..8)
             .map(|i| (format!("r@sha256:{i}"), Schema::Unknown))
             .collect();
         let many: Vec<(&str, Schema)> = many.iter().map(|(r, s)| (r.as_str(), *s)).collect();
-        let f = findings(&with(&many), Some(Version::new(2, 1, 0)), true);
+        let f = findings(&with(&many), Some(Version::new(2, 1, 0)));
         assert_eq!(code(&f), [(UNKNOWN, Info)]);
         assert!(
             f[0].message.contains("8 image reference(s)") && f[0].message.contains("and 3 more"),

@@ -198,7 +198,7 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             ));
         }
     }
-    out.extend(super::manifests::findings(&f.docker_manifests, None, false));
+    out.extend(super::manifests::findings(&f.docker_manifests, None));
     if f.cni.conf_files.is_empty() {
         out.push(Finding::warning(
             "cni-no-config",
