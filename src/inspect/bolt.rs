@@ -5,7 +5,7 @@
 //! as it is on disk, so a containerd writing it at the same moment could show a torn state —
 //! callers read it only where containerd does not answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
@@ -112,7 +112,7 @@ impl Db {
         let mut out = BTreeMap::new();
         match bucket {
             Bucket::Inline(page) => self.leaf(page, &mut out)?,
-            Bucket::Page(id) => self.walk(*id, &mut out, 0)?,
+            Bucket::Page(id) => self.walk(*id, &mut out, &mut HashSet::new(), 0)?,
         }
         Ok(out)
     }
@@ -129,10 +129,21 @@ impl Db {
         Ok(Some(b))
     }
 
-    fn walk(&self, id: u64, out: &mut BTreeMap<Vec<u8>, Entry>, depth: u32) -> Result<(), String> {
+    /// The leaves under a page. A page reached twice (a torn file's cycle) or a tree deeper
+    /// than any bbolt file is an error: a bad file must not keep the reader walking.
+    fn walk(
+        &self,
+        id: u64,
+        out: &mut BTreeMap<Vec<u8>, Entry>,
+        seen: &mut HashSet<u64>,
+        depth: u32,
+    ) -> Result<(), String> {
         let torn = || format!("page {id} is out of the file or torn");
         if depth > 64 {
             return Err(format!("page {id}: the tree is deeper than any bbolt file"));
+        }
+        if !seen.insert(id) {
+            return Err(format!("page {id} is reached twice: the file is torn"));
         }
         let page = self.page(id).ok_or_else(torn)?;
         match u16_at(page, 8).ok_or_else(torn)? {
@@ -140,7 +151,7 @@ impl Db {
                 let count = u16_at(page, 10).ok_or_else(torn)? as usize;
                 for i in 0..count {
                     let child = u64_at(page, PAGE_HEADER + i * 16 + 8).ok_or_else(torn)?;
-                    self.walk(child, out, depth + 1)?;
+                    self.walk(child, out, seen, depth + 1)?;
                 }
                 Ok(())
             }
@@ -379,6 +390,13 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(Db::parse(vec![0u8; 100]).is_err());
         assert!(Db::parse(b"not bolt".to_vec()).is_err());
+        // A branch page that names itself as its child: an error, not an endless walk.
+        let mut bytes = file((7, 8), false);
+        let child = 4096 * 4 + PAGE_HEADER + 8; // page 4's first element's page id
+        bytes[child..child + 8].copy_from_slice(&4u64.to_le_bytes());
+        let db = Db::parse(bytes).unwrap();
+        let err = containerd_leases(&db, "moby", "moby-image-").unwrap_err();
+        assert!(err.contains("reached twice"), "{err}");
         let mut bytes = file((7, 8), false);
         bytes.truncate(4096 * 6 + 20); // the root page cut short
         let db = Db::parse(bytes).unwrap();
