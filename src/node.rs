@@ -151,6 +151,43 @@ impl Node {
     }
 
     pub fn snapshot(&self, node_path: &str) -> Result<Option<Snapshot>> {
+        let Some((bytes, mode)) = self.regular_file(
+            node_path,
+            MAX_CONFIG_BYTES,
+            "A configuration file is never that large: check what the file is.",
+        )?
+        else {
+            return Ok(None);
+        };
+        let content = String::from_utf8(bytes).map_err(|_| {
+            crate::error::Failure::bad_input(
+                node_path,
+                "the file is not UTF-8 text",
+                "Check the file; it should be a text configuration file.",
+            )
+        })?;
+        // A URL with a password, in any file (a proxy in a drop-in, a mirror): never printed.
+        crate::secrets::register_urls(&content);
+        Ok(Some(Snapshot { content, mode }))
+    }
+
+    /// The bytes of a regular file of at most `max` bytes (a manifest, containerd's metadata),
+    /// `None` when it does not exist; anything else is an error naming it, as for a config.
+    pub fn read_bytes(&self, node_path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let too_large = "Check what the file is.";
+        Ok(self
+            .regular_file(node_path, max, too_large)?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// A regular file's bytes and mode, read through the root. A directory, a FIFO (a read
+    /// would wait for a writer for ever), a device or more than `max` bytes is an error.
+    fn regular_file(
+        &self,
+        node_path: &str,
+        max: u64,
+        too_large: &str,
+    ) -> Result<Option<(Vec<u8>, u32)>> {
         let path = self.resolve(node_path).map_err(|e| {
             crate::error::Failure::bad_input(
                 node_path,
@@ -189,30 +226,18 @@ impl Node {
         {
             use std::io::Read;
             std::fs::File::open(&path)
-                .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+                .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
                 .with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
         }
-        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        if bytes.len() as u64 > max {
             return Err(crate::error::Failure::bad_input(
                 node_path,
-                format!("it holds more than {} MiB", MAX_CONFIG_BYTES >> 20),
-                "A configuration file is never that large: check what the file is.",
+                format!("it holds more than {} MiB", max >> 20),
+                too_large,
             )
             .into());
         }
-        let content = String::from_utf8(bytes).map_err(|_| {
-            crate::error::Failure::bad_input(
-                node_path,
-                "the file is not UTF-8 text",
-                "Check the file; it should be a text configuration file.",
-            )
-        })?;
-        // A URL with a password, in any file (a proxy in a drop-in, a mirror): never printed.
-        crate::secrets::register_urls(&content);
-        Ok(Some(Snapshot {
-            content,
-            mode: meta.permissions().mode() & 0o7777,
-        }))
+        Ok(Some((bytes, meta.permissions().mode() & 0o7777)))
     }
 
     /// Names in a directory, sorted; empty when it does not exist.

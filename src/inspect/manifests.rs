@@ -88,6 +88,10 @@ const DRIVERS: [&str; 8] = [
 const LEASE_PREFIX: &str = "moby-image-";
 const CONTENT: &str = "io.containerd.content.v1.content/blobs";
 const META_DB: &str = "io.containerd.metadata.v1.bolt/meta.db";
+/// containerd refuses manifests over 4 MiB (its `MaxManifestSize`).
+const MAX_MANIFEST: u64 = 4 << 20;
+/// A meta.db past this is not read into memory: its images are then unknown.
+const MAX_META_DB: u64 = 512 << 20;
 
 /// Read what Docker pulled and tell each repo digest's schema. `talk`: containerd's API may be
 /// asked for the leases (a live node); otherwise schema 1 cannot be told from an old pull.
@@ -165,7 +169,7 @@ pub fn inspect(node: &Node, places: &DockerPlaces, talk: bool) -> Manifests {
         }
         roots.iter().find_map(|root| {
             let p = join(root, &format!("{CONTENT}/sha256/{hex}"));
-            let b = std::fs::read(node.resolve(&p).ok()?).ok()?;
+            let b = node.read_bytes(&p, MAX_MANIFEST).ok()??;
             whole(&b).then_some(b)
         })
     };
@@ -302,7 +306,7 @@ fn api_leases(
 fn on_disk_leases(node: &Node, roots: &[String], namespace: &str) -> Option<(String, Leases)> {
     roots.iter().find_map(|root| {
         let path = join(root, META_DB);
-        let bytes = std::fs::read(node.resolve(&path).ok()?).ok()?;
+        let bytes = node.read_bytes(&path, MAX_META_DB).ok()??;
         let db = super::bolt::Db::parse(bytes).ok()?;
         let leases = super::bolt::containerd_leases(&db, namespace, LEASE_PREFIX).ok()??;
         Some((
@@ -640,6 +644,26 @@ mod tests {
             ),
             "{:?}",
             m.leases
+        );
+        // A FIFO where a blob or containerd's metadata should be is skipped, never waited on.
+        let fifo = |path: &str| {
+            let p = dir.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        };
+        fifo("/data/containerd/io.containerd.metadata.v1.bolt/meta.db");
+        std::fs::remove_file(dir.path().join(format!(
+            "data/containerd/io.containerd.content.v1.content/blobs/sha256/{d1}"
+        )))
+        .unwrap();
+        fifo(&format!("{blobs}/{d1}"));
+        let m = inspect(&node, &places, false);
+        assert_eq!(
+            schemas(&m.pulled),
+            [
+                (format!("r/a@sha256:{d1}").as_str(), Schema::Unknown),
+                (format!("r/b@sha256:{d2}").as_str(), Schema::Unknown)
+            ]
         );
         // A broken file is said, not a failure.
         put(
