@@ -153,7 +153,7 @@ impl fmt::Display for Failure {
             Failure::Cancelled(msg) => write!(f, "cancelled: {msg}. Nothing was changed."),
             Failure::RolledBack { reason, backup } => write!(
                 f,
-                "the migration failed and the node was rolled back: {reason}. Every file is as it was and the services are back as they were; the backup stays in {backup}."
+                "the migration failed and the node was rolled back: {reason}. Every file is as it was and every unit is in the state it had before the run (each checked after the rollback); the backup stays in {backup}."
             ),
             Failure::RollbackFailed { reason, rollback, backup } => write!(
                 f,
@@ -165,7 +165,7 @@ impl fmt::Display for Failure {
             ),
             Failure::InterruptedRolledBack { signal, backup } => write!(
                 f,
-                "interrupted by {signal} during the cutover: the step in flight finished and the node was rolled back. Every file is as it was and the services are back as they were; the backup and this run's journal stay in {backup}."
+                "interrupted by {signal} during the cutover: the step in flight finished and the node was rolled back. Every file is as it was and every unit is in the state it had before the run (each checked after the rollback); the backup and this run's journal stay in {backup}."
             ),
             Failure::Locked { holder } => write!(
                 f,

@@ -358,6 +358,17 @@ impl Backup {
         (self.manifest.effects.len() - 1, self.save())
     }
 
+    /// A change already made, recorded done at once: what systemd did along with a step (a
+    /// unit stopped with the one the step stopped).
+    pub fn record_done(&mut self, step: &str, effect: Effect) -> Result<()> {
+        self.manifest.effects.push(EffectRecord {
+            step: step.to_string(),
+            effect,
+            mark: Mark::Done,
+        });
+        self.save()
+    }
+
     pub fn mark(&mut self, index: usize, mark: Mark) -> Result<()> {
         if let Some(r) = self.manifest.effects.get_mut(index) {
             r.mark = mark;

@@ -15,7 +15,7 @@ use crate::node::Node;
 use crate::plan::Action;
 use crate::signals::{self, Phase};
 use crate::system::kubectl::Kubectl;
-use crate::system::systemd::{diagnose, Systemd};
+use crate::system::systemd::{diagnose, running, Systemd};
 use anyhow::{anyhow, Result};
 use backup::{content_digest, Backup, Effect, Mark, State};
 use serde::Serialize;
@@ -361,13 +361,95 @@ fn exec_recorded(
         b.journal_errors
             .push(format!("recording \"{}\": {e:#}", step.name()));
     }
+    // What systemd stops or starts along with a unit (a service that `Requires=` the socket
+    // the step stops) is recorded too, so that the undo brings it back.
+    let acted =
+        match step {
+            Step::Act(
+                Action::Stop { unit } | Action::Start { unit } | Action::Restart { unit },
+            ) if opts.live => Some(unit.as_str()),
+            _ => None,
+        };
+    let tracked = tracked_units(b);
+    let before = match acted.map(|_| fx.systemd.active_states(&tracked)) {
+        Some(Err(e)) => {
+            journal(
+                b,
+                &format!(
+                    "before {}: the units' states cannot be read ({e:#}); what systemd does along with it goes unrecorded (the undo compares every unit with the backup)",
+                    step.name()
+                ),
+            );
+            None
+        }
+        Some(Ok(states)) => Some(states),
+        None => None,
+    };
     let r = exec(node, b, fx, opts, step, plan, verification);
     let mark = if r.is_ok() { Mark::Done } else { Mark::Failed };
     if let Err(e) = b.mark(i, mark) {
         b.journal_errors
             .push(format!("marking \"{}\" {mark:?}: {e:#}", step.name()));
     }
+    if let (Some(acted), Some(before)) = (acted, before) {
+        record_along(b, fx, &step.name(), acted, &tracked, &before);
+    }
     r
+}
+
+/// The units whose states the backup recorded (the migration's and those systemd stops with
+/// them).
+fn tracked_units(b: &Backup) -> Vec<String> {
+    b.manifest
+        .units
+        .iter()
+        .filter(|u| u.exists())
+        .map(|u| u.unit.clone())
+        .collect()
+}
+
+/// After a stop, start or restart: every tracked unit whose running state changed with it is
+/// recorded as stopped or started (by systemd, along with the step's unit), and said in the
+/// journal. A state that cannot be read now is said there too; the undo still compares every
+/// unit with the backup's states.
+fn record_along(
+    b: &mut Backup,
+    fx: &Effects,
+    name: &str,
+    acted: &str,
+    tracked: &[String],
+    before: &[String],
+) {
+    let after = match fx.systemd.active_states(tracked) {
+        Ok(a) => a,
+        Err(e) => {
+            journal(
+                b,
+                &format!("after {name}: the units' states cannot be read ({e:#})"),
+            );
+            return;
+        }
+    };
+    for ((unit, was), now) in tracked.iter().zip(before).zip(&after) {
+        if unit == acted || running(was) == running(now) {
+            continue;
+        }
+        let (verb, done) = if running(now) {
+            ("start", "started")
+        } else {
+            ("stop", "stopped")
+        };
+        let line = format!("systemd {done} {unit} along with {name} (it was {was}, it is {now})");
+        journal(b, &line);
+        let effect = Effect::Unit {
+            verb: verb.into(),
+            unit: unit.clone(),
+        };
+        if let Err(e) = b.record_done(&format!("{name} (systemd, along with it)"), effect) {
+            b.journal_errors
+                .push(format!("recording \"{line}\": {e:#}"));
+        }
+    }
 }
 
 /// Before a file is written: `Some(detail)` when it needs no write (already as planned); an

@@ -92,30 +92,22 @@ pub fn holder(node: &Node) -> Option<Holder> {
     }
 }
 
-/// The units' states before the change. A state systemctl cannot tell is a refusal: the undo
-/// would not know what to bring back.
+/// The units' states before the change, with every unit systemd would stop along with one of
+/// them (`Requires=`, `BindsTo=`, `Requisite=`, `PartOf=`, transitively): a rollback brings
+/// those back too. A state systemctl cannot tell is a refusal: the undo would not know what to
+/// bring back.
 pub fn unit_states(
     systemd: &dyn crate::system::systemd::Systemd,
     units: &[&str],
 ) -> Result<Vec<crate::system::systemd::UnitState>, Failure> {
-    let mut states = Vec::new();
-    let mut problems = Vec::new();
-    for u in units {
-        match systemd.state(u) {
-            Ok(s) => states.push(s),
-            Err(e) => problems.push(format!("{u}: {e:#}")),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Failure::preflight(
+    crate::system::systemd::states_with_dependents(systemd, units).map_err(|e| {
+        Failure::preflight(
             format!(
-                "preflight failed: the state of some units cannot be read ({}), and a rollback would not know what to bring back",
-                problems.join("; ")
+                "preflight failed: the state of some units cannot be read ({e:#}), and a rollback would not know what to bring back"
             ),
-            "Check that systemd answers (`systemctl is-enabled UNIT`, `systemctl is-active UNIT`) and run again.",
-        ));
-    }
-    Ok(states)
+            "Check that systemd answers (`systemctl is-enabled UNIT`, `systemctl is-active UNIT`, `systemctl show -p RequiredBy UNIT`) and run again.",
+        )
+    })
 }
 
 /// `--drain`: kubectl, a kubeconfig and an API server that knows the node, all before the

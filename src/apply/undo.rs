@@ -7,6 +7,7 @@
 use super::backup::{remove_created_dirs, restore_file, Backup, Effect, EffectRecord, Mark, State};
 use super::{Effects, Progress, StepReport, StepStatus};
 use crate::node::Node;
+use crate::system::systemd::{running, UnitState};
 use anyhow::{anyhow, Result};
 use std::time::Instant;
 
@@ -113,6 +114,131 @@ impl UndoPlan {
         }
         p
     }
+}
+
+/// The order to bring units back in: the runtimes first (Docker needs containerd), sockets
+/// before their services, units this build does not know of after those, the kubelet last; and
+/// whatever that says, each unit after every unit it depends on (it is among their recorded
+/// `dependents`: it requires them, is bound to them or part of them).
+pub fn restore_order(states: &[UnitState], touched: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = states
+        .iter()
+        .filter(|u| u.exists())
+        .map(|u| u.unit.clone())
+        .collect();
+    for t in touched {
+        if !names.contains(t) {
+            names.push(t.clone());
+        }
+    }
+    let rank = |n: &str| -> (usize, String) {
+        let at = RESTORE_ORDER.iter().position(|u| *u == n);
+        let r = match at {
+            Some(i) if n == "kubelet.service" => 2 * i + 2,
+            Some(i) => 2 * i,
+            None => 2 * (RESTORE_ORDER.len() - 1) - 1,
+        };
+        (r, n.to_string())
+    };
+    names.sort_by_key(|n| rank(n));
+    let needs = |n: &str| -> Vec<&str> {
+        states
+            .iter()
+            .filter(|u| u.unit != n && u.dependents.iter().any(|d| d == n))
+            .map(|u| u.unit.as_str())
+            .filter(|u| names.iter().any(|x| x == u))
+            .collect()
+    };
+    let mut out: Vec<String> = Vec::new();
+    while out.len() < names.len() {
+        let rest: Vec<&String> = names.iter().filter(|n| !out.contains(n)).collect();
+        // The first whose prerequisites are all placed; a cycle (never in a sane node) takes
+        // the first as it comes.
+        let next = rest
+            .iter()
+            .find(|n| needs(n).iter().all(|p| out.iter().any(|o| o == p)))
+            .unwrap_or(&rest[0]);
+        out.push((*next).clone());
+    }
+    out
+}
+
+/// After an undo: each recorded unit compared with its state in the backup. Live, a unit that
+/// ran before must run again, and one the run touched that did not run must not; live or not,
+/// its enablement must be the one it had. Each difference is named with the command that mends
+/// it.
+fn check_units(
+    fx: &Effects,
+    units: &[UnitState],
+    touched: &[String],
+    live: bool,
+) -> Result<Option<String>> {
+    let mut differ = Vec::new();
+    let mut notes = Vec::new();
+    let mut checked = 0;
+    for u in units.iter().filter(|u| u.exists()) {
+        let now = match fx.systemd.state(&u.unit) {
+            Ok(s) => s,
+            Err(e) => {
+                differ.push(format!(
+                    "{}: its state cannot be read ({e:#}); check it with `systemctl status {}`",
+                    u.unit, u.unit
+                ));
+                continue;
+            }
+        };
+        checked += 1;
+        if now.enabled != u.enabled {
+            let verb = match u.enabled.as_str() {
+                "enabled" | "enabled-runtime" => Some("enable"),
+                "disabled" => Some("disable"),
+                _ => None,
+            };
+            differ.push(format!(
+                "{} is {} but was {} before the run{}",
+                u.unit,
+                now.enabled,
+                u.enabled,
+                verb.map(|v| format!(" (mend: systemctl {v} {})", u.unit))
+                    .unwrap_or_default()
+            ));
+        }
+        if !live {
+            continue;
+        }
+        match (u.was_active(), running(&now.active)) {
+            (true, false) => differ.push(format!(
+                "{} is {} but was {} before the run (mend: systemctl start {})",
+                u.unit, now.active, u.active, u.unit
+            )),
+            (false, true) if touched.contains(&u.unit) => differ.push(format!(
+                "{} is {} but was {} before the run (mend: systemctl stop {})",
+                u.unit, now.active, u.active, u.unit
+            )),
+            // Running now though it did not before, and the run never touched it: started by
+            // something else meanwhile (socket activation, an operator): said, left alone.
+            (false, true) => notes.push(format!(
+                "{} is {} (it was {}; not started by this run, left alone)",
+                u.unit, now.active, u.active
+            )),
+            _ => {}
+        }
+    }
+    if !differ.is_empty() {
+        anyhow::bail!(
+            "{} unit(s) not as before the run: {}",
+            differ.len(),
+            differ.join("; ")
+        );
+    }
+    Ok(Some(format!(
+        "{checked} unit(s) as before the run{}",
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        }
+    )))
 }
 
 /// Stop and remove every sandbox the runtime made since the migration began. A runtime that no
@@ -267,30 +393,49 @@ pub fn undo(
         );
     }
     if live {
-        for name in &plan.units {
-            let Some(u) = units.iter().find(|u| &u.unit == name && u.exists()) else {
+        for name in restore_order(&units, &plan.units) {
+            let Some(u) = units.iter().find(|u| u.unit == name && u.exists()) else {
                 continue;
             };
-            let now_active = || fx.systemd.state(name).is_ok_and(|s| s.active == "active");
-            if plan.failed_stops.contains(name) && u.was_active() == now_active() {
+            let now_active = || fx.systemd.state(&name).is_ok_and(|s| running(&s.active));
+            if !plan.units.contains(&name) {
+                // Not recorded as touched, yet stopped since the backup: systemd stopped it
+                // along with a unit the run stopped (and the record of that was lost: a run
+                // killed in between, an older version). Started, never restarted.
+                if u.was_active() && !now_active() {
+                    step(
+                        format!("rollback: start {name} (it was active before the run)"),
+                        &mut || bring_back("start", &name),
+                        b,
+                    );
+                }
+                continue;
+            }
+            if plan.failed_stops.contains(&name) && u.was_active() == now_active() {
                 continue;
             }
             if u.was_active() {
                 // restart: a runtime reloads its restored config; a stopped unit starts.
                 step(
                     format!("rollback: restart {name}"),
-                    &mut || bring_back("restart", name),
+                    &mut || bring_back("restart", &name),
                     b,
                 );
             } else if now_active() {
                 step(
                     format!("rollback: stop {name}"),
-                    &mut || act("stop", Some(name)),
+                    &mut || act("stop", Some(&name)),
                     b,
                 );
             }
         }
     }
+    // The report is checked, not assumed: every recorded unit as the backup has it.
+    step(
+        "rollback: check every unit against the state it had before the run".into(),
+        &mut || check_units(fx, &units, &plan.units, live),
+        b,
+    );
     if plan.uncordon {
         let n = b.manifest.cordoned.clone().or_else(|| {
             b.manifest.effects.iter().find_map(|r| match &r.effect {
@@ -421,5 +566,46 @@ mod tests {
         let p = UndoPlan::from_records(&r, false);
         assert_eq!(p.units, ["docker.socket", "kubelet.service"]);
         assert_eq!(p.failed_stops, ["docker.socket"]);
+    }
+
+    fn state(unit: &str, dependents: &[&str]) -> UnitState {
+        UnitState {
+            unit: unit.into(),
+            enabled: "enabled".into(),
+            active: "active".into(),
+            dependents: dependents.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn units_come_back_after_what_they_depend_on() {
+        // EKS-like: the kubelet requires docker.service; a node's unit requires the kubelet;
+        // another is bound to Docker; Docker's service requires its socket.
+        let states = [
+            state("kubelet.service", &["watch-kubelet.service"]),
+            state("docker.service", &["kubelet.service", "app.service"]),
+            state("docker.socket", &["docker.service"]),
+            state("containerd.service", &[]),
+            state("app.service", &[]),
+            state("watch-kubelet.service", &[]),
+        ];
+        assert_eq!(
+            restore_order(&states, &[]),
+            [
+                "containerd.service",
+                "docker.socket",
+                "docker.service",
+                "app.service",
+                "kubelet.service",
+                "watch-kubelet.service"
+            ]
+        );
+        // A unit that requires a unit systemd would otherwise bring back later waits for it.
+        let states = [
+            state("containerd.service", &["docker.socket"]),
+            state("docker.socket", &["docker.service"]),
+            state("docker.service", &["containerd.service"]),
+        ];
+        assert_eq!(restore_order(&states, &[]).len(), 3, "a cycle still ends");
     }
 }

@@ -16,12 +16,21 @@ const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
 const SIGHUP: i32 = 1;
 
-/// Unit states as a Docker node has them.
-const UNITS: [(&str, &str, &str); 4] = [
+/// Unit states as a Docker node has them, and a unit of the node's own that is bound to Docker
+/// (`BindsTo=docker.service`: systemd stops it with Docker).
+const UNITS: [(&str, &str, &str); 5] = [
     ("kubelet.service", "enabled", "active"),
     ("docker.socket", "enabled", "active"),
     ("docker.service", "enabled", "active"),
     ("containerd.service", "enabled", "active"),
+    ("app.service", "enabled", "active"),
+];
+
+/// Each unit's requirements (`Requires=`, `BindsTo=`), as Debian's docker.io and Docker's own
+/// unit have them: docker.service requires docker.socket.
+const REQUIRES: [(&str, &str); 2] = [
+    ("docker.service", "docker.socket"),
+    ("app.service", "docker.service"),
 ];
 
 /// The unit calls of a whole migration, in order.
@@ -36,8 +45,11 @@ const HAPPY: [&str; 8] = [
     "enable containerd.service",
 ];
 
+/// systemd as a model of units, not a list: a stop propagates to the units that require the
+/// stopped one (transitively), a start pulls in the units the started one requires.
 struct FakeSystemd {
     units: RefCell<BTreeMap<String, (String, String)>>,
+    requires: Vec<(String, String)>,
     calls: RefCell<Vec<String>>,
     /// The n-th changing call fails (1-based).
     fail_at: Option<usize>,
@@ -46,6 +58,12 @@ struct FakeSystemd {
     break_at: RefCell<Option<(usize, std::path::PathBuf)>>,
     /// The n-th changing call hits systemd's start limit (a retry after reset-failed works).
     limit_at: Cell<Option<usize>>,
+    /// `active_states` cannot be read (what systemd did along with a step goes unrecorded).
+    blind: Cell<bool>,
+    /// A unit whose start "succeeds" and leaves it inactive (a service that exits at once).
+    stuck: RefCell<Option<String>>,
+    /// A call (`VERB UNIT`) that always fails.
+    refuse: RefCell<Option<String>>,
 }
 
 impl FakeSystemd {
@@ -57,14 +75,49 @@ impl FakeSystemd {
                     .map(|(u, e, a)| (u.to_string(), (e.to_string(), a.to_string())))
                     .collect(),
             ),
+            requires: REQUIRES
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             calls: RefCell::new(vec![]),
             fail_at,
             break_at: RefCell::new(None),
             limit_at: Cell::new(None),
+            blind: Cell::new(false),
+            stuck: RefCell::new(None),
+            refuse: RefCell::new(None),
         }
     }
     fn initial() -> BTreeMap<String, (String, String)> {
         FakeSystemd::new(None).units.into_inner()
+    }
+    /// The unit and every unit systemd stops with it.
+    fn stopped_with(&self, unit: &str) -> Vec<String> {
+        let mut out = vec![unit.to_string()];
+        let mut i = 0;
+        while i < out.len() {
+            for (a, b) in &self.requires {
+                if *b == out[i] && !out.contains(a) {
+                    out.push(a.clone());
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+    /// The unit and every unit a start of it pulls in.
+    fn started_with(&self, unit: &str) -> Vec<String> {
+        let mut out = vec![unit.to_string()];
+        let mut i = 0;
+        while i < out.len() {
+            for (a, b) in &self.requires {
+                if *a == out[i] && !out.contains(b) {
+                    out.push(b.clone());
+                }
+            }
+            i += 1;
+        }
+        out
     }
 }
 
@@ -75,7 +128,9 @@ impl crate::system::systemd::Systemd for FakeSystemd {
             "{verb}{}",
             unit.map(|u| format!(" {u}")).unwrap_or_default()
         ));
-        if self.fail_at == Some(calls.len()) {
+        if self.fail_at == Some(calls.len())
+            || self.refuse.borrow().as_deref() == calls.last().map(String::as_str)
+        {
             anyhow::bail!("Job for {} failed.", unit.unwrap_or(""));
         }
         if self.limit_at.get() == Some(calls.len()) {
@@ -91,12 +146,24 @@ impl crate::system::systemd::Systemd for FakeSystemd {
         }
         if let Some(u) = unit {
             let mut units = self.units.borrow_mut();
-            let s = units.entry(u.to_string()).or_default();
+            let mut set = |u: &str, active: &str| {
+                let s = units.entry(u.to_string()).or_default();
+                s.1 = active.into();
+            };
             match verb {
-                "stop" => s.1 = "inactive".into(),
-                "start" | "restart" => s.1 = "active".into(),
-                "enable" => s.0 = "enabled".into(),
-                "disable" => s.0 = "disabled".into(),
+                "stop" => {
+                    for w in self.stopped_with(u) {
+                        set(&w, "inactive");
+                    }
+                }
+                "start" | "restart" => {
+                    for w in self.started_with(u) {
+                        let stuck = self.stuck.borrow().as_deref() == Some(w.as_str());
+                        set(&w, if stuck { "inactive" } else { "active" });
+                    }
+                }
+                "enable" => units.entry(u.to_string()).or_default().0 = "enabled".into(),
+                "disable" => units.entry(u.to_string()).or_default().0 = "disabled".into(),
                 _ => {}
             }
         }
@@ -113,10 +180,28 @@ impl crate::system::systemd::Systemd for FakeSystemd {
             unit: unit.into(),
             enabled,
             active,
+            dependents: vec![],
         })
     }
     fn journal(&self, _: &str, _: usize) -> String {
         String::new()
+    }
+    fn dependents(&self, unit: &str) -> Result<Vec<String>> {
+        Ok(self
+            .requires
+            .iter()
+            .filter(|(_, b)| b == unit)
+            .map(|(a, _)| a.clone())
+            .collect())
+    }
+    fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
+        if self.blind.get() {
+            anyhow::bail!("Failed to connect to bus: Connection timed out");
+        }
+        units
+            .iter()
+            .map(|u| self.state(u).map(|s| s.active))
+            .collect()
     }
 }
 
@@ -414,11 +499,7 @@ fn walk_with(
         cri: &connect,
         interrupted: &interrupted,
     };
-    let units = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
-    let mut b = Backup::create(&node, plan.clone(), units, true).unwrap();
+    let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
     let state = Backup::open(&node, &b.node_dir).unwrap().manifest.state;
     let r = Run {
@@ -492,10 +573,17 @@ fn a_signal_at_every_boundary_rolls_back_or_finishes() {
                 .take_while(|c| r.calls.contains(&c.to_string()))
                 .count();
             assert_eq!(r.calls[..walked], HAPPY[..walked], "{at}");
+            // ... or that systemd stopped along with them.
+            let model = FakeSystemd::new(None);
             for undo in &r.calls[walked..] {
                 let unit = undo.split(' ').nth(1).unwrap();
                 assert!(
-                    HAPPY[..walked].iter().any(|c| c.ends_with(unit)),
+                    HAPPY[..walked].iter().any(|c| {
+                        let (verb, walked_unit) = c.split_once(' ').unwrap();
+                        walked_unit == unit
+                            || verb == "stop"
+                                && model.stopped_with(walked_unit).iter().any(|w| w == unit)
+                    }),
                     "{at}: the undo touched {unit}, which the walk never touched: {:?}",
                     r.calls
                 );
@@ -553,9 +641,11 @@ fn a_file_that_cannot_be_written_is_not_restored() {
             "stop docker.service",
             "restart docker.socket",
             "restart docker.service",
+            "restart app.service",
             "restart kubelet.service"
         ]
     );
+    assert_eq!(*systemd.units.borrow(), FakeSystemd::initial());
     assert!(o
         .rollback
         .unwrap()
@@ -622,6 +712,10 @@ fn effects_are_recorded_begun_then_marked() {
         [
             (unit("stop", "kubelet.service"), Mark::Done),
             (unit("stop", "docker.socket"), Mark::Done),
+            // What systemd stopped along with the socket: the service that requires it, and
+            // the node's unit bound to that.
+            (unit("stop", "docker.service"), Mark::Done),
+            (unit("stop", "app.service"), Mark::Done),
             (unit("stop", "docker.service"), Mark::Done),
             (Effect::Write { path: FLAGS.into() }, Mark::Done),
             (
@@ -638,6 +732,10 @@ fn effects_are_recorded_begun_then_marked() {
             ),
             (unit("restart", "containerd.service"), Mark::Failed),
         ]
+    );
+    assert_eq!(
+        m.effects[3].step,
+        "stop docker.socket (systemd, along with it)"
     );
     assert_eq!(m.state, State::RolledBack);
     assert!(
@@ -657,12 +755,10 @@ fn opts() -> ApplyOptions {
     }
 }
 
-/// The units' states as the fake has them (what a migration records before it starts).
+/// The units' states as the fake has them, with the units systemd stops along with them (what
+/// a migration records before it starts).
 fn states(systemd: &FakeSystemd) -> Vec<UnitState> {
-    UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect()
+    crate::system::systemd::states_with_dependents(systemd, &super::backup::UNITS).unwrap()
 }
 
 fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
@@ -701,11 +797,7 @@ fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_aft
     // Once the cutover began (at the restart of containerd): the run goes on, and says so.
     let (_dir2, node, plan) = self::node();
     let systemd = FakeSystemd::new(None);
-    let units = UNITS
-        .iter()
-        .map(|(u, _, _)| systemd.state(u).unwrap())
-        .collect();
-    let mut b = Backup::create(&node, plan.clone(), units, true).unwrap();
+    let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     *systemd.break_at.borrow_mut() = Some((4, b.dir.join("manifest.json.tmp")));
     let o = quick_walk(&systemd, &node, &mut b);
     assert!(o.error.is_none(), "{:?}", o.error);
@@ -873,4 +965,116 @@ fn released_addresses_come_back_with_a_rollback() {
     assert!(o.error.is_none(), "{:?}", o.error);
     assert!(!node2.exists(path));
     assert!(node2.exists(&format!("{}/released{path}", b.node_dir)));
+}
+
+/// Walk the plan on this fake with a signal before step `k` (the walk asks once before each).
+fn walk_on(systemd: &FakeSystemd, k: usize) -> (Outcome, Backup, Node, tempfile::TempDir) {
+    let (dir, node, plan) = node();
+    let mut b = Backup::create(&node, plan, states(systemd), true).unwrap();
+    let asked = Cell::new(0usize);
+    let interrupted = || {
+        asked.set(asked.get() + 1);
+        (asked.get() >= k).then_some(SIGTERM)
+    };
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: false,
+        }))
+    };
+    let fx = Effects {
+        systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &interrupted,
+    };
+    let o = run(&node, &mut b, &fx, &opts(), &mut Quiet);
+    (o, b, node, dir)
+}
+
+#[test]
+fn what_systemd_stopped_with_the_socket_is_back_even_when_its_record_was_lost() {
+    // systemctl cannot say what happened along with each stop: the undo still compares every
+    // unit with the backup and starts what ran before (never restarting what it did not touch).
+    let systemd = FakeSystemd::new(None);
+    systemd.blind.set(true);
+    let (o, b, _node, _dir) = walk_on(&systemd, 3); // right after `stop docker.socket`
+    assert_eq!(code(&o), exit::INTERRUPTED_ROLLED_BACK, "{:?}", o.error);
+    assert_eq!(*systemd.units.borrow(), FakeSystemd::initial());
+    assert_eq!(
+        *systemd.calls.borrow(),
+        [
+            "stop kubelet.service",
+            "stop docker.socket",
+            "restart docker.socket",
+            "start docker.service",
+            "start app.service",
+            "restart kubelet.service"
+        ]
+    );
+    let journal = b.journal_lines().join("\n");
+    assert!(
+        journal.contains("the units' states cannot be read"),
+        "{journal}"
+    );
+    let check = o.rollback.as_ref().unwrap().last().unwrap().clone();
+    assert!(check.step.contains("check every unit"), "{check:?}");
+    assert_eq!(check.detail.as_deref(), Some("5 unit(s) as before the run"));
+}
+
+#[test]
+fn a_unit_that_does_not_come_back_is_named_with_its_fix() {
+    let systemd = FakeSystemd::new(None);
+    *systemd.stuck.borrow_mut() = Some("app.service".into());
+    let (o, _b, _node, _dir) = walk_on(&systemd, 3);
+    assert_eq!(code(&o), exit::ROLLBACK_FAILED, "{:?}", o.error);
+    let msg = o.error.unwrap().to_string();
+    assert!(
+        msg.contains("1 unit(s) not as before the run: app.service is inactive but was active before the run (mend: systemctl start app.service)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("each checked after the rollback"), "{msg}");
+    // Everything else came back.
+    let units = systemd.units.borrow();
+    for u in ["docker.socket", "docker.service", "kubelet.service"] {
+        assert_eq!(units[u].1, "active", "{u}");
+    }
+}
+
+#[test]
+fn a_link_left_changed_is_named_with_its_fix() {
+    // A whole migration, then a rollback by hand where systemd refuses to enable the socket.
+    let (_dir, node, plan) = node();
+    let systemd = FakeSystemd::new(None);
+    let mut b = Backup::create(&node, plan, states(&systemd), true).unwrap();
+    let o = quick_walk(&systemd, &node, &mut b);
+    assert!(o.error.is_none(), "{:?}", o.error);
+    *systemd.refuse.borrow_mut() = Some("enable docker.socket".into());
+    let never = || None;
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: false,
+        }))
+    };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        interrupted: &never,
+    };
+    let (_, r) = undo::undo(&node, &mut b, &fx, &mut Quiet);
+    let msg = format!("{:#}", r.unwrap_err());
+    assert!(
+        msg.contains("docker.socket is disabled but was enabled before the run (mend: systemctl enable docker.socket)"),
+        "{msg}"
+    );
+    // The rest is back: Docker runs (its service started the socket), the kubelet too.
+    let units = systemd.units.borrow();
+    for u in [
+        "docker.socket",
+        "docker.service",
+        "app.service",
+        "kubelet.service",
+    ] {
+        assert_eq!(units[u].1, "active", "{u}");
+    }
 }

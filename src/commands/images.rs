@@ -155,14 +155,27 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     };
     images::carry(&opts).map(Ok).map_err(|e| {
         Failure::preflight(
-            format!("Docker's images could not be carried over to {}: {e:#}", target.name()),
-            match target {
-                Target::Containerd => "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
-                Target::Crio => "Check skopeo and /etc/containers/storage.conf, or run with --images none to let CRI-O pull them afterwards.",
-            },
+            format!(
+                "Docker's images could not be carried over to {}: {e:#}",
+                target.name()
+            ),
+            carry_fix(target, &e),
         )
         .into()
     })
+}
+
+/// What to do when the carry failed as a whole: start the side that did not answer.
+fn carry_fix(target: Target, e: &anyhow::Error) -> &'static str {
+    if e.downcast_ref::<images::docker::DockerUnreachable>()
+        .is_some()
+    {
+        return "Start Docker (systemctl start docker.socket docker.service) so that its images can be read before the cutover, or run with --images none to let the runtime pull them afterwards.";
+    }
+    match target {
+        Target::Containerd => "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
+        Target::Crio => "Check skopeo and /etc/containers/storage.conf, or run with --images none to let CRI-O pull them afterwards.",
+    }
 }
 
 pub fn summary(carried: &[Carried]) -> String {
@@ -308,5 +321,23 @@ mod tests {
             summary(&all[..1]),
             "1 image(s) carried over (2 MB; 1 linked from Docker's layers, no copy), 0 already there, 0 failed"
         );
+    }
+
+    #[test]
+    fn docker_not_answering_is_told_to_start_docker_not_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = images::docker::Docker::new(dir.path().join("docker.sock"))
+            .unwrap()
+            .info()
+            .unwrap_err()
+            .context("listing Docker's images");
+        assert!(
+            format!("{e:#}").contains("cannot connect to Docker at"),
+            "{e:#}"
+        );
+        assert!(carry_fix(Target::Containerd, &e).starts_with("Start Docker (systemctl start"));
+        assert!(carry_fix(Target::Crio, &e).starts_with("Start Docker"));
+        let other = anyhow::anyhow!("cannot reach containerd");
+        assert!(carry_fix(Target::Containerd, &other).starts_with("Start containerd"));
     }
 }

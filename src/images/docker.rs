@@ -134,6 +134,19 @@ const API_BOUND: Duration = Duration::from_secs(60);
 /// data root before sending the first one.
 const EXPORT_IDLE_BOUND: Duration = Duration::from_secs(30 * 60);
 
+/// Docker's socket did not take the connection: Docker is not running (or not there). Typed,
+/// so that the advice names Docker, not the runtime the images go to.
+#[derive(Debug)]
+pub struct DockerUnreachable {
+    pub socket: PathBuf,
+}
+
+impl std::fmt::Display for DockerUnreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to Docker at {}", self.socket.display())
+    }
+}
+
 pub struct Docker {
     socket: PathBuf,
     rt: tokio::runtime::Runtime,
@@ -177,8 +190,8 @@ impl Docker {
             let head = async {
                 let stream = tokio::net::UnixStream::connect(&self.socket)
                     .await
-                    .with_context(|| {
-                        format!("cannot connect to Docker at {}", self.socket.display())
+                    .with_context(|| DockerUnreachable {
+                        socket: self.socket.clone(),
                     })?;
                 let (mut sender, conn) =
                     hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

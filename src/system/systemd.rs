@@ -14,6 +14,10 @@ pub struct UnitState {
     pub enabled: String,
     /// `is-active`: active, inactive, failed...; `offline` under --root.
     pub active: String,
+    /// The units systemd stops with this one (see [`Systemd::dependents`]), as they were when
+    /// the state was recorded: a rollback brings them back too, after this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<String>,
 }
 
 impl UnitState {
@@ -21,9 +25,20 @@ impl UnitState {
         self.enabled != "not-found" && !self.enabled.is_empty()
     }
     pub fn was_active(&self) -> bool {
-        matches!(self.active.as_str(), "active" | "activating" | "reloading")
+        running(&self.active)
     }
 }
+
+/// Whether an `ActiveState` (or `is-active` word) means the unit runs or is on its way to:
+/// `activating` covers a service between two automatic restarts.
+pub fn running(active: &str) -> bool {
+    matches!(active, "active" | "activating" | "reloading")
+}
+
+/// The properties whose units systemd stops (and restarts) along with a unit: the reverse of
+/// `Requires=`, `BindsTo=`, `Requisite=` and `PartOf=` (systemd.unit(5)). `Wants=` and
+/// `After=` propagate no stop.
+pub const STOPPED_WITH: [&str; 4] = ["RequiredBy", "BoundBy", "RequisiteOf", "ConsistsOf"];
 
 pub trait Systemd {
     /// `systemctl VERB [UNIT]`: stop, start, restart, enable, disable, daemon-reload.
@@ -33,6 +48,69 @@ pub trait Systemd {
     fn state(&self, unit: &str) -> Result<UnitState>;
     /// The unit's last journal lines, for an error message.
     fn journal(&self, unit: &str, lines: usize) -> String;
+    /// The units systemd stops with this one when it stops (and restarts with it): those that
+    /// require it, are bound to it, have it as a requisite or are part of it ([`STOPPED_WITH`]).
+    /// Directly, not transitively; empty offline (nothing is stopped there).
+    fn dependents(&self, unit: &str) -> Result<Vec<String>>;
+    /// Each unit's `ActiveState`, in the order asked, in one call where it can: taken before and
+    /// after each stop and start, so that what systemd did along with it is recorded.
+    fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
+        units
+            .iter()
+            .map(|u| self.state(u).map(|s| s.active))
+            .collect()
+    }
+}
+
+/// Every unit of `units` and, transitively, every unit that systemd stops with one of them,
+/// with its state; units this tool would never start or stop on their own (targets, slices,
+/// scopes, devices) are left out. A state that cannot be read is an error, as for the units
+/// themselves: a rollback would not know what to bring back.
+pub fn states_with_dependents(systemd: &dyn Systemd, units: &[&str]) -> Result<Vec<UnitState>> {
+    let mut queue: std::collections::VecDeque<String> =
+        units.iter().map(|u| u.to_string()).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    while let Some(u) = queue.pop_front() {
+        if seen.contains(&u) {
+            continue;
+        }
+        seen.push(u.clone());
+        let mut s = systemd.state(&u)?;
+        if s.exists() {
+            s.dependents = systemd
+                .dependents(&u)?
+                .into_iter()
+                .filter(|d| {
+                    ![".target", ".slice", ".scope", ".device"]
+                        .iter()
+                        .any(|k| d.ends_with(k))
+                })
+                .collect();
+            s.dependents.sort();
+            s.dependents.dedup();
+            queue.extend(s.dependents.iter().cloned());
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The values of `systemctl show -p NAME...` for one unit, space-separated lists joined.
+fn show_list(text: &str, props: &[&str]) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| props.contains(k))
+        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+/// `ActiveState=` of each unit of a `systemctl show -p ActiveState U1 U2...`, in order.
+fn show_active(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ActiveState="))
+        .map(|v| v.trim().to_string())
+        .collect()
 }
 
 /// The real systemctl. With a root other than `/` every call gets `--root DIR` (offline:
@@ -107,7 +185,40 @@ impl Systemd for RealSystemd {
             unit: unit.to_string(),
             enabled,
             active,
+            dependents: vec![],
         })
+    }
+
+    fn dependents(&self, unit: &str) -> Result<Vec<String>> {
+        if self.root.is_some() {
+            return Ok(vec![]);
+        }
+        let mut args = vec!["show".to_string()];
+        for p in STOPPED_WITH {
+            args.extend(["-p".to_string(), p.to_string()]);
+        }
+        args.extend(["--".to_string(), unit.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_ok("systemctl", &args, &[], Duration::from_secs(20))?;
+        Ok(show_list(&out, &STOPPED_WITH))
+    }
+
+    fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
+        if self.root.is_some() {
+            return Ok(units.iter().map(|_| "offline".to_string()).collect());
+        }
+        let mut args = vec!["show", "-p", "ActiveState", "--"];
+        args.extend(units.iter().map(String::as_str));
+        let out = run_ok("systemctl", &args, &[], Duration::from_secs(20))?;
+        let states = show_active(&out);
+        if states.len() != units.len() {
+            anyhow::bail!(
+                "`systemctl show -p ActiveState` gave {} state(s) for {} unit(s)",
+                states.len(),
+                units.len()
+            );
+        }
+        Ok(states)
     }
 
     fn journal(&self, unit: &str, lines: usize) -> String {
@@ -151,9 +262,89 @@ mod tests {
     use super::*;
 
     #[test]
+    fn show_output_is_read() {
+        let one =
+            "RequiredBy=docker.service\nBoundBy=\nRequisiteOf=a.service b.service\nConsistsOf=\n";
+        assert_eq!(
+            show_list(one, &STOPPED_WITH),
+            ["docker.service", "a.service", "b.service"]
+        );
+        assert!(show_list("RequiredBy=\n", &STOPPED_WITH).is_empty());
+        let many = "ActiveState=active\n\nActiveState=inactive\n\nActiveState=activating\n";
+        assert_eq!(show_active(many), ["active", "inactive", "activating"]);
+        assert!(running("activating") && !running("failed") && !running("offline"));
+    }
+
+    #[test]
     fn journal_hints() {
         let j = "E1126 kubelet: unknown flag: --network-plugin\n";
         assert_eq!(diagnose(j).len(), 1);
         assert!(diagnose("all good").is_empty());
+    }
+
+    /// A systemd that knows states and `RequiredBy`, nothing else.
+    struct Model(Vec<(&'static str, &'static str, Vec<&'static str>)>);
+    impl Systemd for Model {
+        fn act(&self, _: &str, _: Option<&str>) -> Result<()> {
+            Ok(())
+        }
+        fn state(&self, unit: &str) -> Result<UnitState> {
+            let (enabled, active) = self
+                .0
+                .iter()
+                .find(|(u, _, _)| *u == unit)
+                .map(|(_, a, _)| ("enabled", *a))
+                .unwrap_or(("not-found", "inactive"));
+            Ok(UnitState {
+                unit: unit.into(),
+                enabled: enabled.into(),
+                active: active.into(),
+                dependents: vec![],
+            })
+        }
+        fn journal(&self, _: &str, _: usize) -> String {
+            String::new()
+        }
+        fn dependents(&self, unit: &str) -> Result<Vec<String>> {
+            Ok(self
+                .0
+                .iter()
+                .find(|(u, _, _)| *u == unit)
+                .map(|(_, _, d)| d.iter().map(|d| d.to_string()).collect())
+                .unwrap_or_default())
+        }
+    }
+
+    #[test]
+    fn dependents_are_followed_transitively() {
+        let m = Model(vec![
+            (
+                "docker.socket",
+                "active",
+                vec!["docker.service", "sockets.target"],
+            ),
+            (
+                "docker.service",
+                "active",
+                vec!["kubelet.service", "app.service"],
+            ),
+            ("kubelet.service", "active", vec![]),
+            ("app.service", "inactive", vec!["docker.socket"]),
+        ]);
+        let s = states_with_dependents(&m, &["docker.socket", "crio.service"]).unwrap();
+        let names: Vec<&str> = s.iter().map(|u| u.unit.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "docker.socket",
+                "crio.service",
+                "docker.service",
+                "app.service",
+                "kubelet.service"
+            ]
+        );
+        assert_eq!(s[0].dependents, ["docker.service"], "targets left out");
+        assert!(s[1].dependents.is_empty() && !s[1].exists());
+        assert_eq!(s[2].dependents, ["app.service", "kubelet.service"]);
     }
 }
