@@ -27,6 +27,13 @@ fn reset_fakes(state: &Path) {
         std::fs::write(state.join(format!("units/{u}.enabled")), format!("{e}\n")).unwrap();
         std::fs::write(state.join(format!("units/{u}.active")), format!("{a}\n")).unwrap();
     }
+    // As Debian's docker.io and Docker's own unit: docker.service has Requires=docker.socket, so
+    // systemd stops it with the socket (the fake does too).
+    std::fs::write(
+        state.join("units/docker.socket.RequiredBy"),
+        "docker.service\n",
+    )
+    .unwrap();
 }
 
 fn units(state: &Path) -> BTreeMap<String, (String, String)> {
@@ -931,8 +938,17 @@ fn signals_roll_back_finish_or_stop_cleanly() {
     let Some(w) = World::new() else { return };
     let state = tempfile::tempdir().unwrap();
     let before = node_files(w.node.path());
-    // After the kubelet stopped (call 1) and after Docker stopped (call 3).
-    for (at, sig) in [(1, "INT"), (1, "TERM"), (3, "HUP"), (3, "QUIT"), (3, "INT")] {
+    // After the kubelet stopped (call 1), after Docker's socket stopped (call 2: systemd stopped
+    // docker.service with it) and after Docker stopped (call 3).
+    for (at, sig) in [
+        (1, "INT"),
+        (1, "TERM"),
+        (2, "TERM"),
+        (2, "HUP"),
+        (3, "HUP"),
+        (3, "QUIT"),
+        (3, "INT"),
+    ] {
         reset_fakes(state.path());
         let spec = format!("{at}:{sig}");
         // The last one twice: a second Ctrl-C says what is going on and abandons nothing.

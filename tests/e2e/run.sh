@@ -178,31 +178,138 @@ end_paused() {
     return 1
 }
 
-# A signal of each kind right after the kubelet stops and right after Docker stops: the run
-# finishes that step, rolls back by itself and exits 13 — checked with no rerun of anything.
+# docker_container_running NAME: the container runs (bounded: Docker starts a container whose
+# restart policy is "always" as it comes back).
+docker_container_running() {
+    local i
+    for i in $(seq 30); do
+        [ "$(in_node docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ] && return 0
+        sleep 1
+    done
+    return 1
+}
+
+# signal_after POINT SIG BASELINE: a paused run, SIG, and the node as it was: exit 13, the files
+# as in state.BASELINE, Docker and its container running, the kubelet back; nothing rerun.
+signal_after() {
+    local point=$1 sig=$2 baseline=$3
+    printf '  SIG%s after: %s\n' "$sig" "$point" >&2
+    start_paused "$point" || return 1
+    signal_run "$sig"
+    end_paused || return 1
+    expect "SIG$sig: exit 13 (rolled back)" [ "$RUN_RC" = 13 ] || {
+        printf '      exit %s; its output:\n' "$RUN_RC" >&2
+        cat "$WORK/paused.err" "$PAUSED_BACKUP/output.log" >&2
+        return 1
+    }
+    if [ "$sig" = HUP ]; then
+        expect "after SIGHUP the output went to the backup's output.log" grep -q "rolled back" "$PAUSED_BACKUP/output.log" || return 1
+    else
+        expect "it says it was interrupted and rolled back, each unit checked" grep -q "interrupted by SIG$sig during the cutover.*each checked after the rollback" "$WORK/paused.err" || return 1
+    fi
+    expect "the rollback checked every unit against the backup" grep -q "rollback done rollback: check every unit" "$PAUSED_BACKUP/journal.log" &&
+        expect "every file byte-identical to before" same_state "$baseline" &&
+        expect "containerd, restarted with its new config before the kubelet stopped, got its old one back" bash -c "grep -q 'rollback done rollback: restart containerd' '$PAUSED_BACKUP/journal.log'" &&
+        docker_and_kubelet_back &&
+        expect "Docker's container runs again" docker_container_running "k8s_app_pod-$baseline" || return 1
+    if [ "$point" = "stop docker.socket" ]; then
+        # docker.service requires the socket: systemd stopped it too, and the journal says so.
+        expect "the journal records docker.service stopped along with the socket" grep -q "systemd stopped docker.service along with stop docker.socket" "$PAUSED_BACKUP/journal.log" || return 1
+    fi
+}
+
+# A signal of each kind right after each unit stop of the cutover (the kubelet, Docker's socket
+# — which stops docker.service with it: Requires=docker.socket — and Docker): the run finishes
+# that step, rolls back by itself and exits 13, with Docker and its containers running again.
 signals_roll_back_by_themselves() {
     local point sig
-    for point in "stop kubelet.service" "stop docker.service"; do
+    run_docker_pod original || return 1
+    for point in "stop kubelet.service" "stop docker.socket" "stop docker.service"; do
         for sig in INT TERM HUP QUIT; do
-            printf '  SIG%s after: %s\n' "$sig" "$point" >&2
-            start_paused "$point" || return 1
-            signal_run "$sig"
-            end_paused || return 1
-            expect "SIG$sig: exit 13 (rolled back)" [ "$RUN_RC" = 13 ] || {
-                printf '      exit %s; its output:\n' "$RUN_RC" >&2
-                cat "$WORK/paused.err" "$PAUSED_BACKUP/output.log" >&2
-                return 1
-            }
-            if [ "$sig" = HUP ]; then
-                expect "after SIGHUP the output went to the backup's output.log" grep -q "rolled back" "$PAUSED_BACKUP/output.log" || return 1
-            else
-                expect "it says it was interrupted and rolled back" grep -q "interrupted by SIG$sig during the cutover" "$WORK/paused.err" || return 1
-            fi
-            expect "every file byte-identical to before" same_state original &&
-                expect "containerd, restarted with its new config before the kubelet stopped, got its old one back" bash -c "grep -q 'rollback done rollback: restart containerd' '$PAUSED_BACKUP/journal.log'" &&
-                docker_and_kubelet_back || return 1
+            signal_after "$point" "$sig" original || return 1
         done
     done
+    in_node docker rm -f k8s_app_pod-original >/dev/null 2>&1
+    return 0
+}
+
+# Docker's own unit (docker-ce's, from moby's contrib/init/systemd: Requires=docker.socket,
+# Restart=always, StartLimitBurst=3), in /etc/systemd/system over Debian's; the binary's path is
+# Debian's.
+UPSTREAM_DOCKER_UNIT='[Unit]
+Description=Docker Application Container Engine
+Documentation=https://docs.docker.com
+After=network-online.target docker.socket firewalld.service containerd.service time-set.target
+Wants=network-online.target containerd.service
+Requires=docker.socket
+
+[Service]
+Type=notify
+ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock
+ExecReload=/bin/kill -s HUP $MAINPID
+TimeoutStartSec=0
+RestartSec=2
+Restart=always
+StartLimitBurst=3
+StartLimitInterval=60s
+LimitNOFILE=infinity
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+Delegate=yes
+KillMode=process
+OOMScoreAdjust=-500
+
+[Install]
+WantedBy=multi-user.target
+'
+
+signals_with_dockers_own_unit() {
+    local sig rc=0
+    printf '%s' "$UPSTREAM_DOCKER_UNIT" >"$WORK/$NODE/etc/systemd/system/docker.service"
+    in_node systemctl daemon-reload
+    in_node systemctl restart docker.service
+    expect "Docker runs under its own unit" wait_active docker.service 60 || rc=1
+    node_state "$NODE" >"$WORK/state.upstream"
+    [ "$rc" = 0 ] && { run_docker_pod upstream || rc=1; }
+    if [ "$rc" = 0 ]; then
+        for sig in INT TERM HUP; do
+            signal_after "stop docker.socket" "$sig" upstream || { rc=1 && break; }
+        done
+    fi
+    # Debian's unit back, whatever happened.
+    in_node docker rm -f k8s_app_pod-upstream >/dev/null 2>&1
+    rm -f "$WORK/$NODE/etc/systemd/system/docker.service"
+    in_node systemctl daemon-reload
+    in_node systemctl reset-failed docker.service >/dev/null 2>&1
+    in_node systemctl restart docker.service
+    wait_active docker.service 60 || rc=1
+    return "$rc"
+}
+
+# Two runs started at the same instant: one takes the lock and migrates, the other is refused
+# (exit 14) naming it; the node ends migrated and whole, then is rolled back.
+two_runs_started_together() {
+    in_node cri-migrate migrate --to containerd --yes >"$WORK/together1.out" 2>"$WORK/together1.err" &
+    local a=$!
+    in_node cri-migrate migrate --to containerd --yes >"$WORK/together2.out" 2>"$WORK/together2.err" &
+    local b=$!
+    local ra rb
+    wait "$a"
+    ra=$?
+    wait "$b"
+    rb=$?
+    printf '      exits: %s and %s\n' "$ra" "$rb" >&2
+    expect "one migrated, the other was refused by the lock" bash -c "[ '$ra $rb' = '0 14' ] || [ '$ra $rb' = '14 0' ]" || {
+        cat "$WORK/together1.err" "$WORK/together2.err" >&2
+        return 1
+    }
+    expect "the node runs on containerd" is_state is-active containerd.service active &&
+        expect "Docker is stopped" is_state is-active docker.service inactive &&
+        expect "the kubelet stand-in is active" wait_active kubelet.service 30 &&
+        expect "a rollback brings it back" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state original &&
+        docker_and_kubelet_back
 }
 
 # --drain on a node without kubectl: refused before the backup; nothing restarted; nothing
@@ -540,9 +647,11 @@ scenario "5. a second migrate has nothing to do" second_migrate_has_nothing_to_d
 scenario "2. rollback restores every file and Docker" rollback_restores_everything
 scenario "3. a failed verification rolls back" failed_verification_rolls_back
 scenario "4. kill -9 at four points: migrate finishes, rollback undoes" killed_runs_resume_or_roll_back
-scenario "9. SIGINT/TERM/HUP/QUIT after the kubelet stops and after Docker stops: rolled back by itself" signals_roll_back_by_themselves
+scenario "9. SIGINT/TERM/HUP/QUIT after each unit stop of the cutover: rolled back by itself, Docker and its container back" signals_roll_back_by_themselves
 scenario "10. a refused --drain restarts nothing and leaves nothing to resume" refused_drain_touches_nothing
 scenario "11. two runs at once: the second is refused, naming the first" two_runs_at_once
+scenario "11b. two runs started together: one migrates, one is refused, the node is whole" two_runs_started_together
+scenario "9b. Docker's own unit file: SIGINT/TERM/HUP after the socket stops: Docker and its container back" signals_with_dockers_own_unit
 scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
 scenario "15. a cgroup driver mismatch, a missing CNI plugin, a sandbox image that cannot run: caught before the kubelet stops" checks_before_the_cutover_catch_a_broken_node
 scenario "16. running pods: checked beside Docker, back on containerd, back on Docker after rollback" running_pods_move_and_come_back
