@@ -16,6 +16,7 @@ pub mod names;
 pub mod node;
 pub mod plan;
 pub mod progress;
+pub mod records;
 pub mod render;
 pub mod report;
 pub mod secrets;

@@ -38,7 +38,8 @@ static PHASE: Mutex<Phase> = Mutex::new(Phase::Safe);
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Where output goes after SIGHUP (the backup directory's `output.log` once there is one).
-static LOG: Mutex<Option<PathBuf>> = Mutex::new(None);
+static LOG: Mutex<Option<(std::fs::File, String)>> = Mutex::new(None);
+static LOG_ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
 static TEMP: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 static CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// With `--output json`: the command whose JSON error document an early exit prints.
@@ -161,31 +162,42 @@ pub fn set_json(command: &str) {
     *locked(&JSON) = Some(command.to_string());
 }
 
-/// Where output goes if the terminal hangs up.
-pub fn set_log(path: PathBuf) {
-    *locked(&LOG) = Some(path);
+/// Where output goes if the terminal hangs up: the backup's `output.log`, opened by the caller
+/// through the records' directory (never a path followed later), and its node path.
+pub fn set_log(file: std::fs::File, node_path: String) {
+    *locked(&LOG) = Some((file, node_path));
+}
+
+/// Before a backup exists: the node's own `/var/lib/cri-migrate/output.log` (under `--root`
+/// too, the node's, never the host's).
+pub fn set_log_root(root: PathBuf) {
+    *locked(&LOG_ROOT) = Some(root);
 }
 
 fn redirect_output() {
-    let path = locked(&LOG)
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/var/lib/cri-migrate/output.log"));
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    let mut log = locked(&LOG);
+    if log.is_none() {
+        let root = locked(&LOG_ROOT).clone();
+        *log = root.and_then(|r| {
+            let node = crate::node::Node::new(r);
+            let dir = crate::records::RecordDir::open(&node, crate::records::HOME, true).ok()??;
+            let f = dir.append("output.log").ok()?;
+            Some((f, format!("{}/output.log", crate::records::HOME)))
+        });
     }
-    let Ok(f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    else {
+    let Some((f, path)) = log.as_ref() else {
+        // Nowhere to write: what follows is lost rather than ending the run on a write error.
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
+        }
         return;
     };
     let _ = nix::unistd::dup2(f.as_raw_fd(), 1);
     let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
     let _ = writeln!(
         std::io::stderr(),
-        "cri-migrate: the terminal hung up (SIGHUP); the rest of this run's output is in {}",
-        path.display()
+        "cri-migrate: the terminal hung up (SIGHUP); the rest of this run's output is in {path}"
     );
 }
 

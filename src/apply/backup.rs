@@ -6,11 +6,11 @@
 
 use crate::node::Node;
 use crate::plan::{Action, Plan, Target};
+use crate::records::RecordDir;
 use crate::system::systemd::UnitState;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 pub const BACKUPS: &str = "/var/lib/cri-migrate/backups";
@@ -176,7 +176,10 @@ pub const MANIFEST_VERSION: u32 = 2;
 pub struct Backup {
     /// The directory as a node path (`/var/lib/cri-migrate/backups/...`).
     pub node_dir: String,
+    /// Its host path, for messages and the test hooks; every read and write goes through `rec`.
     pub dir: PathBuf,
+    /// The directory itself, opened without following a link (src/records.rs).
+    pub rec: RecordDir,
     pub manifest: Manifest,
     /// Journal writes that failed once the cutover had begun (it goes on; they are reported).
     pub journal_errors: Vec<String>,
@@ -211,18 +214,21 @@ impl Backup {
         let stamp = now.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
         let node_dir = format!("{BACKUPS}/{stamp}");
         let dir = node.path(&node_dir);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
-        // Originals may hold secrets (registry auth in an old config.toml).
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        // 0700 and 0600 throughout: originals may hold secrets (registry auth in an old
+        // config.toml).
+        let rec = RecordDir::open(node, &node_dir, true)
+            .with_context(|| format!("cannot create the backup directory {node_dir}"))?
+            .context("the backup directory was just made")?;
         let mut files = Vec::new();
         for f in &plan.files {
             let snap = node.snapshot(&f.path)?;
             let (uid, gid) = node.owner(&f.path).unwrap_or((0, 0));
             if let Some(snap) = &snap {
-                let dst = dir.join(backup_name(&f.path));
-                std::fs::create_dir_all(dst.parent().unwrap())?;
-                write_synced(&dst, snap.content.as_bytes())?;
+                let copy = backup_name(&f.path);
+                let (d, name) = rec
+                    .walk(&copy, true)?
+                    .context("a backup copy's directory was just made")?;
+                d.write_atomic(name, snap.content.as_bytes())?;
             }
             files.push(FileRecord {
                 path: f.path.clone(),
@@ -248,6 +254,7 @@ impl Backup {
         let b = Backup {
             node_dir,
             dir,
+            rec,
             manifest,
             journal_errors: vec![],
         };
@@ -258,45 +265,60 @@ impl Backup {
 
     pub fn open(node: &Node, node_dir: &str) -> Result<Backup> {
         let dir = node.path(node_dir);
-        let text = std::fs::read_to_string(dir.join("manifest.json")).with_context(|| {
-            format!("{node_dir} is not a cri-migrate backup (no readable manifest.json)")
-        })?;
+        let not_one =
+            || format!("{node_dir} is not a cri-migrate backup (no readable manifest.json)");
+        let rec = RecordDir::open(node, node_dir, false)?.with_context(not_one)?;
+        let text = rec.read_string("manifest.json")?.with_context(not_one)?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("{node_dir}/manifest.json is damaged"))?;
         Ok(Backup {
             node_dir: node_dir.to_string(),
             dir,
+            rec,
             manifest,
             journal_errors: vec![],
         })
     }
 
-    /// Every complete backup, newest first.
-    pub fn all(node: &Node) -> Vec<String> {
-        let mut names = node.list(BACKUPS);
-        names.retain(|n| node.exists(&format!("{BACKUPS}/{n}/manifest.json")));
-        names.reverse();
-        names
-            .into_iter()
-            .map(|n| format!("{BACKUPS}/{n}"))
-            .collect()
+    /// Every complete backup, newest first. An entry that is not a directory of the tool's own
+    /// (a link, a file, one another user owns or others may write) is refused with the reason:
+    /// never followed, never skipped in silence.
+    pub fn all(node: &Node) -> Result<Vec<String>> {
+        let Some(backups) = RecordDir::open(node, BACKUPS, false)? else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::new();
+        for n in backups.list().into_iter().rev() {
+            if n.ends_with(".tmp") {
+                continue;
+            }
+            let d = backups.subdir(&n, false)?;
+            if d.is_some_and(|d| d.has("manifest.json")) {
+                out.push(format!("{BACKUPS}/{n}"));
+            }
+        }
+        Ok(out)
     }
 
     /// The newest complete backup, if any.
     pub fn latest(node: &Node) -> Result<Option<Backup>> {
-        Backup::all(node)
+        Backup::all(node)?
             .first()
             .map(|dir| Backup::open(node, dir))
             .transpose()
     }
 
+    /// The manifest on disk, 0600, replaced atomically. The reason it stores is redacted: it
+    /// quotes errors, which may quote the node's files.
     pub fn save(&self) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.manifest)?;
-        let tmp = self.dir.join("manifest.json.tmp");
-        write_synced(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, self.dir.join("manifest.json"))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        let text = if self.manifest.reason.is_some() {
+            let mut m = self.manifest.clone();
+            m.reason = m.reason.map(|r| crate::secrets::redact(&r));
+            serde_json::to_string_pretty(&m)?
+        } else {
+            serde_json::to_string_pretty(&self.manifest)?
+        };
+        self.rec.write_atomic("manifest.json", text.as_bytes())
     }
 
     pub fn set_state(&mut self, state: State) -> Result<()> {
@@ -310,10 +332,7 @@ impl Backup {
 
     /// Append one line to the journal, on disk before the next step starts.
     pub fn journal(&self, line: &str) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("journal.log"))?;
+        let mut f = self.rec.append("journal.log")?;
         writeln!(
             f,
             "{} {}",
@@ -326,7 +345,7 @@ impl Backup {
 
     /// The journal's last line that ends with `suffix`.
     pub fn journal_line(&self, suffix: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.dir.join("journal.log")).ok()?;
+        let text = self.rec.read_string("journal.log").ok()??;
         text.lines()
             .rev()
             .find(|l| l.ends_with(suffix))
@@ -335,16 +354,25 @@ impl Backup {
 
     #[cfg(test)]
     pub fn journal_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("journal.log"))
+        self.rec
+            .read_string("journal.log")
+            .ok()
+            .flatten()
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default()
     }
 
     /// The original content of a file that existed.
     pub fn original(&self, path: &str) -> Result<Vec<u8>> {
-        let p = self.dir.join(backup_name(path));
-        std::fs::read(&p)
-            .with_context(|| format!("the backup copy of {path} is missing ({})", p.display()))
+        let name = backup_name(path);
+        let missing = || {
+            format!(
+                "the backup copy of {path} is missing ({}/{name})",
+                self.node_dir
+            )
+        };
+        let (d, last) = self.rec.walk(&name, false)?.with_context(missing)?;
+        d.read(last)?.with_context(missing)
     }
 
     /// Record a change about to be made; returns its index for [`Backup::mark`]. Kept in memory
@@ -423,14 +451,6 @@ impl Backup {
     }
 }
 
-fn write_synced(path: &std::path::Path, content: &[u8]) -> Result<()> {
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 /// A file that holds something else than what the plan was computed from.
 pub fn changed_since_planned(path: &str) -> crate::error::Failure {
     crate::error::Failure::preflight(
@@ -459,7 +479,9 @@ pub fn restore_file(node: &Node, b: &Backup, path: &str) -> Result<bool> {
         let same = m.is_file()
             && m.mode() & 0o7777 == f.mode
             && (m.uid(), m.gid()) == (f.uid, f.gid)
-            && std::fs::read(node.path(path)).is_ok_and(|c| c == content);
+            && node
+                .read_bytes(path, crate::node::MAX_CONFIG_BYTES)
+                .is_ok_and(|c| c.as_deref() == Some(content.as_slice()));
         if same {
             return Ok(false);
         }

@@ -234,7 +234,10 @@ pub fn run(
         finished_despite: None,
         journal_errors: vec![],
     };
-    signals::set_log(b.dir.join("output.log"));
+    match b.rec.append("output.log") {
+        Ok(f) => signals::set_log(f, format!("{}/output.log", b.node_dir)),
+        Err(e) => journal(b, &format!("no output.log for a hung-up terminal: {e:#}")),
+    }
     pause_point(b, fx, "backup");
     let mut committed = false;
     for step in &steps {
@@ -557,7 +560,7 @@ fn pause_point(b: &Backup, fx: &Effects, step: &str) {
     if let Ok(at) = std::env::var("CRI_MIGRATE_PAUSE_AFTER") {
         if !at.is_empty() && step.contains(&at) {
             let _ = b.journal(&format!("paused after {step} (CRI_MIGRATE_PAUSE_AFTER)"));
-            while (fx.interrupted)().is_none() && !b.dir.join("continue").exists() {
+            while (fx.interrupted)().is_none() && !b.rec.has("continue") {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

@@ -5,6 +5,7 @@ use crate::error::Failure;
 use crate::inspect::Facts;
 use crate::node::Node;
 use crate::plan::Target;
+use crate::records::RecordDir;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 
@@ -23,31 +24,44 @@ impl Holder {
     fn read(file: &mut File) -> Option<Holder> {
         use std::io::Read;
         let mut text = String::new();
-        file.read_to_string(&mut text).ok()?;
+        // Bounded: the holder's line is short; the file is the node's.
+        file.take(4096).read_to_string(&mut text).ok()?;
         serde_json::from_str(text.trim()).ok()
     }
 }
 
+/// The node's `/run`, where the lock lives (resolved through the root, never created above it).
+fn lock_dir(node: &Node, create: bool) -> Result<Option<RecordDir>, Failure> {
+    RecordDir::open(node, "/run", create).map_err(|e| {
+        Failure::preflight(
+            format!(
+                "cannot open the lock's directory {} ({e:#})",
+                node.path("/run").display()
+            ),
+            "Run as root.",
+        )
+    })
+}
+
+const LOCK_NAME: &str = "cri-migrate.lock";
+
 /// Hold the lock for the whole run, so that two runs cannot interleave: taken before anything
-/// is read, planned or asked. Refused at once (exit 14) with who holds it.
+/// is read, planned or asked. Refused at once (exit 14) with who holds it. The lock file is a
+/// record like the others: opened without following a link, a regular file of ours, 0600.
 pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
     use std::io::{Seek, Write};
-    let path = node.path(LOCK);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            Failure::preflight(
-                format!("cannot open the lock file {} ({e})", path.display()),
-                "Run as root.",
-            )
-        })?;
+    let dir = lock_dir(node, true)?.ok_or_else(|| {
+        Failure::preflight(
+            format!("{} is missing", node.path("/run").display()),
+            "Run as root.",
+        )
+    })?;
+    let file = dir.lock_file(LOCK_NAME).map_err(|e| {
+        Failure::preflight(
+            format!("cannot open the lock file {LOCK} ({e:#})"),
+            "Run as root; if the file is not a regular file of root's, move it aside.",
+        )
+    })?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((mut file, _)) => {
@@ -56,10 +70,10 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
                     "pid {} (`{}`) holds {} since {}",
                     h.pid,
                     h.command,
-                    path.display(),
+                    node.path(LOCK).display(),
                     h.since
                 ),
-                None => format!("a process holds {}", path.display()),
+                None => format!("a process holds {}", node.path(LOCK).display()),
             };
             return Err(Failure::Locked { holder });
         }
@@ -79,7 +93,8 @@ pub fn lock(node: &Node) -> Result<Flock<File>, Failure> {
 
 /// Who holds the lock now, without taking it (for `status`): None when nobody does.
 pub fn holder(node: &Node) -> Option<Holder> {
-    let mut file = std::fs::File::open(node.path(LOCK)).ok()?;
+    let dir = lock_dir(node, false).ok()??;
+    let mut file = dir.lock_file_existing(LOCK_NAME).ok()??;
     let said = Holder::read(&mut file);
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Free: whatever the file says is from a run that has ended.

@@ -110,6 +110,7 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
     };
     if let Some((command, output)) = changes {
         crate::signals::install()?;
+        crate::signals::set_log_root(node.root().to_path_buf());
         if output == Output::Json {
             crate::signals::set_json(command);
         }

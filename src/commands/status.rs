@@ -104,7 +104,7 @@ pub fn status_of(t: &NodeAccess) -> Result<Status> {
     let holder = preflight::holder(t.node);
     // The newest run that changed something (a run set aside changed nothing).
     let mut found = None;
-    for dir in Backup::all(t.node) {
+    for dir in Backup::all(t.node)? {
         let b = Backup::open(t.node, &dir)?;
         if b.manifest.state == State::Abandoned
             || (b.manifest.state == State::InProgress && !b.began_changes() && holder.is_none())

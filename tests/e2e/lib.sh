@@ -374,6 +374,8 @@ stop_node() {
 cleanup() {
     local n
     for n in "${NODES[@]}"; do stop_node "$n"; done
+    # The host's forwarding as it was before the test set it.
+    [ -n "${FORWARD_WAS:-}" ] && echo "$FORWARD_WAS" >/proc/sys/net/ipv4/ip_forward 2>/dev/null
     for n in "${REGISTRY_PIDS[@]}"; do kill "$n" 2>/dev/null || true; done
     # Never delete a node's root while it runs: only after its nspawn is gone.
     if [ -n "${WORK:-}" ] && [ -z "${KEEP_WORK:-}" ]; then
@@ -395,6 +397,11 @@ node_state() {
 # nowhere else.
 setup_registries() {
     local rp mp
+    # The nodes share the host's network namespace, where /proc/sys is read-only to them: the
+    # CNI bridge plugin of a test pod (isGateway) enables forwarding only if it is off, so it is
+    # turned on here (as a running dockerd would have) and put back by cleanup.
+    FORWARD_WAS=$(cat /proc/sys/net/ipv4/ip_forward)
+    echo 1 >/proc/sys/net/ipv4/ip_forward
     rp=$(free_port)
     mp=$(free_port)
     REGISTRY=127.0.0.1:$rp
