@@ -169,10 +169,15 @@ pub struct MigrateArgs {
     /// Cordon and drain the node first (kubectl), uncordon it at the end.
     #[arg(long)]
     pub drain: bool,
-    /// The kubeconfig for --drain and the kubeadm CRI socket record (default:
-    /// /etc/kubernetes/kubelet.conf, else /etc/kubernetes/admin.conf).
+    /// The kubeconfig for --drain and the kubeadm CRI socket record (default: $KUBECONFIG, else
+    /// root's ~/.kube/config, else the node's /etc/kubernetes/admin.conf, else kubelet.conf; on a
+    /// live node only: under --root nothing talks to the cluster).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The node's name in the API, for --drain and the kubeadm CRI socket record (default: the
+    /// kubelet's --hostname-override, else the node's /etc/hostname). A DNS-1123 subdomain.
+    #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
     /// Leave a failed migration as it is instead of rolling it back.
     #[arg(long)]
     pub no_rollback: bool,
@@ -180,8 +185,9 @@ pub struct MigrateArgs {
     /// checked by Version, Status and a pull only. For nodes where no test pod may run.
     #[arg(long)]
     pub no_sandbox: bool,
-    /// How long to wait for the runtime's CRI socket, and twice that for the kubelet (seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// How long to wait for the runtime's CRI socket, and twice that for the kubelet (seconds,
+    /// 1 to 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
     /// Carry Docker's images over before the cutover: in-use (the node's containers', the pause
     /// image, the static pods'), all, or none.
@@ -217,8 +223,8 @@ pub struct ImagesArgs {
     /// Which images: in-use (the node's containers', the pause image, the static pods'), all.
     #[arg(long, value_enum, default_value_t)]
     pub images: crate::images::Selection,
-    /// How many images to carry at once.
-    #[arg(long, default_value_t = 2)]
+    /// How many images to carry at once (1 to 32).
+    #[arg(long, default_value_t = 2, value_parser = parse_parallel)]
     pub parallel: usize,
     /// Copy Docker's images into containerd (stream its export) even where its overlay2 layers
     /// could be hard-linked into containerd's overlayfs snapshots (the default there: no second
@@ -238,8 +244,8 @@ pub struct VerifyArgs {
     /// The image to pull (default: the node's pause image).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    /// Seconds to wait for the runtime to answer.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// Seconds to wait for the runtime to answer (1 to 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
     /// Skip the test pod (RunPodSandbox, a container in it, removed): only Version, Status and
     /// the pull.
@@ -276,6 +282,23 @@ pub struct RollbackArgs {
     pub yes: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// The longest wait a command line may ask for: an hour (more is a typo, and a wait that long
+/// would overflow nothing, but hold a node half-migrated).
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+
+fn parse_parallel(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=32).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a number from 1 to 32")),
+    }
+}
+
+fn parse_node_name(s: &str) -> Result<String, String> {
+    crate::names::NodeName::parse(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {

@@ -174,6 +174,53 @@ impl RegistryUrl {
     }
 }
 
+/// A Kubernetes node's name, as the API accepts it (a DNS-1123 subdomain: at most 253
+/// characters, lowercase letters, digits, `-` and `.`, each dot-separated label starting and
+/// ending with a letter or digit). Never begins with `-`, so it cannot be read as an option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn parse(s: &str) -> Result<NodeName, String> {
+        let shown = s.escape_debug().to_string();
+        let bad = |why: &str| {
+            Err(format!(
+                "`{shown}` is not a node name ({why}; a node name is a DNS-1123 subdomain: lowercase letters, digits, '-' and '.')"
+            ))
+        };
+        if s.is_empty() {
+            return bad("it is empty");
+        }
+        if s.len() > 253 {
+            return bad("longer than 253 characters");
+        }
+        for label in s.split('.') {
+            let ok_end =
+                |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            if !ok_end(label.chars().next()) || !ok_end(label.chars().last()) {
+                return bad("each part between dots must start and end with a letter or a digit");
+            }
+            if !label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return bad("only lowercase letters, digits, '-' and '.' are allowed");
+            }
+        }
+        Ok(NodeName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A URL with any `user:password@` replaced by `***@`, for messages. Works on any text that
 /// may hold URLs (a proxy variable's value, a line of a config).
 pub fn redact_url(s: &str) -> String {
@@ -210,6 +257,26 @@ pub fn userinfo_spans(s: &str) -> Vec<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names() {
+        for ok in ["worker-1", "ip-10-0-0-1.ec2.internal", "a", "n123"] {
+            assert!(NodeName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "--selector=kubernetes.io/os=linux",
+            "-x",
+            "Worker-1",
+            "a..b",
+            "a.-b",
+            "node\n--all",
+            "x y",
+            &"a".repeat(254),
+        ] {
+            assert!(NodeName::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn registry_names() {

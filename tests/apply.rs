@@ -584,14 +584,15 @@ fn drain_and_the_kubeadm_cri_socket_record() {
     assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
     let calls = log(state.path(), "kubectl.log");
     assert_eq!(
-        calls[0], "get node worker-1 -o name --request-timeout=20s",
+        calls[0], "get node -o name --request-timeout=20s -- worker-1",
         "the API is asked before anything changes"
     );
-    assert_eq!(calls[1], "cordon worker-1");
-    assert!(calls[2].starts_with("drain worker-1 --ignore-daemonsets"));
-    assert_eq!(calls[3], "uncordon worker-1");
-    assert!(calls[4].starts_with("get node worker-1"));
-    assert_eq!(calls[5], "annotate node worker-1 kubeadm.alpha.kubernetes.io/cri-socket=unix:///run/containerd/containerd.sock --overwrite");
+    // Every name after `--`: nothing built from the node's files can be read as an option.
+    assert_eq!(calls[1], "cordon -- worker-1");
+    assert!(calls[2].starts_with("drain --ignore-daemonsets") && calls[2].ends_with("-- worker-1"));
+    assert_eq!(calls[3], "uncordon -- worker-1");
+    assert!(calls[4].starts_with("get node -o jsonpath") && calls[4].ends_with("-- worker-1"));
+    assert_eq!(calls[5], "annotate node --overwrite -- worker-1 kubeadm.alpha.kubernetes.io/cri-socket=unix:///run/containerd/containerd.sock");
     assert!(s(&out.stdout)
         .contains("kubeadm CRI socket annotation updated from /var/run/dockershim.sock"));
     rollback(&w, state.path());
@@ -614,7 +615,7 @@ fn drain_and_the_kubeadm_cri_socket_record() {
     assert_eq!(out.status.code(), Some(7), "{}", s(&out.stderr));
     assert_eq!(
         log(state.path(), "kubectl.log").last().unwrap(),
-        "uncordon worker-1"
+        "uncordon -- worker-1"
     );
     assert!(
         log(state.path(), "systemctl.log").is_empty(),

@@ -11,7 +11,9 @@ use common::*;
 /// no systemd as PID 1 (the test pod is tested in tests/sandbox_real.rs and on the e2e node).
 fn verify(w: &World, root: &std::path::Path, image: &str, json: bool) -> std::process::Output {
     let mut c = bin();
-    c.arg("--root").arg(root).args([
+    // --live: the node folder stands for the running system (verify connects to nothing under a
+    // plain --root).
+    c.arg("--root").arg(root).arg("--live").args([
         "verify",
         "--no-sandbox",
         "--endpoint",

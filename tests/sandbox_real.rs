@@ -149,6 +149,7 @@ SystemdCgroup = {systemd_cgroup}
         bin()
             .arg("--root")
             .arg(self.node.path())
+            .arg("--live")
             .args([
                 "verify",
                 "--endpoint",

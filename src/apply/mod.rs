@@ -41,8 +41,8 @@ pub struct ApplyOptions {
     pub no_rollback: bool,
     /// Where to reach the runtime for the checks, when not at the plan's endpoint.
     pub cri_endpoint: Option<String>,
-    /// `--drain`: the node's name in the API.
-    pub drain: Option<String>,
+    /// `--drain`: the node's name in the API (checked: it cannot be read as an option).
+    pub drain: Option<crate::names::NodeName>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -102,7 +102,9 @@ impl Step<'_> {
     /// stopped or asked over CRI.
     fn runs_offline(&self) -> bool {
         match self {
-            Step::Cordon(_) | Step::Drain(_) | Step::Uncordon(_) | Step::Write(_) => true,
+            Step::Write(_) => true,
+            // Nothing talks to the cluster from an offline node: its kubeconfig is the image's.
+            Step::Cordon(_) | Step::Drain(_) | Step::Uncordon(_) => false,
             // Files under the root, like the writes: an offline node's reservations go too.
             Step::Act(a) => matches!(
                 a,
@@ -224,7 +226,7 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> Outcome {
     let plan = b.manifest.plan.clone();
-    let steps = steps_of(&plan, opts.drain.as_deref());
+    let steps = steps_of(&plan, opts.drain.as_ref().map(|n| n.as_str()));
     let mut out = Outcome {
         steps: vec![],
         verification: None,
@@ -600,7 +602,7 @@ fn exec(
     };
     match step {
         Step::Cordon(n) => {
-            kubectl()?.run(&["cordon", n])?;
+            kubectl()?.run(&["cordon", "--", n])?;
             b.manifest.cordoned = Some(n.clone());
             b.save()?;
             Ok(None)
@@ -608,14 +610,15 @@ fn exec(
         Step::Drain(n) => kubectl()?
             .run(&[
                 "drain",
-                n,
                 "--ignore-daemonsets",
                 "--delete-emptydir-data",
                 "--timeout=600s",
+                "--",
+                n,
             ])
             .map(|_| None),
         Step::Uncordon(n) => {
-            kubectl()?.run(&["uncordon", n])?;
+            kubectl()?.run(&["uncordon", "--", n])?;
             b.manifest.cordoned = None;
             b.save()?;
             Ok(None)
@@ -844,7 +847,7 @@ fn wait_active(fx: &Effects, unit: &str, timeout: Duration) -> Result<()> {
 /// line for the report, or the exact command to run when the API cannot be reached.
 pub fn update_cri_socket_record(
     kubectl: Option<&dyn Kubectl>,
-    node_name: &str,
+    node_name: &crate::names::NodeName,
     endpoint: &str,
 ) -> String {
     const KEY: &str = "kubeadm.alpha.kubernetes.io/cri-socket";
@@ -853,7 +856,7 @@ pub fn update_cri_socket_record(
         return format!("no kubectl or kubeconfig here; if the node has a kubeadm CRI socket annotation, run: {cmd}");
     };
     let path = "jsonpath={.metadata.annotations.kubeadm\\.alpha\\.kubernetes\\.io/cri-socket}";
-    match k.run(&["get", "node", node_name, "-o", path]) {
+    match k.run(&["get", "node", "-o", path, "--", node_name.as_str()]) {
         Err(e) => format!("the API could not be reached ({e:#}); run: {cmd}"),
         Ok(v) if v.trim().is_empty() => {
             "the node has no kubeadm CRI socket annotation: nothing to update".into()
@@ -864,9 +867,10 @@ pub fn update_cri_socket_record(
         Ok(v) => match k.run(&[
             "annotate",
             "node",
-            node_name,
-            &format!("{KEY}={endpoint}"),
             "--overwrite",
+            "--",
+            node_name.as_str(),
+            &format!("{KEY}={endpoint}"),
         ]) {
             Ok(_) => format!(
                 "kubeadm CRI socket annotation updated from {} to {endpoint}",

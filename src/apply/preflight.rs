@@ -129,15 +129,23 @@ pub fn unit_states(
 /// backup exists.
 pub fn drain(
     kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
-    node: &str,
+    node: &crate::names::NodeName,
 ) -> Result<(), Failure> {
     let Some(k) = kubectl else {
         return Err(Failure::preflight(
-            "--drain needs kubectl and a kubeconfig (the flag, /etc/kubernetes/admin.conf or kubelet.conf)",
+            "--drain needs kubectl and a kubeconfig (--kubeconfig, $KUBECONFIG, root's ~/.kube/config, /etc/kubernetes/admin.conf or kubelet.conf)",
             "Install kubectl, or pass --kubeconfig, or migrate without --drain (drain it from elsewhere first).",
         ));
     };
-    k.run(&["get", "node", node, "-o", "name", "--request-timeout=20s"])
+    k.run(&[
+        "get",
+        "node",
+        "-o",
+        "name",
+        "--request-timeout=20s",
+        "--",
+        node.as_str(),
+    ])
         .map(|_| ())
         .map_err(|e| {
             Failure::preflight(

@@ -444,13 +444,23 @@ pub fn undo(
             })
         });
         if let Some(n) = n {
+            // The name is the backup's (the node's file): checked before it reaches kubectl.
+            // Offline nothing talks to the cluster: the step is said, not run.
+            let name = crate::names::NodeName::parse(&n);
             step(
-                format!("rollback: uncordon node {n}"),
+                format!("rollback: uncordon node {}", n.escape_debug()),
                 &mut || {
-                    fx.kubectl
+                    match &name {
+                    Err(e) => Err(anyhow!("the backup's cordoned node: {e}; not uncordoned")),
+                    Ok(_) if !live => Err(anyhow!(
+                        "offline (--root): nothing talks to the cluster; run `kubectl uncordon -- {n}` where kubectl reaches it"
+                    )),
+                    Ok(n) => fx
+                        .kubectl
                         .ok_or_else(|| anyhow!("no kubectl to uncordon with"))?
-                        .run(&["uncordon", &n])
-                        .map(|_| None)
+                        .run(&["uncordon", "--", n.as_str()])
+                        .map(|_| None),
+                }
                 },
                 b,
             );

@@ -8,6 +8,7 @@ use crate::error::{exit, Failure};
 use crate::guided;
 use crate::images;
 use crate::inspect::{self, Facts, InspectOptions};
+use crate::names::NodeName;
 use crate::plan::{self, Plan, PlanOptions, Target};
 use crate::progress::{Bars, Lines};
 use crate::report;
@@ -33,6 +34,12 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<i32> {
     let mode = decide_mode(args, console)?;
+    if args.drain && !t.live && mode != Mode::DryRun {
+        return Err(Failure::Usage(
+            "--drain talks to the cluster, and under --root nothing does (an image's kubeconfig is never used): drain the node from a machine with cluster access (kubectl drain NODE), then migrate its image without --drain. Nothing was changed.".into(),
+        )
+        .into());
+    }
     if mode == Mode::DryRun {
         let (facts, plan) = make_plan(t, args, mode)?;
         return dry_run(t, &facts, &plan, args, console, out);
@@ -221,11 +228,17 @@ fn execute(
     apply::preflight::check(t.node, facts, target, &stored, t.live)?;
     let systemd = t.systemd();
     let units = apply::preflight::unit_states(&systemd, &UNITS)?;
-    let node_name = node_name(t, facts);
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
-    if args.drain && t.live {
-        apply::preflight::drain(kubectl_ref(&kubectl), &node_name)?;
-    }
+    let drain = if args.drain {
+        let name = node_name(t, facts, args.node_name.as_deref())?;
+        apply::preflight::drain(kubectl_ref(&kubectl), &name)?;
+        if let (Some(k), Output::Text) = (&kubectl, args.output) {
+            eprintln!("--drain: node {name}, {}", k.said());
+        }
+        Some(name)
+    } else {
+        None
+    };
 
     // Docker's images, while Docker still serves and before anything changes.
     let show = match (args.output, mode) {
@@ -291,7 +304,7 @@ fn execute(
         mode,
         &systemd,
         kubectl_ref(&kubectl),
-        node_name,
+        drain,
     );
     Ok((outcome, carried, started))
 }
@@ -332,26 +345,49 @@ fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> 
     Ok(())
 }
 
-fn node_name(t: &NodeAccess, facts: &Facts) -> String {
-    facts
+/// The node's name in the API, checked before it reaches a command line (a DNS-1123
+/// subdomain: never an option, never two names): `--node-name`, else the kubelet's
+/// `--hostname-override`, else the node's `/etc/hostname` (lowercased, as the kubelet does),
+/// else — on the live node only — this machine's name. Under `--root` the host's own name is
+/// never taken for the node's.
+fn node_name(t: &NodeAccess, facts: &Facts, flag: Option<&str>) -> Result<NodeName, Failure> {
+    let hostname = || {
+        t.node
+            .read("/etc/hostname")
+            .ok()
+            .flatten()
+            .map(|h| h.trim().to_lowercase())
+            .filter(|h| !h.is_empty())
+    };
+    let (value, from) = if let Some(f) = flag {
+        (f.to_string(), "--node-name")
+    } else if let Some(v) = facts
         .kubelet
         .flag("hostname-override")
         .and_then(|f| f.value.clone())
-        .or_else(|| {
-            t.node
-                .read("/etc/hostname")
-                .ok()
-                .flatten()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-        })
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-        })
-        .unwrap_or_default()
-        .to_lowercase()
+    {
+        (v.trim().to_lowercase(), "the kubelet's --hostname-override")
+    } else if let Some(h) = hostname() {
+        (h, "/etc/hostname")
+    } else if t.node.is_live() {
+        let h = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        (h.trim().to_lowercase(), "this machine's hostname")
+    } else {
+        return Err(Failure::preflight(
+            "the node's name is unknown: no --hostname-override in the kubelet's flags and no /etc/hostname under --root (the host's own name is never taken for it)",
+            "Pass --node-name NAME.",
+        ));
+    };
+    NodeName::parse(&value).map_err(|e| {
+        Failure::bad_input(
+            from,
+            e,
+            "Pass the node's name as the API knows it with --node-name NAME.",
+        )
+    })
 }
 
 fn progress_for(mode: Mode, output: Output) -> Box<dyn Progress> {
@@ -369,7 +405,7 @@ fn walk(
     mode: Mode,
     systemd: &dyn Systemd,
     kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
-    node_name: String,
+    drain: Option<NodeName>,
 ) -> Outcome {
     let fx = Effects {
         systemd,
@@ -382,7 +418,7 @@ fn walk(
         socket_timeout: Duration::from_secs(args.timeout),
         no_rollback: args.no_rollback,
         cri_endpoint: args.cri_endpoint.clone(),
-        drain: args.drain.then_some(node_name),
+        drain,
     };
     let mut progress = progress_for(mode, args.output);
     apply::run(t.node, b, &fx, &opts, progress.as_mut())
@@ -406,7 +442,17 @@ fn finish(
         .iter()
         .any(|f| f.path == inspect::kubelet::KUBEADM_FLAGS);
     let record = (o.error.is_none() && t.live && kubeadm).then(|| {
-        apply::update_cri_socket_record(kubectl_ref(&kubectl), &node_name(t, facts), &plan.endpoint)
+        match node_name(t, facts, args.node_name.as_deref()) {
+            Ok(name) => {
+                let said =
+                    apply::update_cri_socket_record(kubectl_ref(&kubectl), &name, &plan.endpoint);
+                match &kubectl {
+                    Some(k) => format!("{said} ({})", k.said()),
+                    None => said,
+                }
+            }
+            Err(e) => format!("the kubeadm CRI socket annotation was not updated: {e}"),
+        }
     });
     let result = match &o.error {
         None => "migrated",
@@ -545,10 +591,17 @@ fn resume(
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let started = Instant::now();
     signals::set_phase(Phase::Changing);
-    // The node the interrupted run cordoned, else (for --drain) the node's name as inspected.
+    // The node the interrupted run cordoned (checked: the backup is the node's file), else
+    // (for --drain) the node's name as inspected.
     let name = match b.manifest.cordoned.clone() {
-        Some(n) => n,
-        None if args.drain => node_name(
+        Some(n) => Some(NodeName::parse(&n).map_err(|e| {
+            Failure::bad_input(
+                format!("{}/manifest.json", b.node_dir),
+                format!("its cordoned node: {e}"),
+                "Check the backup: cri-migrate never writes such a name there.",
+            )
+        })?),
+        None if args.drain => Some(node_name(
             t,
             &inspect::inspect(
                 t.node,
@@ -558,10 +611,20 @@ fn resume(
                     talk: false, // only the node's name is wanted
                 },
             )?,
-        ),
-        None => String::new(),
+            args.node_name.as_deref(),
+        )?),
+        None => None,
     };
-    let o = walk(t, &mut b, args, mode, &systemd, kubectl_ref(&kubectl), name);
+    let drain = if args.drain { name } else { None };
+    let o = walk(
+        t,
+        &mut b,
+        args,
+        mode,
+        &systemd,
+        kubectl_ref(&kubectl),
+        drain,
+    );
     let steps_failed = o.error.is_some();
     match args.output {
         Output::Json => writeln!(

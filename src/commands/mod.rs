@@ -68,20 +68,46 @@ impl NodeAccess<'_> {
         }
     }
 
-    /// kubectl with the first kubeconfig that exists: the flag, admin.conf (draining needs more
-    /// than the kubelet's own rights), kubelet.conf.
+    /// kubectl, on a live node only: under `--root` the node's kubeconfig is the image's, and
+    /// kubectl runs what a kubeconfig's credential plugin names — nothing of the image may run.
+    /// The kubeconfig is the operator's: `--kubeconfig`, else `$KUBECONFIG` (its first file
+    /// that exists), else root's `~/.kube/config`, else the node's admin.conf (draining needs
+    /// more than the kubelet's own rights), else kubelet.conf.
     pub fn kubectl(&self, flag: Option<&PathBuf>) -> Option<RealKubectl> {
+        if !self.live {
+            return None;
+        }
         which::which("kubectl").ok()?;
-        let candidates = ["/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"];
-        let kubeconfig = match flag {
-            Some(p) => Some(p.clone()),
-            None => candidates
-                .iter()
-                .map(|c| self.node.path(c))
-                .find(|p| p.exists()),
-        }?;
-        Some(RealKubectl { kubeconfig })
+        let (kubeconfig, source) = match flag {
+            Some(p) => (p.clone(), "--kubeconfig".to_string()),
+            None => kubeconfig_candidates(self.node)
+                .into_iter()
+                .find(|(p, _)| p.is_file())?,
+        };
+        Some(RealKubectl { kubeconfig, source })
     }
+}
+
+/// The kubeconfigs a live run may use, in order, each with where it comes from.
+fn kubeconfig_candidates(node: &Node) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| (p, "$KUBECONFIG".to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        out.push((
+            PathBuf::from(home).join(".kube/config"),
+            "~/.kube/config".to_string(),
+        ));
+    }
+    for c in ["/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf"] {
+        out.push((node.path(c), c.to_string()));
+    }
+    out
 }
 
 pub fn connect_cri(endpoint: &str, timeout: Duration) -> Result<Box<dyn Cri>> {

@@ -10,6 +10,14 @@ use std::io::Write;
 use std::time::Duration;
 
 pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32> {
+    // A node image's kubelet flags could name any socket of the host (and the image to pull
+    // and run there): offline nothing is connected to.
+    if !t.live {
+        return Err(Failure::Usage(
+            "verify talks to the node's runtime through its CRI socket, and under --root nothing is connected to (the socket the image's kubelet flags name could be the host's): run `cri-migrate verify` on the node itself".into(),
+        )
+        .into());
+    }
     let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
     let endpoint = args
         .endpoint

@@ -11,6 +11,19 @@ pub trait Kubectl {
 
 pub struct RealKubectl {
     pub kubeconfig: PathBuf,
+    /// Where the kubeconfig came from (`--kubeconfig`, `$KUBECONFIG`...), for the report.
+    pub source: String,
+}
+
+impl RealKubectl {
+    /// One line for the report: which kubeconfig, and why that one.
+    pub fn said(&self) -> String {
+        format!(
+            "kubectl with {} (from {})",
+            self.kubeconfig.display(),
+            self.source
+        )
+    }
 }
 
 impl Kubectl for RealKubectl {
