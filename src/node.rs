@@ -166,8 +166,10 @@ impl Node {
                 "Check the file; it should be a text configuration file.",
             )
         })?;
-        // A URL with a password, in any file (a proxy in a drop-in, a mirror): never printed.
-        crate::secrets::register_urls(&content);
+        // A credential in any file, found by the file's structure (a URL's password, a proxy
+        // with or without a scheme, a secret-named variable, a credential header): never
+        // printed.
+        crate::secrets::from_file(node_path, &content);
         Ok(Some(Snapshot { content, mode }))
     }
 

@@ -75,6 +75,112 @@ fn is_secret_key(k: &str) -> bool {
     SECRET_KEYS.contains(&k.as_str())
 }
 
+/// HTTP headers that carry credentials (containerd's hosts.toml `[header]` tables).
+fn is_secret_header(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    matches!(
+        k.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || ["token", "auth", "secret", "key", "password"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// An environment variable whose name says it holds a secret: a part of it (split at `_`) is
+/// SECRET, TOKEN, KEY, PASSWORD, PASSWD, PASS, PWD, CREDENTIAL(S) or AUTH — unless its last part
+/// says it names a file (`..._KEY_FILE=/etc/x.key` is a path, not the key).
+fn is_secret_variable(name: &str) -> bool {
+    let parts: Vec<String> = name.split('_').map(|p| p.to_ascii_uppercase()).collect();
+    if parts
+        .last()
+        .is_some_and(|l| matches!(l.as_str(), "FILE" | "PATH" | "DIR" | "FILES"))
+    {
+        return false;
+    }
+    parts.iter().any(|p| {
+        matches!(
+            p.as_str(),
+            "SECRET"
+                | "TOKEN"
+                | "KEY"
+                | "PASSWORD"
+                | "PASSWD"
+                | "PASS"
+                | "PWD"
+                | "CREDENTIAL"
+                | "CREDENTIALS"
+                | "AUTH"
+                | "APIKEY"
+        )
+    })
+}
+
+/// A proxy value, with or without a scheme (`http://u:pw@proxy:3128`, `u:pw@proxy:3128`): its
+/// password, and the whole user:password.
+fn register_proxy(value: &str) {
+    let v = value.split_once("://").map(|(_, r)| r).unwrap_or(value);
+    let v = v.split('/').next().unwrap_or(v);
+    if let Some((userinfo, _)) = v.rsplit_once('@') {
+        register(userinfo);
+        if let Some((_, pass)) = userinfo.split_once(':') {
+            register(pass);
+        }
+    }
+}
+
+/// Every `NAME=VALUE` of a text in the forms env files and units write them: a line of an env
+/// file (`export` or not), the words of systemd's `Environment=` (quoted or not), a shell
+/// assignment. Values of secret-named variables and of proxy variables are registered.
+pub fn from_env_text(text: &str) {
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let line = line.strip_prefix("Environment=").unwrap_or(line);
+        let words: Vec<String> = crate::flags::split_words(line)
+            .map(|w| w.into_iter().map(|w| w.text).collect())
+            .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect());
+        for word in &words {
+            let Some((name, value)) = word.split_once('=') else {
+                continue;
+            };
+            let name = name.trim_start_matches("export ");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                continue;
+            }
+            let value = value.trim_matches(|c| c == '"' || c == '\'');
+            if name.to_ascii_lowercase().ends_with("_proxy") {
+                register_proxy(value);
+            } else if is_secret_variable(name) {
+                register(value);
+            }
+        }
+    }
+}
+
+/// Every secret of a file read from the node, by the file's structure: URL userinfo anywhere,
+/// env assignments, and for TOML and JSON documents their secret keys and credential headers.
+pub fn from_file(path: &str, text: &str) {
+    register_urls(text);
+    from_env_text(text);
+    if path.ends_with(".toml") {
+        if let Ok(doc) = text.parse::<toml_edit::DocumentMut>() {
+            from_toml(doc.as_item());
+        }
+    } else if path.ends_with(".json") {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+            from_json(&v);
+        }
+    }
+}
+
 /// Every secret in a JSON document: values of secret keys at any depth, and URL userinfo.
 pub fn from_json(v: &serde_json::Value) {
     match v {
@@ -113,9 +219,46 @@ pub fn from_toml(item: &toml_edit::Item) {
 }
 
 fn secret_or_descend(k: &str, x: &toml_edit::Item) {
+    if k.eq_ignore_ascii_case("header") || k.eq_ignore_ascii_case("headers") {
+        headers(x);
+    }
     match x.as_value() {
         Some(v) => from_toml_value(Some(k), v),
         None => from_toml(x),
+    }
+}
+
+/// A hosts.toml `header` table (or inline table): the values of credential headers, and the
+/// credential after an `Authorization` scheme word (`Basic ...`, `Bearer ...`).
+fn headers(x: &toml_edit::Item) {
+    let mut each = |k: &str, v: &toml_edit::Value| {
+        if !is_secret_header(k) {
+            return;
+        }
+        let values: Vec<&str> = match v {
+            toml_edit::Value::String(s) => vec![s.value().as_str()],
+            toml_edit::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
+            _ => vec![],
+        };
+        for value in values {
+            register(value);
+            if let Some((_, cred)) = value.trim().split_once(' ') {
+                register(cred.trim());
+            }
+            // Cookies: `a=1; b=2`, each value.
+            for pair in value.split(';') {
+                if let Some((_, v)) = pair.split_once('=') {
+                    register(v.trim());
+                }
+            }
+        }
+    };
+    if let Some(t) = x.as_table_like() {
+        for (k, item) in t.iter() {
+            if let Some(v) = item.as_value() {
+                each(k, v);
+            }
+        }
     }
 }
 
@@ -206,6 +349,38 @@ impl<W: std::io::Write> Drop for Redacting<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_files_units_proxies_and_headers_are_read_by_structure() {
+        from_file(
+            "/etc/systemd/system/docker.service.d/http-proxy.conf",
+            "[Service]\nEnvironment=\"HTTP_PROXY=robot:Pr0xyNoScheme@proxy:3128\" \"NO_PROXY=localhost\"\n",
+        );
+        from_file(
+            "/etc/default/kubelet",
+            "export AWS_SECRET_ACCESS_KEY=AwsS3cr3tValue\nTLS_KEY_FILE=/etc/kubernetes/pki/k.key\nhttps_proxy='u:Sch3mel3ss@p:8080'\nMY_API_TOKEN=\"tok-12345\"\n",
+        );
+        from_file(
+            "/etc/containerd/certs.d/r.local/hosts.toml",
+            "server = \"https://r.local\"\n[host.\"https://m.local\".header]\n  Authorization = \"Basic SGVhZGVyQXV0aFZhbHVl\"\n  x-custom = [\"plain\"]\n[header]\n  Cookie = \"session=C00kieValue\"\n",
+        );
+        let text = "Pr0xyNoScheme AwsS3cr3tValue Sch3mel3ss tok-12345 SGVhZGVyQXV0aFZhbHVl C00kieValue /etc/kubernetes/pki/k.key plain localhost";
+        let r = redact(text);
+        for s in [
+            "Pr0xyNoScheme",
+            "AwsS3cr3tValue",
+            "Sch3mel3ss",
+            "tok-12345",
+            "SGVhZGVyQXV0aFZhbHVl",
+            "C00kieValue",
+        ] {
+            assert!(!r.contains(s), "{s} in {r}");
+        }
+        for kept in ["/etc/kubernetes/pki/k.key", "plain", "localhost"] {
+            assert!(r.contains(kept), "{kept} hidden: {r}");
+        }
+        assert!(is_secret_variable("AWS_SECRET_ACCESS_KEY") && !is_secret_variable("KUBELET_KUBEADM_ARGS"));
+    }
 
     #[test]
     fn secrets_are_found_by_structure_and_hidden_everywhere() {
