@@ -87,14 +87,17 @@ fn main() {
                 let kind = failure.map(Failure::kind).unwrap_or("error");
                 let _ = writeln!(out, "{}", report::error_json(command, kind, &message, code));
             }
+            // On the terminal, a message that quotes the node's files is escaped (no control
+            // character of theirs reaches it); the JSON above carries it as JSON.
+            let shown = report::printable(&message);
             match failure {
                 Some(Failure::NothingToDo(_)) => {
                     if !json {
-                        let _ = writeln!(out, "{message}");
+                        let _ = writeln!(out, "{shown}");
                     }
                 }
                 _ => eprintln!(
-                    "{} {message}",
+                    "{} {shown}",
                     console::style("error:").red().bold().for_stderr()
                 ),
             }

@@ -101,8 +101,50 @@ fn installed(i: &Installed) -> String {
     s
 }
 
+/// Text to print on a terminal from data the node gave: every control character but the
+/// newline escaped (`\r`, `\u{1b}`...), so that no escape sequence of a node's file reaches the
+/// terminal and no carriage return forges a line. JSON output needs none of this: it is JSON.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The inspection for people. It is built without colours and escaped whole (every value in it
+/// comes from the node), then its headings and marks are styled again.
 pub fn inspect_text(f: &Facts) -> String {
-    redact(&inspect_text_raw(f))
+    let colours = console::colors_enabled();
+    console::set_colors_enabled(false);
+    let plain = printable(&inspect_text_raw(f));
+    console::set_colors_enabled(colours);
+    redact(&if colours { restyle(&plain) } else { plain })
+}
+
+/// The styles of [`inspect_text_raw`] on its escaped text: headings (lines at the margin,
+/// up to a parenthesis) bold, `warning` and `note` marks as [`findings`] colours them.
+fn restyle(plain: &str) -> String {
+    let mut out = String::new();
+    for line in plain.lines() {
+        if let Some(rest) = line.strip_prefix("Node ") {
+            let _ = writeln!(out, "{} {rest}", style("Node").bold());
+        } else if !line.is_empty() && !line.starts_with(' ') && line != "No risks found." {
+            let (head, tail) = line.split_at(line.find(" (").unwrap_or(line.len()));
+            let _ = writeln!(out, "{}{tail}", style(head).bold());
+        } else if let Some(rest) = line.strip_prefix("  warning [") {
+            let _ = writeln!(out, "  {} [{rest}", style("warning").yellow().bold());
+        } else if let Some(rest) = line.strip_prefix("  note [") {
+            let _ = writeln!(out, "  {} [{rest}", style("note").blue());
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }
 
 fn inspect_text_raw(f: &Facts) -> String {
@@ -482,6 +524,18 @@ pub fn error_json(command: &str, kind: &str, message: &str, exit_code: i32) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_headings_styled_again() {
+        let hostile = "reg\u{1b}]0;owned\u{7}.local\rNODE  FAKE\tx\u{9b}2J";
+        let p = printable(hostile);
+        assert!(!p.chars().any(|c| c.is_control()), "{p:?}");
+        assert!(p.contains("\\u{1b}]0;owned") && p.contains("\\r"), "{p}");
+        assert_eq!(printable("a\nb"), "a\nb");
+        // Without colours (as in tests: no terminal) the restyled text is the text.
+        let text = "Kubelet\n  runtime  x\n  warning [c] m\nDocker settings (/etc/d.json)\n";
+        assert_eq!(restyle(text), text);
+    }
 
     #[test]
     fn secrets_are_redacted() {

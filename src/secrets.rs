@@ -148,9 +148,7 @@ pub fn from_env_text(text: &str) {
             };
             let name = name.trim_start_matches("export ");
             if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || name.starts_with(|c: char| c.is_ascii_digit())
             {
                 continue;
@@ -231,7 +229,7 @@ fn secret_or_descend(k: &str, x: &toml_edit::Item) {
 /// A hosts.toml `header` table (or inline table): the values of credential headers, and the
 /// credential after an `Authorization` scheme word (`Basic ...`, `Bearer ...`).
 fn headers(x: &toml_edit::Item) {
-    let mut each = |k: &str, v: &toml_edit::Value| {
+    let each = |k: &str, v: &toml_edit::Value| {
         if !is_secret_header(k) {
             return;
         }
@@ -379,7 +377,10 @@ mod tests {
         for kept in ["/etc/kubernetes/pki/k.key", "plain", "localhost"] {
             assert!(r.contains(kept), "{kept} hidden: {r}");
         }
-        assert!(is_secret_variable("AWS_SECRET_ACCESS_KEY") && !is_secret_variable("KUBELET_KUBEADM_ARGS"));
+        assert!(
+            is_secret_variable("AWS_SECRET_ACCESS_KEY")
+                && !is_secret_variable("KUBELET_KUBEADM_ARGS")
+        );
     }
 
     #[test]

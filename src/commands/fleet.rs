@@ -99,6 +99,8 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<i32> {
         )?,
         Output::Text => {
             let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            // Every cell is a node's report: escaped, so that no control character of it
+            // reaches the terminal or forges a row.
             let table: Vec<[String; 6]> = rows
                 .iter()
                 .map(|r| {
@@ -114,6 +116,7 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<i32> {
                         cell(&r.images),
                         cell(&r.status),
                     ]
+                    .map(|c| crate::report::printable(&c))
                 })
                 .collect();
             let head = ["NODE", "RUNTIME", "TARGET", "RISKS", "IMAGES", "STATUS"];

@@ -200,7 +200,7 @@ pub fn report_failure(f: &Failure) -> i32 {
     eprintln!(
         "{} {}",
         console::style("error:").red().bold().for_stderr(),
-        crate::secrets::redact(&f.to_string())
+        crate::report::printable(&crate::secrets::redact(&f.to_string()))
     );
     f.exit_code()
 }
