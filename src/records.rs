@@ -363,6 +363,66 @@ impl RecordDir {
         }
     }
 
+    /// The whole tree under this directory holds only directories and regular files of ours
+    /// that no one else may write: a backup shipped with a node image (links to the host, a
+    /// FIFO, another user's file) is refused before anything of it is read or written.
+    pub fn check_tree(&self) -> Result<()> {
+        self.check_tree_at(0, &mut 0)
+    }
+
+    fn check_tree_at(&self, depth: usize, seen: &mut usize) -> Result<()> {
+        use nix::fcntl::AtFlags;
+        if depth > 64 {
+            return Err(refused(
+                &self.node_path,
+                "its directories nest deeper than any backup does",
+                "Check what the directory is.",
+            ));
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        for name in self.list() {
+            *seen += 1;
+            if *seen > 100_000 {
+                return Err(refused(
+                    &self.node_path,
+                    "it holds more entries than any backup does",
+                    "Check what the directory is.",
+                ));
+            }
+            let path = self.child(&name);
+            let st = nix::sys::stat::fstatat(
+                Some(self.raw()),
+                name.as_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .with_context(|| format!("cannot read {path}"))?;
+            match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+                SFlag::S_IFDIR => {
+                    let d = self.subdir(&name, false)?.context("listed just now")?;
+                    d.check_tree_at(depth + 1, seen)?;
+                }
+                SFlag::S_IFREG => {
+                    if st.st_uid != me || st.st_mode & 0o022 != 0 {
+                        return Err(refused(
+                            &path,
+                            format!(
+                                "it belongs to user {} with mode {:o}: not a record cri-migrate wrote",
+                                st.st_uid,
+                                st.st_mode & 0o7777
+                            ),
+                            "Move the backup aside after checking it.",
+                        ));
+                    }
+                }
+                SFlag::S_IFLNK => {
+                    return Err(self.not_regular(&path, "a symbolic link"));
+                }
+                _ => return Err(self.not_regular(&path, "not a regular file")),
+            }
+        }
+        Ok(())
+    }
+
     /// The directory of a relative path's parent (`files/etc/containerd` for
     /// `files/etc/containerd/config.toml`), each level opened (or made) as a record directory,
     /// and the last name.

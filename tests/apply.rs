@@ -651,6 +651,29 @@ fn drain_and_the_kubeadm_cri_socket_record() {
             .any(|c| c.starts_with("cordon") || c.starts_with("drain")),
         "the fresh run has no --drain, and nothing of the refused one was resumed"
     );
+    rollback(&w, state.path());
+
+    // A hostname that reads as a kubectl option: refused before kubectl hears of it.
+    reset_fakes(state.path());
+    std::fs::write(
+        w.node.path().join("etc/hostname"),
+        "--selector=kubernetes.io/os=linux\n",
+    )
+    .unwrap();
+    let before = backups(&w);
+    let out = migrate(&w, state.path(), &[], &["--drain"]);
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("/etc/hostname") && err.contains("is not a node name"),
+        "{err}"
+    );
+    assert!(
+        log(state.path(), "kubectl.log").is_empty(),
+        "kubectl was called"
+    );
+    assert_eq!(backups(&w), before);
+    std::fs::write(w.node.path().join("etc/hostname"), "Worker-1\n").unwrap();
 }
 
 #[test]

@@ -268,6 +268,8 @@ impl Backup {
         let not_one =
             || format!("{node_dir} is not a cri-migrate backup (no readable manifest.json)");
         let rec = RecordDir::open(node, node_dir, false)?.with_context(not_one)?;
+        // Links, FIFOs, another user's files: refused before any of it is read or written.
+        rec.check_tree()?;
         let text = rec.read_string("manifest.json")?.with_context(not_one)?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("{node_dir}/manifest.json is damaged"))?;
