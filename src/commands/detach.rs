@@ -9,6 +9,7 @@ use super::status::{status_of, Said};
 use super::NodeAccess;
 use crate::cli::{MigrateArgs, Output};
 use crate::error::{exit, Failure};
+use crate::records::RecordDir;
 use crate::system::run;
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -19,7 +20,8 @@ pub const UNIT: &str = "cri-migrate.service";
 /// Where the binary goes on the host when the caller is not on it (a pod with the host at /host).
 const HOST_BIN: &str = "/var/lib/cri-migrate/bin/cri-migrate";
 /// Written when a detached run starts, removed when its result is reported.
-const MARKER: &str = "/var/lib/cri-migrate/detached";
+/// In `/var/lib/cri-migrate` (a record like the backups: see src/records.rs).
+const MARKER: &str = "detached";
 /// How long a re-run waits for the unit (a migration with a drain and a large carry is long).
 const WAIT: Duration = Duration::from_secs(3 * 3600);
 
@@ -138,10 +140,8 @@ pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> 
     cmd.extend(unit_args());
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     // Mark the unit's runs so that a re-run knows its result is the unit's.
-    let marker = t.node.path(MARKER);
-    if let Some(dir) = marker.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    let home = RecordDir::open(t.node, crate::records::HOME, true)?
+        .context("the records' directory was just made")?;
     let r = host(t, pid, "systemd-run", &cmd)?;
     if !r.success {
         return Err(Failure::preflight(
@@ -150,7 +150,7 @@ pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> 
         )
         .into());
     }
-    let _ = std::fs::write(&marker, jiff::Timestamp::now().to_string());
+    let _ = home.write_atomic(MARKER, jiff::Timestamp::now().to_string().as_bytes());
     match args.output {
         Output::Json => writeln!(
             out,
@@ -173,13 +173,18 @@ pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> 
 
 /// Whether a detached run was started and its result not yet reported.
 fn detached_before(t: &NodeAccess) -> bool {
-    t.node.exists(MARKER)
+    RecordDir::open(t.node, crate::records::HOME, false)
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.has(MARKER))
 }
 
 /// The unit's result, as `status` reads it.
 fn report(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> Result<i32> {
     let st = status_of(t)?;
-    let _ = std::fs::remove_file(t.node.path(MARKER));
+    if let Ok(Some(home)) = RecordDir::open(t.node, crate::records::HOME, false) {
+        let _ = home.remove(MARKER);
+    }
     match args.output {
         Output::Json => {
             let mut doc = serde_json::to_value(&st)?;
