@@ -175,6 +175,23 @@ impl RecordDir {
         }))
     }
 
+    /// A new directory of records under this one, 0700: refused if anything stands at that
+    /// name already (a backup is never written into a directory it did not make).
+    pub fn create_subdir(&self, name: &str) -> Result<RecordDir> {
+        check_name(name)?;
+        let path = self.child(name);
+        mkdirat(Some(self.raw()), name, Mode::S_IRWXU).map_err(|e| match e {
+            Errno::EEXIST => refused(
+                &path,
+                "it exists already, and cri-migrate writes a new backup only into a directory it made",
+                "Move it aside after checking it, then run again.",
+            ),
+            e => anyhow::anyhow!("cannot create {path}: {e}"),
+        })?;
+        self.subdir(name, false)?
+            .with_context(|| format!("{path} vanished as it was made"))
+    }
+
     fn not_a_dir(&self, path: &str, e: Errno) -> anyhow::Error {
         match e {
             Errno::ELOOP | Errno::ENOTDIR => refused(
@@ -259,15 +276,27 @@ impl RecordDir {
             .transpose()
     }
 
+    /// An entry's status, not following a link; `None` when there is none.
+    fn stat(&self, name: &str) -> Option<nix::sys::stat::FileStat> {
+        check_name(name).ok()?;
+        nix::sys::stat::fstatat(
+            Some(self.raw()),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()
+    }
+
     /// Whether an entry of that name exists (a link counts: it is not followed).
     pub fn has(&self, name: &str) -> bool {
-        check_name(name).is_ok()
-            && nix::sys::stat::fstatat(
-                Some(self.raw()),
-                name,
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .is_ok()
+        self.stat(name).is_some()
+    }
+
+    /// Whether an entry is a plain file (not followed: a link is not one).
+    pub fn is_file(&self, name: &str) -> bool {
+        self.stat(name).is_some_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
+        })
     }
 
     /// Replace a record atomically, 0600: a fresh temporary file (whatever stood at its name is
@@ -512,6 +541,16 @@ mod tests {
             RecordDir::open(&node, "/var/lib/cri-migrate/backups/b2", false).unwrap_err()
         );
         assert!(e.contains("symbolic link"), "{e}");
+        // A new backup is never written into a directory already there (an image could ship
+        // one under the name the next run would take).
+        let backups = RecordDir::open(&node, "/var/lib/cri-migrate/backups", false)
+            .unwrap()
+            .unwrap();
+        let e = format!("{:#}", backups.create_subdir("b1").unwrap_err());
+        assert!(e.contains("exists already"), "{e}");
+        assert!(backups.create_subdir("b9").is_ok());
+        std::fs::write(b1.parent().unwrap().join("notes.txt"), "x").unwrap();
+        assert!(backups.is_file("notes.txt") && !backups.is_file("b1") && !backups.is_file("b2"));
         // A world-writable one: refused.
         std::fs::create_dir(b1.parent().unwrap().join("b3")).unwrap();
         std::fs::set_permissions(

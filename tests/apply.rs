@@ -261,7 +261,13 @@ fn a_failure_at_any_systemctl_step_leaves_the_node_as_it_was() {
         let undo: Vec<&str> = match n {
             1 => vec![],
             2 => vec!["restart kubelet.service"],
-            3 => vec!["restart docker.socket", "restart kubelet.service"],
+            // The failed `stop docker.service` changed nothing, but the socket's stop before it
+            // had stopped docker.service already (it requires the socket): brought back too.
+            3 => vec![
+                "restart docker.socket",
+                "restart docker.service",
+                "restart kubelet.service",
+            ],
             4 => restart_all.to_vec(),
             5 => [&["stop kubelet.service"][..], &restart_all].concat(),
             6 => [

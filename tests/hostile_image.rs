@@ -14,6 +14,15 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "Hostile5ecret";
+const DRY_RUN: [&str; 4] = ["migrate", "--to", "containerd", "--dry-run"];
+const DRY_RUN_JSON: [&str; 6] = [
+    "migrate",
+    "--to",
+    "containerd",
+    "--dry-run",
+    "--output",
+    "json",
+];
 
 struct Image {
     root: tempfile::TempDir,
@@ -325,17 +334,7 @@ fn secrets_the_redaction_did_not_know_stay_hidden() {
             "server = \"https://registry-1.docker.io\"\n\n[host.\"https://mirror.corp.local\"]\n  capabilities = [\"pull\"]\n  [host.\"https://mirror.corp.local\".header]\n    Authorization = \"Basic {SECRET}Header\"\n"
         ),
     );
-    for args in [
-        &["migrate", "--to", "containerd", "--dry-run"][..],
-        &[
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            "json",
-        ],
-    ] {
+    for args in [&DRY_RUN[..], &DRY_RUN_JSON] {
         let out = img.run(args, &[]);
         let all = format!("{}{}", s(&out.stdout), s(&out.stderr));
         assert_eq!(out.status.code(), Some(0), "{all}");
@@ -365,17 +364,7 @@ fn control_characters_from_the_image_are_escaped() {
     );
     // fleet: a report named by a node with escape sequences and a carriage return.
     let dir = tempfile::tempdir().unwrap();
-    let report = img.run(
-        &[
-            "migrate",
-            "--to",
-            "containerd",
-            "--dry-run",
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let report = img.run(&DRY_RUN_JSON, &[]);
     let name = dir.path().join("evil\x1b[2J\rnode-9.json");
     std::fs::write(&name, &report.stdout).unwrap();
     let out = bin().arg("fleet").arg(&name).output().unwrap();

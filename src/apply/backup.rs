@@ -216,9 +216,12 @@ impl Backup {
         let dir = node.path(&node_dir);
         // 0700 and 0600 throughout: originals may hold secrets (registry auth in an old
         // config.toml).
-        let rec = RecordDir::open(node, &node_dir, true)
-            .with_context(|| format!("cannot create the backup directory {node_dir}"))?
-            .context("the backup directory was just made")?;
+        let rec = RecordDir::open(node, BACKUPS, true)
+            .and_then(|b| {
+                b.context("the backups' directory was just made")?
+                    .create_subdir(&stamp)
+            })
+            .with_context(|| format!("cannot create the backup directory {node_dir}"))?;
         let mut files = Vec::new();
         for f in &plan.files {
             let snap = node.snapshot(&f.path)?;
@@ -291,7 +294,9 @@ impl Backup {
         };
         let mut out = Vec::new();
         for n in backups.list().into_iter().rev() {
-            if n.ends_with(".tmp") {
+            // A file someone left there (notes, an archive) is no backup and harms nothing;
+            // a link or a FIFO is refused by `subdir`.
+            if n.ends_with(".tmp") || backups.is_file(&n) {
                 continue;
             }
             let d = backups.subdir(&n, false)?;

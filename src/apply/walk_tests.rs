@@ -91,28 +91,27 @@ impl FakeSystemd {
     fn initial() -> BTreeMap<String, (String, String)> {
         FakeSystemd::new(None).units.into_inner()
     }
-    /// The unit and every unit systemd stops with it.
+    /// The unit and every unit systemd stops with it (those that require it, transitively).
     fn stopped_with(&self, unit: &str) -> Vec<String> {
-        let mut out = vec![unit.to_string()];
-        let mut i = 0;
-        while i < out.len() {
-            for (a, b) in &self.requires {
-                if *b == out[i] && !out.contains(a) {
-                    out.push(a.clone());
-                }
-            }
-            i += 1;
-        }
-        out
+        self.closure(unit, |(a, b)| (b, a))
     }
-    /// The unit and every unit a start of it pulls in.
+    /// The unit and every unit a start of it pulls in (what it requires, transitively).
     fn started_with(&self, unit: &str) -> Vec<String> {
+        self.closure(unit, |(a, b)| (a, b))
+    }
+    /// `unit` and whatever `edge` leads to from it, each (from, to) pair made of a
+    /// (requirer, required) one.
+    fn closure<'a>(
+        &'a self,
+        unit: &str,
+        edge: impl Fn((&'a String, &'a String)) -> (&'a String, &'a String),
+    ) -> Vec<String> {
         let mut out = vec![unit.to_string()];
         let mut i = 0;
         while i < out.len() {
-            for (a, b) in &self.requires {
-                if *a == out[i] && !out.contains(b) {
-                    out.push(b.clone());
+            for (from, to) in self.requires.iter().map(|(a, b)| edge((a, b))) {
+                if *from == out[i] && !out.contains(to) {
+                    out.push(to.clone());
                 }
             }
             i += 1;

@@ -154,6 +154,23 @@ fn dry_run(
         args.images,
         plan.settings.runtime_root.is_some(),
     );
+    // --drain: which node and which kubeconfig the run would use (the operator's, said).
+    let drain = args.drain.then(|| {
+        if !t.live {
+            return "not under --root: nothing talks to the cluster from an offline node"
+                .to_string();
+        }
+        let name = node_name(t, facts, args.node_name.as_deref())
+            .map(|n| format!("node {n}"))
+            .unwrap_or_else(|e| format!("{e}"));
+        match t.kubectl(args.kubeconfig.as_ref()) {
+            Some(k) => format!("{name}, {}", k.said()),
+            None => format!("{name}, but no kubectl or kubeconfig here"),
+        }
+    });
+    if let (Some(d), Output::Text) = (&drain, args.output) {
+        eprintln!("--drain: {d}");
+    }
     match args.output {
         Output::Text => write!(
             out,
@@ -179,6 +196,9 @@ fn dry_run(
                 }
                 Err(why) => json!({"carried": "none", "why": why, "way": null, "copy_why": null}),
             };
+            if let Some(d) = &drain {
+                doc["drain"] = d.as_str().into();
+            }
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?
         }
     }
