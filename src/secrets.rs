@@ -300,9 +300,13 @@ pub fn redact(text: &str) -> String {
 }
 
 /// A writer that redacts what goes through it, a line at a time (no secret spans lines).
+/// Once its reader has gone (`| head`: a broken pipe), the rest is dropped quietly, as Unix
+/// tools do, and the command still ends with its own exit code: a migration is never stopped
+/// half-way because nobody reads its report any more.
 pub struct Redacting<W: std::io::Write> {
     inner: W,
     line: Vec<u8>,
+    closed: bool,
 }
 
 impl<W: std::io::Write> Redacting<W> {
@@ -310,13 +314,23 @@ impl<W: std::io::Write> Redacting<W> {
         Redacting {
             inner,
             line: Vec::new(),
+            closed: false,
         }
     }
 
     fn emit(&mut self, upto: usize) -> std::io::Result<()> {
         let chunk: Vec<u8> = self.line.drain(..upto).collect();
+        if self.closed {
+            return Ok(());
+        }
         let text = String::from_utf8_lossy(&chunk);
-        self.inner.write_all(redact(&text).as_bytes())
+        match self.inner.write_all(redact(&text).as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 
@@ -334,7 +348,16 @@ impl<W: std::io::Write> std::io::Write for Redacting<W> {
             let n = self.line.len();
             self.emit(n)?;
         }
-        self.inner.flush()
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 

@@ -864,3 +864,30 @@ fn dockers_leftovers_are_said_with_the_fix() {
         1
     );
 }
+
+/// `cri-migrate migrate --dry-run ... | head`: the reader goes away, the output ends quietly
+/// (no "Broken pipe" error) and the exit code is the command's own.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let node = fixture("kubeadm-1.21-registries");
+    let mut child = bin()
+        .args([
+            "--root",
+            &node,
+            "migrate",
+            "--to",
+            "containerd",
+            "--dry-run",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the plan is written (as `head` does once it has its lines).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+}
