@@ -273,8 +273,11 @@ signals_with_dockers_own_unit() {
     node_state "$NODE" >"$WORK/state.upstream"
     [ "$rc" = 0 ] && { run_docker_pod upstream || rc=1; }
     if [ "$rc" = 0 ]; then
-        for sig in INT TERM HUP; do
-            signal_after "stop docker.socket" "$sig" upstream || { rc=1 && break; }
+        local point
+        for point in "stop kubelet.service" "stop docker.socket" "stop docker.service"; do
+            for sig in INT TERM HUP; do
+                signal_after "$point" "$sig" upstream || { rc=1 && break 2; }
+            done
         done
     fi
     # Debian's unit back, whatever happened.
@@ -651,7 +654,7 @@ scenario "9. SIGINT/TERM/HUP/QUIT after each unit stop of the cutover: rolled ba
 scenario "10. a refused --drain restarts nothing and leaves nothing to resume" refused_drain_touches_nothing
 scenario "11. two runs at once: the second is refused, naming the first" two_runs_at_once
 scenario "11b. two runs started together: one migrates, one is refused, the node is whole" two_runs_started_together
-scenario "9b. Docker's own unit file: SIGINT/TERM/HUP after the socket stops: Docker and its container back" signals_with_dockers_own_unit
+scenario "9b. Docker's own unit file: SIGINT/TERM/HUP after each unit stop: Docker and its container back" signals_with_dockers_own_unit
 scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
 scenario "15. a cgroup driver mismatch, a missing CNI plugin, a sandbox image that cannot run: caught before the kubelet stops" checks_before_the_cutover_catch_a_broken_node
 scenario "16. running pods: checked beside Docker, back on containerd, back on Docker after rollback" running_pods_move_and_come_back
