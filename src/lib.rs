@@ -22,4 +22,5 @@ pub mod report;
 pub mod secrets;
 pub mod signals;
 pub mod system;
+pub mod unit;
 pub mod version;

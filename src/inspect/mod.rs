@@ -165,10 +165,36 @@ pub struct Facts {
     pub leftovers: leftovers::Leftovers,
     /// The manifests Docker's repo digests name (schema 1 cannot be pulled by containerd 2.1+).
     pub docker_manifests: manifests::Manifests,
+    /// The command line `kubelet.service` runs, read as systemd reads the unit (src/unit.rs),
+    /// each word with the file, line and variable it comes from.
+    pub kubelet_command: Option<KubeletCommand>,
     pub risks: Vec<Finding>,
     /// The text of every file the planner may rewrite, as found.
     #[serde(skip)]
     pub files: BTreeMap<String, Snapshot>,
+}
+
+/// The kubelet's unit and the command line it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeletCommand {
+    pub unit: Option<String>,
+    pub dropins: Vec<String>,
+    #[serde(flatten)]
+    pub command: crate::unit::Command,
+}
+
+impl KubeletCommand {
+    /// As systemd would run it; `None` without a unit or an `ExecStart=`, or where its files
+    /// cannot be read (the kubelet's flags are read and refused on their own).
+    pub fn read(node: &Node) -> Option<KubeletCommand> {
+        let unit = crate::unit::Unit::load(node, "kubelet.service").ok()??;
+        let command = unit.command(node).ok()??;
+        Some(KubeletCommand {
+            unit: unit.fragment.clone(),
+            dropins: unit.dropins.clone(),
+            command,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,6 +302,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker_containers,
         leftovers,
         docker_manifests,
+        kubelet_command: KubeletCommand::read(node),
         risks: vec![],
         files,
     };

@@ -315,6 +315,64 @@ two_runs_started_together() {
         docker_and_kubelet_back
 }
 
+# The kubelet's argv as cri-migrate's unit model reads it (inspect JSON, kubelet_command) and as
+# the running kubelet has it (/proc/<MainPID>/cmdline): the same, word for word.
+model_is_the_running_kubelet() {
+    local pid
+    wait_active kubelet.service 30 || return 1
+    pid=$(in_node systemctl show -p MainPID --value kubelet.service)
+    in_node cat "/proc/$pid/cmdline" | tr '\0' '\n' >"$WORK/argv.running"
+    in_node cri-migrate inspect --output json >"$WORK/inspect.json" || return 1
+    python3 -c 'import json,sys; [print(w["text"]) for w in json.load(open(sys.argv[1]))["facts"]["kubelet_command"]["argv"]]' \
+        "$WORK/inspect.json" >"$WORK/argv.model" || return 1
+    diff -u "$WORK/argv.running" "$WORK/argv.model" >&2
+}
+
+# kubelet_layout FILE TEXT: a drop-in (or env file) for another layout, the kubelet restarted.
+kubelet_layout() {
+    printf '%s' "$2" >"$WORK/$NODE$1"
+}
+
+# Three layouts of the kubelet's flags, each read by the unit model as systemd reads it: kubeadm's
+# (Environment= and EnvironmentFile= expanded as $VAR), flags on the unit's own ExecStart= (as
+# the EKS AMI writes them; continued lines, ${VAR} inside a word), and an env file of the unit's
+# own expanded as $KUBELET_ARGS (as Kubespray's kubelet.env).
+unit_model_is_the_running_kubelet() {
+    local rc=0 dropin=/etc/systemd/system/kubelet.service.d/20-e2e-layout.conf words
+    expect "kubeadm's layout: the model's argv is the running kubelet's" model_is_the_running_kubelet || return 1
+    # The running kubelet's words, but the binary (the same flags in the other layouts).
+    words=$(tail -n +2 "$WORK/argv.running")
+    local first rest
+    first=$(printf '%s\n' "$words" | head -n 1)
+    rest=$(printf '%s\n' "$words" | tail -n +2 | sed 's/$/ \\/')
+    kubelet_layout "$dropin" "[Service]
+Environment=\"E2E_FIRST=$first\"
+ExecStart=
+ExecStart=/usr/bin/kubelet \${E2E_FIRST} \\
+$rest
+"
+    in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
+    expect "flags on ExecStart=: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
+    if [ "$rc" = 0 ]; then
+        # One line: the flags reader of inspect (src/flags.rs) refuses a value continued over
+        # lines, which the unit model reads (its unit test); issue 24 moves the flags onto it.
+        kubelet_layout /etc/kubernetes/kubelet.env "KUBELET_ARGS=\"$(printf '%s ' $words)\"
+"
+        kubelet_layout "$dropin" "[Service]
+EnvironmentFile=/etc/kubernetes/kubelet.env
+ExecStart=
+ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
+"
+        in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
+        expect "an env file's \$KUBELET_ARGS: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
+    fi
+    rm -f "$WORK/$NODE$dropin" "$WORK/$NODE/etc/kubernetes/kubelet.env"
+    in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
+    wait_active kubelet.service 30 || rc=1
+    expect "every file as before" same_state original || rc=1
+    return "$rc"
+}
+
 # --drain on a node without kubectl: refused before the backup; nothing restarted; nothing
 # left for the next run to resume.
 refused_drain_touches_nothing() {
@@ -662,6 +720,7 @@ scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
+scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file)" unit_model_is_the_running_kubelet
 stop_node "$NODE"
 
 # kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the

@@ -1,0 +1,651 @@
+//! A systemd unit as systemd reads it (systemd.unit(5), systemd.service(5), systemd.exec(5)):
+//! its file, its drop-ins, its `ExecStart=`, `Environment=`, `EnvironmentFile=` and
+//! dependencies, and the command line it runs, each word with the file, line and variable it
+//! came from — so that an edit can go back to where the word lives.
+//!
+//! The rules, each from systemd's documentation:
+//! - the unit file is the first found in `/etc/systemd/system`, `/run/systemd/system`,
+//!   `/usr/local/lib/systemd/system`, `/usr/lib/systemd/system`, `/lib/systemd/system`;
+//! - its drop-ins are `NAME.d/*.conf` in all of those (and `service.d/` for every service),
+//!   applied in the order of their file names; a drop-in of the same name in a directory that
+//!   comes earlier in that list replaces the later one;
+//! - a line ending in `\` goes on on the next line; `#` and `;` start comments;
+//! - an empty assignment (`ExecStart=`, `Environment=`...) resets the list built so far;
+//! - `EnvironmentFile=` (a leading `-`: the file may be missing) overrides `Environment=`, and a
+//!   later file a former one;
+//! - in `ExecStart=`, `${VAR}` is replaced by the variable's value as one word (or part of
+//!   one), and `$VAR` standing as a word of its own by its value split at whitespace (zero or
+//!   more words); `$$` is a `$`; a command prefixed with `:` is not expanded; `%` specifiers
+//!   are left as they are, and said.
+
+use crate::node::Node;
+use anyhow::Result;
+use serde::Serialize;
+
+/// Where systemd looks for units, first wins (the system manager's search path, less the
+/// runtime-only and generator directories a node image does not hold).
+pub const UNIT_DIRS: [&str; 5] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// What reading a unit could not do or did not do, one sentence each.
+pub type Notes = Vec<String>;
+
+/// A file and line of the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+/// One assignment of a unit's setting, where it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// One word of the command line the unit runs, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Word {
+    pub text: String,
+    /// The `ExecStart=` line that holds it (or the `$VAR` it was expanded from).
+    pub origin: Origin,
+    /// The variable it was expanded from, and where that variable was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variable: Option<Variable>,
+}
+
+/// A variable a word was expanded from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Variable {
+    pub name: String,
+    pub set_at: Origin,
+}
+
+fn var(name: &str, set_at: &Origin) -> Option<Variable> {
+    Some(Variable {
+        name: name.to_string(),
+        set_at: set_at.clone(),
+    })
+}
+
+/// The command line a unit runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub argv: Vec<Word>,
+    /// What the expansion could not do, or did not do: specifiers left alone, variables that
+    /// are not set, an environment file that is missing.
+    pub notes: Vec<String>,
+}
+
+impl Command {
+    pub fn args(&self) -> Vec<&str> {
+        self.argv.iter().map(|w| w.text.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unit {
+    pub name: String,
+    /// The unit file, as a node path; `None` for a unit made of drop-ins only.
+    pub fragment: Option<String>,
+    /// Its drop-ins, in the order they apply.
+    pub dropins: Vec<String>,
+    /// The `ExecStart=` lines in force (after resets).
+    pub exec_start: Vec<Setting>,
+    /// `Environment=` words (`NAME=value`) in force, in order.
+    pub environment: Vec<Setting>,
+    /// `EnvironmentFile=` values in force, in order (with their `-`).
+    pub environment_files: Vec<Setting>,
+    pub requires: Vec<String>,
+    pub binds_to: Vec<String>,
+    pub after: Vec<String>,
+    pub wants: Vec<String>,
+}
+
+/// A unit file's lines as systemd reads them: continuations joined, comments and blank lines
+/// dropped, each `(section, key, value, line)`.
+fn assignments(text: &str) -> Vec<(String, String, String, usize)> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut pending: Option<(String, usize)> = None;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r');
+        let (mut joined, start) = match pending.take() {
+            Some((before, start)) => (format!("{before} {}", line.trim_start()), start),
+            None => {
+                let t = line.trim_start();
+                if t.starts_with('#') || t.starts_with(';') {
+                    continue;
+                }
+                (t.to_string(), n + 1)
+            }
+        };
+        if joined.ends_with('\\') {
+            joined.pop();
+            pending = Some((joined, start));
+            continue;
+        }
+        let body = joined.trim();
+        if body.is_empty() {
+            continue;
+        }
+        if body.starts_with('[') && body.ends_with(']') {
+            section = body[1..body.len() - 1].to_string();
+            continue;
+        }
+        if let Some((k, v)) = body.split_once('=') {
+            out.push((
+                section.clone(),
+                k.trim().to_string(),
+                v.trim().to_string(),
+                start,
+            ));
+        }
+    }
+    out
+}
+
+/// A list setting: an empty assignment resets it, others append.
+fn assign(list: &mut Vec<Setting>, value: &str, origin: Origin) {
+    if value.is_empty() {
+        list.clear();
+    } else {
+        list.push(Setting {
+            value: value.to_string(),
+            origin,
+        });
+    }
+}
+
+fn assign_names(list: &mut Vec<String>, value: &str) {
+    if value.is_empty() {
+        list.clear();
+    } else {
+        list.extend(value.split_whitespace().map(str::to_string));
+    }
+}
+
+impl Unit {
+    /// The unit `name` (`kubelet.service`) as systemd would load it from the node's files;
+    /// `None` when neither a file nor a drop-in of it exists.
+    pub fn load(node: &Node, name: &str) -> Result<Option<Unit>> {
+        let fragment = UNIT_DIRS
+            .iter()
+            .map(|d| crate::node::join(d, name))
+            .find(|p| node.path(p).is_file());
+        // Drop-ins by file name; the earliest directory wins a name.
+        let mut by_name: std::collections::BTreeMap<String, String> = Default::default();
+        let mut dirs = vec![format!("{name}.d")];
+        if let Some((_, kind)) = name.rsplit_once('.') {
+            dirs.push(format!("{kind}.d"));
+        }
+        for d in UNIT_DIRS.iter().rev() {
+            // Later in the reversed walk = earlier in the search path = wins.
+            for sub in dirs.iter().rev() {
+                let dir = crate::node::join(d, sub);
+                for f in node.list(&dir) {
+                    if f.ends_with(".conf") {
+                        by_name.insert(f.clone(), crate::node::join(&dir, &f));
+                    }
+                }
+            }
+        }
+        if fragment.is_none() && by_name.is_empty() {
+            return Ok(None);
+        }
+        let mut unit = Unit {
+            name: name.to_string(),
+            fragment: fragment.clone(),
+            ..Unit::default()
+        };
+        let files: Vec<String> = fragment.into_iter().chain(by_name.into_values()).collect();
+        for file in &files {
+            let Some(text) = node.read(file)? else {
+                continue;
+            };
+            if Some(file) != unit.fragment.as_ref() {
+                unit.dropins.push(file.clone());
+            }
+            for (section, key, value, line) in assignments(&text) {
+                let origin = Origin {
+                    file: file.clone(),
+                    line,
+                };
+                match (section.as_str(), key.as_str()) {
+                    ("Service", "ExecStart") => assign(&mut unit.exec_start, &value, origin),
+                    ("Service", "Environment") => {
+                        if value.is_empty() {
+                            unit.environment.clear();
+                        }
+                        for w in words(&value) {
+                            unit.environment.push(Setting {
+                                value: w,
+                                origin: origin.clone(),
+                            });
+                        }
+                    }
+                    ("Service", "EnvironmentFile") => {
+                        assign(&mut unit.environment_files, &value, origin)
+                    }
+                    ("Unit", "Requires") => assign_names(&mut unit.requires, &value),
+                    ("Unit", "BindsTo") => assign_names(&mut unit.binds_to, &value),
+                    ("Unit", "After") => assign_names(&mut unit.after, &value),
+                    ("Unit", "Wants") => assign_names(&mut unit.wants, &value),
+                    _ => {}
+                }
+            }
+        }
+        Ok(Some(unit))
+    }
+
+    /// The environment the unit's command sees from its own settings: `Environment=` first,
+    /// then each `EnvironmentFile=` in order, a later value winning. Each variable with where
+    /// it was set. Notes say which files were missing.
+    pub fn env(&self, node: &Node) -> Result<(Vec<(String, Setting)>, Notes)> {
+        let mut vars: Vec<(String, Setting)> = Vec::new();
+        let mut notes = Vec::new();
+        let mut set = |name: String, s: Setting| {
+            vars.retain(|(n, _)| *n != name);
+            vars.push((name, s));
+        };
+        for e in &self.environment {
+            if let Some((k, v)) = e.value.split_once('=') {
+                set(
+                    k.to_string(),
+                    Setting {
+                        value: v.to_string(),
+                        origin: e.origin.clone(),
+                    },
+                );
+            }
+        }
+        for f in &self.environment_files {
+            let (optional, path) = match f.value.strip_prefix('-') {
+                Some(p) => (true, p.trim()),
+                None => (false, f.value.trim()),
+            };
+            let Some(text) = node.read(path)? else {
+                notes.push(if optional {
+                    format!("{path} (EnvironmentFile=-, {}:{}) is missing: skipped", f.origin.file, f.origin.line)
+                } else {
+                    format!("{path} (EnvironmentFile=, {}:{}) is missing: systemd would not start the unit", f.origin.file, f.origin.line)
+                });
+                continue;
+            };
+            for (n, line) in env_lines(&text) {
+                let Ok(parsed) =
+                    crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &line)
+                else {
+                    notes.push(format!("{path}:{n}: not read as an assignment"));
+                    continue;
+                };
+                for (k, v) in parsed.vars() {
+                    set(
+                        k,
+                        Setting {
+                            value: v,
+                            origin: Origin {
+                                file: path.to_string(),
+                                line: n,
+                            },
+                        },
+                    );
+                }
+            }
+        }
+        Ok((vars, notes))
+    }
+
+    /// The command line of the unit's (last) `ExecStart=`, expanded as systemd expands it.
+    pub fn command(&self, node: &Node) -> Result<Option<Command>> {
+        let Some(exec) = self.exec_start.last() else {
+            return Ok(None);
+        };
+        let (vars, mut notes) = self.env(node)?;
+        let lookup = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let mut line = exec.value.trim_start();
+        // Prefixes: `-` `@` `+` `!` `!!` change how it runs, `:` turns expansion off.
+        let mut expand = true;
+        while let Some(c) = line.chars().next().filter(|c| "-@+!:|".contains(*c)) {
+            if c == ':' {
+                expand = false;
+            }
+            line = &line[1..];
+        }
+        let mut argv = Vec::new();
+        for raw in split_raw(line) {
+            if raw.contains('%') {
+                notes.push(format!("`{raw}` holds a % specifier, left as it is"));
+            }
+            let plain = || Word {
+                text: unquote(&raw),
+                origin: exec.origin.clone(),
+                variable: None,
+            };
+            if !expand {
+                argv.push(plain());
+                continue;
+            }
+            // `$VAR` as a word of its own: its value split at whitespace.
+            if let Some(name) = raw.strip_prefix('$').filter(|n| is_name(n)) {
+                match lookup(name) {
+                    Some(s) => argv.extend(s.value.split_whitespace().map(|w| Word {
+                        text: w.to_string(),
+                        origin: s.origin.clone(),
+                        variable: var(name, &s.origin),
+                    })),
+                    None => notes.push(format!("${name} is not set: no word")),
+                }
+                continue;
+            }
+            // `${VAR}` anywhere: replaced in place, one word.
+            let text = unquote(&raw);
+            let mut out = String::new();
+            let mut from: Option<Variable> = None;
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find('$') {
+                out.push_str(&rest[..i]);
+                let after = &rest[i + 1..];
+                if let Some(r) = after.strip_prefix('$') {
+                    out.push('$');
+                    rest = r;
+                } else if let Some((name, r)) = after
+                    .strip_prefix('{')
+                    .and_then(|a| a.split_once('}'))
+                    .filter(|(n, _)| is_name(n))
+                {
+                    match lookup(name) {
+                        Some(s) => {
+                            out.push_str(&s.value);
+                            from = var(name, &s.origin);
+                        }
+                        None => notes.push(format!("${{{name}}} is not set: replaced by nothing")),
+                    }
+                    rest = r;
+                } else {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+            out.push_str(rest);
+            argv.push(Word {
+                text: out,
+                origin: exec.origin.clone(),
+                variable: from,
+            });
+        }
+        Ok(Some(Command { argv, notes }))
+    }
+}
+
+/// An environment file's logical lines with the number of the first physical line of each: a
+/// line ending in a backslash goes on on the next (systemd removes the backslash and the
+/// newline), as Kubespray's `kubelet.env` writes its long values.
+fn env_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        let (start, mut joined) = match pending.take() {
+            Some((start, before)) => (start, before + line),
+            None => (n + 1, line.to_string()),
+        };
+        if joined.ends_with('\\') && !joined.trim_start().starts_with('#') {
+            joined.pop();
+            pending = Some((start, joined));
+            continue;
+        }
+        out.push((start, joined));
+    }
+    out.extend(pending);
+    out
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `Environment=` words: `"A=b c" D=e` gives `A=b c` and `D=e`.
+fn words(value: &str) -> Vec<String> {
+    crate::flags::split_words(value)
+        .map(|w| w.into_iter().map(|w| w.text).collect())
+        .unwrap_or_else(|_| value.split_whitespace().map(str::to_string).collect())
+}
+
+/// A command line's words as written (quotes kept), split at whitespace outside quotes.
+fn split_raw(line: &str) -> Vec<String> {
+    crate::flags::split_words(line)
+        .map(|w| w.into_iter().map(|w| w.raw).collect())
+        .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect())
+}
+
+/// A word without its quotes and escapes.
+fn unquote(raw: &str) -> String {
+    crate::flags::split_words(raw)
+        .ok()
+        .and_then(|w| w.into_iter().next())
+        .map(|w| w.text)
+        .unwrap_or_else(|| raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::new(dir.path());
+        for (p, text) in files {
+            node.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
+        }
+        (dir, node)
+    }
+
+    const KUBEADM_UNIT: &str = "[Unit]\nDescription=kubelet\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\n";
+    const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
+
+    #[test]
+    fn kubeadm_layout_gives_the_kubelets_argv_with_where_each_word_lives() {
+        let (_d, n) = node(&[
+            ("/lib/systemd/system/kubelet.service", KUBEADM_UNIT),
+            ("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROPIN),
+            (
+                "/var/lib/kubelet/kubeadm-flags.env",
+                "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.2\"\n",
+            ),
+        ]);
+        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        assert_eq!(
+            u.fragment.as_deref(),
+            Some("/lib/systemd/system/kubelet.service")
+        );
+        assert_eq!(
+            u.exec_start.len(),
+            1,
+            "the empty ExecStart= reset the unit's own"
+        );
+        let c = u.command(&n).unwrap().unwrap();
+        assert_eq!(
+            c.args(),
+            [
+                "/usr/bin/kubelet",
+                "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+                "--kubeconfig=/etc/kubernetes/kubelet.conf",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--network-plugin=cni",
+                "--pod-infra-container-image=k8s.gcr.io/pause:3.2",
+            ]
+        );
+        let w = &c.argv[4];
+        assert_eq!(
+            w.variable,
+            var(
+                "KUBELET_KUBEADM_ARGS",
+                &Origin {
+                    file: "/var/lib/kubelet/kubeadm-flags.env".into(),
+                    line: 1
+                }
+            )
+        );
+        assert_eq!(c.argv[0].origin.line, 7);
+        assert!(c
+            .notes
+            .iter()
+            .any(|n| n.contains("$KUBELET_EXTRA_ARGS is not set")));
+        assert!(c.notes.iter().any(|n| n.contains("/etc/default/kubelet")));
+        assert_eq!(u.wants, ["network-online.target"]);
+    }
+
+    #[test]
+    fn flags_on_the_units_own_exec_start_with_continuations_and_dependencies() {
+        // As the EKS AMI's Docker-era unit: flags on ExecStart=, continued lines, ${VAR}.
+        let unit = "[Unit]\nAfter=docker.service iptables-restore.service\nRequires=docker.service\n\n[Service]\nEnvironment='KUBELET_NODE_IP=10.0.0.7'\nExecStart=/usr/bin/kubelet --cloud-provider aws \\\n    --config /etc/kubernetes/kubelet/kubelet-config.json \\\n    --node-ip=${KUBELET_NODE_IP} \\\n    --container-runtime docker \\\n    --network-plugin cni $KUBELET_ARGS $KUBELET_EXTRA_ARGS\n";
+        let (_d, n) = node(&[
+            ("/etc/systemd/system/kubelet.service", unit),
+            (
+                "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf",
+                "[Service]\nEnvironment='KUBELET_ARGS=--node-ip=10.0.0.7 --pod-infra-container-image=602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.1-eksbuild.1 --v=2'\n",
+            ),
+        ]);
+        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        assert_eq!(u.requires, ["docker.service"]);
+        assert_eq!(u.after, ["docker.service", "iptables-restore.service"]);
+        let c = u.command(&n).unwrap().unwrap();
+        assert_eq!(
+            c.args(),
+            [
+                "/usr/bin/kubelet",
+                "--cloud-provider",
+                "aws",
+                "--config",
+                "/etc/kubernetes/kubelet/kubelet-config.json",
+                "--node-ip=10.0.0.7",
+                "--container-runtime",
+                "docker",
+                "--network-plugin",
+                "cni",
+                "--node-ip=10.0.0.7",
+                "--pod-infra-container-image=602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.1-eksbuild.1",
+                "--v=2",
+            ]
+        );
+        // ${VAR} inside a word: one word, the variable said; the line is the ExecStart='s first.
+        assert_eq!(c.argv[5].variable.as_ref().unwrap().name, "KUBELET_NODE_IP");
+        assert_eq!(c.argv[5].origin.line, 7);
+        assert_eq!(
+            c.argv[12].variable.as_ref().unwrap().set_at.file,
+            "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf"
+        );
+    }
+
+    #[test]
+    fn kubespray_env_file_expanded_as_a_variable() {
+        // Kubespray's kubelet.service: EnvironmentFile=/etc/kubernetes/kubelet.env, ExecStart
+        // expanding its variables.
+        let unit = "[Unit]\nAfter=docker.service\nWants=docker.socket\n\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet.env\nExecStart=/usr/local/bin/kubelet \\\n\t\t$KUBE_LOGTOSTDERR \\\n\t\t$KUBE_LOG_LEVEL \\\n\t\t$KUBELET_API_SERVER \\\n\t\t$KUBELET_ADDRESS \\\n\t\t$KUBELET_PORT \\\n\t\t$KUBELET_HOSTNAME \\\n\t\t$KUBELET_ARGS \\\n\t\t$DOCKER_SOCKET \\\n\t\t$KUBELET_NETWORK_PLUGIN \\\n\t\t$KUBELET_VOLUME_PLUGIN \\\n\t\t$KUBELET_CLOUDPROVIDER\n";
+        let env = "KUBE_LOGTOSTDERR=\"--logtostderr=true\"\nKUBE_LOG_LEVEL=\"--v=2\"\nKUBELET_ADDRESS=\"--node-ip=10.0.0.5\"\nKUBELET_HOSTNAME=\"--hostname-override=node1\"\n\nKUBELET_ARGS=\"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\\n--config=/etc/kubernetes/kubelet-config.yaml \\\n--kubeconfig=/etc/kubernetes/kubelet.conf \\\n--pod-infra-container-image=k8s.gcr.io/pause:3.3 \\\n  \"\nKUBELET_NETWORK_PLUGIN=\"--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n";
+        let (_d, n) = node(&[
+            ("/etc/systemd/system/kubelet.service", unit),
+            ("/etc/kubernetes/kubelet.env", env),
+        ]);
+        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        assert_eq!(u.wants, ["docker.socket"]);
+        let c = u.command(&n).unwrap().unwrap();
+        let args = c.args();
+        assert_eq!(args[0], "/usr/local/bin/kubelet");
+        assert!(args.contains(&"--hostname-override=node1"), "{args:?}");
+        assert!(args.contains(&"--network-plugin=cni"), "{args:?}");
+        assert!(args.contains(&"--cni-bin-dir=/opt/cni/bin"), "{args:?}");
+        // A value continued over lines (backslash-newline) is one value.
+        for f in [
+            "--config=/etc/kubernetes/kubelet-config.yaml",
+            "--pod-infra-container-image=k8s.gcr.io/pause:3.3",
+        ] {
+            assert!(args.contains(&f), "{f} in {args:?}");
+        }
+        let cfg = c
+            .argv
+            .iter()
+            .find(|w| w.text.starts_with("--config="))
+            .unwrap();
+        assert_eq!(
+            cfg.variable,
+            var(
+                "KUBELET_ARGS",
+                &Origin {
+                    file: "/etc/kubernetes/kubelet.env".into(),
+                    line: 6
+                }
+            )
+        );
+        let w = c
+            .argv
+            .iter()
+            .find(|w| w.text == "--network-plugin=cni")
+            .unwrap();
+        assert_eq!(w.variable.as_ref().unwrap().name, "KUBELET_NETWORK_PLUGIN");
+        assert_eq!(w.origin.file, "/etc/kubernetes/kubelet.env");
+    }
+
+    #[test]
+    fn dropins_by_name_across_directories_resets_prefixes_and_specifiers() {
+        let (_d, n) = node(&[
+            (
+                "/usr/lib/systemd/system/x.service",
+                "[Service]\nEnvironment=A=vendor\nExecStart=/bin/x $A\n",
+            ),
+            // The same drop-in name in /etc replaces /usr/lib's; 20- applies after 10-.
+            (
+                "/usr/lib/systemd/system/x.service.d/10-a.conf",
+                "[Service]\nEnvironment=A=usr\n",
+            ),
+            (
+                "/etc/systemd/system/x.service.d/10-a.conf",
+                "[Service]\nEnvironment=A=etc\n",
+            ),
+            (
+                "/run/systemd/system/x.service.d/20-b.conf",
+                "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i ${A}\n",
+            ),
+            (
+                "/etc/systemd/system/service.d/05-all.conf",
+                "[Service]\nEnvironment=B=all\n",
+            ),
+        ]);
+        let u = Unit::load(&n, "x.service").unwrap().unwrap();
+        assert_eq!(
+            u.dropins,
+            [
+                "/etc/systemd/system/service.d/05-all.conf",
+                "/etc/systemd/system/x.service.d/10-a.conf",
+                "/run/systemd/system/x.service.d/20-b.conf"
+            ]
+        );
+        let c = u.command(&n).unwrap().unwrap();
+        // `:` turned expansion off; the specifier is said.
+        assert_eq!(c.args(), ["/bin/x", "$A", "%i", "${A}"]);
+        assert!(c.notes.iter().any(|n| n.contains("specifier")));
+        let (env, _) = u.env(&n).unwrap();
+        let a = env.iter().find(|(k, _)| k == "A").unwrap();
+        assert_eq!(a.1.value, "etc");
+        // EnvironmentFile= overrides Environment=; a later file a former one.
+        let (_d2, n2) = node(&[
+            ("/etc/systemd/system/y.service", "[Service]\nEnvironment=V=env\nEnvironmentFile=/etc/y1\nEnvironmentFile=-/etc/y2\nExecStart=/bin/y ${V}x $$V\n"),
+            ("/etc/y1", "V=one\n"),
+            ("/etc/y2", "V=\"two words\"\n"),
+        ]);
+        let u = Unit::load(&n2, "y.service").unwrap().unwrap();
+        let c = u.command(&n2).unwrap().unwrap();
+        assert_eq!(c.args(), ["/bin/y", "two wordsx", "$V"]);
+        assert!(Unit::load(&n2, "nope.service").unwrap().is_none());
+    }
+}
