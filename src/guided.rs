@@ -13,28 +13,25 @@ fn theme() -> ColorfulTheme {
 
 /// The runtime to move to; the default is the one installed (containerd when both or neither).
 pub fn choose_target(facts: &Facts) -> Result<Target> {
-    let items = [
-        format!(
-            "containerd ({})",
-            installed_word(&facts.runtimes.containerd)
-        ),
-        format!("CRI-O ({})", installed_word(&facts.runtimes.crio)),
-    ];
-    let default = if facts.runtimes.crio.installed && !facts.runtimes.containerd.installed {
-        1
-    } else {
-        0
+    let installed = |t: Target| match t {
+        Target::Containerd => &facts.runtimes.containerd,
+        Target::Crio => &facts.runtimes.crio,
     };
+    let items: Vec<String> = crate::runtime::ALL
+        .iter()
+        .map(|r| format!("{} ({})", r.name, installed_word(installed(r.target))))
+        .collect();
+    // The first installed one, else the first offered.
+    let default = crate::runtime::ALL
+        .iter()
+        .position(|r| installed(r.target).installed)
+        .unwrap_or(0);
     let i = Select::with_theme(&theme())
         .with_prompt("Move the kubelet to which runtime?")
         .items(&items)
         .default(default)
         .interact()?;
-    Ok(if i == 0 {
-        Target::Containerd
-    } else {
-        Target::Crio
-    })
+    Ok(crate::runtime::ALL[i].target)
 }
 
 fn installed_word(i: &crate::inspect::Installed) -> String {

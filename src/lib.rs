@@ -19,6 +19,7 @@ pub mod progress;
 pub mod records;
 pub mod render;
 pub mod report;
+pub mod runtime;
 pub mod secrets;
 pub mod signals;
 pub mod system;

@@ -14,35 +14,14 @@ use crate::version::Version;
 use serde::{Serialize, Serializer};
 use std::fmt;
 
-/// The runtime to move to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Containerd,
-    Crio,
-}
+/// The runtime to move to: described once in `src/runtime.rs`.
+pub use crate::runtime::Target;
 
-impl Target {
-    pub fn kind(self) -> RuntimeKind {
-        match self {
-            Target::Containerd => RuntimeKind::Containerd,
-            Target::Crio => RuntimeKind::Crio,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        self.kind().name()
-    }
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            Target::Containerd => "unix:///run/containerd/containerd.sock",
-            Target::Crio => "unix:///var/run/crio/crio.sock",
-        }
-    }
-    pub fn unit(self) -> &'static str {
-        match self {
-            Target::Containerd => "containerd.service",
-            Target::Crio => "crio.service",
-        }
+/// The inspection's name for a target.
+pub fn kind_of(target: Target) -> RuntimeKind {
+    match target {
+        Target::Containerd => RuntimeKind::Containerd,
+        Target::Crio => RuntimeKind::Crio,
     }
 }
 
@@ -540,7 +519,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         parse_back(f)?;
     }
 
-    if from == target.kind() && files.is_empty() {
+    if from == kind_of(target) && files.is_empty() {
         return Err(Failure::NothingToDo(format!(
             "the kubelet already uses {} ({endpoint}) and every file cri-migrate manages is as it would write it",
             target.name()
@@ -1128,7 +1107,7 @@ fn actions(
 ) -> Vec<Action> {
     let unit = |u: &str| u.to_string();
     let mut docker_units: Vec<&str> = Vec::new();
-    if from.is_docker() && from != target.kind() {
+    if from.is_docker() && from != kind_of(target) {
         if from == RuntimeKind::CriDockerd {
             docker_units.extend(
                 ["cri-docker.socket", "cri-docker.service"]

@@ -7,6 +7,7 @@
 use crate::node::Node;
 use crate::plan::{Action, Plan, Target};
 use crate::records::RecordDir;
+use crate::runtime::{self, DOCKER_UNITS};
 use crate::system::systemd::UnitState;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -15,15 +16,16 @@ use std::path::PathBuf;
 
 pub const BACKUPS: &str = "/var/lib/cri-migrate/backups";
 
-/// The units whose state a migration may change, recorded before and restored by a rollback.
+/// The units whose state a migration may change, recorded before and restored by a rollback:
+/// the kubelet, Docker's (and cri-dockerd's), every runtime's (src/runtime.rs).
 pub const UNITS: [&str; 7] = [
     "kubelet.service",
-    "docker.socket",
-    "docker.service",
-    "cri-docker.socket",
-    "cri-docker.service",
-    "containerd.service",
-    "crio.service",
+    DOCKER_UNITS[0],
+    DOCKER_UNITS[1],
+    DOCKER_UNITS[2],
+    DOCKER_UNITS[3],
+    runtime::ALL[0].unit,
+    runtime::ALL[1].unit,
 ];
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -7,19 +7,21 @@
 use super::backup::{remove_created_dirs, restore_file, Backup, Effect, EffectRecord, Mark, State};
 use super::{Effects, Progress, StepReport, StepStatus};
 use crate::node::Node;
+use crate::runtime::{self, DOCKER_UNITS};
 use crate::system::systemd::{running, UnitState};
 use anyhow::{anyhow, Result};
 use std::time::Instant;
 
-/// The order to bring services back in: the runtimes first (Docker needs containerd), the
-/// kubelet last.
+/// The order to bring services back in: the runtimes first (Docker needs containerd), then
+/// Docker's units (sockets before their services), the kubelet last. The same units as the
+/// backup's, from the same descriptions (src/runtime.rs).
 const RESTORE_ORDER: [&str; 7] = [
-    "containerd.service",
-    "crio.service",
-    "docker.socket",
-    "docker.service",
-    "cri-docker.socket",
-    "cri-docker.service",
+    runtime::ALL[0].unit,
+    runtime::ALL[1].unit,
+    DOCKER_UNITS[0],
+    DOCKER_UNITS[1],
+    DOCKER_UNITS[2],
+    DOCKER_UNITS[3],
     "kubelet.service",
 ];
 

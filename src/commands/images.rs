@@ -13,7 +13,7 @@ use std::io::Write;
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// Where containerd keeps its images (its default `root`).
-const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+const CONTAINERD_ROOT: &str = crate::runtime::CONTAINERD.image_store;
 
 /// What to carry where.
 pub struct Request {
@@ -135,10 +135,7 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
     let opts = CarryOptions {
         docker_socket: docker,
-        store: t.node.path(match target {
-            Target::Containerd => CONTAINERD_ROOT,
-            Target::Crio => "/var/lib/containers/storage",
-        }),
+        store: t.node.path(target.runtime().image_store),
         spool: t.node.path("/var/tmp"),
         dest: match target {
             Target::Containerd => Dest::Containerd(Ctr {

@@ -41,33 +41,21 @@ impl Packages for RealPackages {
 /// The package (with a version pattern where the repository can match one) for a runtime.
 pub fn runtime_package(
     manager: &str,
-    target: crate::plan::Target,
+    target: crate::runtime::Target,
     docker_repo: bool,
     kubelet_minor: Option<(u32, u32)>,
 ) -> Vec<String> {
-    use crate::plan::Target;
-    match target {
-        // Docker's repository calls it containerd.io; the distributions call it containerd.
-        Target::Containerd => vec![if docker_repo {
-            "containerd.io"
-        } else {
-            "containerd"
-        }
-        .to_string()],
-        // CRI-O's minor version follows Kubernetes'.
-        Target::Crio => vec![match (manager, kubelet_minor) {
-            ("apt-get", Some((ma, mi))) => format!("cri-o={ma}.{mi}.*"),
-            ("dnf" | "yum", Some((ma, mi))) => format!("cri-o-{ma}.{mi}.*"),
-            ("zypper", Some((ma, mi))) => format!("cri-o<{ma}.{}", mi + 1),
-            _ => "cri-o".to_string(),
-        }],
-    }
+    vec![(target.runtime().package)(
+        manager,
+        docker_repo,
+        kubelet_minor,
+    )]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Target;
+    use crate::runtime::Target;
 
     #[test]
     fn package_names_by_manager_and_repository() {
