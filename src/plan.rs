@@ -668,7 +668,7 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
     } else if path.ends_with(".json") {
         serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else if path.ends_with(".yaml") || path.ends_with(".yml") {
-        serde_yaml::from_str::<serde_yaml::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+        serde_norway::from_str::<serde_norway::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else {
         crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new).map_err(refuse)?;
     }

@@ -545,7 +545,7 @@ fn the_manifests_command_lines_parse() {
         ),
     ] {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
-        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
         let args: Vec<String> = doc
             .pointer(pointer)
             .and_then(|a| a.as_array())

@@ -134,7 +134,7 @@ fn rendered_files_parse_and_hold_the_required_keys() {
                 toml(content, path);
             }
             if path.ends_with(".yaml") {
-                serde_yaml::from_str::<serde_yaml::Value>(content)
+                serde_norway::from_str::<serde_norway::Value>(content)
                     .unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
             }
             assert!(

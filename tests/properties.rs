@@ -143,7 +143,7 @@ proptest! {
         cr["crio"]["runtime"]["cgroup_manager"] = toml_edit::value(crio.as_str());
         cr["crio"]["image"]["pause_image"] = toml_edit::value(crio.as_str());
         w("etc/crio/crio.conf.d/10-x.conf", &cr.to_string());
-        let config = serde_yaml::to_string(&serde_json::json!({
+        let config = serde_norway::to_string(&serde_json::json!({
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "cgroupDriver": "systemd",
@@ -174,7 +174,7 @@ proptest! {
                     prop_assert!(f.new.parse::<toml_edit::DocumentMut>().is_ok(), "{} does not parse:\n{}", f.path, f.new);
                 }
                 if f.path.ends_with(".yaml") {
-                    prop_assert!(serde_yaml::from_str::<serde_yaml::Value>(&f.new).is_ok(), "{}", f.path);
+                    prop_assert!(serde_norway::from_str::<serde_norway::Value>(&f.new).is_ok(), "{}", f.path);
                 }
             }
             let text = cri_migrate::report::plan_text(&plan, false);

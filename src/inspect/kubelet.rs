@@ -263,7 +263,7 @@ fn read_config(
         .content
         .strip_prefix('\u{feff}')
         .unwrap_or(&snap.content);
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+    let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
         Failure::bad_input(path, format!("not valid YAML ({e})"), "Fix the KubeletConfiguration file, or restore it from `kubeadm init phase kubelet-start`.")
     })?;
     if !(value.is_mapping() || value.is_null()) {

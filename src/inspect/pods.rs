@@ -65,7 +65,7 @@ pub fn static_pods(node: &Node, kubelet: &Kubelet) -> Vec<StaticPod> {
             images: vec![],
             error: None,
         };
-        match serde_yaml::from_str::<serde_yaml::Value>(&text) {
+        match serde_norway::from_str::<serde_norway::Value>(&text) {
             Ok(v) => {
                 pod.name = v
                     .get("metadata")

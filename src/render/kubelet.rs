@@ -118,7 +118,7 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
         return Ok(text.to_string());
     }
     let mut out = super::yaml::set_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&out).map_err(|e| e.to_string())?;
+    let v: serde_norway::Value = serde_norway::from_str(&out).map_err(|e| e.to_string())?;
     if v.get("imageServiceEndpoint").is_some() {
         out = super::yaml::set_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
     }

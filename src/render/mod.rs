@@ -125,7 +125,7 @@ pub fn toml_value(v: &serde_json::Value) -> Option<toml_edit::Value> {
 }
 
 /// A value as YAML writes it: a JSON string (a YAML double-quoted scalar) where JSON escapes
-/// everything YAML needs escaped; else serde_yaml's own quoting (DEL and C1 controls, which JSON
+/// everything YAML needs escaped; else serde_norway's own quoting (DEL and C1 controls, which JSON
 /// leaves raw and YAML forbids raw).
 fn yaml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
     let json = serde_json::to_value(&v).map_err(filter_error)?;
@@ -134,7 +134,7 @@ fn yaml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
             return serde_json::to_string(s).map_err(filter_error);
         }
     }
-    let text = serde_yaml::to_string(&json).map_err(filter_error)?;
+    let text = serde_norway::to_string(&json).map_err(filter_error)?;
     Ok(text.trim_end().to_string())
 }
 
@@ -159,7 +159,7 @@ mod tests {
             "tab\tbell\u{7}",
         ] {
             let toml = template("crictl.yaml", serde_json::json!({ "endpoint": s }));
-            let y: serde_yaml::Value = serde_yaml::from_str(&toml).unwrap();
+            let y: serde_norway::Value = serde_norway::from_str(&toml).unwrap();
             assert_eq!(y["runtime-endpoint"].as_str(), Some(s), "{toml}");
             let t = toml_filter(minijinja::Value::from(s)).unwrap();
             let doc: toml_edit::DocumentMut = format!("k = {t}\n").parse().unwrap();

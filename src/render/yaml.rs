@@ -56,7 +56,7 @@ pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, Strin
 }
 
 fn check(text: &str, key: &str, want: Option<&str>) -> Result<(), String> {
-    let v: serde_yaml::Value = serde_yaml::from_str(text)
+    let v: serde_norway::Value = serde_norway::from_str(text)
         .map_err(|e| format!("the edited file is not valid YAML ({e})"))?;
     let got = v.get(key).and_then(|v| v.as_str());
     if got != want {

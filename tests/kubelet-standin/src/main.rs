@@ -165,15 +165,15 @@ fn main() {
             .and_then(|(_, val)| val.clone())
     };
 
-    let config: serde_yaml::Value = match flag("config") {
+    let config: serde_norway::Value = match flag("config") {
         Some(path) => {
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
                 fail(format!("failed to load kubelet config file {path}: {e}"))
             });
-            serde_yaml::from_str(&text)
+            serde_norway::from_str(&text)
                 .unwrap_or_else(|e| fail(format!("failed to load kubelet config file {path}: {e}")))
         }
-        None => serde_yaml::Value::Null,
+        None => serde_norway::Value::Null,
     };
     let cfg = |k: &str| config.get(k).and_then(|x| x.as_str()).map(str::to_string);
     let cgroup_driver = flag("cgroup-driver")
@@ -314,7 +314,7 @@ impl Pods {
             let Ok(text) = std::fs::read_to_string(&f) else {
                 continue;
             };
-            let Ok(pod) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+            let Ok(pod) = serde_norway::from_str::<serde_norway::Value>(&text) else {
                 continue;
             };
             let s = |p: &[&str]| {
