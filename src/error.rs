@@ -198,3 +198,16 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
         .map(Failure::exit_code)
         .unwrap_or(exit::INTERNAL)
 }
+
+/// Version of the JSON documents' layout; bumped on an incompatible change.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON form of a failure, for scripts that read stdout only.
+pub fn error_json(command: &str, kind: &str, message: &str, exit_code: i32) -> serde_json::Value {
+    serde_json::json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": command,
+        "result": kind,
+        "error": { "kind": kind, "message": message, "exit_code": exit_code },
+    })
+}

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod containerd;
 pub mod cri;
 pub mod error;
 pub mod flags;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod runtime;
 pub mod secrets;
 pub mod signals;
+pub mod sync;
 pub mod system;
 pub mod unit;
 pub mod version;

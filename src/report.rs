@@ -10,8 +10,8 @@ use similar::TextDiff;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-/// Version of the JSON documents' layout; bumped on an incompatible change.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON documents' layout (kept with the failures' JSON in error.rs).
+pub use crate::error::JSON_SCHEMA_VERSION;
 
 /// Hide secrets in any text we print: every credential the node's parsed files hold and every
 /// URL's userinfo (src/secrets.rs), then, as a last net, values of keys such as `password`,
@@ -511,15 +511,8 @@ pub fn inspect_json(f: &Facts) -> Value {
     })
 }
 
-/// The JSON form of a failure, for scripts that read stdout only.
-pub fn error_json(command: &str, kind: &str, message: &str, exit_code: i32) -> Value {
-    json!({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "command": command,
-        "result": kind,
-        "error": { "kind": kind, "message": message, "exit_code": exit_code },
-    })
-}
+/// The JSON form of a failure (it lives with the failures: the signal handler prints it too).
+pub use crate::error::error_json;
 
 #[cfg(test)]
 mod tests {

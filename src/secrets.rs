@@ -34,7 +34,7 @@ pub fn register(value: &str) {
     if value.chars().count() < MIN_LEN {
         return;
     }
-    let mut known = crate::signals::locked(&KNOWN);
+    let mut known = crate::sync::locked(&KNOWN);
     let mut add = |v: String| {
         if !known.contains(&v) {
             known.push(v);
@@ -281,14 +281,14 @@ fn from_toml_value(key: Option<&str>, v: &toml_edit::Value) {
 
 /// Whether a text holds a credential found on the node (a file that does is written 0600).
 pub fn holds(text: &str) -> bool {
-    crate::signals::locked(&KNOWN)
+    crate::sync::locked(&KNOWN)
         .iter()
         .any(|s| text.contains(s.as_str()))
 }
 
 /// Hide every registered secret and any URL userinfo in a text.
 pub fn redact(text: &str) -> String {
-    let known = crate::signals::locked(&KNOWN);
+    let known = crate::sync::locked(&KNOWN);
     let mut out = text.to_string();
     for s in known.iter() {
         if out.contains(s.as_str()) {

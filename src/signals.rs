@@ -39,16 +39,13 @@ static CAUGHT: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Where output goes after SIGHUP (the backup directory's `output.log` once there is one).
 static LOG: Mutex<Option<(std::fs::File, String)>> = Mutex::new(None);
-static LOG_ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
+static LOG_OPENER: Mutex<Option<LogOpener>> = Mutex::new(None);
 static TEMP: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 static CHILDREN: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// With `--output json`: the command whose JSON error document an early exit prints.
 static JSON: Mutex<Option<String>> = Mutex::new(None);
 
-/// A lock that a panic elsewhere never makes unusable: the handler must answer regardless.
-pub(crate) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::locked;
 
 pub const HANDLED: [i32; 4] = [
     signal_hook::consts::SIGINT,
@@ -98,7 +95,7 @@ fn on_signal(sig: i32) {
             stop_children();
             remove_temp_files();
             if let Some(command) = locked(&JSON).as_deref() {
-                let doc = crate::report::error_json(
+                let doc = crate::error::error_json(
                     command,
                     "interrupted",
                     &format!(
@@ -168,22 +165,19 @@ pub fn set_log(file: std::fs::File, node_path: String) {
     *locked(&LOG) = Some((file, node_path));
 }
 
-/// Before a backup exists: the node's own `/var/lib/cri-migrate/output.log` (under `--root`
-/// too, the node's, never the host's).
-pub fn set_log_root(root: PathBuf) {
-    *locked(&LOG_ROOT) = Some(root);
+/// Opens where output goes before a backup exists (the caller's: the node's own
+/// `/var/lib/cri-migrate/output.log`, under `--root` too, never the host's), if the terminal
+/// hangs up then.
+pub type LogOpener = Box<dyn Fn() -> Option<(std::fs::File, String)> + Send>;
+
+pub fn set_log_opener(open: LogOpener) {
+    *locked(&LOG_OPENER) = Some(open);
 }
 
 fn redirect_output() {
     let mut log = locked(&LOG);
     if log.is_none() {
-        let root = locked(&LOG_ROOT).clone();
-        *log = root.and_then(|r| {
-            let node = crate::node::Node::new(r);
-            let dir = crate::records::RecordDir::open(&node, crate::records::HOME, true).ok()??;
-            let f = dir.append("output.log").ok()?;
-            Some((f, format!("{}/output.log", crate::records::HOME)))
-        });
+        *log = locked(&LOG_OPENER).as_ref().and_then(|open| open());
     }
     let Some((f, path)) = log.as_ref() else {
         // Nowhere to write: what follows is lost rather than ending the run on a write error.

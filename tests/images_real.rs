@@ -190,7 +190,7 @@ fn check_carried(node: &Node) {
         for name in names {
             assert!(cri.image_present(name).unwrap(), "CRI does not find {name}");
         }
-        let top = cri_migrate::images::containerd::chain_ids(diff_ids);
+        let top = cri_migrate::containerd::chain_ids(diff_ids);
         assert!(
             snapshots.contains(top.last().unwrap().as_str()),
             "{names:?} is not unpacked in k8s.io:\n{snapshots}"

@@ -203,8 +203,7 @@ fn told(containerd: &Path, config: &str) {
     let (old_ref, new_ref, pre_ref) = (digest_of(&old1), digest_of(&new), digest_of(&pre));
 
     // Docker's containerd gives the kept manifest, and nothing (not an error) for the others.
-    let client =
-        cri_migrate::images::containerd::Containerd::connect(&containerd.socket()).unwrap();
+    let client = cri_migrate::containerd::Containerd::connect(&containerd.socket()).unwrap();
     let blob = |r: &str| client.blob("moby", r.split_once('@').unwrap().1).unwrap();
     let kept: Value = serde_json::from_slice(&blob(&new_ref).expect("no kept manifest")).unwrap();
     assert_eq!(kept["schemaVersion"], 2, "{kept}");

@@ -136,7 +136,13 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
     };
     if let Some((command, output)) = changes {
         crate::signals::install()?;
-        crate::signals::set_log_root(node.root().to_path_buf());
+        let root = node.root().to_path_buf();
+        crate::signals::set_log_opener(Box::new(move || {
+            let node = Node::new(&root);
+            let dir = crate::records::RecordDir::open(&node, crate::records::HOME, true).ok()??;
+            let f = dir.append("output.log").ok()?;
+            Some((f, format!("{}/output.log", crate::records::HOME)))
+        }));
         if output == Output::Json {
             crate::signals::set_json(command);
         }

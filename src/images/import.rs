@@ -3,8 +3,8 @@
 //! It does what `docker save | ctr images import -` does, without ctr's own copy and hash of
 //! every byte, and with the unpacking overlapped with the transfer instead of after it.
 
-use super::containerd::{chain_ids, Containerd, Layer, Target};
 use super::docker::{Docker, Image};
+use crate::containerd::{chain_ids, Containerd, Layer, Target};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -15,9 +15,9 @@
 //! to the container's own upper directory, copied up); removing an image on either side only
 //! unlinks its names for the files.
 
-use super::containerd::{chain_ids, config_diff_ids, Containerd, Snapshot};
 use super::docker::{Image, Info};
 use super::import::{record, Blob, LAYER_TYPE, NAMESPACE};
+use crate::containerd::{chain_ids, config_diff_ids, Containerd, Snapshot};
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_client::types::Mount;
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! kubelet looks); what containerd has is skipped. To CRI-O: skopeo. On an air-gapped node these
 //! are the only copies the node has.
 
-pub mod containerd;
+use crate::containerd;
 pub mod docker;
 pub mod import;
 pub mod link;

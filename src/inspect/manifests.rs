@@ -250,7 +250,7 @@ fn api_leases(
     node: &Node,
     places: &DockerPlaces,
     namespace: &str,
-) -> Result<(String, crate::images::containerd::Containerd, Leases), String> {
+) -> Result<(String, crate::containerd::Containerd, Leases), String> {
     let exec_root = places.exec_root.unwrap_or("/var/run/docker");
     let flag = places.exec_start.and_then(containerd_flag);
     // dockerd uses the system containerd when its socket is there, else starts its own under
@@ -269,7 +269,7 @@ fn api_leases(
     let mut why = Vec::new();
     let mut answered = None;
     for socket in candidates.iter().filter(|s| node.path(s).exists()) {
-        let client = match crate::images::containerd::Containerd::connect(&node.path(socket)) {
+        let client = match crate::containerd::Containerd::connect(&node.path(socket)) {
             Ok(c) => c,
             Err(e) => {
                 why.push(format!(

@@ -1,9 +1,13 @@
-//! Docker on containerd's image store (`features.containerd-snapshotter`): its images already sit
-//! in containerd, in the `moby` namespace. When that containerd is the one the kubelet moves to,
-//! each image is shared into `k8s.io` by digest instead of exported: containerd's default content
-//! sharing policy ("shared") lets a namespace take a blob another namespace holds without a byte
-//! being sent. The image is then unpacked into the CRI snapshotter (snapshots are per namespace),
-//! so pods start without waiting for it, and given its names.
+//! containerd over its own gRPC API (content, images, leases, snapshots, diff), namespaced and
+//! bounded: the carry-over's client (src/images/) and inspection's (Docker's leases,
+//! src/inspect/manifests.rs), so it lives beside both rather than under either.
+//!
+//! Its first use: Docker on containerd's image store (`features.containerd-snapshotter`) keeps
+//! its images in containerd, in the `moby` namespace. When that containerd is the one the kubelet
+//! moves to, each image is shared into `k8s.io` by digest instead of exported: containerd's
+//! default content sharing policy ("shared") lets a namespace take a blob another namespace holds
+//! without a byte being sent. The image is then unpacked into the CRI snapshotter (snapshots are
+//! per namespace), so pods start without waiting for it, and given its names.
 
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_client::services::v1::content_client::ContentClient;
