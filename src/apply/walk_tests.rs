@@ -760,20 +760,30 @@ fn states(systemd: &FakeSystemd) -> Vec<UnitState> {
     crate::system::systemd::states_with_dependents(systemd, &super::backup::UNITS).unwrap()
 }
 
-fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
-    let never = || None;
+/// The fakes as the walk's effects: this systemd, a CRI that works, signals as `interrupted`
+/// says.
+fn with_fakes<T>(
+    systemd: &FakeSystemd,
+    interrupted: &dyn Fn() -> Option<i32>,
+    f: impl FnOnce(&Effects) -> T,
+) -> T {
     let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
         Ok(Box::new(FakeCri {
             sandbox_fails: false,
         }))
     };
-    let fx = Effects {
+    f(&Effects {
         systemd,
         kubectl: None,
         cri: &connect,
-        interrupted: &never,
-    };
-    run(node, b, &fx, &opts(), &mut Quiet)
+        interrupted,
+    })
+}
+
+fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
+    with_fakes(systemd, &|| None, |fx| {
+        run(node, b, fx, &opts(), &mut Quiet)
+    })
 }
 
 #[test]
@@ -975,18 +985,9 @@ fn walk_on(systemd: &FakeSystemd, k: usize) -> (Outcome, Backup, Node, tempfile:
         asked.set(asked.get() + 1);
         (asked.get() >= k).then_some(SIGTERM)
     };
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
-        Ok(Box::new(FakeCri {
-            sandbox_fails: false,
-        }))
-    };
-    let fx = Effects {
-        systemd,
-        kubectl: None,
-        cri: &connect,
-        interrupted: &interrupted,
-    };
-    let o = run(&node, &mut b, &fx, &opts(), &mut Quiet);
+    let o = with_fakes(systemd, &interrupted, |fx| {
+        run(&node, &mut b, fx, &opts(), &mut Quiet)
+    });
     (o, b, node, dir)
 }
 
@@ -1048,19 +1049,9 @@ fn a_link_left_changed_is_named_with_its_fix() {
     let o = quick_walk(&systemd, &node, &mut b);
     assert!(o.error.is_none(), "{:?}", o.error);
     *systemd.refuse.borrow_mut() = Some("enable docker.socket".into());
-    let never = || None;
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
-        Ok(Box::new(FakeCri {
-            sandbox_fails: false,
-        }))
-    };
-    let fx = Effects {
-        systemd: &systemd,
-        kubectl: None,
-        cri: &connect,
-        interrupted: &never,
-    };
-    let (_, r) = undo::undo(&node, &mut b, &fx, &mut Quiet);
+    let (_, r) = with_fakes(&systemd, &|| None, |fx| {
+        undo::undo(&node, &mut b, fx, &mut Quiet)
+    });
     let msg = format!("{:#}", r.unwrap_err());
     assert!(
         msg.contains("docker.socket is disabled but was enabled before the run (mend: systemctl enable docker.socket)"),
