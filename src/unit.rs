@@ -115,6 +115,22 @@ fn assignments(text: &str) -> Vec<(String, String, String, usize)> {
     let mut section = String::new();
     let mut pending: Option<(String, usize)> = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut take = |body: &str, line: usize, section: &mut String| {
+        let body = body.trim();
+        if body.is_empty() {
+            return;
+        }
+        if body.starts_with('[') && body.ends_with(']') {
+            *section = body[1..body.len() - 1].to_string();
+        } else if let Some((k, v)) = body.split_once('=') {
+            out.push((
+                section.clone(),
+                k.trim().to_string(),
+                v.trim().to_string(),
+                line,
+            ));
+        }
+    };
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         let (mut joined, start) = match pending.take() {
@@ -132,22 +148,11 @@ fn assignments(text: &str) -> Vec<(String, String, String, usize)> {
             pending = Some((joined, start));
             continue;
         }
-        let body = joined.trim();
-        if body.is_empty() {
-            continue;
-        }
-        if body.starts_with('[') && body.ends_with(']') {
-            section = body[1..body.len() - 1].to_string();
-            continue;
-        }
-        if let Some((k, v)) = body.split_once('=') {
-            out.push((
-                section.clone(),
-                k.trim().to_string(),
-                v.trim().to_string(),
-                start,
-            ));
-        }
+        take(&joined, start, &mut section);
+    }
+    // A backslash on the last line continues into nothing: the line stands as it is.
+    if let Some((joined, start)) = pending {
+        take(&joined, start, &mut section);
     }
     out
 }
@@ -638,6 +643,16 @@ mod tests {
         let a = env.iter().find(|(k, _)| k == "A").unwrap();
         assert_eq!(a.1.value, "etc");
         // EnvironmentFile= overrides Environment=; a later file a former one.
+        // A backslash on the file's last line: the command stands as it is.
+        let (_d3, n3) = node(&[(
+            "/etc/systemd/system/z.service",
+            "[Service]\nExecStart=/bin/z a \\\n  b \\\n",
+        )]);
+        let u = Unit::load(&n3, "z.service").unwrap().unwrap();
+        assert_eq!(
+            u.command(&n3).unwrap().unwrap().args(),
+            ["/bin/z", "a", "b"]
+        );
         let (_d2, n2) = node(&[
             ("/etc/systemd/system/y.service", "[Service]\nEnvironment=V=env\nEnvironmentFile=/etc/y1\nEnvironmentFile=-/etc/y2\nExecStart=/bin/y ${V}x $$V\n"),
             ("/etc/y1", "V=one\n"),
