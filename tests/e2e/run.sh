@@ -330,6 +330,7 @@ model_is_the_running_kubelet() {
 
 # kubelet_layout FILE TEXT: a drop-in (or env file) for another layout, the kubelet restarted.
 kubelet_layout() {
+    mkdir -p "$(dirname "$WORK/$NODE$1")"
     printf '%s' "$2" >"$WORK/$NODE$1"
 }
 
@@ -367,6 +368,7 @@ ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
         expect "an env file's \$KUBELET_ARGS: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
     fi
     rm -f "$WORK/$NODE$dropin" "$WORK/$NODE/etc/kubernetes/kubelet.env"
+    rmdir --ignore-fail-on-non-empty "$WORK/$NODE/etc/kubernetes" 2>/dev/null
     in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
     wait_active kubelet.service 30 || rc=1
     expect "every file as before" same_state original || rc=1
