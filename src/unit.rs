@@ -46,7 +46,30 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
     pub value: String,
+    /// Its first line.
     pub origin: Origin,
+    /// Where in the value a continued line joined the next (byte offsets): the line of a word
+    /// is the origin's plus the joins before it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub joins: Vec<usize>,
+}
+
+impl Setting {
+    fn new(value: String, origin: Origin) -> Setting {
+        Setting {
+            value,
+            origin,
+            joins: vec![],
+        }
+    }
+
+    /// The file and line of the text at `offset` of the value.
+    fn origin_at(&self, offset: usize) -> Origin {
+        Origin {
+            file: self.origin.file.clone(),
+            line: self.origin.line + self.joins.iter().filter(|j| **j <= offset).count(),
+        }
+    }
 }
 
 /// One word of the command line the unit runs, and where it comes from.
@@ -110,12 +133,24 @@ pub struct Unit {
 
 /// A unit file's lines as systemd reads them: continuations joined, comments and blank lines
 /// dropped, each `(section, key, value, line)`.
-fn assignments(text: &str) -> Vec<(String, String, String, usize)> {
+/// One `Key=value` of a unit file: its section, key, value (with the joins of continued lines,
+/// as offsets in the value) and first line.
+struct Assignment {
+    section: String,
+    key: String,
+    value: String,
+    joins: Vec<usize>,
+    line: usize,
+}
+
+fn assignments(text: &str) -> Vec<Assignment> {
     let mut out = Vec::new();
     let mut section = String::new();
-    let mut pending: Option<(String, usize)> = None;
+    // The logical line so far, its first line, and where continued lines joined it.
+    let mut pending: Option<(String, usize, Vec<usize>)> = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut take = |body: &str, line: usize, section: &mut String| {
+    let mut take = |body: &str, line: usize, joins: Vec<usize>, section: &mut String| {
+        let lead = body.len() - body.trim_start().len();
         let body = body.trim();
         if body.is_empty() {
             return;
@@ -123,48 +158,55 @@ fn assignments(text: &str) -> Vec<(String, String, String, usize)> {
         if body.starts_with('[') && body.ends_with(']') {
             *section = body[1..body.len() - 1].to_string();
         } else if let Some((k, v)) = body.split_once('=') {
-            out.push((
-                section.clone(),
-                k.trim().to_string(),
-                v.trim().to_string(),
+            // Offsets in the value: past the key, the `=` and the value's leading blanks.
+            let shift = lead + k.len() + 1 + (v.len() - v.trim_start().len());
+            out.push(Assignment {
+                section: section.clone(),
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+                joins: joins.iter().filter_map(|j| j.checked_sub(shift)).collect(),
                 line,
-            ));
+            });
         }
     };
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
-        let (mut joined, start) = match pending.take() {
-            Some((before, start)) => (format!("{before} {}", line.trim_start()), start),
+        let (mut joined, start, mut joins) = match pending.take() {
+            Some((before, start, mut joins)) => {
+                joins.push(before.len());
+                (format!("{before} {}", line.trim_start()), start, joins)
+            }
             None => {
                 let t = line.trim_start();
                 if t.starts_with('#') || t.starts_with(';') {
                     continue;
                 }
-                (t.to_string(), n + 1)
+                (t.to_string(), n + 1, vec![])
             }
         };
         if joined.ends_with('\\') {
             joined.pop();
-            pending = Some((joined, start));
+            pending = Some((joined, start, std::mem::take(&mut joins)));
             continue;
         }
-        take(&joined, start, &mut section);
+        take(&joined, start, joins, &mut section);
     }
     // A backslash on the last line continues into nothing: the line stands as it is.
-    if let Some((joined, start)) = pending {
-        take(&joined, start, &mut section);
+    if let Some((joined, start, joins)) = pending {
+        take(&joined, start, joins, &mut section);
     }
     out
 }
 
 /// A list setting: an empty assignment resets it, others append.
-fn assign(list: &mut Vec<Setting>, value: &str, origin: Origin) {
-    if value.is_empty() {
+fn assign(list: &mut Vec<Setting>, a: &Assignment, origin: Origin) {
+    if a.value.is_empty() {
         list.clear();
     } else {
         list.push(Setting {
-            value: value.to_string(),
+            value: a.value.clone(),
             origin,
+            joins: a.joins.clone(),
         });
     }
 }
@@ -218,31 +260,29 @@ impl Unit {
             if Some(file) != unit.fragment.as_ref() {
                 unit.dropins.push(file.clone());
             }
-            for (section, key, value, line) in assignments(&text) {
+            for a in assignments(&text) {
                 let origin = Origin {
                     file: file.clone(),
-                    line,
+                    line: a.line,
                 };
-                match (section.as_str(), key.as_str()) {
-                    ("Service", "ExecStart") => assign(&mut unit.exec_start, &value, origin),
+                let value = &a.value;
+                match (a.section.as_str(), a.key.as_str()) {
+                    ("Service", "ExecStart") => assign(&mut unit.exec_start, &a, origin),
                     ("Service", "Environment") => {
                         if value.is_empty() {
                             unit.environment.clear();
                         }
-                        for w in words(&value) {
-                            unit.environment.push(Setting {
-                                value: w,
-                                origin: origin.clone(),
-                            });
+                        for w in words(value) {
+                            unit.environment.push(Setting::new(w, origin.clone()));
                         }
                     }
                     ("Service", "EnvironmentFile") => {
-                        assign(&mut unit.environment_files, &value, origin)
+                        assign(&mut unit.environment_files, &a, origin)
                     }
-                    ("Unit", "Requires") => assign_names(&mut unit.requires, &value),
-                    ("Unit", "BindsTo") => assign_names(&mut unit.binds_to, &value),
-                    ("Unit", "After") => assign_names(&mut unit.after, &value),
-                    ("Unit", "Wants") => assign_names(&mut unit.wants, &value),
+                    ("Unit", "Requires") => assign_names(&mut unit.requires, value),
+                    ("Unit", "BindsTo") => assign_names(&mut unit.binds_to, value),
+                    ("Unit", "After") => assign_names(&mut unit.after, value),
+                    ("Unit", "Wants") => assign_names(&mut unit.wants, value),
                     _ => {}
                 }
             }
@@ -262,13 +302,7 @@ impl Unit {
         };
         for e in &self.environment {
             if let Some((k, v)) = e.value.split_once('=') {
-                set(
-                    k.to_string(),
-                    Setting {
-                        value: v.to_string(),
-                        origin: e.origin.clone(),
-                    },
-                );
+                set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
             }
         }
         for f in &self.environment_files {
@@ -294,13 +328,13 @@ impl Unit {
                 for (k, v) in parsed.vars() {
                     set(
                         k,
-                        Setting {
-                            value: v,
-                            origin: Origin {
+                        Setting::new(
+                            v,
+                            Origin {
                                 file: path.to_string(),
                                 line: n,
                             },
-                        },
+                        ),
                     );
                 }
             }
@@ -325,13 +359,21 @@ impl Unit {
             line = &line[1..];
         }
         let mut argv = Vec::new();
+        // Each word's place in the value, for the line it stands on.
+        let mut from = exec.value.len() - line.len();
         for raw in split_raw(line) {
+            let at = exec.value[from..]
+                .find(raw.as_str())
+                .map(|i| from + i)
+                .unwrap_or(from);
+            from = at + raw.len();
+            let here = exec.origin_at(at);
             if raw.contains('%') {
                 notes.push(format!("`{raw}` holds a % specifier, left as it is"));
             }
             let plain = || Word {
                 text: unquote(&raw),
-                origin: exec.origin.clone(),
+                origin: here.clone(),
                 variable: None,
             };
             if !expand {
@@ -353,7 +395,7 @@ impl Unit {
             // `${VAR}` anywhere: replaced in place, one word.
             let text = unquote(&raw);
             let mut out = String::new();
-            let mut from: Option<Variable> = None;
+            let mut var_from: Option<Variable> = None;
             let mut rest = text.as_str();
             while let Some(i) = rest.find('$') {
                 out.push_str(&rest[..i]);
@@ -369,7 +411,7 @@ impl Unit {
                     match lookup(name) {
                         Some(s) => {
                             out.push_str(&s.value);
-                            from = var(name, &s.origin);
+                            var_from = var(name, &s.origin);
                         }
                         None => notes.push(format!("${{{name}}} is not set: replaced by nothing")),
                     }
@@ -382,8 +424,8 @@ impl Unit {
             out.push_str(rest);
             argv.push(Word {
                 text: out,
-                origin: exec.origin.clone(),
-                variable: from,
+                origin: here,
+                variable: var_from,
             });
         }
         Ok(Some(Command { argv, notes }))
@@ -545,7 +587,11 @@ mod tests {
         );
         // ${VAR} inside a word: one word, the variable said; the line is the ExecStart='s first.
         assert_eq!(c.argv[5].variable.as_ref().unwrap().name, "KUBELET_NODE_IP");
-        assert_eq!(c.argv[5].origin.line, 7);
+        // Each word on the line it stands on: the continued ExecStart= began on line 7.
+        assert_eq!(c.argv[0].origin.line, 7);
+        assert_eq!(c.argv[3].origin.line, 8, "--config");
+        assert_eq!(c.argv[5].origin.line, 9, "--node-ip=${{KUBELET_NODE_IP}}");
+        assert_eq!(c.argv[9].origin.line, 11, "cni");
         assert_eq!(
             c.argv[12].variable.as_ref().unwrap().set_at.file,
             "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf"
