@@ -98,22 +98,9 @@ impl UndoPlan {
             .cloned()
             .collect();
         p.failed_stops.dedup();
-        p.units = RESTORE_ORDER
-            .iter()
-            .filter(|u| touched.iter().any(|t| t == *u))
-            .map(|u| u.to_string())
-            .collect();
-        // Units this build does not know of go last but one, before the kubelet.
-        for t in touched {
-            if !p.units.contains(&t) {
-                let at = p
-                    .units
-                    .iter()
-                    .position(|u| u == "kubelet.service")
-                    .unwrap_or(p.units.len());
-                p.units.insert(at, t);
-            }
-        }
+        // In the order to bring them back (units this build does not know of last but one,
+        // before the kubelet).
+        p.units = restore_order(&[], &touched);
         p
     }
 }
@@ -191,17 +178,13 @@ fn check_units(
         };
         checked += 1;
         if now.enabled != u.enabled {
-            let verb = match u.enabled.as_str() {
-                "enabled" | "enabled-runtime" => Some("enable"),
-                "disabled" => Some("disable"),
-                _ => None,
-            };
             differ.push(format!(
                 "{} is {} but was {} before the run{}",
                 u.unit,
                 now.enabled,
                 u.enabled,
-                verb.map(|v| format!(" (mend: systemctl {v} {})", u.unit))
+                u.link_verb()
+                    .map(|v| format!(" (mend: systemctl {v} {})", u.unit))
                     .unwrap_or_default()
             ));
         }
@@ -383,10 +366,9 @@ pub fn undo(
         let Some(u) = units.iter().find(|u| &u.unit == unit && u.exists()) else {
             continue;
         };
-        let verb = match u.enabled.as_str() {
-            "enabled" | "enabled-runtime" => "enable",
-            "disabled" => "disable",
-            _ => continue, // static, masked, indirect: never changed by a migration
+        // static, masked, indirect: never changed by a migration
+        let Some(verb) = u.link_verb() else {
+            continue;
         };
         step(
             format!("rollback: {verb} {unit}"),

@@ -27,6 +27,15 @@ impl UnitState {
     pub fn was_active(&self) -> bool {
         running(&self.active)
     }
+    /// The `systemctl` verb that gives a unit its recorded enablement back: `enable` or
+    /// `disable`; none for the states a migration never changes (static, masked, indirect...).
+    pub fn link_verb(&self) -> Option<&'static str> {
+        match self.enabled.as_str() {
+            "enabled" | "enabled-runtime" => Some("enable"),
+            "disabled" => Some("disable"),
+            _ => None,
+        }
+    }
 }
 
 /// Whether an `ActiveState` (or `is-active` word) means the unit runs or is on its way to:
