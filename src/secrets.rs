@@ -146,7 +146,6 @@ pub fn from_env_text(text: &str) {
             let Some((name, value)) = word.split_once('=') else {
                 continue;
             };
-            let name = name.trim_start_matches("export ");
             if name.is_empty()
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || name.starts_with(|c: char| c.is_ascii_digit())

@@ -12,7 +12,6 @@ use crate::system::systemd::UnitState;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::PathBuf;
 
 pub const BACKUPS: &str = "/var/lib/cri-migrate/backups";
 
@@ -178,8 +177,6 @@ pub const MANIFEST_VERSION: u32 = 2;
 pub struct Backup {
     /// The directory as a node path (`/var/lib/cri-migrate/backups/...`).
     pub node_dir: String,
-    /// Its host path, for messages and the test hooks; every read and write goes through `rec`.
-    pub dir: PathBuf,
     /// The directory itself, opened without following a link (src/records.rs).
     pub rec: RecordDir,
     pub manifest: Manifest,
@@ -215,7 +212,6 @@ impl Backup {
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
         let node_dir = format!("{BACKUPS}/{stamp}");
-        let dir = node.path(&node_dir);
         // 0700 and 0600 throughout: originals may hold secrets (registry auth in an old
         // config.toml).
         let rec = RecordDir::open(node, BACKUPS, true)
@@ -258,7 +254,6 @@ impl Backup {
         };
         let b = Backup {
             node_dir,
-            dir,
             rec,
             manifest,
             journal_errors: vec![],
@@ -269,7 +264,6 @@ impl Backup {
     }
 
     pub fn open(node: &Node, node_dir: &str) -> Result<Backup> {
-        let dir = node.path(node_dir);
         let not_one =
             || format!("{node_dir} is not a cri-migrate backup (no readable manifest.json)");
         let rec = RecordDir::open(node, node_dir, false)?.with_context(not_one)?;
@@ -280,7 +274,6 @@ impl Backup {
             .with_context(|| format!("{node_dir}/manifest.json is damaged"))?;
         Ok(Backup {
             node_dir: node_dir.to_string(),
-            dir,
             rec,
             manifest,
             journal_errors: vec![],

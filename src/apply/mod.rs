@@ -375,7 +375,7 @@ fn exec_recorded(
             ) if opts.live => Some(unit.as_str()),
             _ => None,
         };
-    let tracked = tracked_units(b);
+    let tracked = acted.map(|_| tracked_units(b)).unwrap_or_default();
     let before = match acted.map(|_| fx.systemd.active_states(&tracked)) {
         Some(Err(e)) => {
             journal(

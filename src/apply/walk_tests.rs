@@ -793,7 +793,7 @@ fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_aft
     let before = files(&node);
     let systemd = FakeSystemd::new(None);
     let mut b = Backup::create(&node, plan, states(&systemd), true).unwrap();
-    std::fs::create_dir(b.dir.join("manifest.json.tmp")).unwrap();
+    std::fs::create_dir(node.path(&b.node_dir).join("manifest.json.tmp")).unwrap();
     let o = quick_walk(&systemd, &node, &mut b);
     let e = o.error.expect("the run stops");
     assert!(
@@ -807,7 +807,7 @@ fn a_journal_that_cannot_be_written_stops_before_the_cutover_and_is_reported_aft
     let (_dir2, node, plan) = self::node();
     let systemd = FakeSystemd::new(None);
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
-    *systemd.break_at.borrow_mut() = Some((4, b.dir.join("manifest.json.tmp")));
+    *systemd.break_at.borrow_mut() = Some((4, node.path(&b.node_dir).join("manifest.json.tmp")));
     let o = quick_walk(&systemd, &node, &mut b);
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(*systemd.calls.borrow(), HAPPY);
