@@ -11,6 +11,26 @@ pub struct Word {
     pub text: String,
 }
 
+/// [`split_words`] for a reader that only looks (redaction, the unit model): text with an
+/// unbalanced quote, which systemd would refuse, is split at whitespace instead of failing.
+pub fn split_words_lenient(s: &str) -> Vec<Word> {
+    split_words(s).unwrap_or_else(|_| {
+        s.split_whitespace()
+            .map(|w| Word {
+                raw: w.to_string(),
+                text: w.to_string(),
+            })
+            .collect()
+    })
+}
+
+/// A variable name as systemd takes it: letters, digits and `_`, not starting with a digit.
+pub fn is_var_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Split like systemd splits an unquoted `$VAR` (and like a shell): at whitespace, honouring
 /// single quotes, double quotes and backslash escapes.
 pub fn split_words(s: &str) -> Result<Vec<Word>, String> {
@@ -499,10 +519,7 @@ fn systemd_ignores(body: &str) -> Option<String> {
             key.chars().take(60).collect::<String>()
         ));
     }
-    let valid = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    (!valid).then(|| {
+    (!is_var_name(key)).then(|| {
         format!(
             "`{}` is not a variable name",
             key.chars().take(60).collect::<String>()

@@ -139,17 +139,11 @@ pub fn from_env_text(text: &str) {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let line = line.strip_prefix("Environment=").unwrap_or(line);
-        let words: Vec<String> = crate::flags::split_words(line)
-            .map(|w| w.into_iter().map(|w| w.text).collect())
-            .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect());
-        for word in &words {
-            let Some((name, value)) = word.split_once('=') else {
+        for word in crate::flags::split_words_lenient(line) {
+            let Some((name, value)) = word.text.split_once('=') else {
                 continue;
             };
-            if name.is_empty()
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || name.starts_with(|c: char| c.is_ascii_digit())
-            {
+            if !crate::flags::is_var_name(name) {
                 continue;
             }
             let value = value.trim_matches(|c| c == '"' || c == '\'');

@@ -18,6 +18,7 @@
 //!   more words); `$$` is a `$`; a command prefixed with `:` is not expanded; `%` specifiers
 //!   are left as they are, and said.
 
+use crate::flags::{is_var_name, split_words_lenient};
 use crate::node::Node;
 use anyhow::Result;
 use serde::Serialize;
@@ -381,7 +382,7 @@ impl Unit {
                 continue;
             }
             // `$VAR` as a word of its own: its value split at whitespace.
-            if let Some(name) = raw.strip_prefix('$').filter(|n| is_name(n)) {
+            if let Some(name) = raw.strip_prefix('$').filter(|n| is_var_name(n)) {
                 match lookup(name) {
                     Some(s) => argv.extend(s.value.split_whitespace().map(|w| Word {
                         text: w.to_string(),
@@ -406,7 +407,7 @@ impl Unit {
                 } else if let Some((name, r)) = after
                     .strip_prefix('{')
                     .and_then(|a| a.split_once('}'))
-                    .filter(|(n, _)| is_name(n))
+                    .filter(|(n, _)| is_var_name(n))
                 {
                     match lookup(name) {
                         Some(s) => {
@@ -455,24 +456,20 @@ fn env_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// `Environment=` words: `"A=b c" D=e` gives `A=b c` and `D=e`.
 fn words(value: &str) -> Vec<String> {
-    crate::flags::split_words(value)
-        .map(|w| w.into_iter().map(|w| w.text).collect())
-        .unwrap_or_else(|_| value.split_whitespace().map(str::to_string).collect())
+    split_words_lenient(value)
+        .into_iter()
+        .map(|w| w.text)
+        .collect()
 }
 
 /// A command line's words as written (quotes kept), split at whitespace outside quotes.
 fn split_raw(line: &str) -> Vec<String> {
-    crate::flags::split_words(line)
-        .map(|w| w.into_iter().map(|w| w.raw).collect())
-        .unwrap_or_else(|_| line.split_whitespace().map(str::to_string).collect())
+    split_words_lenient(line)
+        .into_iter()
+        .map(|w| w.raw)
+        .collect()
 }
 
 /// A word without its quotes and escapes.
