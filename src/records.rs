@@ -51,6 +51,11 @@ fn owned(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// The type bits of a status (`S_IFREG`, `S_IFDIR`, `S_IFLNK`...).
+fn file_type(st: &nix::sys::stat::FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
 /// Open an existing directory `name` under `parent` without following a link.
 fn open_dir_at(parent: RawFd, name: &str) -> nix::Result<OwnedFd> {
     openat(
@@ -221,7 +226,7 @@ impl RecordDir {
             Err(e) => return Err(anyhow::anyhow!("cannot open {path}: {e}")),
         };
         let st = fstat(fd.as_raw_fd()).with_context(|| format!("cannot read {path}"))?;
-        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+        if file_type(&st) != SFlag::S_IFREG {
             return Err(self.not_regular(&path, "not a regular file"));
         }
         if st.st_uid != nix::unistd::geteuid().as_raw() {
@@ -294,9 +299,8 @@ impl RecordDir {
 
     /// Whether an entry is a plain file (not followed: a link is not one).
     pub fn is_file(&self, name: &str) -> bool {
-        self.stat(name).is_some_and(|st| {
-            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
-        })
+        self.stat(name)
+            .is_some_and(|st| file_type(&st) == SFlag::S_IFREG)
     }
 
     /// Replace a record atomically, 0600: a fresh temporary file (whatever stood at its name is
@@ -342,16 +346,18 @@ impl RecordDir {
 
     /// A record to append to (created 0600), such as the journal or the output log.
     pub fn append(&self, name: &str) -> Result<File> {
-        let f = self
-            .open_file(name, OFlag::O_WRONLY | OFlag::O_APPEND, true)?
-            .expect("created");
-        fchmod(f.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR)?;
-        Ok(f)
+        self.open_or_create(name, OFlag::O_WRONLY | OFlag::O_APPEND)
     }
 
     /// A lock file (created 0600), open for reading and writing.
     pub fn lock_file(&self, name: &str) -> Result<File> {
-        let f = self.open_file(name, OFlag::O_RDWR, true)?.expect("created");
+        self.open_or_create(name, OFlag::O_RDWR)
+    }
+
+    /// A record opened as [`RecordDir::open_file`] opens it, created if missing, and 0600
+    /// whatever it was (the umask, an earlier version).
+    fn open_or_create(&self, name: &str, flags: OFlag) -> Result<File> {
+        let f = self.open_file(name, flags, true)?.expect("created");
         fchmod(f.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR)?;
         Ok(f)
     }
@@ -425,7 +431,7 @@ impl RecordDir {
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )
             .with_context(|| format!("cannot read {path}"))?;
-            match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            match file_type(&st) {
                 SFlag::S_IFDIR => {
                     let d = self.subdir(&name, false)?.context("listed just now")?;
                     d.check_tree_at(depth + 1, seen)?;
