@@ -202,13 +202,13 @@ impl Systemd for RealSystemd {
         if self.root.is_some() {
             return Ok(vec![]);
         }
-        let mut args = vec!["show".to_string()];
-        for p in STOPPED_WITH {
-            args.extend(["-p".to_string(), p.to_string()]);
-        }
-        args.extend(["--".to_string(), unit.to_string()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run_ok("systemctl", &args, &[], Duration::from_secs(20))?;
+        let props = STOPPED_WITH.join(",");
+        let out = run_ok(
+            "systemctl",
+            &["show", "-p", &props, "--", unit],
+            &[],
+            Duration::from_secs(20),
+        )?;
         Ok(show_list(&out, &STOPPED_WITH))
     }
 
