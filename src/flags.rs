@@ -152,8 +152,12 @@ impl FlagList {
                     });
                 } else {
                     // `--flag value`: the kubelet takes no positional arguments, so a word after a
-                    // flag that is not itself a flag is that flag's value.
-                    let next = self.words.get(i + 1).filter(|w| !w.text.starts_with('-'));
+                    // flag that is not itself a flag is that flag's value — but not a `$VAR` of
+                    // an `ExecStart=` line, which stands for flags of its own.
+                    let next = self
+                        .words
+                        .get(i + 1)
+                        .filter(|w| !w.text.starts_with('-') && !w.raw.starts_with('$'));
                     spans.push(Span {
                         at: i,
                         name: body.to_string(),
@@ -275,6 +279,8 @@ pub enum FileKind {
     EnvFile,
     /// A systemd unit drop-in with `Environment="KEY=value"` lines.
     DropIn,
+    /// A unit file (or drop-in) whose `ExecStart=` line holds the flags themselves.
+    ExecStart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +293,8 @@ enum Line {
         value: String,
         quote: Option<char>,
         changed: bool,
+        /// Written over several lines (`\\` at their ends): a new value is too, a flag a line.
+        continued: bool,
     },
     Environment {
         raw: String,
@@ -317,8 +325,29 @@ impl VarsFile {
         if !bom.is_empty() {
             lines.push(Line::Other(bom.to_string()));
         }
-        for (n, raw) in text.split_inclusive('\n').enumerate() {
-            let body = raw.trim_end_matches(['\n', '\r']).trim_start();
+        // An env file's line ending in `\\` goes on on the next (systemd drops the backslash and
+        // the newline): Kubespray's kubelet.env writes its long values so. Physical lines are
+        // gathered into one logical line here, its raw text kept whole.
+        let mut physical = text.split_inclusive('\n').enumerate().peekable();
+        while let Some((n, first)) = physical.next() {
+            let mut raw = first.to_string();
+            let mut joined = first.trim_end_matches(['\n', '\r']).to_string();
+            let mut continued = false;
+            while kind == FileKind::EnvFile
+                && joined.ends_with('\\')
+                && !joined.trim_start().starts_with('#')
+                && !joined.trim_start().starts_with(';')
+            {
+                let Some((_, next)) = physical.next() else {
+                    break;
+                };
+                joined.pop();
+                joined.push_str(next.trim_end_matches(['\n', '\r']));
+                raw.push_str(next);
+                continued = true;
+            }
+            let raw = raw.as_str();
+            let body = joined.trim_start();
             let lineno = n + 1;
             let line = match kind {
                 _ if body.is_empty() || body.starts_with('#') || body.starts_with(';') => {
@@ -329,9 +358,10 @@ impl VarsFile {
                         ignored.push(format!("line {lineno} ({why})"));
                         Line::Other(raw.to_string())
                     }
-                    None => parse_env_line(raw, body).map_err(|e| format!("line {lineno}: {e}"))?,
+                    None => parse_env_line(raw, body, continued)
+                        .map_err(|e| format!("line {lineno}: {e}"))?,
                 },
-                FileKind::DropIn => match body.strip_prefix("Environment=") {
+                FileKind::DropIn | FileKind::ExecStart => match body.strip_prefix("Environment=") {
                     Some(rest) => {
                         let words = split_words(rest).map_err(|e| format!("line {lineno}: {e}"))?;
                         let assigns = words
@@ -434,6 +464,7 @@ impl VarsFile {
             value: value.to_string(),
             quote: Some('"'),
             changed: true,
+            continued: false,
         });
     }
 
@@ -458,9 +489,18 @@ impl VarsFile {
                     key,
                     value,
                     quote,
+                    continued,
                     ..
                 } => {
                     let export = if *export { "export " } else { "" };
+                    // A long value stays long-form: each flag on a line of its own.
+                    let rewrap = |v: String| {
+                        if *continued {
+                            v.replace(" --", " \\\n--")
+                        } else {
+                            v
+                        }
+                    };
                     let value = match quote {
                         Some('\'') if !value.contains('\'') => format!("'{value}'"),
                         None if !value.contains(char::is_whitespace)
@@ -468,7 +508,10 @@ impl VarsFile {
                         {
                             value.clone()
                         }
-                        _ => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+                        _ => rewrap(format!(
+                            "\"{}\"",
+                            value.replace('\\', "\\\\").replace('"', "\\\"")
+                        )),
                     };
                     let _ = write!(out, "{export}{key}={value}");
                     out.push_str(line_end(raw));
@@ -527,7 +570,7 @@ fn systemd_ignores(body: &str) -> Option<String> {
     })
 }
 
-fn parse_env_line(raw: &str, body: &str) -> Result<Line, String> {
+fn parse_env_line(raw: &str, body: &str, continued: bool) -> Result<Line, String> {
     let (export, rest) = match body.strip_prefix("export ") {
         Some(r) => (true, r.trim_start()),
         None => (false, body),
@@ -585,6 +628,7 @@ fn parse_env_line(raw: &str, body: &str) -> Result<Line, String> {
         value,
         quote,
         changed: false,
+        continued,
     })
 }
 
@@ -683,5 +727,37 @@ mod tests {
         assert!(f
             .render()
             .contains("Environment=\"KUBELET_NETWORK_ARGS=\"\n"));
+    }
+
+    #[test]
+    fn env_values_continued_over_lines_are_read_and_written_back_long_form() {
+        // Kubespray's kubelet.env: KUBELET_ARGS continued with backslashes inside the quotes.
+        let text = "A=\"--x=1\"\nKUBELET_ARGS=\"--a=1 \\\n--b=2 \\\n --c=3 \"\nB=2\n";
+        let mut f = VarsFile::parse(FileKind::EnvFile, text).unwrap();
+        assert_eq!(
+            f.vars(),
+            [
+                ("A".to_string(), "--x=1".to_string()),
+                (
+                    "KUBELET_ARGS".to_string(),
+                    "--a=1 --b=2  --c=3 ".to_string()
+                ),
+                ("B".to_string(), "2".to_string())
+            ]
+        );
+        assert_eq!(f.render(), text, "unchanged, byte for byte");
+        f.edit("KUBELET_ARGS", &mut |v| {
+            let mut l = FlagList::parse(v).unwrap();
+            l.remove("b");
+            l.set("d", "4");
+            l.render()
+        });
+        assert_eq!(
+            f.render(),
+            "A=\"--x=1\"\nKUBELET_ARGS=\"--a=1 \\\n--c=3 \\\n--d=4\"\nB=2\n"
+        );
+        // A `$VAR` word of an ExecStart= line is never a flag's value.
+        let l = FlagList::parse("--network-plugin $NET --cni").unwrap();
+        assert_eq!(l.flags()[0].value, None);
     }
 }

@@ -102,6 +102,10 @@ fn var(name: &str, set_at: &Origin) -> Option<Variable> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Command {
     pub argv: Vec<Word>,
+    /// The variables the line expands as words of their own (`$VAR`), set or not, in order:
+    /// where flags can be added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expands: Vec<String>,
     /// What the expansion could not do, or did not do: specifiers left alone, variables that
     /// are not set, an environment file that is missing.
     pub notes: Vec<String>,
@@ -174,6 +178,8 @@ fn assignments(text: &str) -> Vec<Assignment> {
         let line = raw.trim_end_matches('\r');
         let (mut joined, start, mut joins) = match pending.take() {
             Some((before, start, mut joins)) => {
+                // systemd joins with a space; the blanks before the backslash add nothing.
+                let before = before.trim_end();
                 joins.push(before.len());
                 (format!("{before} {}", line.trim_start()), start, joins)
             }
@@ -360,6 +366,7 @@ impl Unit {
             line = &line[1..];
         }
         let mut argv = Vec::new();
+        let mut expands = Vec::new();
         // Each word's place in the value, for the line it stands on.
         let mut from = exec.value.len() - line.len();
         for raw in split_raw(line) {
@@ -383,6 +390,7 @@ impl Unit {
             }
             // `$VAR` as a word of its own: its value split at whitespace.
             if let Some(name) = raw.strip_prefix('$').filter(|n| is_var_name(n)) {
+                expands.push(name.to_string());
                 match lookup(name) {
                     Some(s) => argv.extend(s.value.split_whitespace().map(|w| Word {
                         text: w.to_string(),
@@ -429,8 +437,122 @@ impl Unit {
                 variable: var_from,
             });
         }
-        Ok(Some(Command { argv, notes }))
+        Ok(Some(Command {
+            argv,
+            expands,
+            notes,
+        }))
     }
+}
+
+/// The dependency settings of `[Unit]` whose units must follow the runtime.
+const DEPENDENCY_KEYS: [&str; 6] = [
+    "Requires",
+    "BindsTo",
+    "Requisite",
+    "Wants",
+    "After",
+    "PartOf",
+];
+
+/// A unit file's dependencies on the units `from` (`Requires=docker.service`...) turned into
+/// dependencies on `to`, in `[Unit]`; `PartOf=` on them is dropped (it ties a stop, not a
+/// start). A line left with nothing goes. Returns the new text and each change, said.
+pub fn replace_dependencies(text: &str, from: &[&str], to: &str) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut said = Vec::new();
+    let mut section = String::new();
+    for raw in text.split_inclusive('\n') {
+        let body = raw.trim();
+        if body.starts_with('[') && body.ends_with(']') {
+            section = body[1..body.len() - 1].to_string();
+        }
+        let parsed = body.split_once('=').map(|(k, v)| (k.trim(), v));
+        let Some((key, value)) =
+            parsed.filter(|(k, _)| section == "Unit" && DEPENDENCY_KEYS.contains(k))
+        else {
+            out.push_str(raw);
+            continue;
+        };
+        let names: Vec<&str> = value.split_whitespace().collect();
+        if !names.iter().any(|n| from.contains(n)) {
+            out.push_str(raw);
+            continue;
+        }
+        let mut kept: Vec<&str> = Vec::new();
+        for n in &names {
+            let n = if from.contains(n) {
+                if key == "PartOf" {
+                    continue;
+                }
+                to
+            } else {
+                n
+            };
+            if !kept.contains(&n) {
+                kept.push(n);
+            }
+        }
+        let old: Vec<&str> = names.iter().copied().filter(|n| from.contains(n)).collect();
+        said.push(if key == "PartOf" {
+            format!("{key}={} dropped", old.join(" "))
+        } else {
+            format!("{key}={} becomes {key}={to}", old.join(" "))
+        });
+        if !kept.is_empty() {
+            let end = &raw[raw.trim_end_matches(['\n', '\r']).len()..];
+            out.push_str(&format!("{key}={}{end}", kept.join(" ")));
+        }
+    }
+    (out, said)
+}
+
+/// The value of the `ExecStart=` assignment that starts on `line` (1-based), continued lines
+/// joined as systemd joins them.
+pub fn exec_start_value(text: &str, line: usize) -> Result<String, String> {
+    assignments(text)
+        .into_iter()
+        .find(|a| a.line == line && a.key == "ExecStart")
+        .map(|a| a.value)
+        .ok_or_else(|| format!("line {line} is not an ExecStart= line"))
+}
+
+/// Replace the value of the `ExecStart=` assignment that starts on `line` (1-based) of a unit
+/// file's text, continued lines and all. A value that was continued stays so: a line for each
+/// flag or variable, indented as its second line was.
+pub fn replace_exec_start(text: &str, line: usize, value: &str) -> Result<String, String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let first = line
+        .checked_sub(1)
+        .and_then(|i| lines.get(i))
+        .filter(|l| l.trim_start().starts_with("ExecStart="))
+        .ok_or_else(|| format!("line {line} is not an ExecStart= line"))?;
+    let mut last = line - 1;
+    while lines[last].trim_end_matches(['\n', '\r']).ends_with('\\') && last + 1 < lines.len() {
+        last += 1;
+    }
+    let lead = &first[..first.len() - first.trim_start().len()];
+    let end = if lines[last].ends_with("\r\n") {
+        "\r\n"
+    } else if lines[last].ends_with('\n') {
+        "\n"
+    } else {
+        ""
+    };
+    let new = if last > line - 1 {
+        let second = lines[line];
+        let indent = &second[..second.len() - second.trim_start().len()];
+        let indent = if indent.is_empty() { "\t" } else { indent };
+        value
+            .replace(" --", &format!(" \\{end}{indent}--"))
+            .replace(" $", &format!(" \\{end}{indent}$"))
+    } else {
+        value.to_string()
+    };
+    let mut out: String = lines[..line - 1].concat();
+    out.push_str(&format!("{lead}ExecStart={new}{end}"));
+    out.push_str(&lines[last + 1..].concat());
+    Ok(out)
 }
 
 /// An environment file's logical lines with the number of the first physical line of each: a
@@ -705,5 +827,50 @@ mod tests {
         let c = u.command(&n2).unwrap().unwrap();
         assert_eq!(c.args(), ["/bin/y", "two wordsx", "$V"]);
         assert!(Unit::load(&n2, "nope.service").unwrap().is_none());
+    }
+
+    #[test]
+    fn exec_start_is_replaced_where_it_stands_and_stays_continued() {
+        let text = "[Service]\nExecStartPre=/bin/true\nExecStart=/usr/bin/kubelet --a=b \\\n    --c d \\\n    $X\nRestart=always\n";
+        assert_eq!(
+            exec_start_value(text, 3).unwrap(),
+            "/usr/bin/kubelet --a=b --c d $X"
+        );
+        let out = replace_exec_start(text, 3, "/usr/bin/kubelet --a=b $X --e=f").unwrap();
+        assert_eq!(
+            out,
+            "[Service]\nExecStartPre=/bin/true\nExecStart=/usr/bin/kubelet \\\n    --a=b \\\n    $X \\\n    --e=f\nRestart=always\n"
+        );
+        assert_eq!(
+            exec_start_value(&out, 3).unwrap(),
+            "/usr/bin/kubelet --a=b $X --e=f"
+        );
+        // A one-line ExecStart= stays on one line; a line that is not one is refused.
+        let one = "[Service]\nExecStart=/k --a\n";
+        assert_eq!(
+            replace_exec_start(one, 2, "/k --b").unwrap(),
+            "[Service]\nExecStart=/k --b\n"
+        );
+        assert!(replace_exec_start(one, 1, "/k").is_err());
+    }
+
+    #[test]
+    fn dependencies_on_docker_follow_the_runtime() {
+        let text = "[Unit]\nAfter=network-online.target docker.service\nRequires=docker.service\nWants=docker.socket containerd.service\nPartOf=docker.service\n\n[Service]\nAfter=docker.service\n";
+        let (out, said) =
+            replace_dependencies(text, &crate::runtime::DOCKER_UNITS, "containerd.service");
+        assert_eq!(
+            out,
+            "[Unit]\nAfter=network-online.target containerd.service\nRequires=containerd.service\nWants=containerd.service\n\n[Service]\nAfter=docker.service\n"
+        );
+        assert_eq!(said.len(), 4, "{said:?}");
+        assert!(said[3].contains("PartOf=docker.service dropped"));
+        let (same, none) = replace_dependencies(
+            "[Unit]\nAfter=network.target\n",
+            &["docker.service"],
+            "x.service",
+        );
+        assert_eq!(same, "[Unit]\nAfter=network.target\n");
+        assert!(none.is_empty());
     }
 }

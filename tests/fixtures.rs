@@ -230,7 +230,7 @@ fn rendered_files_parse_and_hold_the_required_keys() {
             let content = f["content"].as_str().unwrap();
             if !(path.ends_with(".env")
                 || path.starts_with("/etc/default/")
-                || path.contains("kubelet.service.d"))
+                || path.contains("kubelet.service"))
             {
                 continue;
             }
@@ -256,8 +256,22 @@ fn rendered_files_parse_and_hold_the_required_keys() {
             }
         }
         let endpoint = plan["endpoint"].as_str().unwrap();
-        let flags = planned(&plan, "/var/lib/kubelet/kubeadm-flags.env").unwrap_or("");
-        let config = planned(&plan, "/var/lib/kubelet/config.yaml").unwrap_or("");
+        // Wherever the node keeps them: kubeadm's files, Kubespray's kubelet.env, the unit's own
+        // ExecStart= (or a drop-in over a package's unit).
+        let kubelet_files = |config: bool| -> String {
+            plan["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| {
+                    let path = f["path"].as_str().unwrap();
+                    let is_config = path.ends_with(".yaml") || path.ends_with(".json");
+                    path.contains("kubelet") && is_config == config
+                })
+                .map(|f| f["content"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (flags, config) = (kubelet_files(false), kubelet_files(true));
         if kv >= (1, 27) {
             assert!(
                 config.contains(&format!("containerRuntimeEndpoint: {endpoint}")),

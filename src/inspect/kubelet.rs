@@ -24,8 +24,16 @@ pub struct FoundFlag {
     pub name: String,
     pub value: Option<String>,
     pub file: String,
+    /// The variable that holds it, or `ExecStart` for a flag written on the unit's command
+    /// line itself.
     pub var: String,
+    /// The line of `file` that holds it (0 where not known).
+    #[serde(default)]
+    pub line: usize,
 }
+
+/// The name a flag written on the `ExecStart=` line itself has for its "variable".
+pub const EXEC_START: &str = "ExecStart";
 
 /// A file that holds kubelet flags in `KUBELET_*ARGS` variables.
 #[derive(Debug, Clone, Serialize)]
@@ -56,8 +64,13 @@ pub struct Kubelet {
     pub flag_files: Vec<FlagFile>,
     /// Every flag, in the order the kubelet sees them (a later one wins).
     pub flags: Vec<FoundFlag>,
-    /// Flags written straight into an `ExecStart=` line, which cri-migrate does not edit.
-    pub exec_start_flags: Vec<String>,
+    /// The `ExecStart=` in force, where the unit runs the kubelet (read through the unit model);
+    /// `None` where the node has no kubelet unit and kubeadm's files were read instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_start: Option<crate::unit::Origin>,
+    /// The variables that line expands as words of their own: where flags can be added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_vars: Vec<String>,
     pub config: KubeletConfig,
     /// Effective values: a flag wins over config.yaml.
     pub cgroup_driver: Option<String>,
@@ -113,12 +126,205 @@ pub fn inspect(
     installed: Installed,
     files: &mut BTreeMap<String, Snapshot>,
 ) -> Result<Kubelet> {
+    let read = match from_unit(node, files)? {
+        Some(r) => r,
+        None => from_kubeadm_files(node, files)?,
+    };
+    let Sources {
+        flag_files,
+        flags,
+        ignored_lines,
+        exec_start,
+        exec_vars,
+    } = read;
+
+    let config_path = flags
+        .iter()
+        .rev()
+        .find(|f| f.name == "config")
+        .and_then(|f| f.value.clone())
+        .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+    let config = read_config(node, &config_path, files)?;
+
+    let last = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .and_then(|f| f.value.clone())
+    };
+    Ok(Kubelet {
+        installed,
+        cgroup_driver: last("cgroup-driver").or_else(|| config.cgroup_driver.clone()),
+        runtime_endpoint: last("container-runtime-endpoint")
+            .or_else(|| config.container_runtime_endpoint.clone()),
+        pod_infra_container_image: last("pod-infra-container-image"),
+        cluster_dns: last("cluster-dns")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| config.cluster_dns.clone()),
+        cluster_domain: last("cluster-domain").or_else(|| config.cluster_domain.clone()),
+        flag_files,
+        flags,
+        exec_start,
+        exec_vars,
+        config,
+        ignored_lines,
+    })
+}
+
+/// Where the kubelet's flags were read from, and the flags.
+struct Sources {
+    flag_files: Vec<FlagFile>,
+    flags: Vec<FoundFlag>,
+    ignored_lines: Vec<String>,
+    exec_start: Option<crate::unit::Origin>,
+    exec_vars: Vec<String>,
+}
+
+/// The flags as the node's `kubelet.service` runs them (the unit model, `src/unit.rs`): each
+/// word of its command line with the file, line and variable it came from — kubeadm's
+/// drop-in and kubeadm-flags.env, Kubespray's kubelet.env, flags on the unit's own
+/// `ExecStart=`, a distribution's /etc/sysconfig/kubelet alike. `None` without a kubelet unit
+/// or an `ExecStart=` in it.
+fn from_unit(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Option<Sources>> {
+    let Some(unit) = crate::unit::Unit::load(node, "kubelet.service")? else {
+        return Ok(None);
+    };
+    let Some(exec) = unit.exec_start.last().map(|e| e.origin.clone()) else {
+        return Ok(None);
+    };
+    let Some(command) = unit.command(node)? else {
+        return Ok(None);
+    };
+    let unit_files: Vec<&String> = unit.fragment.iter().chain(&unit.dropins).collect();
+    // Every file the unit reads its environment from must be one we can edit back.
+    let mut ignored_lines = Vec::new();
+    let mut kinds: BTreeMap<String, FileKind> = BTreeMap::new();
+    for f in &unit.environment_files {
+        let path = f.value.trim_start_matches('-').trim().to_string();
+        let Some(snap) = node.snapshot(&path)? else {
+            continue;
+        };
+        let file = VarsFile::parse(FileKind::EnvFile, &snap.content).map_err(|e| {
+            Failure::bad_input(&path, e, "Fix the file: each line must be KEY=\"value\" with balanced quotes (see systemd.exec(5), EnvironmentFile=).")
+        })?;
+        ignored_lines.extend(file.ignored.iter().map(|w| format!("{path}: {w}")));
+        kinds.insert(path.clone(), FileKind::EnvFile);
+        files.insert(path, snap);
+    }
+    for path in &unit_files {
+        let Some(snap) = node.snapshot(path)? else {
+            continue;
+        };
+        VarsFile::parse(FileKind::DropIn, &snap.content).map_err(|e| {
+            Failure::bad_input(
+                path.as_str(),
+                e,
+                "Fix the quoting of its Environment= line (see systemd.exec(5)).",
+            )
+        })?;
+        kinds.entry(path.to_string()).or_insert(FileKind::DropIn);
+        files.insert(path.to_string(), snap);
+    }
+
+    // The words after the binary, each with its source: the variable it was split from, or the
+    // ExecStart= line. `--flag value` takes its value from the same source only.
+    let source = |w: &crate::unit::Word| match &w.variable {
+        // A `$VAR` word stands where the variable was set; a `${VAR}` inside a word of the
+        // line belongs to the line.
+        Some(v) if v.set_at == w.origin => (v.set_at.file.clone(), v.name.clone(), v.set_at.line),
+        _ => (w.origin.file.clone(), EXEC_START.to_string(), w.origin.line),
+    };
+    let words: Vec<(&str, (String, String, usize))> = command
+        .argv
+        .iter()
+        .skip(1)
+        .map(|w| (w.text.as_str(), source(w)))
+        .collect();
+    let mut flags = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let (text, src) = &words[i];
+        i += 1;
+        let Some(body) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
+            continue;
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => match words
+                .get(i)
+                .filter(|(t, s)| !t.starts_with('-') && s == src)
+            {
+                Some((t, _)) => {
+                    i += 1;
+                    (body.to_string(), Some(t.to_string()))
+                }
+                None => (body.to_string(), None),
+            },
+        };
+        flags.push(FoundFlag {
+            name,
+            value,
+            file: src.0.clone(),
+            var: src.1.clone(),
+            line: src.2,
+        });
+    }
+
+    // The sources: each variable the line expands, in the file that sets it; kubeadm's file
+    // even when it sets nothing yet (the runtime flags belong there); the line itself when it
+    // holds flags.
+    let (env, _) = unit.env(node)?;
+    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in &command.expands {
+        if let Some((_, s)) = env.iter().find(|(n, _)| n == name) {
+            let vars = by_file.entry(s.origin.file.clone()).or_default();
+            if !vars.contains(name) {
+                vars.push(name.clone());
+            }
+        }
+    }
+    if kinds.contains_key(KUBEADM_FLAGS) {
+        by_file.entry(KUBEADM_FLAGS.to_string()).or_default();
+    }
+    let mut flag_files: Vec<FlagFile> = by_file
+        .into_iter()
+        .filter_map(|(path, vars)| {
+            kinds.get(&path).map(|kind| FlagFile {
+                path,
+                kind: *kind,
+                vars,
+            })
+        })
+        .collect();
+    if flags.iter().any(|f| f.var == EXEC_START) {
+        flag_files.push(FlagFile {
+            path: exec.file.clone(),
+            kind: FileKind::ExecStart,
+            vars: vec![EXEC_START.into()],
+        });
+    }
+    Ok(Some(Sources {
+        flag_files,
+        flags,
+        ignored_lines,
+        exec_start: Some(exec),
+        exec_vars: command.expands.clone(),
+    }))
+}
+
+/// Without a kubelet unit on the node: kubeadm's files and the distributions' EXTRA_ARGS
+/// files, as kubeadm's drop-in would read them.
+fn from_kubeadm_files(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Sources> {
     let mut flag_files = Vec::new();
     let mut flags = Vec::new();
-    let mut exec_start_flags = Vec::new();
     let mut env_files: Vec<String> = Vec::new();
     let mut ignored_lines: Vec<String> = Vec::new();
-
     // Drop-ins: one name in /etc hides the same name in /usr/lib (systemd's rule).
     let mut drop_ins: BTreeMap<String, String> = BTreeMap::new();
     for dir in DROP_IN_DIRS.iter().rev() {
@@ -143,13 +349,6 @@ pub fn inspect(
             if !env_files.contains(&f) {
                 env_files.push(f);
             }
-        }
-        for exec in file.directives("ExecStart") {
-            exec_start_flags.extend(
-                exec.split_whitespace()
-                    .filter(|w| w.starts_with('-'))
-                    .map(str::to_string),
-            );
         }
         parsed.push((path.clone(), snap, file));
     }
@@ -188,6 +387,7 @@ pub fn inspect(
                     value: flag.value,
                     file: path.clone(),
                     var: var.clone(),
+                    line: 0,
                 });
             }
             vars.push(var);
@@ -203,41 +403,12 @@ pub fn inspect(
         }
     }
 
-    let config_path = flags
-        .iter()
-        .rev()
-        .find(|f| f.name == "config")
-        .and_then(|f| f.value.clone())
-        .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
-    let config = read_config(node, &config_path, files)?;
-
-    let last = |name: &str| {
-        flags
-            .iter()
-            .rev()
-            .find(|f| f.name == name)
-            .and_then(|f| f.value.clone())
-    };
-    Ok(Kubelet {
-        installed,
-        cgroup_driver: last("cgroup-driver").or_else(|| config.cgroup_driver.clone()),
-        runtime_endpoint: last("container-runtime-endpoint")
-            .or_else(|| config.container_runtime_endpoint.clone()),
-        pod_infra_container_image: last("pod-infra-container-image"),
-        cluster_dns: last("cluster-dns")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_else(|| config.cluster_dns.clone()),
-        cluster_domain: last("cluster-domain").or_else(|| config.cluster_domain.clone()),
+    Ok(Sources {
         flag_files,
         flags,
-        exec_start_flags,
-        config,
         ignored_lines,
+        exec_start: None,
+        exec_vars: vec![],
     })
 }
 
@@ -317,9 +488,11 @@ mod tests {
                     value: Some(v.to_string()),
                     file: KUBEADM_FLAGS.into(),
                     var: "KUBELET_KUBEADM_ARGS".into(),
+                    line: 0,
                 })
                 .collect(),
-            exec_start_flags: vec![],
+            exec_start: None,
+            exec_vars: vec![],
             ignored_lines: vec![],
             config: KubeletConfig::default(),
             cluster_dns: vec![],

@@ -178,13 +178,6 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             ));
         }
     }
-    if !k.exec_start_flags.is_empty() {
-        out.push(Finding::warning(
-            "exec-start-flags",
-            format!("kubelet flags are written in an ExecStart= line ({}), which cri-migrate does not edit", k.exec_start_flags.join(" ")),
-            "move them to KUBELET_EXTRA_ARGS in /etc/default/kubelet",
-        ));
-    }
     if let Some(c) = &f.containerd_config {
         if !c.imports.is_empty() {
             out.push(Finding::info(

@@ -1,7 +1,6 @@
 //! The kubelet's flags and config.yaml for its version (runtime-facts §4).
 
 use crate::flags::{FileKind, FlagList, VarsFile};
-use crate::inspect::kubelet::is_flags_var;
 use crate::version::Version;
 
 /// Flags that only dockershim took; the kubelet refuses them from 1.24.
@@ -48,24 +47,21 @@ impl Rules {
     }
 }
 
-/// Rewrite one flags file. `owner` names the variable that receives the runtime flags, when
-/// this file is where they belong. Returns the new text and the flags removed.
+/// Rewrite one flags file: the variables `vars` (those the kubelet's command line expands).
+/// `owner` names the variable that receives the runtime flags, when this file is where they
+/// belong. Returns the new text and the flags removed.
 pub fn rewrite_flags_file(
     kind: FileKind,
     text: &str,
+    vars: &[String],
     owner: Option<&str>,
     rules: &Rules,
 ) -> Result<(String, Vec<String>), String> {
     let mut file = VarsFile::parse(kind, text)?;
     let mut removed = Vec::new();
     let mut error = None;
-    let vars: Vec<String> = file
-        .vars()
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| is_flags_var(k))
-        .collect();
-    for var in &vars {
+    let present: Vec<String> = file.vars().into_iter().map(|(k, _)| k).collect();
+    for var in vars.iter().filter(|v| present.contains(v)) {
         file.edit(var, &mut |value| {
             let mut list = match FlagList::parse(value) {
                 Ok(l) => l,
@@ -74,17 +70,7 @@ pub fn rewrite_flags_file(
                     return value.to_string();
                 }
             };
-            for flag in DOCKERSHIM_FLAGS.iter().chain(&RUNTIME_FLAGS) {
-                if list.remove(flag) && !RUNTIME_FLAGS.contains(flag) {
-                    removed.push(format!("--{flag}"));
-                }
-            }
-            if rules.drop_pod_infra && list.remove("pod-infra-container-image") {
-                removed.push("--pod-infra-container-image".into());
-            }
-            if owner == Some(var.as_str()) {
-                add_runtime_flags(&mut list, rules);
-            }
+            edit_list(&mut list, owner == Some(var.as_str()), rules, &mut removed);
             list.render()
         });
     }
@@ -92,7 +78,7 @@ pub fn rewrite_flags_file(
         return Err(e);
     }
     if let Some(owner) = owner {
-        if !vars.iter().any(|v| v == owner) {
+        if !present.iter().any(|v| v == owner) {
             let mut list = FlagList::parse("").unwrap();
             add_runtime_flags(&mut list, rules);
             if !list.render().is_empty() {
@@ -101,6 +87,40 @@ pub fn rewrite_flags_file(
         }
     }
     Ok((file.render(), removed))
+}
+
+/// Rewrite the flags written on an `ExecStart=` line itself (the one starting on `line`).
+pub fn rewrite_exec_start(
+    text: &str,
+    line: usize,
+    owner: bool,
+    rules: &Rules,
+) -> Result<(String, Vec<String>), String> {
+    let value = crate::unit::exec_start_value(text, line)?;
+    let mut list = FlagList::parse(&value).map_err(|e| format!("ExecStart= (line {line}): {e}"))?;
+    let mut removed = Vec::new();
+    edit_list(&mut list, owner, rules, &mut removed);
+    let new = list.render();
+    if new == value {
+        return Ok((text.to_string(), removed));
+    }
+    Ok((crate::unit::replace_exec_start(text, line, &new)?, removed))
+}
+
+/// One list of flags for the kubelet's version: dockershim's flags and the runtime's go; the
+/// runtime flags are set again where they belong (`owner`).
+fn edit_list(list: &mut FlagList, owner: bool, rules: &Rules, removed: &mut Vec<String>) {
+    for flag in DOCKERSHIM_FLAGS.iter().chain(&RUNTIME_FLAGS) {
+        if list.remove(flag) && !RUNTIME_FLAGS.contains(flag) {
+            removed.push(format!("--{flag}"));
+        }
+    }
+    if rules.drop_pod_infra && list.remove("pod-infra-container-image") {
+        removed.push("--pod-infra-container-image".into());
+    }
+    if owner {
+        add_runtime_flags(list, rules);
+    }
 }
 
 fn add_runtime_flags(list: &mut FlagList, rules: &Rules) {
@@ -131,6 +151,10 @@ mod tests {
 
     const EP: &str = "unix:///run/containerd/containerd.sock";
 
+    fn kubeadm() -> Vec<String> {
+        vec!["KUBELET_KUBEADM_ARGS".to_string()]
+    }
+
     #[test]
     fn kubelet_1_23_gets_remote_and_endpoint_flags() {
         let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
@@ -138,6 +162,7 @@ mod tests {
         let (out, removed) = rewrite_flags_file(
             FileKind::EnvFile,
             text,
+            &kubeadm(),
             Some("KUBELET_KUBEADM_ARGS"),
             &rules,
         )
@@ -153,17 +178,27 @@ mod tests {
     fn kubelet_1_27_has_no_runtime_flags_and_1_35_no_pause_flag() {
         let text = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
         let r127 = Rules::for_version(Version::new(1, 27, 0), EP, true);
-        let (out, _) =
-            rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r127)
-                .unwrap();
+        let (out, _) = rewrite_flags_file(
+            FileKind::EnvFile,
+            text,
+            &kubeadm(),
+            Some("KUBELET_KUBEADM_ARGS"),
+            &r127,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n"
         );
         let r135 = Rules::for_version(Version::new(1, 35, 0), EP, true);
-        let (out, removed) =
-            rewrite_flags_file(FileKind::EnvFile, text, Some("KUBELET_KUBEADM_ARGS"), &r135)
-                .unwrap();
+        let (out, removed) = rewrite_flags_file(
+            FileKind::EnvFile,
+            text,
+            &kubeadm(),
+            Some("KUBELET_KUBEADM_ARGS"),
+            &r135,
+        )
+        .unwrap();
         assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"\"\n");
         assert_eq!(removed, ["--pod-infra-container-image"]);
         // Without a config file the 1.27 kubelet still takes the (deprecated) flag.
@@ -171,6 +206,7 @@ mod tests {
         let (out, _) = rewrite_flags_file(
             FileKind::EnvFile,
             "",
+            &kubeadm(),
             Some("KUBELET_KUBEADM_ARGS"),
             &no_config,
         )
@@ -194,6 +230,26 @@ mod tests {
         assert_eq!(
             rewrite_config("kind: KubeletConfiguration\n", &old).unwrap(),
             "kind: KubeletConfiguration\n"
+        );
+    }
+
+    #[test]
+    fn flags_on_the_exec_start_line_are_edited_in_place() {
+        let unit = "[Service]\nExecStart=/usr/bin/kubelet --config /c.json \\\n    --container-runtime docker \\\n    --network-plugin cni $KUBELET_ARGS\n";
+        let rules = Rules::for_version(Version::new(1, 22, 17), EP, true);
+        let (out, removed) = rewrite_exec_start(unit, 2, true, &rules).unwrap();
+        assert_eq!(removed, ["--network-plugin"]);
+        assert_eq!(
+            crate::unit::exec_start_value(&out, 2).unwrap(),
+            format!("/usr/bin/kubelet --config /c.json $KUBELET_ARGS --container-runtime=remote --container-runtime-endpoint={EP}")
+        );
+        // Not the owner: only what goes is removed; nothing to remove leaves the text as it is.
+        let (out, _) = rewrite_exec_start(unit, 2, false, &rules).unwrap();
+        assert!(!out.contains("--container-runtime"), "{out}");
+        let plain = "[Service]\nExecStart=/usr/bin/kubelet $KUBELET_ARGS\n";
+        assert_eq!(
+            rewrite_exec_start(plain, 2, false, &rules).unwrap().0,
+            plain
         );
     }
 }
