@@ -328,6 +328,24 @@ model_is_the_running_kubelet() {
     diff -u "$WORK/argv.running" "$WORK/argv.model" >&2
 }
 
+# migrate_layout NAME [requires]: the node as laid out now migrated for real: the kubelet runs on containerd
+# with its flags edited where they live (the model's argv still the running one, dockershim's
+# flags gone, the endpoint there), then a rollback brings every file back.
+migrate_layout() {
+    node_state "$NODE" >"$WORK/state.layout"
+    expect "$1: migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes &&
+        expect "$1: after the move the model's argv is the running kubelet's" model_is_the_running_kubelet &&
+        expect "$1: the running kubelet has containerd's endpoint" grep -qx -- "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" "$WORK/argv.running" &&
+        expect "$1: and no dockershim flag" bash -c "! grep -q -- '^--network-plugin' '$WORK/argv.running'" &&
+        { [ "${2:-}" != requires ] || {
+            expect "$1: the kubelet Requires= containerd, not Docker" bash -c "in_node systemctl show -p Requires --value kubelet.service | grep -qw containerd.service && ! in_node systemctl show -p Requires --value kubelet.service | grep -qw docker.service" &&
+                expect "$1: a restart of the kubelet leaves Docker stopped" bash -c "in_node systemctl restart kubelet.service && sleep 1 && [ \"\$(in_node systemctl is-active docker.service)\" = inactive ]"
+        }; } &&
+        expect "$1: a rollback brings it back" exits 0 in_node cri-migrate rollback --yes &&
+        expect "$1: every file as before the move" same_state layout &&
+        expect "$1: the kubelet is active again" wait_active kubelet.service 30
+}
+
 # kubelet_layout FILE TEXT: a drop-in (or env file) for another layout, the kubelet restarted.
 kubelet_layout() {
     mkdir -p "$(dirname "$WORK/$NODE$1")"
@@ -348,7 +366,12 @@ unit_model_is_the_running_kubelet() {
     local first rest
     first=$(printf '%s\n' "$words" | head -n 1)
     rest=$(printf '%s\n' "$words" | tail -n +2 | sed 's/$/ \\/')
-    kubelet_layout "$dropin" "[Service]
+    # As the EKS AMI's unit: the kubelet Requires= Docker.
+    kubelet_layout "$dropin" "[Unit]
+After=docker.service
+Requires=docker.service
+
+[Service]
 Environment=\"E2E_FIRST=$first\"
 ExecStart=
 ExecStart=/usr/bin/kubelet \${E2E_FIRST} \\
@@ -356,10 +379,10 @@ $rest
 "
     in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
     expect "flags on ExecStart=: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
+    [ "$rc" = 0 ] && { migrate_layout "flags on ExecStart=" requires || rc=1; }
     if [ "$rc" = 0 ]; then
-        # One line: the flags reader of inspect (src/flags.rs) refuses a value continued over
-        # lines, which the unit model reads (its unit test); issue 24 moves the flags onto it.
-        kubelet_layout /etc/kubernetes/kubelet.env "KUBELET_ARGS=\"$(printf '%s ' $words)\"
+        # Kubespray's kubelet.env: the value continued over lines inside its quotes.
+        kubelet_layout /etc/kubernetes/kubelet.env "KUBELET_ARGS=\"$(printf ' \\\n%s' $words)\"
 "
         kubelet_layout "$dropin" "[Service]
 EnvironmentFile=/etc/kubernetes/kubelet.env
@@ -368,6 +391,7 @@ ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
 "
         in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
         expect "an env file's \$KUBELET_ARGS: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
+        [ "$rc" = 0 ] && { migrate_layout "an env file's \$KUBELET_ARGS" || rc=1; }
     fi
     rm -f "$WORK/$NODE$dropin" "$WORK/$NODE/etc/kubernetes/kubelet.env"
     rmdir --ignore-fail-on-non-empty "$WORK/$NODE/etc/kubernetes" 2>/dev/null
@@ -724,7 +748,7 @@ scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
-scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file)" unit_model_is_the_running_kubelet
+scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file); the last two migrated for real and rolled back" unit_model_is_the_running_kubelet
 stop_node "$NODE"
 
 # kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the
