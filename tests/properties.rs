@@ -167,6 +167,8 @@ proptest! {
                 sandbox_image: None,
                 timeout_secs: 60,
                 no_sandbox: false,
+                images: Default::default(),
+                drain: false,
             };
             let Ok(plan) = plan::plan(&facts, &opts) else { continue };
             for f in &plan.files {

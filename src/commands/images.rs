@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde_json::json;
 use std::io::Write;
 
-pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub const DOCKER_SOCKET: &str = crate::images::docker::SOCKET;
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// Where containerd keeps its images (its default `root`).
 const CONTAINERD_ROOT: &str = crate::runtime::CONTAINERD.image_store;
@@ -27,34 +27,6 @@ pub struct Request {
     pub show: Show,
     /// `--copy-images`: never link Docker's layers.
     pub copy_images: bool,
-}
-
-/// Whether a migration would carry Docker's images here, and if not why (the dry run says it;
-/// the carry checks the same).
-pub fn would_carry(
-    t: &NodeAccess,
-    target: Target,
-    selection: Selection,
-    root_changes: bool,
-) -> Result<(), String> {
-    if selection == Selection::None {
-        return Err("--images none: the runtime pulls them".into());
-    }
-    if !t.live {
-        return Err("offline (--root): images are not carried; the runtime pulls them".into());
-    }
-    if target == Target::Crio && which::which("skopeo").is_err() {
-        return Err("skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into());
-    }
-    if root_changes {
-        return Err("the runtime's root directory changes with this migration, so images carried now would be left behind; the runtime pulls them again".into());
-    }
-    if !t.node.path(DOCKER_SOCKET).exists() {
-        return Err(format!(
-            "Docker is not running ({DOCKER_SOCKET} is missing): nothing to carry"
-        ));
-    }
-    Ok(())
 }
 
 /// How a carry to containerd would go here: linked from Docker's overlay2 layers, or copied and
@@ -127,7 +99,7 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     if selection == Selection::None {
         return Ok(Ok(vec![]));
     }
-    if let Err(why) = would_carry(t, target, selection, root_changes) {
+    if let Some(why) = crate::plan::images::decide(facts, target, selection, root_changes).why_not {
         return Ok(Err(why));
     }
     let docker = t.node.path(DOCKER_SOCKET);

@@ -135,6 +135,8 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             sandbox_image: args.sandbox_image.clone(),
             timeout_secs: args.timeout,
             no_sandbox: args.no_sandbox,
+            images: args.images,
+            drain: args.drain,
         },
     )?;
     Ok((facts, plan))
@@ -148,14 +150,8 @@ fn dry_run(
     console: Console,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let images = super::images::would_carry(
-        t,
-        plan.target,
-        args.images,
-        plan.settings.runtime_root.is_some(),
-    );
     // --drain: which node and which kubeconfig the run would use (the operator's, said).
-    let drain = args.drain.then(|| {
+    let drain = plan.drain.then(|| {
         if !t.live {
             return "not under --root: nothing talks to the cluster from an offline node"
                 .to_string();
@@ -180,21 +176,21 @@ fn dry_run(
         Output::Json => {
             let mut doc = report::plan_json(plan, facts, true);
             // What the fleet view shows: whether Docker's images would be carried, else why not.
-            doc["images"] = match images {
-                Ok(()) if plan.target == Target::Containerd => {
+            doc["images"] = match &plan.images.why_not {
+                None if plan.target == Target::Containerd => {
                     match super::images::carry_way(t, facts, args.copy_images) {
                         Ok(()) => {
-                            json!({"carried": args.images, "why": null, "way": "linked", "copy_why": null})
+                            json!({"carried": plan.images.selection, "why": null, "way": "linked", "copy_why": null})
                         }
                         Err(why) => {
-                            json!({"carried": args.images, "why": null, "way": "copied", "copy_why": why})
+                            json!({"carried": plan.images.selection, "why": null, "way": "copied", "copy_why": why})
                         }
                     }
                 }
-                Ok(()) => {
-                    json!({"carried": args.images, "why": null, "way": "copied", "copy_why": "CRI-O's images go through skopeo"})
+                None => {
+                    json!({"carried": plan.images.selection, "why": null, "way": "copied", "copy_why": "CRI-O's images go through skopeo"})
                 }
-                Err(why) => json!({"carried": "none", "why": why, "way": null, "copy_why": null}),
+                Some(why) => json!({"carried": "none", "why": why, "way": null, "copy_why": null}),
             };
             if let Some(d) = &drain {
                 doc["drain"] = d.as_str().into();
@@ -249,7 +245,7 @@ fn execute(
     let systemd = t.systemd();
     let units = apply::preflight::unit_states(&systemd, &UNITS)?;
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
-    let drain = if args.drain {
+    let drain = if plan.drain {
         let name = node_name(t, facts, args.node_name.as_deref())?;
         apply::preflight::drain(kubectl_ref(&kubectl), &name)?;
         if let (Some(k), Output::Text) = (&kubectl, args.output) {
@@ -274,7 +270,7 @@ fn execute(
             .as_ref()
             .map(|s| s.value.clone()),
         root_changes: plan.settings.runtime_root.is_some(),
-        selection: args.images,
+        selection: plan.images.selection,
         parallel: 2,
         show,
         copy_images: args.copy_images,

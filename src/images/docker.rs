@@ -11,6 +11,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Docker's API socket, where Docker's packages put it.
+pub const SOCKET: &str = "/var/run/docker.sock";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Image {
     #[serde(rename = "Id")]

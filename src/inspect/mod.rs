@@ -168,6 +168,10 @@ pub struct Facts {
     /// The command line `kubelet.service` runs, read as systemd reads the unit (src/unit.rs),
     /// each word with the file, line and variable it comes from.
     pub kubelet_command: Option<KubeletCommand>,
+    /// Docker's API socket is there to carry images from (a live node only).
+    pub docker_socket: bool,
+    /// skopeo, which carries images to CRI-O, is installed (a live node only).
+    pub skopeo: bool,
     pub risks: Vec<Finding>,
     /// The text of every file the planner may rewrite, as found.
     #[serde(skip)]
@@ -303,6 +307,8 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         leftovers,
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
+        docker_socket: live && node.path(crate::images::docker::SOCKET).exists(),
+        skopeo: live && which::which("skopeo").is_ok(),
         risks: vec![],
         files,
     };

@@ -1,0 +1,282 @@
+//! Phase 5: the order (is the runtime checked before the cutover?) and the service actions.
+
+use super::versions::Versions;
+use super::*;
+
+/// The order and the actions; `--no-sandbox` takes the test pod out, said.
+pub(super) fn service_actions(
+    facts: &Facts,
+    v: &Versions,
+    opts: &PlanOptions,
+    files: &[FileChange],
+    settings: &Carried,
+    warnings: &mut Vec<Finding>,
+) -> (Order, Vec<Action>) {
+    let (target, from, rv) = (opts.target, v.from, v.rv);
+    let order = order(facts, target, from);
+    if !order.check_before_cutover && from.is_docker() {
+        warnings.push(Finding::info(
+            "checked-after-cutover",
+            format!(
+                "{} is checked after the kubelet and Docker stop: {}",
+                target.name(),
+                order.why
+            ),
+            "a failed check then rolls back to Docker; the kubelet is down meanwhile",
+        ));
+    }
+    let actions = actions(
+        facts,
+        target,
+        from,
+        files,
+        settings,
+        rv,
+        opts.timeout_secs,
+        &order,
+    );
+    let actions: Vec<Action> = if opts.no_sandbox {
+        warnings.push(Finding::info(
+            "sandbox-check-skipped",
+            "no test pod runs (--no-sandbox): the runtime is checked by Version, Status and a pull, which prove neither the cgroup driver nor CNI nor the sandbox image",
+            "run `cri-migrate verify` once the kubelet is back",
+        ));
+        actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::CheckSandbox { .. }))
+            .collect()
+    } else {
+        actions
+    };
+    (order, actions)
+}
+
+/// Can the target runtime come up with its new config while the kubelet still runs on Docker?
+pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
+    let no = |why: String| Order {
+        check_before_cutover: false,
+        why,
+    };
+    if !from.is_docker() {
+        return no(format!(
+            "the kubelet runs on {}, not Docker: the runtimes cannot be told apart before the cutover",
+            from.name()
+        ));
+    }
+    let installed = match target {
+        Target::Containerd => &facts.runtimes.containerd,
+        Target::Crio => &facts.runtimes.crio,
+    };
+    if !installed.units.iter().any(|u| u == target.unit()) {
+        return no(format!("{} has no unit on this node yet", target.unit()));
+    }
+    // Docker on the system's containerd passes `--containerd=` (its unit, or daemon.json's
+    // `containerd`); without it, dockerd runs a containerd of its own under /run/docker.
+    let docker_own_containerd = facts
+        .runtimes
+        .docker
+        .exec_start
+        .as_deref()
+        .is_some_and(|e| !e.contains("--containerd"))
+        && !facts.docker.settings.other.contains_key("containerd");
+    match target {
+        Target::Containerd => match installed.kill_mode.as_deref() {
+            Some("process") => Order {
+                check_before_cutover: true,
+                why: "containerd.service has KillMode=process: Docker's containers (their shims) outlive its restart, so containerd is restarted with the new config and checked while the kubelet still runs on Docker".into(),
+            },
+            _ if docker_own_containerd => Order {
+                check_before_cutover: true,
+                why: "Docker runs a containerd of its own (no --containerd in its unit or daemon.json): containerd.service is a separate daemon on its own socket, so it is restarted with the new config and checked while the kubelet still runs on Docker".into(),
+            },
+            other => no(format!(
+                "containerd.service has KillMode={}: restarting it beside Docker would stop Docker's containers",
+                other.unwrap_or("control-group (systemd's default)")
+            )),
+        },
+        Target::Crio => Order {
+            check_before_cutover: true,
+            why: "CRI-O runs beside Docker on its own socket: it is started with the new config and checked while the kubelet still runs on Docker".into(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn actions(
+    facts: &Facts,
+    target: Target,
+    from: RuntimeKind,
+    files: &[FileChange],
+    settings: &Carried,
+    rv: Version,
+    timeout: u64,
+    order: &Order,
+) -> Vec<Action> {
+    let unit = |u: &str| u.to_string();
+    let mut docker_units: Vec<&str> = Vec::new();
+    if from.is_docker() && from != kind_of(target) {
+        if from == RuntimeKind::CriDockerd {
+            docker_units.extend(
+                ["cri-docker.socket", "cri-docker.service"]
+                    .iter()
+                    .filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)),
+            );
+        }
+        // The socket first, or socket activation starts Docker again.
+        let present = |u: &str| facts.runtimes.docker.units.iter().any(|x| x == u);
+        if present("docker.socket") {
+            docker_units.push("docker.socket");
+        }
+        if present("docker.service") || facts.runtimes.docker.installed {
+            docker_units.push("docker.service");
+        }
+    }
+    let mut stops: Vec<Action> = std::iter::once("kubelet.service")
+        .chain(docker_units.iter().copied())
+        .map(|u| Action::Stop { unit: unit(u) })
+        .collect();
+    // Once Docker is down its pods are gone, and nothing else frees their addresses.
+    if !docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty() {
+        stops.push(Action::ReleaseAddresses {
+            reservations: facts
+                .leftovers
+                .ipam_reservations
+                .iter()
+                .map(|r| (r.path.clone(), r.container.clone()))
+                .collect(),
+        });
+    }
+    let reload = |group: FileGroup| {
+        files
+            .iter()
+            .any(|f| f.unit_file && group.holds(&f.path))
+            .then_some(Action::DaemonReload)
+    };
+    let image = settings
+        .sandbox_image
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| super::checks::default_pause(target, rv));
+    // Version, pull, test pod: everything the kubelet will ask of the runtime.
+    let checks = vec![
+        Action::Restart {
+            unit: unit(target.unit()),
+        },
+        Action::WaitForSocket {
+            endpoint: target.endpoint().into(),
+            timeout_secs: timeout,
+        },
+        Action::VerifyPull {
+            endpoint: target.endpoint().into(),
+            image: image.clone(),
+        },
+        Action::CheckSandbox {
+            endpoint: target.endpoint().into(),
+            image,
+            cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
+                facts.kubelet.cgroup_driver.as_deref(),
+            )
+            .name()
+            .into(),
+            cluster_dns: facts.kubelet.cluster_dns.clone(),
+            cluster_domain: facts.kubelet.cluster_domain.clone(),
+        },
+    ];
+    let start_kubelet = Action::Start {
+        unit: unit("kubelet.service"),
+    };
+    let wait_kubelet = Action::WaitActive {
+        unit: unit("kubelet.service"),
+        timeout_secs: timeout * 2,
+    };
+    let mut a = Vec::new();
+    if order.check_before_cutover {
+        // The runtime first, checked while the kubelet still runs on Docker; only then the
+        // cutover, which then holds no more than the kubelet's restart on the new socket.
+        a.push(Action::WriteFiles {
+            group: FileGroup::Runtime,
+        });
+        a.extend(reload(FileGroup::Runtime));
+        a.extend(checks);
+        a.extend(stops);
+        a.push(Action::WriteFiles {
+            group: FileGroup::Kubelet,
+        });
+        a.extend(reload(FileGroup::Kubelet));
+        a.push(start_kubelet);
+        a.push(Action::CheckRuntime {
+            endpoint: target.endpoint().into(),
+        });
+        a.push(wait_kubelet);
+    } else {
+        // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting
+        // on its own in between never starts on half a migration.
+        a.extend(stops);
+        a.push(Action::WriteFiles {
+            group: FileGroup::All,
+        });
+        a.extend(reload(FileGroup::All));
+        a.extend(checks);
+        a.push(start_kubelet);
+        a.push(wait_kubelet);
+    }
+    // What the next boot starts changes once the kubelet is back.
+    a.extend(
+        docker_units
+            .iter()
+            .map(|u| Action::Disable { unit: unit(u) }),
+    );
+    a.push(Action::Enable {
+        unit: unit(target.unit()),
+    });
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::{facts_with, opts};
+    use super::super::versions::versions;
+    use super::*;
+
+    #[test]
+    fn no_sandbox_takes_the_test_pod_out_and_says_so() {
+        let f = facts_with("kubeadm-1.20-docker", None);
+        let mut o = opts(Target::Containerd);
+        let mut w = vec![];
+        let v = versions(&f, &o, &mut w).unwrap();
+        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+        let (_, with) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(with
+            .iter()
+            .any(|a| matches!(a, Action::CheckSandbox { .. })));
+        o.no_sandbox = true;
+        let (_, without) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(!without
+            .iter()
+            .any(|a| matches!(a, Action::CheckSandbox { .. })));
+        assert_eq!(with.len(), without.len() + 1);
+        assert!(w.iter().any(|f| f.code == "sandbox-check-skipped"));
+        // Docker's units stop, the runtime's is enabled last.
+        assert!(with
+            .iter()
+            .any(|a| matches!(a, Action::Stop { unit } if unit == "docker.service")));
+        assert!(
+            matches!(with.last(), Some(Action::Enable { unit }) if unit == "containerd.service")
+        );
+    }
+
+    #[test]
+    fn a_containerd_that_kills_its_shims_is_checked_after_the_cutover() {
+        // The EKS fixture's containerd.service has systemd's default KillMode.
+        let f = facts_with("eks-al2-1.22-docker", Some("1.22.17"));
+        let mut o = opts(Target::Containerd);
+        o.runtime_version = Version::parse("1.6.19");
+        let mut w = vec![];
+        let v = versions(&f, &o, &mut w).unwrap();
+        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+        let (order, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(!order.check_before_cutover);
+        assert!(order.why.contains("KillMode"), "{}", order.why);
+        assert!(w.iter().any(|f| f.code == "checked-after-cutover"));
+    }
+}

@@ -1,0 +1,450 @@
+//! Phase 4: the kubelet's side — crictl's endpoints, the kubelet's flags where they live (the
+//! unit model's sources), its unit's dependencies on Docker, its config file, kubeadm's record
+//! of the CRI socket.
+
+use super::*;
+
+/// crictl.yaml, the kubelet's files and kubeadm's instance config, for the new endpoint.
+pub(super) fn kubelet_side(
+    facts: &Facts,
+    kv: Version,
+    target: Target,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
+    let endpoint = target.endpoint().to_string();
+    let mut files = Vec::new();
+    // crictl talks to the new runtime.
+    let crictl = match facts.files.get(CRICTL_YAML) {
+        Some(old) => ["runtime-endpoint", "image-endpoint"]
+            .iter()
+            .try_fold(old.content.clone(), |text, key| {
+                render::yaml::set_top_level(&text, key, &endpoint)
+            })
+            .map_err(|e| {
+                Failure::bad_input(
+                    CRICTL_YAML,
+                    e,
+                    "Fix the YAML, or move the file aside so that cri-migrate writes a new one.",
+                )
+            })?,
+        None => render::template("crictl.yaml", serde_json::json!({ "endpoint": endpoint })),
+    };
+    files.push(change(
+        facts,
+        CRICTL_YAML,
+        crictl,
+        "crictl talks to the new runtime",
+    ));
+
+    files.extend(kubelet_files(facts, kv, target, warnings)?);
+    // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
+    if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
+        let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", &endpoint)
+            .map_err(|e| {
+                Failure::bad_input(
+                    INSTANCE_CONFIG,
+                    e,
+                    "Fix the file, or restore it with `kubeadm upgrade node`.",
+                )
+            })?;
+        files.push(change(
+            facts,
+            INSTANCE_CONFIG,
+            new,
+            "kubeadm's record of the node's CRI socket",
+        ));
+    }
+    Ok(files)
+}
+
+/// Where the kubelet's runtime flags go: kubeadm's variable where the unit expands it, else
+/// where the runtime flags are now, else the distribution's `KUBELET_EXTRA_ARGS`, else the
+/// variable that holds the kubelet's own `--kubeconfig`/`--config` (Kubespray's
+/// `KUBELET_ARGS`), else the `ExecStart=` line itself. `(file, variable)`; the variable is
+/// [`EXEC_START`] for the line.
+pub fn runtime_flags_owner(k: &crate::inspect::kubelet::Kubelet) -> Option<(String, String)> {
+    let expanded = |var: &str| k.exec_start.is_none() || k.exec_vars.iter().any(|v| v == var);
+    let file_of = |var: &str| {
+        k.flag_files
+            .iter()
+            .find(|f| f.vars.iter().any(|v| v == var))
+            .map(|f| (f.path.clone(), var.to_string()))
+    };
+    let kubeadm = k
+        .flag_files
+        .iter()
+        .find(|f| f.path == KUBEADM_FLAGS)
+        .filter(|_| expanded("KUBELET_KUBEADM_ARGS"))
+        .map(|f| (f.path.clone(), "KUBELET_KUBEADM_ARGS".to_string()));
+    let where_flag = |names: &[&str]| {
+        k.flags
+            .iter()
+            .rev()
+            .find(|f| names.contains(&f.name.as_str()))
+            .map(|f| (f.file.clone(), f.var.clone()))
+    };
+    let extra = || match k.exec_start {
+        // Without a unit, kubeadm's drop-in is assumed: it reads these files.
+        None => k
+            .flag_files
+            .iter()
+            .find(|f| EXTRA_ARGS_FILES.contains(&f.path.as_str()))
+            .map(|f| (f.path.clone(), "KUBELET_EXTRA_ARGS".to_string())),
+        Some(_) => file_of("KUBELET_EXTRA_ARGS"),
+    };
+    kubeadm
+        .or_else(|| where_flag(&["container-runtime-endpoint", "container-runtime"]))
+        .or_else(extra)
+        .or_else(|| where_flag(&["kubeconfig", "config", "bootstrap-kubeconfig"]))
+        .or_else(|| {
+            k.exec_start
+                .as_ref()
+                .map(|o| (o.file.clone(), EXEC_START.to_string()))
+        })
+}
+
+/// A unit file systemd's packages own (under /usr or /lib): edited through a drop-in in
+/// /etc/systemd/system, never in place (systemd.unit(5): "the files in /usr ... are owned by
+/// the package").
+fn vendor_unit_file(path: &str) -> bool {
+    [
+        "/usr/lib/systemd/",
+        "/lib/systemd/",
+        "/usr/local/lib/systemd/",
+    ]
+    .iter()
+    .any(|d| path.starts_with(d))
+}
+
+/// The drop-in that carries a package's kubelet unit file's changed flags (`old` → `new`):
+/// the variables its `Environment=` lines changed, and its `ExecStart=` (reset first, as
+/// systemd.service(5) asks of a drop-in that replaces the command).
+fn override_drop_in(
+    facts: &Facts,
+    path: &str,
+    old: &str,
+    new: &str,
+) -> Result<FileChange, Failure> {
+    let bad = |e: String| {
+        Failure::bad_input(
+            path,
+            e,
+            "Fix the unit file's Environment= and ExecStart= lines.",
+        )
+    };
+    let vars = |text: &str| {
+        VarsFile::parse(FileKind::DropIn, text)
+            .map(|f| f.vars())
+            .map_err(bad)
+    };
+    let (before, after) = (vars(old)?, vars(new)?);
+    let mut body = String::new();
+    for (k, v) in &after {
+        if !before.iter().any(|(bk, bv)| bk == k && bv == v) {
+            let word = format!("{k}={v}")
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            body.push_str(&format!("Environment=\"{word}\"\n"));
+        }
+    }
+    if let Some(exec) = facts.kubelet.exec_start.as_ref().filter(|o| o.file == path) {
+        let value = |text: &str| crate::unit::exec_start_value(text, exec.line).map_err(bad);
+        let (was, now) = (value(old)?, value(new)?);
+        if was != now {
+            body.push_str(&format!("ExecStart=\nExecStart={now}\n"));
+        }
+    }
+    // Last among the unit's drop-ins, so that its settings win.
+    let names: Vec<String> = facts
+        .kubelet_command
+        .iter()
+        .flat_map(|c| c.dropins.iter())
+        .filter_map(|d| d.rsplit('/').next().map(str::to_string))
+        .collect();
+    let mut name = String::from("99-cri-migrate.conf");
+    // A `z` more each round: after a name's length in `z`s, ours sorts after it.
+    while names
+        .iter()
+        .any(|n| *n > name && !n.ends_with("cri-migrate.conf"))
+    {
+        name.insert(0, 'z');
+    }
+    let target = format!("/etc/systemd/system/kubelet.service.d/{name}");
+    let text = format!("# Written by cri-migrate: the kubelet's flags for its new runtime, over {path}\n# (a package's file, left as it is). The rollback removes this file.\n[Service]\n{body}");
+    Ok(change(facts, &target, text, "kubelet flags"))
+}
+
+/// The kubelet's flags files and config.yaml, rewritten for its version.
+fn kubelet_files(
+    facts: &Facts,
+    kv: Version,
+    target: Target,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
+    let endpoint = target.endpoint();
+    let k = &facts.kubelet;
+    let rules = Rules::for_version(kv, endpoint, k.config.exists);
+    let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
+    let owner = runtime_flags_owner(k).filter(|_| needs_flag);
+    if needs_flag && owner.is_none() {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} takes its runtime endpoint as a flag, but the node has no kubelet unit and no kubelet flags file ({KUBEADM_FLAGS}, {})", EXTRA_ARGS_FILES.join(", ")),
+            "Create /etc/default/kubelet (or /etc/sysconfig/kubelet) with KUBELET_EXTRA_ARGS=\"\" and make the kubelet unit read it with EnvironmentFile=, then run cri-migrate again.",
+        ));
+    }
+    // Each file's new text, edit after edit (a unit file may hold both an Environment= of
+    // flags and the ExecStart= line), in the order first met.
+    let mut edited: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut sources: Vec<(String, FileKind, Vec<String>)> = k
+        .flag_files
+        .iter()
+        .map(|f| (f.path.clone(), f.kind, f.vars.clone()))
+        .collect();
+    if let (Some((file, var)), Some(_)) = (&owner, &k.exec_start) {
+        if var == EXEC_START && !sources.iter().any(|s| s.1 == FileKind::ExecStart) {
+            sources.push((file.clone(), FileKind::ExecStart, vec![EXEC_START.into()]));
+        }
+    }
+    for (path, kind, vars) in &sources {
+        let at = match edited.iter().position(|e| e.0 == *path) {
+            Some(at) => at,
+            None => {
+                let old = facts
+                    .files
+                    .get(path)
+                    .map(|s| s.content.clone())
+                    .unwrap_or_default();
+                edited.push((path.clone(), old, vec![]));
+                edited.len() - 1
+            }
+        };
+        let text = &edited[at].1;
+        let owner_var = owner
+            .as_ref()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.as_str());
+        let (new, removed) = match kind {
+            FileKind::ExecStart => {
+                let line = k.exec_start.as_ref().map(|o| o.line).unwrap_or(0);
+                render::kubelet::rewrite_exec_start(
+                    text,
+                    line,
+                    owner_var == Some(EXEC_START),
+                    &rules,
+                )
+            }
+            _ => render::kubelet::rewrite_flags_file(
+                *kind,
+                text,
+                vars,
+                owner_var.filter(|v| *v != EXEC_START),
+                &rules,
+            ),
+        }
+        .map_err(|e| Failure::bad_input(path, e, "Fix the kubelet's flags."))?;
+        edited[at].1 = new;
+        edited[at].2.extend(removed);
+    }
+    // The unit's dependencies on Docker's units follow the runtime: a kubelet that Requires=
+    // docker.service would start Docker again, and be stopped with it.
+    let unit_files: Vec<String> = facts
+        .kubelet_command
+        .iter()
+        .flat_map(|c| c.unit.iter().chain(&c.dropins))
+        .cloned()
+        .collect();
+    let mut deps_changed: Vec<(String, Vec<String>)> = Vec::new();
+    for path in &unit_files {
+        let Some(snap) = facts.files.get(path) else {
+            continue;
+        };
+        let at = match edited.iter().position(|e| e.0 == *path) {
+            Some(at) => at,
+            None => {
+                edited.push((path.clone(), snap.content.clone(), vec![]));
+                edited.len() - 1
+            }
+        };
+        let (new, said) = crate::unit::replace_dependencies(
+            &edited[at].1,
+            &crate::runtime::DOCKER_UNITS,
+            target.unit(),
+        );
+        if !said.is_empty() {
+            edited[at].1 = new;
+            deps_changed.push((path.clone(), said));
+        }
+    }
+    let mut out = Vec::new();
+    for (path, new, removed) in edited {
+        let Some(old) = facts.files.get(&path) else {
+            continue;
+        };
+        if new == old.content {
+            continue;
+        }
+        let deps = deps_changed
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, s)| s);
+        let mut why = String::from(if removed.is_empty() && deps.is_none() {
+            "kubelet flags for its version"
+        } else {
+            "kubelet"
+        });
+        if !removed.is_empty() {
+            why.push_str(&format!(
+                " flags for its version; removes {}",
+                removed.join(" ")
+            ));
+        }
+        if let Some(deps) = deps {
+            why.push_str(&format!("; {}", deps.join(", ")));
+        }
+        if vendor_unit_file(&path) && deps.is_some() {
+            // systemd.unit(5): dependencies cannot be reset by a drop-in; the whole file is
+            // overridden by a copy in /etc/systemd/system (a drop-in by one of the same name).
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let copy = match path.rsplit_once("/kubelet.service.d/") {
+                Some(_) => format!("/etc/systemd/system/kubelet.service.d/{name}"),
+                None => format!("/etc/systemd/system/{name}"),
+            };
+            warnings.push(Finding::info(
+                "kubelet-unit-overridden",
+                format!("{path} belongs to a package and its dependencies on Docker change, which only a whole copy can do: {copy} overrides it"),
+                format!("after a package upgrade of the kubelet, compare {copy} with {path}"),
+            ));
+            let mut c = change(facts, &copy, new, &format!("{why} (a copy of {path})"));
+            c.mode = old.mode;
+            out.push(c);
+            continue;
+        }
+        if vendor_unit_file(&path) {
+            let drop_in = override_drop_in(facts, &path, &old.content, &new)?;
+            warnings.push(Finding::info(
+                "kubelet-unit-overridden",
+                format!("{path} belongs to a package: its changed kubelet flags go to {} (a package upgrade keeps them)", drop_in.path),
+                "systemd reloads its units",
+            ));
+            out.push(FileChange {
+                why: format!("{why} (overrides {path})"),
+                ..drop_in
+            });
+            continue;
+        }
+        if path.contains("/systemd/") {
+            warnings.push(Finding::info(
+                "kubelet-drop-in-edited",
+                format!("{path} sets kubelet flags that go; it is edited"),
+                "systemd reloads its units",
+            ));
+        }
+        out.push(change(facts, &path, new, &why));
+    }
+    if rules.endpoint_in_config {
+        let path = &k.config.path;
+        let old = &facts.files[path].content;
+        let new = render::kubelet::rewrite_config(old, &rules)
+            .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
+        out.push(change(
+            facts,
+            path,
+            new,
+            "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::facts_with;
+    use super::*;
+
+    #[test]
+    fn the_runtime_flags_go_where_each_layout_keeps_its_flags() {
+        let owner =
+            |fixture: &str, v: &str| runtime_flags_owner(&facts_with(fixture, Some(v)).kubelet);
+        assert_eq!(
+            owner("kubeadm-1.20-docker", "1.20.15"),
+            Some((KUBEADM_FLAGS.into(), "KUBELET_KUBEADM_ARGS".into()))
+        );
+        assert_eq!(
+            owner("kubespray-2.17-docker", "1.21.5"),
+            Some(("/etc/kubernetes/kubelet.env".into(), "KUBELET_ARGS".into()))
+        );
+        assert_eq!(
+            owner("eks-al2-1.22-docker", "1.22.17"),
+            Some((
+                "/etc/systemd/system/kubelet.service".into(),
+                EXEC_START.into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_packages_unit_is_overridden_never_edited() {
+        let f = facts_with("vendor-unit-1.24-cri-dockerd", None);
+        let mut w = vec![];
+        let files = kubelet_side(
+            &f,
+            f.kubelet.installed.version.unwrap(),
+            Target::Containerd,
+            &mut w,
+        )
+        .unwrap();
+        assert!(
+            !files.iter().any(|c| c.path.starts_with("/usr/lib/")),
+            "{files:?}"
+        );
+        // Its dependencies on cri-dockerd change: a whole copy in /etc, said.
+        let copy = files
+            .iter()
+            .find(|c| c.path == "/etc/systemd/system/kubelet.service")
+            .expect("a copy of the unit");
+        assert!(copy.old.is_none() && copy.unit_file);
+        assert!(copy
+            .new
+            .contains("After=network-online.target containerd.service"));
+        assert!(copy
+            .new
+            .contains("--container-runtime-endpoint=unix:///run/containerd/containerd.sock"));
+        assert!(!copy.new.contains("--network-plugin"));
+        assert!(w.iter().any(|f| f.code == "kubelet-unit-overridden"));
+        assert!(files.iter().any(|c| c.path == CRICTL_YAML));
+    }
+
+    #[test]
+    fn flags_only_over_a_package_unit_go_to_a_drop_in_sorted_last() {
+        // The package's unit without dependencies on Docker: only its flags change.
+        let mut f = facts_with("vendor-unit-1.24-cri-dockerd", None);
+        let unit = "/usr/lib/systemd/system/kubelet.service";
+        let snap = f.files.get_mut(unit).unwrap();
+        snap.content = snap.content.replace(" cri-docker.service", "");
+        let mut w = vec![];
+        let files = kubelet_side(
+            &f,
+            f.kubelet.installed.version.unwrap(),
+            Target::Containerd,
+            &mut w,
+        )
+        .unwrap();
+        let d = files
+            .iter()
+            .find(|c| c.path == "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf")
+            .expect("an override drop-in");
+        assert!(
+            d.new.contains("\nExecStart=\nExecStart=/usr/bin/kubelet "),
+            "{}",
+            d.new
+        );
+        assert!(
+            d.new.contains("Environment=\"KUBELET_NETWORK_ARGS=\""),
+            "{}",
+            d.new
+        );
+        assert!(!files
+            .iter()
+            .any(|c| c.path == "/etc/systemd/system/kubelet.service"));
+    }
+}

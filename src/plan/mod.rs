@@ -1,0 +1,443 @@
+//! Planning: a pure function from [`Facts`] and the options to a [`Plan`] — the files to write
+//! (old and new text) and the ordered service actions. The dry run prints it; apply walks it.
+//!
+//! [`plan`] is a short sequence of named phases, each a pure function with its tests beside it:
+//! the versions (`versions.rs`), the settings carried with where each came from
+//! (`settings.rs`), the runtime's files (`runtime_files.rs`), the kubelet's side
+//! (`kubelet_files.rs`), the files settled (unchanged ones dropped, each read back), the order
+//! and the service actions (`actions.rs`), the checks said with the plan (`checks.rs`), and
+//! whether Docker's images are carried (`images.rs`).
+
+mod actions;
+mod checks;
+pub mod images;
+mod kubelet_files;
+mod runtime_files;
+mod settings;
+#[cfg(test)]
+mod test_facts;
+mod versions;
+
+pub use actions::order;
+pub use kubelet_files::runtime_flags_owner;
+
+use crate::error::Failure;
+use crate::flags::{FileKind, VarsFile};
+use crate::inspect::kubelet::{EXEC_START, EXTRA_ARGS_FILES, KUBEADM_FLAGS};
+use crate::inspect::runtimes::{
+    CONTAINERD_CONFIG, CRICTL_YAML, CRIO_DROP_IN, INSTANCE_CONFIG, REGISTRIES_DROP_IN,
+};
+use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
+use crate::node::join;
+use crate::render::{self, kubelet::Rules};
+use crate::version::Version;
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// The runtime to move to: described once in `src/runtime.rs`.
+pub use crate::runtime::Target;
+
+/// The inspection's name for a target.
+pub fn kind_of(target: Target) -> RuntimeKind {
+    match target {
+        Target::Containerd => RuntimeKind::Containerd,
+        Target::Crio => RuntimeKind::Crio,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub target: Target,
+    pub runtime_version: Option<Version>,
+    pub sandbox_image: Option<String>,
+    /// How long to wait for the runtime's CRI socket; the kubelet gets twice that.
+    pub timeout_secs: u64,
+    /// No test pod in the checks (`--no-sandbox`).
+    pub no_sandbox: bool,
+    /// Which of Docker's images to carry (`--images`).
+    pub images: crate::images::Selection,
+    /// Drain the node first (`--drain`).
+    pub drain: bool,
+}
+
+/// A carried-over setting and where its value came from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub from: String,
+}
+
+fn setting<T>(value: T, from: impl Into<String>) -> Setting<T> {
+    Setting {
+        value,
+        from: from.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Carried {
+    pub cgroup_driver: Setting<String>,
+    pub sandbox_image: Option<Setting<String>>,
+    pub cni_conf_dir: Setting<String>,
+    pub cni_bin_dirs: Setting<Vec<String>>,
+    pub registries: Vec<String>,
+    pub runtime_root: Option<Setting<String>>,
+    pub snapshotter: Option<Setting<String>>,
+    pub max_concurrent_downloads: Option<Setting<u64>>,
+}
+
+/// One file the plan writes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    #[serde(skip)]
+    pub old: Option<String>,
+    #[serde(skip)]
+    pub new: String,
+    pub why: String,
+    /// A systemd unit file or drop-in: systemd must reload.
+    pub unit_file: bool,
+}
+
+fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// One service step, in order.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    Stop {
+        unit: String,
+    },
+    Disable {
+        unit: String,
+    },
+    DaemonReload,
+    Enable {
+        unit: String,
+    },
+    Restart {
+        unit: String,
+    },
+    WaitForSocket {
+        endpoint: String,
+        timeout_secs: u64,
+    },
+    VerifyPull {
+        endpoint: String,
+        image: String,
+    },
+    /// A test pod through CRI as the kubelet would run it (`cri::sandbox`).
+    CheckSandbox {
+        endpoint: String,
+        /// The test container's image (the sandbox image is the runtime's own setting).
+        image: String,
+        /// The kubelet's cgroup driver, which the pod's cgroup parent is shaped for.
+        cgroup_driver: String,
+        #[serde(default)]
+        cluster_dns: Vec<String>,
+        #[serde(default)]
+        cluster_domain: Option<String>,
+    },
+    /// The runtime still answers and is ready (after the cutover, with the kubelet on it).
+    CheckRuntime {
+        endpoint: String,
+    },
+    /// Release host-local's address reservations of the pods Docker ran (they cannot release
+    /// them once stopped): each file moved into the backup, if it still names that container.
+    ReleaseAddresses {
+        /// (reservation file, the container it must still name)
+        reservations: Vec<(String, String)>,
+    },
+    /// Write the plan's files of a group; a plan without these markers writes every file right
+    /// after its leading stops (plans stored by earlier versions).
+    WriteFiles {
+        group: FileGroup,
+    },
+    Start {
+        unit: String,
+    },
+    WaitActive {
+        unit: String,
+        timeout_secs: u64,
+    },
+}
+
+/// Which files go when: the runtime's before the cutover (where the runtime is checked beside
+/// Docker), the kubelet's during it.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileGroup {
+    Runtime,
+    Kubelet,
+    All,
+}
+
+impl FileGroup {
+    /// The kubelet's files (flags, config, its unit's drop-ins) and crictl.yaml, which the
+    /// operator's tools follow at the cutover; everything else is the runtime's.
+    pub fn holds(self, path: &str) -> bool {
+        // The kubelet's credentials go with the runtime's files: the check before the cutover
+        // pulls with them.
+        let kubelet = (path.contains("kubelet") || path == crate::inspect::runtimes::CRICTL_YAML)
+            && path != crate::cri::credentials::KUBELET_CONFIG_JSON;
+        match self {
+            FileGroup::All => true,
+            FileGroup::Kubelet => kubelet,
+            FileGroup::Runtime => !kubelet,
+        }
+    }
+}
+
+/// Whether the target runtime is brought up and checked while the kubelet still runs on
+/// Docker, and why (or why not).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Order {
+    pub check_before_cutover: bool,
+    pub why: String,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Stop { unit } => write!(f, "stop {unit}"),
+            Action::Disable { unit } => write!(
+                f,
+                "disable {unit} (its packages and data stay, for rollback)"
+            ),
+            Action::DaemonReload => write!(f, "systemctl daemon-reload (a unit file changed)"),
+            Action::Enable { unit } => write!(f, "enable {unit}"),
+            Action::Restart { unit } => write!(f, "restart {unit}"),
+            Action::WaitForSocket {
+                endpoint,
+                timeout_secs,
+            } => write!(
+                f,
+                "wait up to {timeout_secs}s until CRI answers on {endpoint}"
+            ),
+            Action::VerifyPull { endpoint, image } => write!(
+                f,
+                "pull {image} through CRI on {endpoint} (as the kubelet would)"
+            ),
+            Action::CheckSandbox {
+                endpoint,
+                image,
+                cgroup_driver,
+                ..
+            } => write!(
+                f,
+                "run a test pod through CRI on {endpoint} ({cgroup_driver} cgroup parent, the node's CNI and sandbox image, a container of {image}), then remove it"
+            ),
+            Action::CheckRuntime { endpoint } => {
+                write!(f, "check that the runtime on {endpoint} is still ready")
+            }
+            Action::ReleaseAddresses { reservations } => write!(
+                f,
+                "release the {} host-local address(es) of the pods Docker ran (kept in the backup)",
+                reservations.len()
+            ),
+            Action::WriteFiles { group } => match group {
+                FileGroup::Runtime => write!(f, "write the runtime's files"),
+                FileGroup::Kubelet => write!(f, "write the kubelet's files"),
+                FileGroup::All => write!(f, "write the files"),
+            },
+            Action::Start { unit } => write!(f, "start {unit}"),
+            Action::WaitActive { unit, timeout_secs } => {
+                write!(f, "wait up to {timeout_secs}s until {unit} is active")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub from: RuntimeKind,
+    pub target: Target,
+    pub runtime_version: Version,
+    pub kubelet_version: Version,
+    /// containerd's config schema written (2, 3 or 4); none for CRI-O.
+    pub config_schema: Option<u8>,
+    pub endpoint: String,
+    pub settings: Carried,
+    pub files: Vec<FileChange>,
+    pub actions: Vec<Action>,
+    pub order: Order,
+    pub warnings: Vec<Finding>,
+    /// Whether Docker's images are carried, and if not why.
+    pub images: images::ImagesPlan,
+    /// Whether the node is drained first (cordoned, its pods evicted; uncordoned after).
+    pub drain: bool,
+}
+
+pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
+    require_kubelet(facts)?;
+    let target = opts.target;
+    let mut warnings: Vec<Finding> = Vec::new();
+    let v = versions::versions(facts, opts, &mut warnings)?;
+    let mut settings = settings::carried(facts, opts, target, &mut warnings);
+    let mut files = runtime_files::runtime_files(facts, &v, target, &mut settings, &mut warnings)?;
+    files.extend(kubelet_files::kubelet_side(
+        facts,
+        v.kv,
+        target,
+        &mut warnings,
+    )?);
+    let files = settle(files, v.from, target)?;
+    let (order, actions) =
+        actions::service_actions(facts, &v, opts, &files, &settings, &mut warnings);
+    checks::closing_warnings(facts, &v, target, &settings, &mut warnings);
+    let images = images::decide(facts, target, opts.images, settings.runtime_root.is_some());
+    Ok(Plan {
+        images,
+        drain: opts.drain,
+        from: v.from,
+        target,
+        runtime_version: v.rv,
+        kubelet_version: v.kv,
+        config_schema: v.config_schema,
+        endpoint: target.endpoint().to_string(),
+        settings,
+        files,
+        actions,
+        order,
+        warnings,
+    })
+}
+
+/// The files settled: those that would not change dropped, each read back as its program reads
+/// it; nothing left to write on a node already on the target is "nothing to do".
+fn settle(
+    mut files: Vec<FileChange>,
+    from: RuntimeKind,
+    target: Target,
+) -> Result<Vec<FileChange>, Failure> {
+    files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
+    for f in &files {
+        parse_back(f)?;
+    }
+
+    if from == kind_of(target) && files.is_empty() {
+        return Err(Failure::NothingToDo(format!(
+            "the kubelet already uses {} ({}) and every file cri-migrate manages is as it would write it",
+            target.name(),
+            target.endpoint()
+        )));
+    }
+    Ok(files)
+}
+
+/// Every rendered file is read back the way its program reads it before it joins the plan: a
+/// value from the node that the format cannot hold is a refusal naming the file, never a file
+/// the runtime or systemd would misread.
+fn parse_back(f: &FileChange) -> Result<(), Failure> {
+    let refuse = |problem: String| {
+        Failure::bad_input(
+            &f.path,
+            format!("the file cri-migrate would write does not read back ({problem})"),
+            "A value carried from the node cannot be written in this format: check the values the plan names for it (a control character in a path or a registry name?) and fix them on the node, or pass them as flags.",
+        )
+    };
+    let path = f.path.as_str();
+    if path.contains("/systemd/") {
+        crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new).map_err(refuse)?;
+    } else if path.ends_with(".toml") || path.ends_with(".conf") {
+        f.new
+            .parse::<toml_edit::DocumentMut>()
+            .map_err(|e| refuse(crate::error::toml_problem(&f.new, &e)))?;
+    } else if path.ends_with(".json") {
+        serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+        serde_norway::from_str::<serde_norway::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+    } else {
+        crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
+    let old = facts.files.get(path);
+    // A file that holds a credential (an old config.toml's registry auth, kept by the merge)
+    // is readable by root only.
+    let mode = old.map(|s| s.mode).unwrap_or(0o644);
+    let mode = if crate::secrets::holds(&new) {
+        mode & 0o600
+    } else {
+        mode
+    };
+    FileChange {
+        path: path.to_string(),
+        mode,
+        old: old.map(|s| s.content.clone()),
+        new,
+        why: why.to_string(),
+        unit_file: path.contains("/systemd/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, old: Option<&str>, new: &str) -> FileChange {
+        FileChange {
+            path: path.into(),
+            mode: 0o644,
+            old: old.map(str::to_string),
+            new: new.into(),
+            why: String::new(),
+            unit_file: path.contains("/systemd/"),
+        }
+    }
+
+    #[test]
+    fn settling_drops_what_would_not_change_and_reads_the_rest_back() {
+        let same = file(CRICTL_YAML, Some("a: b\n"), "a: b\n");
+        let new = file(CRICTL_YAML, None, "a: b\n");
+        // Nothing to write on a node already on the target: nothing to do.
+        let e = settle(
+            vec![same.clone()],
+            RuntimeKind::Containerd,
+            Target::Containerd,
+        );
+        assert!(matches!(e, Err(Failure::NothingToDo(_))));
+        // Leaving Docker with every file as it is: the service actions still stand.
+        assert!(settle(
+            vec![same.clone()],
+            RuntimeKind::Dockershim,
+            Target::Containerd
+        )
+        .unwrap()
+        .is_empty());
+        assert_eq!(
+            settle(
+                vec![same, new.clone()],
+                RuntimeKind::Containerd,
+                Target::Containerd
+            )
+            .unwrap(),
+            [new]
+        );
+        // A file its program would misread is refused, naming it.
+        for bad in [
+            file(CONTAINERD_CONFIG, None, "[plugins\n"),
+            file(CRICTL_YAML, None, "a: [b\n"),
+            file(
+                "/etc/systemd/system/kubelet.service.d/x.conf",
+                None,
+                "Environment=\"A=b\n",
+            ),
+            file(KUBEADM_FLAGS, None, "KUBELET_KUBEADM_ARGS=\"--a\n"),
+        ] {
+            let e = settle(
+                vec![bad.clone()],
+                RuntimeKind::Dockershim,
+                Target::Containerd,
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(&bad.path), "{e}");
+        }
+    }
+}

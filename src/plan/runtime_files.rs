@@ -1,0 +1,355 @@
+//! Phase 3: the runtime's files — containerd's config.toml merged into the node's, its registry
+//! host files, the kubelet's credentials moved out of it, a limits drop-in; or CRI-O's drop-in
+//! and registries — with the settings they hold.
+
+use super::versions::Versions;
+use super::*;
+
+pub(super) fn runtime_files(
+    facts: &Facts,
+    v: &Versions,
+    target: Target,
+    settings: &mut Carried,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
+    match target {
+        Target::Containerd => containerd_files(facts, v, settings, warnings),
+        Target::Crio => crio_files(facts, v.rv, settings, warnings),
+    }
+}
+
+/// containerd's config.toml merged into the node's, one hosts.toml per registry, the kubelet's
+/// credentials (containerd 2 drops them from its config), the limits drop-in.
+fn containerd_files(
+    facts: &Facts,
+    v: &Versions,
+    settings: &mut Carried,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
+    let (rv, config_schema) = (v.rv, v.config_schema);
+    let mut files = Vec::new();
+    let schema = config_schema.unwrap();
+    let cs = render::containerd::Settings {
+        schema,
+        cni_bin_dirs_list: rv.at_least(2, 1),
+        move_credentials: rv.major >= 2,
+        systemd_cgroup: settings.cgroup_driver.value == "systemd",
+        sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
+        cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
+        cni_conf_dir: settings.cni_conf_dir.value.clone(),
+        config_path: render::containerd::CERTS_D.into(),
+        root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
+        snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
+        max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
+    };
+    let old = facts.files.get(CONTAINERD_CONFIG);
+    let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
+            |problem| {
+                Failure::bad_input(
+                    CONTAINERD_CONFIG,
+                    format!("the merged config cannot be made: {problem}"),
+                    "Fix the file (or the value carried into it), or move it aside so that cri-migrate writes a new one.",
+                )
+            },
+        )?;
+    if settings.sandbox_image.is_none() {
+        settings.sandbox_image = r
+            .existing_sandbox_image
+            .clone()
+            .map(|v| setting(v, "the existing config.toml"));
+    }
+    for note in &r.notes {
+        warnings.push(Finding::info(
+            "containerd-config-converted",
+            note.clone(),
+            "review the diff of /etc/containerd/config.toml",
+        ));
+    }
+    files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
+    let carried_hosts = render::registries::containerd_hosts(
+        &facts.docker.settings,
+        &facts.docker.certs,
+        &r.moved_mirrors,
+        &r.moved_tls,
+    );
+    skipped_registries(&carried_hosts.skipped, warnings);
+    let hosts = carried_hosts.value;
+    for h in &hosts {
+        let path = join(
+            &join(render::containerd::CERTS_D, h.host.as_str()),
+            "hosts.toml",
+        );
+        let rendered = render::registries::hosts_toml(h);
+        let new = match facts.files.get(&path) {
+            Some(old) => merge_toml(&path, &old.content, &rendered)?,
+            None => rendered,
+        };
+        files.push(change(
+            facts,
+            &path,
+            new,
+            &format!("registry {} from {}", h.host, h.origin),
+        ));
+    }
+    settings.registries = hosts.iter().map(|h| h.host.to_string()).collect();
+    if !r.moved_auths.is_empty() {
+        files.push(kubelet_credentials(facts, &r.moved_auths, warnings)?);
+    }
+    limits_drop_in(facts, rv, &mut files, warnings);
+    Ok(files)
+}
+
+/// CRI-O's drop-in, the registries drop-in; what CRI-O cannot take, said.
+fn crio_files(
+    facts: &Facts,
+    rv: Version,
+    settings: &mut Carried,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
+    let mut files = Vec::new();
+    let cs = render::crio::Settings {
+        cgroup_manager: settings.cgroup_driver.value.clone(),
+        sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
+        cni_conf_dir: settings.cni_conf_dir.value.clone(),
+        cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
+        root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
+        storage_driver: settings.snapshotter.as_ref().map(|s| s.value.clone()),
+    };
+    files.push(change(
+        facts,
+        CRIO_DROP_IN,
+        render::crio::drop_in(&cs),
+        "CRI-O drop-in: cgroup manager, pause image, CNI directories",
+    ));
+    let carried_regs = render::registries::crio_registries(&facts.docker.settings);
+    skipped_registries(&carried_regs.skipped, warnings);
+    if let Some(text) = carried_regs.value {
+        if facts.crio.registries_conf_v1 {
+            warnings.push(Finding::warning(
+                    "registries-conf-v1",
+                    "/etc/containers/registries.conf uses the v1 format, which cannot be mixed with v2 drop-ins: Docker's mirrors and insecure registries are not carried over",
+                    "convert registries.conf to the v2 format ([[registry]] tables) and run cri-migrate again",
+                ));
+        } else {
+            files.push(change(
+                facts,
+                REGISTRIES_DROP_IN,
+                text,
+                "registry mirrors and insecure registries from daemon.json",
+            ));
+            settings.registries = render::registries::registry_names(&facts.docker.settings);
+        }
+    }
+    for c in facts
+        .docker
+        .certs
+        .iter()
+        .filter(|c| !c.ca.is_empty() || !c.client.is_empty())
+    {
+        warnings.push(Finding::warning(
+            "certs-not-carried",
+            format!(
+                "certificates for {} in /etc/docker/certs.d are not carried over to CRI-O",
+                c.host
+            ),
+            format!(
+                "copy /etc/docker/certs.d/{}/ to /etc/containers/certs.d/{}/ (same file names)",
+                c.host, c.host
+            ),
+        ));
+    }
+    if rv.at_least(1, 35) {
+        for f in &facts.crio.insecure_registries_in {
+            warnings.push(Finding::warning(
+                "crio-insecure-registries",
+                format!("{f} sets insecure_registries, which CRI-O {rv} ignores"),
+                "list them in /etc/containers/registries.conf.d/ with insecure = true",
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// The kubelet's config.json with the credentials taken out of containerd's config added: the
+/// kubelet sends them with each pull. An entry the file already has for a registry is kept (it
+/// is what the kubelet sent so far), said.
+fn kubelet_credentials(
+    facts: &Facts,
+    moved: &[(String, serde_json::Value)],
+    warnings: &mut Vec<Finding>,
+) -> Result<FileChange, Failure> {
+    use crate::cri::credentials::KUBELET_CONFIG_JSON as PATH;
+    let mut doc: serde_json::Value = match facts.files.get(PATH) {
+        Some(snap) => serde_json::from_str(&snap.content).map_err(|e| {
+            Failure::bad_input(
+                PATH,
+                format!("not valid JSON ({e})"),
+                "Fix it (image pulls that need its credentials fail while it is broken), then run cri-migrate again.",
+            )
+        })?,
+        None => serde_json::json!({}),
+    };
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(Failure::bad_input(
+            PATH,
+            "not a JSON object",
+            "It must be a docker config.json: {\"auths\": {...}}.",
+        ));
+    };
+    let auths = obj.entry("auths").or_insert_with(|| serde_json::json!({}));
+    let Some(auths) = auths.as_object_mut() else {
+        return Err(Failure::bad_input(
+            PATH,
+            "its `auths` is not an object",
+            "Fix it: `auths` maps registry hosts to credentials.",
+        ));
+    };
+    for (host, entry) in moved {
+        if auths.contains_key(host) {
+            warnings.push(Finding::warning(
+                "credentials-kept",
+                format!("{PATH} already has credentials for {host}; those stay (the kubelet sent them so far), the ones from containerd's registry.configs are dropped"),
+                format!("check that the credentials for {host} in {PATH} are the current ones"),
+            ));
+        } else {
+            auths.insert(host.clone(), entry.clone());
+        }
+    }
+    let mut c = change(
+        facts,
+        PATH,
+        format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON")),
+        "registry credentials taken out of containerd's config (registry.configs, deprecated in 2.x): the kubelet sends them with each pull",
+    );
+    // Credentials: root only, whatever the file's mode was.
+    c.mode &= 0o600;
+    Ok(c)
+}
+
+/// containerd 2.x's unit sets no `LimitNOFILE` (containerd#8924): the containers it starts get a
+/// soft limit of 1024 open files. Where Docker's unit gave its containers a limit, a drop-in keeps
+/// it; where neither sets one, nothing changes for the workloads, and that is said.
+fn limits_drop_in(
+    facts: &Facts,
+    rv: Version,
+    files: &mut Vec<FileChange>,
+    warnings: &mut Vec<Finding>,
+) {
+    let containerd = &facts.runtimes.containerd;
+    if rv.major < 2 || !containerd.units.iter().any(|u| u == "containerd.service") {
+        return;
+    }
+    // Set already (its unit, a drop-in of the operator's, or ours from an earlier run).
+    if containerd.limit_nofile.is_some() {
+        return;
+    }
+    match facts.runtimes.docker.limit_nofile.as_deref() {
+        Some(limit) if render::containerd::valid_limit(limit) => {
+            warnings.push(Finding::info(
+                "containerd-limit-nofile",
+                format!("containerd {rv}'s unit sets no LimitNOFILE, so its containers would get a soft limit of 1024 open files; Docker's unit gave them LimitNOFILE={limit}"),
+                format!("the plan adds {} keeping Docker's limit", render::containerd::LIMITS_DROP_IN),
+            ));
+            files.push(change(
+                facts,
+                render::containerd::LIMITS_DROP_IN,
+                render::containerd::limits_drop_in(limit, "Docker's unit (docker.service)"),
+                "containerd 2.x's unit sets no LimitNOFILE: keep Docker's open-files limit for the containers",
+            ));
+        }
+        Some(limit) => warnings.push(Finding::warning(
+            "containerd-limit-nofile",
+            format!("containerd {rv}'s unit sets no LimitNOFILE (containers get a soft limit of 1024 open files), and Docker's LimitNOFILE={limit:?} is not a value cri-migrate can carry"),
+            "set LimitNOFILE in a drop-in under /etc/systemd/system/containerd.service.d/",
+        )),
+        None => warnings.push(Finding::info(
+            "containerd-limit-nofile",
+            format!("containerd {rv}'s unit sets no LimitNOFILE, nor does Docker's: containers get systemd's default soft limit of 1024 open files, as they did"),
+            "workloads that need more open files: a LimitNOFILE drop-in under /etc/systemd/system/containerd.service.d/",
+        )),
+    }
+}
+
+/// Registry settings that could not be carried: one warning each, naming the value (never a
+/// credential) and why.
+fn skipped_registries(skipped: &[String], warnings: &mut Vec<Finding>) {
+    for why in skipped {
+        warnings.push(Finding::warning(
+            "registry-not-carried",
+            why.clone(),
+            "fix the value on the node (or leave it: the rest is carried), then run cri-migrate again",
+        ));
+    }
+}
+
+fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> {
+    let mut doc: toml_edit::DocumentMut = old.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(
+            path,
+            crate::error::toml_problem(old, &e),
+            "Fix it, or move it aside so that cri-migrate writes a new one.",
+        )
+    })?;
+    let tpl: toml_edit::DocumentMut = rendered.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(
+            path,
+            format!(
+                "the registry settings do not render as TOML ({})",
+                crate::error::toml_problem(rendered, &e)
+            ),
+            "Check the registry names and URLs carried into it.",
+        )
+    })?;
+    render::toml_merge::merge(&mut doc, &tpl);
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::{facts, opts};
+    use super::super::versions::versions;
+    use super::*;
+
+    fn files_for(fixture: &str, target: Target) -> (Vec<FileChange>, Carried, Vec<Finding>) {
+        let f = facts(fixture);
+        let mut w = vec![];
+        let o = opts(target);
+        let v = versions(&f, &o, &mut w).unwrap();
+        let mut c = super::super::settings::carried(&f, &o, target, &mut w);
+        let files = runtime_files(&f, &v, target, &mut c, &mut w).unwrap();
+        (files, c, w)
+    }
+
+    #[test]
+    fn containerd_gets_its_config_and_a_hosts_file_per_registry() {
+        let (files, c, _) = files_for("kubeadm-1.21-registries", Target::Containerd);
+        let config = files.iter().find(|f| f.path == CONTAINERD_CONFIG).unwrap();
+        assert!(
+            config.new.contains("SystemdCgroup = true"),
+            "{}",
+            config.new
+        );
+        let hosts: Vec<&str> = files
+            .iter()
+            .filter(|f| f.path.ends_with("/hosts.toml"))
+            .map(|f| f.path.as_str())
+            .collect();
+        assert!(!hosts.is_empty());
+        assert_eq!(
+            hosts.len(),
+            c.registries.len(),
+            "{hosts:?} {:?}",
+            c.registries
+        );
+        // Nothing of CRI-O's.
+        assert!(!files.iter().any(|f| f.path == CRIO_DROP_IN));
+    }
+
+    #[test]
+    fn crio_gets_its_drop_in_and_nothing_of_containerd() {
+        let (files, _, _) = files_for("kubelet-1.28-crio", Target::Crio);
+        let drop_in = files.iter().find(|f| f.path == CRIO_DROP_IN).unwrap();
+        assert!(drop_in.new.contains("cgroup_manager"), "{}", drop_in.new);
+        assert!(!files.iter().any(|f| f.path == CONTAINERD_CONFIG));
+    }
+}

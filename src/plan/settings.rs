@@ -1,0 +1,150 @@
+//! Phase 2: the settings carried over, each with where its value came from (the kubelet's flags
+//! and config, daemon.json and dockerd, the runtime's own config, the node's CNI).
+
+use super::*;
+
+pub(super) fn carried(
+    facts: &Facts,
+    opts: &PlanOptions,
+    target: Target,
+    warnings: &mut Vec<Finding>,
+) -> Carried {
+    let k = &facts.kubelet;
+    let d = &facts.docker.settings;
+    let cgroup_driver = match (&k.cgroup_driver, &d.cgroup_driver) {
+        (Some(c), _) if k.flag("cgroup-driver").is_some() => {
+            setting(c.clone(), "the kubelet's --cgroup-driver")
+        }
+        (Some(c), _) => setting(c.clone(), format!("cgroupDriver in {}", k.config.path)),
+        (None, Some(c)) => setting(
+            c.clone(),
+            "daemon.json exec-opts native.cgroupdriver (the kubelet sets none)",
+        ),
+        (None, None) => setting(
+            "cgroupfs".to_string(),
+            "the kubelet's default (nothing sets a cgroup driver)",
+        ),
+    };
+    let sandbox_image = opts
+        .sandbox_image
+        .clone()
+        .map(|v| setting(v, "--sandbox-image"))
+        .or_else(|| {
+            k.pod_infra_container_image
+                .clone()
+                .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
+        });
+    let root_parent = d
+        .data_root
+        .as_deref()
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
+        .and_then(|r| {
+            std::path::Path::new(r)
+                .parent()
+                .map(|p| p.display().to_string())
+        });
+    let runtime_root = root_parent.map(|parent| {
+        let dir = match target {
+            Target::Containerd => "containerd",
+            Target::Crio => "containers/storage",
+        };
+        setting(
+            join(&parent, dir),
+            format!(
+                "beside Docker's data-root {}",
+                d.data_root.as_deref().unwrap_or_default()
+            ),
+        )
+    });
+    let snapshotter = d.storage_driver.as_deref().and_then(|sd| {
+        let mapped = match (target, sd) {
+            (_, "overlay2" | "overlay") => return None, // both runtimes default to overlay
+            (Target::Containerd, "btrfs") => "btrfs",
+            (Target::Containerd, "zfs") => "zfs",
+            (Target::Containerd, "vfs") => "native",
+            (Target::Crio, "btrfs" | "zfs" | "vfs") => sd,
+            _ => {
+                warnings.push(Finding::warning(
+                    "storage-driver-dropped",
+                    format!("Docker's storage driver {sd} has no ready equivalent in {}", target.name()),
+                    "the runtime uses overlay; configure its snapshotter by hand if the node needs another",
+                ));
+                return None;
+            }
+        };
+        Some(setting(mapped.to_string(), format!("daemon.json storage-driver {sd}")))
+    });
+    let max_concurrent_downloads = d.max_concurrent_downloads.and_then(|n| match target {
+        Target::Containerd => Some(setting(n, "daemon.json max-concurrent-downloads")),
+        Target::Crio => {
+            warnings.push(Finding::info(
+                "max-downloads-dropped",
+                format!("daemon.json max-concurrent-downloads ({n}) has no CRI-O equivalent"),
+                "nothing to do; CRI-O pulls layers in parallel by default",
+            ));
+            None
+        }
+    });
+    Carried {
+        cgroup_driver,
+        sandbox_image,
+        cni_conf_dir: setting(
+            facts.cni.conf_dir.clone(),
+            facts.cni.conf_dir_source.clone(),
+        ),
+        // Never empty: the renderers name the first.
+        cni_bin_dirs: if facts.cni.bin_dirs.is_empty() {
+            setting(vec!["/opt/cni/bin".to_string()], "the default".to_string())
+        } else {
+            setting(facts.cni.bin_dirs.clone(), facts.cni.bin_dir_source.clone())
+        },
+        registries: vec![],
+        runtime_root,
+        snapshotter,
+        max_concurrent_downloads,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::{facts, facts_with, opts};
+    use super::*;
+
+    #[test]
+    fn each_setting_says_where_it_came_from_whatever_the_layout() {
+        let mut w = vec![];
+        // Kubespray: the cgroup driver from its kubelet-config.yaml, the pause image from
+        // KUBELET_ARGS in kubelet.env, the CNI directories from KUBELET_NETWORK_PLUGIN.
+        let f = facts_with("kubespray-2.17-docker", Some("1.21.5"));
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        assert_eq!(c.cgroup_driver.value, "systemd");
+        assert_eq!(
+            c.cgroup_driver.from,
+            "cgroupDriver in /etc/kubernetes/kubelet-config.yaml"
+        );
+        assert_eq!(
+            c.sandbox_image.as_ref().unwrap().value,
+            "k8s.gcr.io/pause:3.3"
+        );
+        assert_eq!(c.cni_conf_dir.from, "the kubelet's --cni-conf-dir");
+        // The EKS AMI: cgroupfs from its JSON config; the pause image from a drop-in's
+        // Environment=; Docker's max-concurrent-downloads.
+        let f = facts_with("eks-al2-1.22-docker", Some("1.22.17"));
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        assert_eq!(c.cgroup_driver.value, "cgroupfs");
+        assert!(c.cgroup_driver.from.ends_with("kubelet-config.json"));
+        assert!(c.sandbox_image.unwrap().value.contains(".ecr."));
+        assert_eq!(c.max_concurrent_downloads.unwrap().value, 10);
+        // --sandbox-image wins over the node's.
+        let mut o = opts(Target::Containerd);
+        o.sandbox_image = Some("registry.local/pause:3.9".into());
+        let c = carried(
+            &facts("kubeadm-1.22-private-pause"),
+            &o,
+            Target::Containerd,
+            &mut w,
+        );
+        assert_eq!(c.sandbox_image.unwrap().value, "registry.local/pause:3.9");
+    }
+}
