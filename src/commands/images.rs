@@ -187,7 +187,14 @@ pub fn run(
 ) -> Result<i32> {
     // The lock first: a carry while a migration restarts the runtime would fail half-way.
     let _lock = crate::apply::preflight::lock(t.node)?;
-    let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
+    let facts = inspect::inspect(
+        t.node,
+        t.commands(),
+        &InspectOptions {
+            talk: t.live,
+            ..Default::default()
+        },
+    )?;
     let pause = facts.kubelet.pod_infra_container_image.clone().or_else(|| {
         facts
             .containerd_config

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod import;
 pub mod link;
 pub mod room;
+pub mod ways;
 
 use crate::cri::credentials::repository;
 use crate::system::run;
@@ -199,7 +200,7 @@ pub enum Dest {
 }
 
 /// An image chosen for the carry-over, and whether the node uses it.
-type Selected = (Image, bool);
+pub type Selected = (Image, bool);
 
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
@@ -236,22 +237,14 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     let mut out = match &opts.dest {
         Dest::Containerd(ctr) => to_containerd(opts, ctr, images, bar.as_ref())?,
         Dest::ContainersStorage => {
-            // Each image in the store, and the largest export at a time (or `parallel` of them)
-            // under the spool directory. Images already in the store count too: a conservative
-            // bound, since telling which are there takes a skopeo call per image.
-            let store: u64 = images.iter().map(|(i, _)| i.size).sum();
-            let mut sizes: Vec<u64> = images.iter().map(|(i, _)| i.size).collect();
-            sizes.sort_unstable_by(|a, b| b.cmp(a));
-            let spool: u64 = sizes.iter().take(opts.parallel.max(1)).sum();
-            if let Err(why) =
-                room::check(&[(opts.store.clone(), store), (opts.spool.clone(), spool)])
-            {
-                refused(&images, Some("skopeo"), &why)
-            } else {
-                in_parallel(images.into(), opts.parallel, &|image, in_use| {
-                    to_storage(&opts.docker_socket, image, in_use, bar.as_ref())
-                })
-            }
+            let cx = ways::Cx {
+                opts,
+                ctr: None,
+                client: None,
+                info: None,
+                bar: bar.as_ref(),
+            };
+            ways::through(&[&ways::Skopeo], &cx, images)
         }
     };
     if let Some(b) = bar {
@@ -364,12 +357,10 @@ fn to_containerd(
             }),
         None => true,
     };
-    let mut fallbacks: std::collections::HashMap<String, String> = Default::default();
-    let (have, mut need): (Vec<Selected>, Vec<Selected>) =
-        images.into_iter().partition(|(i, _)| {
-            let n = names_of(i);
-            !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
-        });
+    let (have, need): (Vec<Selected>, Vec<Selected>) = images.into_iter().partition(|(i, _)| {
+        let n = names_of(i);
+        !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
+    });
     let mut out: Vec<Carried> = have
         .iter()
         .map(|(i, u)| {
@@ -381,117 +372,19 @@ fn to_containerd(
             c
         })
         .collect();
-    // Docker on the same containerd's image store: share by digest, no export. What cannot be
-    // shared goes the export way below, and keeps the reason if that fails too.
-    let mut share_errors: std::collections::HashMap<String, String> = Default::default();
     let info = Docker::new(opts.docker_socket.clone())?.info().ok();
-    if let Some(namespace) = shared_store(info.as_ref(), ctr) {
-        // Room first: sharing writes only the unpacked snapshots.
-        let bytes: u64 = need.iter().map(|(i, _)| i.size).sum();
-        if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
-            out.extend(refused(&need, None, &why));
-            return Ok(out);
-        }
-        let connected;
-        let client = match &client {
-            Some(c) => c,
-            None => {
-                connected = containerd::Containerd::connect(Path::new(&ctr.address))?;
-                &connected
-            }
-        };
-        let shared = in_parallel(
-            need.iter().cloned().collect(),
-            opts.parallel,
-            &|image, in_use| {
-                let t0 = Instant::now();
-                let mut c = Carried::new(image, names_of(image), in_use, Some("containerd-share"));
-                if let Err(e) = share(client, &namespace, ctr, image) {
-                    c.fail(e);
-                }
-                c.duration_ms = t0.elapsed().as_millis() as u64;
-                if let (Some(b), Outcome::Imported) = (bar, &c.result) {
-                    b.inc(image.size);
-                }
-                c
-            },
-        );
-        for c in shared {
-            if c.result == Outcome::Failed {
-                share_errors.insert(c.id, c.error.unwrap_or_default());
-            } else {
-                out.push(c);
-            }
-        }
-        need.retain(|(i, _)| share_errors.contains_key(&i.id));
-    } else if !need.is_empty() {
-        // Docker's own overlay2 store beside containerd's overlayfs snapshots: link, image by
-        // image; what cannot be linked is copied below, with the reason.
-        let linked = link_all(opts, ctr, client.as_ref(), info.as_ref(), &need, bar);
-        for c in linked {
-            match c {
-                Ok(c) => out.push(c),
-                Err((id, why)) => {
-                    fallbacks.insert(id, why);
-                }
-            }
-        }
-        need.retain(|(i, _)| fallbacks.contains_key(&i.id));
-    }
-    // Room for what is copied: the content and the unpacked snapshots of the layers containerd
-    // does not have yet, each once. A copy that does not fit is refused before it starts.
-    if !need.is_empty() {
-        let bytes = copy_need(ctr, client.as_ref(), info.as_ref(), &need);
-        if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
-            out.extend(refused(&need, None, &why).into_iter().map(|mut c| {
-                c.fallback = fallbacks.get(&c.id).cloned();
-                c
-            }));
-            return Ok(out);
-        }
-    }
-    // One stream for all of them first: Docker writes a layer that several images share once,
-    // where one export per image would send it again for each.
-    let t0 = Instant::now();
-    let refs: Vec<&Image> = need.iter().map(|(i, _)| i).collect();
-    let batch = if refs.is_empty() {
-        Ok("docker-save")
-    } else {
-        import(opts, ctr, &refs, bar)
+    let cx = ways::Cx {
+        opts,
+        ctr: Some(ctr),
+        client: client.as_ref(),
+        info: info.as_ref(),
+        bar,
     };
-    let now = if refs.is_empty() {
-        BTreeSet::new()
-    } else {
-        ctr.names().unwrap_or_default()
-    };
-    let ms = t0.elapsed().as_millis() as u64;
-    let mut retry: VecDeque<(Image, bool)> = VecDeque::new();
-    for (image, in_use) in need {
-        let names = names_of(&image);
-        if let (Ok(via), true) = (&batch, names.iter().all(|n| now.contains(n))) {
-            let mut c = Carried::new(&image, names, in_use, Some(via));
-            c.duration_ms = ms;
-            c.fallback = fallbacks.get(&c.id).cloned();
-            out.push(c);
-        } else {
-            retry.push_back((image, in_use));
-        }
-    }
-    // What the batch did not bring (one broken image fails its whole stream): one image at a
-    // time, in parallel, so that one failure does not stop the others.
-    out.extend(
-        in_parallel(retry, opts.parallel, &|image, in_use| {
-            carry_one(opts, ctr, image, in_use)
-        })
-        .into_iter()
-        .map(|mut c| {
-            if let (Some(why), Some(e)) = (share_errors.get(&c.id), c.error.as_mut()) {
-                *e = format!("sharing from Docker's containerd namespace: {why}; export: {e}");
-            }
-            c.fallback = fallbacks.get(&c.id).cloned();
-            c
-        }),
-    );
+    out.extend(ways::through(
+        &[&ways::Share, &ways::Link, &ways::DockerSave],
+        &cx,
+        need,
+    ));
     Ok(out)
 }
 

@@ -168,6 +168,8 @@ pub struct Facts {
     /// The command line `kubelet.service` runs, read as systemd reads the unit (src/unit.rs),
     /// each word with the file, line and variable it comes from.
     pub kubelet_command: Option<KubeletCommand>,
+    /// The node's services were asked (a live node: `InspectOptions::talk`).
+    pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
     pub docker_socket: bool,
     /// skopeo, which carries images to CRI-O, is installed (a live node only).
@@ -307,8 +309,9 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         leftovers,
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
-        docker_socket: live && node.path(crate::images::docker::SOCKET).exists(),
-        skopeo: live && which::which("skopeo").is_ok(),
+        talk: opts.talk,
+        docker_socket: opts.talk && node.path(crate::images::docker::SOCKET).exists(),
+        skopeo: opts.talk && which::which("skopeo").is_ok(),
         risks: vec![],
         files,
     };

@@ -28,7 +28,7 @@ pub fn decide(
 ) -> ImagesPlan {
     let why_not = if selection == Selection::None {
         Some("--images none: the runtime pulls them".to_string())
-    } else if !facts.live {
+    } else if !facts.talk {
         Some("offline (--root): images are not carried; the runtime pulls them".into())
     } else if target == Target::Crio && !facts.skopeo {
         Some("skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into())
@@ -55,7 +55,7 @@ mod tests {
         let mut f = facts("kubeadm-1.20-docker");
         let d = |f: &Facts, t, s, r| decide(f, t, s, r).why_not.unwrap_or_default();
         assert!(d(&f, Target::Containerd, Selection::InUse, false).starts_with("offline"));
-        f.live = true;
+        f.talk = true;
         assert!(
             d(&f, Target::Containerd, Selection::InUse, false).contains("Docker is not running")
         );
