@@ -129,19 +129,94 @@ impl Node {
         Ok(out)
     }
 
+    /// Open a node path in one step, resolved by the kernel inside the root (openat2 with
+    /// `RESOLVE_IN_ROOT`: `..` stops at the root, every symbolic link — absolute or relative —
+    /// is followed relative to it, `/proc`'s magic links are refused), so that nothing swapped
+    /// in between a check and the open can lead out of the root. `extra` adds resolve flags
+    /// (`RESOLVE_NO_SYMLINKS` for a path already resolved). Where the kernel has no openat2
+    /// (before 5.6), the lexical resolution of [`Node::resolve`], then an open. `Ok(None)` when
+    /// it does not exist.
+    fn open_in_root(
+        &self,
+        node_path: &str,
+        flags: nix::fcntl::OFlag,
+        extra: nix::fcntl::ResolveFlag,
+    ) -> Result<Option<std::fs::File>> {
+        use nix::errno::Errno;
+        use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let root = std::fs::File::open(&self.root)
+            .with_context(|| format!("cannot open the node's root {}", self.root.display()))?;
+        let rel = node_path.trim_start_matches('/');
+        let rel = if rel.is_empty() { "." } else { rel };
+        // openat2 refuses any flag beside O_PATH but these three (EINVAL).
+        let flags = if flags.contains(OFlag::O_PATH) {
+            flags & (OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW)
+        } else {
+            flags | OFlag::O_NOCTTY
+        };
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | extra);
+        match openat2(root.as_raw_fd(), rel, how) {
+            // SAFETY: openat2 returned a new descriptor that nothing else owns.
+            Ok(fd) => Ok(Some(unsafe { std::fs::File::from_raw_fd(fd) })),
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => Ok(None),
+            Err(Errno::ELOOP) => Err(crate::error::Failure::bad_input(
+                node_path,
+                format!(
+                    "too many levels of symbolic links under {}",
+                    self.root.display()
+                ),
+                "Fix the symbolic links on the node so that the path leads to a file.",
+            )
+            .into()),
+            // No openat2 (before 5.6), or a seccomp filter that refuses it (EPERM).
+            Err(Errno::ENOSYS) | Err(Errno::EPERM) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let path = self.resolve(node_path)?;
+                let mut o = std::fs::OpenOptions::new();
+                let flags = flags & !OFlag::O_ACCMODE;
+                o.read(true).custom_flags(flags.bits());
+                match o.open(&path) {
+                    Ok(f) => Ok(Some(f)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("cannot open {node_path}")),
+                }
+            }
+            Err(e) => Err(anyhow::Error::from(e))
+                .with_context(|| format!("cannot open {node_path} under {}", self.root.display())),
+        }
+    }
+
+    /// What is at a node path (links followed inside the root), without opening it for reading.
+    fn stat(&self, node_path: &str) -> Option<std::fs::Metadata> {
+        self.open_in_root(
+            node_path,
+            nix::fcntl::OFlag::O_PATH,
+            nix::fcntl::ResolveFlag::empty(),
+        )
+        .ok()
+        .flatten()
+        .and_then(|f| f.metadata().ok())
+    }
+
     pub fn exists(&self, node_path: &str) -> bool {
-        self.path(node_path).exists()
+        self.stat(node_path).is_some()
     }
 
     pub fn is_dir(&self, node_path: &str) -> bool {
-        self.path(node_path).is_dir()
+        self.stat(node_path).is_some_and(|m| m.is_dir())
+    }
+
+    pub fn is_file(&self, node_path: &str) -> bool {
+        self.stat(node_path).is_some_and(|m| m.is_file())
     }
 
     /// An executable regular file (a runtime's binary).
     pub fn is_executable(&self, node_path: &str) -> bool {
-        std::fs::metadata(self.path(node_path))
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+        self.stat(node_path)
+            .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     }
 
     /// The text of a file, `None` when it does not exist. Any other problem (permissions, not
@@ -190,20 +265,10 @@ impl Node {
         max: u64,
         too_large: &str,
     ) -> Result<Option<(Vec<u8>, u32)>> {
-        let path = self.resolve(node_path).map_err(|e| {
-            crate::error::Failure::bad_input(
-                node_path,
-                format!("{e:#}"),
-                "Fix the symbolic links on the node so that the path leads to a file.",
-            )
-        })?;
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read {node_path} ({})", path.display()))
-            }
+        use nix::fcntl::OFlag;
+        // What it is first, without opening it for reading (a device's open can act).
+        let Some(meta) = self.stat_checked(node_path)? else {
+            return Ok(None);
         };
         if meta.is_dir() {
             return Err(crate::error::Failure::bad_input(
@@ -224,12 +289,27 @@ impl Node {
             )
             .into());
         }
+        // Then opened for reading, and the same file (not one swapped in since).
+        let file = self
+            .open_in_root(
+                node_path,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+                nix::fcntl::ResolveFlag::empty(),
+            )?
+            .with_context(|| format!("{node_path} went away while it was read"))?;
+        let now = file.metadata()?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) || !now.is_file() {
+                anyhow::bail!("{node_path} changed while it was read: run again");
+            }
+        }
         let mut bytes = Vec::new();
         {
             use std::io::Read;
-            std::fs::File::open(&path)
-                .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-                .with_context(|| format!("cannot read {node_path} ({})", path.display()))?;
+            file.take(max + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read {node_path}"))?;
         }
         if bytes.len() as u64 > max {
             return Err(crate::error::Failure::bad_input(
@@ -242,12 +322,43 @@ impl Node {
         Ok(Some((bytes, meta.permissions().mode() & 0o7777)))
     }
 
+    /// [`Node::stat`], with the errors a read must say (links that loop, no permission).
+    fn stat_checked(&self, node_path: &str) -> Result<Option<std::fs::Metadata>> {
+        match self.open_in_root(
+            node_path,
+            nix::fcntl::OFlag::O_PATH,
+            nix::fcntl::ResolveFlag::empty(),
+        )? {
+            Some(f) => Ok(Some(
+                f.metadata()
+                    .with_context(|| format!("cannot read {node_path}"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Names in a directory, sorted; empty when it does not exist.
     pub fn list(&self, node_dir: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path(node_dir))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
+        use nix::fcntl::OFlag;
+        let dir = self
+            .open_in_root(
+                node_dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                nix::fcntl::ResolveFlag::empty(),
+            )
+            .ok()
+            .flatten();
+        let mut names: Vec<String> = dir
+            .and_then(|f| {
+                use std::os::fd::IntoRawFd;
+                // Dir takes the descriptor over (and closes it).
+                nix::dir::Dir::from_fd(f.into_raw_fd()).ok()
+            })
+            .map(|mut d| {
+                d.iter()
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+                    .filter(|n| n != "." && n != "..")
                     .collect()
             })
             .unwrap_or_default();
@@ -257,9 +368,65 @@ impl Node {
 }
 
 impl Node {
+    /// A node path's directory, opened, and its last name: the path resolved inside the root
+    /// first (its links followed there), then the directory opened with no link allowed on the
+    /// way (`RESOLVE_NO_SYMLINKS`), so that a link swapped in since fails the open rather than
+    /// lead out. With `create`, missing directories are made on the way, one `mkdirat` at a
+    /// time under the one before, and returned (node paths, outermost first).
+    fn parent_of(
+        &self,
+        node_path: &str,
+        create: bool,
+    ) -> Result<(std::fs::File, String, Vec<String>)> {
+        use nix::fcntl::{OFlag, ResolveFlag};
+        use std::os::fd::AsRawFd;
+        let resolved = self.resolve(node_path)?;
+        let rel = resolved
+            .strip_prefix(&self.root)
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let name = rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{node_path} names no file"))?
+            .to_string();
+        let mut created = Vec::new();
+        let mut dir = String::from("/");
+        let open = |d: &str| {
+            self.open_in_root(
+                d,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                ResolveFlag::RESOLVE_NO_SYMLINKS,
+            )
+        };
+        let mut fd = open(&dir)?.context("the node's root is gone")?;
+        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+            let c = c.as_os_str().to_str().context("a path that is not UTF-8")?;
+            let next = join(&dir, c);
+            let f = match open(&next)? {
+                Some(f) => f,
+                None if create => {
+                    nix::sys::stat::mkdirat(
+                        Some(fd.as_raw_fd()),
+                        c,
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    )
+                    .with_context(|| format!("cannot create directory {next}"))?;
+                    created.push(next.clone());
+                    open(&next)?.with_context(|| format!("{next} went away"))?
+                }
+                None => anyhow::bail!("{next} does not exist"),
+            };
+            fd = f;
+            dir = next;
+        }
+        Ok((fd, name, created))
+    }
+
     /// Replace a file atomically: a temp file in the same directory, written and fsynced, then
     /// renamed over the target, then the directory fsynced. A reader (or a crash) sees the old
-    /// file or the new one, never half of one. Missing parent directories are created and
+    /// file or the new one, never half of one. Every step is made relative to the directory
+    /// opened inside the root ([`Node::parent_of`]). Missing parent directories are created and
     /// returned (node paths, outermost first) so that a rollback can remove them.
     pub fn write_atomic(
         &self,
@@ -268,67 +435,134 @@ impl Node {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<Vec<String>> {
+        use nix::fcntl::{openat, renameat, OFlag};
+        use nix::sys::stat::Mode;
         use std::io::Write;
-        let target = self.path(node_path);
-        let dir = target.parent().context("a file path has a parent")?;
-        let mut created = Vec::new();
-        let mut missing = Vec::new();
-        let mut d = Some(dir);
-        while let Some(p) = d {
-            if p.exists() {
-                break;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let (dir, name, created) = self.parent_of(node_path, true)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp_name = format!(".cri-migrate.{name}.{}.{nanos}", std::process::id());
+        let fd = openat(
+            Some(dir.as_raw_fd()),
+            tmp_name.as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("cannot create a temporary file beside {node_path}"))?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let unlink = || {
+            let _ = nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                tmp_name.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        };
+        let written = (|| -> Result<()> {
+            f.write_all(content)
+                .with_context(|| format!("cannot write {node_path}"))?;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = owner {
+                // Only root may give a file away; keep what we can otherwise.
+                if nix::unistd::Uid::effective().is_root() {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                        .with_context(|| format!("cannot set the owner of {node_path}"))?;
+                }
             }
-            missing.push(p.to_path_buf());
-            d = p.parent();
-        }
-        for p in missing.iter().rev() {
-            std::fs::create_dir(p)
-                .with_context(|| format!("cannot create directory {}", p.display()))?;
-            if let Ok(rel) = p.strip_prefix(&self.root) {
-                created.push(format!("/{}", rel.display()));
-            }
-        }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".cri-migrate.")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-        tmp.write_all(content)
-            .with_context(|| format!("cannot write {node_path}"))?;
-        let f = tmp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            // Only root may give a file away; keep what we can otherwise.
-            if nix::unistd::Uid::effective().is_root() {
-                std::os::unix::fs::fchown(f, Some(uid), Some(gid))
-                    .with_context(|| format!("cannot set the owner of {node_path}"))?;
-            }
-        }
-        f.sync_all()
-            .with_context(|| format!("cannot flush {node_path} to disk"))?;
-        tmp.persist(&target)
-            .map_err(|e| e.error)
+            f.sync_all()
+                .with_context(|| format!("cannot flush {node_path} to disk"))?;
+            renameat(
+                Some(dir.as_raw_fd()),
+                tmp_name.as_str(),
+                Some(dir.as_raw_fd()),
+                name.as_str(),
+            )
             .with_context(|| format!("cannot move the new {node_path} into place"))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot flush directory {}", dir.display()))?;
+            Ok(())
+        })();
+        if written.is_err() {
+            unlink();
+        }
+        written?;
+        dir.sync_all()
+            .with_context(|| format!("cannot flush the directory of {node_path}"))?;
         Ok(created)
     }
 
     /// Owner of a file, if it exists.
     pub fn owner(&self, node_path: &str) -> Option<(u32, u32)> {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(self.path(node_path))
-            .ok()
-            .map(|m| (m.uid(), m.gid()))
+        self.stat(node_path).map(|m| (m.uid(), m.gid()))
+    }
+
+    /// What is at a node path (links followed inside the root), if anything.
+    pub fn metadata(&self, node_path: &str) -> Option<std::fs::Metadata> {
+        self.stat(node_path)
     }
 
     /// Remove a file (a rollback of one that did not exist); a missing one is fine.
     pub fn remove(&self, node_path: &str) -> Result<()> {
-        match std::fs::remove_file(self.path(node_path)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {node_path}"))
+        self.unlink(node_path, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .with_context(|| format!("cannot remove {node_path}"))
+    }
+
+    /// Remove an empty directory; a missing or non-empty one is left (`Ok(false)`).
+    pub fn remove_dir(&self, node_path: &str) -> Result<bool> {
+        match self.unlink(node_path, nix::unistd::UnlinkatFlags::RemoveDir) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e.downcast_ref::<nix::errno::Errno>() == Some(&nix::errno::Errno::ENOTEMPTY) =>
+            {
+                Ok(false)
             }
-            _ => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unlink(&self, node_path: &str, how: nix::unistd::UnlinkatFlags) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let (dir, name) = match self.parent_of(node_path, false) {
+            Ok((d, n, _)) => (d, n),
+            // Its directory is not there: neither is it.
+            Err(_) if !self.exists(node_path) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match nix::unistd::unlinkat(Some(dir.as_raw_fd()), name.as_str(), how) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Move a file from one node path to another (`rename`, or a copy and a removal across
+    /// file systems), each side's directory opened inside the root; the target's directories
+    /// are made.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let (fdir, fname, _) = self.parent_of(from, false)?;
+        let (tdir, tname, _) = self.parent_of(to, true)?;
+        match nix::fcntl::renameat(
+            Some(fdir.as_raw_fd()),
+            fname.as_str(),
+            Some(tdir.as_raw_fd()),
+            tname.as_str(),
+        ) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EXDEV) => {
+                let meta = self
+                    .stat_checked(from)?
+                    .with_context(|| format!("{from} is gone"))?;
+                let bytes = self
+                    .read_bytes(from, MAX_CONFIG_BYTES)?
+                    .with_context(|| format!("{from} is gone"))?;
+                self.write_atomic(to, &bytes, meta.permissions().mode() & 0o7777, None)?;
+                self.remove(from)
+            }
+            Err(e) => {
+                Err(anyhow::Error::from(e)).with_context(|| format!("cannot move {from} to {to}"))
+            }
         }
     }
 }
@@ -533,5 +767,57 @@ mod tests {
             .unwrap();
         n.remove("/etc/containerd/certs.d/docker.io/hosts.toml")
             .unwrap();
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_mid_run_never_lets_a_write_or_read_out() {
+        // A hostile image flips /etc/cni between a directory and a link to a host directory
+        // while the tool writes and reads under it: every open is resolved inside the root in
+        // one step (or refused), so nothing lands on, or is read from, the host.
+        let dir = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret"), "host\n").unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let n = Node::new(&root);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flipper = {
+            let (root, host, stop) = (root.clone(), host.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                let (d, link, away) = (
+                    root.join("etc/cni"),
+                    root.join("etc/cni.link"),
+                    root.join("etc/cni.away"),
+                );
+                std::fs::create_dir(&d).unwrap();
+                std::fs::write(d.join("secret"), "node\n").unwrap();
+                std::os::unix::fs::symlink(&host, &link).unwrap();
+                let pause = || std::thread::sleep(std::time::Duration::from_micros(100));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The link takes the directory's place, then gives it back.
+                    let _ = std::fs::rename(&d, &away);
+                    let _ = std::fs::rename(&link, &d);
+                    pause();
+                    let _ = std::fs::rename(&d, &link);
+                    let _ = std::fs::rename(&away, &d);
+                    pause();
+                }
+            })
+        };
+        for i in 0..3000 {
+            let _ = n.write_atomic(&format!("/etc/cni/f{}", i % 7), b"x", 0o644, None);
+            if let Ok(Some(t)) = n.read("/etc/cni/secret") {
+                assert_eq!(t, "node\n", "a read reached the host");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flipper.join().unwrap();
+        let leaked: Vec<_> = std::fs::read_dir(host.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n != "secret")
+            .collect();
+        assert!(leaked.is_empty(), "written on the host: {leaked:?}");
     }
 }

@@ -233,7 +233,7 @@ impl Unit {
         let fragment = UNIT_DIRS
             .iter()
             .map(|d| crate::node::join(d, name))
-            .find(|p| node.path(p).is_file());
+            .find(|p| node.is_file(p));
         // Drop-ins by file name; the earliest directory wins a name.
         let mut by_name: std::collections::BTreeMap<String, String> = Default::default();
         let mut dirs = vec![format!("{name}.d")];

@@ -467,7 +467,7 @@ pub fn restore_file(node: &Node, b: &Backup, path: &str) -> Result<bool> {
     let Some(f) = b.manifest.files.iter().find(|f| f.path == path) else {
         bail!("{path} is not in the backup's manifest");
     };
-    let now = std::fs::symlink_metadata(node.path(path)).ok();
+    let now = node.metadata(path);
     if !f.existed {
         if now.is_none() {
             return Ok(false);
@@ -496,7 +496,7 @@ pub fn restore_file(node: &Node, b: &Backup, path: &str) -> Result<bool> {
 /// may have been put there since).
 pub fn remove_created_dirs(node: &Node, b: &Backup) {
     for d in b.manifest.created_dirs.iter().rev() {
-        let _ = std::fs::remove_dir(node.path(d));
+        let _ = node.remove_dir(d);
     }
 }
 

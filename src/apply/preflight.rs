@@ -199,7 +199,7 @@ pub fn check(
     let need: u64 = plan
         .files
         .iter()
-        .filter_map(|f| std::fs::metadata(node.path(&f.path)).ok())
+        .filter_map(|f| node.metadata(&f.path))
         .map(|m| m.len())
         .sum::<u64>()
         + (1 << 20);
@@ -217,14 +217,14 @@ pub fn check(
         Err(e) => problems.push(e),
     }
     if !live {
-        let probe_file = node.path("/.cri-migrate-write-test");
-        match std::fs::write(&probe_file, b"") {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&probe_file);
+        let probe_file = "/.cri-migrate-write-test";
+        match node.write_atomic(probe_file, b"", 0o600, None) {
+            Ok(_) => {
+                let _ = node.remove(probe_file);
             }
             Err(e) => {
                 problems.push(format!(
-                    "cannot write under --root {} ({e})",
+                    "cannot write under --root {} ({e:#})",
                     node.root().display()
                 ));
                 fixes.push("Mount the node image read-write and run as root.".into());

@@ -25,10 +25,8 @@ pub fn release(node: &Node, backup_dir: &str, reservations: &[(String, String)])
             continue;
         }
         let to = kept_at(backup_dir, path);
-        let (from, to) = (node.path(path), node.path(&to));
-        std::fs::create_dir_all(to.parent().expect("a path under the backup"))
-            .with_context(|| format!("cannot make {}", to.display()))?;
-        move_file(&from, &to).with_context(|| format!("cannot release {path}"))?;
+        node.rename(path, &to)
+            .with_context(|| format!("cannot release {path}"))?;
         moved += 1;
     }
     Ok(if left > 0 {
@@ -42,31 +40,15 @@ pub fn release(node: &Node, backup_dir: &str, reservations: &[(String, String)])
 pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> Result<Option<String>> {
     let mut back = 0;
     for path in paths {
-        let kept = node.path(&kept_at(backup_dir, path));
-        let at = node.path(path);
-        if !kept.exists() || at.exists() {
+        let kept = kept_at(backup_dir, path);
+        if !node.exists(&kept) || node.exists(path) {
             continue;
         }
-        if let Some(dir) = at.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        move_file(&kept, &at).with_context(|| format!("cannot put back {path}"))?;
+        node.rename(&kept, path)
+            .with_context(|| format!("cannot put back {path}"))?;
         back += 1;
     }
     Ok(Some(format!("{back} put back")))
-}
-
-/// rename, or copy and remove across file systems (the backup may live on another one).
-fn move_file(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    match std::fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
-            std::fs::copy(from, to)?;
-            std::fs::remove_file(from)?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]
