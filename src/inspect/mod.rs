@@ -310,7 +310,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
         talk: opts.talk,
-        docker_socket: opts.talk && node.path(crate::images::docker::SOCKET).exists(),
+        docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
         risks: vec![],
         files,
