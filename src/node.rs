@@ -780,6 +780,9 @@ mod tests {
         let root = dir.path().to_path_buf();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         let n = Node::new(&root);
+        std::fs::create_dir(root.join("etc/cni")).unwrap();
+        std::fs::write(root.join("etc/cni/secret"), "node\n").unwrap();
+        std::os::unix::fs::symlink(host.path(), root.join("etc/cni.link")).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flipper = {
             let (root, host, stop) = (root.clone(), host.path().to_path_buf(), stop.clone());
@@ -789,9 +792,6 @@ mod tests {
                     root.join("etc/cni.link"),
                     root.join("etc/cni.away"),
                 );
-                std::fs::create_dir(&d).unwrap();
-                std::fs::write(d.join("secret"), "node\n").unwrap();
-                std::os::unix::fs::symlink(&host, &link).unwrap();
                 let pause = || std::thread::sleep(std::time::Duration::from_micros(100));
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // The link takes the directory's place, then gives it back.

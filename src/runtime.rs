@@ -3,6 +3,7 @@
 //! and the undo, the package to install and the messages read from here, so that a third
 //! runtime is one description (and its render module), not a dozen edits.
 
+use crate::version::Version;
 use serde::Serialize;
 
 /// The runtime to move to.
@@ -28,6 +29,14 @@ pub struct Runtime {
     /// The package that installs it, for a package manager, from Docker's repository or not,
     /// for the kubelet's minor version (CRI-O's follows Kubernetes').
     pub package: fn(manager: &str, docker_repo: bool, kubelet_minor: Option<(u32, u32)>) -> String,
+    /// The file cri-migrate writes the runtime's settings to (containerd's config, merged;
+    /// CRI-O's drop-in of its own).
+    pub config: &'static str,
+    /// The newest config version the runtime of a version reads; `None` where its config has
+    /// no version.
+    pub config_version: fn(Version) -> Option<u8>,
+    /// The pause image it uses when none is configured (runtime-facts §1).
+    pub default_pause: fn(Version) -> &'static str,
 }
 
 pub const CONTAINERD: Runtime = Runtime {
@@ -45,6 +54,27 @@ pub const CONTAINERD: Runtime = Runtime {
         }
         .to_string()
     },
+    config: "/etc/containerd/config.toml",
+    // 2 for 1.x, 3 for 2.0 to 2.2, 4 from 2.3 (containerd RELEASES.md; version 1 is gone
+    // from 2.0: containerd#8275).
+    config_version: |v| {
+        Some(if v.at_least(2, 3) {
+            4
+        } else if v.major >= 2 {
+            3
+        } else {
+            2
+        })
+    },
+    default_pause: |v| {
+        if v.major >= 2 {
+            "registry.k8s.io/pause:3.10"
+        } else if v.at_least(1, 7) {
+            "registry.k8s.io/pause:3.8"
+        } else {
+            "registry.k8s.io/pause:3.6"
+        }
+    },
 };
 
 pub const CRIO: Runtime = Runtime {
@@ -59,6 +89,9 @@ pub const CRIO: Runtime = Runtime {
         ("zypper", Some((ma, mi))) => format!("cri-o<{ma}.{}", mi + 1),
         _ => "cri-o".to_string(),
     },
+    config: "/etc/crio/crio.conf.d/99-cri-migrate.conf",
+    config_version: |_| None,
+    default_pause: |_| "its built-in pause image",
 };
 
 /// Every runtime, in the order they are offered (the first is the default choice).

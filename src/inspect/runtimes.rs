@@ -64,12 +64,12 @@ const UNIT_DIRS: [&str; 4] = [
     "/usr/lib/systemd/system",
 ];
 
-pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_CONFIG: &str = crate::runtime::CONTAINERD.config;
 pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
 pub const CRICTL_YAML: &str = "/etc/crictl.yaml";
 pub const CRIO_CONF: &str = "/etc/crio/crio.conf";
 pub const CRIO_CONF_D: &str = "/etc/crio/crio.conf.d";
-pub const CRIO_DROP_IN: &str = "/etc/crio/crio.conf.d/99-cri-migrate.conf";
+pub const CRIO_DROP_IN: &str = crate::runtime::CRIO.config;
 pub const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
 /// kubeadm 1.34+ (NodeLocalCRISocket) keeps the node's CRI socket here instead of an annotation.
 pub const INSTANCE_CONFIG: &str = "/var/lib/kubelet/instance-config.yaml";

@@ -36,12 +36,7 @@ pub(super) fn closing_warnings(
 
 /// The pause image a runtime uses when none is configured (runtime-facts §1).
 pub(super) fn default_pause(target: Target, rv: Version) -> String {
-    match target {
-        Target::Containerd if rv.major >= 2 => "registry.k8s.io/pause:3.10".into(),
-        Target::Containerd if rv.at_least(1, 7) => "registry.k8s.io/pause:3.8".into(),
-        Target::Containerd => "registry.k8s.io/pause:3.6".into(),
-        Target::Crio => "its built-in pause image".into(),
-    }
+    (target.runtime().default_pause)(rv).to_string()
 }
 
 #[cfg(test)]

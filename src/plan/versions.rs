@@ -118,15 +118,8 @@ fn containerd_schema(
     existing: Option<&crate::inspect::runtimes::ContainerdConfig>,
     warnings: &mut Vec<Finding>,
 ) -> Result<u8, Failure> {
-    // The newest config version the installed containerd reads: 2 for 1.x, 3 for 2.0 to 2.2,
-    // 4 from 2.3 (containerd RELEASES.md; version 1 is gone from 2.0: containerd#8275).
-    let readable: u8 = if rv.at_least(2, 3) {
-        4
-    } else if rv.major >= 2 {
-        3
-    } else {
-        2
-    };
+    // The newest config version the installed containerd reads (its description).
+    let readable: u8 = (crate::runtime::CONTAINERD.config_version)(rv).unwrap_or(2);
     if let Some(c) = existing {
         // A file written for a newer containerd than the one installed: the installed one cannot
         // read it, and rewriting it down would leave the newer tables in, misread.
