@@ -785,7 +785,7 @@ mod tests {
         std::os::unix::fs::symlink(host.path(), root.join("etc/cni.link")).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flipper = {
-            let (root, host, stop) = (root.clone(), host.path().to_path_buf(), stop.clone());
+            let (root, stop) = (root.clone(), stop.clone());
             std::thread::spawn(move || {
                 let (d, link, away) = (
                     root.join("etc/cni"),
