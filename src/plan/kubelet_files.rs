@@ -382,17 +382,17 @@ mod tests {
         );
     }
 
+    /// The kubelet's side of a move to containerd, and what was said.
+    fn side(f: &Facts) -> (Vec<FileChange>, Vec<Finding>) {
+        let mut w = vec![];
+        let kv = f.kubelet.installed.version.unwrap();
+        (kubelet_side(f, kv, Target::Containerd, &mut w).unwrap(), w)
+    }
+
     #[test]
     fn a_packages_unit_is_overridden_never_edited() {
         let f = facts_with("vendor-unit-1.24-cri-dockerd", None);
-        let mut w = vec![];
-        let files = kubelet_side(
-            &f,
-            f.kubelet.installed.version.unwrap(),
-            Target::Containerd,
-            &mut w,
-        )
-        .unwrap();
+        let (files, w) = side(&f);
         assert!(
             !files.iter().any(|c| c.path.starts_with("/usr/lib/")),
             "{files:?}"
@@ -421,14 +421,7 @@ mod tests {
         let unit = "/usr/lib/systemd/system/kubelet.service";
         let snap = f.files.get_mut(unit).unwrap();
         snap.content = snap.content.replace(" cri-docker.service", "");
-        let mut w = vec![];
-        let files = kubelet_side(
-            &f,
-            f.kubelet.installed.version.unwrap(),
-            Target::Containerd,
-            &mut w,
-        )
-        .unwrap();
+        let (files, w) = side(&f);
         let d = files
             .iter()
             .find(|c| c.path == "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf")
