@@ -421,7 +421,7 @@ mod tests {
         let unit = "/usr/lib/systemd/system/kubelet.service";
         let snap = f.files.get_mut(unit).unwrap();
         snap.content = snap.content.replace(" cri-docker.service", "");
-        let (files, w) = side(&f);
+        let (files, _) = side(&f);
         let d = files
             .iter()
             .find(|c| c.path == "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf")
