@@ -69,7 +69,6 @@ fn no_module_reaches_back_into_one_that_reaches_it() {
     let src = common::repo().join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let mut files = files;
     // Modules declared for tests only (`#[cfg(test)] mod walk_tests;`) may look anywhere.
     let mut test_only: BTreeSet<String> = BTreeSet::new();
     for f in &files {
