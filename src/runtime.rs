@@ -29,6 +29,10 @@ pub struct Runtime {
     /// The package that installs it, for a package manager, from Docker's repository or not,
     /// for the kubelet's minor version (CRI-O's follows Kubernetes').
     pub package: fn(manager: &str, docker_repo: bool, kubelet_minor: Option<(u32, u32)>) -> String,
+    /// Its daemon's binary, as PATH finds it.
+    pub binary: &'static str,
+    /// How to install it, for a message.
+    pub install_hint: &'static str,
     /// The file cri-migrate writes the runtime's settings to (containerd's config, merged;
     /// CRI-O's drop-in of its own).
     pub config: &'static str,
@@ -54,6 +58,8 @@ pub const CONTAINERD: Runtime = Runtime {
         }
         .to_string()
     },
+    binary: "containerd",
+    install_hint: "apt-get install containerd (Debian, Ubuntu), dnf install containerd.io (Docker's repository)",
     config: "/etc/containerd/config.toml",
     // 2 for 1.x, 3 for 2.0 to 2.2, 4 from 2.3 (containerd RELEASES.md; version 1 is gone
     // from 2.0: containerd#8275).
@@ -89,6 +95,9 @@ pub const CRIO: Runtime = Runtime {
         ("zypper", Some((ma, mi))) => format!("cri-o<{ma}.{}", mi + 1),
         _ => "cri-o".to_string(),
     },
+    binary: "crio",
+    install_hint:
+        "the cri-o package matching the kubelet's minor version, from the CRI-O repositories",
     config: "/etc/crio/crio.conf.d/99-cri-migrate.conf",
     config_version: |_| None,
     default_pause: |_| "its built-in pause image",

@@ -326,10 +326,7 @@ fn execute(
 }
 
 fn runtime_installed(facts: &Facts, target: Target) -> bool {
-    match target {
-        Target::Containerd => facts.runtimes.containerd.installed,
-        Target::Crio => facts.runtimes.crio.installed,
-    }
+    facts.runtimes.of(target).installed
 }
 
 fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> {

@@ -63,10 +63,7 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
             from.name()
         ));
     }
-    let installed = match target {
-        Target::Containerd => &facts.runtimes.containerd,
-        Target::Crio => &facts.runtimes.crio,
-    };
+    let installed = facts.runtimes.of(target);
     if !installed.units.iter().any(|u| u == target.unit()) {
         return no(format!("{} has no unit on this node yet", target.unit()));
     }

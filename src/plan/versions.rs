@@ -54,14 +54,8 @@ pub(super) fn versions(
         ));
     }
 
-    let installed = match target {
-        Target::Containerd => &facts.runtimes.containerd,
-        Target::Crio => &facts.runtimes.crio,
-    };
-    let install_hint = match target {
-        Target::Containerd => "apt-get install containerd (Debian, Ubuntu), dnf install containerd.io (Docker's repository)",
-        Target::Crio => "the cri-o package matching the kubelet's minor version, from the CRI-O repositories",
-    };
+    let installed = facts.runtimes.of(target);
+    let install_hint = target.runtime().install_hint;
     let rv = match (opts.runtime_version, installed.version, installed.installed) {
         (Some(v), _, true) => v,
         (Some(v), _, false) => {
