@@ -26,14 +26,25 @@ pub struct Cni {
 pub fn inspect(
     node: &Node,
     kubelet: &Kubelet,
+    cri_dockerd: &[super::kubelet::FoundFlag],
     containerd: Option<&ContainerdConfig>,
     crio: &CrioConfig,
 ) -> Cni {
-    let flag = |name: &str| {
+    // The kubelet's dockershim flags, else cri-dockerd's (which took them over from 1.24).
+    let flag_from = |name: &str| {
+        let set = |f: &super::kubelet::FoundFlag| f.value.clone().filter(|v| !v.is_empty());
         kubelet
             .flag(name)
-            .and_then(|f| f.value.clone())
-            .filter(|v| !v.is_empty())
+            .and_then(set)
+            .map(|v| (v, format!("the kubelet's --{name}")))
+            .or_else(|| {
+                cri_dockerd
+                    .iter()
+                    .rev()
+                    .find(|f| f.name == name)
+                    .and_then(set)
+                    .map(|v| (v, format!("cri-dockerd's --{name}")))
+            })
     };
     let runtime_conf = containerd
         .and_then(|c| c.cni_conf_dir.clone().map(|d| (d, c.path.clone())))
@@ -57,8 +68,8 @@ pub fn inspect(
                 )
             })
         });
-    let (conf_dir, conf_dir_source) = match (flag("cni-conf-dir"), runtime_conf) {
-        (Some(d), _) => (d, "the kubelet's --cni-conf-dir".to_string()),
+    let (conf_dir, conf_dir_source) = match (flag_from("cni-conf-dir"), runtime_conf) {
+        (Some(d), _) => d,
         (None, Some((d, from))) => (d, from),
         (None, None) => (DEFAULT_CONF_DIR.to_string(), "the default".to_string()),
     };
@@ -85,9 +96,8 @@ pub fn inspect(
             .collect()
     };
     // --cni-bin-dir took a comma-separated list; one that names no directory (`,`) is no setting.
-    let set = flag("cni-bin-dir")
-        .filter(|d| d.split(',').any(|s| !s.trim().is_empty()))
-        .map(|d| (d, "the kubelet's --cni-bin-dir".to_string()))
+    let set = flag_from("cni-bin-dir")
+        .filter(|(d, _)| d.split(',').any(|s| !s.trim().is_empty()))
         .or(runtime_bins)
         .or(unserved);
     // A setting that names no directory (`,`, blanks) is no setting.

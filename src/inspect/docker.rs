@@ -38,6 +38,223 @@ pub struct DockerSettings {
     pub containerd_snapshotter: bool,
     /// Keys with no counterpart in a CRI runtime, with their JSON value.
     pub other: BTreeMap<String, Value>,
+    /// Where each daemon.json key's value came from, when not from daemon.json: dockerd's
+    /// flag, file, line and variable ("--registry-mirror in /etc/systemd/system/
+    /// docker.service.d/docker-options.conf:2 ($DOCKER_OPTS)").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub from: BTreeMap<String, String>,
+    /// dockerd's flags cri-migrate does not carry, each with where it is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_flags: Vec<(String, String)>,
+}
+
+impl DockerSettings {
+    /// Where the value of a daemon.json key came from, for the plan: the file, or dockerd's
+    /// flag and where it is set.
+    pub fn source(&self, key: &str) -> String {
+        self.from
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{DAEMON_JSON} {key}"))
+    }
+}
+
+/// One of dockerd's flags on its command line, and where it is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerdFlag {
+    pub name: String,
+    pub value: Option<String>,
+    /// `FILE:LINE`, with the variable it was expanded from.
+    pub at: String,
+}
+
+/// dockerd's flags that take a value (`--flag value` as well as `--flag=value`), short forms
+/// given their long names. From `dockerd --help` (Docker 20.10 to 28).
+const DOCKERD_VALUE_FLAGS: [(&str, &str); 38] = [
+    ("add-runtime", "add-runtime"),
+    (
+        "allow-nondistributable-artifacts",
+        "allow-nondistributable-artifacts",
+    ),
+    ("authorization-plugin", "authorization-plugin"),
+    ("bip", "bip"),
+    ("b", "bridge"),
+    ("bridge", "bridge"),
+    ("cgroup-parent", "cgroup-parent"),
+    ("config-file", "config-file"),
+    ("containerd", "containerd"),
+    ("containerd-namespace", "containerd-namespace"),
+    ("data-root", "data-root"),
+    ("g", "data-root"),
+    ("graph", "data-root"),
+    ("default-runtime", "default-runtime"),
+    ("default-ulimit", "default-ulimit"),
+    ("dns", "dns"),
+    ("dns-opt", "dns-opt"),
+    ("dns-search", "dns-search"),
+    ("exec-opt", "exec-opt"),
+    ("exec-root", "exec-root"),
+    ("group", "group"),
+    ("G", "group"),
+    ("H", "host"),
+    ("host", "host"),
+    ("insecure-registry", "insecure-registry"),
+    ("label", "label"),
+    ("log-driver", "log-driver"),
+    ("log-level", "log-level"),
+    ("l", "log-level"),
+    ("log-opt", "log-opt"),
+    ("max-concurrent-downloads", "max-concurrent-downloads"),
+    ("max-concurrent-uploads", "max-concurrent-uploads"),
+    ("mtu", "mtu"),
+    ("pidfile", "pidfile"),
+    ("p", "pidfile"),
+    ("registry-mirror", "registry-mirror"),
+    ("s", "storage-driver"),
+    ("storage-driver", "storage-driver"),
+];
+
+/// dockerd's flags that mean nothing to a CRI runtime (its API socket, its own networking, its
+/// logging level, its process): read, not carried, not warned about.
+const DOCKERD_OWN_FLAGS: [&str; 16] = [
+    "host",
+    "containerd",
+    "containerd-namespace",
+    "pidfile",
+    "exec-root",
+    "group",
+    "log-level",
+    "debug",
+    "D",
+    "iptables",
+    "ip6tables",
+    "ip-forward",
+    "ip-masq",
+    "bridge",
+    "bip",
+    "mtu",
+];
+
+/// dockerd's flags from the command line its unit runs (`docker.service`, read as systemd
+/// reads it: drop-ins, `Environment=`, `EnvironmentFile=` such as `/etc/sysconfig/docker`'s
+/// `OPTIONS` or Kubespray's `DOCKER_OPTS`), each with where it is set. Empty without a unit.
+pub fn dockerd_flags(node: &Node) -> Result<Vec<DockerdFlag>> {
+    let Some(unit) = crate::unit::Unit::load(node, "docker.service")? else {
+        return Ok(vec![]);
+    };
+    let Some(command) = unit.command(node)? else {
+        return Ok(vec![]);
+    };
+    let words: Vec<&crate::unit::Word> = command.argv.iter().skip(1).collect();
+    // `docker daemon` and `docker -d` (before Docker 1.12) run the daemon as a subcommand.
+    let words: Vec<&crate::unit::Word> = match words.first().map(|w| w.text.as_str()) {
+        Some("daemon") | Some("-d") => words[1..].to_vec(),
+        _ => words,
+    };
+    let at = |w: &crate::unit::Word| match &w.variable {
+        Some(v) => format!("{}:{} (${})", v.set_at.file, v.set_at.line, v.name),
+        None => format!("{}:{}", w.origin.file, w.origin.line),
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        let Some(body) = w
+            .text
+            .strip_prefix("--")
+            .or_else(|| w.text.strip_prefix('-'))
+        else {
+            continue;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let long = DOCKERD_VALUE_FLAGS
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, l)| *l);
+        let value = match (inline, long) {
+            (Some(v), _) => Some(v),
+            (None, Some(_)) => {
+                let v = words.get(i).map(|n| n.text.clone());
+                i += 1;
+                v
+            }
+            (None, None) => None,
+        };
+        out.push(DockerdFlag {
+            name: long.unwrap_or(name).to_string(),
+            value,
+            at: at(w),
+        });
+    }
+    Ok(out)
+}
+
+/// dockerd's flags laid over daemon.json's settings (dockerd refuses to start when one is set
+/// in both, so either is the truth), each with where it is set.
+fn apply_flags(s: &mut DockerSettings, flags: &[DockerdFlag]) {
+    for f in flags {
+        let said = format!("dockerd --{} ({})", f.name, f.at);
+        let v = f.value.clone().unwrap_or_default();
+        let key = match f.name.as_str() {
+            "registry-mirror" => {
+                s.registry_mirrors.push(v);
+                "registry-mirrors"
+            }
+            "insecure-registry" => {
+                s.insecure_registries.push(v);
+                "insecure-registries"
+            }
+            "exec-opt" => match v.strip_prefix("native.cgroupdriver=") {
+                Some(d) => {
+                    s.cgroup_driver = Some(d.to_string());
+                    "exec-opts"
+                }
+                None => {
+                    s.other_flags
+                        .push((format!("--exec-opt {v}"), f.at.clone()));
+                    continue;
+                }
+            },
+            "data-root" => {
+                s.data_root = Some(v);
+                "data-root"
+            }
+            "storage-driver" => {
+                s.storage_driver = Some(v);
+                "storage-driver"
+            }
+            "max-concurrent-downloads" => {
+                s.max_concurrent_downloads = v.parse().ok();
+                "max-concurrent-downloads"
+            }
+            "log-driver" => {
+                s.log_driver = Some(v);
+                "log-driver"
+            }
+            "log-opt" => {
+                if let Some((k, val)) = v.split_once('=') {
+                    s.log_opts.insert(k.to_string(), val.to_string());
+                }
+                "log-opts"
+            }
+            "config-file" => continue,
+            n if DOCKERD_OWN_FLAGS.contains(&n) => continue,
+            _ => {
+                let shown = match &f.value {
+                    Some(v) => format!("--{}={v}", f.name),
+                    None => format!("--{}", f.name),
+                };
+                s.other_flags.push((shown, f.at.clone()));
+                continue;
+            }
+        };
+        // A list gathered from several flags says the first place it is set.
+        s.from.entry(key.to_string()).or_insert(said);
+    }
 }
 
 /// Certificates for one registry in `/etc/docker/certs.d/<host>/`.
@@ -68,10 +285,27 @@ pub struct Docker {
 
 pub fn inspect(node: &Node) -> Result<Docker> {
     let mut docker = Docker::default();
-    if let Some(text) = node.read(DAEMON_JSON)? {
-        docker.settings = parse_daemon_json(&text)?;
-        docker.daemon_json = Some(DAEMON_JSON.to_string());
+    let flags = dockerd_flags(node)?;
+    // `--config-file` moves daemon.json.
+    let config = flags
+        .iter()
+        .rev()
+        .find(|f| f.name == "config-file")
+        .and_then(|f| f.value.clone())
+        .unwrap_or_else(|| DAEMON_JSON.to_string());
+    if let Some(text) = node.read(&config)? {
+        docker.settings = parse_daemon_json_at(&config, &text)?;
+        docker.daemon_json = Some(config.clone());
+        if config != DAEMON_JSON {
+            for key in docker.settings.keys_set() {
+                docker
+                    .settings
+                    .from
+                    .insert(key.clone(), format!("{config} {key}"));
+            }
+        }
     }
+    apply_flags(&mut docker.settings, &flags);
     for host in node.list(CERTS_D) {
         let dir = join(CERTS_D, &host);
         if !node.is_dir(&dir) {
@@ -100,11 +334,40 @@ pub fn inspect(node: &Node) -> Result<Docker> {
 }
 
 pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
+    parse_daemon_json_at(DAEMON_JSON, text)
+}
+
+impl DockerSettings {
+    /// The daemon.json keys that hold a value here.
+    fn keys_set(&self) -> Vec<String> {
+        let mut k = Vec::new();
+        let mut add = |set: bool, key: &str| {
+            if set {
+                k.push(key.to_string())
+            }
+        };
+        add(!self.registry_mirrors.is_empty(), "registry-mirrors");
+        add(!self.insecure_registries.is_empty(), "insecure-registries");
+        add(self.cgroup_driver.is_some(), "exec-opts");
+        add(self.data_root.is_some(), "data-root");
+        add(self.storage_driver.is_some(), "storage-driver");
+        add(
+            self.max_concurrent_downloads.is_some(),
+            "max-concurrent-downloads",
+        );
+        add(self.log_driver.is_some(), "log-driver");
+        add(!self.log_opts.is_empty(), "log-opts");
+        k
+    }
+}
+
+/// daemon.json's settings, from the file at `path` (its errors name it).
+pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
     // dockerd ignores a UTF-8 byte order mark in daemon.json (Docker 23 and later: moby#44770).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let bad = |problem: String| {
         Failure::bad_input(
-            DAEMON_JSON,
+            path,
             problem,
             "Fix the JSON (dockerd refuses to start with it too), then run cri-migrate again.",
         )
@@ -179,6 +442,8 @@ pub fn parse_daemon_json(text: &str) -> Result<DockerSettings> {
         log_opts,
         containerd_snapshotter,
         other,
+        from: BTreeMap::new(),
+        other_flags: vec![],
     })
 }
 
@@ -263,5 +528,89 @@ mod tests {
         assert!(matches!(f, Failure::BadInput { .. }));
         assert!(e.to_string().contains(DAEMON_JSON));
         assert!(parse_daemon_json(r#"{"registry-mirrors": "x"}"#).is_err());
+    }
+
+    fn node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Node::new(dir.path());
+        for (p, text) in files {
+            n.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
+        }
+        (dir, n)
+    }
+
+    #[test]
+    fn dockerd_flags_from_a_drop_in_and_an_env_file_are_settings_with_their_source() {
+        // Kubespray's docker-options.conf: DOCKER_OPTS continued over lines, expanded by the
+        // drop-in's own ExecStart=.
+        let (_d, n) = node(&[
+            ("/lib/systemd/system/docker.service", "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n"),
+            (
+                "/etc/systemd/system/docker.service.d/docker-options.conf",
+                "[Service]\nEnvironment=\"DOCKER_OPTS= --iptables=false \\\n--exec-opt native.cgroupdriver=systemd \\\n--registry-mirror=https://mirror.example \\\n--insecure-registry=reg.example:5000 \\\n--log-opt max-size=50m --log-opt max-file=5 \\\n--add-runtime nvidia=/usr/bin/nvidia-container-runtime\"\nExecStart=\nExecStart=/usr/bin/dockerd $DOCKER_OPTS\n",
+            ),
+        ]);
+        let d = inspect(&n).unwrap();
+        let s = &d.settings;
+        assert_eq!(s.cgroup_driver.as_deref(), Some("systemd"));
+        assert_eq!(s.registry_mirrors, ["https://mirror.example"]);
+        assert_eq!(s.insecure_registries, ["reg.example:5000"]);
+        assert_eq!(s.log_opts["max-size"], "50m");
+        assert_eq!(s.log_opts["max-file"], "5");
+        let conf = "/etc/systemd/system/docker.service.d/docker-options.conf";
+        assert_eq!(
+            s.source("registry-mirrors"),
+            format!("dockerd --registry-mirror ({conf}:2 ($DOCKER_OPTS))")
+        );
+        assert_eq!(s.source("data-root"), "/etc/docker/daemon.json data-root");
+        // Not carried, and said with where it is set; --iptables is Docker's own business.
+        assert_eq!(
+            s.other_flags,
+            [(
+                "--add-runtime=nvidia=/usr/bin/nvidia-container-runtime".to_string(),
+                format!("{conf}:2 ($DOCKER_OPTS)")
+            )]
+        );
+    }
+
+    #[test]
+    fn rhel_sysconfig_options_and_a_config_file_elsewhere() {
+        let (_d, n) = node(&[
+            (
+                "/usr/lib/systemd/system/docker.service",
+                "[Service]\nEnvironmentFile=-/etc/sysconfig/docker\nEnvironmentFile=-/etc/sysconfig/docker-storage\nExecStart=/usr/bin/dockerd-current $OPTIONS $DOCKER_STORAGE_OPTIONS --config-file=/etc/docker/alt.json\n",
+            ),
+            ("/etc/sysconfig/docker", "OPTIONS='--selinux-enabled --log-driver=journald -g /data/docker'\n"),
+            ("/etc/sysconfig/docker-storage", "DOCKER_STORAGE_OPTIONS=\"--storage-driver overlay2\"\n"),
+            ("/etc/docker/alt.json", "{\"registry-mirrors\": [\"https://m.example\"]}\n"),
+        ]);
+        let d = inspect(&n).unwrap();
+        let s = &d.settings;
+        assert_eq!(d.daemon_json.as_deref(), Some("/etc/docker/alt.json"));
+        assert_eq!(s.registry_mirrors, ["https://m.example"]);
+        assert_eq!(
+            s.source("registry-mirrors"),
+            "/etc/docker/alt.json registry-mirrors"
+        );
+        assert_eq!(s.data_root.as_deref(), Some("/data/docker"));
+        assert_eq!(s.storage_driver.as_deref(), Some("overlay2"));
+        assert_eq!(s.log_driver.as_deref(), Some("journald"));
+        assert!(s
+            .source("storage-driver")
+            .contains("$DOCKER_STORAGE_OPTIONS"));
+        assert_eq!(s.other_flags.len(), 1, "{:?}", s.other_flags);
+        assert!(s.other_flags[0].0 == "--selinux-enabled");
+        // A broken file named by --config-file is named in the refusal.
+        let (_d, n) = node(&[
+            (
+                "/lib/systemd/system/docker.service",
+                "[Service]\nExecStart=/usr/bin/dockerd --config-file /etc/docker/alt.json\n",
+            ),
+            ("/etc/docker/alt.json", "{"),
+        ]);
+        assert!(inspect(&n)
+            .unwrap_err()
+            .to_string()
+            .contains("/etc/docker/alt.json"));
     }
 }

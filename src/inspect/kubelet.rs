@@ -412,6 +412,50 @@ fn from_kubeadm_files(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Re
     })
 }
 
+/// cri-dockerd's flags, from the command line its `cri-docker.service` runs (read as systemd
+/// reads it), each with where it is set: its `--pod-infra-container-image`, `--network-plugin`,
+/// `--cni-bin-dir` and `--cni-conf-dir` are what dockershim's were. Empty without the unit.
+pub fn cri_dockerd_flags(node: &Node) -> Result<Vec<FoundFlag>> {
+    let Some(unit) = crate::unit::Unit::load(node, "cri-docker.service")? else {
+        return Ok(vec![]);
+    };
+    let Some(command) = unit.command(node)? else {
+        return Ok(vec![]);
+    };
+    let words: Vec<&crate::unit::Word> = command.argv.iter().skip(1).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        i += 1;
+        let Some(body) = w.text.strip_prefix("--") else {
+            continue;
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => match words.get(i).filter(|n| !n.text.starts_with('-')) {
+                Some(n) => {
+                    i += 1;
+                    (body.to_string(), Some(n.text.clone()))
+                }
+                None => (body.to_string(), None),
+            },
+        };
+        let (file, var, line) = match &w.variable {
+            Some(v) => (v.set_at.file.clone(), v.name.clone(), v.set_at.line),
+            None => (w.origin.file.clone(), EXEC_START.to_string(), w.origin.line),
+        };
+        out.push(FoundFlag {
+            name,
+            value,
+            file,
+            var,
+            line,
+        });
+    }
+    Ok(out)
+}
+
 /// `KUBELET_KUBEADM_ARGS`, `KUBELET_EXTRA_ARGS`, and the older kubeadm drop-ins'
 /// `KUBELET_NETWORK_ARGS`, `KUBELET_CGROUP_ARGS`...
 pub fn is_flags_var(name: &str) -> bool {

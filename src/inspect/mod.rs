@@ -178,6 +178,9 @@ pub struct Facts {
     /// The command line `kubelet.service` runs, read as systemd reads the unit (src/unit.rs),
     /// each word with the file, line and variable it comes from.
     pub kubelet_command: Option<KubeletCommand>,
+    /// cri-dockerd's flags (`cri-docker.service`), each with where it is set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cri_dockerd_flags: Vec<kubelet::FoundFlag>,
     /// The node's services were asked (a live node: `InspectOptions::talk`).
     pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
@@ -257,7 +260,14 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     }
     let containerd_config = runtimes::containerd_config(node, &mut files)?;
     let crio = runtimes::crio_config(node, &mut files)?;
-    let cni = cni::inspect(node, &kubelet, containerd_config.as_ref(), &crio);
+    let cri_dockerd_flags = kubelet::cri_dockerd_flags(node)?;
+    let cni = cni::inspect(
+        node,
+        &kubelet,
+        &cri_dockerd_flags,
+        containerd_config.as_ref(),
+        &crio,
+    );
     let static_pods = pods::static_pods(node, &kubelet);
     let docker_containers = if live && runtimes.docker.installed {
         pods::docker_containers(cmds)
@@ -320,6 +330,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
         talk: opts.talk,
+        cri_dockerd_flags,
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
         risks: vec![],

@@ -131,6 +131,13 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             "check whether the node relied on it",
         ));
     }
+    for (flag, at) in &d.other_flags {
+        out.push(Finding::warning(
+            "docker-flag-dropped",
+            format!("dockerd {flag} ({at}) is not carried over"),
+            "check whether the node relied on it; docs/carried-settings.md lists what is carried",
+        ));
+    }
     if d.log_driver.is_some() || !d.log_opts.is_empty() {
         let opts: Vec<String> = d.log_opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push(Finding::info(

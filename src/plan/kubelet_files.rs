@@ -9,6 +9,7 @@ pub(super) fn kubelet_side(
     facts: &Facts,
     kv: Version,
     target: Target,
+    pause: Option<&str>,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
     let endpoint = target.endpoint().to_string();
@@ -36,7 +37,7 @@ pub(super) fn kubelet_side(
         "crictl talks to the new runtime",
     ));
 
-    files.extend(kubelet_files(facts, kv, target, warnings)?);
+    files.extend(kubelet_files(facts, kv, target, pause, warnings)?);
     // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
     if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
         let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", &endpoint)
@@ -179,11 +180,15 @@ fn kubelet_files(
     facts: &Facts,
     kv: Version,
     target: Target,
+    pause: Option<&str>,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
     let endpoint = target.endpoint();
     let k = &facts.kubelet;
-    let rules = Rules::for_version(kv, endpoint, k.config.exists);
+    let rules = Rules {
+        pause: pause.map(str::to_string),
+        ..Rules::for_version(kv, endpoint, k.config.exists)
+    };
     let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
     let owner = runtime_flags_owner(k).filter(|_| needs_flag);
     if needs_flag && owner.is_none() {
@@ -335,7 +340,10 @@ fn kubelet_files(
         if path.contains("/systemd/") {
             warnings.push(Finding::info(
                 "kubelet-drop-in-edited",
-                format!("{path} sets kubelet flags that go; it is edited"),
+                format!(
+                    "{path}, a unit file of the kubelet, is edited: {}",
+                    why.trim_start_matches("kubelet; ")
+                ),
                 "systemd reloads its units",
             ));
         }
@@ -386,7 +394,10 @@ mod tests {
     fn side(f: &Facts) -> (Vec<FileChange>, Vec<Finding>) {
         let mut w = vec![];
         let kv = f.kubelet.installed.version.unwrap();
-        (kubelet_side(f, kv, Target::Containerd, &mut w).unwrap(), w)
+        (
+            kubelet_side(f, kv, Target::Containerd, None, &mut w).unwrap(),
+            w,
+        )
     }
 
     #[test]

@@ -279,10 +279,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     let v = versions::versions(facts, opts, &mut warnings)?;
     let mut settings = settings::carried(facts, opts, target, &mut warnings);
     let mut files = runtime_files::runtime_files(facts, &v, target, &mut settings, &mut warnings)?;
+    let pause = settings.sandbox_image.as_ref().map(|s| s.value.as_str());
     files.extend(kubelet_files::kubelet_side(
         facts,
         v.kv,
         target,
+        pause,
         &mut warnings,
     )?);
     let files = settle(files, v.from, target)?;

@@ -11,6 +11,8 @@ pub(super) fn carried(
 ) -> Carried {
     let k = &facts.kubelet;
     let d = &facts.docker.settings;
+    // Where Docker's value came from: dockerd's flag where it was one, else daemon.json.
+    let src = |key: &str, default: String| d.from.get(key).cloned().unwrap_or(default);
     let cgroup_driver = match (&k.cgroup_driver, &d.cgroup_driver) {
         (Some(c), _) if k.flag("cgroup-driver").is_some() => {
             setting(c.clone(), "the kubelet's --cgroup-driver")
@@ -18,17 +20,37 @@ pub(super) fn carried(
         (Some(c), _) => setting(c.clone(), format!("cgroupDriver in {}", k.config.path)),
         (None, Some(c)) => setting(
             c.clone(),
-            "daemon.json exec-opts native.cgroupdriver (the kubelet sets none)",
+            format!(
+                "{} (the kubelet sets none)",
+                src(
+                    "exec-opts",
+                    "daemon.json exec-opts native.cgroupdriver".into()
+                )
+            ),
         ),
         (None, None) => setting(
             "cgroupfs".to_string(),
             "the kubelet's default (nothing sets a cgroup driver)",
         ),
     };
+    // On cri-dockerd, its own --pod-infra-container-image is the pause image pods ran with (the
+    // kubelet's, where set, only keeps the image from garbage collection).
+    let cri_dockerd_pause = (facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd)
+        .then(|| {
+            facts
+                .cri_dockerd_flags
+                .iter()
+                .rev()
+                .find(|f| f.name == "pod-infra-container-image")
+                .and_then(|f| f.value.clone())
+        })
+        .flatten()
+        .map(|v| setting(v, "cri-dockerd's --pod-infra-container-image"));
     let sandbox_image = opts
         .sandbox_image
         .clone()
         .map(|v| setting(v, "--sandbox-image"))
+        .or(cri_dockerd_pause)
         .or_else(|| {
             k.pod_infra_container_image
                 .clone()
@@ -52,8 +74,12 @@ pub(super) fn carried(
         setting(
             join(&parent, dir),
             format!(
-                "beside Docker's data-root {}",
-                d.data_root.as_deref().unwrap_or_default()
+                "beside Docker's data-root {}{}",
+                d.data_root.as_deref().unwrap_or_default(),
+                d.from
+                    .get("data-root")
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
             ),
         )
     });
@@ -73,10 +99,19 @@ pub(super) fn carried(
                 return None;
             }
         };
-        Some(setting(mapped.to_string(), format!("daemon.json storage-driver {sd}")))
+        Some(setting(
+            mapped.to_string(),
+            src("storage-driver", format!("daemon.json storage-driver {sd}")),
+        ))
     });
     let max_concurrent_downloads = d.max_concurrent_downloads.and_then(|n| match target {
-        Target::Containerd => Some(setting(n, "daemon.json max-concurrent-downloads")),
+        Target::Containerd => Some(setting(
+            n,
+            src(
+                "max-concurrent-downloads",
+                "daemon.json max-concurrent-downloads".into(),
+            ),
+        )),
         Target::Crio => {
             warnings.push(Finding::info(
                 "max-downloads-dropped",
@@ -136,6 +171,15 @@ mod tests {
         assert!(c.cgroup_driver.from.ends_with("kubelet-config.json"));
         assert!(c.sandbox_image.unwrap().value.contains(".ecr."));
         assert_eq!(c.max_concurrent_downloads.unwrap().value, 10);
+        // On cri-dockerd, its own pause image and CNI directories (a drop-in of its unit).
+        let f = facts_with("vendor-unit-1.24-cri-dockerd", None);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let pause = c.sandbox_image.unwrap();
+        assert_eq!(
+            (pause.value.as_str(), pause.from.as_str()),
+            ("registry.k8s.io/pause:3.9", "cri-dockerd's --pod-infra-container-image")
+        );
+        assert_eq!(c.cni_conf_dir.from, "cri-dockerd's --cni-conf-dir");
         // --sandbox-image wins over the node's.
         let mut o = opts(Target::Containerd);
         o.sandbox_image = Some("registry.local/pause:3.9".into());

@@ -34,6 +34,9 @@ pub struct Rules {
     pub endpoint_in_config: bool,
     /// `--pod-infra-container-image` is gone (1.35+).
     pub drop_pod_infra: bool,
+    /// The pause image the runtime is given, where the kubelet's `--pod-infra-container-image`
+    /// (kept below 1.35, for image garbage collection) must name the same.
+    pub pause: Option<String>,
 }
 
 impl Rules {
@@ -43,6 +46,7 @@ impl Rules {
             runtime_remote_flag: !v.at_least(1, 27),
             endpoint_in_config: v.at_least(1, 27) && has_config_file,
             drop_pod_infra: v.at_least(1, 35),
+            pause: None,
         }
     }
 }
@@ -118,6 +122,17 @@ fn edit_list(list: &mut FlagList, owner: bool, rules: &Rules, removed: &mut Vec<
     if rules.drop_pod_infra && list.remove("pod-infra-container-image") {
         removed.push("--pod-infra-container-image".into());
     }
+    // The kubelet keeps from garbage collection the image it names: the runtime's pause image
+    // (cri-dockerd's, where the pods ran with that one).
+    if let (Some(pause), false) = (&rules.pause, rules.drop_pod_infra) {
+        if list
+            .flags()
+            .iter()
+            .any(|f| f.name == "pod-infra-container-image")
+        {
+            list.set("pod-infra-container-image", pause);
+        }
+    }
     if owner {
         add_runtime_flags(list, rules);
     }
@@ -137,11 +152,117 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
     if !rules.endpoint_in_config {
         return Ok(text.to_string());
     }
+    // A JSON config (the EKS AMI's kubelet-config.json) stays JSON.
+    if text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('{')
+    {
+        let mut out = set_json_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim_start_matches('\u{feff}')).map_err(|e| e.to_string())?;
+        if v.get("imageServiceEndpoint").is_some() {
+            out = set_json_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
+        }
+        return Ok(out);
+    }
     let mut out = super::yaml::set_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
     let v: serde_norway::Value = serde_norway::from_str(&out).map_err(|e| e.to_string())?;
     if v.get("imageServiceEndpoint").is_some() {
         out = super::yaml::set_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
     }
+    Ok(out)
+}
+
+/// Set a top-level string key of a JSON object in its text: the value replaced where the key
+/// is, else the key added last, indented as the keys before it; the rest byte for byte.
+pub fn set_json_top_level(text: &str, key: &str, value: &str) -> Result<String, String> {
+    let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| format!("not valid JSON ({e})"))?;
+    let obj = doc.as_object().ok_or("not a JSON object")?;
+    let quoted = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    // Walk the text: depth and strings tracked; at depth 1 a string followed by `:` is a key.
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let mut last_value_end = None;
+    let mut close = None;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = i + 1;
+                if depth == 1 {
+                    let rest = text[end..].trim_start();
+                    if rest.starts_with(':')
+                        && serde_json::from_str::<String>(&text[start..end])
+                            .ok()
+                            .as_deref()
+                            == Some(key)
+                    {
+                        // The value: from after the colon to its end (a string here, as set).
+                        let colon = end + (text[end..].len() - rest.len());
+                        let vstart = colon
+                            + 1
+                            + (text[colon + 1..].len() - text[colon + 1..].trim_start().len());
+                        let mut de = serde_json::Deserializer::from_str(&text[vstart..])
+                            .into_iter::<serde_json::Value>();
+                        de.next();
+                        let vend = vstart + de.byte_offset();
+                        return Ok(format!("{}{quoted}{}", &text[..vstart], &text[vend..]));
+                    }
+                }
+                i = end;
+                if depth == 1 {
+                    last_value_end = Some(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+                if depth == 1 {
+                    last_value_end = Some(i + 1);
+                }
+            }
+            c if depth == 1 && !c.is_ascii_whitespace() && c != b',' && c != b':' => {
+                last_value_end = Some(i + 1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let close = close.ok_or("the object does not close")?;
+    // The indentation of the first key, else two spaces.
+    let first_key = text[..close].find('"').unwrap_or(close);
+    let line_start = text[..first_key].rfind('\n').map(|n| n + 1).unwrap_or(0);
+    let indent = &text[line_start..first_key];
+    let indent = if indent.trim().is_empty() && !indent.is_empty() {
+        indent
+    } else {
+        "  "
+    };
+    let out = match (obj.is_empty(), last_value_end) {
+        (false, Some(end)) => format!(
+            "{},\n{indent}\"{key}\": {quoted}{}",
+            &text[..end],
+            &text[end..]
+        ),
+        _ => format!(
+            "{}\n{indent}\"{key}\": {quoted}\n{}",
+            &text[..close],
+            &text[close..]
+        ),
+    };
+    serde_json::from_str::<serde_json::Value>(out.trim_start_matches('\u{feff}'))
+        .map_err(|e| format!("the edited JSON does not read back ({e})"))?;
     Ok(out)
 }
 
@@ -251,5 +372,36 @@ mod tests {
             rewrite_exec_start(plain, 2, false, &rules).unwrap().0,
             plain
         );
+    }
+
+    #[test]
+    fn a_json_config_gets_the_endpoint_and_stays_json() {
+        let rules = Rules::for_version(Version::new(1, 28, 0), EP, true);
+        let text = "{\n  \"kind\": \"KubeletConfiguration\",\n  \"clusterDNS\": [\"10.100.0.10\"],\n  \"evictionHard\": {\"memory.available\": \"100Mi\"}\n}\n";
+        let out = rewrite_config(text, &rules).unwrap();
+        assert_eq!(
+            out,
+            format!("{{\n  \"kind\": \"KubeletConfiguration\",\n  \"clusterDNS\": [\"10.100.0.10\"],\n  \"evictionHard\": {{\"memory.available\": \"100Mi\"}},\n  \"containerRuntimeEndpoint\": \"{EP}\"\n}}\n")
+        );
+        // Set again: replaced in place, nothing else moves.
+        let again = out.replace(EP, "unix:///run/cri-dockerd.sock");
+        assert_eq!(rewrite_config(&again, &rules).unwrap(), out);
+        // Nested keys of the same name are not the top-level one; an empty object gets it.
+        let nested = "{\"x\": {\"containerRuntimeEndpoint\": \"a\"}}";
+        let v: serde_json::Value = serde_json::from_str(
+            &set_json_top_level(nested, "containerRuntimeEndpoint", "b").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                v["x"]["containerRuntimeEndpoint"].as_str(),
+                v["containerRuntimeEndpoint"].as_str()
+            ),
+            (Some("a"), Some("b"))
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&set_json_top_level("{}", "k", "v").unwrap()).unwrap();
+        assert_eq!(v["k"], "v");
+        assert!(set_json_top_level("[1]", "k", "v").is_err());
     }
 }

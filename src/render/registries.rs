@@ -54,7 +54,8 @@ fn insecure_hosts(settings: &DockerSettings, skipped: &mut Vec<String>) -> Vec<R
             Ok(h) if !out.contains(&h) => out.push(h),
             Ok(_) => {}
             Err(e) => skipped.push(format!(
-                "insecure-registries in /etc/docker/daemon.json: {e}; skipped"
+                "{}: {e}; skipped",
+                settings.source("insecure-registries")
             )),
         }
     }
@@ -111,7 +112,7 @@ fn daemon_mirrors(settings: &DockerSettings, skipped: &mut Vec<String>) -> Vec<R
     settings
         .registry_mirrors
         .iter()
-        .filter_map(|m| mirror_url(m, "/etc/docker/daemon.json registry-mirrors", skipped))
+        .filter_map(|m| mirror_url(m, &settings.source("registry-mirrors"), skipped))
         .collect()
 }
 
@@ -143,7 +144,7 @@ pub fn containerd_hosts(
                 host: hub.clone(),
                 server: DOCKER_HUB_SERVER.into(),
                 hosts: mirrors.iter().map(&mirror_entry).collect(),
-                origin: "/etc/docker/daemon.json registry-mirrors".into(),
+                origin: settings.source("registry-mirrors"),
             },
         );
     }
@@ -197,7 +198,7 @@ pub fn containerd_hosts(
                     true,
                     certs_for(certs, host),
                 )],
-                origin: "/etc/docker/daemon.json insecure-registries".into(),
+                origin: settings.source("insecure-registries"),
             },
         );
     }
