@@ -322,6 +322,48 @@ impl Node {
         Ok(Some((bytes, meta.permissions().mode() & 0o7777)))
     }
 
+    /// The `len` bytes that follow the first `magic` in a regular file, read in chunks (a
+    /// binary of any size), `None` when the file or the magic is not there.
+    pub fn find_after(&self, node_path: &str, magic: &[u8], len: usize) -> Result<Option<Vec<u8>>> {
+        use nix::fcntl::OFlag;
+        use std::io::Read;
+        if !self.stat_checked(node_path)?.is_some_and(|m| m.is_file()) {
+            return Ok(None);
+        }
+        let Some(mut f) = self.open_in_root(
+            node_path,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            nix::fcntl::ResolveFlag::empty(),
+        )?
+        else {
+            return Ok(None);
+        };
+        let mut window: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            window.extend_from_slice(&chunk[..n]);
+            if let Some(i) = window.windows(magic.len()).position(|w| w == magic) {
+                let mut out = window.split_off(i + magic.len());
+                while out.len() < len {
+                    let n = f.read(&mut chunk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&chunk[..n]);
+                }
+                out.truncate(len);
+                return Ok(Some(out));
+            }
+            // Keep the tail that may hold the start of the magic.
+            let keep = window.len().saturating_sub(magic.len());
+            window.drain(..keep);
+        }
+    }
+
     /// [`Node::stat`], with the errors a read must say (links that loop, no permission).
     fn stat_checked(&self, node_path: &str) -> Result<Option<std::fs::Metadata>> {
         match self.open_in_root(

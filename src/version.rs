@@ -60,6 +60,59 @@ impl Version {
     }
 }
 
+/// The magic that starts a Go binary's build information (`.go.buildinfo`).
+pub const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
+/// The version a Go binary carries in its build information (Go 1.18 and later: after the
+/// magic, a pointer size, a flags byte with bit 2 set, padding to 32 bytes, then the Go version
+/// and the module information as length-prefixed strings): its main module's version where it
+/// is a release (`mod PATH vX.Y.Z`), else a `-X ...version.Version=X` in its recorded
+/// `-ldflags`. `after` is what follows the magic. Distribution builds often carry neither.
+pub fn from_go_buildinfo(after: &[u8]) -> Option<Version> {
+    let flags = *after.get(1)?;
+    if flags & 2 == 0 {
+        return None; // older layouts point into the data segment: not read
+    }
+    let mut at = 32 - GO_BUILDINFO_MAGIC.len();
+    let mut string = || -> Option<&[u8]> {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let b = *after.get(at)?;
+            at += 1;
+            n |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+            if shift > 35 {
+                return None;
+            }
+        }
+        let s = after.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(s)
+    };
+    let _go = string()?;
+    let info = String::from_utf8_lossy(string()?).into_owned();
+    for line in info.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() == Some(&"mod") && f.len() >= 3 && f[2] != "(devel)" {
+            if let Some(v) = Version::parse(f[2].trim_start_matches('v')) {
+                return Some(v);
+            }
+        }
+    }
+    info.lines()
+        .filter(|l| l.starts_with("build\t-ldflags="))
+        .flat_map(|l| l.split(['"', '\'', ' ']))
+        .find_map(|w| {
+            let (var, value) = w.split_once('=')?;
+            (var.ends_with("/version.Version") || var.ends_with("/version.gitVersion"))
+                .then(|| Version::parse(value.trim_start_matches('v')))
+                .flatten()
+        })
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
@@ -109,5 +162,40 @@ mod tests {
             Version::find_in("crio version 1.29.1"),
             Some(Version::new(1, 29, 1))
         );
+    }
+
+    /// A build information blob as Go 1.18+ writes it, after the magic.
+    fn buildinfo(modinfo: &str) -> Vec<u8> {
+        let mut b = vec![8u8, 2];
+        b.resize(32 - GO_BUILDINFO_MAGIC.len(), 0);
+        for s in ["go1.22.5", modinfo] {
+            let mut n = s.len();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                b.push(if n > 0 { byte | 0x80 } else { byte });
+                if n == 0 {
+                    break;
+                }
+            }
+            b.extend_from_slice(s.as_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn a_go_binary_says_its_version_in_its_build_information() {
+        let release = buildinfo("0w\u{af}path\tgithub.com/containerd/containerd/cmd/containerd\nmod\tgithub.com/containerd/containerd\tv1.6.33\th1:abc=\n");
+        assert_eq!(from_go_buildinfo(&release), Version::parse("1.6.33"));
+        // A build from a checkout: the module is (devel), the version is in the ldflags.
+        let devel = buildinfo("path\tk8s.io/kubernetes/cmd/kubelet\nmod\tk8s.io/kubernetes\t(devel)\t\nbuild\t-ldflags=\"-s -w -X k8s.io/component-base/version.gitVersion=v1.23.17 -X x.y=z\"\n");
+        assert_eq!(from_go_buildinfo(&devel), Version::parse("1.23.17"));
+        // A distribution's build carries neither (Debian's containerd); an old layout, nothing.
+        let debian = buildinfo(
+            "path\tgithub.com/containerd/containerd/cmd/containerd\nbuild\t-trimpath=true\n",
+        );
+        assert_eq!(from_go_buildinfo(&debian), None);
+        assert_eq!(from_go_buildinfo(&[8, 0, 0]), None);
+        assert_eq!(from_go_buildinfo(&release[..20]), None);
     }
 }

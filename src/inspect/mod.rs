@@ -181,6 +181,9 @@ pub struct Facts {
     /// cri-dockerd's flags (`cri-docker.service`), each with where it is set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cri_dockerd_flags: Vec<kubelet::FoundFlag>,
+    /// The package databases read, said ("/var/lib/dpkg/status", "the rpm database /var/lib/rpm"),
+    /// or that there were none.
+    pub package_databases: String,
     /// The node's services were asked (a live node: `InspectOptions::talk`).
     pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
@@ -329,6 +332,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         leftovers,
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
+        package_databases: pkgs.said(),
         talk: opts.talk,
         cri_dockerd_flags,
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),

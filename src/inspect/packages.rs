@@ -1,7 +1,9 @@
 //! Installed packages from the dpkg database (`/var/lib/dpkg/status`), read as text so that a
-//! node image under `--root` can be inspected without its package manager.
+//! node image under `--root` can be inspected without its package manager, and from the rpm
+//! database (RHEL, Rocky, Amazon Linux), read by this machine's own `rpm` (its `sqlite` or
+//! read-only `bdb_ro` backend, `--dbpath` at the node's database: nothing of the node runs).
 
-use crate::node::Node;
+use crate::node::{join, Node};
 use crate::version::Version;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -10,9 +12,22 @@ use std::collections::BTreeMap;
 pub struct Packages {
     /// name -> every record of it: (status, version), in file order.
     records: BTreeMap<String, Vec<(String, String)>>,
+    /// The databases read, said ("/var/lib/dpkg/status", "the rpm database /var/lib/rpm").
+    pub databases: Vec<String>,
+    /// What could not be read, said (an rpm database without `rpm` here to read it).
+    pub notes: Vec<String>,
 }
 
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+
+/// Where an rpm database may be (rpm 4.17+ moved it under /usr), and the file that tells its
+/// format, with the backend that reads it.
+const RPM_DBS: [&str; 2] = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"];
+const RPM_FORMATS: [(&str, &str); 3] = [
+    ("rpmdb.sqlite", "sqlite"),
+    ("Packages", "bdb_ro"),
+    ("Packages.db", "ndb"),
+];
 
 /// What the database says of a package: the version installed, if one is, and a note when its
 /// records are more than one (an interrupted upgrade, a database edited by hand).
@@ -26,8 +41,76 @@ pub struct Found {
 
 impl Packages {
     pub fn read(node: &Node) -> Result<Packages> {
-        let text = node.read(DPKG_STATUS)?.unwrap_or_default();
-        Ok(Packages::parse(&text))
+        let dpkg = node.read(DPKG_STATUS)?;
+        let mut p = Packages::parse(dpkg.as_deref().unwrap_or_default());
+        if dpkg.is_some() {
+            p.databases.push(DPKG_STATUS.to_string());
+        }
+        p.read_rpm(node);
+        Ok(p)
+    }
+
+    /// The databases looked at, for a message: "/var/lib/dpkg/status" or "the rpm database
+    /// /var/lib/rpm", or what there was none of.
+    pub fn said(&self) -> String {
+        if self.databases.is_empty() {
+            format!(
+                "no package database on the node ({DPKG_STATUS}, an rpm database in {})",
+                RPM_DBS.join(" or ")
+            )
+        } else {
+            self.databases.join(" and ")
+        }
+    }
+
+    /// The node's rpm database, through this machine's `rpm` (`--dbpath` at the node's
+    /// directory; its queries only read).
+    fn read_rpm(&mut self, node: &Node) {
+        let Some((db, backend)) = RPM_DBS.iter().find_map(|d| {
+            RPM_FORMATS
+                .iter()
+                .find(|(f, _)| node.is_file(&join(d, f)))
+                .map(|(_, b)| (*d, *b))
+        }) else {
+            return;
+        };
+        let said = format!("the rpm database {db}");
+        let host = node.path(db).display().to_string();
+        let backend = format!("_db_backend {backend}");
+        let ran = crate::system::run(
+            "rpm",
+            &[
+                "--dbpath",
+                &host,
+                "--define",
+                &backend,
+                "-qa",
+                "--qf",
+                "%{NAME}\\t%{VERSION}-%{RELEASE}\\n",
+            ],
+            &[],
+            std::time::Duration::from_secs(60),
+        );
+        match ran {
+            Ok(r) if r.success => {
+                for line in r.stdout.lines() {
+                    if let Some((name, version)) = line.split_once('\t') {
+                        self.records
+                            .entry(name.to_string())
+                            .or_default()
+                            .push(("install ok installed".into(), version.to_string()));
+                    }
+                }
+                self.databases.push(said);
+            }
+            Ok(r) => self.notes.push(format!(
+                "{said} could not be read: {}",
+                r.stderr.lines().next().unwrap_or("rpm failed")
+            )),
+            Err(_) => self.notes.push(format!(
+                "{said} is there, and rpm is not installed here to read it (apt-get install rpm)"
+            )),
+        }
     }
 
     pub fn parse(text: &str) -> Packages {
@@ -46,7 +129,10 @@ impl Packages {
             };
             records.entry(pkg).or_default().push((status, version));
         }
-        Packages { records }
+        Packages {
+            records,
+            ..Default::default()
+        }
     }
 
     /// The first of `names` that is installed.
@@ -74,7 +160,7 @@ impl Packages {
                     Version::parse(one),
                     (records.len() > 1).then(|| {
                         format!(
-                            "the dpkg database has {} records of {n}: {}; the installed one ({one}) counts",
+                            "the package database has {} records of {n}: {}; the installed one ({one}) counts",
                             records.len(),
                             listed()
                         )
@@ -83,7 +169,7 @@ impl Packages {
                 _ => (
                     None,
                     Some(format!(
-                        "the dpkg database says {n} is installed in more than one version: {}; which one runs cannot be told from it",
+                        "the package database says {n} is installed in more than one version: {}; which one runs cannot be told from it",
                         listed()
                     )),
                 ),
@@ -127,5 +213,85 @@ mod tests {
         let f = p.find(&["kubelet"]).unwrap();
         assert_eq!(f.version, None);
         assert!(f.note.unwrap().contains("more than one version"));
+    }
+
+    /// An rpm database under a node root, made with this machine's rpmbuild and rpm (CI
+    /// installs them: the `rpm` package), holding `name-version-release` records only.
+    fn rpm_node(packages: &[(&str, &str, &str)]) -> tempfile::TempDir {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let top = work.path().join("build");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap_or_else(|e| panic!("{} ({e}): apt-get install rpm", args[0]));
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let root_s = root.display().to_string();
+        run(&[
+            "rpm",
+            "--root",
+            &root_s,
+            "--dbpath",
+            "/var/lib/rpm",
+            "--initdb",
+        ]);
+        for (name, version, release) in packages {
+            let spec = work.path().join(format!("{name}.spec"));
+            std::fs::write(&spec, format!("Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: t\nLicense: MIT\nBuildArch: noarch\n%description\nt\n%files\n")).unwrap();
+            run(&[
+                "rpmbuild",
+                "--quiet",
+                "--define",
+                &format!("_topdir {}", top.display()),
+                "-bb",
+                &spec.display().to_string(),
+            ]);
+            let rpm = top.join(format!("RPMS/noarch/{name}-{version}-{release}.noarch.rpm"));
+            run(&[
+                "rpm",
+                "--root",
+                &root_s,
+                "--dbpath",
+                "/var/lib/rpm",
+                "-i",
+                "--justdb",
+                "--nodeps",
+                "--noscripts",
+                &rpm.display().to_string(),
+            ]);
+        }
+        work
+    }
+
+    #[test]
+    fn an_rpm_node_is_read_through_its_rpm_database_and_said() {
+        let work = rpm_node(&[
+            ("containerd.io", "1.6.21", "3.1.el8"),
+            ("docker-ce", "20.10.24", "3.el8"),
+        ]);
+        let n = Node::new(work.path().join("root"));
+        let p = Packages::read(&n).unwrap();
+        assert_eq!(p.databases, ["the rpm database /var/lib/rpm"]);
+        assert_eq!(
+            p.find(&["containerd.io"]).unwrap().version,
+            Version::parse("1.6.21")
+        );
+        assert_eq!(
+            p.find(&["docker-ce"]).unwrap().version,
+            Version::parse("20.10.24")
+        );
+        assert!(p.find(&["kubelet"]).is_none());
+        assert_eq!(p.said(), "the rpm database /var/lib/rpm");
+        // Neither database: said so, naming both.
+        let empty = tempfile::tempdir().unwrap();
+        let p = Packages::read(&Node::new(empty.path())).unwrap();
+        assert!(p.said().starts_with("no package database on the node (/var/lib/dpkg/status, an rpm database in /usr/lib/sysimage/rpm or /var/lib/rpm)"), "{}", p.said());
     }
 }

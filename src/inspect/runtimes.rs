@@ -127,6 +127,23 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
             }
         }
     }
+    // Under --root a binary is never run, but a Go binary may carry its version in its build
+    // information (a release build; distribution builds mostly do not).
+    if installed.version.is_none() && !node.is_live() {
+        if let Some(bin) = &binary {
+            let magic = crate::version::GO_BUILDINFO_MAGIC;
+            if let Some(v) = node
+                .find_after(bin, magic, 64 << 10)
+                .ok()
+                .flatten()
+                .and_then(|after| crate::version::from_go_buildinfo(&after))
+                .filter(|_| package.as_ref().and_then(|p| p.version).is_none())
+            {
+                installed.version = Some(v);
+                installed.version_source = Some(format!("{bin}'s Go build information"));
+            }
+        }
+    }
     if installed.version.is_none() {
         if let Some(crate::inspect::packages::Found {
             name,

@@ -177,7 +177,10 @@ mod tests {
         let pause = c.sandbox_image.unwrap();
         assert_eq!(
             (pause.value.as_str(), pause.from.as_str()),
-            ("registry.k8s.io/pause:3.9", "cri-dockerd's --pod-infra-container-image")
+            (
+                "registry.k8s.io/pause:3.9",
+                "cri-dockerd's --pod-infra-container-image"
+            )
         );
         assert_eq!(c.cni_conf_dir.from, "cri-dockerd's --cni-conf-dir");
         // --sandbox-image wins over the node's.

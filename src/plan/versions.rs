@@ -27,9 +27,14 @@ pub(super) fn versions(
         Failure::preflight(
             match &facts.kubelet.installed.package_note {
                 Some(note) => format!("cannot tell the kubelet's version: {note}"),
-                None => "cannot tell the kubelet's version (no `kubelet --version` on this node, no kubelet package in /var/lib/dpkg/status)".to_string(),
+                None => format!(
+                    "cannot tell the kubelet's version (no `kubelet --version` on this node{}, no kubelet package in {}, no version in {})",
+                    if facts.live { "" } else { ": under --root nothing of the node runs" },
+                    facts.package_databases,
+                    facts.kubelet.installed.binary.as_deref().map(|b| format!("{b}'s Go build information")).unwrap_or_else(|| "a kubelet binary (none found)".into()),
+                ),
             },
-            "Pass it with --kubelet-version, e.g. --kubelet-version 1.23.17.",
+            "Pass it with --kubelet-version, e.g. --kubelet-version 1.23.17 (`kubelet --version` on the node tells it).",
         )
     })?;
     if kv < OLDEST_KUBELET {
@@ -69,8 +74,20 @@ pub(super) fn versions(
         (None, Some(v), true) => v,
         (None, None, true) => {
             return Err(Failure::preflight(
-                format!("{} is installed but its version cannot be read", target.name()),
-                "Pass it with --runtime-version, e.g. --runtime-version 1.6.20.",
+                format!(
+                    "{} is installed but its version cannot be read (not from {}{})",
+                    target.name(),
+                    facts.package_databases,
+                    installed
+                        .binary
+                        .as_deref()
+                        .map(|b| format!(", nor from {b}'s Go build information"))
+                        .unwrap_or_default()
+                ),
+                format!(
+                    "Pass it with --runtime-version, e.g. --runtime-version 1.6.20 (`{} --version` on the node tells it).",
+                    target.runtime().binary
+                ),
             ))
         }
         (None, _, false) => {
