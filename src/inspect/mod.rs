@@ -5,6 +5,7 @@ pub mod bolt;
 pub mod cni;
 pub mod docker;
 pub mod kubelet;
+pub mod layouts;
 pub mod leftovers;
 pub mod manifests;
 pub mod packages;
@@ -181,6 +182,9 @@ pub struct Facts {
     /// cri-dockerd's flags (`cri-docker.service`), each with where it is set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cri_dockerd_flags: Vec<kubelet::FoundFlag>,
+    /// A layout cri-migrate leaves to its own tools (k3s, RKE, MicroK8s, a Docker snap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<layouts::Layout>,
     /// The package databases read, said ("/var/lib/dpkg/status", "the rpm database /var/lib/rpm"),
     /// or that there were none.
     pub package_databases: String,
@@ -332,6 +336,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         leftovers,
         docker_manifests,
         kubelet_command: KubeletCommand::read(node),
+        layout: layouts::detect(node)?,
         package_databases: pkgs.said(),
         talk: opts.talk,
         cri_dockerd_flags,
@@ -346,6 +351,15 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
 
 /// Inspection that needs a kubelet: migration does.
 pub fn require_kubelet(facts: &Facts) -> Result<(), Failure> {
+    if let Some(l) = &facts.layout {
+        return Err(Failure::preflight(
+            format!(
+                "{}: cri-migrate does not migrate {} nodes in place",
+                l.evidence, l.name
+            ),
+            format!("{}.", l.fix),
+        ));
+    }
     if !facts.kubelet.installed.installed && facts.kubelet.flag_files.is_empty() {
         return Err(Failure::preflight(
             format!(
