@@ -160,6 +160,10 @@ pub struct MigrateArgs {
     /// else what the runtime's config already sets, else the runtime's default).
     #[arg(long, value_name = "IMAGE")]
     pub sandbox_image: Option<String>,
+    /// The node's pod CIDR, for a kubelet on kubenet (default: the kubelet's --pod-cidr or
+    /// podCIDR): kubenet has no CRI equivalent, so a CNI config for it is written.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Option<String>,
     /// The image to pull through CRI after the switch (default: the sandbox image).
     #[arg(long, value_name = "IMAGE")]
     pub test_image: Option<String>,

@@ -169,6 +169,7 @@ proptest! {
                 no_sandbox: false,
                 images: Default::default(),
                 drain: false,
+                pod_cidr: None,
             };
             let Ok(plan) = plan::plan(&facts, &opts) else { continue };
             for f in &plan.files {

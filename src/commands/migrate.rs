@@ -137,6 +137,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             no_sandbox: args.no_sandbox,
             images: args.images,
             drain: args.drain,
+            pod_cidr: args.pod_cidr.clone(),
         },
     )?;
     Ok((facts, plan))

@@ -213,16 +213,25 @@ impl sandbox::PodRuntime for GrpcCri {
     }
     fn pod_sandbox_info(&self, id: &str) -> Result<std::collections::HashMap<String, String>> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
-        Ok(self
-            .call(
-                "PodSandboxStatus",
-                self.timeout,
-                c.pod_sandbox_status(PodSandboxStatusRequest {
-                    pod_sandbox_id: id.into(),
-                    verbose: true,
-                }),
-            )?
-            .info)
+        let r = self.call(
+            "PodSandboxStatus",
+            self.timeout,
+            c.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: true,
+            }),
+        )?;
+        let mut info = r.info;
+        // The pod's address, beside the runtime's own info (under a key no runtime uses).
+        if let Some(ip) = r
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+        {
+            info.insert(sandbox::POD_IP_KEY.into(), ip);
+        }
+        Ok(info)
     }
     fn create_container(
         &self,

@@ -357,6 +357,9 @@ impl std::fmt::Display for SandboxFailure {
 
 impl std::error::Error for SandboxFailure {}
 
+/// The key under which [`PodRuntime::pod_sandbox_info`] gives the pod's address.
+pub const POD_IP_KEY: &str = "cri-migrate.pod-ip";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxReport {
     pub cgroup_driver: CgroupDriver,
@@ -510,13 +513,10 @@ fn run(
         .run_pod_sandbox(&sandbox)
         .map_err(|e| fail(Stage::RunPodSandbox, e))?;
     *pod = Some(id.clone());
+    let info = rt.pod_sandbox_info(&id).ok();
+    let pod_ip = info.as_ref().and_then(|i| i.get(POD_IP_KEY).cloned());
     if checked_by.starts_with("not") {
-        if let Some((runtime, path)) = rt
-            .pod_sandbox_info(&id)
-            .ok()
-            .as_ref()
-            .and_then(driver_from_info)
-        {
+        if let Some((runtime, path)) = info.as_ref().and_then(driver_from_info) {
             if runtime != spec.cgroup_driver {
                 return Err(mismatch(
                     spec,
@@ -551,7 +551,10 @@ fn run(
         cgroup_parent: spec.cgroup_parent(),
         driver_checked_by: checked_by,
         network: if spec.pod_network {
-            "pod network (CNI)".into()
+            match &pod_ip {
+                Some(ip) => format!("pod network (CNI), address {ip}"),
+                None => "pod network (CNI)".into(),
+            }
         } else {
             "host network".into()
         },

@@ -55,6 +55,8 @@ pub struct KubeletConfig {
     pub cluster_dns: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -507,6 +509,7 @@ fn read_config(
             })
             .unwrap_or_default(),
         cluster_domain: s("clusterDomain"),
+        pod_cidr: s("podCIDR"),
     };
     files.insert(path.to_string(), snap);
     Ok(config)

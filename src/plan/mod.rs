@@ -12,6 +12,7 @@ mod actions;
 mod checks;
 pub mod images;
 mod kubelet_files;
+mod kubenet;
 mod runtime_files;
 mod settings;
 #[cfg(test)]
@@ -58,6 +59,8 @@ pub struct PlanOptions {
     pub images: crate::images::Selection,
     /// Drain the node first (`--drain`).
     pub drain: bool,
+    /// The node's pod CIDR (`--pod-cidr`), for a kubelet on kubenet.
+    pub pod_cidr: Option<String>,
 }
 
 /// A carried-over setting and where its value came from.
@@ -279,6 +282,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     let v = versions::versions(facts, opts, &mut warnings)?;
     let mut settings = settings::carried(facts, opts, target, &mut warnings);
     let mut files = runtime_files::runtime_files(facts, &v, target, &mut settings, &mut warnings)?;
+    files.extend(kubenet::kubenet_files(
+        facts,
+        opts,
+        &settings,
+        &mut warnings,
+    )?);
     let pause = settings.sandbox_image.as_ref().map(|s| s.value.as_str());
     files.extend(kubelet_files::kubelet_side(
         facts,

@@ -31,5 +31,6 @@ pub fn opts(target: super::Target) -> super::PlanOptions {
         no_sandbox: false,
         images: Default::default(),
         drain: false,
+        pod_cidr: None,
     }
 }

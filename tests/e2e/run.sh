@@ -401,6 +401,33 @@ ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
     return "$rc"
 }
 
+# A kubelet on kubenet (dockershim's built-in plugin, no CNI config of the node's): migrated for
+# real, the test pod gets an address in the node's pod CIDR from the CNI config that replaces
+# kubenet, and a rollback brings every file back.
+kubenet_gets_its_cni_config() {
+    local flags="$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" conf="$WORK/$NODE/etc/cni/net.d/10-pods.conflist" rc=0
+    node_state "$NODE" >"$WORK/state.before-kubenet"
+    cp -a "$flags" "$WORK/kubenet.flags"
+    mv "$conf" "$WORK/kubenet.conf"
+    sed -i 's|--network-plugin=cni|--network-plugin=kubenet --pod-cidr=10.199.7.0/24|' "$flags"
+    in_node systemctl restart kubelet.service
+    node_state "$NODE" >"$WORK/state.kubenet"
+    expect "migrate on kubenet exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes &&
+        expect "the CNI config that replaces kubenet was written" grep -q '"subnet": "10.199.7.0/24"' "$WORK/$NODE/etc/cni/net.d/10-cri-migrate-kubenet.conflist" &&
+        expect "the test pod got its address from the pod CIDR" grep -q "pod network (CNI), address 10.199.7." "$WORK/last.out" "$WORK/last.err" &&
+        expect "kubenet's flag is gone, the pod CIDR stays" bash -c "! grep -q network-plugin '$flags' && grep -q -- --pod-cidr=10.199.7.0/24 '$flags'" &&
+        expect "the kubelet stand-in is active" wait_active kubelet.service 30 &&
+        expect "a rollback brings it back" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file as before the move" same_state kubenet || rc=1
+    [ "$rc" = 0 ] || grep -h "test pod\|pod network" "$WORK/last.out" "$WORK/last.err" >&2
+    cp -a "$WORK/kubenet.flags" "$flags"
+    mv "$WORK/kubenet.conf" "$conf"
+    in_node systemctl restart kubelet.service
+    wait_active kubelet.service 30 || rc=1
+    expect "every file as before the scenario" same_state before-kubenet || rc=1
+    return "$rc"
+}
+
 # --drain on a node without kubectl: refused before the backup; nothing restarted; nothing
 # left for the next run to resume.
 refused_drain_touches_nothing() {
@@ -748,6 +775,7 @@ scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
+scenario "19. kubenet: the CNI config that replaces it gives the test pod an address in the pod CIDR" kubenet_gets_its_cni_config
 scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file); the last two migrated for real and rolled back" unit_model_is_the_running_kubelet
 stop_node "$NODE"
 
