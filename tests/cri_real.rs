@@ -103,6 +103,80 @@ fn verify_sends_the_kubelets_credentials() {
 
 #[test]
 #[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn verify_asks_the_kubelets_credential_providers() {
+    let Some(w) = World::new() else { return };
+    let root = w.node.path();
+    // No docker-style credentials: only the kubelet's exec plugin knows the password.
+    std::fs::remove_file(root.join("var/lib/kubelet/config.json")).unwrap();
+    let flags = root.join("var/lib/kubelet/kubeadm-flags.env");
+    let text = std::fs::read_to_string(&flags).unwrap().replace(
+        "KUBELET_KUBEADM_ARGS=\"",
+        "KUBELET_KUBEADM_ARGS=\"--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml --image-credential-provider-bin-dir=/usr/libexec/kubelet-plugins ",
+    );
+    std::fs::write(&flags, text).unwrap();
+    let addr = &w.private.addr;
+    std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        root.join("etc/kubernetes/credential-providers.yaml"),
+        format!("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: test-provider\n    matchImages: [\"{addr}\"]\n    defaultCacheDuration: 1m\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    args: [get-credentials]\n    env:\n      - name: PROVIDER_USER\n        value: robot\n  - name: never-run\n    matchImages: [\"*.example.com\"]\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n"),
+    )
+    .unwrap();
+    // A real exec plugin: it keeps what it was given and answers the protocol's response.
+    let plugins = root.join("usr/libexec/kubelet-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let script = plugins.join("test-provider");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat > \"$(dirname \"$0\")/request.json\"\necho \"$1\" > \"$(dirname \"$0\")/args\"\nprintf '{{\"apiVersion\":\"credentialprovider.kubelet.k8s.io/v1\",\"kind\":\"CredentialProviderResponse\",\"cacheKeyType\":\"Registry\",\"auth\":{{\"{addr}\":{{\"username\":\"%s\",\"password\":\"s3cret\"}}}}}}' \"$PROVIDER_USER\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = verify(&w, root, &w.private_image, true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["verification"]["pull"]["credential"],
+        format!("{addr} (from the kubelet's credential provider test-provider)")
+    );
+    assert!(!stdout.contains("s3cret"));
+    // The plugin got the protocol's request, for this image, and its args.
+    let req: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plugins.join("request.json")).unwrap())
+            .unwrap();
+    assert_eq!(req["kind"], "CredentialProviderRequest");
+    assert_eq!(req["apiVersion"], "credentialprovider.kubelet.k8s.io/v1");
+    assert_eq!(req["image"], w.private_image.as_str());
+    assert_eq!(
+        std::fs::read_to_string(plugins.join("args"))
+            .unwrap()
+            .trim(),
+        "get-credentials"
+    );
+
+    // A plugin that answers for another registry gives nothing: the registry refuses.
+    let other = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace(addr.as_str(), "other.example:5000");
+    std::fs::write(&script, other).unwrap();
+    let out = verify(&w, root, &w.private_image, false);
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn failed_pulls_are_reported_clearly() {
     let Some(w) = World::new() else { return };
     let missing = format!("{}/test/no-such-image:1", w.registry.addr);

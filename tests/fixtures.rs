@@ -130,10 +130,14 @@ fn rendered_files_parse_and_hold_the_required_keys() {
         for f in plan["files"].as_array().unwrap() {
             let path = f["path"].as_str().unwrap();
             let content = f["content"].as_str().unwrap();
-            if path.ends_with(".toml") || path.ends_with(".conf") && !path.contains("systemd") {
+            // A kubelet config drop-in (`--config-dir`) is a KubeletConfiguration, not TOML.
+            let kubelet_conf = path.contains("kubelet") && path.ends_with(".conf");
+            if path.ends_with(".toml")
+                || path.ends_with(".conf") && !path.contains("systemd") && !kubelet_conf
+            {
                 toml(content, path);
             }
-            if path.ends_with(".yaml") {
+            if path.ends_with(".yaml") || kubelet_conf && !path.contains("systemd") {
                 serde_norway::from_str::<serde_norway::Value>(content)
                     .unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
             }
@@ -265,7 +269,9 @@ fn rendered_files_parse_and_hold_the_required_keys() {
                 .iter()
                 .filter(|f| {
                     let path = f["path"].as_str().unwrap();
-                    let is_config = path.ends_with(".yaml") || path.ends_with(".json");
+                    let is_config = path.ends_with(".yaml")
+                        || path.ends_with(".json")
+                        || path.contains("kubelet.conf.d/");
                     path.contains("kubelet") && is_config == config
                 })
                 .map(|f| f["content"].as_str().unwrap().to_string())

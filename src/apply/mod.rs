@@ -714,10 +714,12 @@ fn exec(
                         v.runtime_name, v.runtime_version
                     )))
                 }
-                Action::VerifyPull { image, .. } => {
+                Action::VerifyPull {
+                    image, providers, ..
+                } => {
                     let image = test_image(plan, image);
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    let cred = cri::credentials::lookup(node, &image);
+                    let cred = cri::credentials_for(node, providers.as_ref(), &image)?;
                     let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
                         Ok(v) => v,
                         // An air-gapped node cannot pull, and needs not: the image was carried

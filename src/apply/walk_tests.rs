@@ -343,6 +343,7 @@ fn node() -> (tempfile::TempDir, Node, StoredPlan) {
             Action::VerifyPull {
                 endpoint: "unix:///run/containerd/containerd.sock".into(),
                 image: "registry.k8s.io/pause:3.9".into(),
+                providers: None,
             },
             Action::Start {
                 unit: unit("kubelet.service"),

@@ -2,7 +2,7 @@
 
 use super::NodeAccess;
 use crate::cli::{Output, VerifyArgs};
-use crate::cri::{self, credentials, sandbox};
+use crate::cri::{self, sandbox};
 use crate::error::{exit, Failure};
 use crate::inspect::{self, InspectOptions};
 use anyhow::Result;
@@ -37,7 +37,11 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
         })
         .or_else(|| facts.crio.pause_image.clone())
         .unwrap_or_else(|| "registry.k8s.io/pause:3.10".to_string());
-    let cred = credentials::lookup(t.node, &image);
+    let cred = crate::cri::credentials_for(
+        t.node,
+        facts.kubelet.credential_providers().as_ref(),
+        &image,
+    )?;
     let result = cri::wait_ready(&endpoint, Duration::from_secs(args.timeout)).and_then(|c| {
         let mut v = cri::verify(&c, &endpoint, &image, cred.as_ref())?;
         if !args.no_sandbox {

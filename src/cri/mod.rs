@@ -2,6 +2,23 @@
 //! Status, PullImage (with the credentials the kubelet would send), ImageStatus.
 
 pub mod credentials;
+pub mod provider;
+
+/// The credential the kubelet would send with a pull of `image`: its docker-style files first,
+/// then its image credential providers (run on the live node: the caller's to say).
+pub fn credentials_for(
+    node: &crate::node::Node,
+    providers: Option<&provider::Source>,
+    image: &str,
+) -> anyhow::Result<Option<credentials::Credential>> {
+    if let Some(c) = credentials::lookup(node, image) {
+        return Ok(Some(c));
+    }
+    match providers {
+        Some(p) => provider::lookup(node, p, image),
+        None => Ok(None),
+    }
+}
 pub mod sandbox;
 
 /// The CRI types, for the kubelet stand-in's pods.
@@ -446,7 +463,13 @@ impl Cri for GrpcCri {
             image_ref: pulled.image_ref,
             repo_digests: img.repo_digests,
             size: img.size,
-            credential: auth.map(|a| a.registry.clone()),
+            // Which entry, and where from when a credential provider gave it (never the secret).
+            credential: auth.map(|a| {
+                match a.file.starts_with("the kubelet's credential provider") {
+                    true => format!("{} (from {})", a.registry, a.file),
+                    false => a.registry.clone(),
+                }
+            }),
             duration_ms: start.elapsed().as_millis() as u64,
         })
     }

@@ -57,6 +57,27 @@ pub struct KubeletConfig {
     pub cluster_domain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
+    /// The drop-ins of the kubelet's `--config-dir` (1.28+) that were read, in the order they
+    /// apply (each overrides the fields it sets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropins: Vec<String>,
+    /// The file whose `containerRuntimeEndpoint` is in force: the last drop-in that sets it,
+    /// else the config file itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_file: Option<String>,
+    /// The fields a drop-in decides, with the drop-in (the last that sets each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_in: BTreeMap<String, String>,
+}
+
+impl KubeletConfig {
+    /// The file that decides a field: the last drop-in that sets it, else the config file.
+    pub fn file_of(&self, field: &str) -> &str {
+        self.set_in
+            .get(field)
+            .map(String::as_str)
+            .unwrap_or(&self.path)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +115,20 @@ impl Kubelet {
     /// The value of the last occurrence of a flag.
     pub fn flag(&self, name: &str) -> Option<&FoundFlag> {
         self.flags.iter().rev().find(|f| f.name == name)
+    }
+
+    /// The kubelet's image credential providers, where its flags name them (both the config
+    /// and the plugin directory: the kubelet needs both).
+    pub fn credential_providers(&self) -> Option<crate::cri::provider::Source> {
+        let v = |n: &str| {
+            self.flag(n)
+                .and_then(|f| f.value.clone())
+                .filter(|v| !v.is_empty())
+        };
+        Some(crate::cri::provider::Source {
+            config: v("image-credential-provider-config")?,
+            bin_dir: v("image-credential-provider-bin-dir")?,
+        })
     }
 
     /// Which runtime the kubelet talks to now, and why we think so.
@@ -146,7 +181,61 @@ pub fn inspect(
         .find(|f| f.name == "config")
         .and_then(|f| f.value.clone())
         .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
-    let config = read_config(node, &config_path, files)?;
+    let mut config = read_config(node, &config_path, files)?;
+    // The drop-in directory (1.28+): its `*.conf` files, by name, each over the one before.
+    if let Some(dir) = flags
+        .iter()
+        .rev()
+        .find(|f| f.name == "config-dir")
+        .and_then(|f| f.value.clone())
+        .filter(|d| !d.is_empty())
+    {
+        for name in node.list(&dir).into_iter().filter(|n| n.ends_with(".conf")) {
+            let path = join(&dir, &name);
+            let d = read_config(node, &path, files)?;
+            if !d.exists {
+                continue;
+            }
+            config.dropins.push(path.clone());
+            let mut set_in = std::mem::take(&mut config.set_in);
+            let mut over = |field: &str, a: &mut Option<String>, b: Option<String>| {
+                if b.is_some() {
+                    *a = b;
+                    set_in.insert(field.to_string(), path.clone());
+                }
+            };
+            over("cgroupDriver", &mut config.cgroup_driver, d.cgroup_driver);
+            if d.container_runtime_endpoint.is_some() {
+                config.endpoint_file = Some(path.clone());
+            }
+            over(
+                "containerRuntimeEndpoint",
+                &mut config.container_runtime_endpoint,
+                d.container_runtime_endpoint,
+            );
+            over(
+                "imageServiceEndpoint",
+                &mut config.image_service_endpoint,
+                d.image_service_endpoint,
+            );
+            over(
+                "staticPodPath",
+                &mut config.static_pod_path,
+                d.static_pod_path,
+            );
+            over(
+                "clusterDomain",
+                &mut config.cluster_domain,
+                d.cluster_domain,
+            );
+            over("podCIDR", &mut config.pod_cidr, d.pod_cidr);
+            if !d.cluster_dns.is_empty() {
+                config.cluster_dns = d.cluster_dns;
+                set_in.insert("clusterDNS".into(), path.clone());
+            }
+            config.set_in = set_in;
+        }
+    }
 
     let last = |name: &str| {
         flags
@@ -510,6 +599,7 @@ fn read_config(
             .unwrap_or_default(),
         cluster_domain: s("clusterDomain"),
         pod_cidr: s("podCIDR"),
+        ..Default::default()
     };
     files.insert(path.to_string(), snap);
     Ok(config)

@@ -166,6 +166,7 @@ fn actions(
         Action::VerifyPull {
             endpoint: target.endpoint().into(),
             image: image.clone(),
+            providers: facts.kubelet.credential_providers(),
         },
         Action::CheckSandbox {
             endpoint: target.endpoint().into(),

@@ -350,7 +350,8 @@ fn kubelet_files(
         out.push(change(facts, &path, new, &why));
     }
     if rules.endpoint_in_config {
-        let path = &k.config.path;
+        // Where the endpoint in force is set: a --config-dir drop-in wins over the file.
+        let path = k.config.endpoint_file.as_ref().unwrap_or(&k.config.path);
         let old = &facts.files[path].content;
         let new = render::kubelet::rewrite_config(old, &rules)
             .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;

@@ -28,7 +28,7 @@ pub(super) fn kubenet_files(
     let (cidr, from) = match (&opts.pod_cidr, flag, &k.config.pod_cidr) {
         (Some(c), _, _) => (c.clone(), "--pod-cidr".to_string()),
         (None, Some(c), _) => (c, "the kubelet's --pod-cidr".into()),
-        (None, None, Some(c)) => (c.clone(), format!("podCIDR in {}", k.config.path)),
+        (None, None, Some(c)) => (c.clone(), format!("podCIDR in {}", k.config.file_of("podCIDR"))),
         (None, None, None) => {
             return Err(Failure::preflight(
                 "the kubelet uses kubenet (--network-plugin=kubenet), which no CRI runtime has, and the node's pod CIDR is not on the node (no --pod-cidr, no podCIDR in the kubelet's config): the CNI config that replaces kubenet needs it",

@@ -132,6 +132,9 @@ pub enum Action {
     VerifyPull {
         endpoint: String,
         image: String,
+        /// The kubelet's image credential providers, which the pull asks as the kubelet would.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        providers: Option<crate::cri::provider::Source>,
     },
     /// A test pod through CRI as the kubelet would run it (`cri::sandbox`).
     CheckSandbox {
@@ -221,9 +224,17 @@ impl fmt::Display for Action {
                 f,
                 "wait up to {timeout_secs}s until CRI answers on {endpoint}"
             ),
-            Action::VerifyPull { endpoint, image } => write!(
+            Action::VerifyPull {
+                endpoint,
+                image,
+                providers,
+            } => write!(
                 f,
-                "pull {image} through CRI on {endpoint} (as the kubelet would)"
+                "pull {image} through CRI on {endpoint} (as the kubelet would{})",
+                providers
+                    .as_ref()
+                    .map(|p| format!(", its credential providers of {} asked", p.config))
+                    .unwrap_or_default()
             ),
             Action::CheckSandbox {
                 endpoint,
@@ -354,6 +365,9 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
     let path = f.path.as_str();
     if path.contains("/systemd/") {
         crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new).map_err(refuse)?;
+    } else if path.contains("kubelet") && path.ends_with(".conf") {
+        // A kubelet config drop-in (--config-dir): a KubeletConfiguration, YAML or JSON.
+        serde_norway::from_str::<serde_norway::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else if path.ends_with(".toml") || path.ends_with(".conf") {
         f.new
             .parse::<toml_edit::DocumentMut>()

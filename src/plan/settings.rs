@@ -17,7 +17,10 @@ pub(super) fn carried(
         (Some(c), _) if k.flag("cgroup-driver").is_some() => {
             setting(c.clone(), "the kubelet's --cgroup-driver")
         }
-        (Some(c), _) => setting(c.clone(), format!("cgroupDriver in {}", k.config.path)),
+        (Some(c), _) => setting(
+            c.clone(),
+            format!("cgroupDriver in {}", k.config.file_of("cgroupDriver")),
+        ),
         (None, Some(c)) => setting(
             c.clone(),
             format!(

@@ -1,0 +1,249 @@
+//! The kubelet's image credential providers (`--image-credential-provider-config`,
+//! `--image-credential-provider-bin-dir`, KEP-2133): exec plugins that the kubelet runs for an
+//! image its config matches, a `CredentialProviderRequest` on their stdin, a
+//! `CredentialProviderResponse` on their stdout. The pull before the cutover gets its
+//! credentials the same way (the EKS AMI's pause image comes from ECR through
+//! `ecr-credential-provider`). Run on the live node only; the secrets stay in memory, are
+//! registered for redaction, and are never printed.
+
+use super::credentials::Credential;
+use crate::node::{join, Node};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where the kubelet's providers are: its config file and its plugin directory (node paths).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub config: String,
+    pub bin_dir: String,
+}
+
+/// One provider of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    pub name: String,
+    #[serde(default)]
+    pub match_images: Vec<String>,
+    /// The API version of the request the plugin takes (`credentialprovider.kubelet.k8s.io/v1`).
+    pub api_version: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Config {
+    kind: String,
+    #[serde(default)]
+    providers: Vec<Provider>,
+}
+
+/// The providers of a CredentialProviderConfig (YAML or JSON).
+pub fn read_config(node: &Node, path: &str) -> Result<Vec<Provider>> {
+    let text = node.read(path)?.with_context(|| {
+        format!("{path} (the kubelet's --image-credential-provider-config) is missing")
+    })?;
+    let c: Config = serde_norway::from_str(text.trim_start_matches('\u{feff}'))
+        .with_context(|| format!("{path} is not a CredentialProviderConfig"))?;
+    if c.kind != "CredentialProviderConfig" {
+        bail!("{path} is a {}, not a CredentialProviderConfig", c.kind);
+    }
+    Ok(c.providers)
+}
+
+/// `host[:port]` and path of an image or pattern, as the kubelet parses them (a URL without
+/// its scheme).
+fn split(s: &str) -> (&str, Option<&str>, &str) {
+    let s = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
+    let (hostport, path) = s.split_once('/').unwrap_or((s, ""));
+    match hostport.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p), path),
+        _ => (hostport, None, path),
+    }
+}
+
+/// A shell-style glob of one name segment (`*` any run, `?` one character).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(&p, &t)
+}
+
+/// Whether `pattern` (a `matchImages` entry, or a key of a response's `auth`) matches
+/// `image`, as the kubelet's `URLsMatchStr`: the same number of host segments, each matched as a
+/// glob (`*.dkr.ecr.*.amazonaws.com`); the same port (none on both, or the same one); the
+/// pattern's path a prefix of the image's.
+pub fn matches(pattern: &str, image: &str) -> bool {
+    let (ph, pp, ppath) = split(pattern);
+    let (ih, ip, ipath) = split(image);
+    let (ps, is): (Vec<&str>, Vec<&str>) = (ph.split('.').collect(), ih.split('.').collect());
+    ps.len() == is.len()
+        && ps.iter().zip(&is).all(|(p, i)| glob(p, i))
+        && pp == ip
+        && ipath.starts_with(ppath)
+}
+
+// No Debug: it holds secrets.
+#[derive(Deserialize)]
+struct Response {
+    kind: String,
+    #[serde(default)]
+    auth: std::collections::BTreeMap<String, AuthConfig>,
+}
+
+#[derive(Deserialize)]
+struct AuthConfig {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// A provider's plugin, run for `image` as the kubelet runs it: the request on its stdin, its
+/// environment with the provider's `env` on top, its `args`; the most specific `auth` entry
+/// that matches the image. `None` where it gives none.
+pub fn run(node: &Node, source: &Source, p: &Provider, image: &str) -> Result<Option<Credential>> {
+    use std::io::Write;
+    if p.name.contains('/') || p.name.starts_with('.') {
+        bail!("the provider name {:?} is not a file name", p.name);
+    }
+    let plugin = node.path(&join(&source.bin_dir, &p.name));
+    let request = serde_json::json!({
+        "apiVersion": p.api_version,
+        "kind": "CredentialProviderRequest",
+        "image": image,
+    });
+    let mut child = crate::signals::spawn(
+        std::process::Command::new(&plugin)
+            .args(&p.args)
+            .envs(p.env.iter().map(|e| (e.name.as_str(), e.value.as_str())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .with_context(|| format!("cannot run the credential provider {}", plugin.display()))?;
+    let pid = child.id();
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(request.to_string().as_bytes());
+    }
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    // The kubelet gives a plugin a minute.
+    let status = crate::system::wait_bounded(&mut child, Duration::from_secs(60));
+    crate::signals::forget_child(pid);
+    let status = status.with_context(|| format!("the credential provider {}", p.name))?;
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        bail!("the credential provider {} failed ({status})", p.name);
+    }
+    let r: Response = serde_json::from_str(&out).with_context(|| {
+        format!(
+            "the credential provider {} gave no CredentialProviderResponse",
+            p.name
+        )
+    })?;
+    if r.kind != "CredentialProviderResponse" {
+        bail!("the credential provider {} gave a {}", p.name, r.kind);
+    }
+    for a in r.auth.values() {
+        crate::secrets::register(&a.password);
+    }
+    let best = r
+        .auth
+        .iter()
+        .filter(|(k, _)| matches(k, image))
+        .max_by_key(|(k, _)| k.len());
+    Ok(best.map(|(key, a)| Credential {
+        registry: key.clone(),
+        file: format!("the kubelet's credential provider {}", p.name),
+        username: a.username.clone(),
+        password: a.password.clone(),
+        identity_token: String::new(),
+        registry_token: String::new(),
+    }))
+}
+
+/// The credential the kubelet's providers give for `image`: the first provider whose
+/// `matchImages` match it and whose plugin gives one.
+pub fn lookup(node: &Node, source: &Source, image: &str) -> Result<Option<Credential>> {
+    for p in read_config(node, &source.config)? {
+        if p.match_images.iter().any(|m| matches(m, image)) {
+            if let Some(c) = run(node, source, &p, image)? {
+                return Ok(Some(c));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_match_as_the_kubelet_matches_them() {
+        let ecr = "*.dkr.ecr.*.amazonaws.com";
+        assert!(matches(
+            ecr,
+            "602401143452.dkr.ecr.us-east-1.amazonaws.com/eks/pause:3.5"
+        ));
+        assert!(!matches(
+            ecr,
+            "602401143452.dkr.ecr.us-east-1.amazonaws.com.evil.io/eks/pause"
+        ));
+        assert!(!matches(ecr, "dkr.ecr.us-east-1.amazonaws.com/x"));
+        assert!(matches("127.0.0.1:5000", "127.0.0.1:5000/test/img:1"));
+        assert!(!matches("127.0.0.1:5000", "127.0.0.1:5001/test/img:1"));
+        assert!(!matches("registry.example", "registry.example:443/x"));
+        assert!(matches("registry.example", "registry.example/x"));
+        assert!(matches(
+            "registry.example/team",
+            "registry.example/team/app:1"
+        ));
+        assert!(!matches(
+            "registry.example/team",
+            "registry.example/other/app:1"
+        ));
+        assert!(matches("https://*.example.com", "a.example.com/x"));
+    }
+
+    #[test]
+    fn the_config_is_read_in_yaml_or_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Node::new(dir.path());
+        n.write_atomic(
+            "/etc/eks/image-credential-provider/config.json",
+            br#"{"apiVersion":"kubelet.config.k8s.io/v1","kind":"CredentialProviderConfig","providers":[{"name":"ecr-credential-provider","matchImages":["*.dkr.ecr.*.amazonaws.com"],"defaultCacheDuration":"12h","apiVersion":"credentialprovider.kubelet.k8s.io/v1","args":["get-credentials"],"env":[{"name":"AWS_PROFILE","value":"x"}]}]}"#,
+            0o644,
+            None,
+        )
+        .unwrap();
+        let p = read_config(&n, "/etc/eks/image-credential-provider/config.json").unwrap();
+        assert_eq!(p[0].name, "ecr-credential-provider");
+        assert_eq!(p[0].args, ["get-credentials"]);
+        assert_eq!(p[0].env[0].name, "AWS_PROFILE");
+        n.write_atomic("/c.yaml", b"kind: KubeletConfiguration\n", 0o644, None)
+            .unwrap();
+        assert!(read_config(&n, "/c.yaml").is_err());
+    }
+}
