@@ -41,6 +41,10 @@ pub struct Runtime {
     pub config_version: fn(Version) -> Option<u8>,
     /// The pause image it uses when none is configured (runtime-facts §1).
     pub default_pause: fn(Version) -> &'static str,
+    /// The oldest version cri-migrate moves a kubelet onto: an older one installed is
+    /// upgraded by `--install-runtime` (containerd below 1.6: no CRI v1, no hosts.toml before
+    /// 1.5). `None` where the version follows the kubelet's instead (CRI-O).
+    pub oldest: Option<Version>,
 }
 
 pub const CONTAINERD: Runtime = Runtime {
@@ -60,6 +64,7 @@ pub const CONTAINERD: Runtime = Runtime {
     },
     binary: "containerd",
     install_hint: "apt-get install containerd (Debian, Ubuntu), dnf install containerd.io (Docker's repository)",
+    oldest: Some(Version::new(1, 6, 0)),
     config: "/etc/containerd/config.toml",
     // 2 for 1.x, 3 for 2.0 to 2.2, 4 from 2.3 (containerd RELEASES.md; version 1 is gone
     // from 2.0: containerd#8275).
@@ -98,6 +103,7 @@ pub const CRIO: Runtime = Runtime {
     binary: "crio",
     install_hint:
         "the cri-o package matching the kubelet's minor version, from the CRI-O repositories",
+    oldest: None,
     config: "/etc/crio/crio.conf.d/99-cri-migrate.conf",
     config_version: |_| None,
     default_pause: |_| "its built-in pause image",

@@ -112,6 +112,15 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             .into())
         }
     };
+    let (runtime_version, upgraded) = match upgrade_too_old(t, args, mode, &facts, target)? {
+        Some((finding, to)) => {
+            if mode != Mode::DryRun {
+                facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
+            }
+            (args.runtime_version.or(to), Some(finding))
+        }
+        None => (args.runtime_version, None),
+    };
     if mode != Mode::DryRun && !runtime_installed(&facts, target) {
         let consent = args.install_runtime
             || (mode == Mode::Guided
@@ -127,11 +136,11 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
         }
     }
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &facts,
         &PlanOptions {
             target,
-            runtime_version: args.runtime_version,
+            runtime_version,
             sandbox_image: args.sandbox_image.clone(),
             timeout_secs: args.timeout,
             no_sandbox: args.no_sandbox,
@@ -140,6 +149,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             pod_cidr: args.pod_cidr.clone(),
         },
     )?;
+    plan.warnings.extend(upgraded);
     Ok((facts, plan))
 }
 
@@ -328,6 +338,88 @@ fn execute(
 
 fn runtime_installed(facts: &Facts, target: Target) -> bool {
     facts.runtimes.of(target).installed
+}
+
+/// A runtime installed older than cri-migrate moves a kubelet onto (containerd below 1.6: no
+/// CRI v1) is upgraded by `--install-runtime` from the node's own package source (the package
+/// it came in: Docker's `containerd.io` or the distribution's `containerd`) before anything else
+/// changes; the dry run says it and plans for the version that source offers. Not part of the
+/// transaction: a rollback leaves it upgraded (Docker runs on it too), and the plan says so.
+/// Returns what is said, and (dry run) the version planned for.
+fn upgrade_too_old(
+    t: &NodeAccess,
+    args: &MigrateArgs,
+    mode: Mode,
+    facts: &Facts,
+    target: Target,
+) -> Result<Option<(inspect::Finding, Option<crate::version::Version>)>> {
+    let installed = facts.runtimes.of(target);
+    let (Some(oldest), Some(v)) = (target.runtime().oldest, installed.version) else {
+        return Ok(None);
+    };
+    if !installed.installed
+        || v >= oldest
+        || !args.install_runtime
+        || args.runtime_version.is_some()
+    {
+        return Ok(None);
+    }
+    let name = target.name();
+    if !t.live {
+        return Err(Failure::preflight(
+            format!("{name} {v} is older than {oldest}, and --install-runtime upgrades it on the live node only"),
+            "Upgrade it in the image with its own tools, or pass --runtime-version for the version it will have.",
+        )
+        .into());
+    }
+    let pm = RealPackages;
+    let manager = pm.manager().ok_or_else(|| {
+        Failure::preflight(
+            format!("{name} {v} is older than {oldest}, and no package manager was found to upgrade it (apt-get, dnf, yum, zypper)"),
+            "Upgrade it by hand, then run cri-migrate again.",
+        )
+    })?;
+    let package = installed.package.clone().unwrap_or_else(|| {
+        let docker_repo = facts.runtimes.docker.package.as_deref() == Some("docker-ce");
+        runtime_package(manager, target, docker_repo, None).remove(0)
+    });
+    let candidate = pm.candidate(manager, &package);
+    let to = candidate
+        .as_deref()
+        .and_then(crate::version::Version::parse);
+    if !to.is_some_and(|c| c >= oldest) {
+        return Err(Failure::preflight(
+            format!(
+                "{name} {v} is older than {oldest}, and the node's package source offers {package} {}",
+                candidate.as_deref().unwrap_or("in no version")
+            ),
+            format!("Add a package source with {name} {oldest} or later (Docker's repository for containerd.io, or the distribution's newer release), or upgrade it by hand, then run cri-migrate again."),
+        )
+        .into());
+    }
+    let to = to.expect("checked");
+    let said = format!("{name} {v} is older than {oldest}: --install-runtime upgrades {package} to {to} from the node's package source ({manager}) before anything else changes");
+    if mode == Mode::DryRun {
+        eprintln!("{said}");
+    } else {
+        eprintln!("{said}");
+        pm.install(manager, std::slice::from_ref(&package))
+            .map_err(|e| {
+                Failure::preflight(
+                    format!("upgrading {package} with {manager} failed: {e:#}"),
+                    "Upgrade it by hand, then run cri-migrate again. Nothing else was changed.",
+                )
+            })?;
+        eprintln!("upgraded {package} to {to}");
+    }
+    Ok(Some((
+        inspect::Finding::info(
+            "runtime-upgraded",
+            format!("{name} was upgraded from {v} to {to} ({package} with {manager}) before the migration; a rollback leaves it upgraded (Docker runs on it too)"),
+            format!("to go back, install {package} {v} again with {manager} after a rollback"),
+        ),
+        (mode == Mode::DryRun).then_some(to),
+    )))
 }
 
 fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> {

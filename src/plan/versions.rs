@@ -154,7 +154,7 @@ fn containerd_schema(
     if !rv.at_least(1, 5) {
         return Err(Failure::preflight(
             format!("containerd {rv} is too old: registry hosts (config_path) need 1.5"),
-            "Upgrade containerd to 1.6 or later first.",
+            "Run with --install-runtime to upgrade it from the node's package source first, or upgrade containerd to 1.6 or later by hand.",
         ));
     }
     // containerd 2.0 removed CRI v1alpha2; the kubelet speaks CRI v1 from 1.23 (CRI stable).
@@ -167,7 +167,7 @@ fn containerd_schema(
     if kv.at_least(1, 26) && !rv.at_least(1, 6) {
         return Err(Failure::preflight(
             format!("kubelet {kv} needs CRI v1, which containerd {rv} does not serve"),
-            "Upgrade containerd to 1.6 or later first.",
+            "Run with --install-runtime to upgrade it from the node's package source first, or upgrade containerd to 1.6 or later by hand.",
         ));
     }
     // An existing file keeps its version where the installed containerd reads it (containerd

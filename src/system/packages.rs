@@ -8,6 +8,9 @@ pub trait Packages {
     /// apt-get, dnf, yum or zypper, whichever the node has.
     fn manager(&self) -> Option<&'static str>;
     fn install(&self, manager: &str, spec: &[String]) -> Result<()>;
+    /// The version the node's package sources would install of a package (apt's candidate,
+    /// dnf's latest available), `None` where none is offered or the manager cannot say.
+    fn candidate(&self, manager: &str, package: &str) -> Option<String>;
 }
 
 pub struct RealPackages;
@@ -36,6 +39,48 @@ impl Packages for RealPackages {
         )
         .map(|_| ())
     }
+
+    fn candidate(&self, manager: &str, package: &str) -> Option<String> {
+        let t = Duration::from_secs(120);
+        match manager {
+            "apt-get" => {
+                let out = run_ok("apt-cache", &["policy", "--", package], &[], t).ok()?;
+                candidate_of_policy(&out)
+            }
+            "dnf" | "yum" => run_ok(
+                manager,
+                &[
+                    "-q",
+                    "repoquery",
+                    "--latest-limit",
+                    "1",
+                    "--qf",
+                    "%{version}",
+                    "--",
+                    package,
+                ],
+                &[],
+                t,
+            )
+            .ok()
+            .and_then(|o| {
+                o.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_string())
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `Candidate: 1.6.20~ds1-1` of `apt-cache policy` (`(none)` is none).
+pub fn candidate_of_policy(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_string)
 }
 
 /// The package (with a version pattern where the repository can match one) for a runtime.
@@ -56,6 +101,19 @@ pub fn runtime_package(
 mod tests {
     use super::*;
     use crate::runtime::Target;
+
+    #[test]
+    fn apts_candidate_is_read() {
+        let out = "containerd:\n  Installed: 1.4.13~ds1-1~deb11u4\n  Candidate: 1.6.20~ds1-1+deb12u3\n  Version table:\n";
+        assert_eq!(
+            candidate_of_policy(out).as_deref(),
+            Some("1.6.20~ds1-1+deb12u3")
+        );
+        assert_eq!(
+            candidate_of_policy("x:\n  Installed: (none)\n  Candidate: (none)\n"),
+            None
+        );
+    }
 
     #[test]
     fn package_names_by_manager_and_repository() {

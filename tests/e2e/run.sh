@@ -428,6 +428,56 @@ kubenet_gets_its_cni_config() {
     return "$rc"
 }
 
+# A containerd too old to keep (Debian 11's 1.4 under Docker), and an apt repository served on
+# 127.0.0.1 that holds Debian 12's: `--install-runtime` upgrades it from the node's package
+# source before anything else changes, the migration goes on, and a rollback leaves it upgraded
+# (Docker runs on it too).
+old_containerd_is_upgraded() {
+    local old_deb="${CRI_MIGRATE_CONTAINERD14_DEB:-}" new_deb="${CRI_MIGRATE_CONTAINERD16_DEB:-}"
+    local repo="$WORK/apt-repo" port server rc=0
+    if [ ! -f "$old_deb" ] || [ ! -f "$new_deb" ]; then
+        echo "      CRI_MIGRATE_CONTAINERD14_DEB / CRI_MIGRATE_CONTAINERD16_DEB name no .deb (.ci/run fetches them)" >&2
+        return 1
+    fi
+    mkdir -p "$repo"
+    cp "$new_deb" "$repo/"
+    for d in "$repo"/*.deb; do
+        dpkg-deb -f "$d"
+        printf 'Filename: ./%s\nSize: %s\nSHA256: %s\n\n' "$(basename "$d")" "$(stat -c %s "$d")" "$(sha256sum "$d" | cut -d' ' -f1)"
+    done >"$repo/Packages"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 -m http.server --bind 127.0.0.1 --directory "$repo" "$port" >"$WORK/apt-repo.log" 2>&1 &
+    server=$!
+    # The node's own package source is this repository only, for the scenario.
+    mkdir -p "$WORK/apt-saved"
+    cp -a "$WORK/$NODE/etc/apt/sources.list" "$WORK/apt-saved/" 2>/dev/null
+    mv "$WORK/$NODE"/etc/apt/sources.list.d "$WORK/apt-saved/sources.list.d"
+    mkdir -p "$WORK/$NODE/etc/apt/sources.list.d"
+    echo "deb [trusted=yes] http://127.0.0.1:$port ./" >"$WORK/$NODE/etc/apt/sources.list"
+    cp "$old_deb" "$WORK/$NODE/tmp/old-containerd.deb"
+    expect "Debian 11's containerd 1.4 goes in under Docker" in_node dpkg -i --force-downgrade /tmp/old-containerd.deb &&
+        expect "the node runs containerd 1.4" bash -c "in_node containerd --version | grep -q ' 1\.4\.'" &&
+        expect "the node's apt reads the served repository" in_node timeout 120 apt-get update -qq &&
+        expect "without --install-runtime it is refused, naming the way" exits 5 in_node cri-migrate migrate --to containerd --yes &&
+        expect "the refusal names --install-runtime" grep -q -- "--install-runtime" "$WORK/last.err" &&
+        expect "the dry run says the upgrade and plans for 1.6" exits 0 in_node cri-migrate migrate --to containerd --dry-run --install-runtime &&
+        expect "it names the version the source offers" grep -q "upgrades containerd to 1.6.20" "$WORK/last.err" &&
+        expect "the dry run changed nothing" bash -c "in_node containerd --version | grep -q ' 1\.4\.'" &&
+        expect "migrate --install-runtime exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --install-runtime &&
+        expect "containerd was upgraded from the served repository" bash -c "in_node dpkg-query -W -f '\${Version}' containerd | grep -q '^1\.6\.20'" &&
+        expect "the plan said the rollback leaves it upgraded" grep -q "a rollback leaves it upgraded" "$WORK/last.out" &&
+        expect "the kubelet stand-in is active on containerd" wait_active kubelet.service 30 &&
+        expect "a rollback brings Docker back" exits 0 in_node cri-migrate rollback --yes &&
+        expect "containerd stays upgraded" bash -c "in_node containerd --version | grep -q ' 1\.6\.'" &&
+        docker_and_kubelet_back || rc=1
+    kill "$server" 2>/dev/null
+    rm -f "$WORK/$NODE/tmp/old-containerd.deb"
+    cp -a "$WORK/apt-saved/sources.list" "$WORK/$NODE/etc/apt/" 2>/dev/null || rm -f "$WORK/$NODE/etc/apt/sources.list"
+    rm -rf "$WORK/$NODE/etc/apt/sources.list.d"
+    mv "$WORK/apt-saved/sources.list.d" "$WORK/$NODE/etc/apt/sources.list.d"
+    return "$rc"
+}
+
 # --drain on a node without kubectl: refused before the backup; nothing restarted; nothing
 # left for the next run to resume.
 refused_drain_touches_nothing() {
@@ -775,6 +825,7 @@ scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
 [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
+scenario "20. a containerd too old to keep (1.4) is upgraded by --install-runtime from an apt repository on 127.0.0.1 first" old_containerd_is_upgraded
 scenario "19. kubenet: the CNI config that replaces it gives the test pod an address in the pod CIDR" kubenet_gets_its_cni_config
 scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file); the last two migrated for real and rolled back" unit_model_is_the_running_kubelet
 stop_node "$NODE"
