@@ -1,7 +1,8 @@
 //! kubenet, dockershim's built-in network plugin (`--network-plugin=kubenet`: kops, several
 //! managed node images), has no CRI equivalent: a runtime only runs the CNI configs it finds.
 //! A kubenet node gets the CNI config that does what kubenet did — a `cbr0` bridge with the
-//! node's pod CIDR from host-local, the default route through it, hairpin traffic, host ports —
+//! node's pod CIDR from host-local, the default route through it (host-local's route: the
+//! bridge's `isDefaultGateway` would add it a second time), hairpin traffic, host ports —
 //! as GKE's and kops's kubenet nodes got when they moved to containerd.
 
 use super::*;
@@ -51,7 +52,6 @@ pub(super) fn kubenet_files(
                 "type": "bridge",
                 "bridge": "cbr0",
                 "isGateway": true,
-                "isDefaultGateway": true,
                 "hairpinMode": true,
                 "ipMasq": true,
                 "ipam": {

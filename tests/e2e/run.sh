@@ -423,6 +423,8 @@ kubenet_gets_its_cni_config() {
     cp -a "$WORK/kubenet.flags" "$flags"
     mv "$WORK/kubenet.conf" "$conf"
     in_node systemctl restart kubelet.service
+    # kubenet's bridge lives in the host's network namespace (the node shares it).
+    ip link delete cbr0 2>/dev/null
     wait_active kubelet.service 30 || rc=1
     expect "every file as before the scenario" same_state before-kubenet || rc=1
     return "$rc"
@@ -454,8 +456,9 @@ old_containerd_is_upgraded() {
     mv "$WORK/$NODE"/etc/apt/sources.list.d "$WORK/apt-saved/sources.list.d"
     mkdir -p "$WORK/$NODE/etc/apt/sources.list.d"
     echo "deb [trusted=yes] http://127.0.0.1:$port ./" >"$WORK/$NODE/etc/apt/sources.list"
-    cp "$old_deb" "$WORK/$NODE/tmp/old-containerd.deb"
-    expect "Debian 11's containerd 1.4 goes in under Docker" in_node dpkg -i --force-downgrade /tmp/old-containerd.deb &&
+    # /var/tmp: the node's /tmp is a tmpfs of its own.
+    cp "$old_deb" "$WORK/$NODE/var/tmp/old-containerd.deb"
+    expect "Debian 11's containerd 1.4 goes in under Docker" in_node dpkg -i --force-downgrade /var/tmp/old-containerd.deb &&
         expect "the node runs containerd 1.4" bash -c "in_node containerd --version | grep -q ' 1\.4\.'" &&
         expect "the node's apt reads the served repository" in_node timeout 120 apt-get update -qq &&
         expect "without --install-runtime it is refused, naming the way" exits 5 in_node cri-migrate migrate --to containerd --yes &&
@@ -471,7 +474,7 @@ old_containerd_is_upgraded() {
         expect "containerd stays upgraded" bash -c "in_node containerd --version | grep -q ' 1\.6\.'" &&
         docker_and_kubelet_back || rc=1
     kill "$server" 2>/dev/null
-    rm -f "$WORK/$NODE/tmp/old-containerd.deb"
+    rm -f "$WORK/$NODE/var/tmp/old-containerd.deb"
     cp -a "$WORK/apt-saved/sources.list" "$WORK/$NODE/etc/apt/" 2>/dev/null || rm -f "$WORK/$NODE/etc/apt/sources.list"
     rm -rf "$WORK/$NODE/etc/apt/sources.list.d"
     mv "$WORK/apt-saved/sources.list.d" "$WORK/$NODE/etc/apt/sources.list.d"

@@ -63,6 +63,10 @@ const COMMON: &[&str] = &[
     "system-reserved",
     "serialize-image-pulls",
     "volume-plugin-dir",
+    // Deprecated for the config file, still taken (kubenet's nodes set it).
+    "pod-cidr",
+    "image-credential-provider-config",
+    "image-credential-provider-bin-dir",
 ];
 /// (flag, first version without it)
 const REMOVED: &[(&str, (u32, u32))] = &[
