@@ -117,7 +117,7 @@ fn is_secret_variable(name: &str) -> bool {
 
 /// A proxy value, with or without a scheme (`http://u:pw@proxy:3128`, `u:pw@proxy:3128`): its
 /// password, and the whole user:password.
-fn register_proxy(value: &str) {
+pub fn register_proxy(value: &str) {
     let v = value.split_once("://").map(|(_, r)| r).unwrap_or(value);
     let v = v.split('/').next().unwrap_or(v);
     if let Some((userinfo, _)) = v.rsplit_once('@') {

@@ -46,6 +46,76 @@ pub struct DockerSettings {
     /// dockerd's flags cri-migrate does not carry, each with where it is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_flags: Vec<(String, String)>,
+    /// The proxy Docker pulls through: (variable, value, where it is set) — its unit's
+    /// environment (Docker's documented `http-proxy.conf` drop-in) or daemon.json's `proxies`.
+    /// The values may hold credentials: serialized redacted, never printed.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "redacted_proxies"
+    )]
+    pub proxies: Vec<(String, String, String)>,
+}
+
+fn redacted_proxies<S: serde::Serializer>(
+    p: &[(String, String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(p.len()))?;
+    for (k, _, from) in p {
+        seq.serialize_element(&(k, crate::secrets::REDACTED, from))?;
+    }
+    seq.end()
+}
+
+/// The variables that carry a proxy, as Docker (Go's net/http) reads them.
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// Docker's proxy: daemon.json's `proxies` (Docker 23+, which wins), else its unit's
+/// environment.
+fn proxies(node: &Node, json: Option<&Value>) -> Result<Vec<(String, String, String)>> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    if let Some(p) = json
+        .and_then(|j| j.get("proxies"))
+        .and_then(Value::as_object)
+    {
+        for (key, var) in [
+            ("http-proxy", "HTTP_PROXY"),
+            ("https-proxy", "HTTPS_PROXY"),
+            ("no-proxy", "NO_PROXY"),
+        ] {
+            if let Some(v) = p.get(key).and_then(Value::as_str).filter(|v| !v.is_empty()) {
+                crate::secrets::register_proxy(v);
+                out.push((var.into(), v.into(), format!("{DAEMON_JSON} proxies.{key}")));
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+    }
+    let Some(unit) = crate::unit::Unit::load(node, "docker.service")? else {
+        return Ok(out);
+    };
+    let (env, _) = unit.env(node)?;
+    for (name, s) in env {
+        if PROXY_VARS.contains(&name.as_str()) && !s.value.is_empty() {
+            crate::secrets::register_proxy(&s.value);
+            out.push((
+                name,
+                s.value.clone(),
+                format!("{}:{}", s.origin.file, s.origin.line),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 impl DockerSettings {
@@ -306,6 +376,13 @@ pub fn inspect(node: &Node) -> Result<Docker> {
         }
     }
     apply_flags(&mut docker.settings, &flags);
+    let json: Option<Value> = docker
+        .daemon_json
+        .as_deref()
+        .and_then(|p| node.read(p).ok().flatten())
+        .and_then(|t| serde_json::from_str(t.trim_start_matches('\u{feff}')).ok());
+    docker.settings.proxies = proxies(node, json.as_ref())?;
+    docker.settings.other.remove("proxies");
     for host in node.list(CERTS_D) {
         let dir = join(CERTS_D, &host);
         if !node.is_dir(&dir) {
@@ -444,6 +521,7 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
         other,
         from: BTreeMap::new(),
         other_flags: vec![],
+        proxies: vec![],
     })
 }
 
@@ -612,5 +690,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("/etc/docker/alt.json"));
+    }
+
+    #[test]
+    fn dockers_proxy_is_read_from_its_unit_or_daemon_json() {
+        // Docker's documented way: a drop-in of docker.service.
+        let (_d, n) = node(&[
+            ("/lib/systemd/system/docker.service", "[Service]\nExecStart=/usr/bin/dockerd\n"),
+            (
+                "/etc/systemd/system/docker.service.d/http-proxy.conf",
+                "[Service]\nEnvironment=\"HTTP_PROXY=http://proxy.example:3128\"\nEnvironment=\"NO_PROXY=localhost,127.0.0.1\" \"OTHER=x\"\n",
+            ),
+        ]);
+        let p = inspect(&n).unwrap().settings.proxies;
+        let names: Vec<&str> = p.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(names, ["HTTP_PROXY", "NO_PROXY"]);
+        assert!(p[0].2.ends_with("http-proxy.conf:2"));
+        // daemon.json's proxies (Docker 23+) win, and are not "not carried".
+        let (_d, n) = node(&[
+            (
+                "/lib/systemd/system/docker.service",
+                "[Service]\nEnvironment=HTTP_PROXY=http://unit:1\nExecStart=/usr/bin/dockerd\n",
+            ),
+            (
+                "/etc/docker/daemon.json",
+                r#"{"proxies": {"https-proxy": "http://u:Pw0rdX@p.example:8080", "no-proxy": "*.local"}}"#,
+            ),
+        ]);
+        let s = inspect(&n).unwrap().settings;
+        assert_eq!(s.proxies.len(), 2);
+        assert_eq!(s.proxies[0].0, "HTTPS_PROXY");
+        assert!(!s.other.contains_key("proxies"));
+        // Serialized redacted.
+        assert!(!serde_json::to_string(&s).unwrap().contains("Pw0rdX"));
     }
 }

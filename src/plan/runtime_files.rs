@@ -12,10 +12,52 @@ pub(super) fn runtime_files(
     settings: &mut Carried,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
-    match target {
-        Target::Containerd => containerd_files(facts, v, settings, warnings),
-        Target::Crio => crio_files(facts, v.rv, settings, warnings),
+    let mut files = match target {
+        Target::Containerd => containerd_files(facts, v, settings, warnings)?,
+        Target::Crio => crio_files(facts, v.rv, settings, warnings)?,
+    };
+    files.extend(proxy_drop_in(facts, target, warnings));
+    Ok(files)
+}
+
+/// Docker's proxy (its unit's environment, daemon.json's `proxies`) for the new runtime's unit,
+/// so that its pulls keep going through it: a drop-in with the same variables, readable by
+/// root only when a value holds a credential (never printed: the diff shows it redacted).
+fn proxy_drop_in(facts: &Facts, target: Target, warnings: &mut Vec<Finding>) -> Option<FileChange> {
+    let proxies = &facts.docker.settings.proxies;
+    if proxies.is_empty() {
+        return None;
     }
+    let path = format!(
+        "/etc/systemd/system/{}.d/20-cri-migrate-proxy.conf",
+        target.unit()
+    );
+    let mut text = String::from(
+        "# Docker's proxy, carried by cri-migrate so that the runtime's pulls go through it too.\n[Service]\n",
+    );
+    for (var, value, _) in proxies {
+        let word = format!("{var}={value}")
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%");
+        text.push_str(&format!("Environment=\"{word}\"\n"));
+    }
+    let from: Vec<String> = proxies
+        .iter()
+        .map(|(var, _, from)| format!("{var} ({from})"))
+        .collect();
+    warnings.push(Finding::info(
+        "proxy-carried",
+        format!("Docker pulls through a proxy: {} go to {path}", from.join(", ")),
+        format!("{} pulls through the same proxy; check NO_PROXY covers the node's registries and the cluster's networks", target.name()),
+    ));
+    // A value with a credential makes the file root's only (`change` reads it so).
+    Some(change(
+        facts,
+        &path,
+        text,
+        &format!("Docker's proxy for {}", target.unit()),
+    ))
 }
 
 /// containerd's config.toml merged into the node's, one hosts.toml per registry, the kubelet's
@@ -351,5 +393,41 @@ mod tests {
         let drop_in = files.iter().find(|f| f.path == CRIO_DROP_IN).unwrap();
         assert!(drop_in.new.contains("cgroup_manager"), "{}", drop_in.new);
         assert!(!files.iter().any(|f| f.path == CONTAINERD_CONFIG));
+    }
+
+    #[test]
+    fn dockers_proxy_goes_to_the_runtimes_unit() {
+        let mut f = facts("kubeadm-1.20-docker");
+        crate::secrets::register_proxy("http://robot:Pr0xyPw@proxy.example:3128");
+        f.docker.settings.proxies = vec![
+            (
+                "HTTPS_PROXY".into(),
+                "http://robot:Pr0xyPw@proxy.example:3128".into(),
+                "/etc/systemd/system/docker.service.d/http-proxy.conf:2".into(),
+            ),
+            (
+                "NO_PROXY".into(),
+                "localhost,10.0.0.0/8,%h".into(),
+                "/etc/systemd/system/docker.service.d/http-proxy.conf:3".into(),
+            ),
+        ];
+        let mut w = vec![];
+        let c = proxy_drop_in(&f, Target::Crio, &mut w).unwrap();
+        assert_eq!(
+            c.path,
+            "/etc/systemd/system/crio.service.d/20-cri-migrate-proxy.conf"
+        );
+        assert!(c.unit_file && c.mode == 0o600, "{:o}", c.mode);
+        assert!(c
+            .new
+            .contains("Environment=\"HTTPS_PROXY=http://robot:Pr0xyPw@proxy.example:3128\"\n"));
+        // systemd expands % specifiers in Environment=: a literal % is doubled.
+        assert!(c.new.contains("NO_PROXY=localhost,10.0.0.0/8,%%h"));
+        assert!(w
+            .iter()
+            .any(|x| x.code == "proxy-carried" && !x.message.contains("Pr0xyPw")));
+        assert!(!crate::secrets::redact(&c.new).contains("Pr0xyPw"));
+        f.docker.settings.proxies.clear();
+        assert!(proxy_drop_in(&f, Target::Containerd, &mut w).is_none());
     }
 }
