@@ -65,6 +65,10 @@ pub struct KubeletConfig {
     /// else the config file itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_log_max_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_log_max_files: Option<u64>,
     /// The fields a drop-in decides, with the drop-in (the last that sets each).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub set_in: BTreeMap<String, String>,
@@ -599,6 +603,8 @@ fn read_config(
             .unwrap_or_default(),
         cluster_domain: s("clusterDomain"),
         pod_cidr: s("podCIDR"),
+        container_log_max_size: s("containerLogMaxSize"),
+        container_log_max_files: value.get("containerLogMaxFiles").and_then(|v| v.as_u64()),
         ..Default::default()
     };
     files.insert(path.to_string(), snap);

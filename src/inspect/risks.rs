@@ -138,18 +138,6 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             "check whether the node relied on it; docs/carried-settings.md lists what is carried",
         ));
     }
-    if d.log_driver.is_some() || !d.log_opts.is_empty() {
-        let opts: Vec<String> = d.log_opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        out.push(Finding::info(
-            "docker-logging",
-            format!(
-                "Docker's log settings ({}{}) do not apply to a CRI runtime: the kubelet rotates container logs",
-                d.log_driver.as_deref().unwrap_or("json-file"),
-                if opts.is_empty() { String::new() } else { format!(", {}", opts.join(", ")) }
-            ),
-            "set containerLogMaxSize and containerLogMaxFiles in the kubelet's config.yaml",
-        ));
-    }
     for r in d.insecure_registries.iter().filter(|r| r.contains('/')) {
         out.push(Finding::warning(
             "insecure-cidr",

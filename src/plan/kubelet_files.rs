@@ -349,20 +349,202 @@ fn kubelet_files(
         }
         out.push(change(facts, &path, new, &why));
     }
+    // The kubelet's config files, edit after edit: the endpoint, then Docker's log rotation.
+    let mut configs: Vec<(String, String, Vec<&str>)> = Vec::new();
+    let mut edit_config = |path: &str,
+                           why: &'static str,
+                           f: &dyn Fn(&str) -> Result<String, String>|
+     -> Result<(), Failure> {
+        let at = match configs.iter().position(|c| c.0 == path) {
+            Some(at) => at,
+            None => {
+                let old = facts
+                    .files
+                    .get(path)
+                    .map(|s| s.content.clone())
+                    .unwrap_or_default();
+                configs.push((path.to_string(), old, vec![]));
+                configs.len() - 1
+            }
+        };
+        let new = f(&configs[at].1)
+            .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
+        if new != configs[at].1 {
+            configs[at].1 = new;
+            configs[at].2.push(why);
+        }
+        Ok(())
+    };
     if rules.endpoint_in_config {
         // Where the endpoint in force is set: a --config-dir drop-in wins over the file.
-        let path = k.config.endpoint_file.as_ref().unwrap_or(&k.config.path);
-        let old = &facts.files[path].content;
-        let new = render::kubelet::rewrite_config(old, &rules)
-            .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
-        out.push(change(
-            facts,
-            path,
-            new,
+        let path = k
+            .config
+            .endpoint_file
+            .clone()
+            .unwrap_or(k.config.path.clone());
+        edit_config(
+            &path,
             "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)",
-        ));
+            &|t| render::kubelet::rewrite_config(t, &rules),
+        )?;
+    }
+    if let Some(r) = log_rotation(facts, warnings) {
+        let json = |t: &str| {
+            t.trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with('{')
+        };
+        edit_config(
+            &k.config.path,
+            "Docker's log rotation (containerLogMaxSize, containerLogMaxFiles)",
+            &|t| {
+                let t = match &r.size {
+                    Some(s) if json(t) => {
+                        render::kubelet::set_json_top_level(t, "containerLogMaxSize", s)?
+                    }
+                    Some(s) => render::yaml::set_top_level(t, "containerLogMaxSize", s)?,
+                    None => t.to_string(),
+                };
+                match r.files {
+                    Some(n) if json(&t) => {
+                        render::kubelet::set_json_value(&t, "containerLogMaxFiles", &n.into())
+                    }
+                    Some(n) => render::yaml::set_top_level_int(&t, "containerLogMaxFiles", n),
+                    None => Ok(t),
+                }
+            },
+        )?;
+    }
+    for (path, new, why) in configs {
+        if why.is_empty() {
+            continue;
+        }
+        out.push(change(facts, &path, new, &why.join("; ")));
     }
     Ok(out)
+}
+
+/// Docker's log rotation, as the kubelet's (which rotates the CRI logs the new runtime writes).
+struct Rotation {
+    size: Option<String>,
+    files: Option<u64>,
+}
+
+/// What of Docker's log settings the kubelet's config takes: its `json-file` or `local`
+/// driver's `max-size` and `max-file` (the `local` driver's defaults 20m and 5 included), in
+/// Kubernetes units (`100m` → `100Mi`), at least 2 files (the kubelet's minimum). Where the
+/// kubelet's config sets them already, or has no file, or Docker did not rotate, said.
+fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> {
+    if !facts.current_runtime.kind.is_docker() {
+        return None;
+    }
+    let d = &facts.docker.settings;
+    let k = &facts.kubelet.config;
+    let driver = d.log_driver.as_deref().unwrap_or("json-file");
+    let (size, files) = match driver {
+        "json-file" => (
+            d.log_opts.get("max-size").cloned(),
+            d.log_opts.get("max-file").cloned(),
+        ),
+        "local" => (
+            Some(
+                d.log_opts
+                    .get("max-size")
+                    .cloned()
+                    .unwrap_or_else(|| "20m".into()),
+            ),
+            Some(
+                d.log_opts
+                    .get("max-file")
+                    .cloned()
+                    .unwrap_or_else(|| "5".into()),
+            ),
+        ),
+        other => {
+            warnings.push(Finding::warning(
+                "docker-log-driver",
+                format!("Docker sent container logs to its {other} driver; on the new runtime they are files under /var/log/pods, which the kubelet rotates (containerLogMaxSize, containerLogMaxFiles; 10Mi and 5 by default)"),
+                format!("point the node's log collection at /var/log/pods (CRI format) instead of {other}"),
+            ));
+            return None;
+        }
+    };
+    let Some(size) = size else {
+        warnings.push(Finding::info(
+            "docker-logs-unrotated",
+            format!("Docker's {driver} logs were not rotated (no max-size); the kubelet rotates CRI logs at its containerLogMaxSize (10Mi by default), keeping containerLogMaxFiles (5)"),
+            "set containerLogMaxSize and containerLogMaxFiles in the kubelet's config if the workloads need more",
+        ));
+        return None;
+    };
+    let Some(quantity) = kube_quantity(&size) else {
+        warnings.push(Finding::warning(
+            "docker-log-size",
+            format!("Docker's log max-size {size:?} is not a size cri-migrate can carry"),
+            "set containerLogMaxSize in the kubelet's config by hand",
+        ));
+        return None;
+    };
+    let mut n = files.and_then(|f| f.parse::<u64>().ok()).unwrap_or(1);
+    if n < 2 {
+        warnings.push(Finding::info(
+            "container-log-max-files",
+            format!("Docker kept {n} log file per container; the kubelet keeps at least 2: containerLogMaxFiles is 2"),
+            "nothing to do",
+        ));
+        n = 2;
+    }
+    if !k.exists {
+        warnings.push(Finding::warning(
+            "docker-log-rotation",
+            format!("Docker rotated container logs at {size} × {n}; the kubelet has no config file to carry that into"),
+            format!("add --container-log-max-size={quantity} --container-log-max-files={n} to the kubelet's flags"),
+        ));
+        return None;
+    }
+    if k.container_log_max_size.is_some() || k.container_log_max_files.is_some() {
+        warnings.push(Finding::info(
+            "docker-log-rotation",
+            format!(
+                "Docker rotated container logs at {size} × {n}; the kubelet's {} sets its own (containerLogMaxSize {}, containerLogMaxFiles {}), which now applies",
+                k.path,
+                k.container_log_max_size.as_deref().unwrap_or("10Mi (default)"),
+                k.container_log_max_files.map(|f| f.to_string()).unwrap_or_else(|| "5 (default)".into())
+            ),
+            "nothing to do if the kubelet's values are the ones wanted",
+        ));
+        return None;
+    }
+    warnings.push(Finding::info(
+        "docker-log-rotation",
+        format!("Docker's log rotation ({driver}, max-size {size}, max-file {n}) goes to the kubelet's {}: containerLogMaxSize {quantity}, containerLogMaxFiles {n}", k.path),
+        "nothing to do",
+    ));
+    Some(Rotation {
+        size: Some(quantity),
+        files: Some(n),
+    })
+}
+
+/// Docker's size (go-units: `100m`, `1g`, `500k`, bytes; binary multiples) as a Kubernetes
+/// quantity (`100Mi`).
+fn kube_quantity(size: &str) -> Option<String> {
+    let s = size.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let n: u64 = num.parse().ok().filter(|n| *n > 0)?;
+    let unit = match unit {
+        "" => "",
+        "k" => "Ki",
+        "m" => "Mi",
+        "g" => "Gi",
+        "t" => "Ti",
+        _ => return None,
+    };
+    Some(format!("{n}{unit}"))
 }
 
 #[cfg(test)]
@@ -451,5 +633,53 @@ mod tests {
         assert!(!files
             .iter()
             .any(|c| c.path == "/etc/systemd/system/kubelet.service"));
+    }
+
+    #[test]
+    fn dockers_log_rotation_goes_to_the_kubelets_config() {
+        assert_eq!(kube_quantity("100m").as_deref(), Some("100Mi"));
+        assert_eq!(kube_quantity("1G").as_deref(), Some("1Gi"));
+        assert_eq!(kube_quantity("500kb").as_deref(), Some("500Ki"));
+        assert_eq!(kube_quantity("1048576").as_deref(), Some("1048576"));
+        assert_eq!(kube_quantity("ten"), None);
+        // kubeadm 1.20 on json-file with max-size 100m and no max-file (Docker keeps 1).
+        let f = facts_with("kubeadm-1.20-docker", None);
+        let (files, w) = side(&f);
+        let config = files
+            .iter()
+            .find(|c| c.path == "/var/lib/kubelet/config.yaml")
+            .expect("the kubelet's config edited");
+        assert!(
+            config
+                .new
+                .contains("containerLogMaxSize: 100Mi\ncontainerLogMaxFiles: 2\n"),
+            "{}",
+            config.new
+        );
+        assert!(w.iter().any(|x| x.code == "container-log-max-files"));
+        // The EKS AMI's JSON config: max-size 10m, max-file 10, as JSON numbers and strings.
+        let f = facts_with("eks-al2-1.22-docker", Some("1.22.17"));
+        let (files, _) = side(&f);
+        let c = files
+            .iter()
+            .find(|c| c.path.ends_with("kubelet-config.json"))
+            .expect("the JSON config edited");
+        let v: serde_json::Value = serde_json::from_str(&c.new).unwrap();
+        assert_eq!(
+            (
+                v["containerLogMaxSize"].as_str(),
+                v["containerLogMaxFiles"].as_u64()
+            ),
+            (Some("10Mi"), Some(10))
+        );
+        // Kubespray's config sets its own: kept, said.
+        let f = facts_with("kubespray-2.17-docker", Some("1.21.5"));
+        let (files, w) = side(&f);
+        assert!(!files
+            .iter()
+            .any(|c| c.path.ends_with("kubelet-config.yaml")));
+        assert!(w
+            .iter()
+            .any(|x| x.code == "docker-log-rotation" && x.message.contains("which now applies")));
     }
 }

@@ -177,10 +177,15 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
 /// Set a top-level string key of a JSON object in its text: the value replaced where the key
 /// is, else the key added last, indented as the keys before it; the rest byte for byte.
 pub fn set_json_top_level(text: &str, key: &str, value: &str) -> Result<String, String> {
+    set_json_value(text, key, &serde_json::Value::from(value))
+}
+
+/// [`set_json_top_level`] for any JSON value (a number, for `containerLogMaxFiles`).
+pub fn set_json_value(text: &str, key: &str, value: &serde_json::Value) -> Result<String, String> {
     let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
         .map_err(|e| format!("not valid JSON ({e})"))?;
     let obj = doc.as_object().ok_or("not a JSON object")?;
-    let quoted = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    let quoted = value.to_string();
     // Walk the text: depth and strings tracked; at depth 1 a string followed by `:` is a key.
     let b = text.as_bytes();
     let (mut depth, mut i) = (0usize, 0usize);

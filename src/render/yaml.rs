@@ -27,18 +27,44 @@ fn key_of(line: &str) -> Option<&str> {
         .map(|(k, _)| k.trim().trim_matches(['"', '\'']))
 }
 
+/// Set `key: N` (an integer) at the top level, as [`set_top_level`] sets a string.
+pub fn set_top_level_int(text: &str, key: &str, value: u64) -> Result<String, String> {
+    let is = |t: &str| {
+        serde_norway::from_str::<serde_norway::Value>(t)
+            .ok()
+            .and_then(|v| v.get(key).and_then(|x| x.as_u64()))
+            == Some(value)
+    };
+    if is(text) {
+        return Ok(text.to_string());
+    }
+    let out = set_line(text, key, &format!("{key}: {value}"));
+    if !is(&out) {
+        return Err(format!(
+            "could not set `{key}` at the top level of the file"
+        ));
+    }
+    Ok(out)
+}
+
 /// Set `key: value` at the top level: replace the line that sets it, else append.
 pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, String> {
     if check(text, key, Some(value)).is_ok() {
         return Ok(text.to_string());
     }
-    let line = format!("{key}: {}", scalar(value));
+    let out = set_line(text, key, &format!("{key}: {}", scalar(value)));
+    check(&out, key, Some(value))?;
+    Ok(out)
+}
+
+/// The text with the top-level line of `key` replaced by `line`, else `line` appended.
+fn set_line(text: &str, key: &str, line: &str) -> String {
     let mut out = String::with_capacity(text.len() + line.len() + 1);
     let mut found = false;
     for l in text.split_inclusive('\n') {
         if !found && key_of(l) == Some(key) {
             found = true;
-            out.push_str(&line);
+            out.push_str(line);
             out.push('\n');
         } else {
             out.push_str(l);
@@ -48,11 +74,10 @@ pub fn set_top_level(text: &str, key: &str, value: &str) -> Result<String, Strin
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        out.push_str(&line);
+        out.push_str(line);
         out.push('\n');
     }
-    check(&out, key, Some(value))?;
-    Ok(out)
+    out
 }
 
 fn check(text: &str, key: &str, want: Option<&str>) -> Result<(), String> {
