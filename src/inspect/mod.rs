@@ -188,6 +188,10 @@ pub struct Facts {
     /// The package databases read, said ("/var/lib/dpkg/status", "the rpm database /var/lib/rpm"),
     /// or that there were none.
     pub package_databases: String,
+    /// Whether this node's processes may hold CAP_SYS_RESOURCE (bit 24 of the bounding set in
+    /// /proc/self/status); known on the live node only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_sys_resource: Option<bool>,
     /// The node's services were asked (a live node: `InspectOptions::talk`).
     pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
@@ -339,6 +343,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         layout: layouts::detect(node)?,
         package_databases: pkgs.said(),
         talk: opts.talk,
+        cap_sys_resource: live.then(cap_sys_resource).flatten(),
         cri_dockerd_flags,
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
@@ -347,6 +352,17 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     };
     facts.risks = risks::assess(&facts);
     Ok(facts)
+}
+
+/// Whether CAP_SYS_RESOURCE is in this process's bounding set (`CapBnd` of /proc/self/status).
+fn cap_sys_resource() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits & (1 << 24) != 0)
 }
 
 /// Inspection that needs a kubelet: migration does.

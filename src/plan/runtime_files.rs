@@ -20,6 +20,22 @@ pub(super) fn runtime_files(
     Ok(files)
 }
 
+/// A node whose bounding set lacks CAP_SYS_RESOURCE (an LXC/LXD or Proxmox container, a nested
+/// node): runc cannot lower a pod sandbox's `oom_score_adj` below containerd's own, and every
+/// sandbox fails (canonical/lxd#2994) unless containerd keeps it there
+/// (`restrict_oom_score_adj`, what rootless setups use). Known on the live node only.
+fn nested(facts: &Facts, warnings: &mut Vec<Finding>) -> bool {
+    if facts.cap_sys_resource != Some(false) {
+        return false;
+    }
+    warnings.push(Finding::info(
+        "nested-node",
+        "this node's processes lack CAP_SYS_RESOURCE (a nested container: LXC/LXD, Proxmox): runc could not set a pod's oom_score_adj below containerd's, so containerd gets restrict_oom_score_adj = true",
+        "nothing to do; on a node with the capability it is not set",
+    ));
+    true
+}
+
 /// Docker's proxy (its unit's environment, daemon.json's `proxies`) for the new runtime's unit,
 /// so that its pulls keep going through it: a drop-in with the same variables, readable by
 /// root only when a value holds a credential (never printed: the diff shows it redacted).
@@ -83,6 +99,7 @@ fn containerd_files(
         root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
         snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
         max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
+        restrict_oom_score_adj: nested(facts, warnings),
     };
     let old = facts.files.get(CONTAINERD_CONFIG);
     let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
@@ -429,5 +446,31 @@ mod tests {
         assert!(!crate::secrets::redact(&c.new).contains("Pr0xyPw"));
         f.docker.settings.proxies.clear();
         assert!(proxy_drop_in(&f, Target::Containerd, &mut w).is_none());
+    }
+
+    #[test]
+    fn a_node_without_cap_sys_resource_gets_restrict_oom_score_adj() {
+        let mut f = facts("kubeadm-1.20-docker");
+        let o = opts(Target::Containerd);
+        let run = |f: &Facts| {
+            let mut w = vec![];
+            let v = versions(f, &o, &mut w).unwrap();
+            let mut c = super::super::settings::carried(f, &o, Target::Containerd, &mut w);
+            let files = runtime_files(f, &v, Target::Containerd, &mut c, &mut w).unwrap();
+            let config = files
+                .into_iter()
+                .find(|x| x.path == CONTAINERD_CONFIG)
+                .unwrap();
+            (config.new, w)
+        };
+        f.cap_sys_resource = Some(false);
+        let (text, w) = run(&f);
+        assert!(text.contains("restrict_oom_score_adj = true"), "{text}");
+        assert!(w.iter().any(|x| x.code == "nested-node"));
+        // With the capability, or not known (offline), nothing is set.
+        for known in [Some(true), None] {
+            f.cap_sys_resource = known;
+            assert!(!run(&f).0.contains("restrict_oom_score_adj"));
+        }
     }
 }

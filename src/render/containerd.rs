@@ -26,6 +26,8 @@ pub struct Settings {
     pub root: Option<String>,
     pub snapshotter: Option<String>,
     pub max_concurrent_downloads: Option<u64>,
+    /// The node lacks CAP_SYS_RESOURCE: pods' oom_score_adj kept at containerd's or above.
+    pub restrict_oom_score_adj: bool,
 }
 
 /// One registry's TLS settings from `registry.configs.<host>.tls`.
@@ -610,6 +612,7 @@ mod tests {
             root: None,
             snapshotter: None,
             max_concurrent_downloads: Some(10),
+            restrict_oom_score_adj: false,
         }
     }
 
@@ -966,5 +969,25 @@ mod tests {
         assert_eq!(render(Some(&once), &settings(2)).unwrap().text, once);
         let fresh = render(None, &settings(3)).unwrap().text;
         assert_eq!(render(Some(&fresh), &settings(3)).unwrap().text, fresh);
+    }
+
+    #[test]
+    fn a_nested_node_keeps_pods_oom_score_adj_at_containerds() {
+        for (schema, table) in [
+            (2, &["plugins", CRI_V2][..]),
+            (3, &["plugins", "io.containerd.cri.v1.runtime"][..]),
+        ] {
+            let mut s = settings(schema);
+            s.restrict_oom_score_adj = true;
+            let doc: DocumentMut = render(None, &s).unwrap().text.parse().unwrap();
+            let mut path = table.to_vec();
+            path.push("restrict_oom_score_adj");
+            assert_eq!(get(&doc, &path).as_bool(), Some(true), "schema {schema}");
+            s.restrict_oom_score_adj = false;
+            assert!(!render(None, &s)
+                .unwrap()
+                .text
+                .contains("restrict_oom_score_adj"));
+        }
     }
 }
