@@ -627,6 +627,18 @@ fn describe(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// A node made of these files in a temporary directory (kept alive by the `TempDir`), for
+/// tests.
+#[cfg(test)]
+pub fn test_node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path());
+    for (p, text) in files {
+        node.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
+    }
+    (dir, node)
+}
+
 /// Join a node directory and a name into a node path.
 pub fn join(dir: &str, name: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)

@@ -607,14 +607,7 @@ fn unquote(raw: &str) -> String {
 mod tests {
     use super::*;
 
-    fn node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Node::new(dir.path());
-        for (p, text) in files {
-            node.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
-        }
-        (dir, node)
-    }
+    use crate::node::test_node as node;
 
     const KUBEADM_UNIT: &str = "[Unit]\nDescription=kubelet\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\n";
     const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";

@@ -608,14 +608,7 @@ mod tests {
         assert!(parse_daemon_json(r#"{"registry-mirrors": "x"}"#).is_err());
     }
 
-    fn node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
-        let dir = tempfile::tempdir().unwrap();
-        let n = Node::new(dir.path());
-        for (p, text) in files {
-            n.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
-        }
-        (dir, n)
-    }
+    use crate::node::test_node as node;
 
     #[test]
     fn dockerd_flags_from_a_drop_in_and_an_env_file_are_settings_with_their_source() {

@@ -102,14 +102,7 @@ pub fn detect(node: &Node) -> Result<Option<Layout>> {
 mod tests {
     use super::*;
 
-    fn node(files: &[(&str, &str)]) -> (tempfile::TempDir, Node) {
-        let dir = tempfile::tempdir().unwrap();
-        let n = Node::new(dir.path());
-        for (p, text) in files {
-            n.write_atomic(p, text.as_bytes(), 0o644, None).unwrap();
-        }
-        (dir, n)
-    }
+    use crate::node::test_node as node;
 
     #[test]
     fn distributions_with_their_own_switch_are_recognised() {

@@ -211,18 +211,7 @@ fn kubelet_files(
         }
     }
     for (path, kind, vars) in &sources {
-        let at = match edited.iter().position(|e| e.0 == *path) {
-            Some(at) => at,
-            None => {
-                let old = facts
-                    .files
-                    .get(path)
-                    .map(|s| s.content.clone())
-                    .unwrap_or_default();
-                edited.push((path.clone(), old, vec![]));
-                edited.len() - 1
-            }
-        };
+        let at = slot(&mut edited, facts, path);
         let text = &edited[at].1;
         let owner_var = owner
             .as_ref()
@@ -260,16 +249,10 @@ fn kubelet_files(
         .collect();
     let mut deps_changed: Vec<(String, Vec<String>)> = Vec::new();
     for path in &unit_files {
-        let Some(snap) = facts.files.get(path) else {
+        if !facts.files.contains_key(path) {
             continue;
-        };
-        let at = match edited.iter().position(|e| e.0 == *path) {
-            Some(at) => at,
-            None => {
-                edited.push((path.clone(), snap.content.clone(), vec![]));
-                edited.len() - 1
-            }
-        };
+        }
+        let at = slot(&mut edited, facts, path);
         let (new, said) = crate::unit::replace_dependencies(
             &edited[at].1,
             &crate::runtime::DOCKER_UNITS,
@@ -355,18 +338,7 @@ fn kubelet_files(
                            why: &'static str,
                            f: &dyn Fn(&str) -> Result<String, String>|
      -> Result<(), Failure> {
-        let at = match configs.iter().position(|c| c.0 == path) {
-            Some(at) => at,
-            None => {
-                let old = facts
-                    .files
-                    .get(path)
-                    .map(|s| s.content.clone())
-                    .unwrap_or_default();
-                configs.push((path.to_string(), old, vec![]));
-                configs.len() - 1
-            }
-        };
+        let at = slot(&mut configs, facts, path);
         let new = f(&configs[at].1)
             .map_err(|e| Failure::bad_input(path, e, "Fix the KubeletConfiguration file."))?;
         if new != configs[at].1 {
@@ -422,6 +394,23 @@ fn kubelet_files(
         out.push(change(facts, &path, new, &why.join("; ")));
     }
     Ok(out)
+}
+
+/// The place of a file in a list of (path, text so far, what changed it), its text as found
+/// when it is new to the list: edits to one file go one after the other.
+fn slot<W>(list: &mut Vec<(String, String, Vec<W>)>, facts: &Facts, path: &str) -> usize {
+    match list.iter().position(|e| e.0 == path) {
+        Some(at) => at,
+        None => {
+            let old = facts
+                .files
+                .get(path)
+                .map(|s| s.content.clone())
+                .unwrap_or_default();
+            list.push((path.to_string(), old, vec![]));
+            list.len() - 1
+        }
+    }
 }
 
 /// Docker's log rotation, as the kubelet's (which rotates the CRI logs the new runtime writes).
