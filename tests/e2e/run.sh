@@ -337,6 +337,13 @@ migrate_layout() {
         expect "$1: after the move the model's argv is the running kubelet's" model_is_the_running_kubelet &&
         expect "$1: the running kubelet has containerd's endpoint" grep -qx -- "--container-runtime-endpoint=unix:///run/containerd/containerd.sock" "$WORK/argv.running" &&
         expect "$1: and no dockershim flag" bash -c "! grep -q -- '^--network-plugin' '$WORK/argv.running'" &&
+        { [ "${2:-}" != dockeropts ] || {
+            expect "$1: the mirror came from DOCKER_OPTS into containerd's hosts.toml" grep -q "http://$MIRROR" "$WORK/$NODE/etc/containerd/certs.d/docker.io/hosts.toml" &&
+                expect "$1: the plan said where: dockerd --registry-mirror in docker-options.conf" grep -q "dockerd --registry-mirror (/etc/systemd/system/docker.service.d/docker-options.conf" "$WORK/last.out" "$WORK/last.err" &&
+                expect "$1: the insecure registry too" test -f "$WORK/$NODE/etc/containerd/certs.d/$REGISTRY/hosts.toml" &&
+                expect "$1: the cgroup driver systemd" grep -q "SystemdCgroup = true" "$WORK/$NODE/etc/containerd/config.toml" &&
+                expect "$1: the log rotation (--log-opt) in the kubelet's config" grep -q "containerLogMaxFiles: 3" "$WORK/$NODE/var/lib/kubelet/config.yaml"
+        }; } &&
         { [ "${2:-}" != requires ] || {
             expect "$1: the kubelet Requires= containerd, not Docker" bash -c "in_node systemctl show -p Requires --value kubelet.service | grep -qw containerd.service && ! in_node systemctl show -p Requires --value kubelet.service | grep -qw docker.service" &&
                 expect "$1: a restart of the kubelet leaves Docker stopped" bash -c "in_node systemctl restart kubelet.service && sleep 1 && [ \"\$(in_node systemctl is-active docker.service)\" = inactive ]"
@@ -389,9 +396,36 @@ EnvironmentFile=/etc/kubernetes/kubelet.env
 ExecStart=
 ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
 "
-        in_node systemctl daemon-reload && in_node systemctl restart kubelet.service
+        # And Docker as Kubespray lays it out: its settings as DOCKER_OPTS flags in a drop-in
+        # (docker-options.conf), none of them in daemon.json (dockerd refuses one in both).
+        cp -a "$WORK/$NODE/etc/docker/daemon.json" "$WORK/daemon.json.saved"
+        printf '{\n  "iptables": false,\n  "ip-forward": false,\n  "bridge": "none"\n}\n' >"$WORK/$NODE/etc/docker/daemon.json"
+        local made_dir=
+        [ -d "$WORK/$NODE/etc/systemd/system/docker.service.d" ] || made_dir=1
+        mkdir -p "$WORK/$NODE/etc/systemd/system/docker.service.d"
+        cat >"$WORK/$NODE/etc/systemd/system/docker.service.d/docker-options.conf" <<OPTS
+[Service]
+Environment="DOCKER_OPTS= --iptables=false \\
+--exec-opt native.cgroupdriver=systemd \\
+--registry-mirror=http://$MIRROR \\
+--insecure-registry=$REGISTRY \\
+--log-opt max-size=10m --log-opt max-file=3"
+
+ExecStart=
+ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock \\
+          \$DOCKER_OPTS \\
+          \$DOCKER_STORAGE_OPTIONS \\
+          \$DOCKER_DNS_OPTIONS \\
+          \$INSECURE_REGISTRY
+OPTS
+        in_node systemctl daemon-reload && in_node systemctl restart docker.service && in_node systemctl restart kubelet.service
+        expect "Kubespray's dockerd runs with DOCKER_OPTS" bash -c "in_node docker info 2>/dev/null | grep -q 'http://$MIRROR'" || rc=1
         expect "an env file's \$KUBELET_ARGS: the model's argv is the running kubelet's" model_is_the_running_kubelet || rc=1
-        [ "$rc" = 0 ] && { migrate_layout "an env file's \$KUBELET_ARGS" || rc=1; }
+        [ "$rc" = 0 ] && { migrate_layout "an env file's \$KUBELET_ARGS, DOCKER_OPTS" dockeropts || rc=1; }
+        rm -f "$WORK/$NODE/etc/systemd/system/docker.service.d/docker-options.conf"
+        [ -z "$made_dir" ] || rmdir "$WORK/$NODE/etc/systemd/system/docker.service.d" 2>/dev/null
+        cp -a "$WORK/daemon.json.saved" "$WORK/$NODE/etc/docker/daemon.json"
+        in_node systemctl daemon-reload && in_node systemctl restart docker.service
     fi
     rm -f "$WORK/$NODE$dropin" "$WORK/$NODE/etc/kubernetes/kubelet.env"
     rmdir --ignore-fail-on-non-empty "$WORK/$NODE/etc/kubernetes" 2>/dev/null
