@@ -125,10 +125,8 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         }
         out.push(Finding::warning(
             "docker-setting-dropped",
-            format!(
-                "daemon.json \"{key}\" has no equivalent in a CRI runtime and is not carried over"
-            ),
-            "check whether the node relied on it",
+            format!("daemon.json \"{key}\" is not carried over by this release"),
+            "check whether the node relied on it: docs/carried-settings.md says what each setting needs on the new runtime",
         ));
     }
     for (flag, at) in &d.other_flags {
