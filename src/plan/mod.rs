@@ -367,7 +367,8 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
         crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new).map_err(refuse)?;
     } else if path.contains("kubelet") && path.ends_with(".conf") {
         // A kubelet config drop-in (--config-dir): a KubeletConfiguration, YAML or JSON.
-        serde_norway::from_str::<serde_norway::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+        serde_norway::from_str::<serde_norway::Value>(f.new.trim_start_matches('\u{feff}'))
+            .map_err(|e| refuse(e.to_string()))?;
     } else if path.ends_with(".toml") || path.ends_with(".conf") {
         f.new
             .parse::<toml_edit::DocumentMut>()
@@ -375,7 +376,8 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
     } else if path.ends_with(".json") {
         serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
     } else if path.ends_with(".yaml") || path.ends_with(".yml") {
-        serde_norway::from_str::<serde_norway::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+        serde_norway::from_str::<serde_norway::Value>(f.new.trim_start_matches('\u{feff}'))
+            .map_err(|e| refuse(e.to_string()))?;
     } else {
         crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new).map_err(refuse)?;
     }

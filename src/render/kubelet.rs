@@ -167,7 +167,8 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
         return Ok(out);
     }
     let mut out = super::yaml::set_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
-    let v: serde_norway::Value = serde_norway::from_str(&out).map_err(|e| e.to_string())?;
+    let v: serde_norway::Value =
+        serde_norway::from_str(out.trim_start_matches('\u{feff}')).map_err(|e| e.to_string())?;
     if v.get("imageServiceEndpoint").is_some() {
         out = super::yaml::set_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
     }

@@ -30,7 +30,7 @@ fn key_of(line: &str) -> Option<&str> {
 /// Set `key: N` (an integer) at the top level, as [`set_top_level`] sets a string.
 pub fn set_top_level_int(text: &str, key: &str, value: u64) -> Result<String, String> {
     let is = |t: &str| {
-        serde_norway::from_str::<serde_norway::Value>(t)
+        serde_norway::from_str::<serde_norway::Value>(t.trim_start_matches('\u{feff}'))
             .ok()
             .and_then(|v| v.get(key).and_then(|x| x.as_u64()))
             == Some(value)
@@ -81,7 +81,8 @@ fn set_line(text: &str, key: &str, line: &str) -> String {
 }
 
 fn check(text: &str, key: &str, want: Option<&str>) -> Result<(), String> {
-    let v: serde_norway::Value = serde_norway::from_str(text)
+    // A byte order mark is not a document of its own (the kubelet's reader skips it too).
+    let v: serde_norway::Value = serde_norway::from_str(text.trim_start_matches('\u{feff}'))
         .map_err(|e| format!("the edited file is not valid YAML ({e})"))?;
     let got = v.get(key).and_then(|v| v.as_str());
     if got != want {
