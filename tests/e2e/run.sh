@@ -399,7 +399,7 @@ ExecStart=/usr/bin/kubelet \$KUBELET_ARGS
         # And Docker as Kubespray lays it out: its settings as DOCKER_OPTS flags in a drop-in
         # (docker-options.conf), none of them in daemon.json (dockerd refuses one in both).
         cp -a "$WORK/$NODE/etc/docker/daemon.json" "$WORK/daemon.json.saved"
-        printf '{\n  "iptables": false,\n  "ip-forward": false,\n  "bridge": "none"\n}\n' >"$WORK/$NODE/etc/docker/daemon.json"
+        printf '{\n  "ip-forward": false,\n  "bridge": "none"\n}\n' >"$WORK/$NODE/etc/docker/daemon.json"
         local made_dir=
         [ -d "$WORK/$NODE/etc/systemd/system/docker.service.d" ] || made_dir=1
         mkdir -p "$WORK/$NODE/etc/systemd/system/docker.service.d"
