@@ -605,11 +605,16 @@ impl Containerd {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
+        // Images are shared in parallel: two threads may read the same clock, so a counter of
+        // the process makes each lease's name its own (a name taken is refused: "already
+        // exists").
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self
             .rt
             .block_on(leases.create(request(
                 CreateRequest {
-                    id: format!("cri-migrate-{}-{nanos}", std::process::id()),
+                    id: format!("cri-migrate-{}-{nanos}-{seq}", std::process::id()),
                     labels: HashMap::from([(
                         "containerd.io/gc.expire".to_string(),
                         expire.to_string(),

@@ -486,7 +486,9 @@ impl Node {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let tmp_name = format!(".cri-migrate.{name}.{}.{nanos}", std::process::id());
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp_name = format!(".cri-migrate.{name}.{}.{nanos}.{seq}", std::process::id());
         let fd = openat(
             Some(dir.as_raw_fd()),
             tmp_name.as_str(),
