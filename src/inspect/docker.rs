@@ -81,12 +81,13 @@ pub const PROXY_VARS: [&str; 6] = [
 
 /// Docker's proxy: daemon.json's `proxies` (Docker 23+, which wins), else its unit's
 /// environment.
-fn proxies(node: &Node, json: Option<&Value>) -> Result<Vec<(String, String, String)>> {
+fn proxies(
+    node: &Node,
+    unit: Option<&crate::unit::Unit>,
+    in_json: Option<&Value>,
+) -> Result<Vec<(String, String, String)>> {
     let mut out: Vec<(String, String, String)> = Vec::new();
-    if let Some(p) = json
-        .and_then(|j| j.get("proxies"))
-        .and_then(Value::as_object)
-    {
+    if let Some(p) = in_json.and_then(Value::as_object) {
         for (key, var) in [
             ("http-proxy", "HTTP_PROXY"),
             ("https-proxy", "HTTPS_PROXY"),
@@ -101,7 +102,7 @@ fn proxies(node: &Node, json: Option<&Value>) -> Result<Vec<(String, String, Str
             return Ok(out);
         }
     }
-    let Some(unit) = crate::unit::Unit::load(node, "docker.service")? else {
+    let Some(unit) = unit else {
         return Ok(out);
     };
     let (env, _) = unit.env(node)?;
@@ -208,8 +209,8 @@ const DOCKERD_OWN_FLAGS: [&str; 16] = [
 /// dockerd's flags from the command line its unit runs (`docker.service`, read as systemd
 /// reads it: drop-ins, `Environment=`, `EnvironmentFile=` such as `/etc/sysconfig/docker`'s
 /// `OPTIONS` or Kubespray's `DOCKER_OPTS`), each with where it is set. Empty without a unit.
-pub fn dockerd_flags(node: &Node) -> Result<Vec<DockerdFlag>> {
-    let Some(unit) = crate::unit::Unit::load(node, "docker.service")? else {
+pub fn dockerd_flags(node: &Node, unit: Option<&crate::unit::Unit>) -> Result<Vec<DockerdFlag>> {
+    let Some(unit) = unit else {
         return Ok(vec![]);
     };
     let Some(command) = unit.command(node)? else {
@@ -355,7 +356,9 @@ pub struct Docker {
 
 pub fn inspect(node: &Node) -> Result<Docker> {
     let mut docker = Docker::default();
-    let flags = dockerd_flags(node)?;
+    // The unit, read once: dockerd's flags and its environment's proxy.
+    let unit = crate::unit::Unit::load(node, "docker.service")?;
+    let flags = dockerd_flags(node, unit.as_ref())?;
     // `--config-file` moves daemon.json.
     let config = flags
         .iter()
@@ -376,13 +379,9 @@ pub fn inspect(node: &Node) -> Result<Docker> {
         }
     }
     apply_flags(&mut docker.settings, &flags);
-    let json: Option<Value> = docker
-        .daemon_json
-        .as_deref()
-        .and_then(|p| node.read(p).ok().flatten())
-        .and_then(|t| serde_json::from_str(t.trim_start_matches('\u{feff}')).ok());
-    docker.settings.proxies = proxies(node, json.as_ref())?;
-    docker.settings.other.remove("proxies");
+    // daemon.json's `proxies`, as the parse kept it among the keys it does not know.
+    let in_json = docker.settings.other.remove("proxies");
+    docker.settings.proxies = proxies(node, unit.as_ref(), in_json.as_ref())?;
     for host in node.list(CERTS_D) {
         let dir = join(CERTS_D, &host);
         if !node.is_dir(&dir) {

@@ -327,49 +327,7 @@ fn from_unit(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<Opti
         files.insert(path.to_string(), snap);
     }
 
-    // The words after the binary, each with its source: the variable it was split from, or the
-    // ExecStart= line. `--flag value` takes its value from the same source only.
-    let source = |w: &crate::unit::Word| match &w.variable {
-        // A `$VAR` word stands where the variable was set; a `${VAR}` inside a word of the
-        // line belongs to the line.
-        Some(v) if v.set_at == w.origin => (v.set_at.file.clone(), v.name.clone(), v.set_at.line),
-        _ => (w.origin.file.clone(), EXEC_START.to_string(), w.origin.line),
-    };
-    let words: Vec<(&str, (String, String, usize))> = command
-        .argv
-        .iter()
-        .skip(1)
-        .map(|w| (w.text.as_str(), source(w)))
-        .collect();
-    let mut flags = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let (text, src) = &words[i];
-        i += 1;
-        let Some(body) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
-            continue;
-        };
-        let (name, value) = match body.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => match words
-                .get(i)
-                .filter(|(t, s)| !t.starts_with('-') && s == src)
-            {
-                Some((t, _)) => {
-                    i += 1;
-                    (body.to_string(), Some(t.to_string()))
-                }
-                None => (body.to_string(), None),
-            },
-        };
-        flags.push(FoundFlag {
-            name,
-            value,
-            file: src.0.clone(),
-            var: src.1.clone(),
-            line: src.2,
-        });
-    }
+    let flags = flags_of(&command);
 
     // The sources: each variable the line expands, in the file that sets it; kubeadm's file
     // even when it sets nothing yet (the runtime flags belong there); the line itself when it
@@ -517,38 +475,54 @@ pub fn cri_dockerd_flags(node: &Node) -> Result<Vec<FoundFlag>> {
     let Some(command) = unit.command(node)? else {
         return Ok(vec![]);
     };
-    let words: Vec<&crate::unit::Word> = command.argv.iter().skip(1).collect();
-    let mut out = Vec::new();
+    Ok(flags_of(&command))
+}
+
+/// The flags of a command line after its program, each with where it is set: the variable a
+/// `$VAR` word was split from (where the variable was set), else the `ExecStart=` line (a
+/// `${VAR}` inside a word belongs to the line). `--flag value` takes its value from the same
+/// place only: a `$VAR` after a bare flag of the line stands for flags of its own.
+fn flags_of(command: &crate::unit::Command) -> Vec<FoundFlag> {
+    let source = |w: &crate::unit::Word| match &w.variable {
+        Some(v) if v.set_at == w.origin => (v.set_at.file.clone(), v.name.clone(), v.set_at.line),
+        _ => (w.origin.file.clone(), EXEC_START.to_string(), w.origin.line),
+    };
+    let words: Vec<(&str, (String, String, usize))> = command
+        .argv
+        .iter()
+        .skip(1)
+        .map(|w| (w.text.as_str(), source(w)))
+        .collect();
+    let mut flags = Vec::new();
     let mut i = 0;
     while i < words.len() {
-        let w = words[i];
+        let (text, src) = &words[i];
         i += 1;
-        let Some(body) = w.text.strip_prefix("--") else {
+        let Some(body) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
             continue;
         };
         let (name, value) = match body.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => match words.get(i).filter(|n| !n.text.starts_with('-')) {
-                Some(n) => {
+            None => match words
+                .get(i)
+                .filter(|(t, s)| !t.starts_with('-') && s == src)
+            {
+                Some((t, _)) => {
                     i += 1;
-                    (body.to_string(), Some(n.text.clone()))
+                    (body.to_string(), Some(t.to_string()))
                 }
                 None => (body.to_string(), None),
             },
         };
-        let (file, var, line) = match &w.variable {
-            Some(v) => (v.set_at.file.clone(), v.name.clone(), v.set_at.line),
-            None => (w.origin.file.clone(), EXEC_START.to_string(), w.origin.line),
-        };
-        out.push(FoundFlag {
+        flags.push(FoundFlag {
             name,
             value,
-            file,
-            var,
-            line,
+            file: src.0.clone(),
+            var: src.1.clone(),
+            line: src.2,
         });
     }
-    Ok(out)
+    flags
 }
 
 /// `KUBELET_KUBEADM_ARGS`, `KUBELET_EXTRA_ARGS`, and the older kubeadm drop-ins'

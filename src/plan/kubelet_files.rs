@@ -361,11 +361,7 @@ fn kubelet_files(
         )?;
     }
     if let Some(r) = log_rotation(facts, warnings) {
-        let json = |t: &str| {
-            t.trim_start_matches('\u{feff}')
-                .trim_start()
-                .starts_with('{')
-        };
+        let json = render::kubelet::is_json;
         edit_config(
             &k.config.path,
             "Docker's log rotation (containerLogMaxSize, containerLogMaxFiles)",

@@ -153,11 +153,7 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
         return Ok(text.to_string());
     }
     // A JSON config (the EKS AMI's kubelet-config.json) stays JSON.
-    if text
-        .trim_start_matches('\u{feff}')
-        .trim_start()
-        .starts_with('{')
-    {
+    if is_json(text) {
         let mut out = set_json_top_level(text, "containerRuntimeEndpoint", &rules.endpoint)?;
         let v: serde_json::Value =
             serde_json::from_str(out.trim_start_matches('\u{feff}')).map_err(|e| e.to_string())?;
@@ -173,6 +169,13 @@ pub fn rewrite_config(text: &str, rules: &Rules) -> Result<String, String> {
         out = super::yaml::set_top_level(&out, "imageServiceEndpoint", &rules.endpoint)?;
     }
     Ok(out)
+}
+
+/// A KubeletConfiguration written as JSON (an object), not YAML.
+pub fn is_json(text: &str) -> bool {
+    text.trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('{')
 }
 
 /// Set a top-level string key of a JSON object in its text: the value replaced where the key
