@@ -12,7 +12,11 @@ pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const CERTS_D: &str = "/etc/docker/certs.d";
 
 /// daemon.json keys cri-migrate knows what to do with; every other key is reported.
-const HANDLED_KEYS: [&str; 9] = [
+const HANDLED_KEYS: [&str; 13] = [
+    "runtimes",
+    "default-runtime",
+    "default-ulimits",
+    "selinux-enabled",
     "registry-mirrors",
     "insecure-registries",
     "exec-opts",
@@ -55,6 +59,176 @@ pub struct DockerSettings {
         serialize_with = "redacted_proxies"
     )]
     pub proxies: Vec<(String, String, String)>,
+    /// Runtimes Docker knows besides its own runc: daemon.json `runtimes`, `--add-runtime`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<DockerRuntime>,
+    /// daemon.json `default-runtime` / `--default-runtime`, when not Docker's own runc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_runtime: Option<String>,
+    /// daemon.json `default-ulimits` / `--default-ulimit`: every container's rlimits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_ulimits: Vec<Ulimit>,
+    /// daemon.json `selinux-enabled` / `--selinux-enabled`: containers run confined.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub selinux_enabled: bool,
+}
+
+/// One OCI runtime Docker can run containers with, as daemon.json's `runtimes` or dockerd's
+/// `--add-runtime NAME=PATH` names it, and what the node has of it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DockerRuntime {
+    pub name: String,
+    /// `path`: a runc-compatible binary (nvidia-container-runtime, crun, runsc, kata-runtime).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `runtimeArgs`: arguments Docker gives the binary (no CRI runtime passes them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime_args: Vec<String>,
+    /// `runtimeType` (Docker 23+): a containerd shim, `io.containerd.NAME.vN` or its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_type: Option<String>,
+    /// `options` of that shim (e.g. kata's ConfigPath).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, Value>,
+    /// Where it is set.
+    pub from: String,
+    /// The binary `path` names, found on the node (a bare name looked up in the usual
+    /// directories, as dockerd looks it up in its PATH).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// The containerd shim of this runtime found on the node, with its runtime type
+    /// (`containerd-shim-kata-v2` → `io.containerd.kata.v2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shim: Option<(String, String)>,
+}
+
+/// A resource limit: daemon.json `{"nofile": {"Name": "nofile", "Soft": 65536, "Hard":
+/// 1048576}}` or `--default-ulimit nofile=65536:1048576`. -1 is unlimited.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+    pub from: String,
+}
+
+impl Ulimit {
+    /// `nofile=65536:1048576` (soft only: both the same), as dockerd and CRI-O read it.
+    pub fn parse(text: &str, from: &str) -> Option<Ulimit> {
+        let (name, limits) = text.split_once('=')?;
+        let (soft, hard) = match limits.split_once(':') {
+            Some((s, h)) => (s.trim().parse().ok()?, h.trim().parse().ok()?),
+            None => {
+                let v = limits.trim().parse().ok()?;
+                (v, v)
+            }
+        };
+        let name = name.trim().to_ascii_lowercase();
+        RLIMITS.contains(&name.as_str()).then(|| Ulimit {
+            name,
+            soft,
+            hard,
+            from: from.to_string(),
+        })
+    }
+    /// The OCI name: RLIMIT_NOFILE.
+    pub fn oci_type(&self) -> String {
+        format!("RLIMIT_{}", self.name.to_ascii_uppercase())
+    }
+    /// The OCI value: -1 (unlimited) is RLIM_INFINITY.
+    pub fn oci_value(v: i64) -> u64 {
+        if v < 0 {
+            u64::MAX
+        } else {
+            v as u64
+        }
+    }
+    /// `nofile=65536:1048576`, CRI-O's `default_ulimits` form.
+    pub fn to_flag(&self) -> String {
+        format!("{}={}:{}", self.name, self.soft, self.hard)
+    }
+}
+
+/// The resource limits Docker takes (go-units' ulimit names).
+pub const RLIMITS: [&str; 16] = [
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+];
+
+/// Docker's own runtime names: nothing to carry (every CRI runtime has runc).
+pub fn is_dockers_runc(name: &str) -> bool {
+    matches!(name, "runc" | "io.containerd.runc.v2" | "io.containerd.runtime.v1.linux")
+}
+
+/// Where dockerd looks for a runtime's bare binary name (its unit's PATH), and where Kata's
+/// installer puts its binaries.
+const BINARY_DIRS: [&str; 7] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+    "/opt/kata/bin",
+];
+
+fn find_binary(node: &Node, name: &str) -> Option<String> {
+    if name.starts_with('/') {
+        return node.exists(name).then(|| name.to_string());
+    }
+    if name.contains('/') || name.is_empty() {
+        return None;
+    }
+    BINARY_DIRS
+        .iter()
+        .map(|d| join(d, name))
+        .find(|p| node.exists(p))
+}
+
+/// The containerd shim of a Docker runtime, where the node has one: the runtime type Docker
+/// names, else a shim named after the runtime or its binary (kata-runtime's is
+/// containerd-shim-kata-v2, runsc's containerd-shim-runsc-v1).
+fn find_shim(node: &Node, r: &DockerRuntime) -> Option<(String, String)> {
+    let shim_of = |rt: &str| -> Option<String> {
+        // io.containerd.NAME.vN → containerd-shim-NAME-vN, as containerd resolves it.
+        let rest = rt.strip_prefix("io.containerd.")?;
+        let (name, v) = rest.rsplit_once('.')?;
+        Some(format!("containerd-shim-{name}-{v}"))
+    };
+    if let Some(rt) = &r.runtime_type {
+        if rt.starts_with('/') {
+            return node.exists(rt).then(|| (rt.clone(), rt.clone()));
+        }
+        return shim_of(rt)
+            .and_then(|b| find_binary(node, &b))
+            .map(|p| (rt.clone(), p));
+    }
+    let base = r
+        .path
+        .as_deref()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .unwrap_or_default();
+    let mut names = vec![];
+    for n in [r.name.as_str(), base.as_str()] {
+        let n = n.strip_suffix("-runtime").unwrap_or(n);
+        if !n.is_empty() {
+            names.push(n.to_string());
+        }
+    }
+    for n in &names {
+        // runc-compatible wrappers keep the runc shim; a shim of their own name means a VM or
+        // user-space kernel runtime (Kata, gVisor) that containerd runs through it.
+        if n.starts_with("runc") || n.starts_with("nvidia") || n == "crun" || n == "youki" {
+            continue;
+        }
+        for v in ["v2", "v1"] {
+            let rt = format!("io.containerd.{n}.{v}");
+            if let Some(p) = shim_of(&rt).and_then(|b| find_binary(node, &b)) {
+                return Some((rt, p));
+            }
+        }
+    }
+    None
 }
 
 fn redacted_proxies<S: serde::Serializer>(
@@ -312,6 +486,40 @@ fn apply_flags(s: &mut DockerSettings, flags: &[DockerdFlag]) {
                 }
                 "log-opts"
             }
+            "add-runtime" => {
+                // NAME=PATH
+                match v.split_once('=') {
+                    Some((name, path)) if !name.is_empty() => {
+                        s.runtimes.retain(|r| r.name != name);
+                        s.runtimes.push(DockerRuntime {
+                            name: name.to_string(),
+                            path: Some(path.to_string()),
+                            from: said.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    _ => s.other_flags.push((format!("--add-runtime={v}"), f.at.clone())),
+                }
+                continue;
+            }
+            "default-runtime" => {
+                s.default_runtime = Some(v).filter(|r| !is_dockers_runc(r));
+                "default-runtime"
+            }
+            "default-ulimit" => {
+                match Ulimit::parse(&v, &said) {
+                    Some(u) => {
+                        s.default_ulimits.retain(|x| x.name != u.name);
+                        s.default_ulimits.push(u);
+                    }
+                    None => s.other_flags.push((format!("--default-ulimit={v}"), f.at.clone())),
+                }
+                continue;
+            }
+            "selinux-enabled" => {
+                s.selinux_enabled = !matches!(v.as_str(), "false" | "0");
+                "selinux-enabled"
+            }
             "config-file" => continue,
             n if DOCKERD_OWN_FLAGS.contains(&n) => continue,
             _ => {
@@ -379,6 +587,10 @@ pub fn inspect(node: &Node) -> Result<Docker> {
         }
     }
     apply_flags(&mut docker.settings, &flags);
+    for r in &mut docker.settings.runtimes {
+        r.binary = r.path.as_deref().and_then(|p| find_binary(node, p));
+        r.shim = find_shim(node, r);
+    }
     // daemon.json's `proxies`, as the parse kept it among the keys it does not know.
     let in_json = docker.settings.other.remove("proxies");
     docker.settings.proxies = proxies(node, unit.as_ref(), in_json.as_ref())?;
@@ -433,6 +645,8 @@ impl DockerSettings {
         );
         add(self.log_driver.is_some(), "log-driver");
         add(!self.log_opts.is_empty(), "log-opts");
+        add(self.default_runtime.is_some(), "default-runtime");
+        add(self.selinux_enabled, "selinux-enabled");
         k
     }
 }
@@ -496,6 +710,49 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
         .and_then(|f| f.get("containerd-snapshotter"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let mut runtimes = vec![];
+    match obj.get("runtimes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (name, r) in m {
+                let r = r.as_object().ok_or_else(|| {
+                    bad(format!("\"runtimes\".\"{name}\" must be an object (\"path\", \"runtimeArgs\", \"runtimeType\", \"options\")"))
+                })?;
+                let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+                runtimes.push(DockerRuntime {
+                    name: name.clone(),
+                    path: s("path"),
+                    runtime_args: r
+                        .get("runtimeArgs")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                    runtime_type: s("runtimeType"),
+                    options: r
+                        .get("options")
+                        .and_then(Value::as_object)
+                        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    from: format!("{path} runtimes.{name}"),
+                    ..Default::default()
+                });
+            }
+        }
+        Some(_) => return Err(bad("\"runtimes\" must be an object of runtimes by name".into()).into()),
+    }
+    let mut default_ulimits = vec![];
+    if let Some(m) = obj.get("default-ulimits").and_then(Value::as_object) {
+        for (name, u) in m {
+            let n = |k: &str| u.get(k).and_then(Value::as_i64);
+            let (Some(soft), Some(hard)) = (n("Soft"), n("Hard")) else {
+                return Err(bad(format!("\"default-ulimits\".\"{name}\" needs \"Soft\" and \"Hard\" numbers")).into());
+            };
+            let text = format!("{name}={soft}:{hard}");
+            default_ulimits.push(Ulimit::parse(&text, &format!("{path} default-ulimits.{name}")).ok_or_else(|| {
+                bad(format!("\"default-ulimits\" names {name:?}, which is not a resource limit dockerd knows"))
+            })?);
+        }
+    }
     let other = obj
         .iter()
         .filter(|(k, _)| !HANDLED_KEYS.contains(&k.as_str()))
@@ -521,6 +778,13 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
         from: BTreeMap::new(),
         other_flags: vec![],
         proxies: vec![],
+        runtimes,
+        default_runtime: string("default-runtime").filter(|r| !is_dockers_runc(r)),
+        default_ulimits,
+        selinux_enabled: obj
+            .get("selinux-enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -599,6 +863,48 @@ mod tests {
     }
 
     #[test]
+    fn runtimes_default_ulimits_and_selinux_from_daemon_json_and_flags() {
+        let (_d, n) = node(&[
+            (
+                "/etc/docker/daemon.json",
+                r#"{"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []},
+                    "kata": {"runtimeType": "io.containerd.kata.v2", "options": {"ConfigPath": "/etc/kata/configuration.toml"}}},
+                    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 1048576, "Soft": 65536}}, "selinux-enabled": true}"#,
+            ),
+            ("/usr/bin/nvidia-container-runtime", "#!/bin/sh\n"),
+            ("/usr/local/bin/containerd-shim-kata-v2", "#!/bin/sh\n"),
+            ("/usr/local/bin/runsc", "#!/bin/sh\n"),
+            ("/usr/local/bin/containerd-shim-runsc-v1", "#!/bin/sh\n"),
+            (
+                "/lib/systemd/system/docker.service",
+                "[Service]\nExecStart=/usr/bin/dockerd --add-runtime runsc=/usr/local/bin/runsc --default-ulimit memlock=-1:-1 --default-ulimit nofile=4096\n",
+            ),
+        ]);
+        let s = inspect(&n).unwrap().settings;
+        assert_eq!(s.default_runtime.as_deref(), Some("nvidia"));
+        assert!(s.selinux_enabled);
+        let by = |name: &str| s.runtimes.iter().find(|r| r.name == name).unwrap().clone();
+        // A bare name found as dockerd finds it, in its PATH.
+        assert_eq!(by("nvidia").binary.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert!(by("nvidia").shim.is_none());
+        assert_eq!(
+            by("kata").shim,
+            Some(("io.containerd.kata.v2".into(), "/usr/local/bin/containerd-shim-kata-v2".into()))
+        );
+        assert_eq!(by("kata").options["ConfigPath"], "/etc/kata/configuration.toml");
+        // gVisor's shim found beside its binary.
+        assert_eq!(by("runsc").shim.unwrap().0, "io.containerd.runsc.v1");
+        // A flag's limit replaces the file's of the same name.
+        let flags: Vec<String> = s.default_ulimits.iter().map(|u| u.to_flag()).collect();
+        assert_eq!(flags, ["memlock=-1:-1", "nofile=4096:4096"]);
+        assert!(s.other.is_empty(), "{:?}", s.other);
+        // Malformed: said with the file.
+        assert!(parse_daemon_json(r#"{"runtimes": {"x": "/usr/bin/x"}}"#).is_err());
+        assert!(parse_daemon_json(r#"{"default-ulimits": {"nofile": {"Soft": 1}}}"#).is_err());
+        assert!(parse_daemon_json(r#"{"default-ulimits": {"bogus": {"Soft": 1, "Hard": 1}}}"#).is_err());
+    }
+
+    #[test]
     fn malformed_json_is_a_bad_input() {
         let e = parse_daemon_json("{\"registry-mirrors\": [").unwrap_err();
         let f = e.downcast_ref::<Failure>().unwrap();
@@ -633,14 +939,20 @@ mod tests {
             format!("dockerd --registry-mirror ({conf}:2 ($DOCKER_OPTS))")
         );
         assert_eq!(s.source("data-root"), "/etc/docker/daemon.json data-root");
-        // Not carried, and said with where it is set; --iptables is Docker's own business.
+        // --iptables is Docker's own business; --add-runtime is a runtime, with where it is set
+        // (the binary is not on this node).
+        assert!(s.other_flags.is_empty(), "{:?}", s.other_flags);
+        assert_eq!(s.runtimes.len(), 1);
+        let r = &s.runtimes[0];
         assert_eq!(
-            s.other_flags,
-            [(
-                "--add-runtime=nvidia=/usr/bin/nvidia-container-runtime".to_string(),
-                format!("{conf}:2 ($DOCKER_OPTS)")
-            )]
+            (r.name.as_str(), r.path.as_deref(), r.from.as_str()),
+            (
+                "nvidia",
+                Some("/usr/bin/nvidia-container-runtime"),
+                format!("dockerd --add-runtime ({conf}:2 ($DOCKER_OPTS))").as_str()
+            )
         );
+        assert!(r.binary.is_none() && r.shim.is_none());
     }
 
     #[test]
@@ -668,8 +980,9 @@ mod tests {
         assert!(s
             .source("storage-driver")
             .contains("$DOCKER_STORAGE_OPTIONS"));
-        assert_eq!(s.other_flags.len(), 1, "{:?}", s.other_flags);
-        assert!(s.other_flags[0].0 == "--selinux-enabled");
+        assert!(s.other_flags.is_empty(), "{:?}", s.other_flags);
+        assert!(s.selinux_enabled);
+        assert!(s.source("selinux-enabled").contains("/etc/sysconfig/docker:1 ($OPTIONS)"));
         // A broken file named by --config-file is named in the refusal.
         let (_d, n) = node(&[
             (

@@ -572,6 +572,7 @@ pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>)
         CRICTL_YAML.to_string(),
         REGISTRIES_DROP_IN.to_string(),
         INSTANCE_CONFIG.to_string(),
+        crate::render::containerd::BASE_SPEC.to_string(),
     ];
     for host in node.list(CONTAINERD_CERTS_D) {
         paths.push(join(&join(CONTAINERD_CERTS_D, &host), "hosts.toml"));

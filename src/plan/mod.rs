@@ -18,6 +18,7 @@ mod settings;
 #[cfg(test)]
 mod test_facts;
 mod versions;
+pub mod workloads;
 
 pub use actions::order;
 pub use kubelet_files::runtime_flags_owner;
@@ -87,6 +88,9 @@ pub struct Carried {
     pub runtime_root: Option<Setting<String>>,
     pub snapshotter: Option<Setting<String>>,
     pub max_concurrent_downloads: Option<Setting<u64>>,
+    /// Docker's runtimes, default runtime, default ulimits, SELinux.
+    #[serde(flatten)]
+    pub workloads: workloads::Workloads,
 }
 
 /// One file the plan writes.

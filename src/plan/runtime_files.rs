@@ -100,6 +100,15 @@ fn containerd_files(
         snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
         max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
         restrict_oom_score_adj: nested(facts, warnings),
+        handlers: settings.workloads.handlers.clone(),
+        default_runtime: settings
+            .workloads
+            .default_handler
+            .as_ref()
+            .map(|s| s.value.clone()),
+        base_runtime_spec: (!settings.workloads.ulimits.is_empty())
+            .then(|| render::containerd::BASE_SPEC.to_string()),
+        enable_selinux: settings.workloads.selinux.is_some(),
     };
     let old = facts.files.get(CONTAINERD_CONFIG);
     let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
@@ -125,6 +134,33 @@ fn containerd_files(
         ));
     }
     files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
+    if let Some(spec) = &cs.base_runtime_spec {
+        let old = facts.files.get(spec.as_str());
+        let text = render::containerd::base_spec(
+            old.map(|s| s.content.as_str()),
+            &settings.workloads.ulimits,
+            rv.major,
+        )
+        .map_err(|problem| {
+            Failure::bad_input(
+                spec,
+                problem,
+                "Fix the file (it is the spec containerd starts containers from), or move it aside so that cri-migrate writes a new one.",
+            )
+        })?;
+        let limits: Vec<String> = settings.workloads.ulimits.iter().map(|u| format!("{} ({})", u.to_flag(), u.from)).collect();
+        warnings.push(Finding::info(
+            "ulimits-carried",
+            format!("Docker's default ulimits {} go to {spec}, the base spec of every containerd handler", limits.join(", ")),
+            "nothing to do; a pod's containers start with these limits, as Docker's did",
+        ));
+        files.push(change(
+            facts,
+            spec,
+            text,
+            "Docker's default-ulimits: containerd's default spec with process.rlimits set, the base of every container's spec",
+        ));
+    }
     let carried_hosts = render::registries::containerd_hosts(
         &facts.docker.settings,
         &facts.docker.certs,
@@ -173,6 +209,14 @@ fn crio_files(
         cni_bin_dirs: settings.cni_bin_dirs.value.clone(),
         root: settings.runtime_root.as_ref().map(|s| s.value.clone()),
         storage_driver: settings.snapshotter.as_ref().map(|s| s.value.clone()),
+        handlers: settings.workloads.handlers.clone(),
+        default_runtime: settings
+            .workloads
+            .default_handler
+            .as_ref()
+            .map(|s| s.value.clone()),
+        default_ulimits: settings.workloads.ulimits.iter().map(|u| u.to_flag()).collect(),
+        selinux: settings.workloads.selinux.is_some(),
     };
     files.push(change(
         facts,

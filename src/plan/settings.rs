@@ -141,6 +141,7 @@ pub(super) fn carried(
         runtime_root,
         snapshotter,
         max_concurrent_downloads,
+        workloads: super::workloads::workloads(facts, target, warnings),
     }
 }
 

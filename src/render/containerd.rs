@@ -7,6 +7,77 @@ use serde::Serialize;
 use toml_edit::{DocumentMut, Item, Key, Table, Value};
 
 pub const CERTS_D: &str = "/etc/containerd/certs.d";
+/// The spec every handler starts its containers from when Docker set default ulimits (the path
+/// the EKS AL2023 AMI uses for the same purpose).
+pub const BASE_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
+
+/// The capabilities of containerd's default spec (`oci.populateDefaultUnixSpec`).
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The base runtime spec: containerd's default spec (as `ctr oci spec` prints it, and as the EKS
+/// AMI ships it) with `process.rlimits` holding Docker's default ulimits — or the node's file
+/// with those set. CRI builds every container's spec on it, so each container starts with
+/// them. A base spec replaces containerd's default whole, so it must be the default otherwise.
+pub fn base_spec(
+    existing: Option<&str>,
+    ulimits: &[crate::inspect::docker::Ulimit],
+    containerd_major: u32,
+) -> Result<String, String> {
+    let mut spec: serde_json::Value = match existing {
+        Some(text) => serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?,
+        None => {
+            let text = super::template(
+                "containerd-base-spec.json",
+                serde_json::json!({
+                    "oci_version": if containerd_major >= 2 { "1.1.0" } else { "1.0.2-dev" },
+                    "capabilities": DEFAULT_CAPS,
+                    "rlimits": [],
+                }),
+            );
+            serde_json::from_str(&text).expect("the base spec template is JSON")
+        }
+    };
+    let process = spec
+        .as_object_mut()
+        .ok_or("not a JSON object")?
+        .entry("process")
+        .or_insert_with(|| serde_json::json!({}));
+    let process = process.as_object_mut().ok_or("its `process` is not an object")?;
+    let rlimits = process
+        .entry("rlimits")
+        .or_insert_with(|| serde_json::json!([]));
+    let list = rlimits
+        .as_array_mut()
+        .ok_or("its `process.rlimits` is not a list")?;
+    for u in ulimits {
+        let t = u.oci_type();
+        list.retain(|r| r.get("type").and_then(|x| x.as_str()) != Some(t.as_str()));
+        list.push(serde_json::json!({
+            "type": t,
+            "hard": crate::inspect::docker::Ulimit::oci_value(u.hard),
+            "soft": crate::inspect::docker::Ulimit::oci_value(u.soft),
+        }));
+    }
+    Ok(format!(
+        "{}\n",
+        serde_json::to_string_pretty(&spec).expect("JSON")
+    ))
+}
 
 /// What the migration owns in containerd's config.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -28,6 +99,14 @@ pub struct Settings {
     pub max_concurrent_downloads: Option<u64>,
     /// The node lacks CAP_SYS_RESOURCE: pods' oom_score_adj kept at containerd's or above.
     pub restrict_oom_score_adj: bool,
+    /// Docker's other runtimes, as handlers beside runc.
+    pub handlers: Vec<super::Handler>,
+    /// Docker's default runtime: `default_runtime_name`.
+    pub default_runtime: Option<String>,
+    /// The spec file every handler starts its containers from (Docker's default-ulimits).
+    pub base_runtime_spec: Option<String>,
+    /// Docker's selinux-enabled: `enable_selinux`.
+    pub enable_selinux: bool,
 }
 
 /// One registry's TLS settings from `registry.configs.<host>.tls`.
@@ -613,7 +692,98 @@ mod tests {
             snapshotter: None,
             max_concurrent_downloads: Some(10),
             restrict_oom_score_adj: false,
+            handlers: vec![],
+            default_runtime: None,
+            base_runtime_spec: None,
+            enable_selinux: false,
         }
+    }
+
+    #[test]
+    fn dockers_runtimes_become_handlers_with_the_default_selinux_and_base_spec() {
+        for schema in [2, 3, 4] {
+            let mut s = settings(schema);
+            s.handlers = vec![
+                crate::render::Handler {
+                    name: "nvidia".into(),
+                    runtime_type: "io.containerd.runc.v2".into(),
+                    binary: Some("/usr/bin/nvidia-container-runtime".into()),
+                    shim: None,
+                    options: Default::default(),
+                    on_node: true,
+                    from: "/etc/docker/daemon.json runtimes.nvidia".into(),
+                },
+                crate::render::Handler {
+                    name: "kata.qemu".into(),
+                    runtime_type: "io.containerd.kata.v2".into(),
+                    binary: None,
+                    shim: Some("/usr/bin/containerd-shim-kata-v2".into()),
+                    options: [(
+                        "ConfigPath".to_string(),
+                        serde_json::json!("/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    on_node: true,
+                    from: "dockerd --add-runtime".into(),
+                },
+            ];
+            s.default_runtime = Some("nvidia".into());
+            s.base_runtime_spec = Some(BASE_SPEC.into());
+            s.enable_selinux = true;
+            // On a new file and merged into containerd.io's (schema 1, CRI off).
+            for existing in [None, Some("disabled_plugins = [\"cri\"]\n")] {
+                let doc: DocumentMut = render(existing, &s).unwrap().text.parse().unwrap();
+                let plugin = if schema >= 3 { RUNTIME_V3 } else { CRI_V2 };
+                let rt = |name: &str, key: &[&str]| {
+                    let mut p = vec!["plugins", plugin, "containerd", "runtimes", name];
+                    p.extend(key);
+                    get(&doc, &p).clone()
+                };
+                assert_eq!(
+                    get(&doc, &["plugins", plugin, "containerd", "default_runtime_name"]).as_str(),
+                    Some("nvidia")
+                );
+                assert_eq!(
+                    rt("nvidia", &["options", "BinaryName"]).as_str(),
+                    Some("/usr/bin/nvidia-container-runtime")
+                );
+                assert_eq!(rt("nvidia", &["options", "SystemdCgroup"]).as_bool(), Some(true));
+                assert_eq!(rt("kata.qemu", &["runtime_type"]).as_str(), Some("io.containerd.kata.v2"));
+                assert!(rt("kata.qemu", &["options", "ConfigPath"]).as_str().is_some());
+                for h in ["runc", "nvidia", "kata.qemu"] {
+                    assert_eq!(rt(h, &["base_runtime_spec"]).as_str(), Some(BASE_SPEC));
+                }
+                assert_eq!(get(&doc, &["plugins", plugin, "enable_selinux"]).as_bool(), Some(true));
+            }
+        }
+    }
+
+    #[test]
+    fn the_base_spec_is_containerds_default_with_dockers_rlimits() {
+        use crate::inspect::docker::Ulimit;
+        let u = [
+            Ulimit::parse("nofile=65536:1048576", "x").unwrap(),
+            Ulimit::parse("memlock=-1:-1", "y").unwrap(),
+        ];
+        let spec: serde_json::Value =
+            serde_json::from_str(&base_spec(None, &u, 1).unwrap()).unwrap();
+        let r = spec["process"]["rlimits"].as_array().unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0], serde_json::json!({"type": "RLIMIT_NOFILE", "soft": 65536, "hard": 1048576}));
+        assert_eq!(r[1]["hard"], serde_json::json!(u64::MAX));
+        assert_eq!(spec["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert_eq!(spec["linux"]["namespaces"].as_array().unwrap().len(), 5);
+        // The node's file keeps what it has; the same limit is replaced, not doubled.
+        let mine = r#"{"ociVersion":"1.1.0","process":{"rlimits":[{"type":"RLIMIT_NOFILE","soft":1,"hard":2},{"type":"RLIMIT_CORE","soft":0,"hard":0}]},"hooks":{}}"#;
+        let spec: serde_json::Value =
+            serde_json::from_str(&base_spec(Some(mine), &u[..1], 2).unwrap()).unwrap();
+        assert!(spec.get("hooks").is_some());
+        let r = spec["process"]["rlimits"].as_array().unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().any(|x| x["type"] == "RLIMIT_CORE"));
+        assert!(r.iter().any(|x| x["soft"] == 65536));
+        assert!(base_spec(Some("[1]"), &u, 2).is_err());
     }
 
     fn get<'a>(doc: &'a DocumentMut, path: &[&str]) -> &'a Item {

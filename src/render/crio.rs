@@ -11,10 +11,36 @@ pub struct Settings {
     pub cni_bin_dirs: Vec<String>,
     pub root: Option<String>,
     pub storage_driver: Option<String>,
+    pub handlers: Vec<super::Handler>,
+    pub default_runtime: Option<String>,
+    /// `nofile=65536:1048576`
+    pub default_ulimits: Vec<String>,
+    pub selinux: bool,
+}
+
+/// A handler as CRI-O's runtimes table takes it.
+#[derive(Serialize)]
+struct CrioHandler<'a> {
+    name: &'a str,
+    from: &'a str,
+    crio_type: &'static str,
+    crio_path: Option<&'a str>,
 }
 
 pub fn drop_in(s: &Settings) -> String {
-    super::template("crio-dropin.conf", s)
+    let handlers: Vec<CrioHandler> = s
+        .handlers
+        .iter()
+        .map(|h| CrioHandler {
+            name: &h.name,
+            from: &h.from,
+            crio_type: h.crio_type(),
+            crio_path: h.crio_path(),
+        })
+        .collect();
+    let mut ctx = serde_json::to_value(s).expect("settings serialize");
+    ctx["handlers"] = serde_json::to_value(handlers).expect("handlers serialize");
+    super::template("crio-dropin.conf", ctx)
 }
 
 #[cfg(test)]
@@ -30,8 +56,31 @@ mod tests {
             cni_bin_dirs: vec!["/opt/cni/bin".into()],
             root: None,
             storage_driver: None,
+            handlers: vec![super::super::Handler {
+                name: "kata".into(),
+                runtime_type: "io.containerd.kata.v2".into(),
+                binary: None,
+                shim: Some("/usr/bin/containerd-shim-kata-v2".into()),
+                options: Default::default(),
+                on_node: true,
+                from: "dockerd --add-runtime".into(),
+            }],
+            default_runtime: Some("kata".into()),
+            default_ulimits: vec!["nofile=65536:1048576".into()],
+            selinux: true,
         });
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_type"].as_str(), Some("vm"));
+        assert_eq!(
+            doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_path"].as_str(),
+            Some("/usr/bin/containerd-shim-kata-v2")
+        );
+        assert_eq!(doc["crio"]["runtime"]["default_runtime"].as_str(), Some("kata"));
+        assert_eq!(doc["crio"]["runtime"]["selinux"].as_bool(), Some(true));
+        assert_eq!(
+            doc["crio"]["runtime"]["default_ulimits"].as_array().unwrap().get(0).and_then(|v| v.as_str()),
+            Some("nofile=65536:1048576")
+        );
         assert_eq!(
             doc["crio"]["runtime"]["cgroup_manager"].as_str(),
             Some("systemd")

@@ -10,9 +10,59 @@ pub mod yaml;
 
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 7] = [
+/// A CRI runtime handler carried from one of Docker's runtimes. Both renderers read it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Handler {
+    /// Docker's name for the runtime: the handler a RuntimeClass names.
+    pub name: String,
+    /// containerd's `runtime_type`: the runc shim for a runc-compatible binary
+    /// (`io.containerd.runc.v2`), else the runtime's own shim (`io.containerd.kata.v2`).
+    pub runtime_type: String,
+    /// The runc-compatible binary (containerd's `BinaryName`; CRI-O's `runtime_path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// The shim's own binary on the node (CRI-O runs Kata's shim as a `vm` runtime).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shim: Option<String>,
+    /// Options Docker gave the shim (`runtimes.NAME.options`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, serde_json::Value>,
+    /// What it runs is on the node: the check runs a test pod through it.
+    pub on_node: bool,
+    pub from: String,
+}
+
+impl Handler {
+    pub fn is_runc_shim(&self) -> bool {
+        self.runtime_type == "io.containerd.runc.v2"
+    }
+    /// CRI-O's `runtime_type`: `vm` for Kata's shim, else `oci`.
+    pub fn crio_type(&self) -> &'static str {
+        if self.runtime_type.contains("kata") && self.shim.is_some() {
+            "vm"
+        } else {
+            "oci"
+        }
+    }
+    /// CRI-O's `runtime_path`: the shim for a `vm` runtime, else the binary.
+    pub fn crio_path(&self) -> Option<&str> {
+        if self.crio_type() == "vm" {
+            self.shim.as_deref()
+        } else {
+            self.binary.as_deref()
+        }
+    }
+}
+
+
+const TEMPLATES: [(&str, &str); 8] = [
+    (
+        "containerd-base-spec.json",
+        include_str!("../../templates/containerd-base-spec.json"),
+    ),
     (
         "containerd-v2.toml",
         include_str!("../../templates/containerd-v2.toml"),
@@ -48,6 +98,7 @@ fn env() -> &'static Environment<'static> {
         env.add_filter("toml", toml_filter);
         env.add_filter("yaml", yaml_filter);
         env.add_filter("comment", comment_filter);
+        env.add_filter("toml_key", toml_key_filter);
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         for (name, source) in TEMPLATES {
@@ -88,6 +139,19 @@ fn json_safe(v: &serde_json::Value) -> bool {
 /// A value as TOML writes it: JSON's compact form where that is valid TOML (strings, numbers,
 /// booleans and arrays of them: what every file written so far holds, so a node migrated by an
 /// earlier version still has nothing to do), else toml_edit's own writer.
+/// A TOML key: bare where it can be (`crun`, `kata-qemu`), else quoted.
+fn toml_key_filter(v: String) -> String {
+    if !v.is_empty()
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        v
+    } else {
+        toml_edit::Key::new(v).display_repr().to_string()
+    }
+}
+
 fn toml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
     let json = serde_json::to_value(&v).map_err(filter_error)?;
     if json_safe(&json) && !json.is_null() {
