@@ -151,13 +151,30 @@ impl Ulimit {
 
 /// The resource limits Docker takes (go-units' ulimit names).
 pub const RLIMITS: [&str; 16] = [
-    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-    "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
 ];
 
 /// Docker's own runtime names: nothing to carry (every CRI runtime has runc).
 pub fn is_dockers_runc(name: &str) -> bool {
-    matches!(name, "runc" | "io.containerd.runc.v2" | "io.containerd.runtime.v1.linux")
+    matches!(
+        name,
+        "runc" | "io.containerd.runc.v2" | "io.containerd.runtime.v1.linux"
+    )
 }
 
 /// Where dockerd looks for a runtime's bare binary name (its unit's PATH), and where Kata's
@@ -498,7 +515,9 @@ fn apply_flags(s: &mut DockerSettings, flags: &[DockerdFlag]) {
                             ..Default::default()
                         });
                     }
-                    _ => s.other_flags.push((format!("--add-runtime={v}"), f.at.clone())),
+                    _ => s
+                        .other_flags
+                        .push((format!("--add-runtime={v}"), f.at.clone())),
                 }
                 continue;
             }
@@ -512,7 +531,9 @@ fn apply_flags(s: &mut DockerSettings, flags: &[DockerdFlag]) {
                         s.default_ulimits.retain(|x| x.name != u.name);
                         s.default_ulimits.push(u);
                     }
-                    None => s.other_flags.push((format!("--default-ulimit={v}"), f.at.clone())),
+                    None => s
+                        .other_flags
+                        .push((format!("--default-ulimit={v}"), f.at.clone())),
                 }
                 continue;
             }
@@ -725,7 +746,11 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
                     runtime_args: r
                         .get("runtimeArgs")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     runtime_type: s("runtimeType"),
                     options: r
@@ -738,14 +763,19 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
                 });
             }
         }
-        Some(_) => return Err(bad("\"runtimes\" must be an object of runtimes by name".into()).into()),
+        Some(_) => {
+            return Err(bad("\"runtimes\" must be an object of runtimes by name".into()).into())
+        }
     }
     let mut default_ulimits = vec![];
     if let Some(m) = obj.get("default-ulimits").and_then(Value::as_object) {
         for (name, u) in m {
             let n = |k: &str| u.get(k).and_then(Value::as_i64);
             let (Some(soft), Some(hard)) = (n("Soft"), n("Hard")) else {
-                return Err(bad(format!("\"default-ulimits\".\"{name}\" needs \"Soft\" and \"Hard\" numbers")).into());
+                return Err(bad(format!(
+                    "\"default-ulimits\".\"{name}\" needs \"Soft\" and \"Hard\" numbers"
+                ))
+                .into());
             };
             let text = format!("{name}={soft}:{hard}");
             default_ulimits.push(Ulimit::parse(&text, &format!("{path} default-ulimits.{name}")).ok_or_else(|| {
@@ -885,13 +915,22 @@ mod tests {
         assert!(s.selinux_enabled);
         let by = |name: &str| s.runtimes.iter().find(|r| r.name == name).unwrap().clone();
         // A bare name found as dockerd finds it, in its PATH.
-        assert_eq!(by("nvidia").binary.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert_eq!(
+            by("nvidia").binary.as_deref(),
+            Some("/usr/bin/nvidia-container-runtime")
+        );
         assert!(by("nvidia").shim.is_none());
         assert_eq!(
             by("kata").shim,
-            Some(("io.containerd.kata.v2".into(), "/usr/local/bin/containerd-shim-kata-v2".into()))
+            Some((
+                "io.containerd.kata.v2".into(),
+                "/usr/local/bin/containerd-shim-kata-v2".into()
+            ))
         );
-        assert_eq!(by("kata").options["ConfigPath"], "/etc/kata/configuration.toml");
+        assert_eq!(
+            by("kata").options["ConfigPath"],
+            "/etc/kata/configuration.toml"
+        );
         // gVisor's shim found beside its binary.
         assert_eq!(by("runsc").shim.unwrap().0, "io.containerd.runsc.v1");
         // A flag's limit replaces the file's of the same name.
@@ -901,7 +940,9 @@ mod tests {
         // Malformed: said with the file.
         assert!(parse_daemon_json(r#"{"runtimes": {"x": "/usr/bin/x"}}"#).is_err());
         assert!(parse_daemon_json(r#"{"default-ulimits": {"nofile": {"Soft": 1}}}"#).is_err());
-        assert!(parse_daemon_json(r#"{"default-ulimits": {"bogus": {"Soft": 1, "Hard": 1}}}"#).is_err());
+        assert!(
+            parse_daemon_json(r#"{"default-ulimits": {"bogus": {"Soft": 1, "Hard": 1}}}"#).is_err()
+        );
     }
 
     #[test]
@@ -982,7 +1023,9 @@ mod tests {
             .contains("$DOCKER_STORAGE_OPTIONS"));
         assert!(s.other_flags.is_empty(), "{:?}", s.other_flags);
         assert!(s.selinux_enabled);
-        assert!(s.source("selinux-enabled").contains("/etc/sysconfig/docker:1 ($OPTIONS)"));
+        assert!(s
+            .source("selinux-enabled")
+            .contains("/etc/sysconfig/docker:1 ($OPTIONS)"));
         // A broken file named by --config-file is named in the refusal.
         let (_d, n) = node(&[
             (

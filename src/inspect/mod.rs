@@ -192,6 +192,12 @@ pub struct Facts {
     /// /proc/self/status); known on the live node only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_sys_resource: Option<bool>,
+    /// SELinux on the node: ("enforcing" | "permissive", where that is read), when not off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<(String, String)>,
+    /// The node has `semanage` and `restorecon` (policycoreutils), to label a moved data root.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub selinux_tools: bool,
     /// The node's services were asked (a live node: `InspectOptions::talk`).
     pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
@@ -344,6 +350,13 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         package_databases: pkgs.said(),
         talk: opts.talk,
         cap_sys_resource: live.then(cap_sys_resource).flatten(),
+        selinux: selinux(node, live),
+        selinux_tools: ["/usr/sbin/semanage", "/sbin/semanage"]
+            .iter()
+            .any(|p| node.exists(p))
+            && ["/usr/sbin/restorecon", "/sbin/restorecon"]
+                .iter()
+                .any(|p| node.exists(p)),
         cri_dockerd_flags,
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
@@ -352,6 +365,29 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     };
     facts.risks = risks::assess(&facts);
     Ok(facts)
+}
+
+/// SELinux's mode: the running kernel's (`/sys/fs/selinux/enforce`) on a live node, else the
+/// one the node boots with (`SELINUX=` of /etc/selinux/config). None where it is off.
+fn selinux(node: &Node, live: bool) -> Option<(String, String)> {
+    if live {
+        const ENFORCE: &str = "/sys/fs/selinux/enforce";
+        let v = node.read(ENFORCE).ok().flatten()?;
+        let mode = if v.trim() == "1" {
+            "enforcing"
+        } else {
+            "permissive"
+        };
+        return Some((mode.into(), ENFORCE.into()));
+    }
+    const CONFIG: &str = "/etc/selinux/config";
+    let text = node.read(CONFIG).ok().flatten()?;
+    let mode = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("SELINUX=")
+            .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
+    })?;
+    matches!(mode.as_str(), "enforcing" | "permissive").then(|| (mode, CONFIG.to_string()))
 }
 
 /// Whether CAP_SYS_RESOURCE is in this process's bounding set (`CapBnd` of /proc/self/status).

@@ -148,7 +148,12 @@ fn containerd_files(
                 "Fix the file (it is the spec containerd starts containers from), or move it aside so that cri-migrate writes a new one.",
             )
         })?;
-        let limits: Vec<String> = settings.workloads.ulimits.iter().map(|u| format!("{} ({})", u.to_flag(), u.from)).collect();
+        let limits: Vec<String> = settings
+            .workloads
+            .ulimits
+            .iter()
+            .map(|u| format!("{} ({})", u.to_flag(), u.from))
+            .collect();
         warnings.push(Finding::info(
             "ulimits-carried",
             format!("Docker's default ulimits {} go to {spec}, the base spec of every containerd handler", limits.join(", ")),
@@ -215,7 +220,12 @@ fn crio_files(
             .default_handler
             .as_ref()
             .map(|s| s.value.clone()),
-        default_ulimits: settings.workloads.ulimits.iter().map(|u| u.to_flag()).collect(),
+        default_ulimits: settings
+            .workloads
+            .ulimits
+            .iter()
+            .map(|u| u.to_flag())
+            .collect(),
         selinux: settings.workloads.selinux.is_some(),
     };
     files.push(change(

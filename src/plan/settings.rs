@@ -124,6 +124,7 @@ pub(super) fn carried(
             None
         }
     });
+    let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
     Carried {
         cgroup_driver,
         sandbox_image,
@@ -141,7 +142,7 @@ pub(super) fn carried(
         runtime_root,
         snapshotter,
         max_concurrent_downloads,
-        workloads: super::workloads::workloads(facts, target, warnings),
+        workloads,
     }
 }
 

@@ -130,13 +130,61 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
     Some(h)
 }
 
-pub(super) fn workloads(facts: &Facts, target: Target, warnings: &mut Vec<Finding>) -> Workloads {
+/// A runtime root moved beside Docker's data-root on an SELinux node needs the labels of the
+/// runtime's default root (container-selinux labels /var/lib/containerd and
+/// /var/lib/containers, not /data/...): an equivalence rule and a relabel, said with the exact
+/// commands, before the runtime starts there.
+fn selinux_labels(
+    facts: &Facts,
+    target: Target,
+    root: Option<&Setting<String>>,
+    warnings: &mut Vec<Finding>,
+) {
+    let (Some((mode, read_from)), Some(root)) = (&facts.selinux, root) else {
+        return;
+    };
+    let (like, path) = match target {
+        Target::Containerd => ("/var/lib/containerd".to_string(), root.value.clone()),
+        // CRI-O's storage root is containers/storage under /var/lib/containers.
+        Target::Crio => (
+            "/var/lib/containers".to_string(),
+            root.value
+                .strip_suffix("/storage")
+                .unwrap_or(&root.value)
+                .to_string(),
+        ),
+    };
+    let commands = format!(
+        "semanage fcontext -a -e {like} {path} && mkdir -p {path} && restorecon -R -v {path}"
+    );
+    let fix = if facts.selinux_tools {
+        format!("run `{commands}` before applying (the runtime cannot write an unlabelled root under {mode} SELinux)")
+    } else {
+        format!("install policycoreutils (semanage, restorecon: policycoreutils-python-utils on RHEL-like systems), then run `{commands}` before applying")
+    };
+    warnings.push(Finding::warning(
+        "selinux-relabel",
+        format!(
+            "SELinux is {mode} ({read_from}) and {}'s root moves to {path} ({}): it needs {like}'s file labels",
+            target.name(),
+            root.from
+        ),
+        fix,
+    ));
+}
+
+pub(super) fn workloads(
+    facts: &Facts,
+    target: Target,
+    runtime_root: Option<&Setting<String>>,
+    warnings: &mut Vec<Finding>,
+) -> Workloads {
+    selinux_labels(facts, target, runtime_root, warnings);
     let d = &facts.docker.settings;
     let mut w = Workloads::default();
     for r in &d.runtimes {
         if let Some(h) = handler_of(r, target, warnings) {
-            if h
-                .binary
+            if h.binary
                 .as_deref()
                 .is_some_and(|b| b.rsplit('/').next().unwrap_or(b).starts_with("nvidia"))
             {
@@ -164,7 +212,11 @@ pub(super) fn workloads(facts: &Facts, target: Target, warnings: &mut Vec<Findin
     if let Some(u) = w.ulimits.iter().find(|u| u.soft > u.hard && u.hard >= 0) {
         warnings.push(Finding::warning(
             "ulimit-invalid",
-            format!("default ulimit {} ({}) has a soft limit above its hard one: no runtime can set it", u.to_flag(), u.from),
+            format!(
+                "default ulimit {} ({}) has a soft limit above its hard one: no runtime can set it",
+                u.to_flag(),
+                u.from
+            ),
             "fix it in daemon.json (soft ≤ hard) and run cri-migrate again",
         ));
         w.ulimits.retain(|x| !(x.soft > x.hard && x.hard >= 0));
@@ -200,7 +252,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.runtime_type, "io.containerd.runc.v2");
-        assert_eq!(h.binary.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert_eq!(
+            h.binary.as_deref(),
+            Some("/usr/bin/nvidia-container-runtime")
+        );
         assert!(h.on_node && w.is_empty());
         let mut kata = runtime("kata-runtime", Some("/usr/bin/kata-runtime"), true);
         kata.shim = Some((
@@ -209,11 +264,21 @@ mod tests {
         ));
         let h = handler_of(&kata, Target::Containerd, &mut w).unwrap();
         assert_eq!(h.runtime_type, "io.containerd.kata.v2");
-        assert_eq!((h.crio_type(), h.crio_path()), ("vm", Some("/usr/bin/containerd-shim-kata-v2")));
+        assert_eq!(
+            (h.crio_type(), h.crio_path()),
+            ("vm", Some("/usr/bin/containerd-shim-kata-v2"))
+        );
         // Not on the node: written, said, no test pod through it.
-        let h = handler_of(&runtime("crun", Some("/usr/bin/crun"), false), Target::Crio, &mut w).unwrap();
+        let h = handler_of(
+            &runtime("crun", Some("/usr/bin/crun"), false),
+            Target::Crio,
+            &mut w,
+        )
+        .unwrap();
         assert!(!h.on_node);
-        assert!(w.iter().any(|x| x.code == "runtime-missing" && x.message.contains("/usr/bin/crun")));
+        assert!(w
+            .iter()
+            .any(|x| x.code == "runtime-missing" && x.message.contains("/usr/bin/crun")));
         // Docker's own runc is nothing to carry.
         assert!(handler_of(&runtime("runc", None, false), Target::Containerd, &mut w).is_none());
     }
@@ -224,7 +289,9 @@ mod tests {
         let mut r = runtime("My_Runtime", Some("/usr/bin/crun"), true);
         r.runtime_args = vec!["--debug".into()];
         assert!(handler_of(&r, Target::Containerd, &mut w).is_some());
-        assert!(w.iter().any(|x| x.code == "runtime-args-not-carried" && x.message.contains("--debug")));
+        assert!(w
+            .iter()
+            .any(|x| x.code == "runtime-args-not-carried" && x.message.contains("--debug")));
         assert!(w.iter().any(|x| x.code == "runtime-handler-name"));
         assert!(dns_label("kata-qemu") && !dns_label("-a") && !dns_label("A"));
     }
@@ -241,7 +308,7 @@ mod tests {
         ];
         d.selinux_enabled = true;
         let mut w = vec![];
-        let wl = workloads(&f, Target::Containerd, &mut w);
+        let wl = workloads(&f, Target::Containerd, None, &mut w);
         assert_eq!(wl.default_handler.unwrap().value, "crun");
         assert_eq!(wl.ulimits.len(), 1, "the invalid one is said, not carried");
         assert!(w.iter().any(|x| x.code == "ulimit-invalid"));
@@ -249,7 +316,37 @@ mod tests {
         // A default that names nothing carried is said.
         f.docker.settings.default_runtime = Some("nvidia".into());
         let mut w = vec![];
-        assert!(workloads(&f, Target::Containerd, &mut w).default_handler.is_none());
+        assert!(workloads(&f, Target::Containerd, None, &mut w)
+            .default_handler
+            .is_none());
+        // SELinux on the node and a moved root: the equivalence and relabel, said exactly.
+        f.selinux = Some(("enforcing".into(), "/etc/selinux/config".into()));
+        let root = setting(
+            "/data/containerd".to_string(),
+            "beside Docker's data-root /data/docker",
+        );
+        let mut w = vec![];
+        workloads(&f, Target::Containerd, Some(&root), &mut w);
+        let s = w.iter().find(|x| x.code == "selinux-relabel").unwrap();
+        assert!(
+            s.fix
+                .contains("semanage fcontext -a -e /var/lib/containerd /data/containerd"),
+            "{}",
+            s.fix
+        );
+        assert!(s.fix.contains("install policycoreutils"));
+        f.selinux_tools = true;
+        let mut w = vec![];
+        let root = setting("/data/containers/storage".to_string(), "x");
+        workloads(&f, Target::Crio, Some(&root), &mut w);
+        let s = w.iter().find(|x| x.code == "selinux-relabel").unwrap();
+        assert!(
+            s.fix.starts_with(
+                "run `semanage fcontext -a -e /var/lib/containers /data/containers &&"
+            ),
+            "{}",
+            s.fix
+        );
         assert!(w.iter().any(|x| x.code == "default-runtime-not-carried"));
     }
 }

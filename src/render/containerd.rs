@@ -57,7 +57,9 @@ pub fn base_spec(
         .ok_or("not a JSON object")?
         .entry("process")
         .or_insert_with(|| serde_json::json!({}));
-    let process = process.as_object_mut().ok_or("its `process` is not an object")?;
+    let process = process
+        .as_object_mut()
+        .ok_or("its `process` is not an object")?;
     let rlimits = process
         .entry("rlimits")
         .or_insert_with(|| serde_json::json!([]));
@@ -720,7 +722,9 @@ mod tests {
                     shim: Some("/usr/bin/containerd-shim-kata-v2".into()),
                     options: [(
                         "ConfigPath".to_string(),
-                        serde_json::json!("/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"),
+                        serde_json::json!(
+                            "/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"
+                        ),
                     )]
                     .into_iter()
                     .collect(),
@@ -741,20 +745,35 @@ mod tests {
                     get(&doc, &p).clone()
                 };
                 assert_eq!(
-                    get(&doc, &["plugins", plugin, "containerd", "default_runtime_name"]).as_str(),
+                    get(
+                        &doc,
+                        &["plugins", plugin, "containerd", "default_runtime_name"]
+                    )
+                    .as_str(),
                     Some("nvidia")
                 );
                 assert_eq!(
                     rt("nvidia", &["options", "BinaryName"]).as_str(),
                     Some("/usr/bin/nvidia-container-runtime")
                 );
-                assert_eq!(rt("nvidia", &["options", "SystemdCgroup"]).as_bool(), Some(true));
-                assert_eq!(rt("kata.qemu", &["runtime_type"]).as_str(), Some("io.containerd.kata.v2"));
-                assert!(rt("kata.qemu", &["options", "ConfigPath"]).as_str().is_some());
+                assert_eq!(
+                    rt("nvidia", &["options", "SystemdCgroup"]).as_bool(),
+                    Some(true)
+                );
+                assert_eq!(
+                    rt("kata.qemu", &["runtime_type"]).as_str(),
+                    Some("io.containerd.kata.v2")
+                );
+                assert!(rt("kata.qemu", &["options", "ConfigPath"])
+                    .as_str()
+                    .is_some());
                 for h in ["runc", "nvidia", "kata.qemu"] {
                     assert_eq!(rt(h, &["base_runtime_spec"]).as_str(), Some(BASE_SPEC));
                 }
-                assert_eq!(get(&doc, &["plugins", plugin, "enable_selinux"]).as_bool(), Some(true));
+                assert_eq!(
+                    get(&doc, &["plugins", plugin, "enable_selinux"]).as_bool(),
+                    Some(true)
+                );
             }
         }
     }
@@ -770,9 +789,18 @@ mod tests {
             serde_json::from_str(&base_spec(None, &u, 1).unwrap()).unwrap();
         let r = spec["process"]["rlimits"].as_array().unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0], serde_json::json!({"type": "RLIMIT_NOFILE", "soft": 65536, "hard": 1048576}));
+        assert_eq!(
+            r[0],
+            serde_json::json!({"type": "RLIMIT_NOFILE", "soft": 65536, "hard": 1048576})
+        );
         assert_eq!(r[1]["hard"], serde_json::json!(u64::MAX));
-        assert_eq!(spec["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
         assert_eq!(spec["linux"]["namespaces"].as_array().unwrap().len(), 5);
         // The node's file keeps what it has; the same limit is replaced, not doubled.
         let mine = r#"{"ociVersion":"1.1.0","process":{"rlimits":[{"type":"RLIMIT_NOFILE","soft":1,"hard":2},{"type":"RLIMIT_CORE","soft":0,"hard":0}]},"hooks":{}}"#;

@@ -70,15 +70,25 @@ mod tests {
             selinux: true,
         });
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
-        assert_eq!(doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_type"].as_str(), Some("vm"));
+        assert_eq!(
+            doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_type"].as_str(),
+            Some("vm")
+        );
         assert_eq!(
             doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_path"].as_str(),
             Some("/usr/bin/containerd-shim-kata-v2")
         );
-        assert_eq!(doc["crio"]["runtime"]["default_runtime"].as_str(), Some("kata"));
+        assert_eq!(
+            doc["crio"]["runtime"]["default_runtime"].as_str(),
+            Some("kata")
+        );
         assert_eq!(doc["crio"]["runtime"]["selinux"].as_bool(), Some(true));
         assert_eq!(
-            doc["crio"]["runtime"]["default_ulimits"].as_array().unwrap().get(0).and_then(|v| v.as_str()),
+            doc["crio"]["runtime"]["default_ulimits"]
+                .as_array()
+                .unwrap()
+                .get(0)
+                .and_then(|v| v.as_str()),
             Some("nofile=65536:1048576")
         );
         assert_eq!(

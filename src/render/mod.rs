@@ -22,13 +22,10 @@ pub struct Handler {
     /// (`io.containerd.runc.v2`), else the runtime's own shim (`io.containerd.kata.v2`).
     pub runtime_type: String,
     /// The runc-compatible binary (containerd's `BinaryName`; CRI-O's `runtime_path`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub binary: Option<String>,
     /// The shim's own binary on the node (CRI-O runs Kata's shim as a `vm` runtime).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub shim: Option<String>,
     /// Options Docker gave the shim (`runtimes.NAME.options`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, serde_json::Value>,
     /// What it runs is on the node: the check runs a test pod through it.
     pub on_node: bool,
@@ -56,7 +53,6 @@ impl Handler {
         }
     }
 }
-
 
 const TEMPLATES: [(&str, &str); 8] = [
     (
@@ -142,8 +138,7 @@ fn json_safe(v: &serde_json::Value) -> bool {
 /// A TOML key: bare where it can be (`crun`, `kata-qemu`), else quoted.
 fn toml_key_filter(v: String) -> String {
     if !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         v
