@@ -757,6 +757,7 @@ fn exec(
                     cgroup_driver,
                     cluster_dns,
                     cluster_domain,
+                    runtime_handler,
                     ..
                 } => {
                     let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
@@ -767,10 +768,12 @@ fn exec(
                         cluster_dns,
                         cluster_domain.as_deref(),
                         &test_image(plan, image),
+                        runtime_handler.as_deref(),
                     )?;
                     let detail = format!(
-                        "test pod ran and was removed in {} ms: {} under {} (cgroup driver {}), {}{}",
+                        "test pod ran and was removed in {} ms on {}: {} under {} (cgroup driver {}), {}{}{}",
                         r.duration_ms,
+                        r.runtime_handler,
                         r.network,
                         r.cgroup_parent,
                         r.driver_checked_by,
@@ -778,10 +781,21 @@ fn exec(
                         r.network_note
                             .as_deref()
                             .map(|n| format!("; {n}"))
-                            .unwrap_or_default()
+                            .unwrap_or_default(),
+                        if r.earlier_leftovers.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; left by an earlier attempt and still not removable: {} (`crictl rmp -f ID` once the cause is fixed)",
+                                r.earlier_leftovers.join(", ")
+                            )
+                        }
                     );
                     if let Some(v) = verification.as_mut() {
-                        v.sandbox = Some(r);
+                        // The default handler's pod is the verification's; the others are said.
+                        if runtime_handler.is_none() {
+                            v.sandbox = Some(r);
+                        }
                     }
                     Ok(Some(detail))
                 }

@@ -211,7 +211,7 @@ impl cri::sandbox::PodRuntime for FakeCri {
     fn cgroup_driver(&self) -> Result<Option<String>> {
         Ok(None)
     }
-    fn run_pod_sandbox(&self, _: &k8s_cri::v1::PodSandboxConfig) -> Result<String> {
+    fn run_pod_sandbox(&self, _: &k8s_cri::v1::PodSandboxConfig, _: &str) -> Result<String> {
         if self.sandbox_fails {
             anyhow::bail!("failed to setup network for sandbox \"pod\": plugin type=\"bridge\" failed (add): failed to find plugin \"bridge\" in path [/opt/cni/bin]");
         }
@@ -418,6 +418,7 @@ fn beside(mut plan: StoredPlan) -> StoredPlan {
         cgroup_driver: "systemd".into(),
         cluster_dns: vec!["10.96.0.10".into()],
         cluster_domain: Some("cluster.local".into()),
+        runtime_handler: None,
     };
     plan.actions = vec![
         Action::WriteFiles {

@@ -52,6 +52,7 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
                 &facts.kubelet.cluster_dns,
                 facts.kubelet.cluster_domain.as_deref(),
                 &image,
+                None,
             )?);
         }
         Ok(v)

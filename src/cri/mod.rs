@@ -215,7 +215,7 @@ impl sandbox::PodRuntime for GrpcCri {
             }
         }
     }
-    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String> {
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig, handler: &str) -> Result<String> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
         Ok(self
             .call(
@@ -223,7 +223,7 @@ impl sandbox::PodRuntime for GrpcCri {
                 POD_TIMEOUT,
                 c.run_pod_sandbox(RunPodSandboxRequest {
                     config: Some(config.clone()),
-                    runtime_handler: String::new(),
+                    runtime_handler: handler.to_string(),
                 }),
             )?
             .pod_sandbox_id)

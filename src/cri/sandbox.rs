@@ -24,7 +24,8 @@ pub trait PodRuntime {
     /// CRI `RuntimeConfig`: the runtime's cgroup driver ("systemd"/"cgroupfs"); `None` where the
     /// runtime does not implement the call (containerd 1.6, older CRI-O).
     fn cgroup_driver(&self) -> Result<Option<String>>;
-    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<String>;
+    /// `handler`: the runtime handler (a RuntimeClass's), empty for the runtime's default.
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig, handler: &str) -> Result<String>;
     /// `PodSandboxStatus` with verbose: the runtime's `info` map.
     fn pod_sandbox_info(&self, id: &str) -> Result<HashMap<String, String>>;
     fn create_container(
@@ -150,6 +151,8 @@ pub struct SandboxSpec {
     pub cluster_domain: Option<String>,
     /// The image of the test container (the sandbox image is the runtime's own setting).
     pub image: String,
+    /// The runtime handler the pod runs on (a RuntimeClass's handler); empty: the default.
+    pub runtime_handler: String,
 }
 
 impl SandboxSpec {
@@ -372,6 +375,14 @@ pub struct SandboxReport {
     pub image: String,
     pub container_state: String,
     pub duration_ms: u64,
+    /// The handler the pod ran on ("the default" when none was asked), and what the runtime
+    /// says ran it (containerd: its runtime type and BinaryName).
+    #[serde(default)]
+    pub runtime_handler: String,
+    /// Test pods an earlier attempt left (their network could not be torn down) that could not
+    /// be removed now either: said, never in this check's way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_leftovers: Vec<String>,
 }
 
 /// Whether a runtime spec's `linux.cgroupsPath` is shaped for `driver`: runc's systemd driver
@@ -425,6 +436,7 @@ pub fn check_as_kubelet(
     cluster_dns: &[String],
     cluster_domain: Option<&str>,
     image: &str,
+    runtime_handler: Option<&str>,
 ) -> Result<SandboxReport> {
     let (pod_network, note) = network_mode(conditions);
     let spec = SandboxSpec {
@@ -434,6 +446,7 @@ pub fn check_as_kubelet(
         cluster_dns: cluster_dns.to_vec(),
         cluster_domain: cluster_domain.map(str::to_string),
         image: image.to_string(),
+        runtime_handler: runtime_handler.unwrap_or_default().to_string(),
     };
     let mut r = check(rt, &spec)?;
     r.network_note = note;
@@ -443,12 +456,20 @@ pub fn check_as_kubelet(
 /// Run the check; whatever happens, remove what it created.
 pub fn check(rt: &dyn PodRuntime, spec: &SandboxSpec) -> Result<SandboxReport, SandboxFailure> {
     let start = Instant::now();
+    // What an earlier attempt left goes first; what cannot go is said, not in the way: this
+    // check's pod has its own UID.
+    let earlier = clean_up_objects(rt, None, None);
     let mut pod: Option<String> = None;
     let mut container: Option<String> = None;
     let result = run(rt, spec, &mut pod, &mut container);
     let leftovers = clean_up(rt, spec, pod.as_deref(), container.as_deref());
+    let leftovers: Vec<String> = leftovers
+        .into_iter()
+        .filter(|l| !earlier.contains(l))
+        .collect();
     match result {
         Ok(mut r) => {
+            r.earlier_leftovers = earlier;
             if !leftovers.is_empty() {
                 return Err(SandboxFailure {
                     stage: Stage::ContainerExited,
@@ -510,7 +531,7 @@ fn run(
     }
     let sandbox = spec.sandbox_config();
     let id = rt
-        .run_pod_sandbox(&sandbox)
+        .run_pod_sandbox(&sandbox, &spec.runtime_handler)
         .map_err(|e| fail(Stage::RunPodSandbox, e))?;
     *pod = Some(id.clone());
     let info = rt.pod_sandbox_info(&id).ok();
@@ -562,7 +583,51 @@ fn run(
         image: spec.image.clone(),
         container_state: state.state,
         duration_ms: 0,
+        runtime_handler: ran_by(&spec.runtime_handler, info.as_ref()),
+        earlier_leftovers: vec![],
     })
+}
+
+/// The handler a pod ran on, with what containerd says ran it (`runtimeType`, and for the runc
+/// shim its `BinaryName`): "crun (io.containerd.runc.v2, /usr/bin/crun)".
+pub fn ran_by(handler: &str, info: Option<&HashMap<String, String>>) -> String {
+    let name = if handler.is_empty() {
+        "the default handler"
+    } else {
+        handler
+    };
+    let v: Option<serde_json::Value> = info
+        .and_then(|i| i.get("info"))
+        .and_then(|t| serde_json::from_str(t).ok());
+    let Some(v) = v else {
+        return name.to_string();
+    };
+    let mut said = vec![];
+    if let Some(h) = v
+        .get("runtimeHandler")
+        .and_then(|h| h.as_str())
+        .filter(|h| !h.is_empty())
+    {
+        if handler.is_empty() {
+            said.push(format!("handler {h}"));
+        }
+    }
+    if let Some(t) = v.get("runtimeType").and_then(|t| t.as_str()) {
+        said.push(t.to_string());
+    }
+    if let Some(b) = v
+        .get("runtimeOptions")
+        .and_then(|o| o.get("binary_name").or_else(|| o.get("BinaryName")))
+        .and_then(|b| b.as_str())
+        .filter(|b| !b.is_empty())
+    {
+        said.push(b.to_string());
+    }
+    if said.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", said.join(", "))
+    }
 }
 
 /// Stop and remove the container and the sandbox (the sandbox's stop releases its CNI address),
@@ -673,6 +738,7 @@ mod tests {
             cluster_dns: vec!["10.96.0.10".into()],
             cluster_domain: Some("cluster.local".into()),
             image: "registry.k8s.io/pause:3.10".into(),
+            runtime_handler: String::new(),
         }
     }
 
@@ -827,7 +893,7 @@ mod tests {
             self.step("RuntimeConfig")?;
             Ok(self.driver.map(str::to_string))
         }
-        fn run_pod_sandbox(&self, _: &PodSandboxConfig) -> Result<String> {
+        fn run_pod_sandbox(&self, _: &PodSandboxConfig, _: &str) -> Result<String> {
             self.step("RunPodSandbox")?;
             Ok("pod1".into())
         }
@@ -884,12 +950,16 @@ mod tests {
             self.step(&format!("RemovePodSandbox {id}"))
         }
         fn pod_sandboxes_labelled(&self, _: &str, _: &str) -> Result<Vec<String>> {
+            let ran = self.calls().iter().any(|c| c == "RunPodSandbox");
             self.step("ListPodSandbox")?;
-            Ok(if self.stray {
-                vec!["pod1".into(), "stray".into()]
-            } else {
-                vec![]
-            })
+            let mut out = vec![];
+            if self.stray {
+                if ran {
+                    out.push("pod1".to_string());
+                }
+                out.push("stray".into());
+            }
+            Ok(out)
         }
     }
 
@@ -902,6 +972,7 @@ mod tests {
         assert_eq!(
             f.calls(),
             vec![
+                "ListPodSandbox",
                 "RuntimeConfig",
                 "RunPodSandbox",
                 "PodSandboxStatus",
@@ -988,6 +1059,50 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_sandbox_an_earlier_attempt_could_not_remove_is_said_not_in_the_way() {
+        let f = Fake {
+            stray: true,
+            fail_at: Some("RemovePodSandbox stray"),
+            ..Default::default()
+        };
+        let r = check(&f, &spec(CgroupDriver::Systemd, true)).unwrap();
+        assert_eq!(r.earlier_leftovers.len(), 1, "{:?}", r.earlier_leftovers);
+        assert!(r.earlier_leftovers[0].contains("stray"));
+        // Tried before the check's own pod, and again after it.
+        let calls = f.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| *c == "RemovePodSandbox stray")
+                .count(),
+            2
+        );
+        assert!(
+            calls.iter().position(|c| c == "RemovePodSandbox stray")
+                < calls.iter().position(|c| c == "RunPodSandbox")
+        );
+    }
+
+    #[test]
+    fn the_handler_a_pod_ran_on_is_said_as_containerd_tells_it() {
+        let info: HashMap<String, String> = [(
+            "info".to_string(),
+            r#"{"runtimeHandler":"crun","runtimeType":"io.containerd.runc.v2","runtimeOptions":{"binary_name":"/usr/bin/crun","systemd_cgroup":true}}"#.to_string(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            ran_by("", Some(&info)),
+            "the default handler (handler crun, io.containerd.runc.v2, /usr/bin/crun)"
+        );
+        assert_eq!(
+            ran_by("crun", Some(&info)),
+            "crun (io.containerd.runc.v2, /usr/bin/crun)"
+        );
+        assert_eq!(ran_by("kata", None), "kata");
     }
 
     #[test]

@@ -178,8 +178,34 @@ fn actions(
             .into(),
             cluster_dns: facts.kubelet.cluster_dns.clone(),
             cluster_domain: facts.kubelet.cluster_domain.clone(),
+            runtime_handler: None,
         },
     ];
+    let mut checks = checks;
+    // A test pod through each handler carried from Docker whose runtime is on the node (the
+    // default one is proved by the pod above).
+    let default = settings
+        .workloads
+        .default_handler
+        .as_ref()
+        .map(|d| &d.value);
+    for h in settings
+        .workloads
+        .handlers
+        .iter()
+        .filter(|h| h.on_node && Some(&h.name) != default)
+    {
+        if let Some(Action::CheckSandbox { .. }) = checks.last() {
+            let mut c = checks.last().cloned().expect("a check");
+            if let Action::CheckSandbox {
+                runtime_handler, ..
+            } = &mut c
+            {
+                *runtime_handler = Some(h.name.clone());
+            }
+            checks.push(c);
+        }
+    }
     let start_kubelet = Action::Start {
         unit: unit("kubelet.service"),
     };

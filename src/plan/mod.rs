@@ -151,6 +151,9 @@ pub enum Action {
         cluster_dns: Vec<String>,
         #[serde(default)]
         cluster_domain: Option<String>,
+        /// The runtime handler the pod runs on (one carried from Docker); none: the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runtime_handler: Option<String>,
     },
     /// The runtime still answers and is ready (after the cutover, with the kubelet on it).
     CheckRuntime {
@@ -244,10 +247,15 @@ impl fmt::Display for Action {
                 endpoint,
                 image,
                 cgroup_driver,
+                runtime_handler,
                 ..
             } => write!(
                 f,
-                "run a test pod through CRI on {endpoint} ({cgroup_driver} cgroup parent, the node's CNI and sandbox image, a container of {image}), then remove it"
+                "run a test pod through CRI on {endpoint} ({}, {cgroup_driver} cgroup parent, the node's CNI and sandbox image, a container of {image}), then remove it",
+                match runtime_handler {
+                    Some(h) => format!("runtime handler {h}"),
+                    None => "the default runtime handler".into(),
+                }
             ),
             Action::CheckRuntime { endpoint } => {
                 write!(f, "check that the runtime on {endpoint} is still ready")

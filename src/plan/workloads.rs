@@ -54,7 +54,7 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
                 r.runtime_args.join(" "),
                 r.from
             ),
-            format!("set what they do in the runtime's own config file, or point the handler at a wrapper script that adds them"),
+            "set what they do in the runtime's own config file, or point the handler at a wrapper script that adds them",
         ));
     }
     if !dns_label(name) {

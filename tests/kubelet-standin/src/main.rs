@@ -488,7 +488,7 @@ impl Pods {
             }),
             ..Default::default()
         };
-        let id = client.run_pod_sandbox(&sandbox)?;
+        let id = client.run_pod_sandbox(&sandbox, "")?;
         for c in containers {
             if !client.image_present(&c.image)? {
                 client.pull(&c.image, None)?;
