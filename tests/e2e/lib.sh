@@ -7,8 +7,9 @@ CACHE=${CRI_MIGRATE_E2E_CACHE:-/var/cache/cri-migrate-e2e}
 PACKAGES=systemd,systemd-sysv,dbus,docker.io,containerd,runc,ca-certificates,iproute2,procps
 # Installed after debootstrap (its postinst fails inside debootstrap's minbase): skopeo, for
 # carrying images into CRI-O's containers-storage (there is no CRI-O package here).
-# man-db: the package test reads `man cri-migrate` in a fresh node; python3: Ansible targets.
-EXTRA_PACKAGES="skopeo man-db python3"
+# man-db: the package test reads `man cri-migrate` in a fresh node; python3: Ansible targets;
+# crun: Docker's default runtime in scenario 21, carried as a containerd handler.
+EXTRA_PACKAGES="skopeo man-db python3 crun"
 NODES=()
 REGISTRY_PIDS=()
 

@@ -438,6 +438,76 @@ OPTS
 # A kubelet on kubenet (dockershim's built-in plugin, no CNI config of the node's): migrated for
 # real, the test pod gets an address in the node's pod CIDR from the CNI config that replaces
 # kubenet, and a rollback brings every file back.
+# Docker as a workload-heavy node has it: crun (a Debian package) as its default runtime, a
+# default open-files limit, log rotation and a proxy in Docker's documented drop-in. Migrated for
+# real: the test pod and the kubelet's pods run through the carried crun handler, a pod's
+# container sees the carried limit, the kubelet's config holds the rotation, containerd's unit
+# environment holds the proxy; rolled back to every byte.
+workloads_keep_their_runtime_limits_rotation_and_proxy() {
+    local root="$WORK/$NODE" rc=0 since
+    local dj="$root/etc/docker/daemon.json" proxy="$root/etc/systemd/system/docker.service.d/http-proxy.conf"
+    local pod="$root/etc/kubernetes/manifests/pod-limits.yaml"
+    node_state "$NODE" >"$WORK/state.before-workloads"
+    cp -a "$dj" "$WORK/workloads.daemon.json"
+    python3 - "$dj" <<'PY'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["runtimes"] = {"crun": {"path": "/usr/bin/crun"}}
+d["default-runtime"] = "crun"
+d["default-ulimits"] = {"nofile": {"Name": "nofile", "Soft": 65536, "Hard": 65536}}
+d["log-opts"] = {"max-size": "20m", "max-file": "4"}
+json.dump(d, open(p, "w"), indent=2)
+PY
+    mkdir -p "$(dirname "$proxy")"
+    # Loopback is never proxied (Go's net/http): the registries on 127.0.0.1 stay reachable, and
+    # a pull that did go through the proxy would fail here, not leave the machine.
+    printf '[Service]\nEnvironment="HTTP_PROXY=http://127.0.0.1:3128" "HTTPS_PROXY=http://127.0.0.1:3128"\nEnvironment="NO_PROXY=localhost,127.0.0.1,10.96.0.0/12"\n' >"$proxy"
+    in_node systemctl daemon-reload
+    in_node systemctl restart docker.service
+    expect "Docker runs with crun as its default runtime" bash -c "in_node docker info -f '{{.DefaultRuntime}}' | grep -qx crun" &&
+        expect "Docker's containers see its default open-files limit" bash -c "in_node docker run --rm --network none '$TEST_IMAGE' sh -c 'ulimit -n' | grep -qx 65536" || rc=1
+    node_state "$NODE" >"$WORK/state.workloads"
+    # A pod whose container says its open-files limit (a unique word to find its process by).
+    mkdir -p "$(dirname "$pod")"
+    cat >"$pod" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-limits
+  namespace: default
+spec:
+  containers:
+  - name: app
+    image: $TEST_IMAGE
+    command: ["/bin/sh", "-c", ": limits-probe; $POD_SH"]
+YAML
+    node_state "$NODE" >"$WORK/state.workloads"
+    since=$(date +%s)
+    [ "$rc" = 0 ] &&
+        expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes &&
+        expect "crun is containerd's handler, with its binary, and the default" bash -c "grep -q 'runtimes.crun\]' '$root/etc/containerd/config.toml' && grep -q 'BinaryName = \"/usr/bin/crun\"' '$root/etc/containerd/config.toml' && grep -q 'default_runtime_name = \"crun\"' '$root/etc/containerd/config.toml'" &&
+        expect "the test pod ran through crun" grep -q "test pod ran and was removed in [0-9]* ms on the default handler ([^)]*/usr/bin/crun)" "$WORK/last.out" "$WORK/last.err" &&
+        expect "the kubelet's config holds Docker's rotation" bash -c "grep -q 'containerLogMaxSize: 20Mi' '$root/var/lib/kubelet/config.yaml' && grep -q 'containerLogMaxFiles: 4' '$root/var/lib/kubelet/config.yaml'" &&
+        expect "containerd's unit environment holds Docker's proxy" bash -c "in_node systemctl show containerd.service -p Environment | grep -q 'HTTPS_PROXY=http://127.0.0.1:3128'" &&
+        expect "the kubelet is active on containerd" wait_active kubelet.service 30 &&
+        expect "the kubelet runs the pod" wait_for 60 bash -c "[ \$(in_node journalctl --no-pager -u kubelet.service --since @$since -o cat | grep -c 'pod default/pod-limits running') -ge 1 ]" &&
+        expect "its container sees Docker's open-files limit (65536)" wait_for 20 bash -c "p=\$(in_node pgrep -f 'limits-probe' | head -n 1); [ -n \"\$p\" ] && in_node grep -q 'Max open files *65536 *65536' /proc/\$p/limits" &&
+        expect "crun made its containers (crun lists them in the shim's state root)" bash -c "[ \$(in_node crun --root /run/containerd/runc/k8s.io list 2>/dev/null | grep -c running) -ge 2 ]" &&
+        expect "a rollback brings Docker back" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file as before the move" same_state workloads &&
+        expect "Docker runs crun again" bash -c "in_node docker info -f '{{.DefaultRuntime}}' | grep -qx crun" || rc=1
+    [ "$rc" = 0 ] || { grep -h "test pod\|warning\|error" "$WORK/last.out" "$WORK/last.err" >&2; }
+    rm -f "$pod" "$proxy"
+    cp -a "$WORK/workloads.daemon.json" "$dj"
+    in_node systemctl daemon-reload
+    in_node systemctl restart docker.service
+    in_node systemctl restart kubelet.service
+    wait_active kubelet.service 30 || rc=1
+    expect "every file as before the scenario" same_state before-workloads || rc=1
+    return "$rc"
+}
+
 kubenet_gets_its_cni_config() {
     local flags="$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" conf="$WORK/$NODE/etc/cni/net.d/10-pods.conflist" rc=0
     node_state "$NODE" >"$WORK/state.before-kubenet"
@@ -864,6 +934,7 @@ scenario "7. in-use images carried over to an air-gapped node" images_carried_to
 scenario "8. images carried into CRI-O's containers-storage" images_carried_to_containers_storage
 scenario "20. a containerd too old to keep (1.4) is upgraded by --install-runtime from an apt repository on 127.0.0.1 first" old_containerd_is_upgraded
 scenario "19. kubenet: the CNI config that replaces it gives the test pod an address in the pod CIDR" kubenet_gets_its_cni_config
+scenario "21. crun as Docker's default runtime, default-ulimits, log-opts and a proxy: carried and proved on containerd, rolled back" workloads_keep_their_runtime_limits_rotation_and_proxy
 scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file); the last two migrated for real and rolled back" unit_model_is_the_running_kubelet
 stop_node "$NODE"
 
