@@ -4,6 +4,7 @@
 pub mod bolt;
 pub mod cni;
 pub mod docker;
+pub mod docker_options;
 pub mod kubelet;
 pub mod layouts;
 pub mod leftovers;

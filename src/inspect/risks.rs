@@ -116,24 +116,45 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             ));
         }
     }
+    // What becomes of each of Docker's settings is one table (src/inspect/docker_options.rs),
+    // which docs/carried-settings.md holds too: a setting pods never saw is passed over, one that
+    // is not carried is said with why and what to do.
+    use super::docker_options::{by_flag, by_key, Treatment};
     for key in d.other.keys() {
-        if matches!(
-            key.as_str(),
-            "iptables" | "ip6tables" | "ip-forward" | "ip-masq" | "bridge" | "hosts" | "features"
-        ) {
-            continue; // Docker's own networking and API: nothing for a CRI runtime to keep.
+        match by_key(key) {
+            Some(o) if o.treatment == Treatment::NotCarried => out.push(Finding::warning(
+                "docker-setting-dropped",
+                format!("daemon.json \"{key}\" is not carried over"),
+                format!("{}; docs/carried-settings.md lists every setting", o.note),
+            )),
+            Some(_) => {}
+            None => out.push(Finding::warning(
+                "docker-setting-dropped",
+                format!("daemon.json \"{key}\" is not a setting cri-migrate knows (Docker 20.10 to 28): not carried over"),
+                "check whether the node relied on it; docs/carried-settings.md lists every setting",
+            )),
         }
-        out.push(Finding::warning(
-            "docker-setting-dropped",
-            format!("daemon.json \"{key}\" is not carried over by this release"),
-            "check whether the node relied on it: docs/carried-settings.md says what each setting needs on the new runtime",
-        ));
     }
     for (flag, at) in &d.other_flags {
+        let name = flag
+            .trim_start_matches('-')
+            .split(['=', ' '])
+            .next()
+            .unwrap_or_default();
+        let fix = match by_flag(name) {
+            Some(o) if o.treatment == Treatment::NotNeeded => continue,
+            Some(o) if o.treatment == Treatment::NotCarried => {
+                format!("{}; docs/carried-settings.md lists every setting", o.note)
+            }
+            _ => {
+                "check whether the node relied on it; docs/carried-settings.md lists every setting"
+                    .to_string()
+            }
+        };
         out.push(Finding::warning(
             "docker-flag-dropped",
             format!("dockerd {flag} ({at}) is not carried over"),
-            "check whether the node relied on it; docs/carried-settings.md lists what is carried",
+            fix,
         ));
     }
     for r in d.insecure_registries.iter().filter(|r| r.contains('/')) {
