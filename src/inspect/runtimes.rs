@@ -235,6 +235,86 @@ pub struct ContainerdConfig {
     /// containerd's `root`, when the file moves it from /var/lib/containerd.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// The files `imports` names (globs resolved as containerd resolves them, each in order),
+    /// each with what it sets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub imported: Vec<Imported>,
+}
+
+/// One file containerd's config imports, flattened: containerd merges it over the main file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Imported {
+    pub path: String,
+    /// Its `version` (1 where it has none).
+    pub version: i64,
+    /// Every value it sets, by dotted key (`plugins."io.containerd.grpc.v1.cri".sandbox_image`),
+    /// as TOML writes the value.
+    #[serde(skip)]
+    pub values: Vec<(String, String)>,
+    /// The plugin tables it has (containerd 1.x replaces the main file's table of that plugin
+    /// with the import's whole: containerd#5837).
+    pub plugins: Vec<String>,
+    /// Runtime handlers it defines (`...containerd.runtimes.NAME`), e.g. nvidia-ctk's drop-in.
+    pub handlers: Vec<String>,
+}
+
+/// Every value of a TOML document by dotted key, as TOML writes it (keys quoted where needed).
+pub fn flatten(doc: &toml_edit::DocumentMut) -> Vec<(String, String)> {
+    fn walk(prefix: &str, t: &dyn toml_edit::TableLike, out: &mut Vec<(String, String)>) {
+        for (k, item) in t.iter() {
+            let key = toml_edit::Key::new(k).display_repr().to_string();
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match item {
+                toml_edit::Item::Value(toml_edit::Value::InlineTable(it)) => walk(&path, it, out),
+                toml_edit::Item::Value(v) => out.push((path, v.to_string().trim().to_string())),
+                toml_edit::Item::Table(tt) => walk(&path, tt, out),
+                toml_edit::Item::ArrayOfTables(a) => {
+                    out.push((path, format!("[{} tables]", a.len())));
+                }
+                toml_edit::Item::None => {}
+            }
+        }
+    }
+    let mut out = vec![];
+    walk("", doc.as_table(), &mut out);
+    out
+}
+
+/// The files an `imports` entry names: a path relative to the main file's directory, a glob in
+/// its last part matched as containerd's filepath.Glob matches it (sorted).
+fn resolve_import(node: &Node, entry: &str) -> Vec<String> {
+    let path = if entry.starts_with('/') {
+        entry.to_string()
+    } else {
+        join("/etc/containerd", entry)
+    };
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((d, n)) => (if d.is_empty() { "/" } else { d }, n),
+        None => return vec![],
+    };
+    if !name.contains(['*', '?', '[']) {
+        return vec![path];
+    }
+    let re = format!(
+        "^{}$",
+        regex::escape(name).replace("\\*", "[^/]*").replace("\\?", "[^/]")
+    );
+    let Ok(re) = regex::Regex::new(&re) else {
+        return vec![];
+    };
+    let mut out: Vec<String> = node
+        .list(dir)
+        .into_iter()
+        .filter(|n| re.is_match(n))
+        .map(|n| join(dir, &n))
+        .filter(|p| node.is_file(p))
+        .collect();
+    out.sort();
+    out
 }
 
 pub fn containerd_config(
@@ -360,6 +440,7 @@ pub fn containerd_config(
         path: CONTAINERD_CONFIG.to_string(),
         schema,
         imports: strings("imports"),
+        imported: imports_of(node, &doc)?,
         disabled_plugins,
         cri_disabled,
         registry_mirrors,
@@ -422,40 +503,81 @@ fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result
                 "Write it as a list of paths, or remove it.",
             ));
         };
-        // An imported file is merged over the main one: one that disables CRI again would undo
-        // the migration's config behind its back.
         for path in list.iter().filter_map(|x| x.as_str()) {
-            if path.contains(['*', '?', '[']) {
-                continue; // a glob: reported as a risk (cri-migrate edits only the main file)
-            }
-            let Some(text) = node.read(path).map_err(|e| {
-                Failure::bad_input(path, format!("{e:#}"), "Fix the file that /etc/containerd/config.toml imports, or remove it from `imports`.")
-            })?
-            else {
-                continue;
-            };
-            let imported: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-                Failure::bad_input(
-                    path,
-                    crate::error::toml_problem(&text, &e),
-                    "containerd does not start with a broken import either: fix it, or remove it from `imports` in /etc/containerd/config.toml.",
-                )
-            })?;
-            crate::secrets::from_toml(imported.as_item());
-            let disables = imported
-                .get("disabled_plugins")
-                .and_then(|d| d.as_array())
-                .is_some_and(|a| a.iter().filter_map(|x| x.as_str()).any(is_cri_plugin));
-            if disables {
-                return Err(Failure::bad_input(
-                    path,
-                    "it is imported by /etc/containerd/config.toml and disables the CRI plugin again, which would undo the migration's config",
-                    "Remove the CRI plugin from its `disabled_plugins` (or the file from `imports`), then run cri-migrate again.",
-                ));
+            for file in resolve_import(node, path) {
+                read_import(node, &file)?;
             }
         }
     }
     Ok(schema)
+}
+
+/// An imported file, read and checked: one that disables CRI again would undo the migration's
+/// config behind its back (refused).
+fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
+    let Some(text) = node.read(path).map_err(|e| {
+        Failure::bad_input(path, format!("{e:#}"), "Fix the file that /etc/containerd/config.toml imports, or remove it from `imports`.")
+    })?
+    else {
+        return Ok(None);
+    };
+    let imported: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        Failure::bad_input(
+            path,
+            crate::error::toml_problem(&text, &e),
+            "containerd does not start with a broken import either: fix it, or remove it from `imports` in /etc/containerd/config.toml.",
+        )
+    })?;
+    crate::secrets::from_toml(imported.as_item());
+    let disables = imported
+        .get("disabled_plugins")
+        .and_then(|d| d.as_array())
+        .is_some_and(|a| a.iter().filter_map(|x| x.as_str()).any(is_cri_plugin));
+    if disables {
+        return Err(Failure::bad_input(
+            path,
+            "it is imported by /etc/containerd/config.toml and disables the CRI plugin again, which would undo the migration's config",
+            "Remove the CRI plugin from its `disabled_plugins` (or the file from `imports`), then run cri-migrate again.",
+        ));
+    }
+    let plugins: Vec<String> = imported
+        .get("plugins")
+        .and_then(|p| p.as_table_like())
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default();
+    let mut handlers = vec![];
+    for p in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "cri"] {
+        if let Some(rt) = imported
+            .get("plugins")
+            .and_then(|x| x.get(p))
+            .and_then(|x| x.get("containerd"))
+            .and_then(|x| x.get("runtimes"))
+            .and_then(|x| x.as_table_like())
+        {
+            handlers.extend(rt.iter().map(|(k, _)| k.to_string()));
+        }
+    }
+    Ok(Some(Imported {
+        path: path.to_string(),
+        version: imported.get("version").and_then(|v| v.as_integer()).unwrap_or(1),
+        values: flatten(&imported),
+        plugins,
+        handlers,
+    }))
+}
+
+/// Every file the config imports, read (the check above refused a broken one).
+fn imports_of(node: &Node, doc: &toml_edit::DocumentMut) -> Result<Vec<Imported>, Failure> {
+    let mut out = vec![];
+    let list = doc.get("imports").and_then(|v| v.as_array());
+    for entry in list.into_iter().flat_map(|a| a.iter()).filter_map(|x| x.as_str()) {
+        for file in resolve_import(node, entry) {
+            if let Some(i) = read_import(node, &file)? {
+                out.push(i);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The CRI plugin's names across schemas.

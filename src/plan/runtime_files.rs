@@ -100,7 +100,7 @@ fn containerd_files(
         snapshotter: settings.snapshotter.as_ref().map(|s| s.value.clone()),
         max_concurrent_downloads: settings.max_concurrent_downloads.as_ref().map(|s| s.value),
         restrict_oom_score_adj: nested(facts, warnings),
-        handlers: settings.workloads.handlers.clone(),
+        handlers: handlers_not_imported(facts, &settings.workloads.handlers, warnings),
         default_runtime: settings
             .workloads
             .default_handler
@@ -109,6 +109,9 @@ fn containerd_files(
         base_runtime_spec: (!settings.workloads.ulimits.is_empty())
             .then(|| render::containerd::BASE_SPEC.to_string()),
         enable_selinux: settings.workloads.selinux.is_some(),
+        // containerd 2.2's default config imports conf.d; a file written where there was none
+        // keeps reading it (nvidia-ctk 1.18+ writes its drop-in there).
+        default_imports: rv.at_least(2, 2) && facts.files.get(CONTAINERD_CONFIG).is_none(),
     };
     let old = facts.files.get(CONTAINERD_CONFIG);
     let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
@@ -133,6 +136,7 @@ fn containerd_files(
             "review the diff of /etc/containerd/config.toml",
         ));
     }
+    imports_against(facts, rv, schema, &r.text, warnings);
     files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
     if let Some(spec) = &cs.base_runtime_spec {
         let old = facts.files.get(spec.as_str());
@@ -197,6 +201,83 @@ fn containerd_files(
     }
     limits_drop_in(facts, rv, &mut files, warnings);
     Ok(files)
+}
+
+/// A handler a file containerd imports defines already (nvidia-ctk 1.18+ writes
+/// `/etc/containerd/conf.d/99-nvidia.toml`) stays there, said, instead of being written twice.
+fn handlers_not_imported(
+    facts: &Facts,
+    handlers: &[render::Handler],
+    warnings: &mut Vec<Finding>,
+) -> Vec<render::Handler> {
+    let imported = facts
+        .containerd_config
+        .as_ref()
+        .map(|c| c.imported.as_slice())
+        .unwrap_or_default();
+    handlers
+        .iter()
+        .filter(|h| {
+            let Some(i) = imported.iter().find(|i| i.handlers.contains(&h.name)) else {
+                return true;
+            };
+            warnings.push(Finding::info(
+                "runtime-handler-imported",
+                format!("the {} handler is defined by {}, which /etc/containerd/config.toml imports: kept there, not written again", h.name, i.path),
+                format!("check that it runs {} as Docker did", h.binary.as_deref().unwrap_or(&h.runtime_type)),
+            ));
+            false
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the files containerd imports do to the planned config, the way containerd merges them:
+/// a value they set differently from the plan is named (they win); on containerd 1.x an
+/// imported plugin table replaces the main file's table of that plugin whole (containerd#5837,
+/// changed in 2.0 by containerd#9982); an import of a higher config version than the main
+/// file's is said (containerd 2.3 refuses it: containerd#12891).
+fn imports_against(
+    facts: &Facts,
+    rv: Version,
+    schema: u8,
+    planned: &str,
+    warnings: &mut Vec<Finding>,
+) {
+    let Some(config) = &facts.containerd_config else {
+        return;
+    };
+    let Ok(doc) = planned.parse::<toml_edit::DocumentMut>() else {
+        return;
+    };
+    let ours = crate::inspect::runtimes::flatten(&doc);
+    for i in &config.imported {
+        if i.version > schema as i64 {
+            warnings.push(Finding::warning(
+                "containerd-import-version",
+                format!("{} is config version {} and /etc/containerd/config.toml is written as version {schema}: containerd 2.3 refuses an import of a higher version than the main file's (containerd#12891)", i.path, i.version),
+                format!("write {} as version {schema} (`containerd config migrate` shows a file's conversion), or remove it from `imports`", i.path),
+            ));
+        }
+        if rv.major < 2 {
+            for p in i.plugins.iter().filter(|p| ours.iter().any(|(k, _)| k.starts_with(&format!("plugins.{}.", toml_edit::Key::new(p.as_str()).display_repr())))) {
+                warnings.push(Finding::warning(
+                    "containerd-import-replaces",
+                    format!("{} sets [plugins.\"{p}\"], which containerd {rv} takes instead of the whole table of that plugin in /etc/containerd/config.toml (containerd 1.x merges imports by plugin, not by key: containerd#5837): the planned settings of that plugin would not apply", i.path),
+                    format!("move its settings of {p} into /etc/containerd/config.toml (then remove them from the import), and run cri-migrate again"),
+                ));
+            }
+        }
+        for (key, value) in &i.values {
+            if let Some((_, planned)) = ours.iter().find(|(k, v)| k == key && v != value) {
+                warnings.push(Finding::warning(
+                    "containerd-import-overrides",
+                    format!("{} sets {key} = {value}, over the planned {planned}: containerd applies the import last", i.path),
+                    format!("remove {key} from {} (or set it to {planned}) unless the node needs that value", i.path),
+                ));
+            }
+        }
+    }
 }
 
 /// CRI-O's drop-in, the registries drop-in; what CRI-O cannot take, said.

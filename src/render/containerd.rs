@@ -109,6 +109,8 @@ pub struct Settings {
     pub base_runtime_spec: Option<String>,
     /// Docker's selinux-enabled: `enable_selinux`.
     pub enable_selinux: bool,
+    /// `imports = ["/etc/containerd/conf.d/*.toml"]`, as containerd 2.2's default config has it.
+    pub default_imports: bool,
 }
 
 /// One registry's TLS settings from `registry.configs.<host>.tls`.
@@ -698,6 +700,7 @@ mod tests {
             default_runtime: None,
             base_runtime_spec: None,
             enable_selinux: false,
+            default_imports: false,
         }
     }
 
