@@ -301,7 +301,9 @@ fn resolve_import(node: &Node, entry: &str) -> Vec<String> {
     }
     let re = format!(
         "^{}$",
-        regex::escape(name).replace("\\*", "[^/]*").replace("\\?", "[^/]")
+        regex::escape(name)
+            .replace("\\*", "[^/]*")
+            .replace("\\?", "[^/]")
     );
     let Ok(re) = regex::Regex::new(&re) else {
         return vec![];
@@ -516,7 +518,11 @@ fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result
 /// config behind its back (refused).
 fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
     let Some(text) = node.read(path).map_err(|e| {
-        Failure::bad_input(path, format!("{e:#}"), "Fix the file that /etc/containerd/config.toml imports, or remove it from `imports`.")
+        Failure::bad_input(
+            path,
+            format!("{e:#}"),
+            "Fix the file that /etc/containerd/config.toml imports, or remove it from `imports`.",
+        )
     })?
     else {
         return Ok(None);
@@ -546,7 +552,11 @@ fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
         .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
         .unwrap_or_default();
     let mut handlers = vec![];
-    for p in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "cri"] {
+    for p in [
+        "io.containerd.grpc.v1.cri",
+        "io.containerd.cri.v1.runtime",
+        "cri",
+    ] {
         if let Some(rt) = imported
             .get("plugins")
             .and_then(|x| x.get(p))
@@ -559,7 +569,10 @@ fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
     }
     Ok(Some(Imported {
         path: path.to_string(),
-        version: imported.get("version").and_then(|v| v.as_integer()).unwrap_or(1),
+        version: imported
+            .get("version")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(1),
         values: flatten(&imported),
         plugins,
         handlers,
@@ -570,7 +583,11 @@ fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
 fn imports_of(node: &Node, doc: &toml_edit::DocumentMut) -> Result<Vec<Imported>, Failure> {
     let mut out = vec![];
     let list = doc.get("imports").and_then(|v| v.as_array());
-    for entry in list.into_iter().flat_map(|a| a.iter()).filter_map(|x| x.as_str()) {
+    for entry in list
+        .into_iter()
+        .flat_map(|a| a.iter())
+        .filter_map(|x| x.as_str())
+    {
         for file in resolve_import(node, entry) {
             if let Some(i) = read_import(node, &file)? {
                 out.push(i);
@@ -758,5 +775,52 @@ mod tests {
             snapshotter_of("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nsnapshotter = \"\"\n"),
             None
         );
+    }
+
+    #[test]
+    fn imports_are_read_as_containerd_resolves_them() {
+        let (_d, n) = crate::node::test_node(&[
+            (
+                "/etc/containerd/config.toml",
+                "version = 2\nimports = [\"conf.d/*.toml\", \"/etc/containerd/extra.toml\"]\n",
+            ),
+            (
+                "/etc/containerd/conf.d/99-nvidia.toml",
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\nBinaryName = \"/usr/bin/nvidia-container-runtime\"\n",
+            ),
+            ("/etc/containerd/conf.d/10-a.toml", "[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"x\"\n"),
+            ("/etc/containerd/conf.d/readme.txt", "not toml ["),
+            ("/etc/containerd/extra.toml", "version = 3\n"),
+        ]);
+        let mut files = BTreeMap::new();
+        let c = containerd_config(&n, &mut files).unwrap().unwrap();
+        let paths: Vec<&str> = c.imported.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/containerd/conf.d/10-a.toml",
+                "/etc/containerd/conf.d/99-nvidia.toml",
+                "/etc/containerd/extra.toml"
+            ]
+        );
+        assert_eq!(c.imported[1].handlers, ["nvidia"]);
+        assert_eq!(c.imported[2].version, 3);
+        assert!(c.imported[0].values.contains(&(
+            "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image".into(),
+            "\"x\"".into()
+        )));
+        // A glob's import that disables CRI is refused like a named one.
+        let (_d, n) = crate::node::test_node(&[
+            (
+                "/etc/containerd/config.toml",
+                "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+            ),
+            (
+                "/etc/containerd/conf.d/off.toml",
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+            ),
+        ]);
+        let e = containerd_config(&n, &mut BTreeMap::new()).unwrap_err();
+        assert!(format!("{e:#}").contains("off.toml"), "{e:#}");
     }
 }

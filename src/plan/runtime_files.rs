@@ -260,7 +260,14 @@ fn imports_against(
             ));
         }
         if rv.major < 2 {
-            for p in i.plugins.iter().filter(|p| ours.iter().any(|(k, _)| k.starts_with(&format!("plugins.{}.", toml_edit::Key::new(p.as_str()).display_repr())))) {
+            for p in i.plugins.iter().filter(|p| {
+                ours.iter().any(|(k, _)| {
+                    k.starts_with(&format!(
+                        "plugins.{}.",
+                        toml_edit::Key::new(p.as_str()).display_repr()
+                    ))
+                })
+            }) {
                 warnings.push(Finding::warning(
                     "containerd-import-replaces",
                     format!("{} sets [plugins.\"{p}\"], which containerd {rv} takes instead of the whole table of that plugin in /etc/containerd/config.toml (containerd 1.x merges imports by plugin, not by key: containerd#5837): the planned settings of that plugin would not apply", i.path),
@@ -607,5 +614,68 @@ mod tests {
             f.cap_sys_resource = known;
             assert!(!run(&f).0.contains("restrict_oom_score_adj"));
         }
+    }
+
+    #[test]
+    fn what_containerds_imports_do_to_the_plan_is_said() {
+        use crate::inspect::runtimes::Imported;
+        let mut f = facts("kubeadm-1.23-nvidia-docker");
+        let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+        f.containerd_config.as_mut().unwrap().imported = vec![
+            // nvidia-ctk 1.18's drop-in: the nvidia handler, defined there.
+            Imported {
+                path: "/etc/containerd/conf.d/99-nvidia.toml".into(),
+                version: 3,
+                values: vec![(
+                    format!("{cri}.containerd.runtimes.nvidia.options.BinaryName"),
+                    "\"/usr/bin/nvidia-container-runtime\"".into(),
+                )],
+                plugins: vec!["io.containerd.grpc.v1.cri".into()],
+                handlers: vec!["nvidia".into()],
+            },
+            // An operator's drop-in with another cgroup driver.
+            Imported {
+                path: "/etc/containerd/conf.d/50-cgroup.toml".into(),
+                version: 2,
+                values: vec![(
+                    format!("{cri}.containerd.runtimes.runc.options.SystemdCgroup"),
+                    "false".into(),
+                )],
+                plugins: vec!["io.containerd.grpc.v1.cri".into()],
+                handlers: vec![],
+            },
+        ];
+        let (files, _, w) = {
+            let mut w = vec![];
+            let o = opts(Target::Containerd);
+            let v = versions(&f, &o, &mut w).unwrap();
+            let mut c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+            let files = runtime_files(&f, &v, Target::Containerd, &mut c, &mut w).unwrap();
+            (files, c, w)
+        };
+        let config = &files
+            .iter()
+            .find(|x| x.path == CONTAINERD_CONFIG)
+            .unwrap()
+            .new;
+        // The handler the import defines is not written again; the default still names it.
+        assert!(!config.contains("runtimes.nvidia]"), "{config}");
+        assert!(config.contains("default_runtime_name = \"nvidia\""));
+        let said = |code: &str| {
+            w.iter()
+                .filter(|x| x.code == code)
+                .map(|x| x.message.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(said("runtime-handler-imported").len(), 1);
+        assert!(said("containerd-import-version")[0].contains("99-nvidia.toml is config version 3"));
+        let overrides = said("containerd-import-overrides");
+        assert_eq!(overrides.len(), 1, "{overrides:?}");
+        assert!(
+            overrides[0].contains("50-cgroup.toml sets")
+                && overrides[0].contains("over the planned true")
+        );
+        // containerd 1.x takes an import's plugin table whole.
+        assert_eq!(said("containerd-import-replaces").len(), 2);
     }
 }
