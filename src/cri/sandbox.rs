@@ -261,6 +261,9 @@ pub enum Cause {
     CniConfig,
     SandboxImage,
     TestImage,
+    /// A limit the node does not let the runtime set: a nested node without CAP_SYS_RESOURCE
+    /// (oom_score_adj below the runtime's, an rlimit above the node's hard limit).
+    Capability,
     Runtime,
 }
 
@@ -273,6 +276,7 @@ impl Cause {
             Cause::CniConfig => "the runtime cannot use the CNI configuration: check the config directory it reads (containerd: cni conf_dir; CRI-O: network_dir) and the files in it",
             Cause::SandboxImage => "the sandbox (pause) image cannot be pulled or cannot run: check the runtime's sandbox image setting (containerd: sandbox_image / pinned_images.sandbox; CRI-O: pause_image), that the node can pull it, and the runtime's log",
             Cause::TestImage => "the test container did not run: check the test image",
+            Cause::Capability => "the runtime was refused a limit this node does not allow: a node without CAP_SYS_RESOURCE in its bounding set (a nested container: LXC/LXD, Proxmox) cannot set a pod's oom_score_adj below the runtime's own (containerd: restrict_oom_score_adj = true, which cri-migrate sets where it finds the capability missing) nor raise an rlimit above its own hard limit (lower Docker's default-ulimits, or raise the node's limit from outside it)",
             Cause::Runtime => "the runtime could not run a pod: see its log (journalctl -u the runtime's unit)",
         }
     }
@@ -281,7 +285,11 @@ impl Cause {
 /// Read a CRI error as a cause. The texts are containerd's, CRI-O's, runc's and libcni's own.
 pub fn classify(stage: Stage, message: &str) -> Cause {
     let m = message.to_ascii_lowercase();
-    if m.contains("failed to find plugin")
+    if m.contains("oom_score_adj")
+        || (m.contains("setrlimit") && (m.contains("not permitted") || m.contains("permission")))
+    {
+        Cause::Capability
+    } else if m.contains("failed to find plugin")
         || (m.contains("executable file not found") && m.contains("cni"))
     {
         Cause::CniPlugin
@@ -489,13 +497,34 @@ pub fn check(rt: &dyn PodRuntime, spec: &SandboxSpec) -> Result<SandboxReport, S
 }
 
 fn fail(stage: Stage, e: impl std::fmt::Display) -> SandboxFailure {
-    let message = format!("{e:#}");
+    let mut message = format!("{e:#}");
+    let cause = classify(stage, &message);
+    if cause == Cause::Capability {
+        // The real reason the runtime's message hides: what this node's processes may do.
+        message.push_str(match cap_sys_resource() {
+            Some(false) => " [this node's bounding set lacks CAP_SYS_RESOURCE (CapBnd in /proc/self/status): a nested container]",
+            Some(true) => " [this node's bounding set holds CAP_SYS_RESOURCE: look at the runtime's own limits (its unit's LimitNOFILE)]",
+            None => "",
+        });
+    }
     SandboxFailure {
         stage,
-        cause: classify(stage, &message),
+        cause,
         message,
         leftovers: vec![],
     }
+}
+
+/// Whether CAP_SYS_RESOURCE is in this process's bounding set (`CapBnd` of /proc/self/status):
+/// without it (a nested container) runc cannot lower oom_score_adj nor raise a hard rlimit.
+pub fn cap_sys_resource() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits & (1 << 24) != 0)
 }
 
 fn mismatch(spec: &SandboxSpec, runtime: CgroupDriver, how: &str) -> SandboxFailure {
@@ -834,6 +863,8 @@ mod tests {
             (Stage::RunPodSandbox, "failed to create containerd task: exec: \"/pause\": stat /pause: no such file or directory", Cause::SandboxImage),
             (Stage::StartContainer, "exec: \"/bin/true\": no such file", Cause::TestImage),
             (Stage::RuntimeConfig, "deadline", Cause::Runtime),
+            (Stage::RunPodSandbox, "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: write /proc/self/oom_score_adj: permission denied: unknown", Cause::Capability),
+            (Stage::StartContainer, "OCI runtime create failed: setrlimit `RLIMIT_NOFILE`: Operation not permitted: unknown", Cause::Capability),
         ];
         for (stage, msg, cause) in cases {
             assert_eq!(classify(stage, msg), cause, "{msg}");

@@ -19,6 +19,10 @@ pub struct Cni {
     pub bin_dirs: Vec<String>,
     pub bin_dir_source: String,
     pub plugins: Vec<String>,
+    /// Plugins the CNI config files name (`type`, `ipam.type`, flannel's `delegate`) that none
+    /// of the plugin directories holds: (plugin, the file naming it). Every pod would fail.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<(String, String)>,
 }
 
 /// Where the directories are set: the kubelet's old dockershim flags first, then a runtime's
@@ -78,7 +82,8 @@ pub fn inspect(
         .into_iter()
         .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
         .collect();
-    let wanted = plugin_types(node, &conf_dir, &conf_files);
+    let named = plugin_types(node, &conf_dir, &conf_files);
+    let wanted: Vec<String> = named.iter().map(|(t, _)| t.clone()).collect();
     let unserved = containerd
         .filter(|c| c.cri_disabled && !c.cni_bin_dirs.is_empty())
         .map(|c| (c.cni_bin_dirs.clone(), c.path.clone()))
@@ -114,7 +119,34 @@ pub fn inspect(
         .filter(|d| !node.list(d).is_empty())
         .cloned()
         .collect();
+    // A configured directory that holds none of the plugins, where a usual one holds some
+    // (a stale --cni-bin-dir, a config's default): the plugins' directory, said.
+    let count = |d: &str| {
+        let have = node.list(d);
+        wanted.iter().filter(|w| have.contains(w)).count()
+    };
+    let usual_holding = BIN_DIR_CANDIDATES
+        .iter()
+        .map(|d| (count(d), *d))
+        .filter(|(n, _)| *n > 0)
+        .rev() // the first of the most-holding ones
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, d)| d.to_string());
     let (bin_dirs, bin_dir_source) = match (set_source, holding.is_empty()) {
+        (Some(from), _)
+            if !wanted.is_empty()
+                && !candidates.iter().any(|d| wanted.iter().any(|w| node.list(d).contains(w)))
+                && usual_holding.is_some() =>
+        {
+            let d = usual_holding.clone().expect("checked");
+            (
+                vec![d],
+                format!(
+                    "where the plugins are ({from} names {}, which holds none of them)",
+                    candidates.join(", ")
+                ),
+            )
+        }
         (Some(from), _) => {
             let mut dirs = holding.clone();
             dirs.extend(candidates.iter().filter(|d| !holding.contains(d)).cloned());
@@ -127,6 +159,10 @@ pub fn inspect(
         ),
     };
     let plugins = bin_dirs.first().map(|d| node.list(d)).unwrap_or_default();
+    let missing = named
+        .into_iter()
+        .filter(|(t, _)| !bin_dirs.iter().any(|d| node.list(d).contains(t)))
+        .collect();
     Cni {
         conf_dir,
         conf_dir_source,
@@ -134,12 +170,14 @@ pub fn inspect(
         bin_dirs,
         bin_dir_source,
         plugins,
+        missing,
     }
 }
 
-/// The plugin types the CNI config files name (`type`, or each of a list's `plugins`).
-fn plugin_types(node: &Node, dir: &str, files: &[String]) -> Vec<String> {
-    let mut types = Vec::new();
+/// The plugin types the CNI config files name — `type`, each of a list's `plugins`, their
+/// `ipam.type`, flannel's `delegate.type` (bridge when it names none) — each with its file.
+fn plugin_types(node: &Node, dir: &str, files: &[String]) -> Vec<(String, String)> {
+    let mut types: Vec<(String, String)> = Vec::new();
     for f in files {
         let Ok(Some(text)) = node.read(&crate::node::join(dir, f)) else {
             continue;
@@ -148,16 +186,27 @@ fn plugin_types(node: &Node, dir: &str, files: &[String]) -> Vec<String> {
         else {
             continue;
         };
-        let mut add = |p: &serde_json::Value| {
-            if let Some(t) = p["type"].as_str() {
-                if !types.iter().any(|x| x == t) {
-                    types.push(t.to_string());
-                }
+        let mut add = |t: &str| {
+            if !t.is_empty() && !types.iter().any(|(x, _)| x == t) {
+                types.push((t.to_string(), f.clone()));
+            }
+        };
+        let mut plugin = |p: &serde_json::Value| {
+            let Some(t) = p["type"].as_str() else {
+                return;
+            };
+            add(t);
+            if let Some(i) = p["ipam"]["type"].as_str() {
+                add(i);
+            }
+            if t == "flannel" {
+                add(p["delegate"]["type"].as_str().unwrap_or("bridge"));
+                add("host-local");
             }
         };
         match v["plugins"].as_array() {
-            Some(list) => list.iter().for_each(&mut add),
-            None => add(&v),
+            Some(list) => list.iter().for_each(&mut plugin),
+            None => plugin(&v),
         }
     }
     types
@@ -170,4 +219,44 @@ fn holds(node: &Node, dir: &str, wanted: &[String]) -> bool {
         return !have.is_empty();
     }
     wanted.iter().all(|w| have.contains(w))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cni_of(files: &[(&str, &str)]) -> Cni {
+        let (_d, n) = crate::node::test_node(files);
+        let k = super::super::kubelet::inspect(&n, Default::default(), &mut BTreeMap::new())
+            .unwrap();
+        inspect(&n, &k, &[], None, &CrioConfig::default())
+    }
+
+    #[test]
+    fn every_missing_plugin_is_named_and_an_empty_configured_dir_is_not_chosen() {
+        let mut files = vec![
+            (
+                "/etc/cni/net.d/10-flannel.conflist",
+                r#"{"name":"cbr0","plugins":[{"type":"flannel","delegate":{"hairpinMode":true}},{"type":"portmap"},{"type":"bandwidth"}]}"#,
+            ),
+            ("/opt/cni/bin/flannel", "x"),
+            ("/opt/cni/bin/portmap", "x"),
+            ("/opt/cni/bin/loopback", "x"),
+            ("/opt/custom/empty/README", "x"),
+        ];
+        let c = cni_of(&files);
+        assert_eq!(c.bin_dirs, ["/opt/cni/bin"]);
+        let missing: Vec<&str> = c.missing.iter().map(|(p, _)| p.as_str()).collect();
+        // All of them, not the first the runtime would trip on: the delegate and its IPAM too.
+        assert_eq!(missing, ["bridge", "host-local", "bandwidth"]);
+        assert_eq!(c.missing[0].1, "10-flannel.conflist");
+        // A --cni-bin-dir that holds none of them is not chosen over /opt/cni/bin, and said.
+        files.push((
+            "/var/lib/kubelet/kubeadm-flags.env",
+            "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --cni-bin-dir=/opt/custom/empty\"\n",
+        ));
+        let c = cni_of(&files);
+        assert_eq!(c.bin_dirs, ["/opt/cni/bin"], "{}", c.bin_dir_source);
+        assert!(c.bin_dir_source.contains("holds none of them"), "{}", c.bin_dir_source);
+    }
 }

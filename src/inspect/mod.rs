@@ -350,7 +350,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         layout: layouts::detect(node)?,
         package_databases: pkgs.said(),
         talk: opts.talk,
-        cap_sys_resource: live.then(cap_sys_resource).flatten(),
+        cap_sys_resource: live.then(crate::cri::sandbox::cap_sys_resource).flatten(),
         selinux: selinux(node, live),
         selinux_tools: ["/usr/sbin/semanage", "/sbin/semanage"]
             .iter()
@@ -389,17 +389,6 @@ fn selinux(node: &Node, live: bool) -> Option<(String, String)> {
             .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
     })?;
     matches!(mode.as_str(), "enforcing" | "permissive").then(|| (mode, CONFIG.to_string()))
-}
-
-/// Whether CAP_SYS_RESOURCE is in this process's bounding set (`CapBnd` of /proc/self/status).
-fn cap_sys_resource() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))?
-        .trim();
-    let bits = u64::from_str_radix(hex, 16).ok()?;
-    Some(bits & (1 << 24) != 0)
 }
 
 /// Inspection that needs a kubelet: migration does.

@@ -219,6 +219,23 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             format!("no CNI plugins in {}", f.cni.bin_dirs.join(", ")),
             "install the CNI plugins (kubernetes-cni / containernetworking-plugins)",
         ));
+    } else if !f.cni.missing.is_empty() {
+        let named: Vec<String> = f
+            .cni
+            .missing
+            .iter()
+            .map(|(p, file)| format!("{p} ({file})"))
+            .collect();
+        out.push(Finding::warning(
+            "cni-plugins-missing",
+            format!(
+                "the CNI config in {} names plugins that no plugin directory the runtime will use ({}) holds: {}; every pod would fail to get its network",
+                f.cni.conf_dir,
+                f.cni.bin_dirs.join(", "),
+                named.join(", ")
+            ),
+            "install them (the CNI plugins package, or the network add-on's own) into that directory, or point the runtime at the directory that holds them, before migrating",
+        ));
     }
     out
 }
