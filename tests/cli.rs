@@ -137,7 +137,7 @@ fn inspect_reports_the_node_in_text_and_json() {
         "https://mirror.corp.local, http://10.20.0.5:5000",
         "registry.corp.local: 1 CA, 1 client pair(s)",
         "[insecure-cidr]",
-        "[docker-setting-dropped] daemon.json \"live-restore\"",
+        "[docker-live-restore]",
         "static pods etcd",
     ] {
         assert!(report.contains(want), "inspect lacks {want:?}:\n{report}");

@@ -150,6 +150,34 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
         },
     )?;
     plan.warnings.extend(upgraded);
+    // The cluster's RuntimeClasses, where kubectl reaches it: a handler the runtime will not have
+    // is said before anything changes.
+    if let Some(k) = t.kubectl(args.kubeconfig.as_ref()) {
+        use crate::system::kubectl::Kubectl;
+        let listed = k.run(&[
+            "get",
+            "runtimeclasses.node.k8s.io",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\" \"}{.handler}{\"\\n\"}{end}",
+        ]);
+        match listed {
+            Ok(text) => {
+                let classes: Vec<(String, String)> = text
+                    .lines()
+                    .filter_map(|l| l.split_once(' '))
+                    .map(|(n, h)| (n.to_string(), h.trim().to_string()))
+                    .collect();
+                let planned = plan::checks::planned_handlers(&facts, &plan);
+                plan.warnings
+                    .extend(plan::checks::runtime_classes(&classes, &planned));
+            }
+            Err(e) => plan.warnings.push(crate::inspect::Finding::info(
+                "runtimeclasses-not-read",
+                format!("the cluster's RuntimeClasses could not be read ({e:#}): their handlers are not checked against the runtime's"),
+                "check them by hand: kubectl get runtimeclasses -o wide",
+            )),
+        }
+    }
     Ok((facts, plan))
 }
 

@@ -135,7 +135,9 @@ pub fn inspect(
     let (bin_dirs, bin_dir_source) = match (set_source, holding.is_empty()) {
         (Some(from), _)
             if !wanted.is_empty()
-                && !candidates.iter().any(|d| wanted.iter().any(|w| node.list(d).contains(w)))
+                && !candidates
+                    .iter()
+                    .any(|d| wanted.iter().any(|w| node.list(d).contains(w)))
                 && usual_holding.is_some() =>
         {
             let d = usual_holding.clone().expect("checked");
@@ -227,8 +229,8 @@ mod tests {
 
     fn cni_of(files: &[(&str, &str)]) -> Cni {
         let (_d, n) = crate::node::test_node(files);
-        let k = super::super::kubelet::inspect(&n, Default::default(), &mut BTreeMap::new())
-            .unwrap();
+        let k =
+            super::super::kubelet::inspect(&n, Default::default(), &mut BTreeMap::new()).unwrap();
         inspect(&n, &k, &[], None, &CrioConfig::default())
     }
 
@@ -257,6 +259,10 @@ mod tests {
         ));
         let c = cni_of(&files);
         assert_eq!(c.bin_dirs, ["/opt/cni/bin"], "{}", c.bin_dir_source);
-        assert!(c.bin_dir_source.contains("holds none of them"), "{}", c.bin_dir_source);
+        assert!(
+            c.bin_dir_source.contains("holds none of them"),
+            "{}",
+            c.bin_dir_source
+        );
     }
 }

@@ -208,6 +208,10 @@ pub fn unit_settings<const N: usize>(
     values
 }
 
+/// The spec every containerd handler starts its containers from when Docker set default
+/// ulimits (the path the EKS AL2023 AMI uses for the same purpose).
+pub const CONTAINERD_BASE_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
+
 /// `/etc/containerd/config.toml` as found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerdConfig {
@@ -711,7 +715,7 @@ pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>)
         CRICTL_YAML.to_string(),
         REGISTRIES_DROP_IN.to_string(),
         INSTANCE_CONFIG.to_string(),
-        crate::render::containerd::BASE_SPEC.to_string(),
+        CONTAINERD_BASE_SPEC.to_string(),
     ];
     for host in node.list(CONTAINERD_CERTS_D) {
         paths.push(join(&join(CONTAINERD_CERTS_D, &host), "hosts.toml"));

@@ -39,6 +39,72 @@ pub(super) fn default_pause(target: Target, rv: Version) -> String {
     (target.runtime().default_pause)(rv).to_string()
 }
 
+/// The handlers the runtime will have: containerd's from the planned config (and the files it
+/// imports), CRI-O's own (runc, crun) and those carried.
+pub fn planned_handlers(facts: &Facts, plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .settings
+        .workloads
+        .handlers
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    match plan.target {
+        Target::Containerd => {
+            let text = plan
+                .files
+                .iter()
+                .find(|f| f.path == CONTAINERD_CONFIG)
+                .map(|f| f.new.clone())
+                .or_else(|| {
+                    facts
+                        .files
+                        .get(CONTAINERD_CONFIG)
+                        .map(|s| s.content.clone())
+                });
+            if let Some(doc) = text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok()) {
+                for p in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"] {
+                    if let Some(t) = doc
+                        .get("plugins")
+                        .and_then(|x| x.get(p))
+                        .and_then(|x| x.get("containerd"))
+                        .and_then(|x| x.get("runtimes"))
+                        .and_then(|x| x.as_table_like())
+                    {
+                        out.extend(t.iter().map(|(k, _)| k.to_string()));
+                    }
+                }
+            }
+            if let Some(c) = &facts.containerd_config {
+                for i in &c.imported {
+                    out.extend(i.handlers.iter().cloned());
+                }
+            }
+            out.push("runc".into());
+        }
+        Target::Crio => out.extend(["runc".to_string(), "crun".to_string()]),
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The cluster's RuntimeClasses (name, handler) against the handlers planned: a class whose
+/// handler the runtime will not have is a warning (its pods would not start on this node).
+pub fn runtime_classes(classes: &[(String, String)], planned: &[String]) -> Vec<Finding> {
+    classes
+        .iter()
+        .filter(|(_, h)| !planned.contains(h))
+        .map(|(name, handler)| {
+            Finding::warning(
+                "runtimeclass-handler-missing",
+                format!("RuntimeClass {name} names handler {handler}, which the runtime will not have on this node (it will have {}): its pods would not start here", planned.join(", ")),
+                format!("define the {handler} handler in the runtime's config (or keep such pods off this node with the RuntimeClass's scheduling.nodeSelector)"),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_facts::{facts, opts};
@@ -73,5 +139,22 @@ mod tests {
             default_pause(Target::Containerd, Version::new(2, 1, 4)),
             "registry.k8s.io/pause:3.10"
         );
+    }
+
+    #[test]
+    fn runtime_classes_are_checked_against_the_planned_handlers() {
+        let f = super::super::test_facts::facts_with("kubeadm-1.23-nvidia-docker", None);
+        let p = crate::plan::plan(&f, &opts(Target::Containerd)).unwrap();
+        let planned = planned_handlers(&f, &p);
+        assert_eq!(planned, ["nvidia", "runc"]);
+        let classes = [
+            ("nvidia".to_string(), "nvidia".to_string()),
+            ("kata".to_string(), "kata-qemu".to_string()),
+        ];
+        let w = runtime_classes(&classes, &planned);
+        assert_eq!(w.len(), 1);
+        assert!(w[0]
+            .message
+            .contains("RuntimeClass kata names handler kata-qemu"));
     }
 }

@@ -9,7 +9,7 @@
 //! whether Docker's images are carried (`images.rs`).
 
 mod actions;
-mod checks;
+pub mod checks;
 pub mod images;
 mod kubelet_files;
 mod kubenet;

@@ -7,9 +7,7 @@ use serde::Serialize;
 use toml_edit::{DocumentMut, Item, Key, Table, Value};
 
 pub const CERTS_D: &str = "/etc/containerd/certs.d";
-/// The spec every handler starts its containers from when Docker set default ulimits (the path
-/// the EKS AL2023 AMI uses for the same purpose).
-pub const BASE_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
+pub use crate::inspect::runtimes::CONTAINERD_BASE_SPEC as BASE_SPEC;
 
 /// The capabilities of containerd's default spec (`oci.populateDefaultUnixSpec`).
 const DEFAULT_CAPS: [&str; 14] = [
