@@ -111,7 +111,7 @@ fn containerd_files(
         enable_selinux: settings.workloads.selinux.is_some(),
         // containerd 2.2's default config imports conf.d; a file written where there was none
         // keeps reading it (nvidia-ctk 1.18+ writes its drop-in there).
-        default_imports: rv.at_least(2, 2) && facts.files.get(CONTAINERD_CONFIG).is_none(),
+        default_imports: rv.at_least(2, 2) && !facts.files.contains_key(CONTAINERD_CONFIG),
     };
     let old = facts.files.get(CONTAINERD_CONFIG);
     let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
