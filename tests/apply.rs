@@ -589,6 +589,12 @@ fn drain_and_the_kubeadm_cri_socket_record() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
     let calls = log(state.path(), "kubectl.log");
+    // The RuntimeClasses are read with the plan, before anything changes.
+    assert!(
+        calls[0].starts_with("get runtimeclasses.node.k8s.io --request-timeout=20s"),
+        "{calls:?}"
+    );
+    let calls: Vec<String> = calls[1..].to_vec();
     assert_eq!(
         calls[0], "get node -o name --request-timeout=20s -- worker-1",
         "the API is asked before anything changes"

@@ -61,6 +61,11 @@ pub enum Effect {
     Release {
         paths: Vec<String>,
     },
+    /// An SELinux equivalence rule added (`semanage fcontext -a -e LIKE PATH`).
+    Equivalence {
+        path: String,
+        like: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

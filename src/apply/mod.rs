@@ -29,6 +29,8 @@ pub struct Effects<'a> {
     pub systemd: &'a dyn Systemd,
     pub kubectl: Option<&'a dyn Kubectl>,
     pub cri: CriConnect<'a>,
+    /// SELinux labels of a moved runtime root (`semanage`, `restorecon`).
+    pub labels: &'a dyn crate::system::selinux::Labels,
     /// The first signal caught since changes began (`signals::caught` in production).
     pub interrupted: &'a dyn Fn() -> Option<i32>,
 }
@@ -148,6 +150,10 @@ impl Step<'_> {
             Step::Act(Action::DaemonReload) => Some(Effect::DaemonReload),
             Step::Act(Action::ReleaseAddresses { reservations }) => Some(Effect::Release {
                 paths: reservations.iter().map(|(p, _)| p.clone()).collect(),
+            }),
+            Step::Act(Action::SelinuxLabels { path, like }) => Some(Effect::Equivalence {
+                path: path.clone(),
+                like: like.clone(),
             }),
             _ => None,
         }
@@ -805,6 +811,11 @@ fn exec(
                     Ok(Some("ready".into()))
                 }
                 Action::WriteFiles { .. } => Ok(None),
+                Action::SelinuxLabels { path, like } => {
+                    fx.labels.add_equivalence(path, like)?;
+                    fx.labels.relabel(path)?;
+                    Ok(Some(format!("{path} labelled as {like}")))
+                }
                 Action::ReleaseAddresses { reservations } => {
                     release::release(node, &b.node_dir, reservations).map(Some)
                 }

@@ -43,6 +43,8 @@ pub struct UndoPlan {
     pub uncordon: bool,
     /// Address reservations moved into the backup, to move back.
     pub released: Vec<String>,
+    /// SELinux equivalence rules added: (path, like), to delete.
+    pub equivalences: Vec<(String, String)>,
 }
 
 impl UndoPlan {
@@ -70,6 +72,14 @@ impl UndoPlan {
                     }
                 }
                 Effect::DaemonReload => p.daemon_reload = true,
+                Effect::Equivalence { path, like } => {
+                    // Recorded before the rule is added: one that failed to be added is not
+                    // deleted (it may be the operator's).
+                    let pair = (path.clone(), like.clone());
+                    if r.mark == Mark::Done && !p.equivalences.contains(&pair) {
+                        p.equivalences.push(pair);
+                    }
+                }
                 Effect::Release { paths } => {
                     for path in paths {
                         if !p.released.contains(path) {
@@ -351,6 +361,16 @@ pub fn undo(
                 plan.released.len()
             ),
             &mut || super::release::put_back(node, &b.node_dir, &plan.released),
+            b,
+        );
+    }
+    for (path, like) in &plan.equivalences {
+        if !live {
+            break;
+        }
+        step(
+            format!("rollback: semanage fcontext -d -e {like} {path}"),
+            &mut || fx.labels.remove_equivalence(path, like).map(|_| None),
             b,
         );
     }

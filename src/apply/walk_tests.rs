@@ -498,6 +498,7 @@ fn walk_with(
         systemd: &systemd,
         kubectl: None,
         cri: &connect,
+        labels: &FakeLabels,
         interrupted: &interrupted,
     };
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
@@ -746,6 +747,83 @@ fn effects_are_recorded_begun_then_marked() {
 }
 
 /// A live walk with a 1 s bound on the checks.
+thread_local! {
+    /// What the fake labeller was asked, in order (each test runs on its own thread).
+    static LABELS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct FakeLabels;
+
+impl crate::system::selinux::Labels for FakeLabels {
+    fn add_equivalence(&self, path: &str, like: &str) -> Result<()> {
+        LABELS.with(|l| l.borrow_mut().push(format!("add {path}={like}")));
+        Ok(())
+    }
+    fn remove_equivalence(&self, path: &str, like: &str) -> Result<()> {
+        LABELS.with(|l| l.borrow_mut().push(format!("remove {path}={like}")));
+        Ok(())
+    }
+    fn relabel(&self, path: &str) -> Result<()> {
+        LABELS.with(|l| l.borrow_mut().push(format!("relabel {path}")));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_moved_root_is_labelled_before_the_runtime_starts_and_the_rule_goes_with_a_rollback() {
+    let (_dir, node, plan) = node();
+    let mut plan = beside(plan);
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Restart { .. }))
+        .unwrap();
+    plan.actions.insert(
+        at,
+        Action::SelinuxLabels {
+            path: "/data/containerd".into(),
+            like: "/var/lib/containerd".into(),
+        },
+    );
+    // The test pod fails: the run rolls back by itself.
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::CheckSandbox { .. }))
+        .unwrap();
+    let systemd = FakeSystemd::new(None);
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: true,
+        }))
+    };
+    let fx = Effects {
+        systemd: &systemd,
+        kubectl: None,
+        cri: &connect,
+        labels: &FakeLabels,
+        interrupted: &|| None,
+    };
+    let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
+    let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
+    assert_ne!(code(&outcome), 0);
+    assert!(at > 0);
+    assert_eq!(
+        LABELS.with(|l| l.borrow().clone()),
+        [
+            "add /data/containerd=/var/lib/containerd",
+            "relabel /data/containerd",
+            "remove /data/containerd=/var/lib/containerd"
+        ]
+    );
+    // Labelled before the runtime restarted.
+    let journal = std::fs::read_to_string(node.path(&format!("{}/journal.log", b.node_dir)))
+        .unwrap_or_default();
+    let label = journal.find("label /data/containerd").unwrap_or(usize::MAX);
+    let restart = journal.find("restart containerd").unwrap_or(0);
+    assert!(label < restart, "{journal}");
+}
+
 fn opts() -> ApplyOptions {
     ApplyOptions {
         live: true,
@@ -778,6 +856,7 @@ fn with_fakes<T>(
         systemd,
         kubectl: None,
         cri: &connect,
+        labels: &FakeLabels,
         interrupted,
     })
 }

@@ -157,6 +157,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
         let listed = k.run(&[
             "get",
             "runtimeclasses.node.k8s.io",
+            "--request-timeout=20s",
             "-o",
             "jsonpath={range .items[*]}{.metadata.name}{\" \"}{.handler}{\"\\n\"}{end}",
         ]);
@@ -545,6 +546,7 @@ fn walk(
         systemd,
         kubectl,
         cri: &connect_cri,
+        labels: &crate::system::selinux::RealLabels,
         interrupted: &signals::caught,
     };
     let opts = ApplyOptions {

@@ -66,6 +66,7 @@ pub fn run(
         systemd: &systemd,
         kubectl: kubectl_ref(&kubectl),
         cri: &connect_cri,
+        labels: &crate::system::selinux::RealLabels,
         interrupted: &crate::signals::caught,
     };
     let mut progress: Box<dyn Progress> = match args.output {

@@ -169,6 +169,11 @@ fn restore_list(b: &Backup) -> Vec<String> {
     let mut out = Vec::new();
     for r in b.records_to_undo() {
         let line = match &r.effect {
+            Effect::Equivalence { path, like } => {
+                format!(
+                    "SELinux equivalence {path} = {like}: semanage fcontext -d -e {like} {path}"
+                )
+            }
             Effect::Release { paths } => format!(
                 "address reservations {}: move back from {}/released",
                 paths.join(", "),

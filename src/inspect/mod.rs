@@ -199,6 +199,9 @@ pub struct Facts {
     /// The node has `semanage` and `restorecon` (policycoreutils), to label a moved data root.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub selinux_tools: bool,
+    /// SELinux equivalence rules the node has (`file_contexts.subs`: PATH, LIKE).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selinux_equivalences: Vec<(String, String)>,
     /// The node's services were asked (a live node: `InspectOptions::talk`).
     pub talk: bool,
     /// Docker's API socket is there to carry images from (a live node only).
@@ -352,6 +355,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         talk: opts.talk,
         cap_sys_resource: live.then(crate::cri::sandbox::cap_sys_resource).flatten(),
         selinux: selinux(node, live),
+        selinux_equivalences: selinux_equivalences(node),
         selinux_tools: ["/usr/sbin/semanage", "/sbin/semanage"]
             .iter()
             .any(|p| node.exists(p))
@@ -389,6 +393,25 @@ fn selinux(node: &Node, live: bool) -> Option<(String, String)> {
             .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
     })?;
     matches!(mode.as_str(), "enforcing" | "permissive").then(|| (mode, CONFIG.to_string()))
+}
+
+/// The local equivalence rules of every policy (`semanage fcontext -a -e` writes them to
+/// /etc/selinux/POLICY/contexts/files/file_contexts.subs as `PATH LIKE`).
+fn selinux_equivalences(node: &Node) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for policy in node.list("/etc/selinux") {
+        let f = format!("/etc/selinux/{policy}/contexts/files/file_contexts.subs");
+        let Ok(Some(text)) = node.read(&f) else {
+            continue;
+        };
+        for l in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            let mut w = l.split_whitespace();
+            if let (Some(p), Some(like)) = (w.next(), w.next()) {
+                out.push((p.to_string(), like.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Inspection that needs a kubelet: migration does.

@@ -182,6 +182,16 @@ fn actions(
         },
     ];
     let mut checks = checks;
+    // The moved root labelled before the runtime starts there.
+    let labels: Vec<Action> = settings
+        .workloads
+        .relabel
+        .iter()
+        .map(|(path, like)| Action::SelinuxLabels {
+            path: path.clone(),
+            like: like.clone(),
+        })
+        .collect();
     // A test pod through each handler carried from Docker whose runtime is on the node (the
     // default one is proved by the pod above).
     let default = settings
@@ -221,6 +231,7 @@ fn actions(
             group: FileGroup::Runtime,
         });
         a.extend(reload(FileGroup::Runtime));
+        a.extend(labels.clone());
         a.extend(checks);
         a.extend(stops);
         a.push(Action::WriteFiles {
@@ -240,6 +251,7 @@ fn actions(
             group: FileGroup::All,
         });
         a.extend(reload(FileGroup::All));
+        a.extend(labels);
         a.extend(checks);
         a.push(start_kubelet);
         a.push(wait_kubelet);

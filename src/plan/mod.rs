@@ -170,6 +170,13 @@ pub enum Action {
     WriteFiles {
         group: FileGroup,
     },
+    /// The runtime's root moved beside Docker's data-root on an SELinux node: the equivalence
+    /// rule that gives it the default root's labels, and the relabel (before the runtime starts
+    /// there).
+    SelinuxLabels {
+        path: String,
+        like: String,
+    },
     Start {
         unit: String,
     },
@@ -270,6 +277,10 @@ impl fmt::Display for Action {
                 FileGroup::Kubelet => write!(f, "write the kubelet's files"),
                 FileGroup::All => write!(f, "write the files"),
             },
+            Action::SelinuxLabels { path, like } => write!(
+                f,
+                "label {path} as {like} for SELinux (semanage fcontext -a -e {like} {path}; restorecon -R {path})"
+            ),
             Action::Start { unit } => write!(f, "start {unit}"),
             Action::WaitActive { unit, timeout_secs } => {
                 write!(f, "wait up to {timeout_secs}s until {unit} is active")

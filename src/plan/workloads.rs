@@ -20,6 +20,9 @@ pub struct Workloads {
     pub ulimits: Vec<Ulimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<Setting<bool>>,
+    /// The moved runtime root to label as the default one (path, like): a plan action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<(String, String)>,
 }
 
 /// A RuntimeClass's `handler` must be a DNS label (RFC 1123): a Docker runtime named
@@ -139,9 +142,9 @@ fn selinux_labels(
     target: Target,
     root: Option<&Setting<String>>,
     warnings: &mut Vec<Finding>,
-) {
+) -> Option<(String, String)> {
     let (Some((mode, read_from)), Some(root)) = (&facts.selinux, root) else {
-        return;
+        return None;
     };
     let (like, path) = match target {
         Target::Containerd => ("/var/lib/containerd".to_string(), root.value.clone()),
@@ -154,11 +157,31 @@ fn selinux_labels(
                 .to_string(),
         ),
     };
+    if facts
+        .selinux_equivalences
+        .iter()
+        .any(|(p, l)| p.trim_end_matches('/') == path && l.trim_end_matches('/') == like)
+    {
+        warnings.push(Finding::info(
+            "selinux-labels",
+            format!("{}'s root moves to {path}, which SELinux already labels as {like} (an equivalence rule the node has)", target.name()),
+            "nothing to do",
+        ));
+        return None;
+    }
     let commands = format!(
         "semanage fcontext -a -e {like} {path} && mkdir -p {path} && restorecon -R -v {path}"
     );
+    if facts.selinux_tools && facts.live {
+        warnings.push(Finding::info(
+            "selinux-labels",
+            format!("SELinux is {mode} ({read_from}) and {}'s root moves to {path} ({}): the plan labels it as {like} before the runtime starts there (a rollback deletes the rule)", target.name(), root.from),
+            "nothing to do",
+        ));
+        return Some((path, like));
+    }
     let fix = if facts.selinux_tools {
-        format!("run `{commands}` before applying (the runtime cannot write an unlabelled root under {mode} SELinux)")
+        format!("run `{commands}` on the running node before the runtime starts there (an image under --root is not labelled by cri-migrate)")
     } else {
         format!("install policycoreutils (semanage, restorecon: policycoreutils-python-utils on RHEL-like systems), then run `{commands}` before applying")
     };
@@ -171,6 +194,7 @@ fn selinux_labels(
         ),
         fix,
     ));
+    None
 }
 
 pub(super) fn workloads(
@@ -179,7 +203,7 @@ pub(super) fn workloads(
     runtime_root: Option<&Setting<String>>,
     warnings: &mut Vec<Finding>,
 ) -> Workloads {
-    selinux_labels(facts, target, runtime_root, warnings);
+    let relabel = selinux_labels(facts, target, runtime_root, warnings);
     let d = &facts.docker.settings;
     let mut w = Workloads::default();
     for r in &d.runtimes {
@@ -224,6 +248,7 @@ pub(super) fn workloads(
     if d.selinux_enabled {
         w.selinux = Some(setting(true, d.source("selinux-enabled")));
     }
+    w.relabel = relabel;
     w
 }
 

@@ -4,6 +4,7 @@
 
 pub mod kubectl;
 pub mod packages;
+pub mod selinux;
 pub mod systemd;
 
 use anyhow::{anyhow, bail, Result};

@@ -1,0 +1,47 @@
+//! SELinux file labels for a runtime root moved off its default place: the equivalence rule
+//! (`semanage fcontext -e`) that gives it the default root's labels, and the relabel. Run on the
+//! live node only, behind a trait the tests swap.
+
+use super::run_ok;
+use anyhow::Result;
+use std::time::Duration;
+
+pub trait Labels {
+    /// `semanage fcontext -a -e LIKE PATH`: PATH gets LIKE's labels.
+    fn add_equivalence(&self, path: &str, like: &str) -> Result<()>;
+    /// `semanage fcontext -d -e LIKE PATH`, the undo.
+    fn remove_equivalence(&self, path: &str, like: &str) -> Result<()>;
+    /// Create PATH if missing, then `restorecon -R PATH`.
+    fn relabel(&self, path: &str) -> Result<()>;
+}
+
+/// The real programs (policycoreutils). Rebuilding the policy can take a while: bounded at five
+/// minutes each.
+pub struct RealLabels;
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Labels for RealLabels {
+    fn add_equivalence(&self, path: &str, like: &str) -> Result<()> {
+        run_ok(
+            "semanage",
+            &["fcontext", "-a", "-e", like, path],
+            &[],
+            TIMEOUT,
+        )
+        .map(|_| ())
+    }
+    fn remove_equivalence(&self, path: &str, like: &str) -> Result<()> {
+        run_ok(
+            "semanage",
+            &["fcontext", "-d", "-e", like, path],
+            &[],
+            TIMEOUT,
+        )
+        .map(|_| ())
+    }
+    fn relabel(&self, path: &str) -> Result<()> {
+        std::fs::create_dir_all(path)?;
+        run_ok("restorecon", &["-R", path], &[], TIMEOUT).map(|_| ())
+    }
+}
