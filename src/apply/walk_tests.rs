@@ -746,7 +746,6 @@ fn effects_are_recorded_begun_then_marked() {
     );
 }
 
-/// A live walk with a 1 s bound on the checks.
 thread_local! {
     /// What the fake labeller was asked, in order (each test runs on its own thread).
     static LABELS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -824,6 +823,7 @@ fn a_moved_root_is_labelled_before_the_runtime_starts_and_the_rule_goes_with_a_r
     assert!(label < restart, "{journal}");
 }
 
+/// A live walk with a 1 s bound on the checks.
 fn opts() -> ApplyOptions {
     ApplyOptions {
         live: true,

@@ -150,9 +150,11 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
         },
     )?;
     plan.warnings.extend(upgraded);
-    // The cluster's RuntimeClasses, where kubectl reaches it: a handler the runtime will not have
-    // is said before anything changes.
-    if let Some(k) = t.kubectl(args.kubeconfig.as_ref()) {
+    // The cluster's RuntimeClasses, where kubectl reaches it and the node carries Docker's
+    // runtimes (dockershim ran no other handler, so only those can have served pods): a
+    // handler the runtime will not have is said before anything changes.
+    let carries = !plan.settings.workloads.handlers.is_empty();
+    if let Some(k) = t.kubectl(args.kubeconfig.as_ref()).filter(|_| carries) {
         use crate::system::kubectl::Kubectl;
         let listed = k.run(&[
             "get",
