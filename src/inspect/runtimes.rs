@@ -212,6 +212,11 @@ pub fn unit_settings<const N: usize>(
 /// ulimits (the path the EKS AL2023 AMI uses for the same purpose).
 pub const CONTAINERD_BASE_SPEC: &str = "/etc/containerd/base-runtime-spec.json";
 
+/// The drop-in that carries Docker's proxy to a runtime's unit.
+pub fn proxy_drop_in(unit: &str) -> String {
+    format!("/etc/systemd/system/{unit}.d/20-cri-migrate-proxy.conf")
+}
+
 /// `/etc/containerd/config.toml` as found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerdConfig {
@@ -717,6 +722,9 @@ pub fn snapshot_owned_files(node: &Node, files: &mut BTreeMap<String, Snapshot>)
         INSTANCE_CONFIG.to_string(),
         CONTAINERD_BASE_SPEC.to_string(),
     ];
+    for t in crate::runtime::ALL.iter() {
+        paths.push(proxy_drop_in(t.unit));
+    }
     for host in node.list(CONTAINERD_CERTS_D) {
         paths.push(join(&join(CONTAINERD_CERTS_D, &host), "hosts.toml"));
     }

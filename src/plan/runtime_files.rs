@@ -44,10 +44,7 @@ fn proxy_drop_in(facts: &Facts, target: Target, warnings: &mut Vec<Finding>) -> 
     if proxies.is_empty() {
         return None;
     }
-    let path = format!(
-        "/etc/systemd/system/{}.d/20-cri-migrate-proxy.conf",
-        target.unit()
-    );
+    let path = crate::inspect::runtimes::proxy_drop_in(target.unit());
     let mut text = String::from(
         "# Docker's proxy, carried by cri-migrate so that the runtime's pulls go through it too.\n[Service]\n",
     );

@@ -214,7 +214,15 @@ pub(super) fn workloads(
             {
                 warnings.push(Finding::info(
                     "nvidia-runtime",
-                    format!("the {} handler runs {} through the runc shim, as NVIDIA's `nvidia-ctk runtime configure` writes it, with the kubelet's cgroup driver", h.name, h.binary.as_deref().unwrap_or_default()),
+                    format!(
+                        "the {} handler runs {} {}, as NVIDIA's `nvidia-ctk runtime configure` writes it",
+                        h.name,
+                        h.binary.as_deref().unwrap_or_default(),
+                        match target {
+                            Target::Containerd => "through the runc shim, with the kubelet's cgroup driver",
+                            Target::Crio => "as an OCI runtime of CRI-O's",
+                        }
+                    ),
                     format!("GPU pods keep their devices through it; the device plugin can use CDI instead ({} supports it: `nvidia-ctk cdi generate`, then the device plugin's cdi-cri strategy)", target.name()),
                 ));
             }

@@ -28,6 +28,8 @@ pub struct Case {
     pub args: Vec<String>,
     pub exit: i32,
     pub stderr_contains: Option<String>,
+    /// A secret the case's node holds: never in the output.
+    pub stdout_lacks: Option<String>,
 }
 
 impl Case {
@@ -78,6 +80,10 @@ pub fn cases() -> Vec<Case> {
                 exit: doc["exit"].as_integer().unwrap() as i32,
                 stderr_contains: doc
                     .get("stderr_contains")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                stdout_lacks: doc
+                    .get("stdout_lacks")
                     .and_then(|v| v.as_str())
                     .map(str::to_string),
                 dir,
