@@ -223,7 +223,10 @@ pub(super) fn workloads(
                             Target::Crio => "as an OCI runtime of CRI-O's",
                         }
                     ),
-                    format!("GPU pods keep their devices through it; the device plugin can use CDI instead ({} supports it: `nvidia-ctk cdi generate`, then the device plugin's cdi-cri strategy)", target.name()),
+                    match target {
+                        Target::Containerd => "GPU pods keep their devices through it; where containerd supports CDI (1.7+ with enable_cdi, on by default from 2.0; not 1.6) the device plugin can use it instead: `nvidia-ctk cdi generate`, then its cdi-cri strategy",
+                        Target::Crio => "GPU pods keep their devices through it; CRI-O (1.23+) supports CDI, which the device plugin can use instead: `nvidia-ctk cdi generate`, then its cdi-cri strategy",
+                    },
                 ));
             }
             w.handlers.push(h);
