@@ -82,7 +82,11 @@ pub fn inspect(
         .into_iter()
         .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
         .collect();
-    let named = plugin_types(node, &conf_dir, &conf_files);
+    // The runtimes load the first config file by name (containerd's max_conf_num = 1, CRI-O's
+    // default network): its plugins are the ones every pod needs.
+    let mut sorted = conf_files.clone();
+    sorted.sort();
+    let named = plugin_types(node, &conf_dir, &sorted[..sorted.len().min(1)]);
     let wanted: Vec<String> = named.iter().map(|(t, _)| t.clone()).collect();
     let unserved = containerd
         .filter(|c| c.cri_disabled && !c.cni_bin_dirs.is_empty())
