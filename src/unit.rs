@@ -134,6 +134,9 @@ pub struct Unit {
     pub binds_to: Vec<String>,
     pub after: Vec<String>,
     pub wants: Vec<String>,
+    /// Every other `[Service]` setting in force by key (the last assignment wins, an empty one
+    /// resets it): KillMode, LimitNOFILE...
+    pub service: std::collections::BTreeMap<String, String>,
 }
 
 /// A unit file's lines as systemd reads them: continuations joined, comments and blank lines
@@ -290,6 +293,13 @@ impl Unit {
                     ("Unit", "BindsTo") => assign_names(&mut unit.binds_to, value),
                     ("Unit", "After") => assign_names(&mut unit.after, value),
                     ("Unit", "Wants") => assign_names(&mut unit.wants, value),
+                    ("Service", key) => {
+                        if value.is_empty() {
+                            unit.service.remove(key);
+                        } else {
+                            unit.service.insert(key.to_string(), value.clone());
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -158,54 +158,22 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
     installed
 }
 
-/// `[Service]` settings of a unit as systemd reads them: the unit file that wins (/etc before
-/// /lib), then its drop-ins in file-name order; for each key the last assignment wins (an empty
-/// one resets it).
+/// `[Service]` settings of a unit as systemd reads them (`src/unit.rs`: the unit file that wins,
+/// then its drop-ins by name; the last assignment of a key wins, an empty one resets it).
 pub fn unit_settings<const N: usize>(
     node: &Node,
     unit: &str,
     keys: [&str; N],
 ) -> [Option<String>; N] {
-    let main = UNIT_DIRS
-        .iter()
-        .map(|d| join(d, unit))
-        .find(|p| node.exists(p));
-    let mut dropins: Vec<(String, String)> = Vec::new();
-    for d in [
-        "/etc/systemd/system",
-        "/run/systemd/system",
-        "/usr/lib/systemd/system",
-        "/lib/systemd/system",
-    ] {
-        let dir = format!("{d}/{unit}.d");
-        for name in node.list(&dir) {
-            // The first directory's file of a name hides the others'.
-            if name.ends_with(".conf") && !dropins.iter().any(|(n, _)| *n == name) {
-                dropins.push((name.clone(), format!("{dir}/{name}")));
-            }
+    let loaded = crate::unit::Unit::load(node, unit).ok().flatten();
+    keys.map(|k| {
+        let u = loaded.as_ref()?;
+        match k {
+            // Kept apart by the unit model (its lines, resets and words).
+            "ExecStart" => u.exec_start.last().map(|s| s.value.clone()),
+            _ => u.service.get(k).cloned(),
         }
-    }
-    dropins.sort();
-    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
-    for path in main.into_iter().chain(dropins.into_iter().map(|(_, p)| p)) {
-        let Ok(Some(text)) = node.read(&path) else {
-            continue;
-        };
-        let mut section = String::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                section = line.to_string();
-            } else if section == "[Service]" {
-                if let Some((k, v)) = line.split_once('=') {
-                    if let Some(i) = keys.iter().position(|key| *key == k.trim()) {
-                        values[i] = Some(v.trim().to_string()).filter(|v| !v.is_empty());
-                    }
-                }
-            }
-        }
-    }
-    values
+    })
 }
 
 /// The spec every containerd handler starts its containers from when Docker set default
