@@ -136,6 +136,22 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
     {
         let plan = json_plan(&case, &case.node());
         let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
+        // The base spec the plan writes beside the config (Docker's default-ulimits): containerd
+        // refuses to load CRI without it, so it is written and the config pointed at it.
+        let spec_dir = tempfile::tempdir().unwrap();
+        let spec = planned(&plan, "/etc/containerd/base-runtime-spec.json");
+        let config_text = match spec {
+            Some(spec) => {
+                let p = spec_dir.path().join("base-runtime-spec.json");
+                std::fs::write(&p, spec).unwrap();
+                config.replace(
+                    "\"/etc/containerd/base-runtime-spec.json\"",
+                    &format!("{:?}", p.display().to_string()),
+                )
+            }
+            None => config.to_string(),
+        };
+        let config = config_text.as_str();
         // The layout containerd reads it into: 2.x migrates a version 2 file to 3 at load.
         let two = plan["runtime_version"]
             .as_str()
@@ -183,6 +199,50 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
             "{}: SystemdCgroup as containerd reads it",
             case.name
         );
+        // Docker's runtimes as containerd reads them: each handler, its runtime type, the
+        // default; and the base spec on runc where Docker had default ulimits.
+        for h in plan["settings"]["handlers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = h["name"].as_str().unwrap();
+            let ty = get(
+                &doc,
+                &[&rt[..], &["containerd", "runtimes", name, "runtime_type"]].concat(),
+            )
+            .and_then(|v| v.as_str());
+            assert_eq!(
+                ty,
+                h["runtime_type"].as_str(),
+                "{}: handler {name}",
+                case.name
+            );
+        }
+        if let Some(d) = plan["settings"]["default_handler"]["value"].as_str() {
+            let got = get(
+                &doc,
+                &[&rt[..], &["containerd", "default_runtime_name"]].concat(),
+            )
+            .and_then(|v| v.as_str());
+            assert_eq!(got, Some(d), "{}: default_runtime_name", case.name);
+        }
+        if spec.is_some() {
+            let got = get(
+                &doc,
+                &[
+                    &rt[..],
+                    &["containerd", "runtimes", "runc", "base_runtime_spec"],
+                ]
+                .concat(),
+            )
+            .and_then(|v| v.as_str());
+            assert!(
+                got.is_some_and(|p| p.ends_with("base-runtime-spec.json")),
+                "{}: base_runtime_spec {got:?}",
+                case.name
+            );
+        }
         let cp =
             get(&doc, &[&img[..], &["registry", "config_path"]].concat()).and_then(|v| v.as_str());
         assert_eq!(
