@@ -124,6 +124,14 @@ proptest! {
             "registry-mirrors": [format!("https://user:S3cretPassw0rd@{mirror}"), mirror],
             "insecure-registries": [insecure],
             "data-root": data_root,
+            // Hostile runtime names, paths and options become handlers in TOML files.
+            "runtimes": {
+                mirror.clone(): {"path": data_root, "runtimeArgs": [insecure]},
+                format!("{flag}-shim"): {"runtimeType": cni, "options": {flag.clone(): yaml, "n": null, "a": [1, {"b": flag}]}},
+            },
+            "default-runtime": mirror,
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 4096}},
+            "selinux-enabled": true,
         }).to_string());
         w("var/lib/kubelet/kubeadm-flags.env", &format!(
             "KUBELET_KUBEADM_ARGS={}\n",

@@ -67,6 +67,19 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
             "pods can reach it only as the default runtime: rename it (daemon.json and the handler) to use it through a RuntimeClass",
         ));
     }
+    // Options TOML cannot hold (a null anywhere in them) are said, not written.
+    let mut options = r.options.clone();
+    options.retain(|k, v| {
+        let ok = crate::render::toml_value(v).is_some();
+        if !ok {
+            warnings.push(Finding::warning(
+                "runtime-option-not-carried",
+                format!("Docker's runtime {name} has option {k} = {v} ({}), which has no TOML form (null)", r.from),
+                "set it in the runtime handler's options by hand if the runtime needs it",
+            ));
+        }
+        ok
+    });
     let h = match (&r.shim, &r.runtime_type) {
         // The runtime's own shim is on the node (Kata, gVisor): containerd runs it directly.
         (Some((rt, shim)), _) => Handler {
@@ -74,7 +87,7 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
             runtime_type: rt.clone(),
             binary: r.binary.clone(),
             shim: Some(shim.clone()),
-            options: r.options.clone(),
+            options: options.clone(),
             on_node: true,
             from: r.from.clone(),
         },
@@ -90,7 +103,7 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
                 runtime_type: rt.clone(),
                 binary: None,
                 shim: None,
-                options: r.options.clone(),
+                options: options.clone(),
                 on_node: false,
                 from: r.from.clone(),
             }
@@ -122,11 +135,12 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
             }
         }
     };
-    if target == Target::Crio && h.crio_path().is_none() && h.on_node {
+    if target == Target::Crio && h.crio_path().is_none() {
+        // CRI-O runs a binary (or Kata's shim as a VM runtime), never a containerd shim.
         warnings.push(Finding::warning(
             "runtime-not-carried",
-            format!("Docker's runtime {name} is a containerd shim ({}) CRI-O cannot run", h.runtime_type),
-            "configure the runtime for CRI-O by its own documentation ([crio.runtime.runtimes.NAME])",
+            format!("Docker's runtime {name} is a containerd shim ({}) with no binary CRI-O can run on this node", h.runtime_type),
+            "configure the runtime for CRI-O by its own documentation ([crio.runtime.runtimes.NAME] with its runtime_path)",
         ));
         return None;
     }
@@ -315,6 +329,11 @@ mod tests {
         assert!(w
             .iter()
             .any(|x| x.code == "runtime-missing" && x.message.contains("/usr/bin/crun")));
+        // A shim Docker names, not on the node: nothing CRI-O could run.
+        let mut shim_only = runtime("wasm", None, false);
+        shim_only.runtime_type = Some("io.containerd.wasmtime.v1".into());
+        assert!(handler_of(&shim_only, Target::Crio, &mut w).is_none());
+        assert!(handler_of(&shim_only, Target::Containerd, &mut w).is_some());
         // Docker's own runc is nothing to carry.
         assert!(handler_of(&runtime("runc", None, false), Target::Containerd, &mut w).is_none());
     }
