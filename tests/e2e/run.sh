@@ -447,6 +447,12 @@ workloads_keep_their_runtime_limits_rotation_and_proxy() {
     local root="$WORK/$NODE" rc=0 since
     local dj="$root/etc/docker/daemon.json" proxy="$root/etc/systemd/system/docker.service.d/http-proxy.conf"
     local pod="$root/etc/kubernetes/manifests/pod-limits.yaml"
+    # Only this scenario's pod: an earlier scenario's static pod whose container exits at once
+    # (scenario 7's `pinned`) took every crun container of the node down with it here (crun 1.8
+    # under the nested node; said in the issue's notes), which is not what this scenario tests.
+    local aside="$WORK/workloads.manifests"
+    rm -rf "$aside" && mkdir -p "$aside"
+    find "$root/etc/kubernetes/manifests" -maxdepth 1 -name '*.yaml' -exec mv {} "$aside/" \; 2>/dev/null
     node_state "$NODE" >"$WORK/state.before-workloads"
     cp -a "$dj" "$WORK/workloads.daemon.json"
     # (--network host: Docker gives a container of its own network a sysctl, which crun cannot
@@ -504,7 +510,11 @@ YAML
         expect "a rollback brings Docker back" exits 0 in_node cri-migrate rollback --yes &&
         expect "every file as before the move" same_state workloads &&
         expect "Docker runs crun again" bash -c "in_node docker info -f '{{.DefaultRuntime}}' | grep -qx crun" || rc=1
-    [ "$rc" = 0 ] || { grep -h "test pod\|warning\|error" "$WORK/last.out" "$WORK/last.err" >&2; }
+    if [ "$rc" != 0 ]; then
+        grep -h "test pod\|warning\|error" "$WORK/last.out" "$WORK/last.err" >&2
+        # A check that failed after the move: undo it, so that the next scenarios find Docker.
+        in_node cri-migrate rollback --yes >/dev/null 2>&1
+    fi
     rm -f "$pod" "$proxy"
     cp -a "$WORK/workloads.daemon.json" "$dj"
     in_node systemctl daemon-reload
@@ -512,6 +522,7 @@ YAML
     in_node systemctl restart kubelet.service
     wait_active kubelet.service 30 || rc=1
     expect "every file as before the scenario" same_state before-workloads || rc=1
+    mv "$aside"/*.yaml "$root/etc/kubernetes/manifests/" 2>/dev/null
     return "$rc"
 }
 
