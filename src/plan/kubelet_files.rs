@@ -185,8 +185,23 @@ fn kubelet_files(
 ) -> Result<Vec<FileChange>, Failure> {
     let endpoint = target.endpoint();
     let k = &facts.kubelet;
+    let rotation = log_rotation(facts, warnings);
     let rules = Rules {
         pause: pause.map(str::to_string),
+        extra_flags: rotation
+            .as_ref()
+            .filter(|r| r.as_flags)
+            .map(|r| {
+                let mut f = vec![];
+                if let Some(s) = &r.size {
+                    f.push(("container-log-max-size".to_string(), s.clone()));
+                }
+                if let Some(n) = r.files {
+                    f.push(("container-log-max-files".to_string(), n.to_string()));
+                }
+                f
+            })
+            .unwrap_or_default(),
         ..Rules::for_version(kv, endpoint, k.config.exists)
     };
     let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
@@ -360,7 +375,7 @@ fn kubelet_files(
             &|t| render::kubelet::rewrite_config(t, &rules),
         )?;
     }
-    if let Some(r) = log_rotation(facts, warnings) {
+    if let Some(r) = rotation.filter(|r| !r.as_flags) {
         let json = render::kubelet::is_json;
         edit_config(
             &k.config.path,
@@ -413,6 +428,8 @@ fn slot<W>(list: &mut Vec<(String, String, Vec<W>)>, facts: &Facts, path: &str) 
 struct Rotation {
     size: Option<String>,
     files: Option<u64>,
+    /// The kubelet has no config file: the rotation goes to its flags.
+    as_flags: bool,
 }
 
 /// What of Docker's log settings the kubelet's config takes: its `json-file` or `local`
@@ -480,12 +497,27 @@ fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> 
         n = 2;
     }
     if !k.exists {
-        warnings.push(Finding::warning(
+        // No config file: the kubelet's flags (deprecated for the config file, still read).
+        let own = |f: &str| facts.kubelet.flag(f).and_then(|x| x.value.clone());
+        if let Some(set) = own("container-log-max-size").or_else(|| own("container-log-max-files"))
+        {
+            warnings.push(Finding::info(
+                "docker-log-rotation",
+                format!("Docker rotated container logs at {size} × {n}; the kubelet's own --container-log-max-* flags ({set}) now apply"),
+                "nothing to do if the kubelet's values are the ones wanted",
+            ));
+            return None;
+        }
+        warnings.push(Finding::info(
             "docker-log-rotation",
-            format!("Docker rotated container logs at {size} × {n}; the kubelet has no config file to carry that into"),
-            format!("add --container-log-max-size={quantity} --container-log-max-files={n} to the kubelet's flags"),
+            format!("Docker's log rotation ({driver}, max-size {size}, max-file {n}) goes to the kubelet's flags (it has no config file): --container-log-max-size={quantity} --container-log-max-files={n}"),
+            "nothing to do",
         ));
-        return None;
+        return Some(Rotation {
+            size: Some(quantity),
+            files: Some(n),
+            as_flags: true,
+        });
     }
     if k.container_log_max_size.is_some() || k.container_log_max_files.is_some() {
         warnings.push(Finding::info(
@@ -508,6 +540,7 @@ fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> 
     Some(Rotation {
         size: Some(quantity),
         files: Some(n),
+        as_flags: false,
     })
 }
 
@@ -666,5 +699,28 @@ mod tests {
         assert!(w
             .iter()
             .any(|x| x.code == "docker-log-rotation" && x.message.contains("which now applies")));
+    }
+
+    #[test]
+    fn without_a_config_file_the_rotation_goes_to_the_kubelets_flags() {
+        let mut f = facts_with("kubeadm-1.20-docker", None);
+        f.kubelet.config.exists = false;
+        f.files.remove("/var/lib/kubelet/config.yaml");
+        let (files, w) = side(&f);
+        let flags = files
+            .iter()
+            .find(|c| c.path == KUBEADM_FLAGS)
+            .expect("the flags file edited");
+        assert!(
+            flags.new.contains("--container-log-max-size=100Mi")
+                && flags.new.contains("--container-log-max-files=2"),
+            "{}",
+            flags.new
+        );
+        assert!(w.iter().any(|x| x.code == "docker-log-rotation"
+            && x.message.contains("goes to the kubelet's flags")));
+        assert!(!files
+            .iter()
+            .any(|c| c.path == "/var/lib/kubelet/config.yaml"));
     }
 }

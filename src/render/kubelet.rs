@@ -37,6 +37,9 @@ pub struct Rules {
     /// The pause image the runtime is given, where the kubelet's `--pod-infra-container-image`
     /// (kept below 1.35, for image garbage collection) must name the same.
     pub pause: Option<String>,
+    /// Flags set with the runtime flags (Docker's log rotation where the kubelet has no config
+    /// file).
+    pub extra_flags: Vec<(String, String)>,
 }
 
 impl Rules {
@@ -47,6 +50,7 @@ impl Rules {
             endpoint_in_config: v.at_least(1, 27) && has_config_file,
             drop_pod_infra: v.at_least(1, 35),
             pause: None,
+            extra_flags: vec![],
         }
     }
 }
@@ -144,6 +148,9 @@ fn add_runtime_flags(list: &mut FlagList, rules: &Rules) {
     }
     if !rules.endpoint_in_config {
         list.set("container-runtime-endpoint", &rules.endpoint);
+    }
+    for (name, value) in &rules.extra_flags {
+        list.set(name, value);
     }
 }
 

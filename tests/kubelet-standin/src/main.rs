@@ -58,6 +58,8 @@ const COMMON: &[&str] = &[
     "anonymous-auth",
     "authorization-mode",
     "client-ca-file",
+    "container-log-max-size",
+    "container-log-max-files",
     "eviction-hard",
     "kube-reserved",
     "system-reserved",
