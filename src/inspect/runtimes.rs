@@ -311,7 +311,7 @@ pub fn containerd_config(
         )
     })?;
     crate::secrets::from_toml(doc.as_item());
-    let schema = check_containerd_meaning(node, &doc)?;
+    let schema = check_containerd_meaning(&doc)?;
     let strings = |key: &str| -> Vec<String> {
         doc.get(key)
             .and_then(|v| v.as_array())
@@ -430,7 +430,7 @@ pub fn containerd_config(
 
 /// What containerd would refuse or misread in its config, by meaning, not syntax: refused here
 /// (exit 4) with the file and the fix, before anything is planned from it. Returns the schema.
-fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result<i64, Failure> {
+fn check_containerd_meaning(doc: &toml_edit::DocumentMut) -> Result<i64, Failure> {
     let refuse = |problem: String, fix: &str| Failure::bad_input(CONTAINERD_CONFIG, problem, fix);
     let schema = match doc.get("version") {
         None => 1,
@@ -469,11 +469,12 @@ fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result
             ));
         }
     }
+    // The imported files themselves are read once, by `imports_of`, which refuses a broken one.
     if let Some(v) = doc.get("imports") {
-        let Some(list) = v
+        if !v
             .as_array()
-            .filter(|a| a.iter().all(|x| x.as_str().is_some()))
-        else {
+            .is_some_and(|a| a.iter().all(|x| x.as_str().is_some()))
+        {
             return Err(refuse(
                 format!(
                     "`imports` must be a list of file paths, not {}",
@@ -481,11 +482,6 @@ fn check_containerd_meaning(node: &Node, doc: &toml_edit::DocumentMut) -> Result
                 ),
                 "Write it as a list of paths, or remove it.",
             ));
-        };
-        for path in list.iter().filter_map(|x| x.as_str()) {
-            for file in resolve_import(node, path) {
-                read_import(node, &file)?;
-            }
         }
     }
     Ok(schema)
@@ -556,7 +552,7 @@ fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
     }))
 }
 
-/// Every file the config imports, read (the check above refused a broken one).
+/// Every file the config imports, read and checked (`read_import` refuses a broken one).
 fn imports_of(node: &Node, doc: &toml_edit::DocumentMut) -> Result<Vec<Imported>, Failure> {
     let mut out = vec![];
     let list = doc.get("imports").and_then(|v| v.as_array());
