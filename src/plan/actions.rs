@@ -154,8 +154,20 @@ fn actions(
         .as_ref()
         .map(|s| s.value.clone())
         .unwrap_or_else(|| super::checks::default_pause(target, rv));
+    let sandbox = |runtime_handler: Option<String>| Action::CheckSandbox {
+        endpoint: target.endpoint().into(),
+        image: image.clone(),
+        cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
+            facts.kubelet.cgroup_driver.as_deref(),
+        )
+        .name()
+        .into(),
+        cluster_dns: facts.kubelet.cluster_dns.clone(),
+        cluster_domain: facts.kubelet.cluster_domain.clone(),
+        runtime_handler,
+    };
     // Version, pull, test pod: everything the kubelet will ask of the runtime.
-    let checks = vec![
+    let mut checks = vec![
         Action::Restart {
             unit: unit(target.unit()),
         },
@@ -168,20 +180,23 @@ fn actions(
             image: image.clone(),
             providers: facts.kubelet.credential_providers(),
         },
-        Action::CheckSandbox {
-            endpoint: target.endpoint().into(),
-            image,
-            cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
-                facts.kubelet.cgroup_driver.as_deref(),
-            )
-            .name()
-            .into(),
-            cluster_dns: facts.kubelet.cluster_dns.clone(),
-            cluster_domain: facts.kubelet.cluster_domain.clone(),
-            runtime_handler: None,
-        },
+        sandbox(None),
     ];
-    let mut checks = checks;
+    // A test pod through each handler carried from Docker whose runtime is on the node (the
+    // default one is proved by the pod above).
+    let default = settings
+        .workloads
+        .default_handler
+        .as_ref()
+        .map(|d| &d.value);
+    checks.extend(
+        settings
+            .workloads
+            .handlers
+            .iter()
+            .filter(|h| h.on_node && Some(&h.name) != default)
+            .map(|h| sandbox(Some(h.name.clone()))),
+    );
     // The moved root labelled before the runtime starts there.
     let labels: Vec<Action> = settings
         .workloads
@@ -192,30 +207,6 @@ fn actions(
             like: like.clone(),
         })
         .collect();
-    // A test pod through each handler carried from Docker whose runtime is on the node (the
-    // default one is proved by the pod above).
-    let default = settings
-        .workloads
-        .default_handler
-        .as_ref()
-        .map(|d| &d.value);
-    for h in settings
-        .workloads
-        .handlers
-        .iter()
-        .filter(|h| h.on_node && Some(&h.name) != default)
-    {
-        if let Some(Action::CheckSandbox { .. }) = checks.last() {
-            let mut c = checks.last().cloned().expect("a check");
-            if let Action::CheckSandbox {
-                runtime_handler, ..
-            } = &mut c
-            {
-                *runtime_handler = Some(h.name.clone());
-            }
-            checks.push(c);
-        }
-    }
     let start_kubelet = Action::Start {
         unit: unit("kubelet.service"),
     };
