@@ -107,12 +107,7 @@ fn a_migrated_node_has_nothing_to_do() {
                     }
                 })
                 .collect();
-            let out = bin()
-                .arg("--root")
-                .arg(tmp.path())
-                .args(&args)
-                .output()
-                .unwrap();
+            let out = run_under(tmp.path(), &args);
             assert_eq!(
                 out.status.code(),
                 Some(0),

@@ -234,14 +234,13 @@ mod tests {
             );
         };
         let root_s = root.display().to_string();
-        run(&[
-            "rpm",
-            "--root",
-            &root_s,
-            "--dbpath",
-            "/var/lib/rpm",
-            "--initdb",
-        ]);
+        // `rpm` on the node's database under the root.
+        let rpm_db = |more: &[&str]| {
+            let mut args = vec!["rpm", "--root", &root_s, "--dbpath", "/var/lib/rpm"];
+            args.extend(more);
+            run(&args);
+        };
+        rpm_db(&["--initdb"]);
         for (name, version, release) in packages {
             let spec = work.path().join(format!("{name}.spec"));
             std::fs::write(&spec, format!("Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: t\nLicense: MIT\nBuildArch: noarch\n%description\nt\n%files\n")).unwrap();
@@ -254,12 +253,7 @@ mod tests {
                 &spec.display().to_string(),
             ]);
             let rpm = top.join(format!("RPMS/noarch/{name}-{version}-{release}.noarch.rpm"));
-            run(&[
-                "rpm",
-                "--root",
-                &root_s,
-                "--dbpath",
-                "/var/lib/rpm",
+            rpm_db(&[
                 "-i",
                 "--justdb",
                 "--nodeps",

@@ -40,14 +40,15 @@ impl Case {
         self.run_at(&self.node(), extra)
     }
     pub fn run_at(&self, root: &Path, extra: &[&str]) -> Output {
-        bin()
-            .arg("--root")
-            .arg(root)
-            .args(&self.args)
-            .args(extra)
-            .output()
-            .unwrap()
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        run_under(root, &args)
     }
+}
+
+/// The binary on a node at `root` with `args`.
+pub fn run_under(root: &Path, args: &[&str]) -> Output {
+    bin().arg("--root").arg(root).args(args).output().unwrap()
 }
 
 /// Every fixture node. The README's examples are among them, with `node = "examples/nodes/..."`.
