@@ -143,6 +143,10 @@ impl Ulimit {
             v as u64
         }
     }
+    /// Soft at most hard, -1 (unlimited) above every number: what setrlimit takes.
+    pub fn valid(&self) -> bool {
+        Ulimit::oci_value(self.soft) <= Ulimit::oci_value(self.hard)
+    }
     /// `nofile=65536:1048576`, CRI-O's `default_ulimits` form.
     pub fn to_flag(&self) -> String {
         format!("{}={}:{}", self.name, self.soft, self.hard)

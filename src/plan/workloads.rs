@@ -121,7 +121,7 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
                         r.path.as_deref().unwrap_or("(no path)"),
                         r.from
                     ),
-                    format!("install {} or remove the runtime from daemon.json", r.path.as_deref().unwrap_or(name)),
+                    format!("install {} or remove the runtime where it is set", r.path.as_deref().unwrap_or(name)),
                 ));
             }
             Handler {
@@ -253,23 +253,27 @@ pub(super) fn workloads(
             warnings.push(Finding::warning(
                 "default-runtime-not-carried",
                 format!("Docker's default runtime {def} ({}) is not one of its runtimes that can be carried: pods run on runc", d.source("default-runtime")),
-                "define the runtime in daemon.json's runtimes (or fix its name) and run cri-migrate again",
+                "define the runtime (daemon.json's runtimes or --add-runtime), or fix the default's name, and run cri-migrate again",
             ));
         }
     }
-    w.ulimits = d.default_ulimits.clone();
-    if let Some(u) = w.ulimits.iter().find(|u| u.soft > u.hard && u.hard >= 0) {
+    for u in d.default_ulimits.iter().filter(|u| !u.valid()) {
         warnings.push(Finding::warning(
             "ulimit-invalid",
             format!(
-                "default ulimit {} ({}) has a soft limit above its hard one: no runtime can set it",
+                "default ulimit {} ({}) has a soft limit above its hard one (-1 is unlimited): no runtime can set it",
                 u.to_flag(),
                 u.from
             ),
-            "fix it in daemon.json (soft ≤ hard) and run cri-migrate again",
+            "fix it where it is set (soft ≤ hard) and run cri-migrate again",
         ));
-        w.ulimits.retain(|x| !(x.soft > x.hard && x.hard >= 0));
     }
+    w.ulimits = d
+        .default_ulimits
+        .iter()
+        .filter(|u| u.valid())
+        .cloned()
+        .collect();
     if d.selinux_enabled {
         w.selinux = Some(setting(true, d.source("selinux-enabled")));
     }
@@ -360,13 +364,19 @@ mod tests {
         d.default_ulimits = vec![
             Ulimit::parse("nofile=65536:1048576", "x").unwrap(),
             Ulimit::parse("nproc=10:5", "y").unwrap(),
+            // Unlimited soft over a finite hard limit: as invalid.
+            Ulimit::parse("core=-1:0", "z").unwrap(),
         ];
         d.selinux_enabled = true;
         let mut w = vec![];
         let wl = workloads(&f, Target::Containerd, None, &mut w);
         assert_eq!(wl.default_handler.unwrap().value, "crun");
-        assert_eq!(wl.ulimits.len(), 1, "the invalid one is said, not carried");
-        assert!(w.iter().any(|x| x.code == "ulimit-invalid"));
+        assert_eq!(
+            wl.ulimits.len(),
+            1,
+            "the invalid ones are said, not carried"
+        );
+        assert_eq!(w.iter().filter(|x| x.code == "ulimit-invalid").count(), 2);
         assert!(wl.selinux.unwrap().value);
         // A default that names nothing carried is said.
         f.docker.settings.default_runtime = Some("nvidia".into());
