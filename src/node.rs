@@ -265,8 +265,29 @@ impl Node {
         max: u64,
         too_large: &str,
     ) -> Result<Option<(Vec<u8>, u32)>> {
+        let Some((file, meta)) = self.open_regular(node_path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        {
+            use std::io::Read;
+            file.take(max + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read {node_path}"))?;
+        }
+        if bytes.len() as u64 > max {
+            return Err(too_big(node_path, max, too_large).into());
+        }
+        Ok(Some((bytes, meta.permissions().mode() & 0o7777)))
+    }
+
+    /// A regular file opened for reading through the root, with what it is. What it is is
+    /// seen first without opening it for reading (a device's open can act), then the open
+    /// file is checked again (`fstat`): the same inode, still a regular file, so that a link
+    /// flipped to `/dev/zero` or a FIFO in between is refused rather than read for ever. A
+    /// directory, a FIFO, a device is an error naming the file; `None` when it does not exist.
+    fn open_regular(&self, node_path: &str) -> Result<Option<(std::fs::File, std::fs::Metadata)>> {
         use nix::fcntl::OFlag;
-        // What it is first, without opening it for reading (a device's open can act).
         let Some(meta) = self.stat_checked(node_path)? else {
             return Ok(None);
         };
@@ -289,7 +310,6 @@ impl Node {
             )
             .into());
         }
-        // Then opened for reading, and the same file (not one swapped in since).
         let file = self
             .open_in_root(
                 node_path,
@@ -297,47 +317,70 @@ impl Node {
                 nix::fcntl::ResolveFlag::empty(),
             )?
             .with_context(|| format!("{node_path} went away while it was read"))?;
-        let now = file.metadata()?;
+        let now = file
+            .metadata()
+            .with_context(|| format!("cannot read {node_path}"))?;
         {
             use std::os::unix::fs::MetadataExt;
             if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) || !now.is_file() {
-                anyhow::bail!("{node_path} changed while it was read: run again");
+                return Err(crate::error::Failure::bad_input(
+                    node_path,
+                    "it changed while it was read (another file, or not a regular file any more)",
+                    "Run again once nothing changes the node's files; a link that keeps changing is not read.",
+                )
+                .into());
             }
         }
-        let mut bytes = Vec::new();
-        {
-            use std::io::Read;
-            file.take(max + 1)
-                .read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read {node_path}"))?;
-        }
-        if bytes.len() as u64 > max {
-            return Err(crate::error::Failure::bad_input(
-                node_path,
-                format!("it holds more than {} MiB", max >> 20),
-                too_large,
-            )
-            .into());
-        }
-        Ok(Some((bytes, meta.permissions().mode() & 0o7777)))
+        Ok(Some((file, now)))
     }
 
-    /// The `len` bytes that follow the first `magic` in a regular file, read in chunks (a
-    /// binary of any size), `None` when the file or the magic is not there.
-    pub fn find_after(&self, node_path: &str, magic: &[u8], len: usize) -> Result<Option<Vec<u8>>> {
-        use nix::fcntl::OFlag;
+    /// Copy a regular file of at most `max` bytes out of the node to `dest` (a path of the
+    /// tool's own, created new), streamed: never more than a buffer in memory. The file is
+    /// opened as every node file is ([`Node::open_regular`]). `Ok(false)` when it does not
+    /// exist.
+    pub fn copy_out(&self, node_path: &str, dest: &Path, max: u64) -> Result<bool> {
         use std::io::Read;
-        if !self.stat_checked(node_path)?.is_some_and(|m| m.is_file()) {
-            return Ok(None);
+        let Some((file, meta)) = self.open_regular(node_path)? else {
+            return Ok(false);
+        };
+        if meta.len() > max {
+            return Err(too_big(node_path, max, "Check what the file is.").into());
         }
-        let Some(mut f) = self.open_in_root(
-            node_path,
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
-            nix::fcntl::ResolveFlag::empty(),
-        )?
-        else {
+        let mut out = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+        }
+        .with_context(|| format!("cannot create {}", dest.display()))?;
+        let copied = std::io::copy(&mut file.take(max + 1), &mut out)
+            .with_context(|| format!("cannot copy {node_path}"))?;
+        if copied > max {
+            return Err(too_big(node_path, max, "Check what the file is.").into());
+        }
+        Ok(true)
+    }
+
+    /// The `len` bytes that follow the first `magic` in a regular file of at most `max` bytes,
+    /// read in chunks, `None` when the file or the magic is not there. A larger file is an
+    /// error naming it (a 1 TiB sparse file is not scanned).
+    pub fn find_after(
+        &self,
+        node_path: &str,
+        magic: &[u8],
+        len: usize,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let Some((file, meta)) = self.open_regular(node_path)? else {
             return Ok(None);
         };
+        if meta.len() > max {
+            return Err(too_big(node_path, max, "Give the version with a flag instead.").into());
+        }
+        let mut f = file.take(max);
         let mut window: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 1 << 20];
         loop {
@@ -612,6 +655,15 @@ impl Node {
 }
 
 /// What a file that is not a regular file is, for a message.
+/// A node file over a size bound, refused naming it.
+fn too_big(node_path: &str, max: u64, fix: &str) -> crate::error::Failure {
+    crate::error::Failure::bad_input(
+        node_path,
+        format!("it holds more than {} MiB", max >> 20),
+        fix,
+    )
+}
+
 fn describe(t: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if t.is_char_device() {

@@ -33,6 +33,27 @@ pub const UNIT_DIRS: [&str; 5] = [
     "/lib/systemd/system",
 ];
 
+/// The most a unit's expanded command line may hold: Linux passes at most a quarter of the
+/// stack limit (2 MiB by default) to a program; twice that leaves room and bounds the work.
+/// Each word counts its pointer too (8 bytes), as the kernel counts it.
+pub const MAX_COMMAND_BYTES: usize = 4 << 20;
+
+/// The most a unit's files together (fragment and drop-ins), or its environment files
+/// together, may hold: real ones hold kilobytes.
+pub const MAX_UNIT_BYTES: usize = 64 << 20;
+
+fn too_much(file: &str, what: &str) -> anyhow::Error {
+    crate::error::Failure::bad_input(
+        file,
+        format!(
+            "{what} hold more than {} MiB together, which no real unit does",
+            MAX_UNIT_BYTES >> 20
+        ),
+        "Check the unit's files: something that is not a unit setting was put there.",
+    )
+    .into()
+}
+
 /// What reading a unit could not do or did not do, one sentence each.
 pub type Notes = Vec<String>;
 
@@ -68,7 +89,8 @@ impl Setting {
     fn origin_at(&self, offset: usize) -> Origin {
         Origin {
             file: self.origin.file.clone(),
-            line: self.origin.line + self.joins.iter().filter(|j| **j <= offset).count(),
+            // The joins are in order: a binary search, not a count over all of them.
+            line: self.origin.line + self.joins.partition_point(|j| *j <= offset),
         }
     }
 }
@@ -180,11 +202,14 @@ fn assignments(text: &str) -> Vec<Assignment> {
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         let (mut joined, start, mut joins) = match pending.take() {
-            Some((before, start, mut joins)) => {
+            Some((mut before, start, mut joins)) => {
                 // systemd joins with a space; the blanks before the backslash add nothing.
-                let before = before.trim_end();
+                // Appended in place: a unit of many continued lines is read in linear time.
+                before.truncate(before.trim_end().len());
                 joins.push(before.len());
-                (format!("{before} {}", line.trim_start()), start, joins)
+                before.push(' ');
+                before.push_str(line.trim_start());
+                (before, start, joins)
             }
             None => {
                 let t = line.trim_start();
@@ -263,10 +288,15 @@ impl Unit {
             ..Unit::default()
         };
         let files: Vec<String> = fragment.into_iter().chain(by_name.into_values()).collect();
+        let mut read = 0usize;
         for file in &files {
             let Some(text) = node.read(file)? else {
                 continue;
             };
+            read += text.len();
+            if read > MAX_UNIT_BYTES {
+                return Err(too_much(file, &format!("{name}'s unit file and drop-ins")));
+            }
             if Some(file) != unit.fragment.as_ref() {
                 unit.dropins.push(file.clone());
             }
@@ -311,12 +341,12 @@ impl Unit {
     /// then each `EnvironmentFile=` in order, a later value winning. Each variable with where
     /// it was set. Notes say which files were missing.
     pub fn env(&self, node: &Node) -> Result<(Vec<(String, Setting)>, Notes)> {
+        // Every assignment in order; the last of each name wins, at the place of that last
+        // one (as a remove-then-push would leave it), sorted out once at the end: linear.
         let mut vars: Vec<(String, Setting)> = Vec::new();
         let mut notes = Vec::new();
-        let mut set = |name: String, s: Setting| {
-            vars.retain(|(n, _)| *n != name);
-            vars.push((name, s));
-        };
+        let mut set = |name: String, s: Setting| vars.push((name, s));
+        let mut read = 0usize;
         for e in &self.environment {
             if let Some((k, v)) = e.value.split_once('=') {
                 set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
@@ -327,7 +357,17 @@ impl Unit {
                 Some(p) => (true, p.trim()),
                 None => (false, f.value.trim()),
             };
-            let Some(text) = node.read(path)? else {
+            let text = node.read(path)?;
+            if let Some(t) = &text {
+                read += t.len();
+                if read > MAX_UNIT_BYTES {
+                    return Err(too_much(
+                        path,
+                        &format!("{}'s environment files", self.name),
+                    ));
+                }
+            }
+            let Some(text) = text else {
                 notes.push(if optional {
                     format!("{path} (EnvironmentFile=-, {}:{}) is missing: skipped", f.origin.file, f.origin.line)
                 } else {
@@ -356,7 +396,14 @@ impl Unit {
                 }
             }
         }
-        Ok((vars, notes))
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Vec<(String, Setting)> = vars
+            .into_iter()
+            .rev()
+            .filter(|(n, _)| seen.insert(n.clone()))
+            .collect();
+        last.reverse();
+        Ok((last, notes))
     }
 
     /// The command line of the unit's (last) `ExecStart=`, expanded as systemd expands it.
@@ -365,7 +412,28 @@ impl Unit {
             return Ok(None);
         };
         let (vars, mut notes) = self.env(node)?;
-        let lookup = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let by_name: std::collections::HashMap<&str, &Setting> =
+            vars.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let lookup = |name: &str| by_name.get(name).copied();
+        // What the expansion has made so far, bounded: a variable expanded many times cannot
+        // make more than the kernel would pass to a program.
+        let mut size = 0usize;
+        let mut grow = |by: usize| -> Result<()> {
+            size += by;
+            if size > MAX_COMMAND_BYTES {
+                return Err(crate::error::Failure::bad_input(
+                    &exec.origin.file,
+                    format!(
+                        "the ExecStart= of line {} expands to more than {} MiB, more than the kernel passes to a program (systemd could not start it either)",
+                        exec.origin.line,
+                        MAX_COMMAND_BYTES >> 20
+                    ),
+                    "Fix the unit's command line and the variables it expands.",
+                )
+                .into());
+            }
+            Ok(())
+        };
         let mut line = exec.value.trim_start();
         // Prefixes: `-` `@` `+` `!` `!!` change how it runs, `:` turns expansion off.
         let mut expand = true;
@@ -395,6 +463,7 @@ impl Unit {
                 variable: None,
             };
             if !expand {
+                grow(raw.len() + 8)?;
                 argv.push(plain());
                 continue;
             }
@@ -402,11 +471,14 @@ impl Unit {
             if let Some(name) = raw.strip_prefix('$').filter(|n| is_var_name(n)) {
                 expands.push(name.to_string());
                 match lookup(name) {
-                    Some(s) => argv.extend(s.value.split_whitespace().map(|w| Word {
-                        text: w.to_string(),
-                        origin: s.origin.clone(),
-                        variable: var(name, &s.origin),
-                    })),
+                    Some(s) => {
+                        grow(s.value.len() + 8 * s.value.split_whitespace().count())?;
+                        argv.extend(s.value.split_whitespace().map(|w| Word {
+                            text: w.to_string(),
+                            origin: s.origin.clone(),
+                            variable: var(name, &s.origin),
+                        }))
+                    }
                     None => notes.push(format!("${name} is not set: no word")),
                 }
                 continue;
@@ -429,6 +501,7 @@ impl Unit {
                 {
                     match lookup(name) {
                         Some(s) => {
+                            grow(s.value.len())?;
                             out.push_str(&s.value);
                             var_from = var(name, &s.origin);
                         }
@@ -441,6 +514,7 @@ impl Unit {
                 }
             }
             out.push_str(rest);
+            grow(out.len() + 8)?;
             argv.push(Word {
                 text: out,
                 origin: here,

@@ -71,18 +71,28 @@ fn split(s: &str) -> (&str, Option<&str>, &str) {
     }
 }
 
-/// A shell-style glob of one name segment (`*` any run, `?` one character).
+/// A shell-style glob of one name segment (`*` any run, `?` one character), matched with
+/// backtracking to the last `*` only: at most pattern × text steps, whatever the pattern.
 fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) && p[i] != '*' {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
         }
     }
-    go(&p, &t)
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// Whether `pattern` (a `matchImages` entry, or a key of a response's `auth`) matches
@@ -115,11 +125,13 @@ struct AuthConfig {
     password: String,
 }
 
+/// The most of a provider's answer read: a response holds a few credentials.
+const MAX_RESPONSE: usize = 1 << 20;
+
 /// A provider's plugin, run for `image` as the kubelet runs it: the request on its stdin, its
 /// environment with the provider's `env` on top, its `args`; the most specific `auth` entry
 /// that matches the image. `None` where it gives none.
 pub fn run(node: &Node, source: &Source, p: &Provider, image: &str) -> Result<Option<Credential>> {
-    use std::io::Write;
     if p.name.contains('/') || p.name.starts_with('.') {
         bail!("the provider name {:?} is not a file name", p.name);
     }
@@ -129,37 +141,52 @@ pub fn run(node: &Node, source: &Source, p: &Provider, image: &str) -> Result<Op
         "kind": "CredentialProviderRequest",
         "image": image,
     });
-    let mut child = crate::signals::spawn(
-        std::process::Command::new(&plugin)
-            .args(&p.args)
-            .envs(p.env.iter().map(|e| (e.name.as_str(), e.value.as_str())))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped()),
-    )
-    .with_context(|| format!("cannot run the credential provider {}", plugin.display()))?;
-    let pid = child.id();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(request.to_string().as_bytes());
-    }
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    // The kubelet gives a plugin a minute.
-    let status = crate::system::wait_bounded(&mut child, Duration::from_secs(60));
-    crate::signals::forget_child(pid);
-    let status = status.with_context(|| format!("the credential provider {}", p.name))?;
-    let out = reader.join().unwrap_or_default();
-    if !status.success() {
-        bail!("the credential provider {} failed ({status})", p.name);
-    }
-    let r: Response = serde_json::from_str(&out).with_context(|| {
-        format!(
-            "the credential provider {} gave no CredentialProviderResponse",
-            p.name
+    let mut cmd = std::process::Command::new(&plugin);
+    cmd.args(&p.args)
+        .envs(p.env.iter().map(|e| (e.name.as_str(), e.value.as_str())));
+    // The kubelet gives a plugin a minute; a response is a few kilobytes.
+    let bounds = crate::system::Bounds {
+        timeout: Duration::from_secs(60),
+        stdout: MAX_RESPONSE,
+        stderr: 64 << 10,
+    };
+    let ran = crate::system::run_bounded(&mut cmd, Some(request.to_string().into_bytes()), bounds)
+        .with_context(|| format!("cannot run the credential provider {}", plugin.display()))?;
+    let out = match ran {
+        crate::system::Bounded::Done(r) if r.success => r.stdout,
+        // What it printed is never quoted: a response, or a part of one, may hold a secret.
+        crate::system::Bounded::Done(r) => bail!(
+            "the credential provider {} failed ({})",
+            p.name,
+            r.code
+                .map(|c| format!("exit {c}"))
+                .unwrap_or_else(|| "killed by a signal".into())
+        ),
+        crate::system::Bounded::TimedOut => bail!(
+            "the credential provider {} did not answer within {}s (or left a process holding its output): it was stopped with its process group",
+            p.name,
+            bounds.timeout.as_secs()
+        ),
+        crate::system::Bounded::TooMuchOutput => bail!(
+            "the credential provider {} wrote more than {} KiB, which is no CredentialProviderResponse: it was stopped",
+            p.name,
+            MAX_RESPONSE >> 10
+        ),
+    };
+    // serde's message quotes the value it could not take (a password where a table was
+    // expected): only where the problem is, never what.
+    let r: Response = serde_json::from_str(&out).map_err(|e| {
+        anyhow::anyhow!(
+            "the credential provider {} gave no CredentialProviderResponse (its answer does not parse as one: line {}, column {}, a {} problem)",
+            p.name,
+            e.line(),
+            e.column(),
+            match e.classify() {
+                serde_json::error::Category::Io => "read",
+                serde_json::error::Category::Syntax => "JSON syntax",
+                serde_json::error::Category::Data => "field type",
+                serde_json::error::Category::Eof => "truncated JSON",
+            }
         )
     })?;
     if r.kind != "CredentialProviderResponse" {
@@ -225,6 +252,11 @@ mod tests {
             "registry.example/other/app:1"
         ));
         assert!(matches("https://*.example.com", "a.example.com/x"));
+        assert!(glob("a*b?c*", "axxbycz") && !glob("a*b?c", "abc") && glob("*", ""));
+        // A pattern that would take exponential time with naive backtracking.
+        let t = std::time::Instant::now();
+        assert!(!glob(&"*a".repeat(40), &"a".repeat(39)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

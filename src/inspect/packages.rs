@@ -21,13 +21,20 @@ pub struct Packages {
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// Where an rpm database may be (rpm 4.17+ moved it under /usr), and the file that tells its
-/// format, with the backend that reads it.
+/// format, with the backend that reads it and the files of the database that backend reads.
 const RPM_DBS: [&str; 2] = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"];
-const RPM_FORMATS: [(&str, &str); 3] = [
-    ("rpmdb.sqlite", "sqlite"),
-    ("Packages", "bdb_ro"),
-    ("Packages.db", "ndb"),
+const RPM_FORMATS: [(&str, &str, &[&str]); 3] = [
+    (
+        "rpmdb.sqlite",
+        "sqlite",
+        &["rpmdb.sqlite", "rpmdb.sqlite-wal"],
+    ),
+    ("Packages", "bdb_ro", &["Packages"]),
+    ("Packages.db", "ndb", &["Packages.db", "Index.db"]),
 ];
+
+/// The most an rpm database's files may hold together: a large server's is a few hundred MiB.
+pub const MAX_RPM_DB_BYTES: u64 = 1 << 30;
 
 /// What the database says of a package: the version installed, if one is, and a note when its
 /// records are more than one (an interrupted upgrade, a database edited by hand).
@@ -63,25 +70,38 @@ impl Packages {
         }
     }
 
-    /// The node's rpm database, through this machine's `rpm` (`--dbpath` at the node's
-    /// directory; its queries only read).
+    /// The node's rpm database, through this machine's `rpm`. The node's path is never given
+    /// to rpm: rpm expands macros (`%(...)`, `%{lua:...}`) in its `--dbpath` and follows links
+    /// on the host. The database's files are copied (regular files only, opened inside the root
+    /// as every node file is, bounded in size, streamed) into a private directory of the tool's
+    /// own, whose path holds only plain characters, and rpm reads that copy.
     fn read_rpm(&mut self, node: &Node) {
-        let Some((db, backend)) = RPM_DBS.iter().find_map(|d| {
+        let Some((db, backend, files)) = RPM_DBS.iter().find_map(|d| {
             RPM_FORMATS
                 .iter()
-                .find(|(f, _)| node.is_file(&join(d, f)))
-                .map(|(_, b)| (*d, *b))
+                .find(|(f, _, _)| node.is_file(&join(d, f)))
+                .map(|(_, b, files)| (*d, *b, *files))
         }) else {
             return;
         };
         let said = format!("the rpm database {db}");
-        let host = node.path(db).display().to_string();
+        let copy = match copy_rpm_db(node, db, files) {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.notes.push(format!(
+                    "{said} was not read: {}",
+                    crate::secrets::redact(&format!("{e:#}"))
+                ));
+                return;
+            }
+        };
+        let dbpath = copy.path().display().to_string();
         let backend = format!("_db_backend {backend}");
         let ran = crate::system::run(
             "rpm",
             &[
                 "--dbpath",
-                &host,
+                &dbpath,
                 "--define",
                 &backend,
                 "-qa",
@@ -181,6 +201,47 @@ impl Packages {
             })
         })
     }
+}
+
+/// The files of the node's rpm database `db` copied into a new private directory (0700) whose
+/// path has only plain characters (no `%` for rpm to expand, no blank), at most
+/// [`MAX_RPM_DB_BYTES`] in all.
+fn copy_rpm_db(node: &Node, db: &str, files: &[&str]) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("cri-migrate-rpmdb.")
+        .tempdir_in(plain_temp_dir())?;
+    let path = dir.path().display().to_string();
+    anyhow::ensure!(
+        is_plain_path(&path),
+        "the temporary directory {path} holds characters rpm would expand"
+    );
+    let mut left = MAX_RPM_DB_BYTES;
+    for f in files {
+        let from = join(db, f);
+        let to = dir.path().join(f);
+        if node.copy_out(&from, &to, left)? {
+            left = left.saturating_sub(std::fs::metadata(&to)?.len());
+        }
+    }
+    Ok(dir)
+}
+
+/// The temporary directory when its path is plain, else /tmp.
+fn plain_temp_dir() -> std::path::PathBuf {
+    let t = std::env::temp_dir();
+    if is_plain_path(&t.display().to_string()) {
+        t
+    } else {
+        "/tmp".into()
+    }
+}
+
+/// An absolute path of letters, digits and `/._-` only: nothing a program could read as a
+/// macro, an option or a second word.
+fn is_plain_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
 }
 
 #[cfg(test)]

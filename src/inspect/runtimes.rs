@@ -128,19 +128,28 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         }
     }
     // Under --root a binary is never run, but a Go binary may carry its version in its build
-    // information (a release build; distribution builds mostly do not).
-    if installed.version.is_none() && !node.is_live() {
+    // information (a release build; distribution builds mostly do not). Scanned only when no
+    // package database gave the version, and only up to a size no real binary reaches.
+    if installed.version.is_none()
+        && !node.is_live()
+        && package.as_ref().and_then(|p| p.version).is_none()
+    {
         if let Some(bin) = &binary {
             let magic = crate::version::GO_BUILDINFO_MAGIC;
-            if let Some(v) = node
-                .find_after(bin, magic, 64 << 10)
-                .ok()
-                .flatten()
-                .and_then(|after| crate::version::from_go_buildinfo(&after))
-                .filter(|_| package.as_ref().and_then(|p| p.version).is_none())
-            {
-                installed.version = Some(v);
-                installed.version_source = Some(format!("{bin}'s Go build information"));
+            match node.find_after(bin, magic, 64 << 10, MAX_BINARY_BYTES) {
+                Ok(after) => {
+                    if let Some(v) = after.as_deref().and_then(crate::version::from_go_buildinfo) {
+                        installed.version = Some(v);
+                        installed.version_source = Some(format!("{bin}'s Go build information"));
+                    }
+                }
+                Err(e) => {
+                    let said = format!("its build information was not read: {e:#}");
+                    installed.package_note = Some(match installed.package_note.take() {
+                        Some(n) => format!("{n}; {said}"),
+                        None => said,
+                    });
+                }
             }
         }
     }
@@ -489,7 +498,7 @@ fn check_containerd_meaning(doc: &toml_edit::DocumentMut) -> Result<i64, Failure
 
 /// An imported file, read and checked: one that disables CRI again would undo the migration's
 /// config behind its back (refused).
-fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
+fn read_import(node: &Node, path: &str) -> Result<Option<(Imported, usize)>, Failure> {
     let Some(text) = node.read(path).map_err(|e| {
         Failure::bad_input(
             path,
@@ -540,35 +549,70 @@ fn read_import(node: &Node, path: &str) -> Result<Option<Imported>, Failure> {
             handlers.extend(rt.iter().map(|(k, _)| k.to_string()));
         }
     }
-    Ok(Some(Imported {
-        path: path.to_string(),
-        version: imported
-            .get("version")
-            .and_then(|v| v.as_integer())
-            .unwrap_or(1),
-        values: flatten(&imported),
-        plugins,
-        handlers,
-    }))
+    let size = text.len();
+    Ok(Some((
+        Imported {
+            path: path.to_string(),
+            version: imported
+                .get("version")
+                .and_then(|v| v.as_integer())
+                .unwrap_or(1),
+            values: flatten(&imported),
+            plugins,
+            handlers,
+        },
+        size,
+    )))
 }
 
 /// Every file the config imports, read and checked (`read_import` refuses a broken one).
+/// A file imported more than once is read once (containerd loads each path once too), and no
+/// more than [`MAX_IMPORTS`] files or [`MAX_IMPORT_BYTES`] in all are read: past that the config
+/// is refused, naming it.
 fn imports_of(node: &Node, doc: &toml_edit::DocumentMut) -> Result<Vec<Imported>, Failure> {
     let mut out = vec![];
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0usize;
     let list = doc.get("imports").and_then(|v| v.as_array());
+    let over = |what: String| {
+        Failure::bad_input(
+            CONTAINERD_CONFIG,
+            what,
+            "Import fewer files (containerd's own drop-ins are a handful), then run cri-migrate again.",
+        )
+    };
     for entry in list
         .into_iter()
         .flat_map(|a| a.iter())
         .filter_map(|x| x.as_str())
     {
         for file in resolve_import(node, entry) {
-            if let Some(i) = read_import(node, &file)? {
+            if !seen.insert(crate::node::clean(&file)) {
+                continue;
+            }
+            if seen.len() > MAX_IMPORTS {
+                return Err(over(format!(
+                    "its `imports` name more than {MAX_IMPORTS} files"
+                )));
+            }
+            if let Some((i, size)) = read_import(node, &file)? {
+                bytes += size;
+                if bytes > MAX_IMPORT_BYTES {
+                    return Err(over(format!(
+                        "the files its `imports` name hold more than {} MiB together",
+                        MAX_IMPORT_BYTES >> 20
+                    )));
+                }
                 out.push(i);
             }
         }
     }
     Ok(out)
 }
+
+/// Bounds on what containerd's `imports` may make the tool read.
+const MAX_IMPORTS: usize = 256;
+const MAX_IMPORT_BYTES: usize = 32 << 20;
 
 /// The CRI plugin's names across schemas.
 pub fn is_cri_plugin(name: &str) -> bool {
@@ -580,6 +624,10 @@ pub fn is_cri_plugin(name: &str) -> bool {
             | "io.containerd.cri.v1.runtime"
     )
 }
+
+/// The largest binary whose build information is scanned: kubelet, containerd and dockerd are
+/// well under 300 MiB; a larger file (a sparse 1 TiB one) is refused, not read.
+pub const MAX_BINARY_BYTES: u64 = 512 << 20;
 
 /// CRI-O's configuration files as found.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -48,57 +48,162 @@ pub struct Ran {
 pub fn run(program: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Result<Ran> {
     let path = which::which(program)
         .map_err(|_| anyhow!("`{program}` is not installed (not found on PATH)"))?;
+    let mut cmd = Command::new(&path);
+    cmd.args(args).envs(env.iter().copied());
+    let said = || format!("`{program} {}`", args.join(" "));
+    match run_bounded(&mut cmd, None, Bounds::of(timeout))
+        .map_err(|e| anyhow!("cannot run {}: {e}", path.display()))?
+    {
+        Bounded::Done(r) => Ok(r),
+        Bounded::TimedOut => bail!(
+            "{} did not finish within {}s and was stopped",
+            said(),
+            timeout.as_secs()
+        ),
+        Bounded::TooMuchOutput => bail!(
+            "{} wrote more than {} MiB and was stopped",
+            said(),
+            MAX_STDOUT >> 20
+        ),
+    }
+}
+
+/// The most of a program's output kept: stdout (a larger answer is refused and the program
+/// stopped) and stderr (the rest is read and dropped, so a chatty program never blocks).
+pub const MAX_STDOUT: usize = 256 << 20;
+pub const MAX_STDERR: usize = 1 << 20;
+
+/// What a bounded run may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// For the whole call: the program, and every process that holds its output open.
+    pub timeout: Duration,
+    pub stdout: usize,
+    pub stderr: usize,
+}
+
+impl Bounds {
+    pub fn of(timeout: Duration) -> Bounds {
+        Bounds {
+            timeout,
+            stdout: MAX_STDOUT,
+            stderr: MAX_STDERR,
+        }
+    }
+}
+
+/// How a bounded run ended.
+pub enum Bounded {
+    Done(Ran),
+    /// The deadline passed (the program, or a process it left holding its output): its whole
+    /// process group was killed.
+    TimedOut,
+    /// More than the bound on stdout: the group was killed.
+    TooMuchOutput,
+}
+
+/// Run a command in a process group of its own, `stdin` written to it, stdout and stderr read
+/// at once on their own threads with bounds, the whole call — the program's exit and the end
+/// of its output, which a child it left in the background may hold open — under one deadline,
+/// past which the whole group is killed. A descendant that left the group and still holds a
+/// pipe is given up on (its reader thread is left behind), never waited for.
+pub fn run_bounded(
+    cmd: &mut Command,
+    stdin: Option<Vec<u8>>,
+    b: Bounds,
+) -> std::io::Result<Bounded> {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    enum Event {
+        Out(Vec<u8>, bool),
+        Err(Vec<u8>),
+    }
     let mut child = crate::signals::spawn(
-        Command::new(&path)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
-    .map_err(|e| anyhow!("cannot run {}: {e}", path.display()))?;
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()),
+    )?;
     let pid = child.id();
-    // Read the pipes on threads so a chatty program cannot block on a full pipe.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut so, &mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut se, &mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            crate::signals::forget_child(pid);
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // The whole group: a child's own children would keep the pipes open.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
-            crate::signals::forget_child(pid);
-            bail!(
-                "`{program} {}` did not finish within {}s and was stopped",
-                args.join(" "),
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let kill = || {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     };
-    Ok(Ran {
+    if let (Some(mut w), Some(input)) = (child.stdin.take(), stdin) {
+        // A program that never reads its stdin must not block us.
+        std::thread::spawn(move || {
+            let _ = w.write_all(&input);
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut so = child.stdout.take().expect("piped");
+    let tx_out = tx.clone();
+    let cap_out = b.stdout;
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let over = (&mut so)
+            .take(cap_out as u64 + 1)
+            .read_to_end(&mut kept)
+            .is_ok()
+            && kept.len() > cap_out;
+        kept.truncate(cap_out);
+        let _ = tx_out.send(Event::Out(kept, over));
+    });
+    let mut se = child.stderr.take().expect("piped");
+    let cap_err = b.stderr;
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let _ = (&mut se).take(cap_err as u64).read_to_end(&mut kept);
+        // The rest is read and dropped: a full pipe would stop the program.
+        let _ = std::io::copy(&mut se, &mut std::io::sink());
+        let _ = tx.send(Event::Err(kept));
+    });
+    let deadline = Instant::now() + b.timeout;
+    let (mut out, mut err, mut status) = (None, None, None);
+    let ended = |kill_first: bool, child: &mut std::process::Child| {
+        if kill_first {
+            kill();
+        }
+        let _ = child.wait();
+        crate::signals::forget_child(pid);
+    };
+    loop {
+        if status.is_none() {
+            if let Some(s) = child.try_wait()? {
+                crate::signals::forget_child(pid);
+                status = Some(s);
+            }
+        }
+        if status.is_some() && out.is_some() && err.is_some() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            ended(true, &mut child);
+            return Ok(Bounded::TimedOut);
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(20))) {
+            Ok(Event::Out(_, true)) => {
+                ended(true, &mut child);
+                return Ok(Bounded::TooMuchOutput);
+            }
+            Ok(Event::Out(o, false)) => out = Some(o),
+            Ok(Event::Err(e)) => err = Some(e),
+            Err(_) => {}
+        }
+    }
+    let status = status.expect("ended");
+    Ok(Bounded::Done(Ran {
         success: status.success(),
         code: status.code(),
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    })
+        stdout: String::from_utf8_lossy(&out.unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.unwrap_or_default()).into_owned(),
+    }))
 }
 
 /// Run and require success; the error quotes the command and what it printed.
