@@ -25,5 +25,6 @@ pub mod secrets;
 pub mod signals;
 pub mod sync;
 pub mod system;
+pub mod terminal;
 pub mod unit;
 pub mod version;

@@ -73,7 +73,12 @@ fn main() {
     };
     let stdout = std::io::stdout();
     // Every byte of stdout goes through the redaction of credentials (src/secrets.rs).
-    let mut out = cri_migrate::secrets::Redacting::new(stdout.lock());
+    // Text is escaped on its way out too (report::for_terminal): one printing path for all.
+    let mut out = if json {
+        cri_migrate::secrets::Redacting::new(stdout.lock())
+    } else {
+        cri_migrate::secrets::Redacting::escaping(stdout.lock())
+    };
     let code = match commands::run(cli, commands::Console::detect(), &mut out) {
         Ok(code) => code,
         Err(err) => {

@@ -237,6 +237,48 @@ pub fn redact_url(s: &str) -> String {
 
 /// Where the userinfo (`user:password`, before the `@`) of each URL in a text is: the one
 /// reading of URLs that both the redaction and the secrets' registry use.
+/// A command line to show a person, each word shell-quoted where it needs it: pasted into a
+/// shell, it runs these words and nothing else, whatever a node's data put in them.
+pub fn shell_line(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            shlex::try_quote(w)
+                .map(|q| q.into_owned())
+                // A NUL byte cannot be in an argument: shown escaped, never run as it stands.
+                .unwrap_or_else(|_| format!("{w:?}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The SELinux commands that label a moved runtime root `path` as `like`, as one line to
+/// paste.
+pub fn selinux_label_line(like: &str, path: &str) -> String {
+    format!(
+        "{} && {} && {}",
+        shell_line(&["semanage", "fcontext", "-a", "-e", like, "--", path]),
+        shell_line(&["mkdir", "-p", "--", path]),
+        shell_line(&["restorecon", "-R", "-v", "--", path])
+    )
+}
+
+/// A path from a node's settings that may reach a file name, a config value or a program's
+/// argument: absolute, with no control character, no `..` and no empty part. `Err` says what
+/// is wrong with it.
+pub fn node_path_value(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("it is not an absolute path");
+    }
+    if p.chars().any(char::is_control) {
+        return Err("it holds a control character");
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err("it holds `..`");
+    }
+    Ok(())
+}
+
 pub fn userinfo_spans(s: &str) -> Vec<std::ops::Range<usize>> {
     let mut spans = Vec::new();
     let mut pos = 0;

@@ -15,7 +15,7 @@ impl Progress for Bars {
     fn begin(&mut self, step: &str) {
         let pb = ProgressBar::new_spinner();
         pb.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap());
-        pb.set_message(step.to_string());
+        pb.set_message(crate::secrets::shown(step));
         pb.enable_steady_tick(Duration::from_millis(120));
         self.current = Some(pb);
     }
@@ -23,8 +23,8 @@ impl Progress for Bars {
     fn end(&mut self, r: &StepReport) {
         let line = line(r);
         match self.current.take() {
-            Some(pb) => pb.finish_with_message(line),
-            None => eprintln!("{line}"),
+            Some(pb) => pb.finish_with_message(crate::secrets::shown(&line)),
+            None => eprintln!("{}", crate::secrets::shown(&line)),
         }
     }
 }
@@ -35,7 +35,7 @@ pub struct Lines;
 impl Progress for Lines {
     fn begin(&mut self, _: &str) {}
     fn end(&mut self, r: &StepReport) {
-        eprintln!("{}", line(r));
+        eprintln!("{}", crate::secrets::shown(&line(r)));
     }
 }
 

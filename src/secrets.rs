@@ -59,8 +59,14 @@ pub fn register(value: &str) {
     known.sort_by_key(|b| std::cmp::Reverse(b.len()));
 }
 
-/// The password of each URL's userinfo in a text (`scheme://user:password@host`).
+/// Every credential a text holds by the shape of a URL or an address: the userinfo of a URL
+/// (`scheme://user:password@host`), a `user:password@host` without a scheme (Docker takes
+/// `--insecure-registry=user:pass@host:5000`), and query parameters named like a secret
+/// (`?token=`, `&X-Amz-Signature=`, `?access_key=`...).
 pub fn register_urls(text: &str) {
+    use std::sync::OnceLock;
+    static SCHEMELESS: OnceLock<regex::Regex> = OnceLock::new();
+    static QUERY: OnceLock<regex::Regex> = OnceLock::new();
     for span in crate::names::userinfo_spans(text) {
         let userinfo = &text[span];
         match userinfo.split_once(':') {
@@ -68,11 +74,56 @@ pub fn register_urls(text: &str) {
             None => register(userinfo),
         }
     }
+    if text.contains('@') {
+        let re = SCHEMELESS.get_or_init(|| {
+            regex::Regex::new(
+                r#"(?:^|[\s"'=,\[(])([^\s"'=,/@:\[(]+):([^\s"'/@]+)@[A-Za-z0-9][A-Za-z0-9.\-]*"#,
+            )
+            .expect("a valid pattern")
+        });
+        for c in re.captures_iter(text) {
+            register(&c[2]);
+            register(&format!("{}:{}", &c[1], &c[2]));
+        }
+    }
+    if text.contains('=') && (text.contains('?') || text.contains('&')) {
+        let re = QUERY.get_or_init(|| {
+            regex::Regex::new(r#"[?&]([A-Za-z0-9_.\-]+)=([^&#\s"']+)"#).expect("a valid pattern")
+        });
+        for c in re.captures_iter(text) {
+            let name = c[1].to_ascii_lowercase();
+            if is_secret_key(&name) || matches!(name.as_str(), "sig" | "signature") {
+                register(&c[2]);
+            }
+        }
+    }
 }
 
+/// A key whose value is a secret: one of [`SECRET_KEYS`], or a name that holds a token, a
+/// secret, a password, a credential or a key (`splunk-token`, `api_key`, `clientSecret`) —
+/// unless its end says it names a file, a path or a directory (`tls_key_file`).
 fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    SECRET_KEYS.contains(&k.as_str())
+    if SECRET_KEYS.contains(&k.as_str()) {
+        return true;
+    }
+    if ["file", "files", "path", "paths", "dir", "directory"]
+        .iter()
+        .any(|e| k.ends_with(e))
+    {
+        return false;
+    }
+    ["token", "secret", "password", "passwd", "credential", "key"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// A value of a secret-named key: registered, unless it is plainly a path (Docker's
+/// `tlskey` names a file).
+fn register_value(k: &str, v: &str) {
+    if SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()) || !v.starts_with('/') {
+        register(v);
+    }
 }
 
 /// HTTP headers that carry credentials (containerd's hosts.toml `[header]` tables).
@@ -178,7 +229,7 @@ pub fn from_json(v: &serde_json::Value) {
         serde_json::Value::Object(m) => {
             for (k, x) in m {
                 match x {
-                    serde_json::Value::String(s) if is_secret_key(k) => register(s),
+                    serde_json::Value::String(s) if is_secret_key(k) => register_value(k, s),
                     _ => from_json(x),
                 }
             }
@@ -256,8 +307,8 @@ fn headers(x: &toml_edit::Item) {
 fn from_toml_value(key: Option<&str>, v: &toml_edit::Value) {
     match v {
         toml_edit::Value::String(s) => {
-            if key.is_some_and(is_secret_key) {
-                register(s.value());
+            if let Some(k) = key.filter(|k| is_secret_key(k)) {
+                register_value(k, s.value());
             } else {
                 register_urls(s.value());
             }
@@ -292,6 +343,11 @@ pub fn redact(text: &str) -> String {
     crate::names::redact_url(&out)
 }
 
+/// Text for stderr, redacted, as [`crate::terminal::for_terminal`] makes it (styles where stderr takes colours).
+pub fn shown(s: &str) -> String {
+    crate::terminal::for_terminal(&redact(s), console::colors_enabled_stderr())
+}
+
 /// A writer that redacts what goes through it, a line at a time (no secret spans lines).
 /// Once its reader has gone (`| head`: a broken pipe), the rest is dropped quietly, as Unix
 /// tools do, and the command still ends with its own exit code: a migration is never stopped
@@ -300,6 +356,9 @@ pub struct Redacting<W: std::io::Write> {
     inner: W,
     line: Vec<u8>,
     closed: bool,
+    /// Text for people: control characters escaped too (`report::for_terminal`). JSON needs
+    /// none of it (it escapes its own), so a JSON report is left as it is.
+    escape: bool,
 }
 
 impl<W: std::io::Write> Redacting<W> {
@@ -308,6 +367,17 @@ impl<W: std::io::Write> Redacting<W> {
             inner,
             line: Vec::new(),
             closed: false,
+            escape: false,
+        }
+    }
+
+    /// The same, escaping control characters: for text shown to a person.
+    pub fn escaping(inner: W) -> Self {
+        Redacting {
+            inner,
+            line: Vec::new(),
+            closed: false,
+            escape: true,
         }
     }
 
@@ -317,7 +387,12 @@ impl<W: std::io::Write> Redacting<W> {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&chunk);
-        match self.inner.write_all(redact(&text).as_bytes()) {
+        let text = if self.escape {
+            crate::terminal::for_terminal(&redact(&text), console::colors_enabled())
+        } else {
+            redact(&text)
+        };
+        match self.inner.write_all(text.as_bytes()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 self.closed = true;
                 Ok(())

@@ -175,6 +175,90 @@ fn verify_asks_the_kubelets_credential_providers() {
     );
 }
 
+/// Issue 30: hostile providers through the real binary. A wrong-typed answer's secret is never
+/// in the error (text or JSON); 200 KB on stderr does not block it; a child left holding stdout
+/// or gigabytes of output end the call at its bounds.
+#[test]
+#[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn hostile_credential_providers_are_bounded_and_never_quoted() {
+    let Some(w) = World::new() else { return };
+    let root = w.node.path();
+    std::fs::remove_file(root.join("var/lib/kubelet/config.json")).unwrap();
+    let flags = root.join("var/lib/kubelet/kubeadm-flags.env");
+    let text = std::fs::read_to_string(&flags).unwrap().replace(
+        "KUBELET_KUBEADM_ARGS=\"",
+        "KUBELET_KUBEADM_ARGS=\"--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml --image-credential-provider-bin-dir=/usr/libexec/kubelet-plugins ",
+    );
+    std::fs::write(&flags, text).unwrap();
+    let addr = &w.private.addr;
+    std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        root.join("etc/kubernetes/credential-providers.yaml"),
+        format!("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: p\n    matchImages: [\"{addr}\"]\n    defaultCacheDuration: 1m\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n"),
+    )
+    .unwrap();
+    let plugins = root.join("usr/libexec/kubelet-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let script = plugins.join("p");
+    let ok = format!("{{\"kind\":\"CredentialProviderResponse\",\"auth\":{{\"{addr}\":{{\"username\":\"robot\",\"password\":\"s3cret\"}}}}}}");
+    let cases: [(&str, String, Option<i32>, &str); 4] = [
+        (
+            "wrong type",
+            format!("cat >/dev/null; echo '{{\"kind\":\"CredentialProviderResponse\",\"auth\":{{\"{addr}\":\"S3cr3tWrongType\"}}}}'"),
+            Some(10),
+            "line 1, column",
+        ),
+        (
+            "chatty stderr",
+            format!("cat >/dev/null; head -c 200000 /dev/zero | tr '\\0' x >&2; echo '{ok}'"),
+            Some(0),
+            "",
+        ),
+        ("gigabytes", "cat >/dev/null; yes".to_string(), Some(10), "wrote more than"),
+        (
+            "background child",
+            format!("cat >/dev/null; echo '{ok}'; sleep 600 &"),
+            Some(10),
+            "did not answer within 60s",
+        ),
+    ];
+    use std::os::unix::fs::PermissionsExt;
+    for (what, body, code, said) in cases {
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for json in [false, true] {
+            let t = std::time::Instant::now();
+            let out = verify(&w, root, &w.private_image, json);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(90),
+                "{what}: {:?}",
+                t.elapsed()
+            );
+            // A provider that fails is an error of the run (exit 1), not of the pull.
+            match code {
+                Some(0) => assert_eq!(out.status.code(), Some(0), "{what}: {all}"),
+                _ => assert!(out.status.code().is_some_and(|c| c != 0), "{what}: {all}"),
+            }
+            assert!(all.contains(said), "{what}: {all}");
+            assert!(
+                !all.contains("S3cr3t") && !all.contains("s3cret"),
+                "{what}: {all}"
+            );
+            if what == "background child" {
+                break;
+            }
+        }
+    }
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 600"])
+        .status();
+}
+
 #[test]
 #[ignore = "needs root, containerd, docker-registry and skopeo (cargo test -- --include-ignored)"]
 fn failed_pulls_are_reported_clearly() {

@@ -436,3 +436,397 @@ fn records_are_0700_and_0600_under_umask_000() {
     assert_eq!(out.status.code(), Some(4), "{}", s(&out.stderr));
     assert!(s(&out.stderr).contains("others may write"));
 }
+
+// Issue 30: what the second review found.
+
+/// Each reproduction of issue 30 is bounded by this: a hang is a failure.
+const BOUND: Duration = Duration::from_secs(30);
+
+impl Image {
+    fn run_within(&self, args: &[&str]) -> (Output, Duration) {
+        let t = Instant::now();
+        let out = output_within(self.cmd(args), BOUND);
+        (out, t.elapsed())
+    }
+}
+
+/// An rpm database whose path is an rpm macro: before, `rpm --dbpath` expanded `%(...)` and
+/// ran its command as root on the host. Now rpm only ever sees a copy in a plain-named
+/// directory of the tool's own.
+#[test]
+fn an_rpm_macro_in_the_database_path_never_runs() {
+    let img = Image::new("kubeadm-1.20-docker");
+    let marker = img.host.path().join("owned");
+    let evil = format!("/%(touch {})", marker.display());
+    std::fs::create_dir_all(img.path(&evil)).unwrap();
+    std::fs::write(img.path(&format!("{evil}/Packages")), b"").unwrap();
+    std::fs::create_dir_all(img.path("/var/lib")).unwrap();
+    std::os::unix::fs::symlink(&evil, img.path("/var/lib/rpm")).unwrap();
+    for args in [&["inspect"][..], &DRY_RUN, &["inspect", "--output", "json"]] {
+        let (out, _) = img.run_within(args);
+        assert!(!marker.exists(), "{args:?}: rpm ran the image's macro");
+        let all = format!("{}{}", s(&out.stdout), s(&out.stderr));
+        assert!(all.contains("the rpm database /var/lib/rpm"), "{all}");
+    }
+}
+
+/// The database's files are links to the host (with a file of the same name inside the root,
+/// which the check before rpm saw): before, rpm read the host's database and wrote its -shm
+/// and -wal beside it; a link to a host FIFO blocked a minute.
+#[test]
+fn rpm_database_links_to_the_host_are_read_inside_the_root() {
+    let img = Image::new("kubeadm-1.20-docker");
+    let host_db = img.host.path().join("rpmdb.sqlite");
+    std::fs::write(&host_db, b"SQLite format 3\0 the host's database").unwrap();
+    let fifo = img.host.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // The same names inside the root, as regular files.
+    for p in [&host_db, &fifo] {
+        let inside = img.path(&p.display().to_string());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::write(inside, b"").unwrap();
+    }
+    std::fs::create_dir_all(img.path("/usr/lib/sysimage/rpm")).unwrap();
+    std::os::unix::fs::symlink(&host_db, img.path("/usr/lib/sysimage/rpm/rpmdb.sqlite")).unwrap();
+    std::fs::create_dir_all(img.path("/var/lib/rpm")).unwrap();
+    std::os::unix::fs::symlink(&fifo, img.path("/var/lib/rpm/Packages")).unwrap();
+    let before = img.host_now();
+    for args in [&["inspect"][..], &DRY_RUN] {
+        let (out, took) = img.run_within(args);
+        assert!(took < Duration::from_secs(20), "{args:?} took {took:?}");
+        let all = format!("{}{}", s(&out.stdout), s(&out.stderr));
+        assert!(all.contains("rpm database"), "{all}");
+    }
+    assert_eq!(img.host_now(), before, "a host file was written or created");
+    for extra in ["rpmdb.sqlite-shm", "rpmdb.sqlite-wal"] {
+        assert!(
+            !img.host.path().join(extra).exists(),
+            "{extra} made on the host"
+        );
+    }
+}
+
+/// A binary too large to be one (a 1 TiB sparse file) is not scanned for its build
+/// information; before, the scan read it for ever.
+#[test]
+fn a_huge_binary_is_not_scanned() {
+    let img = Image::new("kubeadm-1.20-docker");
+    // No package database gives the versions: only then is a binary scanned at all.
+    img.write("/var/lib/dpkg/status", "");
+    for bin in ["/usr/bin/kubelet", "/usr/bin/containerd"] {
+        img.write(bin, "");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(img.path(bin))
+            .unwrap();
+        f.set_len(1 << 40).unwrap();
+        std::fs::set_permissions(img.path(bin), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (out, took) = img.run_within(&["inspect"]);
+    let all = format!("{}{}", s(&out.stdout), s(&out.stderr));
+    assert!(took < Duration::from_secs(20), "took {took:?}: {all}");
+    assert!(all.contains("more than 512 MiB"), "{all}");
+}
+
+/// A binary flipped between a regular file and a device (`/dev/zero` inside the root) while it
+/// is scanned: the open file is checked again, so a read never starts on the device.
+#[test]
+fn a_file_flipped_to_a_device_is_never_read_for_ever() {
+    let img = Image::new("kubeadm-1.20-docker");
+    img.write("/var/lib/dpkg/status", "");
+    std::fs::create_dir_all(img.path("/dev")).unwrap();
+    if nix::sys::stat::mknod(
+        &img.path("/dev/zero"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 5),
+    )
+    .is_err()
+    {
+        // Not root (no CAP_MKNOD): a FIFO stands in, which a read would wait on as well.
+        nix::unistd::mkfifo(&img.path("/dev/zero"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    img.write("/usr/bin/kubelet.real", "\x7fELF not a Go binary\n");
+    let link = img.path("/usr/bin/kubelet");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, link, dir) = (stop.clone(), link.clone(), img.path("/usr/bin"));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tmp = dir.join(format!(".flip{i}"));
+                let target = if i % 2 == 0 {
+                    "/dev/zero"
+                } else {
+                    "/usr/bin/kubelet.real"
+                };
+                let _ = std::os::unix::fs::symlink(target, &tmp);
+                let _ = std::fs::rename(&tmp, &link);
+                i += 1;
+            }
+        })
+    };
+    for _ in 0..150 {
+        let (_, took) = img.run_within(&["inspect", "--output", "json"]);
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+}
+
+/// A unit of 600 000 continued lines is read in linear time (it took minutes: each line copied
+/// the whole value joined so far).
+#[test]
+fn a_unit_of_many_continued_lines_is_read_in_linear_time() {
+    let img = Image::new("kubeadm-1.20-docker");
+    let mut unit = String::from("[Unit]\nDescription=kubelet \\\n");
+    for _ in 0..600_000 {
+        unit.push_str("  x \\\n");
+    }
+    unit.push_str("  end\n");
+    assert!(unit.len() < 16 << 20);
+    img.write("/etc/systemd/system/kubelet.service.d/90-long.conf", &unit);
+    let (out, took) = img.run_within(&["inspect", "--output", "json"]);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+}
+
+/// A variable expanded many times is bounded: a refusal naming the unit's file, in little
+/// time and memory (before: 5 GB and an abort, or 8 GB tried).
+#[test]
+fn a_command_line_that_expands_without_bound_is_refused() {
+    let words = vec!["w"; 50_000].join(" ");
+    let big = "x".repeat(1 << 20);
+    for (value, use_) in [(words.as_str(), "$A"), (big.as_str(), "${A}")] {
+        let img = Image::new("kubeadm-1.20-docker");
+        let mut unit =
+            format!("[Service]\nEnvironment=\"A={value}\"\nExecStart=\nExecStart=/usr/bin/kubelet");
+        for _ in 0..20_000 {
+            unit.push(' ');
+            unit.push_str(use_);
+        }
+        unit.push('\n');
+        img.write(
+            "/etc/systemd/system/kubelet.service.d/90-expand.conf",
+            &unit,
+        );
+        let mut c = img.cmd(&DRY_RUN);
+        // A few hundred MB at most: more is an allocation failure, not a pass.
+        c.env("CRI_MIGRATE_TEST_UNUSED", "1");
+        let t = Instant::now();
+        let out = output_within(limited(c, 512 << 20), BOUND);
+        let err = s(&out.stderr);
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{use_}: took {:?}",
+            t.elapsed()
+        );
+        assert!(out.status.code().is_some_and(|c| c != 0), "{use_}: {err}");
+        assert!(
+            err.contains("90-expand.conf") && err.contains("expands to more than 4 MiB"),
+            "{use_}: {err}"
+        );
+    }
+}
+
+/// A command run under an address-space limit (`prlimit --as`), so that an allocation beyond
+/// it fails the run instead of taking the machine.
+fn limited(c: Command, bytes: u64) -> Command {
+    let mut l = Command::new("prlimit");
+    l.arg(format!("--as={bytes}"))
+        .arg("--")
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => l.env(k, v),
+            None => l.env_remove(k),
+        };
+    }
+    l
+}
+
+/// One 1 MB import listed 1 000 times is read once (containerd loads a path once too); more
+/// files than any real config imports are refused naming the config.
+#[test]
+fn containerd_imports_are_read_once_and_bounded() {
+    let img = Image::new("kubeadm-1.20-docker");
+    let mut big = String::from("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n");
+    let mut i = 0;
+    while big.len() < 1 << 20 {
+        big.push_str(&format!("  key_{i} = \"{}\"\n", "v".repeat(40)));
+        i += 1;
+    }
+    img.write("/etc/containerd/big.toml", &big);
+    let list = vec!["\"/etc/containerd/big.toml\""; 1000].join(", ");
+    img.write(
+        "/etc/containerd/config.toml",
+        &format!("version = 2\nimports = [{list}]\n"),
+    );
+    let (out, took) = img.run_within(&DRY_RUN_JSON);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    // 300 distinct files: refused, naming the config.
+    for n in 0..300 {
+        img.write(
+            &format!("/etc/containerd/conf.d/{n:03}.toml"),
+            "version = 2\n",
+        );
+    }
+    img.write(
+        "/etc/containerd/config.toml",
+        "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+    );
+    let (out, took) = img.run_within(&DRY_RUN);
+    let err = s(&out.stderr);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(out.status.code().is_some_and(|c| c != 0), "{err}");
+    assert!(
+        err.contains("/etc/containerd/config.toml") && err.contains("more than 256 files"),
+        "{err}"
+    );
+}
+
+/// A data-root that would inject a command into the advised SELinux line, or become an option:
+/// the line is shell-quoted (pasted, it runs semanage on that path and nothing else), and a
+/// relative one, or one starting with `-`, is not carried at all.
+#[test]
+fn node_data_never_reaches_a_command_line_unquoted() {
+    let img = Image::new("rocky8-selinux-docker");
+    let marker = img.host.path().join("injected");
+    let evil = format!("/data/$(touch {});#docker x", marker.display());
+    let daemon = std::fs::read_to_string(img.path("/etc/docker/daemon.json")).unwrap();
+    let set = |v: &str| {
+        let mut j: serde_json::Value = serde_json::from_str(&daemon).unwrap();
+        j["data-root"] = serde_json::Value::String(v.to_string());
+        img.write("/etc/docker/daemon.json", &j.to_string());
+    };
+    set(&evil);
+    let args = [
+        &DRY_RUN[..],
+        &[
+            "--kubelet-version",
+            "1.27.16",
+            "--runtime-version",
+            "1.6.28",
+        ],
+    ]
+    .concat();
+    let (out, _) = img.run_within(&args);
+    let text = s(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    let line = text
+        .lines()
+        .find(|l| l.contains("semanage fcontext -a -e"))
+        .unwrap_or_else(|| panic!("no SELinux line: {text}"));
+    let cmd = &line[line.find("semanage fcontext").unwrap()..line.rfind('`').unwrap()];
+    // Run as a shell would, with the programs replaced by one that records its words.
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("argv");
+    for p in ["semanage", "mkdir", "restorecon"] {
+        let f = bin.path().join(p);
+        std::fs::write(
+            &f,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" >> {}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ran = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{cmd}: {}", s(&ran.stderr));
+    assert!(!marker.exists(), "pasting `{cmd}` ran the injected command");
+    let argv = std::fs::read_to_string(&log).unwrap();
+    let root = "/data/$(touch ".to_string() + &marker.display().to_string() + ");#docker x";
+    let parent = root
+        .rsplit_once('/')
+        .map(|(p, _)| p)
+        .unwrap_or("/")
+        .to_string();
+    assert!(
+        argv.contains(&format!("--\n{parent}/containerd\n")),
+        "{argv}"
+    );
+    // Relative, or an option: not carried.
+    for bad in ["data/docker", "-rf", "/data/\ndocker"] {
+        set(bad);
+        let (out, _) = img.run_within(&args);
+        let text = s(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{bad}: {}", s(&out.stderr));
+        assert!(text.contains("data-root-not-carried"), "{bad}: {text}");
+        assert!(!text.contains("semanage"), "{bad}: {text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{text:?}"
+        );
+    }
+}
+
+/// A newline, a carriage return or an escape sequence in node data never reaches the text of
+/// `migrate` raw (only inspect escaped it before).
+#[test]
+fn migrate_text_escapes_as_inspect_does() {
+    let img = Image::new("kubeadm-1.20-docker");
+    img.write(
+        "/etc/docker/daemon.json",
+        "{\"exec-opts\": [\"native.cgroupdriver=systemd\"], \"registry-mirrors\": [\"https://m.local/\\u001b[2J\\rFORGED\"], \"unknown-key\\u001b]0;t\\u0007\": 1}",
+    );
+    let (out, _) = img.run_within(&DRY_RUN);
+    let text = s(&out.stdout);
+    let err = s(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(text.contains("FORGED"), "{text}");
+    for t in [&text, &err] {
+        assert!(
+            !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{t:?}"
+        );
+    }
+}
+
+/// Credentials by their shape, wherever Docker keeps them: log-opts tokens, unknown keys named
+/// like a secret, a mirror's query token, a registry address with userinfo and no scheme.
+#[test]
+fn secrets_by_shape_are_hidden_in_every_output() {
+    let img = Image::new("kubeadm-1.20-docker");
+    img.write(
+        "/etc/docker/daemon.json",
+        &format!(
+            r#"{{"exec-opts": ["native.cgroupdriver=systemd"],
+  "log-driver": "splunk",
+  "log-opts": {{"splunk-token": "{SECRET}Splunk", "logentries-token": "{SECRET}Logentries", "splunk-url": "https://splunk.local:8088"}},
+  "api_key": "{SECRET}ApiKey",
+  "registry-mirrors": ["https://mirror.local/v2?token={SECRET}Query&x=1"],
+  "tlskey": "/etc/docker/key.pem"
+}}"#
+        ),
+    );
+    img.write(
+        "/etc/systemd/system/docker.service.d/flags.conf",
+        &format!("[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// --insecure-registry=robot:{SECRET}Userinfo@reg.local:5000\n"),
+    );
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--output", "json"],
+        &DRY_RUN,
+        &DRY_RUN_JSON,
+    ] {
+        let (out, _) = img.run_within(args);
+        let all = format!("{}{}", s(&out.stdout), s(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {all}");
+        assert!(
+            all.contains("reg.local:5000") || all.contains("mirror.local"),
+            "{args:?}: {all}"
+        );
+        assert!(!all.contains(SECRET), "{args:?} printed a secret:\n{all}");
+    }
+}

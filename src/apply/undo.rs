@@ -369,7 +369,10 @@ pub fn undo(
             break;
         }
         step(
-            format!("rollback: semanage fcontext -d -e {like} {path}"),
+            format!(
+                "rollback: {}",
+                crate::names::shell_line(&["semanage", "fcontext", "-d", "-e", like, "--", path])
+            ),
             &mut || fx.labels.remove_equivalence(path, like).map(|_| None),
             b,
         );

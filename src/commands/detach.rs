@@ -76,7 +76,7 @@ fn unit_active(t: &NodeAccess, pid: i32) -> Result<bool> {
 pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> Result<i32> {
     let pid = args.host_pid;
     if unit_active(t, pid)? {
-        eprintln!("{UNIT} is migrating this node: waiting for it to end (`cri-migrate status` follows it)");
+        eprintln!("{}", crate::secrets::shown(&format!("{UNIT} is migrating this node: waiting for it to end (`cri-migrate status` follows it)")));
         let t0 = Instant::now();
         while unit_active(t, pid)? {
             if t0.elapsed() > WAIT {

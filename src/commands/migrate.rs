@@ -99,7 +99,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
     };
     let mut facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
     if mode == Mode::Guided {
-        eprint!("{}", report::inspect_text(&facts));
+        eprint!("{}", crate::secrets::shown(&report::inspect_text(&facts)));
         eprintln!();
     }
     let target = match (args.to, mode) {
@@ -207,7 +207,7 @@ fn dry_run(
         }
     });
     if let (Some(d), Output::Text) = (&drain, args.output) {
-        eprintln!("--drain: {d}");
+        eprintln!("{}", crate::secrets::shown(&format!("--drain: {d}")));
     }
     match args.output {
         Output::Text => write!(
@@ -253,9 +253,12 @@ fn present(
 ) -> Result<()> {
     match (mode, args.output) {
         (Mode::Guided, _) => {
-            eprint!("{}", report::settings_text(plan));
+            eprint!("{}", crate::secrets::shown(&report::settings_text(plan)));
             guided::confirm_or_cancel("Carry these settings over?", "the settings were not confirmed; pass --sandbox-image or fix the node, then run again", true)?;
-            eprint!("{}", report::changes_text(plan, console::colors_enabled()));
+            eprint!(
+                "{}",
+                crate::secrets::shown(&report::changes_text(plan, console::colors_enabled()))
+            );
             guided::confirm_or_cancel(
                 "Apply these changes now? A backup is made first",
                 "nothing was applied",
@@ -291,7 +294,10 @@ fn execute(
         let name = node_name(t, facts, args.node_name.as_deref())?;
         apply::preflight::drain(kubectl_ref(&kubectl), &name)?;
         if let (Some(k), Output::Text) = (&kubectl, args.output) {
-            eprintln!("--drain: node {name}, {}", k.said());
+            eprintln!(
+                "{}",
+                crate::secrets::shown(&format!("--drain: node {name}, {}", k.said()))
+            );
         }
         Some(name)
     } else {
@@ -320,12 +326,15 @@ fn execute(
     let carried = match super::images::carry(t, facts, request)? {
         Ok(c) => c,
         Err(why) => {
-            eprintln!("images: {why}");
+            eprintln!("{}", crate::secrets::shown(&format!("images: {why}")));
             vec![]
         }
     };
     if !carried.is_empty() && args.output == Output::Text {
-        eprintln!("images: {}", super::images::summary(&carried));
+        eprintln!(
+            "{}",
+            crate::secrets::shown(&format!("images: {}", super::images::summary(&carried)))
+        );
     }
     let missing = images::missing_in_use(&carried);
     if !missing.is_empty() && !args.force {
@@ -431,9 +440,9 @@ fn upgrade_too_old(
     let to = to.expect("checked");
     let said = format!("{name} {v} is older than {oldest}: --install-runtime upgrades {package} to {to} from the node's package source ({manager}) before anything else changes");
     if mode == Mode::DryRun {
-        eprintln!("{said}");
+        eprintln!("{}", crate::secrets::shown(&said));
     } else {
-        eprintln!("{said}");
+        eprintln!("{}", crate::secrets::shown(&said));
         pm.install(manager, std::slice::from_ref(&package))
             .map_err(|e| {
                 Failure::preflight(
@@ -441,7 +450,10 @@ fn upgrade_too_old(
                     "Upgrade it by hand, then run cri-migrate again. Nothing else was changed.",
                 )
             })?;
-        eprintln!("upgraded {package} to {to}");
+        eprintln!(
+            "{}",
+            crate::secrets::shown(&format!("upgraded {package} to {to}"))
+        );
     }
     Ok(Some((
         inspect::Finding::info(
@@ -471,14 +483,20 @@ fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> 
     let docker_repo = facts.runtimes.docker.package.as_deref() == Some("docker-ce");
     let minor = facts.kubelet.installed.version.map(|v| (v.major, v.minor));
     let spec = runtime_package(manager, target, docker_repo, minor);
-    eprintln!("installing {} with {manager}", spec.join(" "));
+    eprintln!(
+        "{}",
+        crate::secrets::shown(&format!("installing {} with {manager}", spec.join(" ")))
+    );
     pm.install(manager, &spec).map_err(|e| {
         Failure::preflight(
             format!("installing {} with {manager} failed: {e:#}", spec.join(" ")),
             "Install it by hand, then run cri-migrate again.",
         )
     })?;
-    eprintln!("installed {} with {manager}", spec.join(" "));
+    eprintln!(
+        "{}",
+        crate::secrets::shown(&format!("installed {} with {manager}", spec.join(" ")))
+    );
     Ok(())
 }
 
@@ -683,10 +701,8 @@ fn finish(
 /// Journal writes that failed after the cutover began: the run went on; the record is short.
 fn warn_journal_errors(errors: &[String]) {
     for e in errors {
-        eprintln!(
-            "{} the journal could not be written: {e}. The node's state is as reported above; the backup's record of it is incomplete.",
-            console::style("warning:").yellow().bold().for_stderr()
-        );
+        eprintln!("{}", crate::secrets::shown(&format!("{} the journal could not be written: {e}. The node's state is as reported above; the backup's record of it is incomplete.",
+            console::style("warning:").yellow().bold().for_stderr())));
     }
 }
 
@@ -723,7 +739,7 @@ fn resume(
             false,
         )?;
     } else {
-        eprintln!("{msg}");
+        eprintln!("{}", crate::secrets::shown(&msg));
     }
     let systemd = t.systemd();
     let kubectl = t.kubectl(args.kubeconfig.as_ref());

@@ -204,9 +204,12 @@ pub fn run(cli: Cli, console: Console, out: &mut dyn Write) -> Result<i32> {
 /// its exit code.
 pub fn report_failure(f: &Failure) -> i32 {
     eprintln!(
-        "{} {}",
-        console::style("error:").red().bold().for_stderr(),
-        crate::report::printable(&crate::secrets::redact(&f.to_string()))
+        "{}",
+        crate::secrets::shown(&format!(
+            "{} {}",
+            console::style("error:").red().bold().for_stderr(),
+            crate::report::printable(&crate::secrets::redact(&f.to_string()))
+        ))
     );
     f.exit_code()
 }

@@ -171,7 +171,10 @@ fn restore_list(b: &Backup) -> Vec<String> {
         let line = match &r.effect {
             Effect::Equivalence { path, like } => {
                 format!(
-                    "SELinux equivalence {path} = {like}: semanage fcontext -d -e {like} {path}"
+                    "SELinux equivalence {path} = {like}: {}",
+                    crate::names::shell_line(&[
+                        "semanage", "fcontext", "-d", "-e", like, "--", path
+                    ])
                 )
             }
             Effect::Release { paths } => format!(

@@ -132,6 +132,17 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// environment with the provider's `env` on top, its `args`; the most specific `auth` entry
 /// that matches the image. `None` where it gives none.
 pub fn run(node: &Node, source: &Source, p: &Provider, image: &str) -> Result<Option<Credential>> {
+    // The kubelet gives a plugin a minute.
+    call(node, source, p, image, Duration::from_secs(60))
+}
+
+fn call(
+    node: &Node,
+    source: &Source,
+    p: &Provider,
+    image: &str,
+    timeout: Duration,
+) -> Result<Option<Credential>> {
     if p.name.contains('/') || p.name.starts_with('.') {
         bail!("the provider name {:?} is not a file name", p.name);
     }
@@ -144,9 +155,9 @@ pub fn run(node: &Node, source: &Source, p: &Provider, image: &str) -> Result<Op
     let mut cmd = std::process::Command::new(&plugin);
     cmd.args(&p.args)
         .envs(p.env.iter().map(|e| (e.name.as_str(), e.value.as_str())));
-    // The kubelet gives a plugin a minute; a response is a few kilobytes.
+    // A response is a few kilobytes.
     let bounds = crate::system::Bounds {
-        timeout: Duration::from_secs(60),
+        timeout,
         stdout: MAX_RESPONSE,
         stderr: 64 << 10,
     };
@@ -257,6 +268,92 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(!glob(&"*a".repeat(40), &"a".repeat(39)));
         assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    /// A plugin written as a shell script into a node's plugin directory.
+    fn plugin(script: &str) -> (tempfile::TempDir, Source, Provider) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let f = bin.join("p");
+        std::fs::write(&f, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let source = Source {
+            config: "/c.yaml".into(),
+            bin_dir: "/bin".into(),
+        };
+        let p = Provider {
+            name: "p".into(),
+            match_images: vec!["reg.local".into()],
+            api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
+            args: vec![],
+            env: vec![],
+        };
+        (dir, source, p)
+    }
+
+    fn refused(r: Result<Option<Credential>>) -> String {
+        match r {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("the call was not refused"),
+        }
+    }
+
+    fn call_within(script: &str, timeout: Duration) -> (Result<Option<Credential>>, Duration) {
+        let (dir, source, p) = plugin(script);
+        let t = std::time::Instant::now();
+        let r = call(
+            &Node::new(dir.path()),
+            &source,
+            &p,
+            "reg.local/app:1",
+            timeout,
+        );
+        (r, t.elapsed())
+    }
+
+    #[test]
+    fn a_providers_answer_is_never_quoted_in_an_error() {
+        let (r, _) = call_within(
+            r#"cat >/dev/null; echo '{"kind":"CredentialProviderResponse","auth":{"reg.local":"S3cr3tWrongType"}}'"#,
+            Duration::from_secs(20),
+        );
+        let e = refused(r);
+        assert!(!e.contains("S3cr3t"), "{e}");
+        assert!(e.contains("line 1, column"), "{e}");
+        let (r, _) = call_within(
+            "echo 'S3cr3tOnStderr' >&2; echo 'S3cr3tOnStdout'; exit 3",
+            Duration::from_secs(20),
+        );
+        let e = refused(r);
+        assert!(!e.contains("S3cr3t") && e.contains("exit 3"), "{e}");
+    }
+
+    #[test]
+    fn a_provider_is_bounded_in_time_and_output() {
+        let ok = r#"{"kind":"CredentialProviderResponse","auth":{"reg.local":{"username":"u","password":"pw-ok-1234"}}}"#;
+        // A child left in the background holding stdout: the call ends at its deadline, with
+        // the whole group stopped.
+        let (r, took) = call_within(
+            &format!("cat >/dev/null; echo '{ok}'; sleep 300 &"),
+            Duration::from_secs(2),
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        let e = refused(r);
+        assert!(e.contains("did not answer within 2s"), "{e}");
+        // 200 KB on stderr: read at once, so the plugin never blocks on it.
+        let (r, took) = call_within(
+            &format!("cat >/dev/null; head -c 200000 /dev/zero | tr '\\0' x >&2; echo '{ok}'"),
+            Duration::from_secs(20),
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        assert_eq!(r.unwrap().unwrap().password, "pw-ok-1234");
+        // Gigabytes on stdout: stopped past the bound, never held.
+        let (r, took) = call_within("cat >/dev/null; yes", Duration::from_secs(20));
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        let e = refused(r);
+        assert!(e.contains("wrote more than 1024 KiB"), "{e}");
     }
 
     #[test]

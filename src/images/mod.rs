@@ -253,14 +253,17 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
     if opts.show == Show::Lines {
         for r in &out {
             eprintln!(
-                "image {:?} {} ({} MB){}",
-                r.result,
-                r.names.join(" "),
-                r.size / 1_000_000,
-                r.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
+                "{}",
+                crate::secrets::shown(&format!(
+                    "image {:?} {} ({} MB){}",
+                    r.result,
+                    r.names.join(" "),
+                    r.size / 1_000_000,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))
             );
         }
     }
@@ -725,9 +728,7 @@ fn import(
         };
         streamed.map(|_| "docker-save").or_else(|e| {
             if opts.show != Show::Quiet && !ctr_only {
-                eprintln!(
-                    "images: streaming into containerd failed ({e:#}); trying ctr images import"
-                );
+                eprintln!("{}", crate::secrets::shown(&format!("images: streaming into containerd failed ({e:#}); trying ctr images import")));
             }
             // `ctr images import` takes what this importer could not (a layout it does
             // not know, an API it cannot use).

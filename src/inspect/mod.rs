@@ -369,6 +369,14 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         files,
     };
     facts.risks = risks::assess(&facts);
+    // What a package database could not tell (an rpm database refused or unreadable).
+    facts.risks.extend(pkgs.notes.iter().map(|n| {
+        Finding::info(
+            "package-database",
+            n.clone(),
+            "versions not found in a package database come from the binaries or the flags --kubelet-version and --runtime-version",
+        )
+    }));
     Ok(facts)
 }
 

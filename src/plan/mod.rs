@@ -279,7 +279,8 @@ impl fmt::Display for Action {
             },
             Action::SelinuxLabels { path, like } => write!(
                 f,
-                "label {path} as {like} for SELinux (semanage fcontext -a -e {like} {path}; restorecon -R {path})"
+                "label {path} as {like} for SELinux ({})",
+                crate::names::selinux_label_line(like, path)
             ),
             Action::Start { unit } => write!(f, "start {unit}"),
             Action::WaitActive { unit, timeout_secs } => {

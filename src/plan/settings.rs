@@ -59,9 +59,23 @@ pub(super) fn carried(
                 .clone()
                 .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
         });
-    let root_parent = d
-        .data_root
-        .as_deref()
+    // A data-root that is no plain absolute path is not carried (it would reach containerd's
+    // root and, on an SELinux node, semanage's and restorecon's arguments).
+    let data_root = d.data_root.as_deref().filter(|r| match crate::names::node_path_value(r) {
+        Ok(()) => true,
+        Err(why) => {
+            warnings.push(Finding::warning(
+                "data-root-not-carried",
+                format!(
+                    "Docker's data-root {r:?} ({}) is not carried: {why}",
+                    d.from.get("data-root").map(String::as_str).unwrap_or("daemon.json")
+                ),
+                "dockerd needs an absolute path there too: fix the setting; the runtime keeps its default root",
+            ));
+            false
+        }
+    });
+    let root_parent = data_root
         .map(|r| r.trim_end_matches('/'))
         .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
         .and_then(|r| {

@@ -183,9 +183,7 @@ fn selinux_labels(
         ));
         return None;
     }
-    let commands = format!(
-        "semanage fcontext -a -e {like} {path} && mkdir -p {path} && restorecon -R -v {path}"
-    );
+    let commands = crate::names::selinux_label_line(&like, &path);
     if facts.selinux_tools && facts.live {
         warnings.push(Finding::info(
             "selinux-labels",
@@ -395,7 +393,7 @@ mod tests {
         let s = w.iter().find(|x| x.code == "selinux-relabel").unwrap();
         assert!(
             s.fix
-                .contains("semanage fcontext -a -e /var/lib/containerd /data/containerd"),
+                .contains("semanage fcontext -a -e /var/lib/containerd -- /data/containerd"),
             "{}",
             s.fix
         );
@@ -407,7 +405,7 @@ mod tests {
         let s = w.iter().find(|x| x.code == "selinux-relabel").unwrap();
         assert!(
             s.fix.starts_with(
-                "run `semanage fcontext -a -e /var/lib/containers /data/containers &&"
+                "run `semanage fcontext -a -e /var/lib/containers -- /data/containers &&"
             ),
             "{}",
             s.fix

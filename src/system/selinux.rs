@@ -25,7 +25,7 @@ impl Labels for RealLabels {
     fn add_equivalence(&self, path: &str, like: &str) -> Result<()> {
         run_ok(
             "semanage",
-            &["fcontext", "-a", "-e", like, path],
+            &["fcontext", "-a", "-e", like, "--", path],
             &[],
             TIMEOUT,
         )
@@ -34,7 +34,7 @@ impl Labels for RealLabels {
     fn remove_equivalence(&self, path: &str, like: &str) -> Result<()> {
         run_ok(
             "semanage",
-            &["fcontext", "-d", "-e", like, path],
+            &["fcontext", "-d", "-e", like, "--", path],
             &[],
             TIMEOUT,
         )
@@ -42,6 +42,9 @@ impl Labels for RealLabels {
     }
     fn relabel(&self, path: &str) -> Result<()> {
         std::fs::create_dir_all(path)?;
-        run_ok("restorecon", &["-R", path], &[], TIMEOUT).map(|_| ())
+        // The path was checked when planned (absolute, no control character); `--` all the
+        // same, so that no path is ever read as an option.
+        crate::names::node_path_value(path).map_err(|e| anyhow::anyhow!("{path:?}: {e}"))?;
+        run_ok("restorecon", &["-R", "--", path], &[], TIMEOUT).map(|_| ())
     }
 }
