@@ -363,6 +363,26 @@ impl sandbox::PodRuntime for GrpcCri {
     fn remove_pod_cgroup(&self, parent: &str) {
         sandbox::remove_pod_cgroup_dirs(std::path::Path::new("/sys/fs/cgroup"), parent);
     }
+    fn make_log_dirs(&self, pod_dir: &str, container: &str) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::path::Path::new(pod_dir).join(container);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the test pod's log directory {}",
+                    dir.display()
+                )
+            })
+    }
+    fn remove_log_dir(&self, pod_dir: &str) {
+        // Only the check's own (its pod's UID is new): never another pod's logs.
+        if pod_dir.starts_with("/var/log/pods/") && pod_dir.contains(sandbox::POD_NAMESPACE) {
+            let _ = std::fs::remove_dir_all(pod_dir);
+        }
+    }
 }
 
 impl Cri for GrpcCri {

@@ -5,9 +5,10 @@
 
 use anyhow::{anyhow, Result};
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec, LinuxContainerConfig,
+    security_profile::ProfileType, ContainerConfig, ContainerMetadata, DnsConfig, ImageSpec,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxConfig, PodSandboxMetadata, SecurityProfile,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -54,6 +55,13 @@ pub trait PodRuntime {
     /// Remove the pod-level cgroup a cgroupfs runtime made for the test pod (the kubelet removes
     /// its pods' cgroups itself; the runtime removes only the containers'). Best effort.
     fn remove_pod_cgroup(&self, _parent: &str) {}
+    /// Make the pod's log directory and its container's, as the kubelet does before it asks
+    /// for them (CRI-O's conmon does not create them: without them the container is refused).
+    fn make_log_dirs(&self, _pod_dir: &str, _container: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Remove the pod's log directory, as the kubelet's garbage collection does.
+    fn remove_log_dir(&self, _pod_dir: &str) {}
 }
 
 /// `rmdir` the pod's cgroup in every hierarchy mounted under /sys/fs/cgroup (cgroup v1
@@ -192,12 +200,26 @@ impl SandboxSpec {
             .flatten()
     }
 
-    pub fn sandbox_config(&self) -> PodSandboxConfig {
+    /// The pod's namespaces as the kubelet derives them (`namespacesForPod`): network from
+    /// hostNetwork, a PID namespace per container (no shareProcessNamespace), IPC the pod's.
+    /// The same options go on the sandbox and on each container: CRI-O (with `drop_infra_ctr`,
+    /// its default) refuses a container that asks for the pod's PID namespace when the sandbox
+    /// has none.
+    fn namespace_options(&self) -> NamespaceOption {
         let network = if self.pod_network {
             NamespaceMode::Pod
         } else {
             NamespaceMode::Node
         };
+        NamespaceOption {
+            network: network as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }
+    }
+
+    pub fn sandbox_config(&self) -> PodSandboxConfig {
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: POD_NAME.into(),
@@ -218,12 +240,9 @@ impl SandboxSpec {
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: self.cgroup_parent(),
                 security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: network as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ipc: NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
+                    namespace_options: Some(self.namespace_options()),
+                    // The kubelet's default (no seccompDefault): unconfined.
+                    seccomp: Some(unconfined()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -232,6 +251,13 @@ impl SandboxSpec {
         }
     }
 
+    /// The test container as the kubelet makes a BestEffort pod's container
+    /// (`generateContainerConfig`): the image with the name the user gave
+    /// (`user_specified_image`, which CRI-O 1.3x needs to check signatures; its
+    /// `runtime_handler` stays empty, as the kubelet leaves it without the alpha
+    /// RuntimeClassInImageCriApi gate), the log path under the pod's log directory, the pod's
+    /// namespaces, the default masked and read-only paths, seccomp unconfined, and a BestEffort
+    /// pod's resources (2 CPU shares, oom_score_adj 1000).
     pub fn container_config(&self) -> ContainerConfig {
         let mut labels = self.labels();
         labels.insert("io.kubernetes.container.name".into(), CONTAINER_NAME.into());
@@ -242,15 +268,60 @@ impl SandboxSpec {
             }),
             image: Some(ImageSpec {
                 image: self.image.clone(),
+                user_specified_image: self.image.clone(),
                 ..Default::default()
             }),
             log_path: format!("{CONTAINER_NAME}/0.log"),
             labels,
-            linux: Some(LinuxContainerConfig::default()),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    cpu_shares: 2,
+                    cpu_period: 100_000,
+                    oom_score_adj: 1000,
+                    ..Default::default()
+                }),
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(self.namespace_options()),
+                    masked_paths: MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+                    readonly_paths: READONLY_PATHS.iter().map(|p| p.to_string()).collect(),
+                    seccomp: Some(unconfined()),
+                    ..Default::default()
+                }),
+            }),
             ..Default::default()
         }
     }
 }
+
+fn unconfined() -> SecurityProfile {
+    SecurityProfile {
+        profile_type: ProfileType::Unconfined as i32,
+        ..Default::default()
+    }
+}
+
+/// The kubelet's default masked and read-only paths (`securitycontext`'s defaults for the
+/// Default procMount).
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// What went wrong, by what an operator must look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -277,7 +348,7 @@ impl Cause {
             Cause::SandboxImage => "the sandbox (pause) image cannot be pulled or cannot run: check the runtime's sandbox image setting (containerd: sandbox_image / pinned_images.sandbox; CRI-O: pause_image), that the node can pull it, and the runtime's log",
             Cause::TestImage => "the test container did not run: check the test image",
             Cause::Capability => "the runtime was refused a limit this node does not allow: a node without CAP_SYS_RESOURCE in its bounding set (a nested container: LXC/LXD, Proxmox) cannot set a pod's oom_score_adj below the runtime's own (containerd: restrict_oom_score_adj = true, which cri-migrate sets where it finds the capability missing) nor raise an rlimit above its own hard limit (lower Docker's default-ulimits, or raise the node's limit from outside it)",
-            Cause::Runtime => "the runtime could not run a pod: see its log (journalctl -u the runtime's unit)",
+            Cause::Runtime => "the runtime refused or could not run the pod as the kubelet would ask for it (the message is the runtime's own): see its log (journalctl -u the runtime's unit)",
         }
     }
 }
@@ -305,11 +376,24 @@ pub fn classify(stage: Stage, message: &str) -> Cause {
     } else if matches!(
         stage,
         Stage::CreateContainer | Stage::StartContainer | Stage::ContainerExited
-    ) {
+    ) && (stage == Stage::ContainerExited || about_the_image(&m))
+    {
         Cause::TestImage
     } else {
         Cause::Runtime
     }
+}
+
+/// Whether a runtime's refusal of a container is about its image (not found, not pullable,
+/// no such program in it) rather than about how the pod was asked for.
+fn about_the_image(m: &str) -> bool {
+    // CRI-O 1.3x's refusal of a container without the kubelet's user_specified_image is about
+    // the request.
+    (m.contains("image") && !m.contains("user specified image"))
+        || m.contains("manifest")
+        || m.contains("executable file not found")
+        || m.contains("exec format error")
+        || (m.contains("exec") && m.contains("no such file"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -559,6 +643,8 @@ fn run(
         Err(e) => return Err(fail(Stage::RuntimeConfig, e)),
     }
     let sandbox = spec.sandbox_config();
+    rt.make_log_dirs(&spec.log_directory(), CONTAINER_NAME)
+        .map_err(|e| fail(Stage::RunPodSandbox, e))?;
     let id = rt
         .run_pod_sandbox(&sandbox, &spec.runtime_handler)
         .map_err(|e| fail(Stage::RunPodSandbox, e))?;
@@ -671,6 +757,7 @@ fn clean_up(
     if spec.cgroup_driver == CgroupDriver::Cgroupfs && pod.is_some() {
         rt.remove_pod_cgroup(&spec.cgroup_parent());
     }
+    rt.remove_log_dir(&spec.log_directory());
     left
 }
 
@@ -863,6 +950,11 @@ mod tests {
             (Stage::RunPodSandbox, "failed to create containerd task: exec: \"/pause\": stat /pause: no such file or directory", Cause::SandboxImage),
             (Stage::StartContainer, "exec: \"/bin/true\": no such file", Cause::TestImage),
             (Stage::RuntimeConfig, "deadline", Cause::Runtime),
+            // CRI-O's refusals of the pod as asked for are the runtime's, not the image's.
+            (Stage::CreateContainer, "Pod level PID namespace requested for the container, but pod sandbox was not similarly configured, and does not have an infra container", Cause::Runtime),
+            (Stage::CreateContainer, "container create failed: unknown version specified", Cause::Runtime),
+            (Stage::CreateContainer, "failed to get image: image not known", Cause::TestImage),
+            (Stage::CreateContainer, "user specified image not specified, cannot verify image signature", Cause::Runtime),
             (Stage::RunPodSandbox, "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: write /proc/self/oom_score_adj: permission denied: unknown", Cause::Capability),
             (Stage::StartContainer, "OCI runtime create failed: setrlimit `RLIMIT_NOFILE`: Operation not permitted: unknown", Cause::Capability),
         ];

@@ -708,3 +708,165 @@ impl Drop for Dockerd {
         let _ = std::fs::remove_file(&self.socket);
     }
 }
+
+/// Where a CRI-O build is: `CRI_MIGRATE_CRIO_124` / `CRI_MIGRATE_CRIO_136` (a directory with
+/// `crio` and `pinns`, which `.ci/run` sets), else the shared runtimes beside the repository
+/// (`../shared/runtimes/crio-1.24.6`), as the README says.
+pub fn crio_dir(var: &str, version: &str) -> Option<PathBuf> {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(format!("../shared/runtimes/crio-{version}")));
+    (p.join("crio").exists() && p.join("pinns").exists()).then_some(p)
+}
+
+/// The CRI-O build of `version` ("1.24.6", "1.36.3"), or a failure that says where to get it
+/// (as `skip_unless`).
+pub fn crio_missing(version: &str) -> Option<PathBuf> {
+    let var = match version {
+        "1.24.6" => "CRI_MIGRATE_CRIO_124",
+        _ => "CRI_MIGRATE_CRIO_136",
+    };
+    let dir = crio_dir(var, version);
+    skip_unless(
+        dir.is_some(),
+        &format!("CRI-O {version} is not here: set {var} to a directory holding its crio and pinns (built from CRI-O's source; ../shared/runtimes/crio-{version} in this workplace)"),
+    );
+    skip_unless(
+        have("conmon") && (have("runc") || have("crun")),
+        "conmon and runc/crun are not installed (apt-get install conmon runc crun)",
+    );
+    dir
+}
+
+/// A CRI-O on private paths: its own root, run root, socket, config directory, signature
+/// policy and registries file (`CONTAINERS_REGISTRIES_CONF`: the registry on 127.0.0.1 is
+/// plain HTTP), with the cgroupfs manager (no systemd as PID 1 here).
+pub struct Crio {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub version: String,
+    registries_dropin: PathBuf,
+}
+
+impl Crio {
+    pub fn start(bin_dir: &Path, version: &str, registries: &[&str], conf_d: &str) -> Crio {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("crio.conf.d")).unwrap();
+        std::fs::write(d.join("crio.conf"), "").unwrap();
+        std::fs::write(d.join("crio.conf.d/50-test.conf"), conf_d).unwrap();
+        std::fs::write(
+            d.join("policy.json"),
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
+        // CRI-O 1.36 reads only the system's registries.conf(.d) (no flag, no variable): the
+        // registries on 127.0.0.1 go into a drop-in of this test's own there, removed on drop.
+        let mut reg = String::new();
+        for r in registries {
+            reg.push_str(&format!(
+                "[[registry]]\nlocation = \"{r}\"\ninsecure = true\n"
+            ));
+        }
+        let dropin = PathBuf::from(format!(
+            "/etc/containers/registries.conf.d/99-cri-migrate-test-{}.conf",
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        ));
+        std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+        std::fs::write(&dropin, reg).unwrap();
+        let mut cmd = Command::new(bin_dir.join("crio"));
+        cmd.arg("--config")
+            .arg(d.join("crio.conf"))
+            .arg("--config-dir")
+            .arg(d.join("crio.conf.d"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--listen")
+            .arg(d.join("crio.sock"))
+            .arg("--signature-policy")
+            .arg(d.join("policy.json"))
+            .arg("--conmon")
+            .arg(which::which("conmon").unwrap())
+            .arg("--pinns-path")
+            .arg(bin_dir.join("pinns"))
+            .arg("--cgroup-manager")
+            .arg("cgroupfs")
+            .arg("--conmon-cgroup")
+            .arg("pod")
+            .arg("--storage-driver")
+            .arg("overlay")
+            .arg("--log-dir")
+            .arg(d.join("logs"))
+            .arg("--version-file")
+            .arg(d.join("version"))
+            .arg("--version-file-persist")
+            .arg(d.join("version-persist"))
+            .arg("--clean-shutdown-file")
+            .arg(d.join("clean.shutdown"))
+            .arg("--hooks-dir")
+            .arg(d.join("hooks"))
+            .arg("--container-exits-dir")
+            .arg(d.join("exits"))
+            .arg("--container-attach-socket-dir")
+            .arg(d.join("attach"))
+            .arg("--log-level")
+            .arg("debug")
+            .arg("--namespaces-dir")
+            .arg(d.join("ns"));
+        let child = spawn_logged(&mut cmd, d);
+        let c = Crio {
+            child,
+            dir,
+            version: version.to_string(),
+            registries_dropin: dropin,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(c.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "CRI-O {version} did not listen in 60s:\n{}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("crio.sock")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Crio {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        let _ = std::fs::remove_file(&self.registries_dropin);
+        // Its overlay mounts and namespaces live under its root: unmount them before the
+        // directory goes.
+        let root = self.dir.path().display().to_string();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(1))
+                .filter(|p| p.starts_with(&root))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}

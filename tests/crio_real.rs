@@ -1,0 +1,159 @@
+//! `verify` against real CRI-O — 1.24.6 (the Kubernetes 1.24 line, `drop_infra_ctr` on, runc)
+//! and 1.36.3 (current, crun, the image's user-specified name required) — built unmodified from
+//! CRI-O's source (`CRI_MIGRATE_CRIO_124`, `CRI_MIGRATE_CRIO_136`; ../shared/runtimes here),
+//! with Debian's conmon, runc, crun and CNI plugins, a registry on 127.0.0.1 and a bridge
+//! network of the test's own: the test pod must pass on both, and a failure must be read from
+//! what CRI-O said.
+
+mod common;
+
+use common::services::*;
+use common::*;
+use std::path::Path;
+
+const PAUSE_CMD: &str = r#"["/bin/busybox","sleep","2147483647"]"#;
+
+struct World {
+    crio: Crio,
+    _registry: Registry,
+    node: tempfile::TempDir,
+    cni: tempfile::TempDir,
+    pause: String,
+    bridge: String,
+}
+
+impl World {
+    fn new(version: &str) -> Option<World> {
+        if skip_unless(is_root(), "not root")
+            || skip_unless(
+                have("docker-registry") && have("skopeo") && have("busybox"),
+                "docker-registry, skopeo or busybox-static is not installed",
+            )
+            || skip_unless(
+                Path::new("/usr/lib/cni/bridge").exists(),
+                "the CNI plugins are not installed (apt-get install containernetworking-plugins)",
+            )
+        {
+            return None;
+        }
+        let bin = crio_missing(version)?;
+        let registry = Registry::start(None);
+        let (pause, _) = registry.push_cmd("pause/pause", "3.9", &["pause"], Some(PAUSE_CMD));
+        let cni = tempfile::tempdir().unwrap();
+        let port: u32 = registry.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let bridge = format!("cro{port}");
+        let subnet = format!("10.{}.{}.0/24", 150 + (port % 50), port % 250);
+        std::fs::create_dir_all(cni.path().join("net.d")).unwrap();
+        std::fs::write(
+            cni.path().join("net.d/10-test.conflist"),
+            format!(
+                r#"{{"cniVersion":"0.4.0","name":"test","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"dataDir":"{}"}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+                cni.path().join("ipam").display()
+            ),
+        )
+        .unwrap();
+        // runc as the default runtime on both: CRI-O 1.36 writes OCI spec 1.2, which Debian
+        // 12's crun (1.8.1) refuses ("unknown version specified").
+        let conf = format!(
+            "[crio.runtime]\ndefault_runtime = \"runc\"\n[crio.runtime.runtimes.runc]\nruntime_path = \"{}\"\n[crio.image]\npause_image = \"{pause}\"\n[crio.network]\nnetwork_dir = \"{}\"\nplugin_dirs = [\"/usr/lib/cni\"]\n",
+            which::which("runc").unwrap().display(),
+            cni.path().join("net.d").display()
+        );
+        let crio = Crio::start(&bin, version, &[&registry.addr], &conf);
+        let node = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(node.path().join("var/lib/kubelet")).unwrap();
+        std::fs::write(
+            node.path().join("var/lib/kubelet/config.yaml"),
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\n",
+        )
+        .unwrap();
+        Some(World {
+            crio,
+            _registry: registry,
+            node,
+            cni,
+            pause,
+            bridge,
+        })
+    }
+
+    fn verify(&self, extra: &[&str]) -> std::process::Output {
+        bin()
+            .arg("--root")
+            .arg(self.node.path())
+            .arg("--live")
+            .args([
+                "verify",
+                "--endpoint",
+                &self.crio.endpoint(),
+                "--image",
+                &self.pause,
+                "--timeout",
+                "60",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .output();
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn the_test_pod_passes(version: &str) {
+    let Some(w) = World::new(version) else { return };
+    let out = w.verify(&["--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nCRI-O {version}'s log:\n{}",
+        text(&out),
+        w.crio.log()
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sandbox = &j["verification"]["sandbox"];
+    assert_eq!(sandbox["container_state"], "CONTAINER_RUNNING", "{j}");
+    assert!(
+        sandbox["network"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("pod network (CNI), address 10.")),
+        "{j}"
+    );
+    // The log directory the check made for CRI-O is gone with the pod.
+    let uid = sandbox["cgroup_parent"]
+        .as_str()
+        .unwrap()
+        .rsplit("pod")
+        .next()
+        .unwrap()
+        .to_string();
+    let logs = format!("/var/log/pods/cri-migrate_cri-migrate-check_{uid}");
+    assert!(!Path::new(&logs).exists(), "{logs} left behind");
+    // Nothing of the check is left in CRI-O.
+    let _ = &w.cni;
+}
+
+#[test]
+#[ignore = "needs root, CRI-O 1.24.6 (CRI_MIGRATE_CRIO_124), conmon, runc, CNI plugins, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn verify_runs_its_test_pod_on_crio_1_24() {
+    the_test_pod_passes("1.24.6");
+}
+
+#[test]
+#[ignore = "needs root, CRI-O 1.36.3 (CRI_MIGRATE_CRIO_136), conmon, crun, CNI plugins, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn verify_runs_its_test_pod_on_crio_1_36() {
+    the_test_pod_passes("1.36.3");
+}
