@@ -891,3 +891,55 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("Broken pipe"), "{err}");
 }
+
+/// Issue 32: a CNI config naming calico with host-local and an empty plugin directory, and a
+/// node with no plugin anywhere: the plan is refused before anything is written, naming every
+/// missing plugin — loopback too, which the runtime itself runs for every pod.
+#[test]
+fn missing_cni_plugins_are_all_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_node("kubeadm-1.20-docker"), dir.path());
+    write_under(
+        dir.path(),
+        "/etc/cni/net.d/10-calico.conflist",
+        r#"{"name":"k8s-pod-network","cniVersion":"0.3.1","plugins":[{"type":"calico","ipam":{"type":"host-local","subnet":"usePodCidr"}},{"type":"portmap","capabilities":{"portMappings":true}}]}"#,
+    );
+    for p in ["calico", "host-local", "loopback", "bridge", "portmap"] {
+        let _ = std::fs::remove_file(dir.path().join("opt/cni/bin").join(p));
+    }
+    let before = tree(dir.path());
+    let root = dir.path().to_str().unwrap();
+    for extra in [&[][..], &["--output", "json"]] {
+        let out = dry_run(root, extra);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(5), "{all}");
+        for p in [
+            "calico (10-calico.conflist)",
+            "host-local (10-calico.conflist)",
+            "portmap (10-calico.conflist)",
+            "loopback (the runtime itself",
+        ] {
+            assert!(all.contains(p), "{p} not named: {all}");
+        }
+    }
+    // Applied (offline), the same refusal, and nothing written.
+    let out = run(&["--root", root, "migrate", "--to", "containerd", "--yes"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    // The run's lock (/run/cri-migrate.lock, taken first) is all there is beside the node.
+    let mut after = tree(dir.path());
+    after.retain(|k, _| !k.starts_with("run/"));
+    assert!(after == before, "a file was written");
+    // No plugin anywhere: still every one named.
+    std::fs::remove_dir_all(dir.path().join("opt/cni/bin")).unwrap();
+    let out = dry_run(root, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("calico (") && err.contains("loopback ("),
+        "{err}"
+    );
+}
+
+fn fixture_node(name: &str) -> std::path::PathBuf {
+    repo().join(format!("tests/fixtures/nodes/{name}/node"))
+}

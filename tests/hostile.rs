@@ -277,7 +277,7 @@ fn corpus() -> Vec<Case> {
         }, &[]),
         ok("kubeadm-flags.env with CRLF", |r, _| {
             write(r, FLAGS, b"KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.2\"\r\n");
-        }, &["+KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.2 --container-runtime=remote", "containerd.sock\"\r\n"]),
+        }, &["+KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.2 --container-runtime=remote", "containerd.sock\"\\r\n"]),
         ok("kubeadm-flags.env with an export line", |r, _| {
             write(r, FLAGS, b"export KUBELET_KUBEADM_ARGS=\"--network-plugin=cni\"\n");
         }, &["env-line-ignored", "+KUBELET_KUBEADM_ARGS=\"--container-runtime=remote"]),

@@ -23,7 +23,18 @@ pub struct Cni {
     /// of the plugin directories holds: (plugin, the file naming it). Every pod would fail.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<(String, String)>,
+    /// Every plugin the plugin directories hold (for the plan's own CNI config's check).
+    #[serde(skip)]
+    pub available: Vec<String>,
+    /// The plugins the first config file names, with that file (what pods need).
+    #[serde(skip)]
+    pub needed: Vec<(String, String)>,
 }
+
+/// The plugin the runtimes themselves run for every pod-network pod, whatever the config says:
+/// containerd's CRI and CRI-O bring the pod's `lo` up with it.
+pub const LOOPBACK: &str = "loopback";
+pub const LOOPBACK_NEED: &str = "the runtime itself, which brings up every pod's lo";
 
 /// Where the directories are set: the kubelet's old dockershim flags first, then a runtime's
 /// config (a node that was migrated before), else the defaults.
@@ -86,7 +97,10 @@ pub fn inspect(
     // default network): its plugins are the ones every pod needs.
     let mut sorted = conf_files.clone();
     sorted.sort();
-    let named = plugin_types(node, &conf_dir, &sorted[..sorted.len().min(1)]);
+    let mut named = plugin_types(node, &conf_dir, &sorted[..sorted.len().min(1)]);
+    if !sorted.is_empty() && !named.iter().any(|(t, _)| t == LOOPBACK) {
+        named.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
+    }
     let wanted: Vec<String> = named.iter().map(|(t, _)| t.clone()).collect();
     let unserved = containerd
         .filter(|c| c.cri_disabled && !c.cni_bin_dirs.is_empty())
@@ -165,9 +179,13 @@ pub fn inspect(
         ),
     };
     let plugins = bin_dirs.first().map(|d| node.list(d)).unwrap_or_default();
+    let mut available: Vec<String> = bin_dirs.iter().flat_map(|d| node.list(d)).collect();
+    available.sort();
+    available.dedup();
     let missing = named
-        .into_iter()
-        .filter(|(t, _)| !bin_dirs.iter().any(|d| node.list(d).contains(t)))
+        .iter()
+        .filter(|(t, _)| !available.contains(t))
+        .cloned()
         .collect();
     Cni {
         conf_dir,
@@ -177,7 +195,45 @@ pub fn inspect(
         bin_dir_source,
         plugins,
         missing,
+        available,
+        needed: named,
     }
+}
+
+/// The plugin types a CNI config's text names (see [`plugin_types`]).
+pub fn plugin_types_of(text: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+    else {
+        return vec![];
+    };
+    types_of(&v)
+}
+
+fn types_of(v: &serde_json::Value) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    let mut add = |t: &str| {
+        if !t.is_empty() && !types.iter().any(|x| x == t) {
+            types.push(t.to_string());
+        }
+    };
+    let mut plugin = |p: &serde_json::Value| {
+        let Some(t) = p["type"].as_str() else {
+            return;
+        };
+        add(t);
+        if let Some(i) = p["ipam"]["type"].as_str() {
+            add(i);
+        }
+        if t == "flannel" {
+            add(p["delegate"]["type"].as_str().unwrap_or("bridge"));
+            add("host-local");
+        }
+    };
+    match v["plugins"].as_array() {
+        Some(list) => list.iter().for_each(&mut plugin),
+        None => plugin(v),
+    }
+    types
 }
 
 /// The plugin types the CNI config files name — `type`, each of a list's `plugins`, their
@@ -188,31 +244,10 @@ fn plugin_types(node: &Node, dir: &str, files: &[String]) -> Vec<(String, String
         let Ok(Some(text)) = node.read(&crate::node::join(dir, f)) else {
             continue;
         };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
-        else {
-            continue;
-        };
-        let mut add = |t: &str| {
-            if !t.is_empty() && !types.iter().any(|(x, _)| x == t) {
-                types.push((t.to_string(), f.clone()));
+        for t in plugin_types_of(&text) {
+            if !types.iter().any(|(x, _)| *x == t) {
+                types.push((t, f.clone()));
             }
-        };
-        let mut plugin = |p: &serde_json::Value| {
-            let Some(t) = p["type"].as_str() else {
-                return;
-            };
-            add(t);
-            if let Some(i) = p["ipam"]["type"].as_str() {
-                add(i);
-            }
-            if t == "flannel" {
-                add(p["delegate"]["type"].as_str().unwrap_or("bridge"));
-                add("host-local");
-            }
-        };
-        match v["plugins"].as_array() {
-            Some(list) => list.iter().for_each(&mut plugin),
-            None => plugin(&v),
         }
     }
     types

@@ -219,7 +219,8 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             format!("no CNI plugins in {}", f.cni.bin_dirs.join(", ")),
             "install the CNI plugins (kubernetes-cni / containernetworking-plugins)",
         ));
-    } else if !f.cni.missing.is_empty() {
+    }
+    if !f.cni.missing.is_empty() {
         let named: Vec<String> = f
             .cni
             .missing

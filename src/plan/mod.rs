@@ -331,6 +331,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         pause,
         &mut warnings,
     )?);
+    checks::cni_plugins(facts, &files)?;
     let files = settle(files, v.from, target)?;
     let (order, actions) =
         actions::service_actions(facts, &v, opts, &files, &settings, &mut warnings);
