@@ -105,6 +105,56 @@ pub fn runtime_classes(classes: &[(String, String)], planned: &[String]) -> Vec<
         .collect()
 }
 
+/// The CNI plugins every pod-network pod needs, checked before anything is written: those the
+/// CNI config file the runtime will load names (the first by name: the node's, or one the plan
+/// writes, kubenet's) and `loopback`, which containerd and CRI-O run themselves. Every missing
+/// one is named, and the plan refused: the runtime's check would fail on one of them (which one
+/// varies with the order the runtime tries them) only after its files were written.
+pub(super) fn cni_plugins(facts: &Facts, files: &[FileChange]) -> Result<(), Failure> {
+    use crate::inspect::cni::{plugin_types_of, LOOPBACK, LOOPBACK_NEED};
+    let dir = facts.cni.conf_dir.trim_end_matches('/');
+    let is_conf =
+        |n: &str| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json");
+    let planned = files
+        .iter()
+        .filter_map(|f| {
+            let (d, name) = f.path.rsplit_once('/')?;
+            (d == dir && is_conf(name)).then_some((name, f.new.as_str()))
+        })
+        .min_by_key(|(n, _)| *n);
+    let existing = facts.cni.conf_files.iter().min().map(String::as_str);
+    let needed: Vec<(String, String)> = match (planned, existing) {
+        (Some((name, text)), e) if e.map_or(true, |e| name <= e) => {
+            let mut n: Vec<(String, String)> = plugin_types_of(text)
+                .into_iter()
+                .map(|t| (t, format!("{name}, which the plan writes")))
+                .collect();
+            if !n.iter().any(|(t, _)| t == LOOPBACK) {
+                n.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
+            }
+            n
+        }
+        (_, Some(_)) => facts.cni.needed.clone(),
+        _ => return Ok(()),
+    };
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(t, _)| !facts.cni.available.contains(t))
+        .map(|(t, why)| format!("{t} ({why})"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::preflight(
+        format!(
+            "the pod network needs CNI plugins that no plugin directory the runtime will use ({}) holds: {}; every pod would fail to start on the new runtime",
+            facts.cni.bin_dirs.join(", "),
+            missing.join(", ")
+        ),
+        "Install them into that directory (the CNI plugins package — containernetworking-plugins, kubernetes-cni — or the network add-on's own installer), or point the runtime at the directory that holds them.",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_facts::{facts, opts};
@@ -157,54 +207,4 @@ mod tests {
             .message
             .contains("RuntimeClass kata names handler kata-qemu"));
     }
-}
-
-/// The CNI plugins every pod-network pod needs, checked before anything is written: those the
-/// CNI config file the runtime will load names (the first by name: the node's, or one the plan
-/// writes, kubenet's) and `loopback`, which containerd and CRI-O run themselves. Every missing
-/// one is named, and the plan refused: the runtime's check would fail on one of them (which one
-/// varies with the order the runtime tries them) only after its files were written.
-pub(super) fn cni_plugins(facts: &Facts, files: &[FileChange]) -> Result<(), Failure> {
-    use crate::inspect::cni::{plugin_types_of, LOOPBACK, LOOPBACK_NEED};
-    let dir = facts.cni.conf_dir.trim_end_matches('/');
-    let is_conf =
-        |n: &str| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json");
-    let planned = files
-        .iter()
-        .filter_map(|f| {
-            let (d, name) = f.path.rsplit_once('/')?;
-            (d == dir && is_conf(name)).then_some((name, f.new.as_str()))
-        })
-        .min_by_key(|(n, _)| *n);
-    let existing = facts.cni.conf_files.iter().min().map(String::as_str);
-    let needed: Vec<(String, String)> = match (planned, existing) {
-        (Some((name, text)), e) if e.is_none_or(|e| name <= e) => {
-            let mut n: Vec<(String, String)> = plugin_types_of(text)
-                .into_iter()
-                .map(|t| (t, format!("{name}, which the plan writes")))
-                .collect();
-            if !n.iter().any(|(t, _)| t == LOOPBACK) {
-                n.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
-            }
-            n
-        }
-        (_, Some(_)) => facts.cni.needed.clone(),
-        _ => return Ok(()),
-    };
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|(t, _)| !facts.cni.available.contains(t))
-        .map(|(t, why)| format!("{t} ({why})"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::preflight(
-        format!(
-            "the pod network needs CNI plugins that no plugin directory the runtime will use ({}) holds: {}; every pod would fail to start on the new runtime",
-            facts.cni.bin_dirs.join(", "),
-            missing.join(", ")
-        ),
-        "Install them into that directory (the CNI plugins package — containernetworking-plugins, kubernetes-cni — or the network add-on's own installer), or point the runtime at the directory that holds them.",
-    ))
 }
