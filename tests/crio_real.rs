@@ -157,3 +157,112 @@ fn verify_runs_its_test_pod_on_crio_1_24() {
 fn verify_runs_its_test_pod_on_crio_1_36() {
     the_test_pod_passes("1.36.3");
 }
+
+/// `verify` through a real cri-dockerd 0.4.3 in front of Docker 20.10 (on Debian's containerd):
+/// the kubelets ≥ 1.24 still on Docker talk to it, and the check must pass there too.
+#[test]
+#[ignore = "needs root, cri-dockerd 0.4.3 (CRI_MIGRATE_CRI_DOCKERD), Docker 20.10, containerd, CNI plugins, docker-registry and skopeo (cargo test -- --include-ignored)"]
+fn verify_runs_its_test_pod_through_cri_dockerd() {
+    if docker_20_on_containerd_missing()
+        || skip_unless(
+            have("docker-registry") && have("skopeo") && have("busybox"),
+            "docker-registry, skopeo or busybox-static is not installed",
+        )
+    {
+        return;
+    }
+    let Some(bin) = cri_dockerd_missing() else {
+        return;
+    };
+    let registry = Registry::start(None);
+    let (pause, _) = registry.push_cmd("pause/pause", "3.9", &["pause"], Some(PAUSE_CMD));
+    let cni = tempfile::tempdir().unwrap();
+    let port: u32 = registry.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let bridge = format!("crd{port}");
+    let subnet = format!("10.{}.{}.0/24", 100 + (port % 50), port % 250);
+    std::fs::create_dir_all(cni.path().join("net.d")).unwrap();
+    std::fs::write(
+        cni.path().join("net.d/10-test.conflist"),
+        format!(
+            r#"{{"cniVersion":"0.4.0","name":"test","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"dataDir":"{}"}}}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+            cni.path().join("ipam").display()
+        ),
+    )
+    .unwrap();
+    let containerd = Containerd::start(
+        &containerd_1().unwrap(),
+        "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+        None,
+    );
+    let sock = cni.path().join("docker.sock");
+    let dockerd = Dockerd::start(&dockerd_20().unwrap(), &containerd.socket(), &sock, false);
+    let shim = CriDockerd::start(&bin, &sock, &cni.path().join("net.d"), &pause);
+    let node = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(node.path().join("var/lib/kubelet")).unwrap();
+    std::fs::write(
+        node.path().join("var/lib/kubelet/config.yaml"),
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n",
+    )
+    .unwrap();
+    // Docker runs a pod's sandbox with dockershim's oom_score_adj of -998, which runc cannot set
+    // on a machine whose bounding set lacks CAP_SYS_RESOURCE (a nested machine, as some here
+    // are): there the test pod cannot run through Docker at all, and the check must say so.
+    let capable = cap_sys_resource();
+    let out = bin_verify(node.path(), &shim.endpoint(), &pause, !capable);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", &bridge])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\ncri-dockerd's log:\n{}\ndockerd's log:\n{}",
+        text(&out),
+        shim.log(),
+        dockerd.log()
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if capable {
+        assert_eq!(
+            j["verification"]["sandbox"]["container_state"], "CONTAINER_RUNNING",
+            "{j}"
+        );
+    } else {
+        eprintln!("this machine lacks CAP_SYS_RESOURCE: the pull and the runtime's conditions were checked through cri-dockerd, not a pod");
+        assert!(j["verification"]["pull"]["image_ref"].is_string(), "{j}");
+        // With the pod asked for, the failure is read as the node's capability.
+        let out = bin_verify(node.path(), &shim.endpoint(), &pause, false);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(10), "{all}");
+        assert!(all.contains("CAP_SYS_RESOURCE"), "{all}");
+    }
+}
+
+/// Whether this process's bounding set holds CAP_SYS_RESOURCE (bit 24 of CapBnd).
+fn cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap() & (1 << 24) != 0
+}
+
+fn bin_verify(root: &Path, endpoint: &str, image: &str, no_sandbox: bool) -> std::process::Output {
+    let mut c = bin();
+    c.arg("--root").arg(root).arg("--live").args([
+        "verify",
+        "--endpoint",
+        endpoint,
+        "--image",
+        image,
+        "--timeout",
+        "60",
+        "--output",
+        "json",
+    ]);
+    if no_sandbox {
+        c.arg("--no-sandbox");
+    }
+    c.output().unwrap()
+}

@@ -582,7 +582,13 @@ pub fn check(rt: &dyn PodRuntime, spec: &SandboxSpec) -> Result<SandboxReport, S
 
 fn fail(stage: Stage, e: impl std::fmt::Display) -> SandboxFailure {
     let mut message = format!("{e:#}");
-    let cause = classify(stage, &message);
+    let mut cause = classify(stage, &message);
+    // runc's init dying before it reports (dockershim's sandbox asks for oom_score_adj -998,
+    // which it cannot set without CAP_SYS_RESOURCE): the runtime's message hides why, the
+    // node's bounding set tells.
+    if message.contains("final child's PID from pipe") && cap_sys_resource() == Some(false) {
+        cause = Cause::Capability;
+    }
     if cause == Cause::Capability {
         // The real reason the runtime's message hides: what this node's processes may do.
         message.push_str(match cap_sys_resource() {

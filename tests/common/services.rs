@@ -870,3 +870,78 @@ impl Drop for Crio {
         }
     }
 }
+
+/// cri-dockerd's directory (`CRI_MIGRATE_CRI_DOCKERD`, which `.ci/run` sets), else the shared
+/// runtimes beside the repository; or a failure that says where to get it (as `skip_unless`).
+pub fn cri_dockerd_missing() -> Option<PathBuf> {
+    let p = std::env::var_os("CRI_MIGRATE_CRI_DOCKERD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/runtimes/cri-dockerd-0.4.3"));
+    let found = p.join("cri-dockerd").exists();
+    skip_unless(
+        found,
+        "cri-dockerd is not here: set CRI_MIGRATE_CRI_DOCKERD to a directory holding its binary (built from cri-dockerd's source; ../shared/runtimes/cri-dockerd-0.4.3 in this workplace)",
+    );
+    found.then_some(p)
+}
+
+/// A real cri-dockerd in front of a dockerd, on private paths, with CNI from `cni_conf`.
+pub struct CriDockerd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl CriDockerd {
+    pub fn start(bin_dir: &Path, docker: &Path, cni_conf: &Path, pause: &str) -> CriDockerd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut cmd = Command::new(bin_dir.join("cri-dockerd"));
+        cmd.arg("--docker-endpoint")
+            .arg(format!("unix://{}", docker.display()))
+            .arg("--container-runtime-endpoint")
+            .arg(format!("unix://{}", d.join("cri-dockerd.sock").display()))
+            .arg("--cri-dockerd-root-directory")
+            .arg(d.join("root"))
+            .arg("--network-plugin=cni")
+            .arg("--cni-conf-dir")
+            .arg(cni_conf)
+            .arg("--cni-bin-dir")
+            .arg("/usr/lib/cni")
+            .arg("--cni-cache-dir")
+            .arg(d.join("cni-cache"))
+            .arg("--pod-infra-container-image")
+            .arg(pause)
+            .arg("--streaming-bind-addr")
+            .arg("127.0.0.1:0");
+        let child = spawn_logged(&mut cmd, d);
+        let c = CriDockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(c.socket()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cri-dockerd did not listen in 60s:\n{}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("cri-dockerd.sock")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for CriDockerd {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
