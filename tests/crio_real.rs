@@ -266,3 +266,166 @@ fn bin_verify(root: &Path, endpoint: &str, image: &str, no_sandbox: bool) -> std
     }
     c.output().unwrap()
 }
+
+/// What `crio config` prints, read back: (table, key) -> value. A value CRI-O leaves at its
+/// default is printed commented out (`# cgroup_manager = "systemd"`): taken too, after the
+/// uncommented ones.
+fn effective(text: &str) -> std::collections::BTreeMap<(String, String), toml_edit::Value> {
+    let mut set = std::collections::BTreeMap::new();
+    let mut defaults = std::collections::BTreeMap::new();
+    let mut table = String::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    let assign = regex::Regex::new(r"^(#\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$").unwrap();
+    while i < lines.len() {
+        let l = lines[i].trim();
+        i += 1;
+        if l.starts_with('[') && l.ends_with(']') {
+            table = l.trim_matches(|c| c == '[' || c == ']').replace('"', "");
+            continue;
+        }
+        let Some(c) = assign.captures(l) else {
+            continue;
+        };
+        let commented = c.get(1).is_some();
+        let mut value = c[3].to_string();
+        // A value over several lines (an array).
+        while value.matches('[').count() > value.matches(']').count() && i < lines.len() {
+            let next = lines[i].trim();
+            value.push(' ');
+            value.push_str(if commented {
+                next.trim_start_matches('#').trim()
+            } else {
+                next
+            });
+            i += 1;
+        }
+        let Ok(doc) = format!("v = {value}").parse::<toml_edit::DocumentMut>() else {
+            continue;
+        };
+        let Some(v) = doc.get("v").and_then(|v| v.as_value()).cloned() else {
+            continue;
+        };
+        let key = (table.clone(), c[2].to_string());
+        if commented {
+            defaults.entry(key).or_insert(v);
+        } else {
+            set.insert(key, v);
+        }
+    }
+    for (k, v) in defaults {
+        set.entry(k).or_insert(v);
+    }
+    set
+}
+
+/// Every (table, key, value) a planned drop-in sets.
+fn planned_values(text: &str) -> Vec<(String, String, toml_edit::Value)> {
+    fn walk(t: &toml_edit::Table, at: &str, out: &mut Vec<(String, String, toml_edit::Value)>) {
+        for (k, item) in t.iter() {
+            match item {
+                toml_edit::Item::Table(sub) => walk(
+                    sub,
+                    &if at.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{at}.{k}")
+                    },
+                    out,
+                ),
+                toml_edit::Item::Value(v) => out.push((at.to_string(), k.to_string(), v.clone())),
+                _ => {}
+            }
+        }
+    }
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let mut out = vec![];
+    walk(doc.as_table(), "", &mut out);
+    out
+}
+
+fn same(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
+    match (a, b) {
+        (toml_edit::Value::Array(x), toml_edit::Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
+        }
+        _ => a.to_string().trim() == b.to_string().trim(),
+    }
+}
+
+/// Issue 32: every CRI-O plan of the fixture nodes, written where CRI-O reads it (the node's own
+/// crio.conf and drop-ins with the planned ones), is read by `crio config` of both versions with
+/// nothing refused and every planned value in effect.
+#[test]
+#[ignore = "needs CRI-O 1.24.6 and 1.36.3 (CRI_MIGRATE_CRIO_124, CRI_MIGRATE_CRIO_136) (cargo test -- --include-ignored)"]
+fn every_crio_plan_loads_in_both_crios() {
+    let crios: Vec<(String, std::path::PathBuf)> = ["1.24.6", "1.36.3"]
+        .iter()
+        .filter_map(|v| crio_missing(v).map(|d| (v.to_string(), d)))
+        .collect();
+    let mut tested = 0;
+    for case in cases()
+        .into_iter()
+        .filter(|c| c.exit == 0 && c.args.windows(2).any(|w| w[0] == "--to" && w[1] == "crio"))
+    {
+        let plan = json_plan(&case, &case.node());
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("crio.conf.d");
+        std::fs::create_dir_all(&conf_d).unwrap();
+        let node_conf = case.node().join("etc/crio/crio.conf");
+        let base = std::fs::read_to_string(&node_conf).unwrap_or_default();
+        std::fs::write(
+            dir.path().join("crio.conf"),
+            planned(&plan, "/etc/crio/crio.conf").unwrap_or(&base),
+        )
+        .unwrap();
+        if let Ok(rd) = std::fs::read_dir(case.node().join("etc/crio/crio.conf.d")) {
+            for e in rd.flatten() {
+                std::fs::copy(e.path(), conf_d.join(e.file_name())).unwrap();
+            }
+        }
+        let mut dropins = vec![];
+        for f in plan["files"].as_array().unwrap() {
+            let path = f["path"].as_str().unwrap();
+            if let Some(name) = path.strip_prefix("/etc/crio/crio.conf.d/") {
+                std::fs::write(conf_d.join(name), f["content"].as_str().unwrap()).unwrap();
+                dropins.push(f["content"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(
+            !dropins.is_empty(),
+            "{}: no CRI-O drop-in planned",
+            case.name
+        );
+        for (version, bin) in &crios {
+            let out = std::process::Command::new(bin.join("crio"))
+                .arg("--config")
+                .arg(dir.path().join("crio.conf"))
+                .arg("--config-dir")
+                .arg(&conf_d)
+                .arg("config")
+                .output()
+                .unwrap();
+            let printed = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success(),
+                "{}: CRI-O {version} refused the planned config: {}",
+                case.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let seen = effective(&printed);
+            for d in &dropins {
+                for (table, key, want) in planned_values(d) {
+                    let got = seen.get(&(table.clone(), key.clone()));
+                    assert!(
+                        got.is_some_and(|g| same(g, &want)),
+                        "{}: CRI-O {version} reads [{table}] {key} as {got:?}, the plan set {want}",
+                        case.name
+                    );
+                }
+            }
+            tested += 1;
+        }
+    }
+    assert!(tested >= 4, "only {tested} CRI-O plans were loaded");
+}
