@@ -114,6 +114,7 @@ fn text(o: &std::process::Output) -> String {
 }
 
 fn the_test_pod_passes(version: &str) {
+    let _one = crio_lock();
     let Some(w) = World::new(version) else { return };
     let out = w.verify(&["--output", "json"]);
     assert_eq!(
@@ -428,4 +429,137 @@ fn every_crio_plan_loads_in_both_crios() {
         }
     }
     assert!(tested >= 4, "only {tested} CRI-O plans were loaded");
+}
+
+/// Issue 32: the registries drop-in a CRI-O plan writes, proven by pulls through real CRI-O from
+/// registries on 127.0.0.1 — Docker's mirror of docker.io (a pull that only the mirror can
+/// serve, and that fails without the drop-in), an insecure registry, and a registry that needs
+/// the credentials of the kubelet's config.json.
+fn the_registries_drop_in_pulls_through(version: &str) {
+    let _one = crio_lock();
+    if skip_unless(is_root(), "not root")
+        || skip_unless(
+            have("docker-registry") && have("skopeo") && have("htpasswd"),
+            "docker-registry, skopeo or htpasswd (apache2-utils) is not installed",
+        )
+    {
+        return;
+    }
+    let Some(bin) = crio_missing(version) else {
+        return;
+    };
+    let mirror = Registry::start(None);
+    let plain = Registry::start(None);
+    let private = Registry::start(Some(("robot", "s3cret-pw")));
+    mirror.push("library/only-on-the-mirror", "1", &["m"]);
+    let (plain_ref, _) = plain.push("team/plain", "1", &["p"]);
+    let (private_ref, _) = private.push("team/private", "1", &["q"]);
+    let node = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        node.path(),
+    );
+    std::fs::write(
+        node.path().join("etc/docker/daemon.json"),
+        serde_json::json!({
+            "exec-opts": ["native.cgroupdriver=systemd"],
+            "registry-mirrors": [format!("http://{}", mirror.addr)],
+            "insecure-registries": [plain.addr.clone(), private.addr.clone()],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret-pw");
+    std::fs::write(
+        node.path().join("var/lib/kubelet/config.json"),
+        serde_json::json!({"auths": {private.addr.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let out = run_under(
+        node.path(),
+        &[
+            "migrate",
+            "--to",
+            "crio",
+            "--dry-run",
+            "--runtime-version",
+            version,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dropin = planned(
+        &plan,
+        "/etc/containers/registries.conf.d/99-cri-migrate.conf",
+    )
+    .expect("a registries drop-in")
+    .to_string();
+    let installed = std::path::PathBuf::from(format!(
+        "/etc/containers/registries.conf.d/99-cri-migrate-plan-{}.conf",
+        mirror.addr.replace([':', '.'], "-")
+    ));
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::write(&installed, &dropin).unwrap();
+    let guard = Removed(installed);
+    let mirrored = "docker.io/library/only-on-the-mirror:1";
+    let pull =
+        |crio: &Crio, image: &str| bin_verify_no_sandbox(node.path(), &crio.endpoint(), image);
+    {
+        let crio = Crio::start(&bin, version, &[], "");
+        for image in [mirrored, plain_ref.as_str(), private_ref.as_str()] {
+            let out = pull(&crio, image);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "CRI-O {version}, {image}: {}\n{}\nthe drop-in:\n{dropin}",
+                text(&out),
+                crio.log()
+            );
+            assert!(!text(&out).contains("s3cret-pw"));
+        }
+    }
+    // Without the drop-in, the mirror is unknown: the same pull fails (no other way to docker.io
+    // here), and on 1.36 so does the plain-HTTP registry (1.24 talks plain HTTP to a registry on
+    // the loopback address by itself).
+    drop(guard);
+    let crio = Crio::start(&bin, version, &[], "");
+    let without: Vec<&str> = if version.starts_with("1.24") {
+        vec![mirrored]
+    } else {
+        vec![mirrored, plain_ref.as_str()]
+    };
+    for image in without {
+        let out = pull(&crio, image);
+        assert_eq!(
+            out.status.code(),
+            Some(10),
+            "CRI-O {version}, {image} without the drop-in: {}",
+            text(&out)
+        );
+    }
+}
+
+fn bin_verify_no_sandbox(root: &Path, endpoint: &str, image: &str) -> std::process::Output {
+    bin_verify(root, endpoint, image, true)
+}
+
+#[test]
+#[ignore = "needs root, CRI-O 1.24.6 (CRI_MIGRATE_CRIO_124), docker-registry, skopeo and htpasswd (cargo test -- --include-ignored)"]
+fn the_registries_drop_in_pulls_through_crio_1_24() {
+    the_registries_drop_in_pulls_through("1.24.6");
+}
+
+#[test]
+#[ignore = "needs root, CRI-O 1.36.3 (CRI_MIGRATE_CRIO_136), docker-registry, skopeo and htpasswd (cargo test -- --include-ignored)"]
+fn the_registries_drop_in_pulls_through_crio_1_36() {
+    the_registries_drop_in_pulls_through("1.36.3");
 }

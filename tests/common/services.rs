@@ -748,6 +748,13 @@ pub struct Crio {
     registries_dropin: PathBuf,
 }
 
+/// CRI-O reads the system's registries.conf.d, which the tests write into: one test of CRI-O at
+/// a time (hold this while any runs).
+pub fn crio_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Crio {
     pub fn start(bin_dir: &Path, version: &str, registries: &[&str], conf_d: &str) -> Crio {
         let dir = tempfile::tempdir().unwrap();
