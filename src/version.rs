@@ -58,6 +58,10 @@ impl Version {
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         (self.major, self.minor) >= (major, minor)
     }
+
+    pub fn at_least_patch(&self, major: u32, minor: u32, patch: u32) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
+    }
 }
 
 /// The magic that starts a Go binary's build information (`.go.buildinfo`).

@@ -29,6 +29,22 @@ pub struct Cni {
     /// The plugins the first config file names, with that file (what pods need).
     #[serde(skip)]
     pub needed: Vec<(String, String)>,
+    /// The node's network: the name in its config file (the first by name, passing over a
+    /// runtime package's example bridge), and that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<(String, String)>,
+    /// A runtime package's example bridge config that sorts before the node's network and so
+    /// would be the one loaded (CRI-O's `10-crio-bridge.conf`, `11-crio-ipv4-bridge.conflist`,
+    /// podman's): pods would get the example's network, not the cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadowed_by: Option<String>,
+}
+
+/// Example networks CRI-O's and podman's packages install into the CNI config directory.
+pub fn is_example_network(file: &str) -> bool {
+    let f = file.to_ascii_lowercase();
+    (f.contains("crio-bridge") || f.contains("crio-ipv4-bridge") || f.starts_with("87-podman"))
+        && (f.ends_with(".conf") || f.ends_with(".conflist"))
 }
 
 /// The plugin the runtimes themselves run for every pod-network pod, whatever the config says:
@@ -97,7 +113,29 @@ pub fn inspect(
     // default network): its plugins are the ones every pod needs.
     let mut sorted = conf_files.clone();
     sorted.sort();
-    let mut named = plugin_types(node, &conf_dir, &sorted[..sorted.len().min(1)]);
+    // A package's example bridge first by name, with the node's own network after it: the
+    // node's is the one pods need (the plan selects it by name for CRI-O).
+    let shadowed_by = match sorted.as_slice() {
+        [first, rest @ ..]
+            if is_example_network(first) && rest.iter().any(|f| !is_example_network(f)) =>
+        {
+            Some(first.clone())
+        }
+        _ => None,
+    };
+    let chosen: Vec<String> = sorted
+        .iter()
+        .find(|f| shadowed_by.is_none() || !is_example_network(f))
+        .cloned()
+        .into_iter()
+        .collect();
+    let network = chosen.first().and_then(|f| {
+        let text = node.read(&crate::node::join(&conf_dir, f)).ok().flatten()?;
+        let v: serde_json::Value =
+            serde_json::from_str(text.trim_start_matches('\u{feff}')).ok()?;
+        v["name"].as_str().map(|n| (n.to_string(), f.clone()))
+    });
+    let mut named = plugin_types(node, &conf_dir, &chosen);
     if !sorted.is_empty() && !named.iter().any(|(t, _)| t == LOOPBACK) {
         named.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
     }
@@ -197,6 +235,8 @@ pub fn inspect(
         missing,
         available,
         needed: named,
+        network,
+        shadowed_by,
     }
 }
 

@@ -169,6 +169,9 @@ pub struct Facts {
     pub credentials: Vec<docker::Credentials>,
     pub containerd_config: Option<runtimes::ContainerdConfig>,
     pub crio: runtimes::CrioConfig,
+    /// runc, crun, conmon and pinns as found on the node (what CRI-O will run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<runtimes::Tool>,
     pub cni: cni::Cni,
     pub static_pods: Vec<pods::StaticPod>,
     /// Docker containers (live node only) that mount Docker's socket or data.
@@ -344,6 +347,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         credentials,
         containerd_config,
         crio,
+        tools: runtimes::tools(node, cmds, &pkgs),
         cni,
         static_pods,
         docker_containers,

@@ -644,6 +644,82 @@ pub struct CrioConfig {
     /// The CNI directories the files set.
     pub network_dir: Option<String>,
     pub plugin_dirs: Vec<String>,
+    /// What a package's config sets for the programs CRI-O runs (the last file wins):
+    /// `conmon`, `pinns_path`, `default_runtime`, and each `[crio.runtime.runtimes.NAME]`'s
+    /// `runtime_path` ("" where it names none: CRI-O looks the name up on $PATH) and whether it
+    /// sets its own `monitor_path` (conmon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conmon: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinns_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_runtime: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtimes: BTreeMap<String, CrioRuntime>,
+}
+
+/// A runtime handler a CRI-O config file defines.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CrioRuntime {
+    pub runtime_path: String,
+    pub monitor_path: bool,
+    /// Its runtime_path is an executable on the node (or names none).
+    pub present: bool,
+}
+
+/// A program CRI-O runs (an OCI runtime, conmon, pinns) as found on the node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tool {
+    pub name: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<crate::version::Version>,
+}
+
+/// Where CRI-O's packages and the upstream bundle put the programs it runs, beside the usual
+/// binary directories (CRI-O's own packages: /usr/libexec/crio; Ubuntu's cri-o-runc).
+const TOOL_DIRS: [&str; 3] = [
+    "/usr/libexec/crio",
+    "/usr/lib/cri-o-runc/sbin",
+    "/usr/libexec/podman",
+];
+
+/// runc, crun, conmon and pinns on the node: each first found, with the version its package
+/// database (or, live, the program itself) says for the OCI runtimes.
+pub fn tools(
+    node: &Node,
+    cmds: &dyn Commands,
+    pkgs: &crate::inspect::packages::Packages,
+) -> Vec<Tool> {
+    let mut out = vec![];
+    for name in ["runc", "crun", "conmon", "pinns"] {
+        let Some(path) = BIN_DIRS
+            .iter()
+            .chain(TOOL_DIRS.iter())
+            .map(|d| join(d, name))
+            .find(|p| node.is_executable(p))
+        else {
+            continue;
+        };
+        let version = match name {
+            "runc" | "crun" => {
+                let live = node
+                    .is_live()
+                    .then(|| cmds.output(&path, &["--version"]))
+                    .flatten()
+                    .as_deref()
+                    .and_then(crate::version::Version::find_in);
+                live.or_else(|| pkgs.find(&[name]).and_then(|f| f.version))
+            }
+            _ => None,
+        };
+        out.push(Tool {
+            name: name.to_string(),
+            path,
+            version,
+        });
+    }
+    out
 }
 
 pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<CrioConfig> {
@@ -694,6 +770,46 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
+        }
+        // The programs a package configured: our own drop-in is left out (a second run plans
+        // the same choices again, from the node).
+        let own = path == CRIO_DROP_IN;
+        let runtime = doc
+            .get("crio")
+            .and_then(|c| c.get("runtime"))
+            .filter(|_| !own);
+        let string = |k: &str| {
+            runtime
+                .and_then(|r| r.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        if let Some(v) = string("conmon").filter(|v| !v.is_empty()) {
+            out.conmon = Some(v);
+        }
+        if let Some(v) = string("pinns_path").filter(|v| !v.is_empty()) {
+            out.pinns_path = Some(v);
+        }
+        if let Some(v) = string("default_runtime").filter(|v| !v.is_empty()) {
+            out.default_runtime = Some(v);
+        }
+        if let Some(t) = runtime
+            .and_then(|r| r.get("runtimes"))
+            .and_then(|r| r.as_table_like())
+        {
+            for (name, h) in t.iter() {
+                let e = out.runtimes.entry(name.to_string()).or_default();
+                if let Some(p) = h.get("runtime_path").and_then(|v| v.as_str()) {
+                    e.runtime_path = p.to_string();
+                }
+                e.present = e.runtime_path.is_empty() || node.is_executable(&e.runtime_path);
+                if h.get("monitor_path")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|p| !p.is_empty())
+                {
+                    e.monitor_path = true;
+                }
+            }
         }
         if doc
             .get("crio")

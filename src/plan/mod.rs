@@ -10,6 +10,7 @@
 
 mod actions;
 pub mod checks;
+pub mod crio_node;
 pub mod images;
 mod kubelet_files;
 mod kubenet;

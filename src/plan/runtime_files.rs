@@ -292,6 +292,12 @@ fn crio_files(
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
     let mut files = Vec::new();
+    let docker_default = settings
+        .workloads
+        .default_handler
+        .as_ref()
+        .map(|s| s.value.clone());
+    let node = super::crio_node::crio_node(facts, rv, docker_default.as_deref(), warnings);
     let cs = render::crio::Settings {
         cgroup_manager: settings.cgroup_driver.value.clone(),
         sandbox_image: settings.sandbox_image.as_ref().map(|s| s.value.clone()),
@@ -312,6 +318,10 @@ fn crio_files(
             .map(|u| u.to_flag())
             .collect(),
         selinux: settings.workloads.selinux.is_some(),
+        conmon: node.conmon,
+        pinns_path: node.pinns,
+        oci_runtime: node.oci,
+        cni_default_network: node.cni_default_network,
     };
     files.push(change(
         facts,

@@ -16,6 +16,14 @@ pub struct Settings {
     /// `nofile=65536:1048576`
     pub default_ulimits: Vec<String>,
     pub selinux: bool,
+    /// The programs CRI-O runs, where the node's config does not say and they are off its
+    /// defaults' way (plan::crio_node).
+    pub conmon: Option<String>,
+    pub pinns_path: Option<String>,
+    /// The OCI runtime made the default where the version's default cannot run here.
+    pub oci_runtime: Option<crate::plan::crio_node::OciChoice>,
+    /// The node's network by name, where a package's example bridge sorts before it.
+    pub cni_default_network: Option<String>,
 }
 
 /// A handler as CRI-O's runtimes table takes it.
@@ -68,6 +76,10 @@ mod tests {
             default_runtime: Some("kata".into()),
             default_ulimits: vec!["nofile=65536:1048576".into()],
             selinux: true,
+            conmon: Some("/usr/libexec/crio/conmon".into()),
+            pinns_path: Some("/usr/libexec/crio/pinns".into()),
+            oci_runtime: None,
+            cni_default_network: Some("k8s-pod-network".into()),
         });
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
         assert_eq!(
@@ -107,5 +119,13 @@ mod tests {
             1
         );
         assert!(doc["crio"].get("root").is_none());
+        assert_eq!(
+            doc["crio"]["runtime"]["pinns_path"].as_str(),
+            Some("/usr/libexec/crio/pinns")
+        );
+        assert_eq!(
+            doc["crio"]["network"]["cni_default_network"].as_str(),
+            Some("k8s-pod-network")
+        );
     }
 }
