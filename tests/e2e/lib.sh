@@ -9,7 +9,9 @@ PACKAGES=systemd,systemd-sysv,dbus,docker.io,containerd,runc,ca-certificates,ipr
 # carrying images into CRI-O's containers-storage (there is no CRI-O package here).
 # man-db: the package test reads `man cri-migrate` in a fresh node; python3: Ansible targets;
 # crun: Docker's default runtime in scenario 21, carried as a containerd handler.
-EXTRA_PACKAGES="skopeo man-db python3 crun"
+# conmon and libsqlite3-0: CRI-O (scenario 22) runs its containers under conmon; 1.36 links
+# sqlite.
+EXTRA_PACKAGES="skopeo man-db python3 crun conmon libsqlite3-0"
 NODES=()
 REGISTRY_PIDS=()
 
@@ -305,6 +307,33 @@ install_containerd2() {
     cp "$CONTAINERD2_ROOT"/usr/lib/systemd/system/containerd.service "$root/lib/systemd/system/containerd.service"
     v=$("$CONTAINERD2_ROOT/usr/bin/containerd" --version | awk '{print $3}')
     sed -i "/^Package: containerd\$/,/^\$/ s/^Version: .*/Version: $v/" "$root/var/lib/dpkg/status"
+}
+
+# CRI-O builds (../shared/runtimes, or where .ci/run copied them): crio and pinns.
+crio_dir() { # crio_dir VERSION
+    case "$1" in
+        1.24*) echo "${CRI_MIGRATE_CRIO_124:-$REPO/../shared/runtimes/crio-1.24.6}" ;;
+        *) echo "${CRI_MIGRATE_CRIO_136:-$REPO/../shared/runtimes/crio-1.36.3}" ;;
+    esac
+}
+have_crio() { [ -x "$(crio_dir "$1")/crio" ] && [ -x "$(crio_dir "$1")/pinns" ]; }
+
+# install_crio NAME VERSION: CRI-O installed into the node as its release bundle lays it, not
+# started: crio and pinns in /usr/local/bin, the upstream crio.service in /etc/systemd/system
+# (not enabled), an empty /etc/crio/crio.conf, the containers policy, and the bundle's example
+# bridge network in the CNI config directory (first by name: CRI-O would load it, not the
+# node's, unless told). conmon is Debian's (the node's packages).
+install_crio() {
+    local root="$WORK/$1" dir
+    dir=$(crio_dir "$2")
+    install -m 0755 "$dir/crio" "$dir/pinns" "$root/usr/local/bin/"
+    install -m 0644 "$dir/crio.service" "$root/etc/systemd/system/crio.service"
+    mkdir -p "$root/etc/crio" "$root/etc/containers"
+    : >"$root/etc/crio/crio.conf"
+    echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$root/etc/containers/policy.json"
+    cat >"$root/etc/cni/net.d/10-crio-bridge.conflist" <<'JSON'
+{"cniVersion":"0.4.0","name":"crio","plugins":[{"type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,"hairpinMode":true,"ipam":{"type":"host-local","routes":[{"dst":"0.0.0.0/0"}],"ranges":[[{"subnet":"10.85.0.0/16"}]]}}]}
+JSON
 }
 
 # boot_node NAME: systemd as PID 1 in the node; sets NODE_PID (PID 1 seen from the host).

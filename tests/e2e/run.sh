@@ -956,6 +956,75 @@ scenario "21. crun as Docker's default runtime, default-ulimits, log-opts and a 
 scenario "18. the unit model's kubelet argv is the running kubelet's (kubeadm, ExecStart= flags, an env file); the last two migrated for real and rolled back" unit_model_is_the_running_kubelet
 stop_node "$NODE"
 
+# CRI-O 1.24.6 from its bundle beside Docker on a kubelet 1.23 node (dockershim): CRI-O starts on
+# its own socket and runs the test pod while the kubelet still runs on Docker; Docker's images go
+# to CRI-O's containers-storage (skopeo) and CRI-O finds them; the stand-in's pods run on CRI-O
+# after the cutover; a rollback puts every byte back and Docker serves again.
+crio_running() { in_node systemctl is-active crio.service >/dev/null 2>&1; }
+migrate_to_crio_beside_docker() {
+    local since rc
+    start_pods || return 1
+    node_state "$NODE" >"$WORK/state.with-pods"
+    since=$(date +%s)
+    expect "migrate --to crio exits 0" exits 0 in_node cri-migrate migrate --to crio --yes --output json || {
+        in_node journalctl --no-pager -u crio.service -n 40 -o cat >&2
+        stop_pods
+        return 1
+    }
+    cp "$WORK/last.out" "$WORK/report-crio-$NODE.json"
+    expect "the report says migrated" grep -q '"result": "migrated"' "$WORK/last.out" &&
+        expect "the runtime was checked before the cutover" grep -q '"check_before_cutover": true' "$WORK/last.out" &&
+        expect "the test pod ran on CRI-O before the kubelet stopped" python3 -c '
+import json, sys
+steps = [s["step"] for s in json.load(open(sys.argv[1]))["steps"]]
+pod = next(i for i, s in enumerate(steps) if "test pod" in s)
+stop = steps.index("stop kubelet.service")
+sys.exit(0 if pod < stop else 1)' "$WORK/last.out" &&
+        expect "Docker's images went to containers-storage with skopeo" grep -q '"via": "skopeo"' "$WORK/last.out" &&
+        expect "CRI-O found every carried image through CRI (ImageStatus) before the cutover" python3 -c '
+import json, sys
+steps = json.load(open(sys.argv[1]))["steps"]
+found = [s for s in steps if s["step"].startswith("find the ") and "through CRI" in s["step"]]
+assert found and all(s["status"] == "done" for s in found), steps
+' "$WORK/last.out" &&
+        expect "crio.service active and enabled" bash -c "is_state is-active crio.service active && is_state is-enabled crio.service enabled" &&
+        expect "docker.service stopped and disabled" bash -c "is_state is-active docker.service inactive && is_state is-enabled docker.service disabled" &&
+        expect "the drop-in names pinns and the node's network" bash -c "grep -q '^pinns_path = \"/usr/local/bin/pinns\"' '$WORK/$NODE/etc/crio/crio.conf.d/99-cri-migrate.conf' && grep -q '^cni_default_network = \"pods\"' '$WORK/$NODE/etc/crio/crio.conf.d/99-cri-migrate.conf'" &&
+        expect "the kubelet stand-in talks CRI to CRI-O" wait_for 30 bash -c "journalctl_tail | grep -q 'ready on unix:///var/run/crio/crio.sock'" &&
+        expect "the kubelet ran the three pods on CRI-O" wait_for 90 stand_in_ran_pods "$since" &&
+        expect "an image only the mirror has pulls through CRI-O (the registries drop-in)" exits 0 in_node cri-migrate verify --no-sandbox --image docker.io/library/mirroronly:1 &&
+        expect "the kubelet's flags point at CRI-O" grep -q 'crio.sock' "$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env"
+    rc=$?
+    expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state with-pods &&
+        expect "crio.service inactive again" is_state is-active crio.service inactive &&
+        expect "Docker's three pods run again" wait_for 60 docker_pods_running &&
+        docker_and_kubelet_back || rc=1
+    stop_pods
+    return $rc
+}
+export -f stand_in_ran_pods kubelet_pid is_state
+
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 22 "* ]]; then
+    if ! have_crio 1.24.6; then
+        [ "${CI:-}" = true ] && die "CI=true and CRI-O 1.24.6 is missing: set CRI_MIGRATE_CRIO_124 (../shared/runtimes/crio-1.24.6)"
+        printf '\n*** SKIPPED the CRI-O node: CRI-O 1.24.6 is missing (CRI_MIGRATE_CRIO_124) ***\n' >&2
+    else
+        NODE=n123crio
+        KUBELET=1.23.17
+        make_node "$NODE" "$KUBELET" "--network-plugin=cni --pod-infra-container-image=$PAUSE"
+        install_crio "$NODE" 1.24.6
+        boot_node "$NODE"
+        if ! wait_active docker.service 60 || ! wait_active kubelet.service 60; then
+            journal docker.service 30 >&2
+            die "node $NODE did not come up with Docker and the kubelet"
+        fi
+        docker_pull_images || die "Docker could not pull the test images"
+        scenario "22. CRI-O 1.24.6 beside Docker: the test pod before the cutover, images in containers-storage, the pods on CRI-O, rolled back to every byte" migrate_to_crio_beside_docker
+        stop_node "$NODE"
+    fi
+fi
+
 # kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the
 # move its kubelet cannot start here; the scenario checks that after it, it runs with 1.27's rules.
 NODE=n127

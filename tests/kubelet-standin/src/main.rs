@@ -454,6 +454,23 @@ impl Pods {
             }
             l
         };
+        // The kubelet's namespaces for a pod (the same on the sandbox and each container: CRI-O
+        // refuses a container whose options differ from its sandbox's).
+        let namespaces = k::NamespaceOption {
+            network: if pod_network {
+                k::NamespaceMode::Pod
+            } else {
+                k::NamespaceMode::Node
+            } as i32,
+            pid: k::NamespaceMode::Container as i32,
+            ipc: k::NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
+        let log_directory = format!("/var/log/pods/{ns}_{name}_{uid}");
+        // The kubelet makes the pod's log directory and each container's before it asks.
+        for c in containers {
+            std::fs::create_dir_all(format!("{log_directory}/{}", c.name))?;
+        }
         let sandbox = k::PodSandboxConfig {
             metadata: Some(k::PodSandboxMetadata {
                 name: name.into(),
@@ -466,7 +483,7 @@ impl Pods {
             } else {
                 String::new()
             },
-            log_directory: format!("/var/log/pods/{ns}_{name}_{uid}"),
+            log_directory,
             dns_config: pod_network
                 .then(|| cri::sandbox::cluster_first_dns(&self.dns, self.domain.as_deref(), ns))
                 .flatten(),
@@ -474,16 +491,7 @@ impl Pods {
             linux: Some(k::LinuxPodSandboxConfig {
                 cgroup_parent: cri::sandbox::cgroup_parent(self.driver, &uid),
                 security_context: Some(k::LinuxSandboxSecurityContext {
-                    namespace_options: Some(k::NamespaceOption {
-                        network: if pod_network {
-                            k::NamespaceMode::Pod
-                        } else {
-                            k::NamespaceMode::Node
-                        } as i32,
-                        pid: k::NamespaceMode::Container as i32,
-                        ipc: k::NamespaceMode::Pod as i32,
-                        ..Default::default()
-                    }),
+                    namespace_options: Some(namespaces.clone()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -502,12 +510,19 @@ impl Pods {
                 }),
                 image: Some(k::ImageSpec {
                     image: c.image.clone(),
+                    user_specified_image: c.image.clone(),
                     ..Default::default()
                 }),
                 command: c.command.clone(),
                 log_path: format!("{}/0.log", c.name),
                 labels: labels(Some(&c.name)),
-                linux: Some(k::LinuxContainerConfig::default()),
+                linux: Some(k::LinuxContainerConfig {
+                    security_context: Some(k::LinuxContainerSecurityContext {
+                        namespace_options: Some(namespaces.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             let cid = client.create_container(&id, &config, &sandbox)?;
