@@ -863,7 +863,7 @@ fn images_that_cannot_be_carried_stop_the_cutover_unless_forced() {
     assert_eq!(out.status.code(), Some(5), "{}", s(&out.stderr));
     let err = s(&out.stderr);
     assert!(
-        err.contains("in-use image(s) could not be carried over")
+        err.contains("in-use image(s) could not be carried over to containerd:")
             && err.contains("export failed (fake Docker)"),
         "{err}"
     );

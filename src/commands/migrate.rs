@@ -348,9 +348,10 @@ fn execute(
                 )
             })
             .collect();
+        let to = plan.target.name();
         return Err(Failure::preflight(
-            format!("in-use image(s) could not be carried over to containerd: {}", names.join("; ")),
-            "The node's configuration was not changed (the images carried so far stay in containerd). Fix the cause, or run with --images none to let the runtime pull them, or --force to go ahead without them.",
+            format!("in-use image(s) could not be carried over to {to}: {}", names.join("; ")),
+            format!("The node's configuration was not changed (the images carried so far stay in {to}'s image store). Fix the cause, or run with --images none to let the runtime pull them, or --force to go ahead without them."),
         )
         .into());
     }

@@ -336,6 +336,29 @@ install_crio() {
 JSON
 }
 
+# cri-dockerd 0.4.3 (../shared/runtimes, or where .ci/run copied it).
+CRI_DOCKERD_DIR=${CRI_MIGRATE_CRI_DOCKERD:-$REPO/../shared/runtimes/cri-dockerd-0.4.3}
+have_cri_dockerd() { [ -x "$CRI_DOCKERD_DIR/cri-dockerd" ]; }
+
+# install_cri_dockerd NAME: the real cri-dockerd as its packages install it — the binary in
+# /usr/bin, its upstream cri-docker.service and cri-docker.socket in /lib/systemd/system, both
+# enabled — with the administrator's drop-in its install docs show (CNI, the node's pause
+# image).
+install_cri_dockerd() {
+    local root="$WORK/$1"
+    install -m 0755 "$CRI_DOCKERD_DIR/cri-dockerd" "$root/usr/bin/cri-dockerd"
+    install -m 0644 "$CRI_DOCKERD_DIR/cri-docker.service" "$CRI_DOCKERD_DIR/cri-docker.socket" "$root/lib/systemd/system/"
+    mkdir -p "$root/etc/systemd/system/cri-docker.service.d" "$root/etc/systemd/system/sockets.target.wants"
+    cat >"$root/etc/systemd/system/cri-docker.service.d/10-cni.conf" <<UNIT
+[Service]
+ExecStart=
+ExecStart=/usr/bin/cri-dockerd --container-runtime-endpoint fd:// --network-plugin=cni --pod-infra-container-image=$PAUSE
+UNIT
+    ln -sf /lib/systemd/system/cri-docker.service "$root/etc/systemd/system/multi-user.target.wants/cri-docker.service"
+    ln -sf /lib/systemd/system/cri-docker.socket "$root/etc/systemd/system/sockets.target.wants/cri-docker.socket"
+    printf '\nPackage: cri-dockerd\nStatus: install ok installed\nPriority: optional\nVersion: 0.4.3.3-0.debian-bookworm\n' >>"$root/var/lib/dpkg/status"
+}
+
 # boot_node NAME: systemd as PID 1 in the node; sets NODE_PID (PID 1 seen from the host).
 boot_node() {
     local name=$1 root="$WORK/$1"

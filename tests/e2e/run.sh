@@ -1025,16 +1025,80 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 22 "* ]]; then
     fi
 fi
 
-# kubelet 1.27 cannot use Docker without cri-dockerd, which has no Debian package: before the
-# move its kubelet cannot start here; the scenario checks that after it, it runs with 1.27's rules.
+# kubelet 1.27 uses Docker through cri-dockerd: the real cri-dockerd 0.4.3 (its upstream units),
+# which the stand-in talks CRI to before the move; after it, it runs with 1.27's rules.
+cri_dockerd_serves_the_kubelet() {
+    wait_active cri-docker.service 60 && wait_active kubelet.service 60 &&
+        wait_for 30 bash -c "journalctl_tail | grep -q 'ready on unix:///run/cri-dockerd.sock'"
+}
+have_cri_dockerd || { [ "${CI:-}" = true ] && die "CI=true and cri-dockerd is missing: set CRI_MIGRATE_CRI_DOCKERD (../shared/runtimes/cri-dockerd-0.4.3)"; }
 NODE=n127
 KUBELET=1.27.16
 make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
+have_cri_dockerd && install_cri_dockerd "$NODE"
 boot_node "$NODE"
 wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up with Docker"; }
+if have_cri_dockerd; then
+    cri_dockerd_serves_the_kubelet || { journal cri-docker.service 30 >&2; journal kubelet.service 30 >&2; die "node $NODE: the kubelet did not come up on cri-dockerd"; }
+fi
 docker_pull_images || die "Docker could not pull the test images"
 scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
 stop_node "$NODE"
+
+# A kubelet 1.31 on the real cri-dockerd 0.4.3 moved to CRI-O 1.36.3 (from its bundle), rolled
+# back, then to containerd, rolled back. Docker runs the pods' sandboxes with dockershim's
+# oom_score_adj of -998, which a node without CAP_SYS_RESOURCE cannot set (a nested node on such
+# a machine): there the stand-in's pods cannot run through cri-dockerd before the move, and the
+# scenario says so; the move, its check and the rollback are the same.
+migrate_cri_dockerd_node() { # TARGET UNIT SOCKET
+    local target=$1 unit=$2 sock=$3 rc
+    node_state "$NODE" >"$WORK/state.cd-$target"
+    expect "the kubelet 1.31 runs on cri-dockerd before the move" cri_dockerd_serves_the_kubelet &&
+        expect "migrate --to $target exits 0" exits 0 in_node cri-migrate migrate --to "$target" --yes --output json || {
+        in_node journalctl --no-pager -u "$unit" -n 40 -o cat >&2
+        return 1
+    }
+    cp "$WORK/last.out" "$WORK/report-$target-$NODE.json"
+    expect "the report says migrated" grep -q '"result": "migrated"' "$WORK/last.out" &&
+        expect "the runtime ran the test pod" grep -q 'test pod ran' "$WORK/last.out" &&
+        expect "$unit active and enabled" bash -c "is_state is-active $unit active && is_state is-enabled $unit enabled" &&
+        expect "cri-docker.service and .socket stopped and disabled" bash -c "is_state is-active cri-docker.service inactive && is_state is-enabled cri-docker.service disabled && is_state is-enabled cri-docker.socket disabled" &&
+        expect "docker.service stopped and disabled" bash -c "is_state is-active docker.service inactive && is_state is-enabled docker.service disabled" &&
+        expect "the kubelet stand-in talks CRI to $target" wait_for 30 bash -c "journalctl_tail | grep -q 'ready on $sock'" &&
+        expect "the kubelet's endpoint is $target's" grep -q "$sock" "$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" "$WORK/$NODE/var/lib/kubelet/config.yaml"
+    rc=$?
+    expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state "cd-$target" &&
+        expect "$unit inactive again" is_state is-active "$unit" inactive &&
+        expect "docker.service active and enabled again" bash -c "is_state is-active docker.service active && is_state is-enabled docker.service enabled" &&
+        expect "the kubelet runs on cri-dockerd again" cri_dockerd_serves_the_kubelet || rc=1
+    return $rc
+}
+crio_from_cri_dockerd() {
+    if [ "$(($(printf '%d' "0x$(awk '/^CapBnd/ {print $2}' /proc/"$NODE_PID"/status)") >> 24 & 1))" = 0 ]; then
+        printf '      (this machine lacks CAP_SYS_RESOURCE: no pod runs through cri-dockerd here, the move is checked without pods)\n' >&2
+    fi
+    migrate_cri_dockerd_node crio crio.service unix:///var/run/crio/crio.sock &&
+        expect "the plan made runc CRI-O's runtime (Debian's crun 1.8.1 cannot run CRI-O 1.36's specs)" grep -q 'crio-oci-runtime' "$WORK/report-crio-$NODE.json"
+}
+containerd_from_cri_dockerd() {
+    migrate_cri_dockerd_node containerd containerd.service unix:///run/containerd/containerd.sock
+}
+if have_cri_dockerd && have_crio 1.36.3 && { [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 23 "* ]]; }; then
+    NODE=n131cd
+    KUBELET=1.31.4
+    make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
+    install_cri_dockerd "$NODE"
+    install_crio "$NODE" 1.36.3
+    boot_node "$NODE"
+    wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up with Docker"; }
+    docker_pull_images || die "Docker could not pull the test images"
+    scenario "23. a kubelet 1.31 on the real cri-dockerd 0.4.3 to CRI-O 1.36.3, rolled back" crio_from_cri_dockerd
+    scenario "23. the same node to containerd, rolled back" containerd_from_cri_dockerd
+    stop_node "$NODE"
+elif [ "${CI:-}" = true ] && { [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 23 "* ]]; }; then
+    die "CI=true and CRI-O 1.36.3 or cri-dockerd is missing (CRI_MIGRATE_CRIO_136, CRI_MIGRATE_CRI_DOCKERD)"
+fi
 
 # The same node on containerd 2.x (Debian unstable's, installed into the node as its containerd;
 # Docker 20.10 runs on it): the scenarios that can run with a kubelet that works before the move
@@ -1101,14 +1165,17 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 17 "* ]]; then
         [ ${#REGISTRY_PIDS[@]} -gt 0 ] || restart_registries
         stop_node "$NODE"
 
-        # Today's usual node: a recent kubelet on cri-dockerd (which has no Debian package, so
-        # the stand-in cannot run before the move), moved to containerd 2.x.
+        # Today's usual node: a recent kubelet on the real cri-dockerd, moved to containerd 2.x.
         NODE=n131c2
         KUBELET=1.31.4
         make_node "$NODE" "$KUBELET" "--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=$PAUSE"
         install_containerd2 "$NODE"
+        have_cri_dockerd && install_cri_dockerd "$NODE"
         boot_node "$NODE"
         wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up with Docker"; }
+        if have_cri_dockerd; then
+            cri_dockerd_serves_the_kubelet || { journal cri-docker.service 30 >&2; journal kubelet.service 30 >&2; die "node $NODE: the kubelet did not come up on cri-dockerd"; }
+        fi
         docker_pull_images || die "Docker could not pull the test images"
         scenario "17. containerd 2.x: a kubelet 1.31 from cri-dockerd" migrate_to_containerd2
         stop_node "$NODE"
