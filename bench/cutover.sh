@@ -10,10 +10,19 @@
 #   bench/cutover.sh [RUNS] [PODS]   default 5 runs, 3 pods; prints tables for docs/performance.md
 #   BENCH_DEBUG=1 bench/cutover.sh   also prints the kubelet's and containerd's journal per run
 #   BENCH_CONTAINERD2=1 bench/cutover.sh   the node's containerd is 2.x (Debian unstable's)
+#   BENCH_TARGET=crio bench/cutover.sh     to CRI-O (BENCH_CRIO=1.24.6 or 1.36.3, from its bundle:
+#                                          tests/e2e/lib.sh install_crio), against the manual
+#                                          procedure for CRI-O (bench/manual-procedure-crio.sh)
 set -uo pipefail
 source "$(dirname "$0")/../tests/e2e/lib.sh"
-RUNS=${1:-5}
+RUNS=${1:-6}
 PODS=${2:-3}
+TARGET=${BENCH_TARGET:-containerd}
+case "$TARGET" in
+    containerd) SOCKET_RE='unix:\/\/\/run\/containerd' ;;
+    crio) SOCKET_RE='unix:\/\/\/var\/run\/crio' ;;
+    *) die "BENCH_TARGET is containerd or crio, not $TARGET" ;;
+esac
 
 require_tools
 WORK=$(mktemp -d /var/tmp/cri-migrate-bench.XXXXXX)
@@ -37,6 +46,11 @@ fi
 install -m 0755 "$REPO/target/release/cri-migrate" "$WORK/$NODE/usr/local/bin/cri-migrate"
 install -m 0755 "$REPO/target/release/kubelet-standin" "$WORK/$NODE/usr/bin/kubelet"
 install -m 0755 "$REPO/bench/manual-procedure.sh" "$WORK/$NODE/usr/local/bin/manual-procedure"
+if [ "$TARGET" = crio ]; then
+    have_crio "${BENCH_CRIO:-1.24.6}" || die "CRI-O ${BENCH_CRIO:-1.24.6} is missing (CRI_MIGRATE_CRIO_124 / CRI_MIGRATE_CRIO_136)"
+    install_crio "$NODE" "${BENCH_CRIO:-1.24.6}"
+    install -m 0755 "$REPO/bench/manual-procedure-crio.sh" "$WORK/$NODE/usr/local/bin/manual-procedure"
+fi
 boot_node "$NODE"
 wait_active docker.service 60 && wait_active kubelet.service 60 || die "the node did not come up"
 docker_pull_images || die "Docker could not pull the test images"
@@ -65,9 +79,18 @@ remove_cri_pods() {
         in_node ctr -n k8s.io containers delete "$c" >/dev/null 2>&1
     done
 }
+# CRI-O's pods after the manual procedure: the pods' slices stopped (conmon runs in them), CRI-O
+# stopped and its storage and state wiped (the next cri-migrate run carries the images again,
+# before its cutover).
+remove_crio_pods() {
+    in_node systemctl stop kubepods.slice >/dev/null 2>&1
+    in_node systemctl disable --now crio >/dev/null 2>&1
+    in_node crio wipe -f >/dev/null 2>&1
+    in_node sh -c 'rm -rf /var/lib/crio /var/run/crio /var/log/pods/*'
+}
 timeline() {
-    in_node journalctl --no-pager -u kubelet.service -u docker.service -u containerd.service --since "@$1" -o json >"$WORK/journal.json"
-    python3 "$REPO/bench/timeline.py" "$WORK/journal.json" "$WORK/$NODE/var/lib/docker/containers" "$PODS" "$1"
+    in_node journalctl --no-pager -u kubelet.service -u docker.service -u containerd.service -u crio.service --since "@$1" -o json >"$WORK/journal.json"
+    python3 "$REPO/bench/timeline.py" "$WORK/journal.json" "$WORK/$NODE/var/lib/docker/containers" "$PODS" "$1" "$TARGET"
 }
 
 # A point in time for the journal, after everything before it: journalctl takes whole seconds.
@@ -80,7 +103,7 @@ mark() {
 journal_downtime() {
     in_node journalctl --no-pager -u kubelet.service --since "@$1" -o short-unix | awk '
         /Stopping kubelet/ && !t0 { t0 = $1 }
-        t0 && /ready on unix:\/\/\/run\/containerd/ { print t0 " " $1; exit }'
+        t0 && /ready on '"$SOCKET_RE"'/ { print t0 " " $1; exit }'
 }
 
 # Every pod runs on containerd (the stand-in logs each), bounded.
@@ -90,7 +113,7 @@ wait_pods_on_containerd() {
         [ "$(in_node journalctl --no-pager -u kubelet.service --since "@$since" -o cat | grep -c 'pod default/pod-[0-9]* running')" -ge "$PODS" ] && return 0
         sleep 0.5
     done
-    die "the pods did not come up on containerd"
+    die "the pods did not come up on $TARGET"
 }
 
 back_to_docker() {
@@ -102,13 +125,13 @@ for i in $(seq "$RUNS"); do
     # cri-migrate
     pods_back_on_docker
     mark
-    in_node cri-migrate migrate --to containerd --yes --test-image "$TEST_IMAGE" --sandbox-image "$PAUSE" --output json >"$WORK/run.json" ||
+    in_node cri-migrate migrate --to "$TARGET" --yes --test-image "$TEST_IMAGE" --sandbox-image "$PAUSE" --output json >"$WORK/run.json" ||
         die "cri-migrate failed in run $i: $(cat "$WORK/run.json")"
     wait_pods_on_containerd
     read -r t0 t1 <<<"$(journal_downtime "$since")"
     TOOL+=("$(echo "$t1 - $t0" | bc -l)")
     TOOL_PODS+=("$(timeline "$since")") || die "no timeline for cri-migrate's run $i"
-    [ -n "${BENCH_DEBUG:-}" ] && in_node journalctl --no-pager -u kubelet.service -u containerd.service --since "@$since" -o short-precise | grep -v 'level=info' | tail -25 >&2
+    [ -n "${BENCH_DEBUG:-}" ] && in_node journalctl --no-pager -u kubelet.service -u containerd.service -u crio.service --since "@$since" -o short-precise | grep -v 'level=info' | tail -25 >&2
     # Where cri-migrate's time went, for the slow runs.
     python3 -c 'import json,sys; [print("   ", s["duration_ms"], "ms", s["step"], file=sys.stderr) for s in json.load(open(sys.argv[1]))["steps"] if s["duration_ms"] >= 100]' "$WORK/run.json"
     in_node cri-migrate rollback --yes >/dev/null 2>&1 || die "rollback failed in run $i"
@@ -116,16 +139,21 @@ for i in $(seq "$RUNS"); do
     pods_back_on_docker
 
     # the manual procedure, from a snapshot it is restored from afterwards
-    tar -C "$WORK/$NODE" -cf "$WORK/snap.tar" etc/containerd var/lib/kubelet
+    tar -C "$WORK/$NODE" -cf "$WORK/snap.tar" etc/containerd etc/crio etc/containers var/lib/kubelet 2>/dev/null
     mark
-    pulled=$(in_node manual-procedure "$TEST_IMAGE" "$PAUSE") || die "the manual procedure failed in run $i"
+    pulled=$(in_node manual-procedure "$TEST_IMAGE" "$PAUSE" "$REGISTRY" "$MIRROR") || die "the manual procedure failed in run $i"
     wait_pods_on_containerd
     read -r t0 t1 <<<"$(journal_downtime "$since")"
     end=$(echo "if ($pulled > $t1) $pulled else $t1" | bc -l)
     MANUAL+=("$(echo "$end - $t0" | bc -l)")
     MANUAL_PODS+=("$(timeline "$since")") || die "no timeline for the manual run $i"
     in_node systemctl stop kubelet
-    remove_cri_pods
+    if [ "$TARGET" = crio ]; then
+        remove_crio_pods
+        rm -f "$WORK/$NODE/etc/crio/crio.conf.d/20-node.conf" "$WORK/$NODE/etc/containers/registries.conf.d/20-node.conf"
+    else
+        remove_cri_pods
+    fi
     tar -C "$WORK/$NODE" -xf "$WORK/snap.tar"
     in_node systemctl restart containerd
     in_node systemctl enable --now docker.socket docker.service >/dev/null 2>&1
@@ -147,7 +175,7 @@ mm=$(median "${MANUAL[@]}")
 pt=$(col 1 "${TOOL_PODS[@]}")
 pm=$(col 1 "${MANUAL_PODS[@]}")
 {
-    echo "Pods down ($PODS pods): from the first pod container Docker stops to every pod running on containerd"
+    echo "Pods down ($PODS pods, to $TARGET): from the first pod container Docker stops to every pod running on $TARGET"
     echo
     echo "| | runs | median (s) | all runs (s) |"
     echo "|---|---|---|---|"
@@ -157,12 +185,12 @@ pm=$(col 1 "${MANUAL_PODS[@]}")
     echo
     echo "Phases (medians, s)"
     echo
-    echo "| | Docker stopping its containers | Docker stopped to kubelet start | kubelet start to runtime ready | sandboxes and containers | containerd restart inside the window |"
+    echo "| | Docker stopping its containers | Docker stopped to kubelet start | kubelet start to runtime ready | sandboxes and containers | $TARGET (re)start inside the window |"
     echo "|---|---|---|---|---|---|"
     printf '| cri-migrate | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${TOOL_PODS[@]}")" "$(col 3 "${TOOL_PODS[@]}")" "$(col 4 "${TOOL_PODS[@]}")" "$(col 5 "${TOOL_PODS[@]}")" "$(col 7 "${TOOL_PODS[@]}")"
     printf '| manual procedure | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${MANUAL_PODS[@]}")" "$(col 3 "${MANUAL_PODS[@]}")" "$(col 4 "${MANUAL_PODS[@]}")" "$(col 5 "${MANUAL_PODS[@]}")" "$(col 7 "${MANUAL_PODS[@]}")"
     echo
-    echo "Kubelet down: \"Stopping kubelet\" to the kubelet ready on containerd (manual: to its check pull)"
+    echo "Kubelet down: \"Stopping kubelet\" to the kubelet ready on $TARGET (manual: to its check pull)"
     echo
     echo "| | runs | median downtime (s) | all runs (s) |"
     echo "|---|---|---|---|"

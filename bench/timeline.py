@@ -2,7 +2,10 @@
 """One cutover's timeline, from the node's journal (`journalctl -o json`) and Docker's own
 records of its containers (config.v2.json under /var/lib/docker/containers).
 
-    timeline.py JOURNAL.json DOCKER_CONTAINERS_DIR PODS SINCE
+    timeline.py JOURNAL.json DOCKER_CONTAINERS_DIR PODS SINCE [RUNTIME]
+
+RUNTIME is containerd (the default) or crio: the socket the kubelet reports ready on and the
+unit whose restart is looked for.
 
 Prints one line of seconds, space-separated:
     downtime docker_stop to_kubelet_start kubelet_to_ready sandboxes kubelet_only runtime_restart
@@ -14,7 +17,8 @@ where
     kubelet_to_ready  kubelet started -> it reports the runtime ready
     sandboxes         runtime ready -> the last pod running (sandboxes, containers)
     kubelet_only      "Stopping kubelet" -> ready again (the figure without pods)
-    runtime_restart   containerd's restart inside the downtime window, 0 when it had none
+    runtime_restart   the runtime's restart (or start) inside the downtime window, 0 when it had
+                      none
 """
 import datetime
 import glob
@@ -44,6 +48,11 @@ def first(entries, pred, after=0.0):
 
 def main():
     journal, containers, pods, since = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    runtime = sys.argv[5] if len(sys.argv) > 5 else "containerd"
+    socket, unit = {
+        "containerd": ("unix:///run/containerd", "containerd"),
+        "crio": ("unix:///var/run/crio", "crio"),
+    }[runtime]
     entries = []
     with open(journal) as f:
         for line in f:
@@ -67,7 +76,7 @@ def main():
     first_stop = min(stops) if stops else None
     docker_stopped = first(entries, lambda m: m.startswith("Stopped docker.service"), kubelet_stop or 0)
     kubelet_started = first(entries, lambda m: m.startswith("Started kubelet"), docker_stopped or 0)
-    ready = first(entries, lambda m: "ready on unix:///run/containerd" in m, kubelet_started or 0)
+    ready = first(entries, lambda m: "ready on " + socket in m, kubelet_started or 0)
     running = [first(entries, lambda m, i=i: m.startswith(f"pod default/pod-{i} running"), ready or 0)
                for i in range(1, pods + 1)]
     missing = [name for name, v in [("kubelet stop", kubelet_stop), ("a pod container stop", first_stop),
@@ -77,8 +86,9 @@ def main():
     if missing:
         sys.exit("timeline: not found in the journal: " + ", ".join(missing))
     all_running = max(running)
-    restart_start = first(entries, lambda m: m.startswith("Stopping containerd"), first_stop)
-    restart_end = first(entries, lambda m: m.startswith("Started containerd"), restart_start or 0)
+    # A restart, or (CRI-O in the manual procedure) its first start, inside the window.
+    restart_start = first(entries, lambda m: m.startswith("Stopping " + unit) or m.startswith("Starting " + unit), first_stop)
+    restart_end = first(entries, lambda m: m.startswith("Started " + unit), restart_start or 0)
     restart = (restart_end - restart_start) if restart_start and restart_end and restart_end <= all_running else 0.0
     print(" ".join(f"{x:.3f}" for x in [
         all_running - first_stop,

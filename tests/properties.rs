@@ -55,6 +55,118 @@ fn nasty() -> impl Strategy<Value = String> {
     .prop_map(|v| v.into_iter().collect())
 }
 
+/// The hostile values a node is built from.
+#[derive(Debug)]
+struct Hostile {
+    mirror: String,
+    insecure: String,
+    data_root: String,
+    cni: String,
+    flag: String,
+    containerd: String,
+    crio: String,
+    yaml: String,
+}
+
+fn hostile() -> impl Strategy<Value = Hostile> {
+    (
+        nasty(),
+        nasty(),
+        nasty(),
+        nasty(),
+        nasty(),
+        nasty(),
+        nasty(),
+        nasty(),
+    )
+        .prop_map(
+            |(mirror, insecure, data_root, cni, flag, containerd, crio, yaml)| Hostile {
+                mirror,
+                insecure,
+                data_root,
+                cni,
+                flag,
+                containerd,
+                crio,
+                yaml,
+            },
+        )
+}
+
+/// A copy of a fixture node with the hostile values in daemon.json, the kubelet's flags and
+/// config, containerd's and CRI-O's configs.
+fn hostile_node(h: &Hostile) -> tempfile::TempDir {
+    let Hostile {
+        mirror,
+        insecure,
+        data_root,
+        cni,
+        flag,
+        containerd,
+        crio,
+        yaml,
+    } = h;
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        tmp.path(),
+    );
+    let w = |p: &str, s: &str| {
+        let path = tmp.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, s).unwrap();
+    };
+    w("etc/docker/daemon.json", &serde_json::json!({
+        "exec-opts": ["native.cgroupdriver=systemd"],
+        "registry-mirrors": [format!("https://user:S3cretPassw0rd@{mirror}"), mirror],
+        "insecure-registries": [insecure],
+        "data-root": data_root,
+        // Hostile runtime names, paths and options become handlers in TOML files.
+        "runtimes": {
+            mirror.clone(): {"path": data_root, "runtimeArgs": [insecure]},
+            format!("{flag}-shim"): {"runtimeType": cni, "options": {flag.clone(): yaml, "n": null, "a": [1, {"b": flag}]}},
+        },
+        "default-runtime": mirror,
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 4096}},
+        "selinux-enabled": true,
+    }).to_string());
+    w(
+        "var/lib/kubelet/kubeadm-flags.env",
+        &format!(
+            "KUBELET_KUBEADM_ARGS={}\n",
+            serde_json::to_string(&format!(
+                "--network-plugin=cni --cni-bin-dir={cni} --node-labels={flag}"
+            ))
+            .unwrap()
+        ),
+    );
+    // The hostile values inside valid documents, so that inspection gets past the syntax.
+    let mut ctd = toml_edit::DocumentMut::new();
+    ctd["version"] = toml_edit::value(2);
+    ctd["disabled_plugins"] = toml_edit::value(toml_edit::Array::new());
+    let cri = &mut ctd["plugins"]["io.containerd.grpc.v1.cri"];
+    cri["sandbox_image"] = toml_edit::value(containerd.as_str());
+    cri["cni"]["bin_dir"] = toml_edit::value(cni.as_str());
+    cri["cni"]["conf_dir"] = toml_edit::value(containerd.as_str());
+    cri["registry"]["configs"]["reg.local"]["auth"]["password"] =
+        toml_edit::value("S3cretPassw0rd");
+    w("etc/containerd/config.toml", &ctd.to_string());
+    let mut cr = toml_edit::DocumentMut::new();
+    cr["crio"]["runtime"]["cgroup_manager"] = toml_edit::value(crio.as_str());
+    cr["crio"]["image"]["pause_image"] = toml_edit::value(crio.as_str());
+    w("etc/crio/crio.conf.d/10-x.conf", &cr.to_string());
+    let config = serde_norway::to_string(&serde_json::json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        "staticPodPath": yaml,
+        "containerRuntimeEndpoint": yaml,
+    }))
+    .unwrap();
+    w("var/lib/kubelet/config.yaml", &config);
+    tmp
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, .. ProptestConfig::default() })]
 
@@ -112,53 +224,7 @@ proptest! {
         crio in nasty(),
         yaml in nasty(),
     ) {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_tree(&repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"), tmp.path());
-        let w = |p: &str, s: &str| {
-            let path = tmp.path().join(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, s).unwrap();
-        };
-        w("etc/docker/daemon.json", &serde_json::json!({
-            "exec-opts": ["native.cgroupdriver=systemd"],
-            "registry-mirrors": [format!("https://user:S3cretPassw0rd@{mirror}"), mirror],
-            "insecure-registries": [insecure],
-            "data-root": data_root,
-            // Hostile runtime names, paths and options become handlers in TOML files.
-            "runtimes": {
-                mirror.clone(): {"path": data_root, "runtimeArgs": [insecure]},
-                format!("{flag}-shim"): {"runtimeType": cni, "options": {flag.clone(): yaml, "n": null, "a": [1, {"b": flag}]}},
-            },
-            "default-runtime": mirror,
-            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 4096}},
-            "selinux-enabled": true,
-        }).to_string());
-        w("var/lib/kubelet/kubeadm-flags.env", &format!(
-            "KUBELET_KUBEADM_ARGS={}\n",
-            serde_json::to_string(&format!("--network-plugin=cni --cni-bin-dir={cni} --node-labels={flag}")).unwrap()
-        ));
-        // The hostile values inside valid documents, so that inspection gets past the syntax.
-        let mut ctd = toml_edit::DocumentMut::new();
-        ctd["version"] = toml_edit::value(2);
-        ctd["disabled_plugins"] = toml_edit::value(toml_edit::Array::new());
-        let cri = &mut ctd["plugins"]["io.containerd.grpc.v1.cri"];
-        cri["sandbox_image"] = toml_edit::value(containerd.as_str());
-        cri["cni"]["bin_dir"] = toml_edit::value(cni.as_str());
-        cri["cni"]["conf_dir"] = toml_edit::value(containerd.as_str());
-        cri["registry"]["configs"]["reg.local"]["auth"]["password"] = toml_edit::value("S3cretPassw0rd");
-        w("etc/containerd/config.toml", &ctd.to_string());
-        let mut cr = toml_edit::DocumentMut::new();
-        cr["crio"]["runtime"]["cgroup_manager"] = toml_edit::value(crio.as_str());
-        cr["crio"]["image"]["pause_image"] = toml_edit::value(crio.as_str());
-        w("etc/crio/crio.conf.d/10-x.conf", &cr.to_string());
-        let config = serde_norway::to_string(&serde_json::json!({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "cgroupDriver": "systemd",
-            "staticPodPath": yaml,
-            "containerRuntimeEndpoint": yaml,
-        })).unwrap();
-        w("var/lib/kubelet/config.yaml", &config);
+        let tmp = hostile_node(&Hostile { mirror, insecure, data_root, cni, flag, containerd, crio, yaml });
         let node = Node::new(tmp.path());
         let facts = match inspect::inspect(&node, &NoCommands, &InspectOptions::default()) {
             Ok(f) => f,
@@ -192,6 +258,71 @@ proptest! {
             prop_assert!(!text.contains("S3cretPassw0rd"), "the secret reached the plan:\n{}", text);
             let json = serde_json::to_string(&cri_migrate::report::plan_json(&plan, &facts, true)).unwrap();
             prop_assert!(!cri_migrate::secrets::redact(&json).contains("S3cretPassw0rd"));
+        }
+    }
+}
+
+/// The CRI-O builds of the real-service tests (`CRI_MIGRATE_CRIO_124`, `CRI_MIGRATE_CRIO_136`,
+/// else ../shared/runtimes): every one must be there.
+fn crios() -> Vec<std::path::PathBuf> {
+    [
+        ("CRI_MIGRATE_CRIO_124", "1.24.6"),
+        ("CRI_MIGRATE_CRIO_136", "1.36.3"),
+    ]
+    .iter()
+    .map(|(var, v)| {
+        let d = std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo().join(format!("../shared/runtimes/crio-{v}")));
+        assert!(
+            d.join("crio").exists(),
+            "CRI-O {v} is not here: set {var} (ignored by a plain `cargo test`; .ci/run sets it)"
+        );
+        d
+    })
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases().min(48), failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// Issue 32: the CRI-O drop-in planned for any hostile node is read by `crio config` of
+    /// both versions, nothing refused, the carried cgroup manager in effect.
+    #[test]
+    #[ignore = "needs CRI-O 1.24.6 and 1.36.3 (CRI_MIGRATE_CRIO_124, CRI_MIGRATE_CRIO_136) (cargo test -- --include-ignored)"]
+    fn every_crio_plan_of_a_hostile_node_loads_in_crio(h in hostile()) {
+        let tmp = hostile_node(&h);
+        let Ok(facts) = inspect::inspect(&Node::new(tmp.path()), &NoCommands, &InspectOptions::default()) else {
+            return Ok(());
+        };
+        for (dir, version) in crios().iter().zip(["1.24.6", "1.36.3"]) {
+            let opts = PlanOptions {
+                target: Target::Crio,
+                runtime_version: cri_migrate::version::Version::parse(version),
+                sandbox_image: None,
+                timeout_secs: 60,
+                no_sandbox: false,
+                images: Default::default(),
+                drain: false,
+                pod_cidr: None,
+            };
+            let Ok(plan) = plan::plan(&facts, &opts) else { continue };
+            let conf = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(conf.path().join("d")).unwrap();
+            std::fs::write(conf.path().join("crio.conf"), "").unwrap();
+            for f in plan.files.iter().filter(|f| f.path.starts_with("/etc/crio/crio.conf.d/")) {
+                std::fs::write(conf.path().join("d").join(f.path.rsplit('/').next().unwrap()), &f.new).unwrap();
+            }
+            let out = std::process::Command::new(dir.join("crio"))
+                .arg("--config").arg(conf.path().join("crio.conf"))
+                .arg("--config-dir").arg(conf.path().join("d"))
+                .arg("config")
+                .output()
+                .unwrap();
+            let drop_in = plan.files.iter().find(|f| f.path.starts_with("/etc/crio/crio.conf.d/")).map(|f| f.new.clone()).unwrap_or_default();
+            prop_assert!(out.status.success(), "CRI-O {} refused the plan:\n{}\n{}", version, String::from_utf8_lossy(&out.stderr), drop_in);
+            let printed = String::from_utf8_lossy(&out.stdout);
+            prop_assert!(printed.contains("cgroup_manager = \"systemd\""), "CRI-O {} does not read the cgroup manager:\n{}", version, drop_in);
         }
     }
 }
