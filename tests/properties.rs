@@ -291,38 +291,103 @@ proptest! {
     #[test]
     #[ignore = "needs CRI-O 1.24.6 and 1.36.3 (CRI_MIGRATE_CRIO_124, CRI_MIGRATE_CRIO_136) (cargo test -- --include-ignored)"]
     fn every_crio_plan_of_a_hostile_node_loads_in_crio(h in hostile()) {
-        let tmp = hostile_node(&h);
-        let Ok(facts) = inspect::inspect(&Node::new(tmp.path()), &NoCommands, &InspectOptions::default()) else {
-            return Ok(());
-        };
-        for (dir, version) in crios().iter().zip(["1.24.6", "1.36.3"]) {
-            let opts = PlanOptions {
-                target: Target::Crio,
-                runtime_version: cri_migrate::version::Version::parse(version),
-                sandbox_image: None,
-                timeout_secs: 60,
-                no_sandbox: false,
-                images: Default::default(),
-                drain: false,
-                pod_cidr: None,
-            };
-            let Ok(plan) = plan::plan(&facts, &opts) else { continue };
-            let conf = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(conf.path().join("d")).unwrap();
-            std::fs::write(conf.path().join("crio.conf"), "").unwrap();
-            for f in plan.files.iter().filter(|f| f.path.starts_with("/etc/crio/crio.conf.d/")) {
-                std::fs::write(conf.path().join("d").join(f.path.rsplit('/').next().unwrap()), &f.new).unwrap();
-            }
-            let out = std::process::Command::new(dir.join("crio"))
-                .arg("--config").arg(conf.path().join("crio.conf"))
-                .arg("--config-dir").arg(conf.path().join("d"))
-                .arg("config")
-                .output()
-                .unwrap();
-            let drop_in = plan.files.iter().find(|f| f.path.starts_with("/etc/crio/crio.conf.d/")).map(|f| f.new.clone()).unwrap_or_default();
-            prop_assert!(out.status.success(), "CRI-O {} refused the plan:\n{}\n{}", version, String::from_utf8_lossy(&out.stderr), drop_in);
-            let printed = String::from_utf8_lossy(&out.stdout);
-            prop_assert!(printed.contains("cgroup_manager = \"systemd\""), "CRI-O {} does not read the cgroup manager:\n{}", version, drop_in);
-        }
+        crio_reads_the_plan_of(&h)?;
     }
+}
+
+/// CI's first find (shrunk): a U+FFFD in a runtime's name, raw in the drop-in, made CRI-O 1.24's
+/// TOML reader refuse the whole file as "invalid UTF-8".
+#[test]
+#[ignore = "needs CRI-O 1.24.6 and 1.36.3 (CRI_MIGRATE_CRIO_124, CRI_MIGRATE_CRIO_136) (cargo test -- --include-ignored)"]
+fn a_replacement_character_in_a_runtime_name_loads_in_crio() {
+    let h = Hostile {
+        mirror: "\u{fffd}".into(),
+        insecure: String::new(),
+        data_root: String::new(),
+        cni: String::new(),
+        flag: "\"\\$\u{e9}=.\"=,]\u{7f}{.\0-.#".into(),
+        containerd: "=\\'$\t{],".into(),
+        crio: "[##\u{feff}\u{85}{\u{7f}\t\n'=]\u{fffd}".into(),
+        yaml: "/{\n'\u{feff}[$\\,/$\0\r\t#]:\r[]:\u{feff}\t\r".into(),
+    };
+    match crio_reads_the_plan_of(&h) {
+        Ok(read) => assert_eq!(read, 2, "the node planned for neither CRI-O"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The CRI-O drop-in planned for the node `h` is read by `crio config` of both versions,
+/// nothing refused, the carried cgroup manager in effect. How many versions had a plan to read
+/// (a refusal to plan is an answer too).
+fn crio_reads_the_plan_of(h: &Hostile) -> Result<usize, TestCaseError> {
+    let tmp = hostile_node(h);
+    let Ok(facts) = inspect::inspect(
+        &Node::new(tmp.path()),
+        &NoCommands,
+        &InspectOptions::default(),
+    ) else {
+        return Ok(0);
+    };
+    let mut read = 0;
+    for (dir, version) in crios().iter().zip(["1.24.6", "1.36.3"]) {
+        let opts = PlanOptions {
+            target: Target::Crio,
+            runtime_version: cri_migrate::version::Version::parse(version),
+            sandbox_image: None,
+            timeout_secs: 60,
+            no_sandbox: false,
+            images: Default::default(),
+            drain: false,
+            pod_cidr: None,
+        };
+        let Ok(plan) = plan::plan(&facts, &opts) else {
+            continue;
+        };
+        let conf = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(conf.path().join("d")).unwrap();
+        std::fs::write(conf.path().join("crio.conf"), "").unwrap();
+        for f in plan
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with("/etc/crio/crio.conf.d/"))
+        {
+            std::fs::write(
+                conf.path()
+                    .join("d")
+                    .join(f.path.rsplit('/').next().unwrap()),
+                &f.new,
+            )
+            .unwrap();
+        }
+        let out = std::process::Command::new(dir.join("crio"))
+            .arg("--config")
+            .arg(conf.path().join("crio.conf"))
+            .arg("--config-dir")
+            .arg(conf.path().join("d"))
+            .arg("config")
+            .output()
+            .unwrap();
+        let drop_in = plan
+            .files
+            .iter()
+            .find(|f| f.path.starts_with("/etc/crio/crio.conf.d/"))
+            .map(|f| f.new.clone())
+            .unwrap_or_default();
+        prop_assert!(
+            out.status.success(),
+            "CRI-O {} refused the plan:\n{}\n{}",
+            version,
+            String::from_utf8_lossy(&out.stderr),
+            drop_in
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        prop_assert!(
+            printed.contains("cgroup_manager = \"systemd\""),
+            "CRI-O {} does not read the cgroup manager:\n{}",
+            version,
+            drop_in
+        );
+        read += 1;
+    }
+    Ok(read)
 }

@@ -117,25 +117,39 @@ fn filter_error(e: impl std::fmt::Display) -> minijinja::Error {
     minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
 }
 
-/// Whether a string has controls that JSON leaves raw (DEL, C1): not a valid TOML basic string
-/// (DEL) nor YAML double-quoted one (both) as JSON writes it.
+/// Whether a string has controls that JSON leaves raw (DEL, C1): not a valid YAML
+/// double-quoted scalar as JSON writes it.
 fn raw_controls(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && (c as u32) >= 0x7f)
 }
 
-fn json_safe(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => !raw_controls(s),
-        serde_json::Value::Array(a) => a.iter().all(json_safe),
-        serde_json::Value::Object(_) => false,
-        _ => true,
-    }
+/// Characters JSON leaves raw that a TOML reader may refuse raw: DEL (TOML forbids it), the C1
+/// controls, U+FEFF, and U+FFFD, which the Go TOML reader of CRI-O 1.24 (BurntSushi's, before it
+/// told a real U+FFFD from a bad byte) takes for an encoding error and refuses the whole file.
+fn toml_escaped(c: char) -> bool {
+    (c.is_control() && (c as u32) >= 0x7f) || c == '\u{feff}' || c == '\u{fffd}'
 }
 
-/// A value as TOML writes it: JSON's compact form where that is valid TOML (strings, numbers,
-/// booleans and arrays of them: what every file written so far holds, so a node migrated by an
-/// earlier version still has nothing to do), else toml_edit's own writer.
-/// A TOML key: bare where it can be (`crun`, `kata-qemu`), else quoted.
+/// A TOML basic string: JSON's escapes are TOML's, and what JSON leaves raw that a reader may
+/// refuse goes as `\uXXXX`. Plain strings come out byte for byte as JSON writes them, so a node
+/// migrated by an earlier version still has nothing to do.
+fn toml_string(s: &str) -> String {
+    let json = serde_json::to_string(s).expect("a string serializes");
+    if !json.chars().any(toml_escaped) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if toml_escaped(c) {
+            out.push_str(&format!("\\u{:04X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A TOML key: bare where it can be (`crun`, `kata-qemu`), else a quoted key (a basic string).
 fn toml_key_filter(v: String) -> String {
     if !v.is_empty()
         && v.bytes()
@@ -143,17 +157,43 @@ fn toml_key_filter(v: String) -> String {
     {
         v
     } else {
-        toml_edit::Key::new(v).display_repr().to_string()
+        toml_string(&v)
     }
 }
 
+/// A value as TOML writes it, in JSON's compact form for strings, numbers, booleans and arrays
+/// (what every file written so far holds), inline tables as toml_edit writes them; every string
+/// a basic string that every reader of the runtimes takes (`toml_string`).
 fn toml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
     let json = serde_json::to_value(&v).map_err(filter_error)?;
-    if json_safe(&json) && !json.is_null() {
-        return serde_json::to_string(&json).map_err(filter_error);
-    }
-    let value = toml_value(&json).ok_or_else(|| filter_error("no TOML form for null"))?;
-    Ok(value.to_string().trim().to_string())
+    toml_text(&json).ok_or_else(|| filter_error("no TOML form for null"))
+}
+
+fn toml_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::Bool(_) | J::Number(_) => v.to_string(),
+        J::String(s) => toml_string(s),
+        J::Array(a) => {
+            let items: Option<Vec<String>> = a.iter().map(toml_text).collect();
+            format!("[{}]", items?.join(","))
+        }
+        J::Object(o) if o.is_empty() => "{}".to_string(),
+        J::Object(o) => {
+            let items: Option<Vec<String>> = o
+                .iter()
+                .map(|(k, x)| {
+                    Some(format!(
+                        "{} = {}",
+                        toml_key_filter(k.clone()),
+                        toml_text(x)?
+                    ))
+                })
+                .collect();
+            format!("{{ {} }}", items?.join(", "))
+        }
+    })
 }
 
 pub fn toml_value(v: &serde_json::Value) -> Option<toml_edit::Value> {
@@ -197,10 +237,17 @@ fn yaml_filter(v: minijinja::Value) -> Result<String, minijinja::Error> {
     Ok(text.trim_end().to_string())
 }
 
-/// Text for a comment line: control characters (a newline would end the comment) shown as `?`.
+/// Text for a comment line: control characters (a newline would end the comment), U+FEFF and
+/// U+FFFD (`toml_escaped`) shown as `?`.
 fn comment_filter(v: String) -> String {
     v.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || toml_escaped(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -216,6 +263,7 @@ mod tests {
             "new\nline",
             "del \u{7f} c1 \u{85}",
             "tab\tbell\u{7}",
+            "bom \u{feff} replacement \u{fffd}",
         ] {
             let toml = template("crictl.yaml", serde_json::json!({ "endpoint": s }));
             let y: serde_norway::Value = serde_norway::from_str(&toml).unwrap();
@@ -231,6 +279,15 @@ mod tests {
             );
         }
         assert_eq!(comment_filter("a\nb".into()), "a?b");
+        // CRI-O 1.24 refuses a raw U+FFFD (properties.rs, every_crio_plan_…): escaped.
+        assert_eq!(toml_string("a\u{fffd}\u{7f}"), r#""a\uFFFD\u007F""#);
+        assert_eq!(toml_key_filter("r\u{fffd}".into()), r#""r\uFFFD""#);
+        let table = serde_json::json!({"a b": ["\u{85}", 1], "c": {"d": true}});
+        let t = toml_text(&table).unwrap();
+        assert!(!t.contains('\u{85}'), "{t}");
+        let doc: toml_edit::DocumentMut = format!("k = {t}\n").parse().unwrap();
+        assert_eq!(doc["k"]["a b"][0].as_str(), Some("\u{85}"));
+        assert_eq!(doc["k"]["c"]["d"].as_bool(), Some(true));
         // What earlier versions wrote, unchanged.
         assert_eq!(
             toml_filter(minijinja::Value::from_serialize(vec!["pull", "resolve"])).unwrap(),
