@@ -582,45 +582,17 @@ fn parse_env_line(raw: &str, body: &str, continued: bool) -> Result<Line, String
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("`{key}` is not a variable name"));
     }
-    let value = value.trim();
-    let (value, quote) = match value.chars().next() {
-        Some(q @ ('"' | '\'')) => {
-            let mut out = String::new();
-            let mut chars = value[1..].chars();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    c if c == q => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' if q == '"' => match chars.next() {
-                        Some(n @ ('"' | '\\' | '$' | '`')) => out.push(n),
-                        Some(n) => {
-                            out.push('\\');
-                            out.push(n);
-                        }
-                        None => {}
-                    },
-                    c => out.push(c),
-                }
-            }
-            if !closed {
-                return Err(format!(
-                    "the value of {key} opens a {} quote that is never closed",
-                    if q == '"' { "double" } else { "single" }
-                ));
-            }
-            let trailer = chars.as_str().trim();
-            if !trailer.is_empty() && !trailer.starts_with('#') {
-                return Err(format!(
-                    "unexpected text `{trailer}` after the quoted value of {key}"
-                ));
-            }
-            (out, Some(q))
-        }
-        _ => (value.to_string(), None),
-    };
+    let quote = value
+        .trim_start()
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '"' | '\''));
+    let value = env_value(value).map_err(|q| {
+        format!(
+            "the value of {key} opens a {} quote that is never closed",
+            if q == '"' { "double" } else { "single" }
+        )
+    })?;
     Ok(Line::Env {
         raw: raw.to_string(),
         export,
@@ -632,9 +604,97 @@ fn parse_env_line(raw: &str, body: &str, continued: bool) -> Result<Line, String
     })
 }
 
+/// An env file's value (after `=`, lines continued by `\` already joined) as systemd reads it
+/// (`parse_env_file_internal`, proven by e2e scenario 24): leading whitespace skipped; a quote
+/// opens only where a value (or a quoted part) may start (`'a'b"c d"` is `ab"c d"`); outside quotes a
+/// backslash takes the next character as it is and trailing whitespace goes; in double quotes
+/// `\"`, `\\`, `` \` `` and `\$` are the character, any other backslash stays; in single quotes
+/// nothing is special; `#` after the value is part of it. Err(quote) where a quote is not closed
+/// on the line (systemd would run on over the next lines: refused rather than guessed).
+pub fn env_value(v: &str) -> Result<String, char> {
+    enum S {
+        Pre,
+        Value,
+        Single,
+        Double,
+    }
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    let mut out = String::new();
+    // Where the run of unescaped whitespace at the end of an unquoted part began.
+    let mut trailing: Option<usize> = None;
+    let mut state = S::Pre;
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match state {
+            S::Pre | S::Value if c == '\\' => {
+                out.extend(chars.next());
+                trailing = None;
+                state = S::Value;
+            }
+            S::Pre if c == '\'' => state = S::Single,
+            S::Pre if c == '"' => state = S::Double,
+            S::Pre if blank(c) => {}
+            S::Pre | S::Value => {
+                if !blank(c) {
+                    trailing = None;
+                } else if trailing.is_none() {
+                    trailing = Some(out.len());
+                }
+                out.push(c);
+                state = S::Value;
+            }
+            S::Single if c == '\'' => state = S::Pre,
+            S::Double if c == '"' => state = S::Pre,
+            S::Double if c == '\\' => match chars.next() {
+                Some(n @ ('"' | '\\' | '`' | '$')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => {}
+            },
+            S::Single | S::Double => out.push(c),
+        }
+    }
+    match state {
+        S::Single => return Err('\''),
+        S::Double => return Err('"'),
+        S::Value => {
+            if let Some(i) = trailing {
+                out.truncate(i);
+            }
+        }
+        S::Pre => {}
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_as_systemd_reads_them() {
+        for (v, want) in [
+            ("plain", "plain"),
+            ("  lead and trail  ", "lead and trail"),
+            (
+                r#"one "two three" 'fo\o' x\ y"#,
+                r#"one "two three" 'foo' x y"#,
+            ),
+            (r#""x\ty 'q r'""#, r#"x\ty 'q r'"#),
+            (r#""esc \"q\" \\ back""#, r#"esc "q" \ back"#),
+            (r#"'a'b"c d""#, r#"ab"c d""#),
+            (r#""x" # c"#, "x# c"),
+            ("foo # not a comment", "foo # not a comment"),
+            (r"a\ ", "a "),
+            ("", ""),
+        ] {
+            assert_eq!(env_value(v).as_deref(), Ok(want), "{v}");
+        }
+        assert_eq!(env_value("'open"), Err('\''));
+        assert_eq!(env_value("\"open"), Err('"'));
+    }
 
     #[test]
     fn splits_with_quotes() {

@@ -18,7 +18,7 @@
 //!   more words); `$$` is a `$`; a command prefixed with `:` is not expanded; `%` specifiers
 //!   are left as they are, and said.
 
-use crate::flags::{is_var_name, split_words_lenient};
+use crate::flags::is_var_name;
 use crate::node::Node;
 use anyhow::Result;
 use serde::Serialize;
@@ -347,8 +347,11 @@ impl Unit {
         let mut notes = Vec::new();
         let mut set = |name: String, s: Setting| vars.push((name, s));
         let mut read = 0usize;
+        // Specifiers are replaced when systemd loads `Environment=` and `EnvironmentFile=`; the
+        // files' own text is taken as it is.
         for e in &self.environment {
-            if let Some((k, v)) = e.value.split_once('=') {
+            let word = specifiers(&e.value, &self.name, node, &mut notes);
+            if let Some((k, v)) = word.split_once('=') {
                 set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
             }
         }
@@ -357,6 +360,7 @@ impl Unit {
                 Some(p) => (true, p.trim()),
                 None => (false, f.value.trim()),
             };
+            let path = &specifiers(path, &self.name, node, &mut notes);
             let text = node.read(path)?;
             if let Some(t) = &text {
                 read += t.len();
@@ -454,27 +458,28 @@ impl Unit {
                 .unwrap_or(from);
             from = at + raw.len();
             let here = exec.origin_at(at);
-            if raw.contains('%') {
-                notes.push(format!("`{raw}` holds a % specifier, left as it is"));
-            }
-            let plain = || Word {
-                text: unquote(&raw),
-                origin: here.clone(),
-                variable: None,
-            };
+            // As systemd loads the line: the word unquoted (C escapes too), then its specifiers
+            // (`%n`, `%%`...) replaced; variables are expanded later, when it runs.
+            let text = specifiers(&unquote_exec(&raw, true), &self.name, node, &mut notes);
             if !expand {
-                grow(raw.len() + 8)?;
-                argv.push(plain());
+                grow(text.len() + 8)?;
+                argv.push(Word {
+                    text,
+                    origin: here.clone(),
+                    variable: None,
+                });
                 continue;
             }
-            // `$VAR` as a word of its own: its value split at whitespace.
-            if let Some(name) = raw.strip_prefix('$').filter(|n| is_var_name(n)) {
+            // A word that is exactly `$VAR` — quoted or not: the quotes went at load — is the
+            // value split at whitespace, quotes in the value honoured.
+            if let Some(name) = text.strip_prefix('$').filter(|n| is_var_name(n)) {
                 expands.push(name.to_string());
                 match lookup(name) {
                     Some(s) => {
-                        grow(s.value.len() + 8 * s.value.split_whitespace().count())?;
-                        argv.extend(s.value.split_whitespace().map(|w| Word {
-                            text: w.to_string(),
+                        let words = split_value(&s.value);
+                        grow(s.value.len() + 8 * words.len())?;
+                        argv.extend(words.into_iter().map(|text| Word {
+                            text,
                             origin: s.origin.clone(),
                             variable: var(name, &s.origin),
                         }))
@@ -484,7 +489,6 @@ impl Unit {
                 continue;
             }
             // `${VAR}` anywhere: replaced in place, one word.
-            let text = unquote(&raw);
             let mut out = String::new();
             let mut var_from: Option<Variable> = None;
             let mut rest = text.as_str();
@@ -662,29 +666,179 @@ fn env_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// `Environment=` words: `"A=b c" D=e` gives `A=b c` and `D=e`.
+/// `Environment=` words: `"A=b c" D=e` gives `A=b c` and `D=e` (systemd splits them as a
+/// command line's: quotes and C escapes).
 fn words(value: &str) -> Vec<String> {
-    split_words_lenient(value)
-        .into_iter()
-        .map(|w| w.text)
+    split_raw(value)
+        .iter()
+        .map(|raw| unquote_exec(raw, true))
         .collect()
 }
 
-/// A command line's words as written (quotes kept), split at whitespace outside quotes.
+/// Words as systemd's `extract_first_word` finds them (quotes kept: the raw text): separated by
+/// space, tab, CR or LF outside quotes; a backslash escapes the next character in or out of
+/// quotes (so `'a\'b'` is one word); an unbalanced quote runs to the end (`EXTRACT_RELAX`).
 fn split_raw(line: &str) -> Vec<String> {
-    split_words_lenient(line)
-        .into_iter()
-        .map(|w| w.raw)
+    const SEPARATORS: [char; 4] = [' ', '\t', '\n', '\r'];
+    let mut out = Vec::new();
+    let mut chars = line.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if SEPARATORS.contains(&c) {
+            chars.next();
+            continue;
+        }
+        let mut quote: Option<char> = None;
+        let mut end = line.len();
+        while let Some((i, c)) = chars.next() {
+            match (c, quote) {
+                ('\\', _) => {
+                    chars.next();
+                }
+                ('\'' | '"', None) => quote = Some(c),
+                (q, Some(open)) if q == open => quote = None,
+                (c, None) if SEPARATORS.contains(&c) => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push(line[start..end].to_string());
+    }
+    out
+}
+
+/// A `$VAR` word's value as systemd splits it when it runs the command
+/// (`strv_split_full(…, EXTRACT_RELAX|EXTRACT_UNQUOTE)`): quotes removed, a backslash takes the
+/// next character as it is (no C escapes).
+fn split_value(value: &str) -> Vec<String> {
+    split_raw(value)
+        .iter()
+        .map(|raw| unquote_exec(raw, false))
         .collect()
 }
 
-/// A word without its quotes and escapes.
-fn unquote(raw: &str) -> String {
-    crate::flags::split_words(raw)
-        .ok()
-        .and_then(|w| w.into_iter().next())
-        .map(|w| w.text)
-        .unwrap_or_else(|| raw.to_string())
+/// A command line's word as systemd loads it (`extract_first_word` with unquoting and, with
+/// `cunescape`, C unescaping): single and double quotes removed, and in or out of them the C
+/// escapes `\a \b \f \n \r \t \v \\ \" \' \s`, `\xHH`, `\NNN` (octal) and `\uXXXX` taken;
+/// without it a backslash takes the next character as it is.
+fn unquote_exec(raw: &str, cunescape: bool) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\'', None) | ('"', None) => quote = Some(c),
+            (q, Some(open)) if q == open => quote = None,
+            ('\\', _) => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                if !cunescape {
+                    out.push(e);
+                    continue;
+                }
+                let mut code = |n: usize, radix: u32, first: Option<char>| {
+                    let mut s: String = first.into_iter().collect();
+                    while s.len() < n {
+                        match chars.peek() {
+                            Some(d) if d.is_digit(radix) => s.push(chars.next().unwrap()),
+                            _ => break,
+                        }
+                    }
+                    u32::from_str_radix(&s, radix).ok().and_then(char::from_u32)
+                };
+                let decoded = match e {
+                    'a' => Some('\u{7}'),
+                    'b' => Some('\u{8}'),
+                    'f' => Some('\u{c}'),
+                    'n' => Some('\n'),
+                    'r' => Some('\r'),
+                    't' => Some('\t'),
+                    'v' => Some('\u{b}'),
+                    's' => Some(' '),
+                    'x' => code(2, 16, None),
+                    'u' => code(4, 16, None),
+                    'U' => code(8, 16, None),
+                    '0'..='7' => code(3, 8, Some(e)),
+                    other => Some(other),
+                };
+                out.push(decoded.unwrap_or(e));
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The specifiers systemd replaces when it loads a line (systemd.unit(5) "Specifiers"), for the
+/// system manager: what the model cannot know (the boot ID, a live kernel's release) is left as
+/// it is, and said.
+fn specifiers(word: &str, unit: &str, node: &Node, notes: &mut Notes) -> String {
+    if !word.contains('%') {
+        return word.to_string();
+    }
+    let (prefix_instance, _suffix) = unit.rsplit_once('.').unwrap_or((unit, ""));
+    let (prefix, instance) = match prefix_instance.split_once('@') {
+        Some((p, i)) => (p, i),
+        None => (prefix_instance, ""),
+    };
+    let read = |p: &str| {
+        node.read(p)
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(s) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        let value: Option<String> = match s {
+            '%' => Some("%".into()),
+            'n' => Some(unit.into()),
+            'N' => Some(prefix_instance.into()),
+            'p' => Some(prefix.into()),
+            'P' => Some(prefix.replace('-', "/")),
+            'i' => Some(instance.into()),
+            'I' => Some(instance.replace('-', "/")),
+            'j' => Some(prefix.rsplit('-').next().unwrap_or(prefix).into()),
+            't' => Some("/run".into()),
+            'S' => Some("/var/lib".into()),
+            'C' => Some("/var/cache".into()),
+            'L' => Some("/var/log".into()),
+            'E' => Some("/etc".into()),
+            'T' => Some("/tmp".into()),
+            'V' => Some("/var/tmp".into()),
+            'h' => Some("/root".into()),
+            'u' | 'g' => Some("root".into()),
+            'U' | 'G' => Some("0".into()),
+            's' => Some("/bin/sh".into()),
+            'H' => Some(read("/etc/hostname")),
+            'l' => Some(read("/etc/hostname").split('.').next().unwrap_or("").into()),
+            'm' => Some(read("/etc/machine-id")),
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => {
+                notes.push(format!(
+                    "`%{s}` in `{word}` is a specifier the model does not know: left as it is"
+                ));
+                out.push('%');
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -695,6 +849,42 @@ mod tests {
 
     const KUBEADM_UNIT: &str = "[Unit]\nDescription=kubelet\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\n";
     const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
+
+    /// What systemd 252 ran for these lines (tests/e2e/unit_forms.py, e2e scenario 24).
+    #[test]
+    fn words_split_and_unquoted_as_systemd_does() {
+        let unit = "[Service]\nEnvironment=\"A=x\\ty  z\" B=100%%\\x41\nEnvironmentFile=/etc/default/k\nExecStart=/bin/rec a \"b c\" 'd e' \"f\\\"g\" 'h\\'i' j\\tk \"l\\\\m\" ${A} ${B} $C ${C} $D\n";
+        let env = "C=one \"two three\" 'fo\\o' x\\ y\nD=\"x\\ty 'q r'\"\n";
+        let (_d, n) = node(&[
+            ("/etc/systemd/system/k.service", unit),
+            ("/etc/default/k", env),
+        ]);
+        let u = Unit::load(&n, "k.service").unwrap().unwrap();
+        let c = u.command(&n).unwrap().unwrap();
+        assert_eq!(
+            c.args(),
+            [
+                "/bin/rec",
+                "a",
+                "b c",
+                "d e",
+                "f\"g",
+                "h'i",
+                "j\tk",
+                "l\\m",
+                "x\ty  z",
+                "100%A",
+                "one",
+                "two three",
+                "foo",
+                "x",
+                "y",
+                "one \"two three\" 'foo' x y",
+                "xty",
+                "q r",
+            ]
+        );
+    }
 
     #[test]
     fn kubeadm_layout_gives_the_kubelets_argv_with_where_each_word_lives() {
@@ -861,7 +1051,7 @@ mod tests {
             ),
             (
                 "/run/systemd/system/x.service.d/20-b.conf",
-                "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i ${A}\n",
+                "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i %b ${A}\n",
             ),
             (
                 "/etc/systemd/system/service.d/05-all.conf",
@@ -878,8 +1068,9 @@ mod tests {
             ]
         );
         let c = u.command(&n).unwrap().unwrap();
-        // `:` turned expansion off; the specifier is said.
-        assert_eq!(c.args(), ["/bin/x", "$A", "%i", "${A}"]);
+        // `:` turned variables off, not specifiers: %i is the (empty) instance; the boot ID
+        // cannot be known, and is said.
+        assert_eq!(c.args(), ["/bin/x", "$A", "", "%b", "${A}"]);
         assert!(c.notes.iter().any(|n| n.contains("specifier")));
         let (env, _) = u.env(&n).unwrap();
         let a = env.iter().find(|(k, _)| k == "A").unwrap();
