@@ -178,7 +178,7 @@ fn rendered_files_parse_and_hold_the_required_keys() {
         match plan["target"].as_str().unwrap() {
             "containerd" => {
                 let doc = toml(
-                    planned(&plan, "/etc/containerd/config.toml").expect("config.toml is planned"),
+                    planned_containerd_config(&plan).expect("containerd's config is planned"),
                     "config.toml",
                 );
                 let schema = plan["config_schema"].as_i64().unwrap();
@@ -317,8 +317,10 @@ fn rendered_files_parse_and_hold_the_required_keys() {
                 flags.contains(&format!("--container-runtime-endpoint={endpoint}")),
                 "{name}: endpoint flag"
             );
+            // Set in place: `--container-runtime docker` becomes `--container-runtime remote`.
             assert!(
-                flags.contains("--container-runtime=remote"),
+                flags.contains("--container-runtime=remote")
+                    || flags.contains("--container-runtime remote"),
                 "{name}: --container-runtime=remote"
             );
         }

@@ -11,6 +11,7 @@ pub mod leftovers;
 pub mod manifests;
 pub mod packages;
 pub mod pods;
+pub mod provisioners;
 pub mod risks;
 pub mod runtimes;
 
@@ -157,6 +158,28 @@ impl Finding {
     }
 }
 
+/// The config file containerd loads, and where its unit says so (`None`: containerd's default).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ContainerdConfigPath {
+    pub path: String,
+    pub from: Option<String>,
+}
+
+impl Default for ContainerdConfigPath {
+    fn default() -> Self {
+        ContainerdConfigPath {
+            path: runtimes::CONTAINERD_CONFIG.to_string(),
+            from: None,
+        }
+    }
+}
+
+impl ContainerdConfigPath {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Facts {
     pub root: String,
@@ -168,6 +191,10 @@ pub struct Facts {
     pub docker: docker::Docker,
     pub credentials: Vec<docker::Credentials>,
     pub containerd_config: Option<runtimes::ContainerdConfig>,
+    /// The file containerd loads (its unit's `-c`, else the default): where its config is read
+    /// and written.
+    #[serde(skip_serializing_if = "ContainerdConfigPath::is_default")]
+    pub containerd_config_path: ContainerdConfigPath,
     pub crio: runtimes::CrioConfig,
     /// runc, crun, conmon and pinns as found on the node (what CRI-O will run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -282,7 +309,8 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
             snap,
         );
     }
-    let containerd_config = runtimes::containerd_config(node, &mut files)?;
+    let (containerd_config_path, containerd_config_from) = runtimes::containerd_config_path(node)?;
+    let containerd_config = runtimes::containerd_config(node, &containerd_config_path, &mut files)?;
     let crio = runtimes::crio_config(node, &mut files)?;
     let cri_dockerd_flags = kubelet::cri_dockerd_flags(node)?;
     let cni = cni::inspect(
@@ -346,6 +374,10 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker,
         credentials,
         containerd_config,
+        containerd_config_path: ContainerdConfigPath {
+            path: containerd_config_path,
+            from: containerd_config_from,
+        },
         crio,
         tools: runtimes::tools(node, cmds, &pkgs),
         cni,
@@ -373,6 +405,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         files,
     };
     facts.risks = risks::assess(&facts);
+    facts.risks.extend(provisioners::findings(node));
     // What a package database could not tell (an rpm database refused or unreadable).
     facts.risks.extend(pkgs.notes.iter().map(|n| {
         Finding::info(

@@ -206,7 +206,13 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         }
     }
     out.extend(super::manifests::findings(&f.docker_manifests, None));
-    if f.cni.conf_files.is_empty() {
+    // kubenet writes no CNI config of its own (the plan writes the one that replaces it).
+    let on_kubenet = f
+        .kubelet
+        .flag("network-plugin")
+        .and_then(|x| x.value.as_deref())
+        == Some("kubenet");
+    if f.cni.conf_files.is_empty() && !on_kubenet {
         out.push(Finding::warning(
             "cni-no-config",
             format!("no CNI configuration in {}", f.cni.conf_dir),

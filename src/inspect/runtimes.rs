@@ -305,22 +305,68 @@ fn resolve_import(node: &Node, entry: &str) -> Vec<String> {
     out
 }
 
+/// The config file containerd loads: its unit's `-c`/`--config` (`ExecStart=` as systemd runs
+/// it, variables expanded: kOps runs `containerd -c /etc/containerd/config-kops.toml`), else
+/// containerd's default. With where it is set, when a unit sets it.
+pub fn containerd_config_path(node: &Node) -> Result<(String, Option<String>)> {
+    let default = (CONTAINERD_CONFIG.to_string(), None);
+    let Some(unit) = crate::unit::Unit::load(node, "containerd.service")? else {
+        return Ok(default);
+    };
+    let Some(command) = unit.command(node)? else {
+        return Ok(default);
+    };
+    let words = &command.argv;
+    let mut found = None;
+    for (i, w) in words.iter().enumerate().skip(1) {
+        let value = match w.text.as_str() {
+            "-c" | "--config" | "-config" => words.get(i + 1).map(|n| n.text.clone()),
+            t => ["--config=", "-c=", "-config="]
+                .iter()
+                .find_map(|p| t.strip_prefix(p))
+                .map(str::to_string),
+        };
+        if let Some(v) = value {
+            let at = match &w.variable {
+                Some(v) => format!("{}:{} (${})", v.set_at.file, v.set_at.line, v.name),
+                None => format!("{}:{}", w.origin.file, w.origin.line),
+            };
+            // The last one wins, as containerd's flag parser takes it.
+            found = Some((v, at));
+        }
+    }
+    let Some((path, at)) = found else {
+        return Ok(default);
+    };
+    if let Err(why) = crate::names::node_path_value(&path) {
+        return Err(Failure::bad_input(
+            &at,
+            format!("containerd's unit runs it with the config file {path:?}: {why}"),
+            "Give containerd's -c/--config an absolute path in its unit, or remove it for /etc/containerd/config.toml.",
+        )
+        .into());
+    }
+    Ok((path, Some(format!("containerd's -c ({at})"))))
+}
+
+/// The containerd config file at `path` (`containerd_config_path`), as found.
 pub fn containerd_config(
     node: &Node,
+    path: &str,
     files: &mut BTreeMap<String, Snapshot>,
 ) -> Result<Option<ContainerdConfig>> {
-    let Some(snap) = node.snapshot(CONTAINERD_CONFIG)? else {
+    let Some(snap) = node.snapshot(path)? else {
         return Ok(None);
     };
     let doc: toml_edit::DocumentMut = snap.content.parse().map_err(|e: toml_edit::TomlError| {
         Failure::bad_input(
-            CONTAINERD_CONFIG,
+            path,
             crate::error::toml_problem(&snap.content, &e),
             "Fix the file (containerd does not start with it either), or move it aside so that cri-migrate writes a new one.",
         )
     })?;
     crate::secrets::from_toml(doc.as_item());
-    let schema = check_containerd_meaning(&doc)?;
+    let schema = check_containerd_meaning(path, &doc)?;
     let strings = |key: &str| -> Vec<String> {
         doc.get(key)
             .and_then(|v| v.as_array())
@@ -425,22 +471,22 @@ pub fn containerd_config(
         chowns_snapshots,
         cni_conf_dir: cni_str("conf_dir"),
         cni_bin_dirs,
-        path: CONTAINERD_CONFIG.to_string(),
+        path: path.to_string(),
         schema,
         imports: strings("imports"),
-        imported: imports_of(node, &doc)?,
+        imported: imports_of(node, path, &doc)?,
         disabled_plugins,
         cri_disabled,
         registry_mirrors,
     };
-    files.insert(CONTAINERD_CONFIG.to_string(), snap);
+    files.insert(path.to_string(), snap);
     Ok(Some(config))
 }
 
 /// What containerd would refuse or misread in its config, by meaning, not syntax: refused here
 /// (exit 4) with the file and the fix, before anything is planned from it. Returns the schema.
-fn check_containerd_meaning(doc: &toml_edit::DocumentMut) -> Result<i64, Failure> {
-    let refuse = |problem: String, fix: &str| Failure::bad_input(CONTAINERD_CONFIG, problem, fix);
+fn check_containerd_meaning(path: &str, doc: &toml_edit::DocumentMut) -> Result<i64, Failure> {
+    let refuse = |problem: String, fix: &str| Failure::bad_input(path, problem, fix);
     let schema = match doc.get("version") {
         None => 1,
         Some(v) => match v.as_integer() {
@@ -569,14 +615,18 @@ fn read_import(node: &Node, path: &str) -> Result<Option<(Imported, usize)>, Fai
 /// A file imported more than once is read once (containerd loads each path once too), and no
 /// more than [`MAX_IMPORTS`] files or [`MAX_IMPORT_BYTES`] in all are read: past that the config
 /// is refused, naming it.
-fn imports_of(node: &Node, doc: &toml_edit::DocumentMut) -> Result<Vec<Imported>, Failure> {
+fn imports_of(
+    node: &Node,
+    path: &str,
+    doc: &toml_edit::DocumentMut,
+) -> Result<Vec<Imported>, Failure> {
     let mut out = vec![];
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
     let list = doc.get("imports").and_then(|v| v.as_array());
     let over = |what: String| {
         Failure::bad_input(
-            CONTAINERD_CONFIG,
+            path,
             what,
             "Import fewer files (containerd's own drop-ins are a handful), then run cri-migrate again.",
         )
@@ -873,7 +923,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
         std::fs::write(dir.path().join("etc/containerd/config.toml"), config).unwrap();
         let node = Node::new(dir.path());
-        containerd_config(&node, &mut BTreeMap::new())
+        containerd_config(&node, CONTAINERD_CONFIG, &mut BTreeMap::new())
             .unwrap()
             .unwrap()
             .snapshotter
@@ -900,10 +950,14 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
             std::fs::write(dir.path().join("etc/containerd/config.toml"), config).unwrap();
-            containerd_config(&Node::new(dir.path()), &mut BTreeMap::new())
-                .unwrap()
-                .unwrap()
-                .chowns_snapshots
+            containerd_config(
+                &Node::new(dir.path()),
+                CONTAINERD_CONFIG,
+                &mut BTreeMap::new(),
+            )
+            .unwrap()
+            .unwrap()
+            .chowns_snapshots
         };
         assert_eq!(
             chown("version = 3\n[plugins.\"io.containerd.snapshotter.v1.overlayfs\"]\nslow_chown = true\n")
@@ -933,7 +987,9 @@ mod tests {
             ("/etc/containerd/extra.toml", "version = 3\n"),
         ]);
         let mut files = BTreeMap::new();
-        let c = containerd_config(&n, &mut files).unwrap().unwrap();
+        let c = containerd_config(&n, CONTAINERD_CONFIG, &mut files)
+            .unwrap()
+            .unwrap();
         let paths: Vec<&str> = c.imported.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -960,7 +1016,7 @@ mod tests {
                 "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
             ),
         ]);
-        let e = containerd_config(&n, &mut BTreeMap::new()).unwrap_err();
+        let e = containerd_config(&n, CONTAINERD_CONFIG, &mut BTreeMap::new()).unwrap_err();
         assert!(format!("{e:#}").contains("off.toml"), "{e:#}");
     }
 }

@@ -54,12 +54,12 @@ pub fn planned_handlers(facts: &Facts, plan: &Plan) -> Vec<String> {
             let text = plan
                 .files
                 .iter()
-                .find(|f| f.path == CONTAINERD_CONFIG)
+                .find(|f| f.path == facts.containerd_config_path.path)
                 .map(|f| f.new.clone())
                 .or_else(|| {
                     facts
                         .files
-                        .get(CONTAINERD_CONFIG)
+                        .get(&facts.containerd_config_path.path)
                         .map(|s| s.content.clone())
                 });
             if let Some(doc) = text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok()) {

@@ -27,9 +27,7 @@ pub use kubelet_files::runtime_flags_owner;
 use crate::error::Failure;
 use crate::flags::{FileKind, VarsFile};
 use crate::inspect::kubelet::{EXEC_START, EXTRA_ARGS_FILES, KUBEADM_FLAGS};
-use crate::inspect::runtimes::{
-    CONTAINERD_CONFIG, CRICTL_YAML, CRIO_DROP_IN, INSTANCE_CONFIG, REGISTRIES_DROP_IN,
-};
+use crate::inspect::runtimes::{CRICTL_YAML, CRIO_DROP_IN, INSTANCE_CONFIG, REGISTRIES_DROP_IN};
 use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
 use crate::node::join;
 use crate::render::{self, kubelet::Rules};
@@ -433,6 +431,7 @@ fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::runtimes::CONTAINERD_CONFIG;
 
     fn file(path: &str, old: Option<&str>, new: &str) -> FileChange {
         FileChange {

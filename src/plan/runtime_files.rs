@@ -84,6 +84,8 @@ fn containerd_files(
     let (rv, config_schema) = (v.rv, v.config_schema);
     let mut files = Vec::new();
     let schema = config_schema.unwrap();
+    // The file containerd's unit loads (`-c`), which may not be config.toml.
+    let config_path = facts.containerd_config_path.path.as_str();
     let cs = render::containerd::Settings {
         schema,
         cni_bin_dirs_list: rv.at_least(2, 1),
@@ -108,13 +110,13 @@ fn containerd_files(
         enable_selinux: settings.workloads.selinux.is_some(),
         // containerd 2.2's default config imports conf.d; a file written where there was none
         // keeps reading it (nvidia-ctk 1.18+ writes its drop-in there).
-        default_imports: rv.at_least(2, 2) && !facts.files.contains_key(CONTAINERD_CONFIG),
+        default_imports: rv.at_least(2, 2) && !facts.files.contains_key(config_path),
     };
-    let old = facts.files.get(CONTAINERD_CONFIG);
+    let old = facts.files.get(config_path);
     let r = render::containerd::render(old.map(|s| s.content.as_str()), &cs).map_err(
             |problem| {
                 Failure::bad_input(
-                    CONTAINERD_CONFIG,
+                    config_path,
                     format!("the merged config cannot be made: {problem}"),
                     "Fix the file (or the value carried into it), or move it aside so that cri-migrate writes a new one.",
                 )
@@ -130,11 +132,15 @@ fn containerd_files(
         warnings.push(Finding::info(
             "containerd-config-converted",
             note.clone(),
-            "review the diff of /etc/containerd/config.toml",
+            format!("review the diff of {config_path}"),
         ));
     }
     imports_against(facts, rv, schema, &r.text, warnings);
-    files.push(change(facts, CONTAINERD_CONFIG, r.text, "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"));
+    let why = match &facts.containerd_config_path.from {
+        Some(from) => format!("containerd's config, the file its unit loads ({from}): CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"),
+        None => "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories".to_string(),
+    };
+    files.push(change(facts, config_path, r.text, &why));
     if let Some(spec) = &cs.base_runtime_spec {
         let old = facts.files.get(spec.as_str());
         let text = render::containerd::base_spec(
@@ -517,6 +523,7 @@ mod tests {
     use super::super::test_facts::{facts, opts};
     use super::super::versions::versions;
     use super::*;
+    use crate::inspect::runtimes::CONTAINERD_CONFIG;
 
     fn files_for(fixture: &str, target: Target) -> (Vec<FileChange>, Carried, Vec<Finding>) {
         let f = facts(fixture);

@@ -78,7 +78,14 @@ pub fn rewrite_flags_file(
                     return value.to_string();
                 }
             };
-            edit_list(&mut list, owner == Some(var.as_str()), rules, &mut removed);
+            let in_unit = kind != FileKind::EnvFile;
+            edit_list(
+                &mut list,
+                owner == Some(var.as_str()),
+                in_unit,
+                rules,
+                &mut removed,
+            );
             list.render()
         });
     }
@@ -88,7 +95,7 @@ pub fn rewrite_flags_file(
     if let Some(owner) = owner {
         if !present.iter().any(|v| v == owner) {
             let mut list = FlagList::parse("").unwrap();
-            add_runtime_flags(&mut list, rules);
+            add_runtime_flags(&mut list, kind != FileKind::EnvFile, rules);
             if !list.render().is_empty() {
                 file.append(owner, &list.render());
             }
@@ -107,7 +114,7 @@ pub fn rewrite_exec_start(
     let value = crate::unit::exec_start_value(text, line)?;
     let mut list = FlagList::parse(&value).map_err(|e| format!("ExecStart= (line {line}): {e}"))?;
     let mut removed = Vec::new();
-    edit_list(&mut list, owner, rules, &mut removed);
+    edit_list(&mut list, owner, true, rules, &mut removed);
     let new = list.render();
     if new == value {
         return Ok((text.to_string(), removed));
@@ -115,9 +122,27 @@ pub fn rewrite_exec_start(
     Ok((crate::unit::replace_exec_start(text, line, &new)?, removed))
 }
 
+/// A value as written into a unit file (`in_unit`: an `ExecStart=` or `Environment=` line),
+/// where systemd reads `%` as a specifier when it loads the line: `%%` stands for `%`. An env
+/// file's values are taken as they are.
+fn unit_text(value: &str, in_unit: bool) -> String {
+    if in_unit {
+        value.replace('%', "%%")
+    } else {
+        value.to_string()
+    }
+}
+
 /// One list of flags for the kubelet's version: dockershim's flags and the runtime's go; the
-/// runtime flags are set again where they belong (`owner`).
-fn edit_list(list: &mut FlagList, owner: bool, rules: &Rules, removed: &mut Vec<String>) {
+/// runtime flags are set again where they belong (`owner`). The words it adds are written for
+/// the file they go to (`unit_text`); the words it keeps are left as written.
+fn edit_list(
+    list: &mut FlagList,
+    owner: bool,
+    in_unit: bool,
+    rules: &Rules,
+    removed: &mut Vec<String>,
+) {
     for flag in DOCKERSHIM_FLAGS.iter().chain(&RUNTIME_FLAGS) {
         if list.remove(flag) && !RUNTIME_FLAGS.contains(flag) {
             removed.push(format!("--{flag}"));
@@ -134,23 +159,34 @@ fn edit_list(list: &mut FlagList, owner: bool, rules: &Rules, removed: &mut Vec<
             .iter()
             .any(|f| f.name == "pod-infra-container-image")
         {
-            list.set("pod-infra-container-image", pause);
+            list.set("pod-infra-container-image", &unit_text(pause, in_unit));
         }
     }
     if owner {
-        add_runtime_flags(list, rules);
+        // The flags this list gets go last (a later flag wins over one in a variable before
+        // it), each time in the same order: a second plan of a migrated node finds every word
+        // where the first put it.
+        for (name, _) in &rules.extra_flags {
+            list.remove(name);
+        }
+        add_runtime_flags(list, in_unit, rules);
     }
 }
 
-fn add_runtime_flags(list: &mut FlagList, rules: &Rules) {
+/// The carried flags first, the runtime's last: a migrated node's next plan, which carries
+/// nothing more, re-adds only the runtime's, in the same place.
+fn add_runtime_flags(list: &mut FlagList, in_unit: bool, rules: &Rules) {
+    for (name, value) in &rules.extra_flags {
+        list.set(name, &unit_text(value, in_unit));
+    }
     if rules.runtime_remote_flag {
         list.set("container-runtime", "remote");
     }
     if !rules.endpoint_in_config {
-        list.set("container-runtime-endpoint", &rules.endpoint);
-    }
-    for (name, value) in &rules.extra_flags {
-        list.set(name, value);
+        list.set(
+            "container-runtime-endpoint",
+            &unit_text(&rules.endpoint, in_unit),
+        );
     }
 }
 
@@ -309,6 +345,30 @@ mod tests {
             format!("KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}\"\n")
         );
         assert_eq!(removed, ["--network-plugin"]);
+    }
+
+    /// systemd reads `%` in a unit's lines as a specifier: a new word with one, written into an
+    /// `ExecStart=` or `Environment=` line, is doubled; the words already there stay as written;
+    /// an env file takes it as it is.
+    #[test]
+    fn a_percent_in_a_new_word_is_doubled_in_a_unit_file_only() {
+        let ep = "unix:///run/odd%dir/containerd.sock";
+        let rules = Rules::for_version(Version::new(1, 23, 17), ep, true);
+        let unit = "[Service]\nExecStart=/usr/bin/kubelet --eviction-hard=nodefs.available<10%% --network-plugin=cni\n";
+        let (out, _) = rewrite_exec_start(unit, 2, true, &rules).unwrap();
+        assert_eq!(
+            out,
+            "[Service]\nExecStart=/usr/bin/kubelet --eviction-hard=nodefs.available<10%% --container-runtime=remote --container-runtime-endpoint=unix:///run/odd%%dir/containerd.sock\n"
+        );
+        let drop_in = "[Service]\nEnvironment=\"ARGS=--network-plugin=cni\"\n";
+        let vars = vec!["ARGS".to_string()];
+        let (out, _) =
+            rewrite_flags_file(FileKind::DropIn, drop_in, &vars, Some("ARGS"), &rules).unwrap();
+        assert!(out.contains("odd%%dir"), "{out}");
+        let env = "ARGS=\"--network-plugin=cni\"\n";
+        let (out, _) =
+            rewrite_flags_file(FileKind::EnvFile, env, &vars, Some("ARGS"), &rules).unwrap();
+        assert!(out.contains("odd%dir") && !out.contains("%%"), "{out}");
     }
 
     #[test]

@@ -173,6 +173,22 @@ pub fn planned<'a>(plan: &'a serde_json::Value, path: &str) -> Option<&'a str> {
         .map(|f| f["content"].as_str().unwrap())
 }
 
+/// containerd's planned config: the file its unit loads (`-c`, kOps's config-kops.toml), else
+/// /etc/containerd/config.toml — a `.toml` directly in /etc/containerd.
+pub fn planned_containerd_config(plan: &serde_json::Value) -> Option<&str> {
+    plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["path"].as_str().is_some_and(|p| {
+                p.strip_prefix("/etc/containerd/")
+                    .is_some_and(|n| n.ends_with(".toml") && !n.contains('/'))
+            })
+        })
+        .map(|f| f["content"].as_str().unwrap())
+}
+
 /// Write a plan's files into a node, as applying will.
 pub fn write_plan(plan: &serde_json::Value, root: &Path) {
     for f in plan["files"].as_array().unwrap() {
