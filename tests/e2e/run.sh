@@ -1045,6 +1045,27 @@ docker_pull_images || die "Docker could not pull the test images"
 scenario "1. migrate to containerd (kubelet 1.27)" migrate_to_containerd
 stop_node "$NODE"
 
+# Issue 33: the unit model against systemd itself. Each form of tests/e2e/unit_forms.py — quoting,
+# $VAR / "$VAR" / ${VAR}, $$, specifiers, continued lines, environment files' quoting, drop-ins and
+# files overriding each other, ExecStart= resets, prefixes — laid into a node as the kubelet's
+# unit, run by the node's systemd through an argv recorder, and compared with the model's argv
+# (`cri-migrate inspect`), word for word.
+unit_model_is_what_systemd_runs() {
+    expect "every form: the model's argv is systemd's" python3 "$REPO/tests/e2e/unit_forms.py" "$WORK/$NODE" "$NODE_PID"
+}
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* ]]; then
+    command -v gcc >/dev/null 2>&1 || die "gcc is missing: it builds the argv recorder (tests/e2e/argv-dump.c)"
+    gcc -static -O2 -o "$WORK/argv-dump" "$REPO/tests/e2e/argv-dump.c" || die "building the argv recorder failed"
+    NODE=nunits
+    KUBELET=1.23.17
+    make_node "$NODE" "$KUBELET" "--network-plugin=cni --pod-infra-container-image=$PAUSE"
+    install -m 0755 "$WORK/argv-dump" "$WORK/$NODE/usr/local/bin/argv-dump"
+    boot_node "$NODE"
+    wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up"; }
+    scenario "24. the unit model is what systemd runs: every form, word for word" unit_model_is_what_systemd_runs
+    stop_node "$NODE"
+fi
+
 # A kubelet 1.31 on the real cri-dockerd 0.4.3 moved to CRI-O 1.36.3 (from its bundle), rolled
 # back, then to containerd, rolled back. Docker runs the pods' sandboxes with dockershim's
 # oom_score_adj of -998, which a node without CAP_SYS_RESOURCE cannot set (a nested node on such
