@@ -154,6 +154,8 @@ pub struct Unit {
     pub environment_files: Vec<Setting>,
     pub requires: Vec<String>,
     pub binds_to: Vec<String>,
+    /// `PartOf=`: a stop or restart of those units is propagated to this one.
+    pub part_of: Vec<String>,
     pub after: Vec<String>,
     pub wants: Vec<String>,
     /// Every other `[Service]` setting in force by key (the last assignment wins, an empty one
@@ -321,6 +323,7 @@ impl Unit {
                     }
                     ("Unit", "Requires") => assign_names(&mut unit.requires, value),
                     ("Unit", "BindsTo") => assign_names(&mut unit.binds_to, value),
+                    ("Unit", "PartOf") => assign_names(&mut unit.part_of, value),
                     ("Unit", "After") => assign_names(&mut unit.after, value),
                     ("Unit", "Wants") => assign_names(&mut unit.wants, value),
                     ("Service", key) => {

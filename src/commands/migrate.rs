@@ -136,6 +136,9 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
         }
     }
+    if args.pod_cidr.is_none() {
+        facts.kubenet_pod_cidr = live_pod_cidr(t, &facts, args);
+    }
     let mut plan = plan::plan(
         &facts,
         &PlanOptions {
@@ -501,6 +504,60 @@ fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> 
     Ok(())
 }
 
+/// A kubenet node's pod CIDR where its files do not say it, on the live node only: the Node
+/// object's `.spec.podCIDR` (kubectl, as the run's other API calls), else the network of
+/// kubenet's `cbr0` bridge, whose address kubenet sets to the pod CIDR's first one. With where
+/// it came from; `None` where neither answers (the plan then asks for --pod-cidr).
+fn live_pod_cidr(t: &NodeAccess, facts: &Facts, args: &MigrateArgs) -> Option<(String, String)> {
+    let k = &facts.kubelet;
+    let on_kubenet = k.flag("network-plugin").and_then(|f| f.value.as_deref()) == Some("kubenet");
+    let known = k.flag("pod-cidr").is_some() || k.config.pod_cidr.is_some();
+    if !on_kubenet || known || !t.node.is_live() {
+        return None;
+    }
+    if let Some(kubectl) = t.kubectl(args.kubeconfig.as_ref()) {
+        use crate::system::kubectl::Kubectl;
+        if let Ok(name) = node_name(t, facts, args.node_name.as_deref()) {
+            let spec = kubectl.run(&[
+                "get",
+                "node",
+                "-o",
+                "jsonpath={.spec.podCIDR}",
+                "--",
+                name.as_str(),
+            ]);
+            if let Some(c) = spec
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| crate::plan::kubenet::valid_cidr(s))
+            {
+                return Some((
+                    c,
+                    format!("the Node object {} (.spec.podCIDR)", name.as_str()),
+                ));
+            }
+        }
+    }
+    let ip = t
+        .commands()
+        .output("ip", &["-o", "-4", "addr", "show", "dev", "cbr0"])?;
+    bridge_network(&ip).map(|c| (c, "kubenet's cbr0 bridge".to_string()))
+}
+
+/// The network of the first IPv4 address in `ip -o -4 addr show` output
+/// (`5: cbr0    inet 100.96.1.1/24 brd …` gives `100.96.1.0/24`).
+fn bridge_network(ip: &str) -> Option<String> {
+    let addr = ip.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    let (a, len) = addr.split_once('/')?;
+    let a: std::net::Ipv4Addr = a.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| (8..=30).contains(l))?;
+    let mask = u32::MAX << (32 - len);
+    Some(format!(
+        "{}/{len}",
+        std::net::Ipv4Addr::from(u32::from(a) & mask)
+    ))
+}
+
 /// The node's name in the API, checked before it reaches a command line (a DNS-1123
 /// subdomain: never an option, never two names): `--node-name`, else the kubelet's
 /// `--hostname-override`, else the node's `/etc/hostname` (lowercased, as the kubelet does),
@@ -822,4 +879,22 @@ fn resume(
         None => exit::OK,
         Some(f) => report_failure(f),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bridge_network;
+
+    #[test]
+    fn kubenets_bridge_gives_the_pod_cidr() {
+        let ip = "5: cbr0    inet 100.96.1.1/24 brd 100.96.1.255 scope global cbr0\\       valid_lft forever preferred_lft forever\n";
+        assert_eq!(bridge_network(ip).as_deref(), Some("100.96.1.0/24"));
+        assert_eq!(
+            bridge_network("7: cbr0    inet 10.244.3.1/26 scope global cbr0").as_deref(),
+            Some("10.244.3.0/26")
+        );
+        assert_eq!(bridge_network(""), None);
+        assert_eq!(bridge_network("5: cbr0    inet nonsense/24"), None);
+        assert_eq!(bridge_network("5: cbr0    inet 10.0.0.1/0"), None);
+    }
 }

@@ -90,6 +90,11 @@ pub struct Installed {
     /// `LimitNOFILE=` of its service unit, where set (containerd 2.x's unit has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_nofile: Option<String>,
+    /// The runtimes' units its service unit is tied to so that their stop or restart stops or
+    /// restarts it (`Requires=`, `BindsTo=`, `PartOf=`, drop-ins included): each as
+    /// `BindsTo=containerd.service (file)`. docker-ce 18.09–19.03 binds Docker to containerd.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tied_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,6 +200,10 @@ pub struct Facts {
     /// and written.
     #[serde(skip_serializing_if = "ContainerdConfigPath::is_default")]
     pub containerd_config_path: ContainerdConfigPath,
+    /// A kubenet node's pod CIDR found on the live node where its files do not hold it (the
+    /// Node object's `.spec.podCIDR`, else kubenet's `cbr0` bridge), with where it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubenet_pod_cidr: Option<(String, String)>,
     pub crio: runtimes::CrioConfig,
     /// runc, crun, conmon and pinns as found on the node (what CRI-O will run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -374,6 +383,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker,
         credentials,
         containerd_config,
+        kubenet_pod_cidr: None,
         containerd_config_path: ContainerdConfigPath {
             path: containerd_config_path,
             from: containerd_config_from,

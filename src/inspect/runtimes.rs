@@ -112,6 +112,12 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         kill_mode,
         exec_start,
         limit_nofile,
+        tied_to: sw
+            .units
+            .iter()
+            .find(|u| u.ends_with(".service"))
+            .map(|u| tied_to(node, u))
+            .unwrap_or_default(),
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.
@@ -165,6 +171,32 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         }
     }
     installed
+}
+
+/// The runtimes' units `unit` is tied to by `Requires=`, `BindsTo=` or `PartOf=` (its file and
+/// drop-ins): a stop or restart of one of them stops or restarts `unit` too.
+pub fn tied_to(node: &Node, unit: &str) -> Vec<String> {
+    const RUNTIME_UNITS: [&str; 2] = ["containerd.service", "crio.service"];
+    let Some(u) = crate::unit::Unit::load(node, unit).ok().flatten() else {
+        return vec![];
+    };
+    let files: Vec<&str> = u
+        .fragment
+        .iter()
+        .chain(&u.dropins)
+        .map(String::as_str)
+        .collect();
+    let mut out = Vec::new();
+    for (key, names) in [
+        ("Requires", &u.requires),
+        ("BindsTo", &u.binds_to),
+        ("PartOf", &u.part_of),
+    ] {
+        for n in names.iter().filter(|n| RUNTIME_UNITS.contains(&n.as_str())) {
+            out.push(format!("{key}={n} ({})", files.join(", ")));
+        }
+    }
+    out
 }
 
 /// `[Service]` settings of a unit as systemd reads them (`src/unit.rs`: the unit file that wins,
@@ -1018,5 +1050,24 @@ mod tests {
         ]);
         let e = containerd_config(&n, CONTAINERD_CONFIG, &mut BTreeMap::new()).unwrap_err();
         assert!(format!("{e:#}").contains("off.toml"), "{e:#}");
+    }
+
+    #[test]
+    fn a_unit_tied_to_a_runtime_by_its_file_or_a_drop_in() {
+        let (_d, n) = crate::node::test_node(&[
+            (
+                "/lib/systemd/system/docker.service",
+                "[Unit]\nBindsTo=containerd.service\nRequires=docker.socket\nAfter=containerd.service\n[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
+            ),
+            (
+                "/etc/systemd/system/docker.service.d/10-x.conf",
+                "[Unit]\nPartOf=crio.service\n",
+            ),
+        ]);
+        let t = tied_to(&n, "docker.service");
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t[0].starts_with("BindsTo=containerd.service (/lib/systemd/system/docker.service, /etc/systemd/system/docker.service.d/10-x.conf)"), "{t:?}");
+        assert!(t[1].starts_with("PartOf=crio.service"));
+        assert!(tied_to(&n, "nope.service").is_empty());
     }
 }

@@ -76,6 +76,22 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
         .as_deref()
         .is_some_and(|e| !e.contains("--containerd"))
         && !facts.docker.settings.other.contains_key("containerd");
+    // Docker's unit tied to the target's (docker-ce 18.09–19.03: `BindsTo=containerd.service`):
+    // systemd restarts or stops Docker with it, and every container with Docker, while the
+    // kubelet still runs on Docker. The runtime is then (re)started only at the cutover.
+    let tie = facts
+        .runtimes
+        .docker
+        .tied_to
+        .iter()
+        .find(|t| t.contains(&format!("={} ", target.unit())));
+    if let Some(tie) = tie {
+        return no(format!(
+            "docker.service has {tie}: restarting {} beside Docker would make systemd restart Docker and stop every container while the kubelet still runs on it, so {} is restarted with its new config only after Docker stops, at the cutover",
+            target.unit(),
+            target.name()
+        ));
+    }
     match target {
         Target::Containerd => match installed.kill_mode.as_deref() {
             Some("process") => Order {
@@ -305,5 +321,39 @@ mod tests {
         assert!(!order.check_before_cutover);
         assert!(order.why.contains("KillMode"), "{}", order.why);
         assert!(w.iter().any(|f| f.code == "checked-after-cutover"));
+    }
+
+    /// Issue 33 point 5: Docker bound to containerd (docker-ce 18.09–19.03) would be restarted,
+    /// its containers stopped, by containerd's restart before the cutover.
+    #[test]
+    fn docker_bound_to_containerd_means_containerd_waits_for_the_cutover() {
+        let mut f = facts_with("kubeadm-1.20-docker", None);
+        f.runtimes.containerd.kill_mode = Some("process".into());
+        let o = opts(Target::Containerd);
+        let mut w = vec![];
+        let v = versions(&f, &o, &mut w).unwrap();
+        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+        let (before, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(before.check_before_cutover, "{}", before.why);
+        f.runtimes.docker.tied_to =
+            vec!["BindsTo=containerd.service (/lib/systemd/system/docker.service)".into()];
+        let (order, actions) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(!order.check_before_cutover);
+        assert!(
+            order.why.contains("BindsTo=containerd.service"),
+            "{}",
+            order.why
+        );
+        // containerd's restart comes after Docker's stop.
+        let at = |p: &dyn Fn(&Action) -> bool| actions.iter().position(p).unwrap();
+        let docker_stops = at(&|a| matches!(a, Action::Stop { unit } if unit == "docker.service"));
+        let restart = at(
+            &|a| matches!(a, Action::Restart { unit } | Action::Start { unit } if unit == "containerd.service"),
+        );
+        assert!(docker_stops < restart, "{actions:?}");
+        // A tie to another runtime's unit does not matter to this target.
+        f.runtimes.docker.tied_to = vec!["Requires=crio.service (x)".into()];
+        let (order, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        assert!(order.check_before_cutover);
     }
 }

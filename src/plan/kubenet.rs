@@ -30,10 +30,13 @@ pub(super) fn kubenet_files(
         (Some(c), _, _) => (c.clone(), "--pod-cidr".to_string()),
         (None, Some(c), _) => (c, "the kubelet's --pod-cidr".into()),
         (None, None, Some(c)) => (c.clone(), format!("podCIDR in {}", k.config.file_of("podCIDR"))),
+        (None, None, None) if facts.kubenet_pod_cidr.is_some() => {
+            facts.kubenet_pod_cidr.clone().unwrap()
+        }
         (None, None, None) => {
             return Err(Failure::preflight(
                 "the kubelet uses kubenet (--network-plugin=kubenet), which no CRI runtime has, and the node's pod CIDR is not on the node (no --pod-cidr, no podCIDR in the kubelet's config): the CNI config that replaces kubenet needs it",
-                "Pass it with --pod-cidr, from the Node object: kubectl get node NAME -o jsonpath='{.spec.podCIDR}'.",
+                "Pass it with --pod-cidr, from the Node object: kubectl get node NAME -o jsonpath='{.spec.podCIDR}' (a live run finds it itself where kubectl reaches the API or kubenet's cbr0 bridge is up).",
             ))
         }
     };
@@ -94,7 +97,7 @@ pub(super) fn kubenet_files(
 }
 
 /// `A.B.C.D/N` (N ≤ 32) or an IPv6 network `X::/N` (N ≤ 128).
-fn valid_cidr(s: &str) -> bool {
+pub fn valid_cidr(s: &str) -> bool {
     let Some((ip, bits)) = s.split_once('/') else {
         return false;
     };
@@ -155,6 +158,16 @@ mod tests {
         assert!(files[0].new.contains("fd00:10:244:1::/64") && files[0].new.contains("::/0"));
         let e = kubenet_files(&with_kubenet(None), &o, &c, &mut w).unwrap_err();
         assert!(e.to_string().contains("--pod-cidr"), "{e}");
+        // Found on the live node (the Node object, kubenet's bridge): used, and said so.
+        let mut live = with_kubenet(None);
+        live.kubenet_pod_cidr = Some(("100.96.7.0/24".into(), "kubenet's cbr0 bridge".into()));
+        let files = kubenet_files(&live, &o, &c, &mut w).unwrap();
+        assert!(files[0].new.contains("100.96.7.0/24"));
+        assert!(
+            files[0].why.contains("kubenet's cbr0 bridge"),
+            "{}",
+            files[0].why
+        );
         let e = kubenet_files(&with_kubenet(Some("10.1.2.0")), &o, &c, &mut w).unwrap_err();
         assert!(e.to_string().contains("CIDR notation"), "{e}");
         // Not on kubenet: nothing.

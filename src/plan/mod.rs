@@ -13,7 +13,7 @@ pub mod checks;
 pub mod crio_node;
 pub mod images;
 mod kubelet_files;
-mod kubenet;
+pub mod kubenet;
 mod runtime_files;
 mod settings;
 #[cfg(test)]

@@ -1053,7 +1053,41 @@ stop_node "$NODE"
 unit_model_is_what_systemd_runs() {
     expect "every form: the model's argv is systemd's" python3 "$REPO/tests/e2e/unit_forms.py" "$WORK/$NODE" "$NODE_PID"
 }
-if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* ]]; then
+# Issue 33 point 5: docker.service BindsTo=containerd.service (docker-ce 18.09-19.03 ship it) and
+# containerd with KillMode=process. Restarting containerd before the cutover would make systemd
+# restart Docker (its containers stopped) while the kubelet still runs on it: the plan must
+# restart containerd only after Docker stops. Shown by the journal: systemd stops the kubelet
+# before it stops Docker, and Docker's container runs, never restarted, until then.
+first_stop_line() { # UNIT SINCE: the journal line number of systemd's first stop of UNIT
+    in_node journalctl --no-pager -o cat --since "@$2" _PID=1 | grep -n -m1 "Stopping $1" | cut -d: -f1
+}
+export -f first_stop_line
+docker_bound_to_containerd() {
+    local since rc=0 started
+    mkdir -p "$WORK/$NODE/etc/systemd/system/docker.service.d"
+    printf '[Unit]\nBindsTo=containerd.service\nAfter=containerd.service\n' >"$WORK/$NODE/etc/systemd/system/docker.service.d/50-bindsto.conf"
+    in_node systemctl daemon-reload
+    in_node docker rm -f bound-sleeper >/dev/null 2>&1 || true
+    expect "a container runs on Docker" exits 0 in_node docker run -d --name bound-sleeper "$PAUSE" || return 1
+    started=$(in_node docker inspect -f '{{.State.StartedAt}}' bound-sleeper)
+    node_state "$NODE" >"$WORK/state.bound"
+    since=$(in_node date +%s)
+    sleep 1
+    expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json &&
+        expect "the plan says why containerd waits for the cutover" grep -q 'BindsTo=containerd.service' "$WORK/last.out" &&
+        expect "systemd stopped the kubelet before it stopped Docker" bash -c "k=\$(first_stop_line kubelet.service $since); d=\$(first_stop_line docker.service $since); [ -n \"\$k\" ] && [ -n \"\$d\" ] && [ \"\$k\" -lt \"\$d\" ]" &&
+        expect "containerd active, the kubelet on it" wait_active kubelet.service 30 || rc=1
+    expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+        expect "every file byte-identical to before" same_state bound &&
+        docker_and_kubelet_back || rc=1
+    in_node docker rm -f bound-sleeper >/dev/null 2>&1 || true
+    rm -f "$WORK/$NODE/etc/systemd/system/docker.service.d/50-bindsto.conf"
+    in_node systemctl daemon-reload
+    [ -n "$started" ] || rc=1
+    return $rc
+}
+
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* || " $E2E_ONLY " == *" 25 "* ]]; then
     command -v gcc >/dev/null 2>&1 || die "gcc is missing: it builds the argv recorder (tests/e2e/argv-dump.c)"
     gcc -static -O2 -o "$WORK/argv-dump" "$REPO/tests/e2e/argv-dump.c" || die "building the argv recorder failed"
     NODE=nunits
@@ -1062,7 +1096,9 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* ]]; then
     install -m 0755 "$WORK/argv-dump" "$WORK/$NODE/usr/local/bin/argv-dump"
     boot_node "$NODE"
     wait_active docker.service 60 || { journal docker.service 30 >&2; die "node $NODE did not come up"; }
+    docker_pull_images || die "Docker could not pull the test images"
     scenario "24. the unit model is what systemd runs: every form, word for word" unit_model_is_what_systemd_runs
+    scenario "25. Docker bound to containerd (BindsTo=, as docker-ce 18.09-19.03): Docker untouched until the cutover" docker_bound_to_containerd
     stop_node "$NODE"
 fi
 
