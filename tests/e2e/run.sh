@@ -1073,10 +1073,10 @@ docker_bound_to_containerd() {
     node_state "$NODE" >"$WORK/state.bound"
     since=$(in_node date +%s)
     sleep 1
-    expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json &&
-        expect "the plan says why containerd waits for the cutover" grep -q 'BindsTo=containerd.service' "$WORK/last.out" &&
-        expect "systemd stopped the kubelet before it stopped Docker" bash -c "k=\$(first_stop_line kubelet.service $since); d=\$(first_stop_line docker.service $since); [ -n \"\$k\" ] && [ -n \"\$d\" ] && [ \"\$k\" -lt \"\$d\" ]" &&
-        expect "containerd active, the kubelet on it" wait_active kubelet.service 30 || rc=1
+    expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json || rc=1
+    expect "the plan says why containerd waits for the cutover" grep -q 'BindsTo=containerd.service' "$WORK/last.out" || rc=1
+    expect "systemd stopped the kubelet before it stopped Docker" bash -c "k=\$(first_stop_line kubelet.service $since); d=\$(first_stop_line docker.service $since); [ -n \"\$k\" ] && [ -n \"\$d\" ] && [ \"\$k\" -lt \"\$d\" ]" || rc=1
+    expect "containerd active, the kubelet on it" wait_active kubelet.service 30 || rc=1
     expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
         expect "every file byte-identical to before" same_state bound &&
         docker_and_kubelet_back || rc=1
