@@ -163,6 +163,10 @@ impl Finding {
     }
 }
 
+fn is_default_crio_paths(p: &runtimes::CrioPaths) -> bool {
+    *p == runtimes::CrioPaths::default()
+}
+
 /// The config file containerd loads, and where its unit says so (`None`: containerd's default).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ContainerdConfigPath {
@@ -204,6 +208,13 @@ pub struct Facts {
     /// Node object's `.spec.podCIDR`, else kubenet's `cbr0` bridge), with where it came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubenet_pod_cidr: Option<(String, String)>,
+    /// Where CRI-O reads its config (its unit's `--config`, `--config-dir`) and where our
+    /// drop-in goes.
+    #[serde(skip_serializing_if = "is_default_crio_paths")]
+    pub crio_paths: runtimes::CrioPaths,
+    /// Runtimes' units that make them listen off their default socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_sockets: Vec<runtimes::OtherSocket>,
     pub crio: runtimes::CrioConfig,
     /// runc, crun, conmon and pinns as found on the node (what CRI-O will run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -320,7 +331,8 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     }
     let (containerd_config_path, containerd_config_from) = runtimes::containerd_config_path(node)?;
     let containerd_config = runtimes::containerd_config(node, &containerd_config_path, &mut files)?;
-    let crio = runtimes::crio_config(node, &mut files)?;
+    let crio_paths = runtimes::crio_paths(node)?;
+    let crio = runtimes::crio_config(node, &crio_paths, &mut files)?;
     let cri_dockerd_flags = kubelet::cri_dockerd_flags(node)?;
     let cni = cni::inspect(
         node,
@@ -384,6 +396,8 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         credentials,
         containerd_config,
         kubenet_pod_cidr: None,
+        crio_paths,
+        other_sockets: runtimes::other_sockets(node)?,
         containerd_config_path: ContainerdConfigPath {
             path: containerd_config_path,
             from: containerd_config_from,

@@ -337,48 +337,165 @@ fn resolve_import(node: &Node, entry: &str) -> Vec<String> {
     out
 }
 
-/// The config file containerd loads: its unit's `-c`/`--config` (`ExecStart=` as systemd runs
-/// it, variables expanded: kOps runs `containerd -c /etc/containerd/config-kops.toml`), else
-/// containerd's default. With where it is set, when a unit sets it.
-pub fn containerd_config_path(node: &Node) -> Result<(String, Option<String>)> {
-    let default = (CONTAINERD_CONFIG.to_string(), None);
-    let Some(unit) = crate::unit::Unit::load(node, "containerd.service")? else {
-        return Ok(default);
+/// The values a unit's command gives to one of `names` (`-c X`, `--config X`, `--config=X`),
+/// in order, each with where it is set: its `ExecStart=` as systemd runs it (variables
+/// expanded, drop-ins). Empty without the unit or the flag.
+pub fn unit_flag(node: &Node, unit: &str, names: &[&str]) -> Result<Vec<(String, String)>> {
+    let Some(u) = crate::unit::Unit::load(node, unit)? else {
+        return Ok(vec![]);
     };
-    let Some(command) = unit.command(node)? else {
-        return Ok(default);
+    let Some(command) = u.command(node)? else {
+        return Ok(vec![]);
     };
     let words = &command.argv;
-    let mut found = None;
+    let mut out = Vec::new();
     for (i, w) in words.iter().enumerate().skip(1) {
-        let value = match w.text.as_str() {
-            "-c" | "--config" | "-config" => words.get(i + 1).map(|n| n.text.clone()),
-            t => ["--config=", "-c=", "-config="]
-                .iter()
-                .find_map(|p| t.strip_prefix(p))
-                .map(str::to_string),
+        let value = if names.contains(&w.text.as_str()) {
+            words.get(i + 1).map(|n| n.text.clone())
+        } else {
+            names.iter().find_map(|n| {
+                w.text
+                    .strip_prefix(n)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::to_string)
+            })
         };
         if let Some(v) = value {
             let at = match &w.variable {
                 Some(v) => format!("{}:{} (${})", v.set_at.file, v.set_at.line, v.name),
                 None => format!("{}:{}", w.origin.file, w.origin.line),
             };
-            // The last one wins, as containerd's flag parser takes it.
-            found = Some((v, at));
+            out.push((v, at));
         }
     }
-    let Some((path, at)) = found else {
-        return Ok(default);
+    Ok(out)
+}
+
+/// A path a runtime's unit gives it, checked as a node path: the last one (as the runtimes'
+/// flag parsers take it), else `default`, with where it is set.
+fn unit_path(
+    node: &Node,
+    unit: &str,
+    names: &[&str],
+    default: &str,
+    what: &str,
+) -> Result<(String, Option<String>)> {
+    let Some((path, at)) = unit_flag(node, unit, names)?.pop() else {
+        return Ok((default.to_string(), None));
     };
     if let Err(why) = crate::names::node_path_value(&path) {
         return Err(Failure::bad_input(
             &at,
-            format!("containerd's unit runs it with the config file {path:?}: {why}"),
-            "Give containerd's -c/--config an absolute path in its unit, or remove it for /etc/containerd/config.toml.",
+            format!("{unit} runs its program with the {what} {path:?}: {why}"),
+            format!(
+                "Give {} an absolute path in the unit, or remove it for {default}.",
+                names.join("/")
+            ),
         )
         .into());
     }
-    Ok((path, Some(format!("containerd's -c ({at})"))))
+    Ok((path, Some(format!("{unit}'s {} ({at})", names[0]))))
+}
+
+/// The config file containerd loads: its unit's `-c`/`--config` (kOps runs `containerd -c
+/// /etc/containerd/config-kops.toml`), else containerd's default. With where it is set.
+pub fn containerd_config_path(node: &Node) -> Result<(String, Option<String>)> {
+    unit_path(
+        node,
+        "containerd.service",
+        &["-c", "--config", "-config"],
+        CONTAINERD_CONFIG,
+        "config file",
+    )
+}
+
+/// CRI-O's config file and drop-in directory as its unit runs it (`--config`/`-c`,
+/// `--config-dir`/`-d`), else its defaults.
+pub fn crio_paths(node: &Node) -> Result<CrioPaths> {
+    let (conf, conf_from) = unit_path(
+        node,
+        "crio.service",
+        &["--config", "-c"],
+        CRIO_CONF,
+        "config file",
+    )?;
+    let (conf_dir, dir_from) = unit_path(
+        node,
+        "crio.service",
+        &["--config-dir", "-d"],
+        CRIO_CONF_D,
+        "config directory",
+    )?;
+    Ok(CrioPaths {
+        drop_in: join(
+            &conf_dir,
+            CRIO_DROP_IN.rsplit('/').next().unwrap_or_default(),
+        ),
+        conf,
+        conf_dir,
+        from: [conf_from, dir_from].into_iter().flatten().collect(),
+    })
+}
+
+/// Where CRI-O reads its config (`crio_paths`) and where our drop-in goes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CrioPaths {
+    pub conf: String,
+    pub conf_dir: String,
+    pub drop_in: String,
+    /// Where the unit sets them, when it does.
+    pub from: Vec<String>,
+}
+
+impl Default for CrioPaths {
+    fn default() -> Self {
+        CrioPaths {
+            conf: CRIO_CONF.into(),
+            conf_dir: CRIO_CONF_D.into(),
+            drop_in: CRIO_DROP_IN.into(),
+            from: vec![],
+        }
+    }
+}
+
+/// A runtime's unit that makes it listen somewhere else than its default socket, where
+/// cri-migrate points the kubelet, crictl and its checks.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OtherSocket {
+    pub unit: String,
+    pub flag: String,
+    pub value: String,
+    pub at: String,
+}
+
+/// The runtimes' units that set a socket other than their default (`--address` for
+/// containerd, `--listen` for CRI-O).
+pub fn other_sockets(node: &Node) -> Result<Vec<OtherSocket>> {
+    let mut out = Vec::new();
+    for (unit, names, default) in [
+        (
+            "containerd.service",
+            &["-a", "--address"][..],
+            "/run/containerd/containerd.sock",
+        ),
+        ("crio.service", &["--listen"][..], "/var/run/crio/crio.sock"),
+    ] {
+        if let Some((value, at)) = unit_flag(node, unit, names)?.pop() {
+            let same = |p: &str| {
+                p.trim_start_matches("unix://")
+                    .replace("/var/run/", "/run/")
+            };
+            if same(&value) != same(default) {
+                out.push(OtherSocket {
+                    unit: unit.into(),
+                    flag: names.join("/"),
+                    value,
+                    at,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The containerd config file at `path` (`containerd_config_path`), as found.
@@ -804,13 +921,17 @@ pub fn tools(
     out
 }
 
-pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<CrioConfig> {
+pub fn crio_config(
+    node: &Node,
+    at: &CrioPaths,
+    files: &mut BTreeMap<String, Snapshot>,
+) -> Result<CrioConfig> {
     let mut out = CrioConfig::default();
-    let paths = std::iter::once(CRIO_CONF.to_string()).chain(
-        node.list(CRIO_CONF_D)
+    let paths = std::iter::once(at.conf.clone()).chain(
+        node.list(&at.conf_dir)
             .into_iter()
             .filter(|n| n.ends_with(".conf"))
-            .map(|n| join(CRIO_CONF_D, &n)),
+            .map(|n| join(&at.conf_dir, &n)),
     );
     for path in paths {
         let Some(snap) = node.snapshot(&path)? else {
@@ -855,7 +976,7 @@ pub fn crio_config(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Resul
         }
         // The programs a package configured: our own drop-in is left out (a second run plans
         // the same choices again, from the node).
-        let own = path == CRIO_DROP_IN;
+        let own = path == at.drop_in;
         let runtime = doc
             .get("crio")
             .and_then(|c| c.get("runtime"))
@@ -1069,5 +1190,56 @@ mod tests {
         assert!(t[0].starts_with("BindsTo=containerd.service (/lib/systemd/system/docker.service, /etc/systemd/system/docker.service.d/10-x.conf)"), "{t:?}");
         assert!(t[1].starts_with("PartOf=crio.service"));
         assert!(tied_to(&n, "nope.service").is_empty());
+    }
+
+    /// Issue 33 point 2: what a runtime reads comes from its unit's command line.
+    #[test]
+    fn the_runtimes_units_decide_their_config_and_socket() {
+        let (_d, n) = crate::node::test_node(&[
+            (
+                "/lib/systemd/system/containerd.service",
+                "[Service]\nEnvironmentFile=-/etc/sysconfig/containerd\nExecStart=/usr/bin/containerd -c /etc/containerd/config-kops.toml $OPTS\n",
+            ),
+            ("/etc/sysconfig/containerd", "OPTS=--address /run/other/containerd.sock\n"),
+            (
+                "/usr/lib/systemd/system/crio.service",
+                "[Service]\nExecStart=/usr/local/bin/crio --config=/etc/crio/site.conf -d /etc/crio/site.d --listen /var/run/crio/crio.sock\n",
+            ),
+            ("/etc/crio/site.d/10-x.conf", "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n"),
+            ("/etc/crio/crio.conf.d/10-ignored.conf", "[crio.runtime]\ncgroup_manager = \"systemd\"\n"),
+        ]);
+        let (path, from) = containerd_config_path(&n).unwrap();
+        assert_eq!(path, "/etc/containerd/config-kops.toml");
+        let from = from.unwrap();
+        assert!(
+            from.contains("/lib/systemd/system/containerd.service:3"),
+            "{from}"
+        );
+        let p = crio_paths(&n).unwrap();
+        assert_eq!(p.conf, "/etc/crio/site.conf");
+        assert_eq!(p.conf_dir, "/etc/crio/site.d");
+        assert_eq!(p.drop_in, "/etc/crio/site.d/99-cri-migrate.conf");
+        let c = crio_config(&n, &p, &mut BTreeMap::new()).unwrap();
+        assert_eq!(
+            c.cgroup_manager.as_deref(),
+            Some("cgroupfs"),
+            "the unit's directory, not the default one"
+        );
+        // containerd's address moved (through a variable); CRI-O's is its default under /var/run.
+        let o = other_sockets(&n).unwrap();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(o[0].unit, "containerd.service");
+        assert_eq!(o[0].value, "/run/other/containerd.sock");
+        assert!(o[0].at.contains("/etc/sysconfig/containerd"), "{}", o[0].at);
+        // Defaults without units; a relative path refused naming the unit.
+        let (_d2, empty) = crate::node::test_node(&[]);
+        assert_eq!(crio_paths(&empty).unwrap(), CrioPaths::default());
+        assert_eq!(containerd_config_path(&empty).unwrap().0, CONTAINERD_CONFIG);
+        let (_d3, rel) = crate::node::test_node(&[(
+            "/etc/systemd/system/containerd.service",
+            "[Service]\nExecStart=/usr/bin/containerd --config=conf/x.toml\n",
+        )]);
+        let e = containerd_config_path(&rel).unwrap_err();
+        assert!(format!("{e:#}").contains("not an absolute path"), "{e:#}");
     }
 }

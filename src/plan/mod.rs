@@ -27,7 +27,7 @@ pub use kubelet_files::runtime_flags_owner;
 use crate::error::Failure;
 use crate::flags::{FileKind, VarsFile};
 use crate::inspect::kubelet::{EXEC_START, EXTRA_ARGS_FILES, KUBEADM_FLAGS};
-use crate::inspect::runtimes::{CRICTL_YAML, CRIO_DROP_IN, INSTANCE_CONFIG, REGISTRIES_DROP_IN};
+use crate::inspect::runtimes::{CRICTL_YAML, INSTANCE_CONFIG, REGISTRIES_DROP_IN};
 use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
 use crate::node::join;
 use crate::render::{self, kubelet::Rules};
@@ -312,6 +312,18 @@ pub struct Plan {
 pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     require_kubelet(facts)?;
     let target = opts.target;
+    // The endpoint written for the kubelet, crictl and the checks is the runtime's default
+    // socket: a unit that moves it is refused rather than pointed at the wrong one.
+    if let Some(o) = facts.other_sockets.iter().find(|o| o.unit == target.unit()) {
+        return Err(Failure::bad_input(
+            &o.at,
+            format!(
+                "{} listens on {:?} ({}), not on {}, where cri-migrate points the kubelet, crictl and its checks",
+                o.unit, o.value, o.flag, target.endpoint()
+            ),
+            format!("Remove {} from {} (the runtime's default socket), then run cri-migrate again.", o.flag, o.unit),
+        ));
+    }
     let mut warnings: Vec<Finding> = Vec::new();
     let v = versions::versions(facts, opts, &mut warnings)?;
     let mut settings = settings::carried(facts, opts, target, &mut warnings);
@@ -490,6 +502,28 @@ mod tests {
             )
             .unwrap_err();
             assert!(e.to_string().contains(&bad.path), "{e}");
+        }
+    }
+
+    /// A runtime listening off its default socket is refused, naming the unit's flag.
+    #[test]
+    fn a_runtime_on_another_socket_is_refused() {
+        let mut f = super::test_facts::facts("kubeadm-1.20-docker");
+        f.other_sockets = vec![crate::inspect::runtimes::OtherSocket {
+            unit: "containerd.service".into(),
+            flag: "-a/--address".into(),
+            value: "/run/other.sock".into(),
+            at: "/etc/sysconfig/containerd:1 ($OPTS)".into(),
+        }];
+        let e = plan(&f, &super::test_facts::opts(Target::Containerd)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("/run/other.sock") && text.contains("/etc/sysconfig/containerd"),
+            "{text}"
+        );
+        // Another runtime's unit is not this target's business.
+        if let Err(e) = plan(&f, &super::test_facts::opts(Target::Crio)) {
+            assert!(!e.to_string().contains("/run/other.sock"), "{e}");
         }
     }
 }

@@ -329,11 +329,18 @@ fn crio_files(
         oci_runtime: node.oci,
         cni_default_network: node.cni_default_network,
     };
+    let why = match facts.crio_paths.from.as_slice() {
+        [] => "CRI-O drop-in: cgroup manager, pause image, CNI directories".to_string(),
+        from => format!(
+            "CRI-O drop-in, in the directory its unit gives it ({}): cgroup manager, pause image, CNI directories",
+            from.join(", ")
+        ),
+    };
     files.push(change(
         facts,
-        CRIO_DROP_IN,
+        &facts.crio_paths.drop_in,
         render::crio::drop_in(&cs),
-        "CRI-O drop-in: cgroup manager, pause image, CNI directories",
+        &why,
     ));
     let carried_regs = render::registries::crio_registries(&facts.docker.settings);
     skipped_registries(&carried_regs.skipped, warnings);
@@ -523,7 +530,7 @@ mod tests {
     use super::super::test_facts::{facts, opts};
     use super::super::versions::versions;
     use super::*;
-    use crate::inspect::runtimes::CONTAINERD_CONFIG;
+    use crate::inspect::runtimes::{CONTAINERD_CONFIG, CRIO_DROP_IN};
 
     fn files_for(fixture: &str, target: Target) -> (Vec<FileChange>, Carried, Vec<Finding>) {
         let f = facts(fixture);
