@@ -585,6 +585,47 @@ pub struct Docker {
     pub daemon_json: Option<String>,
     pub settings: DockerSettings,
     pub certs: Vec<CertDir>,
+    /// Docker's usual env files that set something but that docker.service does not load
+    /// (no `EnvironmentFile=` for them): not in effect, so never carried. Each as `FILE
+    /// (VAR, VAR)`, values left out (a proxy may hold a credential).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_files_not_loaded: Vec<String>,
+}
+
+/// Docker's usual env files (packages and installers write them) that set a variable while
+/// docker.service loads none of them: what they set is not in effect.
+fn env_files_not_loaded(node: &Node, unit: &crate::unit::Unit) -> Vec<String> {
+    const FILES: [&str; 4] = [
+        "/etc/default/docker",
+        "/etc/sysconfig/docker",
+        "/etc/sysconfig/docker-storage",
+        "/etc/sysconfig/docker-network",
+    ];
+    let loaded = |f: &str| {
+        unit.environment_files
+            .iter()
+            .any(|s| s.value.trim_start_matches('-').trim() == f)
+    };
+    let mut out = Vec::new();
+    for file in FILES.iter().filter(|f| !loaded(f)) {
+        let Some(text) = node.read(file).ok().flatten() else {
+            continue;
+        };
+        let Ok(parsed) = crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &text)
+        else {
+            continue;
+        };
+        let set: Vec<String> = parsed
+            .vars()
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        if !set.is_empty() {
+            out.push(format!("{file} ({})", set.join(", ")));
+        }
+    }
+    out
 }
 
 pub fn inspect(node: &Node) -> Result<Docker> {
@@ -612,6 +653,9 @@ pub fn inspect(node: &Node) -> Result<Docker> {
         }
     }
     apply_flags(&mut docker.settings, &flags);
+    if let Some(u) = &unit {
+        docker.env_files_not_loaded = env_files_not_loaded(node, u);
+    }
     for r in &mut docker.settings.runtimes {
         r.binary = r.path.as_deref().and_then(|p| find_binary(node, p));
         r.shim = find_shim(node, r);
@@ -998,6 +1042,42 @@ mod tests {
             )
         );
         assert!(r.binary.is_none() && r.shim.is_none());
+    }
+
+    /// Issue 33 point 6: an env file the unit does not load is said, never carried.
+    #[test]
+    fn an_env_file_the_unit_does_not_load_is_not_in_effect() {
+        let (_d, n) = crate::node::test_node(&[
+            (
+                "/lib/systemd/system/docker.service",
+                "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
+            ),
+            (
+                "/etc/default/docker",
+                "# Docker Upstart and SysVinit configuration file\nDOCKER_OPTS=\"--log-opt max-size=99m --registry-mirror=https://user:S3cret@m.local\"\n",
+            ),
+        ]);
+        let d = inspect(&n).unwrap();
+        assert!(d.settings.log_opts.is_empty(), "{:?}", d.settings.log_opts);
+        assert!(d.settings.registry_mirrors.is_empty());
+        assert_eq!(
+            d.env_files_not_loaded,
+            ["/etc/default/docker (DOCKER_OPTS)"]
+        );
+        // Loaded: in effect, nothing said.
+        let (_d2, n2) = crate::node::test_node(&[
+            (
+                "/lib/systemd/system/docker.service",
+                "[Service]\nEnvironmentFile=-/etc/default/docker\nExecStart=/usr/bin/dockerd -H fd:// $DOCKER_OPTS\n",
+            ),
+            ("/etc/default/docker", "DOCKER_OPTS=\"--log-opt max-size=99m\"\n"),
+        ]);
+        let d = inspect(&n2).unwrap();
+        assert!(d.env_files_not_loaded.is_empty());
+        assert_eq!(
+            d.settings.log_opts.get("max-size").map(String::as_str),
+            Some("99m")
+        );
     }
 
     #[test]

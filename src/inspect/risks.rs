@@ -206,6 +206,13 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         }
     }
     out.extend(super::manifests::findings(&f.docker_manifests, None));
+    for f in &f.docker.env_files_not_loaded {
+        out.push(Finding::info(
+            "docker-env-file-not-loaded",
+            format!("{f} is not loaded by docker.service (no EnvironmentFile= for it): what it sets is not in effect and is not carried"),
+            "nothing to do; if Docker was meant to run with it, carry its settings by hand",
+        ));
+    }
     // kubenet writes no CNI config of its own (the plan writes the one that replaces it).
     let on_kubenet = f
         .kubelet
