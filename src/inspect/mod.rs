@@ -269,6 +269,9 @@ pub struct Facts {
 pub struct KubeletCommand {
     pub unit: Option<String>,
     pub dropins: Vec<String>,
+    /// The files of its `EnvironmentFile=` lines (`-` dropped, specifiers left), loaded or not.
+    #[serde(skip)]
+    pub env_files: Vec<String>,
     #[serde(flatten)]
     pub command: crate::unit::Command,
 }
@@ -282,6 +285,11 @@ impl KubeletCommand {
         Some(KubeletCommand {
             unit: unit.fragment.clone(),
             dropins: unit.dropins.clone(),
+            env_files: unit
+                .environment_files
+                .iter()
+                .map(|s| s.value.trim_start_matches('-').trim().to_string())
+                .collect(),
             command,
         })
     }

@@ -208,3 +208,81 @@ mod tests {
             .contains("RuntimeClass kata names handler kata-qemu"));
     }
 }
+
+/// Issue 33 point 2: every file of the finished plan is one that what it is for reads — the
+/// config file containerd's unit loads, a drop-in in the directory CRI-O's unit reads, a CNI
+/// config in the directory the runtime reads, a kubelet flags file that kubelet.service loads.
+/// Else the plan is refused naming the file: a setting written where nothing reads it is lost
+/// at the cutover, when the kubelet or the runtime comes up without it.
+pub(super) fn every_file_is_read(
+    facts: &Facts,
+    files: &[FileChange],
+    settings: &Carried,
+) -> Result<(), Failure> {
+    let refuse = |path: &str, what: String, fix: &str| Err(Failure::bad_input(path, what, fix));
+    let cni_dir = settings.cni_conf_dir.value.trim_end_matches('/');
+    let kubelet_env_files: Vec<&str> = facts
+        .kubelet
+        .flag_files
+        .iter()
+        .filter(|f| f.kind == crate::flags::FileKind::EnvFile)
+        .map(|f| f.path.as_str())
+        .chain([crate::inspect::kubelet::KUBEADM_FLAGS])
+        .chain(crate::inspect::kubelet::EXTRA_ARGS_FILES)
+        .collect();
+    for f in files {
+        let path = f.path.as_str();
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if dir == "/etc/containerd"
+            && name.ends_with(".toml")
+            && path != facts.containerd_config_path.path
+        {
+            return refuse(
+                path,
+                format!(
+                    "the plan writes {path}, but containerd loads {} ({})",
+                    facts.containerd_config_path.path,
+                    facts
+                        .containerd_config_path
+                        .from
+                        .as_deref()
+                        .unwrap_or("its default")
+                ),
+                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+            );
+        }
+        if path.starts_with("/etc/crio/")
+            && name.ends_with(".conf")
+            && dir != facts.crio_paths.conf_dir.trim_end_matches('/')
+            && path != facts.crio_paths.conf
+        {
+            return refuse(
+                path,
+                format!(
+                    "the plan writes {path}, but CRI-O reads {} and the drop-ins in {}",
+                    facts.crio_paths.conf, facts.crio_paths.conf_dir
+                ),
+                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+            );
+        }
+        if (name.ends_with(".conflist") || (dir.contains("/cni/") && name.ends_with(".conf")))
+            && dir != cni_dir
+        {
+            return refuse(
+                path,
+                format!("the plan writes the CNI config {path}, but the runtime reads its CNI configs from {cni_dir}"),
+                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+            );
+        }
+        if let Some(kc) = &facts.kubelet_command {
+            if kubelet_env_files.contains(&path) && !kc.env_files.iter().any(|e| e == path) {
+                return refuse(
+                    path,
+                    format!("the plan writes the kubelet's flags to {path}, but kubelet.service ({}) loads no such file (no EnvironmentFile= for it): the kubelet would start without them", kc.unit.as_deref().unwrap_or("its unit")),
+                    "Make kubelet.service read the file (EnvironmentFile=-PATH in a drop-in, and its variable in ExecStart=), or move the kubelet's flags where the unit reads them, then run cri-migrate again.",
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -348,6 +348,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         actions::service_actions(facts, &v, opts, &files, &settings, &mut warnings);
     checks::closing_warnings(facts, &v, target, &settings, &mut warnings);
     let images = images::decide(facts, target, opts.images, settings.runtime_root.is_some());
+    checks::every_file_is_read(facts, &files, &settings)?;
     Ok(Plan {
         images,
         drain: opts.drain,
@@ -525,5 +526,32 @@ mod tests {
         if let Err(e) = plan(&f, &super::test_facts::opts(Target::Crio)) {
             assert!(!e.to_string().contains("/run/other.sock"), "{e}");
         }
+    }
+
+    /// Issue 33 point 2: a file nothing reads is refused, naming it.
+    #[test]
+    fn a_file_nothing_reads_is_refused() {
+        let f = super::test_facts::facts("kubeadm-1.20-docker");
+        let o = super::test_facts::opts(Target::Containerd);
+        assert!(plan(&f, &o).is_ok());
+        // kubelet.service no longer loads kubeadm-flags.env: its flags would be lost.
+        let mut g = f.clone();
+        if let Some(kc) = g.kubelet_command.as_mut() {
+            kc.env_files.retain(|e| e != KUBEADM_FLAGS);
+        }
+        let e = plan(&g, &o).unwrap_err().to_string();
+        assert!(
+            e.contains(KUBEADM_FLAGS) && e.contains("loads no such file"),
+            "{e}"
+        );
+        // containerd loads another file than the one written.
+        let mut h = f.clone();
+        h.containerd_config_path.path = "/etc/containerd/other.toml".into();
+        h.containerd_config_path.from = Some("a test".into());
+        let mut files = plan(&f, &o).unwrap().files;
+        let settings = plan(&f, &o).unwrap().settings;
+        assert!(checks::every_file_is_read(&h, &files, &settings).is_err());
+        files.retain(|x| !x.path.starts_with("/etc/containerd/"));
+        assert!(checks::every_file_is_read(&h, &files, &settings).is_ok());
     }
 }
