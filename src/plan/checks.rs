@@ -155,60 +155,6 @@ pub(super) fn cni_plugins(facts: &Facts, files: &[FileChange]) -> Result<(), Fai
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::test_facts::{facts, opts};
-    use super::super::versions::versions;
-    use super::*;
-
-    #[test]
-    fn a_default_pause_image_is_said_and_inspections_risks_carried() {
-        let f = facts("kubelet-1.27-cri-dockerd");
-        let o = opts(Target::Containerd);
-        let mut w = vec![];
-        let v = versions(&f, &o, &mut w).unwrap();
-        let mut c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        c.sandbox_image = None;
-        let mut said = vec![];
-        closing_warnings(&f, &v, Target::Containerd, &c, &mut said);
-        let pause = said
-            .iter()
-            .find(|f| f.code == "sandbox-image-default")
-            .unwrap();
-        assert!(pause
-            .message
-            .contains(&default_pause(Target::Containerd, v.rv)));
-        for r in &f.risks {
-            assert!(
-                said.iter().any(|s| s.code == r.code),
-                "{} not carried",
-                r.code
-            );
-        }
-        assert_eq!(
-            default_pause(Target::Containerd, Version::new(2, 1, 4)),
-            "registry.k8s.io/pause:3.10"
-        );
-    }
-
-    #[test]
-    fn runtime_classes_are_checked_against_the_planned_handlers() {
-        let f = super::super::test_facts::facts_with("kubeadm-1.23-nvidia-docker", None);
-        let p = crate::plan::plan(&f, &opts(Target::Containerd)).unwrap();
-        let planned = planned_handlers(&f, &p);
-        assert_eq!(planned, ["nvidia", "runc"]);
-        let classes = [
-            ("nvidia".to_string(), "nvidia".to_string()),
-            ("kata".to_string(), "kata-qemu".to_string()),
-        ];
-        let w = runtime_classes(&classes, &planned);
-        assert_eq!(w.len(), 1);
-        assert!(w[0]
-            .message
-            .contains("RuntimeClass kata names handler kata-qemu"));
-    }
-}
-
 /// Issue 33 point 2: every file of the finished plan is one that what it is for reads — the
 /// config file containerd's unit loads, a drop-in in the directory CRI-O's unit reads, a CNI
 /// config in the directory the runtime reads, a kubelet flags file that kubelet.service loads.
@@ -285,4 +231,58 @@ pub(super) fn every_file_is_read(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_facts::{facts, opts};
+    use super::super::versions::versions;
+    use super::*;
+
+    #[test]
+    fn a_default_pause_image_is_said_and_inspections_risks_carried() {
+        let f = facts("kubelet-1.27-cri-dockerd");
+        let o = opts(Target::Containerd);
+        let mut w = vec![];
+        let v = versions(&f, &o, &mut w).unwrap();
+        let mut c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+        c.sandbox_image = None;
+        let mut said = vec![];
+        closing_warnings(&f, &v, Target::Containerd, &c, &mut said);
+        let pause = said
+            .iter()
+            .find(|f| f.code == "sandbox-image-default")
+            .unwrap();
+        assert!(pause
+            .message
+            .contains(&default_pause(Target::Containerd, v.rv)));
+        for r in &f.risks {
+            assert!(
+                said.iter().any(|s| s.code == r.code),
+                "{} not carried",
+                r.code
+            );
+        }
+        assert_eq!(
+            default_pause(Target::Containerd, Version::new(2, 1, 4)),
+            "registry.k8s.io/pause:3.10"
+        );
+    }
+
+    #[test]
+    fn runtime_classes_are_checked_against_the_planned_handlers() {
+        let f = super::super::test_facts::facts_with("kubeadm-1.23-nvidia-docker", None);
+        let p = crate::plan::plan(&f, &opts(Target::Containerd)).unwrap();
+        let planned = planned_handlers(&f, &p);
+        assert_eq!(planned, ["nvidia", "runc"]);
+        let classes = [
+            ("nvidia".to_string(), "nvidia".to_string()),
+            ("kata".to_string(), "kata-qemu".to_string()),
+        ];
+        let w = runtime_classes(&classes, &planned);
+        assert_eq!(w.len(), 1);
+        assert!(w[0]
+            .message
+            .contains("RuntimeClass kata names handler kata-qemu"));
+    }
 }
