@@ -12,8 +12,12 @@ use crate::node::{join, Node};
 use crate::unit::Unit;
 
 const MAX_UNITS: usize = 1000;
-const MAX_FILES: usize = 200;
-const MAX_FILE_BYTES: u64 = 1 << 20;
+/// A unit (file and drop-ins) larger than this is not read here; all of them together at most
+/// [`MAX_UNIT_BYTES_TOTAL`].
+const MAX_UNIT_BYTES: u64 = 256 << 10;
+const MAX_UNIT_BYTES_TOTAL: u64 = 16 << 20;
+const MAX_FILES: usize = 64;
+const MAX_FILE_BYTES: u64 = 256 << 10;
 
 /// Units of the runtimes and the kubelet: what the migration itself changes.
 const OWN_UNITS: [&str; 8] = [
@@ -82,7 +86,13 @@ fn marker(text: &str) -> Option<&'static str> {
 pub fn findings(node: &Node) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut budget = Budget { files: 0 };
+    let mut unit_bytes = 0u64;
     for unit in enabled_units(node) {
+        let size = unit_size(node, &unit);
+        if size > MAX_UNIT_BYTES || unit_bytes + size > MAX_UNIT_BYTES_TOTAL {
+            continue;
+        }
+        unit_bytes += size;
         if let Some(f) = unit_finding(node, &unit, &mut budget) {
             out.push(f);
         }
@@ -128,6 +138,24 @@ fn enabled_units(node: &Node) -> Vec<String> {
         }
     }
     units
+}
+
+/// The bytes of a unit's files where systemd finds them (its file in each unit directory, the
+/// drop-ins of its `.d` directories), from their metadata: what reading it would cost. A
+/// directory with more than 64 entries counts as too large.
+fn unit_size(node: &Node, name: &str) -> u64 {
+    let size = |p: &str| node.metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut total = 0;
+    for dir in crate::unit::UNIT_DIRS {
+        total += size(&join(dir, name));
+        let d = join(dir, &format!("{name}.d"));
+        let entries = node.list(&d);
+        if entries.len() > 64 {
+            return u64::MAX;
+        }
+        total += entries.iter().map(|e| size(&join(&d, e))).sum::<u64>();
+    }
+    total
 }
 
 fn unit_finding(node: &Node, name: &str, budget: &mut Budget) -> Option<Finding> {
@@ -249,5 +277,23 @@ mod tests {
         assert!(said[0].contains("setup-node.service") && said[0].contains("docker-ce"));
         assert!(said[1].contains("per-boot/10-kubelet.sh") && said[1].contains("every boot"));
         assert!(said[2].contains("bootcmd"));
+    }
+
+    /// A hostile image: units too large to be worth reading are skipped, never read.
+    #[test]
+    fn a_huge_unit_is_not_read() {
+        let big = format!(
+            "[Service]\nExecStart=/opt/kops/bin/nodeup\n{}",
+            "# padding\n".repeat(40_000)
+        );
+        let (_d, n) = test_node(&[
+            ("/etc/systemd/system/big.service", big.as_str()),
+            (
+                "/etc/systemd/system/multi-user.target.wants/big.service",
+                big.as_str(),
+            ),
+        ]);
+        assert!(unit_size(&n, "big.service") > MAX_UNIT_BYTES);
+        assert!(findings(&n).is_empty());
     }
 }
