@@ -135,7 +135,7 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
         .filter(|c| c.exit == 0 && c.args.contains(&"containerd".to_string()))
     {
         let plan = json_plan(&case, &case.node());
-        let config = planned(&plan, "/etc/containerd/config.toml").unwrap();
+        let config = planned_containerd_config(&plan).unwrap();
         // The base spec the plan writes beside the config (Docker's default-ulimits): containerd
         // refuses to load CRI without it, so it is written and the config pointed at it.
         let spec_dir = tempfile::tempdir().unwrap();

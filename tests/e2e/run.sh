@@ -542,6 +542,13 @@ kubenet_gets_its_cni_config() {
         expect "a rollback brings it back" exits 0 in_node cri-migrate rollback --yes &&
         expect "every file as before the move" same_state kubenet || rc=1
     [ "$rc" = 0 ] || grep -h "test pod\|pod network" "$WORK/last.out" "$WORK/last.err" >&2
+    # Issue 33 point 4: without --pod-cidr anywhere, a live run finds it on kubenet's bridge
+    # (the test pod left cbr0 with the pod CIDR's first address, as kubenet does).
+    if [ "$rc" = 0 ]; then
+        sed -i 's| --pod-cidr=10.199.7.0/24||' "$flags"
+        expect "no --pod-cidr: a live dry run takes the pod CIDR from kubenet's cbr0 bridge" exits 0 in_node cri-migrate migrate --to containerd --dry-run &&
+            expect "and says where it came from" grep -q "10.199.7.0/24 from kubenet's cbr0 bridge" "$WORK/last.out" || rc=1
+    fi
     cp -a "$WORK/kubenet.flags" "$flags"
     mv "$WORK/kubenet.conf" "$conf"
     in_node systemctl restart kubelet.service
