@@ -95,6 +95,20 @@ fn hostile() -> impl Strategy<Value = Hostile> {
 
 /// A copy of a fixture node with the hostile values in daemon.json, the kubelet's flags and
 /// config, containerd's and CRI-O's configs.
+/// The options of `migrate --to TARGET --runtime-version VERSION`.
+fn plan_options(target: Target, version: &str) -> PlanOptions {
+    PlanOptions {
+        target,
+        runtime_version: cri_migrate::version::Version::parse(version),
+        sandbox_image: None,
+        timeout_secs: 60,
+        no_sandbox: false,
+        images: Default::default(),
+        drain: false,
+        pod_cidr: None,
+    }
+}
+
 fn hostile_node(h: &Hostile) -> tempfile::TempDir {
     let Hostile {
         mirror,
@@ -235,16 +249,7 @@ proptest! {
             }
         };
         for target in [Target::Containerd, Target::Crio] {
-            let opts = PlanOptions {
-                target,
-                runtime_version: cri_migrate::version::Version::parse(if target == Target::Crio { "1.28.0" } else { "1.6.20" }),
-                sandbox_image: None,
-                timeout_secs: 60,
-                no_sandbox: false,
-                images: Default::default(),
-                drain: false,
-                pod_cidr: None,
-            };
+            let opts = plan_options(target, if target == Target::Crio { "1.28.0" } else { "1.6.20" });
             let Ok(plan) = plan::plan(&facts, &opts) else { continue };
             for f in &plan.files {
                 if f.path.ends_with(".toml") || (f.path.ends_with(".conf") && !f.path.contains("/systemd/")) {
@@ -330,16 +335,7 @@ fn crio_reads_the_plan_of(h: &Hostile) -> Result<usize, TestCaseError> {
     };
     let mut read = 0;
     for (dir, version) in crios().iter().zip(["1.24.6", "1.36.3"]) {
-        let opts = PlanOptions {
-            target: Target::Crio,
-            runtime_version: cri_migrate::version::Version::parse(version),
-            sandbox_image: None,
-            timeout_secs: 60,
-            no_sandbox: false,
-            images: Default::default(),
-            drain: false,
-            pod_cidr: None,
-        };
+        let opts = plan_options(Target::Crio, version);
         let Ok(plan) = plan::plan(&facts, &opts) else {
             continue;
         };
