@@ -380,7 +380,12 @@ fn every_crio_plan_loads_in_both_crios() {
             planned(&plan, "/etc/crio/crio.conf").unwrap_or(&base),
         )
         .unwrap();
-        if let Ok(rd) = std::fs::read_dir(case.node().join("etc/crio/crio.conf.d")) {
+        // The directory CRI-O's unit reads (`--config-dir`): where the plan's drop-in goes.
+        let node_dir = planned_crio_drop_in(&plan)
+            .and_then(|(p, _)| p.rsplit_once('/'))
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_else(|| "/etc/crio/crio.conf.d".into());
+        if let Ok(rd) = std::fs::read_dir(case.node().join(node_dir.trim_start_matches('/'))) {
             for e in rd.flatten() {
                 std::fs::copy(e.path(), conf_d.join(e.file_name())).unwrap();
             }
@@ -388,7 +393,10 @@ fn every_crio_plan_loads_in_both_crios() {
         let mut dropins = vec![];
         for f in plan["files"].as_array().unwrap() {
             let path = f["path"].as_str().unwrap();
-            if let Some(name) = path.strip_prefix("/etc/crio/crio.conf.d/") {
+            if let Some(name) = path
+                .strip_prefix(node_dir.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
                 std::fs::write(conf_d.join(name), f["content"].as_str().unwrap()).unwrap();
                 dropins.push(f["content"].as_str().unwrap().to_string());
             }

@@ -232,8 +232,7 @@ fn rendered_files_parse_and_hold_the_required_keys() {
             }
             "crio" => {
                 let doc = toml(
-                    planned(&plan, "/etc/crio/crio.conf.d/99-cri-migrate.conf")
-                        .expect("drop-in planned"),
+                    planned_crio_drop_in(&plan).expect("drop-in planned").1,
                     "drop-in",
                 );
                 let cm = at(&doc, &["crio", "runtime", "cgroup_manager"]).and_then(|v| v.as_str());

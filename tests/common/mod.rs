@@ -189,6 +189,21 @@ pub fn planned_containerd_config(plan: &serde_json::Value) -> Option<&str> {
         .map(|f| f["content"].as_str().unwrap())
 }
 
+/// CRI-O's planned drop-in (`99-cri-migrate.conf`), in the directory CRI-O's unit reads
+/// (`--config-dir`, else /etc/crio/crio.conf.d): its path and text.
+pub fn planned_crio_drop_in(plan: &serde_json::Value) -> Option<(&str, &str)> {
+    plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/etc/crio/") && p.ends_with("/99-cri-migrate.conf"))
+        })
+        .map(|f| (f["path"].as_str().unwrap(), f["content"].as_str().unwrap()))
+}
+
 /// Write a plan's files into a node, as applying will.
 pub fn write_plan(plan: &serde_json::Value, root: &Path) {
     for f in plan["files"].as_array().unwrap() {
