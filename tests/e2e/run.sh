@@ -816,6 +816,21 @@ caught_before_the_cutover() {
         expect "$what: every file as it was" same_state broken
 }
 
+# A node the plan itself refuses: exit 5 before anything is written or stopped.
+refused_before_anything() {
+    local what=$1 says=$2 pid0 docker0
+    shift 2
+    node_state "$NODE" >"$WORK/state.refused"
+    pid0=$(kubelet_pid)
+    docker0=$(docker_started)
+    expect "$what: migrate exits 5" exits 5 in_node cri-migrate migrate --to containerd --yes "$@" &&
+        expect "$what: the cause is named ($says)" grep -q "$says" "$WORK/last.err" &&
+        expect "$what: nothing was changed, it says" grep -q "Nothing was changed" "$WORK/last.err" &&
+        expect "$what: the kubelet never stopped (same PID $pid0)" test "$(kubelet_pid)" = "$pid0" &&
+        expect "$what: Docker's pods never restarted" test "$(docker_started)" = "$docker0" &&
+        expect "$what: every file as it was" same_state refused
+}
+
 checks_before_the_cutover_catch_a_broken_node() {
     local toml="$WORK/$NODE/etc/containerd/config.toml" rc=0
     start_pods || return 1
@@ -845,7 +860,22 @@ TOML
     # A CNI config, first in the directory, naming a plugin the plugin directory does not have.
     echo '{"cniVersion":"0.4.0","name":"cbr0","plugins":[{"type":"flannel","delegate":{"isDefaultGateway":true}}]}' \
         >"$WORK/$NODE/etc/cni/net.d/05-flannel.conflist"
-    caught_before_the_cutover "CNI plugin missing" 'failed to find plugin \"flannel\"' || rc=1
+    # The plugin missing from every plugin directory: refused before anything is written (exit
+    # 5), the kubelet and Docker untouched.
+    refused_before_anything "CNI plugin missing" 'needs CNI plugins that no plugin directory the runtime will use' || rc=1
+    # The plugin there but failing (flannel without its subnet file): the test pod finds it.
+    mkdir -p "$WORK/$NODE/opt/cni/bin"
+    cat >"$WORK/$NODE/opt/cni/bin/flannel" <<'SH'
+#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0"]}' ;;
+ADD) echo '{"cniVersion":"0.4.0","code":11,"msg":"flannel stand-in: /run/flannel/subnet.env is missing"}'; exit 1 ;;
+*) exit 0 ;;
+esac
+SH
+    chmod 0755 "$WORK/$NODE/opt/cni/bin/flannel"
+    caught_before_the_cutover "CNI plugin that fails" 'subnet.env is missing' || rc=1
+    rm -f "$WORK/$NODE/opt/cni/bin/flannel"
     rm -f "$WORK/$NODE/etc/cni/net.d/05-flannel.conflist"
     # A sandbox image that pulls but cannot run.
     caught_before_the_cutover "sandbox image that cannot run" "sandbox (pause) image" --sandbox-image "$REGISTRY/pause/broken:1" || rc=1
@@ -951,7 +981,7 @@ scenario "11. two runs at once: the second is refused, naming the first" two_run
 scenario "11b. two runs started together: one migrates, one is refused, the node is whole" two_runs_started_together
 scenario "9b. Docker's own unit file: SIGINT/TERM/HUP after each unit stop: Docker and its container back" signals_with_dockers_own_unit
 scenario "12. a file changed between plan and apply is not overwritten" file_changed_between_plan_and_apply
-scenario "15. a cgroup driver mismatch, a missing CNI plugin, a sandbox image that cannot run: caught before the kubelet stops" checks_before_the_cutover_catch_a_broken_node
+scenario "15. a cgroup driver mismatch, a missing or failing CNI plugin, a sandbox image that cannot run: caught before the kubelet stops" checks_before_the_cutover_catch_a_broken_node
 scenario "16. running pods: checked beside Docker, back on containerd, back on Docker after rollback" running_pods_move_and_come_back
 scenario "13. migrate --detach: a unit on the node's systemd, a re-run waits and gives the result" detach_and_reenter
 scenario "7. in-use images carried over to an air-gapped node" images_carried_to_an_air_gapped_node
