@@ -135,6 +135,37 @@ Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or inter
     },
 }
 
+impl Command {
+    /// The subcommand's name, as typed (the test below holds it to clap's).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Inspect { .. } => "inspect",
+            Command::Migrate(_) => "migrate",
+            Command::Verify(_) => "verify",
+            Command::Rollback(_) => "rollback",
+            Command::Images(_) => "images",
+            Command::Status(_) => "status",
+            Command::Fleet(_) => "fleet",
+            Command::Completions { .. } => "completions",
+            Command::Manpages { .. } => "manpages",
+        }
+    }
+
+    /// Its `--output`, where it has one.
+    pub fn output(&self) -> Option<Output> {
+        Some(match self {
+            Command::Inspect { output, .. } => *output,
+            Command::Migrate(a) => a.output,
+            Command::Verify(a) => a.output,
+            Command::Rollback(a) => a.output,
+            Command::Images(a) => a.output,
+            Command::Status(a) => a.output,
+            Command::Fleet(a) => a.output,
+            Command::Completions { .. } | Command::Manpages { .. } => return None,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The runtime to move to (asked in the guided mode when not given).
@@ -307,4 +338,39 @@ fn parse_node_name(s: &str) -> Result<String, String> {
 
 fn parse_version(s: &str) -> Result<Version, String> {
     Version::parse(s).ok_or_else(|| format!("`{s}` is not a version (expected e.g. 1.23.17)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `Command::name` is clap's name of each subcommand, and every subcommand has one.
+    #[test]
+    fn every_subcommand_is_named_as_clap_names_it() {
+        let clap_names: Vec<String> = <Cli as clap::CommandFactory>::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let mut named = vec![];
+        for name in &clap_names {
+            let args: Vec<&str> = match name.as_str() {
+                "migrate" => vec!["cri-migrate", "migrate", "--dry-run"],
+                "completions" => vec!["cri-migrate", "completions", "bash"],
+                "manpages" => vec!["cri-migrate", "manpages", "/tmp"],
+                "fleet" => vec!["cri-migrate", "fleet", "/tmp"],
+                "images" => vec!["cri-migrate", "images", "--to", "containerd"],
+                n => vec!["cri-migrate", n],
+            };
+            match Cli::try_parse_from(&args) {
+                Ok(cli) => {
+                    assert_eq!(cli.command.name(), name);
+                    named.push(name.clone());
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        assert_eq!(named.len(), clap_names.len());
+        assert!(clap_names.contains(&"fleet".to_string()));
+    }
 }

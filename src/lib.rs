@@ -1,7 +1,7 @@
 //! cri-migrate: move a Kubernetes node off Docker Engine onto containerd or CRI-O.
 //!
 //! The binary (`src/main.rs`) is a thin shell over these modules; the end-to-end test's kubelet
-//! stand-in (`src/bin/kubelet-standin.rs`) reuses the flag parser and the CRI client.
+//! stand-in (`tests/kubelet-standin`, a crate of the workspace) reuses the flag parser and the CRI client.
 
 pub mod apply;
 pub mod cli;

@@ -26,12 +26,17 @@ fn main() {
             {
                 // With --output json every outcome is one JSON document on stdout, a usage error
                 // too; the message also goes to stderr as clap writes it.
-                let command = [
-                    "inspect", "migrate", "verify", "rollback", "images", "status",
-                ]
-                .into_iter()
-                .find(|c| args.iter().any(|a| a == c))
-                .unwrap_or("cri-migrate");
+                // The subcommand named, as clap knows them all (one list: the CLI's own).
+                let names: Vec<String> = <cli::Cli as clap::CommandFactory>::command()
+                    .get_subcommands()
+                    .map(|c| c.get_name().to_string())
+                    .collect();
+                let command = args
+                    .iter()
+                    .skip(1)
+                    .find(|a| names.contains(a))
+                    .map(String::as_str)
+                    .unwrap_or("cri-migrate");
                 let message = e.kind().as_str().map(str::to_string).unwrap_or_default();
                 let detail = e.to_string();
                 let first = detail
@@ -50,27 +55,8 @@ fn main() {
             e.exit()
         }
     };
-    let json = match &cli.command {
-        cli::Command::Inspect { output, .. } => *output == cli::Output::Json,
-        cli::Command::Migrate(a) => a.output == cli::Output::Json,
-        cli::Command::Verify(a) => a.output == cli::Output::Json,
-        cli::Command::Rollback(a) => a.output == cli::Output::Json,
-        cli::Command::Images(a) => a.output == cli::Output::Json,
-        cli::Command::Status(a) => a.output == cli::Output::Json,
-        cli::Command::Fleet(a) => a.output == cli::Output::Json,
-        cli::Command::Completions { .. } | cli::Command::Manpages { .. } => false,
-    };
-    let command = match &cli.command {
-        cli::Command::Inspect { .. } => "inspect",
-        cli::Command::Migrate(_) => "migrate",
-        cli::Command::Verify(_) => "verify",
-        cli::Command::Rollback(_) => "rollback",
-        cli::Command::Images(_) => "images",
-        cli::Command::Status(_) => "status",
-        cli::Command::Fleet(_) => "fleet",
-        cli::Command::Completions { .. } => "completions",
-        cli::Command::Manpages { .. } => "manpages",
-    };
+    let json = cli.command.output() == Some(cli::Output::Json);
+    let command = cli.command.name();
     let stdout = std::io::stdout();
     // Every byte of stdout goes through the redaction of credentials (src/secrets.rs).
     // Text is escaped on its way out too (report::for_terminal): one printing path for all.

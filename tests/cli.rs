@@ -254,6 +254,15 @@ fn usage_errors_and_missing_roots() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`banana` is not a version"));
+    // With --output json a usage error is one JSON document naming the subcommand: every one
+    // of them (fleet was missing from a hand-written list).
+    for sub in ["fleet", "status", "migrate"] {
+        let out = run(&[sub, "--output", "json", "--bogus"]);
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["command"], sub);
+        assert_eq!(doc["result"], "usage");
+    }
 }
 
 #[test]
