@@ -510,9 +510,7 @@ fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> 
 /// it came from; `None` where neither answers (the plan then asks for --pod-cidr).
 fn live_pod_cidr(t: &NodeAccess, facts: &Facts, args: &MigrateArgs) -> Option<(String, String)> {
     let k = &facts.kubelet;
-    let on_kubenet = k.flag("network-plugin").and_then(|f| f.value.as_deref()) == Some("kubenet");
-    let known = k.flag("pod-cidr").is_some() || k.config.pod_cidr.is_some();
-    if !on_kubenet || known || !t.node.is_live() {
+    if !k.on_kubenet() || k.pod_cidr().is_some() || !t.node.is_live() {
         return None;
     }
     if let Some(kubectl) = t.kubectl(args.kubeconfig.as_ref()) {

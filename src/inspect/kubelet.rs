@@ -121,6 +121,28 @@ impl Kubelet {
         self.flags.iter().rev().find(|f| f.name == name)
     }
 
+    /// Whether the kubelet runs on kubenet (`--network-plugin=kubenet`), dockershim's own
+    /// network plugin, which no CRI runtime has.
+    pub fn on_kubenet(&self) -> bool {
+        self.flag("network-plugin").and_then(|f| f.value.as_deref()) == Some("kubenet")
+    }
+
+    /// The pod CIDR the kubelet's own files give (`--pod-cidr`, else `podCIDR` in its config),
+    /// with where it is set.
+    pub fn pod_cidr(&self) -> Option<(String, String)> {
+        match (
+            self.flag("pod-cidr").and_then(|f| f.value.clone()),
+            &self.config.pod_cidr,
+        ) {
+            (Some(c), _) => Some((c, "the kubelet's --pod-cidr".into())),
+            (None, Some(c)) => Some((
+                c.clone(),
+                format!("podCIDR in {}", self.config.file_of("podCIDR")),
+            )),
+            (None, None) => None,
+        }
+    }
+
     /// The kubelet's image credential providers, where its flags name them (both the config
     /// and the plugin directory: the kubelet needs both).
     pub fn credential_providers(&self) -> Option<crate::cri::provider::Source> {

@@ -214,12 +214,7 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
         ));
     }
     // kubenet writes no CNI config of its own (the plan writes the one that replaces it).
-    let on_kubenet = f
-        .kubelet
-        .flag("network-plugin")
-        .and_then(|x| x.value.as_deref())
-        == Some("kubenet");
-    if f.cni.conf_files.is_empty() && !on_kubenet {
+    if f.cni.conf_files.is_empty() && !f.kubelet.on_kubenet() {
         out.push(Finding::warning(
             "cni-no-config",
             format!("no CNI configuration in {}", f.cni.conf_dir),

@@ -18,21 +18,13 @@ pub(super) fn kubenet_files(
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
     let k = &facts.kubelet;
-    let on_kubenet = k
-        .flag("network-plugin")
-        .and_then(|f| f.value.as_deref())
-        .is_some_and(|v| v == "kubenet");
-    if !on_kubenet {
+    if !k.on_kubenet() {
         return Ok(vec![]);
     }
-    let flag = k.flag("pod-cidr").and_then(|f| f.value.clone());
-    let (cidr, from) = match (&opts.pod_cidr, flag, &k.config.pod_cidr) {
+    let (cidr, from) = match (&opts.pod_cidr, k.pod_cidr(), &facts.kubenet_pod_cidr) {
         (Some(c), _, _) => (c.clone(), "--pod-cidr".to_string()),
-        (None, Some(c), _) => (c, "the kubelet's --pod-cidr".into()),
-        (None, None, Some(c)) => (c.clone(), format!("podCIDR in {}", k.config.file_of("podCIDR"))),
-        (None, None, None) if facts.kubenet_pod_cidr.is_some() => {
-            facts.kubenet_pod_cidr.clone().unwrap()
-        }
+        (None, Some(found), _) => found,
+        (None, None, Some(live)) => live.clone(),
         (None, None, None) => {
             return Err(Failure::preflight(
                 "the kubelet uses kubenet (--network-plugin=kubenet), which no CRI runtime has, and the node's pod CIDR is not on the node (no --pod-cidr, no podCIDR in the kubelet's config): the CNI config that replaces kubenet needs it",
