@@ -91,10 +91,10 @@ pub struct Installed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_nofile: Option<String>,
     /// The runtimes' units its service unit is tied to so that their stop or restart stops or
-    /// restarts it (`Requires=`, `BindsTo=`, `PartOf=`, drop-ins included): each as
-    /// `BindsTo=containerd.service (file)`. docker-ce 18.09–19.03 binds Docker to containerd.
+    /// restarts it (`Requires=`, `BindsTo=`, `PartOf=`, drop-ins included). docker-ce
+    /// 18.09–19.03 binds Docker to containerd.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tied_to: Vec<String>,
+    pub tied_to: Vec<runtimes::Tie>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,9 +337,14 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
             snap,
         );
     }
-    let (containerd_config_path, containerd_config_from) = runtimes::containerd_config_path(node)?;
+    // The runtimes' commands as their units run them, read once: what they load and where they
+    // listen.
+    let containerd_command = runtimes::unit_command(node, "containerd.service")?;
+    let crio_command = runtimes::unit_command(node, "crio.service")?;
+    let (containerd_config_path, containerd_config_from) =
+        runtimes::containerd_config_path(containerd_command.as_ref())?;
     let containerd_config = runtimes::containerd_config(node, &containerd_config_path, &mut files)?;
-    let crio_paths = runtimes::crio_paths(node)?;
+    let crio_paths = runtimes::crio_paths(crio_command.as_ref())?;
     let crio = runtimes::crio_config(node, &crio_paths, &mut files)?;
     let cri_dockerd_flags = kubelet::cri_dockerd_flags(node)?;
     let cni = cni::inspect(
@@ -405,7 +410,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         containerd_config,
         kubenet_pod_cidr: None,
         crio_paths,
-        other_sockets: runtimes::other_sockets(node)?,
+        other_sockets: runtimes::other_sockets(containerd_command.as_ref(), crio_command.as_ref()),
         containerd_config_path: ContainerdConfigPath {
             path: containerd_config_path,
             from: containerd_config_from,

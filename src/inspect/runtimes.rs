@@ -94,12 +94,13 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         .map(|s| s.to_string());
     let package = pkgs.find(sw.packages);
     // The service unit's settings that the plan needs, its files read once.
-    let [kill_mode, exec_start, limit_nofile] = sw
+    let service = sw
         .units
         .iter()
         .find(|u| u.ends_with(".service"))
-        .map(|u| unit_settings(node, u, ["KillMode", "ExecStart", "LimitNOFILE"]))
-        .unwrap_or_default();
+        .and_then(|u| crate::unit::Unit::load(node, u).ok().flatten());
+    let [kill_mode, exec_start, limit_nofile] =
+        unit_settings(service.as_ref(), ["KillMode", "ExecStart", "LimitNOFILE"]);
     let mut installed = Installed {
         installed: binary.is_some() || package.is_some(),
         version: None,
@@ -112,12 +113,7 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
         kill_mode,
         exec_start,
         limit_nofile,
-        tied_to: sw
-            .units
-            .iter()
-            .find(|u| u.ends_with(".service"))
-            .map(|u| tied_to(node, u))
-            .unwrap_or_default(),
+        tied_to: service.as_ref().map(tied_to).unwrap_or_default(),
     };
     // On the live node the binary itself is the truth (it may come from a tarball); under
     // --root nothing is run and the package database tells.
@@ -173,27 +169,44 @@ pub fn detect(node: &Node, cmds: &dyn Commands, pkgs: &Packages, sw: &Software) 
     installed
 }
 
-/// The runtimes' units `unit` is tied to by `Requires=`, `BindsTo=` or `PartOf=` (its file and
-/// drop-ins): a stop or restart of one of them stops or restarts `unit` too.
-pub fn tied_to(node: &Node, unit: &str) -> Vec<String> {
+/// A dependency of a unit on a runtime's unit that makes a stop or restart of the runtime stop
+/// or restart it too (`BindsTo=containerd.service`), with the unit's files that hold it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tie {
+    pub dependency: &'static str,
+    pub unit: String,
+    pub files: Vec<String>,
+}
+
+impl std::fmt::Display for Tie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={} ({})",
+            self.dependency,
+            self.unit,
+            self.files.join(", ")
+        )
+    }
+}
+
+/// The runtimes' units `u` is tied to by `Requires=`, `BindsTo=` or `PartOf=` (its file and
+/// drop-ins): a stop or restart of one of them stops or restarts `u` too.
+pub fn tied_to(u: &crate::unit::Unit) -> Vec<Tie> {
     const RUNTIME_UNITS: [&str; 2] = ["containerd.service", "crio.service"];
-    let Some(u) = crate::unit::Unit::load(node, unit).ok().flatten() else {
-        return vec![];
-    };
-    let files: Vec<&str> = u
-        .fragment
-        .iter()
-        .chain(&u.dropins)
-        .map(String::as_str)
-        .collect();
+    let files: Vec<String> = u.fragment.iter().chain(&u.dropins).cloned().collect();
     let mut out = Vec::new();
-    for (key, names) in [
+    for (dependency, names) in [
         ("Requires", &u.requires),
         ("BindsTo", &u.binds_to),
         ("PartOf", &u.part_of),
     ] {
         for n in names.iter().filter(|n| RUNTIME_UNITS.contains(&n.as_str())) {
-            out.push(format!("{key}={n} ({})", files.join(", ")));
+            out.push(Tie {
+                dependency,
+                unit: n.clone(),
+                files: files.clone(),
+            });
         }
     }
     out
@@ -202,13 +215,11 @@ pub fn tied_to(node: &Node, unit: &str) -> Vec<String> {
 /// `[Service]` settings of a unit as systemd reads them (`src/unit.rs`: the unit file that wins,
 /// then its drop-ins by name; the last assignment of a key wins, an empty one resets it).
 pub fn unit_settings<const N: usize>(
-    node: &Node,
-    unit: &str,
+    loaded: Option<&crate::unit::Unit>,
     keys: [&str; N],
 ) -> [Option<String>; N] {
-    let loaded = crate::unit::Unit::load(node, unit).ok().flatten();
     keys.map(|k| {
-        let u = loaded.as_ref()?;
+        let u = loaded?;
         match k {
             // Kept apart by the unit model (its lines, resets and words).
             "ExecStart" => u.exec_start.last().map(|s| s.value.clone()),
@@ -337,15 +348,20 @@ fn resolve_import(node: &Node, entry: &str) -> Vec<String> {
     out
 }
 
+/// A unit's command as systemd runs it (`ExecStart=`, variables expanded, drop-ins); `None`
+/// without the unit or a command. Read once per unit, then asked for its flags.
+pub fn unit_command(node: &Node, unit: &str) -> Result<Option<crate::unit::Command>> {
+    match crate::unit::Unit::load(node, unit)? {
+        Some(u) => u.command(node),
+        None => Ok(None),
+    }
+}
+
 /// The values a unit's command gives to one of `names` (`-c X`, `--config X`, `--config=X`),
-/// in order, each with where it is set: its `ExecStart=` as systemd runs it (variables
-/// expanded, drop-ins). Empty without the unit or the flag.
-pub fn unit_flag(node: &Node, unit: &str, names: &[&str]) -> Result<Vec<(String, String)>> {
-    let Some(u) = crate::unit::Unit::load(node, unit)? else {
-        return Ok(vec![]);
-    };
-    let Some(command) = u.command(node)? else {
-        return Ok(vec![]);
+/// in order, each with where it is set. Empty without the command or the flag.
+pub fn unit_flag(command: Option<&crate::unit::Command>, names: &[&str]) -> Vec<(String, String)> {
+    let Some(command) = command else {
+        return vec![];
     };
     let words = &command.argv;
     let mut out = Vec::new();
@@ -368,19 +384,19 @@ pub fn unit_flag(node: &Node, unit: &str, names: &[&str]) -> Result<Vec<(String,
             out.push((v, at));
         }
     }
-    Ok(out)
+    out
 }
 
-/// A path a runtime's unit gives it, checked as a node path: the last one (as the runtimes'
-/// flag parsers take it), else `default`, with where it is set.
+/// A path a runtime's unit (`unit`, its `command`) gives it, checked as a node path: the last
+/// one (as the runtimes' flag parsers take it), else `default`, with where it is set.
 fn unit_path(
-    node: &Node,
+    command: Option<&crate::unit::Command>,
     unit: &str,
     names: &[&str],
     default: &str,
     what: &str,
 ) -> Result<(String, Option<String>)> {
-    let Some((path, at)) = unit_flag(node, unit, names)?.pop() else {
+    let Some((path, at)) = unit_flag(command, names).pop() else {
         return Ok((default.to_string(), None));
     };
     if let Err(why) = crate::names::node_path_value(&path) {
@@ -399,9 +415,12 @@ fn unit_path(
 
 /// The config file containerd loads: its unit's `-c`/`--config` (kOps runs `containerd -c
 /// /etc/containerd/config-kops.toml`), else containerd's default. With where it is set.
-pub fn containerd_config_path(node: &Node) -> Result<(String, Option<String>)> {
+/// `command`: containerd.service's (`unit_command`).
+pub fn containerd_config_path(
+    command: Option<&crate::unit::Command>,
+) -> Result<(String, Option<String>)> {
     unit_path(
-        node,
+        command,
         "containerd.service",
         &["-c", "--config", "-config"],
         CONTAINERD_CONFIG,
@@ -410,17 +429,17 @@ pub fn containerd_config_path(node: &Node) -> Result<(String, Option<String>)> {
 }
 
 /// CRI-O's config file and drop-in directory as its unit runs it (`--config`/`-c`,
-/// `--config-dir`/`-d`), else its defaults.
-pub fn crio_paths(node: &Node) -> Result<CrioPaths> {
+/// `--config-dir`/`-d`), else its defaults. `command`: crio.service's (`unit_command`).
+pub fn crio_paths(command: Option<&crate::unit::Command>) -> Result<CrioPaths> {
     let (conf, conf_from) = unit_path(
-        node,
+        command,
         "crio.service",
         &["--config", "-c"],
         CRIO_CONF,
         "config file",
     )?;
     let (conf_dir, dir_from) = unit_path(
-        node,
+        command,
         "crio.service",
         &["--config-dir", "-d"],
         CRIO_CONF_D,
@@ -469,18 +488,27 @@ pub struct OtherSocket {
 }
 
 /// The runtimes' units that set a socket other than their default (`--address` for
-/// containerd, `--listen` for CRI-O).
-pub fn other_sockets(node: &Node) -> Result<Vec<OtherSocket>> {
+/// containerd, `--listen` for CRI-O), from their commands (`unit_command`).
+pub fn other_sockets(
+    containerd: Option<&crate::unit::Command>,
+    crio: Option<&crate::unit::Command>,
+) -> Vec<OtherSocket> {
     let mut out = Vec::new();
-    for (unit, names, default) in [
+    for (unit, command, names, default) in [
         (
             "containerd.service",
+            containerd,
             &["-a", "--address"][..],
             "/run/containerd/containerd.sock",
         ),
-        ("crio.service", &["--listen"][..], "/var/run/crio/crio.sock"),
+        (
+            "crio.service",
+            crio,
+            &["--listen"][..],
+            "/var/run/crio/crio.sock",
+        ),
     ] {
-        if let Some((value, at)) = unit_flag(node, unit, names)?.pop() {
+        if let Some((value, at)) = unit_flag(command, names).pop() {
             let same = |p: &str| {
                 p.trim_start_matches("unix://")
                     .replace("/var/run/", "/run/")
@@ -495,7 +523,7 @@ pub fn other_sockets(node: &Node) -> Result<Vec<OtherSocket>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The containerd config file at `path` (`containerd_config_path`), as found.
@@ -1185,11 +1213,15 @@ mod tests {
                 "[Unit]\nPartOf=crio.service\n",
             ),
         ]);
-        let t = tied_to(&n, "docker.service");
+        let load = |name: &str| crate::unit::Unit::load(&n, name).unwrap();
+        let t: Vec<String> = tied_to(&load("docker.service").unwrap())
+            .iter()
+            .map(Tie::to_string)
+            .collect();
         assert_eq!(t.len(), 2, "{t:?}");
         assert!(t[0].starts_with("BindsTo=containerd.service (/lib/systemd/system/docker.service, /etc/systemd/system/docker.service.d/10-x.conf)"), "{t:?}");
         assert!(t[1].starts_with("PartOf=crio.service"));
-        assert!(tied_to(&n, "nope.service").is_empty());
+        assert!(load("nope.service").is_none());
     }
 
     /// Issue 33 point 2: what a runtime reads comes from its unit's command line.
@@ -1208,14 +1240,16 @@ mod tests {
             ("/etc/crio/site.d/10-x.conf", "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n"),
             ("/etc/crio/crio.conf.d/10-ignored.conf", "[crio.runtime]\ncgroup_manager = \"systemd\"\n"),
         ]);
-        let (path, from) = containerd_config_path(&n).unwrap();
+        let ctd = unit_command(&n, "containerd.service").unwrap();
+        let crio = unit_command(&n, "crio.service").unwrap();
+        let (path, from) = containerd_config_path(ctd.as_ref()).unwrap();
         assert_eq!(path, "/etc/containerd/config-kops.toml");
         let from = from.unwrap();
         assert!(
             from.contains("/lib/systemd/system/containerd.service:3"),
             "{from}"
         );
-        let p = crio_paths(&n).unwrap();
+        let p = crio_paths(crio.as_ref()).unwrap();
         assert_eq!(p.conf, "/etc/crio/site.conf");
         assert_eq!(p.conf_dir, "/etc/crio/site.d");
         assert_eq!(p.drop_in, "/etc/crio/site.d/99-cri-migrate.conf");
@@ -1226,20 +1260,22 @@ mod tests {
             "the unit's directory, not the default one"
         );
         // containerd's address moved (through a variable); CRI-O's is its default under /var/run.
-        let o = other_sockets(&n).unwrap();
+        let o = other_sockets(ctd.as_ref(), crio.as_ref());
         assert_eq!(o.len(), 1, "{o:?}");
         assert_eq!(o[0].unit, "containerd.service");
         assert_eq!(o[0].value, "/run/other/containerd.sock");
         assert!(o[0].at.contains("/etc/sysconfig/containerd"), "{}", o[0].at);
         // Defaults without units; a relative path refused naming the unit.
         let (_d2, empty) = crate::node::test_node(&[]);
-        assert_eq!(crio_paths(&empty).unwrap(), CrioPaths::default());
-        assert_eq!(containerd_config_path(&empty).unwrap().0, CONTAINERD_CONFIG);
+        assert!(unit_command(&empty, "crio.service").unwrap().is_none());
+        assert_eq!(crio_paths(None).unwrap(), CrioPaths::default());
+        assert_eq!(containerd_config_path(None).unwrap().0, CONTAINERD_CONFIG);
         let (_d3, rel) = crate::node::test_node(&[(
             "/etc/systemd/system/containerd.service",
             "[Service]\nExecStart=/usr/bin/containerd --config=conf/x.toml\n",
         )]);
-        let e = containerd_config_path(&rel).unwrap_err();
+        let rel_cmd = unit_command(&rel, "containerd.service").unwrap();
+        let e = containerd_config_path(rel_cmd.as_ref()).unwrap_err();
         assert!(format!("{e:#}").contains("not an absolute path"), "{e:#}");
     }
 }

@@ -84,7 +84,7 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
         .docker
         .tied_to
         .iter()
-        .find(|t| t.contains(&format!("={} ", target.unit())));
+        .find(|t| t.unit == target.unit());
     if let Some(tie) = tie {
         return no(format!(
             "docker.service has {tie}: restarting {} beside Docker would make systemd restart Docker and stop every container while the kubelet still runs on it, so {} is restarted with its new config only after Docker stops, at the cutover",
@@ -335,8 +335,12 @@ mod tests {
         let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
         let (before, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
         assert!(before.check_before_cutover, "{}", before.why);
-        f.runtimes.docker.tied_to =
-            vec!["BindsTo=containerd.service (/lib/systemd/system/docker.service)".into()];
+        let tie = |dependency, unit: &str| crate::inspect::runtimes::Tie {
+            dependency,
+            unit: unit.into(),
+            files: vec!["/lib/systemd/system/docker.service".into()],
+        };
+        f.runtimes.docker.tied_to = vec![tie("BindsTo", "containerd.service")];
         let (order, actions) = service_actions(&f, &v, &o, &[], &c, &mut w);
         assert!(!order.check_before_cutover);
         assert!(
@@ -352,7 +356,7 @@ mod tests {
         );
         assert!(docker_stops < restart, "{actions:?}");
         // A tie to another runtime's unit does not matter to this target.
-        f.runtimes.docker.tied_to = vec!["Requires=crio.service (x)".into()];
+        f.runtimes.docker.tied_to = vec![tie("Requires", "crio.service")];
         let (order, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
         assert!(order.check_before_cutover);
     }
