@@ -352,8 +352,9 @@ impl Unit {
         let mut read = 0usize;
         // Specifiers are replaced when systemd loads `Environment=` and `EnvironmentFile=`; the
         // files' own text is taken as it is.
+        let specifiers = Specifiers::new(&self.name, node);
         for e in &self.environment {
-            let word = specifiers(&e.value, &self.name, node, &mut notes);
+            let word = specifiers.replace(&e.value, &mut notes);
             if let Some((k, v)) = word.split_once('=') {
                 set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
             }
@@ -363,7 +364,7 @@ impl Unit {
                 Some(p) => (true, p.trim()),
                 None => (false, f.value.trim()),
             };
-            let path = &specifiers(path, &self.name, node, &mut notes);
+            let path = &specifiers.replace(path, &mut notes);
             let text = node.read(path)?;
             if let Some(t) = &text {
                 read += t.len();
@@ -419,6 +420,7 @@ impl Unit {
             return Ok(None);
         };
         let (vars, mut notes) = self.env(node)?;
+        let specifiers = Specifiers::new(&self.name, node);
         let by_name: std::collections::HashMap<&str, &Setting> =
             vars.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let lookup = |name: &str| by_name.get(name).copied();
@@ -463,7 +465,7 @@ impl Unit {
             let here = exec.origin_at(at);
             // As systemd loads the line: the word unquoted (C escapes too), then its specifiers
             // (`%n`, `%%`...) replaced; variables are expanded later, when it runs.
-            let text = specifiers(&unquote_exec(&raw, true), &self.name, node, &mut notes);
+            let text = specifiers.replace(&unquote_exec(&raw, true), &mut notes);
             if !expand {
                 grow(text.len() + 8)?;
                 argv.push(Word {
@@ -776,72 +778,138 @@ fn unquote_exec(raw: &str, cunescape: bool) -> String {
 }
 
 /// The specifiers systemd replaces when it loads a line (systemd.unit(5) "Specifiers"), for the
-/// system manager: what the model cannot know (the boot ID, a live kernel's release) is left as
-/// it is, and said.
-fn specifiers(word: &str, unit: &str, node: &Node, notes: &mut Notes) -> String {
-    if !word.contains('%') {
-        return word.to_string();
+/// system manager, in one unit: the node's files they need (`%H`, `%l`, `%m`) read once, when
+/// first asked. What the model cannot know (the boot ID, a live kernel's release) is left as it
+/// is, and said once per word.
+struct Specifiers<'a> {
+    unit: &'a str,
+    node: &'a Node,
+    hostname: std::cell::OnceCell<Option<String>>,
+    machine_id: std::cell::OnceCell<Option<String>>,
+}
+
+/// A host name or machine ID longer than this is not one (HOST_NAME_MAX is 64, a machine ID 32
+/// hex digits): such a file is not taken, so that no specifier can make a word grow without end.
+const MAX_SPECIFIER_VALUE: usize = 255;
+
+impl<'a> Specifiers<'a> {
+    fn new(unit: &'a str, node: &'a Node) -> Self {
+        Specifiers {
+            unit,
+            node,
+            hostname: Default::default(),
+            machine_id: Default::default(),
+        }
     }
-    let (prefix_instance, _suffix) = unit.rsplit_once('.').unwrap_or((unit, ""));
-    let (prefix, instance) = match prefix_instance.split_once('@') {
-        Some((p, i)) => (p, i),
-        None => (prefix_instance, ""),
-    };
-    let read = |p: &str| {
-        node.read(p)
+
+    fn read(&self, path: &str) -> Option<String> {
+        self.node
+            .read(path)
             .ok()
             .flatten()
             .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let mut out = String::new();
-    let mut chars = word.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
+            .filter(|s| s.len() <= MAX_SPECIFIER_VALUE)
+    }
+
+    /// `word` with its specifiers replaced. The replacement stops once the word is past
+    /// [`MAX_COMMAND_BYTES`] (the caller refuses such a word).
+    fn replace(&self, word: &str, notes: &mut Notes) -> String {
+        if !word.contains('%') {
+            return word.to_string();
         }
-        let Some(s) = chars.next() else {
-            out.push('%');
-            break;
+        let unit = self.unit;
+        let (prefix_instance, _suffix) = unit.rsplit_once('.').unwrap_or((unit, ""));
+        let (prefix, instance) = match prefix_instance.split_once('@') {
+            Some((p, i)) => (p, i),
+            None => (prefix_instance, ""),
         };
-        let value: Option<String> = match s {
-            '%' => Some("%".into()),
-            'n' => Some(unit.into()),
-            'N' => Some(prefix_instance.into()),
-            'p' => Some(prefix.into()),
-            'P' => Some(prefix.replace('-', "/")),
-            'i' => Some(instance.into()),
-            'I' => Some(instance.replace('-', "/")),
-            'j' => Some(prefix.rsplit('-').next().unwrap_or(prefix).into()),
-            't' => Some("/run".into()),
-            'S' => Some("/var/lib".into()),
-            'C' => Some("/var/cache".into()),
-            'L' => Some("/var/log".into()),
-            'E' => Some("/etc".into()),
-            'T' => Some("/tmp".into()),
-            'V' => Some("/var/tmp".into()),
-            'h' => Some("/root".into()),
-            'u' | 'g' => Some("root".into()),
-            'U' | 'G' => Some("0".into()),
-            's' => Some("/bin/sh".into()),
-            'H' => Some(read("/etc/hostname")),
-            'l' => Some(read("/etc/hostname").split('.').next().unwrap_or("").into()),
-            'm' => Some(read("/etc/machine-id")),
-            _ => None,
+        let hostname = || {
+            self.hostname
+                .get_or_init(|| self.read("/etc/hostname"))
+                .clone()
         };
-        match value {
-            Some(v) => out.push_str(&v),
-            None => {
-                notes.push(format!(
-                    "`%{s}` in `{word}` is a specifier the model does not know: left as it is"
-                ));
+        let mut unknown = std::collections::BTreeSet::new();
+        let mut out = String::new();
+        let mut chars = word.chars();
+        while let Some(c) = chars.next() {
+            if out.len() > MAX_COMMAND_BYTES {
+                break;
+            }
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            let Some(s) = chars.next() else {
                 out.push('%');
-                out.push(s);
+                break;
+            };
+            let value: Option<String> = match s {
+                '%' => Some("%".into()),
+                'n' => Some(unit.into()),
+                'N' => Some(prefix_instance.into()),
+                'p' => Some(prefix.into()),
+                'P' => Some(prefix.replace('-', "/")),
+                'i' => Some(instance.into()),
+                'I' => Some(instance.replace('-', "/")),
+                'j' => Some(prefix.rsplit('-').next().unwrap_or(prefix).into()),
+                't' => Some("/run".into()),
+                'S' => Some("/var/lib".into()),
+                'C' => Some("/var/cache".into()),
+                'L' => Some("/var/log".into()),
+                'E' => Some("/etc".into()),
+                'T' => Some("/tmp".into()),
+                'V' => Some("/var/tmp".into()),
+                'h' => Some("/root".into()),
+                'u' | 'g' => Some("root".into()),
+                'U' | 'G' => Some("0".into()),
+                's' => Some("/bin/sh".into()),
+                'H' => Some(hostname().unwrap_or_default()),
+                'l' => Some(
+                    hostname()
+                        .unwrap_or_default()
+                        .split('.')
+                        .next()
+                        .unwrap_or("")
+                        .into(),
+                ),
+                'm' => Some(
+                    self.machine_id
+                        .get_or_init(|| self.read("/etc/machine-id"))
+                        .clone()
+                        .unwrap_or_default(),
+                ),
+                _ => None,
+            };
+            match value {
+                Some(v) => out.push_str(&v),
+                None => {
+                    unknown.insert(s);
+                    out.push('%');
+                    out.push(s);
+                }
             }
         }
+        if !unknown.is_empty() {
+            let named: Vec<String> = unknown.iter().map(|s| format!("`%{s}`")).collect();
+            let shown: String = word.chars().take(120).collect();
+            notes.push(format!(
+                "{} in `{shown}{}` {} the model does not know: left as {}",
+                named.join(", "),
+                if shown.len() < word.len() { "…" } else { "" },
+                if named.len() == 1 {
+                    "is a specifier"
+                } else {
+                    "are specifiers"
+                },
+                if named.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                },
+            ));
+        }
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -852,6 +920,35 @@ mod tests {
 
     const KUBEADM_UNIT: &str = "[Unit]\nDescription=kubelet\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\n";
     const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
+
+    /// A hostile image: specifiers cannot make a word grow without end (a host name that is no
+    /// host name is not taken, replacement stops past the command-line bound) and unknown ones
+    /// are said once per word, never once per occurrence.
+    #[test]
+    fn specifiers_are_bounded_and_said_once() {
+        let huge_hostname = "h".repeat(1 << 20);
+        let many_h = "%H".repeat(200_000);
+        let many_unknown = format!("--x={}", "%b".repeat(200_000));
+        let unit = format!("[Service]\nExecStart=/bin/k {many_h} {many_unknown}\n");
+        let (_d, n) = node(&[
+            ("/etc/systemd/system/k.service", unit.as_str()),
+            ("/etc/hostname", huge_hostname.as_str()),
+        ]);
+        let u = Unit::load(&n, "k.service").unwrap().unwrap();
+        let c = u.command(&n).unwrap().unwrap();
+        assert_eq!(c.argv[1].text, "", "a 1 MiB host name is not taken");
+        let said: Vec<&String> = c.notes.iter().filter(|x| x.contains("`%b`")).collect();
+        assert_eq!(said.len(), 1, "{} notes", c.notes.len());
+        assert!(said[0].len() < 400, "{}", said[0].len());
+        // A real host name, repeated past the bound: refused as too long, not expanded on.
+        let (_d2, n2) = node(&[
+            ("/etc/systemd/system/k.service", unit.as_str()),
+            ("/etc/hostname", &"a".repeat(60)),
+        ]);
+        let u = Unit::load(&n2, "k.service").unwrap().unwrap();
+        let e = u.command(&n2).unwrap_err();
+        assert!(format!("{e:#}").contains("expands to more than"), "{e:#}");
+    }
 
     /// What systemd 252 ran for these lines (tests/e2e/unit_forms.py, e2e scenario 24).
     #[test]
