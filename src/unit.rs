@@ -340,6 +340,17 @@ impl Unit {
         Ok(Some(unit))
     }
 
+    /// Each `EnvironmentFile=`'s path as written (specifiers not replaced), and whether it is
+    /// optional (`-`).
+    pub fn env_file_paths(&self) -> impl Iterator<Item = (bool, &str)> {
+        self.environment_files
+            .iter()
+            .map(|f| match f.value.strip_prefix('-') {
+                Some(p) => (true, p.trim()),
+                None => (false, f.value.trim()),
+            })
+    }
+
     /// The environment the unit's command sees from its own settings: `Environment=` first,
     /// then each `EnvironmentFile=` in order, a later value winning. Each variable with where
     /// it was set. Notes say which files were missing.
@@ -359,11 +370,7 @@ impl Unit {
                 set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
             }
         }
-        for f in &self.environment_files {
-            let (optional, path) = match f.value.strip_prefix('-') {
-                Some(p) => (true, p.trim()),
-                None => (false, f.value.trim()),
-            };
+        for (f, (optional, path)) in self.environment_files.iter().zip(self.env_file_paths()) {
             let path = &specifiers.replace(path, &mut notes);
             let text = node.read(path)?;
             if let Some(t) = &text {

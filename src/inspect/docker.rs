@@ -601,11 +601,7 @@ fn env_files_not_loaded(node: &Node, unit: &crate::unit::Unit) -> Vec<String> {
         "/etc/sysconfig/docker-storage",
         "/etc/sysconfig/docker-network",
     ];
-    let loaded = |f: &str| {
-        unit.environment_files
-            .iter()
-            .any(|s| s.value.trim_start_matches('-').trim() == f)
-    };
+    let loaded = |f: &str| unit.env_file_paths().any(|(_, p)| p == f);
     let mut out = Vec::new();
     for file in FILES.iter().filter(|f| !loaded(f)) {
         let Some(text) = node.read(file).ok().flatten() else {

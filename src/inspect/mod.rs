@@ -285,11 +285,7 @@ impl KubeletCommand {
         Some(KubeletCommand {
             unit: unit.fragment.clone(),
             dropins: unit.dropins.clone(),
-            env_files: unit
-                .environment_files
-                .iter()
-                .map(|s| s.value.trim_start_matches('-').trim().to_string())
-                .collect(),
+            env_files: unit.env_file_paths().map(|(_, p)| p.to_string()).collect(),
             command,
         })
     }

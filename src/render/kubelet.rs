@@ -66,6 +66,8 @@ pub fn rewrite_flags_file(
     rules: &Rules,
 ) -> Result<(String, Vec<String>), String> {
     let mut file = VarsFile::parse(kind, text)?;
+    // A unit file's lines (`Environment=`) read `%` as a specifier; an env file's do not.
+    let in_unit = kind != FileKind::EnvFile;
     let mut removed = Vec::new();
     let mut error = None;
     let present: Vec<String> = file.vars().into_iter().map(|(k, _)| k).collect();
@@ -78,7 +80,6 @@ pub fn rewrite_flags_file(
                     return value.to_string();
                 }
             };
-            let in_unit = kind != FileKind::EnvFile;
             edit_list(
                 &mut list,
                 owner == Some(var.as_str()),
@@ -95,7 +96,7 @@ pub fn rewrite_flags_file(
     if let Some(owner) = owner {
         if !present.iter().any(|v| v == owner) {
             let mut list = FlagList::parse("").unwrap();
-            add_runtime_flags(&mut list, kind != FileKind::EnvFile, rules);
+            add_runtime_flags(&mut list, in_unit, rules);
             if !list.render().is_empty() {
                 file.append(owner, &list.render());
             }
