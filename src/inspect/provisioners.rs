@@ -63,9 +63,21 @@ const MARKERS: [&str; 14] = [
 
 struct Budget {
     files: usize,
+    /// The bytes of the units read so far (their files, drop-ins and environment files).
+    unit_bytes: u64,
 }
 
 impl Budget {
+    /// Whether a unit of `size` bytes may still be read: at most [`MAX_UNIT_BYTES`] each,
+    /// [`MAX_UNIT_BYTES_TOTAL`] in all. Counted when it may.
+    fn take_unit(&mut self, size: u64) -> bool {
+        if size > MAX_UNIT_BYTES || self.unit_bytes + size > MAX_UNIT_BYTES_TOTAL {
+            return false;
+        }
+        self.unit_bytes += size;
+        true
+    }
+
     /// A file's text, lower case, if it is a regular file within the limits.
     fn read(&mut self, node: &Node, path: &str) -> Option<String> {
         if self.files >= MAX_FILES || !path.starts_with('/') {
@@ -85,15 +97,12 @@ fn marker(text: &str) -> Option<&'static str> {
 /// The node's re-provisioning units and scripts, each a warning.
 pub fn findings(node: &Node) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut budget = Budget { files: 0 };
-    let mut unit_bytes = 0u64;
-    for unit in enabled_units(node) {
-        let size = unit_size(node, &unit);
-        if size > MAX_UNIT_BYTES || unit_bytes + size > MAX_UNIT_BYTES_TOTAL {
-            continue;
-        }
-        unit_bytes += size;
-        if let Some(f) = unit_finding(node, &unit, &mut budget) {
+    let mut budget = Budget {
+        files: 0,
+        unit_bytes: 0,
+    };
+    for name in enabled_units(node) {
+        if let Some(f) = unit_finding(node, &name, &mut budget) {
             out.push(f);
         }
     }
@@ -119,6 +128,7 @@ pub fn findings(node: &Node) -> Vec<Finding> {
 fn enabled_units(node: &Node) -> Vec<String> {
     let dir = "/etc/systemd/system";
     let mut units: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for d in node
         .list(dir)
         .into_iter()
@@ -131,7 +141,7 @@ fn enabled_units(node: &Node) -> Vec<String> {
             }
             if name.ends_with(".service")
                 && !OWN_UNITS.contains(&name.as_str())
-                && !units.contains(&name)
+                && seen.insert(name.clone())
             {
                 units.push(name);
             }
@@ -159,7 +169,23 @@ fn unit_size(node: &Node, name: &str) -> u64 {
 }
 
 fn unit_finding(node: &Node, name: &str, budget: &mut Budget) -> Option<Finding> {
+    // Its files' sizes first, then (once its file says which) its environment files': a unit
+    // is read only within the budget.
+    if !budget.take_unit(unit_size(node, name)) {
+        return None;
+    }
     let unit = Unit::load(node, name).ok().flatten()?;
+    // A path with a specifier cannot be measured before it is read: such a unit is passed over.
+    let env_bytes = unit
+        .env_file_paths()
+        .map(|(_, p)| match p.contains('%') {
+            true => u64::MAX,
+            false => node.metadata(p).map(|m| m.len()).unwrap_or(0),
+        })
+        .fold(0u64, u64::saturating_add);
+    if !budget.take_unit(env_bytes) {
+        return None;
+    }
     let command = unit.command(node).ok().flatten()?;
     let argv = command.args();
     let program = argv.first()?;
@@ -174,7 +200,16 @@ fn unit_finding(node: &Node, name: &str, budget: &mut Budget) -> Option<Finding>
             break;
         }
     }
-    let shown = crate::terminal::for_terminal(&argv.join(" "), false);
+    let joined = argv.join(" ");
+    let shown: String = crate::terminal::for_terminal(&joined, false)
+        .chars()
+        .take(200)
+        .collect();
+    let shown = if shown.len() < joined.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    };
     if let Some((_, who, fix)) = AGENTS.iter().find(|(p, _, _)| *p == base) {
         return Some(Finding::warning(
             "reprovisioned-at-boot",
@@ -295,5 +330,44 @@ mod tests {
         ]);
         assert!(unit_size(&n, "big.service") > MAX_UNIT_BYTES);
         assert!(findings(&n).is_empty());
+        // A small unit whose environment file is large, or cannot be measured: not read either.
+        let small =
+            "[Service]\nEnvironmentFile=/etc/default/big\nExecStart=/opt/kops/bin/nodeup $A\n";
+        let spec = "[Service]\nEnvironmentFile=%E/default/big\nExecStart=/opt/kops/bin/nodeup $A\n";
+        let env = format!("A={}\n", "x".repeat(300 << 10));
+        let (_d2, n2) = test_node(&[
+            ("/etc/systemd/system/small.service", small),
+            (
+                "/etc/systemd/system/multi-user.target.wants/small.service",
+                small,
+            ),
+            ("/etc/systemd/system/spec.service", spec),
+            (
+                "/etc/systemd/system/multi-user.target.wants/spec.service",
+                spec,
+            ),
+            ("/etc/default/big", env.as_str()),
+        ]);
+        assert!(findings(&n2).is_empty());
+        let (_d3, n3) = test_node(&[
+            ("/etc/systemd/system/small.service", small),
+            (
+                "/etc/systemd/system/multi-user.target.wants/small.service",
+                small,
+            ),
+            ("/etc/systemd/system/spec.service", spec),
+            (
+                "/etc/systemd/system/multi-user.target.wants/spec.service",
+                spec,
+            ),
+            ("/etc/default/big", "A=--v=2\n"),
+        ]);
+        let f = findings(&n3);
+        assert_eq!(
+            f.len(),
+            1,
+            "the small unit with a small file is read: {f:?}"
+        );
+        assert!(f[0].message.starts_with("small.service"));
     }
 }
