@@ -166,6 +166,9 @@ pub(super) fn every_file_is_read(
     settings: &Carried,
 ) -> Result<(), Failure> {
     let refuse = |path: &str, what: String, fix: &str| Err(Failure::bad_input(path, what, fix));
+    // The plan itself put the file there: nothing on the node to fix.
+    const BUG: &str =
+        "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).";
     let cni_dir = settings.cni_conf_dir.value.trim_end_matches('/');
     let kubelet_env_files: Vec<&str> = facts
         .kubelet
@@ -194,7 +197,7 @@ pub(super) fn every_file_is_read(
                         .as_deref()
                         .unwrap_or("its default")
                 ),
-                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+                BUG,
             );
         }
         if path.starts_with("/etc/crio/")
@@ -208,7 +211,7 @@ pub(super) fn every_file_is_read(
                     "the plan writes {path}, but CRI-O reads {} and the drop-ins in {}",
                     facts.crio_paths.conf, facts.crio_paths.conf_dir
                 ),
-                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+                BUG,
             );
         }
         if (name.ends_with(".conflist") || (dir.contains("/cni/") && name.ends_with(".conf")))
@@ -217,7 +220,7 @@ pub(super) fn every_file_is_read(
             return refuse(
                 path,
                 format!("the plan writes the CNI config {path}, but the runtime reads its CNI configs from {cni_dir}"),
-                "This is a bug in cri-migrate: report it with the plan (--dry-run --output json).",
+                BUG,
             );
         }
         if let Some(kc) = &facts.kubelet_command {
