@@ -3,24 +3,34 @@
 # procedure (bench/manual-procedure.sh), on the same node in a box, in the same run, RUNS runs
 # each. PODS pods run in Docker before each run (as dockershim ran them) and as static pods that
 # the kubelet stand-in runs through CRI once it is on containerd.
-# What users feel: from the first pod container Docker stops until every pod runs again on
-# containerd (the stand-in's "pod ... running" lines), split into phases (bench/timeline.py).
-# Also the kubelet-only figure: "Stopping kubelet" to the stand-in's "ready" line (and, for the
-# manual procedure, to the end of its check pull, which comes after). Needs root.
-#   bench/cutover.sh [RUNS] [PODS]   default 5 runs, 3 pods; prints tables for docs/performance.md
+# What users feel: from the first pod's SIGTERM until every pod runs again on the new runtime
+# (the stand-in's "pod ... running" lines), split into the phases of the window from the
+# journal, Docker's records and the pods' own logs (bench/timeline.py), with the floor no tool
+# can go under (the slowest pod's own shutdown plus the runtime creating the pods) and the
+# kubelet-only figure ("Stopping kubelet" to ready; for the manual procedure, to the end of its
+# check pull, which comes after); cri-migrate's own steps in the window from its report.
+# Needs root.
+#   bench/cutover.sh [RUNS] [PODS]   default 6 runs, 3 pods; prints tables for docs/performance.md
 #   BENCH_DEBUG=1 bench/cutover.sh   also prints the kubelet's and containerd's journal per run
 #   BENCH_CONTAINERD2=1 bench/cutover.sh   the node's containerd is 2.x (Debian unstable's)
 #   BENCH_TARGET=crio bench/cutover.sh     to CRI-O (BENCH_CRIO=1.24.6 or 1.36.3, from its bundle:
 #                                          tests/e2e/lib.sh install_crio), against the manual
 #                                          procedure for CRI-O (bench/manual-procedure-crio.sh)
+#   BENCH_SHUTDOWN=0.3 bench/cutover.sh    each pod's own shutdown on SIGTERM, in seconds (fixed,
+#                                          so that runs compare; default 0.3)
 set -uo pipefail
+SHUTDOWN=${BENCH_SHUTDOWN:-0.3}
+[[ "$SHUTDOWN" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "BENCH_SHUTDOWN is a number of seconds, not $SHUTDOWN" >&2; exit 2; }
+# The pods' process: on SIGTERM it says so (its log line, with Docker's time, is the stop
+# request in bench/timeline.py) and ends after exactly SHUTDOWN seconds.
+POD_SH="trap 'echo term; sleep $SHUTDOWN; exit 0' TERM INT; while :; do sleep 3600 & wait \$!; done"
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 RUNS=${1:-6}
 PODS=${2:-3}
 TARGET=${BENCH_TARGET:-containerd}
 case "$TARGET" in
-    containerd) SOCKET_RE='unix:\/\/\/run\/containerd' ;;
-    crio) SOCKET_RE='unix:\/\/\/var\/run\/crio' ;;
+    containerd) true ;;
+    crio) true ;;
     *) die "BENCH_TARGET is containerd or crio, not $TARGET" ;;
 esac
 
@@ -88,22 +98,16 @@ remove_crio_pods() {
     in_node crio wipe -f >/dev/null 2>&1
     in_node sh -c 'rm -rf /var/lib/crio /var/run/crio /var/log/pods/*'
 }
+# timeline SINCE [CHECK_END]: one JSON line of the run's phases (bench/timeline.py).
 timeline() {
-    in_node journalctl --no-pager -u kubelet.service -u docker.service -u containerd.service -u crio.service --since "@$1" -o json >"$WORK/journal.json"
-    python3 "$REPO/bench/timeline.py" "$WORK/journal.json" "$WORK/$NODE/var/lib/docker/containers" "$PODS" "$1" "$TARGET"
+    in_node journalctl --no-pager -u kubelet.service -u docker.service -u docker.socket -u containerd.service -u crio.service --since "@$1" -o json >"$WORK/journal.json"
+    python3 "$REPO/bench/timeline.py" "$WORK/journal.json" "$WORK/$NODE/var/lib/docker/containers" "$PODS" "$1" "$TARGET" "${2:-0}"
 }
 
 # A point in time for the journal, after everything before it: journalctl takes whole seconds.
 mark() {
     since=$(($(date +%s) + 1))
     sleep 1.2
-}
-
-# Seconds between "Stopping kubelet" and the stand-in's ready line after it, both since $1.
-journal_downtime() {
-    in_node journalctl --no-pager -u kubelet.service --since "@$1" -o short-unix | awk '
-        /Stopping kubelet/ && !t0 { t0 = $1 }
-        t0 && /ready on '"$SOCKET_RE"'/ { print t0 " " $1; exit }'
 }
 
 # Every pod runs on containerd (the stand-in logs each), bounded.
@@ -120,7 +124,11 @@ back_to_docker() {
     wait_active kubelet.service 60 || die "the kubelet did not come back on Docker"
 }
 
-declare -a TOOL MANUAL TOOL_PODS MANUAL_PODS
+: >"$WORK/tool.jsonl"
+: >"$WORK/manual.jsonl"
+: >"$WORK/steps.jsonl"
+# The pods-down figure of the last line of a timelines file.
+last_down() { tail -n 1 "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pods_down"])'; }
 for i in $(seq "$RUNS"); do
     # cri-migrate
     pods_back_on_docker
@@ -128,12 +136,10 @@ for i in $(seq "$RUNS"); do
     in_node cri-migrate migrate --to "$TARGET" --yes --test-image "$TEST_IMAGE" --sandbox-image "$PAUSE" --output json >"$WORK/run.json" ||
         die "cri-migrate failed in run $i: $(cat "$WORK/run.json")"
     wait_pods_on_containerd
-    read -r t0 t1 <<<"$(journal_downtime "$since")"
-    TOOL+=("$(echo "$t1 - $t0" | bc -l)")
-    TOOL_PODS+=("$(timeline "$since")") || die "no timeline for cri-migrate's run $i"
+    timeline "$since" >>"$WORK/tool.jsonl" || die "no timeline for cri-migrate's run $i"
+    [ -n "${BENCH_DEBUG:-}" ] && cat "$(ls -d "$WORK/$NODE"/var/lib/cri-migrate/backups/*/ | tail -n 1)/journal.log" >&2
     [ -n "${BENCH_DEBUG:-}" ] && in_node journalctl --no-pager -u kubelet.service -u containerd.service -u crio.service --since "@$since" -o short-precise | grep -v 'level=info' | tail -25 >&2
-    # Where cri-migrate's time went, for the slow runs.
-    python3 -c 'import json,sys; [print("   ", s["duration_ms"], "ms", s["step"], file=sys.stderr) for s in json.load(open(sys.argv[1]))["steps"] if s["duration_ms"] >= 100]' "$WORK/run.json"
+    python3 -c 'import json,sys; print(json.dumps([{"step": s["step"], "duration_ms": s["duration_ms"], "detail": s.get("detail")} for s in json.load(open(sys.argv[1]))["steps"]]))' "$WORK/run.json" >>"$WORK/steps.jsonl"
     in_node cri-migrate rollback --yes >/dev/null 2>&1 || die "rollback failed in run $i"
     back_to_docker
     pods_back_on_docker
@@ -143,10 +149,7 @@ for i in $(seq "$RUNS"); do
     mark
     pulled=$(in_node manual-procedure "$TEST_IMAGE" "$PAUSE" "$REGISTRY" "$MIRROR") || die "the manual procedure failed in run $i"
     wait_pods_on_containerd
-    read -r t0 t1 <<<"$(journal_downtime "$since")"
-    end=$(echo "if ($pulled > $t1) $pulled else $t1" | bc -l)
-    MANUAL+=("$(echo "$end - $t0" | bc -l)")
-    MANUAL_PODS+=("$(timeline "$since")") || die "no timeline for the manual run $i"
+    timeline "$since" "$pulled" >>"$WORK/manual.jsonl" || die "no timeline for the manual run $i"
     in_node systemctl stop kubelet
     if [ "$TARGET" = crio ]; then
         remove_crio_pods
@@ -159,43 +162,11 @@ for i in $(seq "$RUNS"); do
     in_node systemctl enable --now docker.socket docker.service >/dev/null 2>&1
     in_node systemctl start kubelet
     back_to_docker
-    printf 'run %s: kubelet down: cri-migrate %.2f s, manual %.2f s; pods down: cri-migrate %s s, manual %s s\n' \
-        "$i" "${TOOL[-1]}" "${MANUAL[-1]}" "${TOOL_PODS[-1]%% *}" "${MANUAL_PODS[-1]%% *}" >&2
+    printf 'run %s: pods down: cri-migrate %s s, manual %s s\n' "$i" "$(last_down "$WORK/tool.jsonl")" "$(last_down "$WORK/manual.jsonl")" >&2
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-# column N of the timelines (1-based), median
-col() {
-    local n=$1
-    shift
-    median $(printf '%s\n' "$@" | awk -v n="$n" '{ print $n }')
-}
-mt=$(median "${TOOL[@]}")
-mm=$(median "${MANUAL[@]}")
-pt=$(col 1 "${TOOL_PODS[@]}")
-pm=$(col 1 "${MANUAL_PODS[@]}")
 {
-    echo "Pods down ($PODS pods, to $TARGET): from the first pod container Docker stops to every pod running on $TARGET"
-    echo
-    echo "| | runs | median (s) | all runs (s) |"
-    echo "|---|---|---|---|"
-    printf '| cri-migrate | %s | %.2f | %s |\n' "$RUNS" "$pt" "$(printf '%s\n' "${TOOL_PODS[@]}" | awk '{ printf "%.2f ", $1 }')"
-    printf '| manual procedure | %s | %.2f | %s |\n' "$RUNS" "$pm" "$(printf '%s\n' "${MANUAL_PODS[@]}" | awk '{ printf "%.2f ", $1 }')"
-    printf '\nratio (manual / cri-migrate): %.2f\n' "$(echo "$pm / $pt" | bc -l)"
-    echo
-    echo "Phases (medians, s)"
-    echo
-    echo "| | Docker stopping its containers | Docker stopped to kubelet start | kubelet start to runtime ready | sandboxes and containers | $TARGET (re)start inside the window |"
-    echo "|---|---|---|---|---|---|"
-    printf '| cri-migrate | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${TOOL_PODS[@]}")" "$(col 3 "${TOOL_PODS[@]}")" "$(col 4 "${TOOL_PODS[@]}")" "$(col 5 "${TOOL_PODS[@]}")" "$(col 7 "${TOOL_PODS[@]}")"
-    printf '| manual procedure | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$(col 2 "${MANUAL_PODS[@]}")" "$(col 3 "${MANUAL_PODS[@]}")" "$(col 4 "${MANUAL_PODS[@]}")" "$(col 5 "${MANUAL_PODS[@]}")" "$(col 7 "${MANUAL_PODS[@]}")"
-    echo
-    echo "Kubelet down: \"Stopping kubelet\" to the kubelet ready on $TARGET (manual: to its check pull)"
-    echo
-    echo "| | runs | median downtime (s) | all runs (s) |"
-    echo "|---|---|---|---|"
-    printf '| cri-migrate | %s | %.2f | %s |\n' "$RUNS" "$mt" "$(printf '%.2f ' "${TOOL[@]}")"
-    printf '| manual procedure | %s | %.2f | %s |\n' "$RUNS" "$mm" "$(printf '%.2f ' "${MANUAL[@]}")"
-    printf '\nratio (manual / cri-migrate): %.2f\n' "$(echo "$mm / $mt" | bc -l)"
+    python3 "$REPO/bench/summary.py" "$TARGET" "$PODS" "$SHUTDOWN" "$WORK/tool.jsonl" "$WORK/manual.jsonl" "$WORK/steps.jsonl" ||
+        die "no summary"
     printf '\nmachine: %s cores, %s, kernel %s; %s\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" "$(uname -r)" "$(date -u +%Y-%m-%d)"
 }

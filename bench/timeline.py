@@ -1,28 +1,39 @@
 #!/usr/bin/env python3
 """One cutover's timeline, from the node's journal (`journalctl -o json`) and Docker's own
-records of its containers (config.v2.json under /var/lib/docker/containers).
+records of its pod containers (config.v2.json and the json-file log under
+/var/lib/docker/containers).
 
-    timeline.py JOURNAL.json DOCKER_CONTAINERS_DIR PODS SINCE [RUNTIME]
+    timeline.py JOURNAL.json DOCKER_CONTAINERS_DIR PODS SINCE [RUNTIME [CHECK_END]]
 
 RUNTIME is containerd (the default) or crio: the socket the kubelet reports ready on and the
-unit whose restart is looked for.
+unit whose restart is looked for. The pods' command logs a line when SIGTERM reaches it
+(bench/cutover.sh: `term`), so each container's stop request is in its own log, with Docker's
+time; its exit is Docker's `State.FinishedAt`.
 
-Prints one line of seconds, space-separated:
-    downtime docker_stop to_kubelet_start kubelet_to_ready sandboxes kubelet_only runtime_restart
-where
-    downtime          first pod container stopped by Docker -> every pod running again
-                      (the kubelet stand-in's "pod default/pod-N running" lines)
-    docker_stop       first pod container stopped -> docker.service stopped
-    to_kubelet_start  docker.service stopped -> kubelet started (files, runtime restart...)
-    kubelet_to_ready  kubelet started -> it reports the runtime ready
-    sandboxes         runtime ready -> the last pod running (sandboxes, containers)
-    kubelet_only      "Stopping kubelet" -> ready again (the figure without pods)
-    runtime_restart   the runtime's restart (or start) inside the downtime window, 0 when it had
-                      none
+Prints one JSON object (seconds) whose keys are, in the order of the window:
+    pods_down          first pod told to stop (SIGTERM) -> every pod running again (the kubelet
+                       stand-in's "pod default/pod-N running" lines)
+    pods_down_exit     first pod container exited -> every pod running (the older figure)
+    kubelet_stop       the kubelet's stop job ("Stopping kubelet" -> "Stopped kubelet")
+    between_stops      kubelet stopped -> Docker's first stop job begins (the tool's own calls)
+    docker_to_term     Docker's stop job begins -> the first pod gets SIGTERM
+    term_spread        first -> last pod's SIGTERM
+    workload           the slowest pod's own shutdown (its SIGTERM -> its exit)
+    docker_after_exit  the last pod exited -> docker.service stopped (dockerd's own shutdown)
+    to_kubelet_start   the moment the kubelet could start (every pod exited and, unless the
+                       kubelet started before it, Docker stopped) -> kubelet started
+    kubelet_to_ready   kubelet started -> it reports the runtime ready
+    sandboxes          runtime ready -> the last pod running (sandboxes, containers)
+    floor              workload + sandboxes: what neither contender can remove
+    over_floor         pods_down - floor
+    kubelet_down       "Stopping kubelet" -> ready again, or to CHECK_END (the manual procedure's
+                       check pull) when that is later
+    runtime_restart    the runtime's restart (or first start) inside the window, 0 when none
 """
 import datetime
 import glob
 import json
+import os
 import sys
 
 
@@ -36,7 +47,7 @@ def ts_docker(s):
         return None
     date, _, frac = s.rstrip("Z").partition(".")
     t = datetime.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    return t.timestamp() + (float("0." + frac) if frac else 0.0)
+    return t.timestamp() + (float("0." + frac[:9]) if frac else 0.0)
 
 
 def first(entries, pred, after=0.0):
@@ -46,15 +57,9 @@ def first(entries, pred, after=0.0):
     return None
 
 
-def main():
-    journal, containers, pods, since = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    runtime = sys.argv[5] if len(sys.argv) > 5 else "containerd"
-    socket, unit = {
-        "containerd": ("unix:///run/containerd", "containerd"),
-        "crio": ("unix:///var/run/crio", "crio"),
-    }[runtime]
+def journal_entries(path):
     entries = []
-    with open(journal) as f:
+    with open(path) as f:
         for line in f:
             try:
                 e = json.loads(line)
@@ -64,41 +69,97 @@ def main():
             if isinstance(msg, str):
                 entries.append((ts_journal(e), msg))
     entries.sort()
-    stops = []
+    return entries
+
+
+def pod_containers(containers, since):
+    """(SIGTERM time or None, exit time) of each pod container that exited since SINCE."""
+    out = []
     for cfg in glob.glob(containers + "/*/config.v2.json"):
         with open(cfg) as f:
             c = json.load(f)
-        if c.get("Name", "").startswith("/k8s_app_pod-"):
-            t = ts_docker(c.get("State", {}).get("FinishedAt"))
-            if t is not None and t >= since:
-                stops.append(t)
+        if not c.get("Name", "").startswith("/k8s_app_pod-"):
+            continue
+        exited = ts_docker(c.get("State", {}).get("FinishedAt"))
+        if exited is None or exited < since:
+            continue
+        term = None
+        log = os.path.join(os.path.dirname(cfg), c.get("ID", "") + "-json.log")
+        try:
+            with open(log) as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    t = ts_docker(rec.get("time"))
+                    if rec.get("log", "").strip() == "term" and t is not None and since <= t <= exited:
+                        term = t
+        except OSError:
+            pass
+        out.append((term, exited))
+    return out
+
+
+def main():
+    journal, containers, pods, since = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    runtime = sys.argv[5] if len(sys.argv) > 5 else "containerd"
+    check_end = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    socket, unit = {
+        "containerd": ("unix:///run/containerd", "containerd"),
+        "crio": ("unix:///var/run/crio", "crio"),
+    }[runtime]
+    entries = journal_entries(journal)
+    stops = pod_containers(containers, since)
+    terms = [t for t, _ in stops if t is not None]
+    exits = [e for _, e in stops]
     kubelet_stop = first(entries, lambda m: m.startswith("Stopping kubelet"))
-    first_stop = min(stops) if stops else None
+    kubelet_stopped = first(entries, lambda m: m.startswith("Stopped kubelet"), kubelet_stop or 0)
+    docker_stopping = first(entries, lambda m: m.startswith("Stopping docker.s") or m.startswith("Closed docker.socket"),
+                            kubelet_stop or 0)
     docker_stopped = first(entries, lambda m: m.startswith("Stopped docker.service"), kubelet_stop or 0)
-    kubelet_started = first(entries, lambda m: m.startswith("Started kubelet"), docker_stopped or 0)
+    kubelet_started = first(entries, lambda m: m.startswith("Started kubelet"), kubelet_stopped or 0)
     ready = first(entries, lambda m: "ready on " + socket in m, kubelet_started or 0)
     running = [first(entries, lambda m, i=i: m.startswith(f"pod default/pod-{i} running"), ready or 0)
                for i in range(1, pods + 1)]
-    missing = [name for name, v in [("kubelet stop", kubelet_stop), ("a pod container stop", first_stop),
-                                    ("docker stopped", docker_stopped), ("kubelet start", kubelet_started),
-                                    ("kubelet ready", ready)] if v is None]
+    missing = [name for name, v in [("kubelet stop", kubelet_stop), ("kubelet stopped", kubelet_stopped),
+                                    ("docker stopping", docker_stopping), ("docker stopped", docker_stopped),
+                                    ("kubelet start", kubelet_started), ("kubelet ready", ready)] if v is None]
     missing += [f"pod-{i + 1} running" for i, v in enumerate(running) if v is None]
+    if len(stops) < pods:
+        missing.append(f"{pods - len(stops)} pod container exit(s)")
+    if len(terms) < len(stops):
+        missing.append(f"{len(stops) - len(terms)} pod container SIGTERM line(s)")
     if missing:
-        sys.exit("timeline: not found in the journal: " + ", ".join(missing))
+        sys.exit("timeline: not found: " + ", ".join(missing))
     all_running = max(running)
-    # A restart, or (CRI-O in the manual procedure) its first start, inside the window.
-    restart_start = first(entries, lambda m: m.startswith("Stopping " + unit) or m.startswith("Starting " + unit), first_stop)
+    workload = max(e - t for t, e in stops)
+    sandboxes = all_running - ready
+    # The kubelet may start once every pod has exited; it need not wait for dockerd's own end.
+    could_start = max(exits) if kubelet_started < docker_stopped else max(max(exits), docker_stopped)
+    restart_start = first(entries, lambda m: m.startswith("Stopping " + unit) or m.startswith("Starting " + unit),
+                          min(terms))
     restart_end = first(entries, lambda m: m.startswith("Started " + unit), restart_start or 0)
     restart = (restart_end - restart_start) if restart_start and restart_end and restart_end <= all_running else 0.0
-    print(" ".join(f"{x:.3f}" for x in [
-        all_running - first_stop,
-        docker_stopped - first_stop,
-        kubelet_started - docker_stopped,
-        ready - kubelet_started,
-        all_running - ready,
-        ready - kubelet_stop,
-        restart,
-    ]))
+    pods_down = all_running - min(terms)
+    out = {
+        "pods_down": pods_down,
+        "pods_down_exit": all_running - min(exits),
+        "kubelet_stop": kubelet_stopped - kubelet_stop,
+        "between_stops": docker_stopping - kubelet_stopped,
+        "docker_to_term": min(terms) - docker_stopping,
+        "term_spread": max(terms) - min(terms),
+        "workload": workload,
+        "docker_after_exit": docker_stopped - max(exits),
+        "to_kubelet_start": kubelet_started - could_start,
+        "kubelet_to_ready": ready - kubelet_started,
+        "sandboxes": sandboxes,
+        "floor": workload + sandboxes,
+        "over_floor": pods_down - workload - sandboxes,
+        "kubelet_down": max(ready, check_end) - kubelet_stop,
+        "runtime_restart": restart,
+    }
+    print(json.dumps({k: round(v, 3) for k, v in out.items()}))
 
 
 if __name__ == "__main__":

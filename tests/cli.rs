@@ -406,6 +406,7 @@ fn json_plan_has_the_documented_fields() {
             "write-files ",
             "start kubelet.service",
             "check-runtime ",
+            "wait-stopped ",
             "wait-active kubelet.service",
             "disable cri-docker.socket",
             "disable cri-docker.service",
@@ -413,6 +414,26 @@ fn json_plan_has_the_documented_fields() {
             "disable docker.service",
             "enable containerd.service",
         ]
+    );
+    // Docker's stops go on once its containers exited (cri-dockerd's are waited for whole), and
+    // the wait for Docker's own shutdown names both units.
+    let early: Vec<&str> = json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["until_exited"] == "/var/run/docker.sock")
+        .map(|a| a["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(early, ["docker.socket", "docker.service"]);
+    let waited = json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "wait-stopped")
+        .unwrap();
+    assert_eq!(
+        waited["units"],
+        serde_json::json!(["docker.socket", "docker.service"])
     );
 }
 

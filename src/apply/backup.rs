@@ -187,6 +187,10 @@ pub struct Backup {
     pub manifest: Manifest,
     /// Journal writes that failed once the cutover had begun (it goes on; they are reported).
     pub journal_errors: Vec<String>,
+    /// The tracked units' `ActiveState`s read after the last unit step, while no other step
+    /// than file writes came since: the next unit step's "before" (one `systemctl` call less
+    /// inside the cutover). Never stored.
+    pub states_seen: Option<(Vec<String>, Vec<String>)>,
 }
 
 /// Where a file's original goes in the backup: `files/` and the path made plain, so that no
@@ -262,6 +266,7 @@ impl Backup {
             rec,
             manifest,
             journal_errors: vec![],
+            states_seen: None,
         };
         b.save()?;
         b.journal("backup complete")?;
@@ -282,6 +287,7 @@ impl Backup {
             rec,
             manifest,
             journal_errors: vec![],
+            states_seen: None,
         })
     }
 

@@ -33,6 +33,8 @@ pub struct Effects<'a> {
     pub labels: &'a dyn crate::system::selinux::Labels,
     /// The first signal caught since changes began (`signals::caught` in production).
     pub interrupted: &'a dyn Fn() -> Option<i32>,
+    /// Docker's containers watched exiting while Docker stops (`Action::Stop::until_exited`).
+    pub exits: &'a dyn crate::system::exits::Exits,
 }
 
 pub struct ApplyOptions {
@@ -142,7 +144,7 @@ impl Step<'_> {
             Step::Write(f) => Some(Effect::Write {
                 path: f.path.clone(),
             }),
-            Step::Act(Action::Stop { unit: u }) => unit("stop", u),
+            Step::Act(Action::Stop { unit: u, .. }) => unit("stop", u),
             Step::Act(Action::Start { unit: u }) => unit("start", u),
             Step::Act(Action::Restart { unit: u }) => unit("restart", u),
             Step::Act(Action::Enable { unit: u }) => unit("enable", u),
@@ -350,6 +352,13 @@ fn exec_recorded(
     plan: &backup::StoredPlan,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
+    // States read after a unit step stay the next one's "before" across file writes only.
+    if !matches!(step, Step::Write(_)) && !acts_on_unit(step) {
+        b.states_seen = None;
+    }
+    if let Some(said) = already_stopping(b, fx, step) {
+        return Ok(Some(said));
+    }
     let Some(effect) = step.effect() else {
         return exec(node, b, fx, opts, step, plan, verification);
     };
@@ -374,15 +383,19 @@ fn exec_recorded(
     }
     // What systemd stops or starts along with a unit (a service that `Requires=` the socket
     // the step stops) is recorded too, so that the undo brings it back.
-    let acted =
-        match step {
-            Step::Act(
-                Action::Stop { unit } | Action::Start { unit } | Action::Restart { unit },
-            ) if opts.live => Some(unit.as_str()),
-            _ => None,
-        };
+    let acted = match step {
+        Step::Act(
+            Action::Stop { unit, .. } | Action::Start { unit } | Action::Restart { unit },
+        ) if opts.live => Some(unit.as_str()),
+        _ => None,
+    };
     let tracked = acted.map(|_| tracked_units(b)).unwrap_or_default();
-    let before = match acted.map(|_| fx.systemd.active_states(&tracked)) {
+    let seen = b
+        .states_seen
+        .take()
+        .filter(|(units, _)| *units == tracked)
+        .map(|(_, states)| states);
+    let before = match acted.map(|_| seen.map_or_else(|| fx.systemd.active_states(&tracked), Ok)) {
         Some(Err(e)) => {
             journal(
                 b,
@@ -406,6 +419,14 @@ fn exec_recorded(
         record_along(b, fx, &step.name(), acted, &tracked, &before);
     }
     r
+}
+
+/// A stop, start or restart: its step reads the units' states before and after.
+fn acts_on_unit(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Act(Action::Stop { .. } | Action::Start { .. } | Action::Restart { .. })
+    )
 }
 
 /// The units whose states the backup recorded (the migration's and those systemd stops with
@@ -441,6 +462,7 @@ fn record_along(
             return;
         }
     };
+    b.states_seen = Some((tracked.to_vec(), after.clone()));
     for ((unit, was), now) in tracked.iter().zip(before).zip(&after) {
         if unit == acted || running(was) == running(now) {
             continue;
@@ -578,6 +600,57 @@ fn pause_point(b: &Backup, fx: &Effects, step: &str) {
 #[cfg(not(feature = "test-hooks"))]
 fn pause_point(_: &Backup, _: &Effects, _: &str) {}
 
+/// Stop one of Docker's units, going on once every container Docker ran has exited (its
+/// shutdown after that is waited for by `Action::WaitStopped`). Where they cannot be watched
+/// (Docker does not answer, a container shares the host's PID namespace, none runs), the stop
+/// is waited for whole, as any other.
+/// One of Docker's stops that systemd already makes along with the step before (docker.service,
+/// which requires docker.socket), Docker's containers gone: nothing to ask of systemd, nothing
+/// to record (the step before recorded it), no time spent inside the cutover.
+fn already_stopping(b: &Backup, fx: &Effects, step: &Step) -> Option<String> {
+    let Step::Act(Action::Stop {
+        unit,
+        until_exited: Some(_),
+    }) = step
+    else {
+        return None;
+    };
+    let (units, states) = b.states_seen.as_ref()?;
+    let stopping = units
+        .iter()
+        .zip(states)
+        .any(|(u, s)| u == unit && !crate::system::systemd::running(s));
+    (stopping && fx.exits.all_exited()).then(|| {
+        "already stopping along with the step before, Docker's containers exited".to_string()
+    })
+}
+
+fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> Result<Option<String>> {
+    let watched = match fx.exits.note(socket) {
+        Ok(n) if n > 0 => n,
+        Ok(_) => return fx.systemd.act("stop", Some(unit)).map(|_| None),
+        Err(e) => {
+            fx.systemd.act("stop", Some(unit))?;
+            return Ok(Some(format!(
+                "waited for the whole stop: Docker's containers cannot be watched ({e:#})"
+            )));
+        }
+    };
+    // Exited, and because dockerd is shutting down (its unit no longer active): from then on it
+    // starts no container again (restart policies end with its shutdown).
+    let docker_stopping = || {
+        fx.systemd
+            .active_states(&["docker.service".to_string()])
+            .is_ok_and(|s| s.iter().all(|a| !crate::system::systemd::running(a)))
+    };
+    let finished = fx
+        .systemd
+        .stop_until(unit, &|| fx.exits.all_exited() && docker_stopping())?;
+    Ok((!finished).then(|| {
+        format!("Docker's {watched} container(s) exited; its own shutdown goes on meanwhile")
+    }))
+}
+
 fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {
     let journal = fx.systemd.journal(unit, 20);
     let mut msg = what;
@@ -675,7 +748,33 @@ fn exec(
                     };
                     fx.systemd.act(verb, Some(unit)).map(|_| None)
                 }
-                Action::Stop { unit } => fx.systemd.act("stop", Some(unit)).map(|_| None),
+                Action::Stop {
+                    unit,
+                    until_exited: None,
+                } => fx.systemd.act("stop", Some(unit)).map(|_| None),
+                Action::Stop {
+                    unit,
+                    until_exited: Some(socket),
+                } => stop_until_exited(fx, unit, socket),
+                Action::WaitStopped {
+                    units,
+                    timeout_secs,
+                } => {
+                    fx.systemd
+                        .wait_stops(Duration::from_secs(*timeout_secs))
+                        .map_err(|e| unit_failure(fx, &units[0], format!("{e:#}")))?;
+                    let states = fx.systemd.active_states(units)?;
+                    match units
+                        .iter()
+                        .zip(&states)
+                        .find(|(_, s)| crate::system::systemd::running(s))
+                    {
+                        Some((u, s)) => {
+                            Err(unit_failure(fx, u, format!("{u} is {s} after its stop")))
+                        }
+                        None => Ok(None),
+                    }
+                }
                 Action::DaemonReload => fx.systemd.act("daemon-reload", None).map(|_| None),
                 Action::Restart { unit } | Action::Start { unit } => {
                     let verb = if matches!(a, Action::Restart { .. }) {

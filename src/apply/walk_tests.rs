@@ -8,6 +8,7 @@ use super::*;
 use crate::cri::{Condition, PulledImage, RuntimeVersion};
 use crate::error::exit;
 use crate::plan::Target;
+use crate::system::exits::NoExits;
 use crate::system::systemd::UnitState;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -64,6 +65,13 @@ struct FakeSystemd {
     stuck: RefCell<Option<String>>,
     /// A call (`VERB UNIT`) that always fails.
     refuse: RefCell<Option<String>>,
+    /// Stops that may go on past their step (`stop_until`): the units stay `deactivating` until
+    /// `wait_stops`, as Docker's do while dockerd shuts down after its containers.
+    early: Cell<bool>,
+    /// Units left deactivating by an early stop.
+    stopping: RefCell<Vec<String>>,
+    /// `wait_stops` fails (Docker's shutdown went wrong after its containers exited).
+    late_failure: Cell<bool>,
 }
 
 impl FakeSystemd {
@@ -86,6 +94,9 @@ impl FakeSystemd {
             blind: Cell::new(false),
             stuck: RefCell::new(None),
             refuse: RefCell::new(None),
+            early: Cell::new(false),
+            stopping: RefCell::new(vec![]),
+            late_failure: Cell::new(false),
         }
     }
     fn initial() -> BTreeMap<String, (String, String)> {
@@ -192,6 +203,31 @@ impl crate::system::systemd::Systemd for FakeSystemd {
             .filter(|(_, b)| b == unit)
             .map(|(a, _)| a.clone())
             .collect())
+    }
+    fn stop_until(&self, unit: &str, gone: &dyn Fn() -> bool) -> Result<bool> {
+        self.act("stop", Some(unit))?;
+        if !self.early.get() {
+            return Ok(true);
+        }
+        let with = self.stopped_with(unit);
+        for w in &with {
+            self.units.borrow_mut().entry(w.clone()).or_default().1 = "deactivating".into();
+        }
+        if !gone() {
+            return Ok(true);
+        }
+        self.stopping.borrow_mut().extend(with);
+        Ok(false)
+    }
+    fn wait_stops(&self, _: Duration) -> Result<()> {
+        self.calls.borrow_mut().push("wait-stops".into());
+        if self.late_failure.get() {
+            anyhow::bail!("`systemctl stop docker.socket` failed (exit status: 1): Job for docker.service failed.");
+        }
+        for u in self.stopping.borrow_mut().drain(..) {
+            self.units.borrow_mut().entry(u).or_default().1 = "inactive".into();
+        }
+        Ok(())
     }
     fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
         if self.blind.get() {
@@ -326,12 +362,15 @@ fn node() -> (tempfile::TempDir, Node, StoredPlan) {
         actions: vec![
             Action::Stop {
                 unit: unit("kubelet.service"),
+                until_exited: None,
             },
             Action::Stop {
                 unit: unit("docker.socket"),
+                until_exited: None,
             },
             Action::Stop {
                 unit: unit("docker.service"),
+                until_exited: None,
             },
             Action::Restart {
                 unit: unit("containerd.service"),
@@ -500,6 +539,7 @@ fn walk_with(
         cri: &connect,
         labels: &FakeLabels,
         interrupted: &interrupted,
+        exits: &NoExits,
     };
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
@@ -802,6 +842,7 @@ fn a_moved_root_is_labelled_before_the_runtime_starts_and_the_rule_goes_with_a_r
         cri: &connect,
         labels: &FakeLabels,
         interrupted: &|| None,
+        exits: &NoExits,
     };
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
@@ -858,6 +899,7 @@ fn with_fakes<T>(
         cri: &connect,
         labels: &FakeLabels,
         interrupted,
+        exits: &NoExits,
     })
 }
 
@@ -1017,7 +1059,7 @@ fn released_addresses_come_back_with_a_rollback() {
     let at = plan
         .actions
         .iter()
-        .position(|a| matches!(a, Action::Stop { unit } if unit == "docker.service"))
+        .position(|a| matches!(a, Action::Stop { unit, .. } if unit == "docker.service"))
         .unwrap();
     plan.actions.insert(
         at + 1,
@@ -1147,5 +1189,164 @@ fn a_link_left_changed_is_named_with_its_fix() {
         "kubelet.service",
     ] {
         assert_eq!(units[u].1, "active", "{u}");
+    }
+}
+
+/// Docker's containers as the walk watches them: `noted` live ones, all exited or not.
+struct FakeExits {
+    noted: Result<usize, String>,
+    exited: bool,
+}
+
+impl crate::system::exits::Exits for FakeExits {
+    fn note(&self, _: &str) -> Result<usize> {
+        self.noted.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+    fn all_exited(&self) -> bool {
+        self.exited
+    }
+}
+
+/// The beside order as planned for Docker's stops: each goes on once Docker's containers have
+/// exited, and Docker's own shutdown is waited for after the kubelet's start.
+fn early_plan(plan: StoredPlan) -> StoredPlan {
+    let mut plan = beside(plan);
+    for a in plan.actions.iter_mut() {
+        if let Action::Stop { unit, until_exited } = a {
+            if unit.starts_with("docker.") {
+                *until_exited = Some("/var/run/docker.sock".into());
+            }
+        }
+    }
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::CheckRuntime { .. }))
+        .unwrap();
+    plan.actions.insert(
+        at + 1,
+        Action::WaitStopped {
+            units: vec!["docker.socket".into(), "docker.service".into()],
+            timeout_secs: 1,
+        },
+    );
+    plan
+}
+
+fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (Outcome, Files, Files, StoredPlan) {
+    let (_dir, node, plan) = node();
+    let plan = early_plan(plan);
+    let before = files(&node);
+    systemd.early.set(true);
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: false,
+        }))
+    };
+    let fx = Effects {
+        systemd,
+        kubectl: None,
+        cri: &connect,
+        labels: &FakeLabels,
+        interrupted: &|| None,
+        exits,
+    };
+    let mut b = Backup::create(&node, plan.clone(), states(systemd), true).unwrap();
+    let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
+    (outcome, files(&node), before, plan)
+}
+
+#[test]
+fn the_kubelet_starts_once_dockers_containers_exited_and_dockers_shutdown_is_waited_for_after() {
+    let systemd = FakeSystemd::new(None);
+    let exits = FakeExits {
+        noted: Ok(3),
+        exited: true,
+    };
+    let (outcome, after, _, plan) = walk_early(&systemd, &exits);
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(after, migrated(&plan));
+    // docker.service stops along with docker.socket (it requires it): no call of its own; the
+    // kubelet starts while Docker still shuts down, and the wait comes after.
+    assert_eq!(
+        *systemd.calls.borrow(),
+        [
+            "restart containerd.service",
+            "stop kubelet.service",
+            "stop docker.socket",
+            "start kubelet.service",
+            "wait-stops",
+            "disable docker.socket",
+            "disable docker.service",
+            "enable containerd.service",
+        ]
+    );
+    let detail = |prefix: &str| {
+        outcome
+            .steps
+            .iter()
+            .find(|s| s.step.starts_with(prefix))
+            .and_then(|s| s.detail.clone())
+            .unwrap_or_default()
+    };
+    assert!(detail("stop docker.socket").contains("Docker's 3 container(s) exited"));
+    assert!(detail("stop docker.service").contains("already stopping along with the step before"));
+    assert_eq!(systemd.units.borrow()["docker.service"].1, "inactive");
+}
+
+#[test]
+fn dockers_containers_still_running_make_the_stop_wait_whole() {
+    // Not all exited (or nothing to watch): each stop is waited for as before, docker.service's
+    // own call included.
+    for exits in [
+        FakeExits {
+            noted: Ok(3),
+            exited: false,
+        },
+        FakeExits {
+            noted: Err("container 0123456789ab runs in the host's PID namespace".into()),
+            exited: false,
+        },
+    ] {
+        let systemd = FakeSystemd::new(None);
+        let (outcome, _, _, _) = walk_early(&systemd, &exits);
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        let calls = systemd.calls.borrow();
+        let stop = calls
+            .iter()
+            .position(|c| c == "stop docker.service")
+            .unwrap();
+        let start = calls
+            .iter()
+            .position(|c| c == "start kubelet.service")
+            .unwrap();
+        assert!(stop < start, "{calls:?}");
+        if exits.noted.is_err() {
+            let said = outcome
+                .steps
+                .iter()
+                .find(|s| s.step.starts_with("stop docker.socket"))
+                .and_then(|s| s.detail.clone())
+                .unwrap_or_default();
+            assert!(said.contains("waited for the whole stop"), "{said}");
+        }
+    }
+}
+
+#[test]
+fn dockers_shutdown_failing_after_its_containers_rolls_back() {
+    let systemd = FakeSystemd::new(None);
+    systemd.late_failure.set(true);
+    let exits = FakeExits {
+        noted: Ok(2),
+        exited: true,
+    };
+    let (outcome, after, before, _) = walk_early(&systemd, &exits);
+    assert_eq!(code(&outcome), exit::ROLLED_BACK, "{:?}", outcome.error);
+    assert!(format!("{:?}", outcome.error).contains("Job for docker.service failed"));
+    assert_eq!(after, before, "every file as it was");
+    let units = systemd.units.borrow();
+    for u in ["kubelet.service", "docker.socket", "docker.service"] {
+        assert_eq!(units[u].1, "active", "{u} back: {units:?}");
     }
 }

@@ -618,12 +618,14 @@ fn walk(
     kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
     drain: Option<NodeName>,
 ) -> Outcome {
+    let exits = crate::system::exits::RealExits::new();
     let fx = Effects {
         systemd,
         kubectl,
         cri: &connect_cri,
         labels: &crate::system::selinux::RealLabels,
         interrupted: &signals::caught,
+        exits: &exits,
     };
     let opts = ApplyOptions {
         live: t.live,

@@ -63,9 +63,9 @@ impl NodeAccess<'_> {
     }
 
     pub fn systemd(&self) -> RealSystemd {
-        RealSystemd {
-            root: (!self.node.is_live() && !self.live).then(|| self.node.root().to_path_buf()),
-        }
+        RealSystemd::new(
+            (!self.node.is_live() && !self.live).then(|| self.node.root().to_path_buf()),
+        )
     }
 
     /// kubectl, on a live node only: under `--root` the node's kubeconfig is the image's, and

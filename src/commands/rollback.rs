@@ -68,6 +68,7 @@ pub fn run(
         cri: &connect_cri,
         labels: &crate::system::selinux::RealLabels,
         interrupted: &crate::signals::caught,
+        exits: &crate::system::exits::NoExits,
     };
     let mut progress: Box<dyn Progress> = match args.output {
         Output::Json => Box::new(Quiet),

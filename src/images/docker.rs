@@ -131,6 +131,18 @@ pub struct Container {
     pub image_id: String,
 }
 
+/// A container whose processes may still live, as the cutover watches it exit.
+#[derive(Debug, Clone)]
+pub struct LiveContainer {
+    pub id: String,
+    /// Its main process on the host (0: none now).
+    pub pid: i64,
+    /// Between two runs of its restart policy: no process to watch.
+    pub restarting: bool,
+    /// `HostConfig.PidMode`: "" (its own PID namespace), `host`, or `container:ID`.
+    pub pid_mode: String,
+}
+
 /// The longest Docker may take over a metadata call (list, inspect, tag).
 const API_BOUND: Duration = Duration::from_secs(60);
 /// The longest an export may go without a byte: Docker 20.10 writes the whole export under its
@@ -225,8 +237,16 @@ impl Docker {
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T> {
+        self.get_json_within(path, API_BOUND)
+    }
+
+    fn get_json_within<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        bound: Duration,
+    ) -> Result<T> {
         let mut body = Vec::new();
-        let status = self.call(Method::GET, path, API_BOUND, &mut |c| {
+        let status = self.call(Method::GET, path, bound, &mut |c| {
             body.extend_from_slice(c);
             Ok(())
         })?;
@@ -261,6 +281,36 @@ impl Docker {
 
     pub fn containers(&self) -> Result<Vec<Container>> {
         self.get_json("/containers/json?all=1")
+    }
+
+    /// Every container whose processes may live (running, paused or restarting), with its main
+    /// process and PID namespace, each call bounded by `bound`: what the cutover watches exit.
+    pub fn live_containers(&self, bound: Duration) -> Result<Vec<LiveContainer>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(rename = "Id")]
+            id: String,
+            #[serde(rename = "State", default)]
+            state: String,
+        }
+        let listed: Vec<Listed> = self.get_json_within("/containers/json?all=1", bound)?;
+        listed
+            .into_iter()
+            .filter(|c| matches!(c.state.as_str(), "running" | "paused" | "restarting"))
+            .map(|c| {
+                let v: serde_json::Value =
+                    self.get_json_within(&format!("/containers/{}/json", c.id), bound)?;
+                Ok(LiveContainer {
+                    pid: v["State"]["Pid"].as_i64().unwrap_or(0),
+                    restarting: c.state == "restarting",
+                    pid_mode: v["HostConfig"]["PidMode"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    id: c.id,
+                })
+            })
+            .collect()
     }
 
     /// `docker tag`: used to give an untagged image a name for the export, then removed.

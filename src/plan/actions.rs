@@ -144,9 +144,23 @@ fn actions(
             docker_units.push("docker.service");
         }
     }
+    // With the runtime already up and checked, the kubelet may start once Docker's containers
+    // have exited (no pod twice at once); dockerd's own shutdown after them then overlaps the
+    // kubelet's start instead of adding to the pods' downtime, and is waited for after it.
+    let early: Vec<String> = docker_units
+        .iter()
+        .filter(|u| order.check_before_cutover && u.starts_with("docker."))
+        .map(|u| unit(u))
+        .collect();
     let mut stops: Vec<Action> = std::iter::once("kubelet.service")
         .chain(docker_units.iter().copied())
-        .map(|u| Action::Stop { unit: unit(u) })
+        .map(|u| Action::Stop {
+            unit: unit(u),
+            until_exited: early
+                .iter()
+                .any(|e| e == u)
+                .then(|| crate::images::docker::SOCKET.to_string()),
+        })
         .collect();
     // Once Docker is down its pods are gone, and nothing else frees their addresses.
     if !docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty() {
@@ -249,6 +263,12 @@ fn actions(
         a.push(Action::CheckRuntime {
             endpoint: target.endpoint().into(),
         });
+        if !early.is_empty() {
+            a.push(Action::WaitStopped {
+                units: early,
+                timeout_secs: timeout * 2,
+            });
+        }
         a.push(wait_kubelet);
     } else {
         // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting
@@ -302,7 +322,7 @@ mod tests {
         // Docker's units stop, the runtime's is enabled last.
         assert!(with
             .iter()
-            .any(|a| matches!(a, Action::Stop { unit } if unit == "docker.service")));
+            .any(|a| matches!(a, Action::Stop { unit, .. } if unit == "docker.service")));
         assert!(
             matches!(with.last(), Some(Action::Enable { unit }) if unit == "containerd.service")
         );
@@ -350,7 +370,8 @@ mod tests {
         );
         // containerd's restart comes after Docker's stop.
         let at = |p: &dyn Fn(&Action) -> bool| actions.iter().position(p).unwrap();
-        let docker_stops = at(&|a| matches!(a, Action::Stop { unit } if unit == "docker.service"));
+        let docker_stops =
+            at(&|a| matches!(a, Action::Stop { unit, .. } if unit == "docker.service"));
         let restart = at(
             &|a| matches!(a, Action::Restart { unit } | Action::Start { unit } if unit == "containerd.service"),
         );

@@ -117,6 +117,15 @@ fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
 pub enum Action {
     Stop {
         unit: String,
+        /// Docker's API socket: the walk goes on once the containers Docker runs have exited
+        /// (its own shutdown after them overlaps what follows; [`Action::WaitStopped`] joins it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_exited: Option<String>,
+    },
+    /// The stops that went on past their step, finished (and the units inactive).
+    WaitStopped {
+        units: Vec<String>,
+        timeout_secs: u64,
     },
     Disable {
         unit: String,
@@ -222,7 +231,25 @@ pub struct Order {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Stop { unit } => write!(f, "stop {unit}"),
+            Action::Stop {
+                unit,
+                until_exited: None,
+            } => write!(f, "stop {unit}"),
+            Action::Stop {
+                unit,
+                until_exited: Some(_),
+            } => write!(
+                f,
+                "stop {unit}, going on once Docker's containers have exited"
+            ),
+            Action::WaitStopped {
+                units,
+                timeout_secs,
+            } => write!(
+                f,
+                "wait up to {timeout_secs}s until {} stopped (Docker's own shutdown, after its containers)",
+                units.join(" and ")
+            ),
             Action::Disable { unit } => write!(
                 f,
                 "disable {unit} (its packages and data stay, for rollback)"

@@ -2,6 +2,7 @@
 //! read-only programs for inspection, systemd, kubectl, the package manager. Production uses the
 //! real programs, found on PATH with `which`; the black-box tests put fakes first on PATH.
 
+pub mod exits;
 pub mod kubectl;
 pub mod packages;
 pub mod selinux;

@@ -69,6 +69,18 @@ pub trait Systemd {
             .map(|u| self.state(u).map(|s| s.active))
             .collect()
     }
+    /// Stop `unit`, and return as soon as `gone()` says what the stop is for has happened (the
+    /// stop then goes on, left to [`Systemd::wait_stops`]). True when the stop finished here.
+    fn stop_until(&self, unit: &str, gone: &dyn Fn() -> bool) -> Result<bool> {
+        let _ = gone;
+        self.act("stop", Some(unit)).map(|_| true)
+    }
+    /// Wait up to `timeout` for every stop [`Systemd::stop_until`] left going; an error names
+    /// one that failed or did not end.
+    fn wait_stops(&self, timeout: Duration) -> Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
 }
 
 /// Every unit of `units` and, transitively, every unit that systemd stops with one of them,
@@ -126,6 +138,45 @@ fn show_active(text: &str) -> Vec<String> {
 /// enable and disable only; the caller never starts or stops anything then).
 pub struct RealSystemd {
     pub root: Option<PathBuf>,
+    /// `systemctl stop` calls still waiting for their job (see [`Systemd::stop_until`]).
+    pub pending: std::sync::Mutex<Vec<(String, std::process::Child)>>,
+}
+
+impl RealSystemd {
+    pub fn new(root: Option<PathBuf>) -> RealSystemd {
+        RealSystemd {
+            root,
+            pending: Default::default(),
+        }
+    }
+}
+
+/// The longest a stop may take (Docker stopping many containers can take a while; never
+/// forever).
+const STOP_BOUND: Duration = Duration::from_secs(180);
+
+/// A finished `systemctl stop`: its failure as an error, with what it said.
+fn stop_result(
+    unit: &str,
+    child: &mut std::process::Child,
+    status: std::process::ExitStatus,
+) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use std::io::Read;
+        let _ = (&mut err).take(64 << 10).read_to_string(&mut said);
+    }
+    anyhow::bail!(
+        "`systemctl stop {unit}` failed ({status}){}",
+        if said.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", said.trim())
+        }
+    )
 }
 
 impl RealSystemd {
@@ -156,6 +207,68 @@ impl Systemd for RealSystemd {
             Duration::from_secs(180),
         )
         .map(|_| ())
+    }
+
+    fn stop_until(&self, unit: &str, gone: &dyn Fn() -> bool) -> Result<bool> {
+        if self.root.is_some() {
+            return self.act("stop", Some(unit)).map(|_| true);
+        }
+        let path = which::which("systemctl")
+            .map_err(|_| anyhow::anyhow!("`systemctl` is not installed (not found on PATH)"))?;
+        let mut child = std::process::Command::new(path)
+            .args(["stop", unit])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let deadline = std::time::Instant::now() + STOP_BOUND;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return stop_result(unit, &mut child, status).map(|_| true);
+            }
+            if gone() {
+                crate::sync::locked(&self.pending).push((unit.to_string(), child));
+                return Ok(false);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!(
+                    "`systemctl stop {unit}` did not finish within {}s and was stopped",
+                    STOP_BOUND.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn wait_stops(&self, timeout: Duration) -> Result<()> {
+        let pending = std::mem::take(&mut *crate::sync::locked(&self.pending));
+        let deadline = std::time::Instant::now() + timeout;
+        let mut first_error = None;
+        for (unit, mut child) in pending {
+            let r = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break stop_result(&unit, &mut child, status),
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Ok(None) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(anyhow::anyhow!(
+                            "`systemctl stop {unit}` did not finish within {}s",
+                            timeout.as_secs()
+                        ));
+                    }
+                    Err(e) => break Err(e.into()),
+                }
+            };
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn state(&self, unit: &str) -> Result<UnitState> {

@@ -165,8 +165,8 @@ disabled_plugins = ["cri"]
 
 # A pod's process: PID 1 of its container, ending on SIGTERM as a real workload does (a process
 # without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period). As a
-# shell line, and as an image command (JSON).
-POD_SH="trap 'exit 0' TERM INT; while :; do sleep 1; done"
+# shell line, and as an image command (JSON). The benchmark gives its own (a fixed shutdown time).
+POD_SH=${POD_SH:-"trap 'exit 0' TERM INT; while :; do sleep 1; done"}
 POD_CMD='["/bin/sh","-c","'"$POD_SH"'"]'
 
 # write_static_pod NAME I: pod-I, a static pod of the node's kubelet running $TEST_IMAGE (the
