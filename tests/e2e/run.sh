@@ -931,6 +931,13 @@ pod = next(i for i, s in enumerate(steps) if "test pod" in s)
 stop = steps.index("stop kubelet.service")
 sys.exit(0 if pod < stop else 1)' "$WORK/pods.out" &&
         expect "Docker's pods stopped with Docker" is_state is-active docker.service inactive &&
+        expect "Docker's stop went on once its containers had exited" python3 -c '
+import json, sys
+said = [s.get("detail") or "" for s in json.load(open(sys.argv[1]))["steps"] if s["step"].startswith("stop docker.socket")]
+sys.exit(0 if any("container(s) exited" in d for d in said) else 1)' "$WORK/pods.out" &&
+        in_node journalctl --no-pager -u kubelet.service -o json >"$WORK/kubelet.json" &&
+        expect "the kubelet started only after every pod container of Docker had exited" \
+            python3 "$REPO/tests/e2e/started_after_exits.py" "$WORK/kubelet.json" "$WORK/$NODE/var/lib/docker/containers" "$since" &&
         expect "their host-local addresses were released" reservations_released &&
         expect "the kubelet ran the three pods on containerd" wait_for 60 stand_in_ran_pods "$since" &&
         expect "their sandboxes and containers run in containerd" bash -c "[ \$(cri_tasks_running) -ge 6 ]" &&
