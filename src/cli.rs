@@ -204,7 +204,8 @@ pub struct MigrateArgs {
     /// Cordon and drain the node first (kubectl), uncordon it at the end.
     #[arg(long)]
     pub drain: bool,
-    /// The kubeconfig for --drain and the kubeadm CRI socket record (default: $KUBECONFIG, else
+    /// The kubeconfig for --drain, the kubeadm CRI socket record and a kubenet node's pod CIDR
+    /// (the Node object's, where no --pod-cidr says it) (default: $KUBECONFIG, else
     /// root's ~/.kube/config, else the node's /etc/kubernetes/admin.conf, else kubelet.conf; on a
     /// live node only: under --root nothing talks to the cluster).
     #[arg(long, value_name = "FILE")]

@@ -202,12 +202,23 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
 /// Version of the JSON documents' layout; bumped on an incompatible change.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
+/// Every JSON document's envelope: the layout's version and the command, added to `body` (an
+/// object of the command's own fields, `result` among them).
+pub fn envelope(command: &str, mut body: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = body.as_object_mut() {
+        m.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+        m.insert("command".into(), command.into());
+    }
+    body
+}
+
 /// The JSON form of a failure, for scripts that read stdout only.
 pub fn error_json(command: &str, kind: &str, message: &str, exit_code: i32) -> serde_json::Value {
-    serde_json::json!({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "command": command,
-        "result": kind,
-        "error": { "kind": kind, "message": message, "exit_code": exit_code },
-    })
+    envelope(
+        command,
+        serde_json::json!({
+            "result": kind,
+            "error": { "kind": kind, "message": message, "exit_code": exit_code },
+        }),
+    )
 }

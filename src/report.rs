@@ -482,33 +482,35 @@ pub fn plan_json(p: &Plan, facts: &Facts, dry_run: bool) -> Value {
             })
         })
         .collect();
-    json!({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "command": "migrate",
-        "dry_run": dry_run,
-        "result": "planned",
-        "node": facts.root,
-        "from": p.from,
-        "target": p.target,
-        "runtime_version": p.runtime_version,
-        "kubelet_version": p.kubelet_version,
-        "config_schema": p.config_schema,
-        "endpoint": p.endpoint,
-        "settings": p.settings,
-        "files": files,
-        "actions": p.actions,
-        "order": p.order,
-        "warnings": p.warnings,
-        "facts": facts,
-    })
+    crate::error::envelope(
+        "migrate",
+        json!({
+            "dry_run": dry_run,
+            "result": "planned",
+            "node": facts.root,
+            "from": p.from,
+            "target": p.target,
+            "runtime_version": p.runtime_version,
+            "kubelet_version": p.kubelet_version,
+            "config_schema": p.config_schema,
+            "endpoint": p.endpoint,
+            "settings": p.settings,
+            "files": files,
+            "actions": p.actions,
+            "order": p.order,
+            "warnings": p.warnings,
+            "facts": facts,
+        }),
+    )
 }
 
 pub fn inspect_json(f: &Facts) -> Value {
-    json!({
-        "schema_version": JSON_SCHEMA_VERSION,
-        "command": "inspect",
-        "facts": f,
-    })
+    crate::error::envelope(
+        "inspect",
+        json!({
+            "facts": f,
+        }),
+    )
 }
 
 /// The JSON form of a failure (it lives with the failures: the signal handler prints it too).

@@ -155,13 +155,11 @@ pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> 
         Output::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "schema_version": crate::report::JSON_SCHEMA_VERSION,
-                "command": "migrate",
+            serde_json::to_string_pretty(&crate::error::envelope("migrate", json!({
                 "result": "started",
                 "unit": UNIT,
                 "next": "run the same command again to wait for the result, or follow it with `cri-migrate status`",
-            }))?
+            })))?
         )?,
         Output::Text => writeln!(
             out,
@@ -187,9 +185,7 @@ fn report(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> Result<i32
     }
     match args.output {
         Output::Json => {
-            let mut doc = serde_json::to_value(&st)?;
-            doc["schema_version"] = crate::report::JSON_SCHEMA_VERSION.into();
-            doc["command"] = "migrate".into();
+            let mut doc = crate::error::envelope("migrate", serde_json::to_value(&st)?);
             doc["unit"] = UNIT.into();
             doc["result"] = match st.state {
                 Said::Migrated => "migrated",

@@ -91,11 +91,12 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<i32> {
         Output::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "schema_version": crate::report::JSON_SCHEMA_VERSION,
-                "command": "fleet",
-                "nodes": rows,
-            }))?
+            serde_json::to_string_pretty(&crate::error::envelope(
+                "fleet",
+                serde_json::json!({
+                    "nodes": rows,
+                })
+            ))?
         )?,
         Output::Text => {
             let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());

@@ -230,9 +230,10 @@ pub fn run(
         Output::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"schema_version": 1, "command": "images", "result": if failed { "partial" } else { "ok" }, "images": carried})
-            )?
+            serde_json::to_string_pretty(&crate::error::envelope(
+                "images",
+                json!({"result": if failed { "partial" } else { "ok" }, "images": carried})
+            ))?
         )?,
         Output::Text => {
             for c in &carried {

@@ -674,29 +674,30 @@ fn finish(
     };
     match args.output {
         Output::Json => {
-            let doc = json!({
-                "schema_version": report::JSON_SCHEMA_VERSION,
-                "command": "migrate",
-                "dry_run": false,
-                "result": result,
-                "node": facts.root,
-                "from": plan.from,
-                "target": plan.target,
-                "runtime_version": plan.runtime_version,
-                "endpoint": plan.endpoint,
-                "order": plan.order,
-                "backup": o.backup,
-                "duration_ms": started.elapsed().as_millis() as u64,
-                "steps": o.steps,
-                "verification": o.verification,
-                "rollback_steps": o.rollback,
-                "kubeadm_cri_socket": record,
-                "images": carried,
-                "interrupted_after_verification": o.finished_despite,
-                "journal_errors": o.journal_errors,
-                "warnings": plan.warnings,
-                "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
-            });
+            let doc = crate::error::envelope(
+                "migrate",
+                json!({
+                    "dry_run": false,
+                    "result": result,
+                    "node": facts.root,
+                    "from": plan.from,
+                    "target": plan.target,
+                    "runtime_version": plan.runtime_version,
+                    "endpoint": plan.endpoint,
+                    "order": plan.order,
+                    "backup": o.backup,
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "steps": o.steps,
+                    "verification": o.verification,
+                    "rollback_steps": o.rollback,
+                    "kubeadm_cri_socket": record,
+                    "images": carried,
+                    "interrupted_after_verification": o.finished_despite,
+                    "journal_errors": o.journal_errors,
+                    "warnings": plan.warnings,
+                    "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+                }),
+            );
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
         Output::Text => {
@@ -842,22 +843,23 @@ fn resume(
         Output::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "schema_version": report::JSON_SCHEMA_VERSION,
-                "command": "migrate",
-                "dry_run": false,
-                "resumed": true,
-                "result": o.error.as_ref().map(|f| f.kind()).unwrap_or("migrated"),
-                "target": target,
-                "backup": o.backup,
-                "duration_ms": started.elapsed().as_millis() as u64,
-                "steps": o.steps,
-                "verification": o.verification,
-                "rollback_steps": o.rollback,
-                "interrupted_after_verification": o.finished_despite,
-                "journal_errors": o.journal_errors,
-                "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
-            }))?
+            serde_json::to_string_pretty(&crate::error::envelope(
+                "migrate",
+                json!({
+                    "dry_run": false,
+                    "resumed": true,
+                    "result": o.error.as_ref().map(|f| f.kind()).unwrap_or("migrated"),
+                    "target": target,
+                    "backup": o.backup,
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "steps": o.steps,
+                    "verification": o.verification,
+                    "rollback_steps": o.rollback,
+                    "interrupted_after_verification": o.finished_despite,
+                    "journal_errors": o.journal_errors,
+                    "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+                })
+            ))?
         )?,
         Output::Text if !steps_failed => {
             writeln!(

@@ -88,15 +88,16 @@ pub fn run(
         Output::Json => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "schema_version": crate::report::JSON_SCHEMA_VERSION,
-                "command": "rollback",
-                "result": failure.as_ref().map(|f| f.kind()).unwrap_or("rolled-back"),
-                "backup": b.node_dir,
-                "state_before": was,
-                "steps": steps,
-                "error": failure.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
-            }))?
+            serde_json::to_string_pretty(&crate::error::envelope(
+                "rollback",
+                json!({
+                    "result": failure.as_ref().map(|f| f.kind()).unwrap_or("rolled-back"),
+                    "backup": b.node_dir,
+                    "state_before": was,
+                    "steps": steps,
+                    "error": failure.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+                })
+            ))?
         )?,
         Output::Text if failure.is_none() => {
             let again = if was == State::RolledBack {

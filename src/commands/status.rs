@@ -220,9 +220,7 @@ pub fn run(t: &NodeAccess, args: &StatusArgs, out: &mut dyn Write) -> Result<i32
     let st = status_of(t)?;
     match args.output {
         Output::Json => {
-            let mut doc = serde_json::to_value(&st)?;
-            doc["schema_version"] = crate::report::JSON_SCHEMA_VERSION.into();
-            doc["command"] = "status".into();
+            let doc = crate::error::envelope("status", serde_json::to_value(&st)?);
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
         Output::Text => {

@@ -62,9 +62,10 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
             writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"schema_version": 1, "command": "verify", "result": "ok", "verification": v})
-                )?
+                serde_json::to_string_pretty(&crate::error::envelope(
+                    "verify",
+                    serde_json::json!({"result": "ok", "verification": v})
+                ))?
             )?;
             Ok(exit::OK)
         }

@@ -195,6 +195,15 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// waits for the container's grace period.
 const POD_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// One call of the runtime service, with the bound of pod calls, whose answer the check does not
+/// use (the stops and removals of the test pod, a container's start).
+macro_rules! pod_call {
+    ($self:ident, $what:literal, $method:ident, $req:expr) => {{
+        let mut c = RuntimeServiceClient::new($self.channel.clone());
+        $self.call($what, POD_TIMEOUT, c.$method($req)).map(|_| ())
+    }};
+}
+
 impl sandbox::PodRuntime for GrpcCri {
     fn cgroup_driver(&self) -> Result<Option<String>> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
@@ -270,15 +279,14 @@ impl sandbox::PodRuntime for GrpcCri {
             .container_id)
     }
     fn start_container(&self, id: &str) -> Result<()> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        self.call(
+        pod_call!(
+            self,
             "StartContainer",
-            POD_TIMEOUT,
-            c.start_container(StartContainerRequest {
+            start_container,
+            StartContainerRequest {
                 container_id: id.into(),
-            }),
+            }
         )
-        .map(|_| ())
     }
     fn container_state(&self, id: &str) -> Result<sandbox::ContainerState> {
         let mut c = RuntimeServiceClient::new(self.channel.clone());
@@ -303,49 +311,45 @@ impl sandbox::PodRuntime for GrpcCri {
         })
     }
     fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        self.call(
+        pod_call!(
+            self,
             "StopContainer",
-            POD_TIMEOUT,
-            c.stop_container(StopContainerRequest {
+            stop_container,
+            StopContainerRequest {
                 container_id: id.into(),
                 timeout: timeout_secs,
-            }),
+            }
         )
-        .map(|_| ())
     }
     fn remove_container(&self, id: &str) -> Result<()> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        self.call(
+        pod_call!(
+            self,
             "RemoveContainer",
-            POD_TIMEOUT,
-            c.remove_container(RemoveContainerRequest {
+            remove_container,
+            RemoveContainerRequest {
                 container_id: id.into(),
-            }),
+            }
         )
-        .map(|_| ())
     }
     fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        self.call(
+        pod_call!(
+            self,
             "StopPodSandbox",
-            POD_TIMEOUT,
-            c.stop_pod_sandbox(StopPodSandboxRequest {
+            stop_pod_sandbox,
+            StopPodSandboxRequest {
                 pod_sandbox_id: id.into(),
-            }),
+            }
         )
-        .map(|_| ())
     }
     fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
-        let mut c = RuntimeServiceClient::new(self.channel.clone());
-        self.call(
+        pod_call!(
+            self,
             "RemovePodSandbox",
-            POD_TIMEOUT,
-            c.remove_pod_sandbox(RemovePodSandboxRequest {
+            remove_pod_sandbox,
+            RemovePodSandboxRequest {
                 pod_sandbox_id: id.into(),
-            }),
+            }
         )
-        .map(|_| ())
     }
     fn pod_sandboxes_labelled(&self, label: &str, value: &str) -> Result<Vec<String>> {
         Ok(ids(self.sandboxes(Some(labelled(label, value, false)))?))

@@ -12,7 +12,7 @@ use k8s_cri::v1::{
 };
 use serde::Serialize;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A label every object of the check carries (its pod UID), beside the kubelet's own labels.
 pub const CHECK_LABEL: &str = "io.cri-migrate.check";
@@ -767,6 +767,35 @@ fn clean_up(
     left
 }
 
+/// How long the test container may take to be seen stopped before it is left behind.
+const REMOVE_BOUND: Duration = Duration::from_secs(30);
+
+/// Stop the test container with no grace (it has nothing to save, and an image whose PID 1 has
+/// no SIGTERM handler would hold the check for the whole period), then remove it. A runtime
+/// that has not yet seen the kill take effect when its stop returns (containerd waits a fixed
+/// time for its event monitor, which lags on a busy node) refuses the removal while the
+/// container still runs: asked again until it is seen stopped, within `bound`.
+fn remove_container(rt: &dyn PodRuntime, c: &str, bound: Duration) -> Result<()> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let stopped = rt.stop_container(c, 0);
+        let removed = rt.remove_container(c);
+        let Err(e) = removed else {
+            return Ok(());
+        };
+        let running = rt
+            .container_state(c)
+            .is_ok_and(|s| s.state == "CONTAINER_RUNNING");
+        if !running || Instant::now() >= deadline {
+            return Err(match stopped {
+                Err(s) => e.context(format!("{s:#}")),
+                Ok(()) => e,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn clean_up_objects(
     rt: &dyn PodRuntime,
     pod: Option<&str>,
@@ -774,10 +803,7 @@ fn clean_up_objects(
 ) -> Vec<String> {
     let mut left = Vec::new();
     if let Some(c) = container {
-        // No grace: the test container has nothing to save, and an image whose PID 1 has no
-        // SIGTERM handler would hold the check for the whole period.
-        let _ = rt.stop_container(c, 0);
-        if let Err(e) = rt.remove_container(c) {
+        if let Err(e) = remove_container(rt, c, REMOVE_BOUND) {
             left.push(format!("container {c} ({e:#})"));
         }
     }
@@ -1004,6 +1030,8 @@ mod tests {
         exit: Option<i32>,
         /// A sandbox a previous attempt left behind, found by label.
         stray: bool,
+        /// Removals of the test container refused as "still running" before one succeeds.
+        refusals: std::cell::Cell<usize>,
     }
     impl Fake {
         fn step(&self, name: &str) -> Result<()> {
@@ -1055,7 +1083,7 @@ mod tests {
         fn container_state(&self, _: &str) -> Result<ContainerState> {
             self.step("ContainerStatus")?;
             Ok(ContainerState {
-                state: if self.exit.is_some() {
+                state: if self.exit.is_some() && self.refusals.get() == 0 {
                     "CONTAINER_EXITED"
                 } else {
                     "CONTAINER_RUNNING"
@@ -1070,7 +1098,12 @@ mod tests {
             self.step("StopContainer")
         }
         fn remove_container(&self, _: &str) -> Result<()> {
-            self.step("RemoveContainer")
+            self.step("RemoveContainer")?;
+            if self.refusals.get() > 0 {
+                self.refusals.set(self.refusals.get() - 1);
+                anyhow::bail!("failed to set removing state for container \"ctr1\": container is still running, to stop first");
+            }
+            Ok(())
         }
         fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
             self.step(&format!("StopPodSandbox {id}"))
@@ -1090,6 +1123,50 @@ mod tests {
             }
             Ok(out)
         }
+    }
+
+    #[test]
+    fn a_container_still_seen_running_after_its_stop_is_stopped_again_until_it_goes() {
+        let f = Fake {
+            refusals: std::cell::Cell::new(2),
+            ..Default::default()
+        };
+        remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            f.calls(),
+            [
+                "StopContainer",
+                "RemoveContainer",
+                "ContainerStatus",
+                "StopContainer",
+                "RemoveContainer",
+                "ContainerStatus",
+                "StopContainer",
+                "RemoveContainer",
+            ]
+        );
+        // Past the bound it is left, with the runtime's words.
+        let f = Fake {
+            refusals: std::cell::Cell::new(1000),
+            ..Default::default()
+        };
+        let e = remove_container(&f, "ctr1", Duration::from_millis(300)).unwrap_err();
+        assert!(format!("{e:#}").contains("still running"), "{e:#}");
+    }
+
+    #[test]
+    fn a_removal_that_fails_for_another_reason_is_not_tried_again() {
+        let f = Fake {
+            fail_at: Some("RemoveContainer"),
+            exit: Some(0),
+            ..Default::default()
+        };
+        let e = remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap_err();
+        assert!(format!("{e:#}").contains("boom"), "{e:#}");
+        assert_eq!(
+            f.calls(),
+            ["StopContainer", "RemoveContainer", "ContainerStatus"]
+        );
     }
 
     #[test]

@@ -549,6 +549,25 @@ kubenet_gets_its_cni_config() {
         expect "no --pod-cidr: a live dry run takes the pod CIDR from kubenet's cbr0 bridge" exits 0 in_node cri-migrate migrate --to containerd --dry-run &&
             expect "and says where it came from" grep -q "10.199.7.0/24 from kubenet's cbr0 bridge" "$WORK/last.out" || rc=1
     fi
+    # ... and first from the Node object where kubectl reaches the API. There is no API server
+    # here: a kubectl stand-in answers the one call the tool makes, and records how it was asked.
+    if [ "$rc" = 0 ]; then
+        cat >"$WORK/$NODE/usr/local/bin/kubectl" <<'KUBECTL'
+#!/bin/sh
+printf '%s\n' "$*" >>/var/tmp/kubectl-calls
+case "$*" in
+    *"get node -o jsonpath={.spec.podCIDR} -- "*) printf '10.199.9.0/24' ;;
+    *) echo "kubectl stand-in: not this call" >&2; exit 1 ;;
+esac
+KUBECTL
+        chmod 0755 "$WORK/$NODE/usr/local/bin/kubectl"
+        : >"$WORK/$NODE/var/tmp/stand-in.kubeconfig"
+        expect "with kubectl: a live dry run takes the pod CIDR from the Node object before the bridge" exits 0 in_node cri-migrate migrate --to containerd --dry-run --kubeconfig /var/tmp/stand-in.kubeconfig &&
+            expect "and says so, naming the node" grep -Eq "10.199.9.0/24 from the Node object [a-z0-9.-]+ \(.spec.podCIDR\)" "$WORK/last.out" &&
+            expect "kubectl was asked with the run's kubeconfig for that node's .spec.podCIDR" \
+                grep -Eq -- "^--kubeconfig /var/tmp/stand-in.kubeconfig get node -o jsonpath=\{.spec.podCIDR\} -- [a-z0-9.-]+$" "$WORK/$NODE/var/tmp/kubectl-calls" || rc=1
+        rm -f "$WORK/$NODE/usr/local/bin/kubectl" "$WORK/$NODE/var/tmp/stand-in.kubeconfig" "$WORK/$NODE/var/tmp/kubectl-calls"
+    fi
     cp -a "$WORK/kubenet.flags" "$flags"
     mv "$WORK/kubenet.conf" "$conf"
     in_node systemctl restart kubelet.service
