@@ -11,7 +11,6 @@ use serde_json::json;
 use std::io::Write;
 
 pub const DOCKER_SOCKET: &str = crate::images::docker::SOCKET;
-pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 /// Where containerd keeps its images (its default `root`).
 const CONTAINERD_ROOT: &str = crate::runtime::CONTAINERD.image_store;
 
@@ -111,7 +110,16 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
         spool: t.node.path("/var/tmp"),
         dest: match target {
             Target::Containerd => Dest::Containerd(Ctr {
-                address: t.node.path(CONTAINERD_SOCKET).display().to_string(),
+                // The socket containerd's unit has it listen on (its default otherwise).
+                address: t
+                    .node
+                    .path(
+                        crate::plan::endpoint(facts, target)
+                            .map_err(anyhow::Error::from)?
+                            .trim_start_matches("unix://"),
+                    )
+                    .display()
+                    .to_string(),
                 snapshotter: cri_snapshotter(facts),
             }),
             Target::Crio => Dest::ContainersStorage,

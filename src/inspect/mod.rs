@@ -394,6 +394,12 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     } else {
         manifests::Manifests::default()
     };
+    let other_sockets = runtimes::other_sockets(
+        containerd_command.as_ref(),
+        crio_command.as_ref(),
+        containerd_config.as_ref(),
+        Some(&crio),
+    );
     let mut facts = Facts {
         root: node.root().display().to_string(),
         live,
@@ -406,7 +412,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         containerd_config,
         kubenet_pod_cidr: None,
         crio_paths,
-        other_sockets: runtimes::other_sockets(containerd_command.as_ref(), crio_command.as_ref()),
+        other_sockets,
         containerd_config_path: ContainerdConfigPath {
             path: containerd_config_path,
             from: containerd_config_from,

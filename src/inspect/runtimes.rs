@@ -264,6 +264,9 @@ pub struct ContainerdConfig {
     /// containerd's `root`, when the file moves it from /var/lib/containerd.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// `[grpc] address`, when the file sets the CRI socket (the unit's `--address` wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_address: Option<String>,
     /// The files `imports` names (globs resolved as containerd resolves them, each in order),
     /// each with what it sets.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -492,8 +495,19 @@ pub struct OtherSocket {
 pub fn other_sockets(
     containerd: Option<&crate::unit::Command>,
     crio: Option<&crate::unit::Command>,
+    containerd_config: Option<&ContainerdConfig>,
+    crio_config: Option<&CrioConfig>,
 ) -> Vec<OtherSocket> {
     let mut out = Vec::new();
+    // Their configs may set it too (containerd's `[grpc] address`, CRI-O's `[crio.api]
+    // listen`); the command line wins, as in both.
+    let ctd_config = containerd_config.and_then(|c| {
+        c.grpc_address
+            .clone()
+            .map(|a| (a, format!("{} ([grpc] address)", c.path), "[grpc] address"))
+    });
+    let crio_conf =
+        crio_config.and_then(|c| c.listen.clone().map(|(l, at)| (l, at, "[crio.api] listen")));
     for (unit, command, names, default) in [
         (
             "containerd.service",
@@ -508,7 +522,19 @@ pub fn other_sockets(
             "/var/run/crio/crio.sock",
         ),
     ] {
-        if let Some((value, at)) = unit_flag(command, names).pop() {
+        let set = unit_flag(command, names)
+            .pop()
+            .map(|(value, at)| (value, at, names.join("/")))
+            .or_else(|| {
+                let c = if unit == "containerd.service" {
+                    &ctd_config
+                } else {
+                    &crio_conf
+                };
+                c.clone()
+                    .map(|(value, at, flag)| (value, at, flag.to_string()))
+            });
+        if let Some((value, at, flag)) = set {
             let same = |p: &str| {
                 p.trim_start_matches("unix://")
                     .replace("/var/run/", "/run/")
@@ -516,7 +542,7 @@ pub fn other_sockets(
             if same(&value) != same(default) {
                 out.push(OtherSocket {
                     unit: unit.into(),
-                    flag: names.join("/"),
+                    flag,
                     value,
                     at,
                 });
@@ -641,8 +667,15 @@ pub fn containerd_config(
         .and_then(|v| v.as_str())
         .filter(|v| !v.is_empty())
         .map(str::to_string);
+    let grpc_address = doc
+        .get("grpc")
+        .and_then(|g| g.get("address"))
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
     let config = ContainerdConfig {
         root,
+        grpc_address,
         sandbox_image,
         snapshotter,
         chowns_snapshots,
@@ -883,6 +916,10 @@ pub struct CrioConfig {
     pub default_runtime: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub runtimes: BTreeMap<String, CrioRuntime>,
+    /// `[crio.api] listen` (the socket) and the file that sets it last; the unit's `--listen`
+    /// wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<(String, String)>,
 }
 
 /// A runtime handler a CRI-O config file defines.
@@ -985,6 +1022,15 @@ pub fn crio_config(
             .and_then(|v| v.as_str())
         {
             out.pause_image = Some(p.to_string());
+        }
+        if let Some(l) = doc
+            .get("crio")
+            .and_then(|c| c.get("api"))
+            .and_then(|a| a.get("listen"))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+        {
+            out.listen = Some((l.to_string(), format!("{path} ([crio.api] listen)")));
         }
         let network = doc.get("crio").and_then(|c| c.get("network"));
         if let Some(d) = network
@@ -1260,11 +1306,32 @@ mod tests {
             "the unit's directory, not the default one"
         );
         // containerd's address moved (through a variable); CRI-O's is its default under /var/run.
-        let o = other_sockets(ctd.as_ref(), crio.as_ref());
+        let o = other_sockets(ctd.as_ref(), crio.as_ref(), None, None);
         assert_eq!(o.len(), 1, "{o:?}");
         assert_eq!(o[0].unit, "containerd.service");
         assert_eq!(o[0].value, "/run/other/containerd.sock");
         assert!(o[0].at.contains("/etc/sysconfig/containerd"), "{}", o[0].at);
+        // containerd's config may move it too (`[grpc] address`); the command line wins.
+        let (_dc, cn) = crate::node::test_node(&[(
+            "/etc/containerd/config.toml",
+            "version = 2\n[grpc]\n  address = \"/run/k0s/containerd.sock\"\n",
+        )]);
+        let cfg = containerd_config(&cn, "/etc/containerd/config.toml", &mut BTreeMap::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cfg.grpc_address.as_deref(),
+            Some("/run/k0s/containerd.sock")
+        );
+        let by_config = other_sockets(None, None, Some(&cfg), None);
+        assert_eq!(by_config.len(), 1);
+        assert_eq!(by_config[0].flag, "[grpc] address");
+        assert_eq!(by_config[0].value, "/run/k0s/containerd.sock");
+        assert!(by_config[0].at.starts_with("/etc/containerd/config.toml"));
+        assert_eq!(
+            other_sockets(ctd.as_ref(), None, Some(&cfg), None)[0].value,
+            "/run/other/containerd.sock"
+        );
         // Defaults without units; a relative path refused naming the unit.
         let (_d2, empty) = crate::node::test_node(&[]);
         assert!(unit_command(&empty, "crio.service").unwrap().is_none());

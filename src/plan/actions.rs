@@ -8,6 +8,7 @@ pub(super) fn service_actions(
     facts: &Facts,
     v: &Versions,
     opts: &PlanOptions,
+    endpoint: &str,
     files: &[FileChange],
     settings: &Carried,
     warnings: &mut Vec<Finding>,
@@ -29,6 +30,7 @@ pub(super) fn service_actions(
         facts,
         target,
         from,
+        endpoint,
         files,
         settings,
         rv,
@@ -119,6 +121,7 @@ fn actions(
     facts: &Facts,
     target: Target,
     from: RuntimeKind,
+    endpoint: &str,
     files: &[FileChange],
     settings: &Carried,
     rv: Version,
@@ -185,7 +188,7 @@ fn actions(
         .map(|s| s.value.clone())
         .unwrap_or_else(|| super::checks::default_pause(target, rv));
     let sandbox = |runtime_handler: Option<String>| Action::CheckSandbox {
-        endpoint: target.endpoint().into(),
+        endpoint: endpoint.into(),
         image: image.clone(),
         cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
             facts.kubelet.cgroup_driver.as_deref(),
@@ -202,11 +205,11 @@ fn actions(
             unit: unit(target.unit()),
         },
         Action::WaitForSocket {
-            endpoint: target.endpoint().into(),
+            endpoint: endpoint.into(),
             timeout_secs: timeout,
         },
         Action::VerifyPull {
-            endpoint: target.endpoint().into(),
+            endpoint: endpoint.into(),
             image: image.clone(),
             providers: facts.kubelet.credential_providers(),
         },
@@ -261,7 +264,7 @@ fn actions(
         a.extend(reload(FileGroup::Kubelet));
         a.push(start_kubelet);
         a.push(Action::CheckRuntime {
-            endpoint: target.endpoint().into(),
+            endpoint: endpoint.into(),
         });
         if !early.is_empty() {
             a.push(Action::WaitStopped {
@@ -300,6 +303,7 @@ mod tests {
     use super::super::test_facts::{facts_with, opts};
     use super::super::versions::versions;
     use super::*;
+    const EP: &str = "unix:///run/containerd/containerd.sock";
 
     #[test]
     fn no_sandbox_takes_the_test_pod_out_and_says_so() {
@@ -308,12 +312,12 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o, &mut w).unwrap();
         let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (_, with) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (_, with) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(with
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
         o.no_sandbox = true;
-        let (_, without) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (_, without) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(!without
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
@@ -337,7 +341,7 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o, &mut w).unwrap();
         let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (order, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(!order.check_before_cutover);
         assert!(order.why.contains("KillMode"), "{}", order.why);
         assert!(w.iter().any(|f| f.code == "checked-after-cutover"));
@@ -353,7 +357,7 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o, &mut w).unwrap();
         let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (before, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (before, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(before.check_before_cutover, "{}", before.why);
         let tie = |dependency, unit: &str| crate::inspect::runtimes::Tie {
             dependency,
@@ -361,7 +365,7 @@ mod tests {
             files: vec!["/lib/systemd/system/docker.service".into()],
         };
         f.runtimes.docker.tied_to = vec![tie("BindsTo", "containerd.service")];
-        let (order, actions) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (order, actions) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(!order.check_before_cutover);
         assert!(
             order.why.contains("BindsTo=containerd.service"),
@@ -378,7 +382,7 @@ mod tests {
         assert!(docker_stops < restart, "{actions:?}");
         // A tie to another runtime's unit does not matter to this target.
         f.runtimes.docker.tied_to = vec![tie("Requires", "crio.service")];
-        let (order, _) = service_actions(&f, &v, &o, &[], &c, &mut w);
+        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
         assert!(order.check_before_cutover);
     }
 }

@@ -9,17 +9,17 @@ pub(super) fn kubelet_side(
     facts: &Facts,
     kv: Version,
     target: Target,
+    endpoint: &str,
     pause: Option<&str>,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
-    let endpoint = target.endpoint().to_string();
     let mut files = Vec::new();
     // crictl talks to the new runtime.
     let crictl = match facts.files.get(CRICTL_YAML) {
         Some(old) => ["runtime-endpoint", "image-endpoint"]
             .iter()
             .try_fold(old.content.clone(), |text, key| {
-                render::yaml::set_top_level(&text, key, &endpoint)
+                render::yaml::set_top_level(&text, key, endpoint)
             })
             .map_err(|e| {
                 Failure::bad_input(
@@ -37,17 +37,17 @@ pub(super) fn kubelet_side(
         "crictl talks to the new runtime",
     ));
 
-    files.extend(kubelet_files(facts, kv, target, pause, warnings)?);
+    files.extend(kubelet_files(facts, kv, target, endpoint, pause, warnings)?);
     // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
     if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
-        let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", &endpoint)
+        let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", endpoint)
             .map_err(|e| {
-                Failure::bad_input(
-                    INSTANCE_CONFIG,
-                    e,
-                    "Fix the file, or restore it with `kubeadm upgrade node`.",
-                )
-            })?;
+            Failure::bad_input(
+                INSTANCE_CONFIG,
+                e,
+                "Fix the file, or restore it with `kubeadm upgrade node`.",
+            )
+        })?;
         files.push(change(
             facts,
             INSTANCE_CONFIG,
@@ -180,10 +180,10 @@ fn kubelet_files(
     facts: &Facts,
     kv: Version,
     target: Target,
+    endpoint: &str,
     pause: Option<&str>,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
-    let endpoint = target.endpoint();
     let k = &facts.kubelet;
     let rotation = log_rotation(facts, warnings);
     let rules = Rules {
@@ -596,7 +596,15 @@ mod tests {
         let mut w = vec![];
         let kv = f.kubelet.installed.version.unwrap();
         (
-            kubelet_side(f, kv, Target::Containerd, None, &mut w).unwrap(),
+            kubelet_side(
+                f,
+                kv,
+                Target::Containerd,
+                Target::Containerd.endpoint(),
+                None,
+                &mut w,
+            )
+            .unwrap(),
             w,
         )
     }

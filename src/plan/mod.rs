@@ -336,21 +336,41 @@ pub struct Plan {
     pub drain: bool,
 }
 
-pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
-    require_kubelet(facts)?;
-    let target = opts.target;
-    // The endpoint written for the kubelet, crictl and the checks is the runtime's default
-    // socket: a unit that moves it is refused rather than pointed at the wrong one.
-    if let Some(o) = facts.other_sockets.iter().find(|o| o.unit == target.unit()) {
+/// The runtime's CRI socket as its own unit sets it (containerd's `--address`, CRI-O's
+/// `--listen`), else its default: where the kubelet, crictl and the checks are pointed. A value
+/// that is no plain socket path is refused, naming where it is set.
+pub fn endpoint(facts: &Facts, target: Target) -> Result<String, Failure> {
+    let Some(o) = facts.other_sockets.iter().find(|o| o.unit == target.unit()) else {
+        return Ok(target.endpoint().to_string());
+    };
+    let path = o.value.strip_prefix("unix://").unwrap_or(&o.value);
+    let plain = path.starts_with('/')
+        && !path.contains("/../")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+@:".contains(c));
+    if !plain {
         return Err(Failure::bad_input(
             &o.at,
             format!(
-                "{} listens on {:?} ({}), not on {}, where cri-migrate points the kubelet, crictl and its checks",
-                o.unit, o.value, o.flag, target.endpoint()
+                "{} listens on {:?} ({}), which is not a plain unix socket path cri-migrate can point the kubelet, crictl and its checks at",
+                o.unit, o.value, o.flag
             ),
-            format!("Remove {} from {} (the runtime's default socket), then run cri-migrate again.", o.flag, o.unit),
+            format!(
+                "Give {} of {} an absolute socket path (letters, digits, / . _ - + @ :), or remove it for the runtime's default {}, then run cri-migrate again.",
+                o.flag,
+                o.unit,
+                target.endpoint()
+            ),
         ));
     }
+    Ok(format!("unix://{path}"))
+}
+
+pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
+    require_kubelet(facts)?;
+    let target = opts.target;
+    let endpoint = endpoint(facts, target)?;
     let mut warnings: Vec<Finding> = Vec::new();
     let v = versions::versions(facts, opts, &mut warnings)?;
     let mut settings = settings::carried(facts, opts, target, &mut warnings);
@@ -366,13 +386,14 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         facts,
         v.kv,
         target,
+        &endpoint,
         pause,
         &mut warnings,
     )?);
     checks::cni_plugins(facts, &files)?;
-    let files = settle(files, v.from, target)?;
+    let files = settle(files, v.from, target, &endpoint)?;
     let (order, actions) =
-        actions::service_actions(facts, &v, opts, &files, &settings, &mut warnings);
+        actions::service_actions(facts, &v, opts, &endpoint, &files, &settings, &mut warnings);
     checks::closing_warnings(facts, &v, target, &settings, &mut warnings);
     let images = images::decide(facts, target, opts.images, settings.runtime_root.is_some());
     checks::every_file_is_read(facts, &files, &settings)?;
@@ -384,7 +405,7 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         runtime_version: v.rv,
         kubelet_version: v.kv,
         config_schema: v.config_schema,
-        endpoint: target.endpoint().to_string(),
+        endpoint,
         settings,
         files,
         actions,
@@ -399,6 +420,7 @@ fn settle(
     mut files: Vec<FileChange>,
     from: RuntimeKind,
     target: Target,
+    endpoint: &str,
 ) -> Result<Vec<FileChange>, Failure> {
     files.retain(|f| f.old.as_deref() != Some(f.new.as_str()));
     for f in &files {
@@ -407,9 +429,8 @@ fn settle(
 
     if from == kind_of(target) && files.is_empty() {
         return Err(Failure::NothingToDo(format!(
-            "the kubelet already uses {} ({}) and every file cri-migrate manages is as it would write it",
+            "the kubelet already uses {} ({endpoint}) and every file cri-migrate manages is as it would write it",
             target.name(),
-            target.endpoint()
         )));
     }
     Ok(files)
@@ -493,13 +514,15 @@ mod tests {
             vec![same.clone()],
             RuntimeKind::Containerd,
             Target::Containerd,
+            Target::Containerd.endpoint(),
         );
         assert!(matches!(e, Err(Failure::NothingToDo(_))));
         // Leaving Docker with every file as it is: the service actions still stand.
         assert!(settle(
             vec![same.clone()],
             RuntimeKind::Dockershim,
-            Target::Containerd
+            Target::Containerd,
+            Target::Containerd.endpoint(),
         )
         .unwrap()
         .is_empty());
@@ -507,7 +530,8 @@ mod tests {
             settle(
                 vec![same, new.clone()],
                 RuntimeKind::Containerd,
-                Target::Containerd
+                Target::Containerd,
+                Target::Containerd.endpoint(),
             )
             .unwrap(),
             [new]
@@ -527,32 +551,67 @@ mod tests {
                 vec![bad.clone()],
                 RuntimeKind::Dockershim,
                 Target::Containerd,
+                Target::Containerd.endpoint(),
             )
             .unwrap_err();
             assert!(e.to_string().contains(&bad.path), "{e}");
         }
     }
 
-    /// A runtime listening off its default socket is refused, naming the unit's flag.
+    /// Issue 33 point 2: a runtime whose unit moves its socket is pointed at where it listens —
+    /// the kubelet's flag, crictl, every check — and a value that is no socket path is refused,
+    /// naming where it is set.
     #[test]
-    fn a_runtime_on_another_socket_is_refused() {
+    fn a_runtime_on_another_socket_is_followed_there() {
         let mut f = super::test_facts::facts("kubeadm-1.20-docker");
         f.other_sockets = vec![crate::inspect::runtimes::OtherSocket {
             unit: "containerd.service".into(),
             flag: "-a/--address".into(),
-            value: "/run/other.sock".into(),
+            value: "/run/site/containerd.sock".into(),
             at: "/etc/sysconfig/containerd:1 ($OPTS)".into(),
         }];
-        let e = plan(&f, &super::test_facts::opts(Target::Containerd)).unwrap_err();
-        let text = e.to_string();
+        let p = plan(&f, &super::test_facts::opts(Target::Containerd)).unwrap();
+        let ep = "unix:///run/site/containerd.sock";
+        assert_eq!(p.endpoint, ep);
+        let flags = p.files.iter().find(|x| x.path == KUBEADM_FLAGS).unwrap();
         assert!(
-            text.contains("/run/other.sock") && text.contains("/etc/sysconfig/containerd"),
-            "{text}"
+            flags
+                .new
+                .contains(&format!("--container-runtime-endpoint={ep}")),
+            "{}",
+            flags.new
         );
-        // Another runtime's unit is not this target's business.
-        if let Err(e) = plan(&f, &super::test_facts::opts(Target::Crio)) {
-            assert!(!e.to_string().contains("/run/other.sock"), "{e}");
+        let crictl = p.files.iter().find(|x| x.path == CRICTL_YAML).unwrap();
+        assert!(
+            crictl.new.contains(&format!("runtime-endpoint: \"{ep}\"")),
+            "{}",
+            crictl.new
+        );
+        for a in &p.actions {
+            let json = serde_json::to_value(a).unwrap();
+            if let Some(e) = json.get("endpoint") {
+                assert_eq!(e, ep, "{a}");
+            }
         }
+        // (containerd's template shows its default socket in a comment only.)
+        for x in &p.files {
+            assert!(
+                !x.new.lines().any(|l| !l.trim_start().starts_with('#')
+                    && l.contains("/run/containerd/containerd.sock")),
+                "{}: {}",
+                x.path,
+                x.new
+            );
+        }
+        // Another runtime's unit is not this target's business.
+        if let Ok(p) = plan(&f, &super::test_facts::opts(Target::Crio)) {
+            assert_eq!(p.endpoint, "unix:///var/run/crio/crio.sock");
+        }
+        f.other_sockets[0].value = "/run/x.sock\n--v=9".into();
+        let e = plan(&f, &super::test_facts::opts(Target::Containerd)).unwrap_err();
+        assert!(e.to_string().contains("/etc/sysconfig/containerd"), "{e}");
+        f.other_sockets[0].value = "tcp://10.0.0.1:1234".into();
+        assert!(plan(&f, &super::test_facts::opts(Target::Containerd)).is_err());
     }
 
     /// Issue 33 point 2: a file nothing reads is refused, naming it.

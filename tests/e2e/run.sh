@@ -1150,7 +1150,40 @@ docker_bound_to_containerd() {
     return $rc
 }
 
-if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* || " $E2E_ONLY " == *" 25 "* ]]; then
+# containerd told by its unit to listen elsewhere (`--address`), Docker's unit pointing there
+# too: the plan follows it — the kubelet's endpoint, crictl, the checks, the image carry-over —
+# and the kubelet comes up on that socket; a rollback puts every byte back.
+ready_on_site_socket() { in_node journalctl --no-pager -u kubelet.service -o cat | grep -q 'ready on unix:///run/site/containerd.sock'; }
+containerd_on_another_socket() {
+    local rc=0 d="$WORK/$NODE/etc/systemd/system"
+    mkdir -p "$d/containerd.service.d" "$d/docker.service.d"
+    printf '[Service]\nExecStart=\nExecStart=/usr/bin/containerd --address /run/site/containerd.sock\n' >"$d/containerd.service.d/50-address.conf"
+    printf '[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/site/containerd.sock $DOCKER_OPTS\n' >"$d/docker.service.d/50-address.conf"
+    in_node systemctl daemon-reload
+    in_node systemctl restart containerd.service docker.service
+    if wait_active docker.service 60 && wait_active kubelet.service 60; then
+        node_state "$NODE" >"$WORK/state.address"
+        expect "migrate exits 0" exits 0 in_node cri-migrate migrate --to containerd --yes --output json &&
+            expect "the plan's endpoint is the socket containerd's unit gives it" grep -q '"endpoint": "unix:///run/site/containerd.sock"' "$WORK/last.out" &&
+            expect "the kubelet's flag points there" grep -q -- '--container-runtime-endpoint=unix:///run/site/containerd.sock' "$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" &&
+            expect "crictl too" grep -q 'unix:///run/site/containerd.sock' "$WORK/$NODE/etc/crictl.yaml" &&
+            expect "the kubelet stand-in is ready on it" wait_for 30 ready_on_site_socket &&
+            expect "nothing listens on containerd's default socket" test ! -S "$WORK/$NODE/run/containerd/containerd.sock" &&
+            expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
+            expect "every file byte-identical to before" same_state address &&
+            docker_and_kubelet_back || rc=1
+    else
+        echo "      containerd and Docker did not come up on /run/site/containerd.sock" >&2
+        rc=1
+    fi
+    rm -f "$d/containerd.service.d/50-address.conf" "$d/docker.service.d/50-address.conf"
+    in_node systemctl daemon-reload
+    in_node systemctl restart containerd.service docker.service
+    wait_active docker.service 60 && wait_active kubelet.service 60 || rc=1
+    return $rc
+}
+
+if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* || " $E2E_ONLY " == *" 25 "* || " $E2E_ONLY " == *" 26 "* ]]; then
     command -v gcc >/dev/null 2>&1 || die "gcc is missing: it builds the argv recorder (tests/e2e/argv-dump.c)"
     gcc -static -O2 -o "$WORK/argv-dump" "$REPO/tests/e2e/argv-dump.c" || die "building the argv recorder failed"
     NODE=nunits
@@ -1162,6 +1195,7 @@ if [ -z "${E2E_ONLY:-}" ] || [[ " $E2E_ONLY " == *" 24 "* || " $E2E_ONLY " == *"
     docker_pull_images || die "Docker could not pull the test images"
     scenario "24. the unit model is what systemd runs: every form, word for word" unit_model_is_what_systemd_runs
     scenario "25. Docker bound to containerd (BindsTo=, as docker-ce 18.09-19.03): Docker untouched until the cutover" docker_bound_to_containerd
+    scenario "26. containerd on another socket (its unit's --address): the kubelet, crictl and the checks follow it" containerd_on_another_socket
     stop_node "$NODE"
 fi
 
