@@ -1332,6 +1332,24 @@ mod tests {
             other_sockets(ctd.as_ref(), None, Some(&cfg), None)[0].value,
             "/run/other/containerd.sock"
         );
+        // CRI-O's `[crio.api] listen`, the last file that sets it.
+        let (_dl, ln) = crate::node::test_node(&[
+            (
+                "/etc/crio/crio.conf",
+                "[crio.api]\nlisten = \"/run/a.sock\"\n",
+            ),
+            (
+                "/etc/crio/crio.conf.d/10-site.conf",
+                "[crio.api]\nlisten = \"/run/site/crio.sock\"\n",
+            ),
+        ]);
+        let cc = crio_config(&ln, &CrioPaths::default(), &mut BTreeMap::new()).unwrap();
+        let by_crio = other_sockets(None, None, None, Some(&cc));
+        assert_eq!(by_crio.len(), 1, "{by_crio:?}");
+        assert_eq!(by_crio[0].unit, "crio.service");
+        assert_eq!(by_crio[0].value, "/run/site/crio.sock");
+        assert_eq!(by_crio[0].flag, "[crio.api] listen");
+        assert!(by_crio[0].at.contains("10-site.conf"), "{}", by_crio[0].at);
         // Defaults without units; a relative path refused naming the unit.
         let (_d2, empty) = crate::node::test_node(&[]);
         assert!(unit_command(&empty, "crio.service").unwrap().is_none());
