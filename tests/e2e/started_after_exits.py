@@ -7,43 +7,21 @@ cri-migrate goes on without waiting for dockerd's shutdown after them.
 
 JOURNAL.json is `journalctl -u kubelet.service -o json` of the node. Exits 0 when the kubelet's
 first start since SINCE came after the last exit of the pod containers (k8s_app_pod-*) since
-SINCE; prints the times either way.
+SINCE; prints the times either way. The journal and Docker's records are read as the cutover
+benchmark reads them (bench/timeline.py).
 """
-import datetime
-import glob
-import json
+import os
 import sys
 
-
-def ts_docker(s):
-    if not s or s.startswith("0001-"):
-        return None
-    date, _, frac = s.rstrip("Z").partition(".")
-    t = datetime.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    return t.timestamp() + (float("0." + frac[:9]) if frac else 0.0)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from timeline import journal_entries, pod_containers  # noqa: E402
 
 
 def main():
     journal, containers, since = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    started = None
-    with open(journal) as f:
-        for line in f:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            t = int(e["__REALTIME_TIMESTAMP"]) / 1e6
-            msg = e.get("MESSAGE")
-            if isinstance(msg, str) and msg.startswith("Started kubelet") and t >= since:
-                started = t if started is None else min(started, t)
-    exits = []
-    for cfg in glob.glob(containers + "/*/config.v2.json"):
-        with open(cfg) as f:
-            c = json.load(f)
-        if c.get("Name", "").startswith("/k8s_app_pod-"):
-            t = ts_docker(c.get("State", {}).get("FinishedAt"))
-            if t is not None and t >= since:
-                exits.append(t)
+    started = next((t for t, msg in journal_entries(journal)
+                    if t >= since and msg.startswith("Started kubelet")), None)
+    exits = [exited for _, exited in pod_containers(containers, since)]
     if started is None or not exits:
         sys.exit(f"not found: kubelet start {started}, {len(exits)} pod container exit(s)")
     last = max(exits)
