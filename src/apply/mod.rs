@@ -235,6 +235,12 @@ pub fn run(
 ) -> Outcome {
     let plan = b.manifest.plan.clone();
     let steps = steps_of(&plan, opts.drain.as_ref().map(|n| n.as_str()));
+    let w = Walk {
+        node,
+        fx,
+        opts,
+        plan: &plan,
+    };
     let mut out = Outcome {
         steps: vec![],
         verification: None,
@@ -254,7 +260,7 @@ pub fn run(
         let name = step.name();
         if let Some(sig) = (fx.interrupted)() {
             if !committed {
-                stop_on_signal(node, b, fx, opts, progress, &mut out, sig);
+                stop_on_signal(&w, b, progress, &mut out, sig);
                 return out;
             }
             out.finished_despite
@@ -280,7 +286,7 @@ pub fn run(
                 None,
             )
         } else {
-            match exec_recorded(node, b, fx, opts, step, &plan, &mut out.verification) {
+            match exec_recorded(&w, b, step, &mut out.verification) {
                 Ok(detail) => (StepStatus::Done, detail, None),
                 Err(e) => (StepStatus::Failed, Some(format!("{e:#}")), Some(e)),
             }
@@ -306,7 +312,7 @@ pub fn run(
         pause_point(b, fx, &name);
         if let Some(e) = err {
             let reason = format!("{name}: {e:#}");
-            roll_back(node, b, fx, opts, progress, &mut out, reason, None);
+            roll_back(&w, b, progress, &mut out, reason, None);
             return out;
         }
     }
@@ -340,18 +346,26 @@ fn journal(b: &mut Backup, line: &str) {
     }
 }
 
+/// What every step of a walk works with: the node, the side effects, the run's options and the
+/// stored plan being walked.
+#[derive(Clone, Copy)]
+struct Walk<'a> {
+    node: &'a Node,
+    fx: &'a Effects<'a>,
+    opts: &'a ApplyOptions,
+    plan: &'a backup::StoredPlan,
+}
+
 /// Record the step's change before making it, make it, mark it. Before the first change, a
 /// journal that cannot be written stops the run (nothing changed); after, the error is kept for
 /// the report and the run goes on (the record is still in memory for an undo in this process).
 fn exec_recorded(
-    node: &Node,
+    w: &Walk,
     b: &mut Backup,
-    fx: &Effects,
-    opts: &ApplyOptions,
     step: &Step,
-    plan: &backup::StoredPlan,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
+    let Walk { node, fx, opts, .. } = *w;
     // States read after a unit step stay the next one's "before" across file writes only.
     if !matches!(step, Step::Write(_)) && !acts_on_unit(step) {
         b.states_seen = None;
@@ -360,7 +374,7 @@ fn exec_recorded(
         return Ok(Some(said));
     }
     let Some(effect) = step.effect() else {
-        return exec(node, b, fx, opts, step, plan, verification);
+        return exec(w, b, step, verification);
     };
     if let Step::Write(f) = step {
         // Nothing to record for a file that needs no change (or must not be changed).
@@ -409,7 +423,7 @@ fn exec_recorded(
         Some(Ok(states)) => Some(states),
         None => None,
     };
-    let r = exec(node, b, fx, opts, step, plan, verification);
+    let r = exec(w, b, step, verification);
     let mark = if r.is_ok() { Mark::Done } else { Mark::Failed };
     if let Err(e) = b.mark(i, mark) {
         b.journal_errors
@@ -502,10 +516,8 @@ fn check_write(node: &Node, f: &backup::StoredFile) -> Result<Option<String>> {
 
 /// A signal before the kubelet ran verified on the new runtime: undo what was done.
 fn stop_on_signal(
-    node: &Node,
+    w: &Walk,
     b: &mut Backup,
-    fx: &Effects,
-    opts: &ApplyOptions,
     progress: &mut dyn Progress,
     out: &mut Outcome,
     sig: i32,
@@ -520,20 +532,18 @@ fn stop_on_signal(
         return;
     }
     let reason = format!("interrupted by {signal}");
-    roll_back(node, b, fx, opts, progress, out, reason, Some(signal));
+    roll_back(w, b, progress, out, reason, Some(signal));
 }
 
-#[allow(clippy::too_many_arguments)]
 fn roll_back(
-    node: &Node,
+    w: &Walk,
     b: &mut Backup,
-    fx: &Effects,
-    opts: &ApplyOptions,
     progress: &mut dyn Progress,
     out: &mut Outcome,
     reason: String,
     signal: Option<String>,
 ) {
+    let Walk { node, fx, opts, .. } = *w;
     let kubelet_touched = b
         .manifest
         .effects
@@ -667,14 +677,17 @@ fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {
 }
 
 fn exec(
-    node: &Node,
+    w: &Walk,
     b: &mut Backup,
-    fx: &Effects,
-    opts: &ApplyOptions,
     step: &Step,
-    plan: &backup::StoredPlan,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
+    let Walk {
+        node,
+        fx,
+        opts,
+        plan,
+    } = *w;
     let kubectl = || {
         fx.kubectl
             .ok_or_else(|| anyhow!("--drain needs kubectl and a kubeconfig"))
