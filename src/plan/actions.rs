@@ -13,7 +13,7 @@ pub(super) fn service_actions(
     settings: &Carried,
     warnings: &mut Vec<Finding>,
 ) -> (Order, Vec<Action>) {
-    let (target, from, rv) = (opts.target, v.from, v.rv);
+    let (target, from) = (opts.target, v.from);
     let order = order(facts, target, from);
     if !order.check_before_cutover && from.is_docker() {
         warnings.push(Finding::info(
@@ -26,17 +26,7 @@ pub(super) fn service_actions(
             "a failed check then rolls back to Docker; the kubelet is down meanwhile",
         ));
     }
-    let actions = actions(
-        facts,
-        target,
-        from,
-        endpoint,
-        files,
-        settings,
-        rv,
-        opts.timeout_secs,
-        &order,
-    );
+    let actions = actions(facts, v, opts, endpoint, files, settings, &order);
     let actions: Vec<Action> = if opts.no_sandbox {
         warnings.push(Finding::info(
             "sandbox-check-skipped",
@@ -116,18 +106,16 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn actions(
     facts: &Facts,
-    target: Target,
-    from: RuntimeKind,
+    v: &Versions,
+    opts: &PlanOptions,
     endpoint: &str,
     files: &[FileChange],
     settings: &Carried,
-    rv: Version,
-    timeout: u64,
     order: &Order,
 ) -> Vec<Action> {
+    let (target, from, rv, timeout) = (opts.target, v.from, v.rv, opts.timeout_secs);
     let unit = |u: &str| u.to_string();
     let mut docker_units: Vec<&str> = Vec::new();
     if from.is_docker() && from != kind_of(target) {
