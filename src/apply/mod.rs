@@ -610,10 +610,6 @@ fn pause_point(b: &Backup, fx: &Effects, step: &str) {
 #[cfg(not(feature = "test-hooks"))]
 fn pause_point(_: &Backup, _: &Effects, _: &str) {}
 
-/// Stop one of Docker's units, going on once every container Docker ran has exited (its
-/// shutdown after that is waited for by `Action::WaitStopped`). Where they cannot be watched
-/// (Docker does not answer, a container shares the host's PID namespace, none runs), the stop
-/// is waited for whole, as any other.
 /// One of Docker's stops that systemd already makes along with the step before (docker.service,
 /// which requires docker.socket), Docker's containers gone: nothing to ask of systemd, nothing
 /// to record (the step before recorded it), no time spent inside the cutover.
@@ -635,6 +631,10 @@ fn already_stopping(b: &Backup, fx: &Effects, step: &Step) -> Option<String> {
     })
 }
 
+/// Stop one of Docker's units, going on once every container Docker ran has exited (its
+/// shutdown after that is waited for by `Action::WaitStopped`). Where they cannot be watched
+/// (Docker does not answer, a container shares the host's PID namespace, none runs), the stop
+/// is waited for whole, as any other.
 fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> Result<Option<String>> {
     let watched = match fx.exits.note(socket) {
         Ok(n) if n > 0 => n,
@@ -775,7 +775,10 @@ fn exec(
                 } => {
                     fx.systemd
                         .wait_stops(Duration::from_secs(*timeout_secs))
-                        .map_err(|e| unit_failure(fx, &units[0], format!("{e:#}")))?;
+                        .map_err(|e| {
+                            let unit = units.first().map_or("docker.service", String::as_str);
+                            unit_failure(fx, unit, format!("{e:#}"))
+                        })?;
                     let states = fx.systemd.active_states(units)?;
                     match units
                         .iter()
