@@ -102,7 +102,7 @@ impl Exits for RealExits {
 fn watchable(proc_root: &Path, live: &[LiveContainer]) -> Result<Vec<Proc>> {
     live.iter()
         .map(|c| {
-            let short = &c.id[..c.id.len().min(12)];
+            let short: String = c.id.chars().take(12).collect();
             if c.pid_mode == "host" {
                 bail!("container {short} runs in the host's PID namespace");
             }
