@@ -105,6 +105,10 @@ pub struct StoredFile {
     /// A file that holds something else by the time it is written is not overwritten.
     #[serde(default)]
     pub planned_from: Option<String>,
+    /// When it is written (`WriteFiles`); a plan stored by an earlier version has none, and
+    /// its files are grouped by path as that version did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::plan::FileGroup>,
 }
 
 /// The digest a [`StoredFile::planned_from`] holds for a content (None: no file).
@@ -144,6 +148,7 @@ impl StoredPlan {
                     mode: f.mode,
                     content: f.new.clone(),
                     planned_from: Some(content_digest(f.old.as_deref())),
+                    group: Some(f.group),
                 })
                 .collect(),
             actions: plan.actions.clone(),
@@ -531,12 +536,14 @@ mod tests {
                     mode: 0o600,
                     content: "new a\n".into(),
                     planned_from: Some(content_digest(Some("old a\n"))),
+                    group: None,
                 },
                 StoredFile {
                     path: "/etc/new/b.toml".into(),
                     mode: 0o644,
                     content: "b\n".into(),
                     planned_from: Some(content_digest(None)),
+                    group: None,
                 },
             ],
             actions: vec![],

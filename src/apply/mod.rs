@@ -12,7 +12,7 @@ pub mod undo;
 use crate::cri::{self, Cri, Verification};
 use crate::error::Failure;
 use crate::node::Node;
-use crate::plan::Action;
+use crate::plan::{Action, FileGroup};
 use crate::signals::{self, Phase};
 use crate::system::kubectl::Kubectl;
 use crate::system::systemd::{diagnose, running, Systemd};
@@ -189,7 +189,12 @@ fn steps_of<'p>(plan: &'p backup::StoredPlan, drain: Option<&str>) -> Vec<Step<'
                 Action::WriteFiles { group } => steps.extend(
                     plan.files
                         .iter()
-                        .filter(|f| group.holds(&f.path))
+                        .filter(|f| {
+                            group.contains(
+                                f.group
+                                    .unwrap_or_else(|| FileGroup::of_stored_path(&f.path)),
+                            )
+                        })
                         .map(Step::Write),
                 ),
                 a => {

@@ -342,6 +342,9 @@ fn node() -> (tempfile::TempDir, Node, StoredPlan) {
         mode: 0o644,
         content: content.into(),
         planned_from: Some(content_digest(node.read(path).unwrap().as_deref())),
+        // As a plan stored by an earlier version: grouped by path (the test below gives each
+        // its group).
+        group: None,
     };
     let unit = |u: &str| u.to_string();
     let plan = StoredPlan {
@@ -1349,4 +1352,46 @@ fn dockers_shutdown_failing_after_its_containers_rolls_back() {
     for u in ["kubelet.service", "docker.socket", "docker.service"] {
         assert_eq!(units[u].1, "active", "{u} back: {units:?}");
     }
+}
+
+#[test]
+fn a_files_group_decides_when_it_is_written_not_its_path() {
+    let (_dir, _node, plan) = node();
+    let mut plan = beside(plan);
+    // The kubelet's credentials file sits under /var/lib/kubelet but goes with the runtime's
+    // files (the check before the cutover pulls with them); a runtime file that names the
+    // kubelet in its path is still the runtime's. The stored group says so, not the path.
+    for f in plan.files.iter_mut() {
+        f.group = Some(FileGroup::Runtime);
+    }
+    let names = step_names(&plan);
+    let first_stop = names
+        .iter()
+        .position(|n| n.starts_with("stop kubelet"))
+        .unwrap();
+    for f in &plan.files {
+        let at = names
+            .iter()
+            .position(|n| *n == format!("write {}", f.path))
+            .unwrap();
+        assert!(
+            at < first_stop,
+            "{} written before the cutover: {names:?}",
+            f.path
+        );
+    }
+    // Without a stored group (an earlier version's plan), the path decides as it did then.
+    for f in plan.files.iter_mut() {
+        f.group = None;
+    }
+    let names = step_names(&plan);
+    let first_stop = names
+        .iter()
+        .position(|n| n.starts_with("stop kubelet"))
+        .unwrap();
+    let flags = names
+        .iter()
+        .position(|n| *n == format!("write {FLAGS}"))
+        .unwrap();
+    assert!(flags > first_stop, "{names:?}");
 }

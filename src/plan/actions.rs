@@ -167,7 +167,7 @@ fn actions(
     let reload = |group: FileGroup| {
         files
             .iter()
-            .any(|f| f.unit_file && group.holds(&f.path))
+            .any(|f| f.unit_file && group.contains(f.group))
             .then_some(Action::DaemonReload)
     };
     let image = settings

@@ -32,6 +32,7 @@ pub(super) fn kubelet_side(
     };
     files.push(change(
         facts,
+        (FileGroup::Kubelet, Format::Yaml),
         CRICTL_YAML,
         crictl,
         "crictl talks to the new runtime",
@@ -50,6 +51,7 @@ pub(super) fn kubelet_side(
         })?;
         files.push(change(
             facts,
+            (FileGroup::Kubelet, Format::Yaml),
             INSTANCE_CONFIG,
             new,
             "kubeadm's record of the node's CRI socket",
@@ -172,7 +174,13 @@ fn override_drop_in(
     }
     let target = format!("/etc/systemd/system/kubelet.service.d/{name}");
     let text = format!("# Written by cri-migrate: the kubelet's flags for its new runtime, over {path}\n# (a package's file, left as it is). The rollback removes this file.\n[Service]\n{body}");
-    Ok(change(facts, &target, text, "kubelet flags"))
+    Ok(change(
+        facts,
+        (FileGroup::Kubelet, Format::Unit),
+        &target,
+        text,
+        "kubelet flags",
+    ))
 }
 
 /// The kubelet's flags files and config.yaml, rewritten for its version.
@@ -317,7 +325,13 @@ fn kubelet_files(
                 format!("{path} belongs to a package and its dependencies on Docker change, which only a whole copy can do: {copy} overrides it"),
                 format!("after a package upgrade of the kubelet, compare {copy} with {path}"),
             ));
-            let mut c = change(facts, &copy, new, &format!("{why} (a copy of {path})"));
+            let mut c = change(
+                facts,
+                (FileGroup::Kubelet, Format::Unit),
+                &copy,
+                new,
+                &format!("{why} (a copy of {path})"),
+            );
             c.mode = old.mode;
             out.push(c);
             continue;
@@ -335,7 +349,16 @@ fn kubelet_files(
             });
             continue;
         }
-        if path.contains("/systemd/") {
+        // A unit file or drop-in of the kubelet's (its flags on `ExecStart=` or in
+        // `Environment=`), else an environment file it loads.
+        let unit = unit_files.contains(&path)
+            || facts
+                .kubelet
+                .flag_files
+                .iter()
+                .any(|f| f.path == path && f.kind != crate::flags::FileKind::EnvFile);
+        let format = if unit { Format::Unit } else { Format::EnvFile };
+        if unit {
             warnings.push(Finding::info(
                 "kubelet-drop-in-edited",
                 format!(
@@ -345,7 +368,13 @@ fn kubelet_files(
                 "systemd reloads its units",
             ));
         }
-        out.push(change(facts, &path, new, &why));
+        out.push(change(
+            facts,
+            (FileGroup::Kubelet, format),
+            &path,
+            new,
+            &why,
+        ));
     }
     // The kubelet's config files, edit after edit: the endpoint, then Docker's log rotation.
     let mut configs: Vec<(String, String, Vec<&str>)> = Vec::new();
@@ -402,7 +431,13 @@ fn kubelet_files(
         if why.is_empty() {
             continue;
         }
-        out.push(change(facts, &path, new, &why.join("; ")));
+        out.push(change(
+            facts,
+            (FileGroup::Kubelet, Format::Yaml),
+            &path,
+            new,
+            &why.join("; "),
+        ));
     }
     Ok(out)
 }

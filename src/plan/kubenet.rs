@@ -82,6 +82,7 @@ pub(super) fn kubenet_files(
     let text = serde_json::to_string_pretty(&config).expect("a JSON value") + "\n";
     Ok(vec![change(
         facts,
+        (FileGroup::Runtime, Format::Json),
         &path,
         text,
         &format!("the CNI config that replaces kubenet (pod CIDR {cidr} from {from})"),

@@ -105,6 +105,25 @@ pub struct FileChange {
     pub why: String,
     /// A systemd unit file or drop-in: systemd must reload.
     pub unit_file: bool,
+    /// How the file is written and read back, said by the phase that made it.
+    #[serde(skip)]
+    pub format: Format,
+    /// When it is written (the runtime's files, or the kubelet's at the cutover).
+    #[serde(skip)]
+    pub group: FileGroup,
+}
+
+/// A planned file's format, as its program reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    /// YAML, or JSON read as YAML (a kubelet config drop-in may be either).
+    Yaml,
+    Json,
+    /// `KEY="value"` lines read through `EnvironmentFile=`.
+    EnvFile,
+    /// A systemd unit file or drop-in.
+    Unit,
 }
 
 fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -205,17 +224,21 @@ pub enum FileGroup {
 }
 
 impl FileGroup {
-    /// The kubelet's files (flags, config, its unit's drop-ins) and crictl.yaml, which the
-    /// operator's tools follow at the cutover; everything else is the runtime's.
-    pub fn holds(self, path: &str) -> bool {
-        // The kubelet's credentials go with the runtime's files: the check before the cutover
-        // pulls with them.
+    /// Whether a file of group `g` is written with this group's `WriteFiles`.
+    pub fn contains(self, g: FileGroup) -> bool {
+        self == FileGroup::All || self == g
+    }
+
+    /// The group of a file of a plan stored by an earlier version, which did not record it:
+    /// the kubelet's files (flags, config, its unit's drop-ins) and crictl.yaml, by their paths,
+    /// as that version grouped them; the kubelet's credentials went with the runtime's files.
+    pub fn of_stored_path(path: &str) -> FileGroup {
         let kubelet = (path.contains("kubelet") || path == crate::inspect::runtimes::CRICTL_YAML)
             && path != crate::cri::credentials::KUBELET_CONFIG_JSON;
-        match self {
-            FileGroup::All => true,
-            FileGroup::Kubelet => kubelet,
-            FileGroup::Runtime => !kubelet,
+        if kubelet {
+            FileGroup::Kubelet
+        } else {
+            FileGroup::Runtime
         }
     }
 }
@@ -447,29 +470,41 @@ fn parse_back(f: &FileChange) -> Result<(), Failure> {
             "A value carried from the node cannot be written in this format: check the values the plan names for it (a control character in a path or a registry name?) and fix them on the node, or pass them as flags.",
         )
     };
-    let path = f.path.as_str();
-    if path.contains("/systemd/") {
-        crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new).map_err(refuse)?;
-    } else if path.contains("kubelet") && path.ends_with(".conf") {
-        // A kubelet config drop-in (--config-dir): a KubeletConfiguration, YAML or JSON.
-        serde_norway::from_str::<serde_norway::Value>(f.new.trim_start_matches('\u{feff}'))
-            .map_err(|e| refuse(e.to_string()))?;
-    } else if path.ends_with(".toml") || path.ends_with(".conf") {
-        f.new
-            .parse::<toml_edit::DocumentMut>()
-            .map_err(|e| refuse(crate::error::toml_problem(&f.new, &e)))?;
-    } else if path.ends_with(".json") {
-        serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
-    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
-        serde_norway::from_str::<serde_norway::Value>(f.new.trim_start_matches('\u{feff}'))
-            .map_err(|e| refuse(e.to_string()))?;
-    } else {
-        crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new).map_err(refuse)?;
+    let yaml = |text: &str| {
+        serde_norway::from_str::<serde_norway::Value>(text.trim_start_matches('\u{feff}'))
+            .map(|_| ())
+            .map_err(|e| refuse(e.to_string()))
+    };
+    match f.format {
+        Format::Unit => {
+            crate::flags::VarsFile::parse(crate::flags::FileKind::DropIn, &f.new)
+                .map_err(refuse)?;
+        }
+        Format::Yaml => yaml(&f.new)?,
+        Format::Toml => {
+            f.new
+                .parse::<toml_edit::DocumentMut>()
+                .map_err(|e| refuse(crate::error::toml_problem(&f.new, &e)))?;
+        }
+        Format::Json => {
+            serde_json::from_str::<serde_json::Value>(&f.new).map_err(|e| refuse(e.to_string()))?;
+        }
+        Format::EnvFile => {
+            crate::flags::VarsFile::parse(crate::flags::FileKind::EnvFile, &f.new)
+                .map_err(refuse)?;
+        }
     }
     Ok(())
 }
 
-fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
+/// A planned file, with its group and format as the phase that made it says.
+fn change(
+    facts: &Facts,
+    (group, format): (FileGroup, Format),
+    path: &str,
+    new: String,
+    why: &str,
+) -> FileChange {
     let old = facts.files.get(path);
     // A file that holds a credential (an old config.toml's registry auth, kept by the merge)
     // is readable by root only.
@@ -485,7 +520,9 @@ fn change(facts: &Facts, path: &str, new: String, why: &str) -> FileChange {
         old: old.map(|s| s.content.clone()),
         new,
         why: why.to_string(),
-        unit_file: path.contains("/systemd/"),
+        unit_file: format == Format::Unit,
+        format,
+        group,
     }
 }
 
@@ -494,21 +531,23 @@ mod tests {
     use super::*;
     use crate::inspect::runtimes::CONTAINERD_CONFIG;
 
-    fn file(path: &str, old: Option<&str>, new: &str) -> FileChange {
+    fn file(path: &str, format: Format, old: Option<&str>, new: &str) -> FileChange {
         FileChange {
             path: path.into(),
             mode: 0o644,
             old: old.map(str::to_string),
             new: new.into(),
             why: String::new(),
-            unit_file: path.contains("/systemd/"),
+            unit_file: format == Format::Unit,
+            format,
+            group: FileGroup::Runtime,
         }
     }
 
     #[test]
     fn settling_drops_what_would_not_change_and_reads_the_rest_back() {
-        let same = file(CRICTL_YAML, Some("a: b\n"), "a: b\n");
-        let new = file(CRICTL_YAML, None, "a: b\n");
+        let same = file(CRICTL_YAML, Format::Yaml, Some("a: b\n"), "a: b\n");
+        let new = file(CRICTL_YAML, Format::Yaml, None, "a: b\n");
         // Nothing to write on a node already on the target: nothing to do.
         let e = settle(
             vec![same.clone()],
@@ -538,14 +577,20 @@ mod tests {
         );
         // A file its program would misread is refused, naming it.
         for bad in [
-            file(CONTAINERD_CONFIG, None, "[plugins\n"),
-            file(CRICTL_YAML, None, "a: [b\n"),
+            file(CONTAINERD_CONFIG, Format::Toml, None, "[plugins\n"),
+            file(CRICTL_YAML, Format::Yaml, None, "a: [b\n"),
             file(
                 "/etc/systemd/system/kubelet.service.d/x.conf",
+                Format::Unit,
                 None,
                 "Environment=\"A=b\n",
             ),
-            file(KUBEADM_FLAGS, None, "KUBELET_KUBEADM_ARGS=\"--a\n"),
+            file(
+                KUBEADM_FLAGS,
+                Format::EnvFile,
+                None,
+                "KUBELET_KUBEADM_ARGS=\"--a\n",
+            ),
         ] {
             let e = settle(
                 vec![bad.clone()],

@@ -67,6 +67,7 @@ fn proxy_drop_in(facts: &Facts, target: Target, warnings: &mut Vec<Finding>) -> 
     // A value with a credential makes the file root's only (`change` reads it so).
     Some(change(
         facts,
+        (FileGroup::Runtime, Format::Unit),
         &path,
         text,
         &format!("Docker's proxy for {}", target.unit()),
@@ -140,7 +141,13 @@ fn containerd_files(
         Some(from) => format!("containerd's config, the file its unit loads ({from}): CRI plugin on, cgroup driver, sandbox image, CNI and registry directories"),
         None => "containerd's config: CRI plugin on, cgroup driver, sandbox image, CNI and registry directories".to_string(),
     };
-    files.push(change(facts, config_path, r.text, &why));
+    files.push(change(
+        facts,
+        (FileGroup::Runtime, Format::Toml),
+        config_path,
+        r.text,
+        &why,
+    ));
     if let Some(spec) = &cs.base_runtime_spec {
         let old = facts.files.get(spec.as_str());
         let text = render::containerd::base_spec(
@@ -168,6 +175,7 @@ fn containerd_files(
         ));
         files.push(change(
             facts,
+            (FileGroup::Runtime, Format::Json),
             spec,
             text,
             "Docker's default-ulimits: containerd's default spec with process.rlimits set, the base of every container's spec",
@@ -193,6 +201,7 @@ fn containerd_files(
         };
         files.push(change(
             facts,
+            (FileGroup::Runtime, Format::Toml),
             &path,
             new,
             &format!("registry {} from {}", h.host, h.origin),
@@ -338,6 +347,7 @@ fn crio_files(
     };
     files.push(change(
         facts,
+        (FileGroup::Runtime, Format::Toml),
         &facts.crio_paths.drop_in,
         render::crio::drop_in(&cs),
         &why,
@@ -354,6 +364,7 @@ fn crio_files(
         } else {
             files.push(change(
                 facts,
+                (FileGroup::Runtime, Format::Toml),
                 REGISTRIES_DROP_IN,
                 text,
                 "registry mirrors and insecure registries from daemon.json",
@@ -436,8 +447,10 @@ fn kubelet_credentials(
             auths.insert(host.clone(), entry.clone());
         }
     }
+    // With the runtime's files: the check before the cutover pulls with them.
     let mut c = change(
         facts,
+        (FileGroup::Runtime, Format::Json),
         PATH,
         format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON")),
         "registry credentials taken out of containerd's config (registry.configs, deprecated in 2.x): the kubelet sends them with each pull",
@@ -473,6 +486,7 @@ fn limits_drop_in(
             ));
             files.push(change(
                 facts,
+                (FileGroup::Runtime, Format::Unit),
                 render::containerd::LIMITS_DROP_IN,
                 render::containerd::limits_drop_in(limit, "Docker's unit (docker.service)"),
                 "containerd 2.x's unit sets no LimitNOFILE: keep Docker's open-files limit for the containers",
