@@ -1,7 +1,7 @@
 //! systemd through `systemctl` (and `journalctl` for a failed unit's last lines).
 
 use super::{run, run_ok};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -155,6 +155,15 @@ impl RealSystemd {
 /// forever).
 const STOP_BOUND: Duration = Duration::from_secs(180);
 
+/// A `systemctl stop` waited for up to `left` (past it, its group is killed: an error), then
+/// forgotten by the signal handler; its failure as an error.
+fn ended(unit: &str, mut child: std::process::Child, left: Duration) -> Result<()> {
+    let status = super::wait_bounded(&mut child, left);
+    crate::signals::forget_child(child.id());
+    let status = status.with_context(|| format!("`systemctl stop {unit}`"))?;
+    stop_result(unit, &mut child, status)
+}
+
 /// A finished `systemctl stop`: its failure as an error, with what it said.
 fn stop_result(
     unit: &str,
@@ -215,15 +224,18 @@ impl Systemd for RealSystemd {
         }
         let path = which::which("systemctl")
             .map_err(|_| anyhow::anyhow!("`systemctl` is not installed (not found on PATH)"))?;
-        let mut child = std::process::Command::new(path)
-            .args(["stop", unit])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
+        // In a process group of its own and registered, as every child (`system::run`).
+        let mut child = crate::signals::spawn(
+            std::process::Command::new(path)
+                .args(["stop", unit])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )?;
         let deadline = std::time::Instant::now() + STOP_BOUND;
         loop {
             if let Some(status) = child.try_wait()? {
+                crate::signals::forget_child(child.id());
                 return stop_result(unit, &mut child, status).map(|_| true);
             }
             if gone() {
@@ -231,12 +243,7 @@ impl Systemd for RealSystemd {
                 return Ok(false);
             }
             if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!(
-                    "`systemctl stop {unit}` did not finish within {}s and was stopped",
-                    STOP_BOUND.as_secs()
-                );
+                return ended(unit, child, Duration::ZERO).map(|_| true);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -246,25 +253,9 @@ impl Systemd for RealSystemd {
         let pending = std::mem::take(&mut *crate::sync::locked(&self.pending));
         let deadline = std::time::Instant::now() + timeout;
         let mut first_error = None;
-        for (unit, mut child) in pending {
-            let r = loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break stop_result(&unit, &mut child, status),
-                    Ok(None) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Ok(None) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break Err(anyhow::anyhow!(
-                            "`systemctl stop {unit}` did not finish within {}s",
-                            timeout.as_secs()
-                        ));
-                    }
-                    Err(e) => break Err(e.into()),
-                }
-            };
-            if let Err(e) = r {
+        for (unit, child) in pending {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if let Err(e) = ended(&unit, child, left) {
                 first_error.get_or_insert(e);
             }
         }
