@@ -372,7 +372,7 @@ fn exec_recorded(
 ) -> Result<Option<String>> {
     let Walk { node, fx, opts, .. } = *w;
     // States read after a unit step stay the next one's "before" across file writes only.
-    if !matches!(step, Step::Write(_)) && !acts_on_unit(step) {
+    if !matches!(step, Step::Write(_)) && acted_unit(step).is_none() {
         b.states_seen = None;
     }
     if let Some(said) = already_stopping(b, fx, step) {
@@ -402,12 +402,7 @@ fn exec_recorded(
     }
     // What systemd stops or starts along with a unit (a service that `Requires=` the socket
     // the step stops) is recorded too, so that the undo brings it back.
-    let acted = match step {
-        Step::Act(
-            Action::Stop { unit, .. } | Action::Start { unit } | Action::Restart { unit },
-        ) if opts.live => Some(unit.as_str()),
-        _ => None,
-    };
+    let acted = acted_unit(step).filter(|_| opts.live);
     let tracked = acted.map(|_| tracked_units(b)).unwrap_or_default();
     let seen = b
         .states_seen
@@ -440,12 +435,15 @@ fn exec_recorded(
     r
 }
 
-/// A stop, start or restart: its step reads the units' states before and after.
-fn acts_on_unit(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::Act(Action::Stop { .. } | Action::Start { .. } | Action::Restart { .. })
-    )
+/// The unit a stop, start or restart acts on: its step reads the units' states before and
+/// after.
+fn acted_unit<'s>(step: &'s Step) -> Option<&'s str> {
+    match step {
+        Step::Act(
+            Action::Stop { unit, .. } | Action::Start { unit } | Action::Restart { unit },
+        ) => Some(unit),
+        _ => None,
+    }
 }
 
 /// The units whose states the backup recorded (the migration's and those systemd stops with
@@ -630,7 +628,7 @@ fn already_stopping(b: &Backup, fx: &Effects, step: &Step) -> Option<String> {
     let stopping = units
         .iter()
         .zip(states)
-        .any(|(u, s)| u == unit && !crate::system::systemd::running(s));
+        .any(|(u, s)| u == unit && !running(s));
     (stopping && fx.exits.all_exited()).then(|| {
         "already stopping along with the step before, Docker's containers exited".to_string()
     })
@@ -656,7 +654,7 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> Result<Option<St
     let docker_stopping = || {
         fx.systemd
             .active_states(&["docker.service".to_string()])
-            .is_ok_and(|s| s.iter().all(|a| !crate::system::systemd::running(a)))
+            .is_ok_and(|s| s.iter().all(|a| !running(a)))
     };
     let finished = fx
         .systemd
@@ -785,11 +783,7 @@ fn exec(
                             unit_failure(fx, unit, format!("{e:#}"))
                         })?;
                     let states = fx.systemd.active_states(units)?;
-                    match units
-                        .iter()
-                        .zip(&states)
-                        .find(|(_, s)| crate::system::systemd::running(s))
-                    {
+                    match units.iter().zip(&states).find(|(_, s)| running(s)) {
                         Some((u, s)) => {
                             Err(unit_failure(fx, u, format!("{u} is {s} after its stop")))
                         }
