@@ -57,17 +57,19 @@ def first(entries, pred, after=0.0):
     return None
 
 
-def journal_entries(path):
-    entries = []
+def json_lines(path):
+    """Each JSON object of a file of one a line (journalctl -o json, Docker's json-file log);
+    a line that is not one is passed over."""
     with open(path) as f:
         for line in f:
             try:
-                e = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            msg = e.get("MESSAGE")
-            if isinstance(msg, str):
-                entries.append((ts_journal(e), msg))
+
+
+def journal_entries(path):
+    entries = [(ts_journal(e), e["MESSAGE"]) for e in json_lines(path) if isinstance(e.get("MESSAGE"), str)]
     entries.sort()
     return entries
 
@@ -86,15 +88,10 @@ def pod_containers(containers, since):
         term = None
         log = os.path.join(os.path.dirname(cfg), c.get("ID", "") + "-json.log")
         try:
-            with open(log) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    t = ts_docker(rec.get("time"))
-                    if rec.get("log", "").strip() == "term" and t is not None and since <= t <= exited:
-                        term = t
+            for rec in json_lines(log):
+                t = ts_docker(rec.get("time"))
+                if rec.get("log", "").strip() == "term" and t is not None and since <= t <= exited:
+                    term = t
         except OSError:
             pass
         out.append((term, exited))
