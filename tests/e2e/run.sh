@@ -817,38 +817,27 @@ wait_for() { # wait_for SECONDS COMMAND...
 }
 stand_in_ran_pods() { [ "$(in_node journalctl --no-pager -u kubelet.service --since "@$1" -o cat | grep -c 'pod default/pod-[123] running')" -ge 3 ]; }
 
-# caught_before_the_cutover WHAT SAYS [MIGRATE ARGS...]: with the node broken in one way
-# (by the caller), the migration stops at the runtime's check, before the kubelet stops: exit 7,
-# the cause named, the kubelet's PID and Docker's containers unchanged, every file as it was.
-caught_before_the_cutover() {
-    local what=$1 says=$2 pid0 docker0
-    shift 2
+# left_as_it_was CODE TELLS WHAT SAYS [MIGRATE ARGS...]: with the node broken in one way (by the
+# caller), the migration stops before the kubelet stops — exit CODE, the cause named, TELLS said
+# — with the kubelet's PID, Docker and its pods' containers unchanged and every file as it was.
+left_as_it_was() {
+    local code=$1 tells=$2 what=$3 says=$4 pid0 docker0
+    shift 4
     node_state "$NODE" >"$WORK/state.broken"
     pid0=$(kubelet_pid)
     docker0=$(docker_started)
-    expect "$what: migrate exits 7" exits 7 in_node cri-migrate migrate --to containerd --yes "$@" &&
+    expect "$what: migrate exits $code" exits "$code" in_node cri-migrate migrate --to containerd --yes "$@" &&
         expect "$what: the cause is named ($says)" grep -q "$says" "$WORK/last.err" &&
-        expect "$what: said to be caught before the cutover" grep -q "the kubelet was never stopped" "$WORK/last.err" &&
+        expect "$what: said ($tells)" grep -q "$tells" "$WORK/last.err" &&
         expect "$what: the kubelet never stopped (same PID $pid0)" test "$(kubelet_pid)" = "$pid0" &&
         expect "$what: Docker still serves" exits 0 in_node docker ps &&
-        expect "$what: Docker's pods ran on through containerd's two restarts" test "$(docker_started)" = "$docker0" &&
+        expect "$what: Docker's pods ran on (through containerd's restarts, if any)" test "$(docker_started)" = "$docker0" &&
         expect "$what: every file as it was" same_state broken
 }
-
-# A node the plan itself refuses: exit 5 before anything is written or stopped.
-refused_before_anything() {
-    local what=$1 says=$2 pid0 docker0
-    shift 2
-    node_state "$NODE" >"$WORK/state.refused"
-    pid0=$(kubelet_pid)
-    docker0=$(docker_started)
-    expect "$what: migrate exits 5" exits 5 in_node cri-migrate migrate --to containerd --yes "$@" &&
-        expect "$what: the cause is named ($says)" grep -q "$says" "$WORK/last.err" &&
-        expect "$what: nothing was changed, it says" grep -q "Nothing was changed" "$WORK/last.err" &&
-        expect "$what: the kubelet never stopped (same PID $pid0)" test "$(kubelet_pid)" = "$pid0" &&
-        expect "$what: Docker's pods never restarted" test "$(docker_started)" = "$docker0" &&
-        expect "$what: every file as it was" same_state refused
-}
+# Caught by the runtime's check beside Docker: exit 7.
+caught_before_the_cutover() { left_as_it_was 7 "the kubelet was never stopped" "$@"; }
+# Refused by the plan itself: exit 5, before anything is written or stopped.
+refused_before_anything() { left_as_it_was 5 "Nothing was changed" "$@"; }
 
 checks_before_the_cutover_catch_a_broken_node() {
     local toml="$WORK/$NODE/etc/containerd/config.toml" rc=0
