@@ -335,33 +335,25 @@ mod tests {
             "[Service]\nEnvironmentFile=/etc/default/big\nExecStart=/opt/kops/bin/nodeup $A\n";
         let spec = "[Service]\nEnvironmentFile=%E/default/big\nExecStart=/opt/kops/bin/nodeup $A\n";
         let env = format!("A={}\n", "x".repeat(300 << 10));
-        let (_d2, n2) = test_node(&[
-            ("/etc/systemd/system/small.service", small),
-            (
-                "/etc/systemd/system/multi-user.target.wants/small.service",
-                small,
-            ),
-            ("/etc/systemd/system/spec.service", spec),
-            (
-                "/etc/systemd/system/multi-user.target.wants/spec.service",
-                spec,
-            ),
-            ("/etc/default/big", env.as_str()),
-        ]);
+        // Both units enabled, the environment file as given.
+        let with_env = |content: &str| {
+            test_node(&[
+                ("/etc/systemd/system/small.service", small),
+                (
+                    "/etc/systemd/system/multi-user.target.wants/small.service",
+                    small,
+                ),
+                ("/etc/systemd/system/spec.service", spec),
+                (
+                    "/etc/systemd/system/multi-user.target.wants/spec.service",
+                    spec,
+                ),
+                ("/etc/default/big", content),
+            ])
+        };
+        let (_d2, n2) = with_env(&env);
         assert!(findings(&n2).is_empty());
-        let (_d3, n3) = test_node(&[
-            ("/etc/systemd/system/small.service", small),
-            (
-                "/etc/systemd/system/multi-user.target.wants/small.service",
-                small,
-            ),
-            ("/etc/systemd/system/spec.service", spec),
-            (
-                "/etc/systemd/system/multi-user.target.wants/spec.service",
-                spec,
-            ),
-            ("/etc/default/big", "A=--v=2\n"),
-        ]);
+        let (_d3, n3) = with_env("A=--v=2\n");
         let f = findings(&n3);
         assert_eq!(
             f.len(),
