@@ -5,9 +5,10 @@ cri-migrate goes on without waiting for dockerd's shutdown after them.
 
     started_after_exits.py JOURNAL.json DOCKER_CONTAINERS_DIR SINCE
 
-JOURNAL.json is `journalctl -u kubelet.service -o json` of the node. Exits 0 when the kubelet's
-first start since SINCE came after the last exit of the pod containers (k8s_app_pod-*) since
-SINCE; prints the times either way. The journal and Docker's records are read as the cutover
+JOURNAL.json is `journalctl -u kubelet.service -o json` of the node. Exits 0 when the start of
+the kubelet that ran the pods again (the last start before its first pod line since SINCE) came
+after the last exit of the pod containers (k8s_app_pod-*) since SINCE; prints the times either
+way. The journal and Docker's records are read as the cutover
 benchmark reads them (bench/timeline.py).
 """
 import os
@@ -19,8 +20,14 @@ from timeline import journal_entries, pod_containers  # noqa: E402
 
 def main():
     journal, containers, since = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    started = next((t for t, msg in journal_entries(journal)
-                    if t >= since and msg.startswith("Started kubelet")), None)
+    # The start of the kubelet that ran the pods again: the last one before its first pod line
+    # (the journal's SINCE is whole seconds: a start of the scenario before, in the same
+    # second, must not be taken for it).
+    entries = [(t, msg) for t, msg in journal_entries(journal) if t >= since]
+    first_pod = next((t for t, msg in entries if msg.startswith("pod default/pod-")), None)
+    starts = [t for t, msg in entries
+              if msg.startswith("Started kubelet") and (first_pod is None or t <= first_pod)]
+    started = starts[-1] if starts else None
     exits = [exited for _, exited in pod_containers(containers, since)]
     if started is None or not exits:
         sys.exit(f"not found: kubelet start {started}, {len(exits)} pod container exit(s)")
