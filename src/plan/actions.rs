@@ -1,6 +1,5 @@
 //! Phase 5: the order (is the runtime checked before the cutover?) and the service actions.
 
-use super::versions::Versions;
 use super::*;
 
 /// The order and the actions; `--no-sandbox` takes the test pod out, said.

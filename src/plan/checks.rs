@@ -1,7 +1,6 @@
 //! Phase 6: what is said with the plan — the default sandbox image, inspection's risks, and
 //! schema 1 images by the target.
 
-use super::versions::Versions;
 use super::*;
 
 pub(super) fn closing_warnings(

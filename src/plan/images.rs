@@ -4,20 +4,6 @@
 use super::*;
 use crate::images::Selection;
 
-/// Whether Docker's images are carried.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ImagesPlan {
-    pub selection: Selection,
-    /// Why they are not, when they are not.
-    pub why_not: Option<String>,
-}
-
-impl ImagesPlan {
-    pub fn carried(&self) -> bool {
-        self.why_not.is_none()
-    }
-}
-
 /// `root_changes`: the migration moves the runtime's root, where images carried now would be
 /// left behind.
 pub fn decide(

@@ -2,7 +2,6 @@
 //! host files, the kubelet's credentials moved out of it, a limits drop-in; or CRI-O's drop-in
 //! and registries — with the settings they hold.
 
-use super::versions::Versions;
 use super::*;
 
 pub(super) fn runtime_files(

@@ -7,15 +7,6 @@ use super::*;
 const OLDEST_KUBELET: Version = Version::new(1, 20, 0);
 const NEWEST_KNOWN_KUBELET: (u32, u32) = (1, 35);
 
-/// The versions a plan is made for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Versions {
-    pub kv: Version,
-    pub rv: Version,
-    pub from: RuntimeKind,
-    pub config_schema: Option<u8>,
-}
-
 pub(super) fn versions(
     facts: &Facts,
     opts: &PlanOptions,

@@ -3,27 +3,9 @@
 //! where it came from, and what cannot be carried said.
 
 use super::*;
-use crate::inspect::docker::{DockerRuntime, Ulimit};
+use crate::inspect::docker::DockerRuntime;
 pub use crate::render::Handler;
 use std::collections::BTreeMap;
-
-/// Docker's runtimes, default runtime, default ulimits and SELinux setting, as the plan carries
-/// them.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Workloads {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub handlers: Vec<Handler>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub default_handler: Option<Setting<String>>,
-    /// `nofile=65536:1048576`, each with where it is set.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ulimits: Vec<Ulimit>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub selinux: Option<Setting<bool>>,
-    /// The moved runtime root to label as the default one (path, like): a plan action.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub relabel: Option<(String, String)>,
-}
 
 /// A RuntimeClass's `handler` must be a DNS label (RFC 1123): a Docker runtime named
 /// otherwise can still be the default, but no RuntimeClass can name it.
@@ -283,6 +265,7 @@ pub(super) fn workloads(
 mod tests {
     use super::super::test_facts::facts;
     use super::*;
+    use crate::inspect::docker::Ulimit;
 
     fn runtime(name: &str, path: Option<&str>, binary: bool) -> DockerRuntime {
         DockerRuntime {
