@@ -13,7 +13,7 @@ fn theme() -> ColorfulTheme {
 
 /// The runtime to move to; the default is the one installed (containerd when both or neither).
 pub fn choose_target(facts: &Facts) -> Result<Target> {
-    let installed = |t: Target| facts.runtimes.of(t);
+    let installed = |t: Target| crate::runtime::registry::of(t).installed(facts);
     let items: Vec<String> = crate::runtime::ALL
         .iter()
         .map(|r| format!("{} ({})", r.name, installed_word(installed(r.target))))

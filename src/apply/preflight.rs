@@ -181,7 +181,10 @@ pub fn check(
         problems.push("systemctl is not installed here, and it is needed to enable and disable units under --root".into());
         fixes.push("Install systemd (for systemctl --root).".into());
     }
-    let (bin, installed) = (target.runtime().binary, facts.runtimes.of(target));
+    let (bin, installed) = (
+        target.about().binary,
+        crate::runtime::registry::of(target).installed(facts),
+    );
     // On the node: its binary, or its package (a node image under --root may be checked
     // without its binaries having been looked at); live, also whatever PATH finds.
     let found = installed.installed || (live && which::which(bin).is_ok());

@@ -3,7 +3,7 @@
 use super::NodeAccess;
 use crate::cli::{ImagesArgs, Output};
 use crate::error::{exit, Failure};
-use crate::images::{self, Carried, CarryOptions, Ctr, Dest, Selection, Show};
+use crate::images::{self, Carried, CarryOptions, Selection, Show};
 use crate::inspect::{self, Facts, InspectOptions};
 use crate::plan::Target;
 use anyhow::Result;
@@ -41,7 +41,7 @@ pub fn carry_way(t: &NodeAccess, facts: &Facts, copy_images: bool) -> Result<(),
     if info.containerd_store().is_some() {
         return Err("Docker keeps its images in containerd's image store: they are shared from its namespace by digest instead".into());
     }
-    images::link::probe(&info, &cri_snapshotter(facts))?;
+    images::link::probe(&info, &crate::runtime::containerd::cri_snapshotter(facts))?;
     let dev = |p: &std::path::Path| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(images::room::existing(p))
@@ -75,15 +75,6 @@ fn no_link(facts: &Facts, copy_images: bool) -> Option<String> {
         .map(|setting| format!("containerd is set to chown snapshots ({setting}): a chown must never reach Docker's files"))
 }
 
-/// The snapshotter CRI unpacks images into: the node's config's, else containerd's default.
-fn cri_snapshotter(facts: &Facts) -> String {
-    facts
-        .containerd_config
-        .as_ref()
-        .and_then(|c| c.snapshotter.clone())
-        .unwrap_or_else(|| "overlayfs".into())
-}
-
 /// Carry the selected images; a reason instead when it cannot be done here.
 pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
     let Request {
@@ -106,24 +97,9 @@ pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Car
     refs.extend(facts.static_pods.iter().flat_map(|p| p.images.clone()));
     let opts = CarryOptions {
         docker_socket: docker,
-        store: t.node.path(target.runtime().image_store),
+        store: t.node.path(target.about().image_store),
         spool: t.node.path("/var/tmp"),
-        dest: match target {
-            Target::Containerd => Dest::Containerd(Ctr {
-                // The socket containerd's unit has it listen on (its default otherwise).
-                address: t
-                    .node
-                    .path(
-                        crate::plan::endpoint(facts, target)
-                            .map_err(anyhow::Error::from)?
-                            .trim_start_matches("unix://"),
-                    )
-                    .display()
-                    .to_string(),
-                snapshotter: cri_snapshotter(facts),
-            }),
-            Target::Crio => Dest::ContainersStorage,
-        },
+        dest: crate::runtime::registry::of(target).image_dest(facts, t.node)?,
         selection,
         in_use_refs: refs,
         parallel,
@@ -149,10 +125,7 @@ fn carry_fix(target: Target, e: &anyhow::Error) -> &'static str {
     {
         return "Start Docker (systemctl start docker.socket docker.service) so that its images can be read before the cutover, or run with --images none to let the runtime pull them afterwards.";
     }
-    match target {
-        Target::Containerd => "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards.",
-        Target::Crio => "Check skopeo and /etc/containers/storage.conf, or run with --images none to let CRI-O pull them afterwards.",
-    }
+    crate::runtime::registry::of(target).carry_fix()
 }
 
 pub fn summary(carried: &[Carried]) -> String {

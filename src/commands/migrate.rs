@@ -222,8 +222,12 @@ fn dry_run(
             let mut doc = report::plan_json(plan, facts, true);
             // What the fleet view shows: whether Docker's images would be carried, else why not.
             doc["images"] = match &plan.images.why_not {
-                None if plan.target == Target::Containerd => {
-                    match super::images::carry_way(t, facts, args.copy_images) {
+                None => {
+                    let way = crate::runtime::registry::of(plan.target)
+                        .links_images()
+                        .map_err(String::from)
+                        .and_then(|()| super::images::carry_way(t, facts, args.copy_images));
+                    match way {
                         Ok(()) => {
                             json!({"carried": plan.images.selection, "why": null, "way": "linked", "copy_why": null})
                         }
@@ -231,9 +235,6 @@ fn dry_run(
                             json!({"carried": plan.images.selection, "why": null, "way": "copied", "copy_why": why})
                         }
                     }
-                }
-                None => {
-                    json!({"carried": plan.images.selection, "why": null, "way": "copied", "copy_why": "CRI-O's images go through skopeo"})
                 }
                 Some(why) => json!({"carried": "none", "why": why, "way": null, "copy_why": null}),
             };
@@ -381,7 +382,9 @@ fn execute(
 }
 
 fn runtime_installed(facts: &Facts, target: Target) -> bool {
-    facts.runtimes.of(target).installed
+    crate::runtime::registry::of(target)
+        .installed(facts)
+        .installed
 }
 
 /// A runtime installed older than cri-migrate moves a kubelet onto (containerd below 1.6: no
@@ -397,8 +400,9 @@ fn upgrade_too_old(
     facts: &Facts,
     target: Target,
 ) -> Result<Option<(inspect::Finding, Option<crate::version::Version>)>> {
-    let installed = facts.runtimes.of(target);
-    let (Some(oldest), Some(v)) = (target.runtime().oldest, installed.version) else {
+    let runtime = crate::runtime::registry::of(target);
+    let installed = runtime.installed(facts);
+    let (Some(oldest), Some(v)) = (runtime.oldest(), installed.version) else {
         return Ok(None);
     };
     if !installed.installed

@@ -112,16 +112,6 @@ pub struct Runtimes {
     pub crio: Installed,
 }
 
-impl Runtimes {
-    /// What the node has of a target runtime.
-    pub fn of(&self, target: crate::runtime::Target) -> &Installed {
-        match target {
-            crate::runtime::Target::Containerd => &self.containerd,
-            crate::runtime::Target::Crio => &self.crio,
-        }
-    }
-}
-
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]

@@ -54,19 +54,15 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
             from.name()
         ));
     }
-    let installed = facts.runtimes.of(target);
-    if !installed.units.iter().any(|u| u == target.unit()) {
+    let runtime = crate::runtime::registry::of(target);
+    if !runtime
+        .installed(facts)
+        .units
+        .iter()
+        .any(|u| u == target.unit())
+    {
         return no(format!("{} has no unit on this node yet", target.unit()));
     }
-    // Docker on the system's containerd passes `--containerd=` (its unit, or daemon.json's
-    // `containerd`); without it, dockerd runs a containerd of its own under /run/docker.
-    let docker_own_containerd = facts
-        .runtimes
-        .docker
-        .exec_start
-        .as_deref()
-        .is_some_and(|e| !e.contains("--containerd"))
-        && !facts.docker.settings.other.contains_key("containerd");
     // Docker's unit tied to the target's (docker-ce 18.09–19.03: `BindsTo=containerd.service`):
     // systemd restarts or stops Docker with it, and every container with Docker, while the
     // kubelet still runs on Docker. The runtime is then (re)started only at the cutover.
@@ -83,26 +79,7 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
             target.name()
         ));
     }
-    match target {
-        Target::Containerd => match installed.kill_mode.as_deref() {
-            Some("process") => Order {
-                check_before_cutover: true,
-                why: "containerd.service has KillMode=process: Docker's containers (their shims) outlive its restart, so containerd is restarted with the new config and checked while the kubelet still runs on Docker".into(),
-            },
-            _ if docker_own_containerd => Order {
-                check_before_cutover: true,
-                why: "Docker runs a containerd of its own (no --containerd in its unit or daemon.json): containerd.service is a separate daemon on its own socket, so it is restarted with the new config and checked while the kubelet still runs on Docker".into(),
-            },
-            other => no(format!(
-                "containerd.service has KillMode={}: restarting it beside Docker would stop Docker's containers",
-                other.unwrap_or("control-group (systemd's default)")
-            )),
-        },
-        Target::Crio => Order {
-            check_before_cutover: true,
-            why: "CRI-O runs beside Docker on its own socket: it is started with the new config and checked while the kubelet still runs on Docker".into(),
-        },
-    }
+    runtime.beside_docker(facts)
 }
 
 fn actions(
@@ -117,7 +94,7 @@ fn actions(
     let (target, from, rv, timeout) = (opts.target, v.from, v.rv, opts.timeout_secs);
     let unit = |u: &str| u.to_string();
     let mut docker_units: Vec<&str> = Vec::new();
-    if from.is_docker() && from != kind_of(target) {
+    if from.is_docker() && from != crate::runtime::registry::of(target).kind() {
         if from == RuntimeKind::CriDockerd {
             docker_units.extend(
                 ["cri-docker.socket", "cri-docker.service"]

@@ -21,7 +21,7 @@ pub(super) fn closing_warnings(
     // Schema 1 matters by the target: said again here for it, in place of inspection's words.
     let by_target = crate::inspect::manifests::findings(
         &facts.docker_manifests,
-        (target == Target::Containerd).then_some(rv),
+        crate::runtime::registry::of(target).schema1_judged_by(rv),
     );
     warnings.extend(
         facts
@@ -35,11 +35,12 @@ pub(super) fn closing_warnings(
 
 /// The pause image a runtime uses when none is configured (runtime-facts §1).
 pub(super) fn default_pause(target: Target, rv: Version) -> String {
-    (target.runtime().default_pause)(rv).to_string()
+    crate::runtime::registry::of(target)
+        .default_pause(rv)
+        .to_string()
 }
 
-/// The handlers the runtime will have: containerd's from the planned config (and the files it
-/// imports), CRI-O's own (runc, crun) and those carried.
+/// The handlers the runtime will have: those carried, and its own (its module says).
 pub fn planned_handlers(facts: &Facts, plan: &Plan) -> Vec<String> {
     let mut out: Vec<String> = plan
         .settings
@@ -48,41 +49,7 @@ pub fn planned_handlers(facts: &Facts, plan: &Plan) -> Vec<String> {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    match plan.target {
-        Target::Containerd => {
-            let text = plan
-                .files
-                .iter()
-                .find(|f| f.path == facts.containerd_config_path.path)
-                .map(|f| f.new.clone())
-                .or_else(|| {
-                    facts
-                        .files
-                        .get(&facts.containerd_config_path.path)
-                        .map(|s| s.content.clone())
-                });
-            if let Some(doc) = text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok()) {
-                for p in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"] {
-                    if let Some(t) = doc
-                        .get("plugins")
-                        .and_then(|x| x.get(p))
-                        .and_then(|x| x.get("containerd"))
-                        .and_then(|x| x.get("runtimes"))
-                        .and_then(|x| x.as_table_like())
-                    {
-                        out.extend(t.iter().map(|(k, _)| k.to_string()));
-                    }
-                }
-            }
-            if let Some(c) = &facts.containerd_config {
-                for i in &c.imported {
-                    out.extend(i.handlers.iter().cloned());
-                }
-            }
-            out.push("runc".into());
-        }
-        Target::Crio => out.extend(["runc".to_string(), "crun".to_string()]),
-    }
+    out.extend(crate::runtime::registry::of(plan.target).planned_handlers(facts, plan));
     out.sort();
     out.dedup();
     out

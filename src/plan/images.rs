@@ -16,8 +16,8 @@ pub fn decide(
         Some("--images none: the runtime pulls them".to_string())
     } else if !facts.talk {
         Some("offline (--root): images are not carried; the runtime pulls them".into())
-    } else if target == Target::Crio && !facts.skopeo {
-        Some("skopeo is not installed, and CRI-O's images are carried with it (apt-get install skopeo); CRI-O pulls them again".into())
+    } else if let Some(why) = crate::runtime::registry::of(target).images_blocked(facts) {
+        Some(why)
     } else if root_changes {
         Some("the runtime's root directory changes with this migration, so images carried now would be left behind; the runtime pulls them again".into())
     } else if !facts.docker_socket {

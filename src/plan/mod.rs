@@ -10,7 +10,6 @@
 
 mod actions;
 pub mod checks;
-pub mod crio_node;
 pub mod images;
 mod kubelet_files;
 pub mod kubenet;
@@ -18,7 +17,7 @@ pub mod model;
 mod runtime_files;
 mod settings;
 #[cfg(test)]
-mod test_facts;
+pub(crate) mod test_facts;
 mod versions;
 pub mod workloads;
 
@@ -28,55 +27,15 @@ pub use kubelet_files::runtime_flags_owner;
 use crate::error::Failure;
 use crate::flags::{FileKind, VarsFile};
 use crate::inspect::kubelet::{EXEC_START, EXTRA_ARGS_FILES, KUBEADM_FLAGS};
-use crate::inspect::runtimes::{CRICTL_YAML, INSTANCE_CONFIG, REGISTRIES_DROP_IN};
+use crate::inspect::runtimes::{CRICTL_YAML, INSTANCE_CONFIG};
 use crate::inspect::{require_kubelet, Facts, Finding, RuntimeKind};
 use crate::node::join;
 use crate::render::{self, kubelet::Rules};
 use crate::version::Version;
 pub use model::*;
-use serde::Serialize;
 
 /// The runtime to move to: described once in `src/runtime.rs`.
 pub use crate::runtime::Target;
-
-/// The inspection's name for a target.
-pub fn kind_of(target: Target) -> RuntimeKind {
-    match target {
-        Target::Containerd => RuntimeKind::Containerd,
-        Target::Crio => RuntimeKind::Crio,
-    }
-}
-
-/// The runtime's CRI socket as its own unit sets it (containerd's `--address`, CRI-O's
-/// `--listen`), else its default: where the kubelet, crictl and the checks are pointed. A value
-/// that is no plain socket path is refused, naming where it is set.
-pub fn endpoint(facts: &Facts, target: Target) -> Result<String, Failure> {
-    let Some(o) = facts.other_sockets.iter().find(|o| o.unit == target.unit()) else {
-        return Ok(target.endpoint().to_string());
-    };
-    let path = o.value.strip_prefix("unix://").unwrap_or(&o.value);
-    let plain = path.starts_with('/')
-        && !path.contains("/../")
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+@:".contains(c));
-    if !plain {
-        return Err(Failure::bad_input(
-            &o.at,
-            format!(
-                "{} listens on {:?} ({}), which is not a plain unix socket path cri-migrate can point the kubelet, crictl and its checks at",
-                o.unit, o.value, o.flag
-            ),
-            format!(
-                "Give {} of {} an absolute socket path (letters, digits, / . _ - + @ :), or remove it for the runtime's default {}, then run cri-migrate again.",
-                o.flag,
-                o.unit,
-                target.endpoint()
-            ),
-        ));
-    }
-    Ok(format!("unix://{path}"))
-}
 
 pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     require_kubelet(facts)?;
@@ -138,7 +97,7 @@ fn settle(
         parse_back(f)?;
     }
 
-    if from == kind_of(target) && files.is_empty() {
+    if from == crate::runtime::registry::of(target).kind() && files.is_empty() {
         return Err(Failure::NothingToDo(format!(
             "the kubelet already uses {} ({endpoint}) and every file cri-migrate manages is as it would write it",
             target.name(),

@@ -2,6 +2,7 @@
 //! actions, and the versions it is for. Below every phase and every runtime's module
 //! (`runtime::containerd`, `runtime::crio`), which make these and never the plan's order.
 
+use crate::error::Failure;
 use crate::images::Selection;
 use crate::inspect::docker::Ulimit;
 use crate::inspect::{Facts, Finding, RuntimeKind};
@@ -392,4 +393,47 @@ impl ImagesPlan {
     pub fn carried(&self) -> bool {
         self.why_not.is_none()
     }
+}
+
+/// Registry settings that could not be carried: one warning each, naming the value (never a
+/// credential) and why.
+pub fn skipped_registries(skipped: &[String], warnings: &mut Vec<Finding>) {
+    for why in skipped {
+        warnings.push(Finding::warning(
+            "registry-not-carried",
+            why.clone(),
+            "fix the value on the node (or leave it: the rest is carried), then run cri-migrate again",
+        ));
+    }
+}
+
+/// The runtime's CRI socket as its own unit sets it (containerd's `--address`, CRI-O's
+/// `--listen`), else its default: where the kubelet, crictl and the checks are pointed. A value
+/// that is no plain socket path is refused, naming where it is set.
+pub fn endpoint(facts: &Facts, target: Target) -> Result<String, Failure> {
+    let Some(o) = facts.other_sockets.iter().find(|o| o.unit == target.unit()) else {
+        return Ok(target.endpoint().to_string());
+    };
+    let path = o.value.strip_prefix("unix://").unwrap_or(&o.value);
+    let plain = path.starts_with('/')
+        && !path.contains("/../")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+@:".contains(c));
+    if !plain {
+        return Err(Failure::bad_input(
+            &o.at,
+            format!(
+                "{} listens on {:?} ({}), which is not a plain unix socket path cri-migrate can point the kubelet, crictl and its checks at",
+                o.unit, o.value, o.flag
+            ),
+            format!(
+                "Give {} of {} an absolute socket path (letters, digits, / . _ - + @ :), or remove it for the runtime's default {}, then run cri-migrate again.",
+                o.flag,
+                o.unit,
+                target.endpoint()
+            ),
+        ));
+    }
+    Ok(format!("unix://{path}"))
 }

@@ -2,6 +2,7 @@
 //! and config, daemon.json and dockerd, the runtime's own config, the node's CNI).
 
 use super::*;
+use crate::runtime::target::Storage;
 
 pub(super) fn carried(
     facts: &Facts,
@@ -9,6 +10,7 @@ pub(super) fn carried(
     target: Target,
     warnings: &mut Vec<Finding>,
 ) -> Carried {
+    let runtime = crate::runtime::registry::of(target);
     let k = &facts.kubelet;
     let d = &facts.docker.settings;
     // Where Docker's value came from: dockerd's flag where it was one, else daemon.json.
@@ -84,12 +86,8 @@ pub(super) fn carried(
                 .map(|p| p.display().to_string())
         });
     let runtime_root = root_parent.map(|parent| {
-        let dir = match target {
-            Target::Containerd => "containerd",
-            Target::Crio => "containers/storage",
-        };
         setting(
-            join(&parent, dir),
+            join(&parent, runtime.root_beside_docker()),
             format!(
                 "beside Docker's data-root {}{}",
                 d.data_root.as_deref().unwrap_or_default(),
@@ -101,13 +99,10 @@ pub(super) fn carried(
         )
     });
     let snapshotter = d.storage_driver.as_deref().and_then(|sd| {
-        let mapped = match (target, sd) {
-            (_, "overlay2" | "overlay") => return None, // both runtimes default to overlay
-            (Target::Containerd, "btrfs") => "btrfs",
-            (Target::Containerd, "zfs") => "zfs",
-            (Target::Containerd, "vfs") => "native",
-            (Target::Crio, "btrfs" | "zfs" | "vfs") => sd,
-            _ => {
+        let mapped = match runtime.storage_driver(sd) {
+            Storage::Default => return None,
+            Storage::As(mapped) => mapped,
+            Storage::NotReady => {
                 warnings.push(Finding::warning(
                     "storage-driver-dropped",
                     format!("Docker's storage driver {sd} has no ready equivalent in {}", target.name()),
@@ -121,23 +116,21 @@ pub(super) fn carried(
             src("storage-driver", format!("daemon.json storage-driver {sd}")),
         ))
     });
-    let max_concurrent_downloads = d.max_concurrent_downloads.and_then(|n| match target {
-        Target::Containerd => Some(setting(
-            n,
-            src(
-                "max-concurrent-downloads",
-                "daemon.json max-concurrent-downloads".into(),
-            ),
-        )),
-        Target::Crio => {
-            warnings.push(Finding::info(
-                "max-downloads-dropped",
-                format!("daemon.json max-concurrent-downloads ({n}) has no CRI-O equivalent"),
-                "nothing to do; CRI-O pulls layers in parallel by default",
-            ));
-            None
-        }
-    });
+    let max_concurrent_downloads =
+        d.max_concurrent_downloads
+            .and_then(|n| match runtime.max_concurrent_downloads(n) {
+                Ok(n) => Some(setting(
+                    n,
+                    src(
+                        "max-concurrent-downloads",
+                        "daemon.json max-concurrent-downloads".into(),
+                    ),
+                )),
+                Err(said) => {
+                    warnings.push(said);
+                    None
+                }
+            });
     let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
     Carried {
         cgroup_driver,

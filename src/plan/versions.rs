@@ -50,8 +50,9 @@ pub(super) fn versions(
         ));
     }
 
-    let installed = facts.runtimes.of(target);
-    let install_hint = target.runtime().install_hint;
+    let runtime = crate::runtime::registry::of(target);
+    let installed = runtime.installed(facts);
+    let install_hint = target.about().install_hint;
     let rv = match (opts.runtime_version, installed.version, installed.installed) {
         (Some(v), _, true) => v,
         (Some(v), _, false) => {
@@ -77,7 +78,7 @@ pub(super) fn versions(
                 ),
                 format!(
                     "Pass it with --runtime-version, e.g. --runtime-version 1.6.20 (`{} --version` on the node tells it).",
-                    target.runtime().binary
+                    target.about().binary
                 ),
             ))
         }
@@ -88,109 +89,13 @@ pub(super) fn versions(
             ))
         }
     };
-    let config_schema = match target {
-        Target::Containerd => Some(containerd_schema(
-            rv,
-            kv,
-            facts.containerd_config.as_ref(),
-            warnings,
-        )?),
-        Target::Crio => {
-            if (rv.major, rv.minor) != (kv.major, kv.minor) {
-                warnings.push(Finding::warning(
-                    "crio-version-skew",
-                    format!("CRI-O {rv} does not match kubelet {kv}: CRI-O's minor version follows Kubernetes'"),
-                    format!("install cri-o {}.{}", kv.major, kv.minor),
-                ));
-            }
-            None
-        }
-    };
+    let config_schema = runtime.config_schema(facts, rv, kv, warnings)?;
     Ok(Versions {
         kv,
         rv,
         from,
         config_schema,
     })
-}
-
-fn containerd_schema(
-    rv: Version,
-    kv: Version,
-    existing: Option<&crate::inspect::runtimes::ContainerdConfig>,
-    warnings: &mut Vec<Finding>,
-) -> Result<u8, Failure> {
-    // The newest config version the installed containerd reads (its description).
-    let readable: u8 = (crate::runtime::CONTAINERD.config_version)(rv).unwrap_or(2);
-    if let Some(c) = existing {
-        // A file written for a newer containerd than the one installed: the installed one cannot
-        // read it, and rewriting it down would leave the newer tables in, misread.
-        if c.schema > i64::from(readable) {
-            return Err(Failure::bad_input(
-                &c.path,
-                format!(
-                    "it is written as config version {}, which containerd {rv} cannot read (it reads up to version {readable})",
-                    c.schema
-                ),
-                "Install the containerd the file was written for (or pass --runtime-version if the version was misread), or move the file aside so that cri-migrate writes one for this containerd.",
-            ));
-        }
-    }
-    if rv.major >= 3 {
-        return Err(Failure::preflight(
-            format!("containerd {rv} is newer than cri-migrate knows (config version 2 for 1.x, 3 for 2.0 to 2.2, 4 for 2.3 and later)"),
-            "Use a cri-migrate release that knows it, or pass --runtime-version if the version was misread.",
-        ));
-    }
-    if !rv.at_least(1, 5) {
-        return Err(Failure::preflight(
-            format!("containerd {rv} is too old: registry hosts (config_path) need 1.5"),
-            "Run with --install-runtime to upgrade it from the node's package source first, or upgrade containerd to 1.6 or later by hand.",
-        ));
-    }
-    // containerd 2.0 removed CRI v1alpha2; the kubelet speaks CRI v1 from 1.23 (CRI stable).
-    if rv.major >= 2 && !kv.at_least(1, 23) {
-        return Err(Failure::preflight(
-            format!("kubelet {kv} speaks CRI v1alpha2 only, which containerd {rv} no longer serves (removed in containerd 2.0)"),
-            "Upgrade the kubelet first (1.23 or later speaks CRI v1; containerd lists 2.x for Kubernetes 1.30 and later), or target containerd 1.7 (install it, or pass --runtime-version 1.7.x for a node where it will be).",
-        ));
-    }
-    if kv.at_least(1, 26) && !rv.at_least(1, 6) {
-        return Err(Failure::preflight(
-            format!("kubelet {kv} needs CRI v1, which containerd {rv} does not serve"),
-            "Run with --install-runtime to upgrade it from the node's package source first, or upgrade containerd to 1.6 or later by hand.",
-        ));
-    }
-    // An existing file keeps its version where the installed containerd reads it (containerd
-    // migrates older versions in memory at load); only a version it cannot read, or no file,
-    // gets the newest. A file moved to a newer version cannot go back to an older containerd.
-    let schema = match existing.map(|c| c.schema) {
-        Some(v) if (2..=i64::from(readable)).contains(&v) => v as u8,
-        _ => readable,
-    };
-    // (1.x's version 1 to 2 needs no word: every containerd cri-migrate plans for reads 2.)
-    if let Some(c) = existing.filter(|c| c.schema < i64::from(schema) && schema >= 3) {
-        let older = if schema == 4 {
-            "containerd before 2.3"
-        } else {
-            "containerd 1.x"
-        };
-        warnings.push(Finding::info(
-            "containerd-config-version",
-            format!(
-                "{} goes from config version {} to {schema}{}; {older} cannot read version {schema}",
-                c.path,
-                c.schema.max(1),
-                if c.schema < 2 && rv.major >= 2 {
-                    format!(" (containerd {rv} no longer reads version 1)")
-                } else {
-                    String::new()
-                }
-            ),
-            "to put an older containerd back later (a package downgrade), put the file back too: the backup keeps it, and `cri-migrate rollback` restores it",
-        ));
-    }
-    Ok(schema)
 }
 
 #[cfg(test)]

@@ -117,13 +117,8 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
             }
         }
     };
-    if target == Target::Crio && h.crio_path().is_none() {
-        // CRI-O runs a binary (or Kata's shim as a VM runtime), never a containerd shim.
-        warnings.push(Finding::warning(
-            "runtime-not-carried",
-            format!("Docker's runtime {name} is a containerd shim ({}) with no binary CRI-O can run on this node", h.runtime_type),
-            "configure the runtime for CRI-O by its own documentation ([crio.runtime.runtimes.NAME] with its runtime_path)",
-        ));
+    if let Err(said) = crate::runtime::registry::of(target).runs_handler(&h) {
+        warnings.push(said);
         return None;
     }
     Some(h)
@@ -142,17 +137,7 @@ fn selinux_labels(
     let (Some((mode, read_from)), Some(root)) = (&facts.selinux, root) else {
         return None;
     };
-    let (like, path) = match target {
-        Target::Containerd => ("/var/lib/containerd".to_string(), root.value.clone()),
-        // CRI-O's storage root is containers/storage under /var/lib/containers.
-        Target::Crio => (
-            "/var/lib/containers".to_string(),
-            root.value
-                .strip_suffix("/storage")
-                .unwrap_or(&root.value)
-                .to_string(),
-        ),
-    };
+    let (like, path) = crate::runtime::registry::of(target).selinux_like(&root.value);
     if facts
         .selinux_equivalences
         .iter()
@@ -202,6 +187,7 @@ pub(super) fn workloads(
     let mut w = Workloads::default();
     for r in &d.runtimes {
         if let Some(h) = handler_of(r, target, warnings) {
+            let (how, instead) = crate::runtime::registry::of(target).nvidia_hint();
             if h.binary
                 .as_deref()
                 .is_some_and(|b| b.rsplit('/').next().unwrap_or(b).starts_with("nvidia"))
@@ -212,15 +198,9 @@ pub(super) fn workloads(
                         "the {} handler runs {} {}, as NVIDIA's `nvidia-ctk runtime configure` writes it",
                         h.name,
                         h.binary.as_deref().unwrap_or_default(),
-                        match target {
-                            Target::Containerd => "through the runc shim, with the kubelet's cgroup driver",
-                            Target::Crio => "as an OCI runtime of CRI-O's",
-                        }
+                        how
                     ),
-                    match target {
-                        Target::Containerd => "GPU pods keep their devices through it; where containerd supports CDI (1.7+ with enable_cdi, on by default from 2.0; not 1.6) the device plugin can use it instead: `nvidia-ctk cdi generate`, then its cdi-cri strategy",
-                        Target::Crio => "GPU pods keep their devices through it; CRI-O (1.23+) supports CDI, which the device plugin can use instead: `nvidia-ctk cdi generate`, then its cdi-cri strategy",
-                    },
+                    instead,
                 ));
             }
             w.handlers.push(h);

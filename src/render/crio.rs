@@ -3,6 +3,13 @@
 
 use serde::Serialize;
 
+/// The OCI runtime the drop-in makes CRI-O's default, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OciChoice {
+    pub name: String,
+    pub path: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Settings {
     pub cgroup_manager: String,
@@ -21,7 +28,7 @@ pub struct Settings {
     pub conmon: Option<String>,
     pub pinns_path: Option<String>,
     /// The OCI runtime made the default where the version's default cannot run here.
-    pub oci_runtime: Option<crate::plan::crio_node::OciChoice>,
+    pub oci_runtime: Option<OciChoice>,
     /// The node's network by name, where a package's example bridge sorts before it.
     pub cni_default_network: Option<String>,
 }

@@ -1,9 +1,20 @@
-//! What each runtime the kubelet can move to *is*, described once: its names, unit, CRI socket,
-//! image store, the package that installs it. The target choice, the unit lists of the backup
-//! and the undo, the package to install and the messages read from here, so that a third
-//! runtime is one description (and its render module), not a dozen edits.
+//! The runtimes the kubelet can move to. What each *is* — its names, unit, CRI socket, image
+//! store, package, binary — is its [`About`] here, read by every layer (the target choice, the
+//! backup's and the undo's unit lists, the package to install, the messages). What each *does*
+//! in a migration — the settings it takes, the files it writes, its version rules, its order
+//! beside Docker, its image ways — is its module (`containerd.rs`, `crio.rs`) implementing
+//! [`target::TargetRuntime`], found through [`registry::of`].
+//!
+//! A new runtime: a module implementing the trait, its `About` and `Target` variant here, and
+//! its line in `registry.rs` (the test-only `third.rs` is one, planned end to end).
 
-use crate::version::Version;
+pub mod containerd;
+pub mod crio;
+pub mod registry;
+pub mod target;
+#[cfg(test)]
+mod third;
+
 use serde::Serialize;
 
 /// The runtime to move to.
@@ -12,11 +23,14 @@ use serde::Serialize;
 pub enum Target {
     Containerd,
     Crio,
+    /// A runtime that exists only in the unit tests, to show what adding one takes.
+    #[cfg(test)]
+    Third,
 }
 
-/// One runtime, described.
+/// What one runtime is.
 #[derive(Debug)]
-pub struct Runtime {
+pub struct About {
     pub target: Target,
     /// As people call it.
     pub name: &'static str,
@@ -36,18 +50,9 @@ pub struct Runtime {
     /// The file cri-migrate writes the runtime's settings to (containerd's config, merged;
     /// CRI-O's drop-in of its own).
     pub config: &'static str,
-    /// The newest config version the runtime of a version reads; `None` where its config has
-    /// no version.
-    pub config_version: fn(Version) -> Option<u8>,
-    /// The pause image it uses when none is configured (runtime-facts §1).
-    pub default_pause: fn(Version) -> &'static str,
-    /// The oldest version cri-migrate moves a kubelet onto: an older one installed is
-    /// upgraded by `--install-runtime` (containerd below 1.6: no CRI v1, no hosts.toml before
-    /// 1.5). `None` where the version follows the kubelet's instead (CRI-O).
-    pub oldest: Option<Version>,
 }
 
-pub const CONTAINERD: Runtime = Runtime {
+pub const CONTAINERD: About = About {
     target: Target::Containerd,
     name: "containerd",
     unit: "containerd.service",
@@ -64,31 +69,10 @@ pub const CONTAINERD: Runtime = Runtime {
     },
     binary: "containerd",
     install_hint: "apt-get install containerd (Debian, Ubuntu), dnf install containerd.io (Docker's repository)",
-    oldest: Some(Version::new(1, 6, 0)),
     config: "/etc/containerd/config.toml",
-    // 2 for 1.x, 3 for 2.0 to 2.2, 4 from 2.3 (containerd RELEASES.md; version 1 is gone
-    // from 2.0: containerd#8275).
-    config_version: |v| {
-        Some(if v.at_least(2, 3) {
-            4
-        } else if v.major >= 2 {
-            3
-        } else {
-            2
-        })
-    },
-    default_pause: |v| {
-        if v.major >= 2 {
-            "registry.k8s.io/pause:3.10"
-        } else if v.at_least(1, 7) {
-            "registry.k8s.io/pause:3.8"
-        } else {
-            "registry.k8s.io/pause:3.6"
-        }
-    },
 };
 
-pub const CRIO: Runtime = Runtime {
+pub const CRIO: About = About {
     target: Target::Crio,
     name: "CRI-O",
     unit: "crio.service",
@@ -103,14 +87,11 @@ pub const CRIO: Runtime = Runtime {
     binary: "crio",
     install_hint:
         "the cri-o package matching the kubelet's minor version, from the CRI-O repositories",
-    oldest: None,
     config: "/etc/crio/crio.conf.d/99-cri-migrate.conf",
-    config_version: |_| None,
-    default_pause: |_| "its built-in pause image",
 };
 
 /// Every runtime, in the order they are offered (the first is the default choice).
-pub const ALL: [&Runtime; 2] = [&CONTAINERD, &CRIO];
+pub const ALL: [&About; 2] = [&CONTAINERD, &CRIO];
 
 /// Docker's units, and cri-dockerd's: what a migration leaves.
 pub const DOCKER_UNITS: [&str; 4] = [
@@ -121,20 +102,22 @@ pub const DOCKER_UNITS: [&str; 4] = [
 ];
 
 impl Target {
-    pub fn runtime(self) -> &'static Runtime {
+    pub fn about(self) -> &'static About {
         match self {
             Target::Containerd => &CONTAINERD,
             Target::Crio => &CRIO,
+            #[cfg(test)]
+            Target::Third => &third::ABOUT,
         }
     }
     pub fn name(self) -> &'static str {
-        self.runtime().name
+        self.about().name
     }
     pub fn endpoint(self) -> &'static str {
-        self.runtime().endpoint
+        self.about().endpoint
     }
     pub fn unit(self) -> &'static str {
-        self.runtime().unit
+        self.about().unit
     }
 }
 
@@ -145,7 +128,7 @@ mod tests {
     #[test]
     fn each_runtime_is_described_once_and_found_by_its_target() {
         for r in ALL {
-            assert_eq!(r.target.runtime().unit, r.unit, "{}", r.name);
+            assert_eq!(r.target.about().unit, r.unit, "{}", r.name);
             assert_eq!(r.target.name(), r.name);
             assert!(r.unit.ends_with(".service") && r.endpoint.starts_with("unix:///"));
         }

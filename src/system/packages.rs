@@ -90,7 +90,7 @@ pub fn runtime_package(
     docker_repo: bool,
     kubelet_minor: Option<(u32, u32)>,
 ) -> Vec<String> {
-    vec![(target.runtime().package)(
+    vec![(target.about().package)(
         manager,
         docker_repo,
         kubelet_minor,
