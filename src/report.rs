@@ -379,45 +379,9 @@ fn settings_text_raw(p: &Plan) -> String {
     );
     let s = &p.settings;
     let _ = writeln!(out, "\n{}", style("Carried over").bold());
-    let _ = writeln!(
-        out,
-        "  cgroup driver   {} (from {})",
-        s.cgroup_driver.value, s.cgroup_driver.from
-    );
-    match &s.sandbox_image {
-        Some(i) => {
-            let _ = writeln!(out, "  sandbox image   {} (from {})", i.value, i.from);
-        }
-        None => {
-            let _ = writeln!(out, "  sandbox image   the runtime's default");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "  CNI config      {} (from {})",
-        s.cni_conf_dir.value, s.cni_conf_dir.from
-    );
-    let _ = writeln!(
-        out,
-        "  CNI plugins     {} (from {})",
-        s.cni_bin_dirs.value.join(", "),
-        s.cni_bin_dirs.from
-    );
-    if !s.registries.is_empty() {
-        let _ = writeln!(out, "  registries      {}", s.registries.join(", "));
-    }
-    if let Some(r) = &s.runtime_root {
-        let _ = writeln!(out, "  runtime root    {} ({})", r.value, r.from);
-    }
-    if let Some(r) = &s.snapshotter {
-        let _ = writeln!(out, "  snapshotter     {} (from {})", r.value, r.from);
-    }
-    if let Some(r) = &s.max_concurrent_downloads {
-        let _ = writeln!(
-            out,
-            "  downloads       {} in parallel (from {})",
-            r.value, r.from
-        );
+    let settings = serde_json::to_value(s).expect("the settings serialize");
+    for line in crate::plan::settings_table::shown_lines(&settings) {
+        let _ = writeln!(out, "{line}");
     }
     out
 }

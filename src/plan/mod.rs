@@ -16,6 +16,7 @@ pub mod kubenet;
 pub mod model;
 mod runtime_files;
 mod settings;
+pub mod settings_table;
 #[cfg(test)]
 pub(crate) mod test_facts;
 mod versions;

@@ -23,6 +23,34 @@ use crate::version::Version;
 
 pub struct Crio;
 
+/// Where CRI-O takes each carried setting (docs/carried-settings.md's column).
+const CARRIED_TO: &[(&str, &str)] = &[
+    ("cgroup_driver", "`cgroup_manager`, `conmon_cgroup = \"pod\"`"),
+    ("sandbox_image", "`pause_image`"),
+    ("cni_conf_dir", "`network_dir`"),
+    ("cni_bin_dirs", "`plugin_dirs`"),
+    ("registry_mirrors", "registries.conf.d drop-in: `[[registry]] docker.io` + `[[registry.mirror]]`"),
+    ("insecure_registries", "`[[registry]] insecure = true`"),
+    ("registry_certs", "not carried (CRI-O reads `/etc/containers/certs.d`): a warning"),
+    ("config_mirrors", "—"),
+    ("config_tls", "—"),
+    ("config_auths", "—"),
+    ("address_reservations", "same"),
+    ("limit_nofile", "—"),
+    ("runtime_root", "`[crio] root`: `/data/containers/storage`"),
+    ("snapshotter", "`storage_driver`"),
+    ("max_concurrent_downloads", "none (a note)"),
+    ("kubenet", "same"),
+    ("log_rotation", "same"),
+    ("nested_node", "—"),
+    ("proxy", "the same under `crio.service.d`"),
+    ("handlers", "`[crio.runtime.runtimes.NAME]`: `runtime_type = \"oci\"`, `runtime_path` = the binary; Kata's shim as `runtime_type = \"vm\"` (`runtime_root = \"/run/vc\"`, `privileged_without_host_devices`)"),
+    ("default_handler", "`default_runtime`"),
+    ("ulimits", "`default_ulimits = [\"nofile=65536:1048576\"]`"),
+    ("selinux", "`selinux = true`; `/var/lib/containers` as the equivalence"),
+    ("endpoint", "same, `unix:///var/run/crio/crio.sock`"),
+];
+
 impl TargetRuntime for Crio {
     fn about(&self) -> &'static About {
         &super::CRIO
@@ -68,6 +96,9 @@ impl TargetRuntime for Crio {
         )
     }
     // containers/storage has drivers of Docker's names.
+    fn carried_to(&self) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        ("CRI-O", CARRIED_TO)
+    }
     fn storage_driver(&self, docker: &str) -> Storage {
         match docker {
             "overlay2" | "overlay" => Storage::Default,

@@ -56,6 +56,9 @@ pub trait TargetRuntime: Sync {
     /// A root moved to `root` on an SELinux node: (the default root whose labels it takes,
     /// the directory labelled like it).
     fn selinux_like(&self, root: &str) -> (String, String);
+    /// Where it takes each carried setting (`plan::settings_table`), by the table's keys, in
+    /// its order; and its column's heading in docs/carried-settings.md.
+    fn carried_to(&self) -> (&'static str, &'static [(&'static str, &'static str)]);
     /// Docker's storage driver as its own.
     fn storage_driver(&self, docker: &str) -> Storage;
     /// Docker's `max-concurrent-downloads` carried (`Ok`), or what is said instead.

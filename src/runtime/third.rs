@@ -67,6 +67,15 @@ impl TargetRuntime for Third {
     fn selinux_like(&self, root: &str) -> (String, String) {
         ("/var/lib/third".into(), root.into())
     }
+    fn carried_to(&self) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        (
+            "Third",
+            &[
+                ("cgroup_driver", "`cgroup_driver`"),
+                ("sandbox_image", "`sandbox_image`"),
+            ],
+        )
+    }
     fn storage_driver(&self, docker: &str) -> Storage {
         match docker {
             "overlay2" | "overlay" => Storage::Default,
