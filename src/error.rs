@@ -83,6 +83,11 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The failure as a JSON document's `error`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"kind": self.kind(), "message": self.to_string(), "exit_code": self.exit_code()})
+    }
+
     pub fn bad_input(
         path: impl Into<String>,
         problem: impl fmt::Display,
@@ -210,6 +215,16 @@ pub fn envelope(command: &str, mut body: serde_json::Value) -> serde_json::Value
         m.insert("command".into(), command.into());
     }
     body
+}
+
+/// A command's JSON document, in its envelope, written as one pretty-printed document.
+pub fn write_envelope<W: std::io::Write + ?Sized>(
+    out: &mut W,
+    command: &str,
+    body: serde_json::Value,
+) -> std::io::Result<()> {
+    let doc = serde_json::to_string_pretty(&envelope(command, body)).expect("JSON values print");
+    writeln!(out, "{doc}")
 }
 
 /// The JSON form of a failure, for scripts that read stdout only.

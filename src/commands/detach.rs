@@ -152,15 +152,11 @@ pub fn run_detached(t: &NodeAccess, args: &MigrateArgs, out: &mut dyn Write) -> 
     }
     let _ = home.write_atomic(MARKER, jiff::Timestamp::now().to_string().as_bytes());
     match args.output {
-        Output::Json => writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&crate::error::envelope("migrate", json!({
+        Output::Json => crate::error::write_envelope(out, "migrate", json!({
                 "result": "started",
                 "unit": UNIT,
                 "next": "run the same command again to wait for the result, or follow it with `cri-migrate status`",
-            })))?
-        )?,
+            }))?,
         Output::Text => writeln!(
             out,
             "Started {UNIT}: the migration runs on the host. Run the same command again to wait for its result, or follow it with `cri-migrate status` and `journalctl -u cri-migrate`."

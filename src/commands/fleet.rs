@@ -88,15 +88,12 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<i32> {
     }
     let rows: Vec<Row> = rows.into_values().collect();
     match args.output {
-        Output::Json => writeln!(
+        Output::Json => crate::error::write_envelope(
             out,
-            "{}",
-            serde_json::to_string_pretty(&crate::error::envelope(
-                "fleet",
-                serde_json::json!({
-                    "nodes": rows,
-                })
-            ))?
+            "fleet",
+            serde_json::json!({
+                "nodes": rows,
+            }),
         )?,
         Output::Text => {
             let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());

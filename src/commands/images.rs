@@ -208,13 +208,10 @@ pub fn run(
     };
     let failed = carried.iter().any(|c| c.result == images::Outcome::Failed);
     match args.output {
-        Output::Json => writeln!(
+        Output::Json => crate::error::write_envelope(
             out,
-            "{}",
-            serde_json::to_string_pretty(&crate::error::envelope(
-                "images",
-                json!({"result": if failed { "partial" } else { "ok" }, "images": carried})
-            ))?
+            "images",
+            json!({"result": if failed { "partial" } else { "ok" }, "images": carried}),
         )?,
         Output::Text => {
             for c in &carried {

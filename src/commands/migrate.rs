@@ -699,7 +699,7 @@ fn finish(
                     "interrupted_after_verification": o.finished_despite,
                     "journal_errors": o.journal_errors,
                     "warnings": plan.warnings,
-                    "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
+                    "error": o.error.as_ref().map(Failure::json),
                 }),
             );
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -844,26 +844,23 @@ fn resume(
     );
     let steps_failed = o.error.is_some();
     match args.output {
-        Output::Json => writeln!(
+        Output::Json => crate::error::write_envelope(
             out,
-            "{}",
-            serde_json::to_string_pretty(&crate::error::envelope(
-                "migrate",
-                json!({
-                    "dry_run": false,
-                    "resumed": true,
-                    "result": o.error.as_ref().map(|f| f.kind()).unwrap_or("migrated"),
-                    "target": target,
-                    "backup": o.backup,
-                    "duration_ms": started.elapsed().as_millis() as u64,
-                    "steps": o.steps,
-                    "verification": o.verification,
-                    "rollback_steps": o.rollback,
-                    "interrupted_after_verification": o.finished_despite,
-                    "journal_errors": o.journal_errors,
-                    "error": o.error.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
-                })
-            ))?
+            "migrate",
+            json!({
+                "dry_run": false,
+                "resumed": true,
+                "result": o.error.as_ref().map(|f| f.kind()).unwrap_or("migrated"),
+                "target": target,
+                "backup": o.backup,
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "steps": o.steps,
+                "verification": o.verification,
+                "rollback_steps": o.rollback,
+                "interrupted_after_verification": o.finished_despite,
+                "journal_errors": o.journal_errors,
+                "error": o.error.as_ref().map(Failure::json),
+            }),
         )?,
         Output::Text if !steps_failed => {
             writeln!(

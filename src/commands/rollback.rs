@@ -85,19 +85,16 @@ pub fn run(
         backup: b.node_dir.clone(),
     });
     match args.output {
-        Output::Json => writeln!(
+        Output::Json => crate::error::write_envelope(
             out,
-            "{}",
-            serde_json::to_string_pretty(&crate::error::envelope(
-                "rollback",
-                json!({
-                    "result": failure.as_ref().map(|f| f.kind()).unwrap_or("rolled-back"),
-                    "backup": b.node_dir,
-                    "state_before": was,
-                    "steps": steps,
-                    "error": failure.as_ref().map(|f| json!({"kind": f.kind(), "message": f.to_string(), "exit_code": f.exit_code()})),
-                })
-            ))?
+            "rollback",
+            json!({
+                "result": failure.as_ref().map(|f| f.kind()).unwrap_or("rolled-back"),
+                "backup": b.node_dir,
+                "state_before": was,
+                "steps": steps,
+                "error": failure.as_ref().map(Failure::json),
+            }),
         )?,
         Output::Text if failure.is_none() => {
             let again = if was == State::RolledBack {

@@ -59,13 +59,10 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
     });
     match (result, args.output) {
         (Ok(v), Output::Json) => {
-            writeln!(
+            crate::error::write_envelope(
                 out,
-                "{}",
-                serde_json::to_string_pretty(&crate::error::envelope(
-                    "verify",
-                    serde_json::json!({"result": "ok", "verification": v})
-                ))?
+                "verify",
+                serde_json::json!({"result": "ok", "verification": v}),
             )?;
             Ok(exit::OK)
         }

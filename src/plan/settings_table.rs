@@ -266,17 +266,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_docs_hold_this_table() {
+    fn the_docs_hold_the_tables_they_are_made_from() {
         let docs = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/docs/carried-settings.md"
         ))
         .unwrap();
-        let table = markdown();
-        assert!(
-            docs.contains(&table),
-            "docs/carried-settings.md must hold the table of src/plan/settings_table.rs as it is:\n{table}"
-        );
+        for (table, from) in [
+            (markdown(), "src/plan/settings_table.rs and the runtimes' carried_to"),
+            (
+                crate::inspect::docker_options::markdown(),
+                "src/inspect/docker_options.rs",
+            ),
+        ] {
+            assert!(
+                docs.contains(&table),
+                "docs/carried-settings.md must hold the table of {from} as it is:\n{table}"
+            );
+        }
     }
 
     #[test]

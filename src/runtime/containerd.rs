@@ -12,7 +12,7 @@ use crate::plan::model::{
     change, setting, skipped_registries, Carried, FileChange, FileGroup, Format, Order, Plan,
     Versions,
 };
-use crate::render::{self, Handler};
+use crate::render;
 use crate::version::Version;
 
 pub struct Containerd;
@@ -121,10 +121,6 @@ impl TargetRuntime for Containerd {
     fn max_concurrent_downloads(&self, n: u64) -> Result<u64, Finding> {
         Ok(n)
     }
-    // Any shim or binary: a binary runs through the runc shim.
-    fn runs_handler(&self, _: &Handler) -> Result<(), Finding> {
-        Ok(())
-    }
     fn nvidia_hint(&self) -> (&'static str, &'static str) {
         (
             "through the runc shim, with the kubelet's cgroup driver",
@@ -210,9 +206,6 @@ impl TargetRuntime for Containerd {
         Some(rv)
     }
 
-    fn images_blocked(&self, _: &Facts) -> Option<String> {
-        None
-    }
     fn image_dest(&self, facts: &Facts, node: &Node) -> Result<Dest, Failure> {
         // The socket containerd's unit has it listen on (its default otherwise).
         let endpoint = crate::plan::model::endpoint(facts, Target::Containerd)?;

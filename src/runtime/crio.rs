@@ -62,9 +62,6 @@ impl TargetRuntime for Crio {
         &facts.runtimes.crio
     }
 
-    fn oldest(&self) -> Option<Version> {
-        None
-    }
     fn config_schema(
         &self,
         _: &Facts,
@@ -152,9 +149,6 @@ impl TargetRuntime for Crio {
             check_before_cutover: true,
             why: "CRI-O runs beside Docker on its own socket: it is started with the new config and checked while the kubelet still runs on Docker".into(),
         }
-    }
-    fn schema1_judged_by(&self, _: Version) -> Option<Version> {
-        None
     }
 
     fn images_blocked(&self, facts: &Facts) -> Option<String> {

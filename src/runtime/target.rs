@@ -37,7 +37,9 @@ pub trait TargetRuntime: Sync {
     // Its versions.
     /// The oldest version cri-migrate moves a kubelet onto (an older one installed is upgraded
     /// by `--install-runtime`); `None` where its version follows the kubelet's instead.
-    fn oldest(&self) -> Option<Version>;
+    fn oldest(&self) -> Option<Version> {
+        None
+    }
     /// The config version written for the runtime's and the kubelet's versions (`None`: its
     /// config has none); a pair it cannot serve is refused, a skew said.
     fn config_schema(
@@ -46,7 +48,10 @@ pub trait TargetRuntime: Sync {
         rv: Version,
         kv: Version,
         warnings: &mut Vec<Finding>,
-    ) -> Result<Option<u8>, Failure>;
+    ) -> Result<Option<u8>, Failure> {
+        let _ = (facts, rv, kv, warnings);
+        Ok(None)
+    }
     /// The pause image it uses when none is configured (runtime-facts §1).
     fn default_pause(&self, rv: Version) -> &'static str;
 
@@ -64,7 +69,10 @@ pub trait TargetRuntime: Sync {
     /// Docker's `max-concurrent-downloads` carried (`Ok`), or what is said instead.
     fn max_concurrent_downloads(&self, n: u64) -> Result<u64, Finding>;
     /// Whether a handler carried from Docker's runtimes runs on it; what is said if not.
-    fn runs_handler(&self, h: &Handler) -> Result<(), Finding>;
+    fn runs_handler(&self, h: &Handler) -> Result<(), Finding> {
+        let _ = h;
+        Ok(())
+    }
     /// How a GPU runtime of NVIDIA's runs on it, and what the operator may do instead.
     fn nvidia_hint(&self) -> (&'static str, &'static str);
 
@@ -87,11 +95,17 @@ pub trait TargetRuntime: Sync {
     /// once the node's units allow it at all (its unit there, not tied to Docker's).
     fn beside_docker(&self, facts: &Facts) -> Order;
     /// The version whose image support schema 1 manifests are judged by, where that matters.
-    fn schema1_judged_by(&self, rv: Version) -> Option<Version>;
+    fn schema1_judged_by(&self, rv: Version) -> Option<Version> {
+        let _ = rv;
+        None
+    }
 
     // Docker's images.
     /// Why Docker's images cannot be carried into it on this node, if they cannot.
-    fn images_blocked(&self, facts: &Facts) -> Option<String>;
+    fn images_blocked(&self, facts: &Facts) -> Option<String> {
+        let _ = facts;
+        None
+    }
     /// Where the carry-over writes them on this node.
     fn image_dest(&self, facts: &Facts, node: &Node) -> Result<Dest, Failure>;
     /// The carry-over may link Docker's layers rather than copy them (else why not).

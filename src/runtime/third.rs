@@ -9,7 +9,6 @@ use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
 use crate::plan::model::{change, Carried, FileChange, FileGroup, Format, Order, Plan, Versions};
-use crate::render::Handler;
 use crate::version::Version;
 use std::sync::LazyLock;
 
@@ -46,18 +45,6 @@ impl TargetRuntime for Third {
     fn installed<'f>(&self, _: &'f Facts) -> &'f Installed {
         &INSTALLED
     }
-    fn oldest(&self) -> Option<Version> {
-        None
-    }
-    fn config_schema(
-        &self,
-        _: &Facts,
-        _: Version,
-        _: Version,
-        _: &mut Vec<Finding>,
-    ) -> Result<Option<u8>, Failure> {
-        Ok(None)
-    }
     fn default_pause(&self, _: Version) -> &'static str {
         "registry.k8s.io/pause:3.10"
     }
@@ -84,9 +71,6 @@ impl TargetRuntime for Third {
     }
     fn max_concurrent_downloads(&self, n: u64) -> Result<u64, Finding> {
         Ok(n)
-    }
-    fn runs_handler(&self, _: &Handler) -> Result<(), Finding> {
-        Ok(())
     }
     fn nvidia_hint(&self) -> (&'static str, &'static str) {
         ("as its own", "nothing to do")
@@ -123,12 +107,6 @@ impl TargetRuntime for Third {
             check_before_cutover: true,
             why: "Third runs beside Docker on its own socket".into(),
         }
-    }
-    fn schema1_judged_by(&self, _: Version) -> Option<Version> {
-        None
-    }
-    fn images_blocked(&self, _: &Facts) -> Option<String> {
-        None
     }
     fn image_dest(&self, _: &Facts, _: &Node) -> Result<Dest, Failure> {
         Ok(Dest::ContainersStorage)
