@@ -4,15 +4,22 @@
 
 use super::*;
 
-/// crictl.yaml, the kubelet's files and kubeadm's instance config, for the new endpoint.
-pub(super) fn kubelet_side(
+/// What the kubelet moves to: its version's rules, the runtime, its socket and pause image.
+pub(super) struct KubeletMove<'a> {
+    pub kv: Version,
+    pub target: Target,
+    pub endpoint: &'a str,
+    pub pause: Option<&'a str>,
+}
+
+/// crictl.yaml, the kubelet's flags and config, and kubeadm's instance config, for the new
+/// endpoint.
+pub(super) fn kubelet_files(
     facts: &Facts,
-    kv: Version,
-    target: Target,
-    endpoint: &str,
-    pause: Option<&str>,
+    to: &KubeletMove,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
+    let endpoint = to.endpoint;
     let mut files = Vec::new();
     // crictl talks to the new runtime.
     let crictl = match facts.files.get(CRICTL_YAML) {
@@ -38,7 +45,7 @@ pub(super) fn kubelet_side(
         "crictl talks to the new runtime",
     ));
 
-    files.extend(kubelet_files(facts, kv, target, endpoint, pause, warnings)?);
+    files.extend(flags_and_config(facts, to, warnings)?);
     // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
     if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
         let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", endpoint)
@@ -184,14 +191,17 @@ fn override_drop_in(
 }
 
 /// The kubelet's flags files and config.yaml, rewritten for its version.
-fn kubelet_files(
+fn flags_and_config(
     facts: &Facts,
-    kv: Version,
-    target: Target,
-    endpoint: &str,
-    pause: Option<&str>,
+    to: &KubeletMove,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
+    let KubeletMove {
+        kv,
+        target,
+        endpoint,
+        pause,
+    } = *to;
     let k = &facts.kubelet;
     let rotation = log_rotation(facts, warnings);
     let rules = Rules {
@@ -631,12 +641,14 @@ mod tests {
         let mut w = vec![];
         let kv = f.kubelet.installed.version.unwrap();
         (
-            kubelet_side(
+            kubelet_files(
                 f,
-                kv,
-                Target::Containerd,
-                Target::Containerd.endpoint(),
-                None,
+                &KubeletMove {
+                    kv,
+                    target: Target::Containerd,
+                    endpoint: Target::Containerd.endpoint(),
+                    pause: None,
+                },
                 &mut w,
             )
             .unwrap(),

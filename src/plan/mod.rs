@@ -53,14 +53,13 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         &mut warnings,
     )?);
     let pause = settings.sandbox_image.as_ref().map(|s| s.value.as_str());
-    files.extend(kubelet_files::kubelet_side(
-        facts,
-        v.kv,
+    let to = kubelet_files::KubeletMove {
+        kv: v.kv,
         target,
-        &endpoint,
+        endpoint: &endpoint,
         pause,
-        &mut warnings,
-    )?);
+    };
+    files.extend(kubelet_files::kubelet_files(facts, &to, &mut warnings)?);
     checks::cni_plugins(facts, &files)?;
     let files = settle(files, v.from, target, &endpoint)?;
     let (order, actions) =

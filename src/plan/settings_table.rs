@@ -273,7 +273,10 @@ mod tests {
         ))
         .unwrap();
         for (table, from) in [
-            (markdown(), "src/plan/settings_table.rs and the runtimes' carried_to"),
+            (
+                markdown(),
+                "src/plan/settings_table.rs and the runtimes' carried_to",
+            ),
             (
                 crate::inspect::docker_options::markdown(),
                 "src/inspect/docker_options.rs",
