@@ -60,7 +60,7 @@ fn host_architecture() -> &'static str {
 
 /// An image's content in the image store: where it points, and the names it must have.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Content {
     pub media_type: String,
     pub digest: String,
     pub size: i64,
@@ -68,7 +68,7 @@ pub struct Target {
 
 /// Where snapshots are made: a namespace, the lease that holds them, the snapshotter.
 #[derive(Clone, Copy)]
-pub struct Snapshot<'a> {
+pub struct SnapshotScope<'a> {
     pub namespace: &'a str,
     pub lease: &'a str,
     pub snapshotter: &'a str,
@@ -193,7 +193,7 @@ impl Containerd {
     }
 
     /// Where an image points in a namespace, or None.
-    pub fn image(&self, namespace: &str, name: &str) -> Result<Option<Target>> {
+    pub fn image(&self, namespace: &str, name: &str) -> Result<Option<Content>> {
         let mut c = ImagesClient::new(self.channel.clone());
         match self.rt.block_on(c.get(request(
             GetImageRequest {
@@ -202,11 +202,15 @@ impl Containerd {
             namespace,
             None,
         ))) {
-            Ok(r) => Ok(r.into_inner().image.and_then(|i| i.target).map(|t| Target {
-                media_type: t.media_type,
-                digest: t.digest,
-                size: t.size,
-            })),
+            Ok(r) => Ok(r
+                .into_inner()
+                .image
+                .and_then(|i| i.target)
+                .map(|t| Content {
+                    media_type: t.media_type,
+                    digest: t.digest,
+                    size: t.size,
+                })),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(anyhow!("containerd: get image {name}: {}", s.message())),
         }
@@ -452,7 +456,7 @@ impl Containerd {
         i: usize,
         layer: &Layer,
     ) -> Result<()> {
-        let at = Snapshot {
+        let at = SnapshotScope {
             namespace,
             lease,
             snapshotter,
@@ -499,12 +503,12 @@ impl Containerd {
     /// already (another image has the same base). On any failure the active snapshot is removed.
     pub fn new_snapshot(
         &self,
-        at: &Snapshot,
+        at: &SnapshotScope,
         chains: &[String],
         i: usize,
         fill: &mut dyn FnMut(Vec<Mount>) -> Result<()>,
     ) -> Result<bool> {
-        let Snapshot {
+        let SnapshotScope {
             namespace,
             lease,
             snapshotter,
@@ -723,7 +727,7 @@ impl Containerd {
         &self,
         from: &str,
         to: &str,
-        target: &Target,
+        target: &Content,
         names: &[String],
         snapshotter: &str,
     ) -> Result<()> {
@@ -737,7 +741,7 @@ impl Containerd {
         from: &str,
         to: &str,
         lease: &str,
-        target: &Target,
+        target: &Content,
         names: &[String],
         snapshotter: &str,
     ) -> Result<()> {
@@ -784,7 +788,7 @@ impl Containerd {
         namespace: &str,
         lease: &str,
         name: &str,
-        target: &Target,
+        target: &Content,
     ) -> Result<()> {
         let mut images = ImagesClient::new(self.channel.clone());
         let image = Image {

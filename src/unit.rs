@@ -66,7 +66,7 @@ pub struct Origin {
 
 /// One assignment of a unit's setting, where it was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Setting {
+pub struct UnitValue {
     pub value: String,
     /// Its first line.
     pub origin: Origin,
@@ -76,9 +76,9 @@ pub struct Setting {
     pub joins: Vec<usize>,
 }
 
-impl Setting {
-    fn new(value: String, origin: Origin) -> Setting {
-        Setting {
+impl UnitValue {
+    fn new(value: String, origin: Origin) -> UnitValue {
+        UnitValue {
             value,
             origin,
             joins: vec![],
@@ -147,11 +147,11 @@ pub struct Unit {
     /// Its drop-ins, in the order they apply.
     pub dropins: Vec<String>,
     /// The `ExecStart=` lines in force (after resets).
-    pub exec_start: Vec<Setting>,
+    pub exec_start: Vec<UnitValue>,
     /// `Environment=` words (`NAME=value`) in force, in order.
-    pub environment: Vec<Setting>,
+    pub environment: Vec<UnitValue>,
     /// `EnvironmentFile=` values in force, in order (with their `-`).
-    pub environment_files: Vec<Setting>,
+    pub environment_files: Vec<UnitValue>,
     pub requires: Vec<String>,
     pub binds_to: Vec<String>,
     /// `PartOf=`: a stop or restart of those units is propagated to this one.
@@ -236,11 +236,11 @@ fn assignments(text: &str) -> Vec<Assignment> {
 }
 
 /// A list setting: an empty assignment resets it, others append.
-fn assign(list: &mut Vec<Setting>, a: &Assignment, origin: Origin) {
+fn assign(list: &mut Vec<UnitValue>, a: &Assignment, origin: Origin) {
     if a.value.is_empty() {
         list.clear();
     } else {
-        list.push(Setting {
+        list.push(UnitValue {
             value: a.value.clone(),
             origin,
             joins: a.joins.clone(),
@@ -315,7 +315,7 @@ impl Unit {
                             unit.environment.clear();
                         }
                         for w in words(value) {
-                            unit.environment.push(Setting::new(w, origin.clone()));
+                            unit.environment.push(UnitValue::new(w, origin.clone()));
                         }
                     }
                     ("Service", "EnvironmentFile") => {
@@ -354,12 +354,12 @@ impl Unit {
     /// The environment the unit's command sees from its own settings: `Environment=` first,
     /// then each `EnvironmentFile=` in order, a later value winning. Each variable with where
     /// it was set. Notes say which files were missing.
-    pub fn env(&self, node: &Node) -> Result<(Vec<(String, Setting)>, Notes)> {
+    pub fn env(&self, node: &Node) -> Result<(Vec<(String, UnitValue)>, Notes)> {
         // Every assignment in order; the last of each name wins, at the place of that last
         // one (as a remove-then-push would leave it), sorted out once at the end: linear.
-        let mut vars: Vec<(String, Setting)> = Vec::new();
+        let mut vars: Vec<(String, UnitValue)> = Vec::new();
         let mut notes = Vec::new();
-        let mut set = |name: String, s: Setting| vars.push((name, s));
+        let mut set = |name: String, s: UnitValue| vars.push((name, s));
         let mut read = 0usize;
         // Specifiers are replaced when systemd loads `Environment=` and `EnvironmentFile=`; the
         // files' own text is taken as it is.
@@ -367,7 +367,10 @@ impl Unit {
         for e in &self.environment {
             let word = specifiers.replace(&e.value, &mut notes);
             if let Some((k, v)) = word.split_once('=') {
-                set(k.to_string(), Setting::new(v.to_string(), e.origin.clone()));
+                set(
+                    k.to_string(),
+                    UnitValue::new(v.to_string(), e.origin.clone()),
+                );
             }
         }
         for (f, (optional, path)) in self.environment_files.iter().zip(self.env_file_paths()) {
@@ -400,7 +403,7 @@ impl Unit {
                 for (k, v) in parsed.vars() {
                     set(
                         k,
-                        Setting::new(
+                        UnitValue::new(
                             v,
                             Origin {
                                 file: path.to_string(),
@@ -412,7 +415,7 @@ impl Unit {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        let mut last: Vec<(String, Setting)> = vars
+        let mut last: Vec<(String, UnitValue)> = vars
             .into_iter()
             .rev()
             .filter(|(n, _)| seen.insert(n.clone()))
@@ -428,7 +431,7 @@ impl Unit {
         };
         let (vars, mut notes) = self.env(node)?;
         let specifiers = Specifiers::new(&self.name, node);
-        let by_name: std::collections::HashMap<&str, &Setting> =
+        let by_name: std::collections::HashMap<&str, &UnitValue> =
             vars.iter().map(|(n, s)| (n.as_str(), s)).collect();
         let lookup = |name: &str| by_name.get(name).copied();
         // What the expansion has made so far, bounded: a variable expanded many times cannot

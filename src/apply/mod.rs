@@ -79,7 +79,7 @@ impl Progress for Quiet {
     fn end(&mut self, _: &StepReport) {}
 }
 
-pub struct Outcome {
+pub struct WalkOutcome {
     pub steps: Vec<StepReport>,
     pub verification: Option<Verification>,
     pub backup: String,
@@ -237,7 +237,7 @@ pub fn run(
     fx: &Effects,
     opts: &ApplyOptions,
     progress: &mut dyn Progress,
-) -> Outcome {
+) -> WalkOutcome {
     let plan = b.manifest.plan.clone();
     let steps = steps_of(&plan, opts.drain.as_ref().map(|n| n.as_str()));
     let w = Walk {
@@ -246,7 +246,7 @@ pub fn run(
         opts,
         plan: &plan,
     };
-    let mut out = Outcome {
+    let mut out = WalkOutcome {
         steps: vec![],
         verification: None,
         backup: b.node_dir.clone(),
@@ -522,7 +522,7 @@ fn stop_on_signal(
     w: &Walk,
     b: &mut Backup,
     progress: &mut dyn Progress,
-    out: &mut Outcome,
+    out: &mut WalkOutcome,
     sig: i32,
 ) {
     let signal = signals::name(sig);
@@ -542,7 +542,7 @@ fn roll_back(
     w: &Walk,
     b: &mut Backup,
     progress: &mut dyn Progress,
-    out: &mut Outcome,
+    out: &mut WalkOutcome,
     reason: String,
     signal: Option<String>,
 ) {

@@ -432,7 +432,7 @@ fn migrated(plan: &StoredPlan) -> Files {
 }
 
 struct Run {
-    outcome: Outcome,
+    outcome: WalkOutcome,
     calls: Vec<String>,
     units: BTreeMap<String, (String, String)>,
     files: Files,
@@ -557,7 +557,7 @@ fn walk_with(
     (r, plan, before)
 }
 
-fn code(o: &Outcome) -> i32 {
+fn code(o: &WalkOutcome) -> i32 {
     o.error.as_ref().map(Failure::exit_code).unwrap_or(exit::OK)
 }
 
@@ -906,7 +906,7 @@ fn with_fakes<T>(
     })
 }
 
-fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> Outcome {
+fn quick_walk(systemd: &FakeSystemd, node: &Node, b: &mut Backup) -> WalkOutcome {
     with_fakes(systemd, &|| None, |fx| {
         run(node, b, fx, &opts(), &mut Quiet)
     })
@@ -1103,7 +1103,7 @@ fn released_addresses_come_back_with_a_rollback() {
 }
 
 /// Walk the plan on this fake with a signal before step `k` (the walk asks once before each).
-fn walk_on(systemd: &FakeSystemd, k: usize) -> (Outcome, Backup, Node, tempfile::TempDir) {
+fn walk_on(systemd: &FakeSystemd, k: usize) -> (WalkOutcome, Backup, Node, tempfile::TempDir) {
     let (dir, node, plan) = node();
     let mut b = Backup::create(&node, plan, states(systemd), true).unwrap();
     let asked = Cell::new(0usize);
@@ -1236,7 +1236,7 @@ fn early_plan(plan: StoredPlan) -> StoredPlan {
     plan
 }
 
-fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (Outcome, Files, Files, StoredPlan) {
+fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (WalkOutcome, Files, Files, StoredPlan) {
     let (_dir, node, plan) = node();
     let plan = early_plan(plan);
     let before = files(&node);

@@ -3,7 +3,7 @@
 use super::NodeAccess;
 use crate::cli::{ImagesArgs, Output};
 use crate::error::{exit, Failure};
-use crate::images::{self, Carried, CarryOptions, Selection, Show};
+use crate::images::{self, CarriedImage, CarryOptions, Selection, Show};
 use crate::inspect::{self, Facts, InspectOptions};
 use crate::plan::Target;
 use anyhow::Result;
@@ -76,7 +76,11 @@ fn no_link(facts: &Facts, copy_images: bool) -> Option<String> {
 }
 
 /// Carry the selected images; a reason instead when it cannot be done here.
-pub fn carry(t: &NodeAccess, facts: &Facts, r: Request) -> Result<Result<Vec<Carried>, String>> {
+pub fn carry(
+    t: &NodeAccess,
+    facts: &Facts,
+    r: Request,
+) -> Result<Result<Vec<CarriedImage>, String>> {
     let Request {
         target,
         pause,
@@ -128,20 +132,20 @@ fn carry_fix(target: Target, e: &anyhow::Error) -> &'static str {
     crate::runtime::registry::of(target).carry_fix()
 }
 
-pub fn summary(carried: &[Carried]) -> String {
-    let count = |o: images::Outcome| carried.iter().filter(|c| c.result == o).count();
+pub fn summary(carried: &[CarriedImage]) -> String {
+    let count = |o: images::CarryResult| carried.iter().filter(|c| c.result == o).count();
     let bytes: u64 = carried
         .iter()
-        .filter(|c| c.result == images::Outcome::Imported)
+        .filter(|c| c.result == images::CarryResult::Imported)
         .map(|c| c.size)
         .sum();
     let linked = carried
         .iter()
-        .filter(|c| c.result == images::Outcome::Imported && c.via == Some("linked"))
+        .filter(|c| c.result == images::CarryResult::Imported && c.via == Some("linked"))
         .count();
     let copied = carried
         .iter()
-        .filter(|c| c.result == images::Outcome::Imported && c.fallback.is_some())
+        .filter(|c| c.result == images::CarryResult::Imported && c.fallback.is_some())
         .count();
     let how = match (linked, copied) {
         (0, 0) => String::new(),
@@ -153,10 +157,10 @@ pub fn summary(carried: &[Carried]) -> String {
     };
     format!(
         "{} image(s) carried over ({} MB{how}), {} already there, {} failed",
-        count(images::Outcome::Imported),
+        count(images::CarryResult::Imported),
         bytes / 1_000_000,
-        count(images::Outcome::Present),
-        count(images::Outcome::Failed)
+        count(images::CarryResult::Present),
+        count(images::CarryResult::Failed)
     )
 }
 
@@ -206,7 +210,9 @@ pub fn run(
             .into())
         }
     };
-    let failed = carried.iter().any(|c| c.result == images::Outcome::Failed);
+    let failed = carried
+        .iter()
+        .any(|c| c.result == images::CarryResult::Failed);
     match args.output {
         Output::Json => crate::error::write_envelope(
             out,
@@ -245,10 +251,10 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use images::Outcome;
+    use images::CarryResult;
 
-    fn carried(via: &'static str, fallback: Option<&str>, result: Outcome) -> Carried {
-        Carried {
+    fn carried(via: &'static str, fallback: Option<&str>, result: CarryResult) -> CarriedImage {
+        CarriedImage {
             id: "sha256:1".into(),
             names: vec!["x:1".into()],
             size: 2_000_000,
@@ -264,9 +270,9 @@ mod tests {
     #[test]
     fn the_summary_says_how_many_were_linked_and_copied() {
         let all = [
-            carried("linked", None, Outcome::Imported),
-            carried("docker-save", Some("--copy-images"), Outcome::Imported),
-            carried("linked", None, Outcome::Present),
+            carried("linked", None, CarryResult::Imported),
+            carried("docker-save", Some("--copy-images"), CarryResult::Imported),
+            carried("linked", None, CarryResult::Present),
         ];
         assert_eq!(
             summary(&all),

@@ -2,7 +2,7 @@
 
 use super::{connect_cri, kubectl_ref, report_failure, Console, NodeAccess};
 use crate::apply::backup::{Backup, State, StoredPlan, UNITS};
-use crate::apply::{self, ApplyOptions, Effects, Outcome, Progress, Quiet};
+use crate::apply::{self, ApplyOptions, Effects, Progress, Quiet, WalkOutcome};
 use crate::cli::{MigrateArgs, Output};
 use crate::error::{exit, Failure};
 use crate::guided;
@@ -286,7 +286,7 @@ fn execute(
     plan: &Plan,
     args: &MigrateArgs,
     mode: Mode,
-) -> Result<(Outcome, Vec<images::Carried>, Instant)> {
+) -> Result<(WalkOutcome, Vec<images::CarriedImage>, Instant)> {
     let target = plan.target;
     let test_image = args.test_image.clone().unwrap_or_default();
     let mut stored = StoredPlan::from_plan(plan, &test_image);
@@ -361,7 +361,7 @@ fn execute(
     }
     stored.check_images = carried
         .iter()
-        .filter(|c| c.result != images::Outcome::Failed)
+        .filter(|c| c.result != images::CarryResult::Failed)
         .flat_map(|c| c.names.clone())
         .collect();
 
@@ -621,7 +621,7 @@ fn walk(
     systemd: &dyn Systemd,
     kubectl: Option<&dyn crate::system::kubectl::Kubectl>,
     drain: Option<NodeName>,
-) -> Outcome {
+) -> WalkOutcome {
     let exits = crate::system::exits::RealExits::new();
     let fx = Effects {
         systemd,
@@ -647,10 +647,10 @@ fn finish(
     t: &NodeAccess,
     plan: &Plan,
     facts: &Facts,
-    o: Outcome,
+    o: WalkOutcome,
     started: Instant,
     args: &MigrateArgs,
-    carried: &[images::Carried],
+    carried: &[images::CarriedImage],
     out: &mut dyn Write,
 ) -> Result<i32> {
     let kubectl = t.kubectl(args.kubeconfig.as_ref());

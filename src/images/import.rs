@@ -4,7 +4,7 @@
 //! every byte, and with the unpacking overlapped with the transfer instead of after it.
 
 use super::docker::{Docker, Image};
-use crate::containerd::{chain_ids, Containerd, Layer, Target};
+use crate::containerd::{chain_ids, Containerd, Content, Layer};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -285,7 +285,7 @@ pub(super) fn record(
     if let Some(top) = top {
         client.hold_snapshot(NAMESPACE, snapshotter, config, top)?;
     }
-    let target = Target {
+    let target = Content {
         media_type: MANIFEST_TYPE.into(),
         digest,
         size: size as i64,

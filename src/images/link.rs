@@ -17,7 +17,7 @@
 
 use super::docker::{Image, Info};
 use super::import::{record, Blob, LAYER_TYPE, NAMESPACE};
-use crate::containerd::{chain_ids, config_diff_ids, Containerd, Snapshot};
+use crate::containerd::{chain_ids, config_diff_ids, Containerd, SnapshotScope};
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_client::types::Mount;
 use std::collections::HashMap;
@@ -528,7 +528,7 @@ pub fn carry_image(
         sources.push((store.diff_dir(chain)?, store.tar_size(chain)?));
     }
     client.leased(NAMESPACE, |lease| {
-        let at = Snapshot {
+        let at = SnapshotScope {
             namespace: NAMESPACE,
             lease,
             snapshotter,

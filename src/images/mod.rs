@@ -39,7 +39,7 @@ pub enum Selection {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum CarryResult {
     Imported,
     /// containerd had every name already.
     Present,
@@ -47,13 +47,13 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Carried {
+pub struct CarriedImage {
     pub id: String,
     /// Every name the image has in containerd's k8s.io namespace (tags and repo digests).
     pub names: Vec<String>,
     pub size: u64,
     pub in_use: bool,
-    pub result: Outcome,
+    pub result: CarryResult,
     pub duration_ms: u64,
     /// How it went over: `linked` (Docker's overlay2 layers hard-linked into containerd's
     /// overlayfs snapshots, link.rs), `docker-save` (Docker's export read into containerd),
@@ -69,14 +69,19 @@ pub struct Carried {
     pub error: Option<String>,
 }
 
-impl Carried {
-    fn new(image: &Image, names: Vec<String>, in_use: bool, via: Option<&'static str>) -> Carried {
-        Carried {
+impl CarriedImage {
+    fn new(
+        image: &Image,
+        names: Vec<String>,
+        in_use: bool,
+        via: Option<&'static str>,
+    ) -> CarriedImage {
+        CarriedImage {
             id: image.id.clone(),
             names,
             size: image.size,
             in_use,
-            result: Outcome::Imported,
+            result: CarryResult::Imported,
             duration_ms: 0,
             via,
             fallback: None,
@@ -85,7 +90,7 @@ impl Carried {
     }
 
     fn fail(&mut self, e: anyhow::Error) {
-        self.result = Outcome::Failed;
+        self.result = CarryResult::Failed;
         self.error = Some(format!("{e:#}"));
     }
 }
@@ -199,8 +204,13 @@ pub enum Dest {
     ContainersStorage,
 }
 
-/// An image chosen for the carry-over, and whether the node uses it.
-pub type Selected = (Image, bool);
+/// An image chosen for the carry-over.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub image: Image,
+    /// A container or static pod of the node uses it.
+    pub in_use: bool,
+}
 
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
@@ -227,13 +237,16 @@ pub enum Show {
 }
 
 /// Carry the selected images; one that fails does not stop the others.
-pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
+pub fn carry(opts: &CarryOptions) -> Result<Vec<CarriedImage>> {
     if opts.selection == Selection::None {
         return Ok(vec![]);
     }
     let docker = Docker::new(opts.docker_socket.clone())?;
     let images = select(&docker, opts)?;
-    let bar = bar_for(opts, images.iter().map(|(i, _)| i.size).sum());
+    let bar = bar_for(
+        opts,
+        images.iter().map(|Selected { image: i, .. }| i.size).sum(),
+    );
     let mut out = match &opts.dest {
         Dest::Containerd(ctr) => to_containerd(opts, ctr, images, bar.as_ref())?,
         Dest::ContainersStorage => {
@@ -272,14 +285,19 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<Carried>> {
 }
 
 /// Every image failed for one reason (a carry refused before it starts).
-fn refused(images: &[Selected], via: Option<&'static str>, why: &str) -> Vec<Carried> {
+fn refused(images: &[Selected], via: Option<&'static str>, why: &str) -> Vec<CarriedImage> {
     images
         .iter()
-        .map(|(i, u)| {
-            let mut c = Carried::new(i, names_of(i), *u, via);
-            c.fail(anyhow::anyhow!("{why}"));
-            c
-        })
+        .map(
+            |Selected {
+                 image: i,
+                 in_use: u,
+             }| {
+                let mut c = CarriedImage::new(i, names_of(i), *u, via);
+                c.fail(anyhow::anyhow!("{why}"));
+                c
+            },
+        )
         .collect()
 }
 
@@ -289,11 +307,11 @@ fn select(docker: &Docker, opts: &CarryOptions) -> Result<Vec<Selected>> {
     Ok(docker
         .images()?
         .into_iter()
-        .map(|i| {
-            let u = in_use.contains(&i);
-            (i, u)
+        .map(|image| Selected {
+            in_use: in_use.contains(&image),
+            image,
         })
-        .filter(|(i, u)| *u || opts.selection == Selection::All && !names_of(i).is_empty())
+        .filter(|s| s.in_use || opts.selection == Selection::All && !names_of(&s.image).is_empty())
         .collect())
 }
 
@@ -321,14 +339,14 @@ fn advance(bar: Option<&ProgressBar>, n: u64) {
 fn in_parallel(
     queue: VecDeque<Selected>,
     n: usize,
-    f: &(dyn Fn(&Image, bool) -> Carried + Sync),
-) -> Vec<Carried> {
+    f: &(dyn Fn(&Image, bool) -> CarriedImage + Sync),
+) -> Vec<CarriedImage> {
     let queue = Mutex::new(queue);
     let done = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..n.max(1) {
             s.spawn(|| loop {
-                let Some((image, in_use)) = queue.lock().unwrap().pop_front() else {
+                let Some(Selected { image, in_use }) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
                 let r = f(&image, in_use);
@@ -344,7 +362,7 @@ fn to_containerd(
     ctr: &Ctr,
     images: Vec<Selected>,
     bar: Option<&ProgressBar>,
-) -> Result<Vec<Carried>> {
+) -> Result<Vec<CarriedImage>> {
     let present = ctr.names().context("containerd must be running (Docker's own containerd is) to take the images before the cutover")?;
     let client = containerd::Containerd::connect(Path::new(&ctr.address)).ok();
     // containerd has these under every name already, each name for this very image: Docker's
@@ -360,20 +378,26 @@ fn to_containerd(
             }),
         None => true,
     };
-    let (have, need): (Vec<Selected>, Vec<Selected>) = images.into_iter().partition(|(i, _)| {
-        let n = names_of(i);
-        !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
-    });
-    let mut out: Vec<Carried> = have
+    let (have, need): (Vec<Selected>, Vec<Selected>) =
+        images.into_iter().partition(|Selected { image: i, .. }| {
+            let n = names_of(i);
+            !n.is_empty() && n.iter().all(|n| present.contains(n) && same(i, n))
+        });
+    let mut out: Vec<CarriedImage> = have
         .iter()
-        .map(|(i, u)| {
-            if let Some(b) = &bar {
-                b.inc(i.size);
-            }
-            let mut c = Carried::new(i, names_of(i), *u, None);
-            c.result = Outcome::Present;
-            c
-        })
+        .map(
+            |Selected {
+                 image: i,
+                 in_use: u,
+             }| {
+                if let Some(b) = &bar {
+                    b.inc(i.size);
+                }
+                let mut c = CarriedImage::new(i, names_of(i), *u, None);
+                c.result = CarryResult::Present;
+                c
+            },
+        )
         .collect();
     let info = Docker::new(opts.docker_socket.clone())?.info().ok();
     let cx = ways::Cx {
@@ -400,7 +424,7 @@ fn link_all(
     info: Option<&docker::Info>,
     need: &[Selected],
     bar: Option<&ProgressBar>,
-) -> Vec<Result<Carried, (String, String)>> {
+) -> Vec<Result<CarriedImage, (String, String)>> {
     let store = match (&opts.no_link, info) {
         (Some(why), _) => Err(why.clone()),
         (None, None) => Err("Docker's /info did not answer".to_string()),
@@ -417,7 +441,11 @@ fn link_all(
         }
     };
     // Linking writes only directories and records: a small margin on the store's disk.
-    let bytes: u64 = need.iter().map(|(i, _)| i.size).sum::<u64>() / 100;
+    let bytes: u64 = need
+        .iter()
+        .map(|Selected { image: i, .. }| i.size)
+        .sum::<u64>()
+        / 100;
     if let Err(why) = room::check(&[(opts.store.clone(), bytes)]) {
         return every_one(need, &why);
     }
@@ -430,7 +458,7 @@ fn link_all(
         opts.parallel,
         &|image, in_use| {
             let t0 = Instant::now();
-            let mut c = Carried::new(image, names_of(image), in_use, Some("linked"));
+            let mut c = CarriedImage::new(image, names_of(image), in_use, Some("linked"));
             let linked = link::carry_image(client, &store, &ctr.snapshotter, image, &c.names);
             c.duration_ms = t0.elapsed().as_millis() as u64;
             match linked {
@@ -442,16 +470,16 @@ fn link_all(
     );
     done.into_iter()
         .map(|c| match c.result {
-            Outcome::Failed => Err((c.id, format!("linking: {}", c.error.unwrap_or_default()))),
+            CarryResult::Failed => Err((c.id, format!("linking: {}", c.error.unwrap_or_default()))),
             _ => Ok(c),
         })
         .collect()
 }
 
 /// The same reason for every image.
-fn every_one(need: &[Selected], why: &str) -> Vec<Result<Carried, (String, String)>> {
+fn every_one(need: &[Selected], why: &str) -> Vec<Result<CarriedImage, (String, String)>> {
     need.iter()
-        .map(|(i, _)| Err((i.id.clone(), why.to_string())))
+        .map(|Selected { image: i, .. }| Err((i.id.clone(), why.to_string())))
         .collect()
 }
 
@@ -467,7 +495,7 @@ fn copy_need(
     let store = info.and_then(|i| link::Store::open(i).ok());
     let stacks: Vec<Stack> = need
         .iter()
-        .map(|(image, _)| {
+        .map(|Selected { image, .. }| {
             let layers = (|| {
                 let store = store.as_ref()?;
                 let chains = containerd::chain_ids(&store.diff_ids(&image.id).ok()?);
@@ -531,7 +559,7 @@ fn share(client: &containerd::Containerd, namespace: &str, ctr: &Ctr, image: &Im
         bail!("it has no name to give it in containerd");
     }
     let target = match &image.descriptor {
-        Some(d) => containerd::Target {
+        Some(d) => containerd::Content {
             media_type: d.media_type.clone(),
             digest: d.digest.clone(),
             size: d.size,
@@ -561,10 +589,10 @@ fn to_storage(
     image: &Image,
     in_use: bool,
     bar: Option<&ProgressBar>,
-) -> Carried {
+) -> CarriedImage {
     let t0 = Instant::now();
     let tags: Vec<String> = image.tags().iter().map(|t| normalize(t)).collect();
-    let mut c = Carried::new(image, tags.clone(), in_use, Some("skopeo"));
+    let mut c = CarriedImage::new(image, tags.clone(), in_use, Some("skopeo"));
     // The store has this very image under the name: its manifest names Docker's config digest
     // (Docker's id on its own store; on containerd's store the id is the manifest's, which a
     // copy does not keep, so such an image is copied again).
@@ -580,19 +608,19 @@ fn to_storage(
         .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.stdout).ok())
         .is_some_and(|m| m["config"]["digest"] == image.id.as_str())
     };
-    let result = (|| -> Result<Outcome> {
+    let result = (|| -> Result<CarryResult> {
         let Some(source) = image.tags().first().cloned() else {
             bail!("it is known only by digest, and containers-storage takes a registry digest only from a pull: CRI-O pulls it again");
         };
         if tags.iter().all(|t| inspect(t)) {
-            return Ok(Outcome::Present);
+            return Ok(CarryResult::Present);
         }
         let first = &tags[0];
         archive_into_storage(docker_socket, &source, first, bar)?;
         for name in &tags[1..] {
             skopeo_copy(&format!("containers-storage:{first}"), name, 600)?;
         }
-        Ok(Outcome::Imported)
+        Ok(CarryResult::Imported)
     })();
     match result {
         Ok(o) => c.result = o,
@@ -665,9 +693,9 @@ fn skopeo_copy(source: &str, dest: &str, timeout_secs: u64) -> Result<()> {
 }
 
 /// One image alone (the retry after a failed batch).
-fn carry_one(opts: &CarryOptions, ctr: &Ctr, image: &Image, in_use: bool) -> Carried {
+fn carry_one(opts: &CarryOptions, ctr: &Ctr, image: &Image, in_use: bool) -> CarriedImage {
     let t0 = Instant::now();
-    let mut c = Carried::new(image, names_of(image), in_use, Some("docker-save"));
+    let mut c = CarriedImage::new(image, names_of(image), in_use, Some("docker-save"));
     match import(opts, ctr, &[image], None) {
         Ok(via) => c.via = Some(via),
         Err(e) => c.fail(e),
@@ -835,10 +863,10 @@ fn ctr_import(
 }
 
 /// In-use images that did not make it: the cutover must not go ahead without them.
-pub fn missing_in_use(carried: &[Carried]) -> Vec<&Carried> {
+pub fn missing_in_use(carried: &[CarriedImage]) -> Vec<&CarriedImage> {
     carried
         .iter()
-        .filter(|c| c.in_use && c.result == Outcome::Failed)
+        .filter(|c| c.in_use && c.result == CarryResult::Failed)
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! tried in order on what the ways before it declined: share by digest from Docker's own
 //! containerd namespace, link Docker's overlay2 layers, stream Docker's export (with `ctr
 //! images import` behind it), and skopeo into CRI-O's storage. Each image keeps why each way
-//! before the one that carried it declined (`Carried::fallback`).
+//! before the one that carried it declined (`CarriedImage::fallback`).
 
 use super::*;
 
@@ -20,8 +20,8 @@ pub struct Cx<'a> {
 
 /// What became of one image in one way.
 pub enum Attempt {
-    /// Carried, there already, or failed for good (no way after this one would do better).
-    Done(Carried),
+    /// CarriedImage, there already, or failed for good (no way after this one would do better).
+    Done(CarriedImage),
     /// Not carried by this way, and why: the next way tries.
     Declined(Selected, String),
 }
@@ -40,7 +40,7 @@ pub trait Way: Sync {
 
 /// Each way in turn, on what the ways before it declined. An image every way declined fails,
 /// with every reason.
-pub fn through(ways: &[&dyn Way], cx: &Cx, mut need: Vec<Selected>) -> Vec<Carried> {
+pub fn through(ways: &[&dyn Way], cx: &Cx, mut need: Vec<Selected>) -> Vec<CarriedImage> {
     let mut out = Vec::new();
     let mut why: std::collections::HashMap<String, Vec<String>> = Default::default();
     for way in ways {
@@ -60,15 +60,15 @@ pub fn through(ways: &[&dyn Way], cx: &Cx, mut need: Vec<Selected>) -> Vec<Carri
                     out.push(c);
                 }
                 Attempt::Declined(s, r) => {
-                    why.entry(s.0.id.clone()).or_default().push(r);
+                    why.entry(s.image.id.clone()).or_default().push(r);
                     next.push(s);
                 }
             }
         }
         need = next;
     }
-    for (image, in_use) in need {
-        let mut c = Carried::new(&image, names_of(&image), in_use, None);
+    for Selected { image, in_use } in need {
+        let mut c = CarriedImage::new(&image, names_of(&image), in_use, None);
         let r = why.remove(&image.id).unwrap_or_default();
         c.fail(anyhow::anyhow!("no way could carry it: {}", r.join("; ")));
         out.push(c);
@@ -107,7 +107,7 @@ impl Way for Share {
             return declined_all(need, "Docker does not keep its images in this containerd");
         };
         // Room first: sharing writes only the unpacked snapshots.
-        let bytes: u64 = need.iter().map(|(i, _)| i.size).sum();
+        let bytes: u64 = need.iter().map(|Selected { image: i, .. }| i.size).sum();
         if let Err(why) = room::check(&[(cx.opts.store.clone(), bytes)]) {
             return declined_all(need, &why);
         }
@@ -123,23 +123,25 @@ impl Way for Share {
             },
         };
         let bar = cx.bar;
-        let by_id: std::collections::HashMap<String, Selected> =
-            need.iter().map(|s| (s.0.id.clone(), s.clone())).collect();
+        let by_id: std::collections::HashMap<String, Selected> = need
+            .iter()
+            .map(|s| (s.image.id.clone(), s.clone()))
+            .collect();
         in_parallel(need.into(), cx.opts.parallel, &|image, in_use| {
             let t0 = Instant::now();
-            let mut c = Carried::new(image, names_of(image), in_use, Some(self.name()));
+            let mut c = CarriedImage::new(image, names_of(image), in_use, Some(self.name()));
             if let Err(e) = share(client, &namespace, ctr, image) {
                 c.fail(e);
             }
             c.duration_ms = t0.elapsed().as_millis() as u64;
-            if let (Some(b), Outcome::Imported) = (bar, &c.result) {
+            if let (Some(b), CarryResult::Imported) = (bar, &c.result) {
                 b.inc(image.size);
             }
             c
         })
         .into_iter()
         .map(|c| match c.result {
-            Outcome::Failed => Attempt::Declined(
+            CarryResult::Failed => Attempt::Declined(
                 by_id[&c.id].clone(),
                 format!(
                     "sharing from Docker's containerd namespace: {}",
@@ -169,8 +171,10 @@ impl Way for Link {
         let Some(ctr) = cx.ctr else {
             return declined_all(need, "not to containerd");
         };
-        let by_id: std::collections::HashMap<String, Selected> =
-            need.iter().map(|s| (s.0.id.clone(), s.clone())).collect();
+        let by_id: std::collections::HashMap<String, Selected> = need
+            .iter()
+            .map(|s| (s.image.id.clone(), s.clone()))
+            .collect();
         link_all(cx.opts, ctr, cx.client, cx.info, &need, cx.bar)
             .into_iter()
             .map(|r| match r {
@@ -213,20 +217,20 @@ impl Way for DockerSave {
         // One stream for all of them first: Docker writes a layer that several images share
         // once, where one export per image would send it again for each.
         let t0 = Instant::now();
-        let refs: Vec<&Image> = need.iter().map(|(i, _)| i).collect();
+        let refs: Vec<&Image> = need.iter().map(|Selected { image: i, .. }| i).collect();
         let batch = import(opts, ctr, &refs, cx.bar);
         let now = ctr.names().unwrap_or_default();
         let ms = t0.elapsed().as_millis() as u64;
         let mut out = Vec::new();
         let mut retry: VecDeque<Selected> = VecDeque::new();
-        for (image, in_use) in need {
+        for Selected { image, in_use } in need {
             let names = names_of(&image);
             if let (Ok(via), true) = (&batch, names.iter().all(|n| now.contains(n))) {
-                let mut c = Carried::new(&image, names, in_use, Some(via));
+                let mut c = CarriedImage::new(&image, names, in_use, Some(via));
                 c.duration_ms = ms;
                 out.push(Attempt::Done(c));
             } else {
-                retry.push_back((image, in_use));
+                retry.push_back(Selected { image, in_use });
             }
         }
         // What the batch did not bring (one broken image fails its whole stream): one image
@@ -256,8 +260,11 @@ impl Way for Skopeo {
         // Each image in the store, and the largest export at a time (or `parallel` of them)
         // under the spool directory. Images already in the store count too: a conservative
         // bound, since telling which are there takes a skopeo call per image.
-        let store: u64 = images.iter().map(|(i, _)| i.size).sum();
-        let mut sizes: Vec<u64> = images.iter().map(|(i, _)| i.size).collect();
+        let store: u64 = images.iter().map(|Selected { image: i, .. }| i.size).sum();
+        let mut sizes: Vec<u64> = images
+            .iter()
+            .map(|Selected { image: i, .. }| i.size)
+            .collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         let spool: u64 = sizes.iter().take(opts.parallel.max(1)).sum();
         let done = if let Err(why) =
@@ -278,16 +285,16 @@ mod tests {
     use super::*;
 
     fn image(id: &str) -> Selected {
-        (
-            Image {
+        Selected {
+            image: Image {
                 id: id.into(),
                 repo_tags: Some(vec![format!("example.org/{id}:1")]),
                 repo_digests: None,
                 size: 10,
                 descriptor: None,
             },
-            true,
-        )
+            in_use: true,
+        }
     }
 
     /// A way that carries the images whose id is in `takes` and declines the others.
@@ -303,11 +310,12 @@ mod tests {
         fn carry(&self, _: &Cx, images: Vec<Selected>) -> Vec<Attempt> {
             images
                 .into_iter()
-                .map(|(i, u)| {
-                    if self.1.contains(&i.id.as_str()) {
-                        Attempt::Done(Carried::new(&i, names_of(&i), u, Some(self.0)))
+                .map(|s| {
+                    if self.1.contains(&s.image.id.as_str()) {
+                        let names = names_of(&s.image);
+                        Attempt::Done(CarriedImage::new(&s.image, names, s.in_use, Some(self.0)))
                     } else {
-                        Attempt::Declined((i, u), format!("{} declined", self.0))
+                        Attempt::Declined(s, format!("{} declined", self.0))
                     }
                 })
                 .collect()
@@ -343,21 +351,21 @@ mod tests {
             vec![image("a"), image("b"), image("c")],
         );
         out.sort_by(|x, y| x.id.cmp(&y.id));
-        let got: Vec<(&str, Option<&str>, Option<&str>, &Outcome)> = out
+        let got: Vec<(&str, Option<&str>, Option<&str>, &CarryResult)> = out
             .iter()
             .map(|c| (c.id.as_str(), c.via, c.fallback.as_deref(), &c.result))
             .collect();
         assert_eq!(
             got,
             [
-                ("a", Some("first"), None, &Outcome::Imported),
+                ("a", Some("first"), None, &CarryResult::Imported),
                 (
                     "b",
                     Some("second"),
                     Some("first declined"),
-                    &Outcome::Imported
+                    &CarryResult::Imported
                 ),
-                ("c", None, None, &Outcome::Failed),
+                ("c", None, None, &CarryResult::Failed),
             ]
         );
         // Declined by every way that applies: failed with every reason; the way that does not

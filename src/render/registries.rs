@@ -31,7 +31,7 @@ pub struct RegistryHost {
 /// What the registry settings become, and what could not be carried (each a warning that names
 /// the value and why).
 #[derive(Debug, Default)]
-pub struct Carried<T> {
+pub struct WithSkipped<T> {
     pub value: T,
     pub skipped: Vec<String>,
 }
@@ -123,7 +123,7 @@ pub fn containerd_hosts(
     certs: &[CertDir],
     moved_mirrors: &[(String, Vec<String>)],
     moved_tls: &[crate::render::containerd::MovedTls],
-) -> Carried<Vec<RegistryHost>> {
+) -> WithSkipped<Vec<RegistryHost>> {
     let mut skipped = Vec::new();
     let insecure = insecure_hosts(settings, &mut skipped);
     let mut out: BTreeMap<RegistryName, RegistryHost> = BTreeMap::new();
@@ -270,7 +270,7 @@ pub fn containerd_hosts(
             rh.hosts.push(e);
         }
     }
-    Carried {
+    WithSkipped {
         value: out.into_values().collect(),
         skipped,
     }
@@ -295,7 +295,7 @@ struct Registry {
 }
 
 /// A registries.conf.d drop-in for CRI-O, or None when Docker had nothing to carry.
-pub fn crio_registries(settings: &DockerSettings) -> Carried<Option<String>> {
+pub fn crio_registries(settings: &DockerSettings) -> WithSkipped<Option<String>> {
     let mut skipped = Vec::new();
     let insecure = insecure_hosts(settings, &mut skipped);
     let mut regs = Vec::new();
@@ -322,7 +322,7 @@ pub fn crio_registries(settings: &DockerSettings) -> Carried<Option<String>> {
             mirrors: vec![],
         });
     }
-    Carried {
+    WithSkipped {
         value: (!regs.is_empty())
             .then(|| super::template("registries.conf", serde_json::json!({ "registries": regs }))),
         skipped,
