@@ -571,3 +571,98 @@ fn the_registries_drop_in_pulls_through_crio_1_24() {
 fn the_registries_drop_in_pulls_through_crio_1_36() {
     the_registries_drop_in_pulls_through("1.36.3");
 }
+
+/// Docker's registry certificates stay where they are for CRI-O, as the plan says: proven on
+/// CRI-O 1.36 (which takes no registry on 127.0.0.1 for insecure by itself) against a registry
+/// that serves HTTPS with a CA of its own. The pull is refused without the CA; refused with it
+/// in /etc/docker/certs.d/<host>/ while /etc/containers/certs.d/<host>/ exists without it (the
+/// plan's warning: containers/image reads the first directory that exists); and passes with
+/// Docker's directory alone (the plan's note).
+fn dockers_certificates_are_read_in_place(version: &str) {
+    let _one = crio_lock();
+    if skip_unless(is_root(), "not root")
+        || skip_unless(
+            have("docker-registry") && have("skopeo") && have("openssl"),
+            "docker-registry, skopeo or openssl is not installed",
+        )
+    {
+        return;
+    }
+    let Some(bin) = crio_missing(version) else {
+        return;
+    };
+    let (registry, ca) = Registry::start_tls();
+    let (image, _) = registry.push("team/tls", "1", &["t"]);
+    let host = registry.addr.clone();
+    // The plan, for a node with Docker's CA for the registry: read in place, said.
+    let node = tempfile::tempdir().unwrap();
+    copy_tree(
+        &repo().join("tests/fixtures/nodes/kubeadm-1.20-docker/node"),
+        node.path(),
+    );
+    let certs = node.path().join(format!("etc/docker/certs.d/{host}"));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &ca).unwrap();
+    let out = run_under(
+        node.path(),
+        &[
+            "migrate",
+            "--to",
+            "crio",
+            "--dry-run",
+            "--runtime-version",
+            version,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let said = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "certs-read-in-place")
+        .unwrap_or_else(|| panic!("no certs-read-in-place: {}", text(&out)));
+    assert!(said["message"].as_str().unwrap().contains(&host));
+    // The host's own directories, as CRI-O reads them (this test's port: none there before).
+    let docker_dir = std::path::PathBuf::from(format!("/etc/docker/certs.d/{host}"));
+    let containers_dir = std::path::PathBuf::from(format!("/etc/containers/certs.d/{host}"));
+    assert!(!docker_dir.exists() && !containers_dir.exists());
+    struct Removed(Vec<std::path::PathBuf>);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+    let _gone = Removed(vec![docker_dir.clone(), containers_dir.clone()]);
+    let crio = Crio::start(&bin, version, &[], "");
+    let pull = |step: &str, want: i32| {
+        let out = bin_verify_no_sandbox(node.path(), &crio.endpoint(), &image);
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "CRI-O {version}, {step}: {}\n{}",
+            text(&out),
+            crio.log()
+        );
+    };
+    pull("no CA anywhere", 10);
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    std::fs::write(docker_dir.join("ca.crt"), &ca).unwrap();
+    std::fs::create_dir_all(&containers_dir).unwrap();
+    pull(
+        "Docker's CA, and a containers/certs.d directory for the host without it",
+        10,
+    );
+    std::fs::remove_dir_all(&containers_dir).unwrap();
+    pull("Docker's CA in /etc/docker/certs.d alone", 0);
+}
+
+#[test]
+#[ignore = "needs root, CRI-O 1.36.3 (CRI_MIGRATE_CRIO_136), docker-registry, skopeo and openssl (cargo test -- --include-ignored)"]
+fn dockers_certificates_are_read_in_place_by_crio_1_36() {
+    dockers_certificates_are_read_in_place("1.36.3");
+}

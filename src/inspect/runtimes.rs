@@ -920,7 +920,15 @@ pub struct CrioConfig {
     /// wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<(String, String)>,
+    /// The registries with a directory of their own in `/etc/containers/certs.d`: for them
+    /// CRI-O reads that one, not Docker's in `/etc/docker/certs.d`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certs_d: Vec<String>,
 }
+
+/// Where CRI-O (containers/image) looks for a registry's certificates first; Docker's
+/// `/etc/docker/certs.d/<host>` where this has no directory for the host.
+pub const CONTAINERS_CERTS_D: &str = "/etc/containers/certs.d";
 
 /// A runtime handler a CRI-O config file defines.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -1108,6 +1116,11 @@ pub fn crio_config(
         out.registries_conf_v1 = doc.get("registries").is_some_and(|r| r.is_table_like());
         out.registries_conf = Some(REGISTRIES_CONF.to_string());
     }
+    out.certs_d = node
+        .list(CONTAINERS_CERTS_D)
+        .into_iter()
+        .filter(|host| node.is_dir(&join(CONTAINERS_CERTS_D, host)))
+        .collect();
     Ok(out)
 }
 

@@ -31,7 +31,7 @@ const CARRIED_TO: &[(&str, &str)] = &[
     ("cni_bin_dirs", "`plugin_dirs`"),
     ("registry_mirrors", "registries.conf.d drop-in: `[[registry]] docker.io` + `[[registry.mirror]]`"),
     ("insecure_registries", "`[[registry]] insecure = true`"),
-    ("registry_certs", "not carried (CRI-O reads `/etc/containers/certs.d`): a warning"),
+    ("registry_certs", "used where they are: containers/image reads `/etc/containers/certs.d/<host>/`, else `/etc/docker/certs.d/<host>/` (a note says so); a host with a directory of its own in `/etc/containers/certs.d` is read from it alone (a warning names it)"),
     ("config_mirrors", "—"),
     ("config_tls", "—"),
     ("config_auths", "—"),
@@ -165,6 +165,35 @@ impl TargetRuntime for Crio {
     }
 }
 
+/// Docker's registry certificates stay where they are: CRI-O (containers/image) reads
+/// `/etc/containers/certs.d/<host>/`, and Docker's `/etc/docker/certs.d/<host>/` where the first
+/// has no directory for the host (same file names: `*.crt`, `*.cert` + `*.key`). A host that has
+/// one there is read from it alone: Docker's files are not used for it, said.
+fn dockers_certificates(facts: &Facts, warnings: &mut Vec<Finding>) {
+    use crate::inspect::runtimes::CONTAINERS_CERTS_D;
+    let with_files = facts
+        .docker
+        .certs
+        .iter()
+        .filter(|c| !c.ca.is_empty() || !c.client.is_empty());
+    for c in with_files {
+        let host = &c.host;
+        if facts.crio.certs_d.contains(host) {
+            warnings.push(Finding::warning(
+                "crio-certs-shadowed",
+                format!("CRI-O reads the certificates for {host} from {CONTAINERS_CERTS_D}/{host}/, which the node has: Docker's in /etc/docker/certs.d/{host}/ are not used for it (containers/image takes the first of the two directories that exists)"),
+                format!("copy the files of /etc/docker/certs.d/{host}/ into {CONTAINERS_CERTS_D}/{host}/ (same names), or remove that directory if Docker's are the ones in force"),
+            ));
+        } else {
+            warnings.push(Finding::info(
+                "certs-read-in-place",
+                format!("CRI-O reads Docker's certificates for {host} where they are, in /etc/docker/certs.d/{host}/ (containers/image looks there when {CONTAINERS_CERTS_D}/{host}/ does not exist)"),
+                "nothing to do; keep /etc/docker/certs.d when Docker's packages go (the files are the node's, not the packages')",
+            ));
+        }
+    }
+}
+
 /// CRI-O's drop-in, the registries drop-in; what CRI-O cannot take, said.
 fn crio_files(
     facts: &Facts,
@@ -238,24 +267,7 @@ fn crio_files(
             settings.registries = render::registries::registry_names(&facts.docker.settings);
         }
     }
-    for c in facts
-        .docker
-        .certs
-        .iter()
-        .filter(|c| !c.ca.is_empty() || !c.client.is_empty())
-    {
-        warnings.push(Finding::warning(
-            "certs-not-carried",
-            format!(
-                "certificates for {} in /etc/docker/certs.d are not carried over to CRI-O",
-                c.host
-            ),
-            format!(
-                "copy /etc/docker/certs.d/{}/ to /etc/containers/certs.d/{}/ (same file names)",
-                c.host, c.host
-            ),
-        ));
-    }
+    dockers_certificates(facts, warnings);
     if rv.at_least(1, 35) {
         for f in &facts.crio.insecure_registries_in {
             warnings.push(Finding::warning(
@@ -395,6 +407,25 @@ mod tests {
     use crate::render::crio::OciChoice;
 
     const BUNDLE: &str = "kubelet-1.31-cri-dockerd-to-crio-bundle";
+
+    #[test]
+    fn dockers_certificates_are_read_in_place_unless_containers_certs_d_has_the_host() {
+        let mut f = facts("kubeadm-1.21-registries");
+        let mut w = vec![];
+        dockers_certificates(&f, &mut w);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].code, "certs-read-in-place");
+        assert!(w[0]
+            .message
+            .contains("/etc/docker/certs.d/registry.corp.local/"));
+        // A directory of its own for the host: CRI-O reads that one alone.
+        f.crio.certs_d = vec!["registry.corp.local".into()];
+        let mut w = vec![];
+        dockers_certificates(&f, &mut w);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].code, "crio-certs-shadowed");
+        assert_eq!(w[0].severity, crate::inspect::Severity::Warning);
+    }
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()

@@ -249,6 +249,8 @@ pub struct Registry {
     dir: tempfile::TempDir,
     pub addr: String,
     pub auth: Option<(String, String)>,
+    /// Directories it serves from (its certificate), removed with it.
+    keep: Vec<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -261,21 +263,95 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: Option<(&str, &str)>) -> Registry {
-        Registry::start_with(auth, "")
+        Registry::start_with(auth, "", "")
+    }
+
+    /// A registry that serves HTTPS only, with a certificate for 127.0.0.1 signed by a CA of
+    /// its own: (the registry, the CA's certificate in PEM).
+    pub fn start_tls() -> (Registry, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cri-migrate test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("server.crt").display(),
+            d.join("server.key").display()
+        );
+        let ca = std::fs::read_to_string(d.join("ca.crt")).unwrap();
+        let mut r = Registry::start_with(None, &tls, "");
+        r.keep.push(dir);
+        (r, ca)
     }
 
     /// A registry that takes schema 1 manifests (`compatibility.schema1.enabled`), as old
     /// registries served them.
     pub fn start_schema1() -> Registry {
-        Registry::start_with(None, "compatibility:\n  schema1:\n    enabled: true\n")
+        Registry::start_with(None, "", "compatibility:\n  schema1:\n    enabled: true\n")
     }
 
-    fn start_with(auth: Option<(&str, &str)>, extra: &str) -> Registry {
+    /// `http_extra`: more of the `http` section; `extra`: more top-level sections.
+    fn start_with(auth: Option<(&str, &str)>, http_extra: &str, extra: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{http_extra}",
             dir.path().join("data").display()
         );
         if let Some((user, pass)) = auth {
@@ -303,6 +379,7 @@ impl Registry {
             dir,
             addr,
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            keep: vec![],
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&r.addr).is_err() {
