@@ -418,7 +418,12 @@ impl Containerd {
         }
         let chains = chain_ids(&diff_ids);
         for (i, layer) in layers.iter().enumerate() {
-            self.unpack_layer(namespace, lease, snapshotter, &chains, &diff_ids, i, layer)?;
+            let at = SnapshotScope {
+                namespace,
+                lease,
+                snapshotter,
+            };
+            self.unpack_layer(&at, &chains, &diff_ids, i, layer)?;
         }
         if let Some(top) = chains.last() {
             self.hold_snapshot(namespace, snapshotter, config_digest, top)?;
@@ -445,23 +450,15 @@ impl Containerd {
 
     /// Layer `i` of a stack whose layers below it are unpacked: one snapshot, named by its chain
     /// ID. Nothing to do when that snapshot exists (another image has the same base).
-    #[allow(clippy::too_many_arguments)]
     pub fn unpack_layer(
         &self,
-        namespace: &str,
-        lease: &str,
-        snapshotter: &str,
+        at: &SnapshotScope,
         chains: &[String],
         diff_ids: &[String],
         i: usize,
         layer: &Layer,
     ) -> Result<()> {
-        let at = SnapshotScope {
-            namespace,
-            lease,
-            snapshotter,
-        };
-        self.new_snapshot(&at, chains, i, &mut |mounts| {
+        self.new_snapshot(at, chains, i, &mut |mounts| {
             let mut diff = DiffClient::new(self.channel.clone());
             let applied = self
                 .rt
@@ -477,8 +474,8 @@ impl Containerd {
                         payloads: HashMap::new(),
                         sync_fs: false,
                     },
-                    namespace,
-                    Some(lease),
+                    at.namespace,
+                    Some(at.lease),
                 )))
                 .map_err(|s| anyhow!("containerd: unpack layer {}: {}", layer.digest, s.message()))?
                 .into_inner()

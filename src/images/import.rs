@@ -4,7 +4,7 @@
 //! every byte, and with the unpacking overlapped with the transfer instead of after it.
 
 use super::docker::{Docker, Image};
-use crate::containerd::{chain_ids, Containerd, Content, Layer};
+use crate::containerd::{chain_ids, Containerd, Content, Layer, SnapshotScope};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,8 +42,7 @@ struct SavedImage {
 /// Layers unpacked so far, image by image (how many of each stack, from the bottom).
 struct Unpacker<'a> {
     client: &'a Containerd,
-    lease: &'a str,
-    snapshotter: &'a str,
+    at: SnapshotScope<'a>,
     stacks: Vec<(Vec<String>, Vec<String>)>,
     done: Vec<usize>,
     arrived: HashMap<String, i64>,
@@ -62,15 +61,8 @@ impl Unpacker<'_> {
                     digest: diff_id.clone(),
                     size: *size,
                 };
-                self.client.unpack_layer(
-                    NAMESPACE,
-                    self.lease,
-                    self.snapshotter,
-                    chains,
-                    diff_ids,
-                    self.done[k],
-                    &layer,
-                )?;
+                self.client
+                    .unpack_layer(&self.at, chains, diff_ids, self.done[k], &layer)?;
                 self.done[k] += 1;
             }
         }
@@ -130,10 +122,14 @@ fn import_leased(
     let (reader, writer) = nix::unistd::pipe().context("a pipe for Docker's export")?;
     let (reader, mut writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
     let (tx, rx) = mpsc::channel::<(String, i64)>();
-    let mut unpacker = Unpacker {
-        client,
+    let scope = SnapshotScope {
+        namespace: NAMESPACE,
         lease,
         snapshotter,
+    };
+    let mut unpacker = Unpacker {
+        client,
+        at: scope,
         stacks: wanted
             .iter()
             .map(|w| (w.diff_ids.clone(), chain_ids(&w.diff_ids)))
@@ -217,20 +213,11 @@ fn import_leased(
                 digest: digest.clone(),
                 size: *size,
             };
-            client.unpack_layer(
-                NAMESPACE,
-                lease,
-                snapshotter,
-                chains,
-                &w.diff_ids,
-                i,
-                &layer,
-            )?;
+            client.unpack_layer(&scope, chains, &w.diff_ids, i, &layer)?;
         }
         record(
             client,
-            lease,
-            snapshotter,
+            &scope,
             (&config, config_size),
             &layers,
             true,
@@ -250,11 +237,9 @@ pub(super) type Blob = (String, i64, &'static str);
 /// The image record in k8s.io for a config already there and its layers' snapshots: a manifest
 /// for them (`layers_held`: its layers are in the content store too, so garbage-collection
 /// references keep them), the config's reference to the top snapshot, and every name.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn record(
     client: &Containerd,
-    lease: &str,
-    snapshotter: &str,
+    at: &SnapshotScope,
     (config, config_size): (&str, i64),
     layers: &[Blob],
     layers_held: bool,
@@ -281,9 +266,15 @@ pub(super) fn record(
         }
     }
     let size = bytes.len();
-    let digest = client.ingest(NAMESPACE, lease, &mut bytes.as_slice(), size as u64, labels)?;
+    let digest = client.ingest(
+        at.namespace,
+        at.lease,
+        &mut bytes.as_slice(),
+        size as u64,
+        labels,
+    )?;
     if let Some(top) = top {
-        client.hold_snapshot(NAMESPACE, snapshotter, config, top)?;
+        client.hold_snapshot(at.namespace, at.snapshotter, config, top)?;
     }
     let target = Content {
         media_type: MANIFEST_TYPE.into(),
@@ -291,7 +282,7 @@ pub(super) fn record(
         size: size as i64,
     };
     for name in names {
-        client.name_image(NAMESPACE, lease, name, &target)?;
+        client.name_image(at.namespace, at.lease, name, &target)?;
     }
     Ok(())
 }

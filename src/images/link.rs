@@ -559,8 +559,7 @@ pub fn carry_image(
         }
         record(
             client,
-            lease,
-            snapshotter,
+            &at,
             (&image.id, config.len() as i64),
             &layers,
             false,
