@@ -62,8 +62,8 @@ pub fn run(
     }
     let (facts, plan) = make_plan(t, args, mode)?;
     present(&plan, args, mode, console, out)?;
-    let (outcome, carried, started) = execute(t, &facts, &plan, args, mode)?;
-    finish(t, &plan, &facts, outcome, started, args, &carried, out)
+    let applied = execute(t, &facts, &plan, args, mode)?;
+    finish(t, &plan, &facts, applied, args, out)
 }
 
 /// Dry run, guided (a terminal to ask on) or unattended (`--yes`). Usage errors come out here,
@@ -112,15 +112,16 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
             .into())
         }
     };
-    let (runtime_version, upgraded) = match upgrade_too_old(t, args, mode, &facts, target)? {
-        Some((finding, to)) => {
-            if mode != Mode::DryRun {
-                facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
+    let (runtime_version, upgraded) =
+        match upgrade_too_old(t, &RealPackages, args, mode, &facts, target)? {
+            Some((finding, to)) => {
+                if mode != Mode::DryRun {
+                    facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
+                }
+                (args.runtime_version.or(to), Some(finding))
             }
-            (args.runtime_version.or(to), Some(finding))
-        }
-        None => (args.runtime_version, None),
-    };
+            None => (args.runtime_version, None),
+        };
     if mode != Mode::DryRun && !runtime_installed(&facts, target) {
         let consent = args.install_runtime
             || (mode == Mode::Guided
@@ -132,7 +133,7 @@ fn make_plan(t: &NodeAccess, args: &MigrateArgs, mode: Mode) -> Result<(Facts, P
                     false,
                 )?);
         if consent {
-            install_runtime(t, &facts, target)?;
+            install_runtime(t, &RealPackages, &facts, target)?;
             facts = inspect::inspect(t.node, t.commands(), &inspect_opts)?;
         }
     }
@@ -201,7 +202,7 @@ fn dry_run(
             return "not under --root: nothing talks to the cluster from an offline node"
                 .to_string();
         }
-        let name = node_name(t, facts, args.node_name.as_deref())
+        let name = node_name(facts, args.node_name.as_deref())
             .map(|n| format!("node {n}"))
             .unwrap_or_else(|e| format!("{e}"));
         match t.kubectl(args.kubeconfig.as_ref()) {
@@ -286,7 +287,7 @@ fn execute(
     plan: &Plan,
     args: &MigrateArgs,
     mode: Mode,
-) -> Result<(WalkOutcome, Vec<images::CarriedImage>, Instant)> {
+) -> Result<Applied> {
     let target = plan.target;
     let test_image = args.test_image.clone().unwrap_or_default();
     let mut stored = StoredPlan::from_plan(plan, &test_image);
@@ -295,7 +296,7 @@ fn execute(
     let units = apply::preflight::unit_states(&systemd, &UNITS)?;
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let drain = if plan.drain {
-        let name = node_name(t, facts, args.node_name.as_deref())?;
+        let name = node_name(facts, args.node_name.as_deref())?;
         apply::preflight::drain(kubectl_ref(&kubectl), &name)?;
         if let (Some(k), Output::Text) = (&kubectl, args.output) {
             eprintln!(
@@ -378,7 +379,18 @@ fn execute(
         kubectl_ref(&kubectl),
         drain,
     );
-    Ok((outcome, carried, started))
+    Ok(Applied {
+        outcome,
+        carried,
+        started,
+    })
+}
+
+/// What a run did: the walk, the images carried before it, since when.
+struct Applied {
+    outcome: WalkOutcome,
+    carried: Vec<images::CarriedImage>,
+    started: Instant,
 }
 
 fn runtime_installed(facts: &Facts, target: Target) -> bool {
@@ -395,6 +407,7 @@ fn runtime_installed(facts: &Facts, target: Target) -> bool {
 /// Returns what is said, and (dry run) the version planned for.
 fn upgrade_too_old(
     t: &NodeAccess,
+    pm: &dyn Packages,
     args: &MigrateArgs,
     mode: Mode,
     facts: &Facts,
@@ -420,7 +433,6 @@ fn upgrade_too_old(
         )
         .into());
     }
-    let pm = RealPackages;
     let manager = pm.manager().ok_or_else(|| {
         Failure::preflight(
             format!("{name} {v} is older than {oldest}, and no package manager was found to upgrade it (apt-get, dnf, yum, zypper)"),
@@ -473,7 +485,7 @@ fn upgrade_too_old(
     )))
 }
 
-fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> {
+fn install_runtime(t: &NodeAccess, pm: &dyn Packages, facts: &Facts, target: Target) -> Result<()> {
     if !t.live {
         return Err(Failure::preflight(
             "--install-runtime needs the live node",
@@ -481,7 +493,6 @@ fn install_runtime(t: &NodeAccess, facts: &Facts, target: Target) -> Result<()> 
         )
         .into());
     }
-    let pm = RealPackages;
     let manager = pm.manager().ok_or_else(|| {
         Failure::preflight(
             "no package manager found (apt-get, dnf, yum, zypper)",
@@ -519,7 +530,7 @@ fn live_pod_cidr(t: &NodeAccess, facts: &Facts, args: &MigrateArgs) -> Option<(S
     }
     if let Some(kubectl) = t.kubectl(args.kubeconfig.as_ref()) {
         use crate::system::kubectl::Kubectl;
-        if let Ok(name) = node_name(t, facts, args.node_name.as_deref()) {
+        if let Ok(name) = node_name(facts, args.node_name.as_deref()) {
             let spec = kubectl.run(&[
                 "get",
                 "node",
@@ -565,15 +576,7 @@ fn bridge_network(ip: &str) -> Option<String> {
 /// `--hostname-override`, else the node's `/etc/hostname` (lowercased, as the kubelet does),
 /// else — on the live node only — this machine's name. Under `--root` the host's own name is
 /// never taken for the node's.
-fn node_name(t: &NodeAccess, facts: &Facts, flag: Option<&str>) -> Result<NodeName, Failure> {
-    let hostname = || {
-        t.node
-            .read("/etc/hostname")
-            .ok()
-            .flatten()
-            .map(|h| h.trim().to_lowercase())
-            .filter(|h| !h.is_empty())
-    };
+fn node_name(facts: &Facts, flag: Option<&str>) -> Result<NodeName, Failure> {
     let (value, from) = if let Some(f) = flag {
         (f.to_string(), "--node-name")
     } else if let Some(v) = facts
@@ -582,14 +585,8 @@ fn node_name(t: &NodeAccess, facts: &Facts, flag: Option<&str>) -> Result<NodeNa
         .and_then(|f| f.value.clone())
     {
         (v.trim().to_lowercase(), "the kubelet's --hostname-override")
-    } else if let Some(h) = hostname() {
-        (h, "/etc/hostname")
-    } else if t.node.is_live() {
-        let h = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default();
-        (h.trim().to_lowercase(), "this machine's hostname")
+    } else if let Some((h, from)) = &facts.hostname {
+        (h.clone(), *from)
     } else {
         return Err(Failure::preflight(
             "the node's name is unknown: no --hostname-override in the kubelet's flags and no /etc/hostname under --root (the host's own name is never taken for it)",
@@ -642,17 +639,20 @@ fn walk(
     apply::run(t.node, b, &fx, &opts, progress.as_mut())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish(
     t: &NodeAccess,
     plan: &Plan,
     facts: &Facts,
-    o: WalkOutcome,
-    started: Instant,
+    applied: Applied,
     args: &MigrateArgs,
-    carried: &[images::CarriedImage],
     out: &mut dyn Write,
 ) -> Result<i32> {
+    let Applied {
+        outcome: o,
+        carried,
+        started,
+    } = applied;
+    let carried = carried.as_slice();
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let kubeadm = facts
         .kubelet
@@ -660,7 +660,7 @@ fn finish(
         .iter()
         .any(|f| f.path == inspect::kubelet::KUBEADM_FLAGS);
     let record = (o.error.is_none() && t.live && kubeadm).then(|| {
-        match node_name(t, facts, args.node_name.as_deref()) {
+        match node_name(facts, args.node_name.as_deref()) {
             Ok(name) => {
                 let said =
                     apply::update_cri_socket_record(kubectl_ref(&kubectl), &name, &plan.endpoint);
@@ -819,7 +819,6 @@ fn resume(
             )
         })?),
         None if args.drain => Some(node_name(
-            t,
             &inspect::inspect(
                 t.node,
                 t.commands(),
@@ -886,7 +885,134 @@ fn resume(
 
 #[cfg(test)]
 mod tests {
-    use super::bridge_network;
+    use super::*;
+    use crate::node::Node;
+    use crate::plan::test_facts::facts;
+    use clap::Parser;
+    use std::cell::RefCell;
+
+    /// A package manager that offers one version and records what it is asked to install.
+    struct FakePackages {
+        manager: Option<&'static str>,
+        offers: Option<&'static str>,
+        installed: RefCell<Vec<String>>,
+    }
+
+    impl Packages for FakePackages {
+        fn manager(&self) -> Option<&'static str> {
+            self.manager
+        }
+        fn install(&self, _: &str, spec: &[String]) -> Result<()> {
+            self.installed.borrow_mut().extend(spec.iter().cloned());
+            Ok(())
+        }
+        fn candidate(&self, _: &str, _: &str) -> Option<String> {
+            self.offers.map(str::to_string)
+        }
+    }
+
+    fn migrate_args(extra: &[&str]) -> MigrateArgs {
+        let argv = [&["cri-migrate", "migrate", "--to", "containerd"], extra].concat();
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Migrate(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_containerd_too_old_is_upgraded_from_the_nodes_package_source_only_when_asked() {
+        // containerd 1.4 from Docker's repository (containerd.io).
+        let f = facts("kubeadm-1.20-containerd-1.4");
+        let node = Node::new(std::path::PathBuf::from(&f.root));
+        let t = NodeAccess {
+            node: &node,
+            live: true,
+        };
+        let pm = |offers| FakePackages {
+            manager: Some("apt-get"),
+            offers,
+            installed: RefCell::new(vec![]),
+        };
+        let asked = migrate_args(&["--install-runtime"]);
+        // The dry run says it and plans for the version offered; nothing is installed.
+        let dry = pm(Some("1.6.20~ds1-1"));
+        let (said, planned) =
+            upgrade_too_old(&t, &dry, &asked, Mode::DryRun, &f, Target::Containerd)
+                .unwrap()
+                .expect("an upgrade");
+        assert_eq!(said.code, "runtime-upgraded");
+        assert_eq!(planned, crate::version::Version::parse("1.6.20"));
+        assert!(dry.installed.borrow().is_empty());
+        // The run installs the node's own package.
+        let run = pm(Some("1.6.20~ds1-1"));
+        upgrade_too_old(&t, &run, &asked, Mode::Unattended, &f, Target::Containerd).unwrap();
+        assert_eq!(*run.installed.borrow(), ["containerd.io"]);
+        // A source that offers nothing new enough is refused, naming it; so is no manager.
+        let old = pm(Some("1.4.13~ds1-1"));
+        let e = upgrade_too_old(&t, &old, &asked, Mode::Unattended, &f, Target::Containerd)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("offers containerd.io 1.4.13"), "{e}");
+        assert!(old.installed.borrow().is_empty());
+        let none = FakePackages {
+            manager: None,
+            ..pm(None)
+        };
+        assert!(
+            upgrade_too_old(&t, &none, &asked, Mode::Unattended, &f, Target::Containerd).is_err()
+        );
+        // Without --install-runtime, or with the version given, nothing is asked of it.
+        let quiet = pm(Some("1.6.20"));
+        for args in [
+            migrate_args(&[]),
+            migrate_args(&["--install-runtime", "--runtime-version", "1.6.20"]),
+        ] {
+            let r = upgrade_too_old(&t, &quiet, &args, Mode::Unattended, &f, Target::Containerd);
+            assert!(r.unwrap().is_none());
+        }
+        assert!(quiet.installed.borrow().is_empty());
+        // Under --root it is refused: the image's packages are its own tools' business.
+        let offline = NodeAccess {
+            node: &node,
+            live: false,
+        };
+        assert!(upgrade_too_old(
+            &offline,
+            &dry,
+            &asked,
+            Mode::Unattended,
+            &f,
+            Target::Containerd
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_missing_runtime_is_installed_with_the_package_for_the_node() {
+        let f = facts("target-not-installed");
+        let node = Node::new(std::path::PathBuf::from(&f.root));
+        let t = NodeAccess {
+            node: &node,
+            live: true,
+        };
+        let pm = FakePackages {
+            manager: Some("apt-get"),
+            offers: None,
+            installed: RefCell::new(vec![]),
+        };
+        install_runtime(&t, &pm, &f, Target::Crio).unwrap();
+        let minor = f.kubelet.installed.version.map(|v| (v.major, v.minor));
+        assert_eq!(
+            *pm.installed.borrow(),
+            runtime_package("apt-get", Target::Crio, false, minor)
+        );
+        let none = FakePackages {
+            manager: None,
+            offers: None,
+            installed: RefCell::new(vec![]),
+        };
+        assert!(install_runtime(&t, &none, &f, Target::Crio).is_err());
+    }
 
     #[test]
     fn kubenets_bridge_gives_the_pod_cidr() {

@@ -249,9 +249,28 @@ pub struct Facts {
     /// skopeo, which carries images to CRI-O, is installed (a live node only).
     pub skopeo: bool,
     pub risks: Vec<Finding>,
+    /// The node's host name, lowercased as the kubelet takes it, and where it was read: its
+    /// `/etc/hostname`, else (the live node only) this machine's name. Never the host's under
+    /// `--root`.
+    #[serde(skip)]
+    pub hostname: Option<(String, &'static str)>,
     /// The text of every file the planner may rewrite, as found.
     #[serde(skip)]
     pub files: BTreeMap<String, Snapshot>,
+}
+
+fn hostname(node: &Node, live: bool) -> Option<(String, &'static str)> {
+    let name = |h: &str| Some(h.trim().to_lowercase()).filter(|h| !h.is_empty());
+    if let Some(h) = node
+        .read("/etc/hostname")
+        .ok()
+        .flatten()
+        .and_then(|h| name(&h))
+    {
+        return Some((h, "/etc/hostname"));
+    }
+    let own = live.then(nix::unistd::gethostname).and_then(Result::ok)?;
+    Some((name(own.to_str()?)?, "this machine's hostname"))
 }
 
 /// The kubelet's unit and the command line it runs.
@@ -431,6 +450,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
         risks: vec![],
+        hostname: hostname(node, live),
         files,
     };
     facts.risks = risks::assess(&facts);
