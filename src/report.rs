@@ -149,6 +149,19 @@ fn restyle(plain: &str) -> String {
 
 fn inspect_text_raw(f: &Facts) -> String {
     let mut out = String::new();
+    node_and_kubelet_text(&mut out, f);
+    runtimes_text(&mut out, f);
+    docker_text(&mut out, f);
+    runtime_configs_text(&mut out, f);
+    findings(&mut out, "Risks", &f.risks);
+    if f.risks.is_empty() {
+        let _ = writeln!(out, "\nNo risks found.");
+    }
+    out
+}
+
+/// The node and its kubelet.
+fn node_and_kubelet_text(out: &mut String, f: &Facts) {
     let _ = writeln!(
         out,
         "{} {}{}",
@@ -202,6 +215,10 @@ fn inspect_text_raw(f: &Facts) -> String {
             }
         );
     }
+}
+
+/// The runtimes installed.
+fn runtimes_text(out: &mut String, f: &Facts) {
     let _ = writeln!(out, "\n{}", style("Runtimes").bold());
     let r = &f.runtimes;
     for (name, i) in [
@@ -212,6 +229,10 @@ fn inspect_text_raw(f: &Facts) -> String {
     ] {
         let _ = writeln!(out, "  {name:<14} {}", installed(i));
     }
+}
+
+/// Docker's settings, its images' manifests, the registry credentials (names only).
+fn docker_text(out: &mut String, f: &Facts) {
     let d = &f.docker.settings;
     if let Some(path) = &f.docker.daemon_json {
         let _ = writeln!(out, "\n{} ({path})", style("Docker settings").bold());
@@ -300,6 +321,10 @@ fn inspect_text_raw(f: &Facts) -> String {
             );
         }
     }
+}
+
+/// The runtimes' configs, CNI, the static pods.
+fn runtime_configs_text(out: &mut String, f: &Facts) {
     if let Some(c) = &f.containerd_config {
         let _ = writeln!(out, "\n{}", style("containerd config").bold());
         let _ = writeln!(
@@ -350,11 +375,6 @@ fn inspect_text_raw(f: &Facts) -> String {
             names.join(", ")
         );
     }
-    findings(&mut out, "Risks", &f.risks);
-    if f.risks.is_empty() {
-        let _ = writeln!(out, "\nNo risks found.");
-    }
-    out
 }
 
 /// The plan's first line and the carried-over settings.

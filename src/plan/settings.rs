@@ -2,7 +2,7 @@
 //! and config, daemon.json and dockerd, the runtime's own config, the node's CNI).
 
 use super::*;
-use crate::runtime::target::Storage;
+use crate::runtime::target::{Storage, TargetRuntime};
 
 pub(super) fn carried(
     facts: &Facts,
@@ -11,130 +11,14 @@ pub(super) fn carried(
     warnings: &mut Vec<Finding>,
 ) -> Carried {
     let runtime = crate::runtime::registry::of(target);
-    let k = &facts.kubelet;
-    let d = &facts.docker.settings;
-    // Where Docker's value came from: dockerd's flag where it was one, else daemon.json.
-    let src = |key: &str, default: String| d.from.get(key).cloned().unwrap_or(default);
-    let cgroup_driver = match (&k.cgroup_driver, &d.cgroup_driver) {
-        (Some(c), _) if k.flag("cgroup-driver").is_some() => {
-            setting(c.clone(), "the kubelet's --cgroup-driver")
-        }
-        (Some(c), _) => setting(
-            c.clone(),
-            format!("cgroupDriver in {}", k.config.file_of("cgroupDriver")),
-        ),
-        (None, Some(c)) => setting(
-            c.clone(),
-            format!(
-                "{} (the kubelet sets none)",
-                src(
-                    "exec-opts",
-                    "daemon.json exec-opts native.cgroupdriver".into()
-                )
-            ),
-        ),
-        (None, None) => setting(
-            "cgroupfs".to_string(),
-            "the kubelet's default (nothing sets a cgroup driver)",
-        ),
-    };
-    // On cri-dockerd, its own --pod-infra-container-image is the pause image pods ran with (the
-    // kubelet's, where set, only keeps the image from garbage collection).
-    let cri_dockerd_pause = (facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd)
-        .then(|| {
-            facts
-                .cri_dockerd_flags
-                .iter()
-                .rev()
-                .find(|f| f.name == "pod-infra-container-image")
-                .and_then(|f| f.value.clone())
-        })
-        .flatten()
-        .map(|v| setting(v, "cri-dockerd's --pod-infra-container-image"));
-    let sandbox_image = opts
-        .sandbox_image
-        .clone()
-        .map(|v| setting(v, "--sandbox-image"))
-        .or(cri_dockerd_pause)
-        .or_else(|| {
-            k.pod_infra_container_image
-                .clone()
-                .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
-        });
-    // A data-root that is no plain absolute path is not carried (it would reach containerd's
-    // root and, on an SELinux node, semanage's and restorecon's arguments).
-    let data_root = d.data_root.as_deref().filter(|r| match crate::names::node_path_value(r) {
-        Ok(()) => true,
-        Err(why) => {
-            warnings.push(Finding::warning(
-                "data-root-not-carried",
-                format!(
-                    "Docker's data-root {r:?} ({}) is not carried: {why}",
-                    d.from.get("data-root").map(String::as_str).unwrap_or("daemon.json")
-                ),
-                "dockerd needs an absolute path there too: fix the setting; the runtime keeps its default root",
-            ));
-            false
-        }
-    });
-    let root_parent = data_root
-        .map(|r| r.trim_end_matches('/'))
-        .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
-        .and_then(|r| {
-            std::path::Path::new(r)
-                .parent()
-                .map(|p| p.display().to_string())
-        });
-    let runtime_root = root_parent.map(|parent| {
-        setting(
-            join(&parent, runtime.root_beside_docker()),
-            format!(
-                "beside Docker's data-root {}{}",
-                d.data_root.as_deref().unwrap_or_default(),
-                d.from
-                    .get("data-root")
-                    .map(|f| format!(" ({f})"))
-                    .unwrap_or_default()
-            ),
-        )
-    });
-    let snapshotter = d.storage_driver.as_deref().and_then(|sd| {
-        let mapped = match runtime.storage_driver(sd) {
-            Storage::Default => return None,
-            Storage::As(mapped) => mapped,
-            Storage::NotReady => {
-                warnings.push(Finding::warning(
-                    "storage-driver-dropped",
-                    format!("Docker's storage driver {sd} has no ready equivalent in {}", target.name()),
-                    "the runtime uses overlay; configure its snapshotter by hand if the node needs another",
-                ));
-                return None;
-            }
-        };
-        Some(setting(
-            mapped.to_string(),
-            src("storage-driver", format!("daemon.json storage-driver {sd}")),
-        ))
-    });
-    let max_concurrent_downloads =
-        d.max_concurrent_downloads
-            .and_then(|n| match runtime.max_concurrent_downloads(n) {
-                Ok(n) => Some(setting(
-                    n,
-                    src(
-                        "max-concurrent-downloads",
-                        "daemon.json max-concurrent-downloads".into(),
-                    ),
-                )),
-                Err(said) => {
-                    warnings.push(said);
-                    None
-                }
-            });
+    // In this order: each may say something, and the plan says it in the order it was found.
+    let runtime_root = runtime_root(facts, runtime, warnings);
+    let snapshotter = snapshotter(facts, runtime, warnings);
+    let max_concurrent_downloads = max_concurrent_downloads(facts, runtime, warnings);
     let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
     Carried {
-        cgroup_driver,
-        sandbox_image,
+        cgroup_driver: cgroup_driver(facts),
+        sandbox_image: sandbox_image(facts, opts),
         cni_conf_dir: setting(
             facts.cni.conf_dir.clone(),
             facts.cni.conf_dir_source.clone(),
@@ -150,6 +34,174 @@ pub(super) fn carried(
         snapshotter,
         max_concurrent_downloads,
         workloads,
+    }
+}
+
+/// Where Docker's value of a key came from: dockerd's flag where it was one, else `default`
+/// (daemon.json).
+fn docker_source(facts: &Facts, key: &str, default: String) -> String {
+    facts
+        .docker
+        .settings
+        .from
+        .get(key)
+        .cloned()
+        .unwrap_or(default)
+}
+
+/// The kubelet's own, else Docker's (a dockershim kubelet without one followed it), else the
+/// kubelet's default.
+fn cgroup_driver(facts: &Facts) -> Setting<String> {
+    let k = &facts.kubelet;
+    match (&k.cgroup_driver, &facts.docker.settings.cgroup_driver) {
+        (Some(c), _) if k.flag("cgroup-driver").is_some() => {
+            setting(c.clone(), "the kubelet's --cgroup-driver")
+        }
+        (Some(c), _) => setting(
+            c.clone(),
+            format!("cgroupDriver in {}", k.config.file_of("cgroupDriver")),
+        ),
+        (None, Some(c)) => setting(
+            c.clone(),
+            format!(
+                "{} (the kubelet sets none)",
+                docker_source(
+                    facts,
+                    "exec-opts",
+                    "daemon.json exec-opts native.cgroupdriver".into()
+                )
+            ),
+        ),
+        (None, None) => setting(
+            "cgroupfs".to_string(),
+            "the kubelet's default (nothing sets a cgroup driver)",
+        ),
+    }
+}
+
+/// `--sandbox-image`, else the image pods ran with (on cri-dockerd its own
+/// `--pod-infra-container-image`; the kubelet's, where set, only keeps the image from garbage
+/// collection), else the kubelet's.
+fn sandbox_image(facts: &Facts, opts: &PlanOptions) -> Option<Setting<String>> {
+    let cri_dockerd_pause = (facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd)
+        .then(|| {
+            facts
+                .cri_dockerd_flags
+                .iter()
+                .rev()
+                .find(|f| f.name == "pod-infra-container-image")
+                .and_then(|f| f.value.clone())
+        })
+        .flatten()
+        .map(|v| setting(v, "cri-dockerd's --pod-infra-container-image"));
+    opts.sandbox_image
+        .clone()
+        .map(|v| setting(v, "--sandbox-image"))
+        .or(cri_dockerd_pause)
+        .or_else(|| {
+            facts
+                .kubelet
+                .pod_infra_container_image
+                .clone()
+                .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
+        })
+}
+
+/// The runtime's root beside a Docker data-root that is not the default. A data-root that is no
+/// plain absolute path is not carried (it would reach containerd's root and, on an SELinux
+/// node, semanage's and restorecon's arguments).
+fn runtime_root(
+    facts: &Facts,
+    runtime: &dyn TargetRuntime,
+    warnings: &mut Vec<Finding>,
+) -> Option<Setting<String>> {
+    let d = &facts.docker.settings;
+    let data_root = d.data_root.as_deref().filter(|r| match crate::names::node_path_value(r) {
+        Ok(()) => true,
+        Err(why) => {
+            warnings.push(Finding::warning(
+                "data-root-not-carried",
+                format!(
+                    "Docker's data-root {r:?} ({}) is not carried: {why}",
+                    d.from.get("data-root").map(String::as_str).unwrap_or("daemon.json")
+                ),
+                "dockerd needs an absolute path there too: fix the setting; the runtime keeps its default root",
+            ));
+            false
+        }
+    });
+    let parent = data_root
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| *r != "/var/lib/docker" && !r.is_empty())
+        .and_then(|r| {
+            std::path::Path::new(r)
+                .parent()
+                .map(|p| p.display().to_string())
+        })?;
+    Some(setting(
+        join(&parent, runtime.root_beside_docker()),
+        format!(
+            "beside Docker's data-root {}{}",
+            d.data_root.as_deref().unwrap_or_default(),
+            d.from
+                .get("data-root")
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        ),
+    ))
+}
+
+/// Docker's storage driver as the runtime's (overlay, both runtimes' default, is not written).
+fn snapshotter(
+    facts: &Facts,
+    runtime: &dyn TargetRuntime,
+    warnings: &mut Vec<Finding>,
+) -> Option<Setting<String>> {
+    let sd = facts.docker.settings.storage_driver.as_deref()?;
+    let mapped = match runtime.storage_driver(sd) {
+        Storage::Default => return None,
+        Storage::As(mapped) => mapped,
+        Storage::NotReady => {
+            warnings.push(Finding::warning(
+                "storage-driver-dropped",
+                format!(
+                    "Docker's storage driver {sd} has no ready equivalent in {}",
+                    runtime.about().name
+                ),
+                "the runtime uses overlay; configure its snapshotter by hand if the node needs another",
+            ));
+            return None;
+        }
+    };
+    Some(setting(
+        mapped.to_string(),
+        docker_source(
+            facts,
+            "storage-driver",
+            format!("daemon.json storage-driver {sd}"),
+        ),
+    ))
+}
+
+fn max_concurrent_downloads(
+    facts: &Facts,
+    runtime: &dyn TargetRuntime,
+    warnings: &mut Vec<Finding>,
+) -> Option<Setting<u64>> {
+    let n = facts.docker.settings.max_concurrent_downloads?;
+    match runtime.max_concurrent_downloads(n) {
+        Ok(n) => Some(setting(
+            n,
+            docker_source(
+                facts,
+                "max-concurrent-downloads",
+                "daemon.json max-concurrent-downloads".into(),
+            ),
+        )),
+        Err(said) => {
+            warnings.push(said);
+            None
+        }
     }
 }
 

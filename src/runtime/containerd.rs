@@ -300,43 +300,76 @@ fn containerd_files(
         &why,
     ));
     if let Some(spec) = &cs.base_runtime_spec {
-        let old = facts.files.get(spec.as_str());
-        let text = render::containerd::base_spec(
-            old.map(|s| s.content.as_str()),
-            &settings.workloads.ulimits,
-            rv.major,
-        )
-        .map_err(|problem| {
-            Failure::bad_input(
-                spec,
-                problem,
-                "Fix the file (it is the spec containerd starts containers from), or move it aside so that cri-migrate writes a new one.",
-            )
-        })?;
-        let limits: Vec<String> = settings
-            .workloads
-            .ulimits
-            .iter()
-            .map(|u| format!("{} ({})", u.to_flag(), u.from))
-            .collect();
-        warnings.push(Finding::info(
-            "ulimits-carried",
-            format!("Docker's default ulimits {} go to {spec}, the base spec of every containerd handler", limits.join(", ")),
-            "nothing to do; a pod's containers start with these limits, as Docker's did",
-        ));
-        files.push(change(
-            facts,
-            (FileGroup::Runtime, Format::Json),
-            spec,
-            text,
-            "Docker's default-ulimits: containerd's default spec with process.rlimits set, the base of every container's spec",
-        ));
+        files.push(base_spec(facts, spec, rv, settings, warnings)?);
     }
+    let moved = (&r.moved_mirrors[..], &r.moved_tls[..]);
+    let hosts = hosts_files(facts, moved, &mut files, warnings)?;
+    settings.registries = hosts;
+    if !r.moved_auths.is_empty() {
+        files.push(kubelet_credentials(facts, &r.moved_auths, warnings)?);
+    }
+    limits_drop_in(facts, rv, &mut files, warnings);
+    Ok(files)
+}
+
+/// Docker's default ulimits as containerd's base spec: its default spec (or the node's file)
+/// with `process.rlimits` set.
+fn base_spec(
+    facts: &Facts,
+    spec: &str,
+    rv: Version,
+    settings: &Carried,
+    warnings: &mut Vec<Finding>,
+) -> Result<FileChange, Failure> {
+    let old = facts.files.get(spec);
+    let text = render::containerd::base_spec(
+        old.map(|s| s.content.as_str()),
+        &settings.workloads.ulimits,
+        rv.major,
+    )
+    .map_err(|problem| {
+        Failure::bad_input(
+            spec,
+            problem,
+            "Fix the file (it is the spec containerd starts containers from), or move it aside so that cri-migrate writes a new one.",
+        )
+    })?;
+    let limits: Vec<String> = settings
+        .workloads
+        .ulimits
+        .iter()
+        .map(|u| format!("{} ({})", u.to_flag(), u.from))
+        .collect();
+    warnings.push(Finding::info(
+        "ulimits-carried",
+        format!(
+            "Docker's default ulimits {} go to {spec}, the base spec of every containerd handler",
+            limits.join(", ")
+        ),
+        "nothing to do; a pod's containers start with these limits, as Docker's did",
+    ));
+    Ok(change(
+        facts,
+        (FileGroup::Runtime, Format::Json),
+        spec,
+        text,
+        "Docker's default-ulimits: containerd's default spec with process.rlimits set, the base of every container's spec",
+    ))
+}
+
+/// One hosts.toml per registry (Docker's mirrors, insecure registries and certificates, and
+/// what an old config.toml held), merged into the node's; the registries written.
+fn hosts_files(
+    facts: &Facts,
+    (moved_mirrors, moved_tls): (&[(String, Vec<String>)], &[render::containerd::MovedTls]),
+    files: &mut Vec<FileChange>,
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<String>, Failure> {
     let carried_hosts = render::registries::containerd_hosts(
         &facts.docker.settings,
         &facts.docker.certs,
-        &r.moved_mirrors,
-        &r.moved_tls,
+        moved_mirrors,
+        moved_tls,
     );
     skipped_registries(&carried_hosts.skipped, warnings);
     let hosts = carried_hosts.value;
@@ -358,12 +391,7 @@ fn containerd_files(
             &format!("registry {} from {}", h.host, h.origin),
         ));
     }
-    settings.registries = hosts.iter().map(|h| h.host.to_string()).collect();
-    if !r.moved_auths.is_empty() {
-        files.push(kubelet_credentials(facts, &r.moved_auths, warnings)?);
-    }
-    limits_drop_in(facts, rv, &mut files, warnings);
-    Ok(files)
+    Ok(hosts.iter().map(|h| h.host.to_string()).collect())
 }
 
 /// A handler a file containerd imports defines already (nvidia-ctk 1.18+ writes
