@@ -98,14 +98,8 @@ fn hostile() -> impl Strategy<Value = Hostile> {
 /// The options of `migrate --to TARGET --runtime-version VERSION`.
 fn plan_options(target: Target, version: &str) -> PlanOptions {
     PlanOptions {
-        target,
         runtime_version: cri_migrate::version::Version::parse(version),
-        sandbox_image: None,
-        timeout_secs: 60,
-        no_sandbox: false,
-        images: Default::default(),
-        drain: false,
-        pod_cidr: None,
+        ..PlanOptions::new(target)
     }
 }
 

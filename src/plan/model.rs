@@ -29,6 +29,22 @@ pub struct PlanOptions {
     pub pod_cidr: Option<String>,
 }
 
+impl PlanOptions {
+    /// A plain `migrate --to TARGET`: every option at its default.
+    pub fn new(target: Target) -> PlanOptions {
+        PlanOptions {
+            target,
+            runtime_version: None,
+            sandbox_image: None,
+            timeout_secs: 60,
+            no_sandbox: false,
+            images: Default::default(),
+            drain: false,
+            pod_cidr: None,
+        }
+    }
+}
+
 /// A carried-over setting and where its value came from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Setting<T> {

@@ -23,14 +23,5 @@ pub fn facts_with(fixture: &str, kubelet_version: Option<&str>) -> Facts {
 
 /// The options of a plain `migrate --to TARGET`.
 pub fn opts(target: super::Target) -> super::PlanOptions {
-    super::PlanOptions {
-        target,
-        runtime_version: None,
-        sandbox_image: None,
-        timeout_secs: 60,
-        no_sandbox: false,
-        images: Default::default(),
-        drain: false,
-        pod_cidr: None,
-    }
+    super::PlanOptions::new(target)
 }
