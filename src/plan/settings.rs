@@ -18,7 +18,8 @@ pub(super) fn carried(
     let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
     Carried {
         cgroup_driver: cgroup_driver(facts),
-        sandbox_image: sandbox_image(facts, opts),
+        sandbox_image: sandbox_image(facts, opts)
+            .or_else(|| runtime.configured_sandbox_image(facts)),
         cni_conf_dir: setting(
             facts.cni.conf_dir.clone(),
             facts.cni.conf_dir_source.clone(),
@@ -81,7 +82,7 @@ fn cgroup_driver(facts: &Facts) -> Setting<String> {
 
 /// `--sandbox-image`, else the image pods ran with (on cri-dockerd its own
 /// `--pod-infra-container-image`; the kubelet's, where set, only keeps the image from garbage
-/// collection), else the kubelet's.
+/// collection), else the kubelet's; else (the caller) the runtime's own config's.
 fn sandbox_image(facts: &Facts, opts: &PlanOptions) -> Option<Setting<String>> {
     let cri_dockerd_pause = (facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd)
         .then(|| {
@@ -209,6 +210,24 @@ fn max_concurrent_downloads(
 mod tests {
     use super::super::test_facts::{facts, facts_with, opts};
     use super::*;
+
+    #[test]
+    fn the_pause_image_is_decided_here_before_any_file_is_rendered() {
+        // Nothing names one but containerd's own config: this phase takes it (the renderers
+        // and the kubelet's phase read it from here).
+        let mut f = facts_with("kubelet-1.30-containerd2-schema2", None);
+        f.kubelet.pod_infra_container_image = None;
+        let mut w = vec![];
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let pause = c.sandbox_image.expect("containerd's own");
+        assert_eq!(
+            (pause.value.as_str(), pause.from.as_str()),
+            ("registry.k8s.io/pause:3.6", "the existing config.toml")
+        );
+        // CRI-O does not read containerd's config.
+        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        assert!(c.sandbox_image.is_none());
+    }
 
     #[test]
     fn each_setting_says_where_it_came_from_whatever_the_layout() {

@@ -136,8 +136,6 @@ pub struct Rendered {
     pub moved_auths: Vec<(String, serde_json::Value)>,
     /// One line each about what was converted or cannot be kept.
     pub notes: Vec<String>,
-    /// The sandbox image the existing file sets, when the settings set none.
-    pub existing_sandbox_image: Option<String>,
 }
 
 /// Plugin ids of schema 1's short names (containerd v1.x `services/server/config`).
@@ -215,7 +213,6 @@ pub fn render(existing: Option<&str>, s: &Settings) -> Result<Rendered, String> 
                 .into(),
         );
     }
-    out.existing_sandbox_image = sandbox_image(&doc, s.schema);
     enable_cri(&mut doc);
     merge(&mut doc, &tpl);
     if s.cni_bin_dirs_list {
@@ -353,19 +350,6 @@ fn to_schema_4(doc: &mut DocumentMut) -> bool {
 fn is_blank(text: &str) -> bool {
     text.lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-}
-
-fn sandbox_image(doc: &DocumentMut, schema: u8) -> Option<String> {
-    let plugins = doc.get("plugins")?;
-    let v = if schema >= 3 {
-        plugins
-            .get(IMAGES_V3)?
-            .get("pinned_images")?
-            .get("sandbox")?
-    } else {
-        plugins.get(CRI_V2)?.get("sandbox_image")?
-    };
-    v.as_str().map(str::to_string)
 }
 
 /// Remove the CRI plugin from `disabled_plugins` (Docker's packages disable it), converting
@@ -872,7 +856,6 @@ mod tests {
             get(&doc, &["plugins", IMAGES_V3, "pinned_images", "sandbox"]).as_str(),
             Some("old/pause:3.5")
         );
-        assert_eq!(r.existing_sandbox_image.as_deref(), Some("old/pause:3.5"));
         assert_eq!(
             get(&doc, &["plugins", CRI_V2, "stream_server_address"]).as_str(),
             Some("127.0.0.1")

@@ -10,7 +10,7 @@ use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::{join, Node};
 use crate::plan::model::{
     change, setting, skipped_registries, Carried, FileChange, FileGroup, Format, Order, Plan,
-    Versions,
+    Setting, Versions,
 };
 use crate::render;
 use crate::version::Version;
@@ -100,6 +100,10 @@ impl TargetRuntime for Containerd {
         }
     }
 
+    fn configured_sandbox_image(&self, facts: &Facts) -> Option<Setting<String>> {
+        let image = facts.containerd_config.as_ref()?.sandbox_image.clone()?;
+        Some(setting(image, "the existing config.toml"))
+    }
     fn root_beside_docker(&self) -> &'static str {
         "containerd"
     }
@@ -274,12 +278,6 @@ fn containerd_files(
                 )
             },
         )?;
-    if settings.sandbox_image.is_none() {
-        settings.sandbox_image = r
-            .existing_sandbox_image
-            .clone()
-            .map(|v| setting(v, "the existing config.toml"));
-    }
     for note in &r.notes {
         warnings.push(Finding::info(
             "containerd-config-converted",

@@ -7,7 +7,7 @@ use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
-use crate::plan::model::{Carried, FileChange, Order, Plan, Versions};
+use crate::plan::model::{Carried, FileChange, Order, Plan, Setting, Versions};
 use crate::render::Handler;
 use crate::version::Version;
 
@@ -56,6 +56,11 @@ pub trait TargetRuntime: Sync {
     fn default_pause(&self, rv: Version) -> &'static str;
 
     // The settings carried into it.
+    /// The pause image its own config on the node sets, where nothing else names one.
+    fn configured_sandbox_image(&self, facts: &Facts) -> Option<Setting<String>> {
+        let _ = facts;
+        None
+    }
     /// Its root's directory beside Docker's data-root (under the same parent).
     fn root_beside_docker(&self) -> &'static str;
     /// A root moved to `root` on an SELinux node: (the default root whose labels it takes,
