@@ -45,7 +45,10 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     let mut warnings: Vec<Finding> = Vec::new();
     let v = versions::versions(facts, opts, &mut warnings)?;
     let mut settings = settings::carried(facts, opts, target, &mut warnings);
-    let mut files = runtime_files::runtime_files(facts, &v, target, &mut settings, &mut warnings)?;
+    let written = runtime_files::runtime_files(facts, &v, target, &settings, &mut warnings)?;
+    // What the report names as the registries: those the runtime's files hold.
+    settings.registries = written.registries;
+    let mut files = written.files;
     files.extend(kubenet::kubenet_files(
         facts,
         opts,

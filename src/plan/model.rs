@@ -341,6 +341,13 @@ pub struct Plan {
     pub drain: bool,
 }
 
+/// The runtime's files, and the registries they hold (the plan's `settings.registries`).
+#[derive(Debug, Default)]
+pub struct RuntimeFiles {
+    pub files: Vec<FileChange>,
+    pub registries: Vec<String>,
+}
+
 /// A planned file, with its group and format as the phase that made it says.
 pub fn change(
     facts: &Facts,

@@ -9,12 +9,12 @@ pub(super) fn runtime_files(
     facts: &Facts,
     v: &Versions,
     target: Target,
-    settings: &mut Carried,
+    settings: &Carried,
     warnings: &mut Vec<Finding>,
-) -> Result<Vec<FileChange>, Failure> {
-    let mut files = crate::runtime::registry::of(target).files(facts, v, settings, warnings)?;
-    files.extend(proxy_drop_in(facts, target, warnings));
-    Ok(files)
+) -> Result<RuntimeFiles, Failure> {
+    let mut written = crate::runtime::registry::of(target).files(facts, v, settings, warnings)?;
+    written.files.extend(proxy_drop_in(facts, target, warnings));
+    Ok(written)
 }
 
 /// Docker's proxy (its unit's environment, daemon.json's `proxies`) for the new runtime's unit,
@@ -68,8 +68,9 @@ mod tests {
         let o = opts(target);
         let v = versions(&f, &o, &mut w).unwrap();
         let mut c = super::super::settings::carried(&f, &o, target, &mut w);
-        let files = runtime_files(&f, &v, target, &mut c, &mut w).unwrap();
-        (files, c, w)
+        let written = runtime_files(&f, &v, target, &c, &mut w).unwrap();
+        c.registries = written.registries;
+        (written.files, c, w)
     }
 
     #[test]
@@ -148,8 +149,10 @@ mod tests {
         let run = |f: &Facts| {
             let mut w = vec![];
             let v = versions(f, &o, &mut w).unwrap();
-            let mut c = super::super::settings::carried(f, &o, Target::Containerd, &mut w);
-            let files = runtime_files(f, &v, Target::Containerd, &mut c, &mut w).unwrap();
+            let c = super::super::settings::carried(f, &o, Target::Containerd, &mut w);
+            let files = runtime_files(f, &v, Target::Containerd, &c, &mut w)
+                .unwrap()
+                .files;
             let config = files
                 .into_iter()
                 .find(|x| x.path == CONTAINERD_CONFIG)
@@ -200,8 +203,10 @@ mod tests {
             let mut w = vec![];
             let o = opts(Target::Containerd);
             let v = versions(&f, &o, &mut w).unwrap();
-            let mut c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-            let files = runtime_files(&f, &v, Target::Containerd, &mut c, &mut w).unwrap();
+            let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+            let files = runtime_files(&f, &v, Target::Containerd, &c, &mut w)
+                .unwrap()
+                .files;
             (files, c, w)
         };
         let config = &files

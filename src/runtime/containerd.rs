@@ -10,7 +10,7 @@ use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::{join, Node};
 use crate::plan::model::{
     change, setting, skipped_registries, Carried, FileChange, FileGroup, Format, Order, Plan,
-    Setting, Versions,
+    RuntimeFiles, Setting, Versions,
 };
 use crate::render;
 use crate::version::Version;
@@ -136,9 +136,9 @@ impl TargetRuntime for Containerd {
         &self,
         facts: &Facts,
         v: &Versions,
-        settings: &mut Carried,
+        settings: &Carried,
         warnings: &mut Vec<Finding>,
-    ) -> Result<Vec<FileChange>, Failure> {
+    ) -> Result<RuntimeFiles, Failure> {
         containerd_files(facts, v, settings, warnings)
     }
     // From the planned config (and the files it imports), runc always.
@@ -234,9 +234,9 @@ impl TargetRuntime for Containerd {
 fn containerd_files(
     facts: &Facts,
     v: &Versions,
-    settings: &mut Carried,
+    settings: &Carried,
     warnings: &mut Vec<Finding>,
-) -> Result<Vec<FileChange>, Failure> {
+) -> Result<RuntimeFiles, Failure> {
     let (rv, config_schema) = (v.rv, v.config_schema);
     let mut files = Vec::new();
     let schema = config_schema.unwrap();
@@ -302,12 +302,12 @@ fn containerd_files(
     }
     let moved = (&r.moved_mirrors[..], &r.moved_tls[..]);
     let hosts = hosts_files(facts, moved, &mut files, warnings)?;
-    settings.registries = hosts;
+    let registries = hosts;
     if !r.moved_auths.is_empty() {
         files.push(kubelet_credentials(facts, &r.moved_auths, warnings)?);
     }
     limits_drop_in(facts, rv, &mut files, warnings);
-    Ok(files)
+    Ok(RuntimeFiles { files, registries })
 }
 
 /// Docker's default ulimits as containerd's base spec: its default spec (or the node's file)

@@ -15,7 +15,7 @@ use crate::inspect::runtimes::REGISTRIES_DROP_IN;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
 use crate::plan::model::{
-    change, skipped_registries, Carried, FileChange, FileGroup, Format, Order, Plan, Versions,
+    change, skipped_registries, Carried, FileGroup, Format, Order, Plan, RuntimeFiles, Versions,
 };
 use crate::render::crio::OciChoice;
 use crate::render::{self, Handler};
@@ -134,9 +134,9 @@ impl TargetRuntime for Crio {
         &self,
         facts: &Facts,
         v: &Versions,
-        settings: &mut Carried,
+        settings: &Carried,
         warnings: &mut Vec<Finding>,
-    ) -> Result<Vec<FileChange>, Failure> {
+    ) -> Result<RuntimeFiles, Failure> {
         crio_files(facts, v.rv, settings, warnings)
     }
     // Its own runc and crun.
@@ -198,9 +198,9 @@ fn dockers_certificates(facts: &Facts, warnings: &mut Vec<Finding>) {
 fn crio_files(
     facts: &Facts,
     rv: Version,
-    settings: &mut Carried,
+    settings: &Carried,
     warnings: &mut Vec<Finding>,
-) -> Result<Vec<FileChange>, Failure> {
+) -> Result<RuntimeFiles, Failure> {
     let mut files = Vec::new();
     let docker_default = settings
         .workloads
@@ -247,6 +247,7 @@ fn crio_files(
         render::crio::drop_in(&cs),
         &why,
     ));
+    let mut registries = vec![];
     let carried_regs = render::registries::crio_registries(&facts.docker.settings);
     skipped_registries(&carried_regs.skipped, warnings);
     if let Some(text) = carried_regs.value {
@@ -264,7 +265,7 @@ fn crio_files(
                 text,
                 "registry mirrors and insecure registries from daemon.json",
             ));
-            settings.registries = render::registries::registry_names(&facts.docker.settings);
+            registries = render::registries::registry_names(&facts.docker.settings);
         }
     }
     dockers_certificates(facts, warnings);
@@ -277,7 +278,7 @@ fn crio_files(
             ));
         }
     }
-    Ok(files)
+    Ok(RuntimeFiles { files, registries })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
-use crate::plan::model::{Carried, FileChange, Order, Plan, Setting, Versions};
+use crate::plan::model::{Carried, Order, Plan, RuntimeFiles, Setting, Versions};
 use crate::render::Handler;
 use crate::version::Version;
 
@@ -83,15 +83,14 @@ pub trait TargetRuntime: Sync {
 
     // Its files.
     /// The files it reads its settings from, rendered (merged into the node's where it keeps
-    /// one file); it may fill settings only its own files know (an existing sandbox image, the
-    /// registries written).
+    /// one file), and the registries they hold.
     fn files(
         &self,
         facts: &Facts,
         v: &Versions,
-        settings: &mut Carried,
+        settings: &Carried,
         warnings: &mut Vec<Finding>,
-    ) -> Result<Vec<FileChange>, Failure>;
+    ) -> Result<RuntimeFiles, Failure>;
     /// The handlers it will have once the plan's files are written.
     fn planned_handlers(&self, facts: &Facts, plan: &Plan) -> Vec<String>;
 

@@ -8,7 +8,7 @@ use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
-use crate::plan::model::{change, Carried, FileChange, FileGroup, Format, Order, Plan, Versions};
+use crate::plan::model::{change, Carried, FileGroup, Format, Order, Plan, RuntimeFiles, Versions};
 use crate::version::Version;
 use std::sync::LazyLock;
 
@@ -79,9 +79,9 @@ impl TargetRuntime for Third {
         &self,
         facts: &Facts,
         _: &Versions,
-        settings: &mut Carried,
+        settings: &Carried,
         _: &mut Vec<Finding>,
-    ) -> Result<Vec<FileChange>, Failure> {
+    ) -> Result<RuntimeFiles, Failure> {
         let mut doc = toml_edit::DocumentMut::new();
         doc["cgroup_driver"] = toml_edit::value(settings.cgroup_driver.value.as_str());
         doc["cni_conf_dir"] = toml_edit::value(settings.cni_conf_dir.value.as_str());
@@ -91,13 +91,16 @@ impl TargetRuntime for Third {
         if let Some(n) = &settings.max_concurrent_downloads {
             doc["max_concurrent_downloads"] = toml_edit::value(n.value as i64);
         }
-        Ok(vec![change(
-            facts,
-            (FileGroup::Runtime, Format::Toml),
-            ABOUT.config,
-            doc.to_string(),
-            "Third's settings",
-        )])
+        Ok(RuntimeFiles {
+            files: vec![change(
+                facts,
+                (FileGroup::Runtime, Format::Toml),
+                ABOUT.config,
+                doc.to_string(),
+                "Third's settings",
+            )],
+            registries: vec![],
+        })
     }
     fn planned_handlers(&self, _: &Facts, _: &Plan) -> Vec<String> {
         vec!["runc".into()]
