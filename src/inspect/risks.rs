@@ -6,6 +6,14 @@ use super::{Facts, Finding, RuntimeKind};
 pub fn assess(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     leftovers(f, &mut out);
+    kubelet_risks(f, &mut out);
+    docker_risks(f, &mut out);
+    runtimes_and_cni_risks(f, &mut out);
+    out
+}
+
+/// The kubelet: its version, what of its files is not read, where it is now, its static pods.
+fn kubelet_risks(f: &Facts, out: &mut Vec<Finding>) {
     let k = &f.kubelet;
     if k.installed.installed && k.installed.version.is_none() {
         out.push(Finding::warning(
@@ -79,6 +87,11 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             ));
         }
     }
+}
+
+/// Docker: what depends on it, its settings against the kubelet's and against what can be carried.
+fn docker_risks(f: &Facts, out: &mut Vec<Finding>) {
+    let k = &f.kubelet;
     if f.current_runtime.kind.is_docker() {
         let names: Vec<String> = f
             .static_pods
@@ -171,7 +184,10 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             "the images are in containerd's moby namespace already: when that containerd is the target, cri-migrate shares them into k8s.io by digest instead of exporting them",
         ));
     }
+}
 
+/// Credentials, containerd's config, schema 1 images, environment files, CNI.
+fn runtimes_and_cni_risks(f: &Facts, out: &mut Vec<Finding>) {
     for c in &f.credentials {
         if !c.kubelet_reads && !c.registries.is_empty() {
             out.push(Finding::warning(
@@ -246,7 +262,6 @@ pub fn assess(f: &Facts) -> Vec<Finding> {
             "install them (the CNI plugins package, or the network add-on's own) into that directory, or point the runtime at the directory that holds them, before migrating",
         ));
     }
-    out
 }
 
 /// What Docker leaves behind, each with what to do.
