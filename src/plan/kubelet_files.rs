@@ -296,6 +296,20 @@ fn flags_and_config(
             deps_changed.push((path.clone(), said));
         }
     }
+    let mut out = edited_files(facts, edited, &deps_changed, &unit_files, warnings)?;
+    out.extend(config_files(facts, &rules, rotation)?);
+    Ok(out)
+}
+
+/// The flags files as edited: each written where it is, a package's unit file overridden (a
+/// drop-in, or a whole copy where its dependencies change), each said.
+fn edited_files(
+    facts: &Facts,
+    edited: Vec<(String, String, Vec<String>)>,
+    deps_changed: &[(String, Vec<String>)],
+    unit_files: &[String],
+    warnings: &mut Vec<Finding>,
+) -> Result<Vec<FileChange>, Failure> {
     let mut out = Vec::new();
     for (path, new, removed) in edited {
         let Some(old) = facts.files.get(&path) else {
@@ -386,7 +400,17 @@ fn flags_and_config(
             &why,
         ));
     }
-    // The kubelet's config files, edit after edit: the endpoint, then Docker's log rotation.
+    Ok(out)
+}
+
+/// The kubelet's config files, edit after edit: the endpoint, then Docker's log rotation.
+fn config_files(
+    facts: &Facts,
+    rules: &Rules,
+    rotation: Option<Rotation>,
+) -> Result<Vec<FileChange>, Failure> {
+    let k = &facts.kubelet;
+    let mut out = Vec::new();
     let mut configs: Vec<(String, String, Vec<&str>)> = Vec::new();
     let mut edit_config = |path: &str,
                            why: &'static str,
@@ -411,7 +435,7 @@ fn flags_and_config(
         edit_config(
             &path,
             "containerRuntimeEndpoint (a KubeletConfiguration field from 1.27)",
-            &|t| render::kubelet::rewrite_config(t, &rules),
+            &|t| render::kubelet::rewrite_config(t, rules),
         )?;
     }
     if let Some(r) = rotation.filter(|r| !r.as_flags) {
