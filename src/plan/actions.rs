@@ -82,54 +82,44 @@ pub fn order(facts: &Facts, target: Target, from: RuntimeKind) -> Order {
     runtime.beside_docker(facts)
 }
 
-fn actions(
-    facts: &Facts,
-    v: &Versions,
-    opts: &PlanOptions,
-    endpoint: &str,
-    files: &[FileChange],
-    settings: &Carried,
-    order: &Order,
-) -> Vec<Action> {
-    let (target, from, rv, timeout) = (opts.target, v.from, v.rv, opts.timeout_secs);
-    let unit = |u: &str| u.to_string();
-    let mut docker_units: Vec<&str> = Vec::new();
-    if from.is_docker() && from != crate::runtime::registry::of(target).kind() {
-        if from == RuntimeKind::CriDockerd {
-            docker_units.extend(
-                ["cri-docker.socket", "cri-docker.service"]
-                    .iter()
-                    .filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)),
-            );
-        }
-        // The socket first, or socket activation starts Docker again.
-        let present = |u: &str| facts.runtimes.docker.units.iter().any(|x| x == u);
-        if present("docker.socket") {
-            docker_units.push("docker.socket");
-        }
-        if present("docker.service") || facts.runtimes.docker.installed {
-            docker_units.push("docker.service");
-        }
+/// Docker's units a migration off Docker stops and disables (the socket first, or socket
+/// activation starts Docker again), cri-dockerd's before them.
+fn docker_units(facts: &Facts, from: RuntimeKind, target: Target) -> Vec<&'static str> {
+    let mut units: Vec<&str> = Vec::new();
+    if !from.is_docker() || from == crate::runtime::registry::of(target).kind() {
+        return units;
     }
-    // With the runtime already up and checked, the kubelet may start once Docker's containers
-    // have exited (no pod twice at once); dockerd's own shutdown after them then overlaps the
-    // kubelet's start instead of adding to the pods' downtime, and is waited for after it.
-    let early: Vec<String> = docker_units
-        .iter()
-        .filter(|u| order.check_before_cutover && u.starts_with("docker."))
-        .map(|u| unit(u))
-        .collect();
+    if from == RuntimeKind::CriDockerd {
+        units.extend(
+            ["cri-docker.socket", "cri-docker.service"]
+                .iter()
+                .filter(|u| facts.runtimes.cri_dockerd.units.iter().any(|x| x == *u)),
+        );
+    }
+    let present = |u: &str| facts.runtimes.docker.units.iter().any(|x| x == u);
+    if present("docker.socket") {
+        units.push("docker.socket");
+    }
+    if present("docker.service") || facts.runtimes.docker.installed {
+        units.push("docker.service");
+    }
+    units
+}
+
+/// The kubelet's stop, then Docker's (those in `early` go on once its containers exited), then
+/// the release of the addresses Docker's pods held: once Docker is down its pods are gone, and
+/// nothing else frees them.
+fn stops(facts: &Facts, docker_units: &[&str], early: &[String]) -> Vec<Action> {
     let mut stops: Vec<Action> = std::iter::once("kubelet.service")
         .chain(docker_units.iter().copied())
         .map(|u| Action::Stop {
-            unit: unit(u),
+            unit: u.to_string(),
             until_exited: early
                 .iter()
                 .any(|e| e == u)
                 .then(|| crate::images::docker::SOCKET.to_string()),
         })
         .collect();
-    // Once Docker is down its pods are gone, and nothing else frees their addresses.
     if !docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty() {
         stops.push(Action::ReleaseAddresses {
             reservations: facts
@@ -140,20 +130,22 @@ fn actions(
                 .collect(),
         });
     }
-    let reload = |group: FileGroup| {
-        files
-            .iter()
-            .any(|f| f.unit_file && group.contains(f.group))
-            .then_some(Action::DaemonReload)
-    };
-    let image = settings
-        .sandbox_image
-        .as_ref()
-        .map(|s| s.value.clone())
-        .unwrap_or_else(|| super::checks::default_pause(target, rv));
+    stops
+}
+
+/// Version, pull, test pod — everything the kubelet will ask of the runtime — and a test pod
+/// through each handler carried from Docker whose runtime is on the node (the default one is
+/// proved by the first pod).
+fn runtime_checks(
+    facts: &Facts,
+    opts: &PlanOptions,
+    endpoint: &str,
+    image: &str,
+    settings: &Carried,
+) -> Vec<Action> {
     let sandbox = |runtime_handler: Option<String>| Action::CheckSandbox {
         endpoint: endpoint.into(),
-        image: image.clone(),
+        image: image.into(),
         cgroup_driver: crate::cri::sandbox::CgroupDriver::of_kubelet(
             facts.kubelet.cgroup_driver.as_deref(),
         )
@@ -163,24 +155,21 @@ fn actions(
         cluster_domain: facts.kubelet.cluster_domain.clone(),
         runtime_handler,
     };
-    // Version, pull, test pod: everything the kubelet will ask of the runtime.
     let mut checks = vec![
         Action::Restart {
-            unit: unit(target.unit()),
+            unit: opts.target.unit().to_string(),
         },
         Action::WaitForSocket {
             endpoint: endpoint.into(),
-            timeout_secs: timeout,
+            timeout_secs: opts.timeout_secs,
         },
         Action::VerifyPull {
             endpoint: endpoint.into(),
-            image: image.clone(),
+            image: image.into(),
             providers: facts.kubelet.credential_providers(),
         },
         sandbox(None),
     ];
-    // A test pod through each handler carried from Docker whose runtime is on the node (the
-    // default one is proved by the pod above).
     let default = settings
         .workloads
         .default_handler
@@ -194,6 +183,42 @@ fn actions(
             .filter(|h| h.on_node && Some(&h.name) != default)
             .map(|h| sandbox(Some(h.name.clone()))),
     );
+    checks
+}
+
+fn actions(
+    facts: &Facts,
+    v: &Versions,
+    opts: &PlanOptions,
+    endpoint: &str,
+    files: &[FileChange],
+    settings: &Carried,
+    order: &Order,
+) -> Vec<Action> {
+    let (target, from, rv, timeout) = (opts.target, v.from, v.rv, opts.timeout_secs);
+    let unit = |u: &str| u.to_string();
+    let docker_units = docker_units(facts, from, target);
+    // With the runtime already up and checked, the kubelet may start once Docker's containers
+    // have exited (no pod twice at once); dockerd's own shutdown after them then overlaps the
+    // kubelet's start instead of adding to the pods' downtime, and is waited for after it.
+    let early: Vec<String> = docker_units
+        .iter()
+        .filter(|u| order.check_before_cutover && u.starts_with("docker."))
+        .map(|u| unit(u))
+        .collect();
+    let stops = stops(facts, &docker_units, &early);
+    let reload = |group: FileGroup| {
+        files
+            .iter()
+            .any(|f| f.unit_file && group.contains(f.group))
+            .then_some(Action::DaemonReload)
+    };
+    let image = settings
+        .sandbox_image
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| super::checks::default_pause(target, rv));
+    let checks = runtime_checks(facts, opts, endpoint, &image, settings);
     // The moved root labelled before the runtime starts there.
     let labels: Vec<Action> = settings
         .workloads
