@@ -1058,44 +1058,7 @@ pub fn crio_config(
         }
         // The programs a package configured: our own drop-in is left out (a second run plans
         // the same choices again, from the node).
-        let own = path == at.drop_in;
-        let runtime = doc
-            .get("crio")
-            .and_then(|c| c.get("runtime"))
-            .filter(|_| !own);
-        let string = |k: &str| {
-            runtime
-                .and_then(|r| r.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        if let Some(v) = string("conmon").filter(|v| !v.is_empty()) {
-            out.conmon = Some(v);
-        }
-        if let Some(v) = string("pinns_path").filter(|v| !v.is_empty()) {
-            out.pinns_path = Some(v);
-        }
-        if let Some(v) = string("default_runtime").filter(|v| !v.is_empty()) {
-            out.default_runtime = Some(v);
-        }
-        if let Some(t) = runtime
-            .and_then(|r| r.get("runtimes"))
-            .and_then(|r| r.as_table_like())
-        {
-            for (name, h) in t.iter() {
-                let e = out.runtimes.entry(name.to_string()).or_default();
-                if let Some(p) = h.get("runtime_path").and_then(|v| v.as_str()) {
-                    e.runtime_path = p.to_string();
-                }
-                e.present = e.runtime_path.is_empty() || node.is_executable(&e.runtime_path);
-                if h.get("monitor_path")
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|p| !p.is_empty())
-                {
-                    e.monitor_path = true;
-                }
-            }
-        }
+        packaged_programs(node, &doc, path == at.drop_in, &mut out);
         if doc
             .get("crio")
             .and_then(|c| c.get("image"))
@@ -1122,6 +1085,48 @@ pub fn crio_config(
         .filter(|host| node.is_dir(&join(CONTAINERS_CERTS_D, host)))
         .collect();
     Ok(out)
+}
+
+/// The programs a CRI-O config file names (`conmon`, `pinns_path`, `default_runtime`, each
+/// runtime's `runtime_path` and `monitor_path`), over what earlier files named.
+fn packaged_programs(node: &Node, doc: &toml_edit::DocumentMut, own: bool, out: &mut CrioConfig) {
+    let runtime = doc
+        .get("crio")
+        .and_then(|c| c.get("runtime"))
+        .filter(|_| !own);
+    let string = |k: &str| {
+        runtime
+            .and_then(|r| r.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if let Some(v) = string("conmon").filter(|v| !v.is_empty()) {
+        out.conmon = Some(v);
+    }
+    if let Some(v) = string("pinns_path").filter(|v| !v.is_empty()) {
+        out.pinns_path = Some(v);
+    }
+    if let Some(v) = string("default_runtime").filter(|v| !v.is_empty()) {
+        out.default_runtime = Some(v);
+    }
+    if let Some(t) = runtime
+        .and_then(|r| r.get("runtimes"))
+        .and_then(|r| r.as_table_like())
+    {
+        for (name, h) in t.iter() {
+            let e = out.runtimes.entry(name.to_string()).or_default();
+            if let Some(p) = h.get("runtime_path").and_then(|v| v.as_str()) {
+                e.runtime_path = p.to_string();
+            }
+            e.present = e.runtime_path.is_empty() || node.is_executable(&e.runtime_path);
+            if h.get("monitor_path")
+                .and_then(|v| v.as_str())
+                .is_some_and(|p| !p.is_empty())
+            {
+                e.monitor_path = true;
+            }
+        }
+    }
 }
 
 fn parse_toml(path: &str, text: &str, fix: &str) -> Result<toml_edit::DocumentMut, Failure> {
