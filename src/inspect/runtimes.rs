@@ -598,60 +598,15 @@ pub fn containerd_config(
             registry_mirrors.extend(mirrors.iter().map(|(k, _)| k.to_string()));
         }
     }
-    let cni = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"]
-        .iter()
-        .find_map(|p| {
-            doc.get("plugins")
-                .and_then(|pl| pl.get(p))
-                .and_then(|c| c.get("cni"))
-        });
-    let cni_str = |k: &str| {
-        cni.and_then(|c| c.get(k))
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let mut cni_bin_dirs: Vec<String> = cni
-        .and_then(|c| c.get("bin_dirs"))
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if cni_bin_dirs.is_empty() {
-        cni_bin_dirs.extend(cni_str("bin_dir"));
-    }
+    let (cni_conf_dir, cni_bin_dirs) = cni_dirs(&doc);
     let plugins = doc.get("plugins");
-    let sandbox_image = plugins
-        .and_then(|p| {
-            p.get("io.containerd.grpc.v1.cri")
-                .and_then(|c| c.get("sandbox_image"))
-        })
-        .or_else(|| plugins.and_then(|p| p.get("cri").and_then(|c| c.get("sandbox_image"))))
-        .or_else(|| {
-            plugins.and_then(|p| {
-                p.get("io.containerd.cri.v1.images")?
-                    .get("pinned_images")?
-                    .get("sandbox")
-            })
-        })
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
     let snapshotter = [
         &["io.containerd.grpc.v1.cri", "containerd", "snapshotter"][..],
         &["cri", "containerd", "snapshotter"],
         &["io.containerd.cri.v1.images", "snapshotter"],
     ]
     .iter()
-    .find_map(|path| {
-        path.iter()
-            .try_fold(plugins?, |item, key| item.get(key))
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    });
+    .find_map(|path| text(path.iter().try_fold(plugins?, |item, key| item.get(key))));
     let chowns_snapshots = ["io.containerd.snapshotter.v1.overlayfs", "overlayfs"]
         .iter()
         .find_map(|t| {
@@ -662,24 +617,13 @@ pub fn containerd_config(
                 .filter(|on| *on)
                 .map(|_| format!("[plugins.\"{t}\"] slow_chown = true"))
         });
-    let root = doc
-        .get("root")
-        .and_then(|v| v.as_str())
-        .filter(|v| !v.is_empty())
-        .map(str::to_string);
-    let grpc_address = doc
-        .get("grpc")
-        .and_then(|g| g.get("address"))
-        .and_then(|v| v.as_str())
-        .filter(|v| !v.is_empty())
-        .map(str::to_string);
     let config = ContainerdConfig {
-        root,
-        grpc_address,
-        sandbox_image,
+        root: text(doc.get("root")),
+        grpc_address: text(doc.get("grpc").and_then(|g| g.get("address"))),
+        sandbox_image: pause_image(plugins),
         snapshotter,
         chowns_snapshots,
-        cni_conf_dir: cni_str("conf_dir"),
+        cni_conf_dir,
         cni_bin_dirs,
         path: path.to_string(),
         schema,
@@ -691,6 +635,53 @@ pub fn containerd_config(
     };
     files.insert(path.to_string(), snap);
     Ok(Some(config))
+}
+
+/// A string value that says something (not empty).
+fn text(item: Option<&toml_edit::Item>) -> Option<String> {
+    item.and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// The CNI directories the CRI plugin's `cni` table sets (schema 2's or 3's): the config
+/// directory, and the plugin directories (`bin_dirs`, else `bin_dir`).
+fn cni_dirs(doc: &toml_edit::DocumentMut) -> (Option<String>, Vec<String>) {
+    let cni = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"]
+        .iter()
+        .find_map(|p| {
+            doc.get("plugins")
+                .and_then(|pl| pl.get(p))
+                .and_then(|c| c.get("cni"))
+        });
+    let mut bin_dirs: Vec<String> = cni
+        .and_then(|c| c.get("bin_dirs"))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if bin_dirs.is_empty() {
+        bin_dirs.extend(text(cni.and_then(|c| c.get("bin_dir"))));
+    }
+    (text(cni.and_then(|c| c.get("conf_dir"))), bin_dirs)
+}
+
+/// The pause image the file sets, in any schema (1's short `cri`, 2's, 3's pinned image).
+fn pause_image(plugins: Option<&toml_edit::Item>) -> Option<String> {
+    let p = plugins?;
+    p.get("io.containerd.grpc.v1.cri")
+        .and_then(|c| c.get("sandbox_image"))
+        .or_else(|| p.get("cri").and_then(|c| c.get("sandbox_image")))
+        .or_else(|| {
+            p.get("io.containerd.cri.v1.images")?
+                .get("pinned_images")?
+                .get("sandbox")
+        })
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// What containerd would refuse or misread in its config, by meaning, not syntax: refused here
