@@ -2,7 +2,7 @@
 
 use super::NodeAccess;
 use crate::cli::{Output, VerifyArgs};
-use crate::cri::{self, sandbox};
+use crate::cri::{self, sandbox, Verification};
 use crate::error::{exit, Failure};
 use crate::inspect::{self, InspectOptions};
 use anyhow::Result;
@@ -67,57 +67,7 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
             Ok(exit::OK)
         }
         (Ok(v), Output::Text) => {
-            writeln!(
-                out,
-                "{} {} answers CRI {} on {}",
-                v.version.runtime_name,
-                v.version.runtime_version,
-                v.version.runtime_api_version,
-                v.endpoint
-            )?;
-            for c in &v.conditions {
-                writeln!(
-                    out,
-                    "  {:<13} {}{}",
-                    c.kind,
-                    c.status,
-                    if c.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", c.message)
-                    }
-                )?;
-            }
-            writeln!(
-                out,
-                "pulled {} in {} ms: {}{}",
-                v.pull.image,
-                v.pull.duration_ms,
-                v.digest.as_deref().unwrap_or(&v.pull.image_ref),
-                v.pull
-                    .credential
-                    .as_deref()
-                    .map(|c| format!(" (with the kubelet's credentials for {c})"))
-                    .unwrap_or_default()
-            )?;
-            match &v.sandbox {
-                Some(r) => {
-                    writeln!(
-                        out,
-                        "test pod: {} under {} ({} cgroup driver, {}), container {} ran; removed ({} ms)",
-                        r.network,
-                        r.cgroup_parent,
-                        r.cgroup_driver.name(),
-                        r.driver_checked_by,
-                        r.image,
-                        r.duration_ms
-                    )?;
-                    if let Some(n) = &r.network_note {
-                        writeln!(out, "  note: {n}")?;
-                    }
-                }
-                None => writeln!(out, "test pod: skipped (--no-sandbox)")?,
-            }
+            verification_text(out, &v)?;
             Ok(exit::OK)
         }
         (Err(e), output) => {
@@ -134,4 +84,60 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
             Ok(super::report_failure(&f))
         }
     }
+}
+
+/// What the runtime said, the pull and the test pod, as lines for a person.
+fn verification_text(out: &mut dyn Write, v: &Verification) -> Result<()> {
+    writeln!(
+        out,
+        "{} {} answers CRI {} on {}",
+        v.version.runtime_name,
+        v.version.runtime_version,
+        v.version.runtime_api_version,
+        v.endpoint
+    )?;
+    for c in &v.conditions {
+        writeln!(
+            out,
+            "  {:<13} {}{}",
+            c.kind,
+            c.status,
+            if c.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.message)
+            }
+        )?;
+    }
+    writeln!(
+        out,
+        "pulled {} in {} ms: {}{}",
+        v.pull.image,
+        v.pull.duration_ms,
+        v.digest.as_deref().unwrap_or(&v.pull.image_ref),
+        v.pull
+            .credential
+            .as_deref()
+            .map(|c| format!(" (with the kubelet's credentials for {c})"))
+            .unwrap_or_default()
+    )?;
+    match &v.sandbox {
+        Some(r) => {
+            writeln!(
+                out,
+                "test pod: {} under {} ({} cgroup driver, {}), container {} ran; removed ({} ms)",
+                r.network,
+                r.cgroup_parent,
+                r.cgroup_driver.name(),
+                r.driver_checked_by,
+                r.image,
+                r.duration_ms
+            )?;
+            if let Some(n) = &r.network_note {
+                writeln!(out, "  note: {n}")?;
+            }
+        }
+        None => writeln!(out, "test pod: skipped (--no-sandbox)")?,
+    }
+    Ok(())
 }
