@@ -750,195 +750,220 @@ fn exec(
             }
             Ok(Some(format!("{} name(s) found", names.len())))
         }
-        Step::Act(a) => {
-            let endpoint = opts
-                .cri_endpoint
-                .clone()
-                .unwrap_or_else(|| plan.endpoint.clone());
-            match a {
-                Action::Enable { unit } | Action::Disable { unit } => {
-                    let verb = if matches!(a, Action::Enable { .. }) {
-                        "enable"
-                    } else {
-                        "disable"
-                    };
-                    fx.systemd.act(verb, Some(unit)).map(|_| None)
+        Step::Act(a) => act(w, &b.node_dir, a, verification),
+    }
+}
+
+/// A service action of the plan, done.
+fn act(
+    w: &Walk,
+    node_dir: &str,
+    a: &Action,
+    verification: &mut Option<Verification>,
+) -> Result<Option<String>> {
+    let Walk {
+        node,
+        fx,
+        opts,
+        plan,
+    } = *w;
+    let endpoint = opts
+        .cri_endpoint
+        .clone()
+        .unwrap_or_else(|| plan.endpoint.clone());
+    match a {
+        Action::Enable { unit } | Action::Disable { unit } => {
+            let verb = if matches!(a, Action::Enable { .. }) {
+                "enable"
+            } else {
+                "disable"
+            };
+            fx.systemd.act(verb, Some(unit)).map(|_| None)
+        }
+        Action::Stop {
+            unit,
+            until_exited: None,
+        } => fx.systemd.act("stop", Some(unit)).map(|_| None),
+        Action::Stop {
+            unit,
+            until_exited: Some(socket),
+        } => stop_until_exited(fx, unit, socket),
+        Action::WaitStopped {
+            units,
+            timeout_secs,
+        } => wait_stopped(fx, units, Duration::from_secs(*timeout_secs)),
+        Action::DaemonReload => fx.systemd.act("daemon-reload", None).map(|_| None),
+        Action::Restart { unit } | Action::Start { unit } => {
+            let verb = if matches!(a, Action::Restart { .. }) {
+                "restart"
+            } else {
+                "start"
+            };
+            start_unit(fx, verb, unit)
+        }
+        Action::WaitForSocket { timeout_secs, .. } => {
+            let cri = (fx.cri)(&endpoint, Duration::from_secs(*timeout_secs)).map_err(|e| {
+                let unit = plan.target.unit();
+                unit_failure(fx, unit, format!("{e:#}"))
+            })?;
+            let v = cri.version()?;
+            Ok(Some(format!(
+                "{} {} answers on {endpoint}",
+                v.runtime_name, v.runtime_version
+            )))
+        }
+        Action::VerifyPull {
+            image, providers, ..
+        } => {
+            let image = test_image(plan, image);
+            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+            let cred = cri::credentials_for(node, providers.as_ref(), &image)?;
+            let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
+                Ok(v) => v,
+                // An air-gapped node cannot pull, and needs not: the image was carried
+                // over from Docker, and the runtime has it where the kubelet looks.
+                Err(e)
+                    if plan
+                        .check_images
+                        .contains(&crate::images::normalize(&image))
+                        && cri.image_present(&image).unwrap_or(false) =>
+                {
+                    return Ok(Some(format!(
+                            "{image} could not be pulled ({e:#}), but the runtime has it, carried over from Docker"
+                        )));
                 }
-                Action::Stop {
-                    unit,
-                    until_exited: None,
-                } => fx.systemd.act("stop", Some(unit)).map(|_| None),
-                Action::Stop {
-                    unit,
-                    until_exited: Some(socket),
-                } => stop_until_exited(fx, unit, socket),
-                Action::WaitStopped {
-                    units,
-                    timeout_secs,
-                } => {
-                    fx.systemd
-                        .wait_stops(Duration::from_secs(*timeout_secs))
-                        .map_err(|e| {
-                            let unit = units.first().map_or("docker.service", String::as_str);
-                            unit_failure(fx, unit, format!("{e:#}"))
-                        })?;
-                    let states = fx.systemd.active_states(units)?;
-                    match units.iter().zip(&states).find(|(_, s)| running(s)) {
-                        Some((u, s)) => {
-                            Err(unit_failure(fx, u, format!("{u} is {s} after its stop")))
-                        }
-                        None => Ok(None),
-                    }
-                }
-                Action::DaemonReload => fx.systemd.act("daemon-reload", None).map(|_| None),
-                Action::Restart { unit } | Action::Start { unit } => {
-                    let verb = if matches!(a, Action::Restart { .. }) {
-                        "restart"
-                    } else {
-                        "start"
-                    };
-                    match fx.systemd.act(verb, Some(unit)) {
-                        Ok(()) => Ok(None),
-                        // systemd's start limit (5 starts in 10 s by default): hit by a
-                        // migration right after another one, or its rollback. Not the unit's
-                        // fault: clear it and try once more.
-                        Err(e) if format!("{e:#}").contains("attempted too often") => {
-                            let _ = fx.systemd.act("reset-failed", Some(unit));
-                            fx.systemd
-                                .act(verb, Some(unit))
-                                .map(|_| {
-                                    Some(format!(
-                                        "after `systemctl reset-failed {unit}` (start limit hit)"
-                                    ))
-                                })
-                                .map_err(|e| {
-                                    unit_failure(fx, unit, format!("{unit} did not {verb}: {e:#}"))
-                                })
-                        }
-                        Err(e) => Err(unit_failure(
-                            fx,
-                            unit,
-                            format!("{unit} did not {verb}: {e:#}"),
-                        )),
-                    }
-                }
-                Action::WaitForSocket { timeout_secs, .. } => {
-                    let cri =
-                        (fx.cri)(&endpoint, Duration::from_secs(*timeout_secs)).map_err(|e| {
-                            let unit = plan.target.unit();
-                            unit_failure(fx, unit, format!("{e:#}"))
-                        })?;
-                    let v = cri.version()?;
-                    Ok(Some(format!(
-                        "{} {} answers on {endpoint}",
-                        v.runtime_name, v.runtime_version
-                    )))
-                }
-                Action::VerifyPull {
-                    image, providers, ..
-                } => {
-                    let image = test_image(plan, image);
-                    let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    let cred = cri::credentials_for(node, providers.as_ref(), &image)?;
-                    let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
-                        Ok(v) => v,
-                        // An air-gapped node cannot pull, and needs not: the image was carried
-                        // over from Docker, and the runtime has it where the kubelet looks.
-                        Err(e)
-                            if plan
-                                .check_images
-                                .contains(&crate::images::normalize(&image))
-                                && cri.image_present(&image).unwrap_or(false) =>
-                        {
-                            return Ok(Some(format!(
-                                "{image} could not be pulled ({e:#}), but the runtime has it, carried over from Docker"
-                            )));
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let detail = format!(
-                        "pulled {image}{} in {} ms{}",
-                        v.digest
-                            .as_deref()
-                            .map(|d| format!(" ({d})"))
-                            .unwrap_or_default(),
-                        v.pull.duration_ms,
-                        v.pull
-                            .credential
-                            .as_deref()
-                            .map(|c| format!(", with the kubelet's credentials for {c}"))
-                            .unwrap_or_default()
-                    );
-                    *verification = Some(v);
-                    Ok(Some(detail))
-                }
-                Action::CheckSandbox {
-                    image,
-                    cgroup_driver,
-                    cluster_dns,
-                    cluster_domain,
-                    runtime_handler,
-                    ..
-                } => {
-                    let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    let r = cri::sandbox::check_as_kubelet(
-                        cri.as_ref(),
-                        &cri.status()?,
-                        Some(cgroup_driver),
-                        cluster_dns,
-                        cluster_domain.as_deref(),
-                        &test_image(plan, image),
-                        runtime_handler.as_deref(),
-                    )?;
-                    let detail = format!(
-                        "test pod ran and was removed in {} ms on {}: {} under {} (cgroup driver {}), {}{}{}",
-                        r.duration_ms,
-                        r.runtime_handler,
-                        r.network,
-                        r.cgroup_parent,
-                        r.driver_checked_by,
-                        r.container_state,
-                        r.network_note
-                            .as_deref()
-                            .map(|n| format!("; {n}"))
-                            .unwrap_or_default(),
-                        if r.earlier_leftovers.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                "; left by an earlier attempt and still not removable: {} (`crictl rmp -f ID` once the cause is fixed)",
-                                r.earlier_leftovers.join(", ")
-                            )
-                        }
-                    );
-                    if let Some(v) = verification.as_mut() {
-                        // The default handler's pod is the verification's; the others are said.
-                        if runtime_handler.is_none() {
-                            v.sandbox = Some(r);
-                        }
-                    }
-                    Ok(Some(detail))
-                }
-                Action::CheckRuntime { .. } => {
-                    let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-                    cri::require_ready(&cri.status()?, &endpoint)?;
-                    Ok(Some("ready".into()))
-                }
-                Action::WriteFiles { .. } => Ok(None),
-                Action::SelinuxLabels { path, like } => {
-                    fx.labels.add_equivalence(path, like)?;
-                    fx.labels.relabel(path)?;
-                    Ok(Some(format!("{path} labelled as {like}")))
-                }
-                Action::ReleaseAddresses { reservations } => {
-                    release::release(node, &b.node_dir, reservations).map(Some)
-                }
-                Action::WaitActive { unit, timeout_secs } => {
-                    wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
+                Err(e) => return Err(e),
+            };
+            let detail = pull_detail(&image, &v);
+            *verification = Some(v);
+            Ok(Some(detail))
+        }
+        Action::CheckSandbox {
+            image,
+            cgroup_driver,
+            cluster_dns,
+            cluster_domain,
+            runtime_handler,
+            ..
+        } => {
+            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+            let r = cri::sandbox::check_as_kubelet(
+                cri.as_ref(),
+                &cri.status()?,
+                Some(cgroup_driver),
+                cluster_dns,
+                cluster_domain.as_deref(),
+                &test_image(plan, image),
+                runtime_handler.as_deref(),
+            )?;
+            let detail = sandbox_detail(&r);
+            if let Some(v) = verification.as_mut() {
+                // The default handler's pod is the verification's; the others are said.
+                if runtime_handler.is_none() {
+                    v.sandbox = Some(r);
                 }
             }
+            Ok(Some(detail))
+        }
+        Action::CheckRuntime { .. } => {
+            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+            cri::require_ready(&cri.status()?, &endpoint)?;
+            Ok(Some("ready".into()))
+        }
+        Action::WriteFiles { .. } => Ok(None),
+        Action::SelinuxLabels { path, like } => {
+            fx.labels.add_equivalence(path, like)?;
+            fx.labels.relabel(path)?;
+            Ok(Some(format!("{path} labelled as {like}")))
+        }
+        Action::ReleaseAddresses { reservations } => {
+            release::release(node, node_dir, reservations).map(Some)
+        }
+        Action::WaitActive { unit, timeout_secs } => {
+            wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
         }
     }
+}
+
+/// Docker's stops that went on past their step, joined; a unit still running after is a
+/// failure named with it.
+fn wait_stopped(fx: &Effects, units: &[String], timeout: Duration) -> Result<Option<String>> {
+    fx.systemd.wait_stops(timeout).map_err(|e| {
+        let unit = units.first().map_or("docker.service", String::as_str);
+        unit_failure(fx, unit, format!("{e:#}"))
+    })?;
+    let states = fx.systemd.active_states(units)?;
+    match units.iter().zip(&states).find(|(_, s)| running(s)) {
+        Some((u, s)) => Err(unit_failure(fx, u, format!("{u} is {s} after its stop"))),
+        None => Ok(None),
+    }
+}
+
+/// `systemctl start` or `restart` of a unit. systemd's start limit (5 starts in 10 s by
+/// default), hit by a migration right after another one or its rollback, is not the unit's
+/// fault: it is cleared and the start tried once more.
+fn start_unit(fx: &Effects, verb: &str, unit: &str) -> Result<Option<String>> {
+    match fx.systemd.act(verb, Some(unit)) {
+        Ok(()) => Ok(None),
+        Err(e) if format!("{e:#}").contains("attempted too often") => {
+            let _ = fx.systemd.act("reset-failed", Some(unit));
+            fx.systemd
+                .act(verb, Some(unit))
+                .map(|_| {
+                    Some(format!(
+                        "after `systemctl reset-failed {unit}` (start limit hit)"
+                    ))
+                })
+                .map_err(|e| unit_failure(fx, unit, format!("{unit} did not {verb}: {e:#}")))
+        }
+        Err(e) => Err(unit_failure(
+            fx,
+            unit,
+            format!("{unit} did not {verb}: {e:#}"),
+        )),
+    }
+}
+
+/// The check's pull, said: the image, its digest, the time, whose credentials.
+fn pull_detail(image: &str, v: &Verification) -> String {
+    format!(
+        "pulled {image}{} in {} ms{}",
+        v.digest
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default(),
+        v.pull.duration_ms,
+        v.pull
+            .credential
+            .as_deref()
+            .map(|c| format!(", with the kubelet's credentials for {c}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The test pod, said: where it ran, how its cgroup driver was checked, what it left.
+fn sandbox_detail(r: &cri::sandbox::SandboxReport) -> String {
+    format!(
+        "test pod ran and was removed in {} ms on {}: {} under {} (cgroup driver {}), {}{}{}",
+        r.duration_ms,
+        r.runtime_handler,
+        r.network,
+        r.cgroup_parent,
+        r.driver_checked_by,
+        r.container_state,
+        r.network_note
+            .as_deref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default(),
+        if r.earlier_leftovers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; left by an earlier attempt and still not removable: {} (`crictl rmp -f ID` once the cause is fixed)",
+                r.earlier_leftovers.join(", ")
+            )
+        }
+    )
 }
 
 /// The image a check pulls and runs: `--test-image` when given, else the plan's (the pause image).
