@@ -484,21 +484,7 @@ fn the_registries_drop_in_pulls_through(version: &str) {
         serde_json::json!({"auths": {private.addr.clone(): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let out = run_under(
-        node.path(),
-        &[
-            "migrate",
-            "--to",
-            "crio",
-            "--dry-run",
-            "--runtime-version",
-            version,
-            "--output",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = crio_plan(node.path(), version);
     let dropin = planned(
         &plan,
         "/etc/containers/registries.conf.d/99-cri-migrate.conf",
@@ -556,6 +542,25 @@ fn the_registries_drop_in_pulls_through(version: &str) {
     }
 }
 
+/// The dry run's JSON plan of a move to CRI-O of a version, for the node under `root`.
+fn crio_plan(root: &Path, version: &str) -> serde_json::Value {
+    let out = run_under(
+        root,
+        &[
+            "migrate",
+            "--to",
+            "crio",
+            "--dry-run",
+            "--runtime-version",
+            version,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn bin_verify_no_sandbox(root: &Path, endpoint: &str, image: &str) -> std::process::Output {
     bin_verify(root, endpoint, image, true)
 }
@@ -603,27 +608,13 @@ fn dockers_certificates_are_read_in_place(version: &str) {
     let certs = node.path().join(format!("etc/docker/certs.d/{host}"));
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::write(certs.join("ca.crt"), &ca).unwrap();
-    let out = run_under(
-        node.path(),
-        &[
-            "migrate",
-            "--to",
-            "crio",
-            "--dry-run",
-            "--runtime-version",
-            version,
-            "--output",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = crio_plan(node.path(), version);
     let said = plan["warnings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|w| w["code"] == "certs-read-in-place")
-        .unwrap_or_else(|| panic!("no certs-read-in-place: {}", text(&out)));
+        .unwrap_or_else(|| panic!("no certs-read-in-place: {:#}", plan["warnings"]));
     assert!(said["message"].as_str().unwrap().contains(&host));
     // The host's own directories, as CRI-O reads them (this test's port: none there before).
     let docker_dir = std::path::PathBuf::from(format!("/etc/docker/certs.d/{host}"));

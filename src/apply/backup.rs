@@ -16,7 +16,7 @@ use std::io::Write;
 pub const BACKUPS: &str = "/var/lib/cri-migrate/backups";
 
 /// The units whose state a migration may change, recorded before and restored by a rollback:
-/// the kubelet, Docker's (and cri-dockerd's), every runtime's (src/runtime.rs).
+/// the kubelet, Docker's (and cri-dockerd's), every runtime's (src/runtime/mod.rs).
 pub const UNITS: [&str; 7] = [
     "kubelet.service",
     DOCKER_UNITS[0],

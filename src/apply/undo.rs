@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// The order to bring services back in: the runtimes first (Docker needs containerd), then
 /// Docker's units (sockets before their services), the kubelet last. The same units as the
-/// backup's, from the same descriptions (src/runtime.rs).
+/// backup's, from the same descriptions (src/runtime/mod.rs).
 const RESTORE_ORDER: [&str; 7] = [
     runtime::ALL[0].unit,
     runtime::ALL[1].unit,

@@ -911,6 +911,14 @@ mod tests {
         }
     }
 
+    fn offering(manager: Option<&'static str>, offers: Option<&'static str>) -> FakePackages {
+        FakePackages {
+            manager,
+            offers,
+            installed: RefCell::new(vec![]),
+        }
+    }
+
     fn migrate_args(extra: &[&str]) -> MigrateArgs {
         let argv = [&["cri-migrate", "migrate", "--to", "containerd"], extra].concat();
         match crate::cli::Cli::parse_from(argv).command {
@@ -928,11 +936,7 @@ mod tests {
             node: &node,
             live: true,
         };
-        let pm = |offers| FakePackages {
-            manager: Some("apt-get"),
-            offers,
-            installed: RefCell::new(vec![]),
-        };
+        let pm = |offers| offering(Some("apt-get"), offers);
         let asked = migrate_args(&["--install-runtime"]);
         // The dry run says it and plans for the version offered; nothing is installed.
         let dry = pm(Some("1.6.20~ds1-1"));
@@ -954,10 +958,7 @@ mod tests {
             .to_string();
         assert!(e.contains("offers containerd.io 1.4.13"), "{e}");
         assert!(old.installed.borrow().is_empty());
-        let none = FakePackages {
-            manager: None,
-            ..pm(None)
-        };
+        let none = offering(None, None);
         assert!(
             upgrade_too_old(&t, &none, &asked, Mode::Unattended, &f, Target::Containerd).is_err()
         );
@@ -995,23 +996,14 @@ mod tests {
             node: &node,
             live: true,
         };
-        let pm = FakePackages {
-            manager: Some("apt-get"),
-            offers: None,
-            installed: RefCell::new(vec![]),
-        };
+        let pm = offering(Some("apt-get"), None);
         install_runtime(&t, &pm, &f, Target::Crio).unwrap();
         let minor = f.kubelet.installed.version.map(|v| (v.major, v.minor));
         assert_eq!(
             *pm.installed.borrow(),
             runtime_package("apt-get", Target::Crio, false, minor)
         );
-        let none = FakePackages {
-            manager: None,
-            offers: None,
-            installed: RefCell::new(vec![]),
-        };
-        assert!(install_runtime(&t, &none, &f, Target::Crio).is_err());
+        assert!(install_runtime(&t, &offering(None, None), &f, Target::Crio).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::render::{self, kubelet::Rules};
 use crate::version::Version;
 pub use model::*;
 
-/// The runtime to move to: described once in `src/runtime.rs`.
+/// The runtime to move to: what each is in `src/runtime/mod.rs`, what each plans in its module.
 pub use crate::runtime::Target;
 
 pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {

@@ -47,6 +47,19 @@ impl Case {
 }
 
 /// The binary on a node at `root` with `args`.
+/// A test's helper program run to its end, which must succeed: its output, or a failure that
+/// says what it printed.
+pub fn succeeded(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
 pub fn run_under(root: &Path, args: &[&str]) -> Output {
     bin().arg("--root").arg(root).args(args).output().unwrap()
 }

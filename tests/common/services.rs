@@ -272,16 +272,7 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            super::succeeded(Command::new("openssl").args(args).current_dir(d));
         };
         openssl(&[
             "req",
@@ -444,17 +435,7 @@ impl Registry {
         if let Some(c) = image_cmd {
             make.env("IMAGE_CMD", c);
         }
-        let out = make
-            .arg(layout.path())
-            .arg(tag)
-            .args(labels)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-test-image.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::succeeded(make.arg(layout.path()).arg(tag).args(labels));
         let reference = format!("{}/{repo}:{tag}", self.addr);
         let digest_file = layout.path().join("digest");
         let mut cmd = Command::new("skopeo");
