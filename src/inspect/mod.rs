@@ -259,6 +259,54 @@ pub struct Facts {
     pub files: BTreeMap<String, Snapshot>,
 }
 
+/// The system's name, from os-release.
+fn os_name(node: &Node) -> Option<String> {
+    node.read("/etc/os-release").ok().flatten().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
+/// The manifests Docker's images came with. Docker on containerd's image store keeps no
+/// repositories.json of its own (one left from before is stale), and containerd converted any
+/// schema 1 it pulled.
+fn docker_manifests(
+    node: &Node,
+    installed: &Installed,
+    d: &docker::DockerSettings,
+    containerd_config: Option<&runtimes::ContainerdConfig>,
+    talk: bool,
+) -> manifests::Manifests {
+    if !installed.installed || d.containerd_snapshotter {
+        return manifests::Manifests::default();
+    }
+    let other = |k: &str| d.other.get(k).and_then(|v| v.as_str());
+    manifests::inspect(
+        node,
+        &manifests::DockerPlaces {
+            data_root: d.data_root.as_deref(),
+            storage_driver: d.storage_driver.as_deref(),
+            exec_root: other("exec-root"),
+            containerd: other("containerd"),
+            namespace: other("containerd-namespace"),
+            exec_start: installed.exec_start.as_deref(),
+            containerd_root: containerd_config.and_then(|c| c.root.as_deref()),
+        },
+        talk,
+    )
+}
+
+/// `semanage` and `restorecon` (policycoreutils), to label a moved data root.
+fn selinux_tools(node: &Node) -> bool {
+    ["/usr/sbin/semanage", "/sbin/semanage"]
+        .iter()
+        .any(|p| node.exists(p))
+        && ["/usr/sbin/restorecon", "/sbin/restorecon"]
+            .iter()
+            .any(|p| node.exists(p))
+}
+
 fn hostname(node: &Node, live: bool) -> Option<(String, &'static str)> {
     let name = |h: &str| Some(h.trim().to_lowercase()).filter(|h| !h.is_empty());
     if let Some(h) = node
@@ -367,11 +415,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     };
     runtimes::snapshot_owned_files(node, &mut files)?;
 
-    let os = node.read("/etc/os-release").ok().flatten().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_string())
-    });
+    let os = os_name(node);
     let leftovers = if runtimes.docker.installed {
         leftovers::inspect(
             node,
@@ -382,27 +426,13 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     } else {
         leftovers::Leftovers::default()
     };
-    // Docker on containerd's image store keeps no repositories.json of its own (one left from
-    // before is stale), and containerd converted any schema 1 it pulled.
-    let docker_manifests = if runtimes.docker.installed && !docker.settings.containerd_snapshotter {
-        let d = &docker.settings;
-        let other = |k: &str| d.other.get(k).and_then(|v| v.as_str());
-        manifests::inspect(
-            node,
-            &manifests::DockerPlaces {
-                data_root: d.data_root.as_deref(),
-                storage_driver: d.storage_driver.as_deref(),
-                exec_root: other("exec-root"),
-                containerd: other("containerd"),
-                namespace: other("containerd-namespace"),
-                exec_start: runtimes.docker.exec_start.as_deref(),
-                containerd_root: containerd_config.as_ref().and_then(|c| c.root.as_deref()),
-            },
-            opts.talk,
-        )
-    } else {
-        manifests::Manifests::default()
-    };
+    let docker_manifests = docker_manifests(
+        node,
+        &runtimes.docker,
+        &docker.settings,
+        containerd_config.as_ref(),
+        opts.talk,
+    );
     let other_sockets = runtimes::other_sockets(
         containerd_command.as_ref(),
         crio_command.as_ref(),
@@ -440,12 +470,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         cap_sys_resource: live.then(crate::cri::sandbox::cap_sys_resource).flatten(),
         selinux: selinux(node, live),
         selinux_equivalences: selinux_equivalences(node),
-        selinux_tools: ["/usr/sbin/semanage", "/sbin/semanage"]
-            .iter()
-            .any(|p| node.exists(p))
-            && ["/usr/sbin/restorecon", "/sbin/restorecon"]
-                .iter()
-                .any(|p| node.exists(p)),
+        selinux_tools: selinux_tools(node),
         cri_dockerd_flags,
         docker_socket: opts.talk && node.exists(crate::images::docker::SOCKET),
         skopeo: opts.talk && which::which("skopeo").is_ok(),
