@@ -775,58 +775,8 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
         .and_then(|f| f.get("containerd-snapshotter"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut runtimes = vec![];
-    match obj.get("runtimes") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (name, r) in m {
-                let r = r.as_object().ok_or_else(|| {
-                    bad(format!("\"runtimes\".\"{name}\" must be an object (\"path\", \"runtimeArgs\", \"runtimeType\", \"options\")"))
-                })?;
-                let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-                runtimes.push(DockerRuntime {
-                    name: name.clone(),
-                    path: s("path"),
-                    runtime_args: r
-                        .get("runtimeArgs")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    runtime_type: s("runtimeType"),
-                    options: r
-                        .get("options")
-                        .and_then(Value::as_object)
-                        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
-                    from: format!("{path} runtimes.{name}"),
-                    ..Default::default()
-                });
-            }
-        }
-        Some(_) => {
-            return Err(bad("\"runtimes\" must be an object of runtimes by name".into()).into())
-        }
-    }
-    let mut default_ulimits = vec![];
-    if let Some(m) = obj.get("default-ulimits").and_then(Value::as_object) {
-        for (name, u) in m {
-            let n = |k: &str| u.get(k).and_then(Value::as_i64);
-            let (Some(soft), Some(hard)) = (n("Soft"), n("Hard")) else {
-                return Err(bad(format!(
-                    "\"default-ulimits\".\"{name}\" needs \"Soft\" and \"Hard\" numbers"
-                ))
-                .into());
-            };
-            let text = format!("{name}={soft}:{hard}");
-            default_ulimits.push(Ulimit::parse(&text, &format!("{path} default-ulimits.{name}")).ok_or_else(|| {
-                bad(format!("\"default-ulimits\" names {name:?}, which is not a resource limit dockerd knows"))
-            })?);
-        }
-    }
+    let runtimes = json_runtimes(obj, path, &bad)?;
+    let default_ulimits = json_ulimits(obj, path, &bad)?;
     let other = obj
         .iter()
         .filter(|(k, _)| !HANDLED_KEYS.contains(&k.as_str()))
@@ -860,6 +810,77 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
     })
+}
+
+/// daemon.json's `runtimes`, each with where it is set.
+fn json_runtimes(
+    obj: &serde_json::Map<String, Value>,
+    path: &str,
+    bad: &dyn Fn(String) -> Failure,
+) -> Result<Vec<DockerRuntime>, Failure> {
+    let mut runtimes = vec![];
+    match obj.get("runtimes") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (name, r) in m {
+                let r = r.as_object().ok_or_else(|| {
+                    bad(format!("\"runtimes\".\"{name}\" must be an object (\"path\", \"runtimeArgs\", \"runtimeType\", \"options\")"))
+                })?;
+                let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+                runtimes.push(DockerRuntime {
+                    name: name.clone(),
+                    path: s("path"),
+                    runtime_args: r
+                        .get("runtimeArgs")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    runtime_type: s("runtimeType"),
+                    options: r
+                        .get("options")
+                        .and_then(Value::as_object)
+                        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    from: format!("{path} runtimes.{name}"),
+                    ..Default::default()
+                });
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "\"runtimes\" must be an object of runtimes by name".into()
+            ))
+        }
+    }
+    Ok(runtimes)
+}
+
+/// daemon.json's `default-ulimits` (`{"nofile": {"Soft": N, "Hard": M}}`).
+fn json_ulimits(
+    obj: &serde_json::Map<String, Value>,
+    path: &str,
+    bad: &dyn Fn(String) -> Failure,
+) -> Result<Vec<Ulimit>, Failure> {
+    let mut default_ulimits = vec![];
+    if let Some(m) = obj.get("default-ulimits").and_then(Value::as_object) {
+        for (name, u) in m {
+            let n = |k: &str| u.get(k).and_then(Value::as_i64);
+            let (Some(soft), Some(hard)) = (n("Soft"), n("Hard")) else {
+                return Err(bad(format!(
+                    "\"default-ulimits\".\"{name}\" needs \"Soft\" and \"Hard\" numbers"
+                )));
+            };
+            let text = format!("{name}={soft}:{hard}");
+            default_ulimits.push(Ulimit::parse(&text, &format!("{path} default-ulimits.{name}")).ok_or_else(|| {
+                bad(format!("\"default-ulimits\" names {name:?}, which is not a resource limit dockerd knows"))
+            })?);
+        }
+    }
+    Ok(default_ulimits)
 }
 
 /// Where docker-style credentials may be, and whether the kubelet reads each place: its root
