@@ -814,30 +814,7 @@ fn act(
         }
         Action::VerifyPull {
             image, providers, ..
-        } => {
-            let image = test_image(plan, image);
-            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
-            let cred = cri::credentials_for(node, providers.as_ref(), &image)?;
-            let v = match cri::verify(cri.as_ref(), &endpoint, &image, cred.as_ref()) {
-                Ok(v) => v,
-                // An air-gapped node cannot pull, and needs not: the image was carried
-                // over from Docker, and the runtime has it where the kubelet looks.
-                Err(e)
-                    if plan
-                        .check_images
-                        .contains(&crate::images::normalize(&image))
-                        && cri.image_present(&image).unwrap_or(false) =>
-                {
-                    return Ok(Some(format!(
-                            "{image} could not be pulled ({e:#}), but the runtime has it, carried over from Docker"
-                        )));
-                }
-                Err(e) => return Err(e),
-            };
-            let detail = pull_detail(&image, &v);
-            *verification = Some(v);
-            Ok(Some(detail))
-        }
+        } => verify_pull(w, &endpoint, image, providers.as_ref(), verification),
         Action::CheckSandbox {
             image,
             cgroup_driver,
@@ -883,6 +860,46 @@ fn act(
             wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
         }
     }
+}
+
+/// The check's pull through CRI, as the kubelet pulls (its credential providers asked). On an
+/// air-gapped node a pull that fails is no failure when the runtime has the image, carried over
+/// from Docker.
+fn verify_pull(
+    w: &Walk,
+    endpoint: &str,
+    image: &str,
+    providers: Option<&crate::cri::provider::Source>,
+    verification: &mut Option<Verification>,
+) -> Result<Option<String>> {
+    let Walk {
+        node,
+        fx,
+        opts,
+        plan,
+    } = *w;
+    let image = test_image(plan, image);
+    let cri = (fx.cri)(endpoint, opts.socket_timeout)?;
+    let cred = cri::credentials_for(node, providers, &image)?;
+    let v = match cri::verify(cri.as_ref(), endpoint, &image, cred.as_ref()) {
+        Ok(v) => v,
+        // An air-gapped node cannot pull, and needs not: the image was carried
+        // over from Docker, and the runtime has it where the kubelet looks.
+        Err(e)
+            if plan
+                .check_images
+                .contains(&crate::images::normalize(&image))
+                && cri.image_present(&image).unwrap_or(false) =>
+        {
+            return Ok(Some(format!(
+                        "{image} could not be pulled ({e:#}), but the runtime has it, carried over from Docker"
+                    )));
+        }
+        Err(e) => return Err(e),
+    };
+    let detail = pull_detail(&image, &v);
+    *verification = Some(v);
+    Ok(Some(detail))
 }
 
 /// Docker's stops that went on past their step, joined; a unit still running after is a
