@@ -647,12 +647,8 @@ fn finish(
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let Applied {
-        outcome: o,
-        carried,
-        started,
-    } = applied;
-    let carried = carried.as_slice();
+    let o = &applied.outcome;
+    let (carried, started) = (applied.carried.as_slice(), applied.started);
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let kubeadm = facts
         .kubelet
@@ -678,7 +674,8 @@ fn finish(
     };
     match args.output {
         Output::Json => {
-            let doc = crate::error::envelope(
+            crate::error::write_envelope(
+                out,
                 "migrate",
                 json!({
                     "dry_run": false,
@@ -701,64 +698,80 @@ fn finish(
                     "warnings": plan.warnings,
                     "error": o.error.as_ref().map(Failure::json),
                 }),
-            );
-            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+            )?;
         }
-        Output::Text => {
-            if o.error.is_none() {
-                writeln!(
-                    out,
-                    "\nMigrated to {} {} in {:.1} s.",
-                    plan.target.name(),
-                    plan.runtime_version,
-                    started.elapsed().as_secs_f64()
-                )?;
-                if let Some(v) = &o.verification {
-                    let conds: Vec<String> = v
-                        .conditions
-                        .iter()
-                        .map(|c| format!("{}={}", c.kind, c.status))
-                        .collect();
-                    writeln!(
-                        out,
-                        "  runtime       {} {} ({})",
-                        v.version.runtime_name,
-                        v.version.runtime_version,
-                        conds.join(", ")
-                    )?;
-                    writeln!(
-                        out,
-                        "  test pull     {} -> {}",
-                        v.pull.image,
-                        v.digest.as_deref().unwrap_or(&v.pull.image_ref)
-                    )?;
-                }
-                if let Some(sig) = &o.finished_despite {
-                    writeln!(out, "  interrupted   by {sig} once the kubelet ran verified on the new runtime: the migration finished")?;
-                }
-                if !t.live {
-                    writeln!(out, "  offline       files written, units enabled/disabled under {}; nothing started", facts.root)?;
-                }
-                if let Some(r) = &record {
-                    writeln!(out, "  kubeadm       {r}")?;
-                }
-                if !carried.is_empty() {
-                    writeln!(out, "  images        {}", super::images::summary(carried))?;
-                }
-                writeln!(out, "  backup        {}", o.backup)?;
-                writeln!(
-                    out,
-                    "To go back: sudo cri-migrate rollback --backup {}",
-                    o.backup
-                )?;
-            }
+        Output::Text if o.error.is_none() => {
+            migrated_text(out, plan, facts, t.live, &applied, record.as_deref())?
         }
+        Output::Text => {}
     }
     warn_journal_errors(&o.journal_errors);
     Ok(match &o.error {
         None => exit::OK,
         Some(f) => report_failure(f),
     })
+}
+
+/// What a migration that succeeded did, for a person.
+fn migrated_text(
+    out: &mut dyn Write,
+    plan: &Plan,
+    facts: &Facts,
+    live: bool,
+    applied: &Applied,
+    record: Option<&str>,
+) -> Result<()> {
+    let (o, carried, started) = (&applied.outcome, &applied.carried, applied.started);
+    writeln!(
+        out,
+        "\nMigrated to {} {} in {:.1} s.",
+        plan.target.name(),
+        plan.runtime_version,
+        started.elapsed().as_secs_f64()
+    )?;
+    if let Some(v) = &o.verification {
+        let conds: Vec<String> = v
+            .conditions
+            .iter()
+            .map(|c| format!("{}={}", c.kind, c.status))
+            .collect();
+        writeln!(
+            out,
+            "  runtime       {} {} ({})",
+            v.version.runtime_name,
+            v.version.runtime_version,
+            conds.join(", ")
+        )?;
+        writeln!(
+            out,
+            "  test pull     {} -> {}",
+            v.pull.image,
+            v.digest.as_deref().unwrap_or(&v.pull.image_ref)
+        )?;
+    }
+    if let Some(sig) = &o.finished_despite {
+        writeln!(out, "  interrupted   by {sig} once the kubelet ran verified on the new runtime: the migration finished")?;
+    }
+    if !live {
+        writeln!(
+            out,
+            "  offline       files written, units enabled/disabled under {}; nothing started",
+            facts.root
+        )?;
+    }
+    if let Some(r) = record {
+        writeln!(out, "  kubeadm       {r}")?;
+    }
+    if !carried.is_empty() {
+        writeln!(out, "  images        {}", super::images::summary(carried))?;
+    }
+    writeln!(out, "  backup        {}", o.backup)?;
+    writeln!(
+        out,
+        "To go back: sudo cri-migrate rollback --backup {}",
+        o.backup
+    )?;
+    Ok(())
 }
 
 /// Journal writes that failed after the cutover began: the run went on; the record is short.
