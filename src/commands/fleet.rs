@@ -95,44 +95,47 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<i32> {
                 "nodes": rows,
             }),
         )?,
-        Output::Text => {
-            let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            // Every cell is a node's report: escaped, so that no control character of it
-            // reaches the terminal or forges a row.
-            let table: Vec<[String; 6]> = rows
-                .iter()
-                .map(|r| {
-                    [
-                        r.node.clone(),
-                        cell(&r.runtime),
-                        cell(&r.target),
-                        if r.risks.is_empty() {
-                            "-".into()
-                        } else {
-                            r.risks.join(",")
-                        },
-                        cell(&r.images),
-                        cell(&r.status),
-                    ]
-                    .map(|c| crate::report::printable(&c))
-                })
-                .collect();
-            let head = ["NODE", "RUNTIME", "TARGET", "RISKS", "IMAGES", "STATUS"];
-            let mut width = head.map(str::len);
-            for r in &table {
-                for (w, c) in width.iter_mut().zip(r) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            for r in std::iter::once(head.map(str::to_string)).chain(table) {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(width)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                writeln!(out, "{}", line.join("  ").trim_end())?;
-            }
-        }
+        Output::Text => table(out, &rows)?,
     }
     Ok(exit::OK)
+}
+
+/// The rows as a table for a person: a column a field, each cell escaped so that no control
+/// character of a node's report reaches the terminal or forges a row.
+fn table(out: &mut dyn Write, rows: &[Row]) -> Result<()> {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.node.clone(),
+                cell(&r.runtime),
+                cell(&r.target),
+                if r.risks.is_empty() {
+                    "-".into()
+                } else {
+                    r.risks.join(",")
+                },
+                cell(&r.images),
+                cell(&r.status),
+            ]
+            .map(|c| crate::report::printable(&c))
+        })
+        .collect();
+    let head = ["NODE", "RUNTIME", "TARGET", "RISKS", "IMAGES", "STATUS"];
+    let mut width = head.map(str::len);
+    for r in &table {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(head.map(str::to_string)).chain(table) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
 }
