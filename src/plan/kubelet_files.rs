@@ -517,20 +517,11 @@ fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> 
             d.log_opts.get("max-size").cloned(),
             d.log_opts.get("max-file").cloned(),
         ),
-        "local" => (
-            Some(
-                d.log_opts
-                    .get("max-size")
-                    .cloned()
-                    .unwrap_or_else(|| "20m".into()),
-            ),
-            Some(
-                d.log_opts
-                    .get("max-file")
-                    .cloned()
-                    .unwrap_or_else(|| "5".into()),
-            ),
-        ),
+        // The local driver's defaults: 20m × 5.
+        "local" => {
+            let opt = |k: &str, default: &str| d.log_opts.get(k).cloned().or(Some(default.into()));
+            (opt("max-size", "20m"), opt("max-file", "5"))
+        }
         other => {
             warnings.push(Finding::warning(
                 "docker-log-driver",
