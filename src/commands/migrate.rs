@@ -310,37 +310,7 @@ fn execute(
     };
 
     // Docker's images, while Docker still serves and before anything changes.
-    let show = match (args.output, mode) {
-        (Output::Json, _) => images::Show::Quiet,
-        (_, Mode::Guided) => images::Show::Bar,
-        _ => images::Show::Lines,
-    };
-    let request = super::images::Request {
-        target,
-        pause: plan
-            .settings
-            .sandbox_image
-            .as_ref()
-            .map(|s| s.value.clone()),
-        root_changes: plan.settings.runtime_root.is_some(),
-        selection: plan.images.selection,
-        parallel: 2,
-        show,
-        copy_images: args.copy_images,
-    };
-    let carried = match super::images::carry(t, facts, request)? {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("{}", crate::secrets::shown(&format!("images: {why}")));
-            vec![]
-        }
-    };
-    if !carried.is_empty() && args.output == Output::Text {
-        eprintln!(
-            "{}",
-            crate::secrets::shown(&format!("images: {}", super::images::summary(&carried)))
-        );
-    }
+    let carried = carry_images(t, facts, plan, args, mode)?;
     let missing = images::missing_in_use(&carried);
     if !missing.is_empty() && !args.force {
         let names: Vec<String> = missing
@@ -384,6 +354,49 @@ fn execute(
         carried,
         started,
     })
+}
+
+/// Docker's images carried into the runtime as the plan says (a reason said where they are
+/// not), with the progress the mode wants.
+fn carry_images(
+    t: &NodeAccess,
+    facts: &Facts,
+    plan: &Plan,
+    args: &MigrateArgs,
+    mode: Mode,
+) -> Result<Vec<images::CarriedImage>> {
+    let show = match (args.output, mode) {
+        (Output::Json, _) => images::Show::Quiet,
+        (_, Mode::Guided) => images::Show::Bar,
+        _ => images::Show::Lines,
+    };
+    let request = super::images::Request {
+        target: plan.target,
+        pause: plan
+            .settings
+            .sandbox_image
+            .as_ref()
+            .map(|s| s.value.clone()),
+        root_changes: plan.settings.runtime_root.is_some(),
+        selection: plan.images.selection,
+        parallel: 2,
+        show,
+        copy_images: args.copy_images,
+    };
+    let carried = match super::images::carry(t, facts, request)? {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{}", crate::secrets::shown(&format!("images: {why}")));
+            vec![]
+        }
+    };
+    if !carried.is_empty() && args.output == Output::Text {
+        eprintln!(
+            "{}",
+            crate::secrets::shown(&format!("images: {}", super::images::summary(&carried)))
+        );
+    }
+    Ok(carried)
 }
 
 /// What a run did: the walk, the images carried before it, since when.
