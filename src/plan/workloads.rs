@@ -19,6 +19,30 @@ pub fn dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A Docker runtime's options that TOML can hold; those it cannot (a null anywhere in them) are
+/// said, not written.
+fn toml_options(
+    r: &DockerRuntime,
+    warnings: &mut Vec<Finding>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut options = r.options.clone();
+    options.retain(|k, v| {
+        let ok = crate::render::toml_value(v).is_some();
+        if !ok {
+            warnings.push(Finding::warning(
+                "runtime-option-not-carried",
+                format!(
+                    "Docker's runtime {} has option {k} = {v} ({}), which has no TOML form (null)",
+                    r.name, r.from
+                ),
+                "set it in the runtime handler's options by hand if the runtime needs it",
+            ));
+        }
+        ok
+    });
+    options
+}
+
 fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) -> Option<Handler> {
     let name = &r.name;
     if crate::inspect::docker::is_dockers_runc(name) {
@@ -49,19 +73,7 @@ fn handler_of(r: &DockerRuntime, target: Target, warnings: &mut Vec<Finding>) ->
             "pods can reach it only as the default runtime: rename it (daemon.json and the handler) to use it through a RuntimeClass",
         ));
     }
-    // Options TOML cannot hold (a null anywhere in them) are said, not written.
-    let mut options = r.options.clone();
-    options.retain(|k, v| {
-        let ok = crate::render::toml_value(v).is_some();
-        if !ok {
-            warnings.push(Finding::warning(
-                "runtime-option-not-carried",
-                format!("Docker's runtime {name} has option {k} = {v} ({}), which has no TOML form (null)", r.from),
-                "set it in the runtime handler's options by hand if the runtime needs it",
-            ));
-        }
-        ok
-    });
+    let options = toml_options(r, warnings);
     let h = match (&r.shim, &r.runtime_type) {
         // The runtime's own shim is on the node (Kata, gVisor): containerd runs it directly.
         (Some((rt, shim)), _) => Handler {
