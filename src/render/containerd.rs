@@ -253,19 +253,23 @@ fn to_schema_4(doc: &mut DocumentMut) -> bool {
         }
         v
     };
+    // The keys of a table that it sets, taken out of it.
+    let mut take_all = |table: &str, keys: &[&'static str]| -> Vec<(&'static str, Item)> {
+        keys.iter()
+            .filter_map(|k| take(table, k).map(|v| (*k, v)))
+            .collect()
+    };
     let mut moved: Vec<(&str, Vec<(&str, Item)>)> = Vec::new();
-    let mut grpc = Vec::new();
-    for k in [
-        "address",
-        "uid",
-        "gid",
-        "max_recv_message_size",
-        "max_send_message_size",
-    ] {
-        if let Some(v) = take("grpc", k) {
-            grpc.push((k, v));
-        }
-    }
+    let grpc = take_all(
+        "grpc",
+        &[
+            "address",
+            "uid",
+            "gid",
+            "max_recv_message_size",
+            "max_send_message_size",
+        ],
+    );
     let grpc_address = grpc
         .iter()
         .find(|(k, _)| *k == "address")
@@ -275,28 +279,24 @@ fn to_schema_4(doc: &mut DocumentMut) -> bool {
         .filter(|(k, _)| k.starts_with("max_"))
         .map(|(k, v)| (*k, v.clone()))
         .collect();
-    let mut tcp = Vec::new();
-    for (old, new) in [
-        ("tcp_address", "address"),
-        ("tcp_tls_ca", "tls_ca"),
-        ("tcp_tls_cert", "tls_cert"),
-        ("tcp_tls_key", "tls_key"),
-        ("tcp_tls_common_name", "tls_common_name"),
-    ] {
-        if let Some(v) = take("grpc", old) {
-            tcp.push((new, v));
-        }
-    }
+    let mut tcp: Vec<(&str, Item)> = take_all(
+        "grpc",
+        &[
+            "tcp_address",
+            "tcp_tls_ca",
+            "tcp_tls_cert",
+            "tcp_tls_key",
+            "tcp_tls_common_name",
+        ],
+    )
+    .into_iter()
+    .map(|(k, v)| (k.trim_start_matches("tcp_"), v))
+    .collect();
     if !tcp.is_empty() {
         tcp.extend(sizes);
         moved.push(("io.containerd.server.v1.grpc-tcp", tcp));
     }
-    let mut ttrpc = Vec::new();
-    for k in ["address", "uid", "gid"] {
-        if let Some(v) = take("ttrpc", k) {
-            ttrpc.push((k, v));
-        }
-    }
+    let mut ttrpc = take_all("ttrpc", &["address", "uid", "gid"]);
     if !ttrpc.iter().any(|(k, _)| *k == "address") {
         if let Some(a) = &grpc_address {
             // Before version 4 ttrpc listened beside grpc's socket, with its owner.
@@ -316,19 +316,14 @@ fn to_schema_4(doc: &mut DocumentMut) -> bool {
     if !ttrpc.is_empty() {
         moved.push(("io.containerd.server.v1.ttrpc", ttrpc));
     }
-    let mut debug = Vec::new();
-    for k in ["address", "uid", "gid"] {
-        if let Some(v) = take("debug", k) {
-            debug.push((k, v));
-        }
-    }
+    let debug = take_all("debug", &["address", "uid", "gid"]);
     if !debug.is_empty() {
         moved.push(("io.containerd.server.v1.debug", debug));
     }
-    if let Some(v) = take("metrics", "address") {
+    if let Some((_, v)) = take_all("metrics", &["address"]).pop() {
         moved.push(("io.containerd.server.v1.metrics", vec![("address", v)]));
     }
-    if let Some(v) = take("metrics", "grpc_histogram") {
+    if let Some((_, v)) = take_all("metrics", &["grpc_histogram"]).pop() {
         moved.push((
             "io.containerd.metrics.v1.grpc-prometheus",
             vec![("grpc_histogram", v)],
