@@ -761,12 +761,7 @@ fn act(
     a: &Action,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
-    let Walk {
-        node,
-        fx,
-        opts,
-        plan,
-    } = *w;
+    let (node, fx, opts, plan) = (w.node, w.fx, w.opts, w.plan);
     let endpoint = opts
         .cri_endpoint
         .clone()
@@ -872,12 +867,7 @@ fn verify_pull(
     providers: Option<&crate::cri::provider::Source>,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
-    let Walk {
-        node,
-        fx,
-        opts,
-        plan,
-    } = *w;
+    let (node, fx, opts, plan) = (w.node, w.fx, w.opts, w.plan);
     let image = test_image(plan, image);
     let cri = (fx.cri)(endpoint, opts.socket_timeout)?;
     let cred = cri::credentials_for(node, providers, &image)?;
