@@ -1,12 +1,10 @@
-//! CRI-O as the target: its drop-in with the settings carried, the registries drop-in, and what
-//! a real CRI-O node needs beside Docker's settings (below); its version rule (its minor follows
-//! the kubelet's), its handlers and its image way (skopeo into containers-storage).
-//!
-//! What a real CRI-O node needs beside Docker's settings, which a distribution's package would
-//! have configured and a node moved off Docker may lack: the programs CRI-O runs (conmon,
-//! pinns, an OCI runtime able to run the specs this CRI-O writes) found where they are, and the
-//! CNI network it loads when a package's example bridge sorts before the node's. Each choice is
-//! said.
+//! CRI-O as the target: its drop-in with the settings carried, the registries drop-in, its
+//! version rule (its minor follows the kubelet's), its handlers and its image way (skopeo into
+//! containers-storage) — and what a real CRI-O node needs beside Docker's settings, which a
+//! distribution's package would have configured and a node moved off Docker may lack: the
+//! programs CRI-O runs (conmon, pinns, an OCI runtime able to run the specs this CRI-O writes)
+//! found where they are, and the CNI network it loads when a package's example bridge sorts
+//! before the node's. Each choice is said.
 
 use super::target::{About, Storage, TargetRuntime};
 use crate::error::Failure;
