@@ -945,6 +945,13 @@ mod tests {
         }
     }
 
+    /// A fixture node's facts, and the node (its folder).
+    fn fixture(name: &str) -> (Facts, Node) {
+        let f = facts(name);
+        let node = Node::new(std::path::PathBuf::from(&f.root));
+        (f, node)
+    }
+
     fn migrate_args(extra: &[&str]) -> MigrateArgs {
         let argv = [&["cri-migrate", "migrate", "--to", "containerd"], extra].concat();
         match crate::cli::Cli::parse_from(argv).command {
@@ -956,8 +963,7 @@ mod tests {
     #[test]
     fn a_containerd_too_old_is_upgraded_from_the_nodes_package_source_only_when_asked() {
         // containerd 1.4 from Docker's repository (containerd.io).
-        let f = facts("kubeadm-1.20-containerd-1.4");
-        let node = Node::new(std::path::PathBuf::from(&f.root));
+        let (f, node) = fixture("kubeadm-1.20-containerd-1.4");
         let t = NodeAccess {
             node: &node,
             live: true,
@@ -1016,8 +1022,7 @@ mod tests {
 
     #[test]
     fn a_missing_runtime_is_installed_with_the_package_for_the_node() {
-        let f = facts("target-not-installed");
-        let node = Node::new(std::path::PathBuf::from(&f.root));
+        let (f, node) = fixture("target-not-installed");
         let t = NodeAccess {
             node: &node,
             live: true,
