@@ -224,19 +224,9 @@ mod tests {
             (pause.value.as_str(), pause.from.as_str()),
             ("registry.k8s.io/pause:3.6", "the existing config.toml")
         );
-        // CRI-O does not read containerd's config; its own pause_image is taken.
+        // CRI-O does not read containerd's config.
         let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
         assert!(c.sandbox_image.is_none());
-        f.crio.pause_image = Some("registry.local/pause:3.9".into());
-        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
-        let pause = c.sandbox_image.expect("CRI-O's own");
-        assert_eq!(
-            (pause.value.as_str(), pause.from.as_str()),
-            (
-                "registry.local/pause:3.9",
-                "CRI-O's own config (pause_image)"
-            )
-        );
     }
 
     #[test]
