@@ -189,14 +189,14 @@ pub struct MigrateArgs {
     pub runtime_version: Option<Version>,
     /// The pause image the runtime must use (default: the kubelet's --pod-infra-container-image,
     /// else what the runtime's config already sets, else the runtime's default).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
     pub sandbox_image: Option<String>,
     /// The node's pod CIDR, for a kubelet on kubenet (default: the kubelet's --pod-cidr or
     /// podCIDR): kubenet has no CRI equivalent, so a CNI config for it is written.
     #[arg(long, value_name = "CIDR")]
     pub pod_cidr: Option<String>,
     /// The image to pull through CRI after the switch (default: the sandbox image).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
     pub test_image: Option<String>,
     /// Install the target runtime with the node's package manager when it is missing.
     #[arg(long)]
@@ -278,7 +278,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// The image to pull (default: the node's pause image).
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
     pub image: Option<String>,
     /// Seconds to wait for the runtime to answer (1 to 3600).
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
@@ -341,6 +341,10 @@ fn parse_version(s: &str) -> Result<Version, String> {
     Version::parse(s).ok_or_else(|| format!("`{s}` is not a version (expected e.g. 1.23.17)"))
 }
 
+fn parse_image(s: &str) -> Result<String, String> {
+    crate::names::image_reference(s).map(|()| s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +377,24 @@ mod tests {
         }
         assert_eq!(named.len(), clap_names.len());
         assert!(clap_names.contains(&"fleet".to_string()));
+    }
+
+    #[test]
+    fn an_image_option_that_is_no_image_reference_is_refused_where_it_is_given() {
+        for opt in ["--sandbox-image", "--test-image"] {
+            let args = ["cri-migrate", "migrate", "--dry-run", opt, "pause 3.9"];
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(e.contains("`pause 3.9` is not an image reference"), "{e}");
+            let args = [
+                "cri-migrate",
+                "migrate",
+                "--dry-run",
+                opt,
+                "registry.local:5000/pause:3.9",
+            ];
+            assert!(Cli::try_parse_from(args).is_ok());
+        }
+        let e = Cli::try_parse_from(["cri-migrate", "verify", "--image", "UP/x:y:z"]);
+        assert!(e.is_err());
     }
 }

@@ -221,6 +221,20 @@ impl fmt::Display for NodeName {
     }
 }
 
+/// An image reference as Docker, containerd and CRI-O read one:
+/// `[host[:port]/]path[:tag][@digest]`. CRI-O will not start with a config that names anything
+/// else as its pause image, so a value read from the node is checked before it is written.
+pub fn image_reference(s: &str) -> Result<(), String> {
+    s.parse::<oci_spec::distribution::Reference>()
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "`{}` is not an image reference (expected e.g. registry.k8s.io/pause:3.9)",
+                s.escape_debug()
+            )
+        })
+}
+
 /// A URL with any `user:password@` replaced by `***@`, for messages. Works on any text that
 /// may hold URLs (a proxy variable's value, a line of a config).
 pub fn redact_url(s: &str) -> String {

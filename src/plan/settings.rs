@@ -18,8 +18,7 @@ pub(super) fn carried(
     let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
     Carried {
         cgroup_driver: cgroup_driver(facts),
-        sandbox_image: sandbox_image(facts, opts)
-            .or_else(|| runtime.configured_sandbox_image(facts)),
+        sandbox_image: sandbox_image(facts, opts, runtime, warnings),
         cni_conf_dir: setting(
             facts.cni.conf_dir.clone(),
             facts.cni.conf_dir_source.clone(),
@@ -82,29 +81,48 @@ fn cgroup_driver(facts: &Facts) -> Setting<String> {
 
 /// `--sandbox-image`, else the image pods ran with (on cri-dockerd its own
 /// `--pod-infra-container-image`; the kubelet's, where set, only keeps the image from garbage
-/// collection), else the kubelet's; else (the caller) the runtime's own config's.
-fn sandbox_image(facts: &Facts, opts: &PlanOptions) -> Option<Setting<String>> {
-    let cri_dockerd_pause = (facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd)
-        .then(|| {
-            facts
-                .cri_dockerd_flags
-                .iter()
-                .rev()
-                .find(|f| f.name == "pod-infra-container-image")
-                .and_then(|f| f.value.clone())
-        })
+/// collection), else the kubelet's, else the runtime's own config's: the first that is an image
+/// reference (a runtime refuses a config naming anything else; each other one is said).
+fn sandbox_image(
+    facts: &Facts,
+    opts: &PlanOptions,
+    runtime: &dyn TargetRuntime,
+    warnings: &mut Vec<Finding>,
+) -> Option<Setting<String>> {
+    let cri_dockerd = facts.current_runtime.kind == crate::inspect::RuntimeKind::CriDockerd;
+    let candidates = [
+        opts.sandbox_image
+            .clone()
+            .map(|v| setting(v, "--sandbox-image")),
+        cri_dockerd
+            .then(|| {
+                let flags = facts.cri_dockerd_flags.iter().rev();
+                flags
+                    .filter(|f| f.name == "pod-infra-container-image")
+                    .find_map(|f| f.value.clone())
+            })
+            .flatten()
+            .map(|v| setting(v, "cri-dockerd's --pod-infra-container-image")),
+        facts
+            .kubelet
+            .pod_infra_container_image
+            .clone()
+            .map(|v| setting(v, "the kubelet's --pod-infra-container-image")),
+        runtime.configured_sandbox_image(facts),
+    ];
+    candidates
+        .into_iter()
         .flatten()
-        .map(|v| setting(v, "cri-dockerd's --pod-infra-container-image"));
-    opts.sandbox_image
-        .clone()
-        .map(|v| setting(v, "--sandbox-image"))
-        .or(cri_dockerd_pause)
-        .or_else(|| {
-            facts
-                .kubelet
-                .pod_infra_container_image
-                .clone()
-                .map(|v| setting(v, "the kubelet's --pod-infra-container-image"))
+        .find(|c| match crate::names::image_reference(&c.value) {
+            Ok(()) => true,
+            Err(why) => {
+                warnings.push(Finding::warning(
+                    "sandbox-image-invalid",
+                    format!("The pause image of {} is not carried over: {why}.", c.from),
+                    "Correct it there, or name the pause image with --sandbox-image.",
+                ));
+                false
+            }
         })
 }
 
@@ -224,9 +242,42 @@ mod tests {
             (pause.value.as_str(), pause.from.as_str()),
             ("registry.k8s.io/pause:3.6", "the existing config.toml")
         );
-        // CRI-O does not read containerd's config.
+        // CRI-O does not read containerd's config; its own pause_image is taken.
         let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
         assert!(c.sandbox_image.is_none());
+        f.crio.pause_image = Some("registry.local/pause:3.9".into());
+        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        let pause = c.sandbox_image.expect("CRI-O's own");
+        assert_eq!(
+            (pause.value.as_str(), pause.from.as_str()),
+            (
+                "registry.local/pause:3.9",
+                "CRI-O's own config (pause_image)"
+            )
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_pause_image_that_is_no_image_reference_is_said_and_the_next_source_taken() {
+        let mut f = facts_with("kubelet-1.30-containerd2-schema2", None);
+        f.kubelet.pod_infra_container_image = Some("registry.local/pause:3.9\n[crio]".into());
+        f.crio.pause_image = Some("Not An Image".into());
+        let mut w = vec![];
+        // The kubelet's is refused; containerd's own config's is taken.
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        assert_eq!(c.sandbox_image.unwrap().value, "registry.k8s.io/pause:3.6");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, "sandbox-image-invalid");
+        assert!(w[0]
+            .message
+            .contains("the kubelet's --pod-infra-container-image"));
+        assert!(w[0].message.contains(r"3.9\n[crio]"), "{}", w[0].message);
+        // Both refused: nothing is carried, the runtime's default stands.
+        let mut w = vec![];
+        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        assert!(c.sandbox_image.is_none());
+        assert_eq!(w.len(), 2);
     }
 
     #[test]

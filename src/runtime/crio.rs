@@ -13,7 +13,8 @@ use crate::inspect::runtimes::REGISTRIES_DROP_IN;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
 use crate::plan::model::{
-    change, skipped_registries, Carried, FileGroup, Format, Order, Plan, RuntimeFiles, Versions,
+    change, setting, skipped_registries, Carried, FileGroup, Format, Order, Plan, RuntimeFiles,
+    Setting, Versions,
 };
 use crate::render::crio::OciChoice;
 use crate::render::{self, Handler};
@@ -80,6 +81,11 @@ impl TargetRuntime for Crio {
         "its built-in pause image"
     }
 
+    // crio.conf and its drop-ins (the last that sets it wins, as in CRI-O).
+    fn configured_sandbox_image(&self, facts: &Facts) -> Option<Setting<String>> {
+        let image = facts.crio.pause_image.clone()?;
+        Some(setting(image, "CRI-O's own config (pause_image)"))
+    }
     fn root_beside_docker(&self) -> &'static str {
         "containers/storage"
     }
