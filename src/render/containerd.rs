@@ -1024,50 +1024,39 @@ mod tests {
         let r = render(Some(existing), &settings(4)).unwrap();
         let doc: DocumentMut = r.text.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(4));
-        let p = |id: &str, k: &str| get(&doc, &["plugins", id, k]).clone();
+        // Each server setting in its plugin's table, as TOML writes the value; ttrpc listened
+        // beside grpc's socket before version 4, with its owner.
+        let server = "io.containerd.server.v1";
+        for (plugin, key, want) in [
+            ("grpc", "address", r#""/run/containerd/containerd.sock""#),
+            ("grpc", "gid", "1000"),
+            ("grpc", "max_recv_message_size", "16777216"),
+            ("grpc-tcp", "address", r#""127.0.0.1:7000""#),
+            ("grpc-tcp", "tls_cert", r#""/etc/c.pem""#),
+            ("grpc-tcp", "max_recv_message_size", "16777216"),
+            (
+                "ttrpc",
+                "address",
+                r#""/run/containerd/containerd.sock.ttrpc""#,
+            ),
+            ("ttrpc", "gid", "1000"),
+            ("debug", "address", r#""/run/containerd/debug.sock""#),
+            ("metrics", "address", r#""127.0.0.1:1338""#),
+        ] {
+            let got = get(&doc, &["plugins", &format!("{server}.{plugin}"), key]);
+            let got = got.as_value().map(|v| v.to_string());
+            assert_eq!(got.as_deref().map(str::trim), Some(want), "{plugin}.{key}");
+        }
         assert_eq!(
-            p("io.containerd.server.v1.grpc", "address").as_str(),
-            Some("/run/containerd/containerd.sock")
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.grpc", "gid").as_integer(),
-            Some(1000)
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.grpc", "max_recv_message_size").as_integer(),
-            Some(16777216)
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.grpc-tcp", "address").as_str(),
-            Some("127.0.0.1:7000")
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.grpc-tcp", "tls_cert").as_str(),
-            Some("/etc/c.pem")
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.grpc-tcp", "max_recv_message_size").as_integer(),
-            Some(16777216)
-        );
-        // ttrpc listened beside grpc's socket before version 4, with its owner.
-        assert_eq!(
-            p("io.containerd.server.v1.ttrpc", "address").as_str(),
-            Some("/run/containerd/containerd.sock.ttrpc")
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.ttrpc", "gid").as_integer(),
-            Some(1000)
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.debug", "address").as_str(),
-            Some("/run/containerd/debug.sock")
-        );
-        assert_eq!(
-            p("io.containerd.server.v1.metrics", "address").as_str(),
-            Some("127.0.0.1:1338")
-        );
-        assert_eq!(
-            p("io.containerd.metrics.v1.grpc-prometheus", "grpc_histogram").as_bool(),
+            get(
+                &doc,
+                &[
+                    "plugins",
+                    "io.containerd.metrics.v1.grpc-prometheus",
+                    "grpc_histogram"
+                ]
+            )
+            .as_bool(),
             Some(true)
         );
         assert!(doc.get("grpc").is_none() && doc.get("metrics").is_none());
