@@ -268,18 +268,17 @@ fn remove_new_pods(fx: &Effects, endpoint: &str, since: i64) -> Result<Option<St
     Ok(Some(format!("{} pod(s) removed", pods.len())))
 }
 
-pub fn undo(
-    node: &Node,
-    b: &mut Backup,
-    fx: &Effects,
-    progress: &mut dyn Progress,
-) -> (Vec<StepReport>, Result<()>) {
-    let live = b.manifest.live;
-    let plan = UndoPlan::from_records(&b.records_to_undo(), b.manifest.cordoned.is_some());
-    let mut reports = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
-    let mut step = |name: String, f: &mut dyn FnMut() -> Result<Option<String>>, b: &Backup| {
-        progress.begin(&name);
+/// The rollback's steps as they run: each said to the operator, timed, journaled, and its
+/// error kept (a failed step does not stop the others: the rest of the node still goes back).
+struct Steps<'p> {
+    progress: &'p mut dyn Progress,
+    reports: Vec<StepReport>,
+    errors: Vec<String>,
+}
+
+impl Steps<'_> {
+    fn run(&mut self, name: String, b: &Backup, f: &mut dyn FnMut() -> Result<Option<String>>) {
+        self.progress.begin(&name);
         let t0 = Instant::now();
         let r = f();
         let report = StepReport {
@@ -295,187 +294,83 @@ pub fn undo(
                 Err(e) => Some(format!("{e:#}")),
             },
         };
-        progress.end(&report);
+        self.progress.end(&report);
         let _ = b.journal(&format!(
             "rollback {} {name}",
             if r.is_ok() { "done" } else { "failed" }
         ));
         if let Err(e) = r {
-            errors.push(format!("{name}: {e:#}"));
+            self.errors.push(format!("{name}: {e:#}"));
         }
-        reports.push(report);
-    };
-    let act = |verb: &str, unit: Option<&str>| fx.systemd.act(verb, unit).map(|_| None);
-    // Bringing a unit back must not fail on systemd's start limit (a unit started several times
-    // in a short while, as Docker's unit allows 3 starts a minute): clear it and try once more.
-    let bring_back = |verb: &str, unit: &str| -> Result<Option<String>> {
-        match fx.systemd.act(verb, Some(unit)) {
-            Ok(()) => Ok(None),
-            Err(first) => {
-                let _ = fx.systemd.act("reset-failed", Some(unit));
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                fx.systemd
-                    .act(verb, Some(unit))
-                    .map(|_| Some(format!("after `systemctl reset-failed {unit}`: the first try failed ({first:#})")))
-                    .map_err(|e| e.context(format!("also before `systemctl reset-failed {unit}`: {first:#}")))
-            }
-        }
-    };
+        self.reports.push(report);
+    }
+}
 
+/// A systemctl verb as a step's outcome.
+fn act(fx: &Effects, verb: &str, unit: Option<&str>) -> Result<Option<String>> {
+    fx.systemd.act(verb, unit).map(|_| None)
+}
+
+/// Bringing a unit back must not fail on systemd's start limit (a unit started several times
+/// in a short while, as Docker's unit allows 3 starts a minute): clear it and try once more.
+fn bring_back(fx: &Effects, verb: &str, unit: &str) -> Result<Option<String>> {
+    match fx.systemd.act(verb, Some(unit)) {
+        Ok(()) => Ok(None),
+        Err(first) => {
+            let _ = fx.systemd.act("reset-failed", Some(unit));
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            fx.systemd
+                .act(verb, Some(unit))
+                .map(|_| {
+                    Some(format!(
+                        "after `systemctl reset-failed {unit}`: the first try failed ({first:#})"
+                    ))
+                })
+                .map_err(|e| {
+                    e.context(format!(
+                        "also before `systemctl reset-failed {unit}`: {first:#}"
+                    ))
+                })
+        }
+    }
+}
+
+/// Puts the node back as the backup has it, every step tried even where one before failed;
+/// the steps' reports, and an error naming each step that failed.
+pub fn undo(
+    node: &Node,
+    b: &mut Backup,
+    fx: &Effects,
+    progress: &mut dyn Progress,
+) -> (Vec<StepReport>, Result<()>) {
+    let live = b.manifest.live;
+    let plan = UndoPlan::from_records(&b.records_to_undo(), b.manifest.cordoned.is_some());
+    let mut steps = Steps {
+        progress,
+        reports: Vec::new(),
+        errors: Vec::new(),
+    };
     if live && plan.stop_kubelet_first {
-        step(
-            "rollback: stop kubelet.service".into(),
-            &mut || act("stop", Some("kubelet.service")),
-            b,
-        );
-        // The pods the kubelet ran on the new runtime keep running once it stops (their shims
-        // outlive it); back on Docker the kubelet runs them again, so these would be twins.
-        let endpoint = b.manifest.plan.endpoint.clone();
-        let since = b
-            .manifest
-            .created
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_nanosecond() as i64)
-            .unwrap_or(i64::MAX);
-        step(
-            format!("rollback: remove the pods the kubelet ran on {endpoint}"),
-            &mut || remove_new_pods(fx, &endpoint, since),
-            b,
-        );
+        stop_the_new_pods(&mut steps, b, fx);
     }
-    for path in &plan.files {
-        step(
-            format!("rollback: restore {path}"),
-            &mut || {
-                restore_file(node, b, path)
-                    .map(|changed| (!changed).then(|| "already as it was".to_string()))
-            },
-            b,
-        );
-    }
-    remove_created_dirs(node, b);
-    if !plan.released.is_empty() {
-        step(
-            format!(
-                "rollback: put back {} host-local address reservation(s)",
-                plan.released.len()
-            ),
-            &mut || super::release::put_back(node, &b.node_dir, &plan.released),
-            b,
-        );
-    }
-    for (path, like) in &plan.equivalences {
-        if !live {
-            break;
-        }
-        step(
-            format!(
-                "rollback: {}",
-                crate::names::shell_line(&["semanage", "fcontext", "-d", "-e", like, "--", path])
-            ),
-            &mut || fx.labels.remove_equivalence(path, like).map(|_| None),
-            b,
-        );
-    }
-    if live && plan.daemon_reload {
-        step(
-            "rollback: systemctl daemon-reload".into(),
-            &mut || act("daemon-reload", None),
-            b,
-        );
-    }
+    restore_files(&mut steps, node, b, fx, &plan);
     let units = b.manifest.units.clone();
-    for unit in &plan.links {
-        let Some(u) = units.iter().find(|u| &u.unit == unit && u.exists()) else {
-            continue;
-        };
-        // static, masked, indirect: never changed by a migration
-        let Some(verb) = u.link_verb() else {
-            continue;
-        };
-        step(
-            format!("rollback: {verb} {unit}"),
-            &mut || act(verb, Some(unit)),
-            b,
-        );
-    }
+    restore_links(&mut steps, b, fx, &plan, &units);
     if live {
-        for name in restore_order(&units, &plan.units) {
-            let Some(u) = units.iter().find(|u| u.unit == name && u.exists()) else {
-                continue;
-            };
-            let now_active = || fx.systemd.state(&name).is_ok_and(|s| running(&s.active));
-            if !plan.units.contains(&name) {
-                // Not recorded as touched, yet stopped since the backup: systemd stopped it
-                // along with a unit the run stopped (and the record of that was lost: a run
-                // killed in between, an older version). Started, never restarted.
-                if u.was_active() && !now_active() {
-                    step(
-                        format!("rollback: start {name} (it was active before the run)"),
-                        &mut || bring_back("start", &name),
-                        b,
-                    );
-                }
-                continue;
-            }
-            if plan.failed_stops.contains(&name) && u.was_active() == now_active() {
-                continue;
-            }
-            if u.was_active() {
-                // restart: a runtime reloads its restored config; a stopped unit starts.
-                step(
-                    format!("rollback: restart {name}"),
-                    &mut || bring_back("restart", &name),
-                    b,
-                );
-            } else if now_active() {
-                step(
-                    format!("rollback: stop {name}"),
-                    &mut || act("stop", Some(&name)),
-                    b,
-                );
-            }
-        }
+        restore_units(&mut steps, b, fx, &plan, &units);
     }
     // The report is checked, not assumed: every recorded unit as the backup has it.
-    step(
+    steps.run(
         "rollback: check every unit against the state it had before the run".into(),
-        &mut || check_units(fx, &units, &plan.units, live),
         b,
+        &mut || check_units(fx, &units, &plan.units, live),
     );
     if plan.uncordon {
-        let n = b.manifest.cordoned.clone().or_else(|| {
-            b.manifest.effects.iter().find_map(|r| match &r.effect {
-                Effect::Cordon { node } => Some(node.clone()),
-                _ => None,
-            })
-        });
-        if let Some(n) = n {
-            // The name is the backup's (the node's file): checked before it reaches kubectl.
-            // Offline nothing talks to the cluster: the step is said, not run.
-            let name = crate::names::NodeName::parse(&n);
-            step(
-                format!("rollback: uncordon node {}", n.escape_debug()),
-                &mut || {
-                    match &name {
-                    Err(e) => Err(anyhow!("the backup's cordoned node: {e}; not uncordoned")),
-                    Ok(_) if !live => Err(anyhow!(
-                        "offline (--root): nothing talks to the cluster; run `kubectl uncordon -- {n}` where kubectl reaches it"
-                    )),
-                    Ok(n) => fx
-                        .kubectl
-                        .ok_or_else(|| anyhow!("no kubectl to uncordon with"))?
-                        .run(&["uncordon", "--", n.as_str()])
-                        .map(|_| None),
-                }
-                },
-                b,
-            );
-            if errors.is_empty() {
-                b.manifest.cordoned = None;
-            }
-        }
+        uncordon(&mut steps, b, fx);
     }
+    let Steps {
+        reports, errors, ..
+    } = steps;
     let result = if errors.is_empty() {
         Ok(())
     } else {
@@ -487,6 +382,162 @@ pub fn undo(
         State::RollbackFailed
     });
     (reports, result)
+}
+
+/// The kubelet stopped, then the pods it ran on the new runtime removed: their shims outlive
+/// it, and back on Docker the kubelet runs them again, so these would be twins.
+fn stop_the_new_pods(steps: &mut Steps, b: &Backup, fx: &Effects) {
+    steps.run("rollback: stop kubelet.service".into(), b, &mut || {
+        act(fx, "stop", Some("kubelet.service"))
+    });
+    let endpoint = b.manifest.plan.endpoint.clone();
+    let since = b
+        .manifest
+        .created
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_nanosecond() as i64)
+        .unwrap_or(i64::MAX);
+    steps.run(
+        format!("rollback: remove the pods the kubelet ran on {endpoint}"),
+        b,
+        &mut || remove_new_pods(fx, &endpoint, since),
+    );
+}
+
+/// Every file as it was, the directories the run made gone, the addresses it released put
+/// back, the SELinux equivalences it added removed, and systemd told of restored units.
+fn restore_files(steps: &mut Steps, node: &Node, b: &Backup, fx: &Effects, plan: &UndoPlan) {
+    let live = b.manifest.live;
+    for path in &plan.files {
+        steps.run(format!("rollback: restore {path}"), b, &mut || {
+            restore_file(node, b, path)
+                .map(|changed| (!changed).then(|| "already as it was".to_string()))
+        });
+    }
+    remove_created_dirs(node, b);
+    if !plan.released.is_empty() {
+        steps.run(
+            format!(
+                "rollback: put back {} host-local address reservation(s)",
+                plan.released.len()
+            ),
+            b,
+            &mut || super::release::put_back(node, &b.node_dir, &plan.released),
+        );
+    }
+    for (path, like) in plan.equivalences.iter().filter(|_| live) {
+        steps.run(
+            format!(
+                "rollback: {}",
+                crate::names::shell_line(&["semanage", "fcontext", "-d", "-e", like, "--", path])
+            ),
+            b,
+            &mut || fx.labels.remove_equivalence(path, like).map(|_| None),
+        );
+    }
+    if live && plan.daemon_reload {
+        steps.run("rollback: systemctl daemon-reload".into(), b, &mut || {
+            act(fx, "daemon-reload", None)
+        });
+    }
+}
+
+/// Each unit's enablement as the backup has it (static, masked, indirect: never changed by a
+/// migration).
+fn restore_links(
+    steps: &mut Steps,
+    b: &Backup,
+    fx: &Effects,
+    plan: &UndoPlan,
+    units: &[UnitState],
+) {
+    for unit in &plan.links {
+        let Some(u) = units.iter().find(|u| &u.unit == unit && u.exists()) else {
+            continue;
+        };
+        let Some(verb) = u.link_verb() else {
+            continue;
+        };
+        steps.run(format!("rollback: {verb} {unit}"), b, &mut || {
+            act(fx, verb, Some(unit))
+        });
+    }
+}
+
+/// Each unit active or not as the backup has it, in the order they depend on each other.
+fn restore_units(
+    steps: &mut Steps,
+    b: &Backup,
+    fx: &Effects,
+    plan: &UndoPlan,
+    units: &[UnitState],
+) {
+    for name in restore_order(units, &plan.units) {
+        let Some(u) = units.iter().find(|u| u.unit == name && u.exists()) else {
+            continue;
+        };
+        let now_active = || fx.systemd.state(&name).is_ok_and(|s| running(&s.active));
+        if !plan.units.contains(&name) {
+            // Not recorded as touched, yet stopped since the backup: systemd stopped it
+            // along with a unit the run stopped (and the record of that was lost: a run
+            // killed in between, an older version). Started, never restarted.
+            if u.was_active() && !now_active() {
+                steps.run(
+                    format!("rollback: start {name} (it was active before the run)"),
+                    b,
+                    &mut || bring_back(fx, "start", &name),
+                );
+            }
+            continue;
+        }
+        if plan.failed_stops.contains(&name) && u.was_active() == now_active() {
+            continue;
+        }
+        if u.was_active() {
+            // restart: a runtime reloads its restored config; a stopped unit starts.
+            steps.run(format!("rollback: restart {name}"), b, &mut || {
+                bring_back(fx, "restart", &name)
+            });
+        } else if now_active() {
+            steps.run(format!("rollback: stop {name}"), b, &mut || {
+                act(fx, "stop", Some(&name))
+            });
+        }
+    }
+}
+
+/// The node the run cordoned, uncordoned. The name is the backup's (the node's file): checked
+/// before it reaches kubectl. Offline nothing talks to the cluster: the step is said, not run.
+fn uncordon(steps: &mut Steps, b: &mut Backup, fx: &Effects) {
+    let n = b.manifest.cordoned.clone().or_else(|| {
+        b.manifest.effects.iter().find_map(|r| match &r.effect {
+            Effect::Cordon { node } => Some(node.clone()),
+            _ => None,
+        })
+    });
+    let Some(n) = n else {
+        return;
+    };
+    let live = b.manifest.live;
+    let name = crate::names::NodeName::parse(&n);
+    steps.run(
+        format!("rollback: uncordon node {}", n.escape_debug()),
+        b,
+        &mut || match &name {
+            Err(e) => Err(anyhow!("the backup's cordoned node: {e}; not uncordoned")),
+            Ok(_) if !live => Err(anyhow!(
+                "offline (--root): nothing talks to the cluster; run `kubectl uncordon -- {n}` where kubectl reaches it"
+            )),
+            Ok(n) => fx
+                .kubectl
+                .ok_or_else(|| anyhow!("no kubectl to uncordon with"))?
+                .run(&["uncordon", "--", n.as_str()])
+                .map(|_| None),
+        },
+    );
+    if steps.errors.is_empty() {
+        b.manifest.cordoned = None;
+    }
 }
 
 #[cfg(test)]
