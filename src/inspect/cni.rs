@@ -61,22 +61,69 @@ pub fn inspect(
     containerd: Option<&ContainerdConfig>,
     crio: &CrioConfig,
 ) -> Cni {
-    // The kubelet's dockershim flags, else cri-dockerd's (which took them over from 1.24).
-    let flag_from = |name: &str| {
-        let set = |f: &super::kubelet::FoundFlag| f.value.clone().filter(|v| !v.is_empty());
-        kubelet
-            .flag(name)
-            .and_then(set)
-            .map(|v| (v, format!("the kubelet's --{name}")))
-            .or_else(|| {
-                cri_dockerd
-                    .iter()
-                    .rev()
-                    .find(|f| f.name == name)
-                    .and_then(set)
-                    .map(|v| (v, format!("cri-dockerd's --{name}")))
-            })
-    };
+    let flag = |name: &str| flag_from(kubelet, cri_dockerd, name);
+    let (conf_dir, conf_dir_source) = conf_dir(flag("cni-conf-dir"), containerd, crio);
+    let configs = Configs::read(node, &conf_dir);
+    let mut named = plugin_types(node, &conf_dir, &configs.chosen);
+    if !configs.files.is_empty() && !named.iter().any(|(t, _)| t == LOOPBACK) {
+        named.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
+    }
+    let wanted: Vec<String> = named.iter().map(|(t, _)| t.clone()).collect();
+    let set = configured_bin_dirs(node, flag("cni-bin-dir"), containerd, crio, &wanted);
+    let (bin_dirs, bin_dir_source) = bin_dirs(node, set, &wanted);
+    let plugins = bin_dirs.first().map(|d| node.list(d)).unwrap_or_default();
+    let mut available: Vec<String> = bin_dirs.iter().flat_map(|d| node.list(d)).collect();
+    available.sort();
+    available.dedup();
+    let missing = named
+        .iter()
+        .filter(|(t, _)| !available.contains(t))
+        .cloned()
+        .collect();
+    Cni {
+        conf_dir,
+        conf_dir_source,
+        conf_files: configs.files,
+        bin_dirs,
+        bin_dir_source,
+        plugins,
+        missing,
+        available,
+        needed: named,
+        network: configs.network,
+        shadowed_by: configs.shadowed_by,
+    }
+}
+
+/// A dockershim flag of the kubelet's, else cri-dockerd's (which took them over from 1.24),
+/// with where it was set; an empty value is none.
+fn flag_from(
+    kubelet: &Kubelet,
+    cri_dockerd: &[super::kubelet::FoundFlag],
+    name: &str,
+) -> Option<(String, String)> {
+    let set = |f: &super::kubelet::FoundFlag| f.value.clone().filter(|v| !v.is_empty());
+    kubelet
+        .flag(name)
+        .and_then(set)
+        .map(|v| (v, format!("the kubelet's --{name}")))
+        .or_else(|| {
+            cri_dockerd
+                .iter()
+                .rev()
+                .find(|f| f.name == name)
+                .and_then(set)
+                .map(|v| (v, format!("cri-dockerd's --{name}")))
+        })
+}
+
+/// The CNI config directory and where it was set: the flag, else the runtime's config, else
+/// the default.
+fn conf_dir(
+    flag: Option<(String, String)>,
+    containerd: Option<&ContainerdConfig>,
+    crio: &CrioConfig,
+) -> (String, String) {
     let runtime_conf = containerd
         .and_then(|c| c.cni_conf_dir.clone().map(|d| (d, c.path.clone())))
         .or_else(|| {
@@ -84,6 +131,79 @@ pub fn inspect(
                 .clone()
                 .map(|d| (d, "CRI-O's network_dir".to_string()))
         });
+    flag.or(runtime_conf)
+        .unwrap_or_else(|| (DEFAULT_CONF_DIR.to_string(), "the default".to_string()))
+}
+
+/// The config directory's files, and the one the runtimes will load.
+struct Configs {
+    files: Vec<String>,
+    /// The one loaded, as a list of at most one (what `plugin_types` reads).
+    chosen: Vec<String>,
+    /// Its network's name, and the file.
+    network: Option<(String, String)>,
+    /// A package's example bridge that would be first by name, before the node's own network.
+    shadowed_by: Option<String>,
+}
+
+impl Configs {
+    fn read(node: &Node, conf_dir: &str) -> Configs {
+        let files: Vec<String> = node
+            .list(conf_dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
+            .collect();
+        // The runtimes load the first config file by name (containerd's max_conf_num = 1,
+        // CRI-O's default network): its plugins are the ones every pod needs.
+        let mut sorted = files.clone();
+        sorted.sort();
+        // A package's example bridge first by name, with the node's own network after it: the
+        // node's is the one pods need (the plan selects it by name for CRI-O).
+        let shadowed_by = match sorted.as_slice() {
+            [first, rest @ ..]
+                if is_example_network(first) && rest.iter().any(|f| !is_example_network(f)) =>
+            {
+                Some(first.clone())
+            }
+            _ => None,
+        };
+        let chosen: Vec<String> = sorted
+            .iter()
+            .find(|f| shadowed_by.is_none() || !is_example_network(f))
+            .cloned()
+            .into_iter()
+            .collect();
+        let network = chosen.first().and_then(|f| {
+            let text = node.read(&crate::node::join(conf_dir, f)).ok().flatten()?;
+            let v: serde_json::Value =
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).ok()?;
+            v["name"].as_str().map(|n| (n.to_string(), f.clone()))
+        });
+        Configs {
+            files,
+            chosen,
+            network,
+            shadowed_by,
+        }
+    }
+}
+
+/// The plugin directories something sets, as a list, with where: the flag (a comma-separated
+/// list), else the runtime's config, else a containerd config that never served CRI whose
+/// directory holds the plugins. A setting that names no directory (`,`, blanks) is none.
+fn configured_bin_dirs(
+    node: &Node,
+    flag: Option<(String, String)>,
+    containerd: Option<&ContainerdConfig>,
+    crio: &CrioConfig,
+    wanted: &[String],
+) -> Option<(Vec<String>, String)> {
+    let listed = |d: &str| -> Vec<String> {
+        d.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
     // A containerd config that never served CRI (Docker's containerd, CRI disabled) holds
     // defaults, not the operator's choices: its plugin directory is taken only where it holds
     // the plugins the CNI config names.
@@ -99,72 +219,34 @@ pub fn inspect(
                 )
             })
         });
-    let (conf_dir, conf_dir_source) = match (flag_from("cni-conf-dir"), runtime_conf) {
-        (Some(d), _) => d,
-        (None, Some((d, from))) => (d, from),
-        (None, None) => (DEFAULT_CONF_DIR.to_string(), "the default".to_string()),
-    };
-    let conf_files: Vec<String> = node
-        .list(&conf_dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
-        .collect();
-    // The runtimes load the first config file by name (containerd's max_conf_num = 1, CRI-O's
-    // default network): its plugins are the ones every pod needs.
-    let mut sorted = conf_files.clone();
-    sorted.sort();
-    // A package's example bridge first by name, with the node's own network after it: the
-    // node's is the one pods need (the plan selects it by name for CRI-O).
-    let shadowed_by = match sorted.as_slice() {
-        [first, rest @ ..]
-            if is_example_network(first) && rest.iter().any(|f| !is_example_network(f)) =>
-        {
-            Some(first.clone())
-        }
-        _ => None,
-    };
-    let chosen: Vec<String> = sorted
-        .iter()
-        .find(|f| shadowed_by.is_none() || !is_example_network(f))
-        .cloned()
-        .into_iter()
-        .collect();
-    let network = chosen.first().and_then(|f| {
-        let text = node.read(&crate::node::join(&conf_dir, f)).ok().flatten()?;
-        let v: serde_json::Value =
-            serde_json::from_str(text.trim_start_matches('\u{feff}')).ok()?;
-        v["name"].as_str().map(|n| (n.to_string(), f.clone()))
-    });
-    let mut named = plugin_types(node, &conf_dir, &chosen);
-    if !sorted.is_empty() && !named.iter().any(|(t, _)| t == LOOPBACK) {
-        named.push((LOOPBACK.to_string(), LOOPBACK_NEED.to_string()));
-    }
-    let wanted: Vec<String> = named.iter().map(|(t, _)| t.clone()).collect();
     let unserved = containerd
         .filter(|c| c.cri_disabled && !c.cni_bin_dirs.is_empty())
         .map(|c| (c.cni_bin_dirs.clone(), c.path.clone()))
-        .filter(|(dirs, _)| dirs.iter().any(|d| holds(node, d, &wanted)))
+        .filter(|(dirs, _)| dirs.iter().any(|d| holds(node, d, wanted)))
         .map(|(dirs, path)| {
             (
                 dirs.join(","),
                 format!("{path}, which never served CRI: checked, its directory holds the plugins"),
             )
         });
-    let listed = |d: &str| -> Vec<String> {
-        d.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    // --cni-bin-dir took a comma-separated list; one that names no directory (`,`) is no setting.
-    let set = flag_from("cni-bin-dir")
-        .filter(|(d, _)| d.split(',').any(|s| !s.trim().is_empty()))
+    flag.filter(|(d, _)| !listed(d).is_empty())
         .or(runtime_bins)
-        .or(unserved);
-    // A setting that names no directory (`,`, blanks) is no setting.
-    let set = set.filter(|(d, _)| !listed(d).is_empty());
+        .or(unserved)
+        .filter(|(d, _)| !listed(d).is_empty())
+        .map(|(d, from)| (listed(&d), from))
+}
+
+/// The plugin directories, the one with the plugins first, and where they were set: what is
+/// set, else the usual directories that hold plugins. A set directory that holds none of the
+/// plugins, where a usual one holds some (a stale --cni-bin-dir, a config's default), gives
+/// way to that one, said.
+fn bin_dirs(
+    node: &Node,
+    set: Option<(Vec<String>, String)>,
+    wanted: &[String],
+) -> (Vec<String>, String) {
     let (candidates, set_source): (Vec<String>, Option<String>) = match set {
-        Some((d, from)) => (listed(&d), Some(from)),
+        Some((dirs, from)) => (dirs, Some(from)),
         None => (
             BIN_DIR_CANDIDATES.iter().map(|s| s.to_string()).collect(),
             None,
@@ -175,8 +257,6 @@ pub fn inspect(
         .filter(|d| !node.list(d).is_empty())
         .cloned()
         .collect();
-    // A configured directory that holds none of the plugins, where a usual one holds some
-    // (a stale --cni-bin-dir, a config's default): the plugins' directory, said.
     let count = |d: &str| {
         let have = node.list(d);
         wanted.iter().filter(|w| have.contains(w)).count()
@@ -188,55 +268,28 @@ pub fn inspect(
         .rev() // the first of the most-holding ones
         .max_by_key(|(n, _)| *n)
         .map(|(_, d)| d.to_string());
-    let (bin_dirs, bin_dir_source) = match (set_source, holding.is_empty()) {
-        (Some(from), _)
-            if !wanted.is_empty()
-                && !candidates
-                    .iter()
-                    .any(|d| wanted.iter().any(|w| node.list(d).contains(w)))
-                && usual_holding.is_some() =>
-        {
-            let d = usual_holding.clone().expect("checked");
-            (
-                vec![d],
-                format!(
-                    "where the plugins are ({from} names {}, which holds none of them)",
-                    candidates.join(", ")
-                ),
-            )
-        }
-        (Some(from), _) => {
+    let holds_none = !wanted.is_empty()
+        && !candidates
+            .iter()
+            .any(|d| wanted.iter().any(|w| node.list(d).contains(w)));
+    match (set_source, holding.is_empty(), usual_holding) {
+        (Some(from), _, Some(d)) if holds_none => (
+            vec![d],
+            format!(
+                "where the plugins are ({from} names {}, which holds none of them)",
+                candidates.join(", ")
+            ),
+        ),
+        (Some(from), _, _) => {
             let mut dirs = holding.clone();
             dirs.extend(candidates.iter().filter(|d| !holding.contains(d)).cloned());
             (dirs, from)
         }
-        (None, false) => (holding.clone(), "where the plugins are".to_string()),
-        (None, true) => (
+        (None, false, _) => (holding, "where the plugins are".to_string()),
+        (None, true, _) => (
             vec![BIN_DIR_CANDIDATES[0].to_string()],
             "the default (no plugins found)".to_string(),
         ),
-    };
-    let plugins = bin_dirs.first().map(|d| node.list(d)).unwrap_or_default();
-    let mut available: Vec<String> = bin_dirs.iter().flat_map(|d| node.list(d)).collect();
-    available.sort();
-    available.dedup();
-    let missing = named
-        .iter()
-        .filter(|(t, _)| !available.contains(t))
-        .cloned()
-        .collect();
-    Cni {
-        conf_dir,
-        conf_dir_source,
-        conf_files,
-        bin_dirs,
-        bin_dir_source,
-        plugins,
-        missing,
-        available,
-        needed: named,
-        network,
-        shadowed_by,
     }
 }
 
