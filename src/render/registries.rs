@@ -126,7 +126,7 @@ pub fn containerd_hosts(
 ) -> WithSkipped<Vec<RegistryHost>> {
     let mut skipped = Vec::new();
     let insecure = insecure_hosts(settings, &mut skipped);
-    let mut out: BTreeMap<RegistryName, RegistryHost> = BTreeMap::new();
+    let mut out = Hosts::new();
     let mirror_entry = |u: &RegistryUrl| {
         entry(
             u.url(),
@@ -148,23 +148,47 @@ pub fn containerd_hosts(
             },
         );
     }
+    add_moved_mirrors(&mut out, moved_mirrors, &hub, &mirror_entry, &mut skipped);
+    add_insecure(&mut out, &insecure, certs, settings);
+    add_certs(&mut out, certs, &mut skipped);
+    add_moved_tls(&mut out, moved_tls, &mut skipped);
+    WithSkipped {
+        value: out.into_values().collect(),
+        skipped,
+    }
+}
+
+/// The hosts.toml files being made, by registry.
+type Hosts = BTreeMap<RegistryName, RegistryHost>;
+
+/// A registry name from the node, or none with why it was skipped.
+fn host_or_skip(host: &str, from: &str, skipped: &mut Vec<String>) -> Option<RegistryName> {
+    RegistryName::parse(host)
+        .map_err(|e| skipped.push(format!("{from}: {e}; skipped")))
+        .ok()
+}
+
+/// An old config.toml's registry.mirrors: each registry's mirrors as its hosts.
+fn add_moved_mirrors(
+    out: &mut Hosts,
+    moved_mirrors: &[(String, Vec<String>)],
+    hub: &RegistryName,
+    mirror_entry: &dyn Fn(&RegistryUrl) -> HostEntry,
+    skipped: &mut Vec<String>,
+) {
     let moved_origin = "registry.mirrors in /etc/containerd/config.toml";
     for (host, endpoints) in moved_mirrors {
-        let host = match RegistryName::parse(host) {
-            Ok(h) => h,
-            Err(e) => {
-                skipped.push(format!("{moved_origin}: {e}; skipped"));
-                continue;
-            }
+        let Some(host) = host_or_skip(host, moved_origin, skipped) else {
+            continue;
         };
-        let server = if host == hub {
+        let server = if &host == hub {
             DOCKER_HUB_SERVER.to_string()
         } else {
             format!("https://{host}")
         };
         let endpoints: Vec<RegistryUrl> = endpoints
             .iter()
-            .filter_map(|e| mirror_url(e, moved_origin, &mut skipped))
+            .filter_map(|e| mirror_url(e, moved_origin, skipped))
             .collect();
         let rh = out.entry(host.clone()).or_insert_with(|| RegistryHost {
             host: host.clone(),
@@ -180,12 +204,21 @@ pub fn containerd_hosts(
             }
         }
     }
-    for host in &insecure {
+}
+
+/// Docker's insecure registries that have no file yet. An http:// host with TLS settings on a
+/// port other than 80 is tried over HTTPS (without verification) first, then plain HTTP: what
+/// Docker does for insecure registries.
+fn add_insecure(
+    out: &mut Hosts,
+    insecure: &[RegistryName],
+    certs: &[CertDir],
+    settings: &DockerSettings,
+) {
+    for host in insecure {
         if out.contains_key(host) {
             continue;
         }
-        // An http:// host with TLS settings on a port other than 80 is tried over HTTPS (without
-        // verification) first, then plain HTTP: what Docker does for insecure registries.
         let url = format!("http://{host}");
         out.insert(
             host.clone(),
@@ -202,13 +235,14 @@ pub fn containerd_hosts(
             },
         );
     }
+}
+
+/// Docker's certs.d directories with certificates, for registries that have no file yet.
+fn add_certs(out: &mut Hosts, certs: &[CertDir], skipped: &mut Vec<String>) {
     for c in certs {
-        let host = match RegistryName::parse(&c.host) {
-            Ok(h) => h,
-            Err(e) => {
-                skipped.push(format!("a directory in /etc/docker/certs.d: {e}; skipped"));
-                continue;
-            }
+        let Some(host) = host_or_skip(&c.host, "a directory in /etc/docker/certs.d", skipped)
+        else {
+            continue;
         };
         if out.contains_key(&host) || (c.ca.is_empty() && c.client.is_empty()) {
             continue;
@@ -224,16 +258,19 @@ pub fn containerd_hosts(
             },
         );
     }
-    // TLS from an old config.toml's registry.configs: onto every entry that talks to that host,
-    // or a hosts.toml of its own when none does.
+}
+
+/// TLS from an old config.toml's registry.configs: onto every entry that talks to that host,
+/// or a hosts.toml of its own when none does.
+fn add_moved_tls(
+    out: &mut Hosts,
+    moved_tls: &[crate::render::containerd::MovedTls],
+    skipped: &mut Vec<String>,
+) {
     let tls_origin = "registry.configs TLS in /etc/containerd/config.toml";
     for t in moved_tls {
-        let host = match RegistryName::parse(&t.host) {
-            Ok(h) => h,
-            Err(e) => {
-                skipped.push(format!("{tls_origin}: {e}; skipped"));
-                continue;
-            }
+        let Some(host) = host_or_skip(&t.host, tls_origin, skipped) else {
+            continue;
         };
         let apply = |e: &mut HostEntry| {
             if let Some(ca) = &t.ca {
@@ -269,10 +306,6 @@ pub fn containerd_hosts(
             });
             rh.hosts.push(e);
         }
-    }
-    WithSkipped {
-        value: out.into_values().collect(),
-        skipped,
     }
 }
 
