@@ -362,25 +362,9 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     let pkgs = packages::Packages::read(node)?;
     let mut files = BTreeMap::new();
 
-    let mut kubelet_installed = runtimes::detect(node, cmds, &pkgs, &runtimes::KUBELET);
-    if let Some(v) = opts.kubelet_version {
-        kubelet_installed.version = Some(v);
-        kubelet_installed.version_source = Some("--kubelet-version".into());
-    }
-    let kubelet = kubelet::inspect(node, kubelet_installed, &mut files)?;
-    let (kind, reason) = kubelet.current_runtime();
-    let current_runtime = CurrentRuntime {
-        kind,
-        endpoint: kubelet.runtime_endpoint.clone(),
-        reason,
-    };
+    let (kubelet, current_runtime) = kubelet_and_runtime(node, cmds, &pkgs, opts, &mut files)?;
 
-    let runtimes = Runtimes {
-        docker: runtimes::detect(node, cmds, &pkgs, &runtimes::DOCKER),
-        cri_dockerd: runtimes::detect(node, cmds, &pkgs, &runtimes::CRI_DOCKERD),
-        containerd: runtimes::detect(node, cmds, &pkgs, &runtimes::CONTAINERD),
-        crio: runtimes::detect(node, cmds, &pkgs, &runtimes::CRIO),
-    };
+    let runtimes = Runtimes::detect(node, cmds, &pkgs);
     let docker = docker::inspect(node)?;
     let credentials = docker::credentials(node)?;
     // The kubelet's credentials file, which a migration onto containerd 2.x may add to.
@@ -390,15 +374,13 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
             snap,
         );
     }
-    // The runtimes' commands as their units run them, read once: what they load and where they
-    // listen.
-    let containerd_command = runtimes::unit_command(node, "containerd.service")?;
-    let crio_command = runtimes::unit_command(node, "crio.service")?;
-    let (containerd_config_path, containerd_config_from) =
-        runtimes::containerd_config_path(containerd_command.as_ref())?;
-    let containerd_config = runtimes::containerd_config(node, &containerd_config_path, &mut files)?;
-    let crio_paths = runtimes::crio_paths(crio_command.as_ref())?;
-    let crio = runtimes::crio_config(node, &crio_paths, &mut files)?;
+    let RuntimeConfigs {
+        containerd_config_path,
+        containerd_config,
+        crio_paths,
+        crio,
+        other_sockets,
+    } = RuntimeConfigs::read(node, &mut files)?;
     let cri_dockerd_flags = kubelet::cri_dockerd_flags(node)?;
     let cni = cni::inspect(
         node,
@@ -433,12 +415,6 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         containerd_config.as_ref(),
         opts.talk,
     );
-    let other_sockets = runtimes::other_sockets(
-        containerd_command.as_ref(),
-        crio_command.as_ref(),
-        containerd_config.as_ref(),
-        Some(&crio),
-    );
     let mut facts = Facts {
         root: node.root().display().to_string(),
         live,
@@ -452,10 +428,7 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
         kubenet_pod_cidr: None,
         crio_paths,
         other_sockets,
-        containerd_config_path: ContainerdConfigPath {
-            path: containerd_config_path,
-            from: containerd_config_from,
-        },
+        containerd_config_path,
         crio,
         tools: runtimes::tools(node, cmds, &pkgs),
         cni,
@@ -480,15 +453,88 @@ pub fn inspect(node: &Node, cmds: &dyn Commands, opts: &InspectOptions) -> Resul
     };
     facts.risks = risks::assess(&facts);
     facts.risks.extend(provisioners::findings(node));
-    // What a package database could not tell (an rpm database refused or unreadable).
-    facts.risks.extend(pkgs.notes.iter().map(|n| {
+    facts.risks.extend(package_notes(&pkgs));
+    Ok(facts)
+}
+
+/// The kubelet (its version from `--kubelet-version` where given) and the runtime it uses now.
+fn kubelet_and_runtime(
+    node: &Node,
+    cmds: &dyn Commands,
+    pkgs: &packages::Packages,
+    opts: &InspectOptions,
+    files: &mut BTreeMap<String, Snapshot>,
+) -> Result<(kubelet::Kubelet, CurrentRuntime)> {
+    let mut installed = runtimes::detect(node, cmds, pkgs, &runtimes::KUBELET);
+    if let Some(v) = opts.kubelet_version {
+        installed.version = Some(v);
+        installed.version_source = Some("--kubelet-version".into());
+    }
+    let kubelet = kubelet::inspect(node, installed, files)?;
+    let (kind, reason) = kubelet.current_runtime();
+    let current_runtime = CurrentRuntime {
+        kind,
+        endpoint: kubelet.runtime_endpoint.clone(),
+        reason,
+    };
+    Ok((kubelet, current_runtime))
+}
+
+/// What a package database could not tell (an rpm database refused or unreadable).
+fn package_notes(pkgs: &packages::Packages) -> impl Iterator<Item = Finding> + '_ {
+    pkgs.notes.iter().map(|n| {
         Finding::info(
             "package-database",
             n.clone(),
             "versions not found in a package database come from the binaries or the flags --kubelet-version and --runtime-version",
         )
-    }));
-    Ok(facts)
+    })
+}
+
+impl Runtimes {
+    fn detect(node: &Node, cmds: &dyn Commands, pkgs: &packages::Packages) -> Runtimes {
+        Runtimes {
+            docker: runtimes::detect(node, cmds, pkgs, &runtimes::DOCKER),
+            cri_dockerd: runtimes::detect(node, cmds, pkgs, &runtimes::CRI_DOCKERD),
+            containerd: runtimes::detect(node, cmds, pkgs, &runtimes::CONTAINERD),
+            crio: runtimes::detect(node, cmds, pkgs, &runtimes::CRIO),
+        }
+    }
+}
+
+/// The CRI runtimes' configs as their units load them.
+struct RuntimeConfigs {
+    containerd_config_path: ContainerdConfigPath,
+    containerd_config: Option<runtimes::ContainerdConfig>,
+    crio_paths: runtimes::CrioPaths,
+    crio: runtimes::CrioConfig,
+    other_sockets: Vec<runtimes::OtherSocket>,
+}
+
+impl RuntimeConfigs {
+    /// The runtimes' commands as their units run them, read once: what they load and where
+    /// they listen.
+    fn read(node: &Node, files: &mut BTreeMap<String, Snapshot>) -> Result<RuntimeConfigs> {
+        let containerd_command = runtimes::unit_command(node, "containerd.service")?;
+        let crio_command = runtimes::unit_command(node, "crio.service")?;
+        let (path, from) = runtimes::containerd_config_path(containerd_command.as_ref())?;
+        let containerd_config = runtimes::containerd_config(node, &path, files)?;
+        let crio_paths = runtimes::crio_paths(crio_command.as_ref())?;
+        let crio = runtimes::crio_config(node, &crio_paths, files)?;
+        let other_sockets = runtimes::other_sockets(
+            containerd_command.as_ref(),
+            crio_command.as_ref(),
+            containerd_config.as_ref(),
+            Some(&crio),
+        );
+        Ok(RuntimeConfigs {
+            containerd_config_path: ContainerdConfigPath { path, from },
+            containerd_config,
+            crio_paths,
+            crio,
+            other_sockets,
+        })
+    }
 }
 
 /// SELinux's mode: the running kernel's (`/sys/fs/selinux/enforce`) on a live node, else the
