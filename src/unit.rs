@@ -453,15 +453,7 @@ impl Unit {
             }
             Ok(())
         };
-        let mut line = exec.value.trim_start();
-        // Prefixes: `-` `@` `+` `!` `!!` change how it runs, `:` turns expansion off.
-        let mut expand = true;
-        while let Some(c) = line.chars().next().filter(|c| "-@+!:|".contains(*c)) {
-            if c == ':' {
-                expand = false;
-            }
-            line = &line[1..];
-        }
+        let (line, expand) = without_prefixes(&exec.value);
         let mut argv = Vec::new();
         let mut expands = Vec::new();
         // Each word's place in the value, for the line it stands on.
@@ -504,35 +496,7 @@ impl Unit {
                 continue;
             }
             // `${VAR}` anywhere: replaced in place, one word.
-            let mut out = String::new();
-            let mut var_from: Option<Variable> = None;
-            let mut rest = text.as_str();
-            while let Some(i) = rest.find('$') {
-                out.push_str(&rest[..i]);
-                let after = &rest[i + 1..];
-                if let Some(r) = after.strip_prefix('$') {
-                    out.push('$');
-                    rest = r;
-                } else if let Some((name, r)) = after
-                    .strip_prefix('{')
-                    .and_then(|a| a.split_once('}'))
-                    .filter(|(n, _)| is_var_name(n))
-                {
-                    match lookup(name) {
-                        Some(s) => {
-                            grow(s.value.len())?;
-                            out.push_str(&s.value);
-                            var_from = var(name, &s.origin);
-                        }
-                        None => notes.push(format!("${{{name}}} is not set: replaced by nothing")),
-                    }
-                    rest = r;
-                } else {
-                    out.push('$');
-                    rest = after;
-                }
-            }
-            out.push_str(rest);
+            let (out, var_from) = expand_braced(&text, &lookup, &mut grow, &mut notes)?;
             grow(out.len() + 8)?;
             argv.push(Word {
                 text: out,
@@ -546,6 +510,60 @@ impl Unit {
             notes,
         }))
     }
+}
+
+/// An `ExecStart=` value without its prefixes (`-` `@` `+` `!` `!!` change how it runs, `:`
+/// turns expansion off), and whether variables are expanded.
+fn without_prefixes(value: &str) -> (&str, bool) {
+    let mut line = value.trim_start();
+    let mut expand = true;
+    while let Some(c) = line.chars().next().filter(|c| "-@+!:|".contains(*c)) {
+        if c == ':' {
+            expand = false;
+        }
+        line = &line[1..];
+    }
+    (line, expand)
+}
+
+/// A word with each `${VAR}` replaced by its value in place (`$$` is `$`), and the variable
+/// that gave it its value (the last); `grow` bounds what the expansion makes.
+fn expand_braced<'v>(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<&'v UnitValue>,
+    grow: &mut dyn FnMut(usize) -> Result<()>,
+    notes: &mut Vec<String>,
+) -> Result<(String, Option<Variable>)> {
+    let mut out = String::new();
+    let mut var_from: Option<Variable> = None;
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some((name, r)) = after
+            .strip_prefix('{')
+            .and_then(|a| a.split_once('}'))
+            .filter(|(n, _)| is_var_name(n))
+        {
+            match lookup(name) {
+                Some(s) => {
+                    grow(s.value.len())?;
+                    out.push_str(&s.value);
+                    var_from = var(name, &s.origin);
+                }
+                None => notes.push(format!("${{{name}}} is not set: replaced by nothing")),
+            }
+            rest = r;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok((out, var_from))
 }
 
 /// The dependency settings of `[Unit]` whose units must follow the runtime.
