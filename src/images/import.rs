@@ -119,15 +119,12 @@ fn import_leased(
     snapshotter: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    let (reader, writer) = nix::unistd::pipe().context("a pipe for Docker's export")?;
-    let (reader, mut writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
-    let (tx, rx) = mpsc::channel::<(String, i64)>();
     let scope = SnapshotScope {
         namespace: NAMESPACE,
         lease,
         snapshotter,
     };
-    let mut unpacker = Unpacker {
+    let unpacker = Unpacker {
         client,
         at: scope,
         stacks: wanted
@@ -137,37 +134,8 @@ fn import_leased(
         done: vec![0; wanted.len()],
         arrived: HashMap::new(),
     };
-    let (exported, unpacked, read) = std::thread::scope(|s| {
-        let export = s.spawn(move || {
-            let docker = Docker::new(PathBuf::from(docker_socket))?;
-            docker.export(export_names, &mut writer, &mut |n| progress(n))
-            // The writer drops here: the reader sees the end of the stream.
-        });
-        let unpack = s.spawn(move || -> Result<Unpacker> {
-            // Layers are unpacked while later ones still travel.
-            while let Ok((digest, size)) = rx.recv() {
-                unpacker.arrived.insert(digest, size);
-                unpacker.advance()?;
-            }
-            Ok(unpacker)
-        });
-        let read = read_stream(client, lease, reader, &tx);
-        drop(tx);
-        (
-            export
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the export thread panicked"))),
-            unpack
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("the unpack thread panicked"))),
-            read,
-        )
-    });
-    // Docker's own error says most (the stream stops short when it fails).
-    exported.context("Docker's export")?;
-    let (blobs, manifest) = read?;
-    let mut unpacker = unpacked?;
-    unpacker.advance()?;
+    let ((blobs, manifest), unpacker) =
+        export_and_unpack(lease, docker_socket, export_names, unpacker, progress)?;
 
     let manifest = manifest.ok_or_else(|| anyhow!("Docker's export has no manifest.json"))?;
     let saved: Vec<SavedImage> = serde_json::from_slice(&manifest)
@@ -229,6 +197,53 @@ fn import_leased(
         bail!("Docker's export does not hold {}", missing.join(", "));
     }
     Ok(())
+}
+
+/// Docker's export of the images streamed into containerd's content store (`read_stream`),
+/// each layer unpacked as it arrives while later ones still travel; the blobs, the export's
+/// manifest.json, and the unpacker with what it has done.
+fn export_and_unpack<'a>(
+    lease: &str,
+    docker_socket: &Path,
+    export_names: &[String],
+    mut unpacker: Unpacker<'a>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Read, Unpacker<'a>)> {
+    let client = unpacker.client;
+    let (reader, writer) = nix::unistd::pipe().context("a pipe for Docker's export")?;
+    let (reader, mut writer) = (std::fs::File::from(reader), std::fs::File::from(writer));
+    let (tx, rx) = mpsc::channel::<(String, i64)>();
+    let (exported, unpacked, read) = std::thread::scope(|s| {
+        let export = s.spawn(move || {
+            let docker = Docker::new(PathBuf::from(docker_socket))?;
+            docker.export(export_names, &mut writer, &mut |n| progress(n))
+            // The writer drops here: the reader sees the end of the stream.
+        });
+        let unpack = s.spawn(move || -> Result<Unpacker> {
+            while let Ok((digest, size)) = rx.recv() {
+                unpacker.arrived.insert(digest, size);
+                unpacker.advance()?;
+            }
+            Ok(unpacker)
+        });
+        let read = read_stream(client, lease, reader, &tx);
+        drop(tx);
+        (
+            export
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the export thread panicked"))),
+            unpack
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the unpack thread panicked"))),
+            read,
+        )
+    });
+    // Docker's own error says most (the stream stops short when it fails).
+    exported.context("Docker's export")?;
+    let read = read?;
+    let mut unpacker = unpacked?;
+    unpacker.advance()?;
+    Ok((read, unpacker))
 }
 
 /// A blob of the stream in containerd: digest, size, media type (for a layer).
