@@ -805,58 +805,12 @@ fn resume(
     out: &mut dyn Write,
 ) -> Result<i32> {
     let target = b.manifest.plan.target;
-    if args.to.is_some_and(|to| to != target) {
-        return Err(Failure::preflight(
-            format!("an interrupted migration to {} is pending (backup {})", target.name(), b.node_dir),
-            format!("Finish it with `cri-migrate migrate --to {}`, or undo it with `cri-migrate rollback`.", serde_json::to_value(target)?.as_str().unwrap_or("")),
-        )
-        .into());
-    }
-    let msg = format!(
-        "An interrupted migration to {} was found ({}): finishing it.",
-        target.name(),
-        b.node_dir
-    );
-    if mode == Mode::Guided {
-        guided::confirm_or_cancel(
-            &format!(
-                "An interrupted migration to {} was found ({}). Finish it?",
-                target.name(),
-                b.node_dir
-            ),
-            "the interrupted migration was left as it is; `cri-migrate rollback` undoes it",
-            false,
-        )?;
-    } else {
-        eprintln!("{}", crate::secrets::shown(&msg));
-    }
+    confirm_resume(&b, args, mode)?;
     let systemd = t.systemd();
     let kubectl = t.kubectl(args.kubeconfig.as_ref());
     let started = Instant::now();
     signals::set_phase(Phase::Changing);
-    // The node the interrupted run cordoned (checked: the backup is the node's file), else
-    // (for --drain) the node's name as inspected.
-    let name = match b.manifest.cordoned.clone() {
-        Some(n) => Some(NodeName::parse(&n).map_err(|e| {
-            Failure::bad_input(
-                format!("{}/manifest.json", b.node_dir),
-                format!("its cordoned node: {e}"),
-                "Check the backup: cri-migrate never writes such a name there.",
-            )
-        })?),
-        None if args.drain => Some(node_name(
-            &inspect::inspect(
-                t.node,
-                t.commands(),
-                &InspectOptions {
-                    kubelet_version: args.kubelet_version,
-                    talk: false, // only the node's name is wanted
-                },
-            )?,
-            args.node_name.as_deref(),
-        )?),
-        None => None,
-    };
+    let name = node_to_drain(t, &b, args)?;
     let drain = if args.drain { name } else { None };
     let o = walk(
         t,
@@ -906,6 +860,64 @@ fn resume(
     Ok(match &o.error {
         None => exit::OK,
         Some(f) => report_failure(f),
+    })
+}
+
+/// A migration to another target than the interrupted one's is refused; otherwise said (or,
+/// guided, asked).
+fn confirm_resume(b: &Backup, args: &MigrateArgs, mode: Mode) -> Result<()> {
+    let target = b.manifest.plan.target;
+    if args.to.is_some_and(|to| to != target) {
+        return Err(Failure::preflight(
+            format!("an interrupted migration to {} is pending (backup {})", target.name(), b.node_dir),
+            format!("Finish it with `cri-migrate migrate --to {}`, or undo it with `cri-migrate rollback`.", serde_json::to_value(target)?.as_str().unwrap_or("")),
+        )
+        .into());
+    }
+    let msg = format!(
+        "An interrupted migration to {} was found ({}): finishing it.",
+        target.name(),
+        b.node_dir
+    );
+    if mode == Mode::Guided {
+        guided::confirm_or_cancel(
+            &format!(
+                "An interrupted migration to {} was found ({}). Finish it?",
+                target.name(),
+                b.node_dir
+            ),
+            "the interrupted migration was left as it is; `cri-migrate rollback` undoes it",
+            false,
+        )?;
+    } else {
+        eprintln!("{}", crate::secrets::shown(&msg));
+    }
+    Ok(())
+}
+
+/// The node to drain on resuming: the one the interrupted run cordoned (checked, drained or
+/// not: the backup is the node's file), else, for --drain, the node's name as inspected.
+fn node_to_drain(t: &NodeAccess, b: &Backup, args: &MigrateArgs) -> Result<Option<NodeName>> {
+    Ok(match b.manifest.cordoned.clone() {
+        Some(n) => Some(NodeName::parse(&n).map_err(|e| {
+            Failure::bad_input(
+                format!("{}/manifest.json", b.node_dir),
+                format!("its cordoned node: {e}"),
+                "Check the backup: cri-migrate never writes such a name there.",
+            )
+        })?),
+        None if args.drain => Some(node_name(
+            &inspect::inspect(
+                t.node,
+                t.commands(),
+                &InspectOptions {
+                    kubelet_version: args.kubelet_version,
+                    talk: false, // only the node's name is wanted
+                },
+            )?,
+            args.node_name.as_deref(),
+        )?),
+        None => None,
     })
 }
 
