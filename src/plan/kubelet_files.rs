@@ -196,18 +196,37 @@ fn flags_and_config(
     to: &KubeletMove,
     warnings: &mut Vec<Finding>,
 ) -> Result<Vec<FileChange>, Failure> {
-    let KubeletMove {
-        kv,
-        target,
-        endpoint,
-        pause,
-    } = *to;
     let k = &facts.kubelet;
+    let kv = to.kv;
     let rotation = log_rotation(facts, warnings);
-    let rules = Rules {
-        pause: pause.map(str::to_string),
+    let rules = rules(facts, to, rotation.as_ref());
+    let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
+    let owner = runtime_flags_owner(k).filter(|_| needs_flag);
+    if needs_flag && owner.is_none() {
+        return Err(Failure::preflight(
+            format!("kubelet {kv} takes its runtime endpoint as a flag, but the node has no kubelet unit and no kubelet flags file ({KUBEADM_FLAGS}, {})", EXTRA_ARGS_FILES.join(", ")),
+            "Create /etc/default/kubelet (or /etc/sysconfig/kubelet) with KUBELET_EXTRA_ARGS=\"\" and make the kubelet unit read it with EnvironmentFile=, then run cri-migrate again.",
+        ));
+    }
+    // Each file's new text, edit after edit (a unit file may hold both an Environment= of
+    // flags and the ExecStart= line), in the order first met.
+    let mut edited: Vec<Edited> = Vec::new();
+    rewrite_flags(facts, owner.as_ref(), &rules, &mut edited)?;
+    let (unit_files, deps_changed) = follow_the_runtime(facts, to.target, &mut edited);
+    let mut out = edited_files(facts, edited, &deps_changed, &unit_files, warnings)?;
+    out.extend(config_files(facts, &rules, rotation)?);
+    Ok(out)
+}
+
+/// A file being edited: its path, its new text, the flags taken out of it.
+type Edited = (String, String, Vec<String>);
+
+/// How the kubelet of this version is told its runtime, its pause image and (without a config
+/// file) Docker's log rotation.
+fn rules(facts: &Facts, to: &KubeletMove, rotation: Option<&Rotation>) -> Rules {
+    Rules {
+        pause: to.pause.map(str::to_string),
         extra_flags: rotation
-            .as_ref()
             .filter(|r| r.as_flags)
             .map(|r| {
                 let mut f = vec![];
@@ -220,36 +239,34 @@ fn flags_and_config(
                 f
             })
             .unwrap_or_default(),
-        ..Rules::for_version(kv, endpoint, k.config.exists)
-    };
-    let needs_flag = rules.runtime_remote_flag || !rules.endpoint_in_config;
-    let owner = runtime_flags_owner(k).filter(|_| needs_flag);
-    if needs_flag && owner.is_none() {
-        return Err(Failure::preflight(
-            format!("kubelet {kv} takes its runtime endpoint as a flag, but the node has no kubelet unit and no kubelet flags file ({KUBEADM_FLAGS}, {})", EXTRA_ARGS_FILES.join(", ")),
-            "Create /etc/default/kubelet (or /etc/sysconfig/kubelet) with KUBELET_EXTRA_ARGS=\"\" and make the kubelet unit read it with EnvironmentFile=, then run cri-migrate again.",
-        ));
+        ..Rules::for_version(to.kv, to.endpoint, facts.kubelet.config.exists)
     }
-    // Each file's new text, edit after edit (a unit file may hold both an Environment= of
-    // flags and the ExecStart= line), in the order first met.
-    let mut edited: Vec<(String, String, Vec<String>)> = Vec::new();
+}
+
+/// Every file that holds the kubelet's flags (and the unit's ExecStart= where the runtime's
+/// flags go there), rewritten by the rules; `owner` is the file and variable that takes the
+/// runtime's flags.
+fn rewrite_flags(
+    facts: &Facts,
+    owner: Option<&(String, String)>,
+    rules: &Rules,
+    edited: &mut Vec<Edited>,
+) -> Result<(), Failure> {
+    let k = &facts.kubelet;
     let mut sources: Vec<(String, FileKind, Vec<String>)> = k
         .flag_files
         .iter()
         .map(|f| (f.path.clone(), f.kind, f.vars.clone()))
         .collect();
-    if let (Some((file, var)), Some(_)) = (&owner, &k.exec_start) {
+    if let (Some((file, var)), Some(_)) = (owner, &k.exec_start) {
         if var == EXEC_START && !sources.iter().any(|s| s.1 == FileKind::ExecStart) {
             sources.push((file.clone(), FileKind::ExecStart, vec![EXEC_START.into()]));
         }
     }
     for (path, kind, vars) in &sources {
-        let at = slot(&mut edited, facts, path);
+        let at = slot(edited, facts, path);
         let text = &edited[at].1;
-        let owner_var = owner
-            .as_ref()
-            .filter(|(p, _)| p == path)
-            .map(|(_, v)| v.as_str());
+        let owner_var = owner.filter(|(p, _)| p == path).map(|(_, v)| v.as_str());
         let (new, removed) = match kind {
             FileKind::ExecStart => {
                 let line = k.exec_start.as_ref().map(|o| o.line).unwrap_or(0);
@@ -257,7 +274,7 @@ fn flags_and_config(
                     text,
                     line,
                     owner_var == Some(EXEC_START),
-                    &rules,
+                    rules,
                 )
             }
             _ => render::kubelet::rewrite_flags_file(
@@ -265,15 +282,24 @@ fn flags_and_config(
                 text,
                 vars,
                 owner_var.filter(|v| *v != EXEC_START),
-                &rules,
+                rules,
             ),
         }
         .map_err(|e| Failure::bad_input(path, e, "Fix the kubelet's flags."))?;
         edited[at].1 = new;
         edited[at].2.extend(removed);
     }
-    // The unit's dependencies on Docker's units follow the runtime: a kubelet that Requires=
-    // docker.service would start Docker again, and be stopped with it.
+    Ok(())
+}
+
+/// The unit's dependencies on Docker's units follow the runtime: a kubelet that Requires=
+/// docker.service would start Docker again, and be stopped with it. The unit's files, and each
+/// changed one with what it says.
+fn follow_the_runtime(
+    facts: &Facts,
+    target: Target,
+    edited: &mut Vec<Edited>,
+) -> (Vec<String>, Vec<(String, Vec<String>)>) {
     let unit_files: Vec<String> = facts
         .kubelet_command
         .iter()
@@ -285,7 +311,7 @@ fn flags_and_config(
         if !facts.files.contains_key(path) {
             continue;
         }
-        let at = slot(&mut edited, facts, path);
+        let at = slot(edited, facts, path);
         let (new, said) = crate::unit::replace_dependencies(
             &edited[at].1,
             &crate::runtime::DOCKER_UNITS,
@@ -296,9 +322,7 @@ fn flags_and_config(
             deps_changed.push((path.clone(), said));
         }
     }
-    let mut out = edited_files(facts, edited, &deps_changed, &unit_files, warnings)?;
-    out.extend(config_files(facts, &rules, rotation)?);
-    Ok(out)
+    (unit_files, deps_changed)
 }
 
 /// The flags files as edited: each written where it is, a package's unit file overridden (a
