@@ -75,6 +75,82 @@ pub struct KubeletConfig {
 }
 
 impl KubeletConfig {
+    /// A drop-in of `--config-dir` read over this config: each field it sets wins, and is
+    /// recorded as set there.
+    fn overlay(&mut self, path: String, d: KubeletConfig) {
+        fn over<T>(
+            set_in: &mut BTreeMap<String, String>,
+            path: &str,
+            field: &str,
+            a: &mut Option<T>,
+            b: Option<T>,
+        ) {
+            if b.is_some() {
+                *a = b;
+                set_in.insert(field.to_string(), path.to_string());
+            }
+        }
+        let set_in = &mut self.set_in;
+        over(
+            set_in,
+            &path,
+            "cgroupDriver",
+            &mut self.cgroup_driver,
+            d.cgroup_driver,
+        );
+        if d.container_runtime_endpoint.is_some() {
+            self.endpoint_file = Some(path.clone());
+        }
+        over(
+            set_in,
+            &path,
+            "containerRuntimeEndpoint",
+            &mut self.container_runtime_endpoint,
+            d.container_runtime_endpoint,
+        );
+        over(
+            set_in,
+            &path,
+            "imageServiceEndpoint",
+            &mut self.image_service_endpoint,
+            d.image_service_endpoint,
+        );
+        over(
+            set_in,
+            &path,
+            "staticPodPath",
+            &mut self.static_pod_path,
+            d.static_pod_path,
+        );
+        over(
+            set_in,
+            &path,
+            "clusterDomain",
+            &mut self.cluster_domain,
+            d.cluster_domain,
+        );
+        over(set_in, &path, "podCIDR", &mut self.pod_cidr, d.pod_cidr);
+        over(
+            set_in,
+            &path,
+            "containerLogMaxSize",
+            &mut self.container_log_max_size,
+            d.container_log_max_size,
+        );
+        over(
+            set_in,
+            &path,
+            "containerLogMaxFiles",
+            &mut self.container_log_max_files,
+            d.container_log_max_files,
+        );
+        if !d.cluster_dns.is_empty() {
+            self.cluster_dns = d.cluster_dns;
+            set_in.insert("clusterDNS".into(), path.clone());
+        }
+        self.dropins.push(path);
+    }
+
     /// The file that decides a field: the last drop-in that sets it, else the config file.
     pub fn file_of(&self, field: &str) -> &str {
         self.set_in
@@ -222,44 +298,7 @@ pub fn inspect(
             if !d.exists {
                 continue;
             }
-            config.dropins.push(path.clone());
-            let mut set_in = std::mem::take(&mut config.set_in);
-            let mut over = |field: &str, a: &mut Option<String>, b: Option<String>| {
-                if b.is_some() {
-                    *a = b;
-                    set_in.insert(field.to_string(), path.clone());
-                }
-            };
-            over("cgroupDriver", &mut config.cgroup_driver, d.cgroup_driver);
-            if d.container_runtime_endpoint.is_some() {
-                config.endpoint_file = Some(path.clone());
-            }
-            over(
-                "containerRuntimeEndpoint",
-                &mut config.container_runtime_endpoint,
-                d.container_runtime_endpoint,
-            );
-            over(
-                "imageServiceEndpoint",
-                &mut config.image_service_endpoint,
-                d.image_service_endpoint,
-            );
-            over(
-                "staticPodPath",
-                &mut config.static_pod_path,
-                d.static_pod_path,
-            );
-            over(
-                "clusterDomain",
-                &mut config.cluster_domain,
-                d.cluster_domain,
-            );
-            over("podCIDR", &mut config.pod_cidr, d.pod_cidr);
-            if !d.cluster_dns.is_empty() {
-                config.cluster_dns = d.cluster_dns;
-                set_in.insert("clusterDNS".into(), path.clone());
-            }
-            config.set_in = set_in;
+            config.overlay(path, d);
         }
     }
 
@@ -610,6 +649,46 @@ fn read_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_dir_drop_in_wins_for_each_field_it_sets_and_is_named_for_it() {
+        let mut c = KubeletConfig {
+            path: "/var/lib/kubelet/config.yaml".into(),
+            cgroup_driver: Some("cgroupfs".into()),
+            container_log_max_size: Some("10Mi".into()),
+            ..KubeletConfig::default()
+        };
+        let d = KubeletConfig {
+            cgroup_driver: Some("systemd".into()),
+            container_log_max_files: Some(3),
+            container_runtime_endpoint: Some("unix:///run/containerd/containerd.sock".into()),
+            ..KubeletConfig::default()
+        };
+        c.overlay("/etc/kubernetes/kubelet.conf.d/10-a.conf".into(), d);
+        assert_eq!(c.cgroup_driver.as_deref(), Some("systemd"));
+        assert_eq!(c.container_log_max_size.as_deref(), Some("10Mi"));
+        assert_eq!(c.container_log_max_files, Some(3));
+        for field in [
+            "cgroupDriver",
+            "containerLogMaxFiles",
+            "containerRuntimeEndpoint",
+        ] {
+            assert_eq!(
+                c.file_of(field),
+                "/etc/kubernetes/kubelet.conf.d/10-a.conf",
+                "{field}"
+            );
+        }
+        assert_eq!(
+            c.file_of("containerLogMaxSize"),
+            "/var/lib/kubelet/config.yaml"
+        );
+        assert_eq!(
+            c.endpoint_file.as_deref(),
+            Some("/etc/kubernetes/kubelet.conf.d/10-a.conf")
+        );
+        assert_eq!(c.dropins, ["/etc/kubernetes/kubelet.conf.d/10-a.conf"]);
+    }
     use crate::version::Version;
 
     fn kubelet(version: &str, flags: &[(&str, &str)]) -> Kubelet {

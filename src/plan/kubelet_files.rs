@@ -604,11 +604,16 @@ fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> 
         });
     }
     if k.container_log_max_size.is_some() || k.container_log_max_files.is_some() {
+        // The config file, or the drop-in of --config-dir that sets them.
+        let file = match k.container_log_max_size {
+            Some(_) => k.file_of("containerLogMaxSize"),
+            None => k.file_of("containerLogMaxFiles"),
+        };
         warnings.push(Finding::info(
             "docker-log-rotation",
             format!(
                 "Docker rotated container logs at {size} × {n}; the kubelet's {} sets its own (containerLogMaxSize {}, containerLogMaxFiles {}), which now applies",
-                k.path,
+                file,
                 k.container_log_max_size.as_deref().unwrap_or("10Mi (default)"),
                 k.container_log_max_files.map(|f| f.to_string()).unwrap_or_else(|| "5 (default)".into())
             ),
@@ -793,6 +798,23 @@ mod tests {
         assert!(w
             .iter()
             .any(|x| x.code == "docker-log-rotation" && x.message.contains("which now applies")));
+        // Set by a drop-in of --config-dir: kept, and the drop-in named.
+        let mut f = facts_with("kubeadm-1.20-docker", None);
+        let dropin = "/etc/kubernetes/kubelet.conf.d/30-logs.conf";
+        f.kubelet.config.container_log_max_files = Some(3);
+        f.kubelet
+            .config
+            .set_in
+            .insert("containerLogMaxFiles".into(), dropin.into());
+        let (files, w) = side(&f);
+        assert!(!files.iter().any(|c| c.new.contains("containerLogMaxSize")));
+        let said = w.iter().find(|x| x.code == "docker-log-rotation").unwrap();
+        assert!(
+            said.message
+                .contains(&format!("the kubelet's {dropin} sets its own")),
+            "{}",
+            said.message
+        );
     }
 
     #[test]
