@@ -525,16 +525,21 @@ struct Rotation {
     as_flags: bool,
 }
 
-/// What of Docker's log settings the kubelet's config takes: its `json-file` or `local`
-/// driver's `max-size` and `max-file` (the `local` driver's defaults 20m and 5 included), in
-/// Kubernetes units (`100m` → `100Mi`), at least 2 files (the kubelet's minimum). Where the
-/// kubelet's config sets them already, or has no file, or Docker did not rotate, said.
-fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> {
+/// Docker's log rotation as the kubelet can take it: its driver, its max-size as Docker wrote
+/// it and as a Kubernetes quantity, and how many files (at least the kubelet's 2); none, said,
+/// where Docker did not rotate or its driver kept no files.
+struct DockersRotation {
+    driver: String,
+    size: String,
+    quantity: String,
+    n: u64,
+}
+
+fn dockers_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<DockersRotation> {
     if !facts.current_runtime.kind.is_docker() {
         return None;
     }
     let d = &facts.docker.settings;
-    let k = &facts.kubelet.config;
     let driver = d.log_driver.as_deref().unwrap_or("json-file");
     let (size, files) = match driver {
         "json-file" => (
@@ -580,6 +585,26 @@ fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> 
         ));
         n = 2;
     }
+    Some(DockersRotation {
+        driver: driver.to_string(),
+        size,
+        quantity,
+        n,
+    })
+}
+
+/// What of Docker's log settings the kubelet's config takes: its `json-file` or `local`
+/// driver's `max-size` and `max-file` (the `local` driver's defaults 20m and 5 included), in
+/// Kubernetes units (`100m` → `100Mi`), at least 2 files (the kubelet's minimum). Where the
+/// kubelet's config sets them already, or has no file, or Docker did not rotate, said.
+fn log_rotation(facts: &Facts, warnings: &mut Vec<Finding>) -> Option<Rotation> {
+    let DockersRotation {
+        driver,
+        size,
+        quantity,
+        n,
+    } = dockers_rotation(facts, warnings)?;
+    let k = &facts.kubelet.config;
     if !k.exists {
         // No config file: the kubelet's flags (deprecated for the config file, still read).
         let own = |f: &str| facts.kubelet.flag(f).and_then(|x| x.value.clone());
