@@ -797,15 +797,7 @@ fn act(
             start_unit(fx, verb, unit)
         }
         Action::WaitForSocket { timeout_secs, .. } => {
-            let cri = (fx.cri)(&endpoint, Duration::from_secs(*timeout_secs)).map_err(|e| {
-                let unit = plan.target.unit();
-                unit_failure(fx, unit, format!("{e:#}"))
-            })?;
-            let v = cri.version()?;
-            Ok(Some(format!(
-                "{} {} answers on {endpoint}",
-                v.runtime_name, v.runtime_version
-            )))
+            wait_for_socket(w, &endpoint, Duration::from_secs(*timeout_secs))
         }
         Action::VerifyPull {
             image, providers, ..
@@ -855,6 +847,20 @@ fn act(
             wait_active(fx, unit, Duration::from_secs(*timeout_secs)).map(|_| None)
         }
     }
+}
+
+/// The runtime answering CRI on its socket, said with its version; where it does not, the
+/// runtime's unit and journal say why.
+fn wait_for_socket(w: &Walk, endpoint: &str, timeout: Duration) -> Result<Option<String>> {
+    let cri = (w.fx.cri)(endpoint, timeout).map_err(|e| {
+        let unit = w.plan.target.unit();
+        unit_failure(w.fx, unit, format!("{e:#}"))
+    })?;
+    let v = cri.version()?;
+    Ok(Some(format!(
+        "{} {} answers on {endpoint}",
+        v.runtime_name, v.runtime_version
+    )))
 }
 
 /// The check's pull through CRI, as the kubelet pulls (its credential providers asked). On an
