@@ -10,8 +10,8 @@ pub(super) fn service_actions(
     endpoint: &str,
     files: &[FileChange],
     settings: &Carried,
-    warnings: &mut Vec<Finding>,
-) -> (Order, Vec<Action>) {
+) -> Said<(Order, Vec<Action>)> {
+    let mut warnings = Vec::new();
     let (target, from) = (opts.target, v.from);
     let order = order(facts, target, from);
     if !order.check_before_cutover && from.is_docker() {
@@ -39,7 +39,10 @@ pub(super) fn service_actions(
     } else {
         actions
     };
-    (order, actions)
+    Said {
+        value: (order, actions),
+        warnings,
+    }
 }
 
 /// Can the target runtime come up with its new config while the kubelet still runs on Docker?
@@ -299,14 +302,14 @@ mod tests {
         let f = facts_with("kubeadm-1.20-docker", None);
         let mut o = opts(Target::Containerd);
         let mut w = vec![];
-        let v = versions(&f, &o, &mut w).unwrap();
-        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (_, with) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
+        let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
+        let (_, with) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(with
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
         o.no_sandbox = true;
-        let (_, without) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let (_, without) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(!without
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
@@ -328,9 +331,9 @@ mod tests {
         let mut o = opts(Target::Containerd);
         o.runtime_version = Version::parse("1.6.19");
         let mut w = vec![];
-        let v = versions(&f, &o, &mut w).unwrap();
-        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
+        let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
+        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(!order.check_before_cutover);
         assert!(order.why.contains("KillMode"), "{}", order.why);
         assert!(w.iter().any(|f| f.code == "checked-after-cutover"));
@@ -344,9 +347,9 @@ mod tests {
         f.runtimes.containerd.kill_mode = Some("process".into());
         let o = opts(Target::Containerd);
         let mut w = vec![];
-        let v = versions(&f, &o, &mut w).unwrap();
-        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let (before, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
+        let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
+        let (before, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(before.check_before_cutover, "{}", before.why);
         let tie = |dependency, unit: &str| crate::inspect::runtimes::Tie {
             dependency,
@@ -354,7 +357,7 @@ mod tests {
             files: vec!["/lib/systemd/system/docker.service".into()],
         };
         f.runtimes.docker.tied_to = vec![tie("BindsTo", "containerd.service")];
-        let (order, actions) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let (order, actions) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(!order.check_before_cutover);
         assert!(
             order.why.contains("BindsTo=containerd.service"),
@@ -371,7 +374,7 @@ mod tests {
         assert!(docker_stops < restart, "{actions:?}");
         // A tie to another runtime's unit does not matter to this target.
         f.runtimes.docker.tied_to = vec![tie("Requires", "crio.service")];
-        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c, &mut w);
+        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
         assert!(order.check_before_cutover);
     }
 }

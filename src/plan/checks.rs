@@ -8,8 +8,8 @@ pub(super) fn closing_warnings(
     v: &Versions,
     target: Target,
     settings: &Carried,
-    warnings: &mut Vec<Finding>,
-) {
+) -> Vec<Finding> {
+    let mut warnings = Vec::new();
     let rv = v.rv;
     if settings.sandbox_image.is_none() {
         warnings.push(Finding::info(
@@ -31,6 +31,7 @@ pub(super) fn closing_warnings(
             .cloned(),
     );
     warnings.extend(by_target);
+    warnings
 }
 
 /// The pause image a runtime uses when none is configured (runtime-facts §1).
@@ -213,11 +214,11 @@ mod tests {
         let f = facts("kubelet-1.27-cri-dockerd");
         let o = opts(Target::Containerd);
         let mut w = vec![];
-        let v = versions(&f, &o, &mut w).unwrap();
-        let mut c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
+        let mut c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
         c.sandbox_image = None;
         let mut said = vec![];
-        closing_warnings(&f, &v, Target::Containerd, &c, &mut said);
+        said.extend(closing_warnings(&f, &v, Target::Containerd, &c));
         let pause = said
             .iter()
             .find(|f| f.code == "sandbox-image-default")

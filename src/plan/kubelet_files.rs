@@ -17,8 +17,8 @@ pub(super) struct KubeletMove<'a> {
 pub(super) fn kubelet_files(
     facts: &Facts,
     to: &KubeletMove,
-    warnings: &mut Vec<Finding>,
-) -> Result<Vec<FileChange>, Failure> {
+) -> Result<Said<Vec<FileChange>>, Failure> {
+    let mut warnings = Vec::new();
     let endpoint = to.endpoint;
     let mut files = Vec::new();
     // crictl talks to the new runtime.
@@ -45,7 +45,7 @@ pub(super) fn kubelet_files(
         "crictl talks to the new runtime",
     ));
 
-    files.extend(flags_and_config(facts, to, warnings)?);
+    files.extend(flags_and_config(facts, to, &mut warnings)?);
     // kubeadm's record of the node's CRI socket, where kubeadm keeps it in a file (1.34+).
     if let Some(old) = facts.files.get(INSTANCE_CONFIG) {
         let new = render::yaml::set_top_level(&old.content, "containerRuntimeEndpoint", endpoint)
@@ -64,7 +64,10 @@ pub(super) fn kubelet_files(
             "kubeadm's record of the node's CRI socket",
         ));
     }
-    Ok(files)
+    Ok(Said {
+        value: files,
+        warnings,
+    })
 }
 
 /// Where the kubelet's runtime flags go: kubeadm's variable where the unit expands it, else
@@ -718,9 +721,9 @@ mod tests {
                     endpoint: Target::Containerd.endpoint(),
                     pause: None,
                 },
-                &mut w,
             )
-            .unwrap(),
+            .unwrap()
+            .said_to(&mut w),
             w,
         )
     }

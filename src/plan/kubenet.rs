@@ -15,11 +15,14 @@ pub(super) fn kubenet_files(
     facts: &Facts,
     opts: &PlanOptions,
     settings: &Carried,
-    warnings: &mut Vec<Finding>,
-) -> Result<Vec<FileChange>, Failure> {
+) -> Result<Said<Vec<FileChange>>, Failure> {
+    let mut warnings = Vec::new();
     let k = &facts.kubelet;
     if !k.on_kubenet() {
-        return Ok(vec![]);
+        return Ok(Said {
+            value: vec![],
+            warnings,
+        });
     }
     let (cidr, from) = match (&opts.pod_cidr, k.pod_cidr(), &facts.kubenet_pod_cidr) {
         (Some(c), _, _) => (c.clone(), "--pod-cidr".to_string()),
@@ -80,13 +83,14 @@ pub(super) fn kubenet_files(
         "where pods must keep their addresses towards other networks, run ip-masq-agent (as GKE does) with kubenet's non-masquerade CIDR",
     ));
     let text = serde_json::to_string_pretty(&config).expect("a JSON value") + "\n";
-    Ok(vec![change(
+    let value = vec![change(
         facts,
         (FileGroup::Runtime, Format::Json),
         &path,
         text,
         &format!("the CNI config that replaces kubenet (pod CIDR {cidr} from {from})"),
-    )])
+    )];
+    Ok(Said { value, warnings })
 }
 
 /// `A.B.C.D/N` (N ≤ 32) or an IPv6 network `X::/N` (N ≤ 128).
@@ -130,8 +134,8 @@ mod tests {
         let f = with_kubenet(Some("100.96.3.0/24"));
         let o = opts(Target::Containerd);
         let mut w = vec![];
-        let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-        let files = kubenet_files(&f, &o, &c, &mut w).unwrap();
+        let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
+        let files = kubenet_files(&f, &o, &c).unwrap().said_to(&mut w);
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].path, format!("/etc/cni/net.d/{CONFIG_NAME}"));
         let v: serde_json::Value = serde_json::from_str(&files[0].new).unwrap();
@@ -147,25 +151,26 @@ mod tests {
         // --pod-cidr wins; without any, refused naming the way to find it; a bad one refused.
         let mut o2 = opts(Target::Containerd);
         o2.pod_cidr = Some("fd00:10:244:1::/64".into());
-        let files = kubenet_files(&f, &o2, &c, &mut w).unwrap();
+        let files = kubenet_files(&f, &o2, &c).unwrap().said_to(&mut w);
         assert!(files[0].new.contains("fd00:10:244:1::/64") && files[0].new.contains("::/0"));
-        let e = kubenet_files(&with_kubenet(None), &o, &c, &mut w).unwrap_err();
+        let e = kubenet_files(&with_kubenet(None), &o, &c).unwrap_err();
         assert!(e.to_string().contains("--pod-cidr"), "{e}");
         // Found on the live node (the Node object, kubenet's bridge): used, and said so.
         let mut live = with_kubenet(None);
         live.kubenet_pod_cidr = Some(("100.96.7.0/24".into(), "kubenet's cbr0 bridge".into()));
-        let files = kubenet_files(&live, &o, &c, &mut w).unwrap();
+        let files = kubenet_files(&live, &o, &c).unwrap().said_to(&mut w);
         assert!(files[0].new.contains("100.96.7.0/24"));
         assert!(
             files[0].why.contains("kubenet's cbr0 bridge"),
             "{}",
             files[0].why
         );
-        let e = kubenet_files(&with_kubenet(Some("10.1.2.0")), &o, &c, &mut w).unwrap_err();
+        let e = kubenet_files(&with_kubenet(Some("10.1.2.0")), &o, &c).unwrap_err();
         assert!(e.to_string().contains("CIDR notation"), "{e}");
         // Not on kubenet: nothing.
-        assert!(kubenet_files(&facts("kubeadm-1.20-docker"), &o, &c, &mut w)
+        assert!(kubenet_files(&facts("kubeadm-1.20-docker"), &o, &c)
             .unwrap()
+            .said_to(&mut w)
             .is_empty());
     }
 }

@@ -42,19 +42,16 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     require_kubelet(facts)?;
     let target = opts.target;
     let endpoint = endpoint(facts, target)?;
+    // Each phase returns what it found to say: said in the order the phases ran.
     let mut warnings: Vec<Finding> = Vec::new();
-    let v = versions::versions(facts, opts, &mut warnings)?;
-    let mut settings = settings::carried(facts, opts, target, &mut warnings);
-    let written = runtime_files::runtime_files(facts, &v, target, &settings, &mut warnings)?;
+    let v = versions::versions(facts, opts)?.said_to(&mut warnings);
+    let mut settings = settings::carried(facts, opts, target).said_to(&mut warnings);
+    let written =
+        runtime_files::runtime_files(facts, &v, target, &settings)?.said_to(&mut warnings);
     // What the report names as the registries: those the runtime's files hold.
     settings.registries = written.registries;
     let mut files = written.files;
-    files.extend(kubenet::kubenet_files(
-        facts,
-        opts,
-        &settings,
-        &mut warnings,
-    )?);
+    files.extend(kubenet::kubenet_files(facts, opts, &settings)?.said_to(&mut warnings));
     let pause = settings.sandbox_image.as_ref().map(|s| s.value.as_str());
     let to = kubelet_files::KubeletMove {
         kv: v.kv,
@@ -62,12 +59,12 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
         endpoint: &endpoint,
         pause,
     };
-    files.extend(kubelet_files::kubelet_files(facts, &to, &mut warnings)?);
+    files.extend(kubelet_files::kubelet_files(facts, &to)?.said_to(&mut warnings));
     checks::cni_plugins(facts, &files)?;
     let files = settle(files, v.from, target, &endpoint)?;
-    let (order, actions) =
-        actions::service_actions(facts, &v, opts, &endpoint, &files, &settings, &mut warnings);
-    checks::closing_warnings(facts, &v, target, &settings, &mut warnings);
+    let (order, actions) = actions::service_actions(facts, &v, opts, &endpoint, &files, &settings)
+        .said_to(&mut warnings);
+    warnings.extend(checks::closing_warnings(facts, &v, target, &settings));
     let images = images::decide(facts, target, opts.images, settings.runtime_root.is_some());
     checks::every_file_is_read(facts, &files, &settings)?;
     Ok(Plan {

@@ -341,6 +341,23 @@ pub struct Plan {
     pub drain: bool,
 }
 
+/// What a phase of planning made, and what it found to say (in the order found): a phase
+/// returns its warnings; the plan says them in the order the phases ran.
+#[derive(Debug)]
+#[must_use]
+pub struct Said<T> {
+    pub value: T,
+    pub warnings: Vec<Finding>,
+}
+
+impl<T> Said<T> {
+    /// The value, its warnings added to `all`.
+    pub fn said_to(self, all: &mut Vec<Finding>) -> T {
+        all.extend(self.warnings);
+        self.value
+    }
+}
+
 /// The runtime's files, and the registries they hold (the plan's `settings.registries`).
 #[derive(Debug, Default)]
 pub struct RuntimeFiles {

@@ -10,11 +10,17 @@ pub(super) fn runtime_files(
     v: &Versions,
     target: Target,
     settings: &Carried,
-    warnings: &mut Vec<Finding>,
-) -> Result<RuntimeFiles, Failure> {
-    let mut written = crate::runtime::registry::of(target).files(facts, v, settings, warnings)?;
-    written.files.extend(proxy_drop_in(facts, target, warnings));
-    Ok(written)
+) -> Result<Said<RuntimeFiles>, Failure> {
+    let mut warnings = Vec::new();
+    let mut written =
+        crate::runtime::registry::of(target).files(facts, v, settings, &mut warnings)?;
+    written
+        .files
+        .extend(proxy_drop_in(facts, target, &mut warnings));
+    Ok(Said {
+        value: written,
+        warnings,
+    })
 }
 
 /// Docker's proxy (its unit's environment, daemon.json's `proxies`) for the new runtime's unit,
@@ -66,9 +72,9 @@ mod tests {
         let f = facts(fixture);
         let mut w = vec![];
         let o = opts(target);
-        let v = versions(&f, &o, &mut w).unwrap();
-        let mut c = super::super::settings::carried(&f, &o, target, &mut w);
-        let written = runtime_files(&f, &v, target, &c, &mut w).unwrap();
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
+        let mut c = super::super::settings::carried(&f, &o, target).said_to(&mut w);
+        let written = runtime_files(&f, &v, target, &c).unwrap().said_to(&mut w);
         c.registries = written.registries;
         (written.files, c, w)
     }
@@ -148,10 +154,11 @@ mod tests {
         let o = opts(Target::Containerd);
         let run = |f: &Facts| {
             let mut w = vec![];
-            let v = versions(f, &o, &mut w).unwrap();
-            let c = super::super::settings::carried(f, &o, Target::Containerd, &mut w);
-            let files = runtime_files(f, &v, Target::Containerd, &c, &mut w)
+            let v = versions(f, &o).unwrap().said_to(&mut w);
+            let c = super::super::settings::carried(f, &o, Target::Containerd).said_to(&mut w);
+            let files = runtime_files(f, &v, Target::Containerd, &c)
                 .unwrap()
+                .said_to(&mut w)
                 .files;
             let config = files
                 .into_iter()
@@ -202,10 +209,11 @@ mod tests {
         let (files, _, w) = {
             let mut w = vec![];
             let o = opts(Target::Containerd);
-            let v = versions(&f, &o, &mut w).unwrap();
-            let c = super::super::settings::carried(&f, &o, Target::Containerd, &mut w);
-            let files = runtime_files(&f, &v, Target::Containerd, &c, &mut w)
+            let v = versions(&f, &o).unwrap().said_to(&mut w);
+            let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
+            let files = runtime_files(&f, &v, Target::Containerd, &c)
                 .unwrap()
+                .said_to(&mut w)
                 .files;
             (files, c, w)
         };

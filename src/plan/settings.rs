@@ -4,21 +4,18 @@
 use super::*;
 use crate::runtime::target::{Storage, TargetRuntime};
 
-pub(super) fn carried(
-    facts: &Facts,
-    opts: &PlanOptions,
-    target: Target,
-    warnings: &mut Vec<Finding>,
-) -> Carried {
+pub(super) fn carried(facts: &Facts, opts: &PlanOptions, target: Target) -> Said<Carried> {
+    let mut warnings = Vec::new();
     let runtime = crate::runtime::registry::of(target);
     // In this order: each may say something, and the plan says it in the order it was found.
-    let runtime_root = runtime_root(facts, runtime, warnings);
-    let snapshotter = snapshotter(facts, runtime, warnings);
-    let max_concurrent_downloads = max_concurrent_downloads(facts, runtime, warnings);
-    let workloads = super::workloads::workloads(facts, target, runtime_root.as_ref(), warnings);
-    Carried {
+    let runtime_root = runtime_root(facts, runtime, &mut warnings);
+    let snapshotter = snapshotter(facts, runtime, &mut warnings);
+    let max_concurrent_downloads = max_concurrent_downloads(facts, runtime, &mut warnings);
+    let workloads =
+        super::workloads::workloads(facts, target, runtime_root.as_ref(), &mut warnings);
+    let value = Carried {
         cgroup_driver: cgroup_driver(facts),
-        sandbox_image: sandbox_image(facts, opts, runtime, warnings),
+        sandbox_image: sandbox_image(facts, opts, runtime, &mut warnings),
         cni_conf_dir: setting(
             facts.cni.conf_dir.clone(),
             facts.cni.conf_dir_source.clone(),
@@ -34,7 +31,8 @@ pub(super) fn carried(
         snapshotter,
         max_concurrent_downloads,
         workloads,
-    }
+    };
+    Said { value, warnings }
 }
 
 /// Where Docker's value of a key came from: dockerd's flag where it was one, else `default`
@@ -236,17 +234,17 @@ mod tests {
         let mut f = facts_with("kubelet-1.30-containerd2-schema2", None);
         f.kubelet.pod_infra_container_image = None;
         let mut w = vec![];
-        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd).said_to(&mut w);
         let pause = c.sandbox_image.expect("containerd's own");
         assert_eq!(
             (pause.value.as_str(), pause.from.as_str()),
             ("registry.k8s.io/pause:3.6", "the existing config.toml")
         );
         // CRI-O does not read containerd's config; its own pause_image is taken.
-        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        let c = carried(&f, &opts(Target::Crio), Target::Crio).said_to(&mut w);
         assert!(c.sandbox_image.is_none());
         f.crio.pause_image = Some("registry.local/pause:3.9".into());
-        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        let c = carried(&f, &opts(Target::Crio), Target::Crio).said_to(&mut w);
         let pause = c.sandbox_image.expect("CRI-O's own");
         assert_eq!(
             (pause.value.as_str(), pause.from.as_str()),
@@ -265,7 +263,7 @@ mod tests {
         f.crio.pause_image = Some("Not An Image".into());
         let mut w = vec![];
         // The kubelet's is refused; containerd's own config's is taken.
-        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd).said_to(&mut w);
         assert_eq!(c.sandbox_image.unwrap().value, "registry.k8s.io/pause:3.6");
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].code, "sandbox-image-invalid");
@@ -275,7 +273,7 @@ mod tests {
         assert!(w[0].message.contains(r"3.9\n[crio]"), "{}", w[0].message);
         // Both refused: nothing is carried, the runtime's default stands.
         let mut w = vec![];
-        let c = carried(&f, &opts(Target::Crio), Target::Crio, &mut w);
+        let c = carried(&f, &opts(Target::Crio), Target::Crio).said_to(&mut w);
         assert!(c.sandbox_image.is_none());
         assert_eq!(w.len(), 2);
     }
@@ -286,7 +284,7 @@ mod tests {
         // Kubespray: the cgroup driver from its kubelet-config.yaml, the pause image from
         // KUBELET_ARGS in kubelet.env, the CNI directories from KUBELET_NETWORK_PLUGIN.
         let f = facts_with("kubespray-2.17-docker", Some("1.21.5"));
-        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd).said_to(&mut w);
         assert_eq!(c.cgroup_driver.value, "systemd");
         assert_eq!(
             c.cgroup_driver.from,
@@ -300,14 +298,14 @@ mod tests {
         // The EKS AMI: cgroupfs from its JSON config; the pause image from a drop-in's
         // Environment=; Docker's max-concurrent-downloads.
         let f = facts_with("eks-al2-1.22-docker", Some("1.22.17"));
-        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd).said_to(&mut w);
         assert_eq!(c.cgroup_driver.value, "cgroupfs");
         assert!(c.cgroup_driver.from.ends_with("kubelet-config.json"));
         assert!(c.sandbox_image.unwrap().value.contains(".ecr."));
         assert_eq!(c.max_concurrent_downloads.unwrap().value, 10);
         // On cri-dockerd, its own pause image and CNI directories (a drop-in of its unit).
         let f = facts_with("vendor-unit-1.24-cri-dockerd", None);
-        let c = carried(&f, &opts(Target::Containerd), Target::Containerd, &mut w);
+        let c = carried(&f, &opts(Target::Containerd), Target::Containerd).said_to(&mut w);
         let pause = c.sandbox_image.unwrap();
         assert_eq!(
             (pause.value.as_str(), pause.from.as_str()),
@@ -320,12 +318,8 @@ mod tests {
         // --sandbox-image wins over the node's.
         let mut o = opts(Target::Containerd);
         o.sandbox_image = Some("registry.local/pause:3.9".into());
-        let c = carried(
-            &facts("kubeadm-1.22-private-pause"),
-            &o,
-            Target::Containerd,
-            &mut w,
-        );
+        let c =
+            carried(&facts("kubeadm-1.22-private-pause"), &o, Target::Containerd).said_to(&mut w);
         assert_eq!(c.sandbox_image.unwrap().value, "registry.local/pause:3.9");
     }
 }

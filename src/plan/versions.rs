@@ -7,11 +7,8 @@ use super::*;
 const OLDEST_KUBELET: Version = Version::new(1, 20, 0);
 const NEWEST_KNOWN_KUBELET: (u32, u32) = (1, 35);
 
-pub(super) fn versions(
-    facts: &Facts,
-    opts: &PlanOptions,
-    warnings: &mut Vec<Finding>,
-) -> Result<Versions, Failure> {
+pub(super) fn versions(facts: &Facts, opts: &PlanOptions) -> Result<Said<Versions>, Failure> {
+    let mut warnings = Vec::new();
     let target = opts.target;
 
     let kv = facts.kubelet.installed.version.ok_or_else(|| {
@@ -89,13 +86,14 @@ pub(super) fn versions(
             ))
         }
     };
-    let config_schema = runtime.config_schema(facts, rv, kv, warnings)?;
-    Ok(Versions {
+    let config_schema = runtime.config_schema(facts, rv, kv, &mut warnings)?;
+    let value = Versions {
         kv,
         rv,
         from,
         config_schema,
-    })
+    };
+    Ok(Said { value, warnings })
 }
 
 #[cfg(test)]
@@ -106,12 +104,9 @@ mod tests {
     #[test]
     fn versions_of_a_kubeadm_node_and_the_refusals() {
         let mut w = vec![];
-        let v = versions(
-            &facts("kubeadm-1.20-docker"),
-            &opts(Target::Containerd),
-            &mut w,
-        )
-        .unwrap();
+        let v = versions(&facts("kubeadm-1.20-docker"), &opts(Target::Containerd))
+            .unwrap()
+            .said_to(&mut w);
         assert_eq!(
             (v.kv, v.rv, v.from, v.config_schema),
             (
@@ -123,19 +118,14 @@ mod tests {
         );
         assert!(w.is_empty(), "{w:?}");
         // No version to be read: refused, naming the flag that gives it.
-        let e = versions(
-            &facts("unknown-kubelet-version"),
-            &opts(Target::Containerd),
-            &mut w,
-        )
-        .unwrap_err();
+        let e = versions(&facts("unknown-kubelet-version"), &opts(Target::Containerd)).unwrap_err();
         assert!(e.to_string().contains("--kubelet-version"), "{e}");
         // The runtime missing: refused; given a version, planned with a warning.
         let f = facts("target-not-installed");
-        assert!(versions(&f, &opts(Target::Containerd), &mut w).is_err());
+        assert!(versions(&f, &opts(Target::Containerd)).is_err());
         let mut o = opts(Target::Containerd);
         o.runtime_version = Version::parse("1.7.2");
-        let v = versions(&f, &o, &mut w).unwrap();
+        let v = versions(&f, &o).unwrap().said_to(&mut w);
         assert_eq!(v.rv, Version::new(1, 7, 2));
         assert!(w.iter().any(|f| f.code == "runtime-not-installed"));
     }
@@ -144,18 +134,20 @@ mod tests {
     fn kubelets_out_of_range_and_crio_skew() {
         let mut w = vec![];
         let old = facts_with("kubeadm-1.20-docker", Some("1.19.16"));
-        let e = versions(&old, &opts(Target::Containerd), &mut w).unwrap_err();
+        let e = versions(&old, &opts(Target::Containerd)).unwrap_err();
         assert!(e.to_string().contains("older than 1.20.0"), "{e}");
         let new = facts_with("kubeadm-1.20-docker", Some("1.40.0"));
         let mut o = opts(Target::Containerd);
         o.runtime_version = Version::parse("2.1.4");
-        versions(&new, &o, &mut w).unwrap();
+        versions(&new, &o).unwrap().said_to(&mut w);
         assert!(
             w.iter().any(|f| f.code == "kubelet-newer-than-known"),
             "{w:?}"
         );
         let mut w = vec![];
-        let v = versions(&facts("kubelet-1.28-crio"), &opts(Target::Crio), &mut w).unwrap();
+        let v = versions(&facts("kubelet-1.28-crio"), &opts(Target::Crio))
+            .unwrap()
+            .said_to(&mut w);
         assert_eq!(v.config_schema, None);
         let skew = w.iter().any(|f| f.code == "crio-version-skew");
         assert_eq!(skew, (v.rv.major, v.rv.minor) != (v.kv.major, v.kv.minor));
