@@ -50,6 +50,10 @@ pub enum Effect {
     },
     Write {
         path: String,
+        /// A systemd unit file or drop-in: restoring it needs a daemon-reload. None in a
+        /// record of an earlier version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit_file: Option<bool>,
     },
     /// `systemctl VERB UNIT`: stop, start, restart, enable, disable.
     Unit {
@@ -109,6 +113,10 @@ pub struct StoredFile {
     /// its files are grouped by path as that version did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<crate::plan::FileGroup>,
+    /// A systemd unit file or drop-in (systemd must reload); none in a plan stored by an
+    /// earlier version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_file: Option<bool>,
 }
 
 /// The digest a [`StoredFile::planned_from`] holds for a content (None: no file).
@@ -149,6 +157,7 @@ impl StoredPlan {
                     content: f.new.clone(),
                     planned_from: Some(content_digest(f.old.as_deref())),
                     group: Some(f.group),
+                    unit_file: Some(f.unit_file),
                 })
                 .collect(),
             actions: plan.actions.clone(),
@@ -441,6 +450,7 @@ impl Backup {
             .iter()
             .map(|f| Effect::Write {
                 path: f.path.clone(),
+                unit_file: None,
             })
             .collect();
         for u in self.manifest.units.iter().filter(|u| u.exists()) {
@@ -537,6 +547,7 @@ mod tests {
                     content: "new a\n".into(),
                     planned_from: Some(content_digest(Some("old a\n"))),
                     group: None,
+                    unit_file: None,
                 },
                 StoredFile {
                     path: "/etc/new/b.toml".into(),
@@ -544,6 +555,7 @@ mod tests {
                     content: "b\n".into(),
                     planned_from: Some(content_digest(None)),
                     group: None,
+                    unit_file: None,
                 },
             ],
             actions: vec![],

@@ -143,6 +143,7 @@ impl Step<'_> {
             Step::Cordon(n) => Some(Effect::Cordon { node: n.clone() }),
             Step::Write(f) => Some(Effect::Write {
                 path: f.path.clone(),
+                unit_file: f.unit_file,
             }),
             Step::Act(Action::Stop { unit: u, .. }) => unit("stop", u),
             Step::Act(Action::Start { unit: u }) => unit("start", u),

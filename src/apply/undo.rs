@@ -63,11 +63,13 @@ impl UndoPlan {
             }
             match &r.effect {
                 Effect::Cordon { .. } => p.uncordon = true,
-                Effect::Write { path } => {
+                Effect::Write { path, unit_file } => {
                     if !p.files.contains(path) {
                         p.files.push(path.clone());
                     }
-                    if path.contains("/systemd/") {
+                    // A record of an earlier version does not say: judged by the path, as
+                    // that version did.
+                    if unit_file.unwrap_or_else(|| path.contains("/systemd/")) {
                         p.daemon_reload = true;
                     }
                 }
@@ -562,6 +564,13 @@ mod tests {
             .collect()
     }
 
+    fn write(path: &str, unit_file: Option<bool>) -> Effect {
+        Effect::Write {
+            path: path.into(),
+            unit_file,
+        }
+    }
+
     impl UndoPlan {
         fn from_effects(effects: &[Effect], cordoned: bool) -> UndoPlan {
             UndoPlan::from_records(&done(effects), cordoned)
@@ -585,9 +594,7 @@ mod tests {
                 unit("stop", "kubelet.service"),
                 unit("stop", "docker.socket"),
                 unit("stop", "docker.service"),
-                Effect::Write {
-                    path: "/var/lib/kubelet/kubeadm-flags.env".into(),
-                },
+                write("/var/lib/kubelet/kubeadm-flags.env", Some(false)),
             ],
             false,
         );
@@ -604,10 +611,8 @@ mod tests {
             &[
                 unit("stop", "kubelet.service"),
                 unit("stop", "docker.service"),
-                Effect::Write { path: "/a".into() },
-                Effect::Write {
-                    path: "/etc/systemd/system/x.conf".into(),
-                },
+                write("/a", Some(false)),
+                write("/etc/systemd/system/x.conf", Some(true)),
                 Effect::DaemonReload,
                 unit("restart", "containerd.service"),
                 unit("start", "kubelet.service"),
@@ -625,6 +630,26 @@ mod tests {
             ["containerd.service", "docker.service", "kubelet.service"]
         );
         assert!(p.failed_stops.is_empty());
+        // A unit file written, and the run killed before its daemon-reload: the record says
+        // it is one, wherever it lives; a record of an earlier version is judged by its path.
+        for (w, reload) in [
+            (
+                write("/usr/local/lib/systemd/x.service", Some(false)),
+                false,
+            ),
+            (
+                write("/run/kubelet-units/kubelet.service", Some(true)),
+                true,
+            ),
+            (write("/etc/systemd/system/x.conf", None), true),
+            (write("/etc/default/kubelet", None), false),
+        ] {
+            assert_eq!(
+                UndoPlan::from_effects(std::slice::from_ref(&w), false).daemon_reload,
+                reload,
+                "{w:?}"
+            );
+        }
         // A stop that failed: the unit may still run as it did.
         let mut r = done(&[
             unit("stop", "kubelet.service"),

@@ -343,8 +343,9 @@ fn node() -> (tempfile::TempDir, Node, StoredPlan) {
         content: content.into(),
         planned_from: Some(content_digest(node.read(path).unwrap().as_deref())),
         // As a plan stored by an earlier version: grouped by path (the test below gives each
-        // its group).
+        // its group), and not saying whether it is a unit file.
         group: None,
+        unit_file: None,
     };
     let unit = |u: &str| u.to_string();
     let plan = StoredPlan {
@@ -762,16 +763,24 @@ fn effects_are_recorded_begun_then_marked() {
             (unit("stop", "docker.service"), Mark::Done),
             (unit("stop", "app.service"), Mark::Done),
             (unit("stop", "docker.service"), Mark::Done),
-            (Effect::Write { path: FLAGS.into() }, Mark::Done),
             (
                 Effect::Write {
-                    path: CONFIG.into()
+                    path: FLAGS.into(),
+                    unit_file: None
                 },
                 Mark::Done
             ),
             (
                 Effect::Write {
-                    path: CRICTL.into()
+                    path: CONFIG.into(),
+                    unit_file: None
+                },
+                Mark::Done
+            ),
+            (
+                Effect::Write {
+                    path: CRICTL.into(),
+                    unit_file: None
                 },
                 Mark::Done
             ),

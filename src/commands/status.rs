@@ -182,7 +182,7 @@ fn restore_list(b: &Backup) -> Vec<String> {
                 paths.join(", "),
                 b.node_dir
             ),
-            Effect::Write { path } => {
+            Effect::Write { path, .. } => {
                 let f = b.manifest.files.iter().find(|f| &f.path == path);
                 match f {
                     Some(f) if f.existed => format!(
