@@ -244,7 +244,7 @@ impl Node {
         // A credential in any file, found by the file's structure (a URL's password, a proxy
         // with or without a scheme, a secret-named variable, a credential header): never
         // printed.
-        crate::secrets::from_file(node_path, &content);
+        crate::secrets::from_file(&content);
         Ok(Some(Snapshot { content, mode }))
     }
 

@@ -207,19 +207,16 @@ pub fn from_env_text(text: &str) {
     }
 }
 
-/// Every secret of a file read from the node, by the file's structure: URL userinfo anywhere,
-/// env assignments, and for TOML and JSON documents their secret keys and credential headers.
-pub fn from_file(path: &str, text: &str) {
+/// Every secret of a file read from the node, by the file's structure, whatever its name (a
+/// containerd import or a CRI-O drop-in is TOML in a `.conf`): URL userinfo anywhere, env
+/// assignments, and for a JSON or TOML document its secret keys and credential headers.
+pub fn from_file(text: &str) {
     register_urls(text);
     from_env_text(text);
-    if path.ends_with(".toml") {
-        if let Ok(doc) = text.parse::<toml_edit::DocumentMut>() {
-            from_toml(doc.as_item());
-        }
-    } else if path.ends_with(".json") {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-            from_json(&v);
-        }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        from_json(&v);
+    } else if let Ok(doc) = text.parse::<toml_edit::DocumentMut>() {
+        from_toml(doc.as_item());
     }
 }
 
@@ -442,18 +439,17 @@ mod tests {
     #[test]
     fn env_files_units_proxies_and_headers_are_read_by_structure() {
         from_file(
-            "/etc/systemd/system/docker.service.d/http-proxy.conf",
             "[Service]\nEnvironment=\"HTTP_PROXY=robot:Pr0xyNoScheme@proxy:3128\" \"NO_PROXY=localhost\"\n",
         );
         from_file(
-            "/etc/default/kubelet",
             "export AWS_SECRET_ACCESS_KEY=AwsS3cr3tValue\nTLS_KEY_FILE=/etc/kubernetes/pki/k.key\nhttps_proxy='u:Sch3mel3ss@p:8080'\nMY_API_TOKEN=\"tok-12345\"\n",
         );
         from_file(
-            "/etc/containerd/certs.d/r.local/hosts.toml",
             "server = \"https://r.local\"\n[host.\"https://m.local\".header]\n  Authorization = \"Basic SGVhZGVyQXV0aFZhbHVl\"\n  x-custom = [\"plain\"]\n[header]\n  Cookie = \"session=C00kieValue\"\n",
         );
-        let text = "Pr0xyNoScheme AwsS3cr3tValue Sch3mel3ss tok-12345 SGVhZGVyQXV0aFZhbHVl C00kieValue /etc/kubernetes/pki/k.key plain localhost";
+        // TOML whatever the file's name (a containerd import, a CRI-O drop-in in a `.conf`).
+        from_file("[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"r\".auth]\npassword = \"T0mlInAConf\"\n");
+        let text = "Pr0xyNoScheme AwsS3cr3tValue Sch3mel3ss tok-12345 SGVhZGVyQXV0aFZhbHVl C00kieValue T0mlInAConf /etc/kubernetes/pki/k.key plain localhost";
         let r = redact(text);
         for s in [
             "Pr0xyNoScheme",
@@ -462,6 +458,7 @@ mod tests {
             "tok-12345",
             "SGVhZGVyQXV0aFZhbHVl",
             "C00kieValue",
+            "T0mlInAConf",
         ] {
             assert!(!r.contains(s), "{s} in {r}");
         }
