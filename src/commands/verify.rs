@@ -19,11 +19,16 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
         .into());
     }
     let facts = inspect::inspect(t.node, t.commands(), &InspectOptions::default())?;
-    let endpoint = args
-        .endpoint
-        .clone()
-        .or_else(|| facts.kubelet.runtime_endpoint.clone())
-        .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".to_string());
+    let listening: Vec<&str> = crate::runtime::ALL
+        .iter()
+        .map(|r| r.endpoint)
+        .filter(|e| t.node.exists(e.trim_start_matches("unix://")))
+        .collect();
+    let endpoint = endpoint(
+        args.endpoint.clone(),
+        facts.kubelet.runtime_endpoint.clone(),
+        &listening,
+    )?;
     // The node's pause image: the kubelet's flag, else what the runtime is configured with.
     let image = args
         .image
@@ -86,6 +91,32 @@ pub fn run(t: &NodeAccess, args: &VerifyArgs, out: &mut dyn Write) -> Result<i32
     }
 }
 
+/// The CRI endpoint to verify: `--endpoint`, else the kubelet's, else the one CRI runtime whose
+/// socket is on the node; with several, or none, the operator names it.
+fn endpoint(
+    given: Option<String>,
+    kubelet: Option<String>,
+    listening: &[&str],
+) -> Result<String, Failure> {
+    if let Some(e) = given.or(kubelet) {
+        return Ok(e);
+    }
+    match listening {
+        [one] => Ok(one.to_string()),
+        [] => Err(Failure::preflight(
+            "the kubelet names no CRI endpoint and no CRI runtime's socket is on the node",
+            "Start the runtime, or name its socket with --endpoint unix:///PATH.",
+        )),
+        several => Err(Failure::preflight(
+            format!(
+                "the kubelet names no CRI endpoint and several runtimes listen: {}",
+                several.join(", ")
+            ),
+            "Name the one to verify with --endpoint.",
+        )),
+    }
+}
+
 /// What the runtime said, the pull and the test pod, as lines for a person.
 fn verification_text(out: &mut dyn Write, v: &Verification) -> Result<()> {
     writeln!(
@@ -140,4 +171,34 @@ fn verification_text(out: &mut dyn Write, v: &Verification) -> Result<()> {
         None => writeln!(out, "test pod: skipped (--no-sandbox)")?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_is_the_operators_else_the_kubelets_else_the_one_listening() {
+        let (ctd, crio) = (
+            crate::runtime::CONTAINERD.endpoint,
+            crate::runtime::CRIO.endpoint,
+        );
+        let e = |given: Option<&str>, kubelet: Option<&str>, listening: &[&str]| {
+            endpoint(given.map(Into::into), kubelet.map(Into::into), listening)
+        };
+        assert_eq!(
+            e(Some("unix:///x.sock"), Some(ctd), &[crio]).unwrap(),
+            "unix:///x.sock"
+        );
+        assert_eq!(e(None, Some(ctd), &[crio]).unwrap(), ctd);
+        // A CRI-O node whose kubelet names none: CRI-O's, not containerd's.
+        assert_eq!(e(None, None, &[crio]).unwrap(), crio);
+        let several = e(None, None, &[ctd, crio]).unwrap_err().to_string();
+        assert!(
+            several.contains("--endpoint") && several.contains(crio),
+            "{several}"
+        );
+        let none = e(None, None, &[]).unwrap_err().to_string();
+        assert!(none.contains("--endpoint"), "{none}");
+    }
 }
