@@ -1006,42 +1006,22 @@ pub fn crio_config(
             &snap.content,
             "Fix the file (CRI-O does not start with it either).",
         )?;
-        if let Some(m) = doc
-            .get("crio")
-            .and_then(|c| c.get("runtime"))
-            .and_then(|r| r.get("cgroup_manager"))
-            .and_then(|v| v.as_str())
-        {
-            out.cgroup_manager = Some(m.to_string());
+        // `[crio.TABLE] KEY`, where the file sets it (each file over the ones before).
+        let set = |table: &str, key: &str| doc.get("crio")?.get(table)?.get(key);
+        let string = |table: &str, key: &str| set(table, key)?.as_str().map(str::to_string);
+        if let Some(m) = string("runtime", "cgroup_manager") {
+            out.cgroup_manager = Some(m);
         }
-        if let Some(p) = doc
-            .get("crio")
-            .and_then(|c| c.get("image"))
-            .and_then(|i| i.get("pause_image"))
-            .and_then(|v| v.as_str())
-        {
-            out.pause_image = Some(p.to_string());
+        if let Some(p) = string("image", "pause_image") {
+            out.pause_image = Some(p);
         }
-        if let Some(l) = doc
-            .get("crio")
-            .and_then(|c| c.get("api"))
-            .and_then(|a| a.get("listen"))
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-        {
-            out.listen = Some((l.to_string(), format!("{path} ([crio.api] listen)")));
+        if let Some(l) = string("api", "listen").filter(|v| !v.is_empty()) {
+            out.listen = Some((l, format!("{path} ([crio.api] listen)")));
         }
-        let network = doc.get("crio").and_then(|c| c.get("network"));
-        if let Some(d) = network
-            .and_then(|n| n.get("network_dir"))
-            .and_then(|v| v.as_str())
-        {
-            out.network_dir = Some(d.to_string());
+        if let Some(d) = string("network", "network_dir") {
+            out.network_dir = Some(d);
         }
-        if let Some(a) = network
-            .and_then(|n| n.get("plugin_dirs"))
-            .and_then(|v| v.as_array())
-        {
+        if let Some(a) = set("network", "plugin_dirs").and_then(|v| v.as_array()) {
             out.plugin_dirs = a
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -1050,12 +1030,7 @@ pub fn crio_config(
         // The programs a package configured: our own drop-in is left out (a second run plans
         // the same choices again, from the node).
         packaged_programs(node, &doc, path == at.drop_in, &mut out);
-        if doc
-            .get("crio")
-            .and_then(|c| c.get("image"))
-            .and_then(|i| i.get("insecure_registries"))
-            .is_some()
-        {
+        if set("image", "insecure_registries").is_some() {
             out.insecure_registries_in.push(path.clone());
         }
         out.files.push(path.clone());
