@@ -329,18 +329,23 @@ mod tests {
         vec!["KUBELET_KUBEADM_ARGS".to_string()]
     }
 
-    #[test]
-    fn kubelet_1_23_gets_remote_and_endpoint_flags() {
-        let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
-        let rules = Rules::for_version(Version::new(1, 23, 17), EP, true);
-        let (out, removed) = rewrite_flags_file(
+    /// kubeadm's flags file rewritten by the rules: its text, and the flags taken out.
+    fn kubeadm_flags(text: &str, rules: &Rules) -> (String, Vec<String>) {
+        rewrite_flags_file(
             FileKind::EnvFile,
             text,
             &kubeadm(),
             Some("KUBELET_KUBEADM_ARGS"),
-            &rules,
+            rules,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn kubelet_1_23_gets_remote_and_endpoint_flags() {
+        let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
+        let rules = Rules::for_version(Version::new(1, 23, 17), EP, true);
+        let (out, removed) = kubeadm_flags(text, &rules);
         assert_eq!(
             out,
             format!("KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}\"\n")
@@ -376,39 +381,18 @@ mod tests {
     fn kubelet_1_27_has_no_runtime_flags_and_1_35_no_pause_flag() {
         let text = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
         let r127 = Rules::for_version(Version::new(1, 27, 0), EP, true);
-        let (out, _) = rewrite_flags_file(
-            FileKind::EnvFile,
-            text,
-            &kubeadm(),
-            Some("KUBELET_KUBEADM_ARGS"),
-            &r127,
-        )
-        .unwrap();
+        let (out, _) = kubeadm_flags(text, &r127);
         assert_eq!(
             out,
             "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n"
         );
         let r135 = Rules::for_version(Version::new(1, 35, 0), EP, true);
-        let (out, removed) = rewrite_flags_file(
-            FileKind::EnvFile,
-            text,
-            &kubeadm(),
-            Some("KUBELET_KUBEADM_ARGS"),
-            &r135,
-        )
-        .unwrap();
+        let (out, removed) = kubeadm_flags(text, &r135);
         assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"\"\n");
         assert_eq!(removed, ["--pod-infra-container-image"]);
         // Without a config file the 1.27 kubelet still takes the (deprecated) flag.
         let no_config = Rules::for_version(Version::new(1, 27, 0), EP, false);
-        let (out, _) = rewrite_flags_file(
-            FileKind::EnvFile,
-            "",
-            &kubeadm(),
-            Some("KUBELET_KUBEADM_ARGS"),
-            &no_config,
-        )
-        .unwrap();
+        let (out, _) = kubeadm_flags("", &no_config);
         assert_eq!(
             out,
             format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint={EP}\"\n")

@@ -117,33 +117,26 @@ mod tests {
 
     #[test]
     fn package_names_by_manager_and_repository() {
-        assert_eq!(
-            runtime_package("apt-get", Target::Containerd, false, None),
-            ["containerd"]
-        );
-        assert_eq!(
-            runtime_package("dnf", Target::Containerd, true, None),
-            ["containerd.io"]
-        );
-        assert_eq!(
-            runtime_package("apt-get", Target::Crio, false, Some((1, 28))),
-            ["cri-o=1.28.*"]
-        );
-        assert_eq!(
-            runtime_package("dnf", Target::Crio, false, Some((1, 28))),
-            ["cri-o-1.28.*"]
-        );
-        assert_eq!(
-            runtime_package("yum", Target::Crio, false, Some((1, 30))),
-            ["cri-o-1.30.*"]
-        );
-        assert_eq!(
-            runtime_package("zypper", Target::Crio, false, Some((1, 28))),
-            ["cri-o<1.29"]
-        );
-        assert_eq!(
-            runtime_package("zypper", Target::Crio, false, None),
-            ["cri-o"]
-        );
+        for (manager, target, docker_repo, kubelet, want) in [
+            ("apt-get", Target::Containerd, false, None, "containerd"),
+            ("dnf", Target::Containerd, true, None, "containerd.io"),
+            (
+                "apt-get",
+                Target::Crio,
+                false,
+                Some((1, 28)),
+                "cri-o=1.28.*",
+            ),
+            ("dnf", Target::Crio, false, Some((1, 28)), "cri-o-1.28.*"),
+            ("yum", Target::Crio, false, Some((1, 30)), "cri-o-1.30.*"),
+            ("zypper", Target::Crio, false, Some((1, 28)), "cri-o<1.29"),
+            ("zypper", Target::Crio, false, None, "cri-o"),
+        ] {
+            assert_eq!(
+                runtime_package(manager, target, docker_repo, kubelet),
+                [want],
+                "{manager} {target:?} {kubelet:?}"
+            );
+        }
     }
 }

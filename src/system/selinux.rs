@@ -21,24 +21,23 @@ pub struct RealLabels;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// `semanage fcontext -a|-d -e LIKE -- PATH`: an equivalence rule added or deleted.
+fn equivalence(op: &str, path: &str, like: &str) -> Result<()> {
+    run_ok(
+        "semanage",
+        &["fcontext", op, "-e", like, "--", path],
+        &[],
+        TIMEOUT,
+    )
+    .map(|_| ())
+}
+
 impl Labels for RealLabels {
     fn add_equivalence(&self, path: &str, like: &str) -> Result<()> {
-        run_ok(
-            "semanage",
-            &["fcontext", "-a", "-e", like, "--", path],
-            &[],
-            TIMEOUT,
-        )
-        .map(|_| ())
+        equivalence("-a", path, like)
     }
     fn remove_equivalence(&self, path: &str, like: &str) -> Result<()> {
-        run_ok(
-            "semanage",
-            &["fcontext", "-d", "-e", like, "--", path],
-            &[],
-            TIMEOUT,
-        )
-        .map(|_| ())
+        equivalence("-d", path, like)
     }
     fn relabel(&self, path: &str) -> Result<()> {
         std::fs::create_dir_all(path)?;
