@@ -53,7 +53,7 @@ pub const ROWS: &[Row] = &[
     Row {
         key: "sandbox_image",
         name: "pause (sandbox) image",
-        read_from: "`--sandbox-image`, on cri-dockerd its own `--pod-infra-container-image` (its unit and drop-ins: the image pods ran with), the kubelet's `--pod-infra-container-image`, the existing config's value, else the runtime's default (a note says which)",
+        read_from: "`--sandbox-image`, on cri-dockerd its own `--pod-infra-container-image` (its unit and drop-ins: the image pods ran with), the kubelet's `--pod-infra-container-image`, the runtime's existing config (containerd's config.toml, CRI-O's crio.conf and drop-ins), the first that is an image reference (each other one is a warning), else the runtime's default (a note says which)",
         shown: Some(Shown { label: "sandbox image", field: "sandbox_image", form: Form::From, none: Some("the runtime's default") }),
     },
     Row {
