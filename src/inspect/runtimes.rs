@@ -570,17 +570,7 @@ pub fn containerd_config(
     })?;
     crate::secrets::from_toml(doc.as_item());
     let schema = check_containerd_meaning(path, &doc)?;
-    let strings = |key: &str| -> Vec<String> {
-        doc.get(key)
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let disabled_plugins = strings("disabled_plugins");
+    let disabled_plugins = strings(doc.get("disabled_plugins"));
     let cri_disabled = disabled_plugins.iter().any(|p| is_cri_plugin(p));
     let mut registry_mirrors = Vec::new();
     for cri in [
@@ -627,7 +617,7 @@ pub fn containerd_config(
         cni_bin_dirs,
         path: path.to_string(),
         schema,
-        imports: strings("imports"),
+        imports: strings(doc.get("imports")),
         imported: imports_of(node, path, &doc)?,
         disabled_plugins,
         cri_disabled,
@@ -644,6 +634,17 @@ fn text(item: Option<&toml_edit::Item>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The strings of a TOML array (other values left out); none where it is no array.
+pub fn strings(item: Option<&toml_edit::Item>) -> Vec<String> {
+    item.and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The CNI directories the CRI plugin's `cni` table sets (schema 2's or 3's): the config
 /// directory, and the plugin directories (`bin_dirs`, else `bin_dir`).
 fn cni_dirs(doc: &toml_edit::DocumentMut) -> (Option<String>, Vec<String>) {
@@ -654,15 +655,7 @@ fn cni_dirs(doc: &toml_edit::DocumentMut) -> (Option<String>, Vec<String>) {
                 .and_then(|pl| pl.get(p))
                 .and_then(|c| c.get("cni"))
         });
-    let mut bin_dirs: Vec<String> = cni
-        .and_then(|c| c.get("bin_dirs"))
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut bin_dirs = strings(cni.and_then(|c| c.get("bin_dirs")));
     if bin_dirs.is_empty() {
         bin_dirs.extend(text(cni.and_then(|c| c.get("bin_dir"))));
     }
@@ -1021,11 +1014,9 @@ pub fn crio_config(
         if let Some(d) = string("network", "network_dir") {
             out.network_dir = Some(d);
         }
-        if let Some(a) = set("network", "plugin_dirs").and_then(|v| v.as_array()) {
-            out.plugin_dirs = a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+        // Where the file sets it, over what files before it set.
+        if let Some(a) = set("network", "plugin_dirs").filter(|v| v.is_array()) {
+            out.plugin_dirs = strings(Some(a));
         }
         // The programs a package configured: our own drop-in is left out (a second run plans
         // the same choices again, from the node).

@@ -2,7 +2,7 @@
 //! file that is there (Docker's containerd.io ships a schema 1 file with the CRI plugin off).
 
 use super::toml_merge::{get_table_mut, merge, table_at};
-use crate::inspect::runtimes::is_cri_plugin;
+use crate::inspect::runtimes::{is_cri_plugin, strings};
 use serde::Serialize;
 use toml_edit::{DocumentMut, Item, Key, Table, Value};
 
@@ -401,15 +401,7 @@ fn take_mirrors(doc: &mut DocumentMut, notes: &mut Vec<String>) -> Vec<(String, 
             continue;
         };
         for (host, m) in mirrors.as_table_like().into_iter().flat_map(|t| t.iter()) {
-            let endpoints = m
-                .get("endpoint")
-                .and_then(|e| e.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let endpoints = strings(m.get("endpoint"));
             out.push((host.to_string(), endpoints));
         }
     }
