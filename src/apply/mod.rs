@@ -362,6 +362,16 @@ struct Walk<'a> {
     plan: &'a backup::StoredPlan,
 }
 
+impl Walk<'_> {
+    /// The CRI endpoint the checks talk to: `--endpoint` where given, else the plan's.
+    fn endpoint(&self) -> String {
+        self.opts
+            .cri_endpoint
+            .clone()
+            .unwrap_or_else(|| self.plan.endpoint.clone())
+    }
+}
+
 /// Record the step's change before making it, make it, mark it. Before the first change, a
 /// journal that cannot be written stops the run (nothing changed); after, the error is kept for
 /// the report and the run goes on (the record is still in memory for an undo in this process).
@@ -686,12 +696,7 @@ fn exec(
     step: &Step,
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
-    let Walk {
-        node,
-        fx,
-        opts,
-        plan,
-    } = *w;
+    let Walk { node, fx, opts, .. } = *w;
     let kubectl = || {
         fx.kubectl
             .ok_or_else(|| anyhow!("--drain needs kubectl and a kubeconfig"))
@@ -732,11 +737,7 @@ fn exec(
             Ok(None)
         }
         Step::CheckImages(names) => {
-            let endpoint = opts
-                .cri_endpoint
-                .clone()
-                .unwrap_or_else(|| plan.endpoint.clone());
-            let cri = (fx.cri)(&endpoint, opts.socket_timeout)?;
+            let cri = (fx.cri)(&w.endpoint(), opts.socket_timeout)?;
             let mut missing = Vec::new();
             for n in names.iter() {
                 if !cri.image_present(n)? {
@@ -763,10 +764,7 @@ fn act(
     verification: &mut Option<Verification>,
 ) -> Result<Option<String>> {
     let (node, fx, opts, plan) = (w.node, w.fx, w.opts, w.plan);
-    let endpoint = opts
-        .cri_endpoint
-        .clone()
-        .unwrap_or_else(|| plan.endpoint.clone());
+    let endpoint = w.endpoint();
     match a {
         Action::Enable { unit } | Action::Disable { unit } => {
             let verb = if matches!(a, Action::Enable { .. }) {
