@@ -578,15 +578,7 @@ pub fn containerd_config(
         "io.containerd.grpc.v1.cri",
         "io.containerd.cri.v1.images",
     ] {
-        if let Some(mirrors) = doc
-            .get("plugins")
-            .and_then(|p| p.get(cri))
-            .and_then(|c| c.get("registry"))
-            .and_then(|r| r.get("mirrors"))
-            .and_then(|m| m.as_table_like())
-        {
-            registry_mirrors.extend(mirrors.iter().map(|(k, _)| k.to_string()));
-        }
+        registry_mirrors.extend(keys_at(doc.get("plugins"), &[cri, "registry", "mirrors"]));
     }
     let (cni_conf_dir, cni_bin_dirs) = cni_dirs(&doc);
     let plugins = doc.get("plugins");
@@ -596,7 +588,7 @@ pub fn containerd_config(
         &["io.containerd.cri.v1.images", "snapshotter"],
     ]
     .iter()
-    .find_map(|path| text(path.iter().try_fold(plugins?, |item, key| item.get(key))));
+    .find_map(|path| text(item_at(plugins, path)));
     let chowns_snapshots = ["io.containerd.snapshotter.v1.overlayfs", "overlayfs"]
         .iter()
         .find_map(|t| {
@@ -632,6 +624,22 @@ fn text(item: Option<&toml_edit::Item>) -> Option<String> {
     item.and_then(|v| v.as_str())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
+}
+
+/// The item at `path` below `item` (a table).
+pub fn item_at<'a>(
+    item: Option<&'a toml_edit::Item>,
+    path: &[&str],
+) -> Option<&'a toml_edit::Item> {
+    path.iter().try_fold(item?, |item, key| item.get(key))
+}
+
+/// The keys of the table at `path` below `item`, in order; none where there is no table.
+pub fn keys_at(item: Option<&toml_edit::Item>, path: &[&str]) -> Vec<String> {
+    item_at(item, path)
+        .and_then(|t| t.as_table_like())
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// The strings of a TOML array (other values left out); none where it is no array.
@@ -768,26 +776,17 @@ fn read_import(node: &Node, path: &str) -> Result<Option<(Imported, usize)>, Fai
             "Remove the CRI plugin from its `disabled_plugins` (or the file from `imports`), then run cri-migrate again.",
         ));
     }
-    let plugins: Vec<String> = imported
-        .get("plugins")
-        .and_then(|p| p.as_table_like())
-        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-        .unwrap_or_default();
+    let plugins = keys_at(imported.get("plugins"), &[]);
     let mut handlers = vec![];
     for p in [
         "io.containerd.grpc.v1.cri",
         "io.containerd.cri.v1.runtime",
         "cri",
     ] {
-        if let Some(rt) = imported
-            .get("plugins")
-            .and_then(|x| x.get(p))
-            .and_then(|x| x.get("containerd"))
-            .and_then(|x| x.get("runtimes"))
-            .and_then(|x| x.as_table_like())
-        {
-            handlers.extend(rt.iter().map(|(k, _)| k.to_string()));
-        }
+        handlers.extend(keys_at(
+            imported.get("plugins"),
+            &[p, "containerd", "runtimes"],
+        ));
     }
     let size = text.len();
     Ok(Some((

@@ -351,6 +351,13 @@ pub struct Said<T> {
 }
 
 impl<T> Said<T> {
+    /// A value with nothing to say.
+    pub fn quiet(value: T) -> Said<T> {
+        Said {
+            value,
+            warnings: Vec::new(),
+        }
+    }
     /// The value, its warnings added to `all`.
     pub fn said_to(self, all: &mut Vec<Finding>) -> T {
         all.extend(self.warnings);

@@ -12,8 +12,9 @@ pub(super) fn runtime_files(
     settings: &Carried,
 ) -> Result<Said<RuntimeFiles>, Failure> {
     let mut warnings = Vec::new();
-    let mut written =
-        crate::runtime::registry::of(target).files(facts, v, settings, &mut warnings)?;
+    let mut written = crate::runtime::registry::of(target)
+        .files(facts, v, settings)?
+        .said_to(&mut warnings);
     written
         .files
         .extend(proxy_drop_in(facts, target, &mut warnings));

@@ -86,13 +86,13 @@ pub(super) fn versions(facts: &Facts, opts: &PlanOptions) -> Result<Said<Version
             ))
         }
     };
-    let config_schema = runtime.config_schema(facts, rv, kv, &mut warnings)?;
-    let value = Versions {
+    let mut value = Versions {
         kv,
         rv,
         from,
-        config_schema,
+        config_schema: None,
     };
+    value.config_schema = runtime.config_schema(facts, &value)?.said_to(&mut warnings);
     Ok(Said { value, warnings })
 }
 

@@ -3,14 +3,14 @@
 //! (2.x), a limits drop-in (2.x's unit sets none); its version rules, its order beside Docker
 //! (KillMode, Docker's own containerd), its handlers and its image ways.
 
-use super::target::{About, Storage, Target, TargetRuntime};
+use super::target::{usual_storage, About, Storage, Target, TargetRuntime};
 use crate::error::Failure;
 use crate::images::{Ctr, Dest};
-use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
+use crate::inspect::{Facts, Finding, Installed};
 use crate::node::{join, Node};
 use crate::plan::model::{
     change, setting, skipped_registries, Carried, FileChange, FileGroup, Format, Order, Plan,
-    RuntimeFiles, Setting, Versions,
+    RuntimeFiles, Said, Setting, Versions,
 };
 use crate::render;
 use crate::version::Version;
@@ -38,40 +38,9 @@ pub fn cri_snapshotter(facts: &Facts) -> String {
         .unwrap_or_else(|| "overlayfs".into())
 }
 
-/// Where containerd takes each carried setting (docs/carried-settings.md's column).
-const CARRIED_TO: &[(&str, &str)] = &[
-    ("cgroup_driver", "`runtimes.runc.options.SystemdCgroup`"),
-    ("sandbox_image", "`sandbox_image` / `pinned_images.sandbox`"),
-    ("cni_conf_dir", "`cni.conf_dir`"),
-    ("cni_bin_dirs", "`cni.bin_dir` (1.x, 2.0) / `cni.bin_dirs` (2.1+)"),
-    ("registry_mirrors", "`certs.d/docker.io/hosts.toml`, one `[host]` per mirror, `server = \"https://registry-1.docker.io\"`"),
-    ("insecure_registries", "`certs.d/<host:port>/hosts.toml` with an `http://` host and `skip_verify = true` (HTTPS without verification first, then HTTP, as Docker did)"),
-    ("registry_certs", "`ca` and `client` in that host's hosts.toml, pointing at Docker's files (which stay)"),
-    ("config_mirrors", "moved to hosts.toml files (they conflict with `config_path`; with both, the CRI plugin of containerd 2.2.0–2.2.1 does not load: containerd#12612)"),
-    ("config_tls", "moved to hosts.toml: `ca_file` → `ca`, `cert_file` + `key_file` → `client`, `insecure_skip_verify` → `skip_verify`, on every host entry that talks to that host (a hosts.toml of its own when none does); containerd 2.x ignores `configs.*.tls`"),
-    ("config_auths", "containerd 2.x: taken out of the file into the kubelet's `/var/lib/kubelet/config.json` (mode 0600, merged: an entry the file has for that registry stays, said), which the kubelet sends with each pull; written with the runtime's files, so the check before the cutover pulls with them. containerd 1.x: kept where it is. Never printed"),
-    ("address_reservations", "released once Docker has stopped (moved into the backup's `released/`; a rollback puts them back; a file given out again meanwhile is left alone)"),
-    ("limit_nofile", "containerd 2.0 removed `LimitNOFILE` from its unit (containerd#8924; its containers then get a soft limit of 1024): a drop-in `/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf` keeps Docker's value; when Docker's unit sets none either (Docker 25+), nothing changes and the plan says so"),
-    ("runtime_root", "top-level `root`, beside it: `/data/docker` → `/data/containerd`"),
-    ("snapshotter", "`snapshotter`: btrfs, zfs, `native` for vfs"),
-    ("max_concurrent_downloads", "`max_concurrent_downloads`"),
-    ("kubenet", "`10-cri-migrate-kubenet.conflist` in the CNI config directory: bridge `cbr0` (gateway, default route, hairpin), host-local addresses from the pod CIDR, portmap (host ports, `KUBE-MARK-MASQ`), as GKE's and kops's kubenet nodes got on containerd. Its masquerade covers traffic leaving the pod CIDR, where kubenet spared `--non-masquerade-cidr`: said, with ip-masq-agent as the way to kubenet's exact rule. Other CNI configs beside it are said (the runtime takes the first by name)"),
-    ("log_rotation", "the kubelet's config (YAML or JSON): `containerLogMaxSize` in Kubernetes units (`100m` → `100Mi`), `containerLogMaxFiles` at least 2 (the kubelet's minimum, said); a kubelet config that sets its own is kept and said; without a config file, `--container-log-max-size` and `--container-log-max-files` with the runtime flags (a kubelet's own such flags are kept and said); `json-file` without `max-size` (never rotated) is said with the kubelet's defaults (10Mi × 5)"),
-    ("nested_node", "`restrict_oom_score_adj = true` (the CRI plugin, or `cri.v1.runtime` from schema 3): runc cannot set a pod's oom_score_adj below containerd's (canonical/lxd#2994); said"),
-    ("proxy", "`/etc/systemd/system/containerd.service.d/20-cri-migrate-proxy.conf` with the same variables (`%` doubled for systemd), 0600 when a value holds a credential; values never printed"),
-    ("handlers", "a handler of the same name: with the runtime's own shim on the node (Kata, gVisor) or a `runtimeType` Docker named, `runtime_type = \"io.containerd.NAME.vN\"` and Docker's `options`; else the runc shim, `runtime_type = \"io.containerd.runc.v2\"` with `options.BinaryName` = the binary (nvidia-container-runtime, crun, youki, sysbox-runc), `SystemdCgroup` as runc's — what NVIDIA's `nvidia-ctk runtime configure` and the EKS AMI write. `runtimeArgs` cannot be carried (no runtime passes arguments): said. A binary or shim not on the node: written, said, no test pod. A name that is not a DNS label: written, said (no RuntimeClass can name it). The check runs a test pod through every carried handler whose runtime is on the node"),
-    ("default_handler", "`default_runtime_name` (the CRI plugin's `containerd` table); the check's test pod runs on it and says which binary ran it"),
-    ("ulimits", "`/etc/containerd/base-runtime-spec.json`: containerd's default spec (`ctr oci spec`, as the EKS AL2023 AMI ships it) with `process.rlimits` set, as `base_runtime_spec` of runc and of every carried handler; a node's file there keeps what it holds, the same limit replaced"),
-    ("selinux", "`enable_selinux = true`; where SELinux is on and the runtime's root moves beside Docker's data-root, the equivalence rule and relabel are said with the exact commands (`semanage fcontext -a -e /var/lib/containerd /data/containerd && restorecon -R -v /data/containerd`), to run before applying (policycoreutils named where it is missing)"),
-    ("endpoint", "kubelet: `--container-runtime-endpoint` below 1.27, `containerRuntimeEndpoint` in config.yaml from 1.27; `/etc/crictl.yaml`"),
-];
-
 impl TargetRuntime for Containerd {
     fn about(&self) -> &'static About {
         &super::CONTAINERD
-    }
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Containerd
     }
     fn installed<'f>(&self, facts: &'f Facts) -> &'f Installed {
         &facts.runtimes.containerd
@@ -81,14 +50,13 @@ impl TargetRuntime for Containerd {
     fn oldest(&self) -> Option<Version> {
         Some(Version::new(1, 6, 0))
     }
-    fn config_schema(
-        &self,
-        facts: &Facts,
-        rv: Version,
-        kv: Version,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<Option<u8>, Failure> {
-        containerd_schema(rv, kv, facts.containerd_config.as_ref(), warnings).map(Some)
+    fn config_schema(&self, facts: &Facts, v: &Versions) -> Result<Said<Option<u8>>, Failure> {
+        let mut warnings = Vec::new();
+        let schema = containerd_schema(v, facts.containerd_config.as_ref(), &mut warnings)?;
+        Ok(Said {
+            value: Some(schema),
+            warnings,
+        })
     }
     fn default_pause(&self, rv: Version) -> &'static str {
         if rv.major >= 2 {
@@ -114,13 +82,7 @@ impl TargetRuntime for Containerd {
         ("containerd (1.x schema 2 / 2.x schema 3)", CARRIED_TO)
     }
     fn storage_driver(&self, docker: &str) -> Storage {
-        match docker {
-            "overlay2" | "overlay" => Storage::Default,
-            "btrfs" => Storage::As("btrfs"),
-            "zfs" => Storage::As("zfs"),
-            "vfs" => Storage::As("native"),
-            _ => Storage::NotReady,
-        }
+        usual_storage(docker, "native")
     }
     fn max_concurrent_downloads(&self, n: u64) -> Result<u64, Finding> {
         Ok(n)
@@ -132,14 +94,10 @@ impl TargetRuntime for Containerd {
         )
     }
 
-    fn files(
-        &self,
-        facts: &Facts,
-        v: &Versions,
-        settings: &Carried,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<RuntimeFiles, Failure> {
-        containerd_files(facts, v, settings, warnings)
+    fn files(&self, f: &Facts, v: &Versions, s: &Carried) -> Result<Said<RuntimeFiles>, Failure> {
+        let mut warnings = Vec::new();
+        let value = containerd_files(f, v, s, &mut warnings)?;
+        Ok(Said { value, warnings })
     }
     // From the planned config (and the files it imports), runc always.
     fn planned_handlers(&self, facts: &Facts, plan: &Plan) -> Vec<String> {
@@ -157,15 +115,11 @@ impl TargetRuntime for Containerd {
             });
         if let Some(doc) = text.and_then(|t| t.parse::<toml_edit::DocumentMut>().ok()) {
             for p in ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime"] {
-                if let Some(t) = doc
-                    .get("plugins")
-                    .and_then(|x| x.get(p))
-                    .and_then(|x| x.get("containerd"))
-                    .and_then(|x| x.get("runtimes"))
-                    .and_then(|x| x.as_table_like())
-                {
-                    out.extend(t.iter().map(|(k, _)| k.to_string()));
-                }
+                let runtimes = [p, "containerd", "runtimes"];
+                out.extend(crate::inspect::runtimes::keys_at(
+                    doc.get("plugins"),
+                    &runtimes,
+                ));
             }
         }
         if let Some(c) = &facts.containerd_config {
@@ -228,6 +182,34 @@ impl TargetRuntime for Containerd {
         "Start containerd (systemctl start containerd) so that it can take them before the cutover, or run with --images none to let it pull them afterwards."
     }
 }
+
+/// Where containerd takes each carried setting (docs/carried-settings.md's column).
+const CARRIED_TO: &[(&str, &str)] = &[
+    ("cgroup_driver", "`runtimes.runc.options.SystemdCgroup`"),
+    ("sandbox_image", "`sandbox_image` / `pinned_images.sandbox`"),
+    ("cni_conf_dir", "`cni.conf_dir`"),
+    ("cni_bin_dirs", "`cni.bin_dir` (1.x, 2.0) / `cni.bin_dirs` (2.1+)"),
+    ("registry_mirrors", "`certs.d/docker.io/hosts.toml`, one `[host]` per mirror, `server = \"https://registry-1.docker.io\"`"),
+    ("insecure_registries", "`certs.d/<host:port>/hosts.toml` with an `http://` host and `skip_verify = true` (HTTPS without verification first, then HTTP, as Docker did)"),
+    ("registry_certs", "`ca` and `client` in that host's hosts.toml, pointing at Docker's files (which stay)"),
+    ("config_mirrors", "moved to hosts.toml files (they conflict with `config_path`; with both, the CRI plugin of containerd 2.2.0–2.2.1 does not load: containerd#12612)"),
+    ("config_tls", "moved to hosts.toml: `ca_file` → `ca`, `cert_file` + `key_file` → `client`, `insecure_skip_verify` → `skip_verify`, on every host entry that talks to that host (a hosts.toml of its own when none does); containerd 2.x ignores `configs.*.tls`"),
+    ("config_auths", "containerd 2.x: taken out of the file into the kubelet's `/var/lib/kubelet/config.json` (mode 0600, merged: an entry the file has for that registry stays, said), which the kubelet sends with each pull; written with the runtime's files, so the check before the cutover pulls with them. containerd 1.x: kept where it is. Never printed"),
+    ("address_reservations", "released once Docker has stopped (moved into the backup's `released/`; a rollback puts them back; a file given out again meanwhile is left alone)"),
+    ("limit_nofile", "containerd 2.0 removed `LimitNOFILE` from its unit (containerd#8924; its containers then get a soft limit of 1024): a drop-in `/etc/systemd/system/containerd.service.d/20-cri-migrate-limits.conf` keeps Docker's value; when Docker's unit sets none either (Docker 25+), nothing changes and the plan says so"),
+    ("runtime_root", "top-level `root`, beside it: `/data/docker` → `/data/containerd`"),
+    ("snapshotter", "`snapshotter`: btrfs, zfs, `native` for vfs"),
+    ("max_concurrent_downloads", "`max_concurrent_downloads`"),
+    ("kubenet", "`10-cri-migrate-kubenet.conflist` in the CNI config directory: bridge `cbr0` (gateway, default route, hairpin), host-local addresses from the pod CIDR, portmap (host ports, `KUBE-MARK-MASQ`), as GKE's and kops's kubenet nodes got on containerd. Its masquerade covers traffic leaving the pod CIDR, where kubenet spared `--non-masquerade-cidr`: said, with ip-masq-agent as the way to kubenet's exact rule. Other CNI configs beside it are said (the runtime takes the first by name)"),
+    ("log_rotation", "the kubelet's config (YAML or JSON): `containerLogMaxSize` in Kubernetes units (`100m` → `100Mi`), `containerLogMaxFiles` at least 2 (the kubelet's minimum, said); a kubelet config that sets its own is kept and said; without a config file, `--container-log-max-size` and `--container-log-max-files` with the runtime flags (a kubelet's own such flags are kept and said); `json-file` without `max-size` (never rotated) is said with the kubelet's defaults (10Mi × 5)"),
+    ("nested_node", "`restrict_oom_score_adj = true` (the CRI plugin, or `cri.v1.runtime` from schema 3): runc cannot set a pod's oom_score_adj below containerd's (canonical/lxd#2994); said"),
+    ("proxy", "`/etc/systemd/system/containerd.service.d/20-cri-migrate-proxy.conf` with the same variables (`%` doubled for systemd), 0600 when a value holds a credential; values never printed"),
+    ("handlers", "a handler of the same name: with the runtime's own shim on the node (Kata, gVisor) or a `runtimeType` Docker named, `runtime_type = \"io.containerd.NAME.vN\"` and Docker's `options`; else the runc shim, `runtime_type = \"io.containerd.runc.v2\"` with `options.BinaryName` = the binary (nvidia-container-runtime, crun, youki, sysbox-runc), `SystemdCgroup` as runc's — what NVIDIA's `nvidia-ctk runtime configure` and the EKS AMI write. `runtimeArgs` cannot be carried (no runtime passes arguments): said. A binary or shim not on the node: written, said, no test pod. A name that is not a DNS label: written, said (no RuntimeClass can name it). The check runs a test pod through every carried handler whose runtime is on the node"),
+    ("default_handler", "`default_runtime_name` (the CRI plugin's `containerd` table); the check's test pod runs on it and says which binary ran it"),
+    ("ulimits", "`/etc/containerd/base-runtime-spec.json`: containerd's default spec (`ctr oci spec`, as the EKS AL2023 AMI ships it) with `process.rlimits` set, as `base_runtime_spec` of runc and of every carried handler; a node's file there keeps what it holds, the same limit replaced"),
+    ("selinux", "`enable_selinux = true`; where SELinux is on and the runtime's root moves beside Docker's data-root, the equivalence rule and relabel are said with the exact commands (`semanage fcontext -a -e /var/lib/containerd /data/containerd && restorecon -R -v /data/containerd`), to run before applying (policycoreutils named where it is missing)"),
+    ("endpoint", "kubelet: `--container-runtime-endpoint` below 1.27, `containerRuntimeEndpoint` in config.yaml from 1.27; `/etc/crictl.yaml`"),
+];
 
 /// containerd's config.toml merged into the node's, one hosts.toml per registry, the kubelet's
 /// credentials (containerd 2 drops them from its config), the limits drop-in.
@@ -618,8 +600,7 @@ fn merge_toml(path: &str, old: &str, rendered: &str) -> Result<String, Failure> 
 }
 
 fn containerd_schema(
-    rv: Version,
-    kv: Version,
+    &Versions { rv, kv, .. }: &Versions,
     existing: Option<&crate::inspect::runtimes::ContainerdConfig>,
     warnings: &mut Vec<Finding>,
 ) -> Result<u8, Failure> {

@@ -6,15 +6,15 @@
 //! found where they are, and the CNI network it loads when a package's example bridge sorts
 //! before the node's. Each choice is said.
 
-use super::target::{About, Storage, TargetRuntime};
+use super::target::{usual_storage, About, Storage, TargetRuntime};
 use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::runtimes::REGISTRIES_DROP_IN;
-use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
+use crate::inspect::{Facts, Finding, Installed};
 use crate::node::Node;
 use crate::plan::model::{
     change, setting, skipped_registries, Carried, FileGroup, Format, Order, Plan, RuntimeFiles,
-    Setting, Versions,
+    Said, Setting, Versions,
 };
 use crate::render::crio::OciChoice;
 use crate::render::{self, Handler};
@@ -54,28 +54,21 @@ impl TargetRuntime for Crio {
     fn about(&self) -> &'static About {
         &super::CRIO
     }
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Crio
-    }
     fn installed<'f>(&self, facts: &'f Facts) -> &'f Installed {
         &facts.runtimes.crio
     }
 
-    fn config_schema(
-        &self,
-        _: &Facts,
-        rv: Version,
-        kv: Version,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<Option<u8>, Failure> {
+    fn config_schema(&self, _: &Facts, v: &Versions) -> Result<Said<Option<u8>>, Failure> {
+        let (rv, kv) = (v.rv, v.kv);
+        let mut said = Said::quiet(None);
         if (rv.major, rv.minor) != (kv.major, kv.minor) {
-            warnings.push(Finding::warning(
+            said.warnings.push(Finding::warning(
                 "crio-version-skew",
                 format!("CRI-O {rv} does not match kubelet {kv}: CRI-O's minor version follows Kubernetes'"),
                 format!("install cri-o {}.{}", kv.major, kv.minor),
             ));
         }
-        Ok(None)
+        Ok(said)
     }
     fn default_pause(&self, _: Version) -> &'static str {
         "its built-in pause image"
@@ -101,13 +94,7 @@ impl TargetRuntime for Crio {
         ("CRI-O", CARRIED_TO)
     }
     fn storage_driver(&self, docker: &str) -> Storage {
-        match docker {
-            "overlay2" | "overlay" => Storage::Default,
-            "btrfs" => Storage::As("btrfs"),
-            "zfs" => Storage::As("zfs"),
-            "vfs" => Storage::As("vfs"),
-            _ => Storage::NotReady,
-        }
+        usual_storage(docker, "vfs")
     }
     fn max_concurrent_downloads(&self, n: u64) -> Result<u64, Finding> {
         Err(Finding::info(
@@ -134,14 +121,10 @@ impl TargetRuntime for Crio {
         )
     }
 
-    fn files(
-        &self,
-        facts: &Facts,
-        v: &Versions,
-        settings: &Carried,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<RuntimeFiles, Failure> {
-        crio_files(facts, v.rv, settings, warnings)
+    fn files(&self, f: &Facts, v: &Versions, s: &Carried) -> Result<Said<RuntimeFiles>, Failure> {
+        let mut warnings = Vec::new();
+        let value = crio_files(f, v.rv, s, &mut warnings)?;
+        Ok(Said { value, warnings })
     }
     // Its own runc and crun.
     fn planned_handlers(&self, _: &Facts, _: &Plan) -> Vec<String> {
@@ -325,27 +308,29 @@ fn crio_node(
 ) -> CrioNode {
     let mut out = CrioNode::default();
     let crio = &facts.crio;
+    // A program CRI-O runs, found on the node, else said.
+    let mut needed = |name: &str, id: &'static str, what: &str, fix: &str| {
+        let found = tool(facts, name).map(str::to_string);
+        if found.is_none() {
+            warnings.push(Finding::warning(id, what, fix));
+        }
+        found
+    };
     // conmon: unless the config names one (or every runtime its own monitor_path).
     let monitors = !crio.runtimes.is_empty() && crio.runtimes.values().all(|r| r.monitor_path);
     if crio.conmon.is_none() && !monitors {
-        match tool(facts, "conmon") {
-            Some(p) => out.conmon = Some(p.to_string()),
-            None => warnings.push(Finding::warning(
-                "crio-conmon-missing",
-                "CRI-O runs every container under conmon, and the node has none (looked in the binary directories and /usr/libexec/crio)",
-                "install conmon (the conmon package, or CRI-O's bundle) before applying",
-            )),
-        }
+        out.conmon = needed("conmon", "crio-conmon-missing",
+            "CRI-O runs every container under conmon, and the node has none (looked in the binary directories and /usr/libexec/crio)",
+            "install conmon (the conmon package, or CRI-O's bundle) before applying",
+        );
     }
     if crio.pinns_path.is_none() {
-        match tool(facts, "pinns") {
-            Some(p) => out.pinns = Some(p.to_string()),
-            None => warnings.push(Finding::warning(
-                "crio-pinns-missing",
-                "CRI-O makes every pod's namespaces with pinns, and the node has none",
-                "install CRI-O from its package or bundle (pinns comes with it) before applying",
-            )),
-        }
+        out.pinns = needed(
+            "pinns",
+            "crio-pinns-missing",
+            "CRI-O makes every pod's namespaces with pinns, and the node has none",
+            "install CRI-O from its package or bundle (pinns comes with it) before applying",
+        );
     }
     // The OCI runtime, unless Docker's default runtime is carried as CRI-O's default.
     if docker_default.is_none() {

@@ -15,6 +15,7 @@ pub mod target;
 #[cfg(test)]
 mod third;
 
+use crate::inspect::RuntimeKind;
 use serde::Serialize;
 
 /// The runtime to move to.
@@ -32,6 +33,8 @@ pub enum Target {
 #[derive(Debug)]
 pub struct About {
     pub target: Target,
+    /// Inspection's name for it, where the kubelet already runs on it.
+    pub kind: RuntimeKind,
     /// As people call it.
     pub name: &'static str,
     /// Its systemd unit.
@@ -54,6 +57,7 @@ pub struct About {
 
 pub const CONTAINERD: About = About {
     target: Target::Containerd,
+    kind: RuntimeKind::Containerd,
     name: "containerd",
     unit: "containerd.service",
     endpoint: "unix:///run/containerd/containerd.sock",
@@ -74,6 +78,7 @@ pub const CONTAINERD: About = About {
 
 pub const CRIO: About = About {
     target: Target::Crio,
+    kind: RuntimeKind::Crio,
     name: "CRI-O",
     unit: "crio.service",
     endpoint: "unix:///var/run/crio/crio.sock",

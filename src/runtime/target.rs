@@ -7,7 +7,7 @@ use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
-use crate::plan::model::{Carried, Order, Plan, RuntimeFiles, Setting, Versions};
+use crate::plan::model::{Carried, Order, Plan, RuntimeFiles, Said, Setting, Versions};
 use crate::render::Handler;
 use crate::version::Version;
 
@@ -24,13 +24,28 @@ pub enum Storage {
     NotReady,
 }
 
+/// Docker's storage driver in a runtime of the containers' usual drivers: overlay its default,
+/// btrfs and zfs by their names, vfs as `vfs` (containerd's `native`, containers/storage's
+/// `vfs`).
+pub fn usual_storage(docker: &str, vfs: &'static str) -> Storage {
+    match docker {
+        "overlay2" | "overlay" => Storage::Default,
+        "btrfs" => Storage::As("btrfs"),
+        "zfs" => Storage::As("zfs"),
+        "vfs" => Storage::As(vfs),
+        _ => Storage::NotReady,
+    }
+}
+
 /// One runtime the kubelet can move to. A new runtime is a module implementing this, an
 /// [`About`], a [`Target`] variant and its line in `registry.rs`.
 pub trait TargetRuntime: Sync {
     /// What it is: names, unit, socket, package.
     fn about(&self) -> &'static About;
     /// Inspection's name for it (where the kubelet already is).
-    fn kind(&self) -> RuntimeKind;
+    fn kind(&self) -> RuntimeKind {
+        self.about().kind
+    }
     /// What the node has of it.
     fn installed<'f>(&self, facts: &'f Facts) -> &'f Installed;
 
@@ -40,17 +55,11 @@ pub trait TargetRuntime: Sync {
     fn oldest(&self) -> Option<Version> {
         None
     }
-    /// The config version written for the runtime's and the kubelet's versions (`None`: its
-    /// config has none); a pair it cannot serve is refused, a skew said.
-    fn config_schema(
-        &self,
-        facts: &Facts,
-        rv: Version,
-        kv: Version,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<Option<u8>, Failure> {
-        let _ = (facts, rv, kv, warnings);
-        Ok(None)
+    /// The config version written for the runtime's and the kubelet's versions (`v.rv`, `v.kv`;
+    /// `None`: its config has none); a pair it cannot serve is refused, a skew said.
+    fn config_schema(&self, facts: &Facts, v: &Versions) -> Result<Said<Option<u8>>, Failure> {
+        let _ = (facts, v);
+        Ok(Said::quiet(None))
     }
     /// The pause image it uses when none is configured (runtime-facts §1).
     fn default_pause(&self, rv: Version) -> &'static str;
@@ -82,15 +91,9 @@ pub trait TargetRuntime: Sync {
     fn nvidia_hint(&self) -> (&'static str, &'static str);
 
     // Its files.
-    /// The files it reads its settings from, rendered (merged into the node's where it keeps
-    /// one file), and the registries they hold.
-    fn files(
-        &self,
-        facts: &Facts,
-        v: &Versions,
-        settings: &Carried,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<RuntimeFiles, Failure>;
+    /// The files it reads its settings (`s`) from, rendered (merged into the node's where it
+    /// keeps one file), and the registries they hold.
+    fn files(&self, f: &Facts, v: &Versions, s: &Carried) -> Result<Said<RuntimeFiles>, Failure>;
     /// The handlers it will have once the plan's files are written.
     fn planned_handlers(&self, facts: &Facts, plan: &Plan) -> Vec<String>;
 
@@ -113,7 +116,9 @@ pub trait TargetRuntime: Sync {
     /// Where the carry-over writes them on this node.
     fn image_dest(&self, facts: &Facts, node: &Node) -> Result<Dest, Failure>;
     /// The carry-over may link Docker's layers rather than copy them (else why not).
-    fn links_images(&self) -> Result<(), &'static str>;
+    fn links_images(&self) -> Result<(), &'static str> {
+        Err("its images are copied")
+    }
     /// What to do when the carry-over failed on its side.
     fn carry_fix(&self) -> &'static str;
 }

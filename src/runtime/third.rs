@@ -8,12 +8,16 @@ use crate::error::Failure;
 use crate::images::Dest;
 use crate::inspect::{Facts, Finding, Installed, RuntimeKind};
 use crate::node::Node;
-use crate::plan::model::{change, Carried, FileGroup, Format, Order, Plan, RuntimeFiles, Versions};
+use crate::plan::model::{
+    change, Carried, FileGroup, Format, Order, Plan, RuntimeFiles, Said, Versions,
+};
 use crate::version::Version;
 use std::sync::LazyLock;
 
 pub const ABOUT: About = About {
     target: Target::Third,
+    // Nothing on a node is this runtime before the migration.
+    kind: RuntimeKind::Unknown,
     name: "Third",
     unit: "third.service",
     endpoint: "unix:///run/third/third.sock",
@@ -37,10 +41,6 @@ pub struct Third;
 impl TargetRuntime for Third {
     fn about(&self) -> &'static About {
         &ABOUT
-    }
-    // Nothing on a node is this runtime before the migration.
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Unknown
     }
     fn installed<'f>(&self, _: &'f Facts) -> &'f Installed {
         &INSTALLED
@@ -79,19 +79,18 @@ impl TargetRuntime for Third {
         &self,
         facts: &Facts,
         _: &Versions,
-        settings: &Carried,
-        _: &mut Vec<Finding>,
-    ) -> Result<RuntimeFiles, Failure> {
+        s: &Carried,
+    ) -> Result<Said<RuntimeFiles>, Failure> {
         let mut doc = toml_edit::DocumentMut::new();
-        doc["cgroup_driver"] = toml_edit::value(settings.cgroup_driver.value.as_str());
-        doc["cni_conf_dir"] = toml_edit::value(settings.cni_conf_dir.value.as_str());
-        if let Some(p) = &settings.sandbox_image {
+        doc["cgroup_driver"] = toml_edit::value(s.cgroup_driver.value.as_str());
+        doc["cni_conf_dir"] = toml_edit::value(s.cni_conf_dir.value.as_str());
+        if let Some(p) = &s.sandbox_image {
             doc["sandbox_image"] = toml_edit::value(p.value.as_str());
         }
-        if let Some(n) = &settings.max_concurrent_downloads {
+        if let Some(n) = &s.max_concurrent_downloads {
             doc["max_concurrent_downloads"] = toml_edit::value(n.value as i64);
         }
-        Ok(RuntimeFiles {
+        Ok(Said::quiet(RuntimeFiles {
             files: vec![change(
                 facts,
                 (FileGroup::Runtime, Format::Toml),
@@ -100,7 +99,7 @@ impl TargetRuntime for Third {
                 "Third's settings",
             )],
             registries: vec![],
-        })
+        }))
     }
     fn planned_handlers(&self, _: &Facts, _: &Plan) -> Vec<String> {
         vec!["runc".into()]
@@ -113,9 +112,6 @@ impl TargetRuntime for Third {
     }
     fn image_dest(&self, _: &Facts, _: &Node) -> Result<Dest, Failure> {
         Ok(Dest::ContainersStorage)
-    }
-    fn links_images(&self) -> Result<(), &'static str> {
-        Err("Third's images are copied")
     }
     fn carry_fix(&self) -> &'static str {
         "Start Third."
