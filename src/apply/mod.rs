@@ -352,6 +352,9 @@ fn journal(b: &mut Backup, line: &str) {
     }
 }
 
+/// A step done: what it has to say for the report, if anything; or why it failed.
+pub(crate) type StepDone = Result<Option<String>>;
+
 /// What every step of a walk works with: the node, the side effects, the run's options and the
 /// stored plan being walked.
 #[derive(Clone, Copy)]
@@ -375,12 +378,7 @@ impl Walk<'_> {
 /// Record the step's change before making it, make it, mark it. Before the first change, a
 /// journal that cannot be written stops the run (nothing changed); after, the error is kept for
 /// the report and the run goes on (the record is still in memory for an undo in this process).
-fn exec_recorded(
-    w: &Walk,
-    b: &mut Backup,
-    step: &Step,
-    verification: &mut Option<Verification>,
-) -> Result<Option<String>> {
+fn exec_recorded(w: &Walk, b: &mut Backup, step: &Step, v: &mut Option<Verification>) -> StepDone {
     let Walk { node, fx, opts, .. } = *w;
     // States read after a unit step stay the next one's "before" across file writes only.
     if !matches!(step, Step::Write(_)) && acted_unit(step).is_none() {
@@ -390,7 +388,7 @@ fn exec_recorded(
         return Ok(Some(said));
     }
     let Some(effect) = step.effect() else {
-        return exec(w, b, step, verification);
+        return exec(w, b, step, v);
     };
     if let Step::Write(f) = step {
         // Nothing to record for a file that needs no change (or must not be changed).
@@ -434,7 +432,7 @@ fn exec_recorded(
         Some(Ok(states)) => Some(states),
         None => None,
     };
-    let r = exec(w, b, step, verification);
+    let r = exec(w, b, step, v);
     let mark = if r.is_ok() { Mark::Done } else { Mark::Failed };
     if let Err(e) = b.mark(i, mark) {
         b.journal_errors
@@ -515,7 +513,7 @@ fn record_along(
 
 /// Before a file is written: `Some(detail)` when it needs no write (already as planned); an
 /// error when it holds something else than what the plan was computed from.
-fn check_write(node: &Node, f: &backup::StoredFile) -> Result<Option<String>> {
+fn check_write(node: &Node, f: &backup::StoredFile) -> StepDone {
     let now = node.read(&f.path)?;
     if now.as_deref() == Some(f.content.as_str()) {
         return Ok(Some("already as planned".into()));
@@ -649,7 +647,7 @@ fn already_stopping(b: &Backup, fx: &Effects, step: &Step) -> Option<String> {
 /// shutdown after that is waited for by `Action::WaitStopped`). Where they cannot be watched
 /// (Docker does not answer, a container shares the host's PID namespace, none runs), the stop
 /// is waited for whole, as any other.
-fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> Result<Option<String>> {
+fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
     let watched = match fx.exits.note(socket) {
         Ok(n) if n > 0 => n,
         Ok(_) => return fx.systemd.act("stop", Some(unit)).map(|_| None),
@@ -690,12 +688,7 @@ fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {
     anyhow!(msg)
 }
 
-fn exec(
-    w: &Walk,
-    b: &mut Backup,
-    step: &Step,
-    verification: &mut Option<Verification>,
-) -> Result<Option<String>> {
+fn exec(w: &Walk, b: &mut Backup, step: &Step, v: &mut Option<Verification>) -> StepDone {
     let Walk { node, fx, opts, .. } = *w;
     let kubectl = || {
         fx.kubectl
@@ -752,17 +745,12 @@ fn exec(
             }
             Ok(Some(format!("{} name(s) found", names.len())))
         }
-        Step::Act(a) => act(w, &b.node_dir, a, verification),
+        Step::Act(a) => act(w, &b.node_dir, a, v),
     }
 }
 
 /// A service action of the plan, done.
-fn act(
-    w: &Walk,
-    node_dir: &str,
-    a: &Action,
-    verification: &mut Option<Verification>,
-) -> Result<Option<String>> {
+fn act(w: &Walk, node_dir: &str, a: &Action, verification: &mut Option<Verification>) -> StepDone {
     let (node, fx, opts, plan) = (w.node, w.fx, w.opts, w.plan);
     let endpoint = w.endpoint();
     match a {
@@ -850,7 +838,7 @@ fn act(
 
 /// The runtime answering CRI on its socket, said with its version; where it does not, the
 /// runtime's unit and journal say why.
-fn wait_for_socket(w: &Walk, endpoint: &str, timeout: Duration) -> Result<Option<String>> {
+fn wait_for_socket(w: &Walk, endpoint: &str, timeout: Duration) -> StepDone {
     let cri = (w.fx.cri)(endpoint, timeout).map_err(|e| {
         let unit = w.plan.target.unit();
         unit_failure(w.fx, unit, format!("{e:#}"))
@@ -871,7 +859,7 @@ fn verify_pull(
     image: &str,
     providers: Option<&crate::cri::provider::Source>,
     verification: &mut Option<Verification>,
-) -> Result<Option<String>> {
+) -> StepDone {
     let (node, fx, opts, plan) = (w.node, w.fx, w.opts, w.plan);
     let image = test_image(plan, image);
     let cri = (fx.cri)(endpoint, opts.socket_timeout)?;
@@ -899,7 +887,7 @@ fn verify_pull(
 
 /// Docker's stops that went on past their step, joined; a unit still running after is a
 /// failure named with it.
-fn wait_stopped(fx: &Effects, units: &[String], timeout: Duration) -> Result<Option<String>> {
+fn wait_stopped(fx: &Effects, units: &[String], timeout: Duration) -> StepDone {
     fx.systemd.wait_stops(timeout).map_err(|e| {
         let unit = units.first().map_or("docker.service", String::as_str);
         unit_failure(fx, unit, format!("{e:#}"))
@@ -914,7 +902,7 @@ fn wait_stopped(fx: &Effects, units: &[String], timeout: Duration) -> Result<Opt
 /// `systemctl start` or `restart` of a unit. systemd's start limit (5 starts in 10 s by
 /// default), hit by a migration right after another one or its rollback, is not the unit's
 /// fault: it is cleared and the start tried once more.
-fn start_unit(fx: &Effects, verb: &str, unit: &str) -> Result<Option<String>> {
+fn start_unit(fx: &Effects, verb: &str, unit: &str) -> StepDone {
     match fx.systemd.act(verb, Some(unit)) {
         Ok(()) => Ok(None),
         Err(e) if format!("{e:#}").contains("attempted too often") => {

@@ -2,6 +2,7 @@
 //! (nothing else frees them: the kubelet stops first, so no CNI DEL runs), by moving each file
 //! into the backup, so that a rollback puts back exactly what was there.
 
+use super::StepDone;
 use crate::node::{join, Node};
 use anyhow::{Context, Result};
 
@@ -37,7 +38,7 @@ pub fn release(node: &Node, backup_dir: &str, reservations: &[(String, String)])
 }
 
 /// Put back every released file that is not at its place (a new reservation there wins).
-pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> Result<Option<String>> {
+pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> StepDone {
     let mut back = 0;
     for path in paths {
         let kept = kept_at(backup_dir, path);
@@ -57,16 +58,13 @@ mod tests {
 
     #[test]
     fn released_then_put_back_exactly() {
-        let d = tempfile::tempdir().unwrap();
-        let node = Node::new(d.path());
-        let w = |p: &str, s: &str| {
-            node.write_atomic(p, s.as_bytes(), 0o644, None).unwrap();
-        };
-        w("/var/lib/cni/networks/cbr0/10.0.0.5", "aaa\neth0\n");
-        w(
-            "/var/lib/cni/networks/cbr0/10.0.0.6",
-            "now-someone-else\neth0\n",
-        );
+        let (_d, node) = crate::node::test_node(&[
+            ("/var/lib/cni/networks/cbr0/10.0.0.5", "aaa\neth0\n"),
+            (
+                "/var/lib/cni/networks/cbr0/10.0.0.6",
+                "now-someone-else\neth0\n",
+            ),
+        ]);
         let backup = "/var/lib/cri-migrate/backups/b1";
         let r = release(
             &node,

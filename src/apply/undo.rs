@@ -5,7 +5,7 @@
 //! are reported together. Running it twice is harmless: every step is idempotent.
 
 use super::backup::{remove_created_dirs, restore_file, Backup, Effect, EffectRecord, Mark, State};
-use super::{Effects, Progress, StepReport, StepStatus};
+use super::{Effects, Progress, StepDone, StepReport, StepStatus};
 use crate::node::Node;
 use crate::runtime::{self, DOCKER_UNITS};
 use crate::system::systemd::{running, UnitState};
@@ -168,12 +168,7 @@ pub fn restore_order(states: &[UnitState], touched: &[String]) -> Vec<String> {
 /// ran before must run again, and one the run touched that did not run must not; live or not,
 /// its enablement must be the one it had. Each difference is named with the command that mends
 /// it.
-fn check_units(
-    fx: &Effects,
-    units: &[UnitState],
-    touched: &[String],
-    live: bool,
-) -> Result<Option<String>> {
+fn check_units(fx: &Effects, units: &[UnitState], touched: &[String], live: bool) -> StepDone {
     let mut differ = Vec::new();
     let mut notes = Vec::new();
     let mut checked = 0;
@@ -240,7 +235,7 @@ fn check_units(
 
 /// Stop and remove every sandbox the runtime made since the migration began. A runtime that no
 /// longer answers ran no pods worth removing (its failure is why the rollback runs).
-fn remove_new_pods(fx: &Effects, endpoint: &str, since: i64) -> Result<Option<String>> {
+fn remove_new_pods(fx: &Effects, endpoint: &str, since: i64) -> StepDone {
     let cri = match (fx.cri)(endpoint, std::time::Duration::from_secs(5)) {
         Ok(c) => c,
         Err(e) => {
@@ -279,7 +274,7 @@ struct Steps<'p> {
 }
 
 impl Steps<'_> {
-    fn run(&mut self, name: String, b: &Backup, f: &mut dyn FnMut() -> Result<Option<String>>) {
+    fn run(&mut self, name: String, b: &Backup, f: &mut dyn FnMut() -> StepDone) {
         self.progress.begin(&name);
         let t0 = Instant::now();
         let r = f();
@@ -309,13 +304,13 @@ impl Steps<'_> {
 }
 
 /// A systemctl verb as a step's outcome.
-fn act(fx: &Effects, verb: &str, unit: Option<&str>) -> Result<Option<String>> {
+fn act(fx: &Effects, verb: &str, unit: Option<&str>) -> StepDone {
     fx.systemd.act(verb, unit).map(|_| None)
 }
 
 /// Bringing a unit back must not fail on systemd's start limit (a unit started several times
 /// in a short while, as Docker's unit allows 3 starts a minute): clear it and try once more.
-fn bring_back(fx: &Effects, verb: &str, unit: &str) -> Result<Option<String>> {
+fn bring_back(fx: &Effects, verb: &str, unit: &str) -> StepDone {
     match fx.systemd.act(verb, Some(unit)) {
         Ok(()) => Ok(None),
         Err(first) => {

@@ -1169,10 +1169,10 @@ fn a_unit_that_does_not_come_back_is_named_with_its_fix() {
     );
     assert!(!msg.contains("each checked after the rollback"), "{msg}");
     // Everything else came back.
-    let units = systemd.units.borrow();
-    for u in ["docker.socket", "docker.service", "kubelet.service"] {
-        assert_eq!(units[u].1, "active", "{u}");
-    }
+    assert_active(
+        &systemd,
+        &["docker.socket", "docker.service", "kubelet.service"],
+    );
 }
 
 #[test]
@@ -1193,14 +1193,22 @@ fn a_link_left_changed_is_named_with_its_fix() {
         "{msg}"
     );
     // The rest is back: Docker runs (its service started the socket), the kubelet too.
+    assert_active(
+        &systemd,
+        &[
+            "docker.socket",
+            "docker.service",
+            "app.service",
+            "kubelet.service",
+        ],
+    );
+}
+
+/// These units are active in the fake systemd.
+fn assert_active(systemd: &FakeSystemd, which: &[&str]) {
     let units = systemd.units.borrow();
-    for u in [
-        "docker.socket",
-        "docker.service",
-        "app.service",
-        "kubelet.service",
-    ] {
-        assert_eq!(units[u].1, "active", "{u}");
+    for u in which {
+        assert_eq!(units[*u].1, "active", "{u}: {units:?}");
     }
 }
 
@@ -1357,10 +1365,10 @@ fn dockers_shutdown_failing_after_its_containers_rolls_back() {
     assert_eq!(code(&outcome), exit::ROLLED_BACK, "{:?}", outcome.error);
     assert!(format!("{:?}", outcome.error).contains("Job for docker.service failed"));
     assert_eq!(after, before, "every file as it was");
-    let units = systemd.units.borrow();
-    for u in ["kubelet.service", "docker.socket", "docker.service"] {
-        assert_eq!(units[u].1, "active", "{u} back: {units:?}");
-    }
+    assert_active(
+        &systemd,
+        &["kubelet.service", "docker.socket", "docker.service"],
+    );
 }
 
 #[test]

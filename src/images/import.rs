@@ -86,43 +86,33 @@ fn clean(path: &Path) -> String {
     parts.join("/")
 }
 
-/// Stream `docker save EXPORT_NAMES` into containerd's k8s.io namespace and give each wanted
-/// image its names there, unpacked into `snapshotter`; all under one lease, so that nothing
-/// written is collected before the image that holds it exists.
-pub fn import(
-    client: &Containerd,
-    docker_socket: &Path,
-    export_names: &[String],
-    wanted: &[Wanted],
-    snapshotter: &str,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<()> {
-    client.leased(NAMESPACE, |lease| {
-        import_leased(
-            client,
-            lease,
-            docker_socket,
-            export_names,
-            wanted,
-            snapshotter,
-            progress,
-        )
-    })
+/// What is streamed out of Docker into containerd: `docker save NAMES` from Docker's socket, the
+/// images wanted from it, the snapshotter they are unpacked into.
+pub struct Export<'a> {
+    pub docker_socket: &'a Path,
+    pub names: &'a [String],
+    pub wanted: &'a [Wanted<'a>],
+    pub snapshotter: &'a str,
+}
+
+/// Stream the export into containerd's k8s.io namespace and give each wanted image its names
+/// there, unpacked; all under one lease, so that nothing written is collected before the image
+/// that holds it exists.
+pub fn import(client: &Containerd, x: &Export, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+    client.leased(NAMESPACE, |lease| import_leased(client, lease, x, progress))
 }
 
 fn import_leased(
     client: &Containerd,
     lease: &str,
-    docker_socket: &Path,
-    export_names: &[String],
-    wanted: &[Wanted],
-    snapshotter: &str,
+    x: &Export,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
+    let wanted = x.wanted;
     let scope = SnapshotScope {
         namespace: NAMESPACE,
         lease,
-        snapshotter,
+        snapshotter: x.snapshotter,
     };
     let unpacker = Unpacker {
         client,
@@ -134,8 +124,7 @@ fn import_leased(
         done: vec![0; wanted.len()],
         arrived: HashMap::new(),
     };
-    let ((blobs, manifest), unpacker) =
-        export_and_unpack(lease, docker_socket, export_names, unpacker, progress)?;
+    let ((blobs, manifest), unpacker) = export_and_unpack(lease, x, unpacker, progress)?;
 
     let manifest = manifest.ok_or_else(|| anyhow!("Docker's export has no manifest.json"))?;
     let saved: Vec<SavedImage> = serde_json::from_slice(&manifest)
@@ -204,8 +193,7 @@ fn import_leased(
 /// manifest.json, and the unpacker with what it has done.
 fn export_and_unpack<'a>(
     lease: &str,
-    docker_socket: &Path,
-    export_names: &[String],
+    x: &Export,
     mut unpacker: Unpacker<'a>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Read, Unpacker<'a>)> {
@@ -215,8 +203,8 @@ fn export_and_unpack<'a>(
     let (tx, rx) = mpsc::channel::<(String, i64)>();
     let (exported, unpacked, read) = std::thread::scope(|s| {
         let export = s.spawn(move || {
-            let docker = Docker::new(PathBuf::from(docker_socket))?;
-            docker.export(export_names, &mut writer, &mut |n| progress(n))
+            let docker = Docker::new(PathBuf::from(x.docker_socket))?;
+            docker.export(x.names, &mut writer, &mut |n| progress(n))
             // The writer drops here: the reader sees the end of the stream.
         });
         let unpack = s.spawn(move || -> Result<Unpacker> {

@@ -212,6 +212,13 @@ pub struct Selected {
     pub in_use: bool,
 }
 
+impl Selected {
+    /// Its line in the report, by its names, carried `via` a way.
+    fn carried(&self, via: Option<&'static str>) -> CarriedImage {
+        CarriedImage::new(&self.image, names_of(&self.image), self.in_use, via)
+    }
+}
+
 pub struct CarryOptions {
     pub docker_socket: PathBuf,
     /// Where the runtime keeps what is carried (a host path): its free space is checked first.
@@ -288,16 +295,11 @@ pub fn carry(opts: &CarryOptions) -> Result<Vec<CarriedImage>> {
 fn refused(images: &[Selected], via: Option<&'static str>, why: &str) -> Vec<CarriedImage> {
     images
         .iter()
-        .map(
-            |Selected {
-                 image: i,
-                 in_use: u,
-             }| {
-                let mut c = CarriedImage::new(i, names_of(i), *u, via);
-                c.fail(anyhow::anyhow!("{why}"));
-                c
-            },
-        )
+        .map(|s| {
+            let mut c = s.carried(via);
+            c.fail(anyhow::anyhow!("{why}"));
+            c
+        })
         .collect()
 }
 
@@ -385,19 +387,14 @@ fn to_containerd(
         });
     let mut out: Vec<CarriedImage> = have
         .iter()
-        .map(
-            |Selected {
-                 image: i,
-                 in_use: u,
-             }| {
-                if let Some(b) = &bar {
-                    b.inc(i.size);
-                }
-                let mut c = CarriedImage::new(i, names_of(i), *u, None);
-                c.result = CarryResult::Present;
-                c
-            },
-        )
+        .map(|s| {
+            if let Some(b) = &bar {
+                b.inc(s.image.size);
+            }
+            let mut c = s.carried(None);
+            c.result = CarryResult::Present;
+            c
+        })
         .collect();
     let info = Docker::new(opts.docker_socket.clone())?.info().ok();
     let cx = ways::Cx {
@@ -802,14 +799,13 @@ fn stream_import(
             diff_ids: docker.diff_ids(&image.id)?,
         });
     }
-    import::import(
-        &client,
-        &opts.docker_socket,
-        &export_names.concat(),
-        &wanted,
-        &ctr.snapshotter,
-        &|n| advance(bar, n),
-    )
+    let export = import::Export {
+        docker_socket: &opts.docker_socket,
+        names: &export_names.concat(),
+        wanted: &wanted,
+        snapshotter: &ctr.snapshotter,
+    };
+    import::import(&client, &export, &|n| advance(bar, n))
 }
 
 /// How long `ctr images import` may take after Docker's export ended.

@@ -144,28 +144,21 @@ mod tests {
 
     #[test]
     fn reservations_of_dockers_containers_are_found_and_no_others() {
-        let d = tempfile::tempdir().unwrap();
-        let node = Node::new(d.path());
-        let w = |p: &str, s: &str| {
-            node.write_atomic(p, s.as_bytes(), 0o644, None).unwrap();
-        };
-        w(
-            &format!("/var/lib/docker/containers/{ID}/config.v2.json"),
-            "{}",
-        );
-        w(
-            "/var/lib/cni/networks/cbr0/10.244.1.5",
-            &format!("{ID}\neth0\n"),
-        );
-        w(
-            "/var/lib/cni/networks/cbr0/10.244.1.6",
-            "someone-else\neth0\n",
-        );
-        w(
-            "/var/lib/cni/networks/cbr0/last_reserved_ip.0",
-            "10.244.1.6",
-        );
-        w("/var/lib/cni/networks/cbr0/lock", "");
+        let config = format!("/var/lib/docker/containers/{ID}/config.v2.json");
+        let ours = format!("{ID}\neth0\n");
+        let (_d, node) = crate::node::test_node(&[
+            (&config, "{}"),
+            ("/var/lib/cni/networks/cbr0/10.244.1.5", &ours),
+            (
+                "/var/lib/cni/networks/cbr0/10.244.1.6",
+                "someone-else\neth0\n",
+            ),
+            (
+                "/var/lib/cni/networks/cbr0/last_reserved_ip.0",
+                "10.244.1.6",
+            ),
+            ("/var/lib/cni/networks/cbr0/lock", ""),
+        ]);
         let l = inspect(&node, &NoCommands, None, &Default::default());
         assert_eq!(
             l.ipam_reservations,
