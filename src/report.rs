@@ -176,24 +176,19 @@ fn node_and_kubelet_text(out: &mut String, f: &Facts) {
     );
     let k = &f.kubelet;
     let _ = writeln!(out, "\n{}", style("Kubelet").bold());
-    let _ = writeln!(out, "  version        {}", installed(&k.installed));
-    let _ = writeln!(
+    let line =
+        |out: &mut String, label: &str, value: &dyn std::fmt::Display| field(out, 14, label, value);
+    line(out, "version", &installed(&k.installed));
+    let now = &f.current_runtime;
+    line(
         out,
-        "  runtime now    {} ({})",
-        f.current_runtime.kind.name(),
-        f.current_runtime.reason
+        "runtime now",
+        &format!("{} ({})", now.kind.name(), now.reason),
     );
-    let _ = writeln!(
-        out,
-        "  cgroup driver  {}",
-        k.cgroup_driver.as_deref().unwrap_or("not set (cgroupfs)")
-    );
-    let _ = writeln!(
-        out,
-        "  config         {}{}",
-        k.config.path,
-        if k.config.exists { "" } else { " (missing)" }
-    );
+    let driver = k.cgroup_driver.as_deref().unwrap_or("not set (cgroupfs)");
+    line(out, "cgroup driver", &driver);
+    let missing = if k.config.exists { "" } else { " (missing)" };
+    line(out, "config", &format!("{}{missing}", k.config.path));
     for ff in &k.flag_files {
         let flags: Vec<String> = k
             .flags
@@ -204,17 +199,18 @@ fn node_and_kubelet_text(out: &mut String, f: &Facts) {
                 None => format!("--{}", fl.name),
             })
             .collect();
-        let _ = writeln!(
-            out,
-            "  flags          {}: {}",
-            ff.path,
-            if flags.is_empty() {
-                "(none)".into()
-            } else {
-                flags.join(" ")
-            }
-        );
+        let flags = if flags.is_empty() {
+            "(none)".into()
+        } else {
+            flags.join(" ")
+        };
+        line(out, "flags", &format!("{}: {flags}", ff.path));
     }
+}
+
+/// A line of a section: its label in a column `width` wide, then the value.
+fn field(out: &mut String, width: usize, label: &str, value: &dyn std::fmt::Display) {
+    let _ = writeln!(out, "  {label:<width$} {value}");
 }
 
 /// The runtimes installed.
@@ -227,7 +223,7 @@ fn runtimes_text(out: &mut String, f: &Facts) {
         ("containerd", &r.containerd),
         ("CRI-O", &r.crio),
     ] {
-        let _ = writeln!(out, "  {name:<14} {}", installed(i));
+        field(out, 14, name, &installed(i));
     }
 }
 
@@ -243,36 +239,32 @@ fn docker_text(out: &mut String, f: &Facts) {
                 v.join(", ")
             }
         };
-        let _ = writeln!(out, "  registry mirrors     {}", list(&d.registry_mirrors));
-        let _ = writeln!(
+        let line = |out: &mut String, label: &str, value: &dyn std::fmt::Display| {
+            field(out, 20, label, value)
+        };
+        line(out, "registry mirrors", &list(&d.registry_mirrors));
+        line(out, "insecure registries", &list(&d.insecure_registries));
+        let driver = d.cgroup_driver.as_deref();
+        line(
             out,
-            "  insecure registries  {}",
-            list(&d.insecure_registries)
+            "cgroup driver",
+            &driver.unwrap_or("default (cgroupfs)"),
         );
-        let _ = writeln!(
+        let root = d.data_root.as_deref();
+        line(
             out,
-            "  cgroup driver        {}",
-            d.cgroup_driver.as_deref().unwrap_or("default (cgroupfs)")
-        );
-        let _ = writeln!(
-            out,
-            "  data-root            {}",
-            d.data_root
-                .as_deref()
-                .unwrap_or("default (/var/lib/docker)")
+            "data-root",
+            &root.unwrap_or("default (/var/lib/docker)"),
         );
         if let Some(sd) = &d.storage_driver {
-            let _ = writeln!(out, "  storage driver       {sd}");
+            line(out, "storage driver", sd);
         }
         if let Some(n) = d.max_concurrent_downloads {
-            let _ = writeln!(out, "  parallel downloads   {n}");
+            line(out, "parallel downloads", &n);
         }
         if !d.other.is_empty() {
-            let _ = writeln!(
-                out,
-                "  other keys           {}",
-                d.other.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+            let keys: Vec<&str> = d.other.keys().map(String::as_str).collect();
+            line(out, "other keys", &keys.join(", "));
         }
     }
     for c in &f.docker.certs {

@@ -2,15 +2,21 @@
 
 use super::*;
 
+/// What the order and the actions are made from: the node, the options, and what the earlier
+/// phases decided (versions, endpoint, files, settings).
+#[derive(Clone, Copy)]
+pub(super) struct Decided<'a> {
+    pub facts: &'a Facts,
+    pub opts: &'a PlanOptions,
+    pub v: &'a Versions,
+    pub endpoint: &'a str,
+    pub files: &'a [FileChange],
+    pub settings: &'a Carried,
+}
+
 /// The order and the actions; `--no-sandbox` takes the test pod out, said.
-pub(super) fn service_actions(
-    facts: &Facts,
-    v: &Versions,
-    opts: &PlanOptions,
-    endpoint: &str,
-    files: &[FileChange],
-    settings: &Carried,
-) -> Said<(Order, Vec<Action>)> {
+pub(super) fn service_actions(d: &Decided) -> Said<(Order, Vec<Action>)> {
+    let Decided { facts, opts, v, .. } = *d;
     let mut warnings = Vec::new();
     let (target, from) = (opts.target, v.from);
     let order = order(facts, target, from);
@@ -25,7 +31,7 @@ pub(super) fn service_actions(
             "a failed check then rolls back to Docker; the kubelet is down meanwhile",
         ));
     }
-    let actions = actions(facts, v, opts, endpoint, files, settings, &order);
+    let actions = actions(d, &order);
     let actions: Vec<Action> = if opts.no_sandbox {
         warnings.push(Finding::info(
             "sandbox-check-skipped",
@@ -189,15 +195,15 @@ fn runtime_checks(
     checks
 }
 
-fn actions(
-    facts: &Facts,
-    v: &Versions,
-    opts: &PlanOptions,
-    endpoint: &str,
-    files: &[FileChange],
-    settings: &Carried,
-    order: &Order,
-) -> Vec<Action> {
+fn actions(d: &Decided, order: &Order) -> Vec<Action> {
+    let Decided {
+        facts,
+        opts,
+        v,
+        endpoint,
+        files,
+        settings,
+    } = *d;
     let (target, from, rv, timeout) = (opts.target, v.from, v.rv, opts.timeout_secs);
     let unit = |u: &str| u.to_string();
     let docker_units = docker_units(facts, from, target);
@@ -297,6 +303,22 @@ mod tests {
     use super::*;
     const EP: &str = "unix:///run/containerd/containerd.sock";
 
+    fn decided<'a>(
+        f: &'a Facts,
+        o: &'a PlanOptions,
+        v: &'a Versions,
+        c: &'a Carried,
+    ) -> Decided<'a> {
+        Decided {
+            facts: f,
+            opts: o,
+            v,
+            endpoint: EP,
+            files: &[],
+            settings: c,
+        }
+    }
+
     #[test]
     fn no_sandbox_takes_the_test_pod_out_and_says_so() {
         let f = facts_with("kubeadm-1.20-docker", None);
@@ -304,12 +326,12 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o).unwrap().said_to(&mut w);
         let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
-        let (_, with) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (_, with) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(with
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
         o.no_sandbox = true;
-        let (_, without) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (_, without) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(!without
             .iter()
             .any(|a| matches!(a, Action::CheckSandbox { .. })));
@@ -333,7 +355,7 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o).unwrap().said_to(&mut w);
         let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
-        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (order, _) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(!order.check_before_cutover);
         assert!(order.why.contains("KillMode"), "{}", order.why);
         assert!(w.iter().any(|f| f.code == "checked-after-cutover"));
@@ -349,7 +371,7 @@ mod tests {
         let mut w = vec![];
         let v = versions(&f, &o).unwrap().said_to(&mut w);
         let c = super::super::settings::carried(&f, &o, Target::Containerd).said_to(&mut w);
-        let (before, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (before, _) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(before.check_before_cutover, "{}", before.why);
         let tie = |dependency, unit: &str| crate::inspect::runtimes::Tie {
             dependency,
@@ -357,7 +379,7 @@ mod tests {
             files: vec!["/lib/systemd/system/docker.service".into()],
         };
         f.runtimes.docker.tied_to = vec![tie("BindsTo", "containerd.service")];
-        let (order, actions) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (order, actions) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(!order.check_before_cutover);
         assert!(
             order.why.contains("BindsTo=containerd.service"),
@@ -374,7 +396,7 @@ mod tests {
         assert!(docker_stops < restart, "{actions:?}");
         // A tie to another runtime's unit does not matter to this target.
         f.runtimes.docker.tied_to = vec![tie("Requires", "crio.service")];
-        let (order, _) = service_actions(&f, &v, &o, EP, &[], &c).said_to(&mut w);
+        let (order, _) = service_actions(&decided(&f, &o, &v, &c)).said_to(&mut w);
         assert!(order.check_before_cutover);
     }
 }

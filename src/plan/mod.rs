@@ -62,8 +62,15 @@ pub fn plan(facts: &Facts, opts: &PlanOptions) -> Result<Plan, Failure> {
     files.extend(kubelet_files::kubelet_files(facts, &to)?.said_to(&mut warnings));
     checks::cni_plugins(facts, &files)?;
     let files = settle(files, v.from, target, &endpoint)?;
-    let (order, actions) = actions::service_actions(facts, &v, opts, &endpoint, &files, &settings)
-        .said_to(&mut warnings);
+    let decided = actions::Decided {
+        facts,
+        opts,
+        v: &v,
+        endpoint: &endpoint,
+        files: &files,
+        settings: &settings,
+    };
+    let (order, actions) = actions::service_actions(&decided).said_to(&mut warnings);
     warnings.extend(checks::closing_warnings(facts, &v, target, &settings));
     let images = images::decide(facts, target, opts.images, settings.runtime_root.is_some());
     checks::every_file_is_read(facts, &files, &settings)?;
