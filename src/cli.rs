@@ -87,36 +87,19 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Talk CRI to the runtime as the kubelet does: Version, Status, and a test pull with the
     /// kubelet's registry credentials.
-    #[command(
-        after_help = "Examples:\n  cri-migrate verify\n  cri-migrate verify --endpoint unix:///run/containerd/containerd.sock --image registry.k8s.io/pause:3.9\n  cri-migrate verify --no-sandbox"
-    )]
     Verify(VerifyArgs),
     /// Put the node back as it was before a migration: every file byte for byte, the units'
     /// enabled and active states. Running it twice is harmless.
-    #[command(
-        after_help = "Examples:\n  sudo cri-migrate rollback\n  sudo cri-migrate rollback --backup /var/lib/cri-migrate/backups/20261126T101500.123Z --yes"
-    )]
     Rollback(RollbackArgs),
     /// Carry Docker's images over to the runtime (what `migrate` does before the cutover), alone.
-    #[command(
-        after_help = "Examples:\n  sudo cri-migrate images --to containerd\n  sudo cri-migrate images --to containerd --images all --output json"
-    )]
     Images(ImagesArgs),
     /// The state of the last or current migration on this node, from its journal: none, in
     /// progress (step, since, pid), interrupted, migrated, rolled back (why), or needs a person
     /// (what to restore). Read-only; it answers while a migration runs.
-    #[command(after_help = "Examples:
-  cri-migrate status
-  cri-migrate status --output json
-
-Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or interrupted, 16 no migration.")]
     Status(StatusArgs),
     /// One table for many nodes from their saved JSON reports (each file named after its node):
     /// dry runs before a rollout (runtime, target, risks, images carried), `status` after it.
     /// Runs nothing on any node.
-    #[command(
-        after_help = "Examples:\n  cri-migrate fleet reports/plan/*.json\n  cri-migrate fleet reports/plan/*.json reports/status/*.json --output json"
-    )]
     Fleet(FleetArgs),
     /// Print a shell completion script.
     #[command(
@@ -252,6 +235,9 @@ pub struct MigrateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo cri-migrate images --to containerd\n  sudo cri-migrate images --to containerd --images all --output json"
+)]
 pub struct ImagesArgs {
     /// The runtime to carry the images to.
     #[arg(long, value_enum)]
@@ -273,6 +259,9 @@ pub struct ImagesArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cri-migrate verify\n  cri-migrate verify --endpoint unix:///run/containerd/containerd.sock --image registry.k8s.io/pause:3.9\n  cri-migrate verify --no-sandbox"
+)]
 pub struct VerifyArgs {
     /// The CRI endpoint (default: the kubelet's).
     #[arg(long, value_name = "URL")]
@@ -292,6 +281,9 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cri-migrate fleet reports/plan/*.json\n  cri-migrate fleet reports/plan/*.json reports/status/*.json --output json"
+)]
 pub struct FleetArgs {
     /// The nodes' JSON reports: `migrate --dry-run --output json` and `status --output json`,
     /// each saved as NODE.json.
@@ -302,6 +294,11 @@ pub struct FleetArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  cri-migrate status
+  cri-migrate status --output json
+
+Exit codes: 0 migrated, 7 rolled back, 8 needs a person, 15 in progress or interrupted, 16 no migration.")]
 pub struct StatusArgs {
     /// text for people, json for scripts (docs/json.md).
     #[arg(long, value_enum, default_value_t)]
@@ -309,6 +306,9 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo cri-migrate rollback\n  sudo cri-migrate rollback --backup /var/lib/cri-migrate/backups/20261126T101500.123Z --yes"
+)]
 pub struct RollbackArgs {
     /// The backup to restore (default: the latest, in /var/lib/cri-migrate/backups).
     #[arg(long, value_name = "DIR")]
