@@ -6,6 +6,23 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::net::Ipv6Addr;
 
+/// A checked name's text, the same way for every name here.
+macro_rules! checked_name {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A registry host as Docker and containerd name it: `host`, `host:port`, `[v6]` or
 /// `[v6]:port`. No `/`, no `..`, no whitespace, quotes or control characters: it is used as a
 /// directory name (`certs.d/<host>/`) and inside TOML.
@@ -74,17 +91,9 @@ impl RegistryName {
         }
         Ok(RegistryName(s.to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for RegistryName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+checked_name!(RegistryName);
 
 impl Serialize for RegistryName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -209,17 +218,9 @@ impl NodeName {
         }
         Ok(NodeName(s.to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for NodeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+checked_name!(NodeName);
 
 /// An image reference as Docker, containerd and CRI-O read one:
 /// `[host[:port]/]path[:tag][@digest]`. CRI-O will not start with a config that names anything
@@ -314,12 +315,21 @@ pub fn userinfo_spans(s: &str) -> Vec<std::ops::Range<usize>> {
 mod tests {
     use super::*;
 
+    /// `parse` takes every `ok` and refuses every `bad`.
+    fn sorts<T>(parse: fn(&str) -> Result<T, String>, ok: &[&str], bad: &[&str]) {
+        for o in ok {
+            assert!(parse(o).is_ok(), "{o:?}");
+        }
+        for b in bad {
+            assert!(parse(b).is_err(), "{b:?}");
+        }
+    }
+
     #[test]
     fn node_names() {
-        for ok in ["worker-1", "ip-10-0-0-1.ec2.internal", "a", "n123"] {
-            assert!(NodeName::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in [
+        let ok = ["worker-1", "ip-10-0-0-1.ec2.internal", "a", "n123"];
+        let long = "a".repeat(254);
+        let bad = [
             "",
             "--selector=kubernetes.io/os=linux",
             "-x",
@@ -328,15 +338,14 @@ mod tests {
             "a.-b",
             "node\n--all",
             "x y",
-            &"a".repeat(254),
-        ] {
-            assert!(NodeName::parse(bad).is_err(), "{bad}");
-        }
+            &long,
+        ];
+        sorts(NodeName::parse, &ok, &bad);
     }
 
     #[test]
     fn registry_names() {
-        for ok in [
+        let ok = [
             "docker.io",
             "registry.corp.local:5000",
             "127.0.0.1:5000",
@@ -344,10 +353,8 @@ mod tests {
             "[::1]:5000",
             "[fd00::1]",
             "my_registry.internal",
-        ] {
-            assert!(RegistryName::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in [
+        ];
+        let bad = [
             "",
             "..",
             "a..b",
@@ -364,9 +371,8 @@ mod tests {
             "[::1",
             "[zz]:1",
             "reg.local:5000:1",
-        ] {
-            assert!(RegistryName::parse(bad).is_err(), "{bad:?}");
-        }
+        ];
+        sorts(RegistryName::parse, &ok, &bad);
     }
 
     #[test]

@@ -314,7 +314,7 @@ impl Unit {
                         if value.is_empty() {
                             unit.environment.clear();
                         }
-                        for w in words(value) {
+                        for w in words(value, true) {
                             unit.environment.push(UnitValue::new(w, origin.clone()));
                         }
                     }
@@ -483,7 +483,7 @@ impl Unit {
                 expands.push(name.to_string());
                 match lookup(name) {
                     Some(s) => {
-                        let words = split_value(&s.value);
+                        let words = words(&s.value, false);
                         grow(s.value.len() + 8 * words.len())?;
                         argv.extend(words.into_iter().map(|text| Word {
                             text,
@@ -699,12 +699,15 @@ fn env_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// `Environment=` words: `"A=b c" D=e` gives `A=b c` and `D=e` (systemd splits them as a
-/// command line's: quotes and C escapes).
-fn words(value: &str) -> Vec<String> {
+/// Words unquoted as systemd does. `Environment=` words with `cunescape`: `"A=b c" D=e` gives
+/// `A=b c` and `D=e` (split as a command line's: quotes and C escapes). A `$VAR` word's value
+/// without, as systemd splits it when it runs the command (`strv_split_full(…,
+/// EXTRACT_RELAX|EXTRACT_UNQUOTE)`): quotes removed, a backslash takes the next character as it
+/// is.
+fn words(value: &str, cunescape: bool) -> Vec<String> {
     split_raw(value)
         .iter()
-        .map(|raw| unquote_exec(raw, true))
+        .map(|raw| unquote_exec(raw, cunescape))
         .collect()
 }
 
@@ -739,16 +742,6 @@ fn split_raw(line: &str) -> Vec<String> {
         out.push(line[start..end].to_string());
     }
     out
-}
-
-/// A `$VAR` word's value as systemd splits it when it runs the command
-/// (`strv_split_full(…, EXTRACT_RELAX|EXTRACT_UNQUOTE)`): quotes removed, a backslash takes the
-/// next character as it is (no C escapes).
-fn split_value(value: &str) -> Vec<String> {
-    split_raw(value)
-        .iter()
-        .map(|raw| unquote_exec(raw, false))
-        .collect()
 }
 
 /// A command line's word as systemd loads it (`extract_first_word` with unquoting and, with
@@ -946,6 +939,13 @@ mod tests {
 
     use crate::node::test_node as node;
 
+    /// A node of these files, and the unit `name` loaded from it.
+    fn loaded(files: &[(&str, &str)], name: &str) -> (tempfile::TempDir, Node, Unit) {
+        let (d, n) = node(files);
+        let u = Unit::load(&n, name).unwrap().unwrap();
+        (d, n, u)
+    }
+
     const KUBEADM_UNIT: &str = "[Unit]\nDescription=kubelet\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStart=/usr/bin/kubelet\nRestart=always\n";
     const KUBEADM_DROPIN: &str = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\nEnvironment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/default/kubelet\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
@@ -958,22 +958,26 @@ mod tests {
         let many_h = "%H".repeat(200_000);
         let many_unknown = format!("--x={}", "%b".repeat(200_000));
         let unit = format!("[Service]\nExecStart=/bin/k {many_h} {many_unknown}\n");
-        let (_d, n) = node(&[
-            ("/etc/systemd/system/k.service", unit.as_str()),
-            ("/etc/hostname", huge_hostname.as_str()),
-        ]);
-        let u = Unit::load(&n, "k.service").unwrap().unwrap();
+        let (_d, n, u) = loaded(
+            &[
+                ("/etc/systemd/system/k.service", unit.as_str()),
+                ("/etc/hostname", huge_hostname.as_str()),
+            ],
+            "k.service",
+        );
         let c = u.command(&n).unwrap().unwrap();
         assert_eq!(c.argv[1].text, "", "a 1 MiB host name is not taken");
         let said: Vec<&String> = c.notes.iter().filter(|x| x.contains("`%b`")).collect();
         assert_eq!(said.len(), 1, "{} notes", c.notes.len());
         assert!(said[0].len() < 400, "{}", said[0].len());
         // A real host name, repeated past the bound: refused as too long, not expanded on.
-        let (_d2, n2) = node(&[
-            ("/etc/systemd/system/k.service", unit.as_str()),
-            ("/etc/hostname", &"a".repeat(60)),
-        ]);
-        let u = Unit::load(&n2, "k.service").unwrap().unwrap();
+        let (_d2, n2, u) = loaded(
+            &[
+                ("/etc/systemd/system/k.service", unit.as_str()),
+                ("/etc/hostname", &"a".repeat(60)),
+            ],
+            "k.service",
+        );
         let e = u.command(&n2).unwrap_err();
         assert!(format!("{e:#}").contains("expands to more than"), "{e:#}");
     }
@@ -983,11 +987,13 @@ mod tests {
     fn words_split_and_unquoted_as_systemd_does() {
         let unit = "[Service]\nEnvironment=\"A=x\\ty  z\" B=100%%\\x41\nEnvironmentFile=/etc/default/k\nExecStart=/bin/rec a \"b c\" 'd e' \"f\\\"g\" 'h\\'i' j\\tk \"l\\\\m\" ${A} ${B} $C ${C} $D\n";
         let env = "C=one \"two three\" 'fo\\o' x\\ y\nD=\"x\\ty 'q r'\"\n";
-        let (_d, n) = node(&[
-            ("/etc/systemd/system/k.service", unit),
-            ("/etc/default/k", env),
-        ]);
-        let u = Unit::load(&n, "k.service").unwrap().unwrap();
+        let (_d, n, u) = loaded(
+            &[
+                ("/etc/systemd/system/k.service", unit),
+                ("/etc/default/k", env),
+            ],
+            "k.service",
+        );
         let c = u.command(&n).unwrap().unwrap();
         assert_eq!(
             c.args(),
@@ -1016,15 +1022,14 @@ mod tests {
 
     #[test]
     fn kubeadm_layout_gives_the_kubelets_argv_with_where_each_word_lives() {
-        let (_d, n) = node(&[
+        let (_d, n, u) = loaded(&[
             ("/lib/systemd/system/kubelet.service", KUBEADM_UNIT),
             ("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROPIN),
             (
                 "/var/lib/kubelet/kubeadm-flags.env",
                 "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.2\"\n",
             ),
-        ]);
-        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        ], "kubelet.service");
         assert_eq!(
             u.fragment.as_deref(),
             Some("/lib/systemd/system/kubelet.service")
@@ -1070,14 +1075,13 @@ mod tests {
     fn flags_on_the_units_own_exec_start_with_continuations_and_dependencies() {
         // As the EKS AMI's Docker-era unit: flags on ExecStart=, continued lines, ${VAR}.
         let unit = "[Unit]\nAfter=docker.service iptables-restore.service\nRequires=docker.service\n\n[Service]\nEnvironment='KUBELET_NODE_IP=10.0.0.7'\nExecStart=/usr/bin/kubelet --cloud-provider aws \\\n    --config /etc/kubernetes/kubelet/kubelet-config.json \\\n    --node-ip=${KUBELET_NODE_IP} \\\n    --container-runtime docker \\\n    --network-plugin cni $KUBELET_ARGS $KUBELET_EXTRA_ARGS\n";
-        let (_d, n) = node(&[
+        let (_d, n, u) = loaded(&[
             ("/etc/systemd/system/kubelet.service", unit),
             (
                 "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf",
                 "[Service]\nEnvironment='KUBELET_ARGS=--node-ip=10.0.0.7 --pod-infra-container-image=602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.1-eksbuild.1 --v=2'\n",
             ),
-        ]);
-        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        ], "kubelet.service");
         assert_eq!(u.requires, ["docker.service"]);
         assert_eq!(u.after, ["docker.service", "iptables-restore.service"]);
         let c = u.command(&n).unwrap().unwrap();
@@ -1118,11 +1122,13 @@ mod tests {
         // expanding its variables.
         let unit = "[Unit]\nAfter=docker.service\nWants=docker.socket\n\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet.env\nExecStart=/usr/local/bin/kubelet \\\n\t\t$KUBE_LOGTOSTDERR \\\n\t\t$KUBE_LOG_LEVEL \\\n\t\t$KUBELET_API_SERVER \\\n\t\t$KUBELET_ADDRESS \\\n\t\t$KUBELET_PORT \\\n\t\t$KUBELET_HOSTNAME \\\n\t\t$KUBELET_ARGS \\\n\t\t$DOCKER_SOCKET \\\n\t\t$KUBELET_NETWORK_PLUGIN \\\n\t\t$KUBELET_VOLUME_PLUGIN \\\n\t\t$KUBELET_CLOUDPROVIDER\n";
         let env = "KUBE_LOGTOSTDERR=\"--logtostderr=true\"\nKUBE_LOG_LEVEL=\"--v=2\"\nKUBELET_ADDRESS=\"--node-ip=10.0.0.5\"\nKUBELET_HOSTNAME=\"--hostname-override=node1\"\n\nKUBELET_ARGS=\"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\\n--config=/etc/kubernetes/kubelet-config.yaml \\\n--kubeconfig=/etc/kubernetes/kubelet.conf \\\n--pod-infra-container-image=k8s.gcr.io/pause:3.3 \\\n  \"\nKUBELET_NETWORK_PLUGIN=\"--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n";
-        let (_d, n) = node(&[
-            ("/etc/systemd/system/kubelet.service", unit),
-            ("/etc/kubernetes/kubelet.env", env),
-        ]);
-        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
+        let (_d, n, u) = loaded(
+            &[
+                ("/etc/systemd/system/kubelet.service", unit),
+                ("/etc/kubernetes/kubelet.env", env),
+            ],
+            "kubelet.service",
+        );
         assert_eq!(u.wants, ["docker.socket"]);
         let c = u.command(&n).unwrap().unwrap();
         let args = c.args();
@@ -1163,30 +1169,32 @@ mod tests {
 
     #[test]
     fn dropins_by_name_across_directories_resets_prefixes_and_specifiers() {
-        let (_d, n) = node(&[
-            (
-                "/usr/lib/systemd/system/x.service",
-                "[Service]\nEnvironment=A=vendor\nExecStart=/bin/x $A\n",
-            ),
-            // The same drop-in name in /etc replaces /usr/lib's; 20- applies after 10-.
-            (
-                "/usr/lib/systemd/system/x.service.d/10-a.conf",
-                "[Service]\nEnvironment=A=usr\n",
-            ),
-            (
-                "/etc/systemd/system/x.service.d/10-a.conf",
-                "[Service]\nEnvironment=A=etc\n",
-            ),
-            (
-                "/run/systemd/system/x.service.d/20-b.conf",
-                "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i %b ${A}\n",
-            ),
-            (
-                "/etc/systemd/system/service.d/05-all.conf",
-                "[Service]\nEnvironment=B=all\n",
-            ),
-        ]);
-        let u = Unit::load(&n, "x.service").unwrap().unwrap();
+        let (_d, n, u) = loaded(
+            &[
+                (
+                    "/usr/lib/systemd/system/x.service",
+                    "[Service]\nEnvironment=A=vendor\nExecStart=/bin/x $A\n",
+                ),
+                // The same drop-in name in /etc replaces /usr/lib's; 20- applies after 10-.
+                (
+                    "/usr/lib/systemd/system/x.service.d/10-a.conf",
+                    "[Service]\nEnvironment=A=usr\n",
+                ),
+                (
+                    "/etc/systemd/system/x.service.d/10-a.conf",
+                    "[Service]\nEnvironment=A=etc\n",
+                ),
+                (
+                    "/run/systemd/system/x.service.d/20-b.conf",
+                    "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i %b ${A}\n",
+                ),
+                (
+                    "/etc/systemd/system/service.d/05-all.conf",
+                    "[Service]\nEnvironment=B=all\n",
+                ),
+            ],
+            "x.service",
+        );
         assert_eq!(
             u.dropins,
             [
@@ -1205,21 +1213,22 @@ mod tests {
         assert_eq!(a.1.value, "etc");
         // EnvironmentFile= overrides Environment=; a later file a former one.
         // A backslash on the file's last line: the command stands as it is.
-        let (_d3, n3) = node(&[(
-            "/etc/systemd/system/z.service",
-            "[Service]\nExecStart=/bin/z a \\\n  b \\\n",
-        )]);
-        let u = Unit::load(&n3, "z.service").unwrap().unwrap();
+        let (_d3, n3, u) = loaded(
+            &[(
+                "/etc/systemd/system/z.service",
+                "[Service]\nExecStart=/bin/z a \\\n  b \\\n",
+            )],
+            "z.service",
+        );
         assert_eq!(
             u.command(&n3).unwrap().unwrap().args(),
             ["/bin/z", "a", "b"]
         );
-        let (_d2, n2) = node(&[
+        let (_d2, n2, u) = loaded(&[
             ("/etc/systemd/system/y.service", "[Service]\nEnvironment=V=env\nEnvironmentFile=/etc/y1\nEnvironmentFile=-/etc/y2\nExecStart=/bin/y ${V}x $$V\n"),
             ("/etc/y1", "V=one\n"),
             ("/etc/y2", "V=\"two words\"\n"),
-        ]);
-        let u = Unit::load(&n2, "y.service").unwrap().unwrap();
+        ], "y.service");
         let c = u.command(&n2).unwrap().unwrap();
         assert_eq!(c.args(), ["/bin/y", "two wordsx", "$V"]);
         assert!(Unit::load(&n2, "nope.service").unwrap().is_none());

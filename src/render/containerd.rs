@@ -786,6 +786,17 @@ mod tests {
         assert!(base_spec(Some("[1]"), &u, 2).is_err());
     }
 
+    /// One registry's mirrors, of one endpoint.
+    fn one_mirror(host: &str, endpoint: &str) -> Vec<(String, Vec<String>)> {
+        vec![(host.to_string(), vec![endpoint.to_string()])]
+    }
+
+    /// runc's `SystemdCgroup` in the CRI plugin's table `plugin`.
+    fn runc_systemd_cgroup(doc: &DocumentMut, plugin: &str) -> Option<bool> {
+        let path = ["containerd", "runtimes", "runc", "options", "SystemdCgroup"];
+        get(doc, &[&["plugins", plugin][..], &path].concat()).as_bool()
+    }
+
     fn get<'a>(doc: &'a DocumentMut, path: &[&str]) -> &'a Item {
         path.iter().fold(doc.as_item(), |i, k| {
             i.get(k).unwrap_or_else(|| panic!("no {k} in {doc}"))
@@ -809,22 +820,7 @@ mod tests {
             get(&doc, &[cri[0], cri[1], "sandbox_image"]).as_str(),
             Some("registry.local/pause:3.6")
         );
-        assert_eq!(
-            get(
-                &doc,
-                &[
-                    "plugins",
-                    CRI_V2,
-                    "containerd",
-                    "runtimes",
-                    "runc",
-                    "options",
-                    "SystemdCgroup"
-                ]
-            )
-            .as_bool(),
-            Some(true)
-        );
+        assert_eq!(runc_systemd_cgroup(&doc, CRI_V2), Some(true));
         assert_eq!(
             get(&doc, &["plugins", CRI_V2, "registry", "config_path"]).as_str(),
             Some(CERTS_D)
@@ -869,10 +865,7 @@ mod tests {
         let r = render(Some(existing), &settings(2)).unwrap();
         assert_eq!(
             r.moved_mirrors,
-            vec![(
-                "docker.io".to_string(),
-                vec!["https://mirror.local".to_string()]
-            )]
+            one_mirror("docker.io", "https://mirror.local")
         );
         assert!(!r.text.contains("mirrors"));
     }
@@ -979,22 +972,7 @@ mod tests {
         let fresh = render(None, &settings(4)).unwrap().text;
         let doc: DocumentMut = fresh.parse().unwrap();
         assert_eq!(doc["version"].as_integer(), Some(4));
-        assert_eq!(
-            get(
-                &doc,
-                &[
-                    "plugins",
-                    RUNTIME_V3,
-                    "containerd",
-                    "runtimes",
-                    "runc",
-                    "options",
-                    "SystemdCgroup"
-                ]
-            )
-            .as_bool(),
-            Some(true)
-        );
+        assert_eq!(runc_systemd_cgroup(&doc, RUNTIME_V3), Some(true));
         // Docker's version 1 file with server settings: moved as containerd's serviceMigrate does.
         let existing = r#"disabled_plugins = ["cri"]
 [grpc]
@@ -1100,10 +1078,7 @@ mod tests {
         let r = render(Some(existing), &settings(3)).unwrap();
         assert_eq!(
             r.moved_mirrors,
-            vec![(
-                "docker.io".to_string(),
-                vec!["https://mirror.corp".to_string()]
-            )]
+            one_mirror("docker.io", "https://mirror.corp")
         );
         assert_eq!(r.moved_tls[0].ca.as_deref(), Some("/etc/certs/ca.pem"));
         let doc: DocumentMut = r.text.parse().unwrap();
