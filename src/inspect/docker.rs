@@ -776,7 +776,8 @@ pub fn parse_daemon_json_at(path: &str, text: &str) -> Result<DockerSettings> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let runtimes = json_runtimes(obj, path, &bad)?;
-    let default_ulimits = json_ulimits(obj, path, &bad)?;
+    let limits = obj.get("default-ulimits").and_then(Value::as_object);
+    let default_ulimits = json_ulimits(limits, path, &bad)?;
     let other = obj
         .iter()
         .filter(|(k, _)| !HANDLED_KEYS.contains(&k.as_str()))
@@ -859,14 +860,15 @@ fn json_runtimes(
     Ok(runtimes)
 }
 
-/// daemon.json's `default-ulimits` (`{"nofile": {"Soft": N, "Hard": M}}`).
+/// daemon.json's `default-ulimits` (`{"nofile": {"Soft": N, "Hard": M}}`), where it is an
+/// object.
 fn json_ulimits(
-    obj: &serde_json::Map<String, Value>,
+    limits: Option<&serde_json::Map<String, Value>>,
     path: &str,
     bad: &dyn Fn(String) -> Failure,
 ) -> Result<Vec<Ulimit>, Failure> {
     let mut default_ulimits = vec![];
-    if let Some(m) = obj.get("default-ulimits").and_then(Value::as_object) {
+    if let Some(m) = limits {
         for (name, u) in m {
             let n = |k: &str| u.get(k).and_then(Value::as_i64);
             let (Some(soft), Some(hard)) = (n("Soft"), n("Hard")) else {
