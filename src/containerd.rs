@@ -102,6 +102,20 @@ fn request<T>(msg: T, namespace: &str, lease: Option<&str>) -> Request<T> {
     r
 }
 
+/// A call's answer, or `None` where containerd says the object is not there; another error
+/// names the call (`what`) and its object.
+fn found<T>(
+    r: Result<T, tonic::Status>,
+    what: &str,
+    object: impl std::fmt::Display,
+) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => bail!("containerd: {what} {object}: {}", s.message()),
+    }
+}
+
 /// An image config's layers' diff IDs, bottom first (`rootfs.diff_ids`).
 pub fn config_diff_ids(config: &serde_json::Value) -> Vec<String> {
     config["rootfs"]["diff_ids"]
@@ -195,25 +209,16 @@ impl Containerd {
     /// Where an image points in a namespace, or None.
     pub fn image(&self, namespace: &str, name: &str) -> Result<Option<Content>> {
         let mut c = ImagesClient::new(self.channel.clone());
-        match self.rt.block_on(c.get(request(
-            GetImageRequest {
-                name: name.to_string(),
-            },
-            namespace,
-            None,
-        ))) {
-            Ok(r) => Ok(r
-                .into_inner()
-                .image
-                .and_then(|i| i.target)
-                .map(|t| Content {
-                    media_type: t.media_type,
-                    digest: t.digest,
-                    size: t.size,
-                })),
-            Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(anyhow!("containerd: get image {name}: {}", s.message())),
-        }
+        let ask = GetImageRequest {
+            name: name.to_string(),
+        };
+        let got = self.rt.block_on(c.get(request(ask, namespace, None)));
+        let target = found(got, "get image", name)?.and_then(|r| r.into_inner().image?.target);
+        Ok(target.map(|t| Content {
+            media_type: t.media_type,
+            digest: t.digest,
+            size: t.size,
+        }))
     }
 
     /// What an image name stands for in a namespace: its target's digest and its config's (this
@@ -245,31 +250,23 @@ impl Containerd {
 
     fn info(&self, namespace: &str, digest: &str) -> Result<Option<Info>> {
         let mut c = ContentClient::new(self.channel.clone());
-        match self.rt.block_on(c.info(request(
-            InfoRequest {
-                digest: digest.to_string(),
-            },
-            namespace,
-            None,
-        ))) {
-            Ok(r) => Ok(r.into_inner().info),
-            Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(anyhow!("containerd: content {digest}: {}", s.message())),
-        }
+        let ask = InfoRequest {
+            digest: digest.to_string(),
+        };
+        let got = self.rt.block_on(c.info(request(ask, namespace, None)));
+        Ok(found(got, "content", digest)?.and_then(|r| r.into_inner().info))
     }
 
     /// A small blob (a manifest, an index, a config) the namespace holds, or None.
     /// Bounded, as inspection asks it.
     pub fn blob(&self, namespace: &str, digest: &str) -> Result<Option<Vec<u8>>> {
         let mut c = ContentClient::new(self.channel.clone());
-        match self.within(
-            &format!("read {digest}"),
-            read_all(&mut c, namespace, digest),
-        )? {
-            Ok(b) => Ok(Some(b)),
-            Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => bail!("containerd: read {digest}: {}", s.message()),
-        }
+        let read = read_all(&mut c, namespace, digest);
+        found(
+            self.within(&format!("read {digest}"), read)?,
+            "read",
+            digest,
+        )
     }
 
     /// A small blob (a manifest, an index, a config).
@@ -583,18 +580,12 @@ impl Containerd {
     /// Whether a snapshot (committed or active) of this name exists.
     pub fn has_snapshot(&self, namespace: &str, snapshotter: &str, key: &str) -> Result<bool> {
         let mut snaps = SnapshotsClient::new(self.channel.clone());
-        match self.rt.block_on(snaps.stat(request(
-            StatSnapshotRequest {
-                snapshotter: snapshotter.into(),
-                key: key.to_string(),
-            },
-            namespace,
-            None,
-        ))) {
-            Ok(_) => Ok(true),
-            Err(s) if s.code() == Code::NotFound => Ok(false),
-            Err(s) => bail!("containerd: snapshot {key}: {}", s.message()),
-        }
+        let stat = StatSnapshotRequest {
+            snapshotter: snapshotter.into(),
+            key: key.to_string(),
+        };
+        let got = self.rt.block_on(snaps.stat(request(stat, namespace, None)));
+        Ok(found(got, "snapshot", key)?.is_some())
     }
 
     /// A lease in `namespace` (expiring in an hour, should this process die): what is written

@@ -687,6 +687,11 @@ mod tests {
     use super::super::test_facts::facts_with;
     use super::*;
 
+    /// The file written at `path`, which the test expects (`what`).
+    fn written<'a>(files: &'a [FileChange], path: &str, what: &str) -> &'a FileChange {
+        files.iter().find(|c| c.path == path).expect(what)
+    }
+
     #[test]
     fn the_runtime_flags_go_where_each_layout_keeps_its_flags() {
         let owner =
@@ -737,10 +742,11 @@ mod tests {
             "{files:?}"
         );
         // Its dependencies on cri-dockerd change: a whole copy in /etc, said.
-        let copy = files
-            .iter()
-            .find(|c| c.path == "/etc/systemd/system/kubelet.service")
-            .expect("a copy of the unit");
+        let copy = written(
+            &files,
+            "/etc/systemd/system/kubelet.service",
+            "a copy of the unit",
+        );
         assert!(copy.old.is_none() && copy.unit_file);
         assert!(copy
             .new
@@ -761,10 +767,11 @@ mod tests {
         let snap = f.files.get_mut(unit).unwrap();
         snap.content = snap.content.replace(" cri-docker.service", "");
         let (files, _) = side(&f);
-        let d = files
-            .iter()
-            .find(|c| c.path == "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf")
-            .expect("an override drop-in");
+        let d = written(
+            &files,
+            "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf",
+            "an override drop-in",
+        );
         assert!(
             d.new.contains("\nExecStart=\nExecStart=/usr/bin/kubelet "),
             "{}",
@@ -790,10 +797,11 @@ mod tests {
         // kubeadm 1.20 on json-file with max-size 100m and no max-file (Docker keeps 1).
         let f = facts_with("kubeadm-1.20-docker", None);
         let (files, w) = side(&f);
-        let config = files
-            .iter()
-            .find(|c| c.path == "/var/lib/kubelet/config.yaml")
-            .expect("the kubelet's config edited");
+        let config = written(
+            &files,
+            "/var/lib/kubelet/config.yaml",
+            "the kubelet's config edited",
+        );
         assert!(
             config
                 .new
@@ -851,10 +859,7 @@ mod tests {
         f.kubelet.config.exists = false;
         f.files.remove("/var/lib/kubelet/config.yaml");
         let (files, w) = side(&f);
-        let flags = files
-            .iter()
-            .find(|c| c.path == KUBEADM_FLAGS)
-            .expect("the flags file edited");
+        let flags = written(&files, KUBEADM_FLAGS, "the flags file edited");
         assert!(
             flags.new.contains("--container-log-max-size=100Mi")
                 && flags.new.contains("--container-log-max-files=2"),

@@ -97,10 +97,6 @@ mod tests {
             doc["crio"]["runtime"]["runtimes"]["kata"]["runtime_path"].as_str(),
             Some("/usr/bin/containerd-shim-kata-v2")
         );
-        assert_eq!(
-            doc["crio"]["runtime"]["default_runtime"].as_str(),
-            Some("kata")
-        );
         assert_eq!(doc["crio"]["runtime"]["selinux"].as_bool(), Some(true));
         assert_eq!(
             doc["crio"]["runtime"]["default_ulimits"]
@@ -111,14 +107,6 @@ mod tests {
             Some("nofile=65536:1048576")
         );
         assert_eq!(
-            doc["crio"]["runtime"]["cgroup_manager"].as_str(),
-            Some("systemd")
-        );
-        assert_eq!(
-            doc["crio"]["image"]["pause_image"].as_str(),
-            Some("registry.local/pause:3.9")
-        );
-        assert_eq!(
             doc["crio"]["network"]["plugin_dirs"]
                 .as_array()
                 .unwrap()
@@ -126,13 +114,18 @@ mod tests {
             1
         );
         assert!(doc["crio"].get("root").is_none());
-        assert_eq!(
-            doc["crio"]["runtime"]["pinns_path"].as_str(),
-            Some("/usr/libexec/crio/pinns")
-        );
-        assert_eq!(
-            doc["crio"]["network"]["cni_default_network"].as_str(),
-            Some("k8s-pod-network")
-        );
+        for (table, key, want) in [
+            ("runtime", "default_runtime", "kata"),
+            ("runtime", "cgroup_manager", "systemd"),
+            ("image", "pause_image", "registry.local/pause:3.9"),
+            ("runtime", "pinns_path", "/usr/libexec/crio/pinns"),
+            ("network", "cni_default_network", "k8s-pod-network"),
+        ] {
+            assert_eq!(
+                doc["crio"][table][key].as_str(),
+                Some(want),
+                "{table}.{key}"
+            );
+        }
     }
 }
