@@ -709,12 +709,9 @@ mod tests {
 
     #[test]
     fn links_and_dotdot_resolve_inside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, n) = test_node(&[("/real/containerd/config.toml", "version = 2\n")]);
         let root = dir.path();
-        let n = Node::new(root);
         // An absolute link to a directory: followed inside the root, not on the host.
-        std::fs::create_dir_all(root.join("real/containerd")).unwrap();
-        std::fs::write(root.join("real/containerd/config.toml"), "version = 2\n").unwrap();
         link("/real/containerd", &root.join("etc/containerd"));
         assert_eq!(
             n.path("/etc/containerd/config.toml"),
@@ -776,11 +773,8 @@ mod tests {
 
     #[test]
     fn writes_go_through_a_link_to_its_target() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, n) = test_node(&[("/opt/cfg/config.toml", "old\n")]);
         let root = dir.path();
-        let n = Node::new(root);
-        std::fs::create_dir_all(root.join("opt/cfg")).unwrap();
-        std::fs::write(root.join("opt/cfg/config.toml"), "old\n").unwrap();
         link(
             "../../opt/cfg/config.toml",
             &root.join("etc/containerd/config.toml"),

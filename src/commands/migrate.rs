@@ -964,6 +964,11 @@ mod tests {
         (f, node)
     }
 
+    /// The node, live (the package manager is asked).
+    fn live(node: &Node) -> NodeAccess<'_> {
+        NodeAccess { node, live: true }
+    }
+
     fn migrate_args(extra: &[&str]) -> MigrateArgs {
         let argv = [&["cri-migrate", "migrate", "--to", "containerd"], extra].concat();
         match crate::cli::Cli::parse_from(argv).command {
@@ -976,10 +981,7 @@ mod tests {
     fn a_containerd_too_old_is_upgraded_from_the_nodes_package_source_only_when_asked() {
         // containerd 1.4 from Docker's repository (containerd.io).
         let (f, node) = fixture("kubeadm-1.20-containerd-1.4");
-        let t = NodeAccess {
-            node: &node,
-            live: true,
-        };
+        let t = live(&node);
         let pm = |offers| offering(Some("apt-get"), offers);
         let asked = migrate_args(&["--install-runtime"]);
         // The dry run says it and plans for the version offered; nothing is installed.
@@ -1035,10 +1037,7 @@ mod tests {
     #[test]
     fn a_missing_runtime_is_installed_with_the_package_for_the_node() {
         let (f, node) = fixture("target-not-installed");
-        let t = NodeAccess {
-            node: &node,
-            live: true,
-        };
+        let t = live(&node);
         let pm = offering(Some("apt-get"), None);
         install_runtime(&t, &pm, &f, Target::Crio).unwrap();
         let minor = f.kubelet.installed.version.map(|v| (v.major, v.minor));
