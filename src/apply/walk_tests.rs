@@ -17,14 +17,14 @@ const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
 const SIGHUP: i32 = 1;
 
-/// Unit states as a Docker node has them, and a unit of the node's own that is bound to Docker
-/// (`BindsTo=docker.service`: systemd stops it with Docker).
-const UNITS: [(&str, &str, &str); 5] = [
-    ("kubelet.service", "enabled", "active"),
-    ("docker.socket", "enabled", "active"),
-    ("docker.service", "enabled", "active"),
-    ("containerd.service", "enabled", "active"),
-    ("app.service", "enabled", "active"),
+/// The units of a Docker node, each enabled and active, and a unit of the node's own that is
+/// bound to Docker (`BindsTo=docker.service`: systemd stops it with Docker).
+const UNITS: [&str; 5] = [
+    "kubelet.service",
+    "docker.socket",
+    "docker.service",
+    "containerd.service",
+    "app.service",
 ];
 
 /// Each unit's requirements (`Requires=`, `BindsTo=`), as Debian's docker.io and Docker's own
@@ -80,7 +80,7 @@ impl FakeSystemd {
             units: RefCell::new(
                 UNITS
                     .iter()
-                    .map(|(u, e, a)| (u.to_string(), (e.to_string(), a.to_string())))
+                    .map(|u| (u.to_string(), ("enabled".into(), "active".into())))
                     .collect(),
             ),
             requires: REQUIRES
