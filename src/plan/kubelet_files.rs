@@ -687,6 +687,11 @@ mod tests {
     use super::super::test_facts::facts_with;
     use super::*;
 
+    /// `text` holds `part`.
+    fn has(text: &str, part: &str) {
+        assert!(text.contains(part), "{part:?} is not in:\n{text}");
+    }
+
     /// The file written at `path`, which the test expects (`what`).
     fn written<'a>(files: &'a [FileChange], path: &str, what: &str) -> &'a FileChange {
         files.iter().find(|c| c.path == path).expect(what)
@@ -772,16 +777,8 @@ mod tests {
             "/etc/systemd/system/kubelet.service.d/99-cri-migrate.conf",
             "an override drop-in",
         );
-        assert!(
-            d.new.contains("\nExecStart=\nExecStart=/usr/bin/kubelet "),
-            "{}",
-            d.new
-        );
-        assert!(
-            d.new.contains("Environment=\"KUBELET_NETWORK_ARGS=\""),
-            "{}",
-            d.new
-        );
+        has(&d.new, "\nExecStart=\nExecStart=/usr/bin/kubelet ");
+        has(&d.new, "Environment=\"KUBELET_NETWORK_ARGS=\"");
         assert!(!files
             .iter()
             .any(|c| c.path == "/etc/systemd/system/kubelet.service"));
@@ -802,12 +799,9 @@ mod tests {
             "/var/lib/kubelet/config.yaml",
             "the kubelet's config edited",
         );
-        assert!(
-            config
-                .new
-                .contains("containerLogMaxSize: 100Mi\ncontainerLogMaxFiles: 2\n"),
-            "{}",
-            config.new
+        has(
+            &config.new,
+            "containerLogMaxSize: 100Mi\ncontainerLogMaxFiles: 2\n",
         );
         assert!(w.iter().any(|x| x.code == "container-log-max-files"));
         // The EKS AMI's JSON config: max-size 10m, max-file 10, as JSON numbers and strings.
@@ -845,11 +839,9 @@ mod tests {
         let (files, w) = side(&f);
         assert!(!files.iter().any(|c| c.new.contains("containerLogMaxSize")));
         let said = w.iter().find(|x| x.code == "docker-log-rotation").unwrap();
-        assert!(
-            said.message
-                .contains(&format!("the kubelet's {dropin} sets its own")),
-            "{}",
-            said.message
+        has(
+            &said.message,
+            &format!("the kubelet's {dropin} sets its own"),
         );
     }
 
@@ -860,12 +852,8 @@ mod tests {
         f.files.remove("/var/lib/kubelet/config.yaml");
         let (files, w) = side(&f);
         let flags = written(&files, KUBEADM_FLAGS, "the flags file edited");
-        assert!(
-            flags.new.contains("--container-log-max-size=100Mi")
-                && flags.new.contains("--container-log-max-files=2"),
-            "{}",
-            flags.new
-        );
+        has(&flags.new, "--container-log-max-size=100Mi");
+        has(&flags.new, "--container-log-max-files=2");
         assert!(w.iter().any(|x| x.code == "docker-log-rotation"
             && x.message.contains("goes to the kubelet's flags")));
         assert!(!files
