@@ -341,16 +341,26 @@ mod tests {
         .unwrap()
     }
 
+    /// kubeadm's flags by the kubelet's version: 1.23 gets `--container-runtime=remote` and the
+    /// endpoint, its network plugin gone; 1.27 with a config file takes no runtime flag (the
+    /// endpoint is the config's), without one still the deprecated flag; 1.35 no pause flag.
     #[test]
-    fn kubelet_1_23_gets_remote_and_endpoint_flags() {
-        let text = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
-        let rules = Rules::for_version(Version::new(1, 23, 17), EP, true);
-        let (out, removed) = kubeadm_flags(text, &rules);
-        assert_eq!(
-            out,
-            format!("KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}\"\n")
-        );
-        assert_eq!(removed, ["--network-plugin"]);
+    fn kubeadm_flags_follow_the_kubelets_version() {
+        let dockershim = "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.6\"\n";
+        let cri_dockerd = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
+        let args = |flags: &str| format!("KUBELET_KUBEADM_ARGS=\"{flags}\"\n");
+        let cases = [
+            (dockershim, (23, 17), true, args(&format!("--pod-infra-container-image=k8s.gcr.io/pause:3.6 --container-runtime=remote --container-runtime-endpoint={EP}")), &["--network-plugin"][..]),
+            (cri_dockerd, (27, 0), true, args("--pod-infra-container-image=registry.k8s.io/pause:3.9"), &[]),
+            (cri_dockerd, (35, 0), true, args(""), &["--pod-infra-container-image"]),
+            ("", (27, 0), false, args(&format!("--container-runtime-endpoint={EP}")), &[]),
+        ];
+        for (text, (minor, patch), config, want, removed) in cases {
+            let rules = Rules::for_version(Version::new(1, minor, patch), EP, config);
+            let (out, gone) = kubeadm_flags(text, &rules);
+            assert_eq!(out, want, "1.{minor}: {text}");
+            assert_eq!(gone, removed, "1.{minor}: {text}");
+        }
     }
 
     /// systemd reads `%` in a unit's lines as a specifier: a new word with one, written into an
@@ -375,28 +385,6 @@ mod tests {
         let (out, _) =
             rewrite_flags_file(FileKind::EnvFile, env, &vars, Some("ARGS"), &rules).unwrap();
         assert!(out.contains("odd%dir") && !out.contains("%%"), "{out}");
-    }
-
-    #[test]
-    fn kubelet_1_27_has_no_runtime_flags_and_1_35_no_pause_flag() {
-        let text = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/cri-dockerd.sock --pod-infra-container-image=registry.k8s.io/pause:3.9\"\n";
-        let r127 = Rules::for_version(Version::new(1, 27, 0), EP, true);
-        let (out, _) = kubeadm_flags(text, &r127);
-        assert_eq!(
-            out,
-            "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.9\"\n"
-        );
-        let r135 = Rules::for_version(Version::new(1, 35, 0), EP, true);
-        let (out, removed) = kubeadm_flags(text, &r135);
-        assert_eq!(out, "KUBELET_KUBEADM_ARGS=\"\"\n");
-        assert_eq!(removed, ["--pod-infra-container-image"]);
-        // Without a config file the 1.27 kubelet still takes the (deprecated) flag.
-        let no_config = Rules::for_version(Version::new(1, 27, 0), EP, false);
-        let (out, _) = kubeadm_flags("", &no_config);
-        assert_eq!(
-            out,
-            format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint={EP}\"\n")
-        );
     }
 
     #[test]
