@@ -83,9 +83,32 @@ fn declined_all(images: Vec<Selected>, why: &str) -> Vec<Attempt> {
         .collect()
 }
 
+/// The images asked for, by their ids.
+fn by_id(need: &[Selected]) -> std::collections::HashMap<String, Selected> {
+    need.iter()
+        .map(|s| (s.image.id.clone(), s.clone()))
+        .collect()
+}
+
+// The ways, in the order they are tried: to containerd, sharing, then linking, then Docker's
+// export; to CRI-O, skopeo.
+
 /// Docker keeps its images in the containerd the images go to: shared from its namespace into
 /// k8s.io by digest, no export; only the snapshots are unpacked.
 pub struct Share;
+
+/// Docker's own overlay2 store beside containerd's overlayfs snapshots: each image's layers
+/// hard-linked into snapshots (link.rs), nothing copied.
+pub struct Link;
+
+/// Docker's export streamed into containerd (import.rs; `ctr images import` where that
+/// fails): all the images in one stream first, then one by one what the batch did not bring.
+/// The last way to containerd: what fails here fails.
+pub struct DockerSave;
+
+/// CRI-O: each image exported from Docker into a file and copied into containers-storage with
+/// skopeo.
+pub struct Skopeo;
 
 impl Share {
     fn namespace(cx: &Cx) -> Option<String> {
@@ -123,10 +146,7 @@ impl Way for Share {
             },
         };
         let bar = cx.bar;
-        let by_id: std::collections::HashMap<String, Selected> = need
-            .iter()
-            .map(|s| (s.image.id.clone(), s.clone()))
-            .collect();
+        let by_id = by_id(&need);
         in_parallel(need.into(), cx.opts.parallel, &|image, in_use| {
             let t0 = Instant::now();
             let mut c = CarriedImage::new(image, names_of(image), in_use, Some(self.name()));
@@ -154,10 +174,6 @@ impl Way for Share {
     }
 }
 
-/// Docker's own overlay2 store beside containerd's overlayfs snapshots: each image's layers
-/// hard-linked into snapshots (link.rs), nothing copied.
-pub struct Link;
-
 impl Way for Link {
     fn name(&self) -> &'static str {
         "linked"
@@ -171,10 +187,7 @@ impl Way for Link {
         let Some(ctr) = cx.ctr else {
             return declined_all(need, "not to containerd");
         };
-        let by_id: std::collections::HashMap<String, Selected> = need
-            .iter()
-            .map(|s| (s.image.id.clone(), s.clone()))
-            .collect();
+        let by_id = by_id(&need);
         link_all(cx.opts, ctr, cx.client, cx.info, &need, cx.bar)
             .into_iter()
             .map(|r| match r {
@@ -184,11 +197,6 @@ impl Way for Link {
             .collect()
     }
 }
-
-/// Docker's export streamed into containerd (import.rs; `ctr images import` where that
-/// fails): all the images in one stream first, then one by one what the batch did not bring.
-/// The last way to containerd: what fails here fails.
-pub struct DockerSave;
 
 impl Way for DockerSave {
     fn name(&self) -> &'static str {
@@ -245,10 +253,6 @@ impl Way for DockerSave {
         out
     }
 }
-
-/// CRI-O: each image exported from Docker into a file and copied into containers-storage with
-/// skopeo.
-pub struct Skopeo;
 
 impl Way for Skopeo {
     fn name(&self) -> &'static str {
