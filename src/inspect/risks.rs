@@ -288,13 +288,7 @@ fn leftovers(f: &Facts, out: &mut Vec<Finding>) {
                 l.ipam_reservations.len(),
                 super::leftovers::CNI_NETWORKS,
                 nets.join(", "),
-                l.ipam_reservations
-                    .iter()
-                    .take(3)
-                    .map(|r| r.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    + if l.ipam_reservations.len() > 3 { " ..." } else { "" }
+                first(l.ipam_reservations.iter().map(|r| r.path.as_str()), 3, " ")
             ),
             "the migration releases them once Docker has stopped (each moved into the backup; a rollback puts them back)",
         ));
@@ -303,10 +297,9 @@ fn leftovers(f: &Facts, out: &mut Vec<Finding>) {
         out.push(Finding::info(
             "pod-slices",
             format!(
-                "{} pod slice(s) are loaded for the pods Docker runs ({}{}); they outlive Docker's containers",
+                "{} pod slice(s) are loaded for the pods Docker runs ({}); they outlive Docker's containers",
                 l.pod_slices.len(),
-                l.pod_slices.iter().take(2).cloned().collect::<Vec<_>>().join(", "),
-                if l.pod_slices.len() > 2 { ", ..." } else { "" }
+                first(l.pod_slices.iter().map(String::as_str), 2, ", ")
             ),
             "the kubelet on the new runtime reuses the slice of each pod that comes back (same UID) and removes the others with their pods; one that stays after the pods are back is stopped with `systemctl stop SLICE`",
         ));
@@ -320,5 +313,29 @@ fn leftovers(f: &Facts, out: &mut Vec<Finding>) {
             ),
             "pods on the new runtime do not use them; keep DOCKER-USER if your own rules live there, remove the rest once Docker is gone for good (iptables -t TABLE -F CHAIN; iptables -t TABLE -X CHAIN, after deleting the jumps to them)",
         ));
+    }
+}
+
+/// The first `n` of a list joined by `sep`, then `...` where there are more.
+fn first<'a>(items: impl ExactSizeIterator<Item = &'a str>, n: usize, sep: &str) -> String {
+    let more = items.len() > n;
+    let mut text = items.take(n).collect::<Vec<_>>().join(sep);
+    if more {
+        text.push_str(sep);
+        text.push_str("...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first;
+
+    #[test]
+    fn a_long_list_is_cut_after_its_first_items() {
+        let items = ["a", "b", "c"];
+        assert_eq!(first(items.into_iter(), 2, ", "), "a, b, ...");
+        assert_eq!(first(items.into_iter(), 3, " "), "a b c");
+        assert_eq!(first([].into_iter(), 2, " "), "");
     }
 }
