@@ -939,9 +939,10 @@ mod tests {
 
     use crate::node::test_node as node;
 
-    /// A node of these files, and the unit `name` loaded from it.
-    fn loaded(files: &[(&str, &str)], name: &str) -> (tempfile::TempDir, Node, Unit) {
+    /// A node of these files, and the unit of the first loaded from it.
+    fn loaded(files: &[(&str, &str)]) -> (tempfile::TempDir, Node, Unit) {
         let (d, n) = node(files);
+        let name = files[0].0.rsplit('/').next().unwrap();
         let u = Unit::load(&n, name).unwrap().unwrap();
         (d, n, u)
     }
@@ -958,26 +959,20 @@ mod tests {
         let many_h = "%H".repeat(200_000);
         let many_unknown = format!("--x={}", "%b".repeat(200_000));
         let unit = format!("[Service]\nExecStart=/bin/k {many_h} {many_unknown}\n");
-        let (_d, n, u) = loaded(
-            &[
-                ("/etc/systemd/system/k.service", unit.as_str()),
-                ("/etc/hostname", huge_hostname.as_str()),
-            ],
-            "k.service",
-        );
+        let (_d, n, u) = loaded(&[
+            ("/etc/systemd/system/k.service", unit.as_str()),
+            ("/etc/hostname", huge_hostname.as_str()),
+        ]);
         let c = u.command(&n).unwrap().unwrap();
         assert_eq!(c.argv[1].text, "", "a 1 MiB host name is not taken");
         let said: Vec<&String> = c.notes.iter().filter(|x| x.contains("`%b`")).collect();
         assert_eq!(said.len(), 1, "{} notes", c.notes.len());
         assert!(said[0].len() < 400, "{}", said[0].len());
         // A real host name, repeated past the bound: refused as too long, not expanded on.
-        let (_d2, n2, u) = loaded(
-            &[
-                ("/etc/systemd/system/k.service", unit.as_str()),
-                ("/etc/hostname", &"a".repeat(60)),
-            ],
-            "k.service",
-        );
+        let (_d2, n2, u) = loaded(&[
+            ("/etc/systemd/system/k.service", unit.as_str()),
+            ("/etc/hostname", &"a".repeat(60)),
+        ]);
         let e = u.command(&n2).unwrap_err();
         assert!(format!("{e:#}").contains("expands to more than"), "{e:#}");
     }
@@ -987,13 +982,10 @@ mod tests {
     fn words_split_and_unquoted_as_systemd_does() {
         let unit = "[Service]\nEnvironment=\"A=x\\ty  z\" B=100%%\\x41\nEnvironmentFile=/etc/default/k\nExecStart=/bin/rec a \"b c\" 'd e' \"f\\\"g\" 'h\\'i' j\\tk \"l\\\\m\" ${A} ${B} $C ${C} $D\n";
         let env = "C=one \"two three\" 'fo\\o' x\\ y\nD=\"x\\ty 'q r'\"\n";
-        let (_d, n, u) = loaded(
-            &[
-                ("/etc/systemd/system/k.service", unit),
-                ("/etc/default/k", env),
-            ],
-            "k.service",
-        );
+        let (_d, n, u) = loaded(&[
+            ("/etc/systemd/system/k.service", unit),
+            ("/etc/default/k", env),
+        ]);
         let c = u.command(&n).unwrap().unwrap();
         assert_eq!(
             c.args(),
@@ -1029,7 +1021,7 @@ mod tests {
                 "/var/lib/kubelet/kubeadm-flags.env",
                 "KUBELET_KUBEADM_ARGS=\"--network-plugin=cni --pod-infra-container-image=k8s.gcr.io/pause:3.2\"\n",
             ),
-        ], "kubelet.service");
+        ]);
         assert_eq!(
             u.fragment.as_deref(),
             Some("/lib/systemd/system/kubelet.service")
@@ -1081,7 +1073,7 @@ mod tests {
                 "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf",
                 "[Service]\nEnvironment='KUBELET_ARGS=--node-ip=10.0.0.7 --pod-infra-container-image=602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.1-eksbuild.1 --v=2'\n",
             ),
-        ], "kubelet.service");
+        ]);
         assert_eq!(u.requires, ["docker.service"]);
         assert_eq!(u.after, ["docker.service", "iptables-restore.service"]);
         let c = u.command(&n).unwrap().unwrap();
@@ -1122,13 +1114,10 @@ mod tests {
         // expanding its variables.
         let unit = "[Unit]\nAfter=docker.service\nWants=docker.socket\n\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet.env\nExecStart=/usr/local/bin/kubelet \\\n\t\t$KUBE_LOGTOSTDERR \\\n\t\t$KUBE_LOG_LEVEL \\\n\t\t$KUBELET_API_SERVER \\\n\t\t$KUBELET_ADDRESS \\\n\t\t$KUBELET_PORT \\\n\t\t$KUBELET_HOSTNAME \\\n\t\t$KUBELET_ARGS \\\n\t\t$DOCKER_SOCKET \\\n\t\t$KUBELET_NETWORK_PLUGIN \\\n\t\t$KUBELET_VOLUME_PLUGIN \\\n\t\t$KUBELET_CLOUDPROVIDER\n";
         let env = "KUBE_LOGTOSTDERR=\"--logtostderr=true\"\nKUBE_LOG_LEVEL=\"--v=2\"\nKUBELET_ADDRESS=\"--node-ip=10.0.0.5\"\nKUBELET_HOSTNAME=\"--hostname-override=node1\"\n\nKUBELET_ARGS=\"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\\n--config=/etc/kubernetes/kubelet-config.yaml \\\n--kubeconfig=/etc/kubernetes/kubelet.conf \\\n--pod-infra-container-image=k8s.gcr.io/pause:3.3 \\\n  \"\nKUBELET_NETWORK_PLUGIN=\"--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n";
-        let (_d, n, u) = loaded(
-            &[
-                ("/etc/systemd/system/kubelet.service", unit),
-                ("/etc/kubernetes/kubelet.env", env),
-            ],
-            "kubelet.service",
-        );
+        let (_d, n, u) = loaded(&[
+            ("/etc/systemd/system/kubelet.service", unit),
+            ("/etc/kubernetes/kubelet.env", env),
+        ]);
         assert_eq!(u.wants, ["docker.socket"]);
         let c = u.command(&n).unwrap().unwrap();
         let args = c.args();
@@ -1169,32 +1158,29 @@ mod tests {
 
     #[test]
     fn dropins_by_name_across_directories_resets_prefixes_and_specifiers() {
-        let (_d, n, u) = loaded(
-            &[
-                (
-                    "/usr/lib/systemd/system/x.service",
-                    "[Service]\nEnvironment=A=vendor\nExecStart=/bin/x $A\n",
-                ),
-                // The same drop-in name in /etc replaces /usr/lib's; 20- applies after 10-.
-                (
-                    "/usr/lib/systemd/system/x.service.d/10-a.conf",
-                    "[Service]\nEnvironment=A=usr\n",
-                ),
-                (
-                    "/etc/systemd/system/x.service.d/10-a.conf",
-                    "[Service]\nEnvironment=A=etc\n",
-                ),
-                (
-                    "/run/systemd/system/x.service.d/20-b.conf",
-                    "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i %b ${A}\n",
-                ),
-                (
-                    "/etc/systemd/system/service.d/05-all.conf",
-                    "[Service]\nEnvironment=B=all\n",
-                ),
-            ],
-            "x.service",
-        );
+        let (_d, n, u) = loaded(&[
+            (
+                "/usr/lib/systemd/system/x.service",
+                "[Service]\nEnvironment=A=vendor\nExecStart=/bin/x $A\n",
+            ),
+            // The same drop-in name in /etc replaces /usr/lib's; 20- applies after 10-.
+            (
+                "/usr/lib/systemd/system/x.service.d/10-a.conf",
+                "[Service]\nEnvironment=A=usr\n",
+            ),
+            (
+                "/etc/systemd/system/x.service.d/10-a.conf",
+                "[Service]\nEnvironment=A=etc\n",
+            ),
+            (
+                "/run/systemd/system/x.service.d/20-b.conf",
+                "[Service]\nExecStart=\nExecStart=-:/bin/x $A %i %b ${A}\n",
+            ),
+            (
+                "/etc/systemd/system/service.d/05-all.conf",
+                "[Service]\nEnvironment=B=all\n",
+            ),
+        ]);
         assert_eq!(
             u.dropins,
             [
@@ -1213,13 +1199,10 @@ mod tests {
         assert_eq!(a.1.value, "etc");
         // EnvironmentFile= overrides Environment=; a later file a former one.
         // A backslash on the file's last line: the command stands as it is.
-        let (_d3, n3, u) = loaded(
-            &[(
-                "/etc/systemd/system/z.service",
-                "[Service]\nExecStart=/bin/z a \\\n  b \\\n",
-            )],
-            "z.service",
-        );
+        let (_d3, n3, u) = loaded(&[(
+            "/etc/systemd/system/z.service",
+            "[Service]\nExecStart=/bin/z a \\\n  b \\\n",
+        )]);
         assert_eq!(
             u.command(&n3).unwrap().unwrap().args(),
             ["/bin/z", "a", "b"]
@@ -1228,7 +1211,7 @@ mod tests {
             ("/etc/systemd/system/y.service", "[Service]\nEnvironment=V=env\nEnvironmentFile=/etc/y1\nEnvironmentFile=-/etc/y2\nExecStart=/bin/y ${V}x $$V\n"),
             ("/etc/y1", "V=one\n"),
             ("/etc/y2", "V=\"two words\"\n"),
-        ], "y.service");
+        ]);
         let c = u.command(&n2).unwrap().unwrap();
         assert_eq!(c.args(), ["/bin/y", "two wordsx", "$V"]);
         assert!(Unit::load(&n2, "nope.service").unwrap().is_none());
