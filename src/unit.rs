@@ -1110,14 +1110,13 @@ mod tests {
 
     #[test]
     fn kubespray_env_file_expanded_as_a_variable() {
-        // Kubespray's kubelet.service: EnvironmentFile=/etc/kubernetes/kubelet.env, ExecStart
-        // expanding its variables.
-        let unit = "[Unit]\nAfter=docker.service\nWants=docker.socket\n\n[Service]\nEnvironmentFile=-/etc/kubernetes/kubelet.env\nExecStart=/usr/local/bin/kubelet \\\n\t\t$KUBE_LOGTOSTDERR \\\n\t\t$KUBE_LOG_LEVEL \\\n\t\t$KUBELET_API_SERVER \\\n\t\t$KUBELET_ADDRESS \\\n\t\t$KUBELET_PORT \\\n\t\t$KUBELET_HOSTNAME \\\n\t\t$KUBELET_ARGS \\\n\t\t$DOCKER_SOCKET \\\n\t\t$KUBELET_NETWORK_PLUGIN \\\n\t\t$KUBELET_VOLUME_PLUGIN \\\n\t\t$KUBELET_CLOUDPROVIDER\n";
-        let env = "KUBE_LOGTOSTDERR=\"--logtostderr=true\"\nKUBE_LOG_LEVEL=\"--v=2\"\nKUBELET_ADDRESS=\"--node-ip=10.0.0.5\"\nKUBELET_HOSTNAME=\"--hostname-override=node1\"\n\nKUBELET_ARGS=\"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \\\n--config=/etc/kubernetes/kubelet-config.yaml \\\n--kubeconfig=/etc/kubernetes/kubelet.conf \\\n--pod-infra-container-image=k8s.gcr.io/pause:3.3 \\\n  \"\nKUBELET_NETWORK_PLUGIN=\"--network-plugin=cni --cni-conf-dir=/etc/cni/net.d --cni-bin-dir=/opt/cni/bin\"\n";
-        let (_d, n, u) = loaded(&[
-            ("/etc/systemd/system/kubelet.service", unit),
-            ("/etc/kubernetes/kubelet.env", env),
-        ]);
+        // Kubespray's kubelet.service (EnvironmentFile=/etc/kubernetes/kubelet.env, ExecStart
+        // expanding its variables) as its 2.17 fixture node has it.
+        let n = Node::new(&format!(
+            "{}/tests/fixtures/nodes/kubespray-2.17-docker/node",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let u = Unit::load(&n, "kubelet.service").unwrap().unwrap();
         assert_eq!(u.wants, ["docker.socket"]);
         let c = u.command(&n).unwrap().unwrap();
         let args = c.args();
