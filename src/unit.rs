@@ -1112,7 +1112,7 @@ mod tests {
     fn kubespray_env_file_expanded_as_a_variable() {
         // Kubespray's kubelet.service (EnvironmentFile=/etc/kubernetes/kubelet.env, ExecStart
         // expanding its variables) as its 2.17 fixture node has it.
-        let n = Node::new(&format!(
+        let n = Node::new(format!(
             "{}/tests/fixtures/nodes/kubespray-2.17-docker/node",
             env!("CARGO_MANIFEST_DIR")
         ));

@@ -389,22 +389,31 @@ impl sandbox::PodRuntime for GrpcCri {
     }
 }
 
+/// An image as CRI names it.
+fn image_spec(image: &str) -> ImageSpec {
+    ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    }
+}
+
+impl GrpcCri {
+    /// CRI `ImageStatus`: the image the runtime has under this name, if any.
+    fn image_status(&self, image: &str) -> Result<Option<k8s_cri::v1::Image>> {
+        let mut c = ImageServiceClient::new(self.channel.clone());
+        let ask = ImageStatusRequest {
+            image: Some(image_spec(image)),
+            verbose: false,
+        };
+        Ok(self
+            .call("ImageStatus", self.timeout, c.image_status(ask))?
+            .image)
+    }
+}
+
 impl Cri for GrpcCri {
     fn image_present(&self, image: &str) -> Result<bool> {
-        let mut c = ImageServiceClient::new(self.channel.clone());
-        let spec = ImageSpec {
-            image: image.to_string(),
-            ..Default::default()
-        };
-        let s = self.call(
-            "ImageStatus",
-            self.timeout,
-            c.image_status(ImageStatusRequest {
-                image: Some(spec),
-                verbose: false,
-            }),
-        )?;
-        Ok(s.image.is_some())
+        Ok(self.image_status(image)?.is_some())
     }
 
     fn version(&self) -> Result<RuntimeVersion> {
@@ -448,10 +457,6 @@ impl Cri for GrpcCri {
     fn pull(&self, image: &str, auth: Option<&credentials::Credential>) -> Result<PulledImage> {
         let start = Instant::now();
         let mut c = ImageServiceClient::new(self.channel.clone());
-        let spec = ImageSpec {
-            image: image.to_string(),
-            ..Default::default()
-        };
         let auth_config = auth.map(|a| AuthConfig {
             username: a.username.clone(),
             password: a.password.clone(),
@@ -466,20 +471,12 @@ impl Cri for GrpcCri {
             &format!("PullImage of {image}"),
             PULL_TIMEOUT,
             c.pull_image(PullImageRequest {
-                image: Some(spec.clone()),
+                image: Some(image_spec(image)),
                 auth: auth_config,
                 sandbox_config: None,
             }),
         )?;
-        let status = self.call(
-            "ImageStatus",
-            self.timeout,
-            c.image_status(ImageStatusRequest {
-                image: Some(spec),
-                verbose: false,
-            }),
-        )?;
-        let img = status.image.ok_or_else(|| {
+        let img = self.image_status(image)?.ok_or_else(|| {
             anyhow!("the runtime reports no image {image} right after pulling it")
         })?;
         Ok(PulledImage {
