@@ -2,7 +2,6 @@
 //! (nothing else frees them: the kubelet stops first, so no CNI DEL runs), by moving each file
 //! into the backup, so that a rollback puts back exactly what was there.
 
-use super::StepDone;
 use crate::node::{join, Node};
 use anyhow::{Context, Result};
 
@@ -38,7 +37,7 @@ pub fn release(node: &Node, backup_dir: &str, reservations: &[(String, String)])
 }
 
 /// Put back every released file that is not at its place (a new reservation there wins).
-pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> StepDone {
+pub fn put_back(node: &Node, backup_dir: &str, paths: &[String]) -> Result<Option<String>> {
     let mut back = 0;
     for path in paths {
         let kept = kept_at(backup_dir, path);

@@ -23,47 +23,8 @@ use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The container runtimes cri-migrate knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeKind {
-    Dockershim,
-    CriDockerd,
-    Containerd,
-    Crio,
-    Unknown,
-}
-
-impl RuntimeKind {
-    pub fn from_endpoint(endpoint: &str) -> RuntimeKind {
-        if endpoint.ends_with("dockershim.sock") {
-            RuntimeKind::Dockershim
-        } else if endpoint.contains("cri-dockerd") {
-            RuntimeKind::CriDockerd
-        } else if endpoint.ends_with("containerd.sock") {
-            RuntimeKind::Containerd
-        } else if endpoint.ends_with("crio.sock") {
-            RuntimeKind::Crio
-        } else {
-            RuntimeKind::Unknown
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RuntimeKind::Dockershim => "dockershim (Docker Engine)",
-            RuntimeKind::CriDockerd => "cri-dockerd (Docker Engine)",
-            RuntimeKind::Containerd => "containerd",
-            RuntimeKind::Crio => "CRI-O",
-            RuntimeKind::Unknown => "unknown",
-        }
-    }
-
-    /// Runtimes that are Docker Engine underneath.
-    pub fn is_docker(self) -> bool {
-        matches!(self, RuntimeKind::Dockershim | RuntimeKind::CriDockerd)
-    }
-}
+/// Where the kubelet runs now (a runtime of `crate::runtime`'s, or Docker's two ways).
+pub use crate::runtime::RuntimeKind;
 
 /// A piece of software on the node and how we know.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

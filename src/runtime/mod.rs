@@ -15,7 +15,6 @@ pub mod target;
 #[cfg(test)]
 mod third;
 
-use crate::inspect::RuntimeKind;
 use serde::Serialize;
 
 /// The runtime to move to.
@@ -27,6 +26,49 @@ pub enum Target {
     /// A runtime that exists only in the unit tests, to show what adding one takes.
     #[cfg(test)]
     Third,
+}
+
+/// The container runtimes a kubelet can be on: Docker Engine (dockershim, cri-dockerd) and
+/// the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    Dockershim,
+    CriDockerd,
+    Containerd,
+    Crio,
+    Unknown,
+}
+
+impl RuntimeKind {
+    pub fn from_endpoint(endpoint: &str) -> RuntimeKind {
+        if endpoint.ends_with("dockershim.sock") {
+            RuntimeKind::Dockershim
+        } else if endpoint.contains("cri-dockerd") {
+            RuntimeKind::CriDockerd
+        } else if endpoint.ends_with("containerd.sock") {
+            RuntimeKind::Containerd
+        } else if endpoint.ends_with("crio.sock") {
+            RuntimeKind::Crio
+        } else {
+            RuntimeKind::Unknown
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Dockershim => "dockershim (Docker Engine)",
+            RuntimeKind::CriDockerd => "cri-dockerd (Docker Engine)",
+            RuntimeKind::Containerd => "containerd",
+            RuntimeKind::Crio => "CRI-O",
+            RuntimeKind::Unknown => "unknown",
+        }
+    }
+
+    /// Runtimes that are Docker Engine underneath.
+    pub fn is_docker(self) -> bool {
+        matches!(self, RuntimeKind::Dockershim | RuntimeKind::CriDockerd)
+    }
 }
 
 /// What one runtime is.
