@@ -9,6 +9,7 @@ mod common;
 
 use common::services::{containerd_1, containerd_2, is_root, skip_unless, Containerd};
 use common::*;
+use cri_migrate::inspect::runtimes::strings;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -260,15 +261,6 @@ fn rendered_configs_load_in_real_containerd_with_cri() {
             .map(|v| v.as_str().unwrap())
             .collect();
         let cni = get(&doc, &[&rt[..], &["cni"]].concat()).unwrap();
-        let strings = |v: Option<&toml_edit::Item>| -> Vec<String> {
-            v.and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         if schema == 3 {
             // Every 2.x fixture targets 2.1, which takes a list (bin_dirs), also in a version 2
             // file kept as it was.
