@@ -116,8 +116,8 @@ fn sandbox_image(
             Err(why) => {
                 warnings.push(Finding::warning(
                     "sandbox-image-invalid",
-                    format!("The pause image of {} is not carried over: {why}.", c.from),
-                    "Correct it there, or name the pause image with --sandbox-image.",
+                    format!("the pause image of {} is not carried over: {why}", c.from),
+                    "correct it there, or name the pause image with --sandbox-image",
                 ));
                 false
             }
