@@ -78,75 +78,58 @@ impl KubeletConfig {
     /// A drop-in of `--config-dir` read over this config: each field it sets wins, and is
     /// recorded as set there.
     fn overlay(&mut self, path: String, d: KubeletConfig) {
-        fn over<T>(
-            set_in: &mut BTreeMap<String, String>,
-            path: &str,
-            field: &str,
-            a: &mut Option<T>,
-            b: Option<T>,
-        ) {
-            if b.is_some() {
+        /// `b` over `a` where it is set; whether it was.
+        fn take<T>(a: &mut Option<T>, b: Option<T>) -> bool {
+            let set = b.is_some();
+            if set {
                 *a = b;
-                set_in.insert(field.to_string(), path.to_string());
             }
+            set
         }
-        let set_in = &mut self.set_in;
-        over(
-            set_in,
-            &path,
-            "cgroupDriver",
-            &mut self.cgroup_driver,
-            d.cgroup_driver,
-        );
-        if d.container_runtime_endpoint.is_some() {
-            self.endpoint_file = Some(path.clone());
-        }
-        over(
-            set_in,
-            &path,
-            "containerRuntimeEndpoint",
-            &mut self.container_runtime_endpoint,
-            d.container_runtime_endpoint,
-        );
-        over(
-            set_in,
-            &path,
-            "imageServiceEndpoint",
-            &mut self.image_service_endpoint,
-            d.image_service_endpoint,
-        );
-        over(
-            set_in,
-            &path,
-            "staticPodPath",
-            &mut self.static_pod_path,
-            d.static_pod_path,
-        );
-        over(
-            set_in,
-            &path,
-            "clusterDomain",
-            &mut self.cluster_domain,
-            d.cluster_domain,
-        );
-        over(set_in, &path, "podCIDR", &mut self.pod_cidr, d.pod_cidr);
-        over(
-            set_in,
-            &path,
-            "containerLogMaxSize",
-            &mut self.container_log_max_size,
-            d.container_log_max_size,
-        );
-        over(
-            set_in,
-            &path,
-            "containerLogMaxFiles",
-            &mut self.container_log_max_files,
-            d.container_log_max_files,
-        );
-        if !d.cluster_dns.is_empty() {
+        let dns = !d.cluster_dns.is_empty();
+        if dns {
             self.cluster_dns = d.cluster_dns;
-            set_in.insert("clusterDNS".into(), path.clone());
+        }
+        let set = [
+            (
+                "cgroupDriver",
+                take(&mut self.cgroup_driver, d.cgroup_driver),
+            ),
+            (
+                "containerRuntimeEndpoint",
+                take(
+                    &mut self.container_runtime_endpoint,
+                    d.container_runtime_endpoint,
+                ),
+            ),
+            (
+                "imageServiceEndpoint",
+                take(&mut self.image_service_endpoint, d.image_service_endpoint),
+            ),
+            (
+                "staticPodPath",
+                take(&mut self.static_pod_path, d.static_pod_path),
+            ),
+            (
+                "clusterDomain",
+                take(&mut self.cluster_domain, d.cluster_domain),
+            ),
+            ("podCIDR", take(&mut self.pod_cidr, d.pod_cidr)),
+            (
+                "containerLogMaxSize",
+                take(&mut self.container_log_max_size, d.container_log_max_size),
+            ),
+            (
+                "containerLogMaxFiles",
+                take(&mut self.container_log_max_files, d.container_log_max_files),
+            ),
+            ("clusterDNS", dns),
+        ];
+        for (field, _) in set.iter().filter(|(_, set)| *set) {
+            if *field == "containerRuntimeEndpoint" {
+                self.endpoint_file = Some(path.clone());
+            }
+            self.set_in.insert(field.to_string(), path.clone());
         }
         self.dropins.push(path);
     }
