@@ -704,7 +704,7 @@ fn env_lines(text: &str) -> Vec<(usize, String)> {
 /// without, as systemd splits it when it runs the command (`strv_split_full(…,
 /// EXTRACT_RELAX|EXTRACT_UNQUOTE)`): quotes removed, a backslash takes the next character as it
 /// is.
-fn words(value: &str, cunescape: bool) -> Vec<String> {
+pub(crate) fn words(value: &str, cunescape: bool) -> Vec<String> {
     split_raw(value)
         .iter()
         .map(|raw| unquote_exec(raw, cunescape))

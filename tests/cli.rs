@@ -391,23 +391,28 @@ fn json_plan_has_the_documented_fields() {
     assert_eq!(
         actions,
         // containerd's unit keeps Docker's containers through a restart (KillMode=process): the
-        // runtime is checked while the kubelet still runs on Docker, then the cutover.
+        // runtime is checked while the kubelet still runs on Docker, then the cutover: the
+        // kubelet's files and its start, held at a gate, before Docker stops; the gate opens
+        // once Docker's containers have exited.
         [
             "write-files ",
             "restart containerd.service",
             "wait-for-socket ",
             "verify-pull ",
             "check-sandbox ",
+            "install-gate kubelet.service",
             "stop kubelet.service",
+            "write-files ",
+            "start-held kubelet.service",
             "stop cri-docker.socket",
             "stop cri-docker.service",
             "stop docker.socket",
             "stop docker.service",
-            "write-files ",
             "start kubelet.service",
             "check-runtime ",
             "wait-stopped ",
             "wait-active kubelet.service",
+            "remove-gate kubelet.service",
             "disable cri-docker.socket",
             "disable cri-docker.service",
             "disable docker.socket",
@@ -855,7 +860,8 @@ fn dockers_leftovers_are_said_with_the_fix() {
         "{ipam}"
     );
     assert!(!ipam.contains("10.244.3.8"), "{ipam}");
-    // ... and released once Docker has stopped, before the kubelet starts.
+    // ... and released once the kubelet has stopped, before its held start and Docker's stop:
+    // nothing allocates addresses until the gate opens, once Docker's pods have exited.
     let actions: Vec<String> = p["actions"]
         .as_array()
         .unwrap()
@@ -872,16 +878,11 @@ fn dockers_leftovers_are_said_with_the_fix() {
         .iter()
         .position(|a| a.starts_with("release-addresses"))
         .expect("released");
-    let docker_stop = actions
-        .iter()
-        .position(|a| a == "stop docker.service")
-        .unwrap();
-    let kubelet_start = actions
-        .iter()
-        .position(|a| a == "start kubelet.service")
-        .unwrap();
+    let at = |s: &str| actions.iter().position(|a| a == s).unwrap();
     assert!(
-        docker_stop < release && release < kubelet_start,
+        at("stop kubelet.service") < release
+            && release < at("start-held kubelet.service")
+            && release < at("stop docker.socket"),
         "{actions:?}"
     );
     let lr = w("docker-live-restore").expect("live-restore is said");

@@ -70,6 +70,10 @@ pub enum Effect {
         path: String,
         like: String,
     },
+    /// The gate holding the unit's starts installed (`system::gate`): removed by the undo.
+    Gate {
+        unit: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

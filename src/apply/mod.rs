@@ -14,6 +14,7 @@ use crate::error::Failure;
 use crate::node::Node;
 use crate::plan::{Action, FileGroup};
 use crate::signals::{self, Phase};
+use crate::system::gate;
 use crate::system::kubectl::Kubectl;
 use crate::system::systemd::{diagnose, running, Systemd};
 use anyhow::{anyhow, Result};
@@ -35,6 +36,8 @@ pub struct Effects<'a> {
     pub interrupted: &'a dyn Fn() -> Option<i32>,
     /// Docker's containers watched exiting while Docker stops (`Action::Stop::until_exited`).
     pub exits: &'a dyn crate::system::exits::Exits,
+    /// The kubelet's start held until they have (`Action::InstallGate`).
+    pub gate: &'a dyn crate::system::gate::Gate,
 }
 
 pub struct ApplyOptions {
@@ -146,7 +149,10 @@ impl Step<'_> {
                 unit_file: f.unit_file,
             }),
             Step::Act(Action::Stop { unit: u, .. }) => unit("stop", u),
-            Step::Act(Action::Start { unit: u }) => unit("start", u),
+            Step::Act(Action::Start { unit: u } | Action::StartHeld { unit: u }) => {
+                unit("start", u)
+            }
+            Step::Act(Action::InstallGate { unit: u }) => Some(Effect::Gate { unit: u.clone() }),
             Step::Act(Action::Restart { unit: u }) => unit("restart", u),
             Step::Act(Action::Enable { unit: u }) => unit("enable", u),
             Step::Act(Action::Disable { unit: u }) => unit("disable", u),
@@ -658,19 +664,104 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
             )));
         }
     };
-    // Exited, and because dockerd is shutting down (its unit no longer active): from then on it
-    // starts no container again (restart policies end with its shutdown).
-    let docker_stopping = || {
-        fx.systemd
-            .active_states(&["docker.service".to_string()])
-            .is_ok_and(|s| s.iter().all(|a| !running(a)))
+    // Exited, and dockerd shutting down (its unit no longer active): from then on it starts no
+    // container again (restart policies end with its shutdown). Its unit leaves `active` as
+    // the stop begins, long before the containers exit: read until seen, not at the exits.
+    let docker_stopping = std::cell::Cell::new(false);
+    let opened: std::cell::RefCell<Option<Result<bool>>> = Default::default();
+    let gone = || {
+        if !docker_stopping.get() {
+            docker_stopping.set(
+                fx.systemd
+                    .active_states(&["docker.service".to_string()])
+                    .is_ok_and(|s| s.iter().all(|a| !running(a))),
+            );
+        }
+        let gone = docker_stopping.get() && fx.exits.all_exited();
+        if gone && opened.borrow().is_none() {
+            // The kubelet held at its gate starts now, before any bookkeeping here.
+            *opened.borrow_mut() = Some(fx.gate.open());
+        }
+        gone
     };
-    let finished = fx
-        .systemd
-        .stop_until(unit, &|| fx.exits.all_exited() && docker_stopping())?;
+    let finished = fx.systemd.stop_until(unit, &gone)?;
+    let gate = match opened.into_inner() {
+        Some(Ok(true)) => "; the kubelet's gate opened then",
+        // Opened again by the kubelet's start, which says it if that fails too.
+        Some(Err(_)) => "; the kubelet's gate could not be opened then",
+        _ => "",
+    };
     Ok((!finished).then(|| {
-        format!("Docker's {watched} container(s) exited; its own shutdown goes on meanwhile")
+        format!("Docker's {watched} container(s) exited{gate}; its own shutdown goes on meanwhile")
     }))
+}
+
+/// The dependencies that would tie a held start of the kubelet to Docker's units: a start job
+/// that pulls one in (or waits for its stop) while Docker stops.
+const HELD_DEPS: [&str; 7] = [
+    "Requires",
+    "Requisite",
+    "BindsTo",
+    "PartOf",
+    "Wants",
+    "Upholds",
+    "After",
+];
+
+/// The gate written, systemd reloaded, and the gate proved in the unit as systemd loaded it
+/// (a later drop-in that resets `ExecStartPre=` would leave it out): armed from here on.
+fn install_gate(fx: &Effects, unit: &str) -> StepDone {
+    if unit != gate::UNIT {
+        anyhow::bail!("only {} has a gate, not {unit}", gate::UNIT);
+    }
+    fx.gate.install()?;
+    fx.systemd.act("daemon-reload", None)?;
+    let loaded = fx.systemd.show(unit, &["ExecStartPre"])?;
+    if !loaded.contains(gate::FIFO) {
+        anyhow::bail!(
+            "systemd did not load the gate {} into {unit} (`systemctl show -p ExecStartPre {unit}` says {}): a drop-in of {unit} whose name sorts after it probably resets ExecStartPre=; `systemctl cat {unit}` shows which",
+            gate::DROP_IN,
+            loaded.trim()
+        );
+    }
+    Ok(Some(format!("{} loaded", gate::DROP_IN)))
+}
+
+/// The held start queued, unless the unit (as systemd loaded it, its files written) still
+/// depends on one of Docker's units: its start would then pull Docker in or wait for its stop,
+/// so it starts once Docker's containers have exited instead, as any other.
+fn start_held(fx: &Effects, unit: &str) -> StepDone {
+    let deps = fx.systemd.show(unit, &HELD_DEPS)?;
+    let tied = deps.lines().find_map(|l| {
+        let (prop, value) = l.split_once('=')?;
+        let u = value
+            .split_whitespace()
+            .find(|u| crate::runtime::DOCKER_UNITS.contains(u))?;
+        Some(format!("{prop}={u}"))
+    });
+    if let Some(tie) = tied {
+        return Ok(Some(format!(
+            "not queued: {unit} has {tie}; it starts once Docker's containers have exited"
+        )));
+    }
+    fx.systemd.queue_start(unit)?;
+    Ok(Some("queued; systemd runs it when the gate opens".into()))
+}
+
+/// The gate gone, the kubelet running: what cannot be removed is said (every start passes a
+/// gate without its FIFO), never a reason to undo the migration.
+fn remove_gate(fx: &Effects, unit: &str) -> String {
+    match fx
+        .gate
+        .remove()
+        .and_then(|_| fx.systemd.act("daemon-reload", None))
+    {
+        Ok(()) => format!("{} removed", gate::DROP_IN),
+        Err(e) => format!(
+            "not removed ({e:#}); it lets every start of {unit} pass: remove {} and run `systemctl daemon-reload`",
+            gate::DROP_IN
+        ),
+    }
 }
 
 fn unit_failure(fx: &Effects, unit: &str, what: String) -> anyhow::Error {
@@ -775,14 +866,22 @@ fn act(w: &Walk, node_dir: &str, a: &Action, verification: &mut Option<Verificat
             timeout_secs,
         } => wait_stopped(fx, units, Duration::from_secs(*timeout_secs)),
         Action::DaemonReload => fx.systemd.act("daemon-reload", None).map(|_| None),
-        Action::Restart { unit } | Action::Start { unit } => {
-            let verb = if matches!(a, Action::Restart { .. }) {
-                "restart"
+        Action::Restart { unit } => start_unit(fx, "restart", unit),
+        Action::Start { unit } => {
+            // A start held at the gate goes on now if the stop of Docker did not open it
+            // (its containers could not be watched); `systemctl start` then joins that job.
+            let opened = if unit == gate::UNIT {
+                fx.gate.open()?
             } else {
-                "start"
+                false
             };
-            start_unit(fx, verb, unit)
+            start_unit(fx, "start", unit).map(|d| {
+                d.or(opened.then(|| "its gate opened here: Docker stopped whole".to_string()))
+            })
         }
+        Action::InstallGate { unit } => install_gate(fx, unit),
+        Action::StartHeld { unit } => start_held(fx, unit),
+        Action::RemoveGate { unit } => Ok(Some(remove_gate(fx, unit))),
         Action::WaitForSocket { timeout_secs, .. } => {
             wait_for_socket(w, &endpoint, Duration::from_secs(*timeout_secs))
         }

@@ -8,6 +8,7 @@ use super::backup::{remove_created_dirs, restore_file, Backup, Effect, EffectRec
 use super::{Effects, Progress, StepDone, StepReport, StepStatus};
 use crate::node::Node;
 use crate::runtime::{self, DOCKER_UNITS};
+use crate::system::gate;
 use crate::system::systemd::{running, UnitState};
 use anyhow::{anyhow, Result};
 use std::time::Instant;
@@ -45,6 +46,8 @@ pub struct UndoPlan {
     pub released: Vec<String>,
     /// SELinux equivalence rules added: (path, like), to delete.
     pub equivalences: Vec<(String, String)>,
+    /// The kubelet's start gate installed: removed, with a daemon-reload.
+    pub gate: bool,
 }
 
 impl UndoPlan {
@@ -74,6 +77,10 @@ impl UndoPlan {
                     }
                 }
                 Effect::DaemonReload => p.daemon_reload = true,
+                Effect::Gate { .. } => {
+                    p.gate = true;
+                    p.daemon_reload = true;
+                }
                 Effect::Equivalence { path, like } => {
                     // Recorded before the rule is added: one that failed to be added is not
                     // deleted (it may be the operator's).
@@ -432,11 +439,35 @@ fn restore_files(steps: &mut Steps, node: &Node, b: &Backup, fx: &Effects, plan:
             &mut || fx.labels.remove_equivalence(path, like).map(|_| None),
         );
     }
+    if live && plan.gate {
+        steps.run(
+            format!(
+                "rollback: remove the kubelet's start gate ({})",
+                gate::DROP_IN
+            ),
+            b,
+            &mut || remove_gate(fx),
+        );
+    }
     if live && plan.daemon_reload {
         steps.run("rollback: systemctl daemon-reload".into(), b, &mut || {
             act(fx, "daemon-reload", None)
         });
     }
+}
+
+/// The gate gone. A start of the kubelet still waiting at it (this run's own was stopped first)
+/// is stopped, not let through: it would run on the unit systemd loaded before the reload.
+fn remove_gate(fx: &Effects) -> StepDone {
+    let held = fx
+        .systemd
+        .active_states(&[gate::UNIT.to_string()])
+        .is_ok_and(|s| s.iter().any(|a| a == "activating"));
+    if held {
+        act(fx, "stop", Some(gate::UNIT))?;
+    }
+    fx.gate.remove()?;
+    Ok(held.then(|| format!("{} was held at it: stopped", gate::UNIT)))
 }
 
 /// Each unit's enablement as the backup has it (static, masked, indirect: never changed by a

@@ -72,6 +72,10 @@ struct FakeSystemd {
     stopping: RefCell<Vec<String>>,
     /// `wait_stops` fails (Docker's shutdown went wrong after its containers exited).
     late_failure: Cell<bool>,
+    /// The kubelet's start gate: installed (and loaded), armed.
+    gate: Cell<(bool, bool)>,
+    /// A later drop-in resets `ExecStartPre=`: the gate installed is not in the loaded unit.
+    gate_dropped: Cell<bool>,
 }
 
 impl FakeSystemd {
@@ -97,6 +101,8 @@ impl FakeSystemd {
             early: Cell::new(false),
             stopping: RefCell::new(vec![]),
             late_failure: Cell::new(false),
+            gate: Cell::new((false, false)),
+            gate_dropped: Cell::new(false),
         }
     }
     fn initial() -> BTreeMap<String, (String, String)> {
@@ -229,6 +235,38 @@ impl crate::system::systemd::Systemd for FakeSystemd {
         }
         Ok(())
     }
+    fn queue_start(&self, unit: &str) -> Result<()> {
+        self.act("queue-start", Some(unit))?;
+        // Held at the gate while it is armed; started at once otherwise.
+        let held = self.gate.get().1;
+        self.units
+            .borrow_mut()
+            .entry(unit.to_string())
+            .or_default()
+            .1 = if held { "activating" } else { "active" }.into();
+        Ok(())
+    }
+    fn show(&self, unit: &str, props: &[&str]) -> Result<String> {
+        let mut out = String::new();
+        for p in props {
+            let value = match *p {
+                "ExecStartPre" if self.gate.get().0 && !self.gate_dropped.get() => format!(
+                    "{{ path=/bin/sh ; argv[]=/bin/sh -c g={}; ... ; ignore_errors=no }}",
+                    crate::system::gate::FIFO
+                ),
+                "Requires" => self
+                    .requires
+                    .iter()
+                    .filter(|(a, _)| a == unit)
+                    .map(|(_, b)| b.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => String::new(),
+            };
+            out.push_str(&format!("{p}={value}\n"));
+        }
+        Ok(out)
+    }
     fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
         if self.blind.get() {
             anyhow::bail!("Failed to connect to bus: Connection timed out");
@@ -237,6 +275,37 @@ impl crate::system::systemd::Systemd for FakeSystemd {
             .iter()
             .map(|u| self.state(u).map(|s| s.active))
             .collect()
+    }
+}
+
+/// The gate in the same model: its calls among systemd's (each may fail as they do), a held
+/// start of the kubelet let through when it opens.
+impl crate::system::gate::Gate for FakeSystemd {
+    fn install(&self) -> Result<()> {
+        self.act("gate-install", None)?;
+        self.gate.set((true, true));
+        Ok(())
+    }
+    fn open(&self) -> Result<bool> {
+        let (installed, armed) = self.gate.get();
+        if !armed {
+            return Ok(false);
+        }
+        self.act("gate-open", None)?;
+        self.gate.set((installed, false));
+        let mut units = self.units.borrow_mut();
+        if let Some(k) = units
+            .get_mut("kubelet.service")
+            .filter(|k| k.1 == "activating")
+        {
+            k.1 = "active".into();
+        }
+        Ok(true)
+    }
+    fn remove(&self) -> Result<()> {
+        self.act("gate-remove", None)?;
+        self.gate.set((false, false));
+        Ok(())
     }
 }
 
@@ -544,6 +613,7 @@ fn walk_with(
         labels: &FakeLabels,
         interrupted: &interrupted,
         exits: &NoExits,
+        gate: &systemd,
     };
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
@@ -855,6 +925,7 @@ fn a_moved_root_is_labelled_before_the_runtime_starts_and_the_rule_goes_with_a_r
         labels: &FakeLabels,
         interrupted: &|| None,
         exits: &NoExits,
+        gate: &systemd,
     };
     let mut b = Backup::create(&node, plan.clone(), states(&systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
@@ -912,6 +983,7 @@ fn with_fakes<T>(
         labels: &FakeLabels,
         interrupted,
         exits: &NoExits,
+        gate: systemd,
     })
 }
 
@@ -1270,6 +1342,7 @@ fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (WalkOutcome, Files, 
         labels: &FakeLabels,
         interrupted: &|| None,
         exits,
+        gate: systemd,
     };
     let mut b = Backup::create(&node, plan.clone(), states(systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
@@ -1411,4 +1484,217 @@ fn a_files_group_decides_when_it_is_written_not_its_path() {
         .position(|n| *n == format!("write {FLAGS}"))
         .unwrap();
     assert!(flags > first_stop, "{names:?}");
+}
+
+/// The beside order with the kubelet held at its gate, as planned where Docker's stops go on
+/// once its containers exited: the gate before the kubelet stops, its files and its held start
+/// before Docker's stop, the gate gone once the kubelet runs.
+fn held_plan(plan: StoredPlan) -> StoredPlan {
+    let mut plan = early_plan(plan);
+    let kubelet = || "kubelet.service".to_string();
+    let at = |plan: &StoredPlan, s: &str| {
+        plan.actions
+            .iter()
+            .position(|a| a.to_string().starts_with(s))
+            .unwrap()
+    };
+    let files = plan.actions.remove(at(&plan, "write the kubelet's files"));
+    let stop = at(&plan, "stop kubelet");
+    plan.actions
+        .insert(stop, Action::InstallGate { unit: kubelet() });
+    plan.actions.insert(stop + 2, files);
+    plan.actions
+        .insert(stop + 3, Action::StartHeld { unit: kubelet() });
+    let active = at(&plan, "wait up to 1s until kubelet");
+    plan.actions
+        .insert(active + 1, Action::RemoveGate { unit: kubelet() });
+    plan
+}
+
+/// The held plan walked with Docker's containers watched exiting, a signal or a failing call
+/// as asked.
+fn walk_held(
+    systemd: &FakeSystemd,
+    signal_at: Option<(usize, i32)>,
+) -> (WalkOutcome, Files, Files, StoredPlan, String) {
+    let (_dir, node, plan) = node();
+    let plan = held_plan(plan);
+    let before = files(&node);
+    systemd.early.set(true);
+    let exits = FakeExits {
+        noted: Ok(3),
+        exited: true,
+    };
+    let asked = Cell::new(0usize);
+    let interrupted = || {
+        asked.set(asked.get() + 1);
+        signal_at.and_then(|(at, sig)| (asked.get() >= at).then_some(sig))
+    };
+    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
+        Ok(Box::new(FakeCri {
+            sandbox_fails: false,
+        }))
+    };
+    let fx = Effects {
+        systemd,
+        kubectl: None,
+        cri: &connect,
+        labels: &FakeLabels,
+        interrupted: &interrupted,
+        exits: &exits,
+        gate: systemd,
+    };
+    let mut b = Backup::create(&node, plan.clone(), states(systemd), true).unwrap();
+    let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
+    let journal = std::fs::read_to_string(node.path(&format!("{}/journal.log", b.node_dir)))
+        .unwrap_or_default();
+    (outcome, files(&node), before, plan, journal)
+}
+
+#[test]
+fn the_held_kubelet_starts_the_moment_dockers_containers_exited() {
+    let systemd = FakeSystemd::new(None);
+    let (outcome, after, _, plan, journal) = walk_held(&systemd, None);
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(after, migrated(&plan));
+    // The gate loaded before the kubelet stops; its start queued before Docker's stop and let
+    // through by it; the gate gone once the kubelet runs.
+    assert_eq!(
+        *systemd.calls.borrow(),
+        [
+            "restart containerd.service",
+            "gate-install",
+            "daemon-reload",
+            "stop kubelet.service",
+            "queue-start kubelet.service",
+            "stop docker.socket",
+            "gate-open",
+            "start kubelet.service",
+            "wait-stops",
+            "gate-remove",
+            "daemon-reload",
+            "disable docker.socket",
+            "disable docker.service",
+            "enable containerd.service",
+        ]
+    );
+    // The kubelet's files were written before Docker stopped, held by the gate.
+    let line = |s: &str| journal.find(s).unwrap_or_else(|| panic!("{s}: {journal}"));
+    assert!(line(&format!("done write {FLAGS}")) < line("done stop docker.socket"));
+    let detail = |prefix: &str| {
+        outcome
+            .steps
+            .iter()
+            .find(|s| s.step.starts_with(prefix))
+            .and_then(|s| s.detail.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        detail("stop docker.socket").contains("the kubelet's gate opened then"),
+        "{:?}",
+        outcome.steps
+    );
+    assert_eq!(systemd.gate.get(), (false, false));
+    assert_active(&systemd, &["kubelet.service", "containerd.service"]);
+}
+
+/// Migrated, or every file, unit and the gate as before.
+fn held_whole(
+    systemd: &FakeSystemd,
+    outcome: &WalkOutcome,
+    (after, before): (Files, Files),
+    plan: &StoredPlan,
+    at: &str,
+) {
+    if code(outcome) == exit::OK {
+        assert_eq!(after, migrated(plan), "{at}");
+    } else {
+        assert_eq!(after, before, "{at}: {:?}", outcome.rollback);
+        assert_eq!(*systemd.units.borrow(), FakeSystemd::initial(), "{at}");
+        // Nothing holds the kubelet's starts after a rollback.
+        assert_eq!(systemd.gate.get(), (false, false), "{at}");
+    }
+}
+
+#[test]
+fn held_a_signal_at_every_boundary_or_a_failure_at_every_call_leaves_a_whole_node() {
+    let (_dir, _node, plan) = node();
+    let names = step_names(&held_plan(plan));
+    let commit = names
+        .iter()
+        .position(|n| n.contains("until kubelet.service is active"))
+        .unwrap();
+    for k in 1..=names.len() {
+        let systemd = FakeSystemd::new(None);
+        let (outcome, after, before, plan, _) = walk_held(&systemd, Some((k, SIGTERM)));
+        let at = format!("signal before step {k} ({})", names[k - 1]);
+        let expected = match k - 1 {
+            0 => exit::INTERRUPTED,
+            ran if ran > commit => exit::OK,
+            _ => exit::INTERRUPTED_ROLLED_BACK,
+        };
+        assert_eq!(code(&outcome), expected, "{at}");
+        held_whole(&systemd, &outcome, (after, before), &plan, &at);
+    }
+    let happy = {
+        let systemd = FakeSystemd::new(None);
+        walk_held(&systemd, None);
+        let calls = systemd.calls.borrow().clone();
+        calls
+    };
+    for n in 1..=happy.len() {
+        let systemd = FakeSystemd::new(Some(n));
+        let (outcome, after, before, plan, _) = walk_held(&systemd, None);
+        let at = format!("failure at call {n} ({})", happy[n - 1]);
+        held_whole(&systemd, &outcome, (after, before), &plan, &at);
+        // Opening the gate at the exits may fail: the kubelet's start opens it then. Removing
+        // it once the kubelet runs (the file, the reload) may fail: said, not undone.
+        if happy[n - 1] == "wait-stops" {
+            // Not a call that fails by number (`late_failure` is that test).
+            continue;
+        }
+        let removal = happy.iter().position(|c| c == "gate-remove").unwrap();
+        if happy[n - 1] == "gate-open" || n - 1 == removal || n - 1 == removal + 1 {
+            assert_eq!(code(&outcome), exit::OK, "{at}: {:?}", outcome.error);
+        } else {
+            assert_eq!(code(&outcome), exit::ROLLED_BACK, "{at}");
+        }
+    }
+}
+
+#[test]
+fn a_gate_systemd_did_not_load_stops_before_the_kubelet_does() {
+    let systemd = FakeSystemd::new(None);
+    systemd.gate_dropped.set(true);
+    let (outcome, after, before, _, _) = walk_held(&systemd, None);
+    assert_eq!(code(&outcome), exit::ROLLED_BACK);
+    let msg = format!("{}", outcome.error.as_ref().unwrap());
+    assert!(
+        msg.contains("resets ExecStartPre") && msg.contains("never stopped"),
+        "{msg}"
+    );
+    assert_eq!(after, before);
+    assert!(!systemd.calls.borrow().iter().any(|c| c.contains("kubelet")));
+    assert_eq!(systemd.gate.get(), (false, false));
+}
+
+#[test]
+fn a_kubelet_still_tied_to_docker_is_not_started_ahead() {
+    let mut systemd = FakeSystemd::new(None);
+    systemd
+        .requires
+        .push(("kubelet.service".into(), "docker.service".into()));
+    let (outcome, _, _, _, _) = walk_held(&systemd, None);
+    let calls = systemd.calls.borrow();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("queue-start")),
+        "{calls:?}"
+    );
+    let said = outcome
+        .steps
+        .iter()
+        .find(|s| s.step.starts_with("queue the start of kubelet"))
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_default();
+    assert!(said.contains("Requires=docker.service"), "{said}");
 }

@@ -640,6 +640,7 @@ fn walk(
         labels: &crate::system::selinux::RealLabels,
         interrupted: &signals::caught,
         exits: &exits,
+        gate: &crate::system::gate::RealGate::new(),
     };
     let opts = ApplyOptions {
         live: t.live,

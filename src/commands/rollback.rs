@@ -69,6 +69,7 @@ pub fn run(
         labels: &crate::system::selinux::RealLabels,
         interrupted: &crate::signals::caught,
         exits: &crate::system::exits::NoExits,
+        gate: &crate::system::gate::RealGate::new(),
     };
     let mut progress: Box<dyn Progress> = match args.output {
         Output::Json => Box::new(Quiet),

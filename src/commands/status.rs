@@ -177,6 +177,11 @@ fn restore_list(b: &Backup) -> Vec<String> {
                     ])
                 )
             }
+            Effect::Gate { unit } => format!(
+                "the start gate of {unit}: remove {} and {}, then run `systemctl daemon-reload`",
+                crate::system::gate::DROP_IN,
+                crate::system::gate::FIFO
+            ),
             Effect::Release { paths } => format!(
                 "address reservations {}: move back from {}/released",
                 paths.join(", "),

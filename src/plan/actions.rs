@@ -115,31 +115,39 @@ fn docker_units(facts: &Facts, from: RuntimeKind, target: Target) -> Vec<&'stati
     units
 }
 
-/// The kubelet's stop, then Docker's (those in `early` go on once its containers exited), then
-/// the release of the addresses Docker's pods held: once Docker is down its pods are gone, and
-/// nothing else frees them.
-fn stops(facts: &Facts, docker_units: &[&str], early: &[String]) -> Vec<Action> {
-    let mut stops: Vec<Action> = std::iter::once("kubelet.service")
-        .chain(docker_units.iter().copied())
-        .map(|u| Action::Stop {
-            unit: u.to_string(),
-            until_exited: early
-                .iter()
-                .any(|e| e == u)
-                .then(|| crate::images::docker::SOCKET.to_string()),
-        })
-        .collect();
-    if !docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty() {
-        stops.push(Action::ReleaseAddresses {
-            reservations: facts
-                .leftovers
-                .ipam_reservations
-                .iter()
-                .map(|r| (r.path.clone(), r.container.clone()))
-                .collect(),
+/// The stops of the cutover: the kubelet's, Docker's (those in `early` go on once its containers
+/// exited), and the release of the addresses Docker's pods held, which nothing else frees once
+/// Docker stopped them.
+struct Stops {
+    kubelet: Action,
+    docker: Vec<Action>,
+    release: Option<Action>,
+}
+
+fn stops(facts: &Facts, docker_units: &[&str], early: &[String]) -> Stops {
+    let stop = |u: &str| Action::Stop {
+        unit: u.to_string(),
+        until_exited: early
+            .iter()
+            .any(|e| e == u)
+            .then(|| crate::images::docker::SOCKET.to_string()),
+    };
+    let release =
+        (!docker_units.is_empty() && !facts.leftovers.ipam_reservations.is_empty()).then(|| {
+            Action::ReleaseAddresses {
+                reservations: facts
+                    .leftovers
+                    .ipam_reservations
+                    .iter()
+                    .map(|r| (r.path.clone(), r.container.clone()))
+                    .collect(),
+            }
         });
+    Stops {
+        kubelet: stop("kubelet.service"),
+        docker: docker_units.iter().map(|u| stop(u)).collect(),
+        release,
     }
-    stops
 }
 
 /// Version, pull, test pod — everything the kubelet will ask of the runtime — and a test pod
@@ -246,6 +254,7 @@ fn actions(d: &Decided, order: &Order) -> Vec<Action> {
         timeout_secs: timeout * 2,
     };
     let mut a = Vec::new();
+    let kubelet = || unit("kubelet.service");
     if order.check_before_cutover {
         // The runtime first, checked while the kubelet still runs on Docker; only then the
         // cutover, which then holds no more than the kubelet's restart on the new socket.
@@ -255,26 +264,50 @@ fn actions(d: &Decided, order: &Order) -> Vec<Action> {
         a.extend(reload(FileGroup::Runtime));
         a.extend(labels.clone());
         a.extend(checks);
-        a.extend(stops);
-        a.push(Action::WriteFiles {
-            group: FileGroup::Kubelet,
-        });
-        a.extend(reload(FileGroup::Kubelet));
+        let held = !early.is_empty();
+        if held {
+            // The kubelet's start held at a gate (`system::gate`) that opens once Docker's
+            // containers have exited: its files are written and its start queued while Docker
+            // still stops them, and every start of it waits for them (no pod twice at once).
+            // Nothing allocates addresses before the gate opens: Docker's go back before.
+            a.push(Action::InstallGate { unit: kubelet() });
+            a.push(stops.kubelet);
+            a.extend(stops.release);
+            a.push(Action::WriteFiles {
+                group: FileGroup::Kubelet,
+            });
+            a.extend(reload(FileGroup::Kubelet));
+            a.push(Action::StartHeld { unit: kubelet() });
+            a.extend(stops.docker);
+        } else {
+            a.push(stops.kubelet);
+            a.extend(stops.docker);
+            a.extend(stops.release);
+            a.push(Action::WriteFiles {
+                group: FileGroup::Kubelet,
+            });
+            a.extend(reload(FileGroup::Kubelet));
+        }
         a.push(start_kubelet);
         a.push(Action::CheckRuntime {
             endpoint: endpoint.into(),
         });
-        if !early.is_empty() {
+        if held {
             a.push(Action::WaitStopped {
                 units: early,
                 timeout_secs: timeout * 2,
             });
         }
         a.push(wait_kubelet);
+        if held {
+            a.push(Action::RemoveGate { unit: kubelet() });
+        }
     } else {
         // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting
         // on its own in between never starts on half a migration.
-        a.extend(stops);
+        a.push(stops.kubelet);
+        a.extend(stops.docker);
+        a.extend(stops.release);
         a.push(Action::WriteFiles {
             group: FileGroup::All,
         });

@@ -189,6 +189,20 @@ pub enum Action {
     Start {
         unit: String,
     },
+    /// The kubelet's starts held at a gate until Docker's containers have exited
+    /// (`system::gate`): its runtime drop-in written, systemd reloaded, the gate proved loaded.
+    InstallGate {
+        unit: String,
+    },
+    /// The unit's start queued, held at its gate: systemd starts it the moment the gate opens,
+    /// which the stop of Docker does once its containers have exited.
+    StartHeld {
+        unit: String,
+    },
+    /// The gate gone once the kubelet runs (and systemd reloaded).
+    RemoveGate {
+        unit: String,
+    },
     WaitActive {
         unit: String,
         timeout_secs: u64,
@@ -314,6 +328,20 @@ impl fmt::Display for Action {
                 crate::names::selinux_label_line(like, path)
             ),
             Action::Start { unit } => write!(f, "start {unit}"),
+            Action::InstallGate { unit } => write!(
+                f,
+                "hold every start of {unit} at a gate until Docker's containers have exited ({}, then systemctl daemon-reload)",
+                crate::system::gate::DROP_IN
+            ),
+            Action::StartHeld { unit } => write!(
+                f,
+                "queue the start of {unit}, held at its gate (it runs the moment Docker's containers have exited)"
+            ),
+            Action::RemoveGate { unit } => write!(
+                f,
+                "remove the gate of {unit} ({}), then systemctl daemon-reload",
+                crate::system::gate::DROP_IN
+            ),
             Action::WaitActive { unit, timeout_secs } => {
                 write!(f, "wait up to {timeout_secs}s until {unit} is active")
             }

@@ -3,6 +3,7 @@
 //! real programs, found on PATH with `which`; the black-box tests put fakes first on PATH.
 
 pub mod exits;
+pub mod gate;
 pub mod kubectl;
 pub mod packages;
 pub mod selinux;

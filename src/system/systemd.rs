@@ -81,6 +81,12 @@ pub trait Systemd {
         let _ = timeout;
         Ok(())
     }
+    /// `systemctl start --no-block`: the start job queued, not waited for.
+    fn queue_start(&self, unit: &str) -> Result<()> {
+        self.act("start", Some(unit))
+    }
+    /// `systemctl show -p P1,P2 UNIT`: `P=VALUE` lines, as systemd loaded the unit.
+    fn show(&self, unit: &str, props: &[&str]) -> Result<String>;
 }
 
 /// Every unit of `units` and, transitively, every unit that systemd stops with one of them,
@@ -306,14 +312,33 @@ impl Systemd for RealSystemd {
         if self.root.is_some() {
             return Ok(vec![]);
         }
-        let props = STOPPED_WITH.join(",");
-        let out = run_ok(
+        Ok(show_list(&self.show(unit, &STOPPED_WITH)?, &STOPPED_WITH))
+    }
+
+    fn show(&self, unit: &str, props: &[&str]) -> Result<String> {
+        if self.root.is_some() {
+            anyhow::bail!("offline (--root): systemd's loaded units cannot be read");
+        }
+        let props = props.join(",");
+        run_ok(
             "systemctl",
             &["show", "-p", &props, "--", unit],
             &[],
             Duration::from_secs(20),
-        )?;
-        Ok(show_list(&out, &STOPPED_WITH))
+        )
+    }
+
+    fn queue_start(&self, unit: &str) -> Result<()> {
+        if self.root.is_some() {
+            anyhow::bail!("offline (--root): nothing is started");
+        }
+        run_ok(
+            "systemctl",
+            &["start", "--no-block", "--", unit],
+            &[],
+            Duration::from_secs(20),
+        )
+        .map(|_| ())
     }
 
     fn active_states(&self, units: &[String]) -> Result<Vec<String>> {
@@ -425,6 +450,9 @@ mod tests {
                 .find(|(u, _, _)| *u == unit)
                 .map(|(_, _, d)| d.iter().map(|d| d.to_string()).collect())
                 .unwrap_or_default())
+        }
+        fn show(&self, _: &str, _: &[&str]) -> Result<String> {
+            Ok(String::new())
         }
     }
 
