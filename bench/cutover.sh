@@ -64,14 +64,17 @@ fi
 boot_node "$NODE"
 wait_active docker.service 60 && wait_active kubelet.service 60 || die "the node did not come up"
 docker_pull_images || die "Docker could not pull the test images"
-# The pods as dockershim ran them; restart policy always: Docker brings them back after each run.
+# The pods as dockershim ran them: no restart policy (the kubelet restarted them), so after each
+# run they are started again here, as the kubelet back on Docker would.
 for p in $(seq "$PODS"); do
-    run_docker_pod "$p" || die "docker run failed"
+    run_docker_pod "$p" no || die "docker run failed"
 done
 pods_back_on_docker() {
-    local i
+    local i exited
     for i in $(seq 120); do
         [ "$(in_node docker ps -q --filter name=k8s_app_pod | wc -l)" = "$PODS" ] && return 0
+        exited=$(in_node docker ps -aq --filter name=k8s_app_pod --filter status=exited)
+        [ -n "$exited" ] && in_node docker start $exited >/dev/null 2>&1
         sleep 0.5
     done
     die "the pods did not come back on Docker"

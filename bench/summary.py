@@ -14,8 +14,8 @@ import sys
 
 PHASES = [
     ("kubelet_stop", "kubelet's stop job"),
-    ("between_stops", "kubelet stopped to Docker's stop job"),
-    ("docker_to_term", "Docker's stop job to the first SIGTERM"),
+    ("between_stops", "kubelet stopped to the stop of Docker's containers"),
+    ("docker_to_term", "that stop to the first SIGTERM"),
     ("term_spread", "first to last pod's SIGTERM"),
     ("workload", "slowest pod's own shutdown"),
     ("docker_after_exit", "last pod exited to Docker stopped"),

@@ -15,8 +15,10 @@ Prints one JSON object (seconds) whose keys are, in the order of the window:
                        stand-in's "pod default/pod-N running" lines)
     pods_down_exit     first pod container exited -> every pod running (the older figure)
     kubelet_stop       the kubelet's stop job ("Stopping kubelet" -> "Stopped kubelet")
-    between_stops      kubelet stopped -> Docker's first stop job begins (the tool's own calls)
-    docker_to_term     Docker's stop job begins -> the first pod gets SIGTERM
+    between_stops      kubelet stopped -> the stop of Docker's containers begins: Docker's first
+                       stop job, or the first pod's SIGTERM where that comes first (cri-migrate
+                       signals them itself, before Docker's stop) (the tool's own calls)
+    docker_to_term     that -> the first pod gets SIGTERM (0 where the pods are signalled first)
     term_spread        first -> last pod's SIGTERM
     workload           the slowest pod's own shutdown (its SIGTERM -> its exit)
     docker_after_exit  the last pod exited -> docker.service stopped (dockerd's own shutdown)
@@ -143,8 +145,8 @@ def main():
         "pods_down": pods_down,
         "pods_down_exit": all_running - min(exits),
         "kubelet_stop": kubelet_stopped - kubelet_stop,
-        "between_stops": docker_stopping - kubelet_stopped,
-        "docker_to_term": min(terms) - docker_stopping,
+        "between_stops": min(docker_stopping, min(terms)) - kubelet_stopped,
+        "docker_to_term": min(terms) - min(docker_stopping, min(terms)),
         "term_spread": max(terms) - min(terms),
         "workload": workload,
         "docker_after_exit": docker_stopped - max(exits),

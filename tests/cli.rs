@@ -406,6 +406,7 @@ fn json_plan_has_the_documented_fields() {
             "start-held kubelet.service",
             "stop cri-docker.socket",
             "stop cri-docker.service",
+            "stop-containers ",
             "stop docker.socket",
             "stop docker.service",
             "start kubelet.service",

@@ -14,6 +14,7 @@ use crate::error::Failure;
 use crate::node::Node;
 use crate::plan::{Action, FileGroup};
 use crate::signals::{self, Phase};
+use crate::system::exits::Stopped;
 use crate::system::gate;
 use crate::system::kubectl::Kubectl;
 use crate::system::systemd::{diagnose, running, Systemd};
@@ -696,6 +697,38 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
     }))
 }
 
+/// Docker's containers stopped here, as Docker stops them but all at once (dockerd's shutdown
+/// sends the signals one container after another: a tenth of a second at 30 containers), the
+/// kubelet's gate opened the moment the last has exited. Where they cannot be (not noted, a
+/// restart policy, ...), Docker's stop that follows stops them, as before.
+fn stop_containers(fx: &Effects, socket: &str) -> StepDone {
+    match fx.exits.note(socket) {
+        Ok(0) => return Ok(Some("Docker runs no container".into())),
+        Ok(_) => {}
+        Err(e) => return Ok(Some(format!("left to Docker's stop: {e:#}"))),
+    }
+    let opened: std::cell::RefCell<Option<Result<bool>>> = Default::default();
+    let stopped = fx
+        .exits
+        .stop_all(&|| *opened.borrow_mut() = Some(fx.gate.open()))?;
+    Ok(Some(match stopped {
+        Stopped::Left(why) => format!("left to Docker's stop: {why}"),
+        Stopped::Exited { count, killed } => format!(
+            "{count} container(s) exited{}{}",
+            if killed > 0 {
+                format!(", {killed} of them killed at their stop timeout")
+            } else {
+                String::new()
+            },
+            match opened.into_inner() {
+                Some(Ok(true)) => "; the kubelet's gate opened then",
+                Some(Err(_)) => "; the kubelet's gate could not be opened then",
+                _ => "",
+            }
+        ),
+    }))
+}
+
 /// The dependencies that would tie a held start of the kubelet to Docker's units: a start job
 /// that pulls one in (or waits for its stop) while Docker stops.
 const HELD_DEPS: [&str; 7] = [
@@ -861,6 +894,7 @@ fn act(w: &Walk, node_dir: &str, a: &Action, verification: &mut Option<Verificat
             unit,
             until_exited: Some(socket),
         } => stop_until_exited(fx, unit, socket),
+        Action::StopContainers { socket } => stop_containers(fx, socket),
         Action::WaitStopped {
             units,
             timeout_secs,

@@ -1297,6 +1297,19 @@ impl crate::system::exits::Exits for FakeExits {
     fn all_exited(&self) -> bool {
         self.exited
     }
+    fn stop_all(&self, exited: &dyn Fn()) -> Result<crate::system::exits::Stopped> {
+        use crate::system::exits::Stopped;
+        Ok(match (&self.noted, self.exited) {
+            (Ok(n), true) if *n > 0 => {
+                exited();
+                Stopped::Exited {
+                    count: *n,
+                    killed: 0,
+                }
+            }
+            _ => Stopped::Left("a restart policy".into()),
+        })
+    }
 }
 
 /// The beside order as planned for Docker's stops: each goes on once Docker's containers have
@@ -1505,6 +1518,12 @@ fn held_plan(plan: StoredPlan) -> StoredPlan {
     plan.actions.insert(stop + 2, files);
     plan.actions
         .insert(stop + 3, Action::StartHeld { unit: kubelet() });
+    plan.actions.insert(
+        stop + 4,
+        Action::StopContainers {
+            socket: "/var/run/docker.sock".into(),
+        },
+    );
     let active = at(&plan, "wait up to 1s until kubelet");
     plan.actions
         .insert(active + 1, Action::RemoveGate { unit: kubelet() });
@@ -1567,8 +1586,8 @@ fn the_held_kubelet_starts_the_moment_dockers_containers_exited() {
             "daemon-reload",
             "stop kubelet.service",
             "queue-start kubelet.service",
-            "stop docker.socket",
             "gate-open",
+            "stop docker.socket",
             "start kubelet.service",
             "wait-stops",
             "gate-remove",
@@ -1590,7 +1609,8 @@ fn the_held_kubelet_starts_the_moment_dockers_containers_exited() {
             .unwrap_or_default()
     };
     assert!(
-        detail("stop docker.socket").contains("the kubelet's gate opened then"),
+        detail("stop Docker's containers")
+            .contains("3 container(s) exited; the kubelet's gate opened then"),
         "{:?}",
         outcome.steps
     );

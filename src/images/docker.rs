@@ -141,6 +141,14 @@ pub struct LiveContainer {
     pub restarting: bool,
     /// `HostConfig.PidMode`: "" (its own PID namespace), `host`, or `container:ID`.
     pub pid_mode: String,
+    /// Frozen (`docker pause`): a signal waits until it is thawed.
+    pub paused: bool,
+    /// `HostConfig.RestartPolicy.Name`: "" or `no`, `always`, `unless-stopped`, `on-failure`.
+    pub restart_policy: String,
+    /// `Config.StopSignal` ("" for SIGTERM) and `Config.StopTimeout` (none: Docker's 10 s; a
+    /// negative one: no limit), as `docker stop` and dockerd's shutdown use them.
+    pub stop_signal: String,
+    pub stop_timeout: Option<i64>,
 }
 
 /// The longest Docker may take over a metadata call (list, inspect, tag).
@@ -300,13 +308,15 @@ impl Docker {
             .map(|c| {
                 let v: serde_json::Value =
                     self.get_json_within(&format!("/containers/{}/json", c.id), bound)?;
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
                 Ok(LiveContainer {
                     pid: v["State"]["Pid"].as_i64().unwrap_or(0),
                     restarting: c.state == "restarting",
-                    pid_mode: v["HostConfig"]["PidMode"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
+                    paused: c.state == "paused",
+                    pid_mode: text(&v["HostConfig"]["PidMode"]),
+                    restart_policy: text(&v["HostConfig"]["RestartPolicy"]["Name"]),
+                    stop_signal: text(&v["Config"]["StopSignal"]),
+                    stop_timeout: v["Config"]["StopTimeout"].as_i64(),
                     id: c.id,
                 })
             })

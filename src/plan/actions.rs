@@ -278,7 +278,23 @@ fn actions(d: &Decided, order: &Order) -> Vec<Action> {
             });
             a.extend(reload(FileGroup::Kubelet));
             a.push(Action::StartHeld { unit: kubelet() });
-            a.extend(stops.docker);
+            // cri-dockerd's stops first (waited for whole), then Docker's containers, then
+            // Docker's units.
+            let (plain, docker): (Vec<Action>, Vec<Action>) =
+                stops.docker.into_iter().partition(|s| {
+                    matches!(
+                        s,
+                        Action::Stop {
+                            until_exited: None,
+                            ..
+                        }
+                    )
+                });
+            a.extend(plain);
+            a.push(Action::StopContainers {
+                socket: crate::images::docker::SOCKET.to_string(),
+            });
+            a.extend(docker);
         } else {
             a.push(stops.kubelet);
             a.extend(stops.docker);

@@ -123,6 +123,13 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until_exited: Option<String>,
     },
+    /// Docker's containers stopped as Docker stops them (each its stop signal, SIGKILL after
+    /// its stop timeout), all at once, before Docker's own stop; going on once they have
+    /// exited. Where Docker could start one again, left to Docker's stop, said why.
+    StopContainers {
+        /// Docker's API socket (the containers are noted through it).
+        socket: String,
+    },
     /// The stops that went on past their step, finished (and the units inactive).
     WaitStopped {
         units: Vec<String>,
@@ -260,6 +267,10 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "stop {unit}, going on once Docker's containers have exited"
+            ),
+            Action::StopContainers { .. } => write!(
+                f,
+                "stop Docker's containers as Docker stops them (each its stop signal, SIGKILL after its stop timeout), all at once, going on once they have exited (where Docker could start one again, Docker's own stop does it)"
             ),
             Action::WaitStopped {
                 units,

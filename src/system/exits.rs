@@ -28,6 +28,21 @@ pub trait Exits {
     fn note(&self, docker_socket: &str) -> Result<usize>;
     /// Whether every noted container has exited (false before a note, or with none noted).
     fn all_exited(&self) -> bool;
+    /// Stop every noted container the way Docker stops it — its stop signal to its main
+    /// process, then SIGKILL once its stop timeout has passed — all at once, and wait until
+    /// all have exited, calling `exited` at that moment. Where Docker could start one again
+    /// (a restart policy) or the stop cannot be done as Docker does it, nothing is sent:
+    /// [`Stopped::Left`] says why, and Docker's own stop does it.
+    fn stop_all(&self, exited: &dyn Fn()) -> Result<Stopped>;
+}
+
+/// What [`Exits::stop_all`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// Nothing sent: Docker's own stop stops them, for this reason.
+    Left(String),
+    /// Every container exited: how many, and how many of them were killed at their timeout.
+    Exited { count: usize, killed: usize },
 }
 
 /// Nothing to watch (tests, and runs whose stops are not Docker's): the stop is waited for.
@@ -39,6 +54,9 @@ impl Exits for NoExits {
     }
     fn all_exited(&self) -> bool {
         false
+    }
+    fn stop_all(&self, _: &dyn Fn()) -> Result<Stopped> {
+        Ok(Stopped::Left("Docker's containers are not watched".into()))
     }
 }
 
@@ -57,10 +75,168 @@ pub struct RealExits {
     state: Mutex<Noted>,
 }
 
-#[derive(Default)]
 struct Noted {
     socket: Option<String>,
     procs: Vec<Proc>,
+    /// How each is stopped, in the same order; why the cutover cannot stop them itself.
+    stops: std::result::Result<Vec<HowStopped>, String>,
+}
+
+impl Default for Noted {
+    fn default() -> Self {
+        Noted {
+            socket: None,
+            procs: vec![],
+            stops: Ok(vec![]),
+        }
+    }
+}
+
+impl Default for HowStopped {
+    fn default() -> Self {
+        HowStopped {
+            signal: nix::libc::SIGTERM,
+            timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// A container's stop as Docker makes it: the signal, then SIGKILL after the timeout (none: no
+/// limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HowStopped {
+    signal: i32,
+    timeout: Option<Duration>,
+}
+
+/// Docker's own default stop timeout (`docker stop`, dockerd's shutdown).
+const DOCKER_STOP_TIMEOUT: i64 = 10;
+/// The longest the cutover waits for containers it stopped (a container with no stop timeout
+/// included): the same bound as a unit's stop.
+const STOPPED_BOUND: Duration = Duration::from_secs(180);
+
+/// How the cutover can stop each live container as Docker would; an error naming the first
+/// one it cannot: Docker could start it again (a restart policy other than `no`: only
+/// dockerd's shutdown turns those off), it is frozen, or its stop signal is not one this build
+/// reads.
+fn how_stopped(live: &[LiveContainer]) -> std::result::Result<Vec<HowStopped>, String> {
+    live.iter()
+        .map(|c| {
+            let short: String = c.id.chars().take(12).collect();
+            if !matches!(c.restart_policy.as_str(), "" | "no") {
+                return Err(format!(
+                    "container {short} has restart policy {}: Docker would start it again",
+                    c.restart_policy
+                ));
+            }
+            if c.paused {
+                return Err(format!("container {short} is paused"));
+            }
+            let signal = if c.stop_signal.is_empty() {
+                nix::libc::SIGTERM
+            } else {
+                signal_number(&c.stop_signal).ok_or_else(|| {
+                    format!(
+                        "container {short}'s stop signal {} is not read here",
+                        c.stop_signal
+                    )
+                })?
+            };
+            let secs = c.stop_timeout.unwrap_or(DOCKER_STOP_TIMEOUT);
+            Ok(HowStopped {
+                signal,
+                timeout: u64::try_from(secs).ok().map(Duration::from_secs),
+            })
+        })
+        .collect()
+}
+
+/// A stop signal as Docker reads one: a number, a name with or without `SIG`, or
+/// `RTMIN+N`/`RTMAX-N`.
+fn signal_number(s: &str) -> Option<i32> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=nix::libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let offset = |base: i32, rest: &str, sign: i32| -> Option<i32> {
+        let n = if rest.is_empty() {
+            0
+        } else {
+            rest.parse::<i32>().ok()?
+        };
+        let v = base + sign * n;
+        (nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX())
+            .contains(&v)
+            .then_some(v)
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return offset(nix::libc::SIGRTMIN(), rest.trim_start_matches('+'), 1);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return offset(nix::libc::SIGRTMAX(), rest.trim_start_matches('-'), -1);
+    }
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// Send `signal` to the process if it is still the one noted: through a pidfd, so that a PID
+/// reused between the check and the signal is never hit (a kernel without pidfds: kill(2)
+/// right after the check). False when it has exited already.
+fn signal_proc(proc_root: &Path, p: &Proc, signal: i32) -> Result<bool> {
+    use nix::libc;
+    // SAFETY: plain syscalls on integers; the descriptor is closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(false);
+        }
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(e).map_err(|e| anyhow::anyhow!("cannot reach process {}: {e}", p.pid));
+        }
+        if !alive(proc_root, p) {
+            return Ok(false);
+        }
+        return nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid as i32),
+            nix::sys::signal::Signal::try_from(signal)?,
+        )
+        .map(|_| true)
+        .map_err(|e| anyhow::anyhow!("cannot signal process {}: {e}", p.pid));
+    }
+    let fd = fd as libc::c_int;
+    // The descriptor names the process from here on: check that it is the one noted.
+    let r = if alive(proc_root, p) {
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(true)
+        } else {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                Ok(false)
+            } else {
+                Err(anyhow::anyhow!("cannot signal process {}: {e}", p.pid))
+            }
+        }
+    } else {
+        Ok(false)
+    };
+    // SAFETY: the descriptor opened above, closed once.
+    unsafe { libc::close(fd) };
+    r
 }
 
 impl RealExits {
@@ -84,9 +260,24 @@ impl Exits for RealExits {
         if s.socket.is_none() {
             let live = Docker::new(docker_socket.into())?.live_containers(NOTE_BOUND)?;
             s.procs = watchable(&self.proc_root, &live)?;
+            s.stops = how_stopped(&live);
             s.socket = Some(docker_socket.to_string());
         }
         Ok(s.procs.len())
+    }
+
+    fn stop_all(&self, exited: &dyn Fn()) -> Result<Stopped> {
+        let (procs, stops) = {
+            let s = crate::sync::locked(&self.state);
+            if s.socket.is_none() || s.procs.is_empty() {
+                return Ok(Stopped::Left("no container of Docker's noted".into()));
+            }
+            match &s.stops {
+                Ok(h) => (s.procs.clone(), h.clone()),
+                Err(why) => return Ok(Stopped::Left(why.clone())),
+            }
+        };
+        stop_and_wait(&self.proc_root, &procs, &stops, exited)
     }
 
     fn all_exited(&self) -> bool {
@@ -94,6 +285,48 @@ impl Exits for RealExits {
         s.socket.is_some()
             && !s.procs.is_empty()
             && !s.procs.iter().any(|p| alive(&self.proc_root, p))
+    }
+}
+
+/// Every process sent its stop signal at once, each killed once its timeout has passed, until
+/// none is left (`exited` called then), within [`STOPPED_BOUND`].
+fn stop_and_wait(
+    proc_root: &Path,
+    procs: &[Proc],
+    stops: &[HowStopped],
+    exited: &dyn Fn(),
+) -> Result<Stopped> {
+    let sent = std::time::Instant::now();
+    for (p, how) in procs.iter().zip(stops) {
+        signal_proc(proc_root, p, how.signal)?;
+    }
+    let mut killed = vec![false; procs.len()];
+    loop {
+        let living: Vec<usize> = (0..procs.len())
+            .filter(|&i| alive(proc_root, &procs[i]))
+            .collect();
+        if living.is_empty() {
+            exited();
+            return Ok(Stopped::Exited {
+                count: procs.len(),
+                killed: killed.iter().filter(|k| **k).count(),
+            });
+        }
+        let waited = sent.elapsed();
+        if waited >= STOPPED_BOUND {
+            bail!(
+                "{} of Docker's containers still run {} s after their stop signal",
+                living.len(),
+                STOPPED_BOUND.as_secs()
+            );
+        }
+        for i in living {
+            let overdue = stops[i].timeout.is_some_and(|t| waited >= t);
+            if overdue && !killed[i] {
+                killed[i] = signal_proc(proc_root, &procs[i], nix::libc::SIGKILL)?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -157,7 +390,127 @@ mod tests {
             pid,
             restarting: false,
             pid_mode: pid_mode.into(),
+            paused: false,
+            restart_policy: "no".into(),
+            stop_signal: String::new(),
+            stop_timeout: None,
         }
+    }
+
+    #[test]
+    fn stop_signals_are_read_as_docker_reads_them() {
+        use nix::libc::{SIGKILL, SIGQUIT, SIGRTMAX, SIGRTMIN, SIGTERM, SIGUSR1};
+        for (text, want) in [
+            ("SIGTERM", Some(SIGTERM)),
+            ("TERM", Some(SIGTERM)),
+            ("sigquit", Some(SIGQUIT)),
+            ("9", Some(SIGKILL)),
+            ("10", Some(SIGUSR1)),
+            ("SIGRTMIN+3", Some(SIGRTMIN() + 3)),
+            ("RTMIN", Some(SIGRTMIN())),
+            ("SIGRTMAX-2", Some(SIGRTMAX() - 2)),
+            ("SIGRTMIN+99", None),
+            ("0", None),
+            ("SIGNOPE", None),
+            ("", None),
+        ] {
+            assert_eq!(signal_number(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn only_containers_docker_would_not_start_again_are_stopped_here() {
+        let mut c = live(7, "");
+        c.stop_signal = "SIGQUIT".into();
+        c.stop_timeout = Some(30);
+        let mut forever = live(8, "");
+        forever.stop_timeout = Some(-1);
+        assert_eq!(
+            how_stopped(&[c.clone(), live(9, ""), forever]).unwrap(),
+            [
+                HowStopped {
+                    signal: nix::libc::SIGQUIT,
+                    timeout: Some(Duration::from_secs(30))
+                },
+                HowStopped::default(),
+                HowStopped {
+                    signal: nix::libc::SIGTERM,
+                    timeout: None
+                },
+            ]
+        );
+        for (policy, paused, signal) in [
+            ("always", false, ""),
+            ("unless-stopped", false, ""),
+            ("on-failure", false, ""),
+            ("no", true, ""),
+            ("", false, "SIGBOGUS"),
+        ] {
+            let mut c = live(7, "");
+            c.restart_policy = policy.into();
+            c.paused = paused;
+            c.stop_signal = signal.into();
+            let why = how_stopped(&[live(9, ""), c]).unwrap_err();
+            assert!(why.contains("0123456789ab"), "{why}");
+        }
+    }
+
+    /// Real processes (children of the test, as a container's main process is of its shim):
+    /// each gets its signal, one that ignores it is killed at its timeout, and `exited` is
+    /// called once, when the last is gone.
+    #[test]
+    fn every_process_is_signalled_at_once_and_the_stubborn_one_killed_at_its_timeout() {
+        let spawn = |script: &str| {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .spawn()
+                .unwrap()
+        };
+        let mut polite = spawn("trap 'exit 0' TERM; while :; do sleep 0.05; done");
+        let mut stubborn = spawn("trap '' TERM; while :; do sleep 0.05; done");
+        std::thread::sleep(Duration::from_millis(200));
+        let proc_root = Path::new("/proc");
+        let procs: Vec<Proc> = [&polite, &stubborn]
+            .iter()
+            .map(|c| {
+                let pid = c.id() as i64;
+                Proc {
+                    pid,
+                    start: start_time(proc_root, pid).unwrap(),
+                }
+            })
+            .collect();
+        // The processes are reaped by a thread of ours, as a shim reaps its container's.
+        let reaper = std::thread::spawn(move || {
+            polite.wait().unwrap();
+            stubborn.wait().unwrap();
+        });
+        let stops = [
+            HowStopped::default(),
+            HowStopped {
+                signal: nix::libc::SIGTERM,
+                timeout: Some(Duration::from_millis(300)),
+            },
+        ];
+        let called = std::cell::Cell::new(0);
+        let t0 = std::time::Instant::now();
+        let r = stop_and_wait(proc_root, &procs, &stops, &|| called.set(called.get() + 1)).unwrap();
+        assert_eq!(
+            r,
+            Stopped::Exited {
+                count: 2,
+                killed: 1
+            }
+        );
+        assert_eq!(called.get(), 1);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        reaper.join().unwrap();
+        // Gone already: nothing is sent again.
+        assert!(!signal_proc(proc_root, &procs[0], nix::libc::SIGTERM).unwrap());
     }
 
     #[test]

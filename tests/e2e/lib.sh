@@ -188,10 +188,11 @@ spec:
 YAML
 }
 
-# run_docker_pod I: pod-I's container in the booted node's Docker, as dockershim ran it (restart
-# policy always: Docker brings it back whenever it starts again).
+# run_docker_pod I [RESTART]: pod-I's container in the booted node's Docker. Restart policy
+# RESTART, `always` by default (Docker brings it back whenever it starts again: the tests' Docker
+# after a rollback); `no` is as dockershim ran a pod's containers (the kubelet restarted them).
 run_docker_pod() {
-    in_node docker run -d --restart always --network none --name "k8s_app_pod-$1" "$TEST_IMAGE" \
+    in_node docker run -d --restart "${2:-always}" --network none --name "k8s_app_pod-$1" "$TEST_IMAGE" \
         /bin/sh -c "$POD_SH" >/dev/null
 }
 # Nodes made so far: each gets its own CNI bridge and address range (nodes share the host's

@@ -667,7 +667,8 @@ file_changed_between_plan_and_apply() {
     local config="$WORK/$NODE/var/lib/kubelet/kubeadm-flags.env" saved
     saved=$(mktemp)
     cp -a "$config" "$saved"
-    start_paused "stop docker.service" || return 1
+    # Paused right before the kubelet's files are written (after its stop: the gate holds it).
+    start_paused "stop kubelet.service" || return 1
     echo '# managed by configuration management' >>"$config"
     touch "$PAUSED_BACKUP/continue"
     end_paused || return 1
