@@ -666,11 +666,16 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
         }
     };
     // Exited, and dockerd shutting down (its unit no longer active): from then on it starts no
-    // container again (restart policies end with its shutdown). Its unit leaves `active` as
+    // container again (restart policies end with its shutdown), unless none has one. Its unit leaves `active` as
     // the stop begins, long before the containers exit: read until seen, not at the exits.
     let docker_stopping = std::cell::Cell::new(false);
     let opened: std::cell::RefCell<Option<Result<bool>>> = Default::default();
     let gone = || {
+        // With no restart policy, an exit is final whatever dockerd does (the containers stopped
+        // by `stop_containers` have exited before this stop began).
+        if fx.exits.none_restart() && fx.exits.all_exited() {
+            docker_stopping.set(true);
+        }
         if !docker_stopping.get() {
             docker_stopping.set(
                 fx.systemd
@@ -1119,8 +1124,8 @@ fn wait_active(fx: &Effects, unit: &str, timeout: Duration) -> Result<()> {
         // A state systemctl could not tell in time is not "active": wait on.
         last = fx
             .systemd
-            .state(unit)
-            .map(|s| s.active)
+            .active_states(&[unit.to_string()])
+            .map(|s| s.concat())
             .unwrap_or_else(|e| format!("unknown ({e:#})"));
         if last == "active" {
             let since = *active_since.get_or_insert_with(Instant::now);

@@ -1310,6 +1310,9 @@ impl crate::system::exits::Exits for FakeExits {
             _ => Stopped::Left("a restart policy".into()),
         })
     }
+    fn none_restart(&self) -> bool {
+        false
+    }
 }
 
 /// The beside order as planned for Docker's stops: each goes on once Docker's containers have

@@ -34,6 +34,9 @@ pub trait Exits {
     /// (a restart policy) or the stop cannot be done as Docker does it, nothing is sent:
     /// [`Stopped::Left`] says why, and Docker's own stop does it.
     fn stop_all(&self, exited: &dyn Fn()) -> Result<Stopped>;
+    /// Whether Docker would start none of the noted containers again once exited (every
+    /// restart policy `no`): their exits then need no dockerd in its shutdown to be final.
+    fn none_restart(&self) -> bool;
 }
 
 /// What [`Exits::stop_all`] did.
@@ -58,6 +61,9 @@ impl Exits for NoExits {
     fn stop_all(&self, _: &dyn Fn()) -> Result<Stopped> {
         Ok(Stopped::Left("Docker's containers are not watched".into()))
     }
+    fn none_restart(&self) -> bool {
+        false
+    }
 }
 
 /// A process, told apart from a later one with the same PID by its start time.
@@ -80,6 +86,8 @@ struct Noted {
     procs: Vec<Proc>,
     /// How each is stopped, in the same order; why the cutover cannot stop them itself.
     stops: std::result::Result<Vec<HowStopped>, String>,
+    /// Every restart policy `no`.
+    restart_none: bool,
 }
 
 impl Default for Noted {
@@ -88,6 +96,7 @@ impl Default for Noted {
             socket: None,
             procs: vec![],
             stops: Ok(vec![]),
+            restart_none: false,
         }
     }
 }
@@ -261,9 +270,17 @@ impl Exits for RealExits {
             let live = Docker::new(docker_socket.into())?.live_containers(NOTE_BOUND)?;
             s.procs = watchable(&self.proc_root, &live)?;
             s.stops = how_stopped(&live);
+            s.restart_none = live
+                .iter()
+                .all(|c| matches!(c.restart_policy.as_str(), "" | "no"));
             s.socket = Some(docker_socket.to_string());
         }
         Ok(s.procs.len())
+    }
+
+    fn none_restart(&self) -> bool {
+        let s = crate::sync::locked(&self.state);
+        s.socket.is_some() && !s.procs.is_empty() && s.restart_none
     }
 
     fn stop_all(&self, exited: &dyn Fn()) -> Result<Stopped> {
