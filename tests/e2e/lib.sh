@@ -164,9 +164,11 @@ disabled_plugins = ["cri"]
 '
 
 # A pod's process: PID 1 of its container, ending on SIGTERM as a real workload does (a process
-# without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period). As a
-# shell line, and as an image command (JSON). The benchmark gives its own (a fixed shutdown time).
-POD_SH=${POD_SH:-"trap 'exit 0' TERM INT; while :; do sleep 1; done"}
+# without a handler ignores SIGTERM as PID 1, and every stop would wait its grace period); it says
+# `term` in its log when the signal reaches it and ends a little later (a second signal meanwhile
+# would say it again). As a shell line, and as an image command (JSON). The benchmark gives its
+# own (a fixed shutdown time).
+POD_SH=${POD_SH:-"trap 'echo term; sleep 0.2; exit 0' TERM INT; while :; do sleep 1; done"}
 POD_CMD='["/bin/sh","-c","'"$POD_SH"'"]'
 
 # write_static_pod NAME I: pod-I, a static pod of the node's kubelet running $TEST_IMAGE (the

@@ -224,7 +224,7 @@ signal_after() {
 signals_roll_back_by_themselves() {
     local point sig
     run_docker_pod original || return 1
-    for point in "stop kubelet.service" "stop docker.socket" "stop docker.service"; do
+    for point in "stop kubelet.service" "queue the start of kubelet" "stop docker.socket" "stop docker.service"; do
         for sig in INT TERM HUP QUIT; do
             signal_after "$point" "$sig" original || return 1
         done
@@ -274,7 +274,7 @@ signals_with_dockers_own_unit() {
     [ "$rc" = 0 ] && { run_docker_pod upstream || rc=1; }
     if [ "$rc" = 0 ]; then
         local point
-        for point in "stop kubelet.service" "stop docker.socket" "stop docker.service"; do
+        for point in "stop kubelet.service" "queue the start of kubelet" "stop docker.socket" "stop docker.service"; do
             for sig in INT TERM HUP; do
                 signal_after "$point" "$sig" upstream || { rc=1 && break 2; }
             done
@@ -792,10 +792,12 @@ docker_started() {
 }
 # Three pods as dockershim ran them (restart policy always: Docker brings them back), and the
 # same pods as static pods, which the kubelet stand-in runs through CRI on the new runtime.
+# start_pods [RESTART]: three pods in Docker (restart policy RESTART, `always` by default) and as
+# the kubelet's static pods.
 start_pods() {
     local i
     for i in 1 2 3; do
-        run_docker_pod "$i" || return 1
+        run_docker_pod "$i" "${1:-always}" || return 1
         write_static_pod "$NODE" "$i"
     done
 }
@@ -803,6 +805,22 @@ stop_pods() {
     rm -f "$WORK/$NODE"/etc/kubernetes/manifests/pod-*.yaml "$WORK/$NODE"/var/lib/cni/networks/pods/10.250.0.*
     in_node docker rm -f k8s_app_pod-1 k8s_app_pod-2 k8s_app_pod-3 >/dev/null 2>&1
     return 0
+}
+# Each of Docker's pod containers said `term` (its SIGTERM) exactly once: no second signal.
+terms_once() {
+    python3 - "$WORK/$NODE/var/lib/docker/containers" <<'PY'
+import glob, json, os, sys
+counts = []
+for cfg in glob.glob(sys.argv[1] + "/*/config.v2.json"):
+    c = json.load(open(cfg))
+    if not c.get("Name", "").startswith("/k8s_app_pod-"):
+        continue
+    log = os.path.join(os.path.dirname(cfg), c["ID"] + "-json.log")
+    n = sum(1 for line in open(log) if json.loads(line).get("log", "").strip() == "term")
+    counts.append(n)
+print(counts, file=sys.stderr)
+sys.exit(0 if len(counts) == 3 and all(n == 1 for n in counts) else 1)
+PY
 }
 # Running tasks of the kubelet's pods in containerd's CRI namespace.
 cri_tasks_running() { in_node ctr -n k8s.io tasks ls 2>/dev/null | grep -c RUNNING; }
@@ -907,7 +925,9 @@ reservations_released() { [ "$(ls "$WORK/$NODE"/var/lib/cni/networks/pods/10.250
 
 running_pods_move_and_come_back() {
     local pid0 docker0 backup paused="" i rc since
-    start_pods && reserve_pod_addresses || return 1
+    # As dockershim ran them: no restart policy (the kubelet restarted them): cri-migrate stops
+    # them itself, all at once, before Docker's stop.
+    start_pods no && reserve_pod_addresses || return 1
     node_state "$NODE" >"$WORK/state.with-pods"
     pid0=$(kubelet_pid)
     docker0=$(docker_started)
@@ -939,11 +959,13 @@ steps = [s["step"] for s in json.load(open(sys.argv[1]))["steps"]]
 pod = next(i for i, s in enumerate(steps) if "test pod" in s)
 stop = steps.index("stop kubelet.service")
 sys.exit(0 if pod < stop else 1)' "$WORK/pods.out" &&
-        expect "Docker's pods stopped with Docker" is_state is-active docker.service inactive &&
-        expect "Docker's stop went on once its containers had exited" python3 -c '
+        expect "Docker stopped" is_state is-active docker.service inactive &&
+        expect "cri-migrate stopped Docker's three containers itself and opened the kubelet's gate at their exits" python3 -c '
 import json, sys
-said = [s.get("detail") or "" for s in json.load(open(sys.argv[1]))["steps"] if s["step"].startswith("stop docker.socket")]
-sys.exit(0 if any("container(s) exited" in d for d in said) else 1)' "$WORK/pods.out" &&
+said = [s.get("detail") or "" for s in json.load(open(sys.argv[1]))["steps"] if s["step"].startswith("stop Docker'"'"'s containers")]
+sys.exit(0 if any("3 container(s) exited; the kubelet'"'"'s gate opened then" in d for d in said) else 1)' "$WORK/pods.out" &&
+        expect "each got its SIGTERM once (its log says term once)" terms_once &&
+        expect "the gate is gone" bash -c "[ ! -e '$WORK/$NODE/run/systemd/system/kubelet.service.d/zz-cri-migrate-gate.conf' ]" &&
         in_node journalctl --no-pager -u kubelet.service -o json >"$WORK/kubelet.json" &&
         expect "the kubelet started only after every pod container of Docker had exited" \
             python3 "$REPO/tests/e2e/started_after_exits.py" "$WORK/kubelet.json" "$WORK/$NODE/var/lib/docker/containers" "$since" &&
@@ -953,7 +975,8 @@ sys.exit(0 if any("container(s) exited" in d for d in said) else 1)' "$WORK/pods
         expect "rollback exits 0" exits 0 in_node cri-migrate rollback --yes &&
         expect "the rollback removed the pods the kubelet ran on containerd" grep -q "3 pod(s) removed" "$WORK/last.out" "$WORK/last.err" &&
         expect "no pod runs in containerd any more" bash -c "[ \$(cri_tasks_running) = 0 ]" &&
-        expect "Docker's three pods run again" wait_for 60 docker_pods_running &&
+        in_node docker start k8s_app_pod-1 k8s_app_pod-2 k8s_app_pod-3 >/dev/null &&
+        expect "Docker's three pods run again (started as the kubelet would)" wait_for 60 docker_pods_running &&
         expect "the rollback put their address reservations back" reservations_held &&
         expect "every file byte-identical to before" same_state with-pods &&
         docker_and_kubelet_back
