@@ -118,7 +118,11 @@ def main():
                             kubelet_stop or 0)
     docker_stopped = first(entries, lambda m: m.startswith("Stopped docker.service"), kubelet_stop or 0)
     kubelet_started = first(entries, lambda m: m.startswith("Started kubelet"), kubelet_stopped or 0)
-    ready = first(entries, lambda m: "ready on " + socket in m, kubelet_started or 0)
+    # A kubelet released from its gate may say it is ready before systemd logs "Started" (systemd
+    # forks it, then writes the line): its start is then its first line.
+    ready = first(entries, lambda m: "ready on " + socket in m, kubelet_stopped or 0)
+    if kubelet_started is not None and ready is not None:
+        kubelet_started = min(kubelet_started, ready)
     running = [first(entries, lambda m, i=i: m.startswith(f"pod default/pod-{i} running"), ready or 0)
                for i in range(1, pods + 1)]
     missing = [name for name, v in [("kubelet stop", kubelet_stop), ("kubelet stopped", kubelet_stopped),

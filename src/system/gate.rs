@@ -10,7 +10,8 @@
 //! The gate is a FIFO. It is armed when it exists without its `.open` mark: a start then blocks
 //! reading it until the walk writes `open` into it. The walk makes the mark before it writes,
 //! and the gate looks for the mark after opening the FIFO, so a gate that starts at any moment
-//! sees one or the other. Without the FIFO (never armed, or removed) the gate passes at once.
+//! sees one or the other. Without the FIFO (never armed, or removed) the gate passes at once; a
+//! gate that cannot open the FIFO fails its start.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -31,7 +32,7 @@ pub fn drop_in() -> String {
         "# Written by cri-migrate during a migration, removed after it (and gone at reboot):\n\
          # the kubelet's start waits here until every container Docker ran has exited.\n\
          [Service]\n\
-         ExecStartPre=/bin/sh -c 'g={FIFO}; [ -p \"$$g\" ] || exit 0; exec 3<>\"$$g\"; [ -e \"$$g.open\" ] && exit 0; read -r w <&3; [ \"$$w\" = open ]'\n"
+         ExecStartPre=/bin/sh -c 'g={FIFO}; [ -p \"$$g\" ] || exit 0; [ -e \"$$g.open\" ] && exit 0; exec 3<>\"$$g\"; [ -e \"$$g.open\" ] && exit 0; read -r w <&3; [ \"$$w\" = open ]'\n"
     )
 }
 
@@ -117,7 +118,10 @@ impl Gate for RealGate {
         let (Some(fifo_dir), Some(drop_in_dir)) = (fifo.parent(), unit_file.parent()) else {
             bail!("the gate's paths have no directory");
         };
-        own_dir(fifo_dir, 0o700)?;
+        // Readable by all, the FIFO root's alone: a gate of a kubelet unit run as another user
+        // sees it armed and fails to open it (its start fails: never a start let through
+        // early), and passes once the mark is there.
+        own_dir(fifo_dir, 0o755)?;
         own_dir(drop_in_dir, 0o755)?;
         // Armed afresh: an earlier run's mark or FIFO (or anything else there) gone first.
         remove_if_there(&self.mark())?;
