@@ -1284,6 +1284,16 @@ fn assert_active(systemd: &FakeSystemd, which: &[&str]) {
     }
 }
 
+/// What the first step whose name starts with `prefix` said ("" if none or nothing).
+fn step_detail(outcome: &WalkOutcome, prefix: &str) -> String {
+    outcome
+        .steps
+        .iter()
+        .find(|s| s.step.starts_with(prefix))
+        .and_then(|s| s.detail.clone())
+        .unwrap_or_default()
+}
+
 /// Docker's containers as the walk watches them: `noted` live ones, all exited or not.
 struct FakeExits {
     noted: Result<usize, String>,
@@ -1342,8 +1352,20 @@ fn early_plan(plan: StoredPlan) -> StoredPlan {
 }
 
 fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (WalkOutcome, Files, Files, StoredPlan) {
+    let (outcome, after, before, plan, _) = walk_shaped(systemd, early_plan, exits, &|| None);
+    (outcome, after, before, plan)
+}
+
+/// The node's plan shaped by `shape`, walked with Docker's stops going on past their step, these
+/// exits and signals; the outcome, the files after and before, the plan and the journal.
+fn walk_shaped(
+    systemd: &FakeSystemd,
+    shape: fn(StoredPlan) -> StoredPlan,
+    exits: &FakeExits,
+    interrupted: &dyn Fn() -> Option<i32>,
+) -> (WalkOutcome, Files, Files, StoredPlan, String) {
     let (_dir, node, plan) = node();
-    let plan = early_plan(plan);
+    let plan = shape(plan);
     let before = files(&node);
     systemd.early.set(true);
     let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
@@ -1356,13 +1378,15 @@ fn walk_early(systemd: &FakeSystemd, exits: &FakeExits) -> (WalkOutcome, Files, 
         kubectl: None,
         cri: &connect,
         labels: &FakeLabels,
-        interrupted: &|| None,
+        interrupted,
         exits,
         gate: systemd,
     };
     let mut b = Backup::create(&node, plan.clone(), states(systemd), true).unwrap();
     let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
-    (outcome, files(&node), before, plan)
+    let journal = std::fs::read_to_string(node.path(&format!("{}/journal.log", b.node_dir)))
+        .unwrap_or_default();
+    (outcome, files(&node), before, plan, journal)
 }
 
 #[test]
@@ -1390,14 +1414,7 @@ fn the_kubelet_starts_once_dockers_containers_exited_and_dockers_shutdown_is_wai
             "enable containerd.service",
         ]
     );
-    let detail = |prefix: &str| {
-        outcome
-            .steps
-            .iter()
-            .find(|s| s.step.starts_with(prefix))
-            .and_then(|s| s.detail.clone())
-            .unwrap_or_default()
-    };
+    let detail = |prefix: &str| step_detail(&outcome, prefix);
     assert!(detail("stop docker.socket").contains("Docker's 3 container(s) exited"));
     assert!(detail("stop docker.service").contains("already stopping along with the step before"));
     assert_eq!(systemd.units.borrow()["docker.service"].1, "inactive");
@@ -1431,12 +1448,7 @@ fn dockers_containers_still_running_make_the_stop_wait_whole() {
             .unwrap();
         assert!(stop < start, "{calls:?}");
         if exits.noted.is_err() {
-            let said = outcome
-                .steps
-                .iter()
-                .find(|s| s.step.starts_with("stop docker.socket"))
-                .and_then(|s| s.detail.clone())
-                .unwrap_or_default();
+            let said = step_detail(&outcome, "stop docker.socket");
             assert!(said.contains("waited for the whole stop"), "{said}");
         }
     }
@@ -1539,10 +1551,6 @@ fn walk_held(
     systemd: &FakeSystemd,
     signal_at: Option<(usize, i32)>,
 ) -> (WalkOutcome, Files, Files, StoredPlan, String) {
-    let (_dir, node, plan) = node();
-    let plan = held_plan(plan);
-    let before = files(&node);
-    systemd.early.set(true);
     let exits = FakeExits {
         noted: Ok(3),
         exited: true,
@@ -1552,25 +1560,7 @@ fn walk_held(
         asked.set(asked.get() + 1);
         signal_at.and_then(|(at, sig)| (asked.get() >= at).then_some(sig))
     };
-    let connect = |_: &str, _: Duration| -> Result<Box<dyn Cri>> {
-        Ok(Box::new(FakeCri {
-            sandbox_fails: false,
-        }))
-    };
-    let fx = Effects {
-        systemd,
-        kubectl: None,
-        cri: &connect,
-        labels: &FakeLabels,
-        interrupted: &interrupted,
-        exits: &exits,
-        gate: systemd,
-    };
-    let mut b = Backup::create(&node, plan.clone(), states(systemd), true).unwrap();
-    let outcome = run(&node, &mut b, &fx, &opts(), &mut Quiet);
-    let journal = std::fs::read_to_string(node.path(&format!("{}/journal.log", b.node_dir)))
-        .unwrap_or_default();
-    (outcome, files(&node), before, plan, journal)
+    walk_shaped(systemd, held_plan, &exits, &interrupted)
 }
 
 #[test]
@@ -1603,14 +1593,7 @@ fn the_held_kubelet_starts_the_moment_dockers_containers_exited() {
     // The kubelet's files were written before Docker stopped, held by the gate.
     let line = |s: &str| journal.find(s).unwrap_or_else(|| panic!("{s}: {journal}"));
     assert!(line(&format!("done write {FLAGS}")) < line("done stop docker.socket"));
-    let detail = |prefix: &str| {
-        outcome
-            .steps
-            .iter()
-            .find(|s| s.step.starts_with(prefix))
-            .and_then(|s| s.detail.clone())
-            .unwrap_or_default()
-    };
+    let detail = |prefix: &str| step_detail(&outcome, prefix);
     assert!(
         detail("stop Docker's containers")
             .contains("3 container(s) exited; the kubelet's gate opened then"),
@@ -1713,11 +1696,6 @@ fn a_kubelet_still_tied_to_docker_is_not_started_ahead() {
         !calls.iter().any(|c| c.starts_with("queue-start")),
         "{calls:?}"
     );
-    let said = outcome
-        .steps
-        .iter()
-        .find(|s| s.step.starts_with("queue the start of kubelet"))
-        .and_then(|s| s.detail.clone())
-        .unwrap_or_default();
+    let said = step_detail(&outcome, "queue the start of kubelet");
     assert!(said.contains("Requires=docker.service"), "{said}");
 }

@@ -124,6 +124,18 @@ struct Stops {
     release: Option<Action>,
 }
 
+impl Stops {
+    /// Every stop, then the files of `group` (and the reload they need).
+    fn then_files(self, group: FileGroup, reload: Option<Action>) -> Vec<Action> {
+        let mut a = vec![self.kubelet];
+        a.extend(self.docker);
+        a.extend(self.release);
+        a.push(Action::WriteFiles { group });
+        a.extend(reload);
+        a
+    }
+}
+
 fn stops(facts: &Facts, docker_units: &[&str], early: &[String]) -> Stops {
     let stop = |u: &str| Action::Stop {
         unit: u.to_string(),
@@ -296,13 +308,7 @@ fn actions(d: &Decided, order: &Order) -> Vec<Action> {
             });
             a.extend(docker);
         } else {
-            a.push(stops.kubelet);
-            a.extend(stops.docker);
-            a.extend(stops.release);
-            a.push(Action::WriteFiles {
-                group: FileGroup::Kubelet,
-            });
-            a.extend(reload(FileGroup::Kubelet));
+            a.extend(stops.then_files(FileGroup::Kubelet, reload(FileGroup::Kubelet)));
         }
         a.push(start_kubelet);
         a.push(Action::CheckRuntime {
@@ -321,13 +327,7 @@ fn actions(d: &Decided, order: &Order) -> Vec<Action> {
     } else {
         // Files change once the kubelet (and Docker) are stopped, so that a kubelet restarting
         // on its own in between never starts on half a migration.
-        a.push(stops.kubelet);
-        a.extend(stops.docker);
-        a.extend(stops.release);
-        a.push(Action::WriteFiles {
-            group: FileGroup::All,
-        });
-        a.extend(reload(FileGroup::All));
+        a.extend(stops.then_files(FileGroup::All, reload(FileGroup::All)));
         a.extend(labels);
         a.extend(checks);
         a.push(start_kubelet);
