@@ -1399,12 +1399,18 @@ fn status_tells_the_state_of_the_last_migration() {
 
 /// The unit calls of a whole migration where containerd keeps Docker's containers through a
 /// restart (KillMode=process): the runtime first, the cutover after.
-const HAPPY_BESIDE: [&str; 8] = [
+/// Beside Docker: the runtime's restart and check, then the gate loaded (a daemon-reload), the
+/// kubelet stopped and its start queued (held), Docker's units (no Docker runs here: nothing to
+/// watch, each stop waited for whole), the kubelet's start joined, the gate removed (a reload).
+const HAPPY_BESIDE: [&str; 11] = [
     "restart containerd.service",
+    "daemon-reload",
     "stop kubelet.service",
+    "start --no-block kubelet.service",
     "stop docker.socket",
     "stop docker.service",
     "start kubelet.service",
+    "daemon-reload",
     "disable docker.socket",
     "disable docker.service",
     "enable containerd.service",
@@ -1463,6 +1469,13 @@ fn beside_docker_a_failed_check_never_stops_the_kubelet() {
     assert_eq!(log(state.path(), "systemctl.log"), HAPPY_BESIDE);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["order"]["check_before_cutover"], true, "{report}");
+    // The gate was loaded from the node's /run and is gone after the migration.
+    let gate = w
+        .node
+        .path()
+        .join("run/systemd/system/kubelet.service.d/zz-cri-migrate-gate.conf");
+    assert!(!gate.exists(), "{}", gate.display());
+    assert!(!w.node.path().join("run/cri-migrate/kubelet-gate").exists());
     let out = rollback(&w, state.path());
     assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
     assert_eq!(node_files(w.node.path()), before);

@@ -640,7 +640,9 @@ fn walk(
         labels: &crate::system::selinux::RealLabels,
         interrupted: &signals::caught,
         exits: &exits,
-        gate: &crate::system::gate::RealGate::new(),
+        gate: &crate::system::gate::RealGate {
+            root: t.node.root().to_path_buf(),
+        },
     };
     let opts = ApplyOptions {
         live: t.live,

@@ -69,7 +69,9 @@ pub fn run(
         labels: &crate::system::selinux::RealLabels,
         interrupted: &crate::signals::caught,
         exits: &crate::system::exits::NoExits,
-        gate: &crate::system::gate::RealGate::new(),
+        gate: &crate::system::gate::RealGate {
+            root: t.node.root().to_path_buf(),
+        },
     };
     let mut progress: Box<dyn Progress> = match args.output {
         Output::Json => Box::new(Quiet),

@@ -63,28 +63,18 @@ impl Gate for NoGate {
     }
 }
 
-/// The gate on the live node (paths under `root`, `/` but in tests).
+/// The gate on the live node: its paths under the node's root (`/`, or the host's root mounted
+/// at `--root` with `--live`), where the node's systemd sees them at their absolute paths.
 pub struct RealGate {
     pub root: PathBuf,
 }
 
 impl RealGate {
-    pub fn new() -> RealGate {
-        RealGate {
-            root: PathBuf::from("/"),
-        }
-    }
     fn path(&self, p: &str) -> PathBuf {
         self.root.join(p.trim_start_matches('/'))
     }
     fn mark(&self) -> PathBuf {
         self.path(&format!("{FIFO}.open"))
-    }
-}
-
-impl Default for RealGate {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -179,9 +169,17 @@ impl Gate for RealGate {
 
     fn remove(&self) -> Result<()> {
         // The FIFO first: from then on the gate passes, whatever else is left.
-        remove_if_there(&self.path(FIFO))?;
+        let fifo = self.path(FIFO);
+        let drop_in = self.path(DROP_IN);
+        remove_if_there(&fifo)?;
         remove_if_there(&self.mark())?;
-        remove_if_there(&self.path(DROP_IN))
+        remove_if_there(&drop_in)?;
+        // Their directories too where nothing else is in them (an empty drop-in directory says
+        // nothing).
+        for dir in [fifo.parent(), drop_in.parent()].into_iter().flatten() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
     }
 }
 
@@ -289,6 +287,10 @@ mod tests {
         let _ = held.wait();
         g.remove().unwrap();
         assert!(!dir.path().join(DROP_IN.trim_start_matches('/')).exists());
+        assert!(
+            !dir.path().join("run/cri-migrate").exists(),
+            "its directory too"
+        );
         let mut free = spawn_gate(dir.path());
         assert_eq!(exits_within(&mut free, Duration::from_secs(10)), Some(true));
         g.remove().unwrap();
