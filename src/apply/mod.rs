@@ -666,8 +666,9 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
         }
     };
     // Exited, and dockerd shutting down (its unit no longer active): from then on it starts no
-    // container again (restart policies end with its shutdown), unless none has one. Its unit leaves `active` as
-    // the stop begins, long before the containers exit: read until seen, not at the exits.
+    // container again (restart policies end with its shutdown), unless none has one. Its unit
+    // leaves `active` as the stop begins, long before the containers exit: read until seen, not
+    // at the exits.
     let docker_stopping = std::cell::Cell::new(false);
     let opened: std::cell::RefCell<Option<Result<bool>>> = Default::default();
     let gone = || {
@@ -691,12 +692,7 @@ fn stop_until_exited(fx: &Effects, unit: &str, socket: &str) -> StepDone {
         gone
     };
     let finished = fx.systemd.stop_until(unit, &gone)?;
-    let gate = match opened.into_inner() {
-        Some(Ok(true)) => "; the kubelet's gate opened then",
-        // Opened again by the kubelet's start, which says it if that fails too.
-        Some(Err(_)) => "; the kubelet's gate could not be opened then",
-        _ => "",
-    };
+    let gate = gate_said(opened.into_inner());
     Ok((!finished).then(|| {
         format!("Docker's {watched} container(s) exited{gate}; its own shutdown goes on meanwhile")
     }))
@@ -725,13 +721,19 @@ fn stop_containers(fx: &Effects, socket: &str) -> StepDone {
             } else {
                 String::new()
             },
-            match opened.into_inner() {
-                Some(Ok(true)) => "; the kubelet's gate opened then",
-                Some(Err(_)) => "; the kubelet's gate could not be opened then",
-                _ => "",
-            }
+            gate_said(opened.into_inner())
         ),
     }))
+}
+
+/// What opening the kubelet's gate at the exits did, for the step's line. One that failed is
+/// opened again by the kubelet's start, which says it if that fails too.
+fn gate_said(opened: Option<Result<bool>>) -> &'static str {
+    match opened {
+        Some(Ok(true)) => "; the kubelet's gate opened then",
+        Some(Err(_)) => "; the kubelet's gate could not be opened then",
+        _ => "",
+    }
 }
 
 /// The dependencies that would tie a held start of the kubelet to Docker's units: a start job
