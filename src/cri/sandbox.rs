@@ -774,7 +774,10 @@ const REMOVE_BOUND: Duration = Duration::from_secs(30);
 /// no SIGTERM handler would hold the check for the whole period), then remove it. A runtime
 /// that has not yet seen the kill take effect when its stop returns (containerd waits a fixed
 /// time for its event monitor, which lags on a busy node) refuses the removal while the
-/// container still runs: asked again until it is seen stopped, within `bound`.
+/// container still runs: asked again until it is seen stopped, within `bound`. So is a removal
+/// refused as "still running" of a container whose status already says exited (a container that
+/// exited by itself as it was stopped: containerd 2.1 then fails the stop, `ttrpc: closed`, and
+/// refuses the removal until its exit event is handled a moment later).
 fn remove_container(rt: &dyn PodRuntime, c: &str, bound: Duration) -> Result<()> {
     let deadline = Instant::now() + bound;
     loop {
@@ -785,7 +788,8 @@ fn remove_container(rt: &dyn PodRuntime, c: &str, bound: Duration) -> Result<()>
         };
         let running = rt
             .container_state(c)
-            .is_ok_and(|s| s.state == "CONTAINER_RUNNING");
+            .is_ok_and(|s| s.state == "CONTAINER_RUNNING")
+            || format!("{e:#}").contains("still running");
         if !running || Instant::now() >= deadline {
             return Err(match stopped {
                 Err(s) => e.context(format!("{s:#}")),
@@ -1152,6 +1156,27 @@ mod tests {
         };
         let e = remove_container(&f, "ctr1", Duration::from_millis(300)).unwrap_err();
         assert!(format!("{e:#}").contains("still running"), "{e:#}");
+    }
+
+    #[test]
+    fn a_removal_refused_as_running_is_tried_again_though_the_status_says_exited() {
+        // The status already says exited (its exit event handled) when the refusal is read.
+        let f = Fake {
+            refusals: std::cell::Cell::new(1),
+            exit: Some(0),
+            ..Default::default()
+        };
+        remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            f.calls(),
+            [
+                "StopContainer",
+                "RemoveContainer",
+                "ContainerStatus",
+                "StopContainer",
+                "RemoveContainer",
+            ]
+        );
     }
 
     #[test]
