@@ -1131,24 +1131,30 @@ mod tests {
 
     #[test]
     fn a_container_still_seen_running_after_its_stop_is_stopped_again_until_it_goes() {
-        let f = Fake {
-            refusals: std::cell::Cell::new(2),
-            ..Default::default()
-        };
-        remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            f.calls(),
-            [
-                "StopContainer",
-                "RemoveContainer",
-                "ContainerStatus",
-                "StopContainer",
-                "RemoveContainer",
-                "ContainerStatus",
-                "StopContainer",
-                "RemoveContainer",
-            ]
-        );
+        let once = ["StopContainer", "RemoveContainer", "ContainerStatus"];
+        for (refusals, exit, calls) in [
+            // Seen running after each refused removal: asked again until it goes.
+            (
+                2,
+                None,
+                [&once[..], &once[..], &["StopContainer", "RemoveContainer"]].concat(),
+            ),
+            // Refused as still running though the status already says exited (its exit
+            // event handled when the refusal is read): asked again too.
+            (
+                1,
+                Some(0),
+                [&once[..], &["StopContainer", "RemoveContainer"]].concat(),
+            ),
+        ] {
+            let f = Fake {
+                refusals: std::cell::Cell::new(refusals),
+                exit,
+                ..Default::default()
+            };
+            remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap();
+            assert_eq!(f.calls(), calls, "{refusals} refusal(s), exit {exit:?}");
+        }
         // Past the bound it is left, with the runtime's words.
         let f = Fake {
             refusals: std::cell::Cell::new(1000),
@@ -1156,27 +1162,6 @@ mod tests {
         };
         let e = remove_container(&f, "ctr1", Duration::from_millis(300)).unwrap_err();
         assert!(format!("{e:#}").contains("still running"), "{e:#}");
-    }
-
-    #[test]
-    fn a_removal_refused_as_running_is_tried_again_though_the_status_says_exited() {
-        // The status already says exited (its exit event handled) when the refusal is read.
-        let f = Fake {
-            refusals: std::cell::Cell::new(1),
-            exit: Some(0),
-            ..Default::default()
-        };
-        remove_container(&f, "ctr1", Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            f.calls(),
-            [
-                "StopContainer",
-                "RemoveContainer",
-                "ContainerStatus",
-                "StopContainer",
-                "RemoveContainer",
-            ]
-        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Default for HowStopped {
     fn default() -> Self {
         HowStopped {
             signal: nix::libc::SIGTERM,
-            timeout: Some(Duration::from_secs(10)),
+            timeout: Some(Duration::from_secs(DOCKER_STOP_TIMEOUT as u64)),
         }
     }
 }
@@ -132,7 +132,7 @@ fn how_stopped(live: &[LiveContainer]) -> std::result::Result<Vec<HowStopped>, S
     live.iter()
         .map(|c| {
             let short: String = c.id.chars().take(12).collect();
-            if !matches!(c.restart_policy.as_str(), "" | "no") {
+            if restarts(c) {
                 return Err(format!(
                     "container {short} has restart policy {}: Docker would start it again",
                     c.restart_policy
@@ -158,6 +158,12 @@ fn how_stopped(live: &[LiveContainer]) -> std::result::Result<Vec<HowStopped>, S
             })
         })
         .collect()
+}
+
+/// Whether Docker would start the container again once it exited (a restart policy other than
+/// `no`; dockerd's shutdown alone turns that off).
+fn restarts(c: &LiveContainer) -> bool {
+    !matches!(c.restart_policy.as_str(), "" | "no")
 }
 
 /// A stop signal as Docker reads one: a number, a name with or without `SIG`, or
@@ -205,7 +211,7 @@ fn signal_proc(proc_root: &Path, p: &Proc, signal: i32) -> Result<bool> {
             return Ok(false);
         }
         if e.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(e).map_err(|e| anyhow::anyhow!("cannot reach process {}: {e}", p.pid));
+            bail!("cannot reach process {}: {e}", p.pid);
         }
         if !alive(proc_root, p) {
             return Ok(false);
@@ -270,9 +276,7 @@ impl Exits for RealExits {
             let live = Docker::new(docker_socket.into())?.live_containers(NOTE_BOUND)?;
             s.procs = watchable(&self.proc_root, &live)?;
             s.stops = how_stopped(&live);
-            s.restart_none = live
-                .iter()
-                .all(|c| matches!(c.restart_policy.as_str(), "" | "no"));
+            s.restart_none = !live.iter().any(restarts);
             s.socket = Some(docker_socket.to_string());
         }
         Ok(s.procs.len())
